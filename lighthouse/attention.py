@@ -1,0 +1,81 @@
+"""The public functions: lighthouse_attention and select, dispatching to an implementation."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from .config import LighthouseConfig
+from .plan import make_plan
+from .reference import lighthouse_attention_torch, select_torch
+
+
+def _resolve_impl(impl: str, q: torch.Tensor) -> str:
+    if impl == "auto":
+        from . import kernels
+
+        return "triton" if q.is_cuda and kernels.available() else "torch"
+    if impl == "triton":
+        from . import kernels
+
+        if not kernels.available():
+            raise ValueError(f"impl='triton' is not available here: {kernels.unavailable_reason()}; use impl='torch'")
+    return impl
+
+
+def lighthouse_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    levels: int = 3,
+    pooling: int = 4,
+    topk: int = 2048,
+    scorer: str = "norm",
+    dilation: int = 4,
+    impl: str = "auto",
+    sdpa_backend: Optional[str] = None,
+    gate: Optional[torch.Tensor] = None,
+    config: Optional[LighthouseConfig] = None,
+) -> torch.Tensor:
+    """Causal Lighthouse attention. q (B, Hq, N, D); k, v (B, Hkv, N, D), Hq a multiple of Hkv.
+
+    Returns (B, Hq, N, D) in q's dtype. An N that is not a multiple of (topk/128) * pooling**(levels-1)
+    is zero-padded at the end internally: real tokens never see the padding (attention is causal and
+    padded tokens score -inf, so they are refined only when a tile has nothing else left).
+    `config` overrides the keyword parameters when given.
+    """
+    cfg = config or LighthouseConfig(levels, pooling, topk, scorer, dilation, impl, sdpa_backend)
+    plan = make_plan(cfg, q, k, v, gate)
+    if _resolve_impl(cfg.impl, q) == "triton":
+        from .kernels import lighthouse_attention_triton
+
+        return lighthouse_attention_triton(q, k, v, plan, gate)
+    return lighthouse_attention_torch(q, k, v, plan, gate)
+
+
+def select(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    levels: int = 3,
+    pooling: int = 4,
+    topk: int = 2048,
+    scorer: str = "norm",
+    dilation: int = 4,
+    impl: str = "auto",
+    sdpa_backend: Optional[str] = None,
+    gate: Optional[torch.Tensor] = None,
+    config: Optional[LighthouseConfig] = None,
+) -> torch.Tensor:
+    """The selected sub-sequence, (B, Hkv, S) int64 indices into the concatenated pyramid
+    (offset(l) + i, offset(l) = sum of n_j for j < l, over the padded length), in causal order."""
+    cfg = config or LighthouseConfig(levels, pooling, topk, scorer, dilation, impl, sdpa_backend)
+    plan = make_plan(cfg, q, k, v, gate)
+    if _resolve_impl(cfg.impl, q) == "triton":
+        from .kernels import select_triton
+
+        return select_triton(q, k, v, plan, gate)
+    return select_torch(q, k, v, plan, gate)

@@ -1,0 +1,112 @@
+"""Shapes of one Lighthouse call: the config applied to concrete tensor sizes.
+
+Both implementations (torch, triton) read their sizes from here, so padding, level sizes and the
+selected length S are computed in exactly one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Tuple
+
+import torch
+
+from .config import TILE, LighthouseConfig
+
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+@dataclass(frozen=True)
+class LighthousePlan:
+    config: LighthouseConfig
+    batch: int
+    q_heads: int
+    kv_heads: int
+    seq_len: int  # N as given
+    padded_len: int  # N after zero-padding to a multiple of tiles * p**(L-1)
+    head_dim: int
+
+    @property
+    def group(self) -> int:
+        """Query heads per kv head (GQA group size)."""
+        return self.q_heads // self.kv_heads
+
+    @property
+    def spans(self) -> Tuple[int, ...]:
+        """f_l = p**(l-1) for l = 1..L."""
+        p = self.config.pooling
+        return tuple(p**l for l in range(self.config.levels))
+
+    @property
+    def level_sizes(self) -> Tuple[int, ...]:
+        """n_l = N_pad / f_l for l = 1..L."""
+        return tuple(self.padded_len // f for f in self.spans)
+
+    @property
+    def offsets(self) -> Tuple[int, ...]:
+        """Start of level l in the concatenated pyramid: sum of n_j for j < l."""
+        out, acc = [], 0
+        for n in self.level_sizes:
+            out.append(acc)
+            acc += n
+        return tuple(out)
+
+    @property
+    def pyramid_len(self) -> int:
+        return sum(self.level_sizes)
+
+    @property
+    def tiles(self) -> int:
+        return self.config.tiles
+
+    @property
+    def chunk(self) -> int:
+        """Coarsest-level candidates per tile: n_L / (k / 128) (>= 128)."""
+        return self.level_sizes[-1] // self.tiles
+
+    @property
+    def tile_len(self) -> int:
+        """Entries each tile emits: chunk + (L-1) * p * 128."""
+        c = self.config
+        return self.chunk + (c.levels - 1) * c.pooling * TILE
+
+    @property
+    def selected_len(self) -> int:
+        """S = N_pad / p**(L-1) + (L-1) * p * k."""
+        return self.tiles * self.tile_len
+
+
+def make_plan(config: LighthouseConfig, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, gate=None) -> LighthousePlan:
+    """Validate q, k, v (SDPA layout) against each other and the config, and size the call."""
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(t, torch.Tensor):
+            raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.dim() != 4:
+            raise ValueError(f"{name} must have 4 dimensions (B, H, N, D), got shape {tuple(t.shape)}")
+        if t.dtype not in FLOAT_DTYPES:
+            raise ValueError(f"{name} must be float16, bfloat16, float32 or float64, got {t.dtype}")
+    if k.dtype != q.dtype or v.dtype != q.dtype:
+        raise ValueError(f"q, k, v must share one dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
+    if k.device != q.device or v.device != q.device:
+        raise ValueError(f"q, k, v must be on one device, got {q.device}, {k.device}, {v.device}")
+    if k.shape != v.shape:
+        raise ValueError(f"k and v must have the same shape (B, Hkv, N, D), got {tuple(k.shape)} and {tuple(v.shape)}")
+    b, hq, n, d = q.shape
+    if k.shape[0] != b or k.shape[2] != n or k.shape[3] != d:
+        raise ValueError(
+            f"k/v shape {tuple(k.shape)} does not match q shape {tuple(q.shape)} in batch, sequence length or head dim"
+        )
+    hkv = k.shape[1]
+    if hkv < 1 or hq % hkv:
+        raise ValueError(f"query heads Hq={hq} must be a positive multiple of kv heads Hkv={hkv} (GQA)")
+    if b < 1 or d < 1:
+        raise ValueError(f"batch and head dim must be >= 1, got shape {tuple(q.shape)}")
+    if gate is not None:
+        if not isinstance(gate, torch.Tensor) or tuple(gate.shape) != (b, hq, n):
+            shape = tuple(gate.shape) if isinstance(gate, torch.Tensor) else type(gate).__name__
+            raise ValueError(f"gate must be a tensor of shape (B, Hq, N) = {(b, hq, n)}, got {shape}")
+        if gate.device != q.device:
+            raise ValueError(f"gate must be on q's device {q.device}, got {gate.device}")
+    if config.scorer == "gla" and gate is None:
+        raise ValueError("scorer='gla' needs gate=, the per-token log-gate of shape (B, Hq, N)")
+    return LighthousePlan(config, b, hq, hkv, n, config.padded_len(n), d)

@@ -1,0 +1,42 @@
+"""The whole layer in plain PyTorch: score -> select -> gather -> dense SDPA -> scatter back."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from ..plan import LighthousePlan
+from ..scorers import score_pyramid, token_scores
+from ..sdpa import causal_sdpa
+from .pyramid import pad_sequence, pyramid
+from .scatter import scatter_back
+from .selection import select_entries
+
+
+@torch.no_grad()
+def select_torch(q, k, v, plan: LighthousePlan, gate: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """The sub-sequence (B, Hkv, S) as indices into the concatenated pyramid, in causal order."""
+    sq, sk = token_scores(q, k, v, plan, gate)
+    return select_entries(score_pyramid(sq, plan), score_pyramid(sk, plan), plan)
+
+
+def gather_entries(x: torch.Tensor, indices: torch.Tensor, plan: LighthousePlan, group: int) -> torch.Tensor:
+    """Pooled rows of x at the selected pyramid indices: (B, H, S, D); kv indices shared by `group` heads."""
+    pyr = pyramid(pad_sequence(x, plan), plan)
+    idx = indices.repeat_interleave(group, dim=1) if group > 1 else indices
+    return pyr.gather(2, idx[..., None].expand(-1, -1, -1, x.shape[-1]))
+
+
+def lighthouse_attention_torch(q, k, v, plan: LighthousePlan, gate=None, indices=None) -> torch.Tensor:
+    """(B, Hq, N, D) output; `indices` may be given to hold the selection fixed (causality tests)."""
+    if indices is None:
+        indices = select_torch(q, k, v, plan, gate)
+    g = plan.group
+    q_sub = gather_entries(q, indices, plan, g)
+    k_sub = gather_entries(k, indices, plan, 1)
+    v_sub = gather_entries(v, indices, plan, 1)
+    if g > 1:
+        k_sub, v_sub = k_sub.repeat_interleave(g, dim=1), v_sub.repeat_interleave(g, dim=1)
+    out_sub = causal_sdpa(q_sub, k_sub, v_sub, plan.config.sdpa_backend)
+    return scatter_back(out_sub, indices, plan)

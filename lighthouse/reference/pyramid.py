@@ -1,0 +1,25 @@
+"""Spec section 1: mean-pool Q, K, V into the L-level pyramid, concatenated along the sequence."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..plan import LighthousePlan
+
+
+def pad_sequence(x: torch.Tensor, plan: LighthousePlan) -> torch.Tensor:
+    """Zero-pad (B, H, N, D) to N_pad; the padded tail never reaches a real token's output (causal)."""
+    pad = plan.padded_len - plan.seq_len
+    return F.pad(x, (0, 0, 0, pad)) if pad else x
+
+
+def pyramid(x: torch.Tensor, plan: LighthousePlan) -> torch.Tensor:
+    """(B, H, N_pad, D) -> (B, H, sum n_l, D): level l entry i = mean(x[i*f_l : (i+1)*f_l]).
+
+    Means accumulate in float32 and are rounded once to x's dtype.
+    """
+    b, h, n, d = x.shape
+    xf = x.float()
+    levels = [x] + [xf.view(b, h, n // f, f, d).mean(dim=3).to(x.dtype) for f in plan.spans[1:]]
+    return torch.cat(levels, dim=2)

@@ -1,0 +1,1 @@
+"""Declarative sweep presets (installed as `lighthouse.suites`): one TOML file per suite."""
