@@ -16,8 +16,10 @@ from .plan import LighthousePlan
 
 
 def _group_max(scores: torch.Tensor, plan: LighthousePlan) -> torch.Tensor:
-    """(B, Hq, N) -> (B, Hkv, N): a kv group shares one selection, scored by its loudest query head."""
-    if plan.group == 1:
+    """(B, Hq, N) -> (B, Hkv, N): a kv group shares one selection, scored by its loudest query head.
+
+    Streams that are already per kv head (the norm scorer's ||k||) pass through."""
+    if plan.group == 1 or scores.shape[1] == plan.kv_heads:
         return scores
     b, _, n = scores.shape
     return scores.view(b, plan.kv_heads, plan.group, n).amax(dim=2)

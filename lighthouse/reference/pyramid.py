@@ -8,6 +8,11 @@ import torch.nn.functional as F
 from ..plan import LighthousePlan
 
 
+def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float32 for half types, the dtype itself for float32/float64."""
+    return torch.promote_types(dtype, torch.float32)
+
+
 def pad_sequence(x: torch.Tensor, plan: LighthousePlan) -> torch.Tensor:
     """Zero-pad (B, H, N, D) to N_pad; the padded tail never reaches a real token's output (causal)."""
     pad = plan.padded_len - plan.seq_len
@@ -17,9 +22,9 @@ def pad_sequence(x: torch.Tensor, plan: LighthousePlan) -> torch.Tensor:
 def pyramid(x: torch.Tensor, plan: LighthousePlan) -> torch.Tensor:
     """(B, H, N_pad, D) -> (B, H, sum n_l, D): level l entry i = mean(x[i*f_l : (i+1)*f_l]).
 
-    Means accumulate in float32 and are rounded once to x's dtype.
+    Means accumulate in at least float32 and are rounded once to x's dtype.
     """
     b, h, n, d = x.shape
-    xf = x.float()
+    xf = x.to(accumulation_dtype(x.dtype))
     levels = [x] + [xf.view(b, h, n // f, f, d).mean(dim=3).to(x.dtype) for f in plan.spans[1:]]
     return torch.cat(levels, dim=2)

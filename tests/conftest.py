@@ -1,0 +1,31 @@
+"""Shared fixtures: golden vectors and small random problems."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+GOLDEN_DIR = Path(__file__).parent / "data" / "golden"
+GOLDEN_FILES = sorted(GOLDEN_DIR.glob("*.pt"))
+
+
+def rand_qkv(b, hq, hkv, n, d, *, dtype=torch.float32, seed=0, device="cpu", requires_grad=False):
+    """Random normal q, k, v in SDPA layout; fresh values per seed (never zeros)."""
+    g = torch.Generator().manual_seed(seed)
+    q = torch.randn(b, hq, n, d, generator=g, dtype=torch.float64)
+    k = torch.randn(b, hkv, n, d, generator=g, dtype=torch.float64)
+    v = torch.randn(b, hkv, n, d, generator=g, dtype=torch.float64)
+    return tuple(x.to(device=device, dtype=dtype).requires_grad_(requires_grad) for x in (q, k, v))
+
+
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    """||a - b|| / ||b|| in float64."""
+    a, b = a.detach().double(), b.detach().double()
+    return float((a - b).norm() / b.norm())
+
+
+@pytest.fixture(params=GOLDEN_FILES, ids=lambda p: p.stem)
+def golden(request):
+    return torch.load(request.param)

@@ -1,0 +1,83 @@
+"""The vectorised PyTorch path against a literal loop reading of the spec, past the golden configs."""
+
+import pytest
+import torch
+
+import lighthouse
+from lighthouse.config import LighthouseConfig
+from lighthouse.plan import make_plan
+from lighthouse.reference.attention import gather_entries
+from lighthouse.reference.scatter import scatter_back
+from lighthouse.scorers import token_scores
+from lighthouse.sdpa import causal_sdpa
+
+from conftest import rand_qkv, rel_err
+from spec_loops import pyramid_index, scatter_loops, select_loops
+
+CASES = [
+    # (B, Hq, Hkv, N, D, levels, pooling, topk)
+    (1, 1, 1, 2048, 8, 2, 4, 256),    # two tiles
+    (1, 2, 1, 1536, 8, 2, 3, 128),    # pooling not a power of two, GQA
+    (2, 1, 1, 4096, 4, 3, 2, 512),    # four tiles, batch 2
+    (1, 1, 1, 4096, 4, 5, 2, 256),    # five levels
+    (1, 2, 2, 1300, 8, 2, 4, 256),    # N padded to 1304 (multiple of 8)
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "B{}_Hq{}_Hkv{}_N{}_D{}_L{}_p{}_k{}".format(*c))
+def test_selection_and_scatter_match_loops(case):
+    b, hq, hkv, n, d, levels, p, topk = case
+    q, k, v = rand_qkv(b, hq, hkv, n, d, seed=sum(case))
+    cfg = LighthouseConfig(levels=levels, pooling=p, topk=topk, impl="torch")
+    plan = make_plan(cfg, q, k, v)
+    idx = lighthouse.select(q, k, v, config=cfg)
+    assert idx.shape == (b, hkv, cfg.selected_len(n))
+    sq, sk = token_scores(q, k, v, plan)
+    for bi in range(b):
+        for h in range(hkv):
+            entries = select_loops(sq[bi, h], sk[bi, h], plan.padded_len, levels, p, topk)
+            want = [pyramid_index(level, i, plan.padded_len, p) for level, i in entries]
+            assert idx[bi, h].tolist() == want
+
+    # scatter: the library's pull against the spec's push, on the real sub-sequence output
+    qs = gather_entries(q, idx, plan, plan.group)
+    ks = gather_entries(k, idx, plan, 1).repeat_interleave(plan.group, 1)
+    vs = gather_entries(v, idx, plan, 1).repeat_interleave(plan.group, 1)
+    out_sub = causal_sdpa(qs, ks, vs)
+    out = scatter_back(out_sub, idx, plan)
+    assert out.shape == (b, hq, n, d)
+    for bi in range(b):
+        for h in range(hq):
+            entries = select_loops(sq[bi, h // plan.group], sk[bi, h // plan.group], plan.padded_len, levels, p, topk)
+            want = scatter_loops(out_sub[bi, h], entries, n, p)
+            assert rel_err(out[bi, h], want) <= 1e-6
+
+
+def test_padding_keeps_real_tokens_selected_first():
+    """Padded tokens score -inf: a level-1 padded token is emitted only where a tile runs out of real ones."""
+    q, k, v = rand_qkv(1, 1, 1, 1300, 8, seed=3)
+    cfg = LighthouseConfig(levels=2, pooling=4, topk=256, impl="torch")
+    plan = make_plan(cfg, q, k, v)
+    assert plan.padded_len == 1304
+    idx = lighthouse.select(q, k, v, config=cfg)
+    refined_l2 = {int(i) - plan.offsets[1] for i in idx[0, 0] if int(i) < plan.padded_len}
+    # the last level-2 entry (tokens 1300..1303) is pure padding: it is refined only if its tile (163 entries,
+    # 128 refined) must take it, and it never outranks a real entry by score
+    sq, _ = token_scores(q, k, v, plan)
+    assert torch.isinf(sq[0, 0, 1300:]).all() and torch.isfinite(sq[0, 0, :1300]).all()
+    assert len(refined_l2) == plan.tiles * 128 * cfg.pooling
+
+
+def test_padded_output_equals_explicit_padding_with_same_selection():
+    """For real tokens, internal padding equals running on an explicitly zero-padded input."""
+    q, k, v = rand_qkv(1, 2, 1, 1300, 8, seed=4)
+    cfg = LighthouseConfig(levels=2, pooling=4, topk=256, impl="torch")
+    out = lighthouse.lighthouse_attention(q, k, v, config=cfg)
+    idx = lighthouse.select(q, k, v, config=cfg)
+    pad = lambda x: torch.nn.functional.pad(x, (0, 0, 0, 4))
+    qp, kp, vp = pad(q), pad(k), pad(v)
+    from lighthouse.reference import lighthouse_attention_torch
+
+    out_p = lighthouse_attention_torch(qp, kp, vp, make_plan(cfg, qp, kp, vp), indices=idx)
+    assert out.shape == q.shape
+    assert torch.equal(out, out_p[:, :, :1300])
