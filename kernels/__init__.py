@@ -1,12 +1,48 @@
 """Triton kernels of the fast path (installed as `lighthouse.kernels`).
 
-Not built yet: `available()` says so and `impl="auto"` falls back to the PyTorch path.
+One module per kernel, each with its Python wrapper: `scores` (norm scorer + score pyramid), `select`
+(coarse-to-fine selection in causal order), `gather` (sub-sequence rows, pooled on the fly), `pull`
+(scatter back and pooling backward, atomics-free); `layer` joins them in one autograd.Function.
+They run on CUDA, and on the CPU under TRITON_INTERPRET=1 (how the tests check them).
 """
 
+from __future__ import annotations
 
-def available() -> bool:
-    return False
+import os
+from typing import Optional
+
+try:
+    import triton  # noqa: F401
+
+    _IMPORT_ERROR: Optional[str] = None
+except Exception as err:  # pragma: no cover - triton missing on this platform
+    _IMPORT_ERROR = f"triton cannot be imported ({err})"
 
 
-def unavailable_reason() -> str:
-    return "the Triton fast path is not built yet"
+def interpreted() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def unavailable_reason(device=None) -> Optional[str]:
+    """Why impl='triton' cannot run on `device` (None when it can)."""
+    if _IMPORT_ERROR:
+        return _IMPORT_ERROR
+    if device is not None and getattr(device, "type", device) != "cuda" and not interpreted():
+        return "the Triton kernels need CUDA tensors (or TRITON_INTERPRET=1 to interpret them on the CPU)"
+    return None
+
+
+def available(device=None) -> bool:
+    return unavailable_reason(device) is None
+
+
+def lighthouse_attention_triton(*args, **kwargs):
+    from .layer import lighthouse_attention_triton as impl
+
+    return impl(*args, **kwargs)
+
+
+def select_triton(*args, **kwargs):
+    from .layer import select_triton as impl
+
+    return impl(*args, **kwargs)

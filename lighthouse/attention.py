@@ -15,12 +15,13 @@ def _resolve_impl(impl: str, q: torch.Tensor) -> str:
     if impl == "auto":
         from . import kernels
 
-        return "triton" if q.is_cuda and kernels.available() else "torch"
+        return "triton" if q.is_cuda and kernels.available(q.device) else "torch"
     if impl == "triton":
         from . import kernels
 
-        if not kernels.available():
-            raise ValueError(f"impl='triton' is not available here: {kernels.unavailable_reason()}; use impl='torch'")
+        reason = kernels.unavailable_reason(q.device)
+        if reason:
+            raise ValueError(f"impl='triton' is not available here: {reason}; use impl='torch'")
     return impl
 
 

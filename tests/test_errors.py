@@ -92,9 +92,10 @@ def test_gla_without_fla_names_the_extra():
         lighthouse.lighthouse_attention(q, k, v, **{**SMALL, "scorer": "gla"}, gate=torch.zeros(1, 2, 512))
 
 
-def test_triton_unavailable_is_a_clear_error_on_cpu():
+def test_triton_unavailable_is_a_clear_error_on_cpu(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
     q, k, v = _qkv()
-    with pytest.raises(ValueError, match=r"impl='triton' is not available here"):
+    with pytest.raises(ValueError, match=r"impl='triton' is not available here: the Triton kernels need CUDA tensors"):
         lighthouse.lighthouse_attention(q, k, v, **{**SMALL, "impl": "triton"})
 
 

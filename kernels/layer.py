@@ -1,0 +1,79 @@
+"""The Triton path of the whole layer, as one autograd.Function.
+
+forward:  scores -> selection -> gather (pooling on the fly) -> stock SDPA on S rows -> pull (scatter)
+backward: fan-in gather of dO -> SDPA backward (autograd of the stock kernel) -> pull (pooling backward)
+Only the sub-sequence tensors and the selection maps are kept between the passes.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from lighthouse.plan import LighthousePlan
+from lighthouse.reference.selection import select_entries
+from lighthouse.sdpa import causal_sdpa
+
+from .gather import gather_rows
+from .pull import pull_rows
+from .scores import score_pyramids
+from .select import Selection, fits_in_kernel, select_in_kernel, selection_from_indices
+
+
+def _level_views(pyr: torch.Tensor, plan: LighthousePlan):
+    return [pyr[..., o:o + n] for o, n in zip(plan.offsets, plan.level_sizes)]
+
+
+@torch.no_grad()
+def run_selection(q, k, v, plan: LighthousePlan, gate: Optional[torch.Tensor] = None) -> Selection:
+    """Scores and selection; falls back to the PyTorch selection when a tile is too large to sort in registers."""
+    sq, sk = score_pyramids(q, k, v, plan, gate)
+    if fits_in_kernel(plan):
+        return select_in_kernel(sq, sk, plan)
+    indices = select_entries(_level_views(sq, plan), _level_views(sk, plan), plan)
+    return selection_from_indices(indices, plan)
+
+
+def _repeat_kv(x: torch.Tensor, group: int) -> torch.Tensor:
+    return x if group == 1 else x.repeat_interleave(group, dim=1)
+
+
+class LighthouseFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v, plan: LighthousePlan, gate):
+        sel = run_selection(q, k, v, plan, gate)
+        q_sub = gather_rows(q, sel.lm_idx, sel.lm_pos, plan)
+        k_sub = gather_rows(k, sel.lm_idx, sel.lm_pos, plan)
+        v_sub = gather_rows(v, sel.lm_idx, sel.lm_pos, plan)
+        with torch.enable_grad():
+            leaves = [x.detach().requires_grad_() for x in (q_sub, k_sub, v_sub)]
+            out_sub = causal_sdpa(leaves[0], _repeat_kv(leaves[1], plan.group), _repeat_kv(leaves[2], plan.group),
+                                  plan.config.sdpa_backend)
+        out = pull_rows(out_sub.detach(), sel.inv, plan, scatter=True)
+        ctx.plan, ctx.sel, ctx.leaves, ctx.out_sub = plan, sel, leaves, out_sub
+        return out
+
+    @staticmethod
+    def backward(ctx, d_out):
+        plan, sel = ctx.plan, ctx.sel
+        d_out_sub = gather_rows(d_out, sel.lm_idx, sel.lm_pos, plan, fan_in=True)
+        d_subs = torch.autograd.grad(ctx.out_sub, ctx.leaves, d_out_sub)
+        ctx.leaves = ctx.out_sub = None
+        dq, dk, dv = (pull_rows(g, sel.inv, plan, scatter=False) for g in d_subs)
+        return dq, dk, dv, None, None
+
+
+def lighthouse_attention_triton(q, k, v, plan: LighthousePlan, gate: Optional[torch.Tensor] = None) -> torch.Tensor:
+    if torch.is_grad_enabled() and any(x.requires_grad for x in (q, k, v)):
+        return LighthouseFunction.apply(q, k, v, plan, gate)
+    with torch.no_grad():
+        sel = run_selection(q, k, v, plan, gate)
+        subs = [gather_rows(x, sel.lm_idx, sel.lm_pos, plan) for x in (q, k, v)]
+        out_sub = causal_sdpa(subs[0], _repeat_kv(subs[1], plan.group), _repeat_kv(subs[2], plan.group),
+                              plan.config.sdpa_backend)
+        return pull_rows(out_sub, sel.inv, plan, scatter=True)
+
+
+def select_triton(q, k, v, plan: LighthousePlan, gate: Optional[torch.Tensor] = None) -> torch.Tensor:
+    return run_selection(q, k, v, plan, gate).indices

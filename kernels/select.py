@@ -1,0 +1,186 @@
+"""Selection kernel: spec sections 3 and 4 for one (batch, kv head, tile) per program, all levels in one launch.
+
+Top-64 sets come from a bitonic sort of packed int64 keys (an order-preserving image of the float32 score in
+the high bits, a tie-break towards the lower candidate in the low bits), so ties resolve exactly as in the
+PyTorch path. Emitted entries get exact integer position keys; one more sort per tile puts them in causal
+order. Besides the causal-order indices the kernel writes what the gather and scatter kernels need:
+a level-major list of the tile's entries (LM_IDX, LM_POS: pyramid index and sub-sequence row) and the
+inverse map INV (sub-sequence row of every emitted pyramid entry).
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from lighthouse.config import HALF_TILE, TILE
+from lighthouse.plan import LighthousePlan
+
+from . import alloc
+
+# Sizes that one program sorts in registers; past them selection runs on the PyTorch path.
+MAX_CANDIDATES = 4096
+MAX_TILE_ENTRIES = 8192
+
+
+@triton.jit
+def _packed(score, j):
+    """Order-preserving int64 image of a float32 score; among equal scores the lower j ranks higher."""
+    bits = score.to(tl.int32, bitcast=True).to(tl.int64) & 0xFFFFFFFF
+    mono = tl.where(bits >= 0x80000000, 0xFFFFFFFF - bits, bits + 0x80000000)
+    return mono * 2147483648 + (2147483647 - j)
+
+
+@triton.jit
+def _kth_largest(values, SIZE: tl.constexpr, K: tl.constexpr):
+    ranked = tl.sort(values, descending=True)
+    return tl.max(tl.where(tl.arange(0, SIZE) == K - 1, ranked, -1))
+
+
+@triton.jit
+def _refine(sq, sk, valid, j, SIZE: tl.constexpr, HALF: tl.constexpr):
+    """Mask of Sq (top HALF by sq) | Sk (top HALF by sk among the rest)."""
+    pq = tl.where(valid, _packed(sq, j), -1)
+    in_q = pq >= _kth_largest(pq, SIZE, HALF)
+    pk = tl.where(valid & (~in_q), _packed(sk, j), -1)
+    in_k = pk >= _kth_largest(pk, SIZE, HALF)
+    return in_q | in_k
+
+
+@triton.jit
+def _smallest_128(cand, keep, SIZE: tl.constexpr):
+    """The 128 kept candidates in ascending order (exactly 128 are kept)."""
+    ranked = tl.sort(tl.where(keep, cand, 9223372036854775807))
+    return tl.min(tl.reshape(ranked, (SIZE // 128, 128)), axis=0)
+
+
+@triton.jit
+def _select_kernel(
+    SQ, SK, KEYS, LM_IDX, LM_POS, IDX_OUT, INV,
+    pyr_len, sel_len, n_pad, chunk, tile_len,
+    LEVELS: tl.constexpr, POOL: tl.constexpr, POOL_P2: tl.constexpr,
+    CHUNK_P2: tl.constexpr, TILE_P2: tl.constexpr, SLOT_BITS: tl.constexpr,
+):
+    tile = tl.program_id(0)
+    bh = tl.program_id(1).to(tl.int64)
+    score_base = bh * pyr_len
+    out_base = bh * sel_len + tile * tile_len
+    UNIT: tl.constexpr = 2 ** (LEVELS - 1)  # position keys count in 2**-(L-1) tokens
+
+    # offset and span of the coarsest level
+    off = 0
+    n_level = n_pad
+    span = 1
+    for _ in tl.static_range(LEVELS - 1):
+        off += n_level
+        n_level = n_level // POOL
+        span = span * POOL
+
+    # level L: the tile's chunk of coarsest entries
+    j = tl.arange(0, CHUNK_P2).to(tl.int64)
+    valid = j < chunk
+    cand = tile * chunk + j
+    sq = tl.load(SQ + score_base + off + cand, mask=valid, other=float("-inf"))
+    sk = tl.load(SK + score_base + off + cand, mask=valid, other=float("-inf"))
+    refined = _refine(sq, sk, valid, j, CHUNK_P2, 64) & valid
+    key = tl.where(refined, (cand + 1) * span * UNIT - 1, cand * span * UNIT)
+    tl.store(KEYS + out_base + j, (key << SLOT_BITS) | j, mask=valid)
+    tl.store(LM_IDX + out_base + j, off + cand, mask=valid)
+    parents = _smallest_128(cand, refined, CHUNK_P2)
+
+    # levels L-1 .. 1: the POOL children of every refined parent
+    row = tl.arange(0, 128)[:, None].to(tl.int64)
+    col = tl.arange(0, POOL_P2)[None, :].to(tl.int64)
+    jj = tl.reshape(row * POOL + col, (128 * POOL_P2,))
+    valid = tl.reshape((col < POOL) & (row >= 0), (128 * POOL_P2,))
+    slot_base = chunk
+    for step in tl.static_range(1, LEVELS):
+        level: tl.constexpr = LEVELS - step
+        span = span // POOL
+        n_level = n_pad // span
+        off -= n_level
+        cand = tl.reshape(parents[:, None] * POOL + col, (128 * POOL_P2,))
+        slot = slot_base + jj
+        if level > 1:
+            sq = tl.load(SQ + score_base + off + cand, mask=valid, other=float("-inf"))
+            sk = tl.load(SK + score_base + off + cand, mask=valid, other=float("-inf"))
+            refined = _refine(sq, sk, valid, jj, 128 * POOL_P2, 64) & valid
+            key = tl.where(refined, (cand + 1) * span * UNIT - (UNIT // (2 ** (level - 1))), cand * span * UNIT)
+            parents = _smallest_128(cand, refined, 128 * POOL_P2)
+        else:
+            key = cand * UNIT
+        tl.store(KEYS + out_base + slot, (key << SLOT_BITS) | slot, mask=valid)
+        tl.store(LM_IDX + out_base + slot, off + cand, mask=valid)
+        slot_base += 128 * POOL
+
+    tl.debug_barrier()  # the tile's keys and indices are in global memory: sort them into causal order
+    e = tl.arange(0, TILE_P2)
+    ve = e < tile_len
+    keys = tl.sort(tl.load(KEYS + out_base + e, mask=ve, other=9223372036854775807))
+    slot = keys & ((1 << SLOT_BITS) - 1)
+    pyr = tl.load(LM_IDX + out_base + slot, mask=ve, other=0)
+    pos = tile * tile_len + e
+    tl.store(IDX_OUT + out_base + e, pyr, mask=ve)
+    tl.store(LM_POS + out_base + slot, pos, mask=ve)
+    tl.store(INV + score_base + pyr, pos.to(tl.int32), mask=ve)
+
+
+def _next_pow2(n: int) -> int:
+    return 1 << max(0, (n - 1).bit_length())
+
+
+def fits_in_kernel(plan: LighthousePlan) -> bool:
+    """Whether one program can sort a tile's candidates and entries in registers."""
+    p2 = _next_pow2(plan.config.pooling)
+    return (
+        _next_pow2(plan.chunk) <= MAX_CANDIDATES
+        and TILE * p2 <= MAX_CANDIDATES
+        and _next_pow2(plan.tile_len) <= MAX_TILE_ENTRIES
+    )
+
+
+class Selection:
+    """The selected sub-sequence and the maps the gather and scatter kernels read.
+
+    indices: (B, Hkv, S) int64 pyramid indices in causal order.
+    lm_idx, lm_pos: (B, Hkv, S) int64, level-major per tile (the tile's coarsest chunk, then 128*p
+        entries per finer level): pyramid index and sub-sequence row of each entry.
+    inv: (B, Hkv, P) int32 sub-sequence row of every pyramid entry, -1 where not emitted.
+    """
+
+    def __init__(self, indices, lm_idx, lm_pos, inv):
+        self.indices, self.lm_idx, self.lm_pos, self.inv = indices, lm_idx, lm_pos, inv
+
+
+def select_in_kernel(sq_pyr: torch.Tensor, sk_pyr: torch.Tensor, plan: LighthousePlan) -> Selection:
+    """Score pyramids (B, Hkv, P) float32 -> Selection, in one launch of grid (tiles, B*Hkv)."""
+    b, h, p_len = sq_pyr.shape
+    s = plan.selected_len
+    dev = sq_pyr.device
+    keys, lm_idx, lm_pos, indices = (alloc.empty(b, h, s, dtype=torch.int64, device=dev) for _ in range(4))
+    inv = torch.full((b, h, p_len), -1, dtype=torch.int32, device=dev)
+    tile_p2 = _next_pow2(plan.tile_len)
+    _select_kernel[(plan.tiles, b * h)](
+        sq_pyr, sk_pyr, keys, lm_idx, lm_pos, indices, inv,
+        p_len, s, plan.padded_len, plan.chunk, plan.tile_len,
+        LEVELS=plan.config.levels, POOL=plan.config.pooling, POOL_P2=_next_pow2(plan.config.pooling),
+        CHUNK_P2=_next_pow2(plan.chunk), TILE_P2=tile_p2, SLOT_BITS=max(1, (tile_p2 - 1).bit_length()),
+        num_warps=4 if tile_p2 <= 2048 else 8,
+    )
+    return Selection(indices, lm_idx, lm_pos, inv)
+
+
+def selection_from_indices(indices: torch.Tensor, plan: LighthousePlan) -> Selection:
+    """Build the level-major lists and the inverse map from causal-order indices (PyTorch fallback)."""
+    b, h, s = indices.shape
+    levels = plan.config.levels
+    offsets = torch.tensor(plan.offsets, device=indices.device)
+    level = torch.bucketize(indices, offsets, right=True)  # 1-based level of each entry
+    tile = torch.arange(s, device=indices.device) // plan.tile_len
+    order_key = (tile * (levels + 1) + (levels - level)) * s + torch.arange(s, device=indices.device)
+    lm_pos = order_key.argsort(dim=-1)
+    lm_idx = indices.gather(-1, lm_pos)
+    inv = torch.full((b, h, plan.pyramid_len), -1, dtype=torch.int32, device=indices.device)
+    inv.scatter_(-1, indices, torch.arange(s, dtype=torch.int32, device=indices.device).expand(b, h, s).contiguous())
+    return Selection(indices, lm_idx, lm_pos, inv)
