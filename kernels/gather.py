@@ -35,10 +35,10 @@ def level_tables(plan: LighthousePlan, device: torch.device):
 @triton.jit
 def _gather_kernel(
     X, LM_IDX, LM_POS, OUT, SPANS, OFFSETS,
-    seq_len, sel_len, n_pad, chunk, tile_len, x_heads, group, head_dim,
+    seq_len, sel_len, chunk, tile_len, x_heads, group, head_dim,
     sxb, sxh, sxn,
-    LEVELS: tl.constexpr, POOL: tl.constexpr, FAN_IN: tl.constexpr,
-    BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr,
+    LEVELS: tl.constexpr, POOL: tl.constexpr, TOP_SPAN: tl.constexpr, TOP_STEP: tl.constexpr,
+    FAN_IN: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     blocks_top = tl.cdiv(chunk, BLOCK_R)
     blocks_low: tl.constexpr = 128 * POOL // BLOCK_R
@@ -49,37 +49,49 @@ def _gather_kernel(
     bh = tl.program_id(1)
     b = bh // x_heads
     hx = bh % x_heads
-
-    # which level this block belongs to, its span f and pyramid offset
-    is_top = r < blocks_top
-    low = tl.maximum(r - blocks_top, 0)
-    step = tl.where(is_top, 0, 1 + low // blocks_low)  # 0 = level L, 1 = level L-1, ...
-    row0 = tl.where(is_top, r * BLOCK_R, (low % blocks_low) * BLOCK_R)
-    region = tl.where(is_top, 0, chunk + (step - 1) * 128 * POOL)
-    rows_in_region = tl.where(is_top, chunk, 128 * POOL)
-    level0 = LEVELS - 1 - step  # 0-based level
-    f = tl.load(SPANS + level0)
-    off = tl.load(OFFSETS + level0)
-
-    rows = row0 + tl.arange(0, BLOCK_R)
-    rmask = rows < rows_in_region
-    ibase = (b * (x_heads // group) + hx // group).to(tl.int64) * sel_len + tile * tile_len + region
-    pyr = tl.load(LM_IDX + ibase + rows, mask=rmask, other=0)
-    pos = tl.load(LM_POS + ibase + rows, mask=rmask, other=0)
-    start = (pyr - off) * f
-    if FAN_IN:
-        start += f - 1
+    ibase = (b * (x_heads // group) + hx // group).to(tl.int64) * sel_len + tile * tile_len
     d = tl.arange(0, BLOCK_D)
     dmask = d < head_dim
     xbase = X + b.to(tl.int64) * sxb + hx.to(tl.int64) * sxh
-    acc = tl.zeros((BLOCK_R, BLOCK_D), dtype=tl.float32)
-    for jj in range(0, f):
-        t = start + jj
-        m = (rmask & (t < seq_len))[:, None] & dmask[None, :]
-        acc += tl.load(xbase + t[:, None] * sxn + d[None, :], mask=m, other=0.0).to(tl.float32)
-    if not FAN_IN:
-        acc = acc / f
     obase = OUT + bh.to(tl.int64) * sel_len * head_dim
+    if r < blocks_top:
+        # coarsest level: consecutive entries of the tile's chunk span consecutive tokens, so read them
+        # TOP_STEP rows at a time per entry (contiguous runs) with the span known at compile time
+        rows = r * BLOCK_R + tl.arange(0, BLOCK_R)
+        rmask = rows < chunk
+        pos = tl.load(LM_POS + ibase + rows, mask=rmask, other=0)
+        start = (tile * chunk + rows).to(tl.int64) * TOP_SPAN
+        if FAN_IN:
+            start += TOP_SPAN - 1
+        jj = tl.arange(0, TOP_STEP)
+        acc = tl.zeros((BLOCK_R, BLOCK_D), dtype=tl.float32)
+        for j0 in range(0, TOP_SPAN, TOP_STEP):
+            t = start[:, None] + (j0 + jj)[None, :]  # (BLOCK_R, TOP_STEP)
+            m = (rmask[:, None] & (j0 + jj < TOP_SPAN)[None, :] & (t < seq_len))[:, :, None] & dmask[None, None, :]
+            x = tl.load(xbase + t[:, :, None] * sxn + d[None, None, :], mask=m, other=0.0).to(tl.float32)
+            acc += tl.sum(x, axis=1)
+        if not FAN_IN:
+            acc = acc * (1.0 / TOP_SPAN)
+    else:
+        # finer levels: 128 * POOL entries per level and tile, a block never straddles two levels
+        low = r - blocks_top
+        level0 = LEVELS - 2 - low // blocks_low  # 0-based level
+        f = tl.load(SPANS + level0)
+        off = tl.load(OFFSETS + level0)
+        rows = chunk + (LEVELS - 2 - level0) * 128 * POOL + (low % blocks_low) * BLOCK_R + tl.arange(0, BLOCK_R)
+        pyr = tl.load(LM_IDX + ibase + rows)
+        pos = tl.load(LM_POS + ibase + rows)
+        rmask = rows >= 0
+        start = (pyr - off) * f
+        if FAN_IN:
+            start += f - 1
+        acc = tl.zeros((BLOCK_R, BLOCK_D), dtype=tl.float32)
+        for j in range(0, f):
+            t = start + j
+            m = (t < seq_len)[:, None] & dmask[None, :]
+            acc += tl.load(xbase + t[:, None] * sxn + d[None, :], mask=m, other=0.0).to(tl.float32)
+        if not FAN_IN:
+            acc = acc / f
     tl.store(obase + pos[:, None] * head_dim + d[None, :], acc.to(OUT.dtype.element_ty),
              mask=rmask[:, None] & dmask[None, :])
 
@@ -93,11 +105,14 @@ def gather_rows(x: torch.Tensor, lm_idx: torch.Tensor, lm_pos: torch.Tensor, pla
     out = alloc.empty(b, hx, plan.selected_len, d, dtype=x.dtype, device=x.device)
     per_tile = triton.cdiv(plan.chunk, BLOCK_R) + (plan.config.levels - 1) * TILE * plan.config.pooling // BLOCK_R
     spans, offsets = level_tables(plan, x.device)
+    top_span = plan.spans[-1]
+    block_d = triton.next_power_of_2(d)
     _gather_kernel[(plan.tiles * per_tile, b * hx)](
         x, lm_idx, lm_pos, out, spans, offsets,
-        plan.seq_len, plan.selected_len, plan.padded_len, plan.chunk, plan.tile_len, hx, hx // plan.kv_heads, d,
+        plan.seq_len, plan.selected_len, plan.chunk, plan.tile_len, hx, hx // plan.kv_heads, d,
         x.stride(0), x.stride(1), x.stride(2),
-        LEVELS=plan.config.levels, POOL=plan.config.pooling, FAN_IN=fan_in,
-        BLOCK_R=BLOCK_R, BLOCK_D=triton.next_power_of_2(d),
+        LEVELS=plan.config.levels, POOL=plan.config.pooling, TOP_SPAN=top_span,
+        TOP_STEP=min(triton.next_power_of_2(top_span), max(1, 16384 // (BLOCK_R * block_d))),
+        FAN_IN=fan_in, BLOCK_R=BLOCK_R, BLOCK_D=block_d,
     )
     return out

@@ -26,13 +26,16 @@ def _level_views(pyr: torch.Tensor, plan: LighthousePlan):
 
 
 @torch.no_grad()
-def run_selection(q, k, v, plan: LighthousePlan, gate: Optional[torch.Tensor] = None) -> Selection:
-    """Scores and selection; falls back to the PyTorch selection when a tile is too large to sort in registers."""
-    sq, sk = score_pyramids(q, k, v, plan, gate)
+def run_selection(q, k, v, plan: LighthousePlan, gate: Optional[torch.Tensor] = None):
+    """Scores and selection, and the deferred finiteness check of the scores (call its raise_if_bad once
+    the layer is launched). Falls back to the PyTorch selection when a tile is too large to sort in
+    registers."""
+    sq, sk, check = score_pyramids(q, k, v, plan, gate)
     if fits_in_kernel(plan):
-        return select_in_kernel(sq, sk, plan)
+        return select_in_kernel(sq, sk, plan), check
+    check.raise_if_bad()  # the PyTorch selection would be misled by NaN before the deferred check
     indices = select_entries(_level_views(sq, plan), _level_views(sk, plan), plan)
-    return selection_from_indices(indices, plan)
+    return selection_from_indices(indices, plan), check
 
 
 def _repeat_kv(x: torch.Tensor, group: int) -> torch.Tensor:
@@ -42,7 +45,7 @@ def _repeat_kv(x: torch.Tensor, group: int) -> torch.Tensor:
 class LighthouseFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, plan: LighthousePlan, gate):
-        sel = run_selection(q, k, v, plan, gate)
+        sel, check = run_selection(q, k, v, plan, gate)
         q_sub = gather_rows(q, sel.lm_idx, sel.lm_pos, plan)
         k_sub = gather_rows(k, sel.lm_idx, sel.lm_pos, plan)
         v_sub = gather_rows(v, sel.lm_idx, sel.lm_pos, plan)
@@ -51,6 +54,7 @@ class LighthouseFunction(torch.autograd.Function):
             out_sub = causal_sdpa(leaves[0], _repeat_kv(leaves[1], plan.group), _repeat_kv(leaves[2], plan.group),
                                   plan.config.sdpa_backend)
         out = pull_rows(out_sub.detach(), sel.inv, plan, scatter=True)
+        check.raise_if_bad()
         ctx.plan, ctx.sel, ctx.leaves, ctx.out_sub = plan, sel, leaves, out_sub
         return out
 
@@ -68,12 +72,16 @@ def lighthouse_attention_triton(q, k, v, plan: LighthousePlan, gate: Optional[to
     if torch.is_grad_enabled() and any(x.requires_grad for x in (q, k, v)):
         return LighthouseFunction.apply(q, k, v, plan, gate)
     with torch.no_grad():
-        sel = run_selection(q, k, v, plan, gate)
+        sel, check = run_selection(q, k, v, plan, gate)
         subs = [gather_rows(x, sel.lm_idx, sel.lm_pos, plan) for x in (q, k, v)]
         out_sub = causal_sdpa(subs[0], _repeat_kv(subs[1], plan.group), _repeat_kv(subs[2], plan.group),
                               plan.config.sdpa_backend)
-        return pull_rows(out_sub, sel.inv, plan, scatter=True)
+        out = pull_rows(out_sub, sel.inv, plan, scatter=True)
+        check.raise_if_bad()
+        return out
 
 
 def select_triton(q, k, v, plan: LighthousePlan, gate: Optional[torch.Tensor] = None) -> torch.Tensor:
-    return run_selection(q, k, v, plan, gate).indices
+    sel, check = run_selection(q, k, v, plan, gate)
+    check.raise_if_bad()
+    return sel.indices

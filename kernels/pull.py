@@ -48,7 +48,7 @@ def _pull_kernel(
         if SCATTER:
             acc += vals
         else:
-            acc += vals / f
+            acc += vals * (1.0 / f)  # f is a compile-time power of p: a constant multiply
         off += n_pad // f
         f = f * POOL
     out = OUT + bh.to(tl.int64) * seq_len * head_dim

@@ -31,7 +31,7 @@ def _norm_scores_kernel(
     for g in range(group):
         ptr = Q + b.to(tl.int64) * sqb + (h * group + g).to(tl.int64) * sqh + t[:, None].to(tl.int64) * sqn + d[None, :]
         x = tl.load(ptr, mask=m, other=0.0).to(tl.float32)
-        best = tl.maximum(best, tl.sqrt(tl.sum(x * x, axis=1)))
+        best = tl.maximum(best, tl.sqrt(tl.sum(x * x, axis=1)), propagate_nan=tl.PropagateNan.ALL)
     ptr = K + b.to(tl.int64) * skb + h.to(tl.int64) * skh + t[:, None].to(tl.int64) * skn + d[None, :]
     x = tl.load(ptr, mask=m, other=0.0).to(tl.float32)
     kn = tl.sqrt(tl.sum(x * x, axis=1))
@@ -51,9 +51,46 @@ def _fill_levels(pyr: torch.Tensor, plan: LighthousePlan) -> None:
         torch.amax(pyr[..., lo:lo + n_lo].view(b, h, n_hi, p), dim=-1, out=pyr[..., hi:hi + n_hi])
 
 
-def score_pyramids(q, k, v, plan: LighthousePlan, gate: Optional[torch.Tensor] = None, check_finite: bool = True):
-    """(B, Hkv, P) float32 pyramids of sq and sk: the norm scorer fused in a kernel, the others through
-    their attention (SDPA / fla) and then the same pyramid."""
+class FiniteCheck:
+    """Were all scores finite? NaN or Inf in q or k would silently corrupt the selection.
+
+    Max-pooling carries a NaN or Inf of any token up to the coarsest level, so checking those few entries
+    checks everything. The flag is copied to pinned host memory behind the scoring kernel and read only
+    when `raise_if_bad` is called, after the rest of the layer is launched: no stall of the GPU queue.
+    """
+
+    def __init__(self, sq: torch.Tensor, sk: torch.Tensor, plan: LighthousePlan):
+        n_top = -(-plan.seq_len // plan.spans[-1])  # coarsest entries that hold a real token
+        top = slice(plan.offsets[-1], plan.offsets[-1] + n_top)
+        flag = torch.isfinite(sq[..., top]).all() & torch.isfinite(sk[..., top]).all()
+        self.event = None
+        if flag.is_cuda:
+            self.flag = torch.empty((), dtype=torch.bool, pin_memory=True)
+            self.flag.copy_(flag, non_blocking=True)
+            self.event = torch.cuda.Event()
+            self.event.record()
+        else:
+            self.flag = flag
+        self.sq, self.sk, self.plan = sq, sk, plan
+
+    def raise_if_bad(self) -> None:
+        if self.event is not None:
+            self.event.synchronize()
+        if not bool(self.flag):
+            n = self.plan.seq_len
+            check_finite_scores(self.sq[..., :n], self.sk[..., :n])  # names the first bad position
+
+
+class _AlreadyChecked:
+    def raise_if_bad(self) -> None:
+        pass
+
+
+def score_pyramids(q, k, v, plan: LighthousePlan, gate: Optional[torch.Tensor] = None):
+    """(B, Hkv, P) float32 pyramids of sq and sk, and the deferred finiteness check.
+
+    The norm scorer is fused in one kernel over q and k; the others run their attention (SDPA / fla)
+    through lighthouse.scorers and share the same pyramid code."""
     b = plan.batch
     h = plan.kv_heads
     sq = alloc.empty(b, h, plan.pyramid_len, dtype=torch.float32, device=q.device)
@@ -67,12 +104,12 @@ def score_pyramids(q, k, v, plan: LighthousePlan, gate: Optional[torch.Tensor] =
             q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
             BLOCK_T=block_t, BLOCK_D=block_d,
         )
-        if check_finite:
-            check_finite_scores(sq[..., : plan.seq_len], sk[..., : plan.seq_len])
-    else:
-        tq, tk = token_scores(q, k, v, plan, gate)  # checks finiteness itself
-        sq[..., :n_pad] = tq
-        sk[..., :n_pad] = tk
+        _fill_levels(sq, plan)
+        _fill_levels(sk, plan)
+        return sq, sk, FiniteCheck(sq, sk, plan)
+    tq, tk = token_scores(q, k, v, plan, gate)  # checks finiteness itself
+    sq[..., :n_pad] = tq
+    sk[..., :n_pad] = tk
     _fill_levels(sq, plan)
     _fill_levels(sk, plan)
-    return sq, sk
+    return sq, sk, _AlreadyChecked()

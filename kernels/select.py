@@ -95,18 +95,17 @@ def _select_kernel(
     jj = tl.reshape(row * POOL + col, (128 * POOL_P2,))
     valid = tl.reshape((col < POOL) & (row >= 0), (128 * POOL_P2,))
     slot_base = chunk
-    for step in tl.static_range(1, LEVELS):
-        level: tl.constexpr = LEVELS - step
+    for step in tl.static_range(1, LEVELS):  # level L - step
         span = span // POOL
         n_level = n_pad // span
         off -= n_level
         cand = tl.reshape(parents[:, None] * POOL + col, (128 * POOL_P2,))
         slot = slot_base + jj
-        if level > 1:
+        if LEVELS - step > 1:
             sq = tl.load(SQ + score_base + off + cand, mask=valid, other=float("-inf"))
             sk = tl.load(SK + score_base + off + cand, mask=valid, other=float("-inf"))
             refined = _refine(sq, sk, valid, jj, 128 * POOL_P2, 64) & valid
-            key = tl.where(refined, (cand + 1) * span * UNIT - (UNIT // (2 ** (level - 1))), cand * span * UNIT)
+            key = tl.where(refined, (cand + 1) * span * UNIT - (1 << step), cand * span * UNIT)
             parents = _smallest_128(cand, refined, 128 * POOL_P2)
         else:
             key = cand * UNIT
