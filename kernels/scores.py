@@ -42,27 +42,28 @@ def _norm_scores_kernel(
 
 
 def _fill_levels(pyr: torch.Tensor, plan: LighthousePlan) -> None:
-    """Levels 2..L of a (B, Hkv, P) score pyramid: max over the p children in the level below."""
-    b, h, _ = pyr.shape
+    """Levels 2..L of (..., P) score pyramids: max over the p children in the level below (NaN propagates)."""
+    lead = pyr.shape[:-1]
     p = plan.config.pooling
     for lvl in range(1, plan.config.levels):
         lo, n_lo = plan.offsets[lvl - 1], plan.level_sizes[lvl - 1]
         hi, n_hi = plan.offsets[lvl], plan.level_sizes[lvl]
-        torch.amax(pyr[..., lo:lo + n_lo].view(b, h, n_hi, p), dim=-1, out=pyr[..., hi:hi + n_hi])
+        torch.amax(pyr[..., lo:lo + n_lo].view(*lead, n_hi, p), dim=-1, out=pyr[..., hi:hi + n_hi])
 
 
 class FiniteCheck:
     """Were all scores finite? NaN or Inf in q or k would silently corrupt the selection.
 
-    Max-pooling carries a NaN or Inf of any token up to the coarsest level, so checking those few entries
-    checks everything. The flag is copied to pinned host memory behind the scoring kernel and read only
-    when `raise_if_bad` is called, after the rest of the layer is launched: no stall of the GPU queue.
+    Max-pooling carries a NaN or Inf of any token up to the coarsest level, so the sum of those few
+    entries (norms are >= 0) is finite exactly when every score is. The flag is copied to pinned host
+    memory behind the scoring kernels and read only when `raise_if_bad` is called, after the rest of the
+    layer is launched: no stall of the GPU queue.
     """
 
-    def __init__(self, sq: torch.Tensor, sk: torch.Tensor, plan: LighthousePlan):
+    def __init__(self, pyr: torch.Tensor, plan: LighthousePlan):
         n_top = -(-plan.seq_len // plan.spans[-1])  # coarsest entries that hold a real token
-        top = slice(plan.offsets[-1], plan.offsets[-1] + n_top)
-        flag = torch.isfinite(sq[..., top]).all() & torch.isfinite(sk[..., top]).all()
+        top = pyr[..., plan.offsets[-1]:plan.offsets[-1] + n_top]
+        flag = torch.isfinite(top.sum())
         self.event = None
         if flag.is_cuda:
             self.flag = torch.empty((), dtype=torch.bool, pin_memory=True)
@@ -71,14 +72,14 @@ class FiniteCheck:
             self.event.record()
         else:
             self.flag = flag
-        self.sq, self.sk, self.plan = sq, sk, plan
+        self.pyr, self.plan = pyr, plan
 
     def raise_if_bad(self) -> None:
         if self.event is not None:
             self.event.synchronize()
         if not bool(self.flag):
             n = self.plan.seq_len
-            check_finite_scores(self.sq[..., :n], self.sk[..., :n])  # names the first bad position
+            check_finite_scores(self.pyr[0, ..., :n], self.pyr[1, ..., :n])  # names the first bad position
 
 
 class _AlreadyChecked:
@@ -90,11 +91,12 @@ def score_pyramids(q, k, v, plan: LighthousePlan, gate: Optional[torch.Tensor] =
     """(B, Hkv, P) float32 pyramids of sq and sk, and the deferred finiteness check.
 
     The norm scorer is fused in one kernel over q and k; the others run their attention (SDPA / fla)
-    through lighthouse.scorers and share the same pyramid code."""
+    through lighthouse.scorers. Both pyramids live in one (2, B, Hkv, P) buffer so that every level is one
+    max-pooling launch for the two."""
     b = plan.batch
     h = plan.kv_heads
-    sq = alloc.empty(b, h, plan.pyramid_len, dtype=torch.float32, device=q.device)
-    sk = alloc.empty(b, h, plan.pyramid_len, dtype=torch.float32, device=q.device)
+    pyr = alloc.empty(2, b, h, plan.pyramid_len, dtype=torch.float32, device=q.device)
+    sq, sk = pyr[0], pyr[1]
     n_pad = plan.padded_len
     if plan.config.scorer == "norm":
         block_d = triton.next_power_of_2(plan.head_dim)
@@ -104,12 +106,10 @@ def score_pyramids(q, k, v, plan: LighthousePlan, gate: Optional[torch.Tensor] =
             q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
             BLOCK_T=block_t, BLOCK_D=block_d,
         )
-        _fill_levels(sq, plan)
-        _fill_levels(sk, plan)
-        return sq, sk, FiniteCheck(sq, sk, plan)
+        _fill_levels(pyr, plan)
+        return sq, sk, FiniteCheck(pyr, plan)
     tq, tk = token_scores(q, k, v, plan, gate)  # checks finiteness itself
     sq[..., :n_pad] = tq
     sk[..., :n_pad] = tk
-    _fill_levels(sq, plan)
-    _fill_levels(sk, plan)
+    _fill_levels(pyr, plan)
     return sq, sk, _AlreadyChecked()

@@ -80,3 +80,12 @@ def test_strided_inputs_from_bnhd_layout():
     got = lighthouse.lighthouse_attention(*strided, config=cfg.replace(impl="triton"))
     want = lighthouse.lighthouse_attention(q, k, v, config=cfg.replace(impl="torch"))
     assert rel_err(got, want) <= 1e-5
+
+
+@pytest.mark.parametrize("where", ["q", "k"])
+def test_non_finite_input_is_refused_by_the_triton_path(where):
+    q, k, v = rand_qkv(1, 2, 1, 512, 8, seed=13, device=DEVICE)
+    dict(q=q, k=k)[where][0, 0, 300, 2] = float("inf")
+    cfg = LighthouseConfig(levels=3, pooling=2, topk=128, impl="triton", sdpa_backend="math")
+    with pytest.raises(ValueError, match=rf"position 300: {where} "):
+        lighthouse.lighthouse_attention(q, k, v, config=cfg)
