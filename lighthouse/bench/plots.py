@@ -1,0 +1,265 @@
+"""Charts from a results.csv (the report end of the data flow; it never measures anything).
+
+speedup: Lighthouse speedup vs N per configuration, one panel per (baseline, pass), log-x, a line at 1x.
+latency: median ms vs N for Lighthouse, its floor and each dense baseline, log-log, p20-p80 band.
+memory:  peak GiB vs N (CUDA only; a CPU run gets an annotated empty chart).
+Each as PNG and SVG, titled with the GPU and dtype. Failed rows are left out (they are in the CSV).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator  # noqa: E402
+
+from . import machine  # noqa: E402
+from .grid import BASELINES, PASSES, fmt_size  # noqa: E402
+
+SHAPE_COLUMNS = ("dtype", "batch", "heads", "kv_heads", "head_dim")
+CONFIG_COLUMNS = ("levels", "pooling", "topk", "scorer")
+DENSE_STYLE = {"sdpa_cudnn": "#000000", "sdpa_flash": "#5a5a5a", "sdpa_efficient": "#8c564b", "sdpa_math": "#a0a0a0",
+               "flex": "#bcbd22"}
+IMPL_STYLE = {"lighthouse_torch": ("--", "o"), "lighthouse_triton": ("-", "^")}
+FORMATS = ("png", "svg")
+
+
+def load(csv_path: Path) -> pd.DataFrame:
+    df = pd.read_csv(csv_path, dtype={"scorer": str, "impl": str, "status": str, "pass": str})
+    for col in ("median_ms", "p20_ms", "p80_ms", "peak_mem_gib", "n", "s_sel"):
+        if col in df:
+            df[col] = pd.to_numeric(df[col], errors="coerce")
+    return df
+
+
+def _label_config(row, varying: Sequence[str]) -> str:
+    parts = [f"L{int(row['levels'])} p{int(row['pooling'])} k{int(row['topk'])}", str(row["scorer"])]
+    shape = {"dtype": "{}", "batch": "B{}", "heads": "H{}", "kv_heads": "Hkv{}", "head_dim": "D{}"}
+    parts += [shape[c].format(row[c]) for c in varying]
+    return " ".join(parts)
+
+
+class Styles:
+    """One colour per Lighthouse configuration (shared by every panel and chart); line style per impl."""
+
+    def __init__(self, df: pd.DataFrame):
+        lh = df[df["kind"] == "lighthouse"]
+        self.varying = [c for c in SHAPE_COLUMNS if c in df and df[c].nunique() > 1]
+        keys = lh[list(CONFIG_COLUMNS) + self.varying].drop_duplicates().sort_values(list(CONFIG_COLUMNS))
+        self.labels = [_label_config(r, self.varying) for _, r in keys.iterrows()]
+        cmap = plt.get_cmap("tab10" if len(self.labels) <= 10 else "tab20")
+        self.colors = {lab: cmap(i % cmap.N) for i, lab in enumerate(self.labels)}
+        self.impls = sorted(lh["impl"].dropna().unique())
+
+    def config(self, row) -> str:
+        return _label_config(row, self.varying)
+
+    def line(self, impl: str) -> Tuple[str, str]:
+        if len(self.impls) <= 1:
+            return "-", "o"
+        return IMPL_STYLE.get(impl, (":", "s"))
+
+    def dense_label(self, impl: str, row) -> str:
+        shape = {"dtype": "{}", "batch": "B{}", "heads": "H{}", "kv_heads": "Hkv{}", "head_dim": "D{}"}
+        return " ".join([impl] + [shape[c].format(row[c]) for c in self.varying])
+
+
+def _title(df: pd.DataFrame, what: str, info: Optional[dict]) -> str:
+    device = (info or {}).get("gpu") or (info or {}).get("cpu") or ", ".join(sorted(df["device"].astype(str).unique()))
+    dtypes = ", ".join(sorted(df["dtype"].astype(str).unique()))
+    shape = ""
+    if all(df[c].nunique() == 1 for c in SHAPE_COLUMNS[1:] if c in df) and len(df):
+        r = df.iloc[0]
+        shape = f" · B={r['batch']} H={r['heads']} Hkv={r['kv_heads']} D={r['head_dim']}"
+    return f"{what} — {device} · {dtypes}{shape}"
+
+
+def _log2_x(ax, ns: Sequence[float]) -> None:
+    ax.set_xscale("log", base=2)
+    ticks = sorted({int(n) for n in ns if n == n})
+    if ticks:
+        if len(ticks) > 10:  # keep every other tick readable
+            ticks = ticks[:: math.ceil(len(ticks) / 10)]
+        ax.xaxis.set_major_locator(FixedLocator(ticks))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: fmt_size(int(round(x)))))
+        ax.xaxis.set_minor_locator(NullLocator())
+        lo, hi = min(ticks), max(ticks)
+        ax.set_xlim(lo / 1.3, hi * 1.3)
+        if any(b / a < 1.6 for a, b in zip(ticks, ticks[1:])):  # 96K next to 128K: tilt the labels apart
+            ax.tick_params(axis="x", labelrotation=50, labelsize=8)
+    ax.set_xlabel("sequence length N")
+    ax.grid(True, which="major", alpha=0.3)
+
+
+def _empty(ax, text: str) -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, fontsize=10, wrap=True)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _legend(fig, handles: Dict[str, Line2D]) -> None:
+    if not handles:
+        return
+    ncol = max(1, math.ceil(len(handles) / 28))
+    fig.legend(list(handles.values()), list(handles.keys()), loc="center left", bbox_to_anchor=(1.0, 0.5),
+               fontsize=8, ncol=ncol, frameon=False)
+
+
+def _save(fig, out_dir: Path, name: str) -> List[Path]:
+    paths = []
+    for ext in FORMATS:
+        path = out_dir / f"{name}.{ext}"
+        fig.savefig(path, dpi=130 if ext == "png" else None, bbox_inches="tight")
+        paths.append(path)
+    plt.close(fig)
+    return paths
+
+
+def _passes(df: pd.DataFrame) -> List[str]:
+    present = [p for p in PASSES if (df["pass"] == p).any()]
+    return present or ["fwd"]
+
+
+def _series(group: pd.DataFrame, col: str) -> pd.DataFrame:
+    return group.dropna(subset=[col]).sort_values("n")
+
+
+def _speedup_y(ax, values: pd.Series) -> None:
+    """Log y (0.5x and 2x are equally far from 1x), always showing the 1x line, ticks written as 2x."""
+    v = values.dropna()
+    v = v[v > 0]
+    lo = min([1.0] + list(v)) / 1.5
+    hi = max([1.0] + list(v)) * 1.5
+    ax.set_yscale("log")
+    ax.set_ylim(lo, hi)
+    ticks = [t for t in (0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000) if lo <= t <= hi]
+    ax.yaxis.set_major_locator(FixedLocator(ticks))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}x"))
+    ax.yaxis.set_minor_locator(NullLocator())
+
+
+def speedup_chart(df: pd.DataFrame, ok: pd.DataFrame, st: Styles, info, out_dir: Path) -> List[Path]:
+    lh = ok[ok["kind"] == "lighthouse"]
+    baselines = [b for b in BASELINES.values() if f"speedup_vs_{b}" in lh and lh[f"speedup_vs_{b}"].notna().any()]
+    passes = _passes(df)
+    rows = max(1, len(baselines))
+    fig, axes = plt.subplots(rows, len(passes), figsize=(4.6 * len(passes), 3.4 * rows), squeeze=False)
+    handles: Dict[str, Line2D] = {}
+    for i, base in enumerate(baselines or [None]):
+        for j, pass_ in enumerate(passes):
+            ax = axes[i][j]
+            if base is None:
+                _empty(ax, "no speedups: no Lighthouse row with a\nsuccessful dense baseline in the same sweep")
+                ax.set_title(pass_)
+                continue
+            col = f"speedup_vs_{base}"
+            sub = lh[lh["pass"] == pass_]
+            for (impl, *_), g in sub.groupby(["impl", *CONFIG_COLUMNS, *st.varying]):
+                g = _series(g, col)
+                if g.empty:
+                    continue
+                lab = st.config(g.iloc[0])
+                ls, mk = st.line(impl)
+                ax.plot(g["n"], g[col], ls, marker=mk, color=st.colors[lab], ms=4, lw=1.4)
+                name = lab if len(st.impls) <= 1 else f"{impl.removeprefix('lighthouse_')} {lab}"
+                handles.setdefault(name, Line2D([], [], ls=ls, marker=mk, color=st.colors[lab], ms=4))
+            ax.axhline(1.0, color="crimson", lw=1, ls=":")
+            _log2_x(ax, sub["n"])
+            _speedup_y(ax, sub[col])
+            ax.set_title(f"{pass_} vs {base}", fontsize=10)
+            ax.set_ylabel("speedup (x)")
+            if sub[col].notna().sum() == 0:
+                _empty(ax, f"no {pass_} speedups vs {base}")
+    if baselines:
+        handles.setdefault("1x (as fast as dense)", Line2D([], [], color="crimson", ls=":"))
+    _legend(fig, handles)
+    fig.suptitle(_title(df, "Lighthouse speedup over dense causal SDPA", info), fontsize=11)
+    fig.tight_layout()
+    return _save(fig, out_dir, "speedup")
+
+
+def _band(ax, g, color) -> None:
+    if g["p20_ms"].notna().all() and g["p80_ms"].notna().all() and len(g) > 1:
+        ax.fill_between(g["n"], g["p20_ms"], g["p80_ms"], color=color, alpha=0.2, lw=0)
+    elif len(g):
+        ax.errorbar(g["n"], g["median_ms"], yerr=[g["median_ms"] - g["p20_ms"], g["p80_ms"] - g["median_ms"]],
+                    fmt="none", ecolor=color, alpha=0.5, capsize=2)
+
+
+def _metric_chart(df, ok, st, info, out_dir, *, col, ylabel, name, title, band) -> List[Path]:
+    passes = _passes(df)
+    fig, axes = plt.subplots(1, len(passes), figsize=(4.6 * len(passes), 3.8), squeeze=False)
+    handles: Dict[str, Line2D] = {}
+    for j, pass_ in enumerate(passes):
+        ax = axes[0][j]
+        sub = ok[(ok["pass"] == pass_) & ok[col].notna()]
+        ax.set_title(pass_, fontsize=10)
+        if sub.empty:
+            _empty(ax, f"no successful {pass_} rows")
+            continue
+        for impl, g in sub[sub["kind"] == "dense"].groupby(["impl", *st.varying]) if st.varying else sub[sub["kind"] == "dense"].groupby("impl"):
+            impl = impl[0] if isinstance(impl, tuple) else impl
+            g = _series(g, col)
+            color = DENSE_STYLE.get(impl, "gray")
+            ax.plot(g["n"], g[col], "-.", marker="s", color=color, ms=4, lw=1.4)
+            if band:
+                _band(ax, g, color)
+            handles.setdefault(st.dense_label(impl, g.iloc[0]), Line2D([], [], ls="-.", marker="s", color=color, ms=4))
+        for kind in ("lighthouse", "floor"):
+            for (impl, *_), g in sub[sub["kind"] == kind].groupby(["impl", *CONFIG_COLUMNS, *st.varying]):
+                g = _series(g, col)
+                lab = st.config(g.iloc[0])
+                if kind == "floor":
+                    ax.plot(g["n"], g[col], ":", color=st.colors.get(lab, "gray"), lw=1.2)
+                    handles.setdefault("floor: dense SDPA on the S entries (dotted)", Line2D([], [], ls=":", color="gray"))
+                    continue
+                ls, mk = st.line(impl)
+                ax.plot(g["n"], g[col], ls, marker=mk, color=st.colors[lab], ms=4, lw=1.4)
+                if band:
+                    _band(ax, g, st.colors[lab])
+                name_ = lab if len(st.impls) <= 1 else f"{impl.removeprefix('lighthouse_')} {lab}"
+                handles.setdefault(name_, Line2D([], [], ls=ls, marker=mk, color=st.colors[lab], ms=4))
+        _log2_x(ax, sub["n"])
+        ax.set_yscale("log")
+        ax.set_ylabel(ylabel)
+    if band and handles:
+        handles.setdefault("band: p20-p80 of the repetitions", Line2D([], [], color="gray", alpha=0.3, lw=6))
+    _legend(fig, handles)
+    fig.suptitle(_title(df, title, info), fontsize=11)
+    fig.tight_layout()
+    return _save(fig, out_dir, name)
+
+
+def memory_chart(df, ok, st, info, out_dir) -> List[Path]:
+    has_mem = "peak_mem_gib" in ok and ok["peak_mem_gib"].notna().any()
+    if has_mem:
+        return _metric_chart(df, ok, st, info, out_dir, col="peak_mem_gib", ylabel="peak memory (GiB)", name="memory",
+                             title="Peak memory (inputs included)", band=False)
+    fig, ax = plt.subplots(figsize=(6, 3))
+    devices = ", ".join(sorted(df["device"].astype(str).unique())) or "?"
+    _empty(ax, f"No peak memory in this results file:\nit is measured on CUDA only (this run: {devices}).")
+    fig.suptitle(_title(df, "Peak memory", info), fontsize=11)
+    return _save(fig, out_dir, "memory")
+
+
+def make_charts(csv_path, out_dir: Optional[Path] = None, info: Optional[dict] = None) -> List[Path]:
+    """Write speedup, latency and memory charts (PNG + SVG) beside the CSV (or into out_dir)."""
+    csv_path = Path(csv_path)
+    out_dir = Path(out_dir) if out_dir else csv_path.parent
+    out_dir.mkdir(parents=True, exist_ok=True)
+    info = info if info is not None else machine.read(csv_path.parent / "machine.json")
+    df = load(csv_path)
+    ok = df[(df["status"] == "ok") & df["median_ms"].notna()]
+    st = Styles(df)
+    paths = speedup_chart(df, ok, st, info, out_dir)
+    paths += _metric_chart(df, ok, st, info, out_dir, col="median_ms", ylabel="median latency (ms)", name="latency",
+                           title="Latency: Lighthouse and dense causal SDPA", band=True)
+    paths += memory_chart(df, ok, st, info, out_dir)
+    return paths

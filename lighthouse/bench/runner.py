@@ -1,0 +1,329 @@
+"""Run one task (shape or point, implementation, pass) and turn whatever happens into a row status.
+
+ok: measured. invalid: the library refused the parameters (ValueError; known before anything is allocated).
+unsupported: the implementation cannot run here (a forced SDPA backend, Triton without CUDA, FlexAttention
+failing to compile). oom: out of memory (memory is freed and the sweep goes on). error: anything else, with
+the exception text. One task never stops the sweep; only Ctrl-C and a lost CUDA context do.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib.util
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+
+from .. import lighthouse_attention
+from ..sdpa import causal_sdpa, dense_attention
+from .grid import BASELINES, IMPLS, Shape, Task
+from .timing import Timing, measure
+
+TORCH_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+#: SDPA backends the floor and Lighthouse's own SDPA call try, fastest first (cuDNN leads on Hopper).
+FAST_BACKENDS = {"cuda": ("cudnn",), "cpu": ()}
+
+
+class Unsupported(RuntimeError):
+    """This implementation cannot run here (not a failure of the code under test)."""
+
+
+class DeviceLost(RuntimeError):
+    """The CUDA context is unusable (sticky error): no later task can run in this process.
+    `result` is the failed task's own row."""
+
+    def __init__(self, message: str, result: "Result"):
+        super().__init__(message)
+        self.result = result
+
+
+@dataclass
+class Result:
+    status: str  # ok, oom, invalid, unsupported, error
+    reason: str = ""
+    timing: Optional[Timing] = None
+    sdpa_backend: str = ""
+
+
+@dataclass
+class Inputs:
+    """The tensors of one shape, created once (seeded) and shared by every implementation."""
+
+    q: torch.Tensor
+    k: torch.Tensor
+    v: torch.Tensor
+    grad_out: torch.Tensor
+    gate: Optional[torch.Tensor] = None
+
+    @property
+    def leaves(self) -> List[torch.Tensor]:
+        return [self.q, self.k, self.v]
+
+
+def resolve_device(name: str) -> torch.device:
+    """'cuda' -> cuda:<current>, so tensors and caches compare equal."""
+    dev = torch.device(name)
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", torch.cuda.current_device())
+    return dev
+
+
+def random_inputs(batch: int, heads: int, kv_heads: int, n: int, head_dim: int, dtype: str, device: torch.device,
+                  seed: int, gate: bool = False) -> Inputs:
+    """Normal q, k, v (leaves that require grad), an output gradient and optionally a GLA log-gate."""
+    g = torch.Generator(device=device).manual_seed(seed)
+    dt = TORCH_DTYPES[dtype]
+
+    def randn(*size, dtype=dt):
+        return torch.randn(*size, generator=g, device=device, dtype=dtype)
+
+    q = randn(batch, heads, n, head_dim).requires_grad_()
+    k = randn(batch, kv_heads, n, head_dim).requires_grad_()
+    v = randn(batch, kv_heads, n, head_dim).requires_grad_()
+    grad_out = randn(batch, heads, n, head_dim)
+    log_gate = F.logsigmoid(randn(batch, heads, n, dtype=torch.float32)) if gate else None
+    return Inputs(q, k, v, grad_out, log_gate)
+
+
+def free_memory(device: torch.device) -> None:
+    """Drop everything unreachable and give cached blocks back, so the next peak is the next task's own."""
+    gc.collect()
+    if device.type == "cuda":
+        try:
+            torch.cuda.empty_cache()
+        except Exception:  # a lost context is reported by the caller, not here
+            pass
+
+
+# ------------------------------------------------------------------------------------ what can run here
+
+def _sdpa_runs(backend: Optional[str], device: torch.device, dtype: str, head_dim: int = 64) -> bool:
+    """A tiny forward+backward through a forced backend: does it run on this device and dtype at all?"""
+    try:
+        x = torch.randn(1, 2, 256, head_dim, device=device, dtype=TORCH_DTYPES[dtype], requires_grad=True)
+        causal_sdpa(x, x, x, backend).sum().backward()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return True
+    except Exception:
+        return False
+
+
+def flex_unavailable_reason() -> Optional[str]:
+    try:
+        from torch.nn.attention.flex_attention import create_block_mask, flex_attention  # noqa: F401
+    except Exception as err:
+        return f"FlexAttention is not available in this torch ({err})"
+    return None
+
+
+def kernels_unavailable_reason(device: torch.device) -> Optional[str]:
+    """Asks lighthouse.kernels at run time, so the Triton path is picked up as soon as it exists."""
+    try:
+        from .. import kernels
+    except Exception as err:  # pragma: no cover - broken install
+        return f"lighthouse.kernels cannot be imported ({err})"
+    try:
+        ok = kernels.available(device)
+    except TypeError:  # an older kernels module without the device argument
+        ok = kernels.available()
+    if ok:
+        return None
+    try:
+        reason = kernels.unavailable_reason(device)
+    except TypeError:
+        reason = kernels.unavailable_reason()
+    return reason or "the Triton path is not available"
+
+
+def default_impls(device: torch.device) -> List[str]:
+    """torch always; triton wherever lighthouse.kernels says it can run."""
+    return ["torch"] + (["triton"] if kernels_unavailable_reason(device) is None else [])
+
+
+def default_baselines(device: torch.device, dtypes: Sequence[str]) -> List[str]:
+    """Every dense baseline that runs on this device in at least one of the sweep's dtypes (each is still
+    forced explicitly per row; a dtype it cannot do becomes an `unsupported` row). FlexAttention counts on
+    CUDA only: compiling it on the CPU takes long and is not what anyone deploys."""
+    out = [b for b in BASELINES if b != "flex" and any(_sdpa_runs(b, device, dt) for dt in dtypes)]
+    if device.type == "cuda" and flex_unavailable_reason() is None:
+        out.append("flex")
+    return out
+
+
+# ---------------------------------------------------------------------------------------- the context
+
+class Bench:
+    """State shared by the tasks of one sweep: the device, the current shape's inputs, compiled and probed
+    things. One shape's inputs live at a time (tasks come grouped by shape)."""
+
+    def __init__(self, device: str, seed: int, warmup: int, rep: int, min_rep: int, max_seconds: float):
+        self.device = resolve_device(device)
+        self.seed = seed
+        self.timing = dict(warmup=warmup, rep=rep, min_rep=min_rep, max_seconds=max_seconds)
+        self._shape: Optional[Tuple[Shape, bool]] = None
+        self._inputs: Optional[Inputs] = None
+        self._fast: Dict[Tuple[str, int], Optional[str]] = {}
+        self._masks: Dict[int, object] = {}
+        self._flex = None
+        self._make_mask = None
+
+    def inputs(self, shape: Shape, gate: bool = False) -> Inputs:
+        """The shape's inputs, seeded by (seed, shape) so a resumed sweep sees the same values."""
+        if self._shape is not None and self._shape[0] == shape and (self._shape[1] or not gate):
+            return self._inputs
+        self.release()
+        self._inputs = random_inputs(shape.batch, shape.heads, shape.kv_heads, shape.n, shape.head_dim, shape.dtype,
+                                     self.device, self.seed, gate)
+        self._shape = (shape, gate)
+        return self._inputs
+
+    def release(self) -> None:
+        self._inputs = self._shape = None
+        self._masks.clear()
+        free_memory(self.device)
+
+    def fast_backends(self, dtype: str, head_dim: int) -> List[Optional[str]]:
+        """SDPA backends for the floor and Lighthouse's own SDPA call: cuDNN on CUDA if it runs this dtype
+        and head dim, then None (PyTorch's choice) as the fallback."""
+        key = (dtype, head_dim)
+        if key not in self._fast:
+            self._fast[key] = next((b for b in FAST_BACKENDS.get(self.device.type, ())
+                                    if _sdpa_runs(b, self.device, dtype, head_dim)), None)
+        first = self._fast[key]
+        return [first, None] if first else [None]
+
+    def block_mask(self, n: int):
+        """The causal block mask of length n, built compiled (uncompiled it materialises N^2 at 128K)."""
+        if n not in self._masks:
+            if self._make_mask is None:
+                from torch.nn.attention.flex_attention import create_block_mask
+
+                self._make_mask = torch.compile(create_block_mask)
+            self._masks[n] = self._make_mask(_causal, None, None, n, n, device=self.device)
+        return self._masks[n]
+
+    def flex(self):
+        """flex_attention compiled once (a recompile per shape; the first call of each is the warm-up)."""
+        if self._flex is None:
+            import torch._dynamo.config as dynamo_config
+            from torch.nn.attention.flex_attention import flex_attention
+
+            for name in ("recompile_limit", "cache_size_limit"):
+                if hasattr(dynamo_config, name):
+                    setattr(dynamo_config, name, max(getattr(dynamo_config, name), 64))
+            self._flex = torch.compile(flex_attention, dynamic=False, fullgraph=True)
+        return self._flex
+
+
+def _causal(b, h, q_idx, kv_idx):
+    """FlexAttention mask_mod of causal attention."""
+    return q_idx >= kv_idx
+
+
+# ------------------------------------------------------------------------------------------ one task
+
+def preflight(task: Task, bench: Bench) -> Optional[str]:
+    """Why this task cannot run here at all (-> `unsupported`), found without allocating anything."""
+    if task.impl == "flex":
+        return flex_unavailable_reason()
+    if task.impl == IMPLS["triton"]:
+        return kernels_unavailable_reason(bench.device)
+    if task.kind == "lighthouse" and task.point.scorer == "gla":
+        if importlib.util.find_spec("fla") is None:
+            return "scorer gla needs flash-linear-attention: pip install '.[gla]'"
+        if bench.device.type != "cuda":
+            return "scorer gla (flash-linear-attention) needs CUDA"
+    return None
+
+
+def backends_for(task: Task, bench: Bench) -> List[Optional[str]]:
+    """The SDPA backends to try, in order: the forced one for a dense baseline; cuDNN-then-auto for the
+    floor and for Lighthouse's own SDPA call (the floor uses exactly what Lighthouse uses)."""
+    if task.kind == "dense":
+        return [None] if task.impl == "flex" else [task.impl.removeprefix("sdpa_")]
+    return bench.fast_backends(task.shape.dtype, task.shape.head_dim)
+
+
+def build(task: Task, bench: Bench, backend: Optional[str]) -> Tuple[Callable[[], torch.Tensor], List[torch.Tensor], torch.Tensor]:
+    """The callable to time, the leaves whose gradients it produces and the output gradient."""
+    s = task.shape
+    if task.kind == "floor":
+        x = random_inputs(s.batch, s.heads, s.heads, task.s_sel, s.head_dim, s.dtype, bench.device, bench.seed + 1)
+        return (lambda: causal_sdpa(x.q, x.k, x.v, backend)), x.leaves, x.grad_out
+    x = bench.inputs(s, gate=task.kind == "lighthouse" and task.point.scorer == "gla")
+    if task.kind == "dense":
+        if task.impl == "flex":
+            flex, mask, gqa = bench.flex(), bench.block_mask(s.n), s.heads != s.kv_heads
+            return (lambda: flex(x.q, x.k, x.v, block_mask=mask, enable_gqa=gqa)), x.leaves, x.grad_out
+        return (lambda: dense_attention(x.q, x.k, x.v, backend)), x.leaves, x.grad_out
+    p = task.point
+    impl = task.impl.removeprefix("lighthouse_")
+
+    def run():
+        return lighthouse_attention(x.q, x.k, x.v, levels=p.levels, pooling=p.pooling, topk=p.topk, scorer=p.scorer,
+                                    impl=impl, sdpa_backend=backend, gate=x.gate)
+    return run, x.leaves, x.grad_out
+
+
+def is_oom(exc: BaseException) -> bool:
+    return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
+def classify(exc: Exception, task: Task) -> Tuple[str, str]:
+    """Exception -> (status, reason)."""
+    text = str(exc)
+    if "Developer debug context:" in text:  # torch.compile wraps the real cause in a long explanation
+        text = text.split("Developer debug context:", 1)[1].split("For more details", 1)[0]
+    text = " ".join(text.split())
+    reason = text if len(text) <= 400 else text[:397] + "..."
+    if is_oom(exc):
+        return "oom", reason or "out of memory"
+    if isinstance(exc, Unsupported):
+        return "unsupported", reason
+    if isinstance(exc, ValueError):
+        return "invalid", reason
+    if task.impl == "flex":
+        return "unsupported", f"{type(exc).__name__}: {reason}"
+    if isinstance(exc, RuntimeError) and (task.kind in ("dense", "floor") or "cannot run this call" in text):
+        return "unsupported", reason
+    return "error", f"{type(exc).__name__}: {reason}"
+
+
+def _device_ok(device: torch.device) -> bool:
+    if device.type != "cuda":
+        return True
+    try:
+        torch.cuda.synchronize(device)
+        return True
+    except Exception:
+        return False
+
+
+def execute(task: Task, bench: Bench) -> Result:
+    """One task -> one Result. Never raises, except KeyboardInterrupt and DeviceLost."""
+    if task.invalid:
+        return Result("invalid", task.invalid)
+    reason = preflight(task, bench)
+    if reason:
+        return Result("unsupported", reason)
+    result = None
+    for backend in backends_for(task, bench):
+        label = backend or ("flex" if task.impl == "flex" else "auto")
+        try:
+            fn, leaves, grad_out = build(task, bench, backend)
+            timing = measure(fn, task.pass_, leaves, grad_out, device=bench.device, **bench.timing)
+            result = Result("ok", timing=timing, sdpa_backend=label)
+        except Exception as exc:  # noqa: BLE001 - classified, recorded, never fatal
+            status, reason = classify(exc, task)
+            result = Result(status, reason, sdpa_backend=label)
+        fn = leaves = grad_out = None  # noqa: F841 - drop this task's tensors before the next one
+        free_memory(bench.device)
+        if result.status != "ok" and not _device_ok(bench.device):  # a sticky CUDA error poisons every later task
+            result.status = "error"
+            raise DeviceLost(f"the CUDA context is lost after {task.label()}: {result.reason}", result)
+        if result.status != "unsupported" or task.kind == "dense":
+            break  # a Lighthouse or floor SDPA call that cuDNN cannot do falls back to PyTorch's choice
+    return result

@@ -1,0 +1,301 @@
+"""Orchestration: run a plan's tasks, write each row the moment it finishes, resume, show progress.
+
+results.csv is long format, one row per (point, implementation, pass), always the same columns (COLUMNS),
+so files from different sweeps concatenate and a resumed sweep appends to its own file.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from . import flops, grid, machine, runner
+from .grid import BASELINES, SweepSpec, Task
+
+SPEEDUP_COLUMNS = [f"speedup_vs_{name}" for name in BASELINES.values()]
+COLUMNS = [
+    "impl", "kind", "pass", "device", "dtype", "n", "batch", "heads", "kv_heads", "head_dim",
+    "levels", "pooling", "topk", "scorer", "s_sel", "sdpa_backend",
+    "status", "reason", "median_ms", "p20_ms", "p80_ms", "reps", "first_call_ms", "peak_mem_gib",
+    "dense_tflops", "eff_tflops", *SPEEDUP_COLUMNS, "floor_ratio", "seed", "finished_at",
+]
+#: Statuses --resume does not run again (oom and error rows are retried).
+FINAL = ("ok", "invalid", "unsupported")
+RESULTS, MACHINE = "results.csv", "machine.json"
+
+#: Exit codes: interrupted (Ctrl-C) as a shell reports SIGINT; the CUDA context lost.
+EXIT_INTERRUPTED, EXIT_DEVICE_LOST = 130, 1
+
+
+class SweepError(ValueError):
+    """The sweep cannot start (output folder in the way, nothing to resume)."""
+
+
+def make_console() -> Console:
+    """Rich output; a log file (not a terminal) gets a wide page so the summary table is not cut."""
+    console = Console()
+    return console if console.is_terminal else Console(width=max(console.width, 180))
+
+
+def default_out_dir() -> Path:
+    return Path("out") / f"sweep-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+def _fmt(x) -> str:
+    if x is None:
+        return ""
+    if isinstance(x, float):
+        return f"{x:.6g}"
+    return str(x)
+
+
+def read_rows(path: Path) -> List[dict]:
+    if not path.exists():
+        return []
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+class ResultsFile:
+    """results.csv, appended and flushed one row at a time: Ctrl-C or a crash loses no finished row."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        new = not path.exists() or path.stat().st_size == 0
+        self._f = path.open("a", newline="")
+        self._w = csv.DictWriter(self._f, fieldnames=COLUMNS, extrasaction="ignore")
+        if new:
+            self._w.writeheader()
+            self._f.flush()
+
+    def write(self, row: dict) -> None:
+        self._w.writerow({k: _fmt(row.get(k)) for k in COLUMNS})
+        self._f.flush()
+        os.fsync(self._f.fileno())
+
+    def close(self) -> None:
+        self._f.close()
+
+
+def keep_final_rows(path: Path) -> List[dict]:
+    """For --resume: rewrite results.csv with only rows of a final status (the last one per key), so oom
+    and error rows are run again and replaced instead of duplicated. Returns the kept rows."""
+    rows = read_rows(path)
+    kept: Dict[Tuple[str, ...], dict] = {}
+    for row in rows:
+        if row.get("status") in FINAL:
+            kept[grid.row_key(row)] = row
+    tmp = path.with_suffix(".csv.tmp")
+    with tmp.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
+        w.writeheader()
+        for row in kept.values():
+            w.writerow({k: row.get(k, "") for k in COLUMNS})
+    os.replace(tmp, path)
+    return list(kept.values())
+
+
+def _float(x) -> Optional[float]:
+    try:
+        return float(x) if x not in (None, "") else None
+    except ValueError:
+        return None
+
+
+class Medians:
+    """Medians measured so far (this run or the resumed file): dense baselines per (shape, pass, impl), the
+    floor per (point, pass). A dense point is measured once per sweep and serves every Lighthouse point."""
+
+    def __init__(self):
+        self.dense: Dict[Tuple, float] = {}
+        self.floor: Dict[Tuple, float] = {}
+
+    @staticmethod
+    def _key(row: dict) -> Tuple[str, ...]:
+        return grid.row_key({**row, "impl": "", "levels": "", "pooling": "", "topk": "", "scorer": ""})
+
+    def add(self, row: dict) -> None:
+        if row.get("status") != "ok" or _float(row.get("median_ms")) is None:
+            return
+        if row["kind"] == "dense":
+            self.dense[(self._key(row), row["impl"])] = _float(row["median_ms"])
+        elif row["kind"] == "floor":
+            self.floor[grid.row_key({**row, "impl": ""})] = _float(row["median_ms"])
+
+    def baseline(self, row: dict, impl: str) -> Optional[float]:
+        return self.dense.get((self._key(row), impl))
+
+    def floor_of(self, row: dict) -> Optional[float]:
+        return self.floor.get(grid.row_key({**row, "impl": ""}))
+
+
+def make_row(task: Task, device: str, seed: int, result: runner.Result, medians: Medians) -> dict:
+    """One CSV row: the task's parameters, the measurement and the numbers derived from it."""
+    s, p = task.shape, task.point
+    row = {
+        "impl": task.impl, "kind": task.kind, "pass": task.pass_, "device": device, "dtype": s.dtype, "n": s.n,
+        "batch": s.batch, "heads": s.heads, "kv_heads": s.kv_heads, "head_dim": s.head_dim,
+        "levels": p.levels if p else None, "pooling": p.pooling if p else None, "topk": p.topk if p else None,
+        "scorer": p.scorer if p else None, "s_sel": task.s_sel, "sdpa_backend": result.sdpa_backend or None,
+        "status": result.status, "reason": result.reason or None, "seed": seed,
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    t = result.timing
+    if result.status == "ok" and t is not None:
+        ms = t.median_ms
+        row.update(median_ms=ms, p20_ms=t.p20_ms, p80_ms=t.p80_ms, reps=len(t.samples_ms), first_call_ms=t.first_call_ms,
+                   peak_mem_gib=t.peak_bytes / 2**30 if t.peak_bytes is not None else None)
+        row["dense_tflops"] = flops.dense_equivalent_tflops(s.n, s.batch, s.heads, s.head_dim, task.pass_, ms)
+        s_eff = task.s_sel if task.kind != "dense" else s.n
+        row["eff_tflops"] = flops.effective_tflops(s_eff, s.batch, s.heads, s.head_dim, task.pass_, ms)
+        if task.kind == "lighthouse":
+            key_row = {k: str(v) if v is not None else "" for k, v in row.items()}
+            for impl in BASELINES.values():
+                row[f"speedup_vs_{impl}"] = flops.speedup(medians.baseline(key_row, impl), ms)
+            row["floor_ratio"] = flops.floor_ratio(ms, medians.floor_of(key_row))
+    return row
+
+
+def _weight(task: Task) -> float:
+    """Rough relative cost, so the ETA is not fooled by a hundred cheap rows before one slow one."""
+    if task.invalid:
+        return 1e-3
+    s = task.shape
+    n = task.s_sel if task.kind in ("floor", "lighthouse") else s.n
+    cost = flops.causal_attention_flops(n, s.batch, s.heads, s.head_dim, task.pass_)
+    if task.kind == "lighthouse":
+        cost += 200.0 * s.batch * s.heads * s.n * s.head_dim  # linear work: scoring, gather, scatter
+    return cost / 1e9 + 1.0
+
+
+def resolve_impls(spec: SweepSpec, bench: runner.Bench) -> Tuple[List[str], List[str]]:
+    impls = spec.impls or runner.default_impls(bench.device)
+    dtypes = sorted({p.shape.dtype for p in spec.points})
+    baselines = spec.baselines if spec.baselines is not None else runner.default_baselines(bench.device, dtypes)
+    return impls, baselines
+
+
+def prepare_out_dir(out: Path, resume: bool) -> Path:
+    results = out / RESULTS
+    if resume and not results.exists():
+        raise SweepError(f"--resume: {results} does not exist; give the --out of the sweep to resume")
+    if not resume and results.exists() and results.stat().st_size > 0:
+        raise SweepError(f"--out: {results} already exists; add --resume to continue it, or pick another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    return results
+
+
+def run(spec: SweepSpec, out: Path, *, resume: bool = False, argv: Optional[Sequence[str]] = None,
+        equivalent: Optional[Sequence[str]] = None, console: Optional[Console] = None, plot: bool = True) -> int:
+    """Run the sweep into `out`; returns the exit code (0, 130 on Ctrl-C, 1 if the CUDA context died)."""
+    console = console or make_console()
+    results_path = prepare_out_dir(out, resume)
+    bench = runner.Bench(spec.device, spec.seed, spec.warmup, spec.rep, spec.min_rep, spec.max_seconds)
+    impls, baselines = resolve_impls(spec, bench)
+    tasks = grid.plan_tasks(spec, impls, baselines)
+
+    medians, done = Medians(), set()
+    if resume:
+        for row in keep_final_rows(results_path):
+            done.add(grid.row_key(row))
+            medians.add(row)
+    todo = [t for t in tasks if t.key(spec.device) not in done]
+    skipped = len(tasks) - len(todo)
+
+    options = {**spec.options, "impl": impls, "baseline": baselines, "out": str(out), "resume": resume}
+    machine_path = out / MACHINE
+    previous = machine.read(machine_path) if resume else None
+    info = machine.collect(argv, options, equivalent)
+    machine.write(machine_path, info, previous)
+    console.print(f"[bold]lighthouse-bench sweep[/] suite={spec.suite or 'default'} device={spec.device} "
+                  f"{info.get('gpu') or info.get('cpu')}: {len(spec.points)} points, {len(tasks)} rows"
+                  + (f", {skipped} already done (--resume)" if skipped else "") + f" -> {out}")
+
+    start, interrupted, lost = time.perf_counter(), False, None
+    counts: Dict[str, int] = {}
+    floor_cache: Dict[Tuple, runner.Result] = {}
+    results = ResultsFile(results_path)
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[rows]}"),
+                        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console)
+    try:
+        with progress:
+            bar = progress.add_task("starting", total=sum(_weight(t) for t in todo) or 1.0, rows=f"0/{len(todo)} rows")
+            for i, task in enumerate(todo):
+                progress.update(bar, description=task.label())
+                floor_key = (task.shape.batch, task.shape.heads, task.shape.head_dim, task.shape.dtype, task.s_sel, task.pass_)
+                if task.kind == "floor" and floor_key in floor_cache:
+                    result = floor_cache[floor_key]  # same S, same shape: the same measurement
+                else:
+                    try:
+                        result = runner.execute(task, bench)
+                    except runner.DeviceLost as err:
+                        result, lost = err.result, err
+                if task.kind == "floor":
+                    floor_cache[floor_key] = result
+                row = make_row(task, spec.device, spec.seed, result, medians)
+                results.write(row)
+                medians.add({k: _fmt(v) for k, v in row.items()})
+                counts[result.status] = counts.get(result.status, 0) + 1
+                progress.update(bar, advance=_weight(task), rows=f"{i + 1}/{len(todo)} rows " + _counts(counts))
+                if lost:
+                    break
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        results.close()
+        bench.release()
+        machine.write(machine_path, machine.finish(info, time.perf_counter() - start, interrupted), previous)
+
+    from .summary import print_summary
+
+    print_summary(read_rows(results_path), console)
+    if lost:
+        console.print(f"[red]Stopped: {lost}[/]\nEvery finished row is in {results_path}; continue in a fresh process "
+                      f"with --resume --out {out} (leave the failing point out if it fails again).")
+        return EXIT_DEVICE_LOST
+    if interrupted:
+        console.print(f"[yellow]Interrupted.[/] {sum(counts.values())} rows written to {results_path}; continue with "
+                      f"[bold]lighthouse-bench sweep ... --resume --out {out}[/], chart with lighthouse-bench plot.")
+        return EXIT_INTERRUPTED
+    if plot:
+        from .plots import make_charts
+
+        try:
+            for path in make_charts(results_path):
+                console.print(f"chart: {path}")
+        except Exception as err:  # noqa: BLE001 - the measurements are safe on disk; say so and carry on
+            console.print(f"[red]charts failed ({type(err).__name__}: {err}); the results are complete, "
+                          f"retry with lighthouse-bench plot {results_path}[/]")
+    console.print(f"results: {results_path}  ({_counts(counts) or 'nothing new to run'})")
+    return 0
+
+
+def _counts(counts: Dict[str, int]) -> str:
+    return " ".join(f"{k}={v}" for k, v in sorted(counts.items()))
+
+
+def describe(spec: SweepSpec, console: Optional[Console] = None) -> List[Task]:
+    """--dry-run: the plan without running it (impls and baselines as they would be chosen here)."""
+    console = console or make_console()
+    bench = runner.Bench(spec.device, spec.seed, spec.warmup, spec.rep, spec.min_rep, spec.max_seconds)
+    impls, baselines = resolve_impls(spec, bench)
+    tasks = grid.plan_tasks(spec, impls, baselines)
+    invalid = [t for t in tasks if t.invalid]
+    console.print(f"suite={spec.suite or 'default'} device={spec.device} impl={','.join(impls)} "
+                  f"baseline={','.join(baselines)} pass={','.join(spec.passes)} floor={spec.floor} "
+                  f"warmup={spec.warmup} rep={spec.rep} min_rep={spec.min_rep} max_seconds={spec.max_seconds}")
+    for p in spec.points:
+        try:
+            note = f"S={p.selected_len()}"
+        except ValueError as err:
+            note = f"invalid: {err}"
+        console.print(f"  {p.shape.label()}  L{p.levels} p{p.pooling} k{p.topk} {p.scorer}  {note}", highlight=False)
+    console.print(f"{len(spec.points)} points, {len(tasks)} rows ({len(invalid)} invalid)")
+    return tasks

@@ -1,0 +1,147 @@
+"""Timing one callable the same way for every implementation.
+
+CUDA: one CUDA-event pair per repetition, the L2 cache flushed (256 MiB written) before each, outside the
+timed region; the first call (compilation, autotuning) is timed separately and never mixed with the
+repetitions. CPU: a synchronous wall clock. Repetitions stop at `rep`, or once `max_seconds` are spent and at
+least `min_rep` are done, so a 4-second point does not take a minute.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, List, Optional, Sequence
+
+import torch
+
+FLUSH_BYTES = 256 * 1024 * 1024
+_flush_buffer: Optional[torch.Tensor] = None
+
+
+@dataclass
+class Timing:
+    samples_ms: List[float]
+    first_call_ms: float
+    peak_bytes: Optional[int]  # CUDA only: max allocated during the timed repetitions (inputs included)
+
+    @property
+    def median_ms(self) -> float:
+        return percentile(self.samples_ms, 50)
+
+    @property
+    def p20_ms(self) -> float:
+        return percentile(self.samples_ms, 20)
+
+    @property
+    def p80_ms(self) -> float:
+        return percentile(self.samples_ms, 80)
+
+
+def percentile(samples: Sequence[float], q: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default), without numpy."""
+    xs = sorted(samples)
+    if not xs:
+        raise ValueError("no samples")
+    pos = (len(xs) - 1) * q / 100.0
+    lo = int(pos)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+def _flush(device: torch.device) -> None:
+    """Evict the L2 cache (50 MiB on an H200) so each repetition reads its inputs from HBM, as in training."""
+    global _flush_buffer
+    if _flush_buffer is None or _flush_buffer.device != device:
+        _flush_buffer = torch.empty(FLUSH_BYTES // 4, dtype=torch.int32, device=device)
+    _flush_buffer.zero_()
+
+
+def _flush_bytes(device: torch.device) -> int:
+    return FLUSH_BYTES if _flush_buffer is not None and _flush_buffer.device == device else 0
+
+
+def _clear(leaves: Sequence[torch.Tensor]) -> None:
+    for t in leaves:
+        t.grad = None
+
+
+def measure(
+    fn: Callable[[], torch.Tensor],
+    pass_: str,
+    leaves: Sequence[torch.Tensor],
+    grad_out: Optional[torch.Tensor],
+    *,
+    device: torch.device,
+    warmup: int,
+    rep: int,
+    min_rep: int,
+    max_seconds: float,
+) -> Timing:
+    """Time `fn` (which returns the attention output) for one pass.
+
+    fwd: the forward with autograd recording (as in training). bwd: one forward, then
+    `out.backward(grad_out, retain_graph=True)` per repetition, gradients cleared before each.
+    fwdbwd: forward + backward per repetition. `leaves` are the inputs whose .grad is cleared.
+    """
+    cuda = device.type == "cuda"
+    state = {}
+
+    def sync():
+        if cuda:
+            torch.cuda.synchronize(device)
+
+    if pass_ == "fwd":
+        def step():
+            fn()
+    elif pass_ == "fwdbwd":
+        def step():
+            _clear(leaves)
+            fn().backward(grad_out)
+    elif pass_ == "bwd":
+        def step():
+            _clear(leaves)
+            state["out"].backward(grad_out, retain_graph=True)
+    else:
+        raise ValueError(f"pass must be one of fwd, bwd, fwdbwd, got {pass_!r}")
+
+    # First call: compilation / autotuning / lazy init, timed apart from everything else.
+    sync()
+    t0 = time.perf_counter()
+    if pass_ == "bwd":
+        state["out"] = fn()
+    step()
+    sync()
+    first_call_ms = (time.perf_counter() - t0) * 1e3
+
+    warm_start = time.perf_counter()
+    for _ in range(warmup - 1):
+        if time.perf_counter() - warm_start >= max_seconds:
+            break
+        step()
+    sync()
+
+    samples: List[float] = []
+    peak = None
+    if cuda:
+        _flush(device)
+        sync()
+        torch.cuda.reset_peak_memory_stats(device)
+    start = time.perf_counter()
+    while len(samples) < rep and not (len(samples) >= min_rep and time.perf_counter() - start >= max_seconds):
+        if cuda:
+            _flush(device)
+            begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            begin.record()
+            step()
+            end.record()
+            end.synchronize()
+            samples.append(begin.elapsed_time(end))
+        else:
+            t = time.perf_counter()
+            step()
+            samples.append((time.perf_counter() - t) * 1e3)
+    if cuda:
+        peak = torch.cuda.max_memory_allocated(device) - _flush_bytes(device)
+    state.clear()
+    _clear(leaves)
+    return Timing(samples, first_call_ms, peak)

@@ -1,0 +1,130 @@
+"""`lighthouse-bench`: the command line. Each command is one function below, thin on purpose: it turns
+options into a plan and hands it to `lighthouse.bench`. A new command (profile, report, check) is one more
+`@app.command()` function.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, List, Optional
+
+import typer
+
+app = typer.Typer(
+    name="lighthouse-bench",
+    help="Benchmark Lighthouse attention against dense causal SDPA.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+LIST = "A list: 8k,96k,128k; a range doubles: 8k..256k; k = 1024, m = 1048576."
+
+
+def _opt(help_: str, *names: str):
+    return typer.Option(*names, help=help_, show_default=False)
+
+
+@app.command()
+def sweep(
+    seq: Annotated[Optional[str], _opt(f"Sequence lengths N. {LIST}", "--seq")] = None,
+    topk: Annotated[Optional[str], _opt("Budgets k (multiples of 128), e.g. 1024,4096 or 512..4096.", "--topk")] = None,
+    levels: Annotated[Optional[str], _opt("Pyramid levels L; a range steps by one: 2..4 = 2,3,4.", "--levels")] = None,
+    pooling: Annotated[Optional[str], _opt("Pooling factors p, e.g. 2,4,8 (or 2..8).", "--pooling")] = None,
+    scorer: Annotated[Optional[str], _opt("Selection scorers: norm, dilated, gla.", "--scorer")] = None,
+    batch: Annotated[Optional[str], _opt("Batch sizes B.", "--batch")] = None,
+    heads: Annotated[Optional[str], _opt("Query heads Hq.", "--heads")] = None,
+    kv_heads: Annotated[Optional[str], _opt("KV heads Hkv (GQA); default: equal to --heads.", "--kv-heads")] = None,
+    head_dim: Annotated[Optional[str], _opt("Head dims D.", "--head-dim")] = None,
+    dtype: Annotated[Optional[str], _opt("Dtypes: bf16, fp16, fp32 (default bf16 on CUDA, fp32 on CPU).", "--dtype")] = None,
+    passes: Annotated[Optional[str], _opt("Passes: fwd, bwd (backward alone), fwdbwd. Default: all three.", "--pass")] = None,
+    impl: Annotated[Optional[str], _opt("Lighthouse paths: torch, triton. Default: torch, plus triton where it runs.", "--impl")] = None,
+    baseline: Annotated[Optional[str], _opt(
+        "Dense baselines, each forced explicitly: cudnn, flash, efficient, math (SDPA backends), flex "
+        "(FlexAttention, compiled). Default: every one that runs on the device.", "--baseline")] = None,
+    device: Annotated[Optional[str], _opt("cuda or cpu. Default: cuda when available.", "--device")] = None,
+    suite: Annotated[Optional[str], _opt(
+        "A preset (quick, paper, full, ci) or a path to a .toml file; flags override it. "
+        "Default: quick on the CPU, the built-in grid on CUDA.", "--suite")] = None,
+    out: Annotated[Optional[Path], _opt("Output folder. Default: out/sweep-<timestamp>.", "--out")] = None,
+    warmup: Annotated[Optional[int], _opt("Untimed calls before timing (>= 1; the first is reported as first_call_ms). Default 3.", "--warmup")] = None,
+    rep: Annotated[Optional[int], _opt("Most timed repetitions per row. Default 20.", "--rep")] = None,
+    min_rep: Annotated[Optional[int], _opt("Fewest timed repetitions per row. Default 3.", "--min-rep")] = None,
+    max_seconds: Annotated[Optional[float], _opt("Stop repeating a row after this many seconds (once --min-rep are done). Default 3.", "--max-seconds")] = None,
+    floor: Annotated[Optional[bool], _opt("Also time dense SDPA on S random entries per Lighthouse point. Default: on for CUDA.", "--floor/--no-floor")] = None,
+    resume: Annotated[bool, _opt("Continue the sweep in --out: skip rows already ok/invalid/unsupported, retry oom/error.", "--resume")] = False,
+    seed: Annotated[Optional[int], _opt("Seed of the random inputs. Default 0.", "--seed")] = None,
+    plot: Annotated[bool, typer.Option("--plot/--no-plot", help="Draw the charts after the sweep.")] = True,
+    dry_run: Annotated[bool, _opt("Print the points and rows the sweep would run, and exit.", "--dry-run")] = False,
+) -> None:
+    """Time Lighthouse against dense SDPA over a parameter grid; write results.csv, machine.json and charts."""
+    import torch
+
+    from .bench import grid
+    from .bench.sweep import SweepError, default_out_dir, describe, run
+
+    flags = {"seq": seq, "topk": topk, "levels": levels, "pooling": pooling, "scorer": scorer, "batch": batch,
+             "heads": heads, "kv_heads": kv_heads, "head_dim": head_dim, "dtype": dtype, "pass": passes, "impl": impl,
+             "baseline": baseline, "device": device, "warmup": warmup, "rep": rep, "min_rep": min_rep,
+             "max_seconds": max_seconds, "seed": seed, "floor": floor}
+    try:
+        spec = grid.resolve(suite, flags, torch.cuda.is_available())
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from None
+    if dry_run:
+        describe(spec)
+        return
+    if resume and out is None:
+        raise typer.BadParameter("--resume needs --out: the folder of the sweep to continue")
+    try:
+        code = run(spec, out or default_out_dir(), resume=resume, plot=plot, argv=sys.argv,
+                   equivalent=_command_line(suite, flags, out, resume))
+    except SweepError as err:
+        raise typer.BadParameter(str(err)) from None
+    raise typer.Exit(code)
+
+
+def _command_line(suite, flags, out, resume) -> List[str]:
+    """The options as given, spelled out (recorded in machine.json next to sys.argv)."""
+    from .bench.grid import option_name
+
+    args = ["lighthouse-bench", "sweep"] + (["--suite", suite] if suite else [])
+    for key, value in flags.items():
+        if value is None:
+            continue
+        if key == "floor":
+            args.append("--floor" if value else "--no-floor")
+        else:
+            args += ["--pass" if key == "pass" else option_name(key), str(value)]
+    return args + (["--out", str(out)] if out else []) + (["--resume"] if resume else [])
+
+
+@app.command()
+def plot(
+    results: Annotated[Path, typer.Argument(help="A results.csv written by `lighthouse-bench sweep`.", exists=True, dir_okay=False)],
+    out: Annotated[Optional[Path], _opt("Folder for the charts. Default: beside RESULTS.", "--out")] = None,
+) -> None:
+    """Draw speedup, latency and memory charts (PNG and SVG) from a results.csv."""
+    from .bench.plots import make_charts
+
+    for path in make_charts(results, out):
+        typer.echo(f"chart: {path}")
+
+
+@app.command()
+def suites() -> None:
+    """List the sweep presets and what they are for."""
+    from .bench.grid import load_suite, suite_names
+
+    for name in suite_names():
+        desc = load_suite(name)["top"].get("description", "")
+        typer.echo(f"{name:8s} {desc}")
+
+
+def main(argv: Optional[List[str]] = None) -> None:  # pragma: no cover - `python -m lighthouse.cli`
+    app(argv)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
