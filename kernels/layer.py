@@ -62,8 +62,9 @@ class LighthouseFunction(torch.autograd.Function):
     def backward(ctx, d_out):
         plan, sel = ctx.plan, ctx.sel
         d_out_sub = gather_rows(d_out, sel.lm_idx, sel.lm_pos, plan, fan_in=True)
-        d_subs = torch.autograd.grad(ctx.out_sub, ctx.leaves, d_out_sub)
-        ctx.leaves = ctx.out_sub = None
+        # retain the inner SDPA graph: the outer one may be retained (backward(retain_graph=True)); either
+        # way it is freed with ctx, when autograd frees this node
+        d_subs = torch.autograd.grad(ctx.out_sub, ctx.leaves, d_out_sub, retain_graph=True)
         dq, dk, dv = (pull_rows(g, sel.inv, plan, scatter=False) for g in d_subs)
         return dq, dk, dv, None, None
 

@@ -89,3 +89,14 @@ def test_non_finite_input_is_refused_by_the_triton_path(where):
     cfg = LighthouseConfig(levels=3, pooling=2, topk=128, impl="triton", sdpa_backend="math")
     with pytest.raises(ValueError, match=rf"position 300: {where} "):
         lighthouse.lighthouse_attention(q, k, v, config=cfg)
+
+
+def test_backward_can_run_twice_on_a_retained_graph():
+    """The benchmark times backward alone by repeating it on one graph: results must repeat exactly."""
+    q, k, v = rand_qkv(1, 2, 1, 512, 8, seed=14, device=DEVICE, requires_grad=True)
+    cfg = LighthouseConfig(levels=3, pooling=2, topk=128, impl="triton", sdpa_backend="math")
+    out = lighthouse.lighthouse_attention(q, k, v, config=cfg)
+    grad = torch.randn_like(out)
+    first = torch.autograd.grad(out, (q, k, v), grad, retain_graph=True)
+    second = torch.autograd.grad(out, (q, k, v), grad)
+    assert all(torch.equal(a, b) for a, b in zip(first, second))
