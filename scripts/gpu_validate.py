@@ -15,7 +15,6 @@ import argparse
 import csv
 import json
 import platform
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -29,10 +28,10 @@ from lighthouse.kernels.gather import gather_rows
 from lighthouse.kernels.pull import pull_rows
 from lighthouse.plan import make_plan
 from lighthouse.sdpa import causal_sdpa
+from lighthouse.bench.timing import measure
 
 DEV = "cuda"
 ROWS = []
-_FLUSH = None
 
 
 def rel(a, b):
@@ -45,33 +44,13 @@ def record(**row):
     print(" | ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
 
 
-def bench(fn, *, warmup=3, rep=20, budget_s=2.0, setup=None):
-    """Median / p20 / p80 ms with CUDA events, L2 flushed before every repetition."""
-    global _FLUSH
-    if _FLUSH is None:
-        _FLUSH = torch.empty(256 * 1024 * 1024 // 4, dtype=torch.int32, device=DEV)
-    for _ in range(warmup):
-        if setup:
-            setup()
-        fn()
-    torch.cuda.synchronize()
-    times, spent = [], 0.0
-    for i in range(rep):
-        if setup:
-            setup()
-        _FLUSH.zero_()
-        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        s.record()
-        fn()
-        e.record()
-        e.synchronize()
-        times.append(s.elapsed_time(e))
-        spent += times[-1] / 1e3
-        if i >= 2 and spent > budget_s:
-            break
-    times.sort()
-    q = lambda f: times[min(len(times) - 1, int(f * len(times)))]
-    return statistics.median(times), q(0.2), q(0.8), len(times)
+def bench(fn, *, warmup=3, rep=20, budget_s=2.0, leaves=(), grad=None):
+    """Median / p20 / p80 ms and repetitions, through the sweep's timer (CUDA events, L2 flush).
+
+    With `grad`, times forward + backward of `fn`'s output, the .grad of `leaves` cleared each time."""
+    t = measure(fn, "fwd" if grad is None else "fwdbwd", list(leaves), grad, device=torch.device(DEV),
+                warmup=warmup, rep=rep, min_rep=3, max_seconds=budget_s)
+    return t.median_ms, t.p20_ms, t.p80_ms, len(t.samples_ms)
 
 
 def qkv(n, dtype, h=8, hkv=8, d=128, seed=0, grad=False):
@@ -177,18 +156,12 @@ def time_point(n, topk, with_dense=True, with_torch=True):
     if with_torch:
         impls["torch"] = cfg.replace(impl="torch")
     res = {}
-
-    def clear():
-        for x in (q, k, v):
-            x.grad = None
-
     for name, c in impls.items():
         f = lambda: lighthouse.lighthouse_attention(q, k, v, config=c)
         with torch.no_grad():
             res[f"{name}_fwd"] = bench(f)
-        fb = lambda: f().backward(go)
         torch.cuda.reset_peak_memory_stats()
-        res[f"{name}_fwdbwd"] = bench(fb, setup=clear)
+        res[f"{name}_fwdbwd"] = bench(f, leaves=(q, k, v), grad=go)
         res[f"{name}_peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
     # the floor: dense cuDNN SDPA at S; dense cuDNN at N
     qs, ks, vs = qkv(s, torch.bfloat16, seed=2, grad=True)
@@ -196,14 +169,14 @@ def time_point(n, topk, with_dense=True, with_torch=True):
     fl = lambda: causal_sdpa(qs, ks, vs, "cudnn")
     with torch.no_grad():
         res["floor_fwd"] = bench(fl)
-    res["floor_fwdbwd"] = bench(lambda: fl().backward(gs), setup=lambda: [setattr(x, "grad", None) for x in (qs, ks, vs)])
+    res["floor_fwdbwd"] = bench(fl, leaves=(qs, ks, vs), grad=gs)
     del qs, ks, vs, gs
     if with_dense:
         d = lambda: causal_sdpa(q, k, v, "cudnn")
         with torch.no_grad():
             res["dense_fwd"] = bench(d, rep=5, warmup=1)
         torch.cuda.reset_peak_memory_stats()
-        res["dense_fwdbwd"] = bench(lambda: d().backward(go), setup=clear, rep=5, warmup=1)
+        res["dense_fwdbwd"] = bench(d, leaves=(q, k, v), grad=go, rep=5, warmup=1)
         res["dense_peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
     row = dict(check="timing", n=n, topk=topk, s=s)
     for key, val in res.items():
