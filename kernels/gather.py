@@ -1,13 +1,15 @@
-"""Gather kernel: build a sub-sequence tensor row by row from token rows, pooling on the fly.
+"""Gather kernel: build sub-sequence tensors row by row from token rows, pooling on the fly.
 
 Two uses, one kernel: the forward gather (row of entry (l, i) = mean of x[i*f : i*f + f]) and the backward
 of the scatter (row of entry (l, i) = sum of dO over its fan-out positions [i*f + f - 1, i*f + 2f - 2]).
-Programs walk the level-major list, so every row of a program has the same span f.
+Programs walk the level-major list, so every row of a program has the same span f. One launch serves up to
+three tensors of the same head count (q, k and v): the index loads are shared and the launch tails paid once.
 """
 
 from __future__ import annotations
 
 import functools
+from typing import Sequence
 
 import torch
 import triton
@@ -19,6 +21,8 @@ from lighthouse.plan import LighthousePlan
 from . import alloc
 
 BLOCK_R = 32  # divides 128 * p, so a block never straddles two levels
+NUM_WARPS = 4  # tuned on the H200 (reports/PERF_NOTES.md, step 4)
+MAX_TENSORS = 3
 
 
 @functools.lru_cache(maxsize=64)
@@ -33,12 +37,52 @@ def level_tables(plan: LighthousePlan, device: torch.device):
 
 
 @triton.jit
+def _pool_top(X, sxb, sxh, sxn, b, hx, start, rmask, seq_len, d, dmask,
+              TOP_SPAN: tl.constexpr, TOP_STEP: tl.constexpr, FAN_IN: tl.constexpr,
+              BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr):
+    """Coarsest level: TOP_STEP consecutive token rows per entry per step, span known at compile time."""
+    xbase = X + b.to(tl.int64) * sxb + hx.to(tl.int64) * sxh
+    jj = tl.arange(0, TOP_STEP)
+    acc = tl.zeros((BLOCK_R, BLOCK_D), dtype=tl.float32)
+    for j0 in range(0, TOP_SPAN, TOP_STEP):
+        t = start[:, None] + (j0 + jj)[None, :]  # (BLOCK_R, TOP_STEP)
+        m = (rmask[:, None] & (j0 + jj < TOP_SPAN)[None, :] & (t < seq_len))[:, :, None] & dmask[None, None, :]
+        x = tl.load(xbase + t[:, :, None] * sxn + d[None, None, :], mask=m, other=0.0).to(tl.float32)
+        acc += tl.sum(x, axis=1)
+    if not FAN_IN:
+        acc = acc * (1.0 / TOP_SPAN)
+    return acc
+
+
+@triton.jit
+def _pool_low(X, sxb, sxh, sxn, b, hx, start, f, seq_len, d, dmask, FAN_IN: tl.constexpr,
+              BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr):
+    """A finer level: every row of the block spans f tokens (f read at run time)."""
+    xbase = X + b.to(tl.int64) * sxb + hx.to(tl.int64) * sxh
+    acc = tl.zeros((BLOCK_R, BLOCK_D), dtype=tl.float32)
+    for j in range(0, f):
+        t = start + j
+        m = (t < seq_len)[:, None] & dmask[None, :]
+        acc += tl.load(xbase + t[:, None] * sxn + d[None, :], mask=m, other=0.0).to(tl.float32)
+    if not FAN_IN:
+        acc = acc / f
+    return acc
+
+
+@triton.jit
+def _put(OUT, bh, sel_len, head_dim, pos, acc, rmask, d, dmask):
+    obase = OUT + bh.to(tl.int64) * sel_len * head_dim
+    tl.store(obase + pos[:, None] * head_dim + d[None, :], acc.to(OUT.dtype.element_ty),
+             mask=rmask[:, None] & dmask[None, :])
+
+
+@triton.jit
 def _gather_kernel(
-    X, LM_IDX, LM_POS, OUT, SPANS, OFFSETS,
+    X0, X1, X2, LM_IDX, LM_POS, OUT0, OUT1, OUT2, SPANS, OFFSETS,
     seq_len, sel_len, chunk, tile_len, x_heads, group, head_dim,
-    sxb, sxh, sxn,
-    LEVELS: tl.constexpr, POOL: tl.constexpr, TOP_SPAN: tl.constexpr, TOP_STEP: tl.constexpr,
-    FAN_IN: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr,
+    s0b, s0h, s0n, s1b, s1h, s1n, s2b, s2h, s2n,
+    NUM: tl.constexpr, LEVELS: tl.constexpr, POOL: tl.constexpr, TOP_SPAN: tl.constexpr,
+    TOP_STEP: tl.constexpr, FAN_IN: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     blocks_top = tl.cdiv(chunk, BLOCK_R)
     blocks_low: tl.constexpr = 128 * POOL // BLOCK_R
@@ -52,26 +96,25 @@ def _gather_kernel(
     ibase = (b * (x_heads // group) + hx // group).to(tl.int64) * sel_len + tile * tile_len
     d = tl.arange(0, BLOCK_D)
     dmask = d < head_dim
-    xbase = X + b.to(tl.int64) * sxb + hx.to(tl.int64) * sxh
-    obase = OUT + bh.to(tl.int64) * sel_len * head_dim
     if r < blocks_top:
-        # coarsest level: consecutive entries of the tile's chunk span consecutive tokens, so read them
-        # TOP_STEP rows at a time per entry (contiguous runs) with the span known at compile time
+        # coarsest level: consecutive entries of the tile's chunk span consecutive tokens
         rows = r * BLOCK_R + tl.arange(0, BLOCK_R)
         rmask = rows < chunk
         pos = tl.load(LM_POS + ibase + rows, mask=rmask, other=0)
         start = (tile * chunk + rows).to(tl.int64) * TOP_SPAN
         if FAN_IN:
             start += TOP_SPAN - 1
-        jj = tl.arange(0, TOP_STEP)
-        acc = tl.zeros((BLOCK_R, BLOCK_D), dtype=tl.float32)
-        for j0 in range(0, TOP_SPAN, TOP_STEP):
-            t = start[:, None] + (j0 + jj)[None, :]  # (BLOCK_R, TOP_STEP)
-            m = (rmask[:, None] & (j0 + jj < TOP_SPAN)[None, :] & (t < seq_len))[:, :, None] & dmask[None, None, :]
-            x = tl.load(xbase + t[:, :, None] * sxn + d[None, None, :], mask=m, other=0.0).to(tl.float32)
-            acc += tl.sum(x, axis=1)
-        if not FAN_IN:
-            acc = acc * (1.0 / TOP_SPAN)
+        acc = _pool_top(X0, s0b, s0h, s0n, b, hx, start, rmask, seq_len, d, dmask,
+                        TOP_SPAN, TOP_STEP, FAN_IN, BLOCK_R, BLOCK_D)
+        _put(OUT0, bh, sel_len, head_dim, pos, acc, rmask, d, dmask)
+        if NUM > 1:
+            acc = _pool_top(X1, s1b, s1h, s1n, b, hx, start, rmask, seq_len, d, dmask,
+                            TOP_SPAN, TOP_STEP, FAN_IN, BLOCK_R, BLOCK_D)
+            _put(OUT1, bh, sel_len, head_dim, pos, acc, rmask, d, dmask)
+        if NUM > 2:
+            acc = _pool_top(X2, s2b, s2h, s2n, b, hx, start, rmask, seq_len, d, dmask,
+                            TOP_SPAN, TOP_STEP, FAN_IN, BLOCK_R, BLOCK_D)
+            _put(OUT2, bh, sel_len, head_dim, pos, acc, rmask, d, dmask)
     else:
         # finer levels: 128 * POOL entries per level and tile, a block never straddles two levels
         low = r - blocks_top
@@ -85,34 +128,47 @@ def _gather_kernel(
         start = (pyr - off) * f
         if FAN_IN:
             start += f - 1
-        acc = tl.zeros((BLOCK_R, BLOCK_D), dtype=tl.float32)
-        for j in range(0, f):
-            t = start + j
-            m = (t < seq_len)[:, None] & dmask[None, :]
-            acc += tl.load(xbase + t[:, None] * sxn + d[None, :], mask=m, other=0.0).to(tl.float32)
-        if not FAN_IN:
-            acc = acc / f
-    tl.store(obase + pos[:, None] * head_dim + d[None, :], acc.to(OUT.dtype.element_ty),
-             mask=rmask[:, None] & dmask[None, :])
+        acc = _pool_low(X0, s0b, s0h, s0n, b, hx, start, f, seq_len, d, dmask, FAN_IN, BLOCK_R, BLOCK_D)
+        _put(OUT0, bh, sel_len, head_dim, pos, acc, rmask, d, dmask)
+        if NUM > 1:
+            acc = _pool_low(X1, s1b, s1h, s1n, b, hx, start, f, seq_len, d, dmask, FAN_IN, BLOCK_R, BLOCK_D)
+            _put(OUT1, bh, sel_len, head_dim, pos, acc, rmask, d, dmask)
+        if NUM > 2:
+            acc = _pool_low(X2, s2b, s2h, s2n, b, hx, start, f, seq_len, d, dmask, FAN_IN, BLOCK_R, BLOCK_D)
+            _put(OUT2, bh, sel_len, head_dim, pos, acc, rmask, d, dmask)
+
+
+def gather_many(xs: Sequence[torch.Tensor], lm_idx: torch.Tensor, lm_pos: torch.Tensor, plan: LighthousePlan,
+                fan_in: bool = False) -> list:
+    """Tensors (B, Hx, N, D) of one head count Hx (Hkv or Hq) -> (B, Hx, S, D) contiguous, in one launch
+    per MAX_TENSORS tensors."""
+    if len(xs) > MAX_TENSORS:
+        return (gather_many(xs[:MAX_TENSORS], lm_idx, lm_pos, plan, fan_in)
+                + gather_many(xs[MAX_TENSORS:], lm_idx, lm_pos, plan, fan_in))
+    xs = [x if x.stride(-1) == 1 else x.contiguous() for x in xs]
+    b, hx, _, d = xs[0].shape
+    if any(x.shape != xs[0].shape for x in xs):
+        raise ValueError(f"gather_many needs tensors of one shape, got {[tuple(x.shape) for x in xs]}")
+    outs = [alloc.empty(b, hx, plan.selected_len, d, dtype=x.dtype, device=x.device) for x in xs]
+    per_tile = triton.cdiv(plan.chunk, BLOCK_R) + (plan.config.levels - 1) * TILE * plan.config.pooling // BLOCK_R
+    spans, offsets = level_tables(plan, xs[0].device)
+    top_span = plan.spans[-1]
+    block_d = triton.next_power_of_2(d)
+    padded_x = xs + [xs[0]] * (MAX_TENSORS - len(xs))
+    padded_o = outs + [outs[0]] * (MAX_TENSORS - len(xs))
+    strides = [s for x in padded_x for s in x.stride()[:3]]
+    _gather_kernel[(plan.tiles * per_tile, b * hx)](
+        *padded_x, lm_idx, lm_pos, *padded_o, spans, offsets,
+        plan.seq_len, plan.selected_len, plan.chunk, plan.tile_len, hx, hx // plan.kv_heads, d,
+        *strides,
+        NUM=len(xs), LEVELS=plan.config.levels, POOL=plan.config.pooling, TOP_SPAN=top_span,
+        TOP_STEP=min(triton.next_power_of_2(top_span), max(1, 16384 // (BLOCK_R * block_d))),
+        FAN_IN=fan_in, BLOCK_R=BLOCK_R, BLOCK_D=block_d, num_warps=NUM_WARPS,
+    )
+    return outs
 
 
 def gather_rows(x: torch.Tensor, lm_idx: torch.Tensor, lm_pos: torch.Tensor, plan: LighthousePlan,
                 fan_in: bool = False) -> torch.Tensor:
     """x (B, Hx, N, D), Hx = Hkv or Hq -> (B, Hx, S, D) contiguous in x's dtype."""
-    if x.stride(-1) != 1:
-        x = x.contiguous()
-    b, hx, _, d = x.shape
-    out = alloc.empty(b, hx, plan.selected_len, d, dtype=x.dtype, device=x.device)
-    per_tile = triton.cdiv(plan.chunk, BLOCK_R) + (plan.config.levels - 1) * TILE * plan.config.pooling // BLOCK_R
-    spans, offsets = level_tables(plan, x.device)
-    top_span = plan.spans[-1]
-    block_d = triton.next_power_of_2(d)
-    _gather_kernel[(plan.tiles * per_tile, b * hx)](
-        x, lm_idx, lm_pos, out, spans, offsets,
-        plan.seq_len, plan.selected_len, plan.chunk, plan.tile_len, hx, hx // plan.kv_heads, d,
-        x.stride(0), x.stride(1), x.stride(2),
-        LEVELS=plan.config.levels, POOL=plan.config.pooling, TOP_SPAN=top_span,
-        TOP_STEP=min(triton.next_power_of_2(top_span), max(1, 16384 // (BLOCK_R * block_d))),
-        FAN_IN=fan_in, BLOCK_R=BLOCK_R, BLOCK_D=block_d,
-    )
-    return out
+    return gather_many([x], lm_idx, lm_pos, plan, fan_in)[0]

@@ -15,8 +15,8 @@ from lighthouse.plan import LighthousePlan
 from lighthouse.reference.selection import select_entries
 from lighthouse.sdpa import causal_sdpa
 
-from .gather import gather_rows
-from .pull import pull_rows
+from .gather import gather_many, gather_rows
+from .pull import pull_many, pull_rows
 from .scores import score_pyramids
 from .select import Selection, fits_in_kernel, select_in_kernel, selection_from_indices
 
@@ -38,6 +38,24 @@ def run_selection(q, k, v, plan: LighthousePlan, gate: Optional[torch.Tensor] = 
     return selection_from_indices(indices, plan), check
 
 
+def _by_shape(fn, tensors):
+    """fn (list -> list) over the tensors, one call per distinct shape: one for q, k, v without GQA, else
+    one for q and one for k, v. Results come back in the order of `tensors`."""
+    groups = {}
+    for i, t in enumerate(tensors):
+        groups.setdefault(tuple(t.shape), []).append(i)
+    out = [None] * len(tensors)
+    for idx in groups.values():
+        for i, r in zip(idx, fn([tensors[i] for i in idx])):
+            out[i] = r
+    return out
+
+
+def gather_qkv(q, k, v, sel: Selection, plan: LighthousePlan):
+    """The sub-sequence q, k, v: one launch for the three (two under GQA)."""
+    return _by_shape(lambda xs: gather_many(xs, sel.lm_idx, sel.lm_pos, plan), (q, k, v))
+
+
 def _repeat_kv(x: torch.Tensor, group: int) -> torch.Tensor:
     return x if group == 1 else x.repeat_interleave(group, dim=1)
 
@@ -46,9 +64,7 @@ class LighthouseFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, plan: LighthousePlan, gate):
         sel, check = run_selection(q, k, v, plan, gate)
-        q_sub = gather_rows(q, sel.lm_idx, sel.lm_pos, plan)
-        k_sub = gather_rows(k, sel.lm_idx, sel.lm_pos, plan)
-        v_sub = gather_rows(v, sel.lm_idx, sel.lm_pos, plan)
+        q_sub, k_sub, v_sub = gather_qkv(q, k, v, sel, plan)
         with torch.enable_grad():
             leaves = [x.detach().requires_grad_() for x in (q_sub, k_sub, v_sub)]
             out_sub = causal_sdpa(leaves[0], _repeat_kv(leaves[1], plan.group), _repeat_kv(leaves[2], plan.group),
@@ -65,7 +81,7 @@ class LighthouseFunction(torch.autograd.Function):
         # retain the inner SDPA graph: the outer one may be retained (backward(retain_graph=True)); either
         # way it is freed with ctx, when autograd frees this node
         d_subs = torch.autograd.grad(ctx.out_sub, ctx.leaves, d_out_sub, retain_graph=True)
-        dq, dk, dv = (pull_rows(g, sel.inv, plan, scatter=False) for g in d_subs)
+        dq, dk, dv = _by_shape(lambda xs: pull_many(xs, sel.inv, plan, scatter=False), d_subs)
         return dq, dk, dv, None, None
 
 
@@ -74,7 +90,7 @@ def lighthouse_attention_triton(q, k, v, plan: LighthousePlan, gate: Optional[to
         return LighthouseFunction.apply(q, k, v, plan, gate)
     with torch.no_grad():
         sel, check = run_selection(q, k, v, plan, gate)
-        subs = [gather_rows(x, sel.lm_idx, sel.lm_pos, plan) for x in (q, k, v)]
+        subs = gather_qkv(q, k, v, sel, plan)
         out_sub = causal_sdpa(subs[0], _repeat_kv(subs[1], plan.group), _repeat_kv(subs[2], plan.group),
                               plan.config.sdpa_backend)
         out = pull_rows(out_sub, sel.inv, plan, scatter=True)

@@ -2,10 +2,13 @@
 
 Forward scatter: position t takes the row of entry i = (t + 1) // f - 1 of each level (spec section 6).
 Backward of the pooling: token t takes the row of entry i = t // f of each level, divided by f.
-Deterministic: no atomics, each output element written exactly once, no zero-filled buffer.
+Deterministic: no atomics, each output element written exactly once, no zero-filled buffer. One launch
+serves up to three source tensors of one head count (dq, dk, dv): the inverse map is read once for all.
 """
 
 from __future__ import annotations
+
+from typing import Sequence
 
 import torch
 import triton
@@ -15,12 +18,29 @@ from lighthouse.plan import LighthousePlan
 
 from . import alloc
 
+BLOCK_T = 16  # token rows per program; tuned on the H200 (reports/PERF_NOTES.md, step 4)
+NUM_WARPS = 4
+MAX_TENSORS = 3
+
+
+@triton.jit
+def _take(src_base, pos, valid, d, dmask, head_dim):
+    return tl.load(src_base + pos.to(tl.int64)[:, None] * head_dim + d[None, :],
+                   mask=valid[:, None] & dmask[None, :], other=0.0).to(tl.float32)
+
+
+@triton.jit
+def _put(OUT, bh, seq_len, head_dim, t, acc, tmask, d, dmask):
+    out = OUT + bh.to(tl.int64) * seq_len * head_dim
+    tl.store(out + t[:, None].to(tl.int64) * head_dim + d[None, :], acc.to(OUT.dtype.element_ty),
+             mask=tmask[:, None] & dmask[None, :])
+
 
 @triton.jit
 def _pull_kernel(
-    SRC, INV, OUT,
+    SRC0, SRC1, SRC2, INV, OUT0, OUT1, OUT2,
     seq_len, sel_len, n_pad, pyr_len, out_heads, group, head_dim,
-    LEVELS: tl.constexpr, POOL: tl.constexpr, SCATTER: tl.constexpr,
+    NUM: tl.constexpr, LEVELS: tl.constexpr, POOL: tl.constexpr, SCATTER: tl.constexpr,
     BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     t = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
@@ -31,8 +51,10 @@ def _pull_kernel(
     d = tl.arange(0, BLOCK_D)
     dmask = d < head_dim
     inv_base = INV + (b * (out_heads // group) + h // group).to(tl.int64) * pyr_len
-    src_base = SRC + bh.to(tl.int64) * sel_len * head_dim
-    acc = tl.zeros((BLOCK_T, BLOCK_D), dtype=tl.float32)
+    src_off = bh.to(tl.int64) * sel_len * head_dim
+    acc0 = tl.zeros((BLOCK_T, BLOCK_D), dtype=tl.float32)
+    acc1 = tl.zeros((BLOCK_T, BLOCK_D), dtype=tl.float32)
+    acc2 = tl.zeros((BLOCK_T, BLOCK_D), dtype=tl.float32)
     f = 1
     off = 0
     for _ in tl.static_range(LEVELS):
@@ -43,30 +65,48 @@ def _pull_kernel(
         valid = tmask & (entry >= 0)
         pos = tl.load(inv_base + off + entry, mask=valid, other=-1)
         valid = valid & (pos >= 0)
-        vals = tl.load(src_base + pos.to(tl.int64)[:, None] * head_dim + d[None, :],
-                       mask=valid[:, None] & dmask[None, :], other=0.0).to(tl.float32)
         if SCATTER:
-            acc += vals
+            scale = 1.0
         else:
-            acc += vals * (1.0 / f)  # f is a compile-time power of p: a constant multiply
+            scale = 1.0 / f  # f is a compile-time power of p: a constant multiply
+        acc0 += _take(SRC0 + src_off, pos, valid, d, dmask, head_dim) * scale
+        if NUM > 1:
+            acc1 += _take(SRC1 + src_off, pos, valid, d, dmask, head_dim) * scale
+        if NUM > 2:
+            acc2 += _take(SRC2 + src_off, pos, valid, d, dmask, head_dim) * scale
         off += n_pad // f
         f = f * POOL
-    out = OUT + bh.to(tl.int64) * seq_len * head_dim
-    tl.store(out + t[:, None].to(tl.int64) * head_dim + d[None, :], acc.to(OUT.dtype.element_ty),
-             mask=tmask[:, None] & dmask[None, :])
+    _put(OUT0, bh, seq_len, head_dim, t, acc0, tmask, d, dmask)
+    if NUM > 1:
+        _put(OUT1, bh, seq_len, head_dim, t, acc1, tmask, d, dmask)
+    if NUM > 2:
+        _put(OUT2, bh, seq_len, head_dim, t, acc2, tmask, d, dmask)
+
+
+def pull_many(srcs: Sequence[torch.Tensor], inv: torch.Tensor, plan: LighthousePlan, scatter: bool,
+              dtype=None) -> list:
+    """Sources (B, Hs, S, D) of one shape -> (B, Hs, N, D) each: forward scatter (scatter=True) or pooling
+    backward, in one launch per MAX_TENSORS sources."""
+    if len(srcs) > MAX_TENSORS:
+        return (pull_many(srcs[:MAX_TENSORS], inv, plan, scatter, dtype)
+                + pull_many(srcs[MAX_TENSORS:], inv, plan, scatter, dtype))
+    srcs = [s.contiguous() for s in srcs]
+    if any(s.shape != srcs[0].shape for s in srcs):
+        raise ValueError(f"pull_many needs sources of one shape, got {[tuple(s.shape) for s in srcs]}")
+    b, hs, _, d = srcs[0].shape
+    outs = [alloc.empty(b, hs, plan.seq_len, d, dtype=dtype or s.dtype, device=s.device) for s in srcs]
+    block_d = triton.next_power_of_2(d)
+    block_t = max(16, min(BLOCK_T, 8192 // block_d))
+    pad = MAX_TENSORS - len(srcs)
+    _pull_kernel[(triton.cdiv(plan.seq_len, block_t), b * hs)](
+        *srcs, *[srcs[0]] * pad, inv, *outs, *[outs[0]] * pad,
+        plan.seq_len, plan.selected_len, plan.padded_len, plan.pyramid_len, hs, hs // plan.kv_heads, d,
+        NUM=len(srcs), LEVELS=plan.config.levels, POOL=plan.config.pooling, SCATTER=scatter,
+        BLOCK_T=block_t, BLOCK_D=block_d, num_warps=NUM_WARPS,
+    )
+    return outs
 
 
 def pull_rows(src: torch.Tensor, inv: torch.Tensor, plan: LighthousePlan, scatter: bool, dtype=None) -> torch.Tensor:
-    """src (B, Hs, S, D) contiguous -> (B, Hs, N, D): forward scatter (scatter=True) or pooling backward."""
-    src = src.contiguous()
-    b, hs, _, d = src.shape
-    out = alloc.empty(b, hs, plan.seq_len, d, dtype=dtype or src.dtype, device=src.device)
-    block_d = triton.next_power_of_2(d)
-    block_t = max(16, min(64, 8192 // block_d))
-    _pull_kernel[(triton.cdiv(plan.seq_len, block_t), b * hs)](
-        src, inv, out,
-        plan.seq_len, plan.selected_len, plan.padded_len, plan.pyramid_len, hs, hs // plan.kv_heads, d,
-        LEVELS=plan.config.levels, POOL=plan.config.pooling, SCATTER=scatter,
-        BLOCK_T=block_t, BLOCK_D=block_d,
-    )
-    return out
+    """src (B, Hs, S, D) -> (B, Hs, N, D): forward scatter (scatter=True) or pooling backward."""
+    return pull_many([src], inv, plan, scatter, dtype)[0]

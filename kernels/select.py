@@ -22,6 +22,9 @@ from . import alloc
 # Sizes that one program sorts in registers; past them selection runs on the PyTorch path.
 MAX_CANDIDATES = 4096
 MAX_TILE_ENTRIES = 8192
+# Warps per program; None picks by tile size: 16 from 2048 entries on, the sorts are latency bound and
+# 96-400 programs leave most of the SMs' warp slots empty (reports/PERF_NOTES.md, step 4).
+NUM_WARPS = None
 
 
 @triton.jit
@@ -165,7 +168,7 @@ def select_in_kernel(sq_pyr: torch.Tensor, sk_pyr: torch.Tensor, plan: Lighthous
         p_len, s, plan.padded_len, plan.chunk, plan.tile_len,
         LEVELS=plan.config.levels, POOL=plan.config.pooling, POOL_P2=_next_pow2(plan.config.pooling),
         CHUNK_P2=_next_pow2(plan.chunk), TILE_P2=tile_p2, SLOT_BITS=max(1, (tile_p2 - 1).bit_length()),
-        num_warps=4 if tile_p2 <= 2048 else 8,
+        num_warps=NUM_WARPS or (4 if tile_p2 < 2048 else 16),
     )
     return Selection(indices, lm_idx, lm_pos, inv)
 

@@ -24,8 +24,8 @@ import torch
 import lighthouse
 from lighthouse import LighthouseConfig
 from lighthouse.kernels import alloc, layer as tl_layer
-from lighthouse.kernels.gather import gather_rows
-from lighthouse.kernels.pull import pull_rows
+from lighthouse.kernels.gather import gather_many, gather_rows
+from lighthouse.kernels.pull import pull_many, pull_rows
 from lighthouse.plan import make_plan
 from lighthouse.sdpa import causal_sdpa
 from lighthouse.bench.timing import measure
@@ -202,13 +202,13 @@ def stages(n, topk, q, k, v, go, cfg):
         t = {
             "scores": bench(lambda: score_pyramids(q, k, v, plan))[0],
             "select": bench(lambda: select_in_kernel(sq, sk, plan))[0],
-            "gather_qkv": bench(lambda: [gather_rows(x, sel.lm_idx, sel.lm_pos, plan) for x in (q, k, v)])[0],
+            "gather_qkv": bench(lambda: gather_many([q, k, v], sel.lm_idx, sel.lm_pos, plan))[0],
             "sdpa_fwd": bench(lambda: causal_sdpa(*subs, "cudnn"))[0],
         }
         out_sub = causal_sdpa(*subs, "cudnn")
         t["scatter_pull"] = bench(lambda: pull_rows(out_sub, sel.inv, plan, scatter=True))[0]
         t["fanin_gather"] = bench(lambda: gather_rows(go, sel.lm_idx, sel.lm_pos, plan, fan_in=True))[0]
-        t["pool_bwd_pull_x3"] = bench(lambda: [pull_rows(x, sel.inv, plan, scatter=False) for x in subs])[0]
+        t["pool_bwd_pull_x3"] = bench(lambda: pull_many(subs, sel.inv, plan, scatter=False))[0]
     bytes_tok = q.numel() * q.element_size()
     record(check="stages", n=n, topk=topk, **t, qkv_read_floor_ms=3 * bytes_tok / 4.3e9, out_write_floor_ms=bytes_tok / 4.3e9)
 

@@ -100,3 +100,25 @@ def test_backward_can_run_twice_on_a_retained_graph():
     first = torch.autograd.grad(out, (q, k, v), grad, retain_graph=True)
     second = torch.autograd.grad(out, (q, k, v), grad)
     assert all(torch.equal(a, b) for a, b in zip(first, second))
+
+
+def test_fused_launches_equal_one_tensor_launches():
+    """gather_many / pull_many on three tensors give bitwise the rows of three single-tensor launches."""
+    from lighthouse.kernels.gather import gather_many, gather_rows
+    from lighthouse.kernels.layer import run_selection
+    from lighthouse.kernels.pull import pull_many, pull_rows
+    from lighthouse.plan import make_plan
+
+    cfg = LighthouseConfig(levels=3, pooling=2, topk=128)
+    q, k, v = rand_qkv(1, 2, 2, 1000, 16, seed=5)  # N padded to 1024: unwritten padding rows would be NaN
+    q, k, v = (x.to(DEVICE) for x in (q, k, v))
+    plan = make_plan(cfg, q, k, v)
+    sel, _ = run_selection(q, k, v, plan)
+    fused = gather_many([q, k, v], sel.lm_idx, sel.lm_pos, plan)
+    for x, y in zip(fused, [gather_rows(x, sel.lm_idx, sel.lm_pos, plan) for x in (q, k, v)]):
+        assert torch.equal(x, y)
+    for scatter in (True, False):
+        pulled = pull_many(fused, sel.inv, plan, scatter=scatter)
+        for x, y in zip(pulled, [pull_rows(s, sel.inv, plan, scatter=scatter) for s in fused]):
+            assert torch.equal(x, y)
+            assert not torch.isnan(x).any()
