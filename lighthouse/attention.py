@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import warnings
 from typing import Optional
 
 import torch
@@ -11,7 +13,23 @@ from .plan import make_plan
 from .reference import lighthouse_attention_torch, select_torch
 
 
+#: Environment switch that overrides every impl choice ("torch" or "triton"). Meant for the regression gate's
+#: own test (a deliberately slow layer must fail `lighthouse-bench check`) and for bisecting a wrong result.
+FORCE_IMPL_ENV = "LIGHTHOUSE_FORCE_IMPL"
+
+
+def _forced_impl() -> Optional[str]:
+    forced = os.environ.get(FORCE_IMPL_ENV, "").strip()
+    if not forced:
+        return None
+    if forced not in ("torch", "triton"):
+        raise ValueError(f"{FORCE_IMPL_ENV} must be 'torch' or 'triton' (or unset), got {forced!r}")
+    warnings.warn(f"{FORCE_IMPL_ENV}={forced}: every Lighthouse call runs the {forced} path", stacklevel=3)
+    return forced
+
+
 def _resolve_impl(impl: str, q: torch.Tensor) -> str:
+    impl = _forced_impl() or impl
     if impl == "auto":
         from . import kernels
 

@@ -113,6 +113,72 @@ def plot(
 
 
 @app.command()
+def profile(
+    seq: Annotated[str, _opt(f"Sequence lengths N (one or a few). {LIST}", "--seq")] = "16k",
+    topk: Annotated[str, _opt("Budgets k (multiples of 128).", "--topk")] = "1024",
+    levels: Annotated[str, _opt("Pyramid levels L.", "--levels")] = "3",
+    pooling: Annotated[str, _opt("Pooling factors p.", "--pooling")] = "4",
+    scorer: Annotated[str, _opt("Scorers: norm, dilated, gla.", "--scorer")] = "norm",
+    batch: Annotated[str, _opt("Batch sizes B.", "--batch")] = "1",
+    heads: Annotated[str, _opt("Query heads Hq.", "--heads")] = "8",
+    kv_heads: Annotated[Optional[str], _opt("KV heads Hkv; default: equal to --heads.", "--kv-heads")] = None,
+    head_dim: Annotated[str, _opt("Head dims D.", "--head-dim")] = "128",
+    dtype: Annotated[Optional[str], _opt("bf16, fp16, fp32 (default bf16 on CUDA, fp32 on CPU).", "--dtype")] = None,
+    impl: Annotated[Optional[str], _opt("torch or triton (default triton on CUDA, torch on CPU).", "--impl")] = None,
+    sdpa_backend: Annotated[Optional[str], _opt("SDPA backend of the sub-sequence call: cudnn, flash, efficient, math, auto. Default: cudnn on CUDA, math on CPU.", "--sdpa-backend")] = None,
+    device: Annotated[Optional[str], _opt("cuda or cpu. Default: cuda when available.", "--device")] = None,
+    out: Annotated[Optional[Path], _opt("Output folder. Default: out/profile-<timestamp>.", "--out")] = None,
+    warmup: Annotated[int, _opt("Untimed calls before timing each stage.", "--warmup")] = 3,
+    rep: Annotated[int, _opt("Most timed repetitions per stage.", "--rep")] = 20,
+    max_seconds: Annotated[float, _opt("Stop repeating a stage after this many seconds (after 3 repetitions).", "--max-seconds")] = 2.0,
+    seed: Annotated[int, _opt("Seed of the random inputs.", "--seed")] = 0,
+    trace: Annotated[bool, _opt("Also export a torch.profiler Chrome trace of 3 forward+backward calls per point.", "--trace")] = False,
+    remeasure_peaks: Annotated[bool, _opt("Measure the device's copy bandwidth and matmul peak again instead of using the cache.", "--remeasure-peaks")] = False,
+) -> None:
+    """Per-stage times of one Lighthouse call (forward and backward), with bytes, FLOPs and distance to the
+    device's measured floor; writes profile.csv, machine.json and a stacked-bar chart."""
+    import itertools
+    from datetime import datetime
+
+    import torch
+
+    from .bench import grid
+    from .bench.profile import ProfilePoint, run_profile
+    from .bench.runner import resolve_device
+
+    try:
+        dev = resolve_device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError("--device cuda: no CUDA device is available")
+        lists = dict(
+            n=grid.parse_ints(seq, "--seq"), topk=grid.parse_ints(topk, "--topk"),
+            levels=grid.parse_ints(levels, "--levels", linear=True), pooling=grid.parse_ints(pooling, "--pooling", linear=True),
+            scorer=grid.parse_choices(scorer, "--scorer", ("norm", "dilated", "gla")),
+            batch=grid.parse_ints(batch, "--batch", linear=True), heads=grid.parse_ints(heads, "--heads", linear=True),
+            head_dim=grid.parse_ints(head_dim, "--head-dim", linear=True),
+        )
+        kvs = grid.parse_ints(kv_heads, "--kv-heads", linear=True) if kv_heads else [None]
+        dtypes = grid.parse_choices(dtype or ("bf16" if dev.type == "cuda" else "fp32"), "--dtype", grid.DTYPES, grid.DTYPE_ALIASES)
+        impl_name = impl or ("triton" if dev.type == "cuda" else "torch")
+        if impl_name not in ("torch", "triton"):
+            raise ValueError(f"--impl must be torch or triton, got {impl_name!r}")
+        backend = sdpa_backend or ("cudnn" if dev.type == "cuda" else "math")
+        points = []
+        for combo in itertools.product(*lists.values(), kvs, dtypes):
+            kw = dict(zip(list(lists) + ["kv_heads", "dtype"], combo))
+            kw["kv_heads"] = kw["kv_heads"] or kw["heads"]
+            point = ProfilePoint(impl=impl_name, sdpa_backend=None if backend == "auto" else backend, **kw)
+            point.config()  # names a bad parameter now, before anything runs
+            points.append(point)
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from None
+    out = out or Path("out") / f"profile-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    code = run_profile(points, dev, out, trace_calls=trace, remeasure_peaks=remeasure_peaks, seed=seed,
+                       warmup=warmup, rep=rep, max_seconds=max_seconds, argv=sys.argv)
+    raise typer.Exit(code)
+
+
+@app.command()
 def suites() -> None:
     """List the sweep presets and what they are for."""
     from .bench.grid import load_suite, suite_names

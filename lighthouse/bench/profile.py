@@ -1,0 +1,344 @@
+"""`lighthouse-bench profile`: where one Lighthouse call spends its time, stage by stage.
+
+Each stage of the forward (scores, select, gather, sdpa, scatter) and of the backward (fan_in, sdpa_bwd,
+pool_bwd for the Triton path; scatter_bwd, sdpa_bwd, gather_bwd for the PyTorch path) is timed alone on its
+real inputs (CUDA events, L2 flush, median), next to the whole pass timed end to end. Each stage also gets
+the bytes it must move and the FLOPs it must do (the model below), and from the device's measured peaks
+(bench.peaks) its floor and its distance to it. The floor counts what the fused design has to move, so the
+PyTorch path's ratios show its excess traffic.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+import torch
+
+from .. import lighthouse_attention
+from ..config import TILE, LighthouseConfig
+from ..plan import LighthousePlan, make_plan
+from ..sdpa import causal_sdpa
+from . import flops as flops_mod
+from .runner import TORCH_DTYPES, random_inputs
+from .timing import measure
+
+COLUMNS = ["n", "topk", "levels", "pooling", "scorer", "dtype", "batch", "heads", "kv_heads", "head_dim", "impl",
+           "s_sel", "pass", "stage", "ms", "share", "bytes", "flops", "floor_ms", "floor_kind", "floor_ratio",
+           "device"]
+TOTAL, MEASURED = "total", "measured"
+
+
+@dataclass(frozen=True)
+class ProfilePoint:
+    n: int
+    topk: int
+    levels: int = 3
+    pooling: int = 4
+    scorer: str = "norm"
+    dtype: str = "bf16"
+    batch: int = 1
+    heads: int = 8
+    kv_heads: int = 8
+    head_dim: int = 128
+    impl: str = "triton"
+    sdpa_backend: Optional[str] = None
+
+    def config(self) -> LighthouseConfig:
+        return LighthouseConfig(self.levels, self.pooling, self.topk, self.scorer, impl=self.impl,
+                                sdpa_backend=self.sdpa_backend)
+
+    def label(self) -> str:
+        return f"N={self.n} k={self.topk} L{self.levels} p{self.pooling} {self.scorer} {self.dtype} {self.impl}"
+
+
+@dataclass
+class Stage:
+    """One timed piece: `fn` returns a tensor; mode 'fwd' times fn, 'bwd' times fn()'s backward alone."""
+
+    pass_: str
+    name: str
+    fn: Callable[[], object]
+    mode: str = "fwd"
+    leaves: Sequence[torch.Tensor] = ()
+    grad: Optional[torch.Tensor] = None
+
+
+# ---------------------------------------------------------------------------------------------- cost model
+def tokens_read_per_tensor(plan: LighthousePlan) -> int:
+    """Token rows a gather reads per head: the whole coarsest level (every token once) plus the refined
+    spans of the finer levels (128 * p entries per level and tile, span p**l each)."""
+    c = plan.config
+    finer = sum(TILE * c.pooling * f for f in plan.spans[:-1])
+    return plan.padded_len + plan.tiles * finer
+
+
+def stage_costs(plan: LighthousePlan, elem: int) -> Dict[str, tuple]:
+    """stage -> (bytes it must move, FLOPs it must do), for the whole batch."""
+    b, hq, hk, d = plan.batch, plan.q_heads, plan.kv_heads, plan.head_dim
+    n, n_pad, s, p_len, lv = plan.seq_len, plan.padded_len, plan.selected_len, plan.pyramid_len, plan.config.levels
+    row = d * elem
+    hq_rows, hk_rows = b * hq, b * hk
+    t_read = tokens_read_per_tensor(plan)
+    attn_fwd = flops_mod.causal_attention_flops(s, b, hq, d, "fwd")
+    attn_bwd = flops_mod.causal_attention_flops(s, b, hq, d, "bwd")
+    return {
+        # read q, k; write both score pyramids; the max-pooling reads the level below
+        "scores": ((hq_rows + hk_rows) * n * row + 2 * hk_rows * (p_len + n_pad) * 4, 0.0),
+        # candidate scores in, four S-long int64 lists and the inverse map out
+        "select": (hk_rows * (2 * plan.tiles * plan.tile_len * 4 + 6 * s * 8 + 2 * p_len * 4), 0.0),
+        "gather": ((hq_rows + 2 * hk_rows) * (t_read + s) * row + 2 * hk_rows * s * 8, 0.0),
+        "sdpa": (4 * hq_rows * s * row, attn_fwd),
+        "scatter": (hq_rows * (s + n) * row + hk_rows * lv * n * 4, 0.0),
+        "fan_in": (hq_rows * (t_read + s) * row + 2 * hk_rows * s * 8, 0.0),
+        "sdpa_bwd": (8 * hq_rows * s * row, attn_bwd),
+        "pool_bwd": ((hq_rows + 2 * hk_rows) * (s + n) * row + 2 * hk_rows * lv * n * 4, 0.0),
+    }
+
+
+# Stages of the PyTorch path share the model: its scatter backward is the fan-in, its gather backward the
+# pooling backward.
+TORCH_COST_NAME = {"scatter_bwd": "fan_in", "gather_bwd": "pool_bwd"}
+
+
+def floor_of(nbytes: float, nflops: float, peaks: dict):
+    """(floor ms, 'bandwidth' or 'compute'): the larger of moving the bytes and doing the FLOPs at peak."""
+    bw_ms = nbytes / (peaks["copy_gb_s"] * 1e9) * 1e3
+    fl_ms = nflops / (peaks["matmul_tflops"] * 1e12) * 1e3
+    return (fl_ms, "compute") if fl_ms > bw_ms else (bw_ms, "bandwidth")
+
+
+# ------------------------------------------------------------------------------------------------ stages
+def _repeat_kv(x: torch.Tensor, group: int) -> torch.Tensor:
+    return x if group == 1 else x.repeat_interleave(group, dim=1)
+
+
+def _leaf(x: torch.Tensor) -> torch.Tensor:
+    return x.detach().clone().requires_grad_()
+
+
+def triton_stages(q, k, v, go, gate, plan: LighthousePlan) -> List[Stage]:
+    from ..kernels.gather import gather_rows
+    from ..kernels.layer import _by_shape, gather_qkv, run_selection
+    from ..kernels.pull import pull_many, pull_rows
+    from ..kernels.scores import score_pyramids
+    from ..kernels.select import fits_in_kernel, select_in_kernel
+
+    backend, g = plan.config.sdpa_backend, plan.group
+    with torch.no_grad():
+        sq, sk, _ = score_pyramids(q, k, v, plan, gate)
+        sel, check = run_selection(q, k, v, plan, gate)
+        check.raise_if_bad()
+        subs = [_leaf(x) for x in gather_qkv(q, k, v, sel, plan)]
+    with torch.enable_grad():
+        out_sub = causal_sdpa(subs[0], _repeat_kv(subs[1], g), _repeat_kv(subs[2], g), backend)
+    d_out_sub = gather_rows(go, sel.lm_idx, sel.lm_pos, plan, fan_in=True)
+    d_subs = torch.autograd.grad(out_sub, subs, d_out_sub)
+
+    def select_fn():
+        if fits_in_kernel(plan):
+            return select_in_kernel(sq, sk, plan)
+        return run_selection(q, k, v, plan, gate)[0]
+
+    def sdpa_fn():
+        return causal_sdpa(subs[0], _repeat_kv(subs[1], g), _repeat_kv(subs[2], g), backend)
+
+    return [
+        Stage("fwd", "scores", lambda: _no_grad(score_pyramids, q, k, v, plan, gate)),
+        Stage("fwd", "select", lambda: _no_grad(select_fn)),
+        Stage("fwd", "gather", lambda: _no_grad(gather_qkv, q, k, v, sel, plan)),
+        Stage("fwd", "sdpa", sdpa_fn),  # with autograd recording, as in training
+        Stage("fwd", "scatter", lambda: _no_grad(pull_rows, out_sub.detach(), sel.inv, plan, True)),
+        Stage("bwd", "fan_in", lambda: _no_grad(gather_rows, go, sel.lm_idx, sel.lm_pos, plan, True)),
+        Stage("bwd", "sdpa_bwd", sdpa_fn, "bwd", subs, d_out_sub),
+        Stage("bwd", "pool_bwd", lambda: _no_grad(_by_shape, lambda xs: pull_many(xs, sel.inv, plan, False), d_subs)),
+    ]
+
+
+def _no_grad(fn, *args):
+    with torch.no_grad():
+        return fn(*args)
+
+
+def torch_stages(q, k, v, go, gate, plan: LighthousePlan) -> List[Stage]:
+    from ..reference.attention import gather_entries
+    from ..reference.scatter import scatter_back
+    from ..reference.selection import select_entries
+    from ..scorers import score_pyramid, token_scores
+
+    backend, g = plan.config.sdpa_backend, plan.group
+
+    def scores():
+        with torch.no_grad():
+            tq, tk = token_scores(q, k, v, plan, gate)
+            return score_pyramid(tq, plan), score_pyramid(tk, plan)
+
+    pq, pk = scores()
+    indices = _no_grad(select_entries, pq, pk, plan)
+    leaves = [_leaf(x) for x in (q, k, v)]
+    groups = (g, 1, 1)
+
+    def gather_one(i):
+        return gather_entries(leaves[i], indices, plan, groups[i])
+
+    subs = [_leaf(gather_one(i)) for i in range(3)]
+
+    def sdpa_fn():
+        return causal_sdpa(subs[0], _repeat_kv(subs[1], g), _repeat_kv(subs[2], g), backend)
+
+    out_sub = _leaf(sdpa_fn())
+    d_out_sub = torch.autograd.grad(scatter_back(out_sub, indices, plan), out_sub, go)[0]
+    d_subs = torch.autograd.grad(sdpa_fn(), subs, d_out_sub)
+    stages = [
+        Stage("fwd", "scores", scores),
+        Stage("fwd", "select", lambda: _no_grad(select_entries, pq, pk, plan)),
+        Stage("fwd", "gather", lambda: [gather_one(i) for i in range(3)]),
+        Stage("fwd", "sdpa", sdpa_fn),
+        Stage("fwd", "scatter", lambda: scatter_back(out_sub, indices, plan)),
+        Stage("bwd", "scatter_bwd", lambda: scatter_back(out_sub, indices, plan), "bwd", [out_sub], go),
+        Stage("bwd", "sdpa_bwd", sdpa_fn, "bwd", subs, d_out_sub),
+    ]
+    # the gathers' backward, one per tensor (summed into one stage below)
+    for i in range(3):
+        stages.append(Stage("bwd", f"gather_bwd.{i}", lambda i=i: gather_one(i), "bwd", [leaves[i]], d_subs[i]))
+    return stages
+
+
+# --------------------------------------------------------------------------------------------- profiling
+def _time(stage: Stage, device, warmup: int, rep: int, max_seconds: float) -> float:
+    t = measure(stage.fn, stage.mode, list(stage.leaves), stage.grad, device=device, warmup=warmup, rep=rep,
+                min_rep=3, max_seconds=max_seconds)
+    return t.median_ms
+
+
+def profile_point(point: ProfilePoint, device: torch.device, peaks: dict, *, seed: int = 0, warmup: int = 3,
+                  rep: int = 20, max_seconds: float = 2.0) -> List[dict]:
+    """Rows of profile.csv for one point: every stage, the sum per pass (total) and the whole pass (measured)."""
+    cfg = point.config()
+    inputs = random_inputs(point.batch, point.heads, point.kv_heads, point.n, point.head_dim, point.dtype, device,
+                           seed, gate=point.scorer == "gla")
+    q, k, v = (x.detach() for x in inputs.leaves)
+    plan = make_plan(cfg, q, k, v, inputs.gate)
+    builder = triton_stages if point.impl == "triton" else torch_stages
+    stages = builder(q, k, v, inputs.grad_out, inputs.gate, plan)
+    costs = stage_costs(plan, q.element_size())
+    times: Dict[tuple, float] = {}
+    for st in stages:
+        name = st.name.split(".")[0]
+        times[(st.pass_, name)] = times.get((st.pass_, name), 0.0) + _time(st, device, warmup, rep, max_seconds)
+    del stages  # frees the stage inputs before the whole layer is timed
+    leaves = inputs.leaves
+
+    def whole():
+        return lighthouse_attention(*leaves, config=cfg, gate=inputs.gate)
+
+    measured = {
+        "fwd": measure(whole, "fwd", leaves, None, device=device, warmup=warmup, rep=rep, min_rep=3,
+                       max_seconds=max_seconds).median_ms,
+        "bwd": measure(whole, "bwd", leaves, inputs.grad_out, device=device, warmup=warmup, rep=rep, min_rep=3,
+                       max_seconds=max_seconds).median_ms,
+    }
+    base = dict(n=point.n, topk=point.topk, levels=point.levels, pooling=point.pooling, scorer=point.scorer,
+                dtype=point.dtype, batch=point.batch, heads=point.heads, kv_heads=point.kv_heads,
+                head_dim=point.head_dim, impl=point.impl, s_sel=plan.selected_len, device=str(device.type))
+    rows = []
+    for pass_ in ("fwd", "bwd"):
+        names = [name for (p, name) in times if p == pass_]
+        total = sum(times[(pass_, nm)] for nm in names)
+        sums = {"bytes": 0.0, "flops": 0.0, "floor_ms": 0.0}
+        for nm in names:
+            nbytes, nflops = costs[TORCH_COST_NAME.get(nm, nm)]
+            fl_ms, kind = floor_of(nbytes, nflops, peaks)
+            ms = times[(pass_, nm)]
+            rows.append({**base, "pass": pass_, "stage": nm, "ms": ms, "share": ms / total if total else None,
+                         "bytes": nbytes, "flops": nflops, "floor_ms": fl_ms, "floor_kind": kind,
+                         "floor_ratio": ms / fl_ms if fl_ms else None})
+            sums["bytes"] += nbytes
+            sums["flops"] += nflops
+            sums["floor_ms"] += fl_ms
+        for stage, ms in ((TOTAL, total), (MEASURED, measured[pass_])):
+            rows.append({**base, "pass": pass_, "stage": stage, "ms": ms, "share": ms / total if total else None,
+                         **sums, "floor_kind": "sum", "floor_ratio": ms / sums["floor_ms"] if sums["floor_ms"] else None})
+    return rows
+
+
+def write_csv(rows: List[dict], path: Path) -> None:
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else ("" if v is None else v)) for k, v in r.items()})
+
+
+def trace(point: ProfilePoint, device: torch.device, path: Path, seed: int = 0, steps: int = 3) -> Path:
+    """A torch.profiler Chrome trace of a few forward+backward calls (open in chrome://tracing or Perfetto)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    inputs = random_inputs(point.batch, point.heads, point.kv_heads, point.n, point.head_dim, point.dtype, device,
+                           seed, gate=point.scorer == "gla")
+    cfg = point.config()
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    lighthouse_attention(*inputs.leaves, config=cfg, gate=inputs.gate).backward(inputs.grad_out)  # compile first
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
+            lighthouse_attention(*inputs.leaves, config=cfg, gate=inputs.gate).backward(inputs.grad_out)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    prof.export_chrome_trace(str(path))
+    return path
+
+
+def dtype_of(point: ProfilePoint) -> torch.dtype:
+    return TORCH_DTYPES[point.dtype]
+
+
+def run_profile(points: Sequence[ProfilePoint], device: torch.device, out: Path, *, trace_calls: bool = False,
+                remeasure_peaks: bool = False, seed: int = 0, warmup: int = 3, rep: int = 20,
+                max_seconds: float = 2.0, console=None, argv=None) -> int:
+    """Profile every point into out/ (profile.csv, machine.json with the peaks, profile.png/svg, traces).
+    A point that fails is reported and skipped; returns 0 when every point was profiled, else 1."""
+    import time
+
+    from . import machine, peaks as peaks_mod
+    from .profile_view import print_tables, stacked_chart
+    from .runner import free_memory, is_oom
+
+    from .sweep import make_console
+
+    console = console or make_console()
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    info = machine.collect(argv)
+    dtypes = sorted({p.dtype for p in points})
+    info["peaks"] = {dt: peaks_mod.get_peaks(device, TORCH_DTYPES[dt], remeasure_peaks) for dt in dtypes}
+    for dt, pk in info["peaks"].items():
+        console.print(f"peaks ({dt}{', cached' if pk.get('cached') else ', measured now'}): copy "
+                      f"{pk['copy_gb_s']:.0f} GB/s, matmul {pk['matmul_tflops']:.1f} TFLOP/s")
+    rows: List[dict] = []
+    failed = []
+    for point in points:
+        console.print(f"profiling {point.label()} ...")
+        try:
+            rows += profile_point(point, device, info["peaks"][point.dtype], seed=seed, warmup=warmup, rep=rep,
+                                  max_seconds=max_seconds)
+            if trace_calls:
+                path = trace(point, device, out / f"trace-n{point.n}-k{point.topk}-{point.impl}.json", seed)
+                console.print(f"trace: {path}")
+        except Exception as exc:  # one bad or out-of-memory point does not stop the others
+            kind = "out of memory" if is_oom(exc) else type(exc).__name__
+            first = (str(exc).splitlines() or [""])[0]
+            console.print(f"[red]{point.label()}: {kind}: {first}[/red]")
+            failed.append({"point": point.label(), "error": f"{kind}: {first}"})
+        free_memory(device)
+    info = machine.finish(info, time.perf_counter() - started, False)
+    info["failed_points"] = failed
+    machine.write(out / "machine.json", info)
+    if rows:
+        write_csv(rows, out / "profile.csv")
+        print_tables(rows, console)
+        for path in stacked_chart(rows, out):
+            console.print(f"chart: {path}")
+        console.print(f"profile: {out / 'profile.csv'}")
+    return 1 if failed else 0

@@ -1,0 +1,80 @@
+"""What `lighthouse-bench profile` shows: a rich table per point and a stacked-bar chart of the stages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List
+
+from rich.console import Console
+from rich.table import Table
+
+from .profile import MEASURED, TOTAL
+
+
+def _f(x, fmt):
+    return "-" if x in (None, "") else format(float(x), fmt)
+
+
+def print_tables(rows: List[dict], console: Console) -> None:
+    """One table per point: stage, ms, share, GB moved, GFLOP, floor, distance to the floor."""
+    points = {}
+    for r in rows:
+        points.setdefault((r["impl"], r["n"], r["topk"], r["levels"], r["pooling"], r["scorer"], r["dtype"]), []).append(r)
+    for (impl, n, topk, lv, p, scorer, dtype), rs in points.items():
+        t = Table(title=f"{impl}: N={n} k={topk} L{lv} p{p} {scorer} {dtype}, S={rs[0]['s_sel']}")
+        for col in ("pass", "stage", "ms", "share", "GB moved", "GFLOP", "floor ms", "floor", "ms / floor"):
+            t.add_column(col, justify="left" if col in ("pass", "stage", "floor") else "right")
+        for r in rs:
+            style = "bold" if r["stage"] in (TOTAL, MEASURED) else None
+            share = "-" if r["share"] in (None, "") else f"{100 * float(r['share']):.1f}%"
+            t.add_row(r["pass"], r["stage"], _f(r["ms"], ".4g"), share, _f(float(r["bytes"]) / 1e9, ".3f"),
+                      _f(float(r["flops"]) / 1e9, ".1f"), _f(r["floor_ms"], ".4g"), r["floor_kind"],
+                      _f(r["floor_ratio"], ".3g"), style=style)
+        console.print(t)
+
+
+def stacked_chart(rows: List[dict], out_dir: Path, name: str = "profile") -> List[Path]:
+    """Stacked bars of stage ms per (point, pass), the whole pass measured end to end as a black tick."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    bars = {}
+    for r in rows:
+        key = (f"N={r['n']} k={r['topk']}\n{r['impl']} {r['pass']}")
+        bars.setdefault(key, []).append(r)
+    stages = []
+    for rs in bars.values():
+        for r in rs:
+            if r["stage"] not in (TOTAL, MEASURED) and r["stage"] not in stages:
+                stages.append(r["stage"])
+    cmap = plt.get_cmap("tab10")
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(bars)), 4.8))
+    for x, (label, rs) in enumerate(bars.items()):
+        bottom = 0.0
+        by_stage = {r["stage"]: float(r["ms"]) for r in rs}
+        for i, st in enumerate(stages):
+            ms = by_stage.get(st)
+            if ms is None:
+                continue
+            ax.bar(x, ms, bottom=bottom, color=cmap(i % 10), label=st if x == 0 or st not in ax.get_legend_handles_labels()[1] else None)
+            bottom += ms
+        if MEASURED in by_stage:
+            ax.plot([x - 0.4, x + 0.4], [by_stage[MEASURED]] * 2, color="black", lw=2,
+                    label="whole pass, measured" if x == 0 else None)
+    ax.set_xticks(range(len(bars)), list(bars), fontsize=8)
+    ax.set_ylabel("ms (median, each stage timed alone)")
+    ax.set_title("Lighthouse: time per stage")
+    handles, labels = ax.get_legend_handles_labels()
+    uniq = dict(zip(labels, handles))
+    ax.legend(uniq.values(), uniq.keys(), fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for ext in ("png", "svg"):
+        path = out_dir / f"{name}.{ext}"
+        fig.savefig(path, dpi=120)
+        paths.append(path)
+    plt.close(fig)
+    return paths

@@ -1,0 +1,93 @@
+"""lighthouse-bench profile on the CPU: stages, shares, the cost model, the peaks cache and the command."""
+
+import csv
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from lighthouse import LighthouseConfig
+from lighthouse.bench import peaks
+from lighthouse.bench.profile import MEASURED, TOTAL, ProfilePoint, profile_point, stage_costs, tokens_read_per_tensor
+from lighthouse.cli import app
+from lighthouse.plan import make_plan
+
+
+@pytest.fixture(autouse=True)
+def peaks_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv(peaks.CACHE_ENV, str(tmp_path / "cache"))
+
+
+FAKE_PEAKS = {"copy_gb_s": 100.0, "matmul_tflops": 1.0}
+
+
+def test_cost_model_counts_the_paper_point_by_hand():
+    q = torch.empty(1, 8, 98304, 128, dtype=torch.bfloat16, device="meta")
+    plan = make_plan(LighthouseConfig(levels=3, pooling=4, topk=1536), q, q, q)
+    # 12 tiles; coarsest level read whole (98304 tokens) + per tile 512 level-1 rows and 512 level-2 rows of 4
+    assert tokens_read_per_tensor(plan) == 98304 + 12 * (512 * 1 + 512 * 4)
+    costs = stage_costs(plan, 2)
+    row = 128 * 2
+    assert costs["gather"][0] == 3 * 8 * (129024 + 18432) * row + 2 * 8 * 18432 * 8
+    assert costs["pool_bwd"][0] == 3 * 8 * (18432 + 98304) * row + 2 * 8 * 3 * 98304 * 4
+    assert costs["sdpa"][1] == 4 * 8 * 18432**2 * 128 / 2
+    assert costs["sdpa_bwd"][1] == 2.5 * costs["sdpa"][1]
+
+
+def test_profile_of_the_torch_path_has_every_stage_and_shares_that_sum_to_one():
+    point = ProfilePoint(n=2048, topk=128, heads=2, kv_heads=1, head_dim=16, dtype="fp32", impl="torch",
+                         sdpa_backend="math")
+    rows = profile_point(point, torch.device("cpu"), FAKE_PEAKS, warmup=1, rep=3, max_seconds=0.5)
+    by = {(r["pass"], r["stage"]): r for r in rows}
+    assert {s for p, s in by if p == "fwd"} == {"scores", "select", "gather", "sdpa", "scatter", TOTAL, MEASURED}
+    assert {s for p, s in by if p == "bwd"} == {"scatter_bwd", "sdpa_bwd", "gather_bwd", TOTAL, MEASURED}
+    for pass_ in ("fwd", "bwd"):
+        stages = [r for (p, s), r in by.items() if p == pass_ and s not in (TOTAL, MEASURED)]
+        assert all(r["ms"] > 0 and r["floor_ms"] > 0 for r in stages)
+        assert sum(r["share"] for r in stages) == pytest.approx(1.0, abs=1e-9)
+        assert by[(pass_, TOTAL)]["ms"] == pytest.approx(sum(r["ms"] for r in stages))
+        # each stage timed alone adds up to roughly the whole pass timed end to end
+        ratio = by[(pass_, TOTAL)]["ms"] / by[(pass_, MEASURED)]["ms"]
+        assert 0.25 < ratio < 4.0, (pass_, ratio)
+    assert by[("fwd", "sdpa")]["floor_kind"] == "compute" and by[("fwd", "gather")]["floor_kind"] == "bandwidth"
+    assert all(r["s_sel"] == 1152 for r in rows)
+
+
+def test_peaks_are_measured_once_then_cached(tmp_path):
+    path = tmp_path / "peaks.json"
+    first = peaks.get_peaks(torch.device("cpu"), torch.float32, path=path)
+    again = peaks.get_peaks(torch.device("cpu"), torch.float32, path=path)
+    assert not first["cached"] and again["cached"]
+    assert again["copy_gb_s"] == first["copy_gb_s"] > 0 and first["matmul_tflops"] > 0
+    assert not peaks.get_peaks(torch.device("cpu"), torch.float32, remeasure=True, path=path)["cached"]
+
+
+def test_profile_command_writes_csv_chart_and_machine_info(tmp_path):
+    out = tmp_path / "prof"
+    res = CliRunner().invoke(app, ["profile", "--seq", "2048", "--topk", "128", "--heads", "2", "--head-dim", "16",
+                                   "--rep", "3", "--warmup", "1", "--max-seconds", "0.5", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    rows = list(csv.DictReader((out / "profile.csv").open()))
+    assert {r["stage"] for r in rows} >= {"scores", "select", "gather", "sdpa", "scatter", "sdpa_bwd", MEASURED}
+    assert (out / "profile.png").stat().st_size > 10_000
+    info = json.loads((out / "machine.json").read_text())
+    assert info["peaks"]["fp32"]["copy_gb_s"] > 0
+    assert "measured" in res.output
+
+
+def test_profile_command_names_a_bad_parameter(tmp_path):
+    res = CliRunner().invoke(app, ["profile", "--seq", "2048", "--topk", "100", "--out", str(tmp_path / "x")])
+    assert res.exit_code == 2
+    assert "topk" in res.output
+
+
+def test_a_point_that_cannot_run_is_reported_and_the_others_still_run(tmp_path):
+    out = tmp_path / "prof"
+    res = CliRunner().invoke(app, ["profile", "--seq", "1024,2048", "--topk", "128", "--heads", "2", "--head-dim", "16",
+                                   "--rep", "3", "--warmup", "1", "--max-seconds", "0.5", "--out", str(out)])
+    assert res.exit_code == 1
+    assert "N=1024" in res.output and "too short" in res.output
+    rows = list(csv.DictReader((out / "profile.csv").open()))
+    assert {r["n"] for r in rows} == {"2048"}
+    assert json.loads((out / "machine.json").read_text())["failed_points"][0]["point"].startswith("N=1024")
