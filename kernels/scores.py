@@ -15,12 +15,18 @@ from . import alloc
 
 
 @triton.jit
+def _max_nan(a, b):
+    return tl.maximum(a, b, propagate_nan=tl.PropagateNan.ALL)
+
+
+@triton.jit
 def _norm_scores_kernel(
     Q, K, SQ, SK, seq_len, n_pad, pyr_len, q_heads, kv_heads, group, head_dim,
     sqb, sqh, sqn, skb, skh, skn,
-    BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr,
+    POOL: tl.constexpr, POOLED_LEVELS: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
-    """sq[t] = max over the group's query heads of ||q_t||, sk[t] = ||k_t||; -inf past the real tokens."""
+    """sq[t] = max over the group's query heads of ||q_t||, sk[t] = ||k_t||; -inf past the real tokens.
+    The next POOLED_LEVELS levels of the pyramid (spans that divide BLOCK_T) are max-pooled in registers."""
     t = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
     bh = tl.program_id(1)
     b = bh // kv_heads
@@ -36,16 +42,38 @@ def _norm_scores_kernel(
     x = tl.load(ptr, mask=m, other=0.0).to(tl.float32)
     kn = tl.sqrt(tl.sum(x * x, axis=1))
     real = t < seq_len
-    out = bh.to(tl.int64) * pyr_len + t
-    tl.store(SQ + out, tl.where(real, best, float("-inf")), mask=t < n_pad)
-    tl.store(SK + out, tl.where(real, kn, float("-inf")), mask=t < n_pad)
+    cur_q = tl.where(real, best, float("-inf"))
+    cur_k = tl.where(real, kn, float("-inf"))
+    base = bh.to(tl.int64) * pyr_len
+    tl.store(SQ + base + t, cur_q, mask=t < n_pad)
+    tl.store(SK + base + t, cur_k, mask=t < n_pad)
+    off = 0
+    n_level = n_pad
+    for lvl in tl.static_range(1, POOLED_LEVELS + 1):
+        off += n_level
+        n_level = n_level // POOL
+        cur_q = tl.reduce(tl.reshape(cur_q, (BLOCK_T // POOL ** lvl, POOL)), 1, _max_nan)
+        cur_k = tl.reduce(tl.reshape(cur_k, (BLOCK_T // POOL ** lvl, POOL)), 1, _max_nan)
+        e = tl.program_id(0) * (BLOCK_T // POOL ** lvl) + tl.arange(0, BLOCK_T // POOL ** lvl)
+        tl.store(SQ + base + off + e, cur_q, mask=e < n_level)
+        tl.store(SK + base + off + e, cur_k, mask=e < n_level)
 
 
-def _fill_levels(pyr: torch.Tensor, plan: LighthousePlan) -> None:
-    """Levels 2..L of (..., P) score pyramids: max over the p children in the level below (NaN propagates)."""
+def pooled_in_kernel(plan: LighthousePlan, block_t: int) -> int:
+    """How many levels above the token scores the scoring kernel max-pools itself: those whose span
+    p**l divides the kernel's block (so a block holds whole entries)."""
+    p, levels = plan.config.pooling, 0
+    while levels < plan.config.levels - 1 and block_t % p ** (levels + 1) == 0:
+        levels += 1
+    return levels
+
+
+def _fill_levels(pyr: torch.Tensor, plan: LighthousePlan, first: int = 1) -> None:
+    """Levels first+1..L of (..., P) score pyramids: max over the p children in the level below (NaN
+    propagates)."""
     lead = pyr.shape[:-1]
     p = plan.config.pooling
-    for lvl in range(1, plan.config.levels):
+    for lvl in range(first, plan.config.levels):
         lo, n_lo = plan.offsets[lvl - 1], plan.level_sizes[lvl - 1]
         hi, n_hi = plan.offsets[lvl], plan.level_sizes[lvl]
         torch.amax(pyr[..., lo:lo + n_lo].view(*lead, n_hi, p), dim=-1, out=pyr[..., hi:hi + n_hi])
@@ -101,12 +129,13 @@ def score_pyramids(q, k, v, plan: LighthousePlan, gate: Optional[torch.Tensor] =
     if plan.config.scorer == "norm":
         block_d = triton.next_power_of_2(plan.head_dim)
         block_t = max(1, min(64, 8192 // block_d))
+        pooled = pooled_in_kernel(plan, block_t)
         _norm_scores_kernel[(triton.cdiv(n_pad, block_t), b * h)](
             q, k, sq, sk, plan.seq_len, n_pad, plan.pyramid_len, plan.q_heads, h, plan.group, plan.head_dim,
             q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
-            BLOCK_T=block_t, BLOCK_D=block_d,
+            POOL=plan.config.pooling, POOLED_LEVELS=pooled, BLOCK_T=block_t, BLOCK_D=block_d,
         )
-        _fill_levels(pyr, plan)
+        _fill_levels(pyr, plan, first=1 + pooled)
         return sq, sk, FiniteCheck(pyr, plan)
     tq, tk = token_scores(q, k, v, plan, gate)  # checks finiteness itself
     sq[..., :n_pad] = tq

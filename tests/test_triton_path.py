@@ -122,3 +122,29 @@ def test_fused_launches_equal_one_tensor_launches():
         for x, y in zip(pulled, [pull_rows(s, sel.inv, plan, scatter=scatter) for s in fused]):
             assert torch.equal(x, y)
             assert not torch.isnan(x).any()
+
+
+@pytest.mark.parametrize("levels,pooling", [(3, 4), (4, 2), (2, 3)])
+def test_score_pyramid_pooled_in_kernel_equals_the_torch_pyramid(levels, pooling):
+    """Levels the scoring kernel max-pools in registers (spans dividing its block) and the ones pooled
+    afterwards equal max-pooling of its token scores bitwise (NaN carried up to the coarsest level); the
+    token scores match the PyTorch scorer."""
+    from lighthouse.kernels.scores import score_pyramids
+    from lighthouse.plan import make_plan
+    from lighthouse.scorers import score_pyramid, token_scores
+
+    cfg = LighthouseConfig(levels=levels, pooling=pooling, topk=128)
+    n = 128 * pooling ** (levels - 1) * 2 - 5  # two tiles, padded
+    q, k, v = (x.to(DEVICE) for x in rand_qkv(1, 4, 2, n, 16, seed=levels))
+    q[0, 1, 7, 3] = float("nan")
+    plan = make_plan(cfg, q, k, v)
+    sq, sk, _ = score_pyramids(q, k, v, plan)
+    n_pad = plan.padded_len
+    tq, tk = token_scores(q.nan_to_num(), k, v, plan)
+    for got, tokens in ((sq, tq), (sk, tk)):
+        want = torch.cat(score_pyramid(got[..., :n_pad].contiguous(), plan), dim=-1)
+        assert torch.equal(got.nan_to_num(-1.0), want.nan_to_num(-1.0))
+        real = ~got[..., :n_pad].isnan()
+        assert torch.allclose(got[..., :n_pad][real], tokens[real], rtol=1e-6, atol=0)
+    top = plan.offsets[-1] + 7 // plan.spans[-1]  # the coarsest entry over token 7
+    assert sq[0, 0, top].isnan() and not sq[0, 0, top + 1].isnan() and not sq[0, 1, top].isnan()
