@@ -15,6 +15,7 @@ from lighthouse.plan import LighthousePlan
 from lighthouse.reference.selection import select_entries
 from lighthouse.sdpa import causal_sdpa
 
+from . import alloc
 from .gather import gather_many, gather_rows
 from .pull import pull_many, pull_rows
 from .scores import score_pyramids
@@ -30,9 +31,11 @@ def run_selection(q, k, v, plan: LighthousePlan, gate: Optional[torch.Tensor] = 
     """Scores and selection, and the deferred finiteness check of the scores (call its raise_if_bad once
     the layer is launched). Falls back to the PyTorch selection when a tile is too large to sort in
     registers."""
-    sq, sk, check = score_pyramids(q, k, v, plan, gate)
     if fits_in_kernel(plan):
-        return select_in_kernel(sq, sk, plan), check
+        inv = alloc.empty(plan.batch, plan.kv_heads, plan.pyramid_len, dtype=torch.int32, device=q.device)
+        sq, sk, check = score_pyramids(q, k, v, plan, gate, inv)
+        return select_in_kernel(sq, sk, plan, inv), check
+    sq, sk, check = score_pyramids(q, k, v, plan, gate)
     check.raise_if_bad()  # the PyTorch selection would be misled by NaN before the deferred check
     indices = select_entries(_level_views(sq, plan), _level_views(sk, plan), plan)
     return selection_from_indices(indices, plan), check

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Optional
 
 import torch
@@ -21,12 +22,15 @@ def _max_nan(a, b):
 
 @triton.jit
 def _norm_scores_kernel(
-    Q, K, SQ, SK, seq_len, n_pad, pyr_len, q_heads, kv_heads, group, head_dim,
+    Q, K, SQ, SK, INV, FLAG, seq_len, n_pad, pyr_len, q_heads, kv_heads, group, head_dim,
     sqb, sqh, sqn, skb, skh, skn,
-    POOL: tl.constexpr, POOLED_LEVELS: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr,
+    POOL: tl.constexpr, POOLED_LEVELS: tl.constexpr, INIT_INV: tl.constexpr,
+    BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     """sq[t] = max over the group's query heads of ||q_t||, sk[t] = ||k_t||; -inf past the real tokens.
-    The next POOLED_LEVELS levels of the pyramid (spans that divide BLOCK_T) are max-pooled in registers."""
+    The next POOLED_LEVELS levels of the pyramid (spans that divide BLOCK_T) are max-pooled in registers.
+    Also, so that no other launch is needed: FLAG is raised when a real token's score is not finite, and
+    with INIT_INV the inverse map of the selection is set to -1 ("not emitted") at every entry written."""
     t = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
     bh = tl.program_id(1)
     b = bh // kv_heads
@@ -44,9 +48,14 @@ def _norm_scores_kernel(
     real = t < seq_len
     cur_q = tl.where(real, best, float("-inf"))
     cur_k = tl.where(real, kn, float("-inf"))
+    bad = real & ((cur_q != cur_q) | (cur_k != cur_k) | (tl.abs(cur_q) == float("inf")) | (tl.abs(cur_k) == float("inf")))
+    if tl.sum(bad.to(tl.int32), axis=0) > 0:
+        tl.atomic_max(FLAG, 1)
     base = bh.to(tl.int64) * pyr_len
     tl.store(SQ + base + t, cur_q, mask=t < n_pad)
     tl.store(SK + base + t, cur_k, mask=t < n_pad)
+    if INIT_INV:
+        tl.store(INV + base + t, tl.full((BLOCK_T,), -1, tl.int32), mask=t < n_pad)
     off = 0
     n_level = n_pad
     for lvl in tl.static_range(1, POOLED_LEVELS + 1):
@@ -57,6 +66,8 @@ def _norm_scores_kernel(
         e = tl.program_id(0) * (BLOCK_T // POOL ** lvl) + tl.arange(0, BLOCK_T // POOL ** lvl)
         tl.store(SQ + base + off + e, cur_q, mask=e < n_level)
         tl.store(SK + base + off + e, cur_k, mask=e < n_level)
+        if INIT_INV:
+            tl.store(INV + base + off + e, tl.full((BLOCK_T // POOL ** lvl,), -1, tl.int32), mask=e < n_level)
 
 
 def pooled_in_kernel(plan: LighthousePlan, block_t: int) -> int:
@@ -79,35 +90,44 @@ def _fill_levels(pyr: torch.Tensor, plan: LighthousePlan, first: int = 1) -> Non
         torch.amax(pyr[..., lo:lo + n_lo].view(*lead, n_hi, p), dim=-1, out=pyr[..., hi:hi + n_hi])
 
 
+_PINNED = threading.local()
+
+
+def _pinned_flag() -> torch.Tensor:
+    """One pinned int32 per thread, reused by every call: a pinned allocation per call costs more host
+    time than the whole selection kernel takes on the GPU."""
+    if getattr(_PINNED, "flag", None) is None:
+        _PINNED.flag = torch.zeros((), dtype=torch.int32, pin_memory=True)
+    return _PINNED.flag
+
+
 class FiniteCheck:
     """Were all scores finite? NaN or Inf in q or k would silently corrupt the selection.
 
-    Max-pooling carries a NaN or Inf of any token up to the coarsest level, so the sum of those few
-    entries (norms are >= 0) is finite exactly when every score is. The flag is copied to pinned host
-    memory behind the scoring kernels and read only when `raise_if_bad` is called, after the rest of the
-    layer is launched: no stall of the GPU queue.
+    The scoring kernel raises a device flag when a real token's score is not finite. The flag is copied
+    to pinned host memory behind the scoring kernel and read only when `raise_if_bad` is called, after the
+    rest of the layer is launched: no stall of the GPU queue. Call raise_if_bad before the next layer call
+    (the pinned word is shared).
     """
 
-    def __init__(self, pyr: torch.Tensor, plan: LighthousePlan):
-        n_top = -(-plan.seq_len // plan.spans[-1])  # coarsest entries that hold a real token
-        top = pyr[..., plan.offsets[-1]:plan.offsets[-1] + n_top]
-        flag = torch.isfinite(top.sum())
+    def __init__(self, flag: torch.Tensor, pyr: torch.Tensor, plan: LighthousePlan):
         self.event = None
         if flag.is_cuda:
-            self.flag = torch.empty((), dtype=torch.bool, pin_memory=True)
-            self.flag.copy_(flag, non_blocking=True)
+            self.flag = _pinned_flag()
+            self.flag.copy_(flag[0], non_blocking=True)
             self.event = torch.cuda.Event()
             self.event.record()
         else:
-            self.flag = flag
+            self.flag = flag[0]
         self.pyr, self.plan = pyr, plan
 
     def raise_if_bad(self) -> None:
         if self.event is not None:
             self.event.synchronize()
-        if not bool(self.flag):
+        if int(self.flag) != 0:
             n = self.plan.seq_len
             check_finite_scores(self.pyr[0, ..., :n], self.pyr[1, ..., :n])  # names the first bad position
+            raise ValueError("non-finite selection score: q or k contains NaN or Inf; inputs must be finite")
 
 
 class _AlreadyChecked:
@@ -115,12 +135,14 @@ class _AlreadyChecked:
         pass
 
 
-def score_pyramids(q, k, v, plan: LighthousePlan, gate: Optional[torch.Tensor] = None):
+def score_pyramids(q, k, v, plan: LighthousePlan, gate: Optional[torch.Tensor] = None,
+                   inv: Optional[torch.Tensor] = None):
     """(B, Hkv, P) float32 pyramids of sq and sk, and the deferred finiteness check.
 
     The norm scorer is fused in one kernel over q and k; the others run their attention (SDPA / fla)
     through lighthouse.scorers. Both pyramids live in one (2, B, Hkv, P) buffer so that every level is one
-    max-pooling launch for the two."""
+    max-pooling launch for the two. `inv`, the selection's (B, Hkv, P) int32 inverse map, is set to -1 on
+    the way (inside the scoring kernel when it pools every level itself)."""
     b = plan.batch
     h = plan.kv_heads
     pyr = alloc.empty(2, b, h, plan.pyramid_len, dtype=torch.float32, device=q.device)
@@ -130,13 +152,20 @@ def score_pyramids(q, k, v, plan: LighthousePlan, gate: Optional[torch.Tensor] =
         block_d = triton.next_power_of_2(plan.head_dim)
         block_t = max(1, min(64, 8192 // block_d))
         pooled = pooled_in_kernel(plan, block_t)
+        init_inv = inv is not None and pooled == plan.config.levels - 1
+        flag = torch.zeros(1, dtype=torch.int32, device=q.device)
         _norm_scores_kernel[(triton.cdiv(n_pad, block_t), b * h)](
-            q, k, sq, sk, plan.seq_len, n_pad, plan.pyramid_len, plan.q_heads, h, plan.group, plan.head_dim,
+            q, k, sq, sk, inv if init_inv else flag, flag,
+            plan.seq_len, n_pad, plan.pyramid_len, plan.q_heads, h, plan.group, plan.head_dim,
             q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
-            POOL=plan.config.pooling, POOLED_LEVELS=pooled, BLOCK_T=block_t, BLOCK_D=block_d,
+            POOL=plan.config.pooling, POOLED_LEVELS=pooled, INIT_INV=init_inv, BLOCK_T=block_t, BLOCK_D=block_d,
         )
         _fill_levels(pyr, plan, first=1 + pooled)
-        return sq, sk, FiniteCheck(pyr, plan)
+        if inv is not None and not init_inv:
+            inv.fill_(-1)
+        return sq, sk, FiniteCheck(flag, pyr, plan)
+    if inv is not None:
+        inv.fill_(-1)
     tq, tk = token_scores(q, k, v, plan, gate)  # checks finiteness itself
     sq[..., :n_pad] = tq
     sk[..., :n_pad] = tk

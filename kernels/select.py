@@ -10,6 +10,8 @@ inverse map INV (sub-sequence row of every emitted pyramid entry).
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 import triton
 import triton.language as tl
@@ -155,13 +157,16 @@ class Selection:
         self.indices, self.lm_idx, self.lm_pos, self.inv = indices, lm_idx, lm_pos, inv
 
 
-def select_in_kernel(sq_pyr: torch.Tensor, sk_pyr: torch.Tensor, plan: LighthousePlan) -> Selection:
-    """Score pyramids (B, Hkv, P) float32 -> Selection, in one launch of grid (tiles, B*Hkv)."""
+def select_in_kernel(sq_pyr: torch.Tensor, sk_pyr: torch.Tensor, plan: LighthousePlan,
+                     inv: Optional[torch.Tensor] = None) -> Selection:
+    """Score pyramids (B, Hkv, P) float32 -> Selection, in one launch of grid (tiles, B*Hkv). `inv` is the
+    inverse map already set to -1 (score_pyramids does that on the way); None allocates one here."""
     b, h, p_len = sq_pyr.shape
     s = plan.selected_len
     dev = sq_pyr.device
     keys, lm_idx, lm_pos, indices = (alloc.empty(b, h, s, dtype=torch.int64, device=dev) for _ in range(4))
-    inv = torch.full((b, h, p_len), -1, dtype=torch.int32, device=dev)
+    if inv is None:
+        inv = torch.full((b, h, p_len), -1, dtype=torch.int32, device=dev)
     tile_p2 = _next_pow2(plan.tile_len)
     _select_kernel[(plan.tiles, b * h)](
         sq_pyr, sk_pyr, keys, lm_idx, lm_pos, indices, inv,
