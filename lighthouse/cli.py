@@ -179,6 +179,32 @@ def profile(
 
 
 @app.command()
+def report(
+    results: Annotated[List[Path], typer.Argument(help="Folders (or CSVs) of sweeps and profiles: results.csv or profile.csv with machine.json beside it.")],
+    out: Annotated[Optional[Path], _opt("Output folder. Default: out/report-<timestamp>.", "--out")] = None,
+    title: Annotated[Optional[str], _opt("Title of the report. Default: from the runs.", "--title")] = None,
+) -> None:
+    """One self-contained report (report.md with charts beside it, and a single-file report.html) from one or
+    more sweeps and profiles: the headline, the tables, the charts, the machine info of every run, and a
+    side-by-side when given exactly two sweeps."""
+    from datetime import datetime
+
+    from .bench.report import build_report
+
+    out = out or Path("out") / f"report-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    try:
+        files = build_report(results, out, title)
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from None
+    for run in files.headline.get("runs", []):
+        if run.get("kind") == "sweep" and run.get("speedup") is not None:
+            typer.echo(f"{run.get('label')}: {run['speedup']:.2f}x dense at N={run.get('n')}, "
+                       f"crossover N={run.get('crossover_n')}")
+    typer.echo(f"report: {files.markdown}")
+    typer.echo(f"report: {files.html}")
+
+
+@app.command()
 def suites() -> None:
     """List the sweep presets and what they are for."""
     from .bench.grid import load_suite, suite_names

@@ -28,7 +28,9 @@ from .timing import measure
 COLUMNS = ["n", "topk", "levels", "pooling", "scorer", "dtype", "batch", "heads", "kv_heads", "head_dim", "impl",
            "s_sel", "pass", "stage", "ms", "share", "bytes", "flops", "floor_ms", "floor_kind", "floor_ratio",
            "device"]
-TOTAL, MEASURED = "total", "measured"
+TOTAL, MEASURED, GPU_BUSY = "total", "measured", "gpu_busy"
+#: Rows that summarise a pass rather than time a stage.
+SUMMARY_STAGES = (TOTAL, MEASURED, GPU_BUSY)
 
 
 @dataclass(frozen=True)
@@ -240,6 +242,8 @@ def profile_point(point: ProfilePoint, device: torch.device, peaks: dict, *, see
         "bwd": measure(whole, "bwd", leaves, inputs.grad_out, device=device, warmup=warmup, rep=rep, min_rep=3,
                        max_seconds=max_seconds).median_ms,
     }
+    if device.type == "cuda":
+        gpu = gpu_busy_ms(whole, leaves, inputs.grad_out)
     base = dict(n=point.n, topk=point.topk, levels=point.levels, pooling=point.pooling, scorer=point.scorer,
                 dtype=point.dtype, batch=point.batch, heads=point.heads, kv_heads=point.kv_heads,
                 head_dim=point.head_dim, impl=point.impl, s_sel=plan.selected_len, device=str(device.type))
@@ -258,10 +262,52 @@ def profile_point(point: ProfilePoint, device: torch.device, peaks: dict, *, see
             sums["bytes"] += nbytes
             sums["flops"] += nflops
             sums["floor_ms"] += fl_ms
-        for stage, ms in ((TOTAL, total), (MEASURED, measured[pass_])):
+        summary = [(TOTAL, total), (MEASURED, measured[pass_])]
+        if device.type == "cuda":
+            summary.append((GPU_BUSY, gpu[pass_]))
+        for stage, ms in summary:
             rows.append({**base, "pass": pass_, "stage": stage, "ms": ms, "share": ms / total if total else None,
                          **sums, "floor_kind": "sum", "floor_ratio": ms / sums["floor_ms"] if sums["floor_ms"] else None})
     return rows
+
+
+def gpu_busy_ms(whole: Callable[[], torch.Tensor], leaves, grad_out, calls: int = 3) -> Dict[str, float]:
+    """Per pass, the summed duration of the GPU kernels of one call (torch.profiler): set beside the
+    measured wall time of the pass it shows how much of that time the GPU waited for the host to launch."""
+    from torch.profiler import ProfilerActivity, profile
+
+    def kernels_ms(prof) -> float:
+        import json
+        import os
+        import tempfile
+
+        fd, path = tempfile.mkstemp(suffix=".json")
+        os.close(fd)
+        try:
+            prof.export_chrome_trace(path)
+            events = json.loads(Path(path).read_text()).get("traceEvents", [])
+        finally:
+            os.unlink(path)
+        gpu = [e for e in events if e.get("ph") == "X" and e.get("cat") in ("kernel", "gpu_memcpy", "gpu_memset")]
+        return sum(float(e.get("dur", 0.0)) for e in gpu) / 1e3 / calls
+
+    out = whole()
+    out.backward(grad_out, retain_graph=True)  # warm
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(calls):
+            whole()
+        torch.cuda.synchronize()
+    fwd = kernels_ms(prof)
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(calls):
+            for t in leaves:
+                t.grad = None
+            out.backward(grad_out, retain_graph=True)
+        torch.cuda.synchronize()
+    for t in leaves:
+        t.grad = None
+    return {"fwd": fwd, "bwd": kernels_ms(prof)}
 
 
 def write_csv(rows: List[dict], path: Path) -> None:

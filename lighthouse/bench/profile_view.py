@@ -8,7 +8,7 @@ from typing import List
 from rich.console import Console
 from rich.table import Table
 
-from .profile import MEASURED, TOTAL
+from .profile import MEASURED, SUMMARY_STAGES
 
 
 def _f(x, fmt):
@@ -25,7 +25,7 @@ def print_tables(rows: List[dict], console: Console) -> None:
         for col in ("pass", "stage", "ms", "share", "GB moved", "GFLOP", "floor ms", "floor", "ms / floor"):
             t.add_column(col, justify="left" if col in ("pass", "stage", "floor") else "right")
         for r in rs:
-            style = "bold" if r["stage"] in (TOTAL, MEASURED) else None
+            style = "bold" if r["stage"] in SUMMARY_STAGES else None
             share = "-" if r["share"] in (None, "") else f"{100 * float(r['share']):.1f}%"
             t.add_row(r["pass"], r["stage"], _f(r["ms"], ".4g"), share, _f(float(r["bytes"]) / 1e9, ".3f"),
                       _f(float(r["flops"]) / 1e9, ".1f"), _f(r["floor_ms"], ".4g"), r["floor_kind"],
@@ -47,7 +47,7 @@ def stacked_chart(rows: List[dict], out_dir: Path, name: str = "profile") -> Lis
     stages = []
     for rs in bars.values():
         for r in rs:
-            if r["stage"] not in (TOTAL, MEASURED) and r["stage"] not in stages:
+            if r["stage"] not in SUMMARY_STAGES and r["stage"] not in stages:
                 stages.append(r["stage"])
     cmap = plt.get_cmap("tab10")
     fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(bars)), 4.8))

@@ -1,0 +1,647 @@
+"""`lighthouse-bench report`: one self-contained report from one or more result folders.
+
+A folder holds a sweep (results.csv + machine.json, see sweep.py) or a profile (profile.csv + machine.json, see
+profile.py). The report answers the question a reader has first (does Lighthouse pay off here, from which N, by
+how much) before the tables that back it, and keeps the provenance of every number (machine.json) beside it.
+
+Outputs in `out`: report.md (charts as relative files in charts/), report.html (one file, CSS inline, charts
+embedded as base64 PNG, nothing loaded from elsewhere, so it can be mailed or attached as a CI artifact),
+charts/*.png + .svg, and headline.json (the headline numbers, for scripts and regression gates).
+
+The headline numbers come from pure functions over the CSV row dicts (`sweep_headline`, `crossover_n`, ...),
+so they are tested without drawing anything.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import json
+import math
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+
+from . import machine
+from .grid import BASELINES, PASSES, fmt_size
+
+SWEEP_CSV, PROFILE_CSV, MACHINE_JSON = "results.csv", "profile.csv", "machine.json"
+#: The Lighthouse paths in order of preference for the headline (the fused kernels are what ships).
+PREFERRED_IMPLS = ("lighthouse_triton", "lighthouse_torch")
+#: Preferred headline pass: a training step runs forward and backward.
+PREFERRED_PASSES = ("fwdbwd", "fwd", "bwd")
+PREFERRED_BASELINE = "sdpa_cudnn"
+#: What identifies a Lighthouse point across two sweeps (plus impl, so torch and triton rows stay apart).
+POINT_KEY = ("n", "topk", "levels", "pooling", "scorer", "dtype", "batch", "heads", "kv_heads", "head_dim")
+SHAPE_KEY = ("dtype", "batch", "heads", "kv_heads", "head_dim")
+PROFILE_POINT_KEY = ("impl",) + POINT_KEY
+PROFILE_SUMMARY_STAGES = ("total", "measured", "gpu_busy")
+
+Row = Dict[str, str]
+
+
+# ------------------------------------------------------------------------------------------- small helpers
+def _num(x) -> Optional[float]:
+    """CSV cell -> float; empty, unparsable or NaN -> None (a missing number is not a zero)."""
+    try:
+        v = float(x) if x not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+    return None if v is None or math.isnan(v) else v
+
+
+def _int(x) -> Optional[int]:
+    v = _num(x)
+    return int(v) if v is not None else None
+
+
+def _norm(x) -> str:
+    """A key cell in one spelling: '8192', '8192.0' and 8192 compare equal; text stays text."""
+    v = _num(x)
+    if v is not None and v == int(v):
+        return str(int(v))
+    return "" if x is None else str(x).strip()
+
+
+def _ok(row: Row) -> bool:
+    return row.get("status") == "ok" and _num(row.get("median_ms")) is not None
+
+
+def _fmt(x: Optional[float], spec: str, suffix: str = "") -> str:
+    return "-" if x is None else f"{format(x, spec)}{suffix}"
+
+
+def _size(n) -> str:
+    v = _int(n)
+    return fmt_size(v) if v is not None else "-"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "run"
+
+
+# ------------------------------------------------------------------------------------- headline (pure)
+def lighthouse_impl(rows: Iterable[Row]) -> Optional[str]:
+    """The Lighthouse path to headline: triton when it has an ok row, else torch, else any Lighthouse impl."""
+    impls = {r.get("impl") for r in rows if r.get("kind") == "lighthouse" and _ok(r)}
+    for impl in PREFERRED_IMPLS:
+        if impl in impls:
+            return impl
+    return min(impls) if impls else None
+
+
+def headline_pass(rows: Iterable[Row], impl: Optional[str]) -> Optional[str]:
+    """fwdbwd when the impl has an ok row for it (a training step), else fwd, else bwd."""
+    passes = {r.get("pass") for r in rows if r.get("impl") == impl and _ok(r)}
+    return next((p for p in PREFERRED_PASSES if p in passes), min(passes) if passes else None)
+
+
+def headline_baseline(rows: Iterable[Row]) -> Optional[str]:
+    """The dense impl the speedups are read against: cuDNN when its column has values, else the first
+    speedup_vs_* column with any value (in the CSV's column order)."""
+    lh = [r for r in rows if r.get("kind") == "lighthouse"]
+    order = [PREFERRED_BASELINE] + [b for b in BASELINES.values() if b != PREFERRED_BASELINE]
+    for base in order:
+        if any(_num(r.get(f"speedup_vs_{base}")) is not None for r in lh):
+            return base
+    return None
+
+
+def best_by_n(rows: Iterable[Row], impl: str, pass_: str, baseline: str) -> Dict[int, Row]:
+    """Per N, the ok Lighthouse row with the largest speedup (a sweep may try several k or L at one N; the
+    question 'is Lighthouse faster at N' is answered by its best configuration there)."""
+    col = f"speedup_vs_{baseline}"
+    best: Dict[int, Row] = {}
+    for r in rows:
+        if r.get("kind") != "lighthouse" or r.get("impl") != impl or r.get("pass") != pass_ or not _ok(r):
+            continue
+        n, s = _int(r.get("n")), _num(r.get(col))
+        if n is None or s is None:
+            continue
+        if n not in best or s > _num(best[n][col]):
+            best[n] = r
+    return best
+
+
+def crossover_n(speedups: Mapping[int, float]) -> Optional[int]:
+    """The smallest N from which on Lighthouse is faster (speedup > 1) at every larger N measured; None when
+    it loses at the longest N (or nothing was measured). A win below a later loss does not count."""
+    cross = None
+    for n in sorted(speedups, reverse=True):
+        if speedups[n] is None or speedups[n] <= 1.0:
+            break
+        cross = n
+    return cross
+
+
+def dense_row(rows: Iterable[Row], like: Row, baseline: str) -> Optional[Row]:
+    """The ok dense row of `baseline` at the same shape and pass as the Lighthouse row `like`."""
+    key = tuple(_norm(like.get(k)) for k in ("pass", "n") + SHAPE_KEY)
+    for r in rows:
+        if r.get("kind") == "dense" and r.get("impl") == baseline and _ok(r):
+            if tuple(_norm(r.get(k)) for k in ("pass", "n") + SHAPE_KEY) == key:
+                return r
+    return None
+
+
+def memory_saved(lh: Row, dense: Optional[Row]) -> Optional[float]:
+    """1 - Lighthouse peak / dense peak (None without both peaks: CPU runs have no memory column)."""
+    a, b = _num(lh.get("peak_mem_gib")), _num((dense or {}).get("peak_mem_gib"))
+    return 1.0 - a / b if a is not None and b else None
+
+
+def sweep_headline(rows: Sequence[Row]) -> dict:
+    """The headline of one sweep: speedup, crossover, memory saved and floor ratio at the longest N where
+    both Lighthouse and the dense baseline ran ok (a dense OOM at the very longest N leaves no speedup there)."""
+    impl = lighthouse_impl(rows)
+    pass_ = headline_pass(rows, impl)
+    base = headline_baseline(rows)
+    out = {"impl": impl, "pass": pass_, "baseline": base, "n": None, "point": None, "lighthouse_ms": None,
+           "dense_ms": None, "speedup": None, "crossover_n": None, "faster_at_every_n": False,
+           "memory_saved": None, "floor_ratio": None, "n_measured": [],
+           "longest_lighthouse_n": max((n for r in rows if r.get("impl") == impl and r.get("pass") == pass_
+                                        and _ok(r) and (n := _int(r.get("n"))) is not None), default=None)}
+    if impl is None or pass_ is None or base is None:
+        return out
+    best = best_by_n(rows, impl, pass_, base)
+    if not best:
+        return out
+    col = f"speedup_vs_{base}"
+    speedups = {n: _num(r[col]) for n, r in best.items()}
+    n_max = max(best)
+    row = best[n_max]
+    dense = dense_row(rows, row, base)
+    cross = crossover_n(speedups)
+    out.update(
+        n=n_max, point={k: _norm(row.get(k)) for k in POINT_KEY if k != "n"}, lighthouse_ms=_num(row["median_ms"]),
+        dense_ms=_num((dense or {}).get("median_ms")), speedup=speedups[n_max], crossover_n=cross,
+        faster_at_every_n=cross is not None and cross == min(best), memory_saved=memory_saved(row, dense),
+        floor_ratio=_num(row.get("floor_ratio")), n_measured=sorted(best),
+    )
+    return out
+
+
+def headline_sentence(h: dict) -> str:
+    """The headline in words, for the top of the report."""
+    if h.get("speedup") is None:
+        return "No headline: no Lighthouse row with a successful dense baseline at the same shape and pass."
+    impl = (h["impl"] or "").removeprefix("lighthouse_")
+    parts = [f"Lighthouse ({impl}, {h['pass']}) is {h['speedup']:.3g}x as fast as {h['baseline']} at "
+             f"N={_size(h['n'])}"]
+    if h["crossover_n"] is None:
+        parts.append("it is not faster at the longest N measured, so there is no crossover")
+    elif h["faster_at_every_n"]:
+        parts.append(f"faster at every N measured (from N={_size(h['crossover_n'])})")
+    else:
+        parts.append(f"faster from N={_size(h['crossover_n'])} on")
+    if h["memory_saved"] is not None:
+        parts.append(f"{100 * h['memory_saved']:.1f}% less peak memory than dense at N={_size(h['n'])}")
+    if h["floor_ratio"] is not None:
+        parts.append(f"{h['floor_ratio']:.3g}x its floor (dense SDPA on the S selected entries alone)")
+    return "; ".join(parts) + "."
+
+
+# ------------------------------------------------------------------------------------------ the input runs
+@dataclass
+class Run:
+    """One input: a sweep or a profile, its rows, its machine.json and the label it is shown under."""
+
+    kind: str  # "sweep" or "profile"
+    csv: Path
+    rows: List[Row]
+    info: dict
+    label: str = ""
+    headline: dict = field(default_factory=dict)
+
+    @property
+    def commit(self) -> Optional[str]:
+        git = self.info.get("git") if isinstance(self.info.get("git"), dict) else {}
+        return git.get("commit") or self.info.get("commit")
+
+
+def _read_csv(path: Path) -> List[Row]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _kind_of_csv(path: Path) -> Optional[str]:
+    """A CSV given directly: by its name, else by its header (a profile has a `stage` column)."""
+    if path.name == SWEEP_CSV:
+        return "sweep"
+    if path.name == PROFILE_CSV:
+        return "profile"
+    try:
+        with path.open(newline="") as f:
+            header = next(csv.reader(f), [])
+    except OSError:
+        return None
+    if "stage" in header:
+        return "profile"
+    if "kind" in header and "median_ms" in header:
+        return "sweep"
+    return None
+
+
+def find_runs(inputs: Sequence[Union[str, Path]]) -> List[Run]:
+    """Resolve each input (a folder or a CSV) to its runs; a folder with both CSVs gives two runs. Raises
+    ValueError naming the path when it holds neither, so a typo fails before anything is drawn."""
+    runs: List[Run] = []
+    for raw in inputs:
+        path = Path(raw)
+        found: List[Tuple[str, Path]] = []
+        if path.is_dir():
+            found = [(kind, path / name) for kind, name in (("sweep", SWEEP_CSV), ("profile", PROFILE_CSV))
+                     if (path / name).is_file()]
+        elif path.is_file() and path.suffix == ".csv":
+            kind = _kind_of_csv(path)
+            found = [(kind, path)] if kind else []
+        if not found:
+            raise ValueError(f"{path}: no {SWEEP_CSV} (sweep) or {PROFILE_CSV} (profile) found there")
+        for kind, csv_path in found:
+            info = machine.read(csv_path.parent / MACHINE_JSON) or {}
+            runs.append(Run(kind, csv_path, _read_csv(csv_path), info))
+    _label(runs)
+    return runs
+
+
+def _label(runs: List[Run]) -> None:
+    """Folder name (plus @short commit when machine.json has one); duplicates get -2, -3 ..."""
+    seen: Dict[str, int] = {}
+    for run in runs:
+        base = run.csv.parent.resolve().name or run.csv.stem
+        if run.commit:
+            base += f"@{run.commit[:7]}"
+        if sum(1 for r in runs if r.csv.parent.resolve() == run.csv.parent.resolve()) > 1:
+            base += f" ({run.kind})"
+        seen[base] = seen.get(base, 0) + 1
+        run.label = base if seen[base] == 1 else f"{base}-{seen[base]}"
+
+
+# ------------------------------------------------------------------------------- document model + renderers
+@dataclass
+class Table:
+    headers: List[str]
+    rows: List[List[str]]
+    title: str = ""
+
+
+@dataclass
+class Chart:
+    png: Path
+    caption: str
+
+
+@dataclass
+class Heading:
+    text: str
+    level: int = 2
+
+
+@dataclass
+class Para:
+    text: str
+    css: str = ""  # "headline": the boxed sentence at the top
+
+
+Block = Union[Heading, Table, Chart, Para, str]
+
+
+def to_markdown(title: str, blocks: Sequence[Block], out: Path) -> str:
+    lines = [f"# {title}", ""]
+    for b in blocks:
+        if isinstance(b, Heading):
+            lines += ["#" * b.level + " " + b.text, ""]
+        elif isinstance(b, Table):
+            if b.title:
+                lines += [f"**{b.title}**", ""]
+            cell = lambda s: str(s).replace("|", "\\|").replace("\n", " ")  # noqa: E731
+            lines.append("| " + " | ".join(cell(h) for h in b.headers) + " |")
+            lines.append("| " + " | ".join("---" for _ in b.headers) + " |")
+            lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in b.rows]
+            lines.append("")
+        elif isinstance(b, Chart):
+            lines += [f"![{b.caption}]({b.png.relative_to(out).as_posix()})", ""]
+        elif isinstance(b, Para):
+            lines += [f"**{b.text}**" if b.css == "headline" else b.text, ""]
+        else:
+            lines += [str(b), ""]
+    return "\n".join(lines)
+
+
+CSS = """
+body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 0; background: #f4f6f8;
+       color: #1d2329; }
+main { max-width: 1200px; margin: 0 auto; padding: 16px 28px 48px; background: #ffffff; }
+h1 { font-size: 1.6em; border-bottom: 3px solid #2f6db5; padding-bottom: 6px; }
+h2 { font-size: 1.3em; margin-top: 1.6em; color: #1f4e85; border-bottom: 1px solid #d0d7de; }
+h3 { font-size: 1.1em; margin-top: 1.2em; }
+p.headline { background: #e8f1fb; border-left: 5px solid #2f6db5; padding: 8px 12px; font-size: 1.05em; }
+table { border-collapse: collapse; margin: 8px 0 16px; font-size: 0.85em; }
+caption { text-align: left; font-weight: 600; padding: 4px 0; }
+th, td { border: 1px solid #d0d7de; padding: 3px 8px; text-align: right; white-space: nowrap; }
+th { background: #dde6f0; }
+tr:nth-child(even) td { background: #f6f8fa; }
+td.bad { color: #b42318; font-weight: 600; }
+figure { margin: 8px 0 20px; }
+figure img { max-width: 100%; border: 1px solid #d0d7de; }
+figcaption { font-size: 0.85em; color: #57606a; }
+"""
+
+
+def to_html(title: str, blocks: Sequence[Block]) -> str:
+    """One file: inline CSS, charts as base64 PNG data URIs; no scripts, no links, nothing fetched."""
+    esc = html.escape
+    body = [f"<h1>{esc(title)}</h1>"]
+    for b in blocks:
+        if isinstance(b, Heading):
+            body.append(f"<h{b.level}>{esc(b.text)}</h{b.level}>")
+        elif isinstance(b, Table):
+            parts = ["<table>"] + ([f"<caption>{esc(b.title)}</caption>"] if b.title else [])
+            parts.append("<tr>" + "".join(f"<th>{esc(str(h))}</th>" for h in b.headers) + "</tr>")
+            for row in b.rows:
+                tds = []
+                for h, c in zip(b.headers, row):
+                    bad = h == "status" and c not in ("ok", "-", "")
+                    tds.append(("<td class='bad'>" if bad else "<td>") + f"{esc(str(c))}</td>")
+                parts.append("<tr>" + "".join(tds) + "</tr>")
+            body.append("\n".join(parts + ["</table>"]))
+        elif isinstance(b, Chart):
+            data = base64.b64encode(b.png.read_bytes()).decode("ascii")
+            body.append(f'<figure><img src="data:image/png;base64,{data}" alt="{esc(b.caption)}">'
+                        f"<figcaption>{esc(b.caption)}</figcaption></figure>")
+        elif isinstance(b, Para):
+            body.append((f"<p class='{b.css}'>" if b.css else "<p>") + f"{esc(b.text)}</p>")
+        else:
+            body.append(f"<p>{esc(str(b))}</p>")
+    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+            f"<title>{esc(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n<main>\n"
+            + "\n".join(body) + "\n</main>\n</body>\n</html>\n")
+
+
+# ------------------------------------------------------------------------------------------ report sections
+def machine_table(runs: Sequence[Run]) -> Table:
+    """Where each run came from; a key machine.json lacks is shown as '-'."""
+    rows = []
+    for run in runs:
+        i = run.info
+        date = i.get("start_time") or i.get("end_time") or i.get("date")
+        rows.append([run.label, run.kind, str(run.csv), i.get("gpu") or "-", i.get("torch") or "-",
+                     i.get("triton") or "-", i.get("cuda") or "-", (run.commit or "-")[:12], date or "-"])
+    return Table(["run", "kind", "source", "gpu", "torch", "triton", "cuda", "commit", "date"], rows, "Runs")
+
+
+def headline_table(sweeps: Sequence[Run]) -> Table:
+    rows = []
+    for run in sweeps:
+        h = run.headline
+        cross = "-" if h.get("crossover_n") is None else _size(h["crossover_n"])
+        if h.get("faster_at_every_n"):
+            cross += " (faster at every N measured)"
+        point = h.get("point") or {}
+        rows.append([run.label, (h.get("impl") or "-").removeprefix("lighthouse_"), h.get("pass") or "-",
+                     h.get("baseline") or "-", _size(h.get("n")),
+                     f"k{point.get('topk')} L{point.get('levels')} p{point.get('pooling')}" if point else "-",
+                     _fmt(h.get("speedup"), ".3g", "x"), cross,
+                     _fmt(None if h.get("memory_saved") is None else 100 * h["memory_saved"], ".1f", "%"),
+                     _fmt(h.get("floor_ratio"), ".3g")])
+    return Table(["run", "impl", "pass", "vs", "longest N", "point", "speedup", "crossover N", "memory saved",
+                  "floor ratio"], rows, "Headline at the longest N where Lighthouse and dense both ran")
+
+
+def _pass_rank(p: str) -> int:
+    return PASSES.index(p) if p in PASSES else len(PASSES)
+
+
+def _varying_shape(rows: Sequence[Row]) -> List[str]:
+    return [k for k in SHAPE_KEY if len({_norm(r.get(k)) for r in rows if r.get("kind") == "lighthouse"}) > 1]
+
+
+def _shape_cell(r: Row, varying: Sequence[str]) -> List[str]:
+    return [" ".join(f"{k}={_norm(r.get(k))}" for k in varying)] if varying else []
+
+
+def point_table(run: Run) -> Table:
+    """Every Lighthouse row: its ms, the baseline's ms, the speedup, floor ratio, peak-memory ratio, status."""
+    base = run.headline.get("baseline") or PREFERRED_BASELINE
+    lh = [r for r in run.rows if r.get("kind") == "lighthouse"]
+    varying = _varying_shape(run.rows)
+    lh.sort(key=lambda r: (r.get("impl", ""), _pass_rank(r.get("pass", "")), _int(r.get("n")) or 0,
+                           [_norm(r.get(k)) for k in ("topk", "levels", "pooling", "scorer") + SHAPE_KEY]))
+    rows = []
+    for r in lh:
+        d = dense_row(run.rows, r, base)
+        lm, dm = _num(r.get("peak_mem_gib")), _num((d or {}).get("peak_mem_gib"))
+        status = r.get("status") or "-"
+        if status != "ok" and r.get("reason"):
+            status += f": {r['reason'][:80]}"
+        rows.append([r.get("impl", "").removeprefix("lighthouse_"), r.get("pass", ""), _size(r.get("n")),
+                     _norm(r.get("topk")), _norm(r.get("levels")), _norm(r.get("pooling")), r.get("scorer", ""),
+                     *_shape_cell(r, varying), _norm(r.get("s_sel")) or "-",
+                     _fmt(_num(r.get("median_ms")) if _ok(r) else None, ".4g"),
+                     _fmt(_num((d or {}).get("median_ms")), ".4g"), _fmt(_num(r.get(f"speedup_vs_{base}")), ".3g", "x"),
+                     _fmt(_num(r.get("floor_ratio")), ".3g"), _fmt(lm / dm if lm is not None and dm else None, ".3f"),
+                     status])
+    headers = ["impl", "pass", "N", "k", "L", "p", "scorer", *(["shape"] if varying else []), "S",
+               "Lighthouse ms", f"{base} ms", "speedup", "floor ratio", "peak mem ratio", "status"]
+    return Table(headers, rows, f"{run.label}: every Lighthouse point (vs {base})")
+
+
+def failed_table(run: Run) -> Optional[Table]:
+    """Rows of any kind that did not run ok, with why: an OOM or an unsupported backend belongs in view."""
+    bad = [r for r in run.rows if r.get("status") != "ok"]
+    if not bad:
+        return None
+    rows = [[r.get("impl", ""), r.get("kind", ""), r.get("pass", ""), _size(r.get("n")), _norm(r.get("topk")) or "-",
+             r.get("status", "") or "-", (r.get("reason") or "-")[:160]] for r in bad]
+    return Table(["impl", "kind", "pass", "N", "k", "status", "reason"], rows, f"{run.label}: rows not ok")
+
+
+def comparison(a: Run, b: Run) -> Tuple[Optional[Table], dict]:
+    """Two sweeps side by side: Lighthouse rows joined on the point (and impl), ms A, ms B, B/A, speedups."""
+    def passes(run):
+        return {r.get("pass") for r in run.rows if r.get("kind") == "lighthouse" and _ok(r)}
+
+    common = passes(a) & passes(b)
+    pass_ = next((p for p in PREFERRED_PASSES if p in common), None)
+    summary = {"a": a.label, "b": b.label, "pass": pass_, "points": 0, "geomean_b_over_a": None}
+    if pass_ is None:
+        return None, summary
+
+    def index(run):
+        out = {}
+        for r in run.rows:
+            if r.get("kind") == "lighthouse" and r.get("pass") == pass_ and _ok(r):
+                out[tuple(_norm(r.get(k)) for k in PROFILE_POINT_KEY)] = r
+        return out
+
+    ia, ib = index(a), index(b)
+    base_a = a.headline.get("baseline") or PREFERRED_BASELINE
+    base_b = b.headline.get("baseline") or PREFERRED_BASELINE
+    keys = sorted(set(ia) & set(ib), key=lambda k: (k[0], int(k[1]) if k[1].isdigit() else 0, k[1:]))
+    rows, logs = [], []
+    for key in keys:
+        ra, rb = ia[key], ib[key]
+        ma, mb = _num(ra["median_ms"]), _num(rb["median_ms"])
+        ratio = mb / ma if ma else None
+        if ratio:
+            logs.append(math.log(ratio))
+        impl, n, topk, levels, pooling, scorer, dtype, batch, heads, kv_heads, head_dim = key
+        rows.append([impl.removeprefix("lighthouse_"), _size(n), topk, levels, pooling, scorer,
+                     f"{dtype} B{batch} H{heads}/{kv_heads} D{head_dim}", _fmt(ma, ".4g"), _fmt(mb, ".4g"),
+                     _fmt(ratio, ".3f"), _fmt(_num(ra.get(f"speedup_vs_{base_a}")), ".3g", "x"),
+                     _fmt(_num(rb.get(f"speedup_vs_{base_b}")), ".3g", "x")])
+    summary.update(points=len(rows), geomean_b_over_a=math.exp(sum(logs) / len(logs)) if logs else None)
+    headers = ["impl", "N", "k", "L", "p", "scorer", "shape", "ms A", "ms B", "B/A",
+               f"speedup A (vs {base_a})", f"speedup B (vs {base_b})"]
+    title = f"{pass_}: A = {a.label}, B = {b.label} (B/A < 1: B is faster)"
+    return Table(headers, rows, title), summary
+
+
+def profile_points(rows: Sequence[Row]) -> Dict[tuple, List[Row]]:
+    points: Dict[tuple, List[Row]] = {}
+    for r in rows:
+        points.setdefault(tuple(_norm(r.get(k)) for k in PROFILE_POINT_KEY), []).append(r)
+    return points
+
+
+def profile_table(key: tuple, rows: Sequence[Row]) -> Table:
+    """Per stage: ms, share of the pass, GB moved, the floor and the distance to it."""
+    impl, n, topk, levels, pooling, scorer, dtype, batch, heads, kv_heads, head_dim = key
+    out = []
+    for r in sorted(rows, key=lambda r: _pass_rank(r.get("pass", ""))):
+        share, nbytes = _num(r.get("share")), _num(r.get("bytes"))
+        out.append([r.get("pass", ""), r.get("stage", ""), _fmt(_num(r.get("ms")), ".4g"),
+                    _fmt(None if share is None else 100 * share, ".1f", "%"),
+                    _fmt(None if nbytes is None else nbytes / 1e9, ".3f"), _fmt(_num(r.get("floor_ms")), ".4g"),
+                    _fmt(_num(r.get("floor_ratio")), ".3g")])
+    title = (f"{impl}: N={_size(n)} k={topk} L{levels} p{pooling} {scorer} {dtype} B{batch} H{heads}/{kv_heads} "
+             f"D{head_dim}, S={_norm(rows[0].get('s_sel')) or '-'}")
+    return Table(["pass", "stage", "ms", "share", "GB moved", "floor ms", "ms / floor"], out, title)
+
+
+def profile_headline(rows: Sequence[Row]) -> List[dict]:
+    """Per profiled point and pass: the measured pass, the sum of its stages and the costliest stage."""
+    out = []
+    for key, rs in profile_points(rows).items():
+        for pass_ in PASSES:
+            sub = [r for r in rs if r.get("pass") == pass_]
+            if not sub:
+                continue
+            stages = [r for r in sub if r.get("stage") not in PROFILE_SUMMARY_STAGES and _num(r.get("ms")) is not None]
+            by = {r.get("stage"): _num(r.get("ms")) for r in sub}
+            top = max(stages, key=lambda r: _num(r["ms"]), default=None)
+            out.append({**dict(zip(PROFILE_POINT_KEY, key)), "pass": pass_, "measured_ms": by.get("measured"),
+                        "stages_ms": by.get("total"), "top_stage": top.get("stage") if top else None,
+                        "top_share": _num(top.get("share")) if top else None})
+    return out
+
+
+# --------------------------------------------------------------------------------------------------- charts
+def sweep_charts(run: Run, charts: Path) -> List[Union[Chart, str]]:
+    """plots.make_charts into a scratch folder, then into charts/ under the run's name (runs share charts/).
+    A chart that fails to draw becomes a line in the report: the tables are still worth having."""
+    from .plots import make_charts
+
+    out: List[Union[Chart, str]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            made = make_charts(run.csv, Path(tmp), info=run.info)
+        except Exception as err:  # noqa: BLE001 - report it in the document and carry on
+            return [f"Charts for {run.label} failed: {type(err).__name__}: {err}"]
+        for path in made:
+            dest = charts / f"{_slug(run.label)}-{path.name}"
+            shutil.move(str(path), dest)
+            if dest.suffix == ".png":
+                out.append(Chart(dest, f"{run.label}: {path.stem}"))
+    return out
+
+
+def profile_chart(run: Run, charts: Path) -> List[Chart]:
+    """The stacked bar of stage ms per pass: the profile's own profile.png when it is there, else drawn now."""
+    name = f"{_slug(run.label)}-profile"
+    beside = run.csv.parent / "profile.png"
+    if beside.is_file():
+        for ext in ("png", "svg"):
+            src = run.csv.parent / f"profile.{ext}"
+            if src.is_file():
+                shutil.copyfile(src, charts / f"{name}.{ext}")
+    else:
+        from .profile_view import stacked_chart
+
+        stacked_chart(run.rows, charts, name=name)
+    return [Chart(charts / f"{name}.png", f"{run.label}: time per stage")]
+
+
+# ---------------------------------------------------------------------------------------------- the report
+@dataclass
+class ReportFiles:
+    markdown: Path
+    html: Path
+    headline_json: Path
+    charts: List[Path]
+    headline: dict
+
+
+def build_report(inputs: Sequence[Path], out: Path, title: Optional[str] = None) -> ReportFiles:
+    """Read every input, write report.md, report.html, charts/ and headline.json into `out`."""
+    runs = find_runs(inputs)
+    out = Path(out)
+    charts_dir = out / "charts"
+    charts_dir.mkdir(parents=True, exist_ok=True)
+    sweeps = [r for r in runs if r.kind == "sweep"]
+    profiles = [r for r in runs if r.kind == "profile"]
+    for run in sweeps:
+        run.headline = sweep_headline(run.rows)
+    for run in profiles:
+        run.headline = {"points": profile_headline(run.rows)}
+    title = title or "Lighthouse benchmark report: " + ", ".join(r.label for r in runs)
+
+    blocks: List[Block] = []
+    if sweeps:
+        blocks.append(Heading("Headline"))
+        blocks += [Para((f"{run.label}: " if len(sweeps) > 1 else "") + headline_sentence(run.headline), "headline")
+                   for run in sweeps]
+        blocks.append(headline_table(sweeps))
+    blocks.append(machine_table(runs))
+    compare = None
+    if len(sweeps) == 2:
+        table, compare = comparison(*sweeps)
+        blocks.append(Heading("Side by side"))
+        if compare.get("geomean_b_over_a") is not None:
+            blocks.append(f"Over {compare['points']} common points, B takes {compare['geomean_b_over_a']:.3f}x "
+                          f"the time of A (geometric mean of B/A).")
+        blocks.append(table if table is not None else "No common pass with ok Lighthouse rows in both sweeps.")
+
+    for run in sweeps:
+        blocks.append(Heading(f"Sweep {run.label}"))
+        for chart in sweep_charts(run, charts_dir):
+            blocks.append(chart)
+        blocks.append(point_table(run))
+        bad = failed_table(run)
+        if bad is not None:
+            blocks.append(bad)
+    for run in profiles:
+        blocks.append(Heading(f"Profile {run.label}"))
+        blocks += profile_chart(run, charts_dir)
+        for key, rows in profile_points(run.rows).items():
+            blocks.append(profile_table(key, rows))
+    charts = sorted(charts_dir.iterdir())
+
+    generated = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    blocks.append(f"Generated {generated} by lighthouse-bench report.")
+    headline = {
+        "title": title, "generated": generated,
+        "runs": [{"label": r.label, "kind": r.kind, "source": str(r.csv), "commit": r.commit, **r.headline}
+                 for r in runs],
+        "comparison": compare,
+    }
+    md_path, html_path, json_path = out / "report.md", out / "report.html", out / "headline.json"
+    md_path.write_text(to_markdown(title, blocks, out))
+    html_path.write_text(to_html(title, blocks))
+    json_path.write_text(json.dumps(headline, indent=2, default=str) + "\n")
+    return ReportFiles(md_path, html_path, json_path, charts, headline)
