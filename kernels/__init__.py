@@ -42,6 +42,13 @@ def lighthouse_attention_triton(*args, **kwargs):
     return impl(*args, **kwargs)
 
 
+def retain_inner_graph():
+    """Context manager: let backward(retain_graph=True) run twice through the Triton path (see layer.py)."""
+    from .layer import retain_inner_graph as impl
+
+    return impl()
+
+
 def select_triton(*args, **kwargs):
     from .layer import select_triton as impl
 

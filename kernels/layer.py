@@ -7,6 +7,8 @@ Only the sub-sequence tensors and the selection maps are kept between the passes
 
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
 from typing import Optional
 
 import torch
@@ -63,6 +65,23 @@ def _repeat_kv(x: torch.Tensor, group: int) -> torch.Tensor:
     return x if group == 1 else x.repeat_interleave(group, dim=1)
 
 
+_RETAIN = threading.local()
+
+
+@contextmanager
+def retain_inner_graph():
+    """Keep the sub-sequence SDPA graph through backward, so that backward(retain_graph=True) can run
+    again on the same forward (the benchmark times backward alone that way). Off by default: the backward
+    then frees the sub-sequence tensors before it allocates dq, dk and dv, which keeps peak memory down
+    by four (B, H, S, D) tensors."""
+    before = getattr(_RETAIN, "on", False)
+    _RETAIN.on = True
+    try:
+        yield
+    finally:
+        _RETAIN.on = before
+
+
 class LighthouseFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, plan: LighthousePlan, gate):
@@ -80,10 +99,16 @@ class LighthouseFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, d_out):
         plan, sel = ctx.plan, ctx.sel
+        if ctx.out_sub is None:
+            raise RuntimeError(
+                "Lighthouse's Triton backward already ran on this forward and freed its sub-sequence tensors; "
+                "to run backward twice (retain_graph=True), run both inside "
+                "`with lighthouse.kernels.retain_inner_graph():`")
         d_out_sub = gather_rows(d_out, sel.lm_idx, sel.lm_pos, plan, fan_in=True)
-        # retain the inner SDPA graph: the outer one may be retained (backward(retain_graph=True)); either
-        # way it is freed with ctx, when autograd frees this node
-        d_subs = torch.autograd.grad(ctx.out_sub, ctx.leaves, d_out_sub, retain_graph=True)
+        retain = getattr(_RETAIN, "on", False)
+        d_subs = torch.autograd.grad(ctx.out_sub, ctx.leaves, d_out_sub, retain_graph=retain)
+        if not retain:
+            ctx.leaves = ctx.out_sub = None  # freed before dq, dk, dv are allocated
         dq, dk, dv = _by_shape(lambda xs: pull_many(xs, sel.inv, plan, scatter=False), d_subs)
         return dq, dk, dv, None, None
 

@@ -97,9 +97,23 @@ def test_backward_can_run_twice_on_a_retained_graph():
     cfg = LighthouseConfig(levels=3, pooling=2, topk=128, impl="triton", sdpa_backend="math")
     out = lighthouse.lighthouse_attention(q, k, v, config=cfg)
     grad = torch.randn_like(out)
-    first = torch.autograd.grad(out, (q, k, v), grad, retain_graph=True)
-    second = torch.autograd.grad(out, (q, k, v), grad)
+    with lighthouse.kernels.retain_inner_graph():
+        first = torch.autograd.grad(out, (q, k, v), grad, retain_graph=True)
+        second = torch.autograd.grad(out, (q, k, v), grad)
     assert all(torch.equal(a, b) for a, b in zip(first, second))
+
+
+def test_backward_frees_the_sub_sequence_before_the_gradients_and_says_so_when_run_again():
+    """By default the backward drops the sub-sequence tensors (peak memory), and a second backward on the
+    same forward gets a clear error instead of a wrong gradient."""
+    q, k, v = rand_qkv(1, 2, 1, 512, 8, seed=15, device=DEVICE, requires_grad=True)
+    cfg = LighthouseConfig(levels=3, pooling=2, topk=128, impl="triton", sdpa_backend="math")
+    out = lighthouse.lighthouse_attention(q, k, v, config=cfg)
+    grad = torch.randn_like(out)
+    torch.autograd.grad(out, (q, k, v), grad, retain_graph=True)
+    assert out.grad_fn.out_sub is None and out.grad_fn.leaves is None
+    with pytest.raises(RuntimeError, match="retain_inner_graph"):
+        torch.autograd.grad(out, (q, k, v), grad)
 
 
 def test_fused_launches_equal_one_tensor_launches():

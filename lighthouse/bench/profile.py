@@ -291,8 +291,11 @@ def gpu_busy_ms(whole: Callable[[], torch.Tensor], leaves, grad_out, calls: int 
         gpu = [e for e in events if e.get("ph") == "X" and e.get("cat") in ("kernel", "gpu_memcpy", "gpu_memset")]
         return sum(float(e.get("dur", 0.0)) for e in gpu) / 1e3 / calls
 
+    from .timing import _retained
+
     out = whole()
-    out.backward(grad_out, retain_graph=True)  # warm
+    with _retained():
+        out.backward(grad_out, retain_graph=True)  # warm
     torch.cuda.synchronize()
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
         for _ in range(calls):
@@ -303,7 +306,8 @@ def gpu_busy_ms(whole: Callable[[], torch.Tensor], leaves, grad_out, calls: int 
         for _ in range(calls):
             for t in leaves:
                 t.grad = None
-            out.backward(grad_out, retain_graph=True)
+            with _retained():
+                out.backward(grad_out, retain_graph=True)
         torch.cuda.synchronize()
     for t in leaves:
         t.grad = None

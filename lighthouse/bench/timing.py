@@ -8,6 +8,7 @@ least `min_rep` are done, so a 4-second point does not take a minute.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Sequence
@@ -65,6 +66,16 @@ def _clear(leaves: Sequence[torch.Tensor]) -> None:
         t.grad = None
 
 
+def _retained():
+    """Backward alone is timed by repeating it on one graph: the Triton path must keep its inner graph."""
+    try:
+        from ..kernels import retain_inner_graph
+
+        return retain_inner_graph()
+    except ImportError:  # no triton: nothing to retain
+        return contextlib.nullcontext()
+
+
 def measure(
     fn: Callable[[], torch.Tensor],
     pass_: str,
@@ -100,7 +111,8 @@ def measure(
     elif pass_ == "bwd":
         def step():
             _clear(leaves)
-            state["out"].backward(grad_out, retain_graph=True)
+            with _retained():
+                state["out"].backward(grad_out, retain_graph=True)
     else:
         raise ValueError(f"pass must be one of fwd, bwd, fwdbwd, got {pass_!r}")
 
