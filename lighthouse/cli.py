@@ -205,6 +205,26 @@ def report(
 
 
 @app.command()
+def check(
+    baseline: Annotated[Path, typer.Option("--baseline", help="Baseline CSV of this GPU kind, e.g. reports/baselines/h200.csv (written by --record).", show_default=False)],
+    results: Annotated[Optional[Path], _opt("A results.csv (or its folder) to judge instead of running the suite; parity is then skipped.", "--results")] = None,
+    tolerance: Annotated[float, _opt("Allowed relative change of each gated figure, in (0, 1). Default 0.10.", "--tolerance")] = 0.10,
+    record: Annotated[bool, _opt("Write --baseline from the results (measuring first without --results) instead of judging.", "--record")] = False,
+    out: Annotated[Optional[Path], _opt("Folder for the run, check.csv and check.md. Default: out/check-<timestamp>.", "--out")] = None,
+    suite: Annotated[str, _opt("Suite to run when measuring. Default ci.", "--suite")] = "ci",
+) -> None:
+    """Regression gate: the ci suite's speedup over dense cuDNN and time over the SDPA-on-S floor against a
+    recorded baseline, plus Triton-vs-PyTorch parity. Exit 0 all hold, 1 a regression, 2 could not measure."""
+    from .bench.check import run_check
+
+    try:
+        code = run_check(baseline, results, tolerance, record, suite, out)
+    except ValueError as err:  # a bad tolerance or suite name
+        raise typer.BadParameter(str(err)) from None
+    raise typer.Exit(code)
+
+
+@app.command()
 def suites() -> None:
     """List the sweep presets and what they are for."""
     from .bench.grid import load_suite, suite_names

@@ -223,6 +223,14 @@ class Run:
         git = self.info.get("git") if isinstance(self.info.get("git"), dict) else {}
         return git.get("commit") or self.info.get("commit")
 
+    @property
+    def commit_label(self) -> Optional[str]:
+        """Short commit, "+dirty" when the run's tree had uncommitted changes (the commit alone would lie)."""
+        if not self.commit:
+            return None
+        git = self.info.get("git") if isinstance(self.info.get("git"), dict) else {}
+        return self.commit[:7] + ("+dirty" if git.get("dirty") else "")
+
 
 def _read_csv(path: Path) -> List[Row]:
     with path.open(newline="") as f:
@@ -275,7 +283,7 @@ def _label(runs: List[Run]) -> None:
     for run in runs:
         base = run.csv.parent.resolve().name or run.csv.stem
         if run.commit:
-            base += f"@{run.commit[:7]}"
+            base += f"@{run.commit_label}"
         if sum(1 for r in runs if r.csv.parent.resolve() == run.csv.parent.resolve()) > 1:
             base += f" ({run.kind})"
         seen[base] = seen.get(base, 0) + 1
@@ -391,7 +399,7 @@ def machine_table(runs: Sequence[Run]) -> Table:
         i = run.info
         date = i.get("start_time") or i.get("end_time") or i.get("date")
         rows.append([run.label, run.kind, str(run.csv), i.get("gpu") or "-", i.get("torch") or "-",
-                     i.get("triton") or "-", i.get("cuda") or "-", (run.commit or "-")[:12], date or "-"])
+                     i.get("triton") or "-", i.get("cuda") or "-", run.commit_label or "-", date or "-"])
     return Table(["run", "kind", "source", "gpu", "torch", "triton", "cuda", "commit", "date"], rows, "Runs")
 
 
