@@ -16,7 +16,7 @@ import torch
 import triton
 import triton.language as tl
 
-from lighthouse.config import HALF_TILE, TILE
+from lighthouse.config import TILE
 from lighthouse.plan import LighthousePlan
 
 from . import alloc

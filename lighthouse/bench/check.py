@@ -27,7 +27,6 @@ out/check.md (the same table in Markdown, for a pull-request comment).
 from __future__ import annotations
 
 import csv
-import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -38,6 +37,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import grid, machine
+from .cells import num
 
 #: What identifies a gated point in the baseline and the results (device left out: the baseline comes from
 #: another machine of the same GPU model).
@@ -65,12 +65,7 @@ Remeasure = Callable[[List[dict]], List[dict]]
 
 
 # ------------------------------------------------------------------------------------------- small helpers
-def _num(x) -> Optional[float]:
-    try:
-        v = float(x) if x not in (None, "") else None
-    except (TypeError, ValueError):
-        return None
-    return None if v is None or math.isnan(v) else v
+_num = num
 
 
 def _norm(x) -> str:

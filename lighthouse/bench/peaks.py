@@ -42,27 +42,31 @@ def _time_ms(fn, device) -> float:
     return t.median_ms
 
 
+def _copy_gb_s(device: torch.device, n_bytes: int) -> float:
+    src = torch.empty(n_bytes // 2, dtype=torch.bfloat16, device=device)
+    dst = torch.empty_like(src)
+    return 2 * n_bytes / (_time_ms(lambda: dst.copy_(src), device) * 1e-3) / 1e9
+
+
+def _matmul_tflops(device: torch.device, size: int, dtype: torch.dtype) -> float:
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn_like(a)
+    return 2 * size**3 / (_time_ms(lambda: a @ b, device) * 1e-3) / 1e12
+
+
 def measure_peaks(device: torch.device, dtype: torch.dtype) -> dict:
     """Copy bandwidth (GB/s, read + written) and matmul TFLOP/s on `device` in `dtype`."""
     cuda = device.type == "cuda"
-    n_bytes = (1 << 30) if cuda else (128 << 20)
-    src = torch.empty(n_bytes // 2, dtype=torch.bfloat16, device=device)
-    dst = torch.empty_like(src)
-    copy_ms = _time_ms(lambda: dst.copy_(src), device)
-    del src, dst
-    size = 8192 if cuda else 1024
     mm_dtype = dtype if cuda else torch.float32
-    a = torch.randn(size, size, device=device, dtype=mm_dtype)
-    b = torch.randn_like(a)
-    mm_ms = _time_ms(lambda: a @ b, device)
-    del a, b
+    copy = _copy_gb_s(device, (1 << 30) if cuda else (128 << 20))
+    mm = _matmul_tflops(device, 8192 if cuda else 1024, mm_dtype)
     if cuda:
         torch.cuda.empty_cache()
     return {
         "device": device_name(device),
         "dtype": str(mm_dtype).replace("torch.", ""),
-        "copy_gb_s": 2 * n_bytes / (copy_ms * 1e-3) / 1e9,
-        "matmul_tflops": 2 * size**3 / (mm_ms * 1e-3) / 1e12,
+        "copy_gb_s": copy,
+        "matmul_tflops": mm,
         "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "torch": torch.__version__,
     }

@@ -29,6 +29,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Uni
 
 from . import machine
 from .grid import BASELINES, PASSES, fmt_size
+from .cells import num
 
 SWEEP_CSV, PROFILE_CSV, MACHINE_JSON = "results.csv", "profile.csv", "machine.json"
 #: The Lighthouse paths in order of preference for the headline (the fused kernels are what ships).
@@ -46,13 +47,7 @@ Row = Dict[str, str]
 
 
 # ------------------------------------------------------------------------------------------- small helpers
-def _num(x) -> Optional[float]:
-    """CSV cell -> float; empty, unparsable or NaN -> None (a missing number is not a zero)."""
-    try:
-        v = float(x) if x not in (None, "") else None
-    except (TypeError, ValueError):
-        return None
-    return None if v is None or math.isnan(v) else v
+_num = num
 
 
 def _int(x) -> Optional[int]:
