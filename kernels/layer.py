@@ -15,7 +15,7 @@ import torch
 
 from lighthouse.plan import LighthousePlan
 from lighthouse.reference.selection import select_entries
-from lighthouse.sdpa import causal_sdpa
+from lighthouse.sdpa import causal_sdpa, repeat_kv
 
 from . import alloc
 from .gather import gather_many, gather_rows
@@ -61,10 +61,6 @@ def gather_qkv(q, k, v, sel: Selection, plan: LighthousePlan):
     return _by_shape(lambda xs: gather_many(xs, sel.lm_idx, sel.lm_pos, plan), (q, k, v))
 
 
-def _repeat_kv(x: torch.Tensor, group: int) -> torch.Tensor:
-    return x if group == 1 else x.repeat_interleave(group, dim=1)
-
-
 _RETAIN = threading.local()
 
 
@@ -89,7 +85,7 @@ class LighthouseFunction(torch.autograd.Function):
         q_sub, k_sub, v_sub = gather_qkv(q, k, v, sel, plan)
         with torch.enable_grad():
             leaves = [x.detach().requires_grad_() for x in (q_sub, k_sub, v_sub)]
-            out_sub = causal_sdpa(leaves[0], _repeat_kv(leaves[1], plan.group), _repeat_kv(leaves[2], plan.group),
+            out_sub = causal_sdpa(leaves[0], repeat_kv(leaves[1], plan.group), repeat_kv(leaves[2], plan.group),
                                   plan.config.sdpa_backend)
         out = pull_rows(out_sub.detach(), sel.inv, plan, scatter=True)
         check.raise_if_bad()
@@ -119,7 +115,7 @@ def lighthouse_attention_triton(q, k, v, plan: LighthousePlan, gate: Optional[to
     with torch.no_grad():
         sel, check = run_selection(q, k, v, plan, gate)
         subs = gather_qkv(q, k, v, sel, plan)
-        out_sub = causal_sdpa(subs[0], _repeat_kv(subs[1], plan.group), _repeat_kv(subs[2], plan.group),
+        out_sub = causal_sdpa(subs[0], repeat_kv(subs[1], plan.group), repeat_kv(subs[2], plan.group),
                               plan.config.sdpa_backend)
         out = pull_rows(out_sub, sel.inv, plan, scatter=True)
         check.raise_if_bad()

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from .plan import LighthousePlan
+from .sdpa import repeat_kv
 
 
 def _group_max(scores: torch.Tensor, plan: LighthousePlan) -> torch.Tensor:
@@ -23,10 +24,6 @@ def _group_max(scores: torch.Tensor, plan: LighthousePlan) -> torch.Tensor:
         return scores
     b, _, n = scores.shape
     return scores.view(b, plan.kv_heads, plan.group, n).amax(dim=2)
-
-
-def _repeat_kv(x: torch.Tensor, group: int) -> torch.Tensor:
-    return x if group == 1 else x.repeat_interleave(group, dim=1)
 
 
 def norm_scores(q: torch.Tensor, k: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -51,7 +48,7 @@ def _strided_causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
 
 def dilated_scores(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dilation: int, group: int):
     """Norms of attn(Q, K, V) and attn(K, Q, V) over every strided subsequence (quadratic: N^2/d)."""
-    k_rep, v_rep = _repeat_kv(k, group), _repeat_kv(v, group)
+    k_rep, v_rep = repeat_kv(k, group), repeat_kv(v, group)
     out_q = _strided_causal_attention(q, k_rep, v_rep, dilation)
     out_k = _strided_causal_attention(k_rep, q, v_rep, dilation)
     return torch.linalg.vector_norm(out_q.float(), dim=-1), torch.linalg.vector_norm(out_k.float(), dim=-1)
@@ -70,7 +67,7 @@ def _chunk_simple_gla():
 def gla_scores(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, gate: torch.Tensor, group: int):
     """Norms of gated linear attention GLA(Q, K, V) and GLA(K, Q, V) with a per-token log-gate."""
     chunk_simple_gla = _chunk_simple_gla()
-    k_rep, v_rep = _repeat_kv(k, group), _repeat_kv(v, group)
+    k_rep, v_rep = repeat_kv(k, group), repeat_kv(v, group)
 
     def run(a, b, c):  # fla takes (B, T, H, D) and g as (B, T, H)
         out = chunk_simple_gla(

@@ -16,6 +16,11 @@ BACKENDS = {
 }
 
 
+def repeat_kv(x: torch.Tensor, group: int) -> torch.Tensor:
+    """(B, Hkv, L, D) -> (B, Hkv * group, L, D): each kv head repeated for its query heads (GQA)."""
+    return x if group == 1 else x.repeat_interleave(group, dim=1)
+
+
 def causal_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: Optional[str] = None) -> torch.Tensor:
     """F.scaled_dot_product_attention(is_causal=True), forced to `backend` unless it is None or "auto"."""
     if backend in (None, "auto"):

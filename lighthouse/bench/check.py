@@ -37,7 +37,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import grid, machine
-from .cells import num
+from . import cells
 
 #: What identifies a gated point in the baseline and the results (device left out: the baseline comes from
 #: another machine of the same GPU model).
@@ -65,15 +65,7 @@ Remeasure = Callable[[List[dict]], List[dict]]
 
 
 # ------------------------------------------------------------------------------------------- small helpers
-_num = num
-
-
-def _norm(x) -> str:
-    """A key cell in one spelling: '8192', '8192.0' and 8192 compare equal; text stays text."""
-    v = _num(x)
-    if v is not None and v == int(v):
-        return str(int(v))
-    return "" if x is None else str(x).strip()
+_num, _norm, _read_csv = cells.num, cells.key, cells.read_csv
 
 
 def point_key(row: dict) -> Tuple[str, ...]:
@@ -92,11 +84,6 @@ def point_name(row: dict) -> str:
 
 def _fmt(x: Optional[float], spec: str = ".4g") -> str:
     return "" if x is None else format(x, spec)
-
-
-def _read_csv(path: Path) -> List[Row]:
-    with Path(path).open(newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def _write_csv(path: Path, columns: Sequence[str], rows: Sequence[dict]) -> None:

@@ -20,7 +20,7 @@ import torch
 from .. import lighthouse_attention
 from ..config import TILE, LighthouseConfig
 from ..plan import LighthousePlan, make_plan
-from ..sdpa import causal_sdpa
+from ..sdpa import causal_sdpa, repeat_kv
 from . import flops as flops_mod
 from .runner import TORCH_DTYPES, random_inputs
 from .timing import measure
@@ -113,10 +113,6 @@ def floor_of(nbytes: float, nflops: float, peaks: dict):
 
 
 # ------------------------------------------------------------------------------------------------ stages
-def _repeat_kv(x: torch.Tensor, group: int) -> torch.Tensor:
-    return x if group == 1 else x.repeat_interleave(group, dim=1)
-
-
 def _leaf(x: torch.Tensor) -> torch.Tensor:
     return x.detach().clone().requires_grad_()
 
@@ -129,26 +125,29 @@ def triton_stages(q, k, v, go, gate, plan: LighthousePlan) -> List[Stage]:
     from ..kernels.select import fits_in_kernel, select_in_kernel
 
     backend, g = plan.config.sdpa_backend, plan.group
+    in_kernel = fits_in_kernel(plan)
+    # as in the layer: the scoring kernel sets the inverse map to -1, the selection fills in what it emits
+    inv = torch.empty(plan.batch, plan.kv_heads, plan.pyramid_len, dtype=torch.int32, device=q.device) if in_kernel else None
     with torch.no_grad():
-        sq, sk, _ = score_pyramids(q, k, v, plan, gate)
+        sq, sk, _ = score_pyramids(q, k, v, plan, gate, inv)
         sel, check = run_selection(q, k, v, plan, gate)
         check.raise_if_bad()
         subs = [_leaf(x) for x in gather_qkv(q, k, v, sel, plan)]
     with torch.enable_grad():
-        out_sub = causal_sdpa(subs[0], _repeat_kv(subs[1], g), _repeat_kv(subs[2], g), backend)
+        out_sub = causal_sdpa(subs[0], repeat_kv(subs[1], g), repeat_kv(subs[2], g), backend)
     d_out_sub = gather_rows(go, sel.lm_idx, sel.lm_pos, plan, fan_in=True)
     d_subs = torch.autograd.grad(out_sub, subs, d_out_sub)
 
     def select_fn():
-        if fits_in_kernel(plan):
-            return select_in_kernel(sq, sk, plan)
-        return run_selection(q, k, v, plan, gate)[0]
+        if in_kernel:
+            return select_in_kernel(sq, sk, plan, inv)
+        return run_selection(q, k, v, plan, gate)[0]  # the PyTorch fallback (scores included)
 
     def sdpa_fn():
-        return causal_sdpa(subs[0], _repeat_kv(subs[1], g), _repeat_kv(subs[2], g), backend)
+        return causal_sdpa(subs[0], repeat_kv(subs[1], g), repeat_kv(subs[2], g), backend)
 
     return [
-        Stage("fwd", "scores", lambda: _no_grad(score_pyramids, q, k, v, plan, gate)),
+        Stage("fwd", "scores", lambda: _no_grad(score_pyramids, q, k, v, plan, gate, inv)),
         Stage("fwd", "select", lambda: _no_grad(select_fn)),
         Stage("fwd", "gather", lambda: _no_grad(gather_qkv, q, k, v, sel, plan)),
         Stage("fwd", "sdpa", sdpa_fn),  # with autograd recording, as in training
@@ -188,7 +187,7 @@ def torch_stages(q, k, v, go, gate, plan: LighthousePlan) -> List[Stage]:
     subs = [_leaf(gather_one(i)) for i in range(3)]
 
     def sdpa_fn():
-        return causal_sdpa(subs[0], _repeat_kv(subs[1], g), _repeat_kv(subs[2], g), backend)
+        return causal_sdpa(subs[0], repeat_kv(subs[1], g), repeat_kv(subs[2], g), backend)
 
     out_sub = _leaf(sdpa_fn())
     d_out_sub = torch.autograd.grad(scatter_back(out_sub, indices, plan), out_sub, go)[0]
@@ -338,10 +337,6 @@ def trace(point: ProfilePoint, device: torch.device, path: Path, seed: int = 0, 
             torch.cuda.synchronize(device)
     prof.export_chrome_trace(str(path))
     return path
-
-
-def dtype_of(point: ProfilePoint) -> torch.dtype:
-    return TORCH_DTYPES[point.dtype]
 
 
 def run_profile(points: Sequence[ProfilePoint], device: torch.device, out: Path, *, trace_calls: bool = False,

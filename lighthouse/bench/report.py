@@ -29,7 +29,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Uni
 
 from . import machine
 from .grid import BASELINES, PASSES, fmt_size
-from .cells import num
+from . import cells
 
 SWEEP_CSV, PROFILE_CSV, MACHINE_JSON = "results.csv", "profile.csv", "machine.json"
 #: The Lighthouse paths in order of preference for the headline (the fused kernels are what ships).
@@ -47,20 +47,12 @@ Row = Dict[str, str]
 
 
 # ------------------------------------------------------------------------------------------- small helpers
-_num = num
+_num, _norm, _read_csv = cells.num, cells.key, cells.read_csv
 
 
 def _int(x) -> Optional[int]:
     v = _num(x)
     return int(v) if v is not None else None
-
-
-def _norm(x) -> str:
-    """A key cell in one spelling: '8192', '8192.0' and 8192 compare equal; text stays text."""
-    v = _num(x)
-    if v is not None and v == int(v):
-        return str(int(v))
-    return "" if x is None else str(x).strip()
 
 
 def _ok(row: Row) -> bool:
@@ -225,11 +217,6 @@ class Run:
             return None
         git = self.info.get("git") if isinstance(self.info.get("git"), dict) else {}
         return self.commit[:7] + ("+dirty" if git.get("dirty") else "")
-
-
-def _read_csv(path: Path) -> List[Row]:
-    with path.open(newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def _kind_of_csv(path: Path) -> Optional[str]:
