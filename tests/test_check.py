@@ -298,3 +298,101 @@ def test_parity_verdicts_flag_a_mismatch():
     verdicts = check.parity_verdicts([row])
     assert check.exit_code(verdicts) == EXIT_REGRESSED
     assert {v.figure for v in verdicts if v.verdict == "REGRESSED"} == {"parity: selection", "parity: rel err out"}
+
+
+# ------------------------------------------------------------------ the tolerance and the best repeat, pinned
+TRITON_96K = ("lighthouse_triton", 98304)
+
+
+def rows_with(figure: str, change: float, point=TRITON_96K):
+    """make_rows() with one gated figure of one point moved by `change` (a fraction: -0.11 = 11% lower),
+    the other figure and every other point left as recorded."""
+    rows = make_rows()
+    row = next(r for r in rows if (r["impl"], r["n"]) == point)
+    row[figure] = row[figure] * (1 + change)
+    return rows
+
+
+def check_rows(out: Path):
+    with (out / "check.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize("figure,change,code", [
+    # speedup (higher is better): a drop past 10% fails, a gain never does
+    (check.SPEEDUP, -0.09, EXIT_OK), (check.SPEEDUP, -0.11, EXIT_REGRESSED), (check.SPEEDUP, -0.14, EXIT_REGRESSED),
+    (check.SPEEDUP, +0.09, EXIT_OK), (check.SPEEDUP, +0.11, EXIT_OK), (check.SPEEDUP, +0.14, EXIT_OK),
+    # floor ratio (lower is better): a rise past 10% fails, a fall never does
+    (check.FLOOR_RATIO, +0.09, EXIT_OK), (check.FLOOR_RATIO, +0.11, EXIT_REGRESSED), (check.FLOOR_RATIO, +0.14, EXIT_REGRESSED),
+    (check.FLOOR_RATIO, -0.09, EXIT_OK), (check.FLOOR_RATIO, -0.11, EXIT_OK), (check.FLOOR_RATIO, -0.14, EXIT_OK),
+])
+def test_the_default_tolerance_is_ten_percent_on_each_side(baseline, tmp_path, figure, change, code):
+    """Catches a default tolerance other than 10% (14% lets the 11% cases through, 8% fails the 9% ones), a
+    gated figure judged in the wrong direction, and a figure that is not gated at all. No tolerance is passed:
+    the default of run_check (and of `lighthouse-bench check`) is what is pinned."""
+    results = write_results(tmp_path / "now", rows_with(figure, change))
+    con = console()
+    assert run_check(baseline, results, console=con, out=tmp_path / "check") == code, text(con)
+    row = next(r for r in check_rows(tmp_path / "check") if r["figure"] == figure and "n=98304" in r["point"]
+               and "triton" in r["point"])
+    assert float(row["change_pct"]) == pytest.approx(change * 100, abs=0.06)
+    assert row["verdict"] == ("REGRESSED" if code == EXIT_REGRESSED else "ok")
+
+
+def noisy_remeasure(*scales):
+    """A remeasure that returns the 96K Triton point at the next of `scales` (per-figure multipliers) each call."""
+    calls = []
+
+    def remeasure(rows):
+        speed, floor = scales[len(calls)]
+        calls.append(rows)
+        return _scaled_both(speed, floor)
+
+    return remeasure, calls
+
+
+def _scaled_both(speed: float, floor: float):
+    rows = make_rows()
+    row = next(r for r in rows if (r["impl"], r["n"]) == TRITON_96K)
+    row[check.SPEEDUP] *= speed
+    row[check.FLOOR_RATIO] *= floor
+    return rows
+
+
+def test_each_figure_is_judged_on_its_best_measurement_not_the_last(baseline, tmp_path):
+    """Noisy repeats: the first measurement has a bad speedup, the repeat a bad floor ratio, each figure holds in
+    one of them. Judged on the best of each figure the point holds after one repeat; judged on the last
+    measurement (or the first) it fails. Catches `best` turned into `last`/`first`, and min/max swapped."""
+    first = _scaled_both(0.80, 1.00)
+    results = write_results(tmp_path / "now", first)
+    remeasure, calls = noisy_remeasure((1.00, 1.25), (0.70, 1.40))
+    con = console()
+    out = tmp_path / "check"
+    assert run_check(baseline, results, console=con, out=out, remeasure=remeasure) == EXIT_OK, text(con)
+    assert len(calls) == 1
+    rows = {r["figure"]: r for r in check_rows(out) if "n=98304" in r["point"] and "triton" in r["point"]}
+    assert float(rows[check.SPEEDUP]["now"]) == pytest.approx(13.0, rel=1e-3)  # from the repeat
+    assert float(rows[check.FLOOR_RATIO]["now"]) == pytest.approx(2.5, rel=1e-3)  # from the first run
+
+
+def test_a_point_slow_in_every_repeat_fails_and_reports_its_best(baseline, tmp_path):
+    """Three measurements 12%, 30% and 20% slower: it fails, and the figure shown is the best one (12%), not
+    the last (20%) or the worst (30%). Catches a gate that reports (and so judges) another repeat than the best."""
+    results = write_results(tmp_path / "now", _scaled_both(1 / 1.12, 1.12))
+    remeasure, calls = noisy_remeasure((1 / 1.30, 1.30), (1 / 1.20, 1.20))
+    out = tmp_path / "check"
+    assert run_check(baseline, results, console=console(), out=out, remeasure=remeasure) == EXIT_REGRESSED
+    assert len(calls) == check.REPEATS
+    rows = {r["figure"]: r for r in check_rows(out) if "n=98304" in r["point"] and "triton" in r["point"]}
+    assert float(rows[check.SPEEDUP]["change_pct"]) == pytest.approx((1 / 1.12 - 1) * 100, abs=0.06)
+    assert float(rows[check.FLOOR_RATIO]["change_pct"]) == pytest.approx(12.0, abs=0.06)
+    assert all(r["verdict"] == "REGRESSED" for r in rows.values() if r["figure"] in check.GATED)
+
+
+def test_noise_under_the_limit_in_every_repeat_never_triggers_a_repeat(baseline, tmp_path):
+    """9% worse on both figures is inside the tolerance: no repeat is run and the check holds. Catches a
+    tolerance applied to the wrong side of the limit (repeats, then a pass or a fail, on mere noise)."""
+    results = write_results(tmp_path / "now", _scaled_both(0.91, 1.09))
+    remeasure, calls = noisy_remeasure()
+    assert run_check(baseline, results, console=console(), remeasure=remeasure) == EXIT_OK
+    assert calls == []
