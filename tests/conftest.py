@@ -35,3 +35,25 @@ def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
 @pytest.fixture(params=GOLDEN_FILES, ids=lambda p: p.stem)
 def golden(request):
     return torch.load(request.param)
+
+
+TIE_KINDS = ("constant", "blocks", "quantized")
+
+
+def tied_qkv(kind: str, b, hq, hkv, n, d, *, seed=0, device="cpu"):
+    """Inputs whose selection scores tie (selection must break ties towards the lower index):
+    `constant` = every token of q (and of k) the same vector; `blocks` = one block of 16 random tokens
+    repeated along the sequence (ties at every level of the pyramid); `quantized` = entries in {-1, 0, 1}
+    (norms take a handful of exact values). v stays random so that outputs still differ per token."""
+    g = torch.Generator().manual_seed(seed)
+    q, k, v = rand_qkv(b, hq, hkv, n, d, seed=seed)
+    if kind == "constant":
+        q, k = q[:, :, :1].expand_as(q).contiguous(), k[:, :, :1].expand_as(k).contiguous()
+    elif kind == "blocks":
+        reps = -(-n // 16)
+        q, k = (x[:, :, :16].repeat(1, 1, reps, 1)[:, :, :n].contiguous() for x in (q, k))
+    elif kind == "quantized":
+        q, k = (torch.randint(-1, 2, x.shape, generator=g).to(x.dtype) for x in (q, k))
+    else:
+        raise ValueError(kind)
+    return tuple(x.to(device) for x in (q, k, v))
