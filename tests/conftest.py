@@ -10,8 +10,80 @@ import torch
 # Without a GPU the Triton kernels run in Triton's interpreter; this must be set before they are defined.
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
+# Every kernel output starts as NaN / -7 (lighthouse.kernels.alloc), in every test that runs a kernel: an
+# element a kernel forgets to write fails the comparison instead of passing as a plausible zero.
+os.environ.setdefault("LIGHTHOUSE_POISON", "1")
 
 import pytest
+
+
+def _fast_interpreted_xor_sum() -> bool:
+    """Triton's interpreter reduces with a Python loop per element unless it knows the combine function;
+    `tl.sort` (the selection kernel's bitonic sorts) spends ~75% of its interpreted time in such a loop for
+    its xor_sum. Give that one reduction numpy's exact bitwise_xor.reduce: same integers, ~4x faster kernels.
+    Changes nothing but the interpreter's speed (native runs never get here); where Triton's internals differ
+    the interpreter keeps its own loop."""
+    try:
+        import numpy as np
+        import triton.language as tl
+        from triton.runtime.interpreter import ReduceOps
+    except Exception:  # noqa: BLE001 - no triton, or another layout: nothing to speed up
+        return False
+    xor_combine = getattr(tl.standard, "_xor_combine", None)
+    original = getattr(ReduceOps, "apply_impl", None)
+    if xor_combine is None or original is None or getattr(original, "_lighthouse_fast_xor", False):
+        return False
+
+    def apply_impl(self, input):
+        if self.combine_fn is xor_combine:
+            x = input[0] if isinstance(input, tuple) else input
+            data = np.bitwise_xor.reduce(x.handle.data, axis=self.axis, keepdims=self.keep_dims)
+            return self.to_tensor(data, x.dtype)
+        return original(self, input)
+
+    apply_impl._lighthouse_fast_xor = True
+    ReduceOps.apply_impl = apply_impl
+    return True
+
+
+def _fast_interpreted_builtin_patching() -> bool:
+    """The interpreter re-patches triton.language before every call of a @triton.jit helper, listing every
+    member of tl, tl.core, tl.math and tl.tensor with inspect.getmembers each time (~1 ms a call, tens of
+    thousands of calls per test: a third of the interpreted time). The builtins it looks for are a fixed set
+    of names: list them once, here, before any kernel has run, and look only at those names afterwards.
+    The same attributes get the same wrappers; where Triton's internals differ nothing is changed."""
+    try:
+        import inspect
+
+        import triton.language as tl
+        from triton.runtime import interpreter
+    except Exception:  # noqa: BLE001
+        return False
+    original = getattr(interpreter, "_patch_builtin", None)
+    patch_attr = getattr(interpreter, "_patch_attr", None)
+    is_builtin = getattr(getattr(tl, "core", None), "is_builtin", None)
+    if original is None or patch_attr is None or is_builtin is None or getattr(original, "_lighthouse_fast", False):
+        return False
+    pkgs = [tl, tl.core, tl.math, tl.tensor, tl.core.tensor, getattr(tl.core, "tensor_descriptor_base", None)]
+    names = {id(pkg): [n for n, m in inspect.getmembers(pkg) if is_builtin(m)] for pkg in pkgs if pkg is not None}
+
+    def _patch_builtin(pkg, builder, scope):
+        known = names.get(id(pkg))
+        if known is None:
+            return original(pkg, builder, scope)
+        for name in known:
+            member = getattr(pkg, name, None)
+            if is_builtin(member):
+                patch_attr(pkg, name, member, builder, scope)
+
+    _patch_builtin._lighthouse_fast = True
+    interpreter._patch_builtin = _patch_builtin
+    return True
+
+
+if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
+    FAST_XOR = _fast_interpreted_xor_sum()
+    FAST_PATCHING = _fast_interpreted_builtin_patching()
 
 GOLDEN_DIR = Path(__file__).parent / "data" / "golden"
 GOLDEN_FILES = sorted(GOLDEN_DIR.glob("*.pt"))

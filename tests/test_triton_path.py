@@ -1,4 +1,14 @@
-"""The Triton path against the golden vectors and the PyTorch path (interpreted on CPU, native on CUDA)."""
+"""The Triton path against the PyTorch path (interpreted on CPU, native on CUDA), and against the golden
+vectors on CUDA.
+
+Chain of evidence on the CPU: the PyTorch path equals the golden vectors (test_golden.py) and the spec loops
+(test_reference_vs_spec_loops.py); here the Triton path equals the PyTorch path on the smallest shapes that
+take every code path of the kernels (one or several tiles, padded N, GQA, non-power-of-two pooling and chunk,
+2-4 levels, batch 2, the non-norm scorers' score fallback, the torch selection fallback, tied scores). The
+interpreter runs each kernel program in Python, so the golden shapes themselves (20-70 s per case on 2 cores,
+almost all of it the selection's sorts) run through the Triton path only on CUDA.
+Every kernel output starts poisoned (NaN / -7; tests/conftest.py sets LIGHTHOUSE_POISON=1).
+"""
 
 import pytest
 import torch
@@ -7,64 +17,101 @@ import lighthouse
 from lighthouse import LighthouseConfig
 from lighthouse.kernels import alloc, select as select_kernels
 
-from conftest import rand_qkv, rel_err
+from conftest import TIE_KINDS, rand_qkv, rel_err, tied_qkv
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
-@pytest.fixture(autouse=True)
-def poisoned_buffers(monkeypatch):
-    """Every kernel output starts as NaN / -7: an element left unwritten fails the comparisons below."""
-    monkeypatch.setattr(alloc, "POISON", True)
+def test_kernel_outputs_are_poisoned():
+    """The premise of every comparison below: an element a kernel forgets to write is NaN, not a plausible 0.
+    Catches the poison switch being off in the tests."""
+    assert alloc.POISON
+    assert torch.isnan(alloc.empty(3, dtype=torch.float32, device=DEVICE)).all()
+    assert (alloc.empty(3, dtype=torch.int32, device=DEVICE) == -7).all()
 
 
 def _run(q, k, v, cfg, grad_out):
+    """Forward + backward; returns (out, dq, dk, dv, selected indices of the forward that made them)."""
     q, k, v = (x.detach().clone().requires_grad_() for x in (q, k, v))
     out = lighthouse.lighthouse_attention(q, k, v, config=cfg)
+    sel = getattr(out.grad_fn, "sel", None)  # the Triton layer keeps its selection on the autograd node
     out.backward(grad_out)
-    return out.detach(), q.grad, k.grad, v.grad
+    return out.detach(), q.grad, k.grad, v.grad, None if sel is None else sel.indices
 
 
+@pytest.mark.skipif(DEVICE != "cuda", reason="golden shapes run through the Triton path on CUDA only (see module "
+                    "docstring); on the CPU: test_golden.py (torch) + the Triton-vs-torch cases below")
 def test_golden_parity(golden):
+    """Catches any departure of the native kernels from the paper's implementation at its own shapes."""
     c = golden["config"]
     cfg = LighthouseConfig(levels=c["L"], pooling=c["p"], topk=c["k"], scorer=c["scorer"],
                            dilation=c.get("dilation", 4), impl="triton", sdpa_backend="math")
     q, k, v = (golden[n].transpose(1, 2).to(DEVICE) for n in ("q", "k", "v"))
-    assert torch.equal(lighthouse.select(q, k, v, config=cfg).cpu(), golden["indices"].long())
-    out, dq, dk, dv = _run(q, k, v, cfg, golden["grad_out"].to(DEVICE))
+    out, dq, dk, dv, idx = _run(q, k, v, cfg, golden["grad_out"].to(DEVICE))
+    assert torch.equal(idx.cpu(), golden["indices"].long())
     assert rel_err(out.cpu(), golden["out"]) <= 1e-5
     for name, g in (("dq", dq), ("dk", dk), ("dv", dv)):
         assert rel_err(g.transpose(1, 2).cpu(), golden[name]) <= 1e-5, name
 
 
 CASES = [
-    # (B, Hq, Hkv, N, D, levels, pooling, topk)
-    (1, 4, 2, 1300, 16, 2, 4, 256),  # GQA, two tiles, N padded to 1304
-    (1, 1, 1, 1536, 8, 2, 3, 128),   # pooling not a power of two
-    (2, 1, 1, 2048, 8, 4, 2, 256),   # batch 2, four levels
+    # (B, Hq, Hkv, N, D, levels, pooling, topk, scorer): each the smallest shape for the paths it takes
+    (1, 2, 1, 301, 8, 2, 2, 128, "norm"),     # GQA, N padded to 302, chunk 151 (not a power of two)
+    (1, 2, 2, 520, 8, 2, 2, 256, "norm"),     # two tiles, two kv heads
+    (1, 1, 1, 390, 8, 2, 3, 128, "norm"),     # pooling not a power of two (masked children)
+    (2, 1, 1, 1024, 8, 4, 2, 128, "norm"),    # batch 2, four levels
+    (1, 1, 1, 2048, 8, 3, 4, 128, "norm"),    # the golden configs' L=3, p=4 (two levels pooled in the score kernel)
+    (1, 2, 1, 513, 8, 3, 2, 128, "dilated"),  # the dilated scorer's score fallback, three levels, padded
 ]
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda c: "B{}_Hq{}_Hkv{}_N{}_D{}_L{}_p{}_k{}".format(*c))
-def test_triton_matches_torch_and_is_deterministic(case):
-    b, hq, hkv, n, d, levels, p, topk = case
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "B{}_Hq{}_Hkv{}_N{}_D{}_L{}_p{}_k{}_{}".format(*c))
+def test_triton_matches_torch(case):
+    """Catches a kernel that departs from the PyTorch path: a wrong selection (indices compared exactly), a
+    wrong gather, pull or pooling backward (out, dq, dk, dv to 1e-5), an unwritten element (poisoned NaN)."""
+    b, hq, hkv, n, d, levels, p, topk, scorer = case
     q, k, v = rand_qkv(b, hq, hkv, n, d, seed=n + levels, device=DEVICE)
     grad_out = torch.randn(b, hq, n, d, generator=torch.Generator().manual_seed(5)).to(DEVICE)
-    cfg = LighthouseConfig(levels=levels, pooling=p, topk=topk, sdpa_backend="math")
-    tri = cfg.replace(impl="triton")
-    assert torch.equal(lighthouse.select(q, k, v, config=tri), lighthouse.select(q, k, v, config=cfg.replace(impl="torch")))
+    cfg = LighthouseConfig(levels=levels, pooling=p, topk=topk, scorer=scorer, dilation=3, sdpa_backend="math")
     want = _run(q, k, v, cfg.replace(impl="torch"), grad_out)
-    got = _run(q, k, v, tri, grad_out)
+    got = _run(q, k, v, cfg.replace(impl="triton"), grad_out)
+    assert torch.equal(got[4], lighthouse.select(q, k, v, config=cfg.replace(impl="torch")))
     for name, a, w in zip(("out", "dq", "dk", "dv"), got, want):
         assert rel_err(a, w) <= 1e-5, name
-    again = _run(q, k, v, tri, grad_out)
-    for a, a2 in zip(got, again):
+
+
+def test_triton_path_is_bitwise_deterministic():
+    """Two runs give bitwise the same out, dq, dk, dv. Catches an order-dependent accumulation (atomics) or a
+    read of an unwritten (poisoned, so NaN) buffer that varies between runs."""
+    q, k, v = rand_qkv(1, 2, 1, 301, 8, seed=7, device=DEVICE)
+    grad_out = torch.randn(1, 2, 301, 8, generator=torch.Generator().manual_seed(5)).to(DEVICE)
+    cfg = LighthouseConfig(levels=2, pooling=2, topk=128, impl="triton", sdpa_backend="math")
+    first, again = _run(q, k, v, cfg, grad_out), _run(q, k, v, cfg, grad_out)
+    for a, a2 in zip(first, again):
         assert torch.equal(a, a2), "two runs of the Triton path must be bitwise identical"
 
 
+TIED = [(kind, (1, 2, 1, 301, 8, 2, 2, 128)) for kind in TIE_KINDS] + [("constant", (1, 1, 1, 515, 8, 3, 2, 128))]
+
+
+@pytest.mark.parametrize("kind,case", TIED, ids=lambda x: x if isinstance(x, str) else "N{3}_L{5}".format(*x))
+def test_tied_scores_select_as_the_torch_path(kind, case):
+    """Tied scores (constant tokens, repeated blocks, quantized entries; padded tails at N=301 and 515): the
+    kernel's packed sort keys must break ties towards the lower index as the PyTorch path does (itself checked
+    against the spec on tied inputs). Catches ties sent to the higher index: checked by planting
+    `+ j` for `+ (2147483647 - j)` in kernels/select.py's _packed, which fails every case here."""
+    b, hq, hkv, n, d, levels, p, topk = case
+    q, k, v = tied_qkv(kind, b, hq, hkv, n, d, seed=n, device=DEVICE)
+    cfg = LighthouseConfig(levels=levels, pooling=p, topk=topk, sdpa_backend="math")
+    want = lighthouse.select(q, k, v, config=cfg.replace(impl="torch"))
+    assert torch.equal(lighthouse.select(q, k, v, config=cfg.replace(impl="triton")), want)
+
+
 def test_register_overflow_falls_back_to_torch_selection(monkeypatch):
-    q, k, v = rand_qkv(1, 2, 1, 1024, 8, seed=9, device=DEVICE)
-    cfg = LighthouseConfig(levels=2, pooling=4, topk=128, impl="triton", sdpa_backend="math")
+    """Tiles too large for the registers take the PyTorch selection and the maps built from it: catches a
+    fallback whose maps (lm_idx, lm_pos, inv) differ from the kernel's."""
+    q, k, v = rand_qkv(1, 2, 1, 301, 8, seed=9, device=DEVICE)
+    cfg = LighthouseConfig(levels=2, pooling=2, topk=128, impl="triton", sdpa_backend="math")
     in_kernel = lighthouse.lighthouse_attention(q, k, v, config=cfg)
     monkeypatch.setattr(select_kernels, "MAX_CANDIDATES", 64)
     fallback = lighthouse.lighthouse_attention(q, k, v, config=cfg)
@@ -72,9 +119,10 @@ def test_register_overflow_falls_back_to_torch_selection(monkeypatch):
 
 
 def test_strided_inputs_from_bnhd_layout():
-    """q, k, v as views of (B, N, H, D) projections, the layout most models produce."""
-    q, k, v = rand_qkv(1, 2, 2, 512, 8, seed=12, device=DEVICE)
-    cfg = LighthouseConfig(levels=3, pooling=2, topk=128, sdpa_backend="math")
+    """q, k, v as views of (B, N, H, D) projections, the layout most models produce: catches kernels that
+    assume contiguous inputs (wrong strides)."""
+    q, k, v = rand_qkv(1, 2, 2, 256, 8, seed=12, device=DEVICE)
+    cfg = LighthouseConfig(levels=2, pooling=2, topk=128, sdpa_backend="math")
     strided = [x.transpose(1, 2).contiguous().transpose(1, 2) for x in (q, k, v)]
     assert not strided[0].is_contiguous()
     got = lighthouse.lighthouse_attention(*strided, config=cfg.replace(impl="triton"))
@@ -84,17 +132,19 @@ def test_strided_inputs_from_bnhd_layout():
 
 @pytest.mark.parametrize("where", ["q", "k"])
 def test_non_finite_input_is_refused_by_the_triton_path(where):
-    q, k, v = rand_qkv(1, 2, 1, 512, 8, seed=13, device=DEVICE)
-    dict(q=q, k=k)[where][0, 0, 300, 2] = float("inf")
-    cfg = LighthouseConfig(levels=3, pooling=2, topk=128, impl="triton", sdpa_backend="math")
-    with pytest.raises(ValueError, match=rf"position 300: {where} "):
+    """Catches the score kernel's deferred finiteness flag not being raised or read."""
+    q, k, v = rand_qkv(1, 2, 1, 256, 8, seed=13, device=DEVICE)
+    dict(q=q, k=k)[where][0, 0, 200, 2] = float("inf")
+    cfg = LighthouseConfig(levels=2, pooling=2, topk=128, impl="triton", sdpa_backend="math")
+    with pytest.raises(ValueError, match=rf"position 200: {where} "):
         lighthouse.lighthouse_attention(q, k, v, config=cfg)
 
 
 def test_backward_can_run_twice_on_a_retained_graph():
-    """The benchmark times backward alone by repeating it on one graph: results must repeat exactly."""
-    q, k, v = rand_qkv(1, 2, 1, 512, 8, seed=14, device=DEVICE, requires_grad=True)
-    cfg = LighthouseConfig(levels=3, pooling=2, topk=128, impl="triton", sdpa_backend="math")
+    """The benchmark times backward alone by repeating it on one graph: results must repeat exactly (catches a
+    backward that consumes or frees its saved state inside retain_inner_graph)."""
+    q, k, v = rand_qkv(1, 2, 1, 256, 8, seed=14, device=DEVICE, requires_grad=True)
+    cfg = LighthouseConfig(levels=2, pooling=2, topk=128, impl="triton", sdpa_backend="math")
     out = lighthouse.lighthouse_attention(q, k, v, config=cfg)
     grad = torch.randn_like(out)
     with lighthouse.kernels.retain_inner_graph():
@@ -106,8 +156,8 @@ def test_backward_can_run_twice_on_a_retained_graph():
 def test_backward_frees_the_sub_sequence_before_the_gradients_and_says_so_when_run_again():
     """By default the backward drops the sub-sequence tensors (peak memory), and a second backward on the
     same forward gets a clear error instead of a wrong gradient."""
-    q, k, v = rand_qkv(1, 2, 1, 512, 8, seed=15, device=DEVICE, requires_grad=True)
-    cfg = LighthouseConfig(levels=3, pooling=2, topk=128, impl="triton", sdpa_backend="math")
+    q, k, v = rand_qkv(1, 2, 1, 256, 8, seed=15, device=DEVICE, requires_grad=True)
+    cfg = LighthouseConfig(levels=2, pooling=2, topk=128, impl="triton", sdpa_backend="math")
     out = lighthouse.lighthouse_attention(q, k, v, config=cfg)
     grad = torch.randn_like(out)
     torch.autograd.grad(out, (q, k, v), grad, retain_graph=True)
@@ -117,14 +167,15 @@ def test_backward_frees_the_sub_sequence_before_the_gradients_and_says_so_when_r
 
 
 def test_fused_launches_equal_one_tensor_launches():
-    """gather_many / pull_many on three tensors give bitwise the rows of three single-tensor launches."""
+    """gather_many / pull_many on three tensors give bitwise the rows of three single-tensor launches: catches
+    a fused launch that mixes up its tensors' pointers or strides."""
     from lighthouse.kernels.gather import gather_many, gather_rows
     from lighthouse.kernels.layer import run_selection
     from lighthouse.kernels.pull import pull_many, pull_rows
     from lighthouse.plan import make_plan
 
-    cfg = LighthouseConfig(levels=3, pooling=2, topk=128)
-    q, k, v = rand_qkv(1, 2, 2, 1000, 16, seed=5)  # N padded to 1024: unwritten padding rows would be NaN
+    cfg = LighthouseConfig(levels=2, pooling=2, topk=128)
+    q, k, v = rand_qkv(1, 2, 2, 257, 16, seed=5)  # N padded to 258: unwritten padding rows would be NaN
     q, k, v = (x.to(DEVICE) for x in (q, k, v))
     plan = make_plan(cfg, q, k, v)
     sel, _ = run_selection(q, k, v, plan)
@@ -142,7 +193,8 @@ def test_fused_launches_equal_one_tensor_launches():
 def test_score_pyramid_pooled_in_kernel_equals_the_torch_pyramid(levels, pooling):
     """Levels the scoring kernel max-pools in registers (spans dividing its block) and the ones pooled
     afterwards equal max-pooling of its token scores bitwise (NaN carried up to the coarsest level); the
-    token scores match the PyTorch scorer."""
+    token scores match the PyTorch scorer. Catches a wrong span or offset of an in-register pooled level and
+    a NaN dropped by the max (which would hide a bad input)."""
     from lighthouse.kernels.scores import score_pyramids
     from lighthouse.plan import make_plan
     from lighthouse.scorers import score_pyramid, token_scores
