@@ -7,6 +7,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+import lighthouse
 from lighthouse import LighthouseConfig
 from lighthouse.bench import peaks
 from lighthouse.bench.profile import MEASURED, TOTAL, ProfilePoint, profile_point, stage_costs, tokens_read_per_tensor
@@ -47,9 +48,7 @@ def test_profile_of_the_torch_path_has_every_stage_and_shares_that_sum_to_one():
         assert all(r["ms"] > 0 and r["floor_ms"] > 0 for r in stages)
         assert sum(r["share"] for r in stages) == pytest.approx(1.0, abs=1e-9)
         assert by[(pass_, TOTAL)]["ms"] == pytest.approx(sum(r["ms"] for r in stages))
-        # each stage timed alone adds up to roughly the whole pass timed end to end
-        ratio = by[(pass_, TOTAL)]["ms"] / by[(pass_, MEASURED)]["ms"]
-        assert 0.25 < ratio < 4.0, (pass_, ratio)
+        assert by[(pass_, MEASURED)]["ms"] > 0
     assert by[("fwd", "sdpa")]["floor_kind"] == "compute" and by[("fwd", "gather")]["floor_kind"] == "bandwidth"
     assert all(r["s_sel"] == 1152 for r in rows)
 
@@ -91,3 +90,47 @@ def test_a_point_that_cannot_run_is_reported_and_the_others_still_run(tmp_path):
     rows = list(csv.DictReader((out / "profile.csv").open()))
     assert {r["n"] for r in rows} == {"2048"}
     assert json.loads((out / "machine.json").read_text())["failed_points"][0]["point"].startswith("N=1024")
+
+
+def test_stage_times_are_summed_per_stage_and_measured_is_the_whole_layer(monkeypatch):
+    """With the clock replaced by fixed numbers: total = the sum of the stage rows, a stage timed in parts
+    (the three gather backwards) is the sum of its parts, measured = the whole layer's own timing, shares =
+    ms / total. Catches a part that overwrites instead of adding, a stage left out of the total, measured taken
+    from the stage sum. (Replaces a 0.25x-4x sanity band on real CPU timings that let such bugs through.)"""
+    from types import SimpleNamespace
+
+    from lighthouse.bench import profile
+
+    stage_ms = lambda name: {"scores": 1.0, "select": 2.0, "gather": 4.0, "sdpa": 8.0, "scatter": 16.0,
+                             "scatter_bwd": 32.0, "sdpa_bwd": 64.0}.get(name, 128.0)  # each gather_bwd part: 128
+    monkeypatch.setattr(profile, "_time", lambda st, *a, **kw: stage_ms(st.name))
+    monkeypatch.setattr(profile, "measure", lambda fn, mode, *a, **kw: SimpleNamespace(median_ms=1000.0 if mode == "fwd" else 3000.0))
+    point = ProfilePoint(n=512, topk=128, levels=2, pooling=2, heads=2, kv_heads=1, head_dim=8, dtype="fp32",
+                         impl="torch", sdpa_backend="math")
+    rows = profile_point(point, torch.device("cpu"), FAKE_PEAKS, warmup=1, rep=3, max_seconds=0.5)
+    by = {(r["pass"], r["stage"]): r["ms"] for r in rows}
+    assert by[("bwd", "gather_bwd")] == 3 * 128.0
+    assert by[("fwd", TOTAL)] == 1 + 2 + 4 + 8 + 16
+    assert by[("bwd", TOTAL)] == 32 + 64 + 3 * 128
+    assert by[("fwd", MEASURED)] == 1000.0 and by[("bwd", MEASURED)] == 3000.0
+    shares = {(r["pass"], r["stage"]): r["share"] for r in rows}
+    assert shares[("bwd", "sdpa_bwd")] == pytest.approx(64 / 480)
+
+
+@pytest.mark.parametrize("impl", ["torch", "triton"])
+def test_profiled_stages_compute_the_layer(impl):
+    """The stages the profile times are the layer's own steps on the same inputs: the forward's last stage
+    returns the layer's output. Catches a profile that times stand-ins (other tensors, another selection, a
+    skipped scatter), whose times would say nothing about the layer."""
+    from lighthouse.bench import profile
+
+    cfg = LighthouseConfig(levels=2, pooling=2, topk=128, sdpa_backend="math", impl=impl)
+    g = torch.Generator().manual_seed(3)
+    q, k, v = (torch.randn(1, h, 256, 8, generator=g) for h in (2, 1, 1))
+    go = torch.randn(1, 2, 256, 8, generator=g)
+    plan = make_plan(cfg, q, k, v)
+    stages = (profile.triton_stages if impl == "triton" else profile.torch_stages)(q, k, v, go, None, plan)
+    scatter = next(st for st in stages if st.pass_ == "fwd" and st.name == "scatter")
+    want = lighthouse.lighthouse_attention(q, k, v, config=cfg)
+    got = scatter.fn()
+    assert torch.allclose(got, want, rtol=1e-5, atol=1e-6)
