@@ -226,11 +226,53 @@ def ceilings():
     return info
 
 
+def _gla_recurrent(a, b, c, log_gate, scale):
+    """Plain recurrent simple GLA on (B, H, N, D) in float64: S_t = exp(g_t) S_{t-1} + b_t^T c_t, o_t = scale a_t S_t."""
+    a, b, c, log_gate = a.double(), b.double(), c.double(), log_gate.double()
+    state = torch.zeros(*a.shape[:2], a.shape[-1], c.shape[-1], dtype=torch.float64, device=a.device)
+    out = torch.empty(*a.shape[:3], c.shape[-1], dtype=torch.float64, device=a.device)
+    for t in range(a.shape[2]):
+        state = torch.exp(log_gate[:, :, t])[..., None, None] * state + b[:, :, t, :, None] * c[:, :, t, None, :]
+        out[:, :, t] = scale * torch.einsum("bhd,bhde->bhe", a[:, :, t], state)
+    return out
+
+
+def check_gla(n=1024, hq=4, hkv=2, d=64, tol=1e-3):
+    """The gla scorer with the real fla kernel against a recurrent simple GLA (tests/test_gla_scorer.py does
+    the same on the CPU with fla substituted): sq, sk per kv head, and the selection of both paths."""
+    try:
+        import fla.ops.simple_gla  # noqa: F401
+    except ImportError as err:
+        record(check="gla", ok=None, message=f"skipped: flash-linear-attention not importable ({err})")
+        return
+    try:
+        from lighthouse.reference.scores import token_scores
+    except ImportError:
+        from lighthouse.scorers import token_scores
+    g = torch.Generator(device="cuda").manual_seed(7)
+    q = torch.randn(1, hq, n, d, device="cuda", generator=g)
+    k = torch.randn(1, hkv, n, d, device="cuda", generator=g)
+    v = torch.randn(1, hkv, n, d, device="cuda", generator=g)
+    gate = torch.nn.functional.logsigmoid(torch.randn(1, hq, n, device="cuda", generator=g) + 2.0)
+    cfg = LighthouseConfig(levels=2, pooling=4, topk=128, scorer="gla", impl="torch")
+    plan = make_plan(cfg, q, k, v, gate)
+    sq, sk = token_scores(q, k, v, plan, gate)
+    grp = hq // hkv
+    k_rep, v_rep = k.repeat_interleave(grp, 1), v.repeat_interleave(grp, 1)
+    want_q = _gla_recurrent(q, k_rep, v_rep, gate, d ** -0.5).norm(dim=-1).view(1, hkv, grp, n).amax(2)
+    want_k = _gla_recurrent(k_rep, q, v_rep, gate, d ** -0.5).norm(dim=-1).view(1, hkv, grp, n).amax(2)
+    err_q, err_k = rel(sq[..., :n], want_q), rel(sk[..., :n], want_k)
+    same = bool(torch.equal(lighthouse.select(q, k, v, gate=gate, config=cfg),
+                            lighthouse.select(q, k, v, gate=gate, config=cfg.replace(impl="triton"))))
+    record(check="gla", n=n, hkv=hkv, rel_sq=err_q, rel_sk=err_k, selection_equal_frac=1.0 if same else 0.0,
+           ok=err_q <= tol and err_k <= tol and same)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="out/validate")
     ap.add_argument("--quick", action="store_true", help="correctness and two timing points only")
-    ap.add_argument("--skip", default="", help="comma list of parts to skip: torch,determinism,parity,timing")
+    ap.add_argument("--skip", default="", help="comma list of parts to skip: torch,determinism,parity,gla,timing")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -252,6 +294,8 @@ def main():
                   lambda: check_parity(32768, torch.bfloat16, 1e-2, hkv=2),
                   lambda: check_parity(131072, torch.bfloat16, 1e-2, topk=4096),
                   lambda: check_parity(131072, torch.float32, 1e-5, topk=4096)]
+    if "gla" not in skip:
+        parts.append(check_gla)
     if "timing" not in skip:
         pts = [(16384, 1024), (98304, 1536), (262144, 4096)] if args.quick else [
             (16384, 1024), (65536, 4096), (98304, 1536), (131072, 4096), (262144, 4096), (524288, 4096)]
