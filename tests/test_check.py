@@ -280,7 +280,7 @@ def test_point_flags_select_exactly_the_point():
 def test_parity_rows_on_a_small_point():
     """Triton (interpreted on the CPU) against PyTorch: identical selection, tiny errors, the gate passes."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    point = grid.Point(grid.Shape(1024, 1, 2, 1, 16, "fp32"), levels=2, pooling=4, topk=128, scorer="norm")
+    point = grid.Point(grid.Shape(256, 1, 2, 1, 8, "fp32"), levels=2, pooling=2, topk=128, scorer="norm")
     rows = check.parity_rows([point], device)
     assert len(rows) == 1
     r = rows[0]
