@@ -206,20 +206,30 @@ def report(
 
 @app.command()
 def check(
-    baseline: Annotated[Path, typer.Option("--baseline", help="Baseline CSV of this GPU kind, e.g. reports/baselines/h200.csv (written by --record).", show_default=False)],
-    results: Annotated[Optional[Path], _opt("A results.csv (or its folder) to judge instead of running the suite; parity is then skipped.", "--results")] = None,
-    tolerance: Annotated[float, _opt("Allowed relative change of each gated figure, in (0, 1). Default 0.10.", "--tolerance")] = 0.10,
+    baseline: Annotated[str, _opt(
+        "Baseline CSV (written by --record), or auto: reports/baselines/<GPU model>.csv, the model of this GPU "
+        "(of the results' machine.json with --results), e.g. nvidia-h200.csv. Default auto.", "--baseline")] = "auto",
+    results: Annotated[Optional[List[Path]], _opt(
+        "A results.csv (or its folder) to judge instead of running the suite; parity is then skipped. With "
+        "--record it may be repeated, one per run.", "--results")] = None,
+    tolerance: Annotated[float, _opt(
+        "Least allowed relative change of each gated figure, in (0, 1); a figure whose baseline runs spread wider "
+        "gets its spread. Default 0.05.", "--tolerance")] = 0.05,
     record: Annotated[bool, _opt("Write --baseline from the results (measuring first without --results) instead of judging.", "--record")] = False,
+    runs: Annotated[Optional[int], _opt(
+        "With --record: runs of the suite whose median (and spread) the baseline holds. Default 3.", "--runs")] = None,
     out: Annotated[Optional[Path], _opt("Folder for the run, check.csv and check.md. Default: out/check-<timestamp>.", "--out")] = None,
     suite: Annotated[str, _opt("Suite to run when measuring. Default ci.", "--suite")] = "ci",
 ) -> None:
-    """Regression gate: the ci suite's speedup over dense cuDNN and time over the SDPA-on-S floor against a
-    recorded baseline, plus Triton-vs-PyTorch parity. Exit 0 all hold, 1 a regression, 2 could not measure."""
+    """Regression gate: the ci suite's speedups over dense cuDNN and over plain PyTorch SDPA and its time over the
+    SDPA-on-S floor against a recorded baseline, plus Triton-vs-PyTorch parity. Exit 0 all hold, 1 a regression,
+    2 could not measure or write."""
     from .bench.check import run_check
 
     try:
-        code = run_check(baseline, results, tolerance, record, suite, out)
-    except ValueError as err:  # a bad tolerance or suite name
+        code = run_check(baseline, (results[0] if len(results) == 1 else results) if results else None, tolerance,
+                         record, suite, out, runs=runs)
+    except ValueError as err:  # a bad tolerance, --runs or suite name
         raise typer.BadParameter(str(err)) from None
     raise typer.Exit(code)
 
