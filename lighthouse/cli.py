@@ -214,7 +214,7 @@ def check(
         "--record it may be repeated, one per run.", "--results")] = None,
     tolerance: Annotated[float, _opt(
         "Least allowed relative change of each gated figure, in (0, 1); a figure whose baseline runs spread wider "
-        "gets its spread. Default 0.05.", "--tolerance")] = 0.05,
+        "gets its spread. Default 0.06.", "--tolerance")] = 0.06,
     record: Annotated[bool, _opt("Write --baseline from the results (measuring first without --results) instead of judging.", "--record")] = False,
     runs: Annotated[Optional[int], _opt(
         "With --record: runs of the suite whose median (and spread) the baseline holds. Default 3.", "--runs")] = None,
