@@ -37,7 +37,7 @@ COLUMNS = ("planted_pct", "judgment", "point", "figure", "baseline", "now", "cha
 
 def planted_env(baseline_rows, pct: float) -> str:
     """LIGHTHOUSE_TEST_SLOWDOWN_US for `pct` percent of each point's baseline layer time, per N."""
-    from lighthouse.bench.cells import num
+    from lighthouse.bench.results import num
 
     per_n = {}
     for r in baseline_rows:
@@ -158,9 +158,8 @@ def main(argv=None) -> int:
         print(" | ".join(str(r.get(c, "")) for c in COLUMNS[:-1]))
     print()
     for pct in levels:
-        codes = [r["exit_code"] for r in table if r["planted_pct"] == f"{pct:g}" and r["figure"] in (check.FLOOR_RATIO, "")]
         judged = sorted({(r["judgment"], r["exit_code"]) for r in table if r["planted_pct"] == f"{pct:g}"})
-        print(f"planted {pct:g}%: exit codes {[c for _, c in judged]}" + ("" if codes else " (not judged)"))
+        print(f"planted {pct:g}%: exit codes {[c for _, c in judged] or 'not judged'}")
     if stopped:
         print(stopped)
     print(f"total {time.perf_counter() - start:.0f} s; table: {out / 'slowdowns.csv'}; baseline: {baseline}")

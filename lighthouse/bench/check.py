@@ -34,8 +34,6 @@ out/check.md (the same table in Markdown, for a pull-request comment).
 
 from __future__ import annotations
 
-import csv
-import os
 import re
 import tempfile
 from dataclasses import dataclass, field
@@ -47,22 +45,20 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from . import grid, machine
-from . import cells
-from . import plain_reference
+from . import grid, machine, plain_reference, results
+from .results import BASELINE, CHECK, PARITY, PARITY_FIGURES, SWEEP, ResultsFormatError, read_rows, write_rows
 
-#: What identifies a gated point in the baseline and the results (device left out: the baseline comes from
-#: another machine of the same GPU model).
-POINT_COLUMNS = ("impl", "pass", "dtype", "n", "batch", "heads", "kv_heads", "head_dim", "levels", "pooling", "topk", "scorer")
-SHAPE_COLUMNS = ("pass", "dtype", "n", "batch", "heads", "kv_heads", "head_dim")
-BASELINE_IMPL = "sdpa_cudnn"
-SPEEDUP, FLOOR_RATIO = f"speedup_vs_{BASELINE_IMPL}", "floor_ratio"
+#: What identifies a gated point in the baseline and the results (results.CHECK_POINT_COLUMNS: the sweep key
+#: without the device) and the dense row it is compared with (same pass, N and shape).
+POINT_COLUMNS, SHAPE_COLUMNS = results.CHECK_POINT_COLUMNS, results.DENSE_MATCH_COLUMNS
+BASELINE_IMPL = results.BASELINES["cudnn"]
+SPEEDUP, FLOOR_RATIO = results.CHECK_SPEEDUP, results.CHECK_FLOOR_RATIO
 #: Plain PyTorch dense SDPA time / Lighthouse time, both measured in the same run (plain_reference.py).
-PLAIN = "speedup_vs_plain_sdpa"
+PLAIN = results.CHECK_PLAIN
 #: Gated figures: name -> True when higher is better.
 GATED: Dict[str, bool] = {SPEEDUP: True, FLOOR_RATIO: False, PLAIN: True}
 #: Baseline column with a figure's relative spread over the recorded runs ((max - min) / median).
-SPREAD = {f: f"{f}_spread" for f in GATED}
+SPREAD = {f: results.spread_column(f) for f in GATED}
 #: A figure's tolerance is max(--tolerance, SPREAD_FACTOR x its recorded spread).
 SPREAD_FACTOR = 1.0
 #: Between a 5% and a 10% slower layer: those move the speedups by -4.8% and -9.1%, the floor ratio by +5% and
@@ -70,20 +66,16 @@ SPREAD_FACTOR = 1.0
 DEFAULT_TOLERANCE = 0.06
 #: Runs of the suite that `--record` measures by default (median and spread).
 RECORD_RUNS = 3
-MACHINE_COLUMNS = ("gpu", "torch", "triton", "commit", "recorded_at")
-BASELINE_COLUMNS = (*POINT_COLUMNS, *GATED, *SPREAD.values(), "runs", "median_ms", "dense_median_ms",
-                    "plain_median_ms", "s_sel", *MACHINE_COLUMNS)
+MACHINE_COLUMNS, BASELINE_COLUMNS = results.CHECK_MACHINE_COLUMNS, BASELINE.columns
 #: `--baseline auto`: this folder, one file per GPU model (`baseline_slug`).
 BASELINES_DIR = Path("reports") / "baselines"
 AUTO = "auto"
-CHECK_COLUMNS = ("point", "figure", "baseline", "now", "change_pct", "verdict", "note")
 
 EXIT_OK, EXIT_REGRESSED, EXIT_UNMEASURED = 0, 1, 2
 #: How many times a point that looks regressed is measured again before it is judged.
 REPEATS = 2
 #: Largest relative error ||triton - torch|| / ||torch|| accepted by the parity gate (bf16 inputs).
 PARITY_TOL = 1e-2
-PARITY_FIGURES = ("out", "dq", "dk", "dv")
 
 OK, REGRESSED, MISSING, NOT_MEASURED, NOT_GATED, SKIPPED = "ok", "REGRESSED", "missing", "not measured", "not gated", "skipped"
 
@@ -92,7 +84,7 @@ Remeasure = Callable[[List[dict]], List[dict]]
 
 
 # ------------------------------------------------------------------------------------------- small helpers
-_num, _norm, _read_csv = cells.num, cells.key, cells.read_csv
+_num, _norm = results.num, results.norm
 
 
 def point_key(row: dict) -> Tuple[str, ...]:
@@ -110,16 +102,7 @@ def point_name(row: dict) -> str:
 
 
 def _fmt(x: Optional[float], spec: str = ".4g") -> str:
-    return "" if x is None else format(x, spec)
-
-
-def _write_csv(path: Path, columns: Sequence[str], rows: Sequence[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(columns), extrasaction="ignore")
-        w.writeheader()
-        for r in rows:
-            w.writerow({c: "" if r.get(c) is None else r.get(c) for c in columns})
+    return results.fmt(x, spec=spec, missing="")
 
 
 def _lighthouse_rows(rows: Sequence[Row]) -> Dict[Tuple[str, ...], Row]:
@@ -187,10 +170,14 @@ def with_plain(rows: Sequence[Row]) -> List[Row]:
     return out
 
 
-def read_results(path: Path) -> List[Row]:
-    """A results.csv plus the plain-PyTorch reference rows of its folder (reference.csv, when there is one)."""
-    rows = _read_csv(path)
+def read_results(path: Path, torn: Optional[List[Row]] = None) -> List[Row]:
+    """The finished rows of a results.csv plus the plain-PyTorch reference rows of its folder (reference.csv,
+    when there is one), the plain figure filled in. Torn rows (a run cut short) are left out, appended to
+    `torn` when given. Raises OSError / ResultsFormatError for a file that cannot be read as one."""
+    rows, cut = read_rows(path, SWEEP)
     refs = plain_reference.read(Path(path).parent / plain_reference.FILE) or []
+    if torn is not None:
+        torn.extend(cut)
     return with_plain(rows + refs)
 
 
@@ -247,7 +234,7 @@ def baseline_rows(rows: Sequence[Row], info: Optional[Dict[str, str]] = None) ->
 def record_baseline(results: Path, baseline: Path) -> List[dict]:
     """Write the baseline file from a results.csv (parent folders created). Returns the rows written."""
     rows = baseline_rows(read_results(results), machine_info(results))
-    _write_csv(Path(baseline), BASELINE_COLUMNS, rows)
+    write_rows(baseline, BASELINE, rows)
     return rows
 
 
@@ -536,7 +523,7 @@ def _problem_lines(verdicts: Sequence[Verdict]) -> List[str]:
 def write_outputs(out: Path, verdicts: Sequence[Verdict], final: str) -> Tuple[Path, Path]:
     out.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = out / "check.csv", out / "check.md"
-    _write_csv(csv_path, CHECK_COLUMNS, [v.as_row() for v in verdicts])
+    write_rows(csv_path, CHECK, [v.as_row() for v in verdicts])
     md_path.write_text(markdown(verdicts, final))
     return csv_path, md_path
 
@@ -738,8 +725,10 @@ def _read_baseline(baseline: Path, suite: str) -> List[Row]:
         raise _Unmeasured(f"baseline {baseline} cannot be read: there is no such file (no baseline for this GPU yet); "
                           f"record one on this GPU with: {record_command(baseline, suite)}")
     try:
-        rows = _read_csv(baseline)
-    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        rows = read_rows(baseline, BASELINE)[0]
+    except ResultsFormatError as err:
+        raise _Unmeasured(f"baseline {baseline} has no usable points ({err})") from None
+    except OSError as err:
         raise _Unmeasured(f"baseline {baseline} cannot be read ({_one_line(err)}); record one with --record") from None
     absent = [c for c in POINT_COLUMNS if rows and c not in rows[0]]
     if not rows or absent or not any(c in rows[0] for c in GATED):
@@ -797,16 +786,19 @@ def _run_check(baseline, results, tolerance, record, suite, out, console, remeas
         if not record and parity:
             say(f"parity: Triton vs PyTorch on {len(spec.points)} points (forward + backward, same inputs)")
             parity_out = parity_rows(spec.points, spec.device, seed=spec.seed)
-            _write_csv(Path(out) / "parity.csv", list(parity_out[0]) if parity_out else ["point"], parity_out)
+            write_rows(Path(out) / "parity.csv", PARITY, parity_out)
         if remeasure is None:
             remeasure = sweep_remeasure(suite, out, console)
 
     all_rows = []
     for path in result_paths:
+        torn: List[Row] = []
         try:
-            all_rows.append(read_results(path))
-        except (OSError, UnicodeDecodeError, csv.Error) as err:
+            all_rows.append(read_results(path, torn))
+        except (OSError, ResultsFormatError) as err:
             raise _Unmeasured(f"results {path} cannot be read ({_one_line(err)})") from None
+        if torn:
+            say(f"check: {len(torn)} torn row(s) in {path} left out (a run cut short; they count as not measured)", "yellow")
 
     if record:
         return _record(baseline, all_rows, result_paths, say)
@@ -825,7 +817,7 @@ def _record(baseline: Path, all_rows: List[List[Row]], result_paths: List[Path],
                           f"({', '.join(GATED)}; a CPU sweep has none: no cuDNN baseline, no floor, no reference); "
                           f"record on the GPU the baseline is for")
     try:
-        _write_csv(baseline, BASELINE_COLUMNS, recorded)
+        write_rows(baseline, BASELINE, recorded)
     except OSError as err:
         raise _Unmeasured(f"cannot write the baseline {baseline} ({_one_line(err)})") from None
     say(f"check: recorded {len(recorded)} points from {len(result_paths)} run{'s' if len(result_paths) > 1 else ''} "

@@ -12,18 +12,16 @@ One row per (shape, pass), written to `reference.csv` beside the sweep's results
 
 from __future__ import annotations
 
-import csv
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
-#: What the rows are called (the `impl` column) and the file they go to.
+from .results import DENSE_MATCH_COLUMNS as SHAPE_COLUMNS, REFERENCE, read_rows, write_rows
+
+#: What the rows are called (the `impl` column) and the file they go to (format: results.REFERENCE).
 IMPL = "plain_torch_sdpa"
 FILE = "reference.csv"
-SHAPE_COLUMNS = ("pass", "dtype", "n", "batch", "heads", "kv_heads", "head_dim")
-COLUMNS = ("impl", "kind", *SHAPE_COLUMNS, "device", "status", "reason", "median_ms", "p20_ms", "p80_ms", "reps",
-           "torch", "finished_at")
 _DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 _FLUSH_BYTES = 256 * 1024 * 1024
 
@@ -138,17 +136,12 @@ def measure(rows: Iterable[dict], device, seed: int, **timing) -> List[dict]:
 
 
 def write(path: Path, rows: Sequence[dict]) -> None:
-    with Path(path).open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(COLUMNS), extrasaction="ignore")
-        w.writeheader()
-        for r in rows:
-            w.writerow({c: "" if r.get(c) is None else r.get(c) for c in COLUMNS})
+    write_rows(path, REFERENCE, rows)
 
 
 def read(path: Path) -> Optional[List[dict]]:
-    """The rows of a reference.csv, or None when there is none."""
+    """The finished rows of a reference.csv, or None when there is none."""
     path = Path(path)
     if not path.is_file():
         return None
-    with path.open(newline="") as f:
-        return list(csv.DictReader(f))
+    return read_rows(path, REFERENCE)[0]
