@@ -83,7 +83,7 @@ def main(argv=None) -> int:
     ap.add_argument("--judgments", type=int, default=3, help="checks per planted level (default 3)")
     ap.add_argument("--planted", default="0,5,10,20", help="planted slowdowns in percent (default 0,5,10,20)")
     ap.add_argument("--tolerance", type=float, default=None, help="the check's --tolerance (default: its own)")
-    ap.add_argument("--budget-s", type=float, default=225.0,
+    ap.add_argument("--budget-s", type=float, default=210.0,
                     help="start no new judgment when the time spent plus the slowest judgment so far would pass this")
     args = ap.parse_args(argv)
 
