@@ -5,8 +5,10 @@ Compares a results.csv (measured now with the `ci` suite, or given with --result
 
     0  every gated figure holds
     1  a regression: a gated figure moved past the tolerance (after repeats), or Triton and PyTorch disagree
-    2  could not measure: no CUDA where the suite must run, baseline missing or unreadable, a baseline point
-       missing from the results, a row of a baseline point whose status is not ok
+    2  could not measure or write: no CUDA where the suite must run, no baseline for this GPU (the message
+       gives the command that records one) or an unreadable one, a baseline point missing from the results or
+       not ok there, zero gated figures judged, an --out that cannot be written (checked before measuring),
+       any error while measuring; always one line, never a traceback
 
 Gated figures, per Lighthouse point (POINT_COLUMNS) the baseline holds: `speedup_vs_sdpa_cudnn` (higher is
 better), `floor_ratio` (lower is better) and `speedup_vs_plain_sdpa` (higher is better). All are ratios measured
