@@ -129,8 +129,8 @@ def main(argv=None) -> int:
             if spent + slowest > args.budget_s:
                 stopped = f"stopped at planted {pct:g}% judgment {j}: {spent:.0f} s spent, the slowest judgment took {slowest:.0f} s"
                 break
-            env = planted_env(base_rows, pct)
-            if pct > 0:
+            env = planted_env(base_rows, pct) if pct > 0 else ""
+            if env:
                 os.environ[TEST_SLOWDOWN_ENV] = env
             else:
                 os.environ.pop(TEST_SLOWDOWN_ENV, None)
