@@ -9,7 +9,7 @@
    backward, per sequence length N) and judges each --judgments times with the check itself (repeats of points
    that look regressed included; parity and charts off), round-robin over the levels so that a run cut short by
    --budget-s still has every level.
-3. Writes OUT/slowdowns.csv, one row per (planted %, judgment, point, figure): baseline, now, measured change,
+3. Writes OUT/slowdowns.csv (after every judgment), one row per (planted %, judgment, point, figure): baseline, now, measured change,
    limit, verdict, the check's exit code, and the change of the layer's median time that was actually measured
    (`layer_ms_change_pct`); prints it and a summary of exit codes per planted level. OUT/planted-<pct>-<j>/ keeps
    each check's folder (results.csv, reference.csv, check.csv, repeat-<i>/).
@@ -73,6 +73,14 @@ def table_rows(rows, pct: float, judgment: int, code: int, seconds: float):
         out.append({"planted_pct": f"{pct:g}", "judgment": judgment, "point": "", "figure": "", "verdict": "no table",
                     "exit_code": code, "seconds": f"{seconds:.1f}"})
     return out
+
+
+def write_table(path: Path, table) -> None:
+    """The whole table so far (rewritten after every judgment: a run killed by a time limit keeps its rows)."""
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(table)
 
 
 def main(argv=None) -> int:
@@ -143,15 +151,13 @@ def main(argv=None) -> int:
             os.environ.pop(TEST_SLOWDOWN_ENV, None)
             rows = table_rows(check_rows(folder), pct, j, code, seconds)
             table += rows
+            write_table(out / "slowdowns.csv", table)
             print(f"planted {pct:4g}% #{j} ({TEST_SLOWDOWN_ENV}={env or 'unset'}): exit {code} in {seconds:.0f} s", flush=True)
         if stopped:
             break
     log.close()
 
-    with (out / "slowdowns.csv").open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(table)
+    write_table(out / "slowdowns.csv", table)
     print()
     print(" | ".join(COLUMNS[:-1]))
     for r in table:

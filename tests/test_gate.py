@@ -140,7 +140,7 @@ def _tiny_cpu_suite(tmp_path: Path) -> Path:
     path = tmp_path / "cpu.toml"
     path.write_text('device = "cpu"\ndtype = "fp32"\nbatch = 1\nheads = 2\nkv_heads = 2\nhead_dim = 16\nlevels = 2\n'
                     'pooling = 4\nscorer = "norm"\npass = "fwdbwd"\nimpl = "torch"\nbaseline = "math"\nfloor = true\n'
-                    'warmup = 1\nrep = 3\nmin_rep = 3\nmax_seconds = 0\nseq = "512"\ntopk = 128\n')
+                    'warmup = 1\nrep = 2\nmin_rep = 2\nmax_seconds = 0\nseq = "512"\ntopk = 128\n')
     return path
 
 
