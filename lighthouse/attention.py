@@ -16,6 +16,8 @@ from .reference import lighthouse_attention_torch, select_torch
 #: Environment switch that overrides every impl choice ("torch" or "triton"). Meant for the regression gate's
 #: own test (a deliberately slow layer must fail `lighthouse-bench check`) and for bisecting a wrong result.
 FORCE_IMPL_ENV = "LIGHTHOUSE_FORCE_IMPL"
+#: The keyword defaults below are LighthouseConfig's (the one place they are set).
+_D = LighthouseConfig()
 
 #: TEST-ONLY switch: plant a known slowdown in the layer, so the regression gate's sensitivity can be measured
 #: (scripts/gate_slowdowns.py). Microseconds added per layer call: one number for every call, or per sequence
@@ -125,13 +127,13 @@ def lighthouse_attention(
     k: torch.Tensor,
     v: torch.Tensor,
     *,
-    levels: int = 3,
-    pooling: int = 4,
-    topk: int = 2048,
-    scorer: str = "norm",
-    dilation: int = 4,
-    impl: str = "auto",
-    sdpa_backend: Optional[str] = None,
+    levels: int = _D.levels,
+    pooling: int = _D.pooling,
+    topk: int = _D.topk,
+    scorer: str = _D.scorer,
+    dilation: int = _D.dilation,
+    impl: str = _D.impl,
+    sdpa_backend: Optional[str] = _D.sdpa_backend,
     gate: Optional[torch.Tensor] = None,
     config: Optional[LighthouseConfig] = None,
 ) -> torch.Tensor:
@@ -162,13 +164,13 @@ def select(
     k: torch.Tensor,
     v: torch.Tensor,
     *,
-    levels: int = 3,
-    pooling: int = 4,
-    topk: int = 2048,
-    scorer: str = "norm",
-    dilation: int = 4,
-    impl: str = "auto",
-    sdpa_backend: Optional[str] = None,
+    levels: int = _D.levels,
+    pooling: int = _D.pooling,
+    topk: int = _D.topk,
+    scorer: str = _D.scorer,
+    dilation: int = _D.dilation,
+    impl: str = _D.impl,
+    sdpa_backend: Optional[str] = _D.sdpa_backend,
     gate: Optional[torch.Tensor] = None,
     config: Optional[LighthouseConfig] = None,
 ) -> torch.Tensor:

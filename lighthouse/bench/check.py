@@ -24,7 +24,7 @@ Zero gated figures is never a pass (exit 2), and any failure to measure or to wr
 
 Correctness: when the check measures (no --results) it also runs the Triton and the PyTorch path of every
 Lighthouse point of the suite on the same inputs (forward + backward) and gates on identical selections and
-relative errors of out, dq, dk, dv within PARITY_TOL (`parity_rows`).
+relative errors of out, dq, dk, dv within PARITY_TOL (`parity.parity_rows`).
 
 A point that looks regressed is measured again (`remeasure`, by default the sweep machinery on that one point
 into out/repeat-<i>) up to REPEATS times and judged on the best of its measurements: a noisy neighbour on the
@@ -47,7 +47,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from . import grid, machine, plain_reference, results
+from . import machine, plain_reference, points, results
+from .options import OptionError
+from .parity import PARITY_TOL, parity_rows
 from .results import BASELINE, CHECK, PARITY, PARITY_FIGURES, SWEEP, ResultsFormatError, read_rows, write_rows
 
 #: What identifies a gated point in the baseline and the results (results.CHECK_POINT_COLUMNS: the sweep key
@@ -76,8 +78,6 @@ AUTO = "auto"
 EXIT_OK, EXIT_REGRESSED, EXIT_UNMEASURED = 0, 1, 2
 #: How many times a point that looks regressed is measured again before it is judged.
 REPEATS = 2
-#: Largest relative error ||triton - torch|| / ||torch|| accepted by the parity gate (bf16 inputs).
-PARITY_TOL = 1e-2
 
 OK, REGRESSED, MISSING, NOT_MEASURED, NOT_GATED, SKIPPED = "ok", "REGRESSED", "missing", "not measured", "not gated", "skipped"
 
@@ -254,59 +254,6 @@ def record_command(baseline: Path, suite: str = "ci") -> str:
     """The exact command that records `baseline` on this GPU."""
     extra = f" --suite {suite}" if suite != "ci" else ""
     return f"lighthouse-bench check --baseline {baseline} --record --runs {RECORD_RUNS}{extra}"
-
-
-# ------------------------------------------------------------------------------------------- parity
-def parity_rows(points: Sequence["grid.Point"], device, seed: int = 0, tol: float = PARITY_TOL) -> List[dict]:
-    """Triton against PyTorch on the same random inputs, per Lighthouse point (grid.Point): forward and
-    backward with one fixed random output gradient; rel_<x> = ||triton - torch|| / ||torch|| for out, dq, dk,
-    dv, and whether `lighthouse.select` returns identical indices. `ok` = identical selection and every
-    relative error <= tol. A point that fails to run gets status oom/error and ok False."""
-    import torch
-
-    from .. import lighthouse_attention, select
-    from ..attention import FORCE_IMPL_ENV, _forced_impl
-    from .runner import free_memory, is_oom, random_inputs, resolve_device
-
-    dev = resolve_device(str(device))
-    out = []
-    for p in points:
-        s = p.shape
-        row = {"impl": "triton vs torch", "pass": "fwdbwd", "dtype": s.dtype, "n": s.n, "batch": s.batch,
-               "heads": s.heads, "kv_heads": s.kv_heads, "head_dim": s.head_dim, "levels": p.levels,
-               "pooling": p.pooling, "topk": p.topk, "scorer": p.scorer, "status": "ok", "reason": "", "ok": False,
-               "same_selection": None, **{f"rel_{f}": None for f in PARITY_FIGURES}}
-        try:
-            forced = _forced_impl()
-            if forced:
-                row["reason"] = f"{FORCE_IMPL_ENV}={forced}: both calls run the {forced} path"
-            x = random_inputs(s.batch, s.heads, s.kv_heads, s.n, s.head_dim, s.dtype, dev, seed)
-            kw = dict(levels=p.levels, pooling=p.pooling, topk=p.topk, scorer=p.scorer)
-            got = {}
-            for impl in ("torch", "triton"):
-                for t in x.leaves:
-                    t.grad = None
-                o = lighthouse_attention(x.q, x.k, x.v, impl=impl, **kw)
-                o.backward(x.grad_out)
-                got[impl] = [o.detach()] + [t.grad.detach() for t in x.leaves]
-                del o
-            with torch.no_grad():
-                sel_ref = select(x.q, x.k, x.v, impl="torch", **kw)
-                sel_tri = select(x.q, x.k, x.v, impl="triton", **kw)
-                row["same_selection"] = bool(sel_ref.shape == sel_tri.shape and torch.equal(sel_ref, sel_tri))
-                for name, ref, tri in zip(PARITY_FIGURES, got["torch"], got["triton"]):
-                    ref, tri = ref.double(), tri.double()
-                    denom = float(ref.norm())
-                    row[f"rel_{name}"] = float((tri - ref).norm()) / denom if denom > 0 else float((tri - ref).norm())
-            row["ok"] = bool(row["same_selection"]) and all(row[f"rel_{f}"] <= tol for f in PARITY_FIGURES)
-        except Exception as err:  # noqa: BLE001 - a point that cannot run is reported, not fatal
-            row["status"] = "oom" if is_oom(err) else "error"
-            row["reason"] = f"{type(err).__name__}: {' '.join(str(err).split())[:300]}"
-        finally:
-            x = got = None  # noqa: F841
-            free_memory(dev)
-        out.append(row)
-    return out
 
 
 # ------------------------------------------------------------------------------------------- judging
@@ -578,7 +525,7 @@ def sweep_remeasure(suite: Optional[str], out: Path, console: Optional[Console] 
         sub = Path(out) / f"repeat-{counter[0]}"
         import torch
 
-        spec = grid.resolve(suite, point_flags(lh), torch.cuda.is_available())
+        spec = points.resolve(suite, point_flags(lh), torch.cuda.is_available())
         sweep.run(spec, sub, plot=False, console=console)
         got = sweep.read_rows(sub / sweep.RESULTS)
         return got + measure_references(spec, sub, got)
@@ -599,12 +546,12 @@ def warm_up(spec, seconds: Optional[float] = None) -> None:
 
     seconds = WARM_SECONDS if seconds is None else seconds
     dev = resolve_device(spec.device)
-    points = [p for p in spec.points if p.shape.invalid_reason() is None]
+    pts = [p for p in spec.points if p.shape.invalid_reason() is None]
     impls = spec.impls or ["auto"]
-    for p in points:
+    for p in pts:
         s = p.shape
         for impl in impls:
-            stop = time.perf_counter() + seconds / max(1, len(points) * len(impls))
+            stop = time.perf_counter() + seconds / max(1, len(pts) * len(impls))
             try:
                 x = random_inputs(s.batch, s.heads, s.kv_heads, s.n, s.head_dim, s.dtype, dev, spec.seed)
                 while True:
@@ -764,8 +711,8 @@ def _run_check(baseline, results, tolerance, record, suite, out, console, remeas
 
         cuda = torch.cuda.is_available()
         try:
-            spec = grid.resolve(suite, {}, cuda)
-        except grid.GridError as err:
+            spec = points.resolve(suite, {}, cuda)
+        except OptionError as err:
             if not cuda and "CUDA is not available" in str(err):
                 raise _Unmeasured(f"no CUDA device: the {suite!r} suite runs on a GPU; give --results RESULTS.csv "
                                   f"to judge a finished sweep") from None
