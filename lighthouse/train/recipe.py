@@ -122,7 +122,7 @@ def train_arm(arm: str, preset: TrainPreset, opts: RunOptions, recipe: RecipeOpt
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        train_loss = float(loss)  # synchronises
+        train_loss = float(loss.detach())  # synchronises
         step_s = time.perf_counter() - t
         elapsed += step_s
         tokens += inputs.numel()
@@ -150,7 +150,7 @@ def train_arm(arm: str, preset: TrainPreset, opts: RunOptions, recipe: RecipeOpt
 
 
 def run_recipe(preset: TrainPreset, opts: RunOptions, recipe: RecipeOptions, out: Path, *,
-               corpus: Optional[Corpus] = None, save: Optional[Path] = None, console=None) -> List[dict]:
+               corpus: Optional[Corpus] = None, save: Optional[Path] = None, console=None, argv=None) -> List[dict]:
     """Both arms into out/curve.csv plus the loss chart; returns the two arm summaries."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
