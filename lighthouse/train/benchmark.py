@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..bench import machine
-from ..bench.results import TRAIN, append_row, num, read_rows
+from ..bench.results import FINAL, TRAIN, append_row, num, read_rows
+from ..bench.results import row_key as _row_key
 from .throughput import RunOptions, TrainPoint, measure_point, point_columns
 
 RESULTS, MACHINE = "train.csv", "machine.json"
-FINAL = ("ok", "invalid", "unsupported")
 EXIT_INTERRUPTED, EXIT_DEVICE_LOST = 130, 1
 
 
@@ -26,7 +26,7 @@ class TrainRunError(ValueError):
 
 
 def row_key(row: dict) -> Tuple[str, ...]:
-    return tuple("" if row.get(c) is None else str(row.get(c)) for c in TRAIN.key)
+    return _row_key(row, TRAIN)
 
 
 def latest_rows(rows: Sequence[dict]) -> List[dict]:
