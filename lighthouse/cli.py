@@ -265,6 +265,7 @@ def train(
     loss: Annotated[str, _opt("Cross-entropy without full logits: auto (liger-kernel's fused one on CUDA when installed, else chunked), liger, chunked.", "--loss")] = "auto",
     loss_chunk: Annotated[int, _opt("Tokens per chunk of the chunked cross-entropy.", "--loss-chunk")] = 8192,
     checkpointing: Annotated[bool, typer.Option("--checkpointing/--no-checkpointing", help="Activation checkpointing of every decoder layer.")] = True,
+    recompute: Annotated[bool, typer.Option("--recompute/--no-recompute", help="Lighthouse layers keep only q, k, v for backward and run their forward again there (saves their sub-sequence tensors under checkpointing; costs one Lighthouse forward per layer).")] = True,
     seed: Annotated[int, _opt("Seed of the initialisation and the data order.", "--seed")] = 0,
     peak_tflops: Annotated[Optional[float], _opt("Device bf16 peak for MFU (default: the datasheet value of known GPUs).", "--peak-tflops")] = None,
     dense_from: Annotated[float, _opt("Two-stage: fraction of the steps trained with Lighthouse before the switch to dense.", "--dense-from")] = 0.9,
@@ -285,7 +286,7 @@ def train(
             raise ValueError(f"--cpu-threads must be >= 1, got {cpu_threads}")
         run = command.plan(preset, seq, attention, steps=steps, warmup=warmup, device=device, dtype=dtype, impl=impl,
                            sdpa_backend=sdpa_backend, loss=loss, loss_chunk=loss_chunk, checkpointing=checkpointing,
-                           seed=seed, peak_tflops=peak_tflops, recipe=recipe, dense_layers=dense_layers, batch=batch,
+                           recompute=recompute, seed=seed, peak_tflops=peak_tflops, recipe=recipe, dense_layers=dense_layers, batch=batch,
                            hidden=hidden, layers=layers, ffn=ffn, heads=heads, kv_heads=kv_heads, head_dim=head_dim,
                            vocab=vocab, topk=topk, levels=levels, pooling=pooling, scorer=scorer, lr=lr)
         if run.options.device.type == "cpu":
@@ -308,7 +309,7 @@ def train(
                           argv=sys.argv, options={"preset": run.preset.as_dict(), "steps": run.options.steps,
                                                   "warmup": warmup, "loss": loss, "impl": impl,
                                                   "sdpa_backend": run.options.sdpa_backend, "dtype": run.options.dtype,
-                                                  "checkpointing": checkpointing, "seed": seed})
+                                                  "checkpointing": checkpointing, "recompute": recompute, "seed": seed})
     except ValueError as err:
         raise typer.BadParameter(str(err)) from None
     raise typer.Exit(code)

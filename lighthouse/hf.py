@@ -43,16 +43,19 @@ class LighthouseSettings:
     config: LighthouseConfig
     dense_layers: Tuple[int, ...] = ()
     dense: bool = False
+    recompute: bool = True
 
     def as_dict(self) -> dict:
-        return {**self.config.as_dict(), "dense_layers": list(self.dense_layers), "dense": self.dense}
+        return {**self.config.as_dict(), "dense_layers": list(self.dense_layers), "dense": self.dense,
+                "recompute": self.recompute}
 
     @classmethod
     def from_dict(cls, entry: dict) -> "LighthouseSettings":
         entry = dict(entry)
         dense_layers = tuple(int(i) for i in entry.pop("dense_layers", ()))
         dense = bool(entry.pop("dense", False))
-        return cls(LighthouseConfig(**entry), dense_layers, dense)
+        recompute = bool(entry.pop("recompute", True))
+        return cls(LighthouseConfig(**entry), dense_layers, dense, recompute)
 
     def is_dense(self, layer_idx: Optional[int]) -> bool:
         return self.dense or (layer_idx is not None and layer_idx in self.dense_layers)
@@ -73,11 +76,13 @@ def _layer_count(config) -> int:
 
 
 def configure(target, config: Optional[LighthouseConfig] = None, dense_layers: Iterable[int] = (),
-              dense: bool = False):
+              dense: bool = False, recompute: bool = True):
     """Make a transformers model (or its config, before building it) use Lighthouse.
 
     `dense_layers` are decoder layer indices that stay dense SDPA (negative counts from the end, as in Python).
-    Returns `target`. On a model, the attention implementation is switched to "lighthouse" in place.
+    `recompute`: keep nothing of a Lighthouse call between forward and backward but its q, k, v, and run its
+    forward again inside its backward (see `_RecomputedLighthouse`). Returns `target`. On a model, the
+    attention implementation is switched to "lighthouse" in place.
     """
     register()
     model_config = getattr(target, "config", target)
@@ -88,7 +93,7 @@ def configure(target, config: Optional[LighthouseConfig] = None, dense_layers: I
             raise ValueError(f"dense_layers must hold layer indices in [{-n_layers}, {n_layers - 1}] "
                              f"(the model has {n_layers} layers), got {i!r}")
         layers.append(i % n_layers)
-    settings = LighthouseSettings(config or LighthouseConfig(), tuple(sorted(set(layers))), bool(dense))
+    settings = LighthouseSettings(config or LighthouseConfig(), tuple(sorted(set(layers))), bool(dense), bool(recompute))
     setattr(model_config, CONFIG_KEY, settings.as_dict())
     if hasattr(target, "set_attn_implementation"):
         target.set_attn_implementation(NAME)
@@ -199,12 +204,42 @@ def lighthouse_attention_forward(module, query: torch.Tensor, key: torch.Tensor,
         with _sdpa_priority(settings.config.sdpa_backend):
             out, _ = sdpa_attention_forward(module, query, key, value, None, dropout=0.0, scaling=scaling,
                                             is_causal=True)
+    elif settings.recompute and torch.is_grad_enabled() and any(x.requires_grad for x in (query, key, value)):
+        out = _RecomputedLighthouse.apply(query, key, value, settings.config).transpose(1, 2).contiguous()
     else:
         out = lighthouse_attention(query, key, value, config=settings.config).transpose(1, 2).contiguous()
     if timer is not None:
         timer.stop(span)
         out = _StartOfBackward.apply(span, out)
     return out, None
+
+
+class _RecomputedLighthouse(torch.autograd.Function):
+    """Lighthouse whose only saved state is its inputs q, k, v (through save_for_backward); its backward runs
+    the forward again with autograd and differentiates that.
+
+    Why: the Triton path's autograd.Function keeps its sub-sequence tensors and selection as ctx attributes.
+    Activation checkpointing (non-reentrant) only discards tensors saved with save_for_backward, so under
+    gradient checkpointing every Lighthouse layer would hold those tensors from its forward to its backward
+    (about 150 MB per layer at N=98K, k=1536: gigabytes over 26 layers, more than the dense model's peak).
+    Here the forward runs without autograd (nothing kept), q, k, v are discarded and recomputed by the
+    layer's checkpoint like any saved tensor, and the price is one more Lighthouse forward per layer.
+    """
+
+    @staticmethod
+    def forward(ctx, q, k, v, config):
+        ctx.save_for_backward(q, k, v)
+        ctx.config = config
+        return lighthouse_attention(q, k, v, config=config)
+
+    @staticmethod
+    def backward(ctx, grad):
+        q, k, v = ctx.saved_tensors
+        with torch.enable_grad():
+            leaves = [x.detach().requires_grad_() for x in (q, k, v)]
+            out = lighthouse_attention(*leaves, config=ctx.config)
+        dq, dk, dv = torch.autograd.grad(out, leaves, grad)
+        return dq, dk, dv, None
 
 
 # --- attention timing: CUDA events (or the clock on the CPU) around every attention call ------------------------

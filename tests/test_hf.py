@@ -186,11 +186,27 @@ class _Slow(torch.autograd.Function):
 
 def test_attention_timer_brackets_forward_and_backward(monkeypatch):
     """Catches backward marks that miss the attention's backward (the share would be forward-only)."""
-    monkeypatch.setattr(hf, "lighthouse_attention", lambda q, k, v, **kw: _Slow.apply(q.repeat_interleave(2, dim=1)))
+    monkeypatch.setattr(hf, "lighthouse_attention", lambda q, k, v, **kw: _Slow.apply(
+        q + 0 * (k + v).repeat_interleave(2, dim=1)))
     model = hf.configure(tiny_llama(layers=2).train(), LH)
     with hf.timing_attention(torch.device("cpu")) as timer:
         model(input_ids=ids(batch=1), use_cache=False).logits.float().mean().backward()
     fwd, bwd = timer.total_ms()
     assert len(timer.spans) == 2
-    assert 60 <= fwd < 60 + 200 and 120 <= bwd < 120 + 200, (fwd, bwd)
+    # forward: 2 x 30 ms; backward: 2 x (30 ms recomputed forward + 60 ms)
+    assert 60 <= fwd < 60 + 200 and 180 <= bwd < 180 + 200, (fwd, bwd)
     assert hf._ACTIVE_TIMER is None
+
+
+def test_recomputed_backward_gives_the_same_gradients():
+    """Catches a recompute wrapper that drops or scales a gradient (q, k, v and through them every weight)."""
+    x = ids(batch=1)
+    grads = []
+    for recompute in (True, False):
+        model = hf.configure(tiny_llama(layers=2).train(), LH, recompute=recompute)
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model(input_ids=x, use_cache=False).logits.float().pow(2).mean().backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
+    assert hf.settings_of(model).recompute is False
+    for name, g in grads[0].items():
+        torch.testing.assert_close(g, grads[1][name], rtol=1e-5, atol=1e-7, msg=name)

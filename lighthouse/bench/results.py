@@ -262,7 +262,7 @@ def kind_of_header(header: Sequence[str]) -> Optional[Table]:
 #: Columns naming one throughput point (preset, shape, attention and its parameters, device, precision).
 TRAIN_POINT = (
     "preset", "attention", "n", "batch", "hidden", "layers", "ffn", "heads", "kv_heads", "head_dim", "vocab",
-    "levels", "pooling", "topk", "scorer", "dense_layers", "device", "dtype", "checkpointing",
+    "levels", "pooling", "topk", "scorer", "dense_layers", "device", "dtype", "checkpointing", "recompute",
 )
 TRAIN = Table(
     name="train results file",

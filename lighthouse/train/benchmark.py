@@ -39,7 +39,7 @@ def latest_rows(rows: Sequence[dict]) -> List[dict]:
 
 def dense_partner(row: dict) -> Tuple[str, ...]:
     """The key of the dense row at the same preset, shape, N and device (Lighthouse columns blank)."""
-    blank = {c: None for c in ("levels", "pooling", "topk", "scorer", "dense_layers")}
+    blank = {c: None for c in ("levels", "pooling", "topk", "scorer", "dense_layers", "recompute")}
     return row_key({**row, **blank, "attention": "dense"})
 
 

@@ -51,7 +51,7 @@ class TrainRun:
 def plan(preset: str = "tiny", seq: Optional[str] = None, attention: str = "dense,lighthouse", *,
          steps: Optional[int] = None, warmup: int = 1, device: Optional[str] = None, dtype: Optional[str] = None,
          impl: str = "auto", sdpa_backend: Optional[str] = None, loss: str = "auto", loss_chunk: int = 8192,
-         checkpointing: bool = True, seed: int = 0, peak_tflops: Optional[float] = None, recipe: str = "throughput",
+         checkpointing: bool = True, recompute: bool = True, seed: int = 0, peak_tflops: Optional[float] = None, recipe: str = "throughput",
          dense_layers: Optional[str] = None, **shape) -> TrainRun:
     """The validated run. shape: preset fields to override (hidden, layers, ffn, heads, kv_heads, head_dim,
     vocab, topk, levels, pooling, scorer, lr, batch); None leaves the preset's value."""
@@ -84,6 +84,7 @@ def plan(preset: str = "tiny", seq: Optional[str] = None, attention: str = "dens
         raise ValueError(f"--loss-chunk must be >= 1 tokens, got {loss_chunk}")
     attentions = [_choice(a.strip(), "--attention", ("dense", "lighthouse")) for a in attention.split(",")]
     options = RunOptions(device=dev, dtype=dtype, steps=steps or 3, warmup=warmup, checkpointing=checkpointing,
+                         recompute=recompute,
                          impl=impl, sdpa_backend=None if backend == "auto" else backend, loss=loss,
                          loss_chunk=loss_chunk, seed=seed, peak_tflops=peak_tflops)
     points = [TrainPoint(chosen, a, n) for n in (seqs or [chosen.seq]) for a in dict.fromkeys(attentions)]

@@ -27,7 +27,8 @@ def llama_config(preset: TrainPreset, seq: int, attention: str):
 
 
 def build_model(preset: TrainPreset, seq: int, attention: str, device: torch.device, dtype: torch.dtype,
-                *, impl: str = "auto", sdpa_backend: Optional[str] = None, checkpointing: bool = True, seed: int = 0):
+                *, impl: str = "auto", sdpa_backend: Optional[str] = None, checkpointing: bool = True, seed: int = 0,
+                recompute: bool = True):
     """A randomly initialised LlamaForCausalLM on `device` in `dtype`, in training mode.
 
     Both attentions go through the "lighthouse" implementation: "dense" is the same model with the dense switch
@@ -44,7 +45,7 @@ def build_model(preset: TrainPreset, seq: int, attention: str, device: torch.dev
         model = LlamaForCausalLM(cfg)
     model.to(dtype=dtype)
     hf.configure(model, preset.lighthouse(impl, sdpa_backend), dense_layers=preset.dense_layer_indices(),
-                 dense=attention == "dense")
+                 dense=attention == "dense", recompute=recompute)
     if checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.train()

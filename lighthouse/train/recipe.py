@@ -104,7 +104,7 @@ def train_arm(arm: str, preset: TrainPreset, opts: RunOptions, recipe: RecipeOpt
     switch = recipe.switch_step(steps) if arm == ARMS[0] else None
     model = build_model(preset, preset.seq, "lighthouse" if arm == ARMS[0] else "dense", device, DTYPES[opts.dtype],
                         impl=opts.impl, sdpa_backend=opts.sdpa_backend, checkpointing=opts.checkpointing,
-                        seed=opts.seed)
+                        seed=opts.seed, recompute=opts.recompute)
     optimizer = make_optimizer(model, preset, device)
     loss_fn = NextTokenLoss(opts.loss, opts.loss_chunk)
     val = val_batches(corpus, preset.batch, preset.seq, recipe.val_windows)

@@ -46,6 +46,7 @@ class RunOptions:
     steps: int = 3
     warmup: int = 1
     checkpointing: bool = True
+    recompute: bool = True  # lighthouse.hf's recomputed Lighthouse backward (memory)
     impl: str = "auto"
     sdpa_backend: Optional[str] = None
     loss: str = "auto"
@@ -65,6 +66,7 @@ def point_columns(point: TrainPoint, opts: RunOptions) -> dict:
         "topk": p.topk if lh else None, "scorer": p.scorer if lh else None,
         "dense_layers": " ".join(str(i) for i in p.dense_layer_indices()) if lh else None,
         "device": opts.device.type, "dtype": opts.dtype, "checkpointing": int(opts.checkpointing),
+        "recompute": int(opts.recompute) if lh else None,
         "impl": opts.impl if lh else None, "sdpa_backend": opts.sdpa_backend or "auto", "seed": opts.seed,
     }
 
@@ -112,7 +114,8 @@ def _measure(point: TrainPoint, opts: RunOptions) -> dict:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     model = build_model(p, n, point.attention, device, DTYPES[opts.dtype], impl=opts.impl,
-                        sdpa_backend=opts.sdpa_backend, checkpointing=opts.checkpointing, seed=opts.seed)
+                        sdpa_backend=opts.sdpa_backend, checkpointing=opts.checkpointing, seed=opts.seed,
+                        recompute=opts.recompute)
     optimizer = make_optimizer(model, p, device)
     loss_fn = NextTokenLoss(opts.loss, opts.loss_chunk)
     g = torch.Generator(device="cpu").manual_seed(opts.seed)
