@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..bench import machine
 from ..bench.results import FINAL, TRAIN, append_row, num, read_rows
@@ -56,8 +56,12 @@ def _device_lost(device) -> bool:
 
 
 def run_points(points: Sequence[TrainPoint], opts: RunOptions, out: Path, *, resume: bool = False,
-               plot: bool = True, argv=None, options: Optional[dict] = None, console=None) -> int:
-    """Measure every point into out/train.csv; returns the exit code (0, 130 Ctrl-C, 1 CUDA context lost)."""
+               plot: bool = True, argv=None, options: Optional[dict] = None, console=None,
+               skip: Optional[Callable[[TrainPoint, List[dict]], Optional[str]]] = None) -> int:
+    """Measure every point into out/train.csv; returns the exit code (0, 130 Ctrl-C, 1 CUDA context lost).
+
+    `skip(point, rows so far)` may return a reason to leave a point out (no row is written; scripts use it
+    for a time budget); the reason is printed."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ..bench.sweep import make_console
@@ -70,10 +74,11 @@ def run_points(points: Sequence[TrainPoint], opts: RunOptions, out: Path, *, res
         raise TrainRunError(f"--out: {results} already exists; add --resume to continue it, or pick another --out")
     Path(out).mkdir(parents=True, exist_ok=True)
 
-    done, dense_tps = set(), {}
+    done, dense_tps, written = set(), {}, []
     if resume:
         good, _torn = read_rows(results, TRAIN)
-        for row in latest_rows(good):
+        written = latest_rows(good)
+        for row in written:
             if row.get("status") in FINAL:
                 done.add(row_key(row))
             if row.get("status") == "ok" and row.get("attention") == "dense":
@@ -96,6 +101,12 @@ def run_points(points: Sequence[TrainPoint], opts: RunOptions, out: Path, *, res
             bar = progress.add_task("starting", total=len(todo) or 1)
             for point in todo:
                 progress.update(bar, description=point.label())
+                reason = skip(point, written) if skip else None
+                if reason:
+                    counts["skipped"] = counts.get("skipped", 0) + 1
+                    console.print(f"  {point.label()}: skipped ({reason})", highlight=False)
+                    progress.update(bar, advance=1)
+                    continue
                 row = measure_point(point, opts)
                 if row.get("status") == "ok":
                     if point.attention == "dense":
@@ -104,6 +115,7 @@ def run_points(points: Sequence[TrainPoint], opts: RunOptions, out: Path, *, res
                         base = dense_tps.get(dense_partner(row))
                         row["speedup_vs_dense"] = row["tokens_per_s"] / base if base else None
                 append_row(results, TRAIN, row)
+                written.append({k: "" if v is None else str(v) for k, v in row.items()})
                 counts[row["status"]] = counts.get(row["status"], 0) + 1
                 progress.update(bar, advance=1)
                 console.print(f"  {point.label()}: {row['status']}"

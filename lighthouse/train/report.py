@@ -33,11 +33,14 @@ def throughput_rows(results: Path) -> List[List[str]]:
     from .benchmark import latest_rows
 
     rows = latest_rows(read_rows(results, TRAIN)[0])
-    rows.sort(key=lambda r: (r["preset"], int(r["n"]), r["attention"] != "dense", r.get("topk") or ""))
+    rows.sort(key=lambda r: (r["preset"], int(r["n"]), r["attention"] != "dense", r.get("topk") or "",
+                             r.get("recompute") != "1"))
     table = []
     for r in rows:
         attention = r["attention"] + (f" k={r['topk']} L={r['levels']} p={r['pooling']} {r['scorer']}"
                                       if r["attention"] == "lighthouse" else "")
+        if r["attention"] == "lighthouse" and r.get("recompute") == "0":
+            attention += " (no recompute)"
         ok = r["status"] == "ok"
         speed = num(r.get("speedup_vs_dense"))
         table.append([r["preset"], r["n"], attention, _kilo(num(r["tokens_per_s"])) if ok else "",
