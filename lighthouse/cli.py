@@ -305,6 +305,8 @@ def train(
             return
         from .train.benchmark import run_points
 
+        if save is not None or arm_minutes is not None:
+            raise ValueError("--save and --arm-minutes apply to --recipe two-stage")
         code = run_points(run.points, run.options, out or command.default_out(run.recipe), resume=resume, plot=plot,
                           argv=sys.argv, options={"preset": run.preset.as_dict(), "steps": run.options.steps,
                                                   "warmup": warmup, "loss": loss, "impl": impl,

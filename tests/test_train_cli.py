@@ -64,7 +64,7 @@ def test_report_section_of_the_run(tiny_run):
 @pytest.mark.parametrize("args, option", [
     (["--preset", "huge"], "preset"), (["--topk", "100"], "topk"), (["--attention", "sparse"], "--attention"),
     (["--recipe", "two-stage", "--dense-from", "1.5"], "dense-from"), (["--seq", "8k..4k"], "--seq"),
-    (["--cpu-threads", "0"], "--cpu-threads"),
+    (["--cpu-threads", "0"], "--cpu-threads"), (["--save", "ckpt"], "--save"),
 ])
 def test_bad_options_exit_2_naming_the_option(tmp_path, args, option):
     """Catches a traceback (or a silent default) for a bad value instead of a usage error."""
