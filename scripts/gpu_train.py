@@ -9,8 +9,9 @@ the budget; an out-of-memory point is a row with status oom and the run goes on)
      -> OUT/throughput/train.csv (+ machine.json, chart)
   b  the two-stage recipe on the stdlib's bytes (preset `mid`, N=16K, batch 4): steps calibrated so that each
      arm trains for its share of the budget (at most --arm-minutes). -> OUT/recipe/curve.csv (+ chart)
-  c  the longest N: dense at 196,608 then 262,144, Lighthouse at 196,608, 393,216, 786,432 and 1,048,576, one
-     timed step each after the first; bigger N of an attention is skipped once a smaller one ran out of memory.
+  c  the longest N: Lighthouse at 196,608, 393,216, 786,432, 1,048,576 and 1,572,864, then dense at 196,608 and
+     262,144 (dense is limited by time long before memory), one timed step each after the first; a bigger N of
+     an attention is skipped once a smaller one ran out of memory.
      -> OUT/throughput/train.csv (same table as a, so the tokens/s chart spans every N)
 Last: OUT/summary.md (the Markdown section of `lighthouse-bench report`) and a short table on stdout.
 """
@@ -98,7 +99,7 @@ def main() -> int:
     dev = torch.device("cpu") if smoke else torch.device("cuda", torch.cuda.current_device())
     dtype, backend = ("fp32", None) if smoke else ("bf16", "cudnn")
     n_a, n_dense_c, n_lh_c = ([512], [1024], [1024, 2048]) if smoke else (
-        [98304], [196608, 262144], [196608, 393216, 786432, 1048576])
+        [98304], [196608, 262144], [196608, 393216, 786432, 1048576, 1572864])
     print(f"{torch.cuda.get_device_name(dev) if not smoke else 'CPU smoke run'}, torch {torch.__version__}, liger-kernel: "
           f"{'yes' if liger_available() else 'no (chunked cross-entropy)'}; budget {args.budget_s:.0f} s", flush=True)
     out = args.out
@@ -142,7 +143,7 @@ def main() -> int:
     if "c" in phases and not any(codes):
         opts = RunOptions(device=dev, dtype=dtype, steps=1, warmup=0, sdpa_backend=backend)
         skip = make_skip(budget, opts)
-        long_points = points("dense", n_dense_c) + points("lighthouse", n_lh_c)
+        long_points = points("lighthouse", n_lh_c) + points("dense", n_dense_c)  # Lighthouse's limit is memory
         codes.append(run_points(long_points, opts, tp_dir, resume=tp_dir.joinpath("train.csv").exists(), argv=argv,
                                 skip=skip, plot=True, options={"phase": "c"}))
         ran_throughput = True
