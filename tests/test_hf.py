@@ -210,3 +210,42 @@ def test_recomputed_backward_gives_the_same_gradients():
     assert hf.settings_of(model).recompute is False
     for name, g in grads[0].items():
         torch.testing.assert_close(g, grads[1][name], rtol=1e-5, atol=1e-7, msg=name)
+
+
+def test_recompute_frees_what_the_kernel_keeps_on_its_context(monkeypatch):
+    """Catches the memory bug of the naive integration: an attention Function that keeps tensors as ctx
+    attributes (as the Triton layer does) holds them from forward to backward under activation checkpointing,
+    in every layer, unless the recomputed backward is on."""
+    import weakref
+
+    kept = []
+
+    class KeepsOnCtx(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, q, k, v):
+            ctx.big = torch.ones(1000)  # like ctx.leaves / ctx.out_sub of the Triton layer
+            ctx.kv_shape = k.shape
+            kept.append(weakref.ref(ctx.big))
+            return q.clone()
+
+        @staticmethod
+        def backward(ctx, g):
+            zero = g.new_zeros(ctx.kv_shape)
+            return g, zero, zero
+
+    def fake(q, k, v, **kw):
+        if torch.is_grad_enabled():
+            return KeepsOnCtx.apply(q, k, v)
+        return q + 0 * (k + v).repeat_interleave(2, dim=1)
+
+    monkeypatch.setattr(hf, "lighthouse_attention", fake)
+    alive = {}
+    for recompute in (False, True):
+        kept.clear()
+        model = hf.configure(tiny_llama(layers=2).train(), LH, recompute=recompute)
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        loss = model(input_ids=ids(batch=1), use_cache=False).logits.float().mean()
+        alive[recompute] = sum(r() is not None for r in kept)
+        loss.backward()
+    assert alive[False] == 2, "the fake must reproduce the leak without recompute"
+    assert alive[True] == 0
