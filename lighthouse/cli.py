@@ -233,6 +233,88 @@ def suites() -> None:
         typer.echo(f"{name:8s} {desc}")
 
 
+
+@app.command()
+def train(
+    preset: Annotated[str, _opt("Model preset: paper-530m, mid, small, tiny. Shape flags override it.", "--preset")] = "tiny",
+    seq: Annotated[Optional[str], _opt(f"Sequence lengths N (default: the preset's). {LIST}", "--seq")] = None,
+    attention: Annotated[str, _opt("Attentions to measure: dense, lighthouse (comma-separated).", "--attention")] = "dense,lighthouse",
+    recipe: Annotated[str, _opt("throughput (time optimizer steps per point) or two-stage (train Lighthouse then dense against dense all the way, on the stdlib's bytes).", "--recipe")] = "throughput",
+    steps: Annotated[Optional[int], _opt("Timed optimizer steps per point (default 3); with --recipe two-stage, the steps of each arm (default 200).", "--steps")] = None,
+    warmup: Annotated[int, _opt("Untimed steps after the first (which is timed alone as first_step_s).", "--warmup")] = 1,
+    batch: Annotated[Optional[int], _opt("Sequences per step.", "--batch")] = None,
+    hidden: Annotated[Optional[int], _opt("Hidden size.", "--hidden")] = None,
+    layers: Annotated[Optional[int], _opt("Decoder layers.", "--layers")] = None,
+    ffn: Annotated[Optional[int], _opt("MLP intermediate size.", "--ffn")] = None,
+    heads: Annotated[Optional[int], _opt("Query heads.", "--heads")] = None,
+    kv_heads: Annotated[Optional[int], _opt("KV heads (GQA).", "--kv-heads")] = None,
+    head_dim: Annotated[Optional[int], _opt("Head dimension.", "--head-dim")] = None,
+    vocab: Annotated[Optional[int], _opt("Vocabulary size (the recipe's data is bytes: keep >= 256).", "--vocab")] = None,
+    topk: Annotated[Optional[int], _opt("Lighthouse budget k (a multiple of 128).", "--topk")] = None,
+    levels: Annotated[Optional[int], _opt("Lighthouse pyramid levels L.", "--levels")] = None,
+    pooling: Annotated[Optional[int], _opt("Lighthouse pooling factor p.", "--pooling")] = None,
+    scorer: Annotated[Optional[str], _opt("Lighthouse scorer: norm, dilated, gla.", "--scorer")] = None,
+    dense_layers: Annotated[Optional[str], _opt("Layers that stay dense SDPA, e.g. 0,1,-2,-1 (negative from the end), or none.", "--dense-layers")] = None,
+    lr: Annotated[Optional[float], _opt("Peak learning rate of AdamW.", "--lr")] = None,
+    dtype: Annotated[Optional[str], _opt("Weights and activations: bf16, fp16, fp32 (default bf16 on CUDA, fp32 on CPU).", "--dtype")] = None,
+    device: Annotated[Optional[str], _opt("cuda or cpu. Default: cuda when available.", "--device")] = None,
+    cpu_threads: Annotated[int, _opt("Intra-op threads on the CPU (the small presets' ops are too small to gain from more, and a busy machine makes extra threads spin).", "--cpu-threads")] = 1,
+    impl: Annotated[str, _opt("Lighthouse path: auto (Triton on CUDA), torch, triton.", "--impl")] = "auto",
+    sdpa_backend: Annotated[Optional[str], _opt("SDPA backend preferred by dense layers (others as fallback) and used by Lighthouse's sub-sequence: cudnn, flash, efficient, math, auto. Default: cudnn on CUDA, auto on CPU.", "--sdpa-backend")] = None,
+    loss: Annotated[str, _opt("Cross-entropy without full logits: auto (liger-kernel's fused one on CUDA when installed, else chunked), liger, chunked.", "--loss")] = "auto",
+    loss_chunk: Annotated[int, _opt("Tokens per chunk of the chunked cross-entropy.", "--loss-chunk")] = 8192,
+    checkpointing: Annotated[bool, typer.Option("--checkpointing/--no-checkpointing", help="Activation checkpointing of every decoder layer.")] = True,
+    recompute: Annotated[bool, typer.Option("--recompute/--no-recompute", help="Lighthouse layers keep only q, k, v for backward and run their forward again there (saves their sub-sequence tensors under checkpointing; costs one Lighthouse forward per layer).")] = True,
+    seed: Annotated[int, _opt("Seed of the initialisation and the data order.", "--seed")] = 0,
+    peak_tflops: Annotated[Optional[float], _opt("Device bf16 peak for MFU (default: the datasheet value of known GPUs).", "--peak-tflops")] = None,
+    dense_from: Annotated[float, _opt("Two-stage: fraction of the steps trained with Lighthouse before the switch to dense.", "--dense-from")] = 0.9,
+    eval_every: Annotated[int, _opt("Two-stage: validation loss every this many steps (and at the switch and the end).", "--eval-every")] = 25,
+    val_windows: Annotated[int, _opt("Two-stage: batches of held-out windows per validation.", "--val-windows")] = 8,
+    arm_minutes: Annotated[Optional[float], _opt("Two-stage: choose --steps so that the dense arm trains about this many minutes (timed on 5 steps first).", "--arm-minutes")] = None,
+    save: Annotated[Optional[Path], _opt("Two-stage: save each arm's final model (save_pretrained, Lighthouse settings in config.json) under this folder.", "--save")] = None,
+    out: Annotated[Optional[Path], _opt("Output folder. Default: out/train-<timestamp>.", "--out")] = None,
+    resume: Annotated[bool, _opt("Continue a throughput run in --out: skip ok/invalid points, retry oom/error.", "--resume")] = False,
+    plot: Annotated[bool, typer.Option("--plot/--no-plot", help="Draw the tokens/s chart after a throughput run.")] = True,
+) -> None:
+    """Training-step benchmark of a Llama model (transformers, random init) with dense or Lighthouse attention:
+    tokens/s, attention share, peak memory, MFU per point (train.csv); or the two-stage recipe (curve.csv)."""
+    from .train import command
+
+    try:
+        if cpu_threads < 1:
+            raise ValueError(f"--cpu-threads must be >= 1, got {cpu_threads}")
+        run = command.plan(preset, seq, attention, steps=steps, warmup=warmup, device=device, dtype=dtype, impl=impl,
+                           sdpa_backend=sdpa_backend, loss=loss, loss_chunk=loss_chunk, checkpointing=checkpointing,
+                           recompute=recompute, seed=seed, peak_tflops=peak_tflops, recipe=recipe, dense_layers=dense_layers, batch=batch,
+                           hidden=hidden, layers=layers, ffn=ffn, heads=heads, kv_heads=kv_heads, head_dim=head_dim,
+                           vocab=vocab, topk=topk, levels=levels, pooling=pooling, scorer=scorer, lr=lr)
+        if run.options.device.type == "cpu":
+            import torch
+
+            torch.set_num_threads(cpu_threads)
+        if run.recipe == "two-stage":
+            from .train.recipe import RecipeOptions, run_recipe
+
+            if resume:
+                raise ValueError("--resume applies to throughput runs; the two-stage recipe starts afresh")
+            options = RecipeOptions(steps=steps or 200, dense_from=dense_from, eval_every=eval_every,
+                                    val_windows=val_windows, arm_minutes=arm_minutes)
+            run_recipe(run.preset, run.options, options, out or command.default_out(run.recipe), save=save,
+                       argv=sys.argv)
+            return
+        from .train.benchmark import run_points
+
+        if save is not None or arm_minutes is not None:
+            raise ValueError("--save and --arm-minutes apply to --recipe two-stage")
+        code = run_points(run.points, run.options, out or command.default_out(run.recipe), resume=resume, plot=plot,
+                          argv=sys.argv, options={"preset": run.preset.as_dict(), "steps": run.options.steps,
+                                                  "warmup": warmup, "loss": loss, "impl": impl,
+                                                  "sdpa_backend": run.options.sdpa_backend, "dtype": run.options.dtype,
+                                                  "checkpointing": checkpointing, "recompute": recompute, "seed": seed})
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from None
+    raise typer.Exit(code)
+
 def main(argv: Optional[List[str]] = None) -> None:  # pragma: no cover - `python -m lighthouse.cli`
     app(argv)
 

@@ -277,3 +277,29 @@ REFERENCE = Table(
              "reps", "torch", FINISHED_AT),
     key=("impl", *DENSE_MATCH_COLUMNS),
 )
+
+
+# --- train (`lighthouse-bench train`): one row per throughput point, one per step of the two-stage recipe ------
+
+#: Columns naming one throughput point (preset, shape, attention and its parameters, device, precision).
+TRAIN_POINT = (
+    "preset", "attention", "n", "batch", "hidden", "layers", "ffn", "heads", "kv_heads", "head_dim", "vocab",
+    "levels", "pooling", "topk", "scorer", "dense_layers", "device", "dtype", "checkpointing", "recompute",
+)
+TRAIN = Table(
+    name="train results file",
+    columns=TRAIN_POINT + (
+        "impl", "sdpa_backend", "loss_impl", "s_sel", "params_total", "params_non_embedding",
+        "status", "reason", "steps", "median_step_ms", "p20_step_ms", "p80_step_ms", "tokens_per_s",
+        "speedup_vs_dense", "first_step_s", "attention_ms", "attention_share", "peak_mem_gib",
+        "model_tflop_per_step", "mfu", "seed", FINISHED_AT,
+    ),
+    key=TRAIN_POINT,
+)
+#: The two-stage recipe's log: train loss every step, validation loss every --eval-every steps (empty between).
+TRAIN_CURVE = Table(
+    name="train curve file",
+    columns=("arm", "step", "attention", "tokens", "train_loss", "val_loss", "lr", "step_ms", "elapsed_s",
+             FINISHED_AT),
+    key=("arm", "step"),
+)
