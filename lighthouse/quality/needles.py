@@ -86,14 +86,17 @@ def plant(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, needles: Needles, *
     proj = torch.matmul(u, k.float().transpose(-1, -2))  # (B, Hkv, M, N)
     own = proj.gather(-1, j_pos.view(1, 1, m, 1).expand(b, hkv, m, 1))
     causal = torch.arange(n, device=q.device)[None, :] <= i_pos[:, None]  # (M, N)
-    gap = (proj - own).masked_fill(~causal, float("-inf"))  # <= 0 for j itself
-    gap[..., torch.arange(m, device=q.device), j_pos] = float("-inf")  # the needle key itself
+    others = causal.clone()
+    others[torch.arange(m, device=q.device), j_pos] = False  # every key i may see except the needle itself
+    gap = (proj - own) * others  # masked entries are 0 here and dropped below
     scale = d ** -0.5
     lo = torch.zeros(b, hkv, m, device=q.device)
     hi = torch.full((b, hkv, m), 1e4, device=q.device)
 
     def mass(s):  # dense probability of key j for a query s * u
-        rest = torch.logsumexp(gap * (s * scale)[..., None], dim=-1)
+        z = gap * (s * scale)[..., None]
+        top = z.masked_fill(~others, -1e30).amax(-1, keepdim=True)
+        rest = ((z - top).exp() * others).sum(-1).log() + top[..., 0]
         return torch.sigmoid(-rest)
 
     for _ in range(60):
