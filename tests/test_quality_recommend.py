@@ -4,12 +4,10 @@ import csv
 
 import pytest
 
-from lighthouse.quality.recommend import Bar, find_files, read_complete_rows, recommend, render
+from lighthouse.bench.results import QUALITY, SWEEP
+from lighthouse.quality.recommend import Bar, load, recommend, render
 
-SWEEP_COLS = ["impl", "kind", "pass", "device", "dtype", "n", "batch", "heads", "kv_heads", "head_dim", "levels",
-              "pooling", "topk", "scorer", "status", "median_ms", "speedup_vs_sdpa_cudnn", "finished_at"]
-QUALITY_COLS = ["inputs", "layer", "n", "levels", "pooling", "topk", "scorer", "status", "out_rel_err",
-                "needle_recall", "coverage", "finished_at"]
+SWEEP_COLS, QUALITY_COLS = list(SWEEP.columns), list(QUALITY.columns)
 
 
 def write(path, cols, rows, torn=None):
@@ -46,7 +44,7 @@ def results(tmp_path):
         sweep_row(65536, 3, 4, 4096, "dilated", 8.0, status="oom"),  # not measured: ignored
         sweep_row(65536, 3, 4, 4096, "dilated", 20.0, pass_="fwd"),  # other pass: ignored
         sweep_row(65536, 3, 8, 512, "norm", 12.0),   # speed only: missing quality
-    ], torn="lighthouse_triton,lighthouse,fwdbwd,cuda,bf16,65536,1,8,8,128,4,4,4096,norm,ok,1.0,99.0")
+    ], torn="lighthouse_triton,lighthouse,fwdbwd,cuda,bf16,65536,1,8,8,128,4,4,4096,norm" + ",ok" * 10)
     write(qual / "quality.csv", QUALITY_COLS, [
         q_row(65536, 3, 4, 1024, "norm", recall=0.6),
         q_row(65536, 3, 4, 2048, "norm", recall=0.95),
@@ -57,11 +55,6 @@ def results(tmp_path):
         q_row(65536, 2, 4, 4096, "norm", err=0.1, inputs="random"),
     ])
     return tmp_path
-
-
-def load(paths):
-    sweeps, quals = find_files(paths)
-    return [r for p in sweeps for r in read_complete_rows(p)], [r for p in quals for r in read_complete_rows(p)]
 
 
 def test_fastest_configuration_meeting_the_bar(results):

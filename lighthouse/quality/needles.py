@@ -19,10 +19,12 @@ from typing import Dict, Optional
 
 import torch
 
+from ..bench.results import QUALITY_BUCKETS
+
 BUCKETS = 10
 RETRIEVED_COSINE = 0.5
 TARGET_MASS = 0.9
-BUCKET_COLUMNS = tuple(f"recall_d{10 * b:02d}" for b in range(BUCKETS))
+BUCKET_COLUMNS = QUALITY_BUCKETS  # the CSV columns, owned by results.py
 
 
 @dataclass(frozen=True)

@@ -13,21 +13,15 @@ the slowest shape: nothing is ever better than a measurement.
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
+from ..bench.results import CONFIG_COLUMNS as CONFIG
+from ..bench.results import QUALITY, SWEEP, fmt_size, header_of, read_rows
+from ..bench.results import num as _num
+
 SWEEP_FILE, QUALITY_FILE = "results.csv", "quality.csv"
-CONFIG = ("levels", "pooling", "topk", "scorer")
-
-
-def _num(text) -> Optional[float]:
-    try:
-        x = float(text)
-    except (TypeError, ValueError):
-        return None
-    return x if x == x else None
 
 
 def _int(text) -> Optional[int]:
@@ -98,7 +92,7 @@ def find_files(paths: Sequence[Path]) -> Tuple[List[Path], List[Path]]:
             continue
         if not path.is_file():
             raise ValueError(f"RESULT DIRS: {path} does not exist")
-        header = path.open(newline="").readline()
+        header = header_of(path)
         if "out_rel_err" in header:
             qualities.append(path)
         elif "median_ms" in header:
@@ -108,11 +102,11 @@ def find_files(paths: Sequence[Path]) -> Tuple[List[Path], List[Path]]:
     return sweeps, qualities
 
 
-def read_complete_rows(path: Path) -> List[dict]:
-    """Rows with a finished_at stamp and the header's field count (a torn last row is dropped)."""
-    with Path(path).open(newline="") as f:
-        reader = csv.DictReader(f)
-        return [r for r in reader if r.get("finished_at") and None not in r and None not in r.values()]
+def load(paths: Sequence[Path]) -> Tuple[List[dict], List[dict]]:
+    """(sweep rows, quality rows): the complete rows of every file found (torn rows are not measurements)."""
+    sweeps, qualities = find_files(paths)
+    return ([r for p in sweeps for r in read_rows(p, SWEEP)[0]],
+            [r for p in qualities for r in read_rows(p, QUALITY)[0]])
 
 
 def _key(row: dict) -> Optional[Tuple[int, int, int, str]]:
@@ -189,7 +183,7 @@ def _config_label(key) -> str:
 
 def render(rec: Recommendation, runners_up: int = 5) -> str:
     """Markdown: the choice (or why there is none), the runners-up, what is missing."""
-    n = f"{rec.seq // 1024}K" if rec.seq % 1024 == 0 else str(rec.seq)
+    n = fmt_size(rec.seq)
     lines = [f"## Recommendation for N={n}", "",
              f"Bar: {rec.bar.describe()}; speed: speedup over {rec.baseline} on the {rec.pass_} pass.", ""]
     if not rec.ranked:
