@@ -112,6 +112,18 @@ def test_coverage_matches_loops_over_materialised_attention(levels, pooling, hq,
     assert 0.05 < float(want.mean()) < 0.999  # the case is not trivial
 
 
+def test_coverage_with_padding_matches_loops():
+    """N not a multiple of tiles * p^(L-1): padded tokens must never count as seen keys (catches an index
+    past N or a padded level-1 entry shifting the count of visible tokens)."""
+    cfg = LighthouseConfig(levels=2, pooling=4, topk=256, impl="torch", sdpa_backend="math")
+    q, k, v = rand_qkv(1, 2, 2, 1030, 8, seed=13)
+    plan = make_plan(cfg, q, k, v)
+    assert plan.padded_len > 1030
+    idx = lighthouse.select(q, k, v, config=cfg)
+    got = coverage_per_query(q, k, dense_reference(q, k, v).lse, idx, plan)
+    assert torch.allclose(got.double(), coverage_by_loops(q, k, idx, plan), atol=1e-5)
+
+
 def test_full_selection_gives_coverage_one():
     """L=2 at N = k*p refines every coarse entry, so every token is emitted: coverage must be 1 everywhere
     (catches a coverage that drops the query's own token or the last tokens of a tile)."""
