@@ -238,9 +238,6 @@ def main(argv: Optional[List[str]] = None) -> None:  # pragma: no cover - `pytho
     app(argv)
 
 
-if __name__ == "__main__":  # pragma: no cover
-    main()
-
 
 # ------------------------------------------------------------------ quality and recommend (issue 15)
 @app.command()
@@ -333,3 +330,7 @@ def recommend(
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text)
     raise typer.Exit(0 if rec.chosen else 1)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
