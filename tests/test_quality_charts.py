@@ -30,3 +30,23 @@ def test_pareto_chart_and_heatmaps_are_written(tmp_path):
     assert [p.name for p in paths] == ["pareto_needle_recall_N64K.png"] and paths[0].stat().st_size > 1000
     heat = needle_heatmaps(quality, tmp_path)
     assert sorted(p.name for p in heat) == ["needle_recall_dilated.png", "needle_recall_norm.png"]
+
+
+def test_report_gains_the_pareto_section(tmp_path):
+    """`lighthouse-bench report SWEEP QUALITY` must draw the Pareto chart from both folders (catches a
+    quality folder rejected as 'no results.csv', or a join that finds nothing)."""
+    from lighthouse.bench.report import build_report
+    from lighthouse.bench.results import QUALITY, SWEEP, append_row
+
+    sweep, quality = tmp_path / "sweep", tmp_path / "quality"
+    sweep.mkdir(), quality.mkdir()
+    for k, speedup in ((1024, 9.0), (2048, 6.0)):
+        append_row(sweep / "results.csv", SWEEP, {**_s(65536, k, speedup), "impl": "lighthouse_triton", "median_ms": 1.0})
+    append_row(sweep / "results.csv", SWEEP, {**_s(65536, 1024, 1.0), "kind": "dense", "impl": "sdpa_cudnn",
+                                              "levels": "", "pooling": "", "topk": "", "scorer": "", "median_ms": 9.0})
+    for k, recall in ((1024, 0.7), (2048, 0.95)):
+        append_row(quality / "quality.csv", QUALITY, {**_q(65536, k, recall), "out_rel_err": 0.5})
+    files = build_report([sweep, quality], tmp_path / "report")
+    text = files.markdown.read_text()
+    assert "Speed against quality" in text and "pareto_needle_recall_N64K" in text
+    assert (tmp_path / "report" / "charts" / "pareto_needle_recall_N64K.png").exists()
