@@ -70,10 +70,6 @@ def _point_cells(point, device: str) -> dict:
             "scorer": point.scorer}
 
 
-def _group_key(point) -> Tuple:
-    return (point.shape,)
-
-
 def _status(exc: BaseException) -> Tuple[str, str]:
     import torch
 
@@ -163,8 +159,8 @@ def run(spec: QualitySpec, out: Path, *, resume: bool = False, plot: bool = True
     groups = plan_groups(spec)
     total = sum(len(pts) for _, _, pts in groups)
     console.print(f"[bold]lighthouse-bench quality[/] suite={spec.suite} device={spec.device} "
-                  f"{info.get('gpu') or info.get('cpu')}: {len(spec.points)} points x inputs "
-                  f"{','.join(spec.inputs)} -> {path}")
+                  f"{info.get('gpu') or info.get('cpu')}: {len(spec.points)} points x {len(spec.inputs)} inputs "
+                  f"({','.join(spec.inputs)}) -> {path}")
     counts: Dict[str, int] = {}
     start, interrupted, lost = time.perf_counter(), False, None
 
@@ -183,7 +179,7 @@ def run(spec: QualitySpec, out: Path, *, resume: bool = False, plot: bool = True
                     break
                 label = f"{shape.label()} {kind}"
                 try:
-                    sets = list(_iter_guarded(_input_sets(shape, kind, spec, dev)))
+                    sets = list(_input_sets(shape, kind, spec, dev))  # a checkpoint's layers: failures caught here
                 except Exception as exc:  # noqa: BLE001 - a bad checkpoint/heldout: every row of the group says why
                     status, reason = _status(exc)
                     sets = []
@@ -266,11 +262,6 @@ def run(spec: QualitySpec, out: Path, *, resume: bool = False, plot: bool = True
         except Exception as err:  # noqa: BLE001 - the rows are safe on disk
             console.print(f"[red]charts failed ({type(err).__name__}: {err}); the results are complete[/]")
     return 0
-
-
-def _iter_guarded(it):
-    """Materialise the input sets of one group (a checkpoint's layers) so a failure is caught in one place."""
-    return list(it)
 
 
 def _cell(v) -> str:
