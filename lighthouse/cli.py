@@ -256,7 +256,7 @@ def quality(
     suite: Annotated[Optional[str], _opt("A preset or .toml path, read as `sweep` reads it (timing keys ignored). Default: quality on CUDA, quick on the CPU.", "--suite")] = None,
     inputs: Annotated[str, _opt("Inputs: random, needle, checkpoint:PATH (a `train --save` folder), comma-separated. Default random,needle.", "--inputs")] = "random,needle",
     needles: Annotated[int, _opt("Needles planted per depth bucket (10 buckets) in every batch row and head. Default 4.", "--needles")] = 4,
-    heldout: Annotated[Optional[Path], _opt("Held-out text for checkpoint inputs: a .txt (the model's tokenizer) or a .pt tensor of token ids. Default: PATH/heldout_tokens.pt.", "--heldout")] = None,
+    heldout: Annotated[Optional[Path], _opt("Held-out text for checkpoint inputs: a .txt (the model's tokenizer) or a .pt tensor of token ids. Default: PATH/heldout_tokens.pt, else the held-out split of train's corpus.", "--heldout")] = None,
     seed: Annotated[Optional[int], _opt("Seed of the random inputs and the needles. Default 0.", "--seed")] = None,
     out: Annotated[Optional[Path], _opt("Output folder. Default: out/quality-<timestamp>.", "--out")] = None,
     resume: Annotated[bool, _opt("Continue the run in --out: skip rows already ok/invalid/unsupported, retry oom/error.", "--resume")] = False,

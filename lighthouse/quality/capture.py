@@ -37,14 +37,27 @@ def register() -> None:
     AttentionInterface.register(NAME, _capture_forward)
 
 
+def _train_corpus_heldout(model_dir: Path) -> torch.Tensor:
+    """The held-out split `lighthouse-bench train` validates on (byte tokens of the stdlib's held-out files)."""
+    try:
+        from ..train.data import build_corpus
+    except ImportError:
+        raise ValueError(f"--inputs checkpoint:{model_dir}: no held-out text; give --heldout FILE (.txt or .pt "
+                         f"token ids) or put {HELDOUT_FILE} in the model folder") from None
+    return build_corpus().val.long()
+
+
 def load_tokens(model_dir: Path, heldout: Optional[Path], n: int, batch: int) -> torch.Tensor:
     """(batch, n) token ids of held-out text: from `heldout` (.txt through the folder's tokenizer, or a .pt
-    tensor of ids), else from model_dir/heldout_tokens.pt. Consecutive windows of n tokens, one per row."""
+    tensor of ids), else model_dir/heldout_tokens.pt, else the validation split of the corpus `lighthouse-bench
+    train` trains on (byte tokens: what its models read). Consecutive windows of n tokens, one per row."""
     source = heldout or (model_dir / HELDOUT_FILE)
-    if not Path(source).exists():
-        raise ValueError(f"--inputs checkpoint:{model_dir}: no held-out text; give --heldout FILE (.txt or .pt "
-                         f"token ids) or put {HELDOUT_FILE} in the model folder")
-    if str(source).endswith(".txt"):
+    if heldout is None and not source.exists():
+        ids = _train_corpus_heldout(model_dir)
+        source = "the validation split of lighthouse-bench train's corpus"
+    elif not Path(source).exists():
+        raise ValueError(f"--heldout: no such file {source}")
+    elif str(source).endswith(".txt"):
         from transformers import AutoTokenizer
 
         tok = AutoTokenizer.from_pretrained(model_dir)
