@@ -49,4 +49,5 @@ def test_report_gains_the_pareto_section(tmp_path):
     files = build_report([sweep, quality], tmp_path / "report")
     text = files.markdown.read_text()
     assert "Speed against quality" in text and "pareto_needle_recall_N64K" in text
+    assert "| norm | 64K | 2 | 0.825 | 0.95 | L=3 p=4 k=2048 |" in text  # which scorer retrieves needles
     assert (tmp_path / "report" / "charts" / "pareto_needle_recall_N64K.png").exists()

@@ -657,7 +657,12 @@ def quality_blocks(sweeps: Sequence[Run], quality_csvs: Sequence[Path], charts: 
 
     rows = [r for p in quality_csvs for r in results.read_rows(p, results.QUALITY)[0]]
     sweep_rows = [r for run in sweeps for r in run.rows]
+    from ..quality.summary import scorer_table
+
     blocks: List[Block] = [Heading("Speed against quality")]
+    headers, table_rows = scorer_table(rows)
+    if table_rows:
+        blocks.append(Table(headers, table_rows, "Needle retrieval and output error per scorer and N"))
     made = []
     for figure in ("needle_recall", "out_rel_err"):
         made += pareto_chart(sweep_rows, rows, charts, figure=figure)
