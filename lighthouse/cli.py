@@ -261,6 +261,7 @@ def quality(
     out: Annotated[Optional[Path], _opt("Output folder. Default: out/quality-<timestamp>.", "--out")] = None,
     resume: Annotated[bool, _opt("Continue the run in --out: skip rows already ok/invalid/unsupported, retry oom/error.", "--resume")] = False,
     plot: Annotated[bool, typer.Option("--plot/--no-plot", help="Draw the charts after the run.")] = True,
+    dry_run: Annotated[bool, _opt("Print the points and the number of rows, and exit.", "--dry-run")] = False,
 ) -> None:
     """What each configuration loses against dense causal attention: output error, per-token cosine, coverage
     and needle recall per point of the grid; writes quality.csv, machine.json and charts."""
@@ -268,13 +269,16 @@ def quality(
 
     import torch
 
-    from .quality.runner import QualityError, resolve, run
+    from .quality.runner import QualityError, describe, resolve, run
 
     flags = {"seq": seq, "topk": topk, "levels": levels, "pooling": pooling, "scorer": scorer, "batch": batch,
              "heads": heads, "kv_heads": kv_heads, "head_dim": head_dim, "dtype": dtype, "device": device, "seed": seed}
     try:
         spec = resolve(suite, {k: v for k, v in flags.items() if v is not None}, inputs, needles, heldout,
                        torch.cuda.is_available())
+        if dry_run:
+            describe(spec)
+            return
         if resume and out is None:
             raise ValueError("--resume needs --out: the folder of the run to continue")
         out = out or Path("out") / f"quality-{datetime.now().strftime('%Y%m%d-%H%M%S')}"

@@ -268,3 +268,21 @@ def _cell(v) -> str:
     from ..bench.results import cell
 
     return cell(v)
+
+
+def describe(spec: QualitySpec, console=None) -> Tuple[int, int]:
+    """--dry-run: the points and how many rows would be measured or marked invalid; (rows, invalid rows)."""
+    from rich.console import Console
+
+    console = console or Console()
+    invalid = 0
+    for p in spec.points:
+        try:
+            note = f"S={p.selected_len()}"
+        except ValueError as err:
+            note, invalid = f"invalid: {err}", invalid + 1
+        console.print(f"  {p.shape.label()}  L{p.levels} p{p.pooling} k{p.topk} {p.scorer}  {note}", highlight=False)
+    rows = len(spec.points) * len(spec.inputs)
+    console.print(f"{len(spec.points)} points x {len(spec.inputs)} inputs ({', '.join(spec.inputs)}) = {rows} rows "
+                  f"({invalid * len(spec.inputs)} invalid; a checkpoint gives one row per layer)")
+    return rows, invalid * len(spec.inputs)
