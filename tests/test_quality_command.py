@@ -44,7 +44,7 @@ def test_bad_options_exit_2_naming_the_option(tmp_path):
             continue
         assert res.exit_code == 2 and word in res.output, res.output
     dry = CliRunner().invoke(app, ARGS + ["--dry-run"])
-    assert dry.exit_code == 0 and "= 16 rows (4 invalid" in " ".join(dry.output.split())
+    assert dry.exit_code == 0 and "= 16 rows (8 invalid" in " ".join(dry.output.split())
     bad = CliRunner().invoke(app, ["recommend", str(tmp_path), "--seq", "96k"])
     assert bad.exit_code == 2 and "exactly one bar" in bad.output
 
