@@ -48,11 +48,11 @@ class QualitySpec:
 def resolve(suite: Optional[str], flags: Dict[str, object], inputs: str, needles: int, heldout: Optional[Path],
             cuda_available: bool) -> QualitySpec:
     """Suite + grid flags exactly as `sweep` reads them (timing keys of a suite are ignored) + the inputs."""
-    from ..bench import grid
+    from ..bench import points
     from .inputs import parse_inputs
 
     device = flags.get("device") or ("cuda" if cuda_available else "cpu")
-    spec = grid.resolve(suite or DEFAULT_SUITE.get(str(device), "quick"), flags, cuda_available)
+    spec = points.resolve(suite or DEFAULT_SUITE.get(str(device), "quick"), flags, cuda_available)
     kinds = parse_inputs(inputs)
     if needles < 1:
         raise ValueError(f"--needles must be >= 1 (needles per depth bucket), got {needles}")
@@ -198,7 +198,7 @@ def run(spec: QualitySpec, out: Path, *, resume: bool = False, plot: bool = True
                         if row_key({k: _cell(v) for k, v in cells.items()}, QUALITY) in done:
                             continue
                         try:
-                            p.selected_len()
+                            p.plan()
                         except ValueError as err:  # invalid: no tensor allocated
                             write(cells, "invalid", str(err), {"seconds": 0.0})
                             continue
@@ -278,7 +278,7 @@ def describe(spec: QualitySpec, console=None) -> Tuple[int, int]:
     invalid = 0
     for p in spec.points:
         try:
-            note = f"S={p.selected_len()}"
+            note = f"S={p.plan().selected_len}"
         except ValueError as err:
             note, invalid = f"invalid: {err}", invalid + 1
         console.print(f"  {p.shape.label()}  L{p.levels} p{p.pooling} k{p.topk} {p.scorer}  {note}", highlight=False)
