@@ -227,7 +227,6 @@ def main(argv: Optional[List[str]] = None) -> None:  # pragma: no cover - `pytho
     app(argv)
 
 
-
 # ------------------------------------------------------------------ quality and recommend (issue 15)
 @app.command()
 def quality(
