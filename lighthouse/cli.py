@@ -315,9 +315,106 @@ def train(
         raise typer.BadParameter(str(err)) from None
     raise typer.Exit(code)
 
+@app.command()
+def quality(
+    seq: Annotated[Optional[str], _opt(f"Sequence lengths N. {LIST}", "--seq")] = None,
+    topk: Annotated[Optional[str], _opt("Budgets k (multiples of 128).", "--topk")] = None,
+    levels: Annotated[Optional[str], _opt("Pyramid levels L.", "--levels")] = None,
+    pooling: Annotated[Optional[str], _opt("Pooling factors p.", "--pooling")] = None,
+    scorer: Annotated[Optional[str], _opt("Selection scorers: norm, dilated, gla (gla without flash-linear-attention: unsupported rows).", "--scorer")] = None,
+    batch: Annotated[Optional[str], _opt("Batch sizes B.", "--batch")] = None,
+    heads: Annotated[Optional[str], _opt("Query heads Hq.", "--heads")] = None,
+    kv_heads: Annotated[Optional[str], _opt("KV heads Hkv (GQA); default: equal to --heads.", "--kv-heads")] = None,
+    head_dim: Annotated[Optional[str], _opt("Head dims D.", "--head-dim")] = None,
+    dtype: Annotated[Optional[str], _opt("Dtypes of q, k, v: bf16, fp16, fp32 (the dense reference is always float32).", "--dtype")] = None,
+    device: Annotated[Optional[str], _opt("cuda or cpu. Default: cuda when available.", "--device")] = None,
+    suite: Annotated[Optional[str], _opt("A preset or .toml path, read as `sweep` reads it (timing keys ignored). Default: quality on CUDA, quick on the CPU.", "--suite")] = None,
+    inputs: Annotated[str, _opt("Inputs: random, needle, checkpoint:PATH (a `train --save` folder), comma-separated. Default random,needle.", "--inputs")] = "random,needle",
+    needles: Annotated[int, _opt("Needles planted per depth bucket (10 buckets) in every batch row and head. Default 4.", "--needles")] = 4,
+    heldout: Annotated[Optional[Path], _opt("Held-out text for checkpoint inputs: a .txt (the model's tokenizer) or a .pt tensor of token ids. Default: PATH/heldout_tokens.pt, else the held-out split of train's corpus.", "--heldout")] = None,
+    seed: Annotated[Optional[int], _opt("Seed of the random inputs and the needles. Default 0.", "--seed")] = None,
+    out: Annotated[Optional[Path], _opt("Output folder. Default: out/quality-<timestamp>.", "--out")] = None,
+    resume: Annotated[bool, _opt("Continue the run in --out: skip rows already ok/invalid/unsupported, retry oom/error.", "--resume")] = False,
+    plot: Annotated[bool, typer.Option("--plot/--no-plot", help="Draw the charts after the run.")] = True,
+    dry_run: Annotated[bool, _opt("Print the points and the number of rows, and exit.", "--dry-run")] = False,
+) -> None:
+    """What each configuration loses against dense causal attention: output error, per-token cosine, coverage
+    and needle recall per point of the grid; writes quality.csv, machine.json and charts."""
+    from datetime import datetime
+
+    import torch
+
+    from .quality.runner import QualityError, describe, resolve, run
+
+    flags = {"seq": seq, "topk": topk, "levels": levels, "pooling": pooling, "scorer": scorer, "batch": batch,
+             "heads": heads, "kv_heads": kv_heads, "head_dim": head_dim, "dtype": dtype, "device": device, "seed": seed}
+    try:
+        spec = resolve(suite, {k: v for k, v in flags.items() if v is not None}, inputs, needles, heldout,
+                       torch.cuda.is_available())
+        if dry_run:
+            describe(spec)
+            return
+        if resume and out is None:
+            raise ValueError("--resume needs --out: the folder of the run to continue")
+        out = out or Path("out") / f"quality-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+        code = run(spec, out, resume=resume, plot=plot, argv=sys.argv)
+    except (ValueError, QualityError) as err:
+        raise typer.BadParameter(str(err)) from None
+    raise typer.Exit(code)
+
+
+@app.command()
+def recommend(
+    results: Annotated[List[Path], typer.Argument(help="Folders (searched recursively) or CSVs: sweep results.csv and quality quality.csv.")],
+    seq: Annotated[str, _opt("The sequence length to recommend for, e.g. 96k (only rows measured at exactly this N count).", "--seq")] = "",
+    min_needle_recall: Annotated[Optional[float], _opt("Bar: needle recall at least this (0..1), from needle inputs.", "--min-needle-recall")] = None,
+    max_out_err: Annotated[Optional[float], _opt("Bar: out_rel_err at most this, from random inputs.", "--max-out-err")] = None,
+    inputs: Annotated[Optional[str], _opt("Read the bar's figure from these quality inputs instead (random, needle, checkpoint:PATH).", "--inputs")] = None,
+    passes: Annotated[str, _opt("Sweep pass whose speedup ranks the configurations: fwd, bwd, fwdbwd. Default fwdbwd.", "--pass")] = "fwdbwd",
+    baseline: Annotated[str, _opt("Dense baseline of the speedup: cudnn, flash, efficient, math, flex. Default cudnn.", "--baseline")] = "cudnn",
+    runners_up: Annotated[int, _opt("Runners-up to list. Default 5.", "--runners-up")] = 5,
+    out: Annotated[Optional[Path], _opt("Also write the recommendation (Markdown) to this file.", "--out")] = None,
+) -> None:
+    """The fastest measured configuration that meets a quality bar at one N, with runners-up, or which
+    measurements are missing. Exit 0: a configuration meets the bar; 1: none does or nothing was measured."""
+    from .bench.options import parse_size
+    from .bench.results import BASELINES, PASSES
+    from .quality.recommend import Bar, load, recommend as choose, render
+
+    try:
+        if not seq:
+            raise ValueError("--seq is required, e.g. --seq 96k")
+        n = parse_size(seq, "--seq")
+        if (min_needle_recall is None) == (max_out_err is None):
+            raise ValueError("give exactly one bar: --min-needle-recall X or --max-out-err X")
+        if passes not in PASSES:
+            raise ValueError(f"--pass must be one of {', '.join(PASSES)}, got {passes!r}")
+        if baseline not in BASELINES:
+            raise ValueError(f"--baseline must be one of {', '.join(BASELINES)}, got {baseline!r}")
+        if min_needle_recall is not None:
+            if not 0 <= min_needle_recall <= 1:
+                raise ValueError(f"--min-needle-recall must be in [0, 1], got {min_needle_recall}")
+            bar = Bar("needle_recall", min_needle_recall, inputs or "needle")
+        else:
+            if max_out_err < 0:
+                raise ValueError(f"--max-out-err must be >= 0, got {max_out_err}")
+            bar = Bar("out_rel_err", max_out_err, inputs or "random")
+        sweep_rows, quality_rows = load(results)
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from None
+    rec = choose(sweep_rows, quality_rows, n, bar, passes, BASELINES[baseline])
+    text = render(rec, runners_up)
+    typer.echo(text)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+    raise typer.Exit(0 if rec.chosen else 1)
+
+
 def main(argv: Optional[List[str]] = None) -> None:  # pragma: no cover - `python -m lighthouse.cli`
     app(argv)
 
 
+# ------------------------------------------------------------------ quality and recommend (issue 15)
 if __name__ == "__main__":  # pragma: no cover
     main()

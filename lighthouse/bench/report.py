@@ -467,7 +467,8 @@ class ReportFiles:
 
 def build_report(inputs: Sequence[Path], out: Path, title: Optional[str] = None) -> ReportFiles:
     """Read every input, write report.md, report.html, charts/ and headline.json into `out`."""
-    runs = find_runs(inputs)
+    quality_csvs, inputs = split_quality_inputs(inputs)
+    runs = find_runs(inputs) if inputs or not quality_csvs else []
     out = Path(out)
     charts_dir = out / "charts"
     charts_dir.mkdir(parents=True, exist_ok=True)
@@ -508,6 +509,8 @@ def build_report(inputs: Sequence[Path], out: Path, title: Optional[str] = None)
         blocks += profile_chart(run, charts_dir)
         for key, rows in profile_points(run.rows).items():
             blocks.append(profile_table(key, rows))
+    if quality_csvs:
+        blocks += quality_blocks(sweeps, quality_csvs, charts_dir)
     charts = sorted(charts_dir.iterdir())
 
     generated = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -523,3 +526,52 @@ def build_report(inputs: Sequence[Path], out: Path, title: Optional[str] = None)
     html_path.write_text(to_html(title, blocks))
     json_path.write_text(json.dumps(headline, indent=2, default=str) + "\n")
     return ReportFiles(md_path, html_path, json_path, charts, headline)
+
+
+# ------------------------------------------------------------------- quality results (lighthouse-bench quality)
+def split_quality_inputs(inputs: Sequence[Path]) -> Tuple[List[Path], List[Path]]:
+    """(quality.csv files, the other inputs): a folder holding quality.csv contributes it, and stays an input
+    only if it also holds a sweep or a profile."""
+    from ..quality.recommend import QUALITY_FILE
+
+    quality, rest = [], []
+    for raw in inputs:
+        path = Path(raw)
+        if path.is_dir() and (path / QUALITY_FILE).is_file():
+            quality.append(path / QUALITY_FILE)
+            if (path / SWEEP_CSV).is_file() or (path / PROFILE_CSV).is_file():
+                rest.append(path)
+        elif path.is_file() and (path.name == QUALITY_FILE or "out_rel_err" in results.header_of(path)):
+            quality.append(path)
+        else:
+            rest.append(path)
+    return quality, rest
+
+
+def quality_blocks(sweeps: Sequence[Run], quality_csvs: Sequence[Path], charts: Path) -> List[Block]:
+    """Speed against quality: the Pareto charts (sweep speedup vs needle recall and vs output error, per N
+    measured on both sides) and the quality charts, drawn by lighthouse.quality.charts."""
+    from ..quality.charts import pareto_chart, quality_charts
+
+    rows = [r for p in quality_csvs for r in results.read_rows(p, results.QUALITY)[0]]
+    sweep_rows = [r for run in sweeps for r in run.rows]
+    from ..quality.summary import scorer_table
+
+    blocks: List[Block] = [Heading("Speed against quality")]
+    headers, table_rows = scorer_table(rows)
+    if table_rows:
+        blocks.append(Table(headers, table_rows, "Needle retrieval and output error per scorer and N"))
+    made = []
+    for figure in ("needle_recall", "out_rel_err"):
+        made += pareto_chart(sweep_rows, rows, charts, figure=figure)
+    if not made:
+        blocks.append("No configuration has both a sweep speedup (fwdbwd, over sdpa_cudnn) and a quality figure "
+                      "at the same N: give the sweep and the quality folders of one grid.")
+    blocks += [Chart(p, p.stem.replace("_", " ")) for p in made]
+    for csv_path in quality_csvs:
+        with tempfile.TemporaryDirectory() as tmp:
+            for path in quality_charts(csv_path, Path(tmp)):
+                dest = charts / f"{_slug(csv_path.parent.resolve().name)}-{path.name}"
+                shutil.move(str(path), dest)
+                blocks.append(Chart(dest, f"{csv_path.parent.name}: {path.stem.replace('_', ' ')}"))
+    return blocks

@@ -303,3 +303,19 @@ TRAIN_CURVE = Table(
              FINISHED_AT),
     key=("arm", "step"),
 )
+
+
+# ------------------------------------------------------------------------------------------- quality
+#: Depth buckets of the needle recall (0-10% ... 90-100%), one column each.
+QUALITY_BUCKETS = tuple(f"recall_d{10 * b:02d}" for b in range(10))
+#: The figures of a quality row (lighthouse.quality defines them; see README "lighthouse-bench quality").
+QUALITY_FIGURES = ("out_rel_err", "cos_median", "cos_p10", "coverage", "coverage_p10", "needle_recall")
+#: quality.csv of `quality`: one row per (inputs, layer, point).
+QUALITY = Table(
+    "quality file",
+    columns=("inputs", "layer", "device", "dtype", "n", "batch", "heads", "kv_heads", "head_dim",
+             "levels", "pooling", "topk", "scorer", "impl", "s_sel", "status", "reason", *QUALITY_FIGURES,
+             *QUALITY_BUCKETS, "needles", "dense_needle_recall", "seconds", "seed", FINISHED_AT),
+    key=("inputs", "layer", "device", "dtype", "n", "batch", "heads", "kv_heads", "head_dim",
+         "levels", "pooling", "topk", "scorer"),
+)
