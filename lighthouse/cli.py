@@ -415,6 +415,5 @@ def main(argv: Optional[List[str]] = None) -> None:  # pragma: no cover - `pytho
     app(argv)
 
 
-# ------------------------------------------------------------------ quality and recommend (issue 15)
 if __name__ == "__main__":  # pragma: no cover
     main()
