@@ -6,8 +6,9 @@
    forward and first backward (bf16, B=1, H=8, D=128, Triton path, cuDNN SDPA); a second fresh process with
    the cache the first one filled does the same (warm). Triton's compilation listener gives every kernel's
    compile time. Rows: `cold_start.csv` (one per process) and `compile.csv` (one per compiled kernel).
-2. Small N. Lighthouse fwd+bwd against dense cuDNN at N = 8K (k = 256, 512) and 16K (k = 512, 1024), CUDA
-   events, L2 flush, medians, dense measured in the same run: `small_n.csv`.
+2. Small N. Lighthouse fwd+bwd against dense cuDNN at N = 8K (k = 256, 512) and 16K (k = 512, 1024), and the
+   paper point 96K (k = 1536), CUDA events, L2 flush, medians, dense measured in the same run; the selection
+   kernel alone at 96K, 256K and 1M: `small_n.csv`.
 3. N = 1M. Lighthouse (k = 4096, p = 4, L = 3 and 4) and dense cuDNN fwd+bwd, 1 warm-up and 2 repetitions
    each (dense takes about 15 s a repetition): `one_m.csv`, with the speedup.
 
@@ -32,15 +33,17 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 SHAPE = dict(batch=1, heads=8, head_dim=128)
-#: (N, k, L, p, scorer): the paper point first; then the longest N, N = 1M at L = 4, the smallest N, dilated.
+#: (N, k, L, p, scorer): the paper point first; then the smallest N, N = 1M at L = 4, 512K, dilated.
 COLD_CONFIGS = [
     (98304, 1536, 3, 4, "norm"),
-    (524288, 4096, 3, 4, "norm"),
-    (1048576, 4096, 4, 4, "norm"),
     (8192, 512, 3, 4, "norm"),
+    (1048576, 4096, 4, 4, "norm"),
+    (524288, 4096, 3, 4, "norm"),
     (98304, 1536, 3, 4, "dilated"),
 ]
-SMALL_POINTS = [(8192, 256), (8192, 512), (16384, 512), (16384, 1024)]
+SMALL_POINTS = [(8192, 256), (8192, 512), (16384, 512), (16384, 1024), (98304, 1536)]
+#: The selection kernel alone (rewritten for compile time in issue 13; before: 0.062 ms at 96K, 0.141 ms at 262K).
+SELECT_POINTS = [(98304, 1536, 3), (262144, 4096, 3), (1048576, 4096, 4)]
 ONE_M = 1048576
 
 
@@ -209,6 +212,30 @@ def small_n(out: Path) -> None:
         torch.cuda.empty_cache()
 
 
+def select_alone(out: Path) -> None:
+    """The selection kernel alone (scores computed once), triton.testing.do_bench: L2 flushed, median."""
+    import torch
+    import triton.testing
+    from lighthouse import LighthouseConfig
+    from lighthouse.kernels.scores import score_pyramids
+    from lighthouse.kernels.select import select_in_kernel
+    from lighthouse.plan import make_plan
+
+    for n, topk, levels in SELECT_POINTS:
+        q, k, v, _ = _inputs(n, requires_grad=False)
+        plan = make_plan(LighthouseConfig(levels=levels, pooling=4, topk=topk, impl="triton"), q, k, v)
+        inv = torch.empty(plan.batch, plan.kv_heads, plan.pyramid_len, dtype=torch.int32, device="cuda")
+        sq, sk, check = score_pyramids(q, k, v, plan, None, inv)
+        check.raise_if_bad()
+        ms = triton.testing.do_bench(lambda: select_in_kernel(sq, sk, plan, inv), warmup=25, rep=100)
+        _append(out / "small_n.csv", {"n": n, "topk": topk, "levels": levels, "impl": "select_kernel_alone",
+                                      "median_ms": round(ms, 4), "p20_ms": "", "p80_ms": "", "reps": "",
+                                      "speedup_vs_cudnn": ""})
+        print(f"N={n:7d} k={topk:5d} L={levels} selection kernel alone {ms:.4f} ms", flush=True)
+        del q, k, v, sq, sk, inv
+        torch.cuda.empty_cache()
+
+
 # ------------------------------------------------------------------------------------------- 3. N = 1M
 
 def one_m(out: Path) -> None:
@@ -239,7 +266,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="reports/h200/coldstart", help="folder for the CSVs and machine.json")
     ap.add_argument("--parts", default="cold,small,1m", help="comma list of: cold, small, 1m")
-    ap.add_argument("--budget-s", type=float, default=280.0,
+    ap.add_argument("--budget-s", type=float, default=270.0,
                     help="seconds for the whole run; cold-start configurations past it are skipped")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--phase", default="cold", help=argparse.SUPPRESS)
@@ -256,11 +283,11 @@ def main(argv=None) -> int:
         (out / "machine.json").write_text(json.dumps(machine.collect(sys.argv), indent=2, default=str))
     except Exception as err:  # machine info is a courtesy; never lose the run over it
         print(f"machine.json not written: {err}", flush=True)
-    # 1M and small N are cheap to plan (about 75 s and 30 s); cold start gets what is left of the budget.
-    reserve = (80 if "1m" in parts else 0) + (35 if "small" in parts else 0)
+    # 1M and small N take about 70 s and 60 s; cold start gets what is left of the budget.
+    reserve = (70 if "1m" in parts else 0) + (60 if "small" in parts else 0)
     if "cold" in parts:
         cold_start(out, start + a.budget_s - reserve)
-    for name, fn in (("small", small_n), ("1m", one_m)):
+    for name, fn in (("small", small_n), ("small", select_alone), ("1m", one_m)):
         if name in parts:
             try:
                 fn(out)
