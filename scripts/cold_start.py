@@ -47,10 +47,15 @@ SELECT_POINTS = [(98304, 1536, 3), (262144, 4096, 3), (1048576, 4096, 4)]
 ONE_M = 1048576
 
 
-def _append(path: Path, row: dict) -> None:
+COLD_COLUMNS = ("phase", "n", "topk", "levels", "pooling", "scorer", "first_fwd_ms", "first_bwd_ms", "first_call_ms",
+                "second_call_ms", "triton_compile_ms", "kernels_compiled", "import_ms", "status")
+
+
+def _append(path: Path, row: dict, columns=None) -> None:
+    """One row, flushed; `columns` fixes the header (rows without some columns leave them empty)."""
     new = not path.exists()
     with path.open("a", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(row))
+        w = csv.DictWriter(fh, fieldnames=list(columns or row), restval="")
         if new:
             w.writeheader()
         w.writerow(row)
@@ -135,7 +140,7 @@ def child(spec: str, out: Path, phase: str) -> int:
            "first_call_ms": round((t2 - t0) * 1e3, 1), "second_call_ms": round((t3 - t2) * 1e3, 2),
            "triton_compile_ms": round(compile_ms, 1), "kernels_compiled": sum(not c["cache_hit"] for c in compiles),
            "import_ms": round(t_import * 1e3), "status": "ok"}
-    _append(out / "cold_start.csv", row)
+    _append(out / "cold_start.csv", row, COLD_COLUMNS)
     for c in compiles:
         _append(out / "compile.csv", {"phase": phase, "n": n, "topk": topk, "levels": levels, "pooling": pooling,
                                       "scorer": scorer, **{k: c.get(k, "") for k in (
@@ -153,7 +158,7 @@ def cold_start(out: Path, deadline: float) -> None:
             if left < 20:
                 print(f"cold start: out of time, skipped {spec} {phase}", flush=True)
                 _append(out / "cold_start.csv", {"phase": phase, "n": n, "topk": topk, "levels": levels,
-                                                 "pooling": pooling, "scorer": scorer, "status": "skipped"})
+                                                 "pooling": pooling, "scorer": scorer, "status": "skipped"}, COLD_COLUMNS)
                 continue
             env = dict(os.environ, TRITON_CACHE_DIR=cache, PYTHONPATH=f"{ROOT}{os.pathsep}"
                        + os.environ.get("PYTHONPATH", ""))
@@ -161,14 +166,18 @@ def cold_start(out: Path, deadline: float) -> None:
             try:
                 proc = subprocess.run([sys.executable, __file__, "--child", spec, "--phase", phase, "--out", str(out)],
                                       env=env, timeout=min(left, 240), capture_output=True, text=True)
-                status = "ok" if proc.returncode == 0 else f"error: {proc.stderr.strip().splitlines()[-1:]}"
+                status = "ok"
+                if proc.returncode != 0:
+                    tail = proc.stderr.strip().splitlines()
+                    status = "error: " + (tail[-1] if tail else f"exit {proc.returncode}")
+                    print("\n".join(tail[-15:]), flush=True)
             except subprocess.TimeoutExpired:
                 status = "timeout"
             wall = time.time() - t0
             print(f"cold start {spec:32s} {phase}: process {wall:6.1f} s  {status}", flush=True)
             if status != "ok":
                 _append(out / "cold_start.csv", {"phase": phase, "n": n, "topk": topk, "levels": levels,
-                                                 "pooling": pooling, "scorer": scorer, "status": status[:300]})
+                                                 "pooling": pooling, "scorer": scorer, "status": status[:300]}, COLD_COLUMNS)
 
 
 # ------------------------------------------------------------------------------------------- 2. small N
