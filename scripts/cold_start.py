@@ -201,7 +201,7 @@ def small_n(out: Path) -> None:
 
     for n in sorted({p[0] for p in SMALL_POINTS}):
         q, k, v, d_out = _inputs(n)
-        dense = _time(_dense, q, k, v, d_out, 10, 200, 50, 3.0)
+        dense = _time(_dense, q, k, v, d_out, 10, 200, 20, 3.0)
         _append(out / "small_n.csv", {"n": n, "topk": "", "levels": "", "impl": "sdpa_cudnn",
                                       "median_ms": round(dense.median_ms, 4), "p20_ms": round(dense.p20_ms, 4),
                                       "p80_ms": round(dense.p80_ms, 4), "reps": len(dense.samples_ms),
@@ -210,7 +210,7 @@ def small_n(out: Path) -> None:
         for pn, topk in SMALL_POINTS:
             if pn != n:
                 continue
-            lh = _time(_layer(n, topk, 3, 4), q, k, v, d_out, 10, 200, 50, 3.0)
+            lh = _time(_layer(n, topk, 3, 4), q, k, v, d_out, 10, 200, 20, 3.0)
             _append(out / "small_n.csv", {"n": n, "topk": topk, "levels": 3, "impl": "lighthouse_triton",
                                           "median_ms": round(lh.median_ms, 4), "p20_ms": round(lh.p20_ms, 4),
                                           "p80_ms": round(lh.p80_ms, 4), "reps": len(lh.samples_ms),
