@@ -1,11 +1,13 @@
 """Selection kernel: spec sections 3 and 4 for one (batch, kv head, tile) per program, all levels in one launch.
 
-Top-64 sets come from a bitonic sort of packed int64 keys (an order-preserving image of the float32 score in
-the high bits, a tie-break towards the lower candidate in the low bits), so ties resolve exactly as in the
-PyTorch path. Emitted entries get exact integer position keys; one more sort per tile puts them in causal
-order. Besides the causal-order indices the kernel writes what the gather and scatter kernels need:
-a level-major list of the tile's entries (LM_IDX, LM_POS: pyramid index and sub-sequence row) and the
-inverse map INV (sub-sequence row of every emitted pyramid entry).
+Top-64 sets come from a threshold search over packed int64 keys (an order-preserving image of the float32
+score in the high bits, a tie-break towards the lower candidate in the low bits), so ties resolve exactly as
+in the PyTorch path. Emitted entries get exact integer position keys; every level's entries come out in
+ascending order, so merging the L lists (binary searches) puts the tile in causal order. No sorting network:
+those compiled for a minute per configuration (reports/PERF_NOTES.md, step 7). Besides the causal-order
+indices the kernel writes what the gather and scatter kernels need: a level-major list of the tile's entries
+(LM_IDX, LM_POS: pyramid index and sub-sequence row) and the inverse map INV (sub-sequence row of every
+emitted pyramid entry).
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ from lighthouse.plan import LighthousePlan
 
 from . import alloc
 
-# Sizes that one program sorts in registers; past them selection runs on the PyTorch path.
-MAX_CANDIDATES = 4096
+# Sizes that one program handles in registers; past them selection runs on the PyTorch path.
+MAX_CANDIDATES = 4096  # at most 2**CANDIDATE_BITS: the threshold search reads 12 candidate bits
+CANDIDATE_BITS = 12
 MAX_TILE_ENTRIES = 8192
 # Warps per program; None picks by tile size: 16 from 2048 entries on, the sorts are latency bound and
 # 96-400 programs leave most of the SMs' warp slots empty (reports/PERF_NOTES.md, step 4).
@@ -187,11 +190,12 @@ def _next_pow2(n: int) -> int:
 
 
 def fits_in_kernel(plan: LighthousePlan) -> bool:
-    """Whether one program can sort a tile's candidates and entries in registers."""
+    """Whether one program can hold a tile's candidates and entries in registers."""
     p2 = _next_pow2(plan.config.pooling)
+    limit = min(MAX_CANDIDATES, 1 << CANDIDATE_BITS)
     return (
-        _next_pow2(plan.chunk) <= MAX_CANDIDATES
-        and TILE * p2 <= MAX_CANDIDATES
+        _next_pow2(plan.chunk) <= limit
+        and TILE * p2 <= limit
         and _next_pow2(plan.tile_len) <= MAX_TILE_ENTRIES
     )
 
