@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import re
 import sys
 import tempfile
 import time
@@ -179,6 +180,28 @@ def compile_one(fn, args, kwargs) -> dict:
     }
 
 
+def ttir(fn, args, kwargs) -> str:
+    """The kernel's Triton IR as the front end emits it for sm_90 (no optimisation pass, well under a second)."""
+    from triton._C.libtriton import ir
+    from triton.compiler.compiler import make_backend
+
+    signature, constexprs, attrs, options = specialise(fn, args, kwargs)
+    backend = make_backend(TARGET)
+    opts = backend.parse_options(dict(options))
+    context = ir.context()
+    ir.load_dialects(context)
+    backend.load_dialects(context)
+    src = triton.compiler.ASTSource(fn=fn, signature=signature, constexprs=constexprs, attrs=attrs)
+    return str(src.make_ir(TARGET, opts, backend.get_codegen_implementation(opts), backend.get_module_map(), context))
+
+
+def max_tensor_rank(text: str) -> int:
+    """Highest rank of a tensor type in IR text: `tensor<2x2x...x2xi64>` of rank log2(n) is how tl.sort and
+    tl.topk build their sorting networks, whose layout passes cost seconds per round."""
+    ranks = [m.group(1).count("x") for m in re.finditer(r"tensor<((?:\d+x)+)", text)]
+    return max(ranks, default=0)
+
+
 def parse_config(text: str):
     n, topk, levels, pooling = (int(x) for x in text.split(","))
     return n, topk, levels, pooling
@@ -194,8 +217,17 @@ def main(argv=None) -> int:
     ap.add_argument("--head-dim", type=int, default=128)
     ap.add_argument("--out", default=None, help="CSV of one row per compiled variant")
     ap.add_argument("--label", default="", help="written in the CSV's `code` column (e.g. before/after)")
+    ap.add_argument("--ranks", action="store_true",
+                    help="compile nothing: print each launched kernel's highest tensor rank in its Triton IR")
     a = ap.parse_args(argv)
     configs = [parse_config(c) for c in (a.config or ["98304,1536,3,4"])]
+    if a.ranks:
+        for n, topk, levels, pooling in configs:
+            cfg = LighthouseConfig(levels=levels, pooling=pooling, topk=topk, impl="triton")
+            plan = LighthousePlan(cfg, a.batch, a.heads, a.kv_heads or a.heads, n, cfg.padded_len(n), a.head_dim)
+            for fn, _grid, args, kwargs in record_launches(plan):
+                print(f"rank {max_tensor_rank(ttir(fn, args, kwargs))} {fn.__name__} N={n} k={topk} L={levels} p={pooling}")
+        return 0
     rows: List[dict] = []
     seen = set()
     for n, topk, levels, pooling in configs:
