@@ -1,6 +1,8 @@
 """Presets and the MFU formula of `train`."""
 
 import pytest
+
+from lighthouse.plan import plan_for
 import torch
 
 from lighthouse.train import mfu
@@ -29,7 +31,7 @@ def test_paper_530m_is_the_papers_model():
 def test_every_preset_is_valid_and_cpu_presets_fit_lighthouse():
     """Catches a preset whose N is below Lighthouse's minimum (every point would be 'invalid')."""
     for p in PRESETS.values():
-        assert p.lighthouse().selected_len(p.seq) <= p.seq
+        assert plan_for(p.lighthouse(), p.batch, p.heads, p.kv_heads, p.seq, p.head_dim).selected_len <= p.seq
 
 
 @pytest.mark.parametrize("overrides, match", [({"heads": 3}, "kv-heads"), ({"topk": 100}, "topk"),

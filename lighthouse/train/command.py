@@ -19,10 +19,8 @@ SDPA = ("auto", "cudnn", "flash", "efficient", "math")
 
 
 def _parse_ints(text: str, option: str, linear: bool = False) -> List[int]:
-    try:
-        from ..bench.options import parse_ints
-    except ImportError:  # before the options module existed
-        from ..bench.grid import parse_ints
+    from ..bench.options import parse_ints
+
     return parse_ints(text, option, linear=linear)
 
 

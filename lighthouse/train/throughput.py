@@ -18,6 +18,8 @@ from typing import Optional
 
 import torch
 
+from ..plan import plan_for
+
 from .. import hf
 from .loss import NextTokenLoss
 from .mfu import mfu, model_flops_per_step, peak_tflops
@@ -110,7 +112,8 @@ def _measure(point: TrainPoint, opts: RunOptions) -> dict:
     device, p, n = opts.device, point.preset, point.seq
     lh = point.attention == "lighthouse"
     cfg = p.lighthouse(opts.impl, opts.sdpa_backend)
-    s_sel = cfg.selected_len(n) if lh else None  # raises ValueError (invalid) for an N Lighthouse cannot take
+    # the library's plan gives S; raises ValueError (invalid) for an N Lighthouse cannot take
+    s_sel = plan_for(cfg, p.batch, p.heads, p.kv_heads, n, p.head_dim).selected_len if lh else None
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     model = build_model(p, n, point.attention, device, DTYPES[opts.dtype], impl=opts.impl,
