@@ -6,12 +6,14 @@ selected length S are computed in exactly one place.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Tuple
 
 import torch
 
 from .config import TILE, LighthouseConfig
+from .sdpa import check_backend_runs_on
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -109,4 +111,12 @@ def make_plan(config: LighthouseConfig, q: torch.Tensor, k: torch.Tensor, v: tor
             raise ValueError(f"gate must be on q's device {q.device}, got {gate.device}")
     if config.scorer == "gla" and gate is None:
         raise ValueError("scorer='gla' needs gate=, the per-token log-gate of shape (B, Hq, N)")
+    if gate is not None and config.scorer != "gla":
+        warnings.warn(f"gate= is used only by scorer='gla'; scorer='{config.scorer}' ignores it", UserWarning, stacklevel=3)
+    if config.scorer == "dilated" and config.dilation > n:
+        raise ValueError(
+            f"dilation must be <= the sequence length N={n} (a larger stride leaves one token per strided "
+            f"subsequence), got {config.dilation}"
+        )
+    check_backend_runs_on(config.sdpa_backend, q.device)
     return LighthousePlan(config, b, hq, hkv, n, config.padded_len(n), d)
