@@ -10,7 +10,6 @@ PyTorch path's ratios show its excess traffic.
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
@@ -22,15 +21,12 @@ from ..config import TILE, LighthouseConfig
 from ..plan import LighthousePlan, make_plan
 from ..sdpa import causal_sdpa, repeat_kv
 from . import flops as flops_mod
+from .results import PROFILE, PROFILE_SUMMARY, write_rows
 from .runner import TORCH_DTYPES, random_inputs
 from .timing import measure
 
-COLUMNS = ["n", "topk", "levels", "pooling", "scorer", "dtype", "batch", "heads", "kv_heads", "head_dim", "impl",
-           "s_sel", "pass", "stage", "ms", "share", "bytes", "flops", "floor_ms", "floor_kind", "floor_ratio",
-           "device"]
-TOTAL, MEASURED, GPU_BUSY = "total", "measured", "gpu_busy"
-#: Rows that summarise a pass rather than time a stage.
-SUMMARY_STAGES = (TOTAL, MEASURED, GPU_BUSY)
+#: Rows that summarise a pass rather than time a stage (results.PROFILE_SUMMARY).
+TOTAL, MEASURED, GPU_BUSY = SUMMARY_STAGES = PROFILE_SUMMARY
 
 
 @dataclass(frozen=True)
@@ -313,14 +309,6 @@ def gpu_busy_ms(whole: Callable[[], torch.Tensor], leaves, grad_out, calls: int 
     return {"fwd": fwd, "bwd": kernels_ms(prof)}
 
 
-def write_csv(rows: List[dict], path: Path) -> None:
-    with path.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else ("" if v is None else v)) for k, v in r.items()})
-
-
 def trace(point: ProfilePoint, device: torch.device, path: Path, seed: int = 0, steps: int = 3) -> Path:
     """A torch.profiler Chrome trace of a few forward+backward calls (open in chrome://tracing or Perfetto)."""
     from torch.profiler import ProfilerActivity, profile
@@ -381,7 +369,7 @@ def run_profile(points: Sequence[ProfilePoint], device: torch.device, out: Path,
     info["failed_points"] = failed
     machine.write(out / "machine.json", info)
     if rows:
-        write_csv(rows, out / "profile.csv")
+        write_rows(out / "profile.csv", PROFILE, rows)
         print_tables(rows, console)
         for path in stacked_chart(rows, out):
             console.print(f"chart: {path}")
