@@ -190,6 +190,7 @@ def report(
     from datetime import datetime
 
     from .bench.report import build_report
+    from .bench.results import torn_note
 
     out = out or Path("out") / f"report-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     try:
@@ -197,6 +198,8 @@ def report(
     except ValueError as err:
         raise typer.BadParameter(str(err)) from None
     for run in files.headline.get("runs", []):
+        if run.get("torn_rows"):
+            typer.echo(f"warning: {torn_note(run['source'], run['torn_rows'])}", err=True)
         if run.get("kind") == "sweep" and run.get("speedup") is not None:
             typer.echo(f"{run.get('label')}: {run['speedup']:.2f}x dense at N={run.get('n')}, "
                        f"crossover N={run.get('crossover_n')}")

@@ -21,7 +21,7 @@ from ..config import TILE, LighthouseConfig
 from ..plan import LighthousePlan, make_plan
 from ..sdpa import causal_sdpa, repeat_kv
 from . import flops as flops_mod
-from .results import PROFILE, PROFILE_SUMMARY, write_rows
+from .results import PROFILE, PROFILE_SUMMARY, fmt, write_rows
 from .runner import TORCH_DTYPES, random_inputs
 from .timing import measure
 
@@ -337,7 +337,7 @@ def run_profile(points: Sequence[ProfilePoint], device: torch.device, out: Path,
     info["peaks"] = {dt: peaks_mod.get_peaks(device, TORCH_DTYPES[dt], remeasure_peaks) for dt in dtypes}
     for dt, pk in info["peaks"].items():
         console.print(f"peaks ({dt}{', cached' if pk.get('cached') else ', measured now'}): copy "
-                      f"{pk['copy_gb_s']:.0f} GB/s, matmul {pk['matmul_tflops']:.1f} TFLOP/s")
+                      f"{fmt(pk['copy_gb_s'])} GB/s, matmul {fmt(pk['matmul_tflops'])} TFLOP/s")
     rows: List[dict] = []
     failed = []
     for point in points:
@@ -360,7 +360,7 @@ def run_profile(points: Sequence[ProfilePoint], device: torch.device, out: Path,
     if rows:
         write_rows(out / "profile.csv", PROFILE, rows)
         print_tables(rows, console)
-        for path in stacked_chart(rows, out):
+        for path in stacked_chart(rows, out, device_name=info.get("gpu") or info.get("cpu")):
             console.print(f"chart: {path}")
         console.print(f"profile: {out / 'profile.csv'}")
     return 1 if failed else 0
