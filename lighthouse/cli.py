@@ -17,6 +17,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain click output: a usage error is one unwrapped "Error: ..." line, and help paragraphs are re-flowed
+    # (rich mode keeps the docstrings' line breaks mid-sentence and boxes errors at the terminal width).
+    rich_markup_mode=None,
 )
 
 LIST = "A list: 8k,96k,128k; a range doubles: 8k..256k; k = 1024, m = 1048576."
@@ -62,6 +65,7 @@ def sweep(
     import torch
 
     from .bench import grid
+    from .bench.outdir import OutputFolderError
     from .bench.sweep import SweepError, default_out_dir, describe, run
 
     flags = {"seq": seq, "topk": topk, "levels": levels, "pooling": pooling, "scorer": scorer, "batch": batch,
@@ -80,7 +84,7 @@ def sweep(
     try:
         code = run(spec, out or default_out_dir(), resume=resume, plot=plot, argv=sys.argv,
                    equivalent=_command_line(suite, flags, out, resume))
-    except SweepError as err:
+    except (SweepError, OutputFolderError) as err:
         raise typer.BadParameter(str(err)) from None
     raise typer.Exit(code)
 
@@ -108,7 +112,11 @@ def plot(
     """Draw speedup, latency and memory charts (PNG and SVG) from a results.csv."""
     from .bench.plots import make_charts
 
-    for path in make_charts(results, out):
+    try:
+        paths = make_charts(results, out)
+    except ValueError as err:  # not a results file (results.ResultsFormatError), or an unwritable --out
+        raise typer.BadParameter(str(err)) from None
+    for path in paths:
         typer.echo(f"chart: {path}")
 
 
@@ -143,6 +151,7 @@ def profile(
     import torch
 
     from .bench import grid
+    from .bench.outdir import writable_folder
     from .bench.profile import ProfilePoint, run_profile
     from .bench.runner import resolve_device
 
@@ -170,9 +179,9 @@ def profile(
             point = ProfilePoint(impl=impl_name, sdpa_backend=None if backend == "auto" else backend, **kw)
             point.config()  # names a bad parameter now, before anything runs
             points.append(point)
+        out = writable_folder(out or Path("out") / f"profile-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
     except ValueError as err:
         raise typer.BadParameter(str(err)) from None
-    out = out or Path("out") / f"profile-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     code = run_profile(points, dev, out, trace_calls=trace, remeasure_peaks=remeasure_peaks, seed=seed,
                        warmup=warmup, rep=rep, max_seconds=max_seconds, argv=sys.argv)
     raise typer.Exit(code)

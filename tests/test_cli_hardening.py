@@ -1,8 +1,10 @@
 """What a new user hit on the command line (issue 11): torn rows, usage errors, exit codes, provenance."""
 
 import json
+import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -74,6 +76,80 @@ def test_resume_runs_a_torn_row_again(tiny_sweep, tmp_path):
     assert torn == []
     key = [tuple(r[c] for c in SWEEP.key) for r in done]
     assert sorted(key) == sorted(tuple(r[c] for c in SWEEP.key) for r in done_before) and len(set(key)) == len(key)
+
+
+# ------------------------------------------------------------------ items 6, 7: bad --out, foreign files
+
+def _usage_error(result, *needles):
+    """Exit 2, one line naming the problem, no traceback."""
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and result.exception is None or isinstance(result.exception, SystemExit)
+    error = [line for line in result.output.splitlines() if line.startswith("Error:") or "Invalid value" in line]
+    assert error, result.output
+    for needle in needles:
+        assert needle in result.output.replace("\n", " "), (needle, result.output)
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """A folder this process cannot write: chmod 555 (root ignores it, so /sys, read-only to everyone, then)."""
+    d = tmp_path / "ro"
+    d.mkdir()
+    d.chmod(0o555)
+    try:
+        with tempfile.TemporaryFile(dir=d):
+            writable = True
+    except OSError:
+        writable = False
+    if not writable:
+        yield d
+        d.chmod(0o755)
+        return
+    d.chmod(0o755)
+    try:
+        with tempfile.TemporaryFile(dir="/sys"):
+            pytest.skip("no read-only folder to test with")
+    except OSError:
+        yield Path("/sys")
+
+
+def test_out_that_is_a_file_is_a_usage_error(tmp_path):
+    """Catches `sweep/profile --out FILE` ending in a FileExistsError traceback."""
+    target = tmp_path / "afile"
+    target.write_text("x")
+    _usage_error(invoke("sweep", *TINY, "--out", target), "--out", "is a file, not a folder")
+    _usage_error(invoke("profile", "--seq", "256", "--topk", "128", "--levels", "2", "--pooling", "2", "--out", target),
+                 "--out", "is a file, not a folder")
+
+
+def test_read_only_out_is_a_usage_error_before_any_work(tiny_sweep, read_only_dir, tmp_path):
+    """Catches a read-only --out failing with an OSError traceback, in `profile` only after measuring
+    everything (and in sweep, plot and report)."""
+    _usage_error(invoke("sweep", *TINY, "--out", read_only_dir / "s"), "--out", "cannot write to the folder")
+    result = invoke("profile", "--seq", "256", "--topk", "128", "--levels", "2", "--pooling", "2", "--heads", "1",
+                    "--head-dim", "8", "--out", read_only_dir)
+    _usage_error(result, "--out", "cannot write to the folder")
+    assert "peaks" not in result.output and "profiling" not in result.output  # nothing measured first
+    _usage_error(invoke("plot", tiny_sweep / "results.csv", "--out", read_only_dir), "--out", "cannot write")
+    _usage_error(invoke("report", tiny_sweep, "--out", read_only_dir), "--out", "cannot write")
+
+
+@pytest.mark.parametrize("content,why", [
+    (b"", "is empty"),
+    (b"\x00\x01\x02\xff binary", "is binary"),
+    (b"\xff\xfe\xfa not utf-8", "is not UTF-8 text"),
+    (b"a,b,status\n1,2,ok\n", "lacks the columns"),
+    (b"n,topk,levels,pooling,scorer,dtype,batch,heads,kv_heads,head_dim,impl,s_sel,pass,stage,ms\n", "is a profile"),
+])
+def test_plot_and_report_refuse_a_file_that_is_not_a_results_csv(tmp_path, content, why):
+    """Catches `plot` on an empty CSV (EmptyDataError), a foreign CSV or a profile.csv (KeyError: 'status')
+    or a binary file (UnicodeDecodeError) ending in a traceback, and `report` exiting 0 on them."""
+    path = tmp_path / "results.csv"
+    path.write_bytes(content)
+    _usage_error(invoke("plot", path), "not a lighthouse-bench", why)
+    assert not list(tmp_path.glob("*.png"))
+    if why != "is a profile":  # a profile is what `report` reads
+        _usage_error(invoke("report", path, "--out", tmp_path / "r"), "not a lighthouse-bench")
 
 
 # ------------------------------------------------------------------ item 11: provenance and wording

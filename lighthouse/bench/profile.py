@@ -327,10 +327,11 @@ def run_profile(points: Sequence[ProfilePoint], device: torch.device, out: Path,
     from .profile_view import print_tables, stacked_chart
     from .runner import free_memory, is_oom
 
+    from .outdir import writable_folder
     from .sweep import make_console
 
     console = console or make_console()
-    out.mkdir(parents=True, exist_ok=True)
+    writable_folder(out)  # before measuring anything
     started = time.perf_counter()
     info = machine.collect(argv)
     dtypes = sorted({p.dtype for p in points})

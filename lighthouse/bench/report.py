@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 from . import machine, results
+from .outdir import writable_folder
 from .results import BASELINES, PASSES, PROFILE, SWEEP, fmt_size
 
 SWEEP_CSV, PROFILE_CSV, MACHINE_JSON = "results.csv", "profile.csv", "machine.json"
@@ -236,6 +237,18 @@ def _kind_of_csv(path: Path) -> Optional[str]:
     return {SWEEP: "sweep", PROFILE: "profile"}.get(table)
 
 
+def _not_a_results_file(path: Path) -> results.ResultsFormatError:
+    """Why a file given to `report` is neither a sweep's nor a profile's CSV (empty, binary, other columns)."""
+    try:
+        results.read_rows(path, SWEEP)
+        why = f"{path} has neither a sweep's nor a profile's columns"
+    except results.ResultsFormatError as err:
+        why = str(err).split(": ", 1)[-1]
+    except OSError as err:
+        why = f"{path} cannot be read ({err.strerror or err})"
+    return results.ResultsFormatError(f"not a lighthouse-bench {SWEEP_CSV} or {PROFILE_CSV}: {why}")
+
+
 def find_runs(inputs: Sequence[Union[str, Path]]) -> List[Run]:
     """Resolve each input (a folder or a CSV) to its runs; a folder with both CSVs gives two runs. Raises
     ValueError naming the path when it holds neither, so a typo fails before anything is drawn."""
@@ -246,9 +259,11 @@ def find_runs(inputs: Sequence[Union[str, Path]]) -> List[Run]:
         if path.is_dir():
             found = [(kind, path / name) for kind, name in (("sweep", SWEEP_CSV), ("profile", PROFILE_CSV))
                      if (path / name).is_file()]
-        elif path.is_file() and path.suffix == ".csv":
+        elif path.is_file():
             kind = _kind_of_csv(path)
-            found = [(kind, path)] if kind else []
+            if kind is None:
+                raise _not_a_results_file(path)
+            found = [(kind, path)]
         if not found:
             raise ValueError(f"{path}: no {SWEEP_CSV} (sweep) or {PROFILE_CSV} (profile) found there")
         for kind, csv_path in found:
@@ -583,9 +598,8 @@ class ReportFiles:
 def build_report(inputs: Sequence[Path], out: Path, title: Optional[str] = None) -> ReportFiles:
     """Read every input, write report.md, report.html, charts/ and headline.json into `out`."""
     runs = find_runs(inputs)
-    out = Path(out)
-    charts_dir = out / "charts"
-    charts_dir.mkdir(parents=True, exist_ok=True)
+    out = writable_folder(out)
+    charts_dir = writable_folder(out / "charts")
     sweeps = [r for r in runs if r.kind == "sweep"]
     profiles = [r for r in runs if r.kind == "profile"]
     for run in sweeps:

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from . import flops, grid, machine, results, runner
+from .outdir import writable_folder
 from .grid import SweepSpec, Task
 from .results import BASELINES, FINAL, SWEEP
 
@@ -133,7 +134,7 @@ def prepare_out_dir(out: Path, resume: bool) -> Path:
         raise SweepError(f"--resume: {path} does not exist; give the --out of the sweep to resume")
     if not resume and path.exists() and path.stat().st_size > 0:
         raise SweepError(f"--out: {path} already exists; add --resume to continue it, or pick another --out")
-    out.mkdir(parents=True, exist_ok=True)
+    writable_folder(out)
     return path
 
 
