@@ -113,10 +113,16 @@ def make_plan(config: LighthouseConfig, q: torch.Tensor, k: torch.Tensor, v: tor
         raise ValueError("scorer='gla' needs gate=, the per-token log-gate of shape (B, Hq, N)")
     if gate is not None and config.scorer != "gla":
         warnings.warn(f"gate= is used only by scorer='gla'; scorer='{config.scorer}' ignores it", UserWarning, stacklevel=3)
-    if config.scorer == "dilated" and config.dilation > n:
+    check_backend_runs_on(config.sdpa_backend, q.device)
+    return plan_for(config, b, hq, hkv, n, d)
+
+
+def plan_for(config: LighthouseConfig, batch: int, q_heads: int, kv_heads: int, seq_len: int, head_dim: int) -> LighthousePlan:
+    """The plan of a call of these sizes, without tensors (a benchmark sizes its grid before allocating).
+    Raises ValueError naming the parameter when N is too short for the config (or the dilation too long)."""
+    if config.scorer == "dilated" and config.dilation > seq_len:
         raise ValueError(
-            f"dilation must be <= the sequence length N={n} (a larger stride leaves one token per strided "
+            f"dilation must be <= the sequence length N={seq_len} (a larger stride leaves one token per strided "
             f"subsequence), got {config.dilation}"
         )
-    check_backend_runs_on(config.sdpa_backend, q.device)
-    return LighthousePlan(config, b, hq, hkv, n, config.padded_len(n), d)
+    return LighthousePlan(config, batch, q_heads, kv_heads, seq_len, config.padded_len(seq_len), head_dim)
