@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -183,3 +184,185 @@ def test_venv_is_ignored_by_git():
         pytest.skip("not a git checkout")
     for path in (".venv/lib/python3.11/site.py", "venv/bin/python"):
         assert subprocess.run(["git", "check-ignore", "-q", path], cwd=ROOT).returncode == 0, path
+
+
+# ------------------------------------------------------------------ item 1: presets before paths
+
+def test_folder_named_like_a_preset_does_not_hide_it(tmp_path, monkeypatch):
+    """Catches load_suite looking for a path before the preset: after `sweep --suite quick --out quick`,
+    the documented `--resume` (and a bare sweep in any folder holding quick/) failed with "no such file"."""
+    from lighthouse.bench.options import load_suite
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "quick").mkdir()
+    assert "CPU smoke" in load_suite("quick")["top"]["description"]
+    assert invoke("sweep", *TINY, "--out", "quick").exit_code == 0
+    result = invoke("sweep", *TINY, "--out", "quick", "--resume")
+    assert result.exit_code == 0, result.output
+    (tmp_path / "mine.toml").write_text('seq = "256"\ntopk = 128\n')
+    assert load_suite("mine.toml")["top"]["topk"] == 128
+    assert load_suite("./mine.toml")["top"]["topk"] == 128
+    _usage_error(invoke("sweep", "--suite", "mine", "--dry-run"), "--suite", "unknown suite 'mine'", "quick")
+
+
+# ------------------------------------------------------------------ item 8: one validation path
+
+def _error_line(result) -> str:
+    return next(line for line in result.output.splitlines() if line.startswith("Error:"))
+
+
+@pytest.mark.parametrize("flag,value", [("--rep", "0"), ("--warmup", "0"), ("--max-seconds", "-1")])
+def test_profile_validates_timing_flags_as_sweep_does(flag, value, tmp_path):
+    """Catches `profile --rep 0` failing per point with exit 1, and `--warmup 0` and `--max-seconds -1`
+    being accepted, where `sweep` refuses each as a usage error."""
+    sweep = invoke("sweep", *TINY, flag, value, "--out", tmp_path / "s")
+    profile = invoke("profile", "--seq", "256", "--topk", "128", "--levels", "2", "--pooling", "2", flag, value,
+                     "--out", tmp_path / "p")
+    _usage_error(sweep, flag)
+    _usage_error(profile, flag)
+    assert _error_line(profile) == _error_line(sweep)
+    assert not (tmp_path / "p").exists()
+
+
+def test_profile_refuses_triton_where_it_cannot_run(monkeypatch, tmp_path):
+    """Catches `profile --impl triton` on a CPU without the interpreter failing inside Triton ("0 active
+    drivers") instead of saying why it cannot run here."""
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    result = invoke("profile", "--seq", "256", "--topk", "128", "--levels", "2", "--pooling", "2", "--impl", "triton",
+                    "--device", "cpu", "--out", tmp_path / "p")
+    _usage_error(result, "--impl triton", "CUDA")
+
+
+# ------------------------------------------------------------------ item 9: exit codes and --resume
+
+def test_a_grid_where_no_row_can_run_is_an_error(tmp_path):
+    """Catches `sweep --heads 3 --kv-heads 2`: every row invalid, exit 0 and empty charts."""
+    args = [a for a in TINY]
+    args[args.index("--heads") + 1], args[args.index("--kv-heads") + 1] = "3", "2"
+    result = invoke("sweep", *args, "--out", tmp_path / "s")
+    _usage_error(result, "no row of this sweep can run", "heads=3 must be a multiple of kv_heads=2")
+
+
+def test_no_row_that_could_run_is_a_non_zero_exit(tmp_path, monkeypatch):
+    """Catches a sweep whose every row came out unsupported (nothing measured) exiting 0."""
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    args = [a for a in TINY]
+    args[args.index("--impl") + 1], args[args.index("--baseline") + 1] = "triton", "cudnn"
+    result = invoke("sweep", *args, "--out", tmp_path / "s")
+    assert result.exit_code == 2, result.output
+    assert "no row ran" in result.output and "unsupported=2" in result.output
+
+
+def test_resume_with_other_flags_is_refused(tiny_sweep, tmp_path):
+    """Catches --resume with different grid flags silently appending another grid to the same CSV."""
+    out = _copy(tiny_sweep, tmp_path / "s")
+    args = [a for a in TINY]
+    args[args.index("--seq") + 1] = "512"
+    result = invoke("sweep", *args, "--out", out, "--resume")
+    _usage_error(result, "--resume", "seq")
+    assert len(read_rows(out / "results.csv", SWEEP)[0]) == len(read_rows(tiny_sweep / "results.csv", SWEEP)[0])
+
+
+def test_min_rep_above_rep_is_refused(tmp_path):
+    """Catches `--min-rep 5 --rep 2` being changed silently (to min_rep 2)."""
+    args = [a for a in TINY]
+    args[args.index("--rep") + 1], args[args.index("--min-rep") + 1] = "2", "5"
+    _usage_error(invoke("sweep", *args, "--out", tmp_path / "s"), "--min-rep", "--rep")
+
+
+def test_resumed_summary_counts_every_row(tiny_sweep, tmp_path):
+    """Catches the end summary of a resumed sweep counting only this run's rows ("nothing new to run")."""
+    out = _copy(tiny_sweep, tmp_path / "s")
+    n = len(read_rows(out / "results.csv", SWEEP)[0])
+    result = invoke("sweep", *TINY, "--out", out, "--resume")
+    assert result.exit_code == 0, result.output
+    assert f"ok={n}" in result.output.splitlines()[-1]
+
+
+# ------------------------------------------------------------------ item 11: the smaller ones
+
+def test_ctrl_c_prints_the_exact_resume_command(tmp_path, monkeypatch):
+    """Catches the interrupt message printing a literal "..." for the options: the printed command,
+    run as printed, must resume the sweep."""
+    import shlex
+
+    from lighthouse.bench import runner as runner_mod
+
+    out = tmp_path / "s"
+    real = runner_mod.execute
+    calls = []
+
+    def interrupt_second(task, bench):
+        calls.append(task)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(task, bench)
+
+    monkeypatch.setattr(runner_mod, "execute", interrupt_second)
+    result = invoke("sweep", *TINY, "--out", out)
+    assert result.exit_code == 130, result.output
+    line = next(line for line in result.output.splitlines() if "--resume" in line)
+    command = line[line.index("lighthouse-bench sweep"):].rstrip(" .")
+    assert "..." not in command
+    monkeypatch.setattr(runner_mod, "execute", real)
+    result = invoke(*shlex.split(command)[1:])
+    assert result.exit_code == 0, result.output
+    assert {r["status"] for r in read_rows(out / "results.csv", SWEEP)[0]} == {"ok"}
+
+
+def test_version():
+    """Catches a CLI without --version."""
+    from lighthouse import __version__
+
+    result = invoke("--version")
+    assert result.exit_code == 0 and result.output.strip() == f"lighthouse-bench {__version__}"
+
+
+@pytest.mark.parametrize("command", ["sweep", "plot", "profile", "report", "check", "suites"])
+def test_help_has_no_placeholders_or_mid_sentence_breaks(command):
+    """Catches `--help` showing <bool>/<str> placeholders and breaking the description mid-sentence (the
+    docstrings' own line breaks kept)."""
+    result = invoke(command, "--help")
+    assert result.exit_code == 0, result.output
+    assert not re.search(r"<(bool|str|int|float|path|file|list\[\w+\])>", result.output), result.output
+    text = result.output.split("Options:")[0].splitlines()
+    for line, following in zip(text, text[1:]):
+        if line.strip() and following.strip():
+            assert len(line) >= 55, f"line broken early: {line!r} / {following!r}"
+
+
+def test_profile_records_its_options_and_prints_small_peaks(tmp_path, monkeypatch):
+    """Catches a CPU profile printing "matmul 0.0 TFLOP/s" and writing machine.json with empty options and
+    no equivalent command."""
+    from lighthouse.bench import peaks
+
+    monkeypatch.setattr(peaks, "measure_peaks", lambda device, dtype: {
+        "device": "cpu", "dtype": "float32", "copy_gb_s": 12.34, "matmul_tflops": 0.0412, "measured_at": "", "torch": ""})
+    monkeypatch.setenv("LIGHTHOUSE_BENCH_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "p"
+    result = invoke("profile", "--seq", "256", "--topk", "128", "--levels", "2", "--pooling", "2", "--heads", "1",
+                    "--head-dim", "8", "--warmup", "1", "--rep", "1", "--device", "cpu", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "matmul 0.0412 TFLOP/s" in result.output
+    info = json.loads((out / "machine.json").read_text())
+    assert info["options"]["seq"] == "256" and info["options"]["topk"] == "128" and info["options"]["rep"] == 1
+    assert info["equivalent_command"].startswith("lighthouse-bench profile --seq 256 --topk 128")
+    assert "--out" in info["equivalent_command"]
+
+
+def test_readme_has_a_cpu_sized_profile_example(monkeypatch):
+    """Catches a README whose only profile examples are GPU-sized (96k, 256k tokens): a newcomer on a CPU
+    needs one that finishes. The example's options must parse (the profile itself is stubbed out)."""
+    import shlex
+
+    from lighthouse.bench import profile as profile_mod
+
+    readme = (ROOT / "README.md").read_text()
+    lines = [line.split("#")[0].strip() for line in readme.splitlines()
+             if line.startswith("lighthouse-bench profile") and "--device cpu" in line]
+    assert lines, "no `lighthouse-bench profile ... --device cpu` example in README.md"
+    seen = []
+    monkeypatch.setattr(profile_mod, "run_profile", lambda points, *a, **k: seen.extend(points) or 0)
+    result = invoke(*shlex.split(lines[0])[1:])
+    assert result.exit_code == 0, result.output
+    assert seen and all(p.shape.n <= 8192 for p in seen)

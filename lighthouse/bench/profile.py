@@ -305,7 +305,8 @@ def trace(point: Point, impl: str, device: torch.device, path: Path, seed: int =
 def run_profile(points: Sequence[Point], impl: str, device: torch.device, out: Path, *,
                 sdpa_backend: Optional[str] = None, trace_calls: bool = False,
                 remeasure_peaks: bool = False, seed: int = 0, warmup: int = 3, rep: int = 20,
-                max_seconds: float = 2.0, console=None, argv=None) -> int:
+                max_seconds: float = 2.0, console=None, argv=None, options: Optional[dict] = None,
+                equivalent: Optional[Sequence[str]] = None) -> int:
     """Profile every point into out/ (profile.csv, machine.json with the peaks, profile.png/svg, traces).
     A point that fails is reported and skipped; returns 0 when every point was profiled, else 1."""
     import time
@@ -320,7 +321,7 @@ def run_profile(points: Sequence[Point], impl: str, device: torch.device, out: P
     console = console or make_console()
     writable_folder(out)  # before measuring anything
     started = time.perf_counter()
-    info = machine.collect(argv)
+    info = machine.collect(argv, options, equivalent)
     dtypes = sorted({p.shape.dtype for p in points})
     info["peaks"] = {dt: peaks_mod.get_peaks(device, TORCH_DTYPES[dt], remeasure_peaks) for dt in dtypes}
     for dt, pk in info["peaks"].items():
