@@ -133,25 +133,35 @@ class FiniteCheck:
     """Were q, k, v and the scores finite? NaN or Inf would silently corrupt the selection and the output.
 
     The scoring kernel raises a device flag when a real token's score is not finite (NaN/Inf in q or k, or
-    an overflow); v, which the norm scorer never reads, is screened by its float32 sum, launched right
-    behind the scoring kernel. Both are copied to pinned host memory and read only when `raise_if_bad` is
-    called, after the rest of the layer is launched: no stall of the GPU queue. When a screen trips,
-    lighthouse.finite names the bad input or the overflow. Call raise_if_bad before the next layer call
-    (the pinned words are shared).
+    an overflow). v, which the norm scorer never reads, is screened by a float32 sum: of the gathered v_sub
+    when the layer hands it over (`watch_v`; its coarsest rows pool every token, so NaN/Inf anywhere in v
+    reaches it, at S/N of the cost of reading v), else of v itself. Both are copied to pinned host memory and
+    read only when `raise_if_bad` is called, after the rest of the layer is launched: no stall of the GPU
+    queue. When a screen trips, lighthouse.finite names the bad input or the overflow. Call raise_if_bad
+    before the next layer call (the pinned words are shared).
     """
 
     def __init__(self, flag: torch.Tensor, pyr: torch.Tensor, plan: LighthousePlan, q, k, v):
         self.flag = _Deferred(flag[0], _pinned_flag)
-        self.v_sum = _Deferred(v_screen(v), _pinned_v_sum)
+        self.v_sum = None
         self.pyr, self.plan, self.inputs = pyr, plan, (q, k, v)
 
+    def watch_v(self, x: torch.Tensor) -> None:
+        """Screen v through x: v itself, or any tensor every element of v flows into (the gathered v_sub)."""
+        self.v_sum = _Deferred(v_screen(x), _pinned_v_sum)
+
     def raise_if_bad(self) -> None:
+        if self.v_sum is None:
+            self.watch_v(self.inputs[2])
         if self.flag.read() != 0 or not math.isfinite(self.v_sum.read()):
             n = self.plan.seq_len
             raise_non_finite(*self.inputs, self.pyr[0, ..., :n], self.pyr[1, ..., :n], self.plan.config.scorer)
 
 
 class _AlreadyChecked:
+    def watch_v(self, x: torch.Tensor) -> None:
+        pass
+
     def raise_if_bad(self) -> None:
         pass
 

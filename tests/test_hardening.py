@@ -35,13 +35,14 @@ def test_non_finite_input_is_refused_for_every_tensor_and_scorer(scorer, where, 
         lighthouse.lighthouse_attention(q, k, v, **SMALL, scorer=scorer, impl="torch")
 
 
-def test_non_finite_v_is_refused_by_the_triton_path():
+def test_non_finite_v_is_refused_by_the_triton_layer():
     """Catches the Triton path's deferred check covering only the scores: NaN in v with the norm scorer went
-    through the whole call (end to end: select shares the layer's scoring and check, and interprets faster)."""
+    through the whole layer. End to end, at the last token: the layer screens v through the gathered v_sub,
+    whose coarsest rows must reach every token."""
     q, k, v = rand_qkv(1, 2, 1, N, 4)
-    v[0, 0, 100, 1] = float("nan")
-    with pytest.raises(ValueError, match=r"position 100: v contains NaN or Inf"):
-        lighthouse.select(q, k, v, **SMALL, impl="triton")
+    v[0, 0, N - 1, 1] = float("nan")
+    with pytest.raises(ValueError, match=rf"position {N - 1}: v contains NaN or Inf"):
+        lighthouse.lighthouse_attention(q, k, v, **SMALL, impl="triton")
 
 
 def _triton_check(q, k, v):
