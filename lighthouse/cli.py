@@ -247,8 +247,11 @@ def report(
         if run.get("torn_rows"):
             typer.echo(f"warning: {torn_note(run['source'], run['torn_rows'])}", err=True)
         if run.get("kind") == "sweep" and run.get("speedup") is not None:
-            typer.echo(f"{run.get('label')}: {run['speedup']:.2f}x dense at N={run.get('n')}, "
-                       f"crossover N={run.get('crossover_n')}")
+            point = run.get("point") or {}
+            config = f"k={point.get('topk')} L={point.get('levels')} p={point.get('pooling')} {point.get('scorer')}"
+            noisy = "; CPU figures are noisy" if run.get("device") == "cpu" else ""
+            typer.echo(f"{run.get('label')}: {run['speedup']:.2f}x {run.get('baseline')} at N={run.get('n')} "
+                       f"(best configuration there: {config}), crossover N={run.get('crossover_n')}{noisy}")
     typer.echo(f"report: {files.markdown}")
     typer.echo(f"report: {files.html}")
 

@@ -167,6 +167,7 @@ def test_report_names_the_cpu_the_configuration_and_the_noise(tiny_sweep, tmp_pa
     assert "in its best configuration there (k=128, L=2, p=2, norm scorer; each N is judged by its best" in md
     assert "sdpa_math is PyTorch's unfused reference attention" in md
     assert "CPU timings are noisy" in md
+    assert "(best configuration there: k=128 L=2 p=2 norm)" in result.output and "CPU figures are noisy" in result.output
 
 
 def test_profile_chart_title_names_device_and_dtype():
