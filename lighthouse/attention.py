@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import warnings
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 
-from .config import LighthouseConfig
+from .config import LighthouseConfig, as_config
 from .plan import make_plan
 from .reference import lighthouse_attention_torch, select_torch
 
@@ -135,16 +135,16 @@ def lighthouse_attention(
     impl: str = _D.impl,
     sdpa_backend: Optional[str] = _D.sdpa_backend,
     gate: Optional[torch.Tensor] = None,
-    config: Optional[LighthouseConfig] = None,
+    config: Union[LighthouseConfig, dict, None] = None,
 ) -> torch.Tensor:
     """Causal Lighthouse attention. q (B, Hq, N, D); k, v (B, Hkv, N, D), Hq a multiple of Hkv.
 
     Returns (B, Hq, N, D) in q's dtype. An N that is not a multiple of (topk/128) * pooling**(levels-1)
     is zero-padded at the end internally: real tokens never see the padding (attention is causal and
     padded tokens score -inf, so they are refined only when a tile has nothing else left).
-    `config` overrides the keyword parameters when given.
+    `config` (a LighthouseConfig or a dict of its fields) overrides the keyword parameters when given.
     """
-    cfg = config or LighthouseConfig(levels, pooling, topk, scorer, dilation, impl, sdpa_backend)
+    cfg = LighthouseConfig(levels, pooling, topk, scorer, dilation, impl, sdpa_backend) if config is None else as_config(config)
     plan = make_plan(cfg, q, k, v, gate)
     planted = 0.0
     if TEST_SLOWDOWN_ENV in os.environ:  # test-only; one dictionary lookup per call otherwise
@@ -172,11 +172,11 @@ def select(
     impl: str = _D.impl,
     sdpa_backend: Optional[str] = _D.sdpa_backend,
     gate: Optional[torch.Tensor] = None,
-    config: Optional[LighthouseConfig] = None,
+    config: Union[LighthouseConfig, dict, None] = None,
 ) -> torch.Tensor:
     """The selected sub-sequence, (B, Hkv, S) int64 indices into the concatenated pyramid
     (offset(l) + i, offset(l) = sum of n_j for j < l, over the padded length), in causal order."""
-    cfg = config or LighthouseConfig(levels, pooling, topk, scorer, dilation, impl, sdpa_backend)
+    cfg = LighthouseConfig(levels, pooling, topk, scorer, dilation, impl, sdpa_backend) if config is None else as_config(config)
     plan = make_plan(cfg, q, k, v, gate)
     if _resolve_impl(cfg.impl, q) == "triton":
         from .kernels import select_triton

@@ -17,44 +17,64 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain click output: a usage error is one unwrapped "Error: ..." line, and help paragraphs are re-flowed
+    # (rich mode keeps the docstrings' line breaks mid-sentence and boxes errors at the terminal width).
+    rich_markup_mode=None,
 )
+
+def _show_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        typer.echo(f"lighthouse-bench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.", callback=_show_version,
+                                          is_eager=True)] = False,
+) -> None:
+    """Benchmark Lighthouse attention against dense causal SDPA."""
+
 
 LIST = "A list: 8k,96k,128k; a range doubles: 8k..256k; k = 1024, m = 1048576."
 
 
-def _opt(help_: str, *names: str):
-    return typer.Option(*names, help=help_, show_default=False)
+def _opt(help_: str, *names: str, metavar: Optional[str] = None):
+    """An option with its help and a metavar that says what to write (typer's own shows <str>, <int>)."""
+    return typer.Option(*names, help=help_, show_default=False, metavar=metavar)
 
 
 @app.command()
 def sweep(
-    seq: Annotated[Optional[str], _opt(f"Sequence lengths N. {LIST}", "--seq")] = None,
-    topk: Annotated[Optional[str], _opt("Budgets k (multiples of 128), e.g. 1024,4096 or 512..4096.", "--topk")] = None,
-    levels: Annotated[Optional[str], _opt("Pyramid levels L; a range steps by one: 2..4 = 2,3,4.", "--levels")] = None,
-    pooling: Annotated[Optional[str], _opt("Pooling factors p, e.g. 2,4,8 (or 2..8).", "--pooling")] = None,
-    scorer: Annotated[Optional[str], _opt("Selection scorers: norm, dilated, gla.", "--scorer")] = None,
-    batch: Annotated[Optional[str], _opt("Batch sizes B.", "--batch")] = None,
-    heads: Annotated[Optional[str], _opt("Query heads Hq.", "--heads")] = None,
-    kv_heads: Annotated[Optional[str], _opt("KV heads Hkv (GQA); default: equal to --heads.", "--kv-heads")] = None,
-    head_dim: Annotated[Optional[str], _opt("Head dims D.", "--head-dim")] = None,
-    dtype: Annotated[Optional[str], _opt("Dtypes: bf16, fp16, fp32 (default bf16 on CUDA, fp32 on CPU).", "--dtype")] = None,
-    passes: Annotated[Optional[str], _opt("Passes: fwd, bwd (backward alone), fwdbwd. Default: all three.", "--pass")] = None,
-    impl: Annotated[Optional[str], _opt("Lighthouse paths: torch, triton. Default: torch, plus triton where it runs.", "--impl")] = None,
+    seq: Annotated[Optional[str], _opt(f"Sequence lengths N. {LIST}", "--seq", metavar="SIZES")] = None,
+    topk: Annotated[Optional[str], _opt("Budgets k (multiples of 128), e.g. 1024,4096 or 512..4096.", "--topk", metavar="SIZES")] = None,
+    levels: Annotated[Optional[str], _opt("Pyramid levels L; a range steps by one: 2..4 = 2,3,4.", "--levels", metavar="INTS")] = None,
+    pooling: Annotated[Optional[str], _opt("Pooling factors p, e.g. 2,4,8 (or 2..8).", "--pooling", metavar="INTS")] = None,
+    scorer: Annotated[Optional[str], _opt("Selection scorers: norm, dilated, gla.", "--scorer", metavar="NAMES")] = None,
+    batch: Annotated[Optional[str], _opt("Batch sizes B.", "--batch", metavar="INTS")] = None,
+    heads: Annotated[Optional[str], _opt("Query heads Hq.", "--heads", metavar="INTS")] = None,
+    kv_heads: Annotated[Optional[str], _opt("KV heads Hkv (GQA); default: equal to --heads.", "--kv-heads", metavar="INTS")] = None,
+    head_dim: Annotated[Optional[str], _opt("Head dims D.", "--head-dim", metavar="INTS")] = None,
+    dtype: Annotated[Optional[str], _opt("Dtypes: bf16, fp16, fp32 (default bf16 on CUDA, fp32 on CPU).", "--dtype", metavar="NAMES")] = None,
+    passes: Annotated[Optional[str], _opt("Passes: fwd, bwd (backward alone), fwdbwd. Default: all three.", "--pass", metavar="NAMES")] = None,
+    impl: Annotated[Optional[str], _opt("Lighthouse paths: torch, triton. Default: torch, plus triton where it runs.", "--impl", metavar="NAMES")] = None,
     baseline: Annotated[Optional[str], _opt(
         "Dense baselines, each forced explicitly: cudnn, flash, efficient, math (SDPA backends), flex "
-        "(FlexAttention, compiled). Default: every one that runs on the device.", "--baseline")] = None,
-    device: Annotated[Optional[str], _opt("cuda or cpu. Default: cuda when available.", "--device")] = None,
+        "(FlexAttention, compiled). Default: every one that runs on the device.", "--baseline", metavar="NAMES")] = None,
+    device: Annotated[Optional[str], _opt("cuda or cpu. Default: cuda when available.", "--device", metavar="cuda|cpu")] = None,
     suite: Annotated[Optional[str], _opt(
-        "A preset (quick, paper, full, ci) or a path to a .toml file; flags override it. "
-        "Default: quick on the CPU, the built-in grid on CUDA.", "--suite")] = None,
-    out: Annotated[Optional[Path], _opt("Output folder. Default: out/sweep-<timestamp>.", "--out")] = None,
-    warmup: Annotated[Optional[int], _opt("Untimed calls before timing (>= 1; the first is reported as first_call_ms). Default 3.", "--warmup")] = None,
-    rep: Annotated[Optional[int], _opt("Most timed repetitions per row. Default 20.", "--rep")] = None,
-    min_rep: Annotated[Optional[int], _opt("Fewest timed repetitions per row. Default 3.", "--min-rep")] = None,
-    max_seconds: Annotated[Optional[float], _opt("Stop repeating a row after this many seconds (once --min-rep are done). Default 3.", "--max-seconds")] = None,
+        "A preset (quick, paper, full, ci) or a .toml file (a name without .toml or / is a preset); flags override it. "
+        "Default: quick on the CPU, the built-in grid on CUDA.", "--suite", metavar="PRESET|FILE")] = None,
+    out: Annotated[Optional[Path], _opt("Output folder. Default: out/sweep-<timestamp>.", "--out", metavar="DIR")] = None,
+    warmup: Annotated[Optional[int], _opt("Untimed calls before timing (>= 1; the first is reported as first_call_ms). Default 3.", "--warmup", metavar="N")] = None,
+    rep: Annotated[Optional[int], _opt("Most timed repetitions per row. Default 20.", "--rep", metavar="N")] = None,
+    min_rep: Annotated[Optional[int], _opt("Fewest timed repetitions per row. Default 3.", "--min-rep", metavar="N")] = None,
+    max_seconds: Annotated[Optional[float], _opt("Stop repeating a row after this many seconds (once --min-rep are done). Default 3.", "--max-seconds", metavar="SECONDS")] = None,
     floor: Annotated[Optional[bool], _opt("Also time dense SDPA on S random entries per Lighthouse point. Default: on for CUDA.", "--floor/--no-floor")] = None,
     resume: Annotated[bool, _opt("Continue the sweep in --out: skip rows already ok/invalid/unsupported, retry oom/error.", "--resume")] = False,
-    seed: Annotated[Optional[int], _opt("Seed of the random inputs. Default 0.", "--seed")] = None,
+    seed: Annotated[Optional[int], _opt("Seed of the random inputs. Default 0.", "--seed", metavar="N")] = None,
     plot: Annotated[bool, typer.Option("--plot/--no-plot", help="Draw the charts after the sweep.")] = True,
     dry_run: Annotated[bool, _opt("Print the points and rows the sweep would run, and exit.", "--dry-run")] = False,
 ) -> None:
@@ -62,6 +82,7 @@ def sweep(
     import torch
 
     from .bench import points
+    from .bench.outdir import OutputFolderError
     from .bench.sweep import SweepError, default_out_dir, describe, run
 
     flags = {"seq": seq, "topk": topk, "levels": levels, "pooling": pooling, "scorer": scorer, "batch": batch,
@@ -80,7 +101,7 @@ def sweep(
     try:
         code = run(spec, out or default_out_dir(), resume=resume, plot=plot, argv=sys.argv,
                    equivalent=_command_line(suite, flags, out, resume))
-    except SweepError as err:
+    except (SweepError, OutputFolderError) as err:
         raise typer.BadParameter(str(err)) from None
     raise typer.Exit(code)
 
@@ -102,36 +123,42 @@ def _command_line(suite, flags, out, resume) -> List[str]:
 
 @app.command()
 def plot(
-    results: Annotated[Path, typer.Argument(help="A results.csv written by `lighthouse-bench sweep`.", exists=True, dir_okay=False)],
-    out: Annotated[Optional[Path], _opt("Folder for the charts. Default: beside RESULTS.", "--out")] = None,
+    results: Annotated[Path, typer.Argument(help="A results.csv written by `lighthouse-bench sweep`.", exists=True, dir_okay=False,
+                                                  metavar="RESULTS.csv", hidden=True)],
+    out: Annotated[Optional[Path], _opt("Folder for the charts. Default: beside RESULTS.", "--out", metavar="DIR")] = None,
 ) -> None:
-    """Draw speedup, latency and memory charts (PNG and SVG) from a results.csv."""
+    """Draw speedup, latency and memory charts (PNG and SVG) from RESULTS.csv, a results.csv written by
+    `lighthouse-bench sweep`."""
     from .bench.plots import make_charts
 
-    for path in make_charts(results, out):
+    try:
+        paths = make_charts(results, out)
+    except ValueError as err:  # not a results file (results.ResultsFormatError), or an unwritable --out
+        raise typer.BadParameter(str(err)) from None
+    for path in paths:
         typer.echo(f"chart: {path}")
 
 
 @app.command()
 def profile(
-    seq: Annotated[str, _opt(f"Sequence lengths N (one or a few). {LIST}", "--seq")] = "16k",
-    topk: Annotated[str, _opt("Budgets k (multiples of 128).", "--topk")] = "1024",
-    levels: Annotated[Optional[str], _opt("Pyramid levels L.", "--levels")] = None,
-    pooling: Annotated[Optional[str], _opt("Pooling factors p.", "--pooling")] = None,
-    scorer: Annotated[Optional[str], _opt("Scorers: norm, dilated, gla.", "--scorer")] = None,
-    batch: Annotated[Optional[str], _opt("Batch sizes B.", "--batch")] = None,
-    heads: Annotated[Optional[str], _opt("Query heads Hq.", "--heads")] = None,
-    kv_heads: Annotated[Optional[str], _opt("KV heads Hkv; default: equal to --heads.", "--kv-heads")] = None,
-    head_dim: Annotated[Optional[str], _opt("Head dims D.", "--head-dim")] = None,
-    dtype: Annotated[Optional[str], _opt("bf16, fp16, fp32 (default bf16 on CUDA, fp32 on CPU).", "--dtype")] = None,
-    impl: Annotated[Optional[str], _opt("torch or triton (default triton on CUDA, torch on CPU).", "--impl")] = None,
-    sdpa_backend: Annotated[Optional[str], _opt("SDPA backend of the sub-sequence call: cudnn, flash, efficient, math, auto. Default: cudnn on CUDA, math on CPU.", "--sdpa-backend")] = None,
-    device: Annotated[Optional[str], _opt("cuda or cpu. Default: cuda when available.", "--device")] = None,
-    out: Annotated[Optional[Path], _opt("Output folder. Default: out/profile-<timestamp>.", "--out")] = None,
-    warmup: Annotated[int, _opt("Untimed calls before timing each stage.", "--warmup")] = 3,
-    rep: Annotated[int, _opt("Most timed repetitions per stage.", "--rep")] = 20,
-    max_seconds: Annotated[float, _opt("Stop repeating a stage after this many seconds (after 3 repetitions).", "--max-seconds")] = 2.0,
-    seed: Annotated[int, _opt("Seed of the random inputs.", "--seed")] = 0,
+    seq: Annotated[str, _opt(f"Sequence lengths N (one or a few). {LIST}", "--seq", metavar="SIZES")] = "16k",
+    topk: Annotated[str, _opt("Budgets k (multiples of 128).", "--topk", metavar="SIZES")] = "1024",
+    levels: Annotated[Optional[str], _opt("Pyramid levels L.", "--levels", metavar="INTS")] = None,
+    pooling: Annotated[Optional[str], _opt("Pooling factors p.", "--pooling", metavar="INTS")] = None,
+    scorer: Annotated[Optional[str], _opt("Scorers: norm, dilated, gla.", "--scorer", metavar="NAMES")] = None,
+    batch: Annotated[Optional[str], _opt("Batch sizes B.", "--batch", metavar="INTS")] = None,
+    heads: Annotated[Optional[str], _opt("Query heads Hq.", "--heads", metavar="INTS")] = None,
+    kv_heads: Annotated[Optional[str], _opt("KV heads Hkv; default: equal to --heads.", "--kv-heads", metavar="INTS")] = None,
+    head_dim: Annotated[Optional[str], _opt("Head dims D.", "--head-dim", metavar="INTS")] = None,
+    dtype: Annotated[Optional[str], _opt("bf16, fp16, fp32 (default bf16 on CUDA, fp32 on CPU).", "--dtype", metavar="NAMES")] = None,
+    impl: Annotated[Optional[str], _opt("torch or triton (default triton on CUDA, torch on CPU).", "--impl", metavar="NAMES")] = None,
+    sdpa_backend: Annotated[Optional[str], _opt("SDPA backend of the sub-sequence call: cudnn, flash, efficient, math, auto. Default: cudnn on CUDA, math on CPU.", "--sdpa-backend", metavar="NAME")] = None,
+    device: Annotated[Optional[str], _opt("cuda or cpu. Default: cuda when available.", "--device", metavar="cuda|cpu")] = None,
+    out: Annotated[Optional[Path], _opt("Output folder. Default: out/profile-<timestamp>.", "--out", metavar="DIR")] = None,
+    warmup: Annotated[int, _opt("Untimed calls before timing each stage.", "--warmup", metavar="N")] = 3,
+    rep: Annotated[int, _opt("Most timed repetitions per stage.", "--rep", metavar="N")] = 20,
+    max_seconds: Annotated[float, _opt("Stop repeating a stage after this many seconds (after 3 repetitions).", "--max-seconds", metavar="SECONDS")] = 2.0,
+    seed: Annotated[int, _opt("Seed of the random inputs.", "--seed", metavar="N")] = 0,
     trace: Annotated[bool, _opt("Also export a torch.profiler Chrome trace of 3 forward+backward calls per point.", "--trace")] = False,
     remeasure_peaks: Annotated[bool, _opt("Measure the device's copy bandwidth and matmul peak again instead of using the cache.", "--remeasure-peaks")] = False,
 ) -> None:
@@ -141,44 +168,75 @@ def profile(
 
     import torch
 
+    from .bench.options import OptionError, parse_choices, parse_option
+    from .bench.outdir import writable_folder
     from .bench.points import make_points
     from .bench.profile import run_profile
-    from .bench.runner import resolve_device
+    from .bench.runner import kernels_unavailable_reason, resolve_device
+    from .sdpa import BACKENDS, CUDA_ONLY
 
-    try:
-        dev = resolve_device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError("--device cuda: no CUDA device is available")
-        impl_name = impl or ("triton" if dev.type == "cuda" else "torch")
-        if impl_name not in ("torch", "triton"):
-            raise ValueError(f"--impl must be torch or triton, got {impl_name!r}")
-        backend = sdpa_backend or ("cudnn" if dev.type == "cuda" else "math")
-        backend = None if backend == "auto" else backend
-        points = make_points([{"seq": seq, "topk": topk, "levels": levels, "pooling": pooling, "scorer": scorer,
-                               "batch": batch, "heads": heads, "kv_heads": kv_heads, "head_dim": head_dim,
-                               "dtype": dtype}], dev.type)
+    point_text = {"seq": seq, "topk": topk, "levels": levels, "pooling": pooling, "scorer": scorer, "batch": batch,
+                  "heads": heads, "kv_heads": kv_heads, "head_dim": head_dim, "dtype": dtype}
+    try:  # the same parsers, ranges and messages as `sweep` (lighthouse.bench.options)
+        cuda = torch.cuda.is_available()
+        dev_name = parse_option("device", device) if device else ("cuda" if cuda else "cpu")
+        if dev_name == "cuda" and not cuda:
+            raise OptionError("--device: --device asks for cuda, but CUDA is not available here; use --device cpu")
+        dev = resolve_device(dev_name)
+        timing = {key: parse_option(key, value) for key, value in
+                  (("warmup", warmup), ("rep", rep), ("max_seconds", max_seconds), ("seed", seed))}
+        impls = parse_option("impl", impl) if impl else ["triton" if dev.type == "cuda" else "torch"]
+        if len(impls) != 1:
+            raise OptionError(f"--impl: profile takes one implementation, torch or triton, got {impl!r}")
+        impl_name = impls[0]
+        reason = kernels_unavailable_reason(dev) if impl_name == "triton" else None
+        if reason:
+            raise OptionError(f"--impl triton cannot run here: {reason}; use --impl torch")
+        backend = parse_choices(sdpa_backend or ("cudnn" if dev.type == "cuda" else "math"), "--sdpa-backend",
+                                ("auto", *BACKENDS))
+        if len(backend) != 1:
+            raise OptionError(f"--sdpa-backend: one backend, got {sdpa_backend!r}")
+        backend = None if backend[0] == "auto" else backend[0]
+        if backend in CUDA_ONLY and dev.type != "cuda":
+            raise OptionError(f"--sdpa-backend {backend} cannot run on {dev.type}: it needs a CUDA device; use math or auto")
+        points = make_points([point_text], dev.type)
         for point in points:
             point.config(impl_name, backend)  # names a bad parameter now, before anything runs
+        out = writable_folder(out or Path("out") / f"profile-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
     except ValueError as err:
         raise typer.BadParameter(str(err)) from None
-    out = out or Path("out") / f"profile-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    code = run_profile(points, impl_name, dev, out, sdpa_backend=backend, trace_calls=trace, remeasure_peaks=remeasure_peaks, seed=seed,
-                       warmup=warmup, rep=rep, max_seconds=max_seconds, argv=sys.argv)
+    options = {**{k: v for k, v in point_text.items() if v is not None}, "impl": impl_name,
+               "sdpa_backend": backend or "auto", "device": dev.type, **timing, "trace": trace,
+               "remeasure_peaks": remeasure_peaks, "out": str(out)}
+    equivalent = ["lighthouse-bench", "profile"]
+    for key, value in options.items():
+        if isinstance(value, bool):
+            equivalent += [_flag(key)] if value else []
+        else:
+            equivalent += [_flag(key), str(value)]
+    code = run_profile(points, impl_name, dev, out, sdpa_backend=backend, trace_calls=trace,
+                       remeasure_peaks=remeasure_peaks, argv=sys.argv, options=options, equivalent=equivalent, **timing)
     raise typer.Exit(code)
+
+
+def _flag(key: str) -> str:
+    return "--" + key.replace("_", "-")
 
 
 @app.command()
 def report(
-    results: Annotated[List[Path], typer.Argument(help="Folders (or CSVs) of sweeps and profiles: results.csv or profile.csv with machine.json beside it.")],
-    out: Annotated[Optional[Path], _opt("Output folder. Default: out/report-<timestamp>.", "--out")] = None,
-    title: Annotated[Optional[str], _opt("Title of the report. Default: from the runs.", "--title")] = None,
+    results: Annotated[List[Path], typer.Argument(help="Folders (or CSVs) of sweeps and profiles: results.csv or profile.csv with machine.json beside it.", metavar="RESULTS", hidden=True)],
+    out: Annotated[Optional[Path], _opt("Output folder. Default: out/report-<timestamp>.", "--out", metavar="DIR")] = None,
+    title: Annotated[Optional[str], _opt("Title of the report. Default: from the runs.", "--title", metavar="TEXT")] = None,
 ) -> None:
     """One self-contained report (report.md with charts beside it, and a single-file report.html) from one or
     more sweeps and profiles: the headline, the tables, the charts, the machine info of every run, and a
-    side-by-side when given exactly two sweeps."""
+    side-by-side when given exactly two sweeps. Each RESULTS is a folder (or CSV) of a sweep or a profile:
+    results.csv or profile.csv with machine.json beside it."""
     from datetime import datetime
 
     from .bench.report import build_report
+    from .bench.results import torn_note
 
     out = out or Path("out") / f"report-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     try:
@@ -186,9 +244,14 @@ def report(
     except ValueError as err:
         raise typer.BadParameter(str(err)) from None
     for run in files.headline.get("runs", []):
+        if run.get("torn_rows"):
+            typer.echo(f"warning: {torn_note(run['source'], run['torn_rows'])}", err=True)
         if run.get("kind") == "sweep" and run.get("speedup") is not None:
-            typer.echo(f"{run.get('label')}: {run['speedup']:.2f}x dense at N={run.get('n')}, "
-                       f"crossover N={run.get('crossover_n')}")
+            point = run.get("point") or {}
+            config = f"k={point.get('topk')} L={point.get('levels')} p={point.get('pooling')} {point.get('scorer')}"
+            noisy = "; CPU figures are noisy" if run.get("device") == "cpu" else ""
+            typer.echo(f"{run.get('label')}: {run['speedup']:.2f}x {run.get('baseline')} at N={run.get('n')} "
+                       f"(best configuration there: {config}), crossover N={run.get('crossover_n')}{noisy}")
     typer.echo(f"report: {files.markdown}")
     typer.echo(f"report: {files.html}")
 
@@ -197,18 +260,18 @@ def report(
 def check(
     baseline: Annotated[str, _opt(
         "Baseline CSV (written by --record), or auto: reports/baselines/<GPU model>.csv, the model of this GPU "
-        "(of the results' machine.json with --results), e.g. nvidia-h200.csv. Default auto.", "--baseline")] = "auto",
+        "(of the results' machine.json with --results), e.g. nvidia-h200.csv. Default auto.", "--baseline", metavar="FILE|auto")] = "auto",
     results: Annotated[Optional[List[Path]], _opt(
         "A results.csv (or its folder) to judge instead of running the suite; parity is then skipped. With "
-        "--record it may be repeated, one per run.", "--results")] = None,
+        "--record it may be repeated, one per run.", "--results", metavar="PATH")] = None,
     tolerance: Annotated[float, _opt(
         "Least allowed relative change of each gated figure, in (0, 1); a figure whose baseline runs spread wider "
-        "gets its spread. Default 0.06.", "--tolerance")] = 0.06,
+        "gets its spread. Default 0.06.", "--tolerance", metavar="FRACTION")] = 0.06,
     record: Annotated[bool, _opt("Write --baseline from the results (measuring first without --results) instead of judging.", "--record")] = False,
     runs: Annotated[Optional[int], _opt(
-        "With --record: runs of the suite whose median (and spread) the baseline holds. Default 3.", "--runs")] = None,
-    out: Annotated[Optional[Path], _opt("Folder for the run, check.csv and check.md. Default: out/check-<timestamp>.", "--out")] = None,
-    suite: Annotated[str, _opt("Suite to run when measuring. Default ci.", "--suite")] = "ci",
+        "With --record: runs of the suite whose median (and spread) the baseline holds. Default 3.", "--runs", metavar="N")] = None,
+    out: Annotated[Optional[Path], _opt("Folder for the run, check.csv and check.md. Default: out/check-<timestamp>.", "--out", metavar="DIR")] = None,
+    suite: Annotated[str, _opt("Suite to run when measuring. Default ci.", "--suite", metavar="PRESET|FILE")] = "ci",
 ) -> None:
     """Regression gate: the ci suite's speedups over dense cuDNN and over plain PyTorch SDPA and its time over the
     SDPA-on-S floor against a recorded baseline, plus Triton-vs-PyTorch parity. Exit 0 all hold, 1 a regression,

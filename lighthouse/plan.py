@@ -6,6 +6,7 @@ selected length S are computed in exactly one place.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Tuple
@@ -13,6 +14,7 @@ from typing import Tuple
 import torch
 
 from .config import TILE, LighthouseConfig
+from .sdpa import check_backend_runs_on
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -113,10 +115,18 @@ def make_plan(config: LighthouseConfig, q: torch.Tensor, k: torch.Tensor, v: tor
             raise ValueError(f"gate must be on q's device {q.device}, got {gate.device}")
     if config.scorer == "gla" and gate is None:
         raise ValueError("scorer='gla' needs gate=, the per-token log-gate of shape (B, Hq, N)")
+    if gate is not None and config.scorer != "gla":
+        warnings.warn(f"gate= is used only by scorer='gla'; scorer='{config.scorer}' ignores it", UserWarning, stacklevel=3)
+    check_backend_runs_on(config.sdpa_backend, q.device)
     return plan_for(config, b, hq, hkv, n, d)
 
 
 def plan_for(config: LighthouseConfig, batch: int, q_heads: int, kv_heads: int, seq_len: int, head_dim: int) -> LighthousePlan:
     """The plan of a call of these sizes, without tensors (a benchmark sizes its grid before allocating).
-    Raises ValueError naming the parameter when N is too short for the config."""
+    Raises ValueError naming the parameter when N is too short for the config (or the dilation too long)."""
+    if config.scorer == "dilated" and config.dilation > seq_len:
+        raise ValueError(
+            f"dilation must be <= the sequence length N={seq_len} (a larger stride leaves one token per strided "
+            f"subsequence), got {config.dilation}"
+        )
     return LighthousePlan(config, batch, q_heads, kv_heads, seq_len, config.padded_len(seq_len), head_dim)

@@ -319,3 +319,20 @@ QUALITY = Table(
     key=("inputs", "layer", "device", "dtype", "n", "batch", "heads", "kv_heads", "head_dim",
          "levels", "pooling", "topk", "scorer"),
 )
+
+
+# ------------------------------------------------------------------------------------------- torn rows, told
+def torn_note(path, count: int) -> str:
+    """What every reader says when it leaves torn rows out (plot, report): they are never shown as finished."""
+    return (f"{path}: {count} incomplete row{'s' if count != 1 else ''} (cut short by a crash or a full disk) "
+            "left out; `lighthouse-bench sweep --resume` runs them again")
+
+
+def read_finished(path, table: Table) -> List[Dict[str, str]]:
+    """The complete rows of `path`; torn rows are left out with a warning on stderr (torn_note)."""
+    import sys
+
+    complete, torn = read_rows(path, table)
+    if torn:
+        print(f"warning: {torn_note(path, len(torn))}", file=sys.stderr)
+    return complete
