@@ -24,10 +24,11 @@ import torch
 import lighthouse
 from lighthouse import LighthouseConfig
 from lighthouse.kernels import alloc, layer as tl_layer
-from lighthouse.kernels.gather import gather_many, gather_rows
-from lighthouse.kernels.pull import pull_many, pull_rows
-from lighthouse.plan import make_plan
+from lighthouse.kernels.gather import gather_rows
+from lighthouse.kernels.scatter import pull_rows
+from lighthouse.plan import make_plan, plan_for
 from lighthouse.sdpa import causal_sdpa
+from lighthouse.bench import parity
 from lighthouse.bench.timing import measure
 
 DEV = "cuda"
@@ -89,17 +90,15 @@ def check_parity(n, dtype, tol, hkv=8, topk=1024):
     cfg = LighthouseConfig(levels=3, pooling=4, topk=topk)
     q, k, v = qkv(n, dtype, hkv=hkv, seed=n, grad=True)
     go = torch.randn_like(q)
-    tri = lambda a, b, c: lighthouse.lighthouse_attention(a, b, c, config=cfg.replace(impl="triton"))
-    ref = lambda a, b, c: lighthouse.lighthouse_attention(a, b, c, config=cfg.replace(impl="torch"))
     sel_t = lighthouse.select(q, k, v, config=cfg.replace(impl="triton"))
     sel_r = lighthouse.select(q, k, v, config=cfg.replace(impl="torch"))
     frac = float((sel_t == sel_r).float().mean())
     alloc.POISON = True
-    got = fwd_bwd(tri, q, k, v, go)
+    got = parity.run_path("triton", q, k, v, go, cfg)
     alloc.POISON = False
-    again = fwd_bwd(tri, q, k, v, go)
-    want = fwd_bwd(ref, q, k, v, go)
-    errs = {name: rel(a, w) for name, a, w in zip(("out", "dq", "dk", "dv"), got, want)}
+    again = parity.run_path("triton", q, k, v, go, cfg)
+    want = parity.run_path("torch", q, k, v, go, cfg)
+    errs = {name.removeprefix("rel_"): err for name, err in parity.relative_errors(got, want).items()}
     bitwise = all(torch.equal(a, b) for a, b in zip(got, again))
     finite = all(bool(torch.isfinite(a).all()) for a in got)
     record(check="triton_vs_torch", n=n, dtype=str(dtype).split(".")[-1], hkv=hkv, selection_equal_frac=frac,
@@ -127,11 +126,9 @@ def check_determinism(n=32768, topk=1024):
     # the same inputs through our kernels alone (no SDPA backward): must always be bitwise equal
     cfg = LighthouseConfig(levels=3, pooling=4, topk=topk)
     plan = make_plan(cfg, q, k, v)
-    from lighthouse.kernels.layer import run_selection
-
     with torch.no_grad():
-        a, _ = run_selection(q, k, v, plan)
-        b, _ = run_selection(q, k, v, plan)
+        a, _ = tl_layer.run_selection(q, k, v, plan)
+        b, _ = tl_layer.run_selection(q, k, v, plan)
         ga = [gather_rows(x, a.lm_idx, a.lm_pos, plan) for x in (q, k, v, go)]
         gb = [gather_rows(x, b.lm_idx, b.lm_pos, plan) for x in (q, k, v, go)]
         pa = [pull_rows(x, a.inv, plan, scatter=s) for x in ga[:3] for s in (True, False)]
@@ -149,7 +146,7 @@ def check_determinism(n=32768, topk=1024):
 
 def time_point(n, topk, with_dense=True, with_torch=True):
     cfg = LighthouseConfig(levels=3, pooling=4, topk=topk, sdpa_backend="cudnn")
-    s = cfg.selected_len(n)
+    s = plan_for(cfg, 1, 8, 8, n, 128).selected_len
     q, k, v = qkv(n, torch.bfloat16, seed=1, grad=True)
     go = torch.randn_like(q)
     impls = {"triton": cfg.replace(impl="triton")}
@@ -190,25 +187,22 @@ def time_point(n, topk, with_dense=True, with_torch=True):
 
 
 def stages(n, topk, q, k, v, go, cfg):
-    """Per-stage times of the Triton path (each stage timed alone on its real inputs)."""
+    """Per-stage times of the Triton path: the layer's own stage functions, each timed alone on its real inputs."""
     plan = make_plan(cfg, q, k, v)
-    from lighthouse.kernels.scores import score_pyramids
-    from lighthouse.kernels.select import select_in_kernel
-
     with torch.no_grad():
-        sq, sk, _ = score_pyramids(q, k, v, plan)
-        sel = select_in_kernel(sq, sk, plan)
-        subs = [gather_rows(x, sel.lm_idx, sel.lm_pos, plan) for x in (q, k, v)]
+        scores = tl_layer.run_scores(q, k, v, plan)
+        sel = tl_layer.run_select(scores, plan)
+        subs = tl_layer.run_gather(q, k, v, sel, plan)
+        out_sub = tl_layer.run_sdpa(*subs, plan)
         t = {
-            "scores": bench(lambda: score_pyramids(q, k, v, plan))[0],
-            "select": bench(lambda: select_in_kernel(sq, sk, plan))[0],
-            "gather_qkv": bench(lambda: gather_many([q, k, v], sel.lm_idx, sel.lm_pos, plan))[0],
-            "sdpa_fwd": bench(lambda: causal_sdpa(*subs, "cudnn"))[0],
+            "scores": bench(lambda: tl_layer.run_scores(q, k, v, plan))[0],
+            "select": bench(lambda: tl_layer.run_select(scores, plan))[0],
+            "gather_qkv": bench(lambda: tl_layer.run_gather(q, k, v, sel, plan))[0],
+            "sdpa_fwd": bench(lambda: tl_layer.run_sdpa(*subs, plan))[0],
+            "scatter_pull": bench(lambda: tl_layer.run_scatter(out_sub, sel, plan))[0],
+            "fanin_gather": bench(lambda: tl_layer.run_fan_in(go, sel, plan))[0],
+            "pool_bwd_pull_x3": bench(lambda: tl_layer.run_pool_bwd(subs, sel, plan))[0],
         }
-        out_sub = causal_sdpa(*subs, "cudnn")
-        t["scatter_pull"] = bench(lambda: pull_rows(out_sub, sel.inv, plan, scatter=True))[0]
-        t["fanin_gather"] = bench(lambda: gather_rows(go, sel.lm_idx, sel.lm_pos, plan, fan_in=True))[0]
-        t["pool_bwd_pull_x3"] = bench(lambda: pull_many(subs, sel.inv, plan, scatter=False))[0]
     bytes_tok = q.numel() * q.element_size()
     record(check="stages", n=n, topk=topk, **t, qkv_read_floor_ms=3 * bytes_tok / 4.3e9, out_write_floor_ms=bytes_tok / 4.3e9)
 
@@ -245,10 +239,7 @@ def check_gla(n=1024, hq=4, hkv=2, d=64, tol=1e-3):
     except ImportError as err:
         record(check="gla", ok=None, message=f"skipped: flash-linear-attention not importable ({err})")
         return
-    try:
-        from lighthouse.reference.scores import token_scores
-    except ImportError:
-        from lighthouse.scorers import token_scores
+    from lighthouse.reference.scores import token_scores
     g = torch.Generator(device="cuda").manual_seed(7)
     q = torch.randn(1, hq, n, d, device="cuda", generator=g)
     k = torch.randn(1, hkv, n, d, device="cuda", generator=g)

@@ -21,10 +21,7 @@ from lighthouse.plan import make_plan
 from conftest import rand_qkv, rel_err
 from spec_loops import attention_loops, gla_recurrent, gla_scores, padded, pyramid_index, select_loops
 
-try:  # the scorers module (renamed to lighthouse.reference.scores by the layout of issue 10)
-    from lighthouse.reference.scores import token_scores
-except ImportError:
-    from lighthouse.scorers import token_scores
+from lighthouse.reference.scores import token_scores
 
 
 @pytest.fixture

@@ -105,7 +105,7 @@ TIED = [(kind, (1, 2, 1, 301, 8, 2, 2, 128)) for kind in TIE_KINDS] + [("constan
 @pytest.mark.parametrize("kind,case", TIED, ids=lambda x: x if isinstance(x, str) else "N{3}_L{5}".format(*x))
 def test_tied_scores_select_as_the_torch_path(kind, case):
     """Tied scores (constant tokens, repeated blocks, quantized entries; padded tails at N=301 and 515): the
-    kernel's packed sort keys must break ties towards the lower index as the PyTorch path does (itself checked
+    kernel's packed keys (threshold search and merge) must break ties towards the lower index as the PyTorch path does (itself checked
     against the spec on tied inputs). Catches ties sent to the higher index: checked by planting
     `+ j` for `+ (2147483647 - j)` in kernels/select.py's _packed, which fails every case here."""
     b, hq, hkv, n, d, levels, p, topk = case
@@ -113,6 +113,17 @@ def test_tied_scores_select_as_the_torch_path(kind, case):
     cfg = LighthouseConfig(levels=levels, pooling=p, topk=topk, sdpa_backend="math")
     want = lighthouse.select(q, k, v, config=cfg.replace(impl="torch"))
     assert torch.equal(lighthouse.select(q, k, v, config=cfg.replace(impl="triton")), want)
+
+
+@pytest.mark.parametrize("levels,pooling,topk", [(2, 3, 128), (3, 2, 128)])
+def test_selection_with_tied_scores_matches_torch(levels, pooling, topk):
+    """Catches a threshold search or causal merge in the selection kernel that breaks ties differently from
+    the spec (equal scores: the lower index wins): every q and k row has the same norm, so every score ties."""
+    q, k, v = rand_qkv(1, 2, 1, 1536, 8, seed=3, device=DEVICE)
+    q, k = torch.sign(q), torch.sign(k)
+    cfg = LighthouseConfig(levels=levels, pooling=pooling, topk=topk, sdpa_backend="math")
+    assert torch.equal(lighthouse.select(q, k, v, config=cfg.replace(impl="triton")),
+                       lighthouse.select(q, k, v, config=cfg.replace(impl="torch")))
 
 
 def test_register_overflow_falls_back_to_torch_selection(monkeypatch):
@@ -179,7 +190,7 @@ def test_fused_launches_equal_one_tensor_launches():
     a fused launch that mixes up its tensors' pointers or strides."""
     from lighthouse.kernels.gather import gather_many, gather_rows
     from lighthouse.kernels.layer import run_selection
-    from lighthouse.kernels.pull import pull_many, pull_rows
+    from lighthouse.kernels.scatter import pull_many, pull_rows
     from lighthouse.plan import make_plan
 
     cfg = LighthouseConfig(levels=2, pooling=2, topk=128)
@@ -205,7 +216,7 @@ def test_score_pyramid_pooled_in_kernel_equals_the_torch_pyramid(levels, pooling
     a NaN dropped by the max (which would hide a bad input)."""
     from lighthouse.kernels.scores import score_pyramids
     from lighthouse.plan import make_plan
-    from lighthouse.scorers import score_pyramid, token_scores
+    from lighthouse.reference.scores import score_pyramid, token_scores
 
     cfg = LighthouseConfig(levels=levels, pooling=pooling, topk=128)
     n = 128 * pooling ** (levels - 1) * 2 - 5  # two tiles, padded

@@ -10,7 +10,6 @@ PyTorch path's ratios show its excess traffic.
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
@@ -18,42 +17,22 @@ from typing import Callable, Dict, List, Optional, Sequence
 import torch
 
 from .. import lighthouse_attention
-from ..config import TILE, LighthouseConfig
+from ..config import TILE
 from ..plan import LighthousePlan, make_plan
 from ..sdpa import causal_sdpa, repeat_kv
 from . import flops as flops_mod
+from .points import Point
+from .results import PROFILE, PROFILE_SUMMARY, fmt, write_rows
 from .runner import TORCH_DTYPES, random_inputs
 from .timing import measure
 
-COLUMNS = ["n", "topk", "levels", "pooling", "scorer", "dtype", "batch", "heads", "kv_heads", "head_dim", "impl",
-           "s_sel", "pass", "stage", "ms", "share", "bytes", "flops", "floor_ms", "floor_kind", "floor_ratio",
-           "device"]
-TOTAL, MEASURED, GPU_BUSY = "total", "measured", "gpu_busy"
-#: Rows that summarise a pass rather than time a stage.
-SUMMARY_STAGES = (TOTAL, MEASURED, GPU_BUSY)
+#: Rows that summarise a pass rather than time a stage (results.PROFILE_SUMMARY).
+TOTAL, MEASURED, GPU_BUSY = SUMMARY_STAGES = PROFILE_SUMMARY
 
 
-@dataclass(frozen=True)
-class ProfilePoint:
-    n: int
-    topk: int
-    levels: int = 3
-    pooling: int = 4
-    scorer: str = "norm"
-    dtype: str = "bf16"
-    batch: int = 1
-    heads: int = 8
-    kv_heads: int = 8
-    head_dim: int = 128
-    impl: str = "triton"
-    sdpa_backend: Optional[str] = None
-
-    def config(self) -> LighthouseConfig:
-        return LighthouseConfig(self.levels, self.pooling, self.topk, self.scorer, impl=self.impl,
-                                sdpa_backend=self.sdpa_backend)
-
-    def label(self) -> str:
-        return f"N={self.n} k={self.topk} L{self.levels} p{self.pooling} {self.scorer} {self.dtype} {self.impl}"
+def label(point: Point, impl: str) -> str:
+    s = point.shape
+    return f"N={s.n} k={point.topk} L{point.levels} p{point.pooling} {point.scorer} {s.dtype} {impl}"
 
 
 @dataclass
@@ -118,44 +97,33 @@ def _leaf(x: torch.Tensor) -> torch.Tensor:
 
 
 def triton_stages(q, k, v, go, gate, plan: LighthousePlan) -> List[Stage]:
-    from ..kernels.gather import gather_rows
-    from ..kernels.layer import _by_shape, gather_qkv, run_selection
-    from ..kernels.pull import pull_many, pull_rows
-    from ..kernels.scores import score_pyramids
-    from ..kernels.select import fits_in_kernel, select_in_kernel
+    """The Triton layer's own stage functions (kernels.layer.run_<stage>), each on its real inputs."""
+    from ..kernels import layer
 
-    backend, g = plan.config.sdpa_backend, plan.group
-    in_kernel = fits_in_kernel(plan)
-    # as in the layer: the scoring kernel sets the inverse map to -1, the selection fills in what it emits
-    inv = torch.empty(plan.batch, plan.kv_heads, plan.pyramid_len, dtype=torch.int32, device=q.device) if in_kernel else None
     with torch.no_grad():
-        sq, sk, _ = score_pyramids(q, k, v, plan, gate, inv)
-        sel, check = run_selection(q, k, v, plan, gate)
-        check.raise_if_bad()
-        subs = [_leaf(x) for x in gather_qkv(q, k, v, sel, plan)]
+        scores = layer.run_scores(q, k, v, plan, gate)
+        sel = layer.run_select(scores, plan)
+        scores.check.raise_if_bad()
+        subs = [_leaf(x) for x in layer.run_gather(q, k, v, sel, plan)]
     with torch.enable_grad():
-        out_sub = causal_sdpa(subs[0], repeat_kv(subs[1], g), repeat_kv(subs[2], g), backend)
-    d_out_sub = gather_rows(go, sel.lm_idx, sel.lm_pos, plan, fan_in=True)
-    d_subs = torch.autograd.grad(out_sub, subs, d_out_sub)
+        out_sub = layer.run_sdpa(*subs, plan)
+    d_out_sub = _no_grad(layer.run_fan_in, go, sel, plan)
+    d_subs = layer.run_sdpa_bwd(out_sub, subs, d_out_sub)
 
-    def select_fn():
-        if in_kernel:
-            return select_in_kernel(sq, sk, plan, inv)
-        return run_selection(q, k, v, plan, gate)[0]  # the PyTorch fallback (scores included)
+    def sdpa_fn():  # with autograd recording, as in training
+        return layer.run_sdpa(*subs, plan)
 
-    def sdpa_fn():
-        return causal_sdpa(subs[0], repeat_kv(subs[1], g), repeat_kv(subs[2], g), backend)
-
-    return [
-        Stage("fwd", "scores", lambda: _no_grad(score_pyramids, q, k, v, plan, gate, inv)),
-        Stage("fwd", "select", lambda: _no_grad(select_fn)),
-        Stage("fwd", "gather", lambda: _no_grad(gather_qkv, q, k, v, sel, plan)),
-        Stage("fwd", "sdpa", sdpa_fn),  # with autograd recording, as in training
-        Stage("fwd", "scatter", lambda: _no_grad(pull_rows, out_sub.detach(), sel.inv, plan, True)),
-        Stage("bwd", "fan_in", lambda: _no_grad(gather_rows, go, sel.lm_idx, sel.lm_pos, plan, True)),
-        Stage("bwd", "sdpa_bwd", sdpa_fn, "bwd", subs, d_out_sub),
-        Stage("bwd", "pool_bwd", lambda: _no_grad(_by_shape, lambda xs: pull_many(xs, sel.inv, plan, False), d_subs)),
-    ]
+    stages = {
+        "scores": Stage("fwd", "scores", lambda: _no_grad(layer.run_scores, q, k, v, plan, gate)),
+        "select": Stage("fwd", "select", lambda: _no_grad(layer.run_select, scores, plan)),
+        "gather": Stage("fwd", "gather", lambda: _no_grad(layer.run_gather, q, k, v, sel, plan)),
+        "sdpa": Stage("fwd", "sdpa", sdpa_fn),
+        "scatter": Stage("fwd", "scatter", lambda: _no_grad(layer.run_scatter, out_sub.detach(), sel, plan)),
+        "fan_in": Stage("bwd", "fan_in", lambda: _no_grad(layer.run_fan_in, go, sel, plan)),
+        "sdpa_bwd": Stage("bwd", "sdpa_bwd", sdpa_fn, "bwd", subs, d_out_sub),
+        "pool_bwd": Stage("bwd", "pool_bwd", lambda: _no_grad(layer.run_pool_bwd, d_subs, sel, plan)),
+    }
+    return [stages[name] for pass_ in ("fwd", "bwd") for name in layer.STAGES[pass_]]
 
 
 def _no_grad(fn, *args):
@@ -164,10 +132,10 @@ def _no_grad(fn, *args):
 
 
 def torch_stages(q, k, v, go, gate, plan: LighthousePlan) -> List[Stage]:
-    from ..reference.attention import gather_entries
+    from ..reference.gather import gather_entries
     from ..reference.scatter import scatter_back
-    from ..reference.selection import select_entries
-    from ..scorers import score_pyramid, token_scores
+    from ..reference.scores import score_pyramid, token_scores
+    from ..reference.select import select_entries
 
     backend, g = plan.config.sdpa_backend, plan.group
 
@@ -214,15 +182,16 @@ def _time(stage: Stage, device, warmup: int, rep: int, max_seconds: float) -> fl
     return t.median_ms
 
 
-def profile_point(point: ProfilePoint, device: torch.device, peaks: dict, *, seed: int = 0, warmup: int = 3,
+def profile_point(point: Point, impl: str, device: torch.device, peaks: dict, *, sdpa_backend: Optional[str] = None,
+                  seed: int = 0, warmup: int = 3,
                   rep: int = 20, max_seconds: float = 2.0) -> List[dict]:
     """Rows of profile.csv for one point: every stage, the sum per pass (total) and the whole pass (measured)."""
-    cfg = point.config()
-    inputs = random_inputs(point.batch, point.heads, point.kv_heads, point.n, point.head_dim, point.dtype, device,
-                           seed, gate=point.scorer == "gla")
+    cfg, s = point.config(impl, sdpa_backend), point.shape
+    inputs = random_inputs(s.batch, s.heads, s.kv_heads, s.n, s.head_dim, s.dtype, device, seed,
+                           gate=point.scorer == "gla")
     q, k, v = (x.detach() for x in inputs.leaves)
     plan = make_plan(cfg, q, k, v, inputs.gate)
-    builder = triton_stages if point.impl == "triton" else torch_stages
+    builder = triton_stages if impl == "triton" else torch_stages
     stages = builder(q, k, v, inputs.grad_out, inputs.gate, plan)
     costs = stage_costs(plan, q.element_size())
     times: Dict[tuple, float] = {}
@@ -243,9 +212,9 @@ def profile_point(point: ProfilePoint, device: torch.device, peaks: dict, *, see
     }
     if device.type == "cuda":
         gpu = gpu_busy_ms(whole, leaves, inputs.grad_out)
-    base = dict(n=point.n, topk=point.topk, levels=point.levels, pooling=point.pooling, scorer=point.scorer,
-                dtype=point.dtype, batch=point.batch, heads=point.heads, kv_heads=point.kv_heads,
-                head_dim=point.head_dim, impl=point.impl, s_sel=plan.selected_len, device=str(device.type))
+    base = dict(n=s.n, topk=point.topk, levels=point.levels, pooling=point.pooling, scorer=point.scorer,
+                dtype=s.dtype, batch=s.batch, heads=s.heads, kv_heads=s.kv_heads,
+                head_dim=s.head_dim, impl=impl, s_sel=plan.selected_len, device=str(device.type))
     rows = []
     for pass_ in ("fwd", "bwd"):
         names = [name for (p, name) in times if p == pass_]
@@ -313,21 +282,15 @@ def gpu_busy_ms(whole: Callable[[], torch.Tensor], leaves, grad_out, calls: int 
     return {"fwd": fwd, "bwd": kernels_ms(prof)}
 
 
-def write_csv(rows: List[dict], path: Path) -> None:
-    with path.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else ("" if v is None else v)) for k, v in r.items()})
-
-
-def trace(point: ProfilePoint, device: torch.device, path: Path, seed: int = 0, steps: int = 3) -> Path:
+def trace(point: Point, impl: str, device: torch.device, path: Path, seed: int = 0, steps: int = 3,
+          sdpa_backend: Optional[str] = None) -> Path:
     """A torch.profiler Chrome trace of a few forward+backward calls (open in chrome://tracing or Perfetto)."""
     from torch.profiler import ProfilerActivity, profile
 
-    inputs = random_inputs(point.batch, point.heads, point.kv_heads, point.n, point.head_dim, point.dtype, device,
-                           seed, gate=point.scorer == "gla")
-    cfg = point.config()
+    s = point.shape
+    inputs = random_inputs(s.batch, s.heads, s.kv_heads, s.n, s.head_dim, s.dtype, device, seed,
+                           gate=point.scorer == "gla")
+    cfg = point.config(impl, sdpa_backend)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     lighthouse_attention(*inputs.leaves, config=cfg, gate=inputs.gate).backward(inputs.grad_out)  # compile first
     with profile(activities=activities) as prof:
@@ -339,9 +302,11 @@ def trace(point: ProfilePoint, device: torch.device, path: Path, seed: int = 0, 
     return path
 
 
-def run_profile(points: Sequence[ProfilePoint], device: torch.device, out: Path, *, trace_calls: bool = False,
+def run_profile(points: Sequence[Point], impl: str, device: torch.device, out: Path, *,
+                sdpa_backend: Optional[str] = None, trace_calls: bool = False,
                 remeasure_peaks: bool = False, seed: int = 0, warmup: int = 3, rep: int = 20,
-                max_seconds: float = 2.0, console=None, argv=None) -> int:
+                max_seconds: float = 2.0, console=None, argv=None, options: Optional[dict] = None,
+                equivalent: Optional[Sequence[str]] = None) -> int:
     """Profile every point into out/ (profile.csv, machine.json with the peaks, profile.png/svg, traces).
     A point that fails is reported and skipped; returns 0 when every point was profiled, else 1."""
     import time
@@ -350,40 +315,44 @@ def run_profile(points: Sequence[ProfilePoint], device: torch.device, out: Path,
     from .profile_view import print_tables, stacked_chart
     from .runner import free_memory, is_oom
 
+    from .outdir import writable_folder
     from .sweep import make_console
 
     console = console or make_console()
-    out.mkdir(parents=True, exist_ok=True)
+    writable_folder(out)  # before measuring anything
     started = time.perf_counter()
-    info = machine.collect(argv)
-    dtypes = sorted({p.dtype for p in points})
+    info = machine.collect(argv, options, equivalent)
+    dtypes = sorted({p.shape.dtype for p in points})
     info["peaks"] = {dt: peaks_mod.get_peaks(device, TORCH_DTYPES[dt], remeasure_peaks) for dt in dtypes}
     for dt, pk in info["peaks"].items():
         console.print(f"peaks ({dt}{', cached' if pk.get('cached') else ', measured now'}): copy "
-                      f"{pk['copy_gb_s']:.0f} GB/s, matmul {pk['matmul_tflops']:.1f} TFLOP/s")
+                      f"{fmt(pk['copy_gb_s'])} GB/s, matmul {fmt(pk['matmul_tflops'])} TFLOP/s")
     rows: List[dict] = []
     failed = []
     for point in points:
-        console.print(f"profiling {point.label()} ...")
+        name = label(point, impl)
+        console.print(f"profiling {name} ...")
         try:
-            rows += profile_point(point, device, info["peaks"][point.dtype], seed=seed, warmup=warmup, rep=rep,
+            rows += profile_point(point, impl, device, info["peaks"][point.shape.dtype], sdpa_backend=sdpa_backend,
+                                  seed=seed, warmup=warmup, rep=rep,
                                   max_seconds=max_seconds)
             if trace_calls:
-                path = trace(point, device, out / f"trace-n{point.n}-k{point.topk}-{point.impl}.json", seed)
+                path = trace(point, impl, device, out / f"trace-n{point.shape.n}-k{point.topk}-{impl}.json", seed,
+                             sdpa_backend=sdpa_backend)
                 console.print(f"trace: {path}")
         except Exception as exc:  # one bad or out-of-memory point does not stop the others
             kind = "out of memory" if is_oom(exc) else type(exc).__name__
             first = (str(exc).splitlines() or [""])[0]
-            console.print(f"[red]{point.label()}: {kind}: {first}[/red]")
-            failed.append({"point": point.label(), "error": f"{kind}: {first}"})
+            console.print(f"[red]{name}: {kind}: {first}[/red]")
+            failed.append({"point": name, "error": f"{kind}: {first}"})
         free_memory(device)
     info = machine.finish(info, time.perf_counter() - started, False)
     info["failed_points"] = failed
     machine.write(out / "machine.json", info)
     if rows:
-        write_csv(rows, out / "profile.csv")
+        write_rows(out / "profile.csv", PROFILE, rows)
         print_tables(rows, console)
-        for path in stacked_chart(rows, out):
+        for path in stacked_chart(rows, out, device_name=info.get("gpu") or info.get("cpu")):
             console.print(f"chart: {path}")
         console.print(f"profile: {out / 'profile.csv'}")
     return 1 if failed else 0

@@ -17,8 +17,9 @@ import torch
 import torch.nn.functional as F
 
 from .. import lighthouse_attention
-from ..sdpa import causal_sdpa, dense_attention
-from .grid import BASELINES, IMPLS, Shape, Task
+from ..sdpa import BackendUnavailable, causal_sdpa, dense_attention
+from .points import Shape, Task
+from .results import BASELINES, IMPLS
 from .timing import Timing, measure
 
 TORCH_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
@@ -125,17 +126,7 @@ def kernels_unavailable_reason(device: torch.device) -> Optional[str]:
         from .. import kernels
     except Exception as err:  # pragma: no cover - broken install
         return f"lighthouse.kernels cannot be imported ({err})"
-    try:
-        ok = kernels.available(device)
-    except TypeError:  # an older kernels module without the device argument
-        ok = kernels.available()
-    if ok:
-        return None
-    try:
-        reason = kernels.unavailable_reason(device)
-    except TypeError:
-        reason = kernels.unavailable_reason()
-    return reason or "the Triton path is not available"
+    return kernels.unavailable_reason(device)
 
 
 def default_impls(device: torch.device) -> List[str]:
@@ -281,7 +272,7 @@ def classify(exc: Exception, task: Task) -> Tuple[str, str]:
     reason = text if len(text) <= 400 else text[:397] + "..."
     if is_oom(exc):
         return "oom", reason or "out of memory"
-    if isinstance(exc, Unsupported):
+    if isinstance(exc, (Unsupported, BackendUnavailable)):  # before ValueError: BackendUnavailable is one
         return "unsupported", reason
     if isinstance(exc, ValueError):
         return "invalid", reason

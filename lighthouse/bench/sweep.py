@@ -1,37 +1,28 @@
 """Orchestration: run a plan's tasks, write each row the moment it finishes, resume, show progress.
 
-results.csv is long format, one row per (point, implementation, pass), always the same columns (COLUMNS),
-so files from different sweeps concatenate and a resumed sweep appends to its own file.
+results.csv is the results.SWEEP table, written through results.append_row one finished row at a time.
 """
 
 from __future__ import annotations
 
-import csv
-import os
 import time
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from . import flops, grid, machine, runner
-from .grid import BASELINES, SweepSpec, Task
+from . import flops, machine, points, results, runner
+from .outdir import writable_folder
+from .points import SweepSpec, Task
+from .results import BASELINES, FINAL, SWEEP
 
-SPEEDUP_COLUMNS = [f"speedup_vs_{name}" for name in BASELINES.values()]
-COLUMNS = [
-    "impl", "kind", "pass", "device", "dtype", "n", "batch", "heads", "kv_heads", "head_dim",
-    "levels", "pooling", "topk", "scorer", "s_sel", "sdpa_backend",
-    "status", "reason", "median_ms", "p20_ms", "p80_ms", "reps", "first_call_ms", "peak_mem_gib",
-    "dense_tflops", "eff_tflops", *SPEEDUP_COLUMNS, "floor_ratio", "seed", "finished_at",
-]
-#: Statuses --resume does not run again (oom and error rows are retried).
-FINAL = ("ok", "invalid", "unsupported")
 RESULTS, MACHINE = "results.csv", "machine.json"
 
-#: Exit codes: interrupted (Ctrl-C) as a shell reports SIGINT; the CUDA context lost.
-EXIT_INTERRUPTED, EXIT_DEVICE_LOST = 130, 1
+#: Exit codes: interrupted (Ctrl-C) as a shell reports SIGINT; the CUDA context lost; rows failed and no
+#: Lighthouse row ran; nothing could run at all (every row invalid or unsupported here: a usage error).
+EXIT_INTERRUPTED, EXIT_DEVICE_LOST, EXIT_FAILED, EXIT_NOTHING_RAN = 130, 1, 1, 2
 
 
 class SweepError(ValueError):
@@ -48,65 +39,22 @@ def default_out_dir() -> Path:
     return Path("out") / f"sweep-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
 
-def _fmt(x) -> str:
-    if x is None:
-        return ""
-    if isinstance(x, float):
-        return f"{x:.6g}"
-    return str(x)
-
-
 def read_rows(path: Path) -> List[dict]:
-    if not path.exists():
+    """The finished rows of a results.csv (torn rows left out); [] for a file that is missing or empty."""
+    if not path.exists() or path.stat().st_size == 0:
         return []
-    with path.open(newline="") as f:
-        return list(csv.DictReader(f))
-
-
-class ResultsFile:
-    """results.csv, appended and flushed one row at a time: Ctrl-C or a crash loses no finished row."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        new = not path.exists() or path.stat().st_size == 0
-        self._f = path.open("a", newline="")
-        self._w = csv.DictWriter(self._f, fieldnames=COLUMNS, extrasaction="ignore")
-        if new:
-            self._w.writeheader()
-            self._f.flush()
-
-    def write(self, row: dict) -> None:
-        self._w.writerow({k: _fmt(row.get(k)) for k in COLUMNS})
-        self._f.flush()
-        os.fsync(self._f.fileno())
-
-    def close(self) -> None:
-        self._f.close()
+    return results.read_rows(path, SWEEP)[0]
 
 
 def keep_final_rows(path: Path) -> List[dict]:
-    """For --resume: rewrite results.csv with only rows of a final status (the last one per key), so oom
-    and error rows are run again and replaced instead of duplicated. Returns the kept rows."""
-    rows = read_rows(path)
+    """For --resume: rewrite results.csv with only finished rows of a final status (the last one per key), so
+    oom, error and torn rows are run again and replaced instead of duplicated. Returns the kept rows."""
     kept: Dict[Tuple[str, ...], dict] = {}
-    for row in rows:
+    for row in read_rows(path):
         if row.get("status") in FINAL:
-            kept[grid.row_key(row)] = row
-    tmp = path.with_suffix(".csv.tmp")
-    with tmp.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
-        w.writeheader()
-        for row in kept.values():
-            w.writerow({k: row.get(k, "") for k in COLUMNS})
-    os.replace(tmp, path)
+            kept[results.row_key(row)] = row
+    results.write_rows(path, SWEEP, kept.values())
     return list(kept.values())
-
-
-def _float(x) -> Optional[float]:
-    try:
-        return float(x) if x not in (None, "") else None
-    except ValueError:
-        return None
 
 
 class Medians:
@@ -119,21 +67,21 @@ class Medians:
 
     @staticmethod
     def _key(row: dict) -> Tuple[str, ...]:
-        return grid.row_key({**row, "impl": "", "levels": "", "pooling": "", "topk": "", "scorer": ""})
+        return results.row_key({**row, "impl": "", "levels": "", "pooling": "", "topk": "", "scorer": ""})
 
     def add(self, row: dict) -> None:
-        if row.get("status") != "ok" or _float(row.get("median_ms")) is None:
+        if row.get("status") != "ok" or results.num(row.get("median_ms")) is None:
             return
         if row["kind"] == "dense":
-            self.dense[(self._key(row), row["impl"])] = _float(row["median_ms"])
+            self.dense[(self._key(row), row["impl"])] = results.num(row["median_ms"])
         elif row["kind"] == "floor":
-            self.floor[grid.row_key({**row, "impl": ""})] = _float(row["median_ms"])
+            self.floor[results.row_key({**row, "impl": ""})] = results.num(row["median_ms"])
 
     def baseline(self, row: dict, impl: str) -> Optional[float]:
         return self.dense.get((self._key(row), impl))
 
     def floor_of(self, row: dict) -> Optional[float]:
-        return self.floor.get(grid.row_key({**row, "impl": ""}))
+        return self.floor.get(results.row_key({**row, "impl": ""}))
 
 
 def make_row(task: Task, device: str, seed: int, result: runner.Result, medians: Medians) -> dict:
@@ -145,7 +93,6 @@ def make_row(task: Task, device: str, seed: int, result: runner.Result, medians:
         "levels": p.levels if p else None, "pooling": p.pooling if p else None, "topk": p.topk if p else None,
         "scorer": p.scorer if p else None, "s_sel": task.s_sel, "sdpa_backend": result.sdpa_backend or None,
         "status": result.status, "reason": result.reason or None, "seed": seed,
-        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     t = result.timing
     if result.status == "ok" and t is not None:
@@ -183,35 +130,41 @@ def resolve_impls(spec: SweepSpec, bench: runner.Bench) -> Tuple[List[str], List
 
 
 def prepare_out_dir(out: Path, resume: bool) -> Path:
-    results = out / RESULTS
-    if resume and not results.exists():
-        raise SweepError(f"--resume: {results} does not exist; give the --out of the sweep to resume")
-    if not resume and results.exists() and results.stat().st_size > 0:
-        raise SweepError(f"--out: {results} already exists; add --resume to continue it, or pick another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    return results
+    path = out / RESULTS
+    if resume and not path.exists():
+        raise SweepError(f"--resume: {path} does not exist; give the --out of the sweep to resume")
+    if not resume and path.exists() and path.stat().st_size > 0:
+        raise SweepError(f"--out: {path} already exists; add --resume to continue it, or pick another --out")
+    writable_folder(out)
+    return path
 
 
 def run(spec: SweepSpec, out: Path, *, resume: bool = False, argv: Optional[Sequence[str]] = None,
         equivalent: Optional[Sequence[str]] = None, console: Optional[Console] = None, plot: bool = True) -> int:
-    """Run the sweep into `out`; returns the exit code (0, 130 on Ctrl-C, 1 if the CUDA context died)."""
+    """Run the sweep into `out`; returns the exit code (0; 130 on Ctrl-C; 1 if the CUDA context died or no
+    Lighthouse row ran ok; 2 if nothing could run here, every row invalid or unsupported). Raises SweepError
+    before anything runs for a grid of invalid points, a --resume with other options, a bad --out."""
     console = console or make_console()
-    results_path = prepare_out_dir(out, resume)
     bench = runner.Bench(spec.device, spec.seed, spec.warmup, spec.rep, spec.min_rep, spec.max_seconds)
     impls, baselines = resolve_impls(spec, bench)
-    tasks = grid.plan_tasks(spec, impls, baselines)
+    tasks = points.plan_tasks(spec, impls, baselines)
+    if tasks and all(t.invalid for t in tasks):
+        raise SweepError(f"no row of this sweep can run: every point is invalid ({tasks[0].invalid})")
+    options = {**spec.options, "impl": impls, "baseline": baselines, "out": str(out), "resume": resume}
+    machine_path = out / MACHINE
+    previous = machine.read(machine_path) if resume else None
+    if resume:
+        check_same_sweep(previous, options, machine_path)
+    results_path = prepare_out_dir(out, resume)
 
     medians, done = Medians(), set()
     if resume:
         for row in keep_final_rows(results_path):
-            done.add(grid.row_key(row))
+            done.add(results.row_key(row))
             medians.add(row)
     todo = [t for t in tasks if t.key(spec.device) not in done]
     skipped = len(tasks) - len(todo)
 
-    options = {**spec.options, "impl": impls, "baseline": baselines, "out": str(out), "resume": resume}
-    machine_path = out / MACHINE
-    previous = machine.read(machine_path) if resume else None
     info = machine.collect(argv, options, equivalent)
     machine.write(machine_path, info, previous)
     console.print(f"[bold]lighthouse-bench sweep[/] suite={spec.suite or 'default'} device={spec.device} "
@@ -221,7 +174,6 @@ def run(spec: SweepSpec, out: Path, *, resume: bool = False, argv: Optional[Sequ
     start, interrupted, lost = time.perf_counter(), False, None
     counts: Dict[str, int] = {}
     floor_cache: Dict[Tuple, runner.Result] = {}
-    results = ResultsFile(results_path)
     progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[rows]}"),
                         TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console)
     try:
@@ -240,8 +192,8 @@ def run(spec: SweepSpec, out: Path, *, resume: bool = False, argv: Optional[Sequ
                 if task.kind == "floor":
                     floor_cache[floor_key] = result
                 row = make_row(task, spec.device, spec.seed, result, medians)
-                results.write(row)
-                medians.add({k: _fmt(v) for k, v in row.items()})
+                results.append_row(results_path, SWEEP, row)
+                medians.add({k: results.cell(v) for k, v in row.items()})
                 counts[result.status] = counts.get(result.status, 0) + 1
                 progress.update(bar, advance=_weight(task), rows=f"{i + 1}/{len(todo)} rows " + _counts(counts))
                 if lost:
@@ -249,21 +201,33 @@ def run(spec: SweepSpec, out: Path, *, resume: bool = False, argv: Optional[Sequ
     except KeyboardInterrupt:
         interrupted = True
     finally:
-        results.close()
         bench.release()
         machine.write(machine_path, machine.finish(info, time.perf_counter() - start, interrupted), previous)
 
     from .summary import print_summary
 
-    print_summary(read_rows(results_path), console)
+    all_rows = read_rows(results_path)
+    print_summary(all_rows, console)
+    again = resume_command(equivalent, out)
     if lost:
         console.print(f"[red]Stopped: {lost}[/]\nEvery finished row is in {results_path}; continue in a fresh process "
-                      f"with --resume --out {out} (leave the failing point out if it fails again).")
+                      "with the command below (leave the failing point out if it fails again):")
+        console.print(again, soft_wrap=True, markup=False, highlight=False)
         return EXIT_DEVICE_LOST
     if interrupted:
-        console.print(f"[yellow]Interrupted.[/] {sum(counts.values())} rows written to {results_path}; continue with "
-                      f"[bold]lighthouse-bench sweep ... --resume --out {out}[/], chart with lighthouse-bench plot.")
+        console.print(f"[yellow]Interrupted.[/] {sum(counts.values())} rows written to {results_path}; "
+                      f"chart them with lighthouse-bench plot {results_path}; continue with:", soft_wrap=True)
+        console.print(again, soft_wrap=True, markup=False, highlight=False)
         return EXIT_INTERRUPTED
+    every = _status_counts(all_rows)
+    new = f"{sum(counts.values())} new this run" if resume else ""
+    if not any(r.get("kind") == "lighthouse" and r.get("status") == "ok" for r in all_rows):
+        reasons = sorted({r.get("reason") or r.get("status") for r in all_rows if r.get("kind") == "lighthouse"})
+        console.print(f"[red]no row ran: no Lighthouse row is ok ({_counts(every)}); {'; '.join(reasons[:3])}[/]",
+                      soft_wrap=True)
+        console.print(f"results: {results_path}  ({_counts(every)}{'; ' + new if new else ''})")
+        usage = set(every) <= {"invalid", "unsupported"}  # nothing here can run it: the options, not a failure
+        return EXIT_NOTHING_RAN if usage else EXIT_FAILED
     if plot:
         from .plots import make_charts
 
@@ -273,8 +237,55 @@ def run(spec: SweepSpec, out: Path, *, resume: bool = False, argv: Optional[Sequ
         except Exception as err:  # noqa: BLE001 - the measurements are safe on disk; say so and carry on
             console.print(f"[red]charts failed ({type(err).__name__}: {err}); the results are complete, "
                           f"retry with lighthouse-bench plot {results_path}[/]")
-    console.print(f"results: {results_path}  ({_counts(counts) or 'nothing new to run'})")
+    console.print(f"results: {results_path}  ({_counts(every) or 'no rows'}{'; ' + new if new else ''})")
     return 0
+
+
+def _status_counts(rows: Sequence[dict]) -> Dict[str, int]:
+    counts: Dict[str, int] = {}
+    for r in rows:
+        counts[r.get("status") or "?"] = counts.get(r.get("status") or "?", 0) + 1
+    return counts
+
+
+def resume_command(equivalent: Optional[Sequence[str]], out: Path) -> str:
+    """The exact command that continues this sweep: the options as given, with --out and --resume."""
+    import shlex
+
+    args = list(equivalent or ["lighthouse-bench", "sweep"])
+    kept, skip = [], False
+    for a in args:
+        if skip:
+            skip = False
+        elif a == "--out":
+            skip = True
+        elif a != "--resume":
+            kept.append(a)
+    return shlex.join(kept + ["--out", str(out), "--resume"])
+
+
+#: Option values --resume must find unchanged in machine.json (everything but where the output goes).
+RESUME_IGNORES = ("out", "resume")
+
+
+def check_same_sweep(previous: Optional[dict], options: dict, machine_path: Path) -> None:
+    """--resume continues the sweep recorded in machine.json: refuse options that would plan another one (its
+    rows would be appended to the same results.csv)."""
+    recorded = (previous or {}).get("options") or {}
+    if not recorded:
+        return  # an older or missing machine.json: nothing to compare with (prepare_out_dir checks the CSV)
+    differ = [f"{k} {_show(options.get(k))} (recorded: {_show(recorded.get(k))})" for k in sorted(set(options) | set(recorded))
+              if k not in RESUME_IGNORES and k in recorded and _show(options.get(k)) != _show(recorded.get(k))]
+    if differ:
+        command = (previous or {}).get("equivalent_command") or (previous or {}).get("command") or "?"
+        raise SweepError(f"--resume: the options differ from the sweep recorded in {machine_path}: "
+                         f"{'; '.join(differ)}. Resume with the recorded options ({command}) or use another --out")
+
+
+def _show(value) -> str:
+    import json
+
+    return json.dumps(value, sort_keys=True, default=str)
 
 
 def _counts(counts: Dict[str, int]) -> str:
@@ -286,14 +297,14 @@ def describe(spec: SweepSpec, console: Optional[Console] = None) -> List[Task]:
     console = console or make_console()
     bench = runner.Bench(spec.device, spec.seed, spec.warmup, spec.rep, spec.min_rep, spec.max_seconds)
     impls, baselines = resolve_impls(spec, bench)
-    tasks = grid.plan_tasks(spec, impls, baselines)
+    tasks = points.plan_tasks(spec, impls, baselines)
     invalid = [t for t in tasks if t.invalid]
     console.print(f"suite={spec.suite or 'default'} device={spec.device} impl={','.join(impls)} "
                   f"baseline={','.join(baselines)} pass={','.join(spec.passes)} floor={spec.floor} "
                   f"warmup={spec.warmup} rep={spec.rep} min_rep={spec.min_rep} max_seconds={spec.max_seconds}")
     for p in spec.points:
         try:
-            note = f"S={p.selected_len()}"
+            note = f"S={p.plan().selected_len}"
         except ValueError as err:
             note = f"invalid: {err}"
         console.print(f"  {p.shape.label()}  L{p.levels} p{p.pooling} k{p.topk} {p.scorer}  {note}", highlight=False)

@@ -1,4 +1,4 @@
-"""Parameter-free selection scores (spec section 2), shared by every implementation.
+"""Stage scores, spec section 2: the parameter-free selection scores, shared by every implementation.
 
 A scorer returns two float32 token-score streams of shape (B, Hkv, N_pad): `sq` ranks entries for the
 query half of a tile's refined set, `sk` for the key half. GQA: a kv head's scores are the max over the
@@ -12,8 +12,9 @@ from typing import Optional, Tuple
 import torch
 import torch.nn.functional as F
 
-from .plan import LighthousePlan
-from .sdpa import repeat_kv
+from .. import finite
+from ..plan import LighthousePlan
+from ..sdpa import repeat_kv
 
 
 def _group_max(scores: torch.Tensor, plan: LighthousePlan) -> torch.Tensor:
@@ -96,23 +97,12 @@ def token_scores(
     else:
         sq, sk = gla_scores(q, k, v, gate, plan.group)
     sq, sk = _group_max(sq, plan), _group_max(sk, plan)
-    check_finite_scores(sq, sk)
+    if not bool(finite.screen(sq, sk, v)):  # NaN/Inf in q, k or v would silently corrupt the selection
+        finite.raise_non_finite(q, k, v, sq, sk, cfg.scorer)
     pad = plan.padded_len - plan.seq_len
     if pad:
         sq, sk = (F.pad(s, (0, pad), value=float("-inf")) for s in (sq, sk))
     return sq.contiguous(), sk.contiguous()
-
-
-def check_finite_scores(sq: torch.Tensor, sk: torch.Tensor) -> None:
-    """NaN or Inf in q, k or v turns into a score that silently corrupts the selection: refuse it."""
-    for name, s in (("q", sq), ("k", sk)):
-        bad = ~torch.isfinite(s)
-        if bool(bad.any()):
-            b, h, t = (int(i) for i in bad.nonzero()[0])
-            raise ValueError(
-                f"non-finite selection score at batch {b}, kv head {h}, position {t}: "
-                f"{name} (or v, for attention-based scorers) contains NaN or Inf; inputs must be finite"
-            )
 
 
 def score_pyramid(scores: torch.Tensor, plan: LighthousePlan) -> Tuple[torch.Tensor, ...]:
