@@ -107,9 +107,10 @@ def test_stage_times_are_summed_per_stage_and_measured_is_the_whole_layer(monkey
                              "scatter_bwd": 32.0, "sdpa_bwd": 64.0}.get(name, 128.0)  # each gather_bwd part: 128
     monkeypatch.setattr(profile, "_time", lambda st, *a, **kw: stage_ms(st.name))
     monkeypatch.setattr(profile, "measure", lambda fn, mode, *a, **kw: SimpleNamespace(median_ms=1000.0 if mode == "fwd" else 3000.0))
-    point = ProfilePoint(n=512, topk=128, levels=2, pooling=2, heads=2, kv_heads=1, head_dim=8, dtype="fp32",
-                         impl="torch", sdpa_backend="math")
-    rows = profile_point(point, torch.device("cpu"), FAKE_PEAKS, warmup=1, rep=3, max_seconds=0.5)
+    point = Point(Shape(n=512, batch=1, heads=2, kv_heads=1, head_dim=8, dtype="fp32"), levels=2, pooling=2, topk=128,
+                  scorer="norm")
+    rows = profile_point(point, "torch", torch.device("cpu"), FAKE_PEAKS, sdpa_backend="math", warmup=1, rep=3,
+                         max_seconds=0.5)
     by = {(r["pass"], r["stage"]): r["ms"] for r in rows}
     assert by[("bwd", "gather_bwd")] == 3 * 128.0
     assert by[("fwd", TOTAL)] == 1 + 2 + 4 + 8 + 16
