@@ -21,35 +21,6 @@ os.environ.setdefault("LIGHTHOUSE_POISON", "1")
 import pytest
 
 
-def _fast_interpreted_xor_sum() -> bool:
-    """Triton's interpreter reduces with a Python loop per element unless it knows the combine function;
-    `tl.sort` (the selection kernel's bitonic sorts) spends ~75% of its interpreted time in such a loop for
-    its xor_sum. Give that one reduction numpy's exact bitwise_xor.reduce: same integers, ~4x faster kernels.
-    Changes nothing but the interpreter's speed (native runs never get here); where Triton's internals differ
-    the interpreter keeps its own loop."""
-    try:
-        import numpy as np
-        import triton.language as tl
-        from triton.runtime.interpreter import ReduceOps
-    except Exception:  # noqa: BLE001 - no triton, or another layout: nothing to speed up
-        return False
-    xor_combine = getattr(tl.standard, "_xor_combine", None)
-    original = getattr(ReduceOps, "apply_impl", None)
-    if xor_combine is None or original is None or getattr(original, "_lighthouse_fast_xor", False):
-        return False
-
-    def apply_impl(self, input):
-        if self.combine_fn is xor_combine:
-            x = input[0] if isinstance(input, tuple) else input
-            data = np.bitwise_xor.reduce(x.handle.data, axis=self.axis, keepdims=self.keep_dims)
-            return self.to_tensor(data, x.dtype)
-        return original(self, input)
-
-    apply_impl._lighthouse_fast_xor = True
-    ReduceOps.apply_impl = apply_impl
-    return True
-
-
 def _fast_interpreted_builtin_patching() -> bool:
     """The interpreter re-patches triton.language before every call of a @triton.jit helper, listing every
     member of tl, tl.core, tl.math and tl.tensor with inspect.getmembers each time (~1 ms a call, tens of
@@ -86,7 +57,6 @@ def _fast_interpreted_builtin_patching() -> bool:
 
 
 if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
-    FAST_XOR = _fast_interpreted_xor_sum()
     FAST_PATCHING = _fast_interpreted_builtin_patching()
 
 
