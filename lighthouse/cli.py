@@ -43,6 +43,9 @@ LIST = "A list: 8k,96k,128k; a range doubles: 8k..256k; k = 1024, m = 1048576."
 
 def _opt(help_: str, *names: str, metavar: Optional[str] = None):
     """An option with its help and a metavar that says what to write (typer's own shows <str>, <int>)."""
+    if metavar is None:  # say what to write: --seq SEQ rather than --seq <str> (flags ignore it)
+        long = next((n for n in names if n.startswith("--")), names[0] if names else "")
+        metavar = long.split("/")[0].lstrip("-").replace("-", "_").upper() or None
     return typer.Option(*names, help=help_, show_default=False, metavar=metavar)
 
 
@@ -428,7 +431,7 @@ def quality(
 
 @app.command()
 def recommend(
-    results: Annotated[List[Path], typer.Argument(help="Folders (searched recursively) or CSVs: sweep results.csv and quality quality.csv.")],
+    results: Annotated[List[Path], typer.Argument(help="Folders (searched recursively) or CSVs: sweep results.csv and quality quality.csv.", metavar="RESULTS", hidden=True)],
     seq: Annotated[str, _opt("The sequence length to recommend for, e.g. 96k (only rows measured at exactly this N count).", "--seq")] = "",
     min_needle_recall: Annotated[Optional[float], _opt("Bar: needle recall at least this (0..1), from needle inputs.", "--min-needle-recall")] = None,
     max_out_err: Annotated[Optional[float], _opt("Bar: out_rel_err at most this, from random inputs.", "--max-out-err")] = None,
@@ -439,7 +442,9 @@ def recommend(
     out: Annotated[Optional[Path], _opt("Also write the recommendation (Markdown) to this file.", "--out")] = None,
 ) -> None:
     """The fastest measured configuration that meets a quality bar at one N, with runners-up, or which
-    measurements are missing. Exit 0: a configuration meets the bar; 1: none does or nothing was measured."""
+    measurements are missing. Exit 0: a configuration meets the bar; 1: none does or nothing was measured.
+    RESULTS: folders (searched recursively) or CSVs, sweep results.csv and quality quality.csv.
+    """
     from .bench.options import parse_size
     from .bench.results import BASELINES, PASSES
     from .quality.recommend import Bar, load, recommend as choose, render
