@@ -84,13 +84,19 @@ def _delay(device: torch.device, us: float) -> None:
         return
     key = device.index if device.index is not None else torch.cuda.current_device()
     if key not in _SLEEP_CYCLES_PER_US:  # calibrate once: cycles of torch.cuda._sleep per microsecond
+        # The spin counts SM clock cycles, and the clock ramps from idle (345 MHz on an H200) to boost (~1980)
+        # under load: a rate read at a lower clock plants too short a delay once the benchmark runs at boost
+        # (the H200 run of scripts/gate_slowdowns.py measured about half of a planted 10%). Take the fastest
+        # of several spins, i.e. the rate at the clock the timed repetitions run at.
         begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        for _ in range(2):  # the second spin runs at the clock the first one raised
+        rates = []
+        for _ in range(6):
             begin.record()
             torch.cuda._sleep(2_000_000)
             end.record()
             end.synchronize()
-        _SLEEP_CYCLES_PER_US[key] = 2_000_000 / max(begin.elapsed_time(end) * 1e3, 1e-3)
+            rates.append(2_000_000 / max(begin.elapsed_time(end) * 1e3, 1e-3))
+        _SLEEP_CYCLES_PER_US[key] = max(rates)
     torch.cuda._sleep(max(1, int(us * _SLEEP_CYCLES_PER_US[key])))
 
 
