@@ -1,8 +1,9 @@
 """Triton kernels of the fast path (installed as `lighthouse.kernels`).
 
-One module per kernel, each with its Python wrapper: `scores` (norm scorer + score pyramid), `select`
-(coarse-to-fine selection in causal order), `gather` (sub-sequence rows, pooled on the fly), `pull`
-(scatter back and pooling backward, atomics-free); `layer` joins them in one autograd.Function.
+One module per stage, named as the PyTorch reference's (`lighthouse.reference`), each kernel with its Python
+wrapper: `scores` (norm scorer + score pyramid), `select` (coarse-to-fine selection in causal order), `gather`
+(sub-sequence rows, pooled on the fly), `scatter` (pull back to token positions, and the pooling backward,
+atomics-free); `layer` runs them as named stage functions inside one autograd.Function.
 They run on CUDA, and on the CPU under TRITON_INTERPRET=1 (how the tests check them).
 """
 

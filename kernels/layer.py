@@ -1,7 +1,9 @@
-"""The Triton path of the whole layer, as one autograd.Function.
+"""The Triton path of the whole layer, as one autograd.Function, its step sequence written once.
 
-forward:  scores -> selection -> gather (pooling on the fly) -> stock SDPA on S rows -> pull (scatter)
-backward: fan-in gather of dO -> SDPA backward (autograd of the stock kernel) -> pull (pooling backward)
+forward:  scores -> select -> gather (pooling on the fly) -> sdpa (stock SDPA on S rows) -> scatter
+backward: fan_in (gather of dO) -> sdpa_bwd (autograd of the stock kernel) -> pool_bwd (scatter's transpose)
+Each step is one named stage function below (`run_<stage>`); the layer, `lighthouse-bench profile` and
+scripts/gpu_validate.py call these same functions, so what the profiler times is what the layer runs.
 Only the sub-sequence tensors and the selection maps are kept between the passes.
 """
 
@@ -9,38 +11,36 @@ from __future__ import annotations
 
 import threading
 from contextlib import contextmanager
-from typing import Optional
+from typing import List, NamedTuple, Optional, Sequence
 
 import torch
 
 from lighthouse.plan import LighthousePlan
-from lighthouse.reference.selection import select_entries
+from lighthouse.reference.select import select_entries
 from lighthouse.sdpa import causal_sdpa, repeat_kv
 
 from . import alloc
 from .gather import gather_many, gather_rows
-from .pull import pull_many, pull_rows
+from .scatter import pull_many, pull_rows
 from .scores import score_pyramids
 from .select import Selection, fits_in_kernel, select_in_kernel, selection_from_indices
+
+#: The stages of each pass, in the order the layer runs them (profile.csv's `stage` names).
+STAGES = {"fwd": ("scores", "select", "gather", "sdpa", "scatter"), "bwd": ("fan_in", "sdpa_bwd", "pool_bwd")}
+
+
+class Scores(NamedTuple):
+    """What the scores stage hands the select stage: both score pyramids, their deferred finiteness check
+    and, when the selection runs in the kernel, the inverse map the scoring kernel set to -1."""
+
+    sq: torch.Tensor
+    sk: torch.Tensor
+    check: object
+    inv: Optional[torch.Tensor]
 
 
 def _level_views(pyr: torch.Tensor, plan: LighthousePlan):
     return [pyr[..., o:o + n] for o, n in zip(plan.offsets, plan.level_sizes)]
-
-
-@torch.no_grad()
-def run_selection(q, k, v, plan: LighthousePlan, gate: Optional[torch.Tensor] = None):
-    """Scores and selection, and the deferred finiteness check of the scores (call its raise_if_bad once
-    the layer is launched). Falls back to the PyTorch selection when a tile is too large to sort in
-    registers."""
-    if fits_in_kernel(plan):
-        inv = alloc.empty(plan.batch, plan.kv_heads, plan.pyramid_len, dtype=torch.int32, device=q.device)
-        sq, sk, check = score_pyramids(q, k, v, plan, gate, inv)
-        return select_in_kernel(sq, sk, plan, inv), check
-    sq, sk, check = score_pyramids(q, k, v, plan, gate)
-    check.raise_if_bad()  # the PyTorch selection would be misled by NaN before the deferred check
-    indices = select_entries(_level_views(sq, plan), _level_views(sk, plan), plan)
-    return selection_from_indices(indices, plan), check
 
 
 def _by_shape(fn, tensors):
@@ -56,11 +56,80 @@ def _by_shape(fn, tensors):
     return out
 
 
-def gather_qkv(q, k, v, sel: Selection, plan: LighthousePlan):
-    """The sub-sequence q, k, v: one launch for the three (two under GQA)."""
+# ------------------------------------------------------------------------------------------- the stages
+@torch.no_grad()
+def run_scores(q, k, v, plan: LighthousePlan, gate: Optional[torch.Tensor] = None) -> Scores:
+    """scores: the query and key score pyramids (check.raise_if_bad once the layer is launched)."""
+    inv = None
+    if fits_in_kernel(plan):
+        inv = alloc.empty(plan.batch, plan.kv_heads, plan.pyramid_len, dtype=torch.int32, device=q.device)
+    sq, sk, check = score_pyramids(q, k, v, plan, gate, inv)
+    return Scores(sq, sk, check, inv)
+
+
+@torch.no_grad()
+def run_select(scores: Scores, plan: LighthousePlan) -> Selection:
+    """select: the sub-sequence and its maps, in the kernel; the PyTorch selection when a tile is too large
+    to sort in registers."""
+    if scores.inv is not None:
+        return select_in_kernel(scores.sq, scores.sk, plan, scores.inv)
+    scores.check.raise_if_bad()  # the PyTorch selection would be misled by NaN before the deferred check
+    indices = select_entries(_level_views(scores.sq, plan), _level_views(scores.sk, plan), plan)
+    return selection_from_indices(indices, plan)
+
+
+def run_selection(q, k, v, plan: LighthousePlan, gate: Optional[torch.Tensor] = None):
+    """scores + select: (Selection, the deferred finiteness check of the scores)."""
+    scores = run_scores(q, k, v, plan, gate)
+    return run_select(scores, plan), scores.check
+
+
+def run_gather(q, k, v, sel: Selection, plan: LighthousePlan) -> List[torch.Tensor]:
+    """gather: the sub-sequence q, k, v, pooled on the fly; one launch for the three (two under GQA)."""
     return _by_shape(lambda xs: gather_many(xs, sel.lm_idx, sel.lm_pos, plan), (q, k, v))
 
 
+def run_sdpa(q_sub, k_sub, v_sub, plan: LighthousePlan) -> torch.Tensor:
+    """sdpa: stock causal SDPA on the S sub-sequence rows (autograd records it when grad is enabled)."""
+    g = plan.group
+    return causal_sdpa(q_sub, repeat_kv(k_sub, g), repeat_kv(v_sub, g), plan.config.sdpa_backend)
+
+
+def run_scatter(out_sub: torch.Tensor, sel: Selection, plan: LighthousePlan) -> torch.Tensor:
+    """scatter: each token position pulls its <= L sub-sequence rows (no atomics)."""
+    return pull_rows(out_sub, sel.inv, plan, scatter=True)
+
+
+def run_fan_in(d_out: torch.Tensor, sel: Selection, plan: LighthousePlan) -> torch.Tensor:
+    """fan_in: the gradient of the scatter, dO summed into the S sub-sequence rows."""
+    return gather_rows(d_out, sel.lm_idx, sel.lm_pos, plan, fan_in=True)
+
+
+def run_sdpa_bwd(out_sub: torch.Tensor, subs: Sequence[torch.Tensor], d_out_sub: torch.Tensor, retain: bool = False):
+    """sdpa_bwd: the stock SDPA backward, through autograd of the sdpa stage's graph."""
+    return torch.autograd.grad(out_sub, list(subs), d_out_sub, retain_graph=retain)
+
+
+def run_pool_bwd(d_subs: Sequence[torch.Tensor], sel: Selection, plan: LighthousePlan) -> List[torch.Tensor]:
+    """pool_bwd: the gradient of the gather, dq, dk, dv pulled from the sub-sequence gradients."""
+    return _by_shape(lambda xs: pull_many(xs, sel.inv, plan, scatter=False), d_subs)
+
+
+def run_forward(q, k, v, plan: LighthousePlan, gate: Optional[torch.Tensor], grad: bool):
+    """The forward step sequence: (out, sel, sub-sequence q/k/v, out_sub). grad: the sub-sequence tensors are
+    leaves and the sdpa graph is kept, for the backward."""
+    sel, check = run_selection(q, k, v, plan, gate)
+    subs = run_gather(q, k, v, sel, plan)
+    with torch.set_grad_enabled(grad):
+        if grad:
+            subs = [x.detach().requires_grad_() for x in subs]
+        out_sub = run_sdpa(*subs, plan)
+    out = run_scatter(out_sub.detach(), sel, plan)
+    check.raise_if_bad()
+    return out, sel, subs, out_sub
+
+
+# ------------------------------------------------------------------------------------------- the layer
 _RETAIN = threading.local()
 
 
@@ -81,14 +150,7 @@ def retain_inner_graph():
 class LighthouseFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, plan: LighthousePlan, gate):
-        sel, check = run_selection(q, k, v, plan, gate)
-        q_sub, k_sub, v_sub = gather_qkv(q, k, v, sel, plan)
-        with torch.enable_grad():
-            leaves = [x.detach().requires_grad_() for x in (q_sub, k_sub, v_sub)]
-            out_sub = causal_sdpa(leaves[0], repeat_kv(leaves[1], plan.group), repeat_kv(leaves[2], plan.group),
-                                  plan.config.sdpa_backend)
-        out = pull_rows(out_sub.detach(), sel.inv, plan, scatter=True)
-        check.raise_if_bad()
+        out, sel, leaves, out_sub = run_forward(q, k, v, plan, gate, grad=True)
         ctx.plan, ctx.sel, ctx.leaves, ctx.out_sub = plan, sel, leaves, out_sub
         return out
 
@@ -100,12 +162,12 @@ class LighthouseFunction(torch.autograd.Function):
                 "Lighthouse's Triton backward already ran on this forward and freed its sub-sequence tensors; "
                 "to run backward twice (retain_graph=True), run both inside "
                 "`with lighthouse.kernels.retain_inner_graph():`")
-        d_out_sub = gather_rows(d_out, sel.lm_idx, sel.lm_pos, plan, fan_in=True)
+        d_out_sub = run_fan_in(d_out, sel, plan)
         retain = getattr(_RETAIN, "on", False)
-        d_subs = torch.autograd.grad(ctx.out_sub, ctx.leaves, d_out_sub, retain_graph=retain)
+        d_subs = run_sdpa_bwd(ctx.out_sub, ctx.leaves, d_out_sub, retain)
         if not retain:
             ctx.leaves = ctx.out_sub = None  # freed before dq, dk, dv are allocated
-        dq, dk, dv = _by_shape(lambda xs: pull_many(xs, sel.inv, plan, scatter=False), d_subs)
+        dq, dk, dv = run_pool_bwd(d_subs, sel, plan)
         return dq, dk, dv, None, None
 
 
@@ -113,13 +175,7 @@ def lighthouse_attention_triton(q, k, v, plan: LighthousePlan, gate: Optional[to
     if torch.is_grad_enabled() and any(x.requires_grad for x in (q, k, v)):
         return LighthouseFunction.apply(q, k, v, plan, gate)
     with torch.no_grad():
-        sel, check = run_selection(q, k, v, plan, gate)
-        subs = gather_qkv(q, k, v, sel, plan)
-        out_sub = causal_sdpa(subs[0], repeat_kv(subs[1], plan.group), repeat_kv(subs[2], plan.group),
-                              plan.config.sdpa_backend)
-        out = pull_rows(out_sub, sel.inv, plan, scatter=True)
-        check.raise_if_bad()
-        return out
+        return run_forward(q, k, v, plan, gate, grad=False)[0]
 
 
 def select_triton(q, k, v, plan: LighthousePlan, gate: Optional[torch.Tensor] = None) -> torch.Tensor:

@@ -10,7 +10,7 @@ import triton
 import triton.language as tl
 
 from lighthouse.plan import LighthousePlan
-from lighthouse.scorers import check_finite_scores, token_scores
+from lighthouse.reference.scores import check_finite_scores, token_scores
 
 from . import alloc
 
@@ -140,7 +140,7 @@ def score_pyramids(q, k, v, plan: LighthousePlan, gate: Optional[torch.Tensor] =
     """(B, Hkv, P) float32 pyramids of sq and sk, and the deferred finiteness check.
 
     The norm scorer is fused in one kernel over q and k; the others run their attention (SDPA / fla)
-    through lighthouse.scorers. Both pyramids live in one (2, B, Hkv, P) buffer so that every level is one
+    through lighthouse.reference.scores. Both pyramids live in one (2, B, Hkv, P) buffer so that every level is one
     max-pooling launch for the two. `inv`, the selection's (B, Hkv, P) int32 inverse map, is set to -1 on
     the way (inside the scoring kernel when it pools every level itself)."""
     b = plan.batch

@@ -24,8 +24,8 @@ import torch
 import lighthouse
 from lighthouse import LighthouseConfig
 from lighthouse.kernels import alloc, layer as tl_layer
-from lighthouse.kernels.gather import gather_many, gather_rows
-from lighthouse.kernels.pull import pull_many, pull_rows
+from lighthouse.kernels.gather import gather_rows
+from lighthouse.kernels.scatter import pull_rows
 from lighthouse.plan import make_plan
 from lighthouse.sdpa import causal_sdpa
 from lighthouse.bench.timing import measure
@@ -127,11 +127,9 @@ def check_determinism(n=32768, topk=1024):
     # the same inputs through our kernels alone (no SDPA backward): must always be bitwise equal
     cfg = LighthouseConfig(levels=3, pooling=4, topk=topk)
     plan = make_plan(cfg, q, k, v)
-    from lighthouse.kernels.layer import run_selection
-
     with torch.no_grad():
-        a, _ = run_selection(q, k, v, plan)
-        b, _ = run_selection(q, k, v, plan)
+        a, _ = tl_layer.run_selection(q, k, v, plan)
+        b, _ = tl_layer.run_selection(q, k, v, plan)
         ga = [gather_rows(x, a.lm_idx, a.lm_pos, plan) for x in (q, k, v, go)]
         gb = [gather_rows(x, b.lm_idx, b.lm_pos, plan) for x in (q, k, v, go)]
         pa = [pull_rows(x, a.inv, plan, scatter=s) for x in ga[:3] for s in (True, False)]
@@ -190,25 +188,22 @@ def time_point(n, topk, with_dense=True, with_torch=True):
 
 
 def stages(n, topk, q, k, v, go, cfg):
-    """Per-stage times of the Triton path (each stage timed alone on its real inputs)."""
+    """Per-stage times of the Triton path: the layer's own stage functions, each timed alone on its real inputs."""
     plan = make_plan(cfg, q, k, v)
-    from lighthouse.kernels.scores import score_pyramids
-    from lighthouse.kernels.select import select_in_kernel
-
     with torch.no_grad():
-        sq, sk, _ = score_pyramids(q, k, v, plan)
-        sel = select_in_kernel(sq, sk, plan)
-        subs = [gather_rows(x, sel.lm_idx, sel.lm_pos, plan) for x in (q, k, v)]
+        scores = tl_layer.run_scores(q, k, v, plan)
+        sel = tl_layer.run_select(scores, plan)
+        subs = tl_layer.run_gather(q, k, v, sel, plan)
+        out_sub = tl_layer.run_sdpa(*subs, plan)
         t = {
-            "scores": bench(lambda: score_pyramids(q, k, v, plan))[0],
-            "select": bench(lambda: select_in_kernel(sq, sk, plan))[0],
-            "gather_qkv": bench(lambda: gather_many([q, k, v], sel.lm_idx, sel.lm_pos, plan))[0],
-            "sdpa_fwd": bench(lambda: causal_sdpa(*subs, "cudnn"))[0],
+            "scores": bench(lambda: tl_layer.run_scores(q, k, v, plan))[0],
+            "select": bench(lambda: tl_layer.run_select(scores, plan))[0],
+            "gather_qkv": bench(lambda: tl_layer.run_gather(q, k, v, sel, plan))[0],
+            "sdpa_fwd": bench(lambda: tl_layer.run_sdpa(*subs, plan))[0],
+            "scatter_pull": bench(lambda: tl_layer.run_scatter(out_sub, sel, plan))[0],
+            "fanin_gather": bench(lambda: tl_layer.run_fan_in(go, sel, plan))[0],
+            "pool_bwd_pull_x3": bench(lambda: tl_layer.run_pool_bwd(subs, sel, plan))[0],
         }
-        out_sub = causal_sdpa(*subs, "cudnn")
-        t["scatter_pull"] = bench(lambda: pull_rows(out_sub, sel.inv, plan, scatter=True))[0]
-        t["fanin_gather"] = bench(lambda: gather_rows(go, sel.lm_idx, sel.lm_pos, plan, fan_in=True))[0]
-        t["pool_bwd_pull_x3"] = bench(lambda: pull_many(subs, sel.inv, plan, scatter=False))[0]
     bytes_tok = q.numel() * q.element_size()
     record(check="stages", n=n, topk=topk, **t, qkv_read_floor_ms=3 * bytes_tok / 4.3e9, out_write_floor_ms=bytes_tok / 4.3e9)
 

@@ -17,7 +17,7 @@ import torch
 
 from lighthouse import LighthouseConfig, lighthouse_attention
 from lighthouse.bench.timing import measure
-from lighthouse.kernels import gather, pull, select
+from lighthouse.kernels import gather, scatter, select
 from lighthouse.kernels.layer import run_selection
 from lighthouse.kernels.scores import score_pyramids
 from lighthouse.plan import make_plan
@@ -66,12 +66,12 @@ def point(n, topk):
         out_sub = causal_sdpa(*subs, "cudnn")
         for bt in (16, 32, 64):
             for w in (4, 8):
-                pull.BLOCK_T, pull.NUM_WARPS = bt, w
-                rec(n, "pool_bwd_x3", f"fused t={bt} w={w}", ms(lambda: pull.pull_many(subs, sel.inv, plan, scatter=False)))
+                scatter.BLOCK_T, scatter.NUM_WARPS = bt, w
+                rec(n, "pool_bwd_x3", f"fused t={bt} w={w}", ms(lambda: scatter.pull_many(subs, sel.inv, plan, scatter=False)))
                 rec(n, "pool_bwd_x3", f"single x3 t={bt} w={w}",
-                    ms(lambda: [pull.pull_rows(x, sel.inv, plan, scatter=False) for x in subs]))
-                rec(n, "scatter", f"t={bt} w={w}", ms(lambda: pull.pull_rows(out_sub, sel.inv, plan, scatter=True)))
-        pull.BLOCK_T, pull.NUM_WARPS = 32, 4
+                    ms(lambda: [scatter.pull_rows(x, sel.inv, plan, scatter=False) for x in subs]))
+                rec(n, "scatter", f"t={bt} w={w}", ms(lambda: scatter.pull_rows(out_sub, sel.inv, plan, scatter=True)))
+        scatter.BLOCK_T, scatter.NUM_WARPS = 32, 4
     # whole layer (current defaults) against SDPA on S, same run
     leaves = [x.detach().requires_grad_() for x in (q, k, v)]
     rec(n, "layer_fwdbwd", "defaults", ms(lambda: lighthouse_attention(*leaves, config=cfg), go, leaves))

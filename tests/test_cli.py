@@ -6,7 +6,9 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from lighthouse.bench.sweep import COLUMNS
+from lighthouse.bench.results import SWEEP
+
+COLUMNS = list(SWEEP.columns)
 from lighthouse.cli import app
 
 runner = CliRunner()

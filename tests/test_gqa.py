@@ -7,8 +7,8 @@ import lighthouse
 from lighthouse.config import LighthouseConfig
 from lighthouse.plan import make_plan
 from lighthouse.reference import lighthouse_attention_torch
-from lighthouse.reference.selection import select_entries
-from lighthouse.scorers import score_pyramid
+from lighthouse.reference.select import select_entries
+from lighthouse.reference.scores import score_pyramid
 
 from conftest import rand_qkv, rel_err
 

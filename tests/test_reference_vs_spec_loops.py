@@ -6,9 +6,9 @@ import torch
 import lighthouse
 from lighthouse.config import LighthouseConfig
 from lighthouse.plan import make_plan
-from lighthouse.reference.attention import gather_entries
+from lighthouse.reference.gather import gather_entries
 from lighthouse.reference.scatter import scatter_back
-from lighthouse.scorers import token_scores
+from lighthouse.reference.scores import token_scores
 from lighthouse.sdpa import causal_sdpa
 
 from conftest import rand_qkv, rel_err

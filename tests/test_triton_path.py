@@ -120,7 +120,7 @@ def test_fused_launches_equal_one_tensor_launches():
     """gather_many / pull_many on three tensors give bitwise the rows of three single-tensor launches."""
     from lighthouse.kernels.gather import gather_many, gather_rows
     from lighthouse.kernels.layer import run_selection
-    from lighthouse.kernels.pull import pull_many, pull_rows
+    from lighthouse.kernels.scatter import pull_many, pull_rows
     from lighthouse.plan import make_plan
 
     cfg = LighthouseConfig(levels=3, pooling=2, topk=128)
@@ -145,7 +145,7 @@ def test_score_pyramid_pooled_in_kernel_equals_the_torch_pyramid(levels, pooling
     token scores match the PyTorch scorer."""
     from lighthouse.kernels.scores import score_pyramids
     from lighthouse.plan import make_plan
-    from lighthouse.scorers import score_pyramid, token_scores
+    from lighthouse.reference.scores import score_pyramid, token_scores
 
     cfg = LighthouseConfig(levels=levels, pooling=pooling, topk=128)
     n = 128 * pooling ** (levels - 1) * 2 - 5  # two tiles, padded

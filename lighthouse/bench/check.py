@@ -26,7 +26,6 @@ out/check.md (the same table in Markdown, for a pull-request comment).
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -36,27 +35,23 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from . import grid, machine
-from . import cells
+from . import grid, machine, results
+from .results import BASELINE, CHECK, PARITY, PARITY_FIGURES, SWEEP, ResultsFormatError, read_rows, write_rows
 
-#: What identifies a gated point in the baseline and the results (device left out: the baseline comes from
-#: another machine of the same GPU model).
-POINT_COLUMNS = ("impl", "pass", "dtype", "n", "batch", "heads", "kv_heads", "head_dim", "levels", "pooling", "topk", "scorer")
-SHAPE_COLUMNS = ("pass", "dtype", "n", "batch", "heads", "kv_heads", "head_dim")
-BASELINE_IMPL = "sdpa_cudnn"
-SPEEDUP, FLOOR_RATIO = f"speedup_vs_{BASELINE_IMPL}", "floor_ratio"
+#: What identifies a gated point in the baseline and the results (results.CHECK_POINT_COLUMNS: the sweep key
+#: without the device) and the dense row it is compared with (same pass, N and shape).
+POINT_COLUMNS, SHAPE_COLUMNS = results.CHECK_POINT_COLUMNS, results.DENSE_MATCH_COLUMNS
+BASELINE_IMPL = results.BASELINES["cudnn"]
+SPEEDUP, FLOOR_RATIO = results.CHECK_SPEEDUP, results.CHECK_FLOOR_RATIO
 #: Gated figures: name -> True when higher is better.
 GATED: Dict[str, bool] = {SPEEDUP: True, FLOOR_RATIO: False}
-MACHINE_COLUMNS = ("gpu", "torch", "triton", "commit", "recorded_at")
-BASELINE_COLUMNS = (*POINT_COLUMNS, SPEEDUP, FLOOR_RATIO, "median_ms", "dense_median_ms", "s_sel", *MACHINE_COLUMNS)
-CHECK_COLUMNS = ("point", "figure", "baseline", "now", "change_pct", "verdict", "note")
+MACHINE_COLUMNS, BASELINE_COLUMNS = results.CHECK_MACHINE_COLUMNS, BASELINE.columns
 
 EXIT_OK, EXIT_REGRESSED, EXIT_UNMEASURED = 0, 1, 2
 #: How many times a point that looks regressed is measured again before it is judged.
 REPEATS = 2
 #: Largest relative error ||triton - torch|| / ||torch|| accepted by the parity gate (bf16 inputs).
 PARITY_TOL = 1e-2
-PARITY_FIGURES = ("out", "dq", "dk", "dv")
 
 OK, REGRESSED, MISSING, NOT_MEASURED, NOT_GATED, SKIPPED = "ok", "REGRESSED", "missing", "not measured", "not gated", "skipped"
 
@@ -65,7 +60,7 @@ Remeasure = Callable[[List[dict]], List[dict]]
 
 
 # ------------------------------------------------------------------------------------------- small helpers
-_num, _norm, _read_csv = cells.num, cells.key, cells.read_csv
+_num, _norm = results.num, results.norm
 
 
 def point_key(row: dict) -> Tuple[str, ...]:
@@ -83,16 +78,7 @@ def point_name(row: dict) -> str:
 
 
 def _fmt(x: Optional[float], spec: str = ".4g") -> str:
-    return "" if x is None else format(x, spec)
-
-
-def _write_csv(path: Path, columns: Sequence[str], rows: Sequence[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(columns), extrasaction="ignore")
-        w.writeheader()
-        for r in rows:
-            w.writerow({c: "" if r.get(c) is None else r.get(c) for c in columns})
+    return results.fmt(x, spec=spec, missing="")
 
 
 def _lighthouse_rows(rows: Sequence[Row]) -> Dict[Tuple[str, ...], Row]:
@@ -160,8 +146,8 @@ def baseline_rows(rows: Sequence[Row], info: Optional[Dict[str, str]] = None) ->
 
 def record_baseline(results: Path, baseline: Path) -> List[dict]:
     """Write the baseline file from a results.csv (parent folders created). Returns the rows written."""
-    rows = baseline_rows(_read_csv(results), machine_info(results))
-    _write_csv(Path(baseline), BASELINE_COLUMNS, rows)
+    rows = baseline_rows(read_rows(results, SWEEP)[0], machine_info(results))
+    write_rows(baseline, BASELINE, rows)
     return rows
 
 
@@ -407,7 +393,7 @@ def _problem_lines(verdicts: Sequence[Verdict]) -> List[str]:
 def write_outputs(out: Path, verdicts: Sequence[Verdict], final: str) -> Tuple[Path, Path]:
     out.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = out / "check.csv", out / "check.md"
-    _write_csv(csv_path, CHECK_COLUMNS, [v.as_row() for v in verdicts])
+    write_rows(csv_path, CHECK, [v.as_row() for v in verdicts])
     md_path.write_text(markdown(verdicts, final))
     return csv_path, md_path
 
@@ -485,8 +471,11 @@ def run_check(baseline: Path, results: Optional[Path], tolerance: float = 0.10, 
     base_rows: List[Row] = []
     if not record:
         try:
-            base_rows = _read_csv(baseline)
-        except (OSError, UnicodeDecodeError, csv.Error) as err:
+            base_rows = read_rows(baseline, BASELINE)[0]
+        except ResultsFormatError as err:
+            say(f"check: COULD NOT MEASURE - baseline {baseline} has no usable points ({err})", "red")
+            return EXIT_UNMEASURED
+        except OSError as err:
             say(f"check: COULD NOT MEASURE - baseline {baseline} cannot be read ({type(err).__name__}: {err}); "
                 f"record one with --record", "red")
             return EXIT_UNMEASURED
@@ -522,7 +511,7 @@ def run_check(baseline: Path, results: Optional[Path], tolerance: float = 0.10, 
         if not record:
             say(f"parity: Triton vs PyTorch on {len(spec.points)} points (forward + backward, same inputs)")
             parity = parity_rows(spec.points, spec.device, seed=spec.seed)
-            _write_csv(out / "parity.csv", list(parity[0]) if parity else ["point"], parity)
+            write_rows(out / "parity.csv", PARITY, parity)
         if remeasure is None:
             remeasure = sweep_remeasure(suite, out, console)
     else:
@@ -530,17 +519,19 @@ def run_check(baseline: Path, results: Optional[Path], tolerance: float = 0.10, 
         if results.is_dir():
             results = results / "results.csv"
     try:
-        rows = _read_csv(results)
-    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        rows, torn = read_rows(results, SWEEP)
+    except (OSError, ResultsFormatError) as err:
         say(f"check: COULD NOT MEASURE - results {results} cannot be read ({type(err).__name__}: {err})", "red")
         return EXIT_UNMEASURED
+    if torn:
+        say(f"check: {len(torn)} torn row(s) in {results} left out (a run cut short; they count as not measured)", "yellow")
 
     if record:
         recorded = baseline_rows(rows, machine_info(results))
         if not recorded:
             say(f"check: nothing to record - {results} has no ok Lighthouse rows", "red")
             return EXIT_UNMEASURED
-        _write_csv(baseline, BASELINE_COLUMNS, recorded)
+        write_rows(baseline, BASELINE, recorded)
         say(f"check: recorded {len(recorded)} points from {results} into {baseline}", "green")
         for r in recorded:
             say(f"  {point_name(r)}: {SPEEDUP}={r[SPEEDUP] or '-'} {FLOOR_RATIO}={r[FLOOR_RATIO] or '-'} "

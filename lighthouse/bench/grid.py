@@ -13,19 +13,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from ..config import LighthouseConfig
+from ..config import SCORERS, LighthouseConfig
+from .results import BASELINES, DTYPE_ALIASES, DTYPES, FLOOR, IMPLS, PASSES, fmt_size, row_key
 
-PASSES = ("fwd", "bwd", "fwdbwd")
 DEVICES = ("cuda", "cpu")
-SCORERS = ("norm", "dilated", "gla")
-#: Lighthouse paths (option value -> CSV `impl`).
-IMPLS = {"torch": "lighthouse_torch", "triton": "lighthouse_triton"}
-#: Dense baselines (option value -> CSV `impl`), in the order they are measured and charted.
-BASELINES = {"cudnn": "sdpa_cudnn", "flash": "sdpa_flash", "efficient": "sdpa_efficient", "math": "sdpa_math", "flex": "flex"}
-FLOOR = "floor"
-#: Short dtype names (CSV `dtype`) and accepted spellings.
-DTYPES = ("bf16", "fp16", "fp32")
-DTYPE_ALIASES = {"bfloat16": "bf16", "float16": "fp16", "half": "fp16", "float32": "fp32", "float": "fp32"}
 
 SIZE_RE = re.compile(r"^(\d+(?:\.\d+)?)([km]?)$")
 SUFFIX = {"": 1, "k": 1024, "m": 1024 * 1024}
@@ -321,22 +312,6 @@ class Task:
     def label(self) -> str:
         what = self.point.label() if self.point else self.shape.label()
         return f"{what} · {self.impl} · {self.pass_}"
-
-
-KEY_COLUMNS = ("impl", "pass", "device", "dtype", "n", "batch", "heads", "kv_heads", "head_dim", "levels", "pooling", "topk", "scorer")
-
-
-def row_key(row: dict) -> Tuple[str, ...]:
-    return tuple("" if row.get(c) is None else str(row.get(c)) for c in KEY_COLUMNS)
-
-
-def fmt_size(n: int) -> str:
-    """8192 -> '8K', 98304 -> '96K', 1048576 -> '1M'."""
-    if n % (1024 * 1024) == 0:
-        return f"{n // (1024 * 1024)}M"
-    if n % 1024 == 0:
-        return f"{n // 1024}K"
-    return str(n)
 
 
 @dataclass

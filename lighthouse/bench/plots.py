@@ -21,21 +21,33 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator  # noqa: E402
 
 from . import machine  # noqa: E402
-from .grid import BASELINES, PASSES, fmt_size  # noqa: E402
-
-SHAPE_COLUMNS = ("dtype", "batch", "heads", "kv_heads", "head_dim")
-CONFIG_COLUMNS = ("levels", "pooling", "topk", "scorer")
+from .results import BASELINES, CONFIG_COLUMNS, PASSES, SHAPE_COLUMNS, SWEEP, fmt_size, read_rows  # noqa: E402
 DENSE_STYLE = {"sdpa_cudnn": "#000000", "sdpa_flash": "#5a5a5a", "sdpa_efficient": "#8c564b", "sdpa_math": "#a0a0a0",
                "flex": "#bcbd22"}
 IMPL_STYLE = {"lighthouse_torch": ("--", "o"), "lighthouse_triton": ("-", "^")}
 FORMATS = ("png", "svg")
 
 
+#: Columns kept as text even where every value looks like a number.
+TEXT_COLUMNS = ("scorer", "impl", "status", "pass")
+#: Columns charted as numbers: a cell that is not one becomes NaN (left out of the chart).
+NUMBER_COLUMNS = ("median_ms", "p20_ms", "p80_ms", "peak_mem_gib", "n", "s_sel")
+
+
 def load(csv_path: Path) -> pd.DataFrame:
-    df = pd.read_csv(csv_path, dtype={"scorer": str, "impl": str, "status": str, "pass": str})
-    for col in ("median_ms", "p20_ms", "p80_ms", "peak_mem_gib", "n", "s_sel"):
-        if col in df:
+    """The finished rows of a results.csv (results.read_rows; torn rows left out) as a frame: empty cells
+    NaN, every column that holds only numbers numeric."""
+    rows = read_rows(csv_path, SWEEP)[0]
+    rows = [{k: (v if v != "" else None) for k, v in r.items()} for r in rows]
+    df = pd.DataFrame(rows, columns=list(rows[0]) if rows else list(SWEEP.columns))
+    for col in df.columns:
+        if col in NUMBER_COLUMNS:
             df[col] = pd.to_numeric(df[col], errors="coerce")
+        elif col not in TEXT_COLUMNS:
+            try:
+                df[col] = pd.to_numeric(df[col])
+            except (TypeError, ValueError):
+                pass
     return df
 
 

@@ -10,7 +10,6 @@ PyTorch path's ratios show its excess traffic.
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
@@ -22,15 +21,12 @@ from ..config import TILE, LighthouseConfig
 from ..plan import LighthousePlan, make_plan
 from ..sdpa import causal_sdpa, repeat_kv
 from . import flops as flops_mod
+from .results import PROFILE, PROFILE_SUMMARY, write_rows
 from .runner import TORCH_DTYPES, random_inputs
 from .timing import measure
 
-COLUMNS = ["n", "topk", "levels", "pooling", "scorer", "dtype", "batch", "heads", "kv_heads", "head_dim", "impl",
-           "s_sel", "pass", "stage", "ms", "share", "bytes", "flops", "floor_ms", "floor_kind", "floor_ratio",
-           "device"]
-TOTAL, MEASURED, GPU_BUSY = "total", "measured", "gpu_busy"
-#: Rows that summarise a pass rather than time a stage.
-SUMMARY_STAGES = (TOTAL, MEASURED, GPU_BUSY)
+#: Rows that summarise a pass rather than time a stage (results.PROFILE_SUMMARY).
+TOTAL, MEASURED, GPU_BUSY = SUMMARY_STAGES = PROFILE_SUMMARY
 
 
 @dataclass(frozen=True)
@@ -118,44 +114,33 @@ def _leaf(x: torch.Tensor) -> torch.Tensor:
 
 
 def triton_stages(q, k, v, go, gate, plan: LighthousePlan) -> List[Stage]:
-    from ..kernels.gather import gather_rows
-    from ..kernels.layer import _by_shape, gather_qkv, run_selection
-    from ..kernels.pull import pull_many, pull_rows
-    from ..kernels.scores import score_pyramids
-    from ..kernels.select import fits_in_kernel, select_in_kernel
+    """The Triton layer's own stage functions (kernels.layer.run_<stage>), each on its real inputs."""
+    from ..kernels import layer
 
-    backend, g = plan.config.sdpa_backend, plan.group
-    in_kernel = fits_in_kernel(plan)
-    # as in the layer: the scoring kernel sets the inverse map to -1, the selection fills in what it emits
-    inv = torch.empty(plan.batch, plan.kv_heads, plan.pyramid_len, dtype=torch.int32, device=q.device) if in_kernel else None
     with torch.no_grad():
-        sq, sk, _ = score_pyramids(q, k, v, plan, gate, inv)
-        sel, check = run_selection(q, k, v, plan, gate)
-        check.raise_if_bad()
-        subs = [_leaf(x) for x in gather_qkv(q, k, v, sel, plan)]
+        scores = layer.run_scores(q, k, v, plan, gate)
+        sel = layer.run_select(scores, plan)
+        scores.check.raise_if_bad()
+        subs = [_leaf(x) for x in layer.run_gather(q, k, v, sel, plan)]
     with torch.enable_grad():
-        out_sub = causal_sdpa(subs[0], repeat_kv(subs[1], g), repeat_kv(subs[2], g), backend)
-    d_out_sub = gather_rows(go, sel.lm_idx, sel.lm_pos, plan, fan_in=True)
-    d_subs = torch.autograd.grad(out_sub, subs, d_out_sub)
+        out_sub = layer.run_sdpa(*subs, plan)
+    d_out_sub = _no_grad(layer.run_fan_in, go, sel, plan)
+    d_subs = layer.run_sdpa_bwd(out_sub, subs, d_out_sub)
 
-    def select_fn():
-        if in_kernel:
-            return select_in_kernel(sq, sk, plan, inv)
-        return run_selection(q, k, v, plan, gate)[0]  # the PyTorch fallback (scores included)
+    def sdpa_fn():  # with autograd recording, as in training
+        return layer.run_sdpa(*subs, plan)
 
-    def sdpa_fn():
-        return causal_sdpa(subs[0], repeat_kv(subs[1], g), repeat_kv(subs[2], g), backend)
-
-    return [
-        Stage("fwd", "scores", lambda: _no_grad(score_pyramids, q, k, v, plan, gate, inv)),
-        Stage("fwd", "select", lambda: _no_grad(select_fn)),
-        Stage("fwd", "gather", lambda: _no_grad(gather_qkv, q, k, v, sel, plan)),
-        Stage("fwd", "sdpa", sdpa_fn),  # with autograd recording, as in training
-        Stage("fwd", "scatter", lambda: _no_grad(pull_rows, out_sub.detach(), sel.inv, plan, True)),
-        Stage("bwd", "fan_in", lambda: _no_grad(gather_rows, go, sel.lm_idx, sel.lm_pos, plan, True)),
-        Stage("bwd", "sdpa_bwd", sdpa_fn, "bwd", subs, d_out_sub),
-        Stage("bwd", "pool_bwd", lambda: _no_grad(_by_shape, lambda xs: pull_many(xs, sel.inv, plan, False), d_subs)),
-    ]
+    stages = {
+        "scores": Stage("fwd", "scores", lambda: _no_grad(layer.run_scores, q, k, v, plan, gate)),
+        "select": Stage("fwd", "select", lambda: _no_grad(layer.run_select, scores, plan)),
+        "gather": Stage("fwd", "gather", lambda: _no_grad(layer.run_gather, q, k, v, sel, plan)),
+        "sdpa": Stage("fwd", "sdpa", sdpa_fn),
+        "scatter": Stage("fwd", "scatter", lambda: _no_grad(layer.run_scatter, out_sub.detach(), sel, plan)),
+        "fan_in": Stage("bwd", "fan_in", lambda: _no_grad(layer.run_fan_in, go, sel, plan)),
+        "sdpa_bwd": Stage("bwd", "sdpa_bwd", sdpa_fn, "bwd", subs, d_out_sub),
+        "pool_bwd": Stage("bwd", "pool_bwd", lambda: _no_grad(layer.run_pool_bwd, d_subs, sel, plan)),
+    }
+    return [stages[name] for pass_ in ("fwd", "bwd") for name in layer.STAGES[pass_]]
 
 
 def _no_grad(fn, *args):
@@ -164,10 +149,10 @@ def _no_grad(fn, *args):
 
 
 def torch_stages(q, k, v, go, gate, plan: LighthousePlan) -> List[Stage]:
-    from ..reference.attention import gather_entries
+    from ..reference.gather import gather_entries
     from ..reference.scatter import scatter_back
-    from ..reference.selection import select_entries
-    from ..scorers import score_pyramid, token_scores
+    from ..reference.scores import score_pyramid, token_scores
+    from ..reference.select import select_entries
 
     backend, g = plan.config.sdpa_backend, plan.group
 
@@ -313,14 +298,6 @@ def gpu_busy_ms(whole: Callable[[], torch.Tensor], leaves, grad_out, calls: int 
     return {"fwd": fwd, "bwd": kernels_ms(prof)}
 
 
-def write_csv(rows: List[dict], path: Path) -> None:
-    with path.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else ("" if v is None else v)) for k, v in r.items()})
-
-
 def trace(point: ProfilePoint, device: torch.device, path: Path, seed: int = 0, steps: int = 3) -> Path:
     """A torch.profiler Chrome trace of a few forward+backward calls (open in chrome://tracing or Perfetto)."""
     from torch.profiler import ProfilerActivity, profile
@@ -381,7 +358,7 @@ def run_profile(points: Sequence[ProfilePoint], device: torch.device, out: Path,
     info["failed_points"] = failed
     machine.write(out / "machine.json", info)
     if rows:
-        write_csv(rows, out / "profile.csv")
+        write_rows(out / "profile.csv", PROFILE, rows)
         print_tables(rows, console)
         for path in stacked_chart(rows, out):
             console.print(f"chart: {path}")

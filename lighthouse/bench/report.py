@@ -15,7 +15,6 @@ so they are tested without drawing anything.
 from __future__ import annotations
 
 import base64
-import csv
 import html
 import json
 import math
@@ -27,9 +26,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
-from . import machine
-from .grid import BASELINES, PASSES, fmt_size
-from . import cells
+from . import machine, results
+from .results import BASELINES, PASSES, PROFILE, SWEEP, fmt_size
 
 SWEEP_CSV, PROFILE_CSV, MACHINE_JSON = "results.csv", "profile.csv", "machine.json"
 #: The Lighthouse paths in order of preference for the headline (the fused kernels are what ships).
@@ -38,16 +36,15 @@ PREFERRED_IMPLS = ("lighthouse_triton", "lighthouse_torch")
 PREFERRED_PASSES = ("fwdbwd", "fwd", "bwd")
 PREFERRED_BASELINE = "sdpa_cudnn"
 #: What identifies a Lighthouse point across two sweeps (plus impl, so torch and triton rows stay apart).
-POINT_KEY = ("n", "topk", "levels", "pooling", "scorer", "dtype", "batch", "heads", "kv_heads", "head_dim")
-SHAPE_KEY = ("dtype", "batch", "heads", "kv_heads", "head_dim")
+POINT_KEY, SHAPE_KEY = results.POINT_COLUMNS, results.SHAPE_COLUMNS
 PROFILE_POINT_KEY = ("impl",) + POINT_KEY
-PROFILE_SUMMARY_STAGES = ("total", "measured", "gpu_busy")
+PROFILE_SUMMARY_STAGES = results.PROFILE_SUMMARY
 
 Row = Dict[str, str]
 
 
 # ------------------------------------------------------------------------------------------- small helpers
-_num, _norm, _read_csv = cells.num, cells.key, cells.read_csv
+_num, _norm = results.num, results.norm
 
 
 def _int(x) -> Optional[int]:
@@ -60,7 +57,7 @@ def _ok(row: Row) -> bool:
 
 
 def _fmt(x: Optional[float], spec: str, suffix: str = "") -> str:
-    return "-" if x is None else f"{format(x, spec)}{suffix}"
+    return results.fmt(x, spec=spec, suffix=suffix)
 
 
 def _size(n) -> str:
@@ -128,10 +125,10 @@ def crossover_n(speedups: Mapping[int, float]) -> Optional[int]:
 
 def dense_row(rows: Iterable[Row], like: Row, baseline: str) -> Optional[Row]:
     """The ok dense row of `baseline` at the same shape and pass as the Lighthouse row `like`."""
-    key = tuple(_norm(like.get(k)) for k in ("pass", "n") + SHAPE_KEY)
+    key = tuple(_norm(like.get(k)) for k in results.DENSE_MATCH_COLUMNS)
     for r in rows:
         if r.get("kind") == "dense" and r.get("impl") == baseline and _ok(r):
-            if tuple(_norm(r.get(k)) for k in ("pass", "n") + SHAPE_KEY) == key:
+            if tuple(_norm(r.get(k)) for k in results.DENSE_MATCH_COLUMNS) == key:
                 return r
     return None
 
@@ -225,16 +222,8 @@ def _kind_of_csv(path: Path) -> Optional[str]:
         return "sweep"
     if path.name == PROFILE_CSV:
         return "profile"
-    try:
-        with path.open(newline="") as f:
-            header = next(csv.reader(f), [])
-    except OSError:
-        return None
-    if "stage" in header:
-        return "profile"
-    if "kind" in header and "median_ms" in header:
-        return "sweep"
-    return None
+    table = results.kind_of_header(results.header_of(path))
+    return {SWEEP: "sweep", PROFILE: "profile"}.get(table)
 
 
 def find_runs(inputs: Sequence[Union[str, Path]]) -> List[Run]:
@@ -254,7 +243,8 @@ def find_runs(inputs: Sequence[Union[str, Path]]) -> List[Run]:
             raise ValueError(f"{path}: no {SWEEP_CSV} (sweep) or {PROFILE_CSV} (profile) found there")
         for kind, csv_path in found:
             info = machine.read(csv_path.parent / MACHINE_JSON) or {}
-            runs.append(Run(kind, csv_path, _read_csv(csv_path), info))
+            table = SWEEP if kind == "sweep" else PROFILE
+            runs.append(Run(kind, csv_path, results.read_rows(csv_path, table)[0], info))
     _label(runs)
     return runs
 

@@ -7,20 +7,14 @@ from typing import Dict, List, Optional, Tuple
 from rich.console import Console
 from rich.table import Table
 
-from .grid import BASELINES, PASSES, fmt_size
+from .results import BASELINES, PASSES, SWEEP, fmt, fmt_size, num as _num
 
-POINT_COLUMNS = ("impl", "dtype", "n", "batch", "heads", "kv_heads", "head_dim", "levels", "pooling", "topk", "scorer")
-
-
-def _num(x) -> Optional[float]:
-    try:
-        return float(x) if x not in (None, "") else None
-    except ValueError:
-        return None
+#: One table line per Lighthouse point and implementation (the passes go side by side).
+POINT_COLUMNS = tuple(c for c in SWEEP.key if c not in ("pass", "device"))
 
 
-def _cell(values: List[Optional[float]], fmt: str) -> str:
-    return "/".join("-" if v is None else format(v, fmt) for v in values)
+def _cell(values: List[Optional[float]], spec: str) -> str:
+    return "/".join(fmt(v, spec=spec) for v in values)
 
 
 def summary_table(rows: List[dict]) -> Optional[Table]:

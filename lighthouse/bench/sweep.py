@@ -1,33 +1,22 @@
 """Orchestration: run a plan's tasks, write each row the moment it finishes, resume, show progress.
 
-results.csv is long format, one row per (point, implementation, pass), always the same columns (COLUMNS),
-so files from different sweeps concatenate and a resumed sweep appends to its own file.
+results.csv is the results.SWEEP table, written through results.append_row one finished row at a time.
 """
 
 from __future__ import annotations
 
-import csv
-import os
 import time
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from . import flops, grid, machine, runner
-from .grid import BASELINES, SweepSpec, Task
+from . import flops, grid, machine, results, runner
+from .grid import SweepSpec, Task
+from .results import BASELINES, FINAL, SWEEP
 
-SPEEDUP_COLUMNS = [f"speedup_vs_{name}" for name in BASELINES.values()]
-COLUMNS = [
-    "impl", "kind", "pass", "device", "dtype", "n", "batch", "heads", "kv_heads", "head_dim",
-    "levels", "pooling", "topk", "scorer", "s_sel", "sdpa_backend",
-    "status", "reason", "median_ms", "p20_ms", "p80_ms", "reps", "first_call_ms", "peak_mem_gib",
-    "dense_tflops", "eff_tflops", *SPEEDUP_COLUMNS, "floor_ratio", "seed", "finished_at",
-]
-#: Statuses --resume does not run again (oom and error rows are retried).
-FINAL = ("ok", "invalid", "unsupported")
 RESULTS, MACHINE = "results.csv", "machine.json"
 
 #: Exit codes: interrupted (Ctrl-C) as a shell reports SIGINT; the CUDA context lost.
@@ -48,65 +37,22 @@ def default_out_dir() -> Path:
     return Path("out") / f"sweep-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
 
-def _fmt(x) -> str:
-    if x is None:
-        return ""
-    if isinstance(x, float):
-        return f"{x:.6g}"
-    return str(x)
-
-
 def read_rows(path: Path) -> List[dict]:
-    if not path.exists():
+    """The finished rows of a results.csv (torn rows left out); [] for a file that is missing or empty."""
+    if not path.exists() or path.stat().st_size == 0:
         return []
-    with path.open(newline="") as f:
-        return list(csv.DictReader(f))
-
-
-class ResultsFile:
-    """results.csv, appended and flushed one row at a time: Ctrl-C or a crash loses no finished row."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        new = not path.exists() or path.stat().st_size == 0
-        self._f = path.open("a", newline="")
-        self._w = csv.DictWriter(self._f, fieldnames=COLUMNS, extrasaction="ignore")
-        if new:
-            self._w.writeheader()
-            self._f.flush()
-
-    def write(self, row: dict) -> None:
-        self._w.writerow({k: _fmt(row.get(k)) for k in COLUMNS})
-        self._f.flush()
-        os.fsync(self._f.fileno())
-
-    def close(self) -> None:
-        self._f.close()
+    return results.read_rows(path, SWEEP)[0]
 
 
 def keep_final_rows(path: Path) -> List[dict]:
-    """For --resume: rewrite results.csv with only rows of a final status (the last one per key), so oom
-    and error rows are run again and replaced instead of duplicated. Returns the kept rows."""
-    rows = read_rows(path)
+    """For --resume: rewrite results.csv with only finished rows of a final status (the last one per key), so
+    oom, error and torn rows are run again and replaced instead of duplicated. Returns the kept rows."""
     kept: Dict[Tuple[str, ...], dict] = {}
-    for row in rows:
+    for row in read_rows(path):
         if row.get("status") in FINAL:
-            kept[grid.row_key(row)] = row
-    tmp = path.with_suffix(".csv.tmp")
-    with tmp.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
-        w.writeheader()
-        for row in kept.values():
-            w.writerow({k: row.get(k, "") for k in COLUMNS})
-    os.replace(tmp, path)
+            kept[results.row_key(row)] = row
+    results.write_rows(path, SWEEP, kept.values())
     return list(kept.values())
-
-
-def _float(x) -> Optional[float]:
-    try:
-        return float(x) if x not in (None, "") else None
-    except ValueError:
-        return None
 
 
 class Medians:
@@ -119,21 +65,21 @@ class Medians:
 
     @staticmethod
     def _key(row: dict) -> Tuple[str, ...]:
-        return grid.row_key({**row, "impl": "", "levels": "", "pooling": "", "topk": "", "scorer": ""})
+        return results.row_key({**row, "impl": "", "levels": "", "pooling": "", "topk": "", "scorer": ""})
 
     def add(self, row: dict) -> None:
-        if row.get("status") != "ok" or _float(row.get("median_ms")) is None:
+        if row.get("status") != "ok" or results.num(row.get("median_ms")) is None:
             return
         if row["kind"] == "dense":
-            self.dense[(self._key(row), row["impl"])] = _float(row["median_ms"])
+            self.dense[(self._key(row), row["impl"])] = results.num(row["median_ms"])
         elif row["kind"] == "floor":
-            self.floor[grid.row_key({**row, "impl": ""})] = _float(row["median_ms"])
+            self.floor[results.row_key({**row, "impl": ""})] = results.num(row["median_ms"])
 
     def baseline(self, row: dict, impl: str) -> Optional[float]:
         return self.dense.get((self._key(row), impl))
 
     def floor_of(self, row: dict) -> Optional[float]:
-        return self.floor.get(grid.row_key({**row, "impl": ""}))
+        return self.floor.get(results.row_key({**row, "impl": ""}))
 
 
 def make_row(task: Task, device: str, seed: int, result: runner.Result, medians: Medians) -> dict:
@@ -145,7 +91,6 @@ def make_row(task: Task, device: str, seed: int, result: runner.Result, medians:
         "levels": p.levels if p else None, "pooling": p.pooling if p else None, "topk": p.topk if p else None,
         "scorer": p.scorer if p else None, "s_sel": task.s_sel, "sdpa_backend": result.sdpa_backend or None,
         "status": result.status, "reason": result.reason or None, "seed": seed,
-        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     t = result.timing
     if result.status == "ok" and t is not None:
@@ -183,13 +128,13 @@ def resolve_impls(spec: SweepSpec, bench: runner.Bench) -> Tuple[List[str], List
 
 
 def prepare_out_dir(out: Path, resume: bool) -> Path:
-    results = out / RESULTS
-    if resume and not results.exists():
-        raise SweepError(f"--resume: {results} does not exist; give the --out of the sweep to resume")
-    if not resume and results.exists() and results.stat().st_size > 0:
-        raise SweepError(f"--out: {results} already exists; add --resume to continue it, or pick another --out")
+    path = out / RESULTS
+    if resume and not path.exists():
+        raise SweepError(f"--resume: {path} does not exist; give the --out of the sweep to resume")
+    if not resume and path.exists() and path.stat().st_size > 0:
+        raise SweepError(f"--out: {path} already exists; add --resume to continue it, or pick another --out")
     out.mkdir(parents=True, exist_ok=True)
-    return results
+    return path
 
 
 def run(spec: SweepSpec, out: Path, *, resume: bool = False, argv: Optional[Sequence[str]] = None,
@@ -204,7 +149,7 @@ def run(spec: SweepSpec, out: Path, *, resume: bool = False, argv: Optional[Sequ
     medians, done = Medians(), set()
     if resume:
         for row in keep_final_rows(results_path):
-            done.add(grid.row_key(row))
+            done.add(results.row_key(row))
             medians.add(row)
     todo = [t for t in tasks if t.key(spec.device) not in done]
     skipped = len(tasks) - len(todo)
@@ -221,7 +166,6 @@ def run(spec: SweepSpec, out: Path, *, resume: bool = False, argv: Optional[Sequ
     start, interrupted, lost = time.perf_counter(), False, None
     counts: Dict[str, int] = {}
     floor_cache: Dict[Tuple, runner.Result] = {}
-    results = ResultsFile(results_path)
     progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[rows]}"),
                         TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console)
     try:
@@ -240,8 +184,8 @@ def run(spec: SweepSpec, out: Path, *, resume: bool = False, argv: Optional[Sequ
                 if task.kind == "floor":
                     floor_cache[floor_key] = result
                 row = make_row(task, spec.device, spec.seed, result, medians)
-                results.write(row)
-                medians.add({k: _fmt(v) for k, v in row.items()})
+                results.append_row(results_path, SWEEP, row)
+                medians.add({k: results.cell(v) for k, v in row.items()})
                 counts[result.status] = counts.get(result.status, 0) + 1
                 progress.update(bar, advance=_weight(task), rows=f"{i + 1}/{len(todo)} rows " + _counts(counts))
                 if lost:
@@ -249,7 +193,6 @@ def run(spec: SweepSpec, out: Path, *, resume: bool = False, argv: Optional[Sequ
     except KeyboardInterrupt:
         interrupted = True
     finally:
-        results.close()
         bench.release()
         machine.write(machine_path, machine.finish(info, time.perf_counter() - start, interrupted), previous)
 

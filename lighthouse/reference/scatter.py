@@ -1,4 +1,4 @@
-"""Spec section 6: fan the sub-sequence outputs back to token positions, as a "pull".
+"""Stage scatter, spec section 6: fan the sub-sequence outputs back to token positions, as a "pull".
 
 Entry i of level l (span f) is added to positions [i*f + f - 1, i*f + 2f - 2]; read the other way, position
 t receives from level l the entry i = (t + 1) // f - 1, if that entry was emitted. So every position pulls
@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from ..plan import LighthousePlan
-from .pyramid import accumulation_dtype
+from .gather import accumulation_dtype
 
 
 def inverse_map(indices: torch.Tensor, plan: LighthousePlan) -> torch.Tensor:

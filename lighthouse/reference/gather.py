@@ -1,4 +1,5 @@
-"""Spec section 1: mean-pool Q, K, V into the L-level pyramid, concatenated along the sequence."""
+"""Stage gather, spec section 1: mean-pool Q, K, V into the L-level pyramid (concatenated along the sequence)
+and take the selected rows of it."""
 
 from __future__ import annotations
 
@@ -28,3 +29,10 @@ def pyramid(x: torch.Tensor, plan: LighthousePlan) -> torch.Tensor:
     xf = x.to(accumulation_dtype(x.dtype))
     levels = [x] + [xf.view(b, h, n // f, f, d).mean(dim=3).to(x.dtype) for f in plan.spans[1:]]
     return torch.cat(levels, dim=2)
+
+
+def gather_entries(x: torch.Tensor, indices: torch.Tensor, plan: LighthousePlan, group: int) -> torch.Tensor:
+    """Pooled rows of x at the selected pyramid indices: (B, H, S, D); kv indices shared by `group` heads."""
+    pyr = pyramid(pad_sequence(x, plan), plan)
+    idx = indices.repeat_interleave(group, dim=1) if group > 1 else indices
+    return pyr.gather(2, idx[..., None].expand(-1, -1, -1, x.shape[-1]))

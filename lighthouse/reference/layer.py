@@ -1,4 +1,4 @@
-"""The whole layer in plain PyTorch: score -> select -> gather -> dense SDPA -> scatter back."""
+"""The whole layer in plain PyTorch, stage by stage: scores -> select -> gather -> dense SDPA -> scatter."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from typing import Optional
 import torch
 
 from ..plan import LighthousePlan
-from ..scorers import score_pyramid, token_scores
 from ..sdpa import causal_sdpa
-from .pyramid import pad_sequence, pyramid
+from .gather import gather_entries
 from .scatter import scatter_back
-from .selection import select_entries
+from .scores import score_pyramid, token_scores
+from .select import select_entries
 
 
 @torch.no_grad()
@@ -19,13 +19,6 @@ def select_torch(q, k, v, plan: LighthousePlan, gate: Optional[torch.Tensor] = N
     """The sub-sequence (B, Hkv, S) as indices into the concatenated pyramid, in causal order."""
     sq, sk = token_scores(q, k, v, plan, gate)
     return select_entries(score_pyramid(sq, plan), score_pyramid(sk, plan), plan)
-
-
-def gather_entries(x: torch.Tensor, indices: torch.Tensor, plan: LighthousePlan, group: int) -> torch.Tensor:
-    """Pooled rows of x at the selected pyramid indices: (B, H, S, D); kv indices shared by `group` heads."""
-    pyr = pyramid(pad_sequence(x, plan), plan)
-    idx = indices.repeat_interleave(group, dim=1) if group > 1 else indices
-    return pyr.gather(2, idx[..., None].expand(-1, -1, -1, x.shape[-1]))
 
 
 def lighthouse_attention_torch(q, k, v, plan: LighthousePlan, gate=None, indices=None) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Parameter-free selection scores (spec section 2), shared by every implementation.
+"""Stage scores, spec section 2: the parameter-free selection scores, shared by every implementation.
 
 A scorer returns two float32 token-score streams of shape (B, Hkv, N_pad): `sq` ranks entries for the
 query half of a tile's refined set, `sk` for the key half. GQA: a kv head's scores are the max over the
@@ -12,8 +12,8 @@ from typing import Optional, Tuple
 import torch
 import torch.nn.functional as F
 
-from .plan import LighthousePlan
-from .sdpa import repeat_kv
+from ..plan import LighthousePlan
+from ..sdpa import repeat_kv
 
 
 def _group_max(scores: torch.Tensor, plan: LighthousePlan) -> torch.Tensor:

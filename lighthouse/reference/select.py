@@ -1,4 +1,4 @@
-"""Spec sections 3 and 4: coarse-to-fine selection per (batch, kv head, tile), then causal order.
+"""Stage select, spec sections 3 and 4: coarse-to-fine selection per (batch, kv head, tile), then causal order.
 
 Ties in a score are broken towards the lower entry index (stable sorts over ascending candidates),
 so selection is deterministic and every implementation can reproduce it.

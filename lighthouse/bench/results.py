@@ -1,0 +1,257 @@
+"""The one owner of every results format: CSV schemas, row keys, vocabulary, reading, writing, numbers.
+
+Every command that writes a table (sweep's results.csv, profile.csv, check's check.csv/parity.csv and the
+baseline file) declares it here as a `Table` and goes through `append_row` (one row at a time, crash-safe) or
+`write_rows` (a whole file at once); every reader goes through `read_rows`, which sets torn rows apart, so a
+row a crash cut short is never taken for a finished one. Nothing else declares a column tuple.
+
+Pure Python (csv, os): importing this costs nothing, so the CLI can use it before torch is loaded.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+# ------------------------------------------------------------------------------------------- vocabulary
+PASSES = ("fwd", "bwd", "fwdbwd")
+#: Lighthouse paths (option value -> CSV `impl`).
+IMPLS = {"torch": "lighthouse_torch", "triton": "lighthouse_triton"}
+#: Dense baselines (option value -> CSV `impl`), in the order they are measured and charted.
+BASELINES = {"cudnn": "sdpa_cudnn", "flash": "sdpa_flash", "efficient": "sdpa_efficient", "math": "sdpa_math", "flex": "flex"}
+#: CSV `impl` of dense SDPA on the S selected entries alone (what Lighthouse cannot beat).
+FLOOR = "floor"
+#: Row kinds (CSV `kind`).
+KINDS = ("dense", "floor", "lighthouse")
+#: Short dtype names (CSV `dtype`) and accepted spellings.
+DTYPES = ("bf16", "fp16", "fp32")
+DTYPE_ALIASES = {"bfloat16": "bf16", "float16": "fp16", "half": "fp16", "float32": "fp32", "float": "fp32"}
+#: Row statuses (CSV `status`) ...
+STATUSES = ("ok", "oom", "invalid", "unsupported", "error")
+#: ... and those --resume does not run again (oom and error rows are retried).
+FINAL = ("ok", "invalid", "unsupported")
+
+# ------------------------------------------------------------------------------------------- column groups
+#: What a dense baseline depends on besides N and the pass.
+SHAPE_COLUMNS = ("dtype", "batch", "heads", "kv_heads", "head_dim")
+#: A Lighthouse configuration.
+CONFIG_COLUMNS = ("levels", "pooling", "topk", "scorer")
+#: A Lighthouse point (N, configuration and shape), as reports and profiles name it.
+POINT_COLUMNS = ("n", "topk", "levels", "pooling", "scorer", *SHAPE_COLUMNS)
+#: The row of the dense baseline a Lighthouse row is compared with: same pass, N and shape.
+DENSE_MATCH_COLUMNS = ("pass", "n", *SHAPE_COLUMNS)
+SPEEDUP_COLUMNS = tuple(f"speedup_vs_{name}" for name in BASELINES.values())
+FINISHED_AT = "finished_at"
+
+
+@dataclass(frozen=True)
+class Table:
+    """One CSV schema: its name (for messages), its columns in file order, and the columns identifying a row."""
+
+    name: str
+    columns: tuple
+    key: tuple
+
+
+class ResultsFormatError(ValueError):
+    """A file that is not the lighthouse-bench table it should be (empty, binary, another CSV)."""
+
+
+#: results.csv of `sweep`: long format, one row per (point, implementation, pass), always these columns, so
+#: files from different sweeps concatenate and a resumed sweep appends to its own file.
+SWEEP = Table(
+    "sweep results file",
+    columns=(
+        "impl", "kind", "pass", "device", "dtype", "n", "batch", "heads", "kv_heads", "head_dim",
+        "levels", "pooling", "topk", "scorer", "s_sel", "sdpa_backend",
+        "status", "reason", "median_ms", "p20_ms", "p80_ms", "reps", "first_call_ms", "peak_mem_gib",
+        "dense_tflops", "eff_tflops", *SPEEDUP_COLUMNS, "floor_ratio", "seed", FINISHED_AT,
+    ),
+    key=("impl", "pass", "device", "dtype", "n", "batch", "heads", "kv_heads", "head_dim", "levels", "pooling", "topk", "scorer"),
+)
+
+#: profile.csv of `profile`: per point and pass, one row per stage plus the summary rows (PROFILE_SUMMARY).
+PROFILE = Table(
+    "profile file",
+    columns=("n", "topk", "levels", "pooling", "scorer", "dtype", "batch", "heads", "kv_heads", "head_dim", "impl",
+             "s_sel", "pass", "stage", "ms", "share", "bytes", "flops", "floor_ms", "floor_kind", "floor_ratio",
+             "device"),
+    key=("impl", *POINT_COLUMNS, "pass", "stage"),
+)
+#: Profile rows that summarise a pass rather than time a stage.
+PROFILE_TOTAL, PROFILE_MEASURED, PROFILE_GPU_BUSY = "total", "measured", "gpu_busy"
+PROFILE_SUMMARY = (PROFILE_TOTAL, PROFILE_MEASURED, PROFILE_GPU_BUSY)
+
+#: The point of a `check` baseline: the sweep key without the device (the baseline comes from another
+#: machine of the same GPU model).
+CHECK_POINT_COLUMNS = tuple(c for c in SWEEP.key if c != "device")
+CHECK_SPEEDUP, CHECK_FLOOR_RATIO = "speedup_vs_sdpa_cudnn", "floor_ratio"
+CHECK_MACHINE_COLUMNS = ("gpu", "torch", "triton", "commit", "recorded_at")
+#: reports/baselines/<gpu>.csv of `check --record`.
+BASELINE = Table(
+    "check baseline",
+    columns=(*CHECK_POINT_COLUMNS, CHECK_SPEEDUP, CHECK_FLOOR_RATIO, "median_ms", "dense_median_ms", "s_sel",
+             *CHECK_MACHINE_COLUMNS),
+    key=CHECK_POINT_COLUMNS,
+)
+#: check.csv of `check`: one row per judged figure.
+CHECK = Table("check table", columns=("point", "figure", "baseline", "now", "change_pct", "verdict", "note"),
+              key=("point", "figure"))
+#: The figures the parity gate compares (relative errors of the output and the three gradients).
+PARITY_FIGURES = ("out", "dq", "dk", "dv")
+#: parity.csv of `check`: Triton against PyTorch, one row per point.
+PARITY = Table(
+    "parity file",
+    columns=(*CHECK_POINT_COLUMNS, "status", "reason", "ok", "same_selection", *(f"rel_{f}" for f in PARITY_FIGURES)),
+    key=CHECK_POINT_COLUMNS,
+)
+
+
+# ------------------------------------------------------------------------------------------- numbers
+def num(text) -> Optional[float]:
+    """CSV cell -> float; empty, unparsable or NaN -> None (a missing number is not a zero)."""
+    try:
+        v = float(text) if text not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+    return None if v is None or math.isnan(v) else v
+
+
+def norm(x) -> str:
+    """A key cell in one spelling: '8192', '8192.0' and 8192 compare equal; text stays text."""
+    v = num(x)
+    if v is not None and not math.isinf(v) and v == int(v):
+        return str(int(v))
+    return "" if x is None else str(x).strip()
+
+
+def fmt(x, digits: int = 3, *, spec: Optional[str] = None, suffix: str = "", missing: str = "-") -> str:
+    """One number formatter for tables and reports: `digits` significant digits (or a format `spec`), then
+    `suffix`; `missing` for None."""
+    if x is None:
+        return missing
+    return format(x, spec or f".{digits}g") + suffix
+
+
+def fmt_size(n: int) -> str:
+    """8192 -> '8K', 98304 -> '96K', 1048576 -> '1M'."""
+    if n % (1024 * 1024) == 0:
+        return f"{n // (1024 * 1024)}M"
+    if n % 1024 == 0:
+        return f"{n // 1024}K"
+    return str(n)
+
+
+def cell(x) -> str:
+    """A value as a CSV cell: floats to 6 significant digits, None empty."""
+    if isinstance(x, float):
+        return fmt(x, 6)
+    return "" if x is None else str(x)
+
+
+def row_key(row: dict, table: Table = SWEEP) -> Tuple[str, ...]:
+    """The identity of a row as the CSV spells it (what --resume matches)."""
+    return tuple("" if row.get(c) is None else str(row.get(c)) for c in table.key)
+
+
+# ------------------------------------------------------------------------------------------- writing
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def append_row(path, table: Table, row: dict) -> None:
+    """Append one row (header first when the file is new or empty); missing columns are written empty and
+    `finished_at` is stamped now. Flushed and fsynced, so a crash leaves at most one torn last row; a torn
+    last line from an earlier crash is closed first, so it cannot swallow this row."""
+    path = Path(path)
+    values = {c: cell(row.get(c)) for c in table.columns}
+    if FINISHED_AT in table.columns:
+        values[FINISHED_AT] = _now()
+    new = not path.exists() or path.stat().st_size == 0
+    with path.open("a+b") as raw:
+        if not new:
+            raw.seek(-1, os.SEEK_END)
+            if raw.read(1) not in (b"\n", b"\r"):
+                raw.write(b"\r\n")
+    with path.open("a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(table.columns))
+        if new:
+            w.writeheader()
+        w.writerow(values)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def write_rows(path, table: Table, rows: Iterable[dict]) -> None:
+    """Write a whole table at once (header + rows, missing columns empty), atomically (temp file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(table.columns), extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow({c: cell(r.get(c)) for c in table.columns})
+    os.replace(tmp, path)
+
+
+# ------------------------------------------------------------------------------------------- reading
+def read_rows(path, table: Table) -> Tuple[List[Dict[str, str]], List[Dict[str, str]]]:
+    """(complete rows, torn rows) of a file of `table`. Torn: a field count that differs from the header, or
+    an empty `finished_at` where the table has one; callers treat a torn row as not finished. Raises
+    ResultsFormatError for an empty or binary file or a CSV without the table's key columns, OSError when
+    it cannot be opened."""
+    path = Path(path)
+    what = f"not a lighthouse-bench {table.name}"
+    data = path.read_bytes()
+    if not data.strip():
+        raise ResultsFormatError(f"{what}: {path} is empty")
+    if b"\0" in data:
+        raise ResultsFormatError(f"{what}: {path} is binary")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ResultsFormatError(f"{what}: {path} is not UTF-8 text") from None
+    try:
+        lines = list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as err:
+        raise ResultsFormatError(f"{what}: {path}: {err}") from None
+    header = lines[0]
+    absent = [c for c in table.key if c not in header]
+    if absent:
+        raise ResultsFormatError(f"{what}: {path} lacks the columns {', '.join(absent)}")
+    stamped = FINISHED_AT in table.columns and FINISHED_AT in header
+    complete, torn = [], []
+    for fields in lines[1:]:
+        if not fields:
+            continue
+        row = dict(zip(header, fields))
+        if len(fields) != len(header) or (stamped and not row.get(FINISHED_AT, "").strip()):
+            torn.append(row)
+        else:
+            complete.append(row)
+    return complete, torn
+
+
+def header_of(path) -> List[str]:
+    """The first line of a CSV (to tell a sweep from a profile); [] when unreadable."""
+    try:
+        with Path(path).open(newline="") as f:
+            return next(csv.reader(f), [])
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return []
+
+
+def kind_of_header(header: Sequence[str]) -> Optional[Table]:
+    """SWEEP or PROFILE by the columns a header has (a profile has a `stage` column)."""
+    if "stage" in header:
+        return PROFILE
+    if "kind" in header and "median_ms" in header:
+        return SWEEP
+    return None

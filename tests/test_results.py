@@ -1,0 +1,50 @@
+"""The results format (lighthouse.bench.results): rows written one at a time, torn rows set apart, foreign
+files refused, numbers read one way."""
+
+import pytest
+
+from lighthouse.bench import results
+from lighthouse.bench.results import SWEEP, ResultsFormatError, append_row, num, read_rows
+
+
+def test_append_then_read_round_trip(tmp_path):
+    """Catches a writer that drops columns, forgets the header or leaves `finished_at` unstamped."""
+    path = tmp_path / "results.csv"
+    append_row(path, SWEEP, {"impl": "sdpa_math", "kind": "dense", "n": 1024, "median_ms": 1.23456789})
+    append_row(path, SWEEP, {"impl": "sdpa_math", "kind": "dense", "n": 2048, "status": "ok"})
+    done, torn = read_rows(path, SWEEP)
+    assert torn == [] and [r["n"] for r in done] == ["1024", "2048"]
+    assert list(done[0]) == list(SWEEP.columns)
+    assert done[0]["median_ms"] == "1.23457" and done[0]["finished_at"] and done[0]["levels"] == ""
+
+
+def test_torn_rows_are_set_apart(tmp_path):
+    """Catches a reader that takes a row cut short by a crash (or never stamped) for a finished one, and an
+    append that glues the next row onto a torn last line."""
+    path = tmp_path / "results.csv"
+    append_row(path, SWEEP, {"impl": "sdpa_math", "n": 1024, "status": "ok"})
+    text = path.read_text()
+    path.write_text(text + text.splitlines()[1][:25])  # a crash in the middle of the second row
+    done, torn = read_rows(path, SWEEP)
+    assert len(done) == 1 and len(torn) == 1
+    append_row(path, SWEEP, {"impl": "sdpa_math", "n": 4096, "status": "ok"})
+    done, torn = read_rows(path, SWEEP)
+    assert [r["n"] for r in done] == ["1024", "4096"] and len(torn) == 1
+    unstamped = ",".join("x" for _ in SWEEP.columns[:-1]) + ",\n"
+    path.write_text(path.read_text() + unstamped)
+    assert len(read_rows(path, SWEEP)[1]) == 2
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00\x01\x02binary", b"hello,world\n1,2\n"])
+def test_foreign_files_are_refused(tmp_path, content):
+    """Catches a reader that returns an empty list for a file that is not a results file at all."""
+    path = tmp_path / "x.csv"
+    path.write_bytes(content)
+    with pytest.raises(ResultsFormatError, match="not a lighthouse-bench sweep results file"):
+        read_rows(path, SWEEP)
+
+
+def test_numbers():
+    """Catches a parser that turns a missing or NaN cell into 0 or raises on garbage."""
+    assert num("1.5") == 1.5 and num("") is None and num("nan") is None and num("abc") is None and num(None) is None
+    assert results.norm("8192.0") == "8192" and results.fmt(None) == "-" and results.fmt(1.23456) == "1.23"
