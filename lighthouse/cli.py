@@ -57,6 +57,9 @@ def sweep(
     seed: Annotated[Optional[int], _opt("Seed of the random inputs. Default 0.", "--seed")] = None,
     plot: Annotated[bool, typer.Option("--plot/--no-plot", help="Draw the charts after the sweep.")] = True,
     dry_run: Annotated[bool, _opt("Print the points and rows the sweep would run, and exit.", "--dry-run")] = False,
+    cp: Annotated[int, _opt(
+        "Context parallelism over W ranks (W >= 2: launch with torchrun --nproc-per-node W, one process per GPU): "
+        "Lighthouse with cp_group= against PyTorch's ring attention; rank 0 writes. Default 1 (off).", "--cp")] = 1,
 ) -> None:
     """Time Lighthouse against dense SDPA over a parameter grid; write results.csv, machine.json and charts."""
     import torch
@@ -77,9 +80,13 @@ def sweep(
         return
     if resume and out is None:
         raise typer.BadParameter("--resume needs --out: the folder of the sweep to continue")
+    if cp < 1:
+        raise typer.BadParameter(f"--cp must be an integer >= 1 (the number of ranks), got {cp}")
+    if cp > 1 and out is None:
+        raise typer.BadParameter("--cp needs --out: every rank must agree on the folder")
     try:
         code = run(spec, out or default_out_dir(), resume=resume, plot=plot, argv=sys.argv,
-                   equivalent=_command_line(suite, flags, out, resume))
+                   equivalent=_command_line(suite, flags, out, resume) + (["--cp", str(cp)] if cp > 1 else []), cp=cp)
     except SweepError as err:
         raise typer.BadParameter(str(err)) from None
     raise typer.Exit(code)

@@ -138,13 +138,31 @@ def prepare_out_dir(out: Path, resume: bool) -> Path:
 
 
 def run(spec: SweepSpec, out: Path, *, resume: bool = False, argv: Optional[Sequence[str]] = None,
-        equivalent: Optional[Sequence[str]] = None, console: Optional[Console] = None, plot: bool = True) -> int:
-    """Run the sweep into `out`; returns the exit code (0, 130 on Ctrl-C, 1 if the CUDA context died)."""
-    console = console or make_console()
-    results_path = prepare_out_dir(out, resume)
+        equivalent: Optional[Sequence[str]] = None, console: Optional[Console] = None, plot: bool = True,
+        cp: int = 1) -> int:
+    """Run the sweep into `out`; returns the exit code (0, 130 on Ctrl-C, 1 if the CUDA context died).
+    cp > 1: context parallelism over cp ranks (this is one of the torchrun processes; see bench/cp.py)."""
+    ctx = None
+    if cp > 1:
+        from . import cp as cp_sweep
+
+        try:
+            ctx = cp_sweep.start(cp, spec.device)
+        except ValueError as err:
+            raise SweepError(str(err)) from None
+    writer = ctx is None or ctx.writer  # only rank 0 writes files and prints
+    console = (console or make_console()) if writer else Console(quiet=True)
+    results_path = prepare_out_dir(out, resume) if writer else out / RESULTS
+    if ctx is not None:
+        import torch.distributed as dist
+
+        dist.barrier()  # rank 0 has checked --out before anyone writes
     bench = runner.Bench(spec.device, spec.seed, spec.warmup, spec.rep, spec.min_rep, spec.max_seconds)
+    bench.cp = ctx
     impls, baselines = resolve_impls(spec, bench)
-    tasks = grid.plan_tasks(spec, impls, baselines)
+    tasks = cp_sweep.plan(spec, impls, cp) if ctx else grid.plan_tasks(spec, impls, baselines)
+    if ctx:
+        baselines = [cp_sweep.ring_impl(cp)]
 
     medians, done = Medians(), set()
     if resume:
@@ -154,11 +172,12 @@ def run(spec: SweepSpec, out: Path, *, resume: bool = False, argv: Optional[Sequ
     todo = [t for t in tasks if t.key(spec.device) not in done]
     skipped = len(tasks) - len(todo)
 
-    options = {**spec.options, "impl": impls, "baseline": baselines, "out": str(out), "resume": resume}
+    options = {**spec.options, "impl": impls, "baseline": baselines, "out": str(out), "resume": resume, "cp": cp}
     machine_path = out / MACHINE
     previous = machine.read(machine_path) if resume else None
     info = machine.collect(argv, options, equivalent)
-    machine.write(machine_path, info, previous)
+    if writer:
+        machine.write(machine_path, info, previous)
     console.print(f"[bold]lighthouse-bench sweep[/] suite={spec.suite or 'default'} device={spec.device} "
                   f"{info.get('gpu') or info.get('cpu')}: {len(spec.points)} points, {len(tasks)} rows"
                   + (f", {skipped} already done (--resume)" if skipped else "") + f" -> {out}")
@@ -184,7 +203,8 @@ def run(spec: SweepSpec, out: Path, *, resume: bool = False, argv: Optional[Sequ
                 if task.kind == "floor":
                     floor_cache[floor_key] = result
                 row = make_row(task, spec.device, spec.seed, result, medians)
-                results.append_row(results_path, SWEEP, row)
+                if writer:
+                    results.append_row(results_path, SWEEP, row)
                 medians.add({k: results.cell(v) for k, v in row.items()})
                 counts[result.status] = counts.get(result.status, 0) + 1
                 progress.update(bar, advance=_weight(task), rows=f"{i + 1}/{len(todo)} rows " + _counts(counts))
@@ -194,7 +214,10 @@ def run(spec: SweepSpec, out: Path, *, resume: bool = False, argv: Optional[Sequ
         interrupted = True
     finally:
         bench.release()
-        machine.write(machine_path, machine.finish(info, time.perf_counter() - start, interrupted), previous)
+        if writer:
+            machine.write(machine_path, machine.finish(info, time.perf_counter() - start, interrupted), previous)
+    if not writer:
+        return EXIT_DEVICE_LOST if lost else EXIT_INTERRUPTED if interrupted else 0
 
     from .summary import print_summary
 

@@ -28,8 +28,8 @@ import torch
 
 from ..config import LighthouseConfig
 from ..plan import FLOAT_DTYPES, LighthousePlan, make_plan
-from ..reference.attention import gather_entries, select_torch
-from ..reference.pyramid import accumulation_dtype
+from ..reference.gather import accumulation_dtype, gather_entries
+from ..reference.layer import select_torch
 from ..reference.scatter import inverse_map, source_positions
 from ..sdpa import causal_sdpa, repeat_kv
 from .comm import all_gather_ints, heads_to_sequence, resolve_group, send_to_next, sequence_to_heads
