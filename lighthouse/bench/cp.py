@@ -121,7 +121,11 @@ def build(task: Task, bench, backend: Optional[str]):
         ctx.release()
         ctx._held.enter_context(context_parallel(ctx.mesh, buffers=bufs, buffer_seq_dims=[2] * 4,
                                                  no_restore_buffers=set(bufs)))
-        q, k, v = (t.requires_grad_() for t in bufs[:3])  # now this rank's (head/tail) shards
+        with torch.no_grad():
+            for t in bufs:  # now this rank's (head/tail) shard, still in the full-size storage: compact it
+                t.set_(t.clone())
+        del full
+        q, k, v = (t.requires_grad_() for t in bufs[:3])
         return (lambda: dense_attention(q, k, v)), [q, k, v], bufs[3]
     p = task.point
     cfg = p.config()
