@@ -69,6 +69,26 @@ def check_values_and_grads(world, rank, hq, hkv, seed):
     return None
 
 
+def check_triton_path(world, rank):
+    """impl='triton' (interpreted on the CPU): the fused gather/pull wrapped around the exchanges gives the
+    single-device Triton result, values and gradients, GQA, uneven N."""
+    cfg = LighthouseConfig(levels=3, pooling=2, topk=128 * world, impl="triton")
+    n = 128 * world * 4 + 52
+    q, k, v, w = _inputs(1, 2 * world, world, n, 16, seed=7)
+    full = [x.clone().requires_grad_() for x in (q, k, v)]
+    out_full = lighthouse.lighthouse_attention(*full, config=cfg)
+    (out_full * w).sum().backward()
+    ql, kl, vl = _shards(world, rank, cfg, q, k, v)
+    out = lighthouse.lighthouse_attention(ql, kl, vl, config=cfg, cp_group=dist.group.WORLD)
+    (out * shard_sequence(w, world, rank, cfg)).sum().backward()
+    want = [shard_sequence(x, world, rank, cfg) for x in (out_full, *(f.grad for f in full))]
+    for name, got, exp in zip(("out", "dq", "dk", "dv"), (out, ql.grad, kl.grad, vl.grad), want):
+        problem = _close(f"triton {name}", got, exp)
+        if problem:
+            return problem
+    return None
+
+
 def check_selection(world, rank, hq, hkv, seed):
     """The rank's block of the sub-sequence equals the single-device selection, index for index."""
     cfg, n = CASES[world]["cfg"], CASES[world]["n"]
@@ -146,6 +166,8 @@ def run_all(world, rank):
         "selection_gqa": lambda: check_selection(world, rank, 4, 2, seed=3),
         "module_mesh_dense": lambda: check_module_and_mesh(world, rank),
         "errors": lambda: check_errors(world, rank),
+        # opt-in: the interpreted Triton kernels take minutes on the CPU (LIGHTHOUSE_CP_TEST_TRITON=1)
+        **({"triton": lambda: check_triton_path(world, rank)} if os.environ.get("LIGHTHOUSE_CP_TEST_TRITON") else {}),
     }
 
 

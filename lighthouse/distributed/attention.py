@@ -16,8 +16,9 @@ the head-parallel SDPA sees the same S x S problem. Why this exchange and not al
 (Ulysses on the whole sequence) or ring attention: see README, "Context parallelism": it moves the
 sub-sequence (S = N/p**(L-1) + (L-1)*p*k rows, about N/10 at 1M tokens) instead of the N-row inputs.
 
-Gradients: the local stages are plain autograd (the PyTorch reference), the exchanges are differentiable
-all-to-alls (comm.py), so backward is the transposed exchange in reverse order.
+Gradients: the exchanges are differentiable all-to-alls (comm.py), so backward is the transposed exchange
+in reverse order. The local stages are the PyTorch reference (impl="torch", plain autograd) or the Triton
+kernels' stage functions (impl="triton": selection, fused gather and pull, wrapped in fused.py).
 """
 
 from __future__ import annotations
@@ -108,12 +109,16 @@ def shard_plan(q, k, v, group, config: LighthouseConfig, gate=None):
     return group, rank, world, plan, global_plan
 
 
+def _uses_triton(q, plan: LighthousePlan) -> bool:
+    from ..attention import _resolve_impl
+
+    return _resolve_impl(plan.config.impl, q) == "triton"
+
+
 @torch.no_grad()
 def _select_local(q, k, v, plan: LighthousePlan) -> torch.Tensor:
     """The rank's tiles, (B, Hkv, S/W) indices into its local pyramid; the Triton selection on CUDA."""
-    from ..attention import _resolve_impl
-
-    if _resolve_impl(plan.config.impl, q) == "triton":
+    if _uses_triton(q, plan):
         from ..kernels import select_triton
 
         return select_triton(q, k, v, plan)
@@ -153,18 +158,31 @@ def context_parallel_lighthouse_attention(q, k, v, group, config: LighthouseConf
     """Lighthouse attention of this rank's shard: q (B, Hq, N_r, D), k, v (B, Hkv, N_r, D) -> (B, Hq, N_r, D),
     equal to the rank's rows of the single-device result on the whole sequence."""
     group, rank, world, plan, _ = shard_plan(q, k, v, group, config, gate)
-    indices = _select_local(q, k, v, plan)
+    triton = _uses_triton(q, plan)
+    if triton:
+        from ..kernels.layer import run_selection
+        from .fused import TritonGather, TritonScatter
+
+        q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+        sel, check = run_selection(q, k, v, plan)
+        check.raise_if_bad()
+        q_sub, k_sub, v_sub = TritonGather.apply(q, k, v, sel, plan)
+        inv = sel.inv.long()
+    else:
+        indices = _select_local(q, k, v, plan)
+        q_sub = gather_entries(q, indices, plan, plan.group)
+        k_sub = gather_entries(k, indices, plan, 1)
+        v_sub = gather_entries(v, indices, plan, 1)
+        inv = inverse_map(indices, plan)
     g = plan.group
-    q_sub = gather_entries(q, indices, plan, g)
-    k_sub = gather_entries(k, indices, plan, 1)
-    v_sub = gather_entries(v, indices, plan, 1)
     if plan.kv_heads % world:  # kv heads cannot be split W ways: send them repeated per query head
         k_sub, v_sub, g = repeat_kv(k_sub, g), repeat_kv(v_sub, g), 1
     q_h, k_h, v_h = sequence_to_heads(group, q_sub, k_sub, v_sub)
     out_h = causal_sdpa(q_h, repeat_kv(k_h, g), repeat_kv(v_h, g), plan.config.sdpa_backend)
     out_sub = heads_to_sequence(out_h, group)
-    inv = inverse_map(indices, plan)
     halo = send_to_next(_last_entry_rows(out_sub, inv, plan), group)
+    if triton:
+        return TritonScatter.apply(out_sub, halo, sel, plan)
     return scatter_back_shard(out_sub, halo, inv, plan)
 
 
