@@ -22,9 +22,24 @@ def _map_checkout_folders() -> None:
 
 _map_checkout_folders()
 
-from .attention import lighthouse_attention, select  # noqa: E402
-from .config import LighthouseConfig  # noqa: E402
-from .module import LighthouseAttention  # noqa: E402
-
 __all__ = ["LighthouseAttention", "LighthouseConfig", "lighthouse_attention", "select"]
 __version__ = "0.1.0"
+
+#: Public name -> the module that defines it. Imported on first use, so that `import lighthouse.bench.options`
+#: (the CLI's --help, `suites`) does not pay for importing torch.
+_LAZY = {"lighthouse_attention": "attention", "select": "attention", "LighthouseConfig": "config",
+         "LighthouseAttention": "module"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        from importlib import import_module
+
+        value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -16,6 +16,8 @@ from .reference import lighthouse_attention_torch, select_torch
 #: Environment switch that overrides every impl choice ("torch" or "triton"). Meant for the regression gate's
 #: own test (a deliberately slow layer must fail `lighthouse-bench check`) and for bisecting a wrong result.
 FORCE_IMPL_ENV = "LIGHTHOUSE_FORCE_IMPL"
+#: The keyword defaults below are LighthouseConfig's (the one place they are set).
+_D = LighthouseConfig()
 
 
 def _forced_impl() -> Optional[str]:
@@ -48,13 +50,13 @@ def lighthouse_attention(
     k: torch.Tensor,
     v: torch.Tensor,
     *,
-    levels: int = 3,
-    pooling: int = 4,
-    topk: int = 2048,
-    scorer: str = "norm",
-    dilation: int = 4,
-    impl: str = "auto",
-    sdpa_backend: Optional[str] = None,
+    levels: int = _D.levels,
+    pooling: int = _D.pooling,
+    topk: int = _D.topk,
+    scorer: str = _D.scorer,
+    dilation: int = _D.dilation,
+    impl: str = _D.impl,
+    sdpa_backend: Optional[str] = _D.sdpa_backend,
     gate: Optional[torch.Tensor] = None,
     config: Optional[LighthouseConfig] = None,
     cp_group=None,
@@ -88,13 +90,13 @@ def select(
     k: torch.Tensor,
     v: torch.Tensor,
     *,
-    levels: int = 3,
-    pooling: int = 4,
-    topk: int = 2048,
-    scorer: str = "norm",
-    dilation: int = 4,
-    impl: str = "auto",
-    sdpa_backend: Optional[str] = None,
+    levels: int = _D.levels,
+    pooling: int = _D.pooling,
+    topk: int = _D.topk,
+    scorer: str = _D.scorer,
+    dilation: int = _D.dilation,
+    impl: str = _D.impl,
+    sdpa_backend: Optional[str] = _D.sdpa_backend,
     gate: Optional[torch.Tensor] = None,
     config: Optional[LighthouseConfig] = None,
     cp_group=None,

@@ -64,7 +64,7 @@ def sweep(
     """Time Lighthouse against dense SDPA over a parameter grid; write results.csv, machine.json and charts."""
     import torch
 
-    from .bench import grid
+    from .bench import points
     from .bench.sweep import SweepError, default_out_dir, describe, run
 
     flags = {"seq": seq, "topk": topk, "levels": levels, "pooling": pooling, "scorer": scorer, "batch": batch,
@@ -72,7 +72,7 @@ def sweep(
              "baseline": baseline, "device": device, "warmup": warmup, "rep": rep, "min_rep": min_rep,
              "max_seconds": max_seconds, "seed": seed, "floor": floor}
     try:
-        spec = grid.resolve(suite, flags, torch.cuda.is_available())
+        spec = points.resolve(suite, flags, torch.cuda.is_available())
     except ValueError as err:
         raise typer.BadParameter(str(err)) from None
     if dry_run:
@@ -94,7 +94,7 @@ def sweep(
 
 def _command_line(suite, flags, out, resume) -> List[str]:
     """The options as given, spelled out (recorded in machine.json next to sys.argv)."""
-    from .bench.grid import option_name
+    from .bench.options import option_name
 
     args = ["lighthouse-bench", "sweep"] + (["--suite", suite] if suite else [])
     for key, value in flags.items():
@@ -123,13 +123,13 @@ def plot(
 def profile(
     seq: Annotated[str, _opt(f"Sequence lengths N (one or a few). {LIST}", "--seq")] = "16k",
     topk: Annotated[str, _opt("Budgets k (multiples of 128).", "--topk")] = "1024",
-    levels: Annotated[str, _opt("Pyramid levels L.", "--levels")] = "3",
-    pooling: Annotated[str, _opt("Pooling factors p.", "--pooling")] = "4",
-    scorer: Annotated[str, _opt("Scorers: norm, dilated, gla.", "--scorer")] = "norm",
-    batch: Annotated[str, _opt("Batch sizes B.", "--batch")] = "1",
-    heads: Annotated[str, _opt("Query heads Hq.", "--heads")] = "8",
+    levels: Annotated[Optional[str], _opt("Pyramid levels L.", "--levels")] = None,
+    pooling: Annotated[Optional[str], _opt("Pooling factors p.", "--pooling")] = None,
+    scorer: Annotated[Optional[str], _opt("Scorers: norm, dilated, gla.", "--scorer")] = None,
+    batch: Annotated[Optional[str], _opt("Batch sizes B.", "--batch")] = None,
+    heads: Annotated[Optional[str], _opt("Query heads Hq.", "--heads")] = None,
     kv_heads: Annotated[Optional[str], _opt("KV heads Hkv; default: equal to --heads.", "--kv-heads")] = None,
-    head_dim: Annotated[str, _opt("Head dims D.", "--head-dim")] = "128",
+    head_dim: Annotated[Optional[str], _opt("Head dims D.", "--head-dim")] = None,
     dtype: Annotated[Optional[str], _opt("bf16, fp16, fp32 (default bf16 on CUDA, fp32 on CPU).", "--dtype")] = None,
     impl: Annotated[Optional[str], _opt("torch or triton (default triton on CUDA, torch on CPU).", "--impl")] = None,
     sdpa_backend: Annotated[Optional[str], _opt("SDPA backend of the sub-sequence call: cudnn, flash, efficient, math, auto. Default: cudnn on CUDA, math on CPU.", "--sdpa-backend")] = None,
@@ -144,43 +144,32 @@ def profile(
 ) -> None:
     """Per-stage times of one Lighthouse call (forward and backward), with bytes, FLOPs and distance to the
     device's measured floor; writes profile.csv, machine.json and a stacked-bar chart."""
-    import itertools
     from datetime import datetime
 
     import torch
 
-    from .bench import grid
-    from .bench.profile import ProfilePoint, run_profile
+    from .bench.points import make_points
+    from .bench.profile import run_profile
     from .bench.runner import resolve_device
 
     try:
         dev = resolve_device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise ValueError("--device cuda: no CUDA device is available")
-        lists = dict(
-            n=grid.parse_ints(seq, "--seq"), topk=grid.parse_ints(topk, "--topk"),
-            levels=grid.parse_ints(levels, "--levels", linear=True), pooling=grid.parse_ints(pooling, "--pooling", linear=True),
-            scorer=grid.parse_choices(scorer, "--scorer", ("norm", "dilated", "gla")),
-            batch=grid.parse_ints(batch, "--batch", linear=True), heads=grid.parse_ints(heads, "--heads", linear=True),
-            head_dim=grid.parse_ints(head_dim, "--head-dim", linear=True),
-        )
-        kvs = grid.parse_ints(kv_heads, "--kv-heads", linear=True) if kv_heads else [None]
-        dtypes = grid.parse_choices(dtype or ("bf16" if dev.type == "cuda" else "fp32"), "--dtype", grid.DTYPES, grid.DTYPE_ALIASES)
         impl_name = impl or ("triton" if dev.type == "cuda" else "torch")
         if impl_name not in ("torch", "triton"):
             raise ValueError(f"--impl must be torch or triton, got {impl_name!r}")
         backend = sdpa_backend or ("cudnn" if dev.type == "cuda" else "math")
-        points = []
-        for combo in itertools.product(*lists.values(), kvs, dtypes):
-            kw = dict(zip(list(lists) + ["kv_heads", "dtype"], combo))
-            kw["kv_heads"] = kw["kv_heads"] or kw["heads"]
-            point = ProfilePoint(impl=impl_name, sdpa_backend=None if backend == "auto" else backend, **kw)
-            point.config()  # names a bad parameter now, before anything runs
-            points.append(point)
+        backend = None if backend == "auto" else backend
+        points = make_points([{"seq": seq, "topk": topk, "levels": levels, "pooling": pooling, "scorer": scorer,
+                               "batch": batch, "heads": heads, "kv_heads": kv_heads, "head_dim": head_dim,
+                               "dtype": dtype}], dev.type)
+        for point in points:
+            point.config(impl_name, backend)  # names a bad parameter now, before anything runs
     except ValueError as err:
         raise typer.BadParameter(str(err)) from None
     out = out or Path("out") / f"profile-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    code = run_profile(points, dev, out, trace_calls=trace, remeasure_peaks=remeasure_peaks, seed=seed,
+    code = run_profile(points, impl_name, dev, out, sdpa_backend=backend, trace_calls=trace, remeasure_peaks=remeasure_peaks, seed=seed,
                        warmup=warmup, rep=rep, max_seconds=max_seconds, argv=sys.argv)
     raise typer.Exit(code)
 
@@ -234,7 +223,7 @@ def check(
 @app.command()
 def suites() -> None:
     """List the sweep presets and what they are for."""
-    from .bench.grid import load_suite, suite_names
+    from .bench.options import load_suite, suite_names
 
     for name in suite_names():
         desc = load_suite(name)["top"].get("description", "")

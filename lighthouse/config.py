@@ -91,11 +91,6 @@ class LighthouseConfig:
         m = self.seq_multiple
         return -(-n // m) * m
 
-    def selected_len(self, n: int) -> int:
-        """S, the length of the dense sub-sequence: N_pad / p**(L-1) + (L-1) * p * k."""
-        n_pad = self.padded_len(n)
-        return n_pad // self.coarsest_span + (self.levels - 1) * self.pooling * self.topk
-
     def replace(self, **changes) -> "LighthouseConfig":
         return LighthouseConfig(**{**asdict(self), **changes})
 

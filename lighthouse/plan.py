@@ -109,4 +109,10 @@ def make_plan(config: LighthouseConfig, q: torch.Tensor, k: torch.Tensor, v: tor
             raise ValueError(f"gate must be on q's device {q.device}, got {gate.device}")
     if config.scorer == "gla" and gate is None:
         raise ValueError("scorer='gla' needs gate=, the per-token log-gate of shape (B, Hq, N)")
-    return LighthousePlan(config, b, hq, hkv, n, config.padded_len(n), d)
+    return plan_for(config, b, hq, hkv, n, d)
+
+
+def plan_for(config: LighthouseConfig, batch: int, q_heads: int, kv_heads: int, seq_len: int, head_dim: int) -> LighthousePlan:
+    """The plan of a call of these sizes, without tensors (a benchmark sizes its grid before allocating).
+    Raises ValueError naming the parameter when N is too short for the config."""
+    return LighthousePlan(config, batch, q_heads, kv_heads, seq_len, config.padded_len(seq_len), head_dim)

@@ -26,8 +26,9 @@ from lighthouse import LighthouseConfig
 from lighthouse.kernels import alloc, layer as tl_layer
 from lighthouse.kernels.gather import gather_rows
 from lighthouse.kernels.scatter import pull_rows
-from lighthouse.plan import make_plan
+from lighthouse.plan import make_plan, plan_for
 from lighthouse.sdpa import causal_sdpa
+from lighthouse.bench import parity
 from lighthouse.bench.timing import measure
 
 DEV = "cuda"
@@ -89,17 +90,15 @@ def check_parity(n, dtype, tol, hkv=8, topk=1024):
     cfg = LighthouseConfig(levels=3, pooling=4, topk=topk)
     q, k, v = qkv(n, dtype, hkv=hkv, seed=n, grad=True)
     go = torch.randn_like(q)
-    tri = lambda a, b, c: lighthouse.lighthouse_attention(a, b, c, config=cfg.replace(impl="triton"))
-    ref = lambda a, b, c: lighthouse.lighthouse_attention(a, b, c, config=cfg.replace(impl="torch"))
     sel_t = lighthouse.select(q, k, v, config=cfg.replace(impl="triton"))
     sel_r = lighthouse.select(q, k, v, config=cfg.replace(impl="torch"))
     frac = float((sel_t == sel_r).float().mean())
     alloc.POISON = True
-    got = fwd_bwd(tri, q, k, v, go)
+    got = parity.run_path("triton", q, k, v, go, cfg)
     alloc.POISON = False
-    again = fwd_bwd(tri, q, k, v, go)
-    want = fwd_bwd(ref, q, k, v, go)
-    errs = {name: rel(a, w) for name, a, w in zip(("out", "dq", "dk", "dv"), got, want)}
+    again = parity.run_path("triton", q, k, v, go, cfg)
+    want = parity.run_path("torch", q, k, v, go, cfg)
+    errs = {name.removeprefix("rel_"): err for name, err in parity.relative_errors(got, want).items()}
     bitwise = all(torch.equal(a, b) for a, b in zip(got, again))
     finite = all(bool(torch.isfinite(a).all()) for a in got)
     record(check="triton_vs_torch", n=n, dtype=str(dtype).split(".")[-1], hkv=hkv, selection_equal_frac=frac,
@@ -147,7 +146,7 @@ def check_determinism(n=32768, topk=1024):
 
 def time_point(n, topk, with_dense=True, with_torch=True):
     cfg = LighthouseConfig(levels=3, pooling=4, topk=topk, sdpa_backend="cudnn")
-    s = cfg.selected_len(n)
+    s = plan_for(cfg, 1, 8, 8, n, 128).selected_len
     q, k, v = qkv(n, torch.bfloat16, seed=1, grad=True)
     go = torch.randn_like(q)
     impls = {"triton": cfg.replace(impl="triton")}

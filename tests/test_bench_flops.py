@@ -3,7 +3,7 @@
 import pytest
 
 from lighthouse.bench import flops
-from lighthouse.bench.grid import Point, Shape, Task
+from lighthouse.bench.points import Point, Shape, Task
 from lighthouse.bench.runner import Result
 from lighthouse.bench.sweep import Medians, make_row
 from lighthouse.bench.timing import Timing, percentile

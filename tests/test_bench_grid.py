@@ -2,8 +2,8 @@
 
 import pytest
 
-from lighthouse.bench import grid
-from lighthouse.bench.grid import GridError, parse_ints, parse_option
+from lighthouse.bench import points
+from lighthouse.bench.options import OptionError, parse_ints, parse_option
 
 
 def test_doubling_range_with_suffixes():
@@ -33,7 +33,7 @@ def test_doubling_range_stops_at_its_end():
      ("device", "cuda,cpu", "--device"), ("rep", "many", "--rep")],
 )
 def test_bad_strings_name_the_option(key, text, option):
-    with pytest.raises(GridError) as err:
+    with pytest.raises(OptionError) as err:
         parse_option(key, text)
     assert str(err.value).startswith(option + ":")
 
@@ -45,7 +45,7 @@ def test_choice_aliases():
 
 
 def test_paper_suite_points():
-    spec = grid.resolve("paper", {"device": "cpu"}, cuda_available=False)
+    spec = points.resolve("paper", {"device": "cpu"}, cuda_available=False)
     pairs = [(p.shape.n, p.topk) for p in spec.points]
     assert pairs == [(8192, 512), (16384, 1024), (32768, 2048), (65536, 4096), (98304, 1536), (131072, 4096),
                      (262144, 4096), (524288, 4096)]
@@ -55,37 +55,37 @@ def test_paper_suite_points():
 
 
 def test_flags_replace_a_suite_key_everywhere():
-    spec = grid.resolve("paper", {"device": "cpu", "seq": "16k,32k"}, cuda_available=False)
+    spec = points.resolve("paper", {"device": "cpu", "seq": "16k,32k"}, cuda_available=False)
     assert sorted({p.shape.n for p in spec.points}) == [16384, 32768]
     assert sorted({p.topk for p in spec.points}) == [512, 1024, 1536, 2048, 4096]  # every grid's k at every N
 
 
 def test_no_suite_on_cpu_is_quick():
-    spec = grid.resolve(None, {}, cuda_available=False)
+    spec = points.resolve(None, {}, cuda_available=False)
     assert spec.suite == "quick" and spec.device == "cpu" and not spec.floor
     assert sorted({(p.shape.n, p.levels) for p in spec.points}) == [(2048, 2), (2048, 3), (4096, 2), (4096, 3)]
 
 
 def test_cuda_suite_without_cuda_is_refused():
-    with pytest.raises(GridError, match="--device"):
-        grid.resolve("ci", {}, cuda_available=False)
+    with pytest.raises(OptionError, match="--device"):
+        points.resolve("ci", {}, cuda_available=False)
 
 
 def test_suite_from_path_and_unknown_keys(tmp_path):
     path = tmp_path / "mine.toml"
     path.write_text('device = "cpu"\nseq = [1024, "2k"]\ntopk = 128\nlevels = 2\n[[grid]]\nheads = 4\n[[grid]]\nheads = 2\n')
-    spec = grid.resolve(str(path), {}, cuda_available=False)
+    spec = points.resolve(str(path), {}, cuda_available=False)
     assert sorted((p.shape.n, p.shape.heads) for p in spec.points) == [(1024, 2), (1024, 4), (2048, 2), (2048, 4)]
     path.write_text('seq = "1k"\ntopk = 128\nwarmpu = 3\n')
-    with pytest.raises(GridError, match="warmpu"):
-        grid.resolve(str(path), {}, cuda_available=False)
-    with pytest.raises(GridError, match="unknown suite"):
-        grid.resolve("nope", {}, cuda_available=False)
+    with pytest.raises(OptionError, match="warmpu"):
+        points.resolve(str(path), {}, cuda_available=False)
+    with pytest.raises(OptionError, match="unknown suite"):
+        points.resolve("nope", {}, cuda_available=False)
 
 
 def test_invalid_points_are_planned_as_invalid_rows():
-    spec = grid.resolve(None, {"seq": "1k,2k", "levels": "3", "topk": "128,200"}, cuda_available=False)
-    tasks = grid.plan_tasks(spec, ["torch"], ["math"])
+    spec = points.resolve(None, {"seq": "1k,2k", "levels": "3", "topk": "128,200"}, cuda_available=False)
+    tasks = points.plan_tasks(spec, ["torch"], ["math"])
     lh = [t for t in tasks if t.kind == "lighthouse"]
     bad = {(t.shape.n, t.point.topk): t.invalid for t in lh if t.invalid}
     assert set(bad) == {(1024, 128), (1024, 200), (2048, 200)}

@@ -11,7 +11,7 @@ import pytest
 import torch
 from rich.console import Console
 
-from lighthouse.bench import check, grid
+from lighthouse.bench import check, parity, points
 from lighthouse.bench.check import EXIT_OK, EXIT_REGRESSED, EXIT_UNMEASURED, run_check
 from lighthouse.bench.results import SWEEP
 
@@ -273,7 +273,7 @@ def test_record_without_ok_rows_cannot_measure(tmp_path):
 def test_point_flags_select_exactly_the_point():
     row = {**{k: str(v) for k, v in SHAPE.items()}, **{k: str(v) for k, v in LH.items()},
            "impl": "lighthouse_triton", "n": "98304", "topk": "1536"}
-    spec = grid.resolve("ci", check.point_flags(row), cuda_available=True)
+    spec = points.resolve("ci", check.point_flags(row), cuda_available=True)
     assert len(spec.points) == 1 and spec.passes == ["fwdbwd"] and spec.impls == ["triton"]
     assert spec.baselines == ["cudnn"] and spec.floor and spec.device == "cuda"
     p = spec.points[0]
@@ -283,8 +283,8 @@ def test_point_flags_select_exactly_the_point():
 def test_parity_rows_on_a_small_point():
     """Triton (interpreted on the CPU) against PyTorch: identical selection, tiny errors, the gate passes."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    point = grid.Point(grid.Shape(1024, 1, 2, 1, 16, "fp32"), levels=2, pooling=4, topk=128, scorer="norm")
-    rows = check.parity_rows([point], device)
+    point = points.Point(points.Shape(1024, 1, 2, 1, 16, "fp32"), levels=2, pooling=4, topk=128, scorer="norm")
+    rows = parity.parity_rows([point], device)
     assert len(rows) == 1
     r = rows[0]
     assert r["status"] == "ok", r["reason"]

@@ -9,7 +9,8 @@ from typer.testing import CliRunner
 
 from lighthouse import LighthouseConfig
 from lighthouse.bench import peaks
-from lighthouse.bench.profile import MEASURED, TOTAL, ProfilePoint, profile_point, stage_costs, tokens_read_per_tensor
+from lighthouse.bench.points import Point, Shape
+from lighthouse.bench.profile import MEASURED, TOTAL, profile_point, stage_costs, tokens_read_per_tensor
 from lighthouse.cli import app
 from lighthouse.plan import make_plan
 
@@ -36,9 +37,10 @@ def test_cost_model_counts_the_paper_point_by_hand():
 
 
 def test_profile_of_the_torch_path_has_every_stage_and_shares_that_sum_to_one():
-    point = ProfilePoint(n=2048, topk=128, heads=2, kv_heads=1, head_dim=16, dtype="fp32", impl="torch",
-                         sdpa_backend="math")
-    rows = profile_point(point, torch.device("cpu"), FAKE_PEAKS, warmup=1, rep=3, max_seconds=0.5)
+    point = Point(Shape(n=2048, batch=1, heads=2, kv_heads=1, head_dim=16, dtype="fp32"), levels=3, pooling=4, topk=128,
+                  scorer="norm")
+    rows = profile_point(point, "torch", torch.device("cpu"), FAKE_PEAKS, sdpa_backend="math", warmup=1, rep=3,
+                         max_seconds=0.5)
     by = {(r["pass"], r["stage"]): r for r in rows}
     assert {s for p, s in by if p == "fwd"} == {"scores", "select", "gather", "sdpa", "scatter", TOTAL, MEASURED}
     assert {s for p, s in by if p == "bwd"} == {"scatter_bwd", "sdpa_bwd", "gather_bwd", TOTAL, MEASURED}

@@ -31,7 +31,7 @@ def test_selection_and_scatter_match_loops(case):
     cfg = LighthouseConfig(levels=levels, pooling=p, topk=topk, impl="torch")
     plan = make_plan(cfg, q, k, v)
     idx = lighthouse.select(q, k, v, config=cfg)
-    assert idx.shape == (b, hkv, cfg.selected_len(n))
+    assert idx.shape == (b, hkv, plan.padded_len // p ** (levels - 1) + (levels - 1) * p * topk)  # spec: S by hand
     sq, sk = token_scores(q, k, v, plan)
     for bi in range(b):
         for h in range(hkv):

@@ -1,7 +1,9 @@
-"""The benchmark harness behind `lighthouse-bench`: Lighthouse against dense SDPA over a parameter grid.
+"""The benchmark harness behind `lighthouse-bench`: Lighthouse against dense SDPA, and what to make of it.
 
 Data flows one way, one module per step:
-grid (options, suites -> points and tasks) -> runner + timing (one task -> one measurement)
--> sweep (orchestration, results.csv, resume, progress) -> plots and the summary (read the CSV back).
-`flops` holds the arithmetic (FLOP counts, TFLOP/s, speedups) and `machine` the provenance (machine.json).
+options (option values, TOML suites) -> points (the Point type; points -> tasks) -> runner + timing (one task ->
+one measurement) -> sweep (orchestration, resume, progress) -> results (the one owner of every CSV format)
+-> summary, plots, check (regression gate), report (content) + document (rendering).
+`profile` (+ profile_view, peaks) times the layer's own stage functions; `parity` compares the two paths;
+`flops` holds the arithmetic and `machine` the provenance (machine.json). See README "How the code is laid out".
 """

@@ -14,7 +14,7 @@ machines and runs far better than absolute milliseconds, which are shown but nev
 
 Correctness: when the check measures (no --results) it also runs the Triton and the PyTorch path of every
 Lighthouse point of the suite on the same inputs (forward + backward) and gates on identical selections and
-relative errors of out, dq, dk, dv within PARITY_TOL (`parity_rows`).
+relative errors of out, dq, dk, dv within PARITY_TOL (`parity.parity_rows`).
 
 A point that looks regressed is measured again (`remeasure`, by default the sweep machinery on that one point
 into out/repeat-<i>) up to REPEATS times and judged on the best of its measurements: a noisy neighbour on the
@@ -35,7 +35,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from . import grid, machine, results
+from . import machine, points, results
+from .parity import PARITY_TOL, parity_rows
 from .results import BASELINE, CHECK, PARITY, PARITY_FIGURES, SWEEP, ResultsFormatError, read_rows, write_rows
 
 #: What identifies a gated point in the baseline and the results (results.CHECK_POINT_COLUMNS: the sweep key
@@ -50,8 +51,6 @@ MACHINE_COLUMNS, BASELINE_COLUMNS = results.CHECK_MACHINE_COLUMNS, BASELINE.colu
 EXIT_OK, EXIT_REGRESSED, EXIT_UNMEASURED = 0, 1, 2
 #: How many times a point that looks regressed is measured again before it is judged.
 REPEATS = 2
-#: Largest relative error ||triton - torch|| / ||torch|| accepted by the parity gate (bf16 inputs).
-PARITY_TOL = 1e-2
 
 OK, REGRESSED, MISSING, NOT_MEASURED, NOT_GATED, SKIPPED = "ok", "REGRESSED", "missing", "not measured", "not gated", "skipped"
 
@@ -149,59 +148,6 @@ def record_baseline(results: Path, baseline: Path) -> List[dict]:
     rows = baseline_rows(read_rows(results, SWEEP)[0], machine_info(results))
     write_rows(baseline, BASELINE, rows)
     return rows
-
-
-# ------------------------------------------------------------------------------------------- parity
-def parity_rows(points: Sequence["grid.Point"], device, seed: int = 0, tol: float = PARITY_TOL) -> List[dict]:
-    """Triton against PyTorch on the same random inputs, per Lighthouse point (grid.Point): forward and
-    backward with one fixed random output gradient; rel_<x> = ||triton - torch|| / ||torch|| for out, dq, dk,
-    dv, and whether `lighthouse.select` returns identical indices. `ok` = identical selection and every
-    relative error <= tol. A point that fails to run gets status oom/error and ok False."""
-    import torch
-
-    from .. import lighthouse_attention, select
-    from ..attention import FORCE_IMPL_ENV, _forced_impl
-    from .runner import free_memory, is_oom, random_inputs, resolve_device
-
-    dev = resolve_device(str(device))
-    out = []
-    for p in points:
-        s = p.shape
-        row = {"impl": "triton vs torch", "pass": "fwdbwd", "dtype": s.dtype, "n": s.n, "batch": s.batch,
-               "heads": s.heads, "kv_heads": s.kv_heads, "head_dim": s.head_dim, "levels": p.levels,
-               "pooling": p.pooling, "topk": p.topk, "scorer": p.scorer, "status": "ok", "reason": "", "ok": False,
-               "same_selection": None, **{f"rel_{f}": None for f in PARITY_FIGURES}}
-        try:
-            forced = _forced_impl()
-            if forced:
-                row["reason"] = f"{FORCE_IMPL_ENV}={forced}: both calls run the {forced} path"
-            x = random_inputs(s.batch, s.heads, s.kv_heads, s.n, s.head_dim, s.dtype, dev, seed)
-            kw = dict(levels=p.levels, pooling=p.pooling, topk=p.topk, scorer=p.scorer)
-            got = {}
-            for impl in ("torch", "triton"):
-                for t in x.leaves:
-                    t.grad = None
-                o = lighthouse_attention(x.q, x.k, x.v, impl=impl, **kw)
-                o.backward(x.grad_out)
-                got[impl] = [o.detach()] + [t.grad.detach() for t in x.leaves]
-                del o
-            with torch.no_grad():
-                sel_ref = select(x.q, x.k, x.v, impl="torch", **kw)
-                sel_tri = select(x.q, x.k, x.v, impl="triton", **kw)
-                row["same_selection"] = bool(sel_ref.shape == sel_tri.shape and torch.equal(sel_ref, sel_tri))
-                for name, ref, tri in zip(PARITY_FIGURES, got["torch"], got["triton"]):
-                    ref, tri = ref.double(), tri.double()
-                    denom = float(ref.norm())
-                    row[f"rel_{name}"] = float((tri - ref).norm()) / denom if denom > 0 else float((tri - ref).norm())
-            row["ok"] = bool(row["same_selection"]) and all(row[f"rel_{f}"] <= tol for f in PARITY_FIGURES)
-        except Exception as err:  # noqa: BLE001 - a point that cannot run is reported, not fatal
-            row["status"] = "oom" if is_oom(err) else "error"
-            row["reason"] = f"{type(err).__name__}: {' '.join(str(err).split())[:300]}"
-        finally:
-            x = got = None  # noqa: F841
-            free_memory(dev)
-        out.append(row)
-    return out
 
 
 # ------------------------------------------------------------------------------------------- judging
@@ -427,7 +373,7 @@ def sweep_remeasure(suite: Optional[str], out: Path, console: Optional[Console] 
         sub = Path(out) / f"repeat-{counter[0]}"
         import torch
 
-        spec = grid.resolve(suite, point_flags(lh), torch.cuda.is_available())
+        spec = points.resolve(suite, point_flags(lh), torch.cuda.is_available())
         sweep.run(spec, sub, plot=False, console=console)
         return sweep.read_rows(sub / sweep.RESULTS)
 
@@ -440,7 +386,7 @@ def _measure(suite: str, out: Path, console: Console):
 
     from . import sweep
 
-    spec = grid.resolve(suite, {}, torch.cuda.is_available())
+    spec = points.resolve(suite, {}, torch.cuda.is_available())
     code = sweep.run(spec, out, plot=True, console=console,
                      argv=["lighthouse-bench", "check", "--suite", suite, "--out", str(out)])
     return spec, code

@@ -21,7 +21,8 @@ import torch
 import torch.distributed as dist
 
 from ..distributed import shard_sequence
-from .grid import IMPLS, SweepSpec, Task
+from .points import SweepSpec, Task
+from .results import IMPLS
 from .runner import Inputs, Result, random_inputs
 
 STATUS_ORDER = ("ok", "unsupported", "invalid", "oom", "error")  # agreement: the worst status wins
@@ -78,7 +79,7 @@ def plan(spec: SweepSpec, impls: List[str], world: int) -> List[Task]:
             tasks.append(Task("dense", ring_impl(world), pass_, shape, invalid=shape.invalid_reason()))
         for point in (p for p in spec.points if p.shape == shape):
             try:
-                s_sel, invalid = point.selected_len(), None
+                s_sel, invalid = point.plan().selected_len, None
             except ValueError as err:
                 s_sel, invalid = None, str(err)
             for impl in impls:

@@ -17,10 +17,11 @@ from typing import Callable, Dict, List, Optional, Sequence
 import torch
 
 from .. import lighthouse_attention
-from ..config import TILE, LighthouseConfig
+from ..config import TILE
 from ..plan import LighthousePlan, make_plan
 from ..sdpa import causal_sdpa, repeat_kv
 from . import flops as flops_mod
+from .points import Point
 from .results import PROFILE, PROFILE_SUMMARY, write_rows
 from .runner import TORCH_DTYPES, random_inputs
 from .timing import measure
@@ -29,27 +30,9 @@ from .timing import measure
 TOTAL, MEASURED, GPU_BUSY = SUMMARY_STAGES = PROFILE_SUMMARY
 
 
-@dataclass(frozen=True)
-class ProfilePoint:
-    n: int
-    topk: int
-    levels: int = 3
-    pooling: int = 4
-    scorer: str = "norm"
-    dtype: str = "bf16"
-    batch: int = 1
-    heads: int = 8
-    kv_heads: int = 8
-    head_dim: int = 128
-    impl: str = "triton"
-    sdpa_backend: Optional[str] = None
-
-    def config(self) -> LighthouseConfig:
-        return LighthouseConfig(self.levels, self.pooling, self.topk, self.scorer, impl=self.impl,
-                                sdpa_backend=self.sdpa_backend)
-
-    def label(self) -> str:
-        return f"N={self.n} k={self.topk} L{self.levels} p{self.pooling} {self.scorer} {self.dtype} {self.impl}"
+def label(point: Point, impl: str) -> str:
+    s = point.shape
+    return f"N={s.n} k={point.topk} L{point.levels} p{point.pooling} {point.scorer} {s.dtype} {impl}"
 
 
 @dataclass
@@ -199,15 +182,16 @@ def _time(stage: Stage, device, warmup: int, rep: int, max_seconds: float) -> fl
     return t.median_ms
 
 
-def profile_point(point: ProfilePoint, device: torch.device, peaks: dict, *, seed: int = 0, warmup: int = 3,
+def profile_point(point: Point, impl: str, device: torch.device, peaks: dict, *, sdpa_backend: Optional[str] = None,
+                  seed: int = 0, warmup: int = 3,
                   rep: int = 20, max_seconds: float = 2.0) -> List[dict]:
     """Rows of profile.csv for one point: every stage, the sum per pass (total) and the whole pass (measured)."""
-    cfg = point.config()
-    inputs = random_inputs(point.batch, point.heads, point.kv_heads, point.n, point.head_dim, point.dtype, device,
-                           seed, gate=point.scorer == "gla")
+    cfg, s = point.config(impl, sdpa_backend), point.shape
+    inputs = random_inputs(s.batch, s.heads, s.kv_heads, s.n, s.head_dim, s.dtype, device, seed,
+                           gate=point.scorer == "gla")
     q, k, v = (x.detach() for x in inputs.leaves)
     plan = make_plan(cfg, q, k, v, inputs.gate)
-    builder = triton_stages if point.impl == "triton" else torch_stages
+    builder = triton_stages if impl == "triton" else torch_stages
     stages = builder(q, k, v, inputs.grad_out, inputs.gate, plan)
     costs = stage_costs(plan, q.element_size())
     times: Dict[tuple, float] = {}
@@ -228,9 +212,9 @@ def profile_point(point: ProfilePoint, device: torch.device, peaks: dict, *, see
     }
     if device.type == "cuda":
         gpu = gpu_busy_ms(whole, leaves, inputs.grad_out)
-    base = dict(n=point.n, topk=point.topk, levels=point.levels, pooling=point.pooling, scorer=point.scorer,
-                dtype=point.dtype, batch=point.batch, heads=point.heads, kv_heads=point.kv_heads,
-                head_dim=point.head_dim, impl=point.impl, s_sel=plan.selected_len, device=str(device.type))
+    base = dict(n=s.n, topk=point.topk, levels=point.levels, pooling=point.pooling, scorer=point.scorer,
+                dtype=s.dtype, batch=s.batch, heads=s.heads, kv_heads=s.kv_heads,
+                head_dim=s.head_dim, impl=impl, s_sel=plan.selected_len, device=str(device.type))
     rows = []
     for pass_ in ("fwd", "bwd"):
         names = [name for (p, name) in times if p == pass_]
@@ -298,13 +282,15 @@ def gpu_busy_ms(whole: Callable[[], torch.Tensor], leaves, grad_out, calls: int 
     return {"fwd": fwd, "bwd": kernels_ms(prof)}
 
 
-def trace(point: ProfilePoint, device: torch.device, path: Path, seed: int = 0, steps: int = 3) -> Path:
+def trace(point: Point, impl: str, device: torch.device, path: Path, seed: int = 0, steps: int = 3,
+          sdpa_backend: Optional[str] = None) -> Path:
     """A torch.profiler Chrome trace of a few forward+backward calls (open in chrome://tracing or Perfetto)."""
     from torch.profiler import ProfilerActivity, profile
 
-    inputs = random_inputs(point.batch, point.heads, point.kv_heads, point.n, point.head_dim, point.dtype, device,
-                           seed, gate=point.scorer == "gla")
-    cfg = point.config()
+    s = point.shape
+    inputs = random_inputs(s.batch, s.heads, s.kv_heads, s.n, s.head_dim, s.dtype, device, seed,
+                           gate=point.scorer == "gla")
+    cfg = point.config(impl, sdpa_backend)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     lighthouse_attention(*inputs.leaves, config=cfg, gate=inputs.gate).backward(inputs.grad_out)  # compile first
     with profile(activities=activities) as prof:
@@ -316,7 +302,8 @@ def trace(point: ProfilePoint, device: torch.device, path: Path, seed: int = 0, 
     return path
 
 
-def run_profile(points: Sequence[ProfilePoint], device: torch.device, out: Path, *, trace_calls: bool = False,
+def run_profile(points: Sequence[Point], impl: str, device: torch.device, out: Path, *,
+                sdpa_backend: Optional[str] = None, trace_calls: bool = False,
                 remeasure_peaks: bool = False, seed: int = 0, warmup: int = 3, rep: int = 20,
                 max_seconds: float = 2.0, console=None, argv=None) -> int:
     """Profile every point into out/ (profile.csv, machine.json with the peaks, profile.png/svg, traces).
@@ -333,7 +320,7 @@ def run_profile(points: Sequence[ProfilePoint], device: torch.device, out: Path,
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     info = machine.collect(argv)
-    dtypes = sorted({p.dtype for p in points})
+    dtypes = sorted({p.shape.dtype for p in points})
     info["peaks"] = {dt: peaks_mod.get_peaks(device, TORCH_DTYPES[dt], remeasure_peaks) for dt in dtypes}
     for dt, pk in info["peaks"].items():
         console.print(f"peaks ({dt}{', cached' if pk.get('cached') else ', measured now'}): copy "
@@ -341,18 +328,21 @@ def run_profile(points: Sequence[ProfilePoint], device: torch.device, out: Path,
     rows: List[dict] = []
     failed = []
     for point in points:
-        console.print(f"profiling {point.label()} ...")
+        name = label(point, impl)
+        console.print(f"profiling {name} ...")
         try:
-            rows += profile_point(point, device, info["peaks"][point.dtype], seed=seed, warmup=warmup, rep=rep,
+            rows += profile_point(point, impl, device, info["peaks"][point.shape.dtype], sdpa_backend=sdpa_backend,
+                                  seed=seed, warmup=warmup, rep=rep,
                                   max_seconds=max_seconds)
             if trace_calls:
-                path = trace(point, device, out / f"trace-n{point.n}-k{point.topk}-{point.impl}.json", seed)
+                path = trace(point, impl, device, out / f"trace-n{point.shape.n}-k{point.topk}-{impl}.json", seed,
+                             sdpa_backend=sdpa_backend)
                 console.print(f"trace: {path}")
         except Exception as exc:  # one bad or out-of-memory point does not stop the others
             kind = "out of memory" if is_oom(exc) else type(exc).__name__
             first = (str(exc).splitlines() or [""])[0]
-            console.print(f"[red]{point.label()}: {kind}: {first}[/red]")
-            failed.append({"point": point.label(), "error": f"{kind}: {first}"})
+            console.print(f"[red]{name}: {kind}: {first}[/red]")
+            failed.append({"point": name, "error": f"{kind}: {first}"})
         free_memory(device)
     info = machine.finish(info, time.perf_counter() - started, False)
     info["failed_points"] = failed

@@ -8,11 +8,11 @@ from typing import List
 from rich.console import Console
 from rich.table import Table
 
-from .profile import MEASURED, SUMMARY_STAGES
+from .results import PROFILE_MEASURED as MEASURED, PROFILE_SUMMARY as SUMMARY_STAGES, fmt, num
 
 
-def _f(x, fmt):
-    return "-" if x in (None, "") else format(float(x), fmt)
+def _f(x, spec):
+    return fmt(num(x), spec=spec)
 
 
 def print_tables(rows: List[dict], console: Console) -> None:

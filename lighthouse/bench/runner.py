@@ -18,7 +18,8 @@ import torch.nn.functional as F
 
 from .. import lighthouse_attention
 from ..sdpa import causal_sdpa, dense_attention
-from .grid import BASELINES, IMPLS, Shape, Task
+from .points import Shape, Task
+from .results import BASELINES, IMPLS
 from .timing import Timing, measure
 
 TORCH_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
@@ -125,17 +126,7 @@ def kernels_unavailable_reason(device: torch.device) -> Optional[str]:
         from .. import kernels
     except Exception as err:  # pragma: no cover - broken install
         return f"lighthouse.kernels cannot be imported ({err})"
-    try:
-        ok = kernels.available(device)
-    except TypeError:  # an older kernels module without the device argument
-        ok = kernels.available()
-    if ok:
-        return None
-    try:
-        reason = kernels.unavailable_reason(device)
-    except TypeError:
-        reason = kernels.unavailable_reason()
-    return reason or "the Triton path is not available"
+    return kernels.unavailable_reason(device)
 
 
 def default_impls(device: torch.device) -> List[str]:

@@ -13,8 +13,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from . import flops, grid, machine, results, runner
-from .grid import SweepSpec, Task
+from . import flops, machine, points, results, runner
+from .points import SweepSpec, Task
 from .results import BASELINES, FINAL, SWEEP
 
 RESULTS, MACHINE = "results.csv", "machine.json"
@@ -160,7 +160,7 @@ def run(spec: SweepSpec, out: Path, *, resume: bool = False, argv: Optional[Sequ
     bench = runner.Bench(spec.device, spec.seed, spec.warmup, spec.rep, spec.min_rep, spec.max_seconds)
     bench.cp = ctx
     impls, baselines = resolve_impls(spec, bench)
-    tasks = cp_sweep.plan(spec, impls, cp) if ctx else grid.plan_tasks(spec, impls, baselines)
+    tasks = cp_sweep.plan(spec, impls, cp) if ctx else points.plan_tasks(spec, impls, baselines)
     if ctx:
         baselines = [cp_sweep.ring_impl(cp)]
 
@@ -252,14 +252,14 @@ def describe(spec: SweepSpec, console: Optional[Console] = None) -> List[Task]:
     console = console or make_console()
     bench = runner.Bench(spec.device, spec.seed, spec.warmup, spec.rep, spec.min_rep, spec.max_seconds)
     impls, baselines = resolve_impls(spec, bench)
-    tasks = grid.plan_tasks(spec, impls, baselines)
+    tasks = points.plan_tasks(spec, impls, baselines)
     invalid = [t for t in tasks if t.invalid]
     console.print(f"suite={spec.suite or 'default'} device={spec.device} impl={','.join(impls)} "
                   f"baseline={','.join(baselines)} pass={','.join(spec.passes)} floor={spec.floor} "
                   f"warmup={spec.warmup} rep={spec.rep} min_rep={spec.min_rep} max_seconds={spec.max_seconds}")
     for p in spec.points:
         try:
-            note = f"S={p.selected_len()}"
+            note = f"S={p.plan().selected_len}"
         except ValueError as err:
             note = f"invalid: {err}"
         console.print(f"  {p.shape.label()}  L{p.levels} p{p.pooling} k{p.topk} {p.scorer}  {note}", highlight=False)

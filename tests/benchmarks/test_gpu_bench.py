@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from lighthouse import LighthouseConfig, lighthouse_attention
+from lighthouse.plan import plan_for
 from lighthouse.bench import flops
 from lighthouse.bench.runner import random_inputs
 from lighthouse.sdpa import dense_attention
@@ -81,7 +82,7 @@ def test_dense_cudnn_fwdbwd(benchmark, device, n, topk):
 @pytest.mark.parametrize("n,topk", POINTS, ids=IDS)
 def test_lighthouse_triton_fwdbwd(benchmark, device, n, topk):
     x = _inputs(n, device)
-    s_sel = LighthouseConfig(LEVELS, POOLING, topk).selected_len(n)
+    s_sel = plan_for(LighthouseConfig(LEVELS, POOLING, topk), B, H, H, n, D).selected_len
 
     def fn():
         return lighthouse_attention(x.q, x.k, x.v, levels=LEVELS, pooling=POOLING, topk=topk, impl="triton",
