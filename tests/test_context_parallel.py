@@ -59,3 +59,21 @@ def test_bad_groups_and_shards_raise_clear_errors(findings):
     """Catches wrong shard lengths, tiles not divisible by W, unsupported scorers, Hq not divisible by W, a
     non-group cp_group, a 2-D mesh, ranks disagreeing on heads, and one rank's bad input hanging the others."""
     _verdict(findings, "errors")
+
+
+def test_sweep_cp_needs_torchrun_and_a_valid_world_size(tmp_path, monkeypatch):
+    """Catches `sweep --cp` starting a one-process 'parallel' sweep (or a traceback) when it was not launched
+    by torchrun, and a world size below 1 being accepted."""
+    from typer.testing import CliRunner
+
+    from lighthouse.cli import app
+
+    for var in ("WORLD_SIZE", "RANK"):
+        monkeypatch.delenv(var, raising=False)
+    runner = CliRunner()
+    base = ["sweep", "--device", "cpu", "--seq", "4k", "--topk", "256", "--out", str(tmp_path / "o")]
+    res = runner.invoke(app, base + ["--cp", "2"])
+    assert res.exit_code == 2 and "torchrun" in res.output, res.output
+    assert not (tmp_path / "o" / "results.csv").exists()
+    res = runner.invoke(app, base + ["--cp", "0"])
+    assert res.exit_code == 2 and "--cp must be an integer >= 1" in res.output, res.output
