@@ -120,6 +120,7 @@ def run_forward(q, k, v, plan: LighthousePlan, gate: Optional[torch.Tensor], gra
     leaves and the sdpa graph is kept, for the backward."""
     sel, check = run_selection(q, k, v, plan, gate)
     subs = run_gather(q, k, v, sel, plan)
+    check.watch_v(subs[2])  # v's finiteness screen on the S gathered rows, not all N (see FiniteCheck)
     with torch.set_grad_enabled(grad):
         if grad:
             subs = [x.detach().requires_grad_() for x in subs]

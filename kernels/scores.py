@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 from typing import Optional
 
@@ -10,7 +11,8 @@ import triton
 import triton.language as tl
 
 from lighthouse.plan import LighthousePlan
-from lighthouse.reference.scores import check_finite_scores, token_scores
+from lighthouse.finite import raise_non_finite, v_screen
+from lighthouse.reference.scores import token_scores
 
 from . import alloc
 
@@ -101,36 +103,65 @@ def _pinned_flag() -> torch.Tensor:
     return _PINNED.flag
 
 
-class FiniteCheck:
-    """Were all scores finite? NaN or Inf in q or k would silently corrupt the selection.
+def _pinned_v_sum() -> torch.Tensor:
+    """The pinned float32 that receives v's finiteness screen (one per thread, like the flag)."""
+    if getattr(_PINNED, "v_sum", None) is None:
+        _PINNED.v_sum = torch.zeros((), dtype=torch.float32, pin_memory=True)
+    return _PINNED.v_sum
 
-    The scoring kernel raises a device flag when a real token's score is not finite. The flag is copied
-    to pinned host memory behind the scoring kernel and read only when `raise_if_bad` is called, after the
-    rest of the layer is launched: no stall of the GPU queue. Call raise_if_bad before the next layer call
-    (the pinned word is shared).
-    """
 
-    def __init__(self, flag: torch.Tensor, pyr: torch.Tensor, plan: LighthousePlan):
+class _Deferred:
+    """A 0-dim device value copied to pinned host memory behind the kernels; read() waits for it only."""
+
+    def __init__(self, value: torch.Tensor, pinned):
         self.event = None
-        if flag.is_cuda:
-            self.flag = _pinned_flag()
-            self.flag.copy_(flag[0], non_blocking=True)
+        if value.is_cuda:
+            self.value = pinned()
+            self.value.copy_(value, non_blocking=True)
             self.event = torch.cuda.Event()
             self.event.record()
         else:
-            self.flag = flag[0]
-        self.pyr, self.plan = pyr, plan
+            self.value = value
 
-    def raise_if_bad(self) -> None:
+    def read(self) -> float:
         if self.event is not None:
             self.event.synchronize()
-        if int(self.flag) != 0:
+        return self.value.item()
+
+
+class FiniteCheck:
+    """Were q, k, v and the scores finite? NaN or Inf would silently corrupt the selection and the output.
+
+    The scoring kernel raises a device flag when a real token's score is not finite (NaN/Inf in q or k, or
+    an overflow). v, which the norm scorer never reads, is screened by a float32 sum: of the gathered v_sub
+    when the layer hands it over (`watch_v`; its coarsest rows pool every token, so NaN/Inf anywhere in v
+    reaches it, at S/N of the cost of reading v), else of v itself. Both are copied to pinned host memory and
+    read only when `raise_if_bad` is called, after the rest of the layer is launched: no stall of the GPU
+    queue. When a screen trips, lighthouse.finite names the bad input or the overflow. Call raise_if_bad
+    before the next layer call (the pinned words are shared).
+    """
+
+    def __init__(self, flag: torch.Tensor, pyr: torch.Tensor, plan: LighthousePlan, q, k, v):
+        self.flag = _Deferred(flag[0], _pinned_flag)
+        self.v_sum = None
+        self.pyr, self.plan, self.inputs = pyr, plan, (q, k, v)
+
+    def watch_v(self, x: torch.Tensor) -> None:
+        """Screen v through x: v itself, or any tensor every element of v flows into (the gathered v_sub)."""
+        self.v_sum = _Deferred(v_screen(x), _pinned_v_sum)
+
+    def raise_if_bad(self) -> None:
+        if self.v_sum is None:
+            self.watch_v(self.inputs[2])
+        if self.flag.read() != 0 or not math.isfinite(self.v_sum.read()):
             n = self.plan.seq_len
-            check_finite_scores(self.pyr[0, ..., :n], self.pyr[1, ..., :n])  # names the first bad position
-            raise ValueError("non-finite selection score: q or k contains NaN or Inf; inputs must be finite")
+            raise_non_finite(*self.inputs, self.pyr[0, ..., :n], self.pyr[1, ..., :n], self.plan.config.scorer)
 
 
 class _AlreadyChecked:
+    def watch_v(self, x: torch.Tensor) -> None:
+        pass
+
     def raise_if_bad(self) -> None:
         pass
 
@@ -163,7 +194,7 @@ def score_pyramids(q, k, v, plan: LighthousePlan, gate: Optional[torch.Tensor] =
         _fill_levels(pyr, plan, first=1 + pooled)
         if inv is not None and not init_inv:
             inv.fill_(-1)
-        return sq, sk, FiniteCheck(flag, pyr, plan)
+        return sq, sk, FiniteCheck(flag, pyr, plan, q, k, v)
     if inv is not None:
         inv.fill_(-1)
     tq, tk = token_scores(q, k, v, plan, gate)  # checks finiteness itself

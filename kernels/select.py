@@ -1,11 +1,13 @@
 """Selection kernel: spec sections 3 and 4 for one (batch, kv head, tile) per program, all levels in one launch.
 
-Top-64 sets come from a bitonic sort of packed int64 keys (an order-preserving image of the float32 score in
-the high bits, a tie-break towards the lower candidate in the low bits), so ties resolve exactly as in the
-PyTorch path. Emitted entries get exact integer position keys; one more sort per tile puts them in causal
-order. Besides the causal-order indices the kernel writes what the gather and scatter kernels need:
-a level-major list of the tile's entries (LM_IDX, LM_POS: pyramid index and sub-sequence row) and the
-inverse map INV (sub-sequence row of every emitted pyramid entry).
+Top-64 sets come from a threshold search over packed int64 keys (an order-preserving image of the float32
+score in the high bits, a tie-break towards the lower candidate in the low bits), so ties resolve exactly as
+in the PyTorch path. Emitted entries get exact integer position keys; every level's entries come out in
+ascending order, so merging the L lists (binary searches) puts the tile in causal order. No sorting network:
+those compiled for a minute per configuration (reports/PERF_NOTES.md, step 7). Besides the causal-order
+indices the kernel writes what the gather and scatter kernels need: a level-major list of the tile's entries
+(LM_IDX, LM_POS: pyramid index and sub-sequence row) and the inverse map INV (sub-sequence row of every
+emitted pyramid entry).
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ from lighthouse.plan import LighthousePlan
 
 from . import alloc
 
-# Sizes that one program sorts in registers; past them selection runs on the PyTorch path.
-MAX_CANDIDATES = 4096
+# Sizes that one program handles in registers; past them selection runs on the PyTorch path.
+MAX_CANDIDATES = 4096  # at most 2**CANDIDATE_BITS: the threshold search reads 12 candidate bits
+CANDIDATE_BITS = 12
 MAX_TILE_ENTRIES = 8192
 # Warps per program; None picks by tile size: 16 from 2048 entries on, the sorts are latency bound and
 # 96-400 programs leave most of the SMs' warp slots empty (reports/PERF_NOTES.md, step 4).
@@ -38,26 +41,71 @@ def _packed(score, j):
 
 
 @triton.jit
-def _kth_largest(values, SIZE: tl.constexpr, K: tl.constexpr):
-    ranked = tl.sort(values, descending=True)
-    return tl.max(tl.where(tl.arange(0, SIZE) == K - 1, ranked, -1))
+def _kth_largest(values, K: tl.constexpr):
+    """The K-th largest of `values` (distinct packed keys >= 0, -1 where invalid; at most 4096 valid).
+
+    A search for the threshold two bits at a time: 16 rounds over the score bits, then 6 over the candidate
+    bits (a packed key of candidate j < 4096 always has bits 30..12 set), each round one block-wide sum that
+    counts three thresholds at once (16-bit fields). It replaces a full bitonic sort, whose fully unrolled
+    network took seconds of compile time per sort (reports/PERF_NOTES.md, step 7)."""
+    thr = tl.zeros((1,), tl.int64)
+    unit = tl.full((1,), 2**61, tl.int64)
+    for _ in range(16):
+        thr = _radix_round(values, thr, unit, K)
+        unit = unit // 4
+    thr = thr + (2**31 - 2**12)
+    unit = tl.full((1,), 2**10, tl.int64)
+    for _ in range(6):
+        thr = _radix_round(values, thr, unit, K)
+        unit = unit // 4
+    return thr
 
 
 @triton.jit
-def _refine(sq, sk, valid, j, SIZE: tl.constexpr, HALF: tl.constexpr):
+def _radix_round(values, thr, unit, K: tl.constexpr):
+    """thr + d * unit for the largest d in 0..3 with at least K values >= it."""
+    packed = ((values >= thr + unit).to(tl.int64) + ((values >= thr + 2 * unit).to(tl.int64) << 16)
+              + ((values >= thr + 3 * unit).to(tl.int64) << 32))
+    counts = tl.sum(packed, axis=0)
+    d = ((counts & 0xFFFF) >= K).to(tl.int64) + (((counts >> 16) & 0xFFFF) >= K).to(tl.int64) \
+        + ((counts >> 32) >= K).to(tl.int64)
+    return thr + d * unit
+
+
+@triton.jit
+def _refine(sq, sk, valid, j, HALF: tl.constexpr):
     """Mask of Sq (top HALF by sq) | Sk (top HALF by sk among the rest)."""
     pq = tl.where(valid, _packed(sq, j), -1)
-    in_q = pq >= _kth_largest(pq, SIZE, HALF)
+    in_q = pq >= _kth_largest(pq, HALF)
     pk = tl.where(valid & (~in_q), _packed(sk, j), -1)
-    in_k = pk >= _kth_largest(pk, SIZE, HALF)
+    in_k = pk >= _kth_largest(pk, HALF)
     return in_q | in_k
 
 
 @triton.jit
-def _smallest_128(cand, keep, SIZE: tl.constexpr):
-    """The 128 kept candidates in ascending order (exactly 128 are kept)."""
-    ranked = tl.sort(tl.where(keep, cand, 9223372036854775807))
-    return tl.min(tl.reshape(ranked, (SIZE // 128, 128)), axis=0)
+def _kept_in_order(cand, keep, SCRATCH):
+    """The 128 kept candidates (exactly 128 are kept) in ascending order. Candidates come in ascending order
+    along the vector, so the r-th kept one is the one with r kept before it: a prefix count, a store to a
+    128-entry scratch row of global memory and a load back (instead of a sort)."""
+    rank = tl.cumsum(keep.to(tl.int32), axis=0) - 1
+    tl.store(SCRATCH + rank, cand, mask=keep)
+    tl.debug_barrier()
+    return tl.load(SCRATCH + tl.arange(0, 128))
+
+
+@triton.jit
+def _count_before(KEYS, start, n, key, ties, STEP0: tl.constexpr):
+    """For every element: how many of the n ascending keys KEYS[start : start + n] come before `key` (those
+    < key, and those == key where `ties`). A binary search, STEP0 >= n a power of two."""
+    pos = tl.zeros_like(key)
+    step = tl.full((), STEP0, tl.int32)
+    while step > 0:
+        nxt = pos + step
+        x = tl.load(KEYS + start + nxt - 1, mask=nxt <= n, other=0)
+        before = (nxt <= n) & ((x < key) | (ties & (x == key)))
+        pos = tl.where(before, nxt, pos)
+        step = step // 2
+    return pos
 
 
 @triton.jit
@@ -65,7 +113,7 @@ def _select_kernel(
     SQ, SK, KEYS, LM_IDX, LM_POS, IDX_OUT, INV,
     pyr_len, sel_len, n_pad, chunk, tile_len,
     LEVELS: tl.constexpr, POOL: tl.constexpr, POOL_P2: tl.constexpr,
-    CHUNK_P2: tl.constexpr, TILE_P2: tl.constexpr, SLOT_BITS: tl.constexpr,
+    CHUNK_P2: tl.constexpr, TILE_P2: tl.constexpr,
 ):
     tile = tl.program_id(0)
     bh = tl.program_id(1).to(tl.int64)
@@ -82,17 +130,17 @@ def _select_kernel(
         n_level = n_level // POOL
         span = span * POOL
 
-    # level L: the tile's chunk of coarsest entries
+    # level L: the tile's chunk of coarsest entries (the tile's IDX_OUT row is scratch until the end)
     j = tl.arange(0, CHUNK_P2).to(tl.int64)
     valid = j < chunk
     cand = tile * chunk + j
     sq = tl.load(SQ + score_base + off + cand, mask=valid, other=float("-inf"))
     sk = tl.load(SK + score_base + off + cand, mask=valid, other=float("-inf"))
-    refined = _refine(sq, sk, valid, j, CHUNK_P2, 64) & valid
+    refined = _refine(sq, sk, valid, j, 64) & valid
     key = tl.where(refined, (cand + 1) * span * UNIT - 1, cand * span * UNIT)
-    tl.store(KEYS + out_base + j, (key << SLOT_BITS) | j, mask=valid)
+    tl.store(KEYS + out_base + j, key, mask=valid)
     tl.store(LM_IDX + out_base + j, off + cand, mask=valid)
-    parents = _smallest_128(cand, refined, CHUNK_P2)
+    parents = _kept_in_order(cand, refined, IDX_OUT + out_base)
 
     # levels L-1 .. 1: the POOL children of every refined parent
     row = tl.arange(0, 128)[:, None].to(tl.int64)
@@ -109,24 +157,31 @@ def _select_kernel(
         if LEVELS - step > 1:
             sq = tl.load(SQ + score_base + off + cand, mask=valid, other=float("-inf"))
             sk = tl.load(SK + score_base + off + cand, mask=valid, other=float("-inf"))
-            refined = _refine(sq, sk, valid, jj, 128 * POOL_P2, 64) & valid
+            refined = _refine(sq, sk, valid, jj, 64) & valid
             key = tl.where(refined, (cand + 1) * span * UNIT - (1 << step), cand * span * UNIT)
-            parents = _smallest_128(cand, refined, 128 * POOL_P2)
+            parents = _kept_in_order(cand, refined, IDX_OUT + out_base + step * 128)
         else:
             key = cand * UNIT
-        tl.store(KEYS + out_base + slot, (key << SLOT_BITS) | slot, mask=valid)
+        tl.store(KEYS + out_base + slot, key, mask=valid)
         tl.store(LM_IDX + out_base + slot, off + cand, mask=valid)
         slot_base += 128 * POOL
 
-    tl.debug_barrier()  # the tile's keys and indices are in global memory: sort them into causal order
+    # Causal order: the tile's entries form LEVELS ascending lists in KEYS (level L, then L-1, ... 1), so an
+    # entry's causal row is the number of entries of every list that precede it (binary searches; equal
+    # keys, which the position keys never produce, would go in slot order).
+    tl.debug_barrier()
     e = tl.arange(0, TILE_P2)
     ve = e < tile_len
-    keys = tl.sort(tl.load(KEYS + out_base + e, mask=ve, other=9223372036854775807))
-    slot = keys & ((1 << SLOT_BITS) - 1)
-    pyr = tl.load(LM_IDX + out_base + slot, mask=ve, other=0)
-    pos = tile * tile_len + e
-    tl.store(IDX_OUT + out_base + e, pyr, mask=ve)
-    tl.store(LM_POS + out_base + slot, pos, mask=ve)
+    key = tl.load(KEYS + out_base + e, mask=ve, other=0)
+    pyr = tl.load(LM_IDX + out_base + e, mask=ve, other=0)
+    own = tl.where(e < chunk, 0, (e - chunk) // (128 * POOL) + 1)
+    rank = _count_before(KEYS, out_base, chunk, key, own > 0, CHUNK_P2)
+    for lst in tl.static_range(1, LEVELS):
+        rank += _count_before(KEYS, out_base + chunk + (lst - 1) * 128 * POOL, 128 * POOL, key, own > lst,
+                              128 * POOL_P2)
+    pos = tile * tile_len + rank
+    tl.store(IDX_OUT + out_base + rank, pyr, mask=ve)
+    tl.store(LM_POS + out_base + e, pos, mask=ve)
     tl.store(INV + score_base + pyr, pos.to(tl.int32), mask=ve)
 
 
@@ -135,11 +190,12 @@ def _next_pow2(n: int) -> int:
 
 
 def fits_in_kernel(plan: LighthousePlan) -> bool:
-    """Whether one program can sort a tile's candidates and entries in registers."""
+    """Whether one program can hold a tile's candidates and entries in registers."""
     p2 = _next_pow2(plan.config.pooling)
+    limit = min(MAX_CANDIDATES, 1 << CANDIDATE_BITS)
     return (
-        _next_pow2(plan.chunk) <= MAX_CANDIDATES
-        and TILE * p2 <= MAX_CANDIDATES
+        _next_pow2(plan.chunk) <= limit
+        and TILE * p2 <= limit
         and _next_pow2(plan.tile_len) <= MAX_TILE_ENTRIES
     )
 
@@ -172,7 +228,7 @@ def select_in_kernel(sq_pyr: torch.Tensor, sk_pyr: torch.Tensor, plan: Lighthous
         sq_pyr, sk_pyr, keys, lm_idx, lm_pos, indices, inv,
         p_len, s, plan.padded_len, plan.chunk, plan.tile_len,
         LEVELS=plan.config.levels, POOL=plan.config.pooling, POOL_P2=_next_pow2(plan.config.pooling),
-        CHUNK_P2=_next_pow2(plan.chunk), TILE_P2=tile_p2, SLOT_BITS=max(1, (tile_p2 - 1).bit_length()),
+        CHUNK_P2=_next_pow2(plan.chunk), TILE_P2=tile_p2,
         num_warps=NUM_WARPS or (4 if tile_p2 < 2048 else 16),
     )
     return Selection(indices, lm_idx, lm_pos, inv)

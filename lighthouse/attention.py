@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import warnings
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 
-from .config import LighthouseConfig
+from .config import LighthouseConfig, as_config
 from .plan import make_plan
 from .reference import lighthouse_attention_torch, select_torch
 
@@ -18,6 +18,11 @@ from .reference import lighthouse_attention_torch, select_torch
 FORCE_IMPL_ENV = "LIGHTHOUSE_FORCE_IMPL"
 #: The keyword defaults below are LighthouseConfig's (the one place they are set).
 _D = LighthouseConfig()
+
+#: TEST-ONLY switch: plant a known slowdown in the layer, so the regression gate's sensitivity can be measured
+#: (scripts/gate_slowdowns.py). Microseconds added per layer call: one number for every call, or per sequence
+#: length N as `16384=230,98304=540` (other N: none). Never set it outside such a test.
+TEST_SLOWDOWN_ENV = "LIGHTHOUSE_TEST_SLOWDOWN_US"
 
 
 def _forced_impl() -> Optional[str]:
@@ -45,6 +50,78 @@ def _resolve_impl(impl: str, q: torch.Tensor) -> str:
     return impl
 
 
+def _planted_delay_us(n: int) -> float:
+    """The test-only delay for a call at sequence length n (0 when the switch is unset)."""
+    text = os.environ.get(TEST_SLOWDOWN_ENV, "").strip()
+    if not text:
+        return 0.0
+    try:
+        if "=" not in text:
+            us = float(text)
+        else:
+            table = {int(a): float(b) for a, b in (item.split("=") for item in text.split(",") if item.strip())}
+            us = table.get(int(n), 0.0)
+    except ValueError:
+        raise ValueError(f"{TEST_SLOWDOWN_ENV} must be microseconds (250) or N=microseconds pairs "
+                         f"(16384=230,98304=540), got {text!r}") from None
+    if not us >= 0:
+        raise ValueError(f"{TEST_SLOWDOWN_ENV}: microseconds must be >= 0, got {text!r}")
+    return us
+
+
+_SLEEP_CYCLES_PER_US: dict = {}
+
+
+def _delay(device: torch.device, us: float) -> None:
+    """Queue `us` microseconds of idle work: a GPU spin (torch.cuda._sleep) on the current stream, so the delay
+    adds to the device timeline like a slower kernel; a plain sleep on the CPU."""
+    if us <= 0:
+        return
+    if device.type != "cuda":
+        import time
+
+        time.sleep(us * 1e-6)
+        return
+    key = device.index if device.index is not None else torch.cuda.current_device()
+    if key not in _SLEEP_CYCLES_PER_US:  # calibrate once: cycles of torch.cuda._sleep per microsecond
+        begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        for _ in range(2):  # the second spin runs at the clock the first one raised
+            begin.record()
+            torch.cuda._sleep(2_000_000)
+            end.record()
+            end.synchronize()
+        _SLEEP_CYCLES_PER_US[key] = 2_000_000 / max(begin.elapsed_time(end) * 1e3, 1e-3)
+    torch.cuda._sleep(max(1, int(us * _SLEEP_CYCLES_PER_US[key])))
+
+
+class _PlantedDelay(torch.autograd.Function):
+    """Identity on (q, k, v) whose backward queues the delay once all three gradients exist, i.e. after the
+    layer's whole backward: a delay there cannot hide behind host-side launch time of later work."""
+
+    @staticmethod
+    def forward(ctx, us, q, k, v):
+        ctx.us = us
+        return q.view_as(q), k.view_as(k), v.view_as(v)
+
+    @staticmethod
+    def backward(ctx, dq, dk, dv):
+        ref = next(g for g in (dq, dk, dv) if g is not None)
+        _delay(ref.device, ctx.us)
+        return None, dq, dk, dv
+
+
+def _plant(q, k, v):
+    """TEST-ONLY (TEST_SLOWDOWN_ENV): the delay goes at the end of the backward when the call records a graph
+    (a training step: fwd+bwd or bwd), else at the end of the forward. Returns (q, k, v, delay after forward)."""
+    us = _planted_delay_us(q.shape[2])
+    if us <= 0:
+        return q, k, v, 0.0
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
+        q, k, v = _PlantedDelay.apply(us, q, k, v)
+        return q, k, v, 0.0
+    return q, k, v, us
+
+
 def lighthouse_attention(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -58,7 +135,7 @@ def lighthouse_attention(
     impl: str = _D.impl,
     sdpa_backend: Optional[str] = _D.sdpa_backend,
     gate: Optional[torch.Tensor] = None,
-    config: Optional[LighthouseConfig] = None,
+    config: Union[LighthouseConfig, dict, None] = None,
     cp_group=None,
 ) -> torch.Tensor:
     """Causal Lighthouse attention. q (B, Hq, N, D); k, v (B, Hkv, N, D), Hq a multiple of Hkv.
@@ -66,23 +143,29 @@ def lighthouse_attention(
     Returns (B, Hq, N, D) in q's dtype. An N that is not a multiple of (topk/128) * pooling**(levels-1)
     is zero-padded at the end internally: real tokens never see the padding (attention is causal and
     padded tokens score -inf, so they are refined only when a tile has nothing else left).
-    `config` overrides the keyword parameters when given.
+    `config` (a LighthouseConfig or a dict of its fields) overrides the keyword parameters when given.
 
     Context parallelism: with `cp_group` (a torch.distributed ProcessGroup or 1-D DeviceMesh), q, k, v are
     this rank's contiguous shard of the sequence (see lighthouse.distributed.shard_sequence) and the result
     is this rank's rows of the single-device output; scorer='norm' only.
     """
-    cfg = config or LighthouseConfig(levels, pooling, topk, scorer, dilation, impl, sdpa_backend)
+    cfg = LighthouseConfig(levels, pooling, topk, scorer, dilation, impl, sdpa_backend) if config is None else as_config(config)
     if cp_group is not None:
         from .distributed import context_parallel_lighthouse_attention
 
         return context_parallel_lighthouse_attention(q, k, v, cp_group, cfg, gate)
     plan = make_plan(cfg, q, k, v, gate)
+    planted = 0.0
+    if TEST_SLOWDOWN_ENV in os.environ:  # test-only; one dictionary lookup per call otherwise
+        q, k, v, planted = _plant(q, k, v)
     if _resolve_impl(cfg.impl, q) == "triton":
         from .kernels import lighthouse_attention_triton
 
-        return lighthouse_attention_triton(q, k, v, plan, gate)
-    return lighthouse_attention_torch(q, k, v, plan, gate)
+        out = lighthouse_attention_triton(q, k, v, plan, gate)
+    else:
+        out = lighthouse_attention_torch(q, k, v, plan, gate)
+    _delay(out.device, planted)
+    return out
 
 
 def select(
@@ -98,13 +181,13 @@ def select(
     impl: str = _D.impl,
     sdpa_backend: Optional[str] = _D.sdpa_backend,
     gate: Optional[torch.Tensor] = None,
-    config: Optional[LighthouseConfig] = None,
+    config: Union[LighthouseConfig, dict, None] = None,
     cp_group=None,
 ) -> torch.Tensor:
     """The selected sub-sequence, (B, Hkv, S) int64 indices into the concatenated pyramid
     (offset(l) + i, offset(l) = sum of n_j for j < l, over the padded length), in causal order.
     With `cp_group`: this rank's block of S/W columns of it, computed from the rank's shard alone."""
-    cfg = config or LighthouseConfig(levels, pooling, topk, scorer, dilation, impl, sdpa_backend)
+    cfg = LighthouseConfig(levels, pooling, topk, scorer, dilation, impl, sdpa_backend) if config is None else as_config(config)
     if cp_group is not None:
         from .distributed import context_parallel_select
 

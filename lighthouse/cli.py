@@ -17,54 +17,75 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain click output: a usage error is one unwrapped "Error: ..." line, and help paragraphs are re-flowed
+    # (rich mode keeps the docstrings' line breaks mid-sentence and boxes errors at the terminal width).
+    rich_markup_mode=None,
 )
+
+def _show_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        typer.echo(f"lighthouse-bench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.", callback=_show_version,
+                                          is_eager=True)] = False,
+) -> None:
+    """Benchmark Lighthouse attention against dense causal SDPA."""
+
 
 LIST = "A list: 8k,96k,128k; a range doubles: 8k..256k; k = 1024, m = 1048576."
 
 
-def _opt(help_: str, *names: str):
-    return typer.Option(*names, help=help_, show_default=False)
+def _opt(help_: str, *names: str, metavar: Optional[str] = None):
+    """An option with its help and a metavar that says what to write (typer's own shows <str>, <int>)."""
+    return typer.Option(*names, help=help_, show_default=False, metavar=metavar)
 
 
 @app.command()
 def sweep(
-    seq: Annotated[Optional[str], _opt(f"Sequence lengths N. {LIST}", "--seq")] = None,
-    topk: Annotated[Optional[str], _opt("Budgets k (multiples of 128), e.g. 1024,4096 or 512..4096.", "--topk")] = None,
-    levels: Annotated[Optional[str], _opt("Pyramid levels L; a range steps by one: 2..4 = 2,3,4.", "--levels")] = None,
-    pooling: Annotated[Optional[str], _opt("Pooling factors p, e.g. 2,4,8 (or 2..8).", "--pooling")] = None,
-    scorer: Annotated[Optional[str], _opt("Selection scorers: norm, dilated, gla.", "--scorer")] = None,
-    batch: Annotated[Optional[str], _opt("Batch sizes B.", "--batch")] = None,
-    heads: Annotated[Optional[str], _opt("Query heads Hq.", "--heads")] = None,
-    kv_heads: Annotated[Optional[str], _opt("KV heads Hkv (GQA); default: equal to --heads.", "--kv-heads")] = None,
-    head_dim: Annotated[Optional[str], _opt("Head dims D.", "--head-dim")] = None,
-    dtype: Annotated[Optional[str], _opt("Dtypes: bf16, fp16, fp32 (default bf16 on CUDA, fp32 on CPU).", "--dtype")] = None,
-    passes: Annotated[Optional[str], _opt("Passes: fwd, bwd (backward alone), fwdbwd. Default: all three.", "--pass")] = None,
-    impl: Annotated[Optional[str], _opt("Lighthouse paths: torch, triton. Default: torch, plus triton where it runs.", "--impl")] = None,
+    seq: Annotated[Optional[str], _opt(f"Sequence lengths N. {LIST}", "--seq", metavar="SIZES")] = None,
+    topk: Annotated[Optional[str], _opt("Budgets k (multiples of 128), e.g. 1024,4096 or 512..4096.", "--topk", metavar="SIZES")] = None,
+    levels: Annotated[Optional[str], _opt("Pyramid levels L; a range steps by one: 2..4 = 2,3,4.", "--levels", metavar="INTS")] = None,
+    pooling: Annotated[Optional[str], _opt("Pooling factors p, e.g. 2,4,8 (or 2..8).", "--pooling", metavar="INTS")] = None,
+    scorer: Annotated[Optional[str], _opt("Selection scorers: norm, dilated, gla.", "--scorer", metavar="NAMES")] = None,
+    batch: Annotated[Optional[str], _opt("Batch sizes B.", "--batch", metavar="INTS")] = None,
+    heads: Annotated[Optional[str], _opt("Query heads Hq.", "--heads", metavar="INTS")] = None,
+    kv_heads: Annotated[Optional[str], _opt("KV heads Hkv (GQA); default: equal to --heads.", "--kv-heads", metavar="INTS")] = None,
+    head_dim: Annotated[Optional[str], _opt("Head dims D.", "--head-dim", metavar="INTS")] = None,
+    dtype: Annotated[Optional[str], _opt("Dtypes: bf16, fp16, fp32 (default bf16 on CUDA, fp32 on CPU).", "--dtype", metavar="NAMES")] = None,
+    passes: Annotated[Optional[str], _opt("Passes: fwd, bwd (backward alone), fwdbwd. Default: all three.", "--pass", metavar="NAMES")] = None,
+    impl: Annotated[Optional[str], _opt("Lighthouse paths: torch, triton. Default: torch, plus triton where it runs.", "--impl", metavar="NAMES")] = None,
     baseline: Annotated[Optional[str], _opt(
         "Dense baselines, each forced explicitly: cudnn, flash, efficient, math (SDPA backends), flex "
-        "(FlexAttention, compiled). Default: every one that runs on the device.", "--baseline")] = None,
-    device: Annotated[Optional[str], _opt("cuda or cpu. Default: cuda when available.", "--device")] = None,
+        "(FlexAttention, compiled). Default: every one that runs on the device.", "--baseline", metavar="NAMES")] = None,
+    device: Annotated[Optional[str], _opt("cuda or cpu. Default: cuda when available.", "--device", metavar="cuda|cpu")] = None,
     suite: Annotated[Optional[str], _opt(
-        "A preset (quick, paper, full, ci) or a path to a .toml file; flags override it. "
-        "Default: quick on the CPU, the built-in grid on CUDA.", "--suite")] = None,
-    out: Annotated[Optional[Path], _opt("Output folder. Default: out/sweep-<timestamp>.", "--out")] = None,
-    warmup: Annotated[Optional[int], _opt("Untimed calls before timing (>= 1; the first is reported as first_call_ms). Default 3.", "--warmup")] = None,
-    rep: Annotated[Optional[int], _opt("Most timed repetitions per row. Default 20.", "--rep")] = None,
-    min_rep: Annotated[Optional[int], _opt("Fewest timed repetitions per row. Default 3.", "--min-rep")] = None,
-    max_seconds: Annotated[Optional[float], _opt("Stop repeating a row after this many seconds (once --min-rep are done). Default 3.", "--max-seconds")] = None,
+        "A preset (quick, paper, full, ci) or a .toml file (a name without .toml or / is a preset); flags override it. "
+        "Default: quick on the CPU, the built-in grid on CUDA.", "--suite", metavar="PRESET|FILE")] = None,
+    out: Annotated[Optional[Path], _opt("Output folder. Default: out/sweep-<timestamp>.", "--out", metavar="DIR")] = None,
+    warmup: Annotated[Optional[int], _opt("Untimed calls before timing (>= 1; the first is reported as first_call_ms). Default 3.", "--warmup", metavar="N")] = None,
+    rep: Annotated[Optional[int], _opt("Most timed repetitions per row. Default 20.", "--rep", metavar="N")] = None,
+    min_rep: Annotated[Optional[int], _opt("Fewest timed repetitions per row. Default 3.", "--min-rep", metavar="N")] = None,
+    max_seconds: Annotated[Optional[float], _opt("Stop repeating a row after this many seconds (once --min-rep are done). Default 3.", "--max-seconds", metavar="SECONDS")] = None,
     floor: Annotated[Optional[bool], _opt("Also time dense SDPA on S random entries per Lighthouse point. Default: on for CUDA.", "--floor/--no-floor")] = None,
     resume: Annotated[bool, _opt("Continue the sweep in --out: skip rows already ok/invalid/unsupported, retry oom/error.", "--resume")] = False,
-    seed: Annotated[Optional[int], _opt("Seed of the random inputs. Default 0.", "--seed")] = None,
+    seed: Annotated[Optional[int], _opt("Seed of the random inputs. Default 0.", "--seed", metavar="N")] = None,
     plot: Annotated[bool, typer.Option("--plot/--no-plot", help="Draw the charts after the sweep.")] = True,
     dry_run: Annotated[bool, _opt("Print the points and rows the sweep would run, and exit.", "--dry-run")] = False,
     cp: Annotated[int, _opt(
         "Context parallelism over W ranks (W >= 2: launch with torchrun --nproc-per-node W, one process per GPU): "
-        "Lighthouse with cp_group= against PyTorch's ring attention; rank 0 writes. Default 1 (off).", "--cp")] = 1,
+        "Lighthouse with cp_group= against PyTorch's ring attention; rank 0 writes. Default 1 (off).", "--cp", metavar="W")] = 1,
 ) -> None:
     """Time Lighthouse against dense SDPA over a parameter grid; write results.csv, machine.json and charts."""
     import torch
 
     from .bench import points
+    from .bench.outdir import OutputFolderError
     from .bench.sweep import SweepError, default_out_dir, describe, run
 
     flags = {"seq": seq, "topk": topk, "levels": levels, "pooling": pooling, "scorer": scorer, "batch": batch,
@@ -86,17 +107,18 @@ def sweep(
         raise typer.BadParameter("--cp needs --out: every rank must agree on the folder")
     try:
         code = run(spec, out or default_out_dir(), resume=resume, plot=plot, argv=sys.argv,
-                   equivalent=_command_line(suite, flags, out, resume) + (["--cp", str(cp)] if cp > 1 else []), cp=cp)
-    except SweepError as err:
+                   equivalent=_command_line(suite, flags, out, resume, cp), cp=cp)
+    except (SweepError, OutputFolderError) as err:
         raise typer.BadParameter(str(err)) from None
     raise typer.Exit(code)
 
 
-def _command_line(suite, flags, out, resume) -> List[str]:
-    """The options as given, spelled out (recorded in machine.json next to sys.argv)."""
+def _command_line(suite, flags, out, resume, cp: int = 1) -> List[str]:
+    """The options as given, spelled out (recorded in machine.json next to sys.argv); --cp W as torchrun runs it."""
     from .bench.options import option_name
 
-    args = ["lighthouse-bench", "sweep"] + (["--suite", suite] if suite else [])
+    launch = ["torchrun", "--standalone", "--nproc-per-node", str(cp), "-m", "lighthouse.cli"] if cp > 1 else ["lighthouse-bench"]
+    args = launch + ["sweep"] + (["--suite", suite] if suite else []) + (["--cp", str(cp)] if cp > 1 else [])
     for key, value in flags.items():
         if value is None:
             continue
@@ -109,36 +131,42 @@ def _command_line(suite, flags, out, resume) -> List[str]:
 
 @app.command()
 def plot(
-    results: Annotated[Path, typer.Argument(help="A results.csv written by `lighthouse-bench sweep`.", exists=True, dir_okay=False)],
-    out: Annotated[Optional[Path], _opt("Folder for the charts. Default: beside RESULTS.", "--out")] = None,
+    results: Annotated[Path, typer.Argument(help="A results.csv written by `lighthouse-bench sweep`.", exists=True, dir_okay=False,
+                                                  metavar="RESULTS.csv", hidden=True)],
+    out: Annotated[Optional[Path], _opt("Folder for the charts. Default: beside RESULTS.", "--out", metavar="DIR")] = None,
 ) -> None:
-    """Draw speedup, latency and memory charts (PNG and SVG) from a results.csv."""
+    """Draw speedup, latency and memory charts (PNG and SVG) from RESULTS.csv, a results.csv written by
+    `lighthouse-bench sweep`."""
     from .bench.plots import make_charts
 
-    for path in make_charts(results, out):
+    try:
+        paths = make_charts(results, out)
+    except ValueError as err:  # not a results file (results.ResultsFormatError), or an unwritable --out
+        raise typer.BadParameter(str(err)) from None
+    for path in paths:
         typer.echo(f"chart: {path}")
 
 
 @app.command()
 def profile(
-    seq: Annotated[str, _opt(f"Sequence lengths N (one or a few). {LIST}", "--seq")] = "16k",
-    topk: Annotated[str, _opt("Budgets k (multiples of 128).", "--topk")] = "1024",
-    levels: Annotated[Optional[str], _opt("Pyramid levels L.", "--levels")] = None,
-    pooling: Annotated[Optional[str], _opt("Pooling factors p.", "--pooling")] = None,
-    scorer: Annotated[Optional[str], _opt("Scorers: norm, dilated, gla.", "--scorer")] = None,
-    batch: Annotated[Optional[str], _opt("Batch sizes B.", "--batch")] = None,
-    heads: Annotated[Optional[str], _opt("Query heads Hq.", "--heads")] = None,
-    kv_heads: Annotated[Optional[str], _opt("KV heads Hkv; default: equal to --heads.", "--kv-heads")] = None,
-    head_dim: Annotated[Optional[str], _opt("Head dims D.", "--head-dim")] = None,
-    dtype: Annotated[Optional[str], _opt("bf16, fp16, fp32 (default bf16 on CUDA, fp32 on CPU).", "--dtype")] = None,
-    impl: Annotated[Optional[str], _opt("torch or triton (default triton on CUDA, torch on CPU).", "--impl")] = None,
-    sdpa_backend: Annotated[Optional[str], _opt("SDPA backend of the sub-sequence call: cudnn, flash, efficient, math, auto. Default: cudnn on CUDA, math on CPU.", "--sdpa-backend")] = None,
-    device: Annotated[Optional[str], _opt("cuda or cpu. Default: cuda when available.", "--device")] = None,
-    out: Annotated[Optional[Path], _opt("Output folder. Default: out/profile-<timestamp>.", "--out")] = None,
-    warmup: Annotated[int, _opt("Untimed calls before timing each stage.", "--warmup")] = 3,
-    rep: Annotated[int, _opt("Most timed repetitions per stage.", "--rep")] = 20,
-    max_seconds: Annotated[float, _opt("Stop repeating a stage after this many seconds (after 3 repetitions).", "--max-seconds")] = 2.0,
-    seed: Annotated[int, _opt("Seed of the random inputs.", "--seed")] = 0,
+    seq: Annotated[str, _opt(f"Sequence lengths N (one or a few). {LIST}", "--seq", metavar="SIZES")] = "16k",
+    topk: Annotated[str, _opt("Budgets k (multiples of 128).", "--topk", metavar="SIZES")] = "1024",
+    levels: Annotated[Optional[str], _opt("Pyramid levels L.", "--levels", metavar="INTS")] = None,
+    pooling: Annotated[Optional[str], _opt("Pooling factors p.", "--pooling", metavar="INTS")] = None,
+    scorer: Annotated[Optional[str], _opt("Scorers: norm, dilated, gla.", "--scorer", metavar="NAMES")] = None,
+    batch: Annotated[Optional[str], _opt("Batch sizes B.", "--batch", metavar="INTS")] = None,
+    heads: Annotated[Optional[str], _opt("Query heads Hq.", "--heads", metavar="INTS")] = None,
+    kv_heads: Annotated[Optional[str], _opt("KV heads Hkv; default: equal to --heads.", "--kv-heads", metavar="INTS")] = None,
+    head_dim: Annotated[Optional[str], _opt("Head dims D.", "--head-dim", metavar="INTS")] = None,
+    dtype: Annotated[Optional[str], _opt("bf16, fp16, fp32 (default bf16 on CUDA, fp32 on CPU).", "--dtype", metavar="NAMES")] = None,
+    impl: Annotated[Optional[str], _opt("torch or triton (default triton on CUDA, torch on CPU).", "--impl", metavar="NAMES")] = None,
+    sdpa_backend: Annotated[Optional[str], _opt("SDPA backend of the sub-sequence call: cudnn, flash, efficient, math, auto. Default: cudnn on CUDA, math on CPU.", "--sdpa-backend", metavar="NAME")] = None,
+    device: Annotated[Optional[str], _opt("cuda or cpu. Default: cuda when available.", "--device", metavar="cuda|cpu")] = None,
+    out: Annotated[Optional[Path], _opt("Output folder. Default: out/profile-<timestamp>.", "--out", metavar="DIR")] = None,
+    warmup: Annotated[int, _opt("Untimed calls before timing each stage.", "--warmup", metavar="N")] = 3,
+    rep: Annotated[int, _opt("Most timed repetitions per stage.", "--rep", metavar="N")] = 20,
+    max_seconds: Annotated[float, _opt("Stop repeating a stage after this many seconds (after 3 repetitions).", "--max-seconds", metavar="SECONDS")] = 2.0,
+    seed: Annotated[int, _opt("Seed of the random inputs.", "--seed", metavar="N")] = 0,
     trace: Annotated[bool, _opt("Also export a torch.profiler Chrome trace of 3 forward+backward calls per point.", "--trace")] = False,
     remeasure_peaks: Annotated[bool, _opt("Measure the device's copy bandwidth and matmul peak again instead of using the cache.", "--remeasure-peaks")] = False,
 ) -> None:
@@ -148,44 +176,75 @@ def profile(
 
     import torch
 
+    from .bench.options import OptionError, parse_choices, parse_option
+    from .bench.outdir import writable_folder
     from .bench.points import make_points
     from .bench.profile import run_profile
-    from .bench.runner import resolve_device
+    from .bench.runner import kernels_unavailable_reason, resolve_device
+    from .sdpa import BACKENDS, CUDA_ONLY
 
-    try:
-        dev = resolve_device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError("--device cuda: no CUDA device is available")
-        impl_name = impl or ("triton" if dev.type == "cuda" else "torch")
-        if impl_name not in ("torch", "triton"):
-            raise ValueError(f"--impl must be torch or triton, got {impl_name!r}")
-        backend = sdpa_backend or ("cudnn" if dev.type == "cuda" else "math")
-        backend = None if backend == "auto" else backend
-        points = make_points([{"seq": seq, "topk": topk, "levels": levels, "pooling": pooling, "scorer": scorer,
-                               "batch": batch, "heads": heads, "kv_heads": kv_heads, "head_dim": head_dim,
-                               "dtype": dtype}], dev.type)
+    point_text = {"seq": seq, "topk": topk, "levels": levels, "pooling": pooling, "scorer": scorer, "batch": batch,
+                  "heads": heads, "kv_heads": kv_heads, "head_dim": head_dim, "dtype": dtype}
+    try:  # the same parsers, ranges and messages as `sweep` (lighthouse.bench.options)
+        cuda = torch.cuda.is_available()
+        dev_name = parse_option("device", device) if device else ("cuda" if cuda else "cpu")
+        if dev_name == "cuda" and not cuda:
+            raise OptionError("--device: --device asks for cuda, but CUDA is not available here; use --device cpu")
+        dev = resolve_device(dev_name)
+        timing = {key: parse_option(key, value) for key, value in
+                  (("warmup", warmup), ("rep", rep), ("max_seconds", max_seconds), ("seed", seed))}
+        impls = parse_option("impl", impl) if impl else ["triton" if dev.type == "cuda" else "torch"]
+        if len(impls) != 1:
+            raise OptionError(f"--impl: profile takes one implementation, torch or triton, got {impl!r}")
+        impl_name = impls[0]
+        reason = kernels_unavailable_reason(dev) if impl_name == "triton" else None
+        if reason:
+            raise OptionError(f"--impl triton cannot run here: {reason}; use --impl torch")
+        backend = parse_choices(sdpa_backend or ("cudnn" if dev.type == "cuda" else "math"), "--sdpa-backend",
+                                ("auto", *BACKENDS))
+        if len(backend) != 1:
+            raise OptionError(f"--sdpa-backend: one backend, got {sdpa_backend!r}")
+        backend = None if backend[0] == "auto" else backend[0]
+        if backend in CUDA_ONLY and dev.type != "cuda":
+            raise OptionError(f"--sdpa-backend {backend} cannot run on {dev.type}: it needs a CUDA device; use math or auto")
+        points = make_points([point_text], dev.type)
         for point in points:
             point.config(impl_name, backend)  # names a bad parameter now, before anything runs
+        out = writable_folder(out or Path("out") / f"profile-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
     except ValueError as err:
         raise typer.BadParameter(str(err)) from None
-    out = out or Path("out") / f"profile-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    code = run_profile(points, impl_name, dev, out, sdpa_backend=backend, trace_calls=trace, remeasure_peaks=remeasure_peaks, seed=seed,
-                       warmup=warmup, rep=rep, max_seconds=max_seconds, argv=sys.argv)
+    options = {**{k: v for k, v in point_text.items() if v is not None}, "impl": impl_name,
+               "sdpa_backend": backend or "auto", "device": dev.type, **timing, "trace": trace,
+               "remeasure_peaks": remeasure_peaks, "out": str(out)}
+    equivalent = ["lighthouse-bench", "profile"]
+    for key, value in options.items():
+        if isinstance(value, bool):
+            equivalent += [_flag(key)] if value else []
+        else:
+            equivalent += [_flag(key), str(value)]
+    code = run_profile(points, impl_name, dev, out, sdpa_backend=backend, trace_calls=trace,
+                       remeasure_peaks=remeasure_peaks, argv=sys.argv, options=options, equivalent=equivalent, **timing)
     raise typer.Exit(code)
+
+
+def _flag(key: str) -> str:
+    return "--" + key.replace("_", "-")
 
 
 @app.command()
 def report(
-    results: Annotated[List[Path], typer.Argument(help="Folders (or CSVs) of sweeps and profiles: results.csv or profile.csv with machine.json beside it.")],
-    out: Annotated[Optional[Path], _opt("Output folder. Default: out/report-<timestamp>.", "--out")] = None,
-    title: Annotated[Optional[str], _opt("Title of the report. Default: from the runs.", "--title")] = None,
+    results: Annotated[List[Path], typer.Argument(help="Folders (or CSVs) of sweeps and profiles: results.csv or profile.csv with machine.json beside it.", metavar="RESULTS", hidden=True)],
+    out: Annotated[Optional[Path], _opt("Output folder. Default: out/report-<timestamp>.", "--out", metavar="DIR")] = None,
+    title: Annotated[Optional[str], _opt("Title of the report. Default: from the runs.", "--title", metavar="TEXT")] = None,
 ) -> None:
     """One self-contained report (report.md with charts beside it, and a single-file report.html) from one or
     more sweeps and profiles: the headline, the tables, the charts, the machine info of every run, and a
-    side-by-side when given exactly two sweeps."""
+    side-by-side when given exactly two sweeps. Each RESULTS is a folder (or CSV) of a sweep or a profile:
+    results.csv or profile.csv with machine.json beside it."""
     from datetime import datetime
 
     from .bench.report import build_report
+    from .bench.results import torn_note
 
     out = out or Path("out") / f"report-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     try:
@@ -193,29 +252,44 @@ def report(
     except ValueError as err:
         raise typer.BadParameter(str(err)) from None
     for run in files.headline.get("runs", []):
+        if run.get("torn_rows"):
+            typer.echo(f"warning: {torn_note(run['source'], run['torn_rows'])}", err=True)
         if run.get("kind") == "sweep" and run.get("speedup") is not None:
-            typer.echo(f"{run.get('label')}: {run['speedup']:.2f}x dense at N={run.get('n')}, "
-                       f"crossover N={run.get('crossover_n')}")
+            point = run.get("point") or {}
+            config = f"k={point.get('topk')} L={point.get('levels')} p={point.get('pooling')} {point.get('scorer')}"
+            noisy = "; CPU figures are noisy" if run.get("device") == "cpu" else ""
+            typer.echo(f"{run.get('label')}: {run['speedup']:.2f}x {run.get('baseline')} at N={run.get('n')} "
+                       f"(best configuration there: {config}), crossover N={run.get('crossover_n')}{noisy}")
     typer.echo(f"report: {files.markdown}")
     typer.echo(f"report: {files.html}")
 
 
 @app.command()
 def check(
-    baseline: Annotated[Path, typer.Option("--baseline", help="Baseline CSV of this GPU kind, e.g. reports/baselines/h200.csv (written by --record).", show_default=False)],
-    results: Annotated[Optional[Path], _opt("A results.csv (or its folder) to judge instead of running the suite; parity is then skipped.", "--results")] = None,
-    tolerance: Annotated[float, _opt("Allowed relative change of each gated figure, in (0, 1). Default 0.10.", "--tolerance")] = 0.10,
+    baseline: Annotated[str, _opt(
+        "Baseline CSV (written by --record), or auto: reports/baselines/<GPU model>.csv, the model of this GPU "
+        "(of the results' machine.json with --results), e.g. nvidia-h200.csv. Default auto.", "--baseline", metavar="FILE|auto")] = "auto",
+    results: Annotated[Optional[List[Path]], _opt(
+        "A results.csv (or its folder) to judge instead of running the suite; parity is then skipped. With "
+        "--record it may be repeated, one per run.", "--results", metavar="PATH")] = None,
+    tolerance: Annotated[float, _opt(
+        "Least allowed relative change of each gated figure, in (0, 1); a figure whose baseline runs spread wider "
+        "gets its spread. Default 0.06.", "--tolerance", metavar="FRACTION")] = 0.06,
     record: Annotated[bool, _opt("Write --baseline from the results (measuring first without --results) instead of judging.", "--record")] = False,
-    out: Annotated[Optional[Path], _opt("Folder for the run, check.csv and check.md. Default: out/check-<timestamp>.", "--out")] = None,
-    suite: Annotated[str, _opt("Suite to run when measuring. Default ci.", "--suite")] = "ci",
+    runs: Annotated[Optional[int], _opt(
+        "With --record: runs of the suite whose median (and spread) the baseline holds. Default 3.", "--runs", metavar="N")] = None,
+    out: Annotated[Optional[Path], _opt("Folder for the run, check.csv and check.md. Default: out/check-<timestamp>.", "--out", metavar="DIR")] = None,
+    suite: Annotated[str, _opt("Suite to run when measuring. Default ci.", "--suite", metavar="PRESET|FILE")] = "ci",
 ) -> None:
-    """Regression gate: the ci suite's speedup over dense cuDNN and time over the SDPA-on-S floor against a
-    recorded baseline, plus Triton-vs-PyTorch parity. Exit 0 all hold, 1 a regression, 2 could not measure."""
+    """Regression gate: the ci suite's speedups over dense cuDNN and over plain PyTorch SDPA and its time over the
+    SDPA-on-S floor against a recorded baseline, plus Triton-vs-PyTorch parity. Exit 0 all hold, 1 a regression,
+    2 could not measure or write."""
     from .bench.check import run_check
 
     try:
-        code = run_check(baseline, results, tolerance, record, suite, out)
-    except ValueError as err:  # a bad tolerance or suite name
+        code = run_check(baseline, (results[0] if len(results) == 1 else results) if results else None, tolerance,
+                         record, suite, out, runs=runs)
+    except ValueError as err:  # a bad tolerance, --runs or suite name
         raise typer.BadParameter(str(err)) from None
     raise typer.Exit(code)
 
@@ -228,6 +302,184 @@ def suites() -> None:
     for name in suite_names():
         desc = load_suite(name)["top"].get("description", "")
         typer.echo(f"{name:8s} {desc}")
+
+
+
+@app.command()
+def train(
+    preset: Annotated[str, _opt("Model preset: paper-530m, mid, small, tiny. Shape flags override it.", "--preset")] = "tiny",
+    seq: Annotated[Optional[str], _opt(f"Sequence lengths N (default: the preset's). {LIST}", "--seq")] = None,
+    attention: Annotated[str, _opt("Attentions to measure: dense, lighthouse (comma-separated).", "--attention")] = "dense,lighthouse",
+    recipe: Annotated[str, _opt("throughput (time optimizer steps per point) or two-stage (train Lighthouse then dense against dense all the way, on the stdlib's bytes).", "--recipe")] = "throughput",
+    steps: Annotated[Optional[int], _opt("Timed optimizer steps per point (default 3); with --recipe two-stage, the steps of each arm (default 200).", "--steps")] = None,
+    warmup: Annotated[int, _opt("Untimed steps after the first (which is timed alone as first_step_s).", "--warmup")] = 1,
+    batch: Annotated[Optional[int], _opt("Sequences per step.", "--batch")] = None,
+    hidden: Annotated[Optional[int], _opt("Hidden size.", "--hidden")] = None,
+    layers: Annotated[Optional[int], _opt("Decoder layers.", "--layers")] = None,
+    ffn: Annotated[Optional[int], _opt("MLP intermediate size.", "--ffn")] = None,
+    heads: Annotated[Optional[int], _opt("Query heads.", "--heads")] = None,
+    kv_heads: Annotated[Optional[int], _opt("KV heads (GQA).", "--kv-heads")] = None,
+    head_dim: Annotated[Optional[int], _opt("Head dimension.", "--head-dim")] = None,
+    vocab: Annotated[Optional[int], _opt("Vocabulary size (the recipe's data is bytes: keep >= 256).", "--vocab")] = None,
+    topk: Annotated[Optional[int], _opt("Lighthouse budget k (a multiple of 128).", "--topk")] = None,
+    levels: Annotated[Optional[int], _opt("Lighthouse pyramid levels L.", "--levels")] = None,
+    pooling: Annotated[Optional[int], _opt("Lighthouse pooling factor p.", "--pooling")] = None,
+    scorer: Annotated[Optional[str], _opt("Lighthouse scorer: norm, dilated, gla.", "--scorer")] = None,
+    dense_layers: Annotated[Optional[str], _opt("Layers that stay dense SDPA, e.g. 0,1,-2,-1 (negative from the end), or none.", "--dense-layers")] = None,
+    lr: Annotated[Optional[float], _opt("Peak learning rate of AdamW.", "--lr")] = None,
+    dtype: Annotated[Optional[str], _opt("Weights and activations: bf16, fp16, fp32 (default bf16 on CUDA, fp32 on CPU).", "--dtype")] = None,
+    device: Annotated[Optional[str], _opt("cuda or cpu. Default: cuda when available.", "--device")] = None,
+    cpu_threads: Annotated[int, _opt("Intra-op threads on the CPU (the small presets' ops are too small to gain from more, and a busy machine makes extra threads spin).", "--cpu-threads")] = 1,
+    impl: Annotated[str, _opt("Lighthouse path: auto (Triton on CUDA), torch, triton.", "--impl")] = "auto",
+    sdpa_backend: Annotated[Optional[str], _opt("SDPA backend preferred by dense layers (others as fallback) and used by Lighthouse's sub-sequence: cudnn, flash, efficient, math, auto. Default: cudnn on CUDA, auto on CPU.", "--sdpa-backend")] = None,
+    loss: Annotated[str, _opt("Cross-entropy without full logits: auto (liger-kernel's fused one on CUDA when installed, else chunked), liger, chunked.", "--loss")] = "auto",
+    loss_chunk: Annotated[int, _opt("Tokens per chunk of the chunked cross-entropy.", "--loss-chunk")] = 8192,
+    checkpointing: Annotated[bool, typer.Option("--checkpointing/--no-checkpointing", help="Activation checkpointing of every decoder layer.")] = True,
+    recompute: Annotated[bool, typer.Option("--recompute/--no-recompute", help="Lighthouse layers keep only q, k, v for backward and run their forward again there (saves their sub-sequence tensors under checkpointing; costs one Lighthouse forward per layer).")] = True,
+    seed: Annotated[int, _opt("Seed of the initialisation and the data order.", "--seed")] = 0,
+    peak_tflops: Annotated[Optional[float], _opt("Device bf16 peak for MFU (default: the datasheet value of known GPUs).", "--peak-tflops")] = None,
+    dense_from: Annotated[float, _opt("Two-stage: fraction of the steps trained with Lighthouse before the switch to dense.", "--dense-from")] = 0.9,
+    eval_every: Annotated[int, _opt("Two-stage: validation loss every this many steps (and at the switch and the end).", "--eval-every")] = 25,
+    val_windows: Annotated[int, _opt("Two-stage: batches of held-out windows per validation.", "--val-windows")] = 8,
+    arm_minutes: Annotated[Optional[float], _opt("Two-stage: choose --steps so that the dense arm trains about this many minutes (timed on 5 steps first).", "--arm-minutes")] = None,
+    save: Annotated[Optional[Path], _opt("Two-stage: save each arm's final model (save_pretrained, Lighthouse settings in config.json) under this folder.", "--save")] = None,
+    out: Annotated[Optional[Path], _opt("Output folder. Default: out/train-<timestamp>.", "--out")] = None,
+    resume: Annotated[bool, _opt("Continue a throughput run in --out: skip ok/invalid points, retry oom/error.", "--resume")] = False,
+    plot: Annotated[bool, typer.Option("--plot/--no-plot", help="Draw the tokens/s chart after a throughput run.")] = True,
+) -> None:
+    """Training-step benchmark of a Llama model (transformers, random init) with dense or Lighthouse attention:
+    tokens/s, attention share, peak memory, MFU per point (train.csv); or the two-stage recipe (curve.csv)."""
+    from .train import command
+
+    try:
+        if cpu_threads < 1:
+            raise ValueError(f"--cpu-threads must be >= 1, got {cpu_threads}")
+        run = command.plan(preset, seq, attention, steps=steps, warmup=warmup, device=device, dtype=dtype, impl=impl,
+                           sdpa_backend=sdpa_backend, loss=loss, loss_chunk=loss_chunk, checkpointing=checkpointing,
+                           recompute=recompute, seed=seed, peak_tflops=peak_tflops, recipe=recipe, dense_layers=dense_layers, batch=batch,
+                           hidden=hidden, layers=layers, ffn=ffn, heads=heads, kv_heads=kv_heads, head_dim=head_dim,
+                           vocab=vocab, topk=topk, levels=levels, pooling=pooling, scorer=scorer, lr=lr)
+        if run.options.device.type == "cpu":
+            import torch
+
+            torch.set_num_threads(cpu_threads)
+        if run.recipe == "two-stage":
+            from .train.recipe import RecipeOptions, run_recipe
+
+            if resume:
+                raise ValueError("--resume applies to throughput runs; the two-stage recipe starts afresh")
+            options = RecipeOptions(steps=steps or 200, dense_from=dense_from, eval_every=eval_every,
+                                    val_windows=val_windows, arm_minutes=arm_minutes)
+            run_recipe(run.preset, run.options, options, out or command.default_out(run.recipe), save=save,
+                       argv=sys.argv)
+            return
+        from .train.benchmark import run_points
+
+        if save is not None or arm_minutes is not None:
+            raise ValueError("--save and --arm-minutes apply to --recipe two-stage")
+        code = run_points(run.points, run.options, out or command.default_out(run.recipe), resume=resume, plot=plot,
+                          argv=sys.argv, options={"preset": run.preset.as_dict(), "steps": run.options.steps,
+                                                  "warmup": warmup, "loss": loss, "impl": impl,
+                                                  "sdpa_backend": run.options.sdpa_backend, "dtype": run.options.dtype,
+                                                  "checkpointing": checkpointing, "recompute": recompute, "seed": seed})
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from None
+    raise typer.Exit(code)
+
+@app.command()
+def quality(
+    seq: Annotated[Optional[str], _opt(f"Sequence lengths N. {LIST}", "--seq")] = None,
+    topk: Annotated[Optional[str], _opt("Budgets k (multiples of 128).", "--topk")] = None,
+    levels: Annotated[Optional[str], _opt("Pyramid levels L.", "--levels")] = None,
+    pooling: Annotated[Optional[str], _opt("Pooling factors p.", "--pooling")] = None,
+    scorer: Annotated[Optional[str], _opt("Selection scorers: norm, dilated, gla (gla without flash-linear-attention: unsupported rows).", "--scorer")] = None,
+    batch: Annotated[Optional[str], _opt("Batch sizes B.", "--batch")] = None,
+    heads: Annotated[Optional[str], _opt("Query heads Hq.", "--heads")] = None,
+    kv_heads: Annotated[Optional[str], _opt("KV heads Hkv (GQA); default: equal to --heads.", "--kv-heads")] = None,
+    head_dim: Annotated[Optional[str], _opt("Head dims D.", "--head-dim")] = None,
+    dtype: Annotated[Optional[str], _opt("Dtypes of q, k, v: bf16, fp16, fp32 (the dense reference is always float32).", "--dtype")] = None,
+    device: Annotated[Optional[str], _opt("cuda or cpu. Default: cuda when available.", "--device")] = None,
+    suite: Annotated[Optional[str], _opt("A preset or .toml path, read as `sweep` reads it (timing keys ignored). Default: quality on CUDA, quick on the CPU.", "--suite")] = None,
+    inputs: Annotated[str, _opt("Inputs: random, needle, checkpoint:PATH (a `train --save` folder), comma-separated. Default random,needle.", "--inputs")] = "random,needle",
+    needles: Annotated[int, _opt("Needles planted per depth bucket (10 buckets) in every batch row and head. Default 4.", "--needles")] = 4,
+    heldout: Annotated[Optional[Path], _opt("Held-out text for checkpoint inputs: a .txt (the model's tokenizer) or a .pt tensor of token ids. Default: PATH/heldout_tokens.pt, else the held-out split of train's corpus.", "--heldout")] = None,
+    seed: Annotated[Optional[int], _opt("Seed of the random inputs and the needles. Default 0.", "--seed")] = None,
+    out: Annotated[Optional[Path], _opt("Output folder. Default: out/quality-<timestamp>.", "--out")] = None,
+    resume: Annotated[bool, _opt("Continue the run in --out: skip rows already ok/invalid/unsupported, retry oom/error.", "--resume")] = False,
+    plot: Annotated[bool, typer.Option("--plot/--no-plot", help="Draw the charts after the run.")] = True,
+    dry_run: Annotated[bool, _opt("Print the points and the number of rows, and exit.", "--dry-run")] = False,
+) -> None:
+    """What each configuration loses against dense causal attention: output error, per-token cosine, coverage
+    and needle recall per point of the grid; writes quality.csv, machine.json and charts."""
+    from datetime import datetime
+
+    import torch
+
+    from .quality.runner import QualityError, describe, resolve, run
+
+    flags = {"seq": seq, "topk": topk, "levels": levels, "pooling": pooling, "scorer": scorer, "batch": batch,
+             "heads": heads, "kv_heads": kv_heads, "head_dim": head_dim, "dtype": dtype, "device": device, "seed": seed}
+    try:
+        spec = resolve(suite, {k: v for k, v in flags.items() if v is not None}, inputs, needles, heldout,
+                       torch.cuda.is_available())
+        if dry_run:
+            describe(spec)
+            return
+        if resume and out is None:
+            raise ValueError("--resume needs --out: the folder of the run to continue")
+        out = out or Path("out") / f"quality-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+        code = run(spec, out, resume=resume, plot=plot, argv=sys.argv)
+    except (ValueError, QualityError) as err:
+        raise typer.BadParameter(str(err)) from None
+    raise typer.Exit(code)
+
+
+@app.command()
+def recommend(
+    results: Annotated[List[Path], typer.Argument(help="Folders (searched recursively) or CSVs: sweep results.csv and quality quality.csv.")],
+    seq: Annotated[str, _opt("The sequence length to recommend for, e.g. 96k (only rows measured at exactly this N count).", "--seq")] = "",
+    min_needle_recall: Annotated[Optional[float], _opt("Bar: needle recall at least this (0..1), from needle inputs.", "--min-needle-recall")] = None,
+    max_out_err: Annotated[Optional[float], _opt("Bar: out_rel_err at most this, from random inputs.", "--max-out-err")] = None,
+    inputs: Annotated[Optional[str], _opt("Read the bar's figure from these quality inputs instead (random, needle, checkpoint:PATH).", "--inputs")] = None,
+    passes: Annotated[str, _opt("Sweep pass whose speedup ranks the configurations: fwd, bwd, fwdbwd. Default fwdbwd.", "--pass")] = "fwdbwd",
+    baseline: Annotated[str, _opt("Dense baseline of the speedup: cudnn, flash, efficient, math, flex. Default cudnn.", "--baseline")] = "cudnn",
+    runners_up: Annotated[int, _opt("Runners-up to list. Default 5.", "--runners-up")] = 5,
+    out: Annotated[Optional[Path], _opt("Also write the recommendation (Markdown) to this file.", "--out")] = None,
+) -> None:
+    """The fastest measured configuration that meets a quality bar at one N, with runners-up, or which
+    measurements are missing. Exit 0: a configuration meets the bar; 1: none does or nothing was measured."""
+    from .bench.options import parse_size
+    from .bench.results import BASELINES, PASSES
+    from .quality.recommend import Bar, load, recommend as choose, render
+
+    try:
+        if not seq:
+            raise ValueError("--seq is required, e.g. --seq 96k")
+        n = parse_size(seq, "--seq")
+        if (min_needle_recall is None) == (max_out_err is None):
+            raise ValueError("give exactly one bar: --min-needle-recall X or --max-out-err X")
+        if passes not in PASSES:
+            raise ValueError(f"--pass must be one of {', '.join(PASSES)}, got {passes!r}")
+        if baseline not in BASELINES:
+            raise ValueError(f"--baseline must be one of {', '.join(BASELINES)}, got {baseline!r}")
+        if min_needle_recall is not None:
+            if not 0 <= min_needle_recall <= 1:
+                raise ValueError(f"--min-needle-recall must be in [0, 1], got {min_needle_recall}")
+            bar = Bar("needle_recall", min_needle_recall, inputs or "needle")
+        else:
+            if max_out_err < 0:
+                raise ValueError(f"--max-out-err must be >= 0, got {max_out_err}")
+            bar = Bar("out_rel_err", max_out_err, inputs or "random")
+        sweep_rows, quality_rows = load(results)
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from None
+    rec = choose(sweep_rows, quality_rows, n, bar, passes, BASELINES[baseline])
+    text = render(rec, runners_up)
+    typer.echo(text)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+    raise typer.Exit(0 if rec.chosen else 1)
 
 
 def main(argv: Optional[List[str]] = None) -> None:  # pragma: no cover - `python -m lighthouse.cli`

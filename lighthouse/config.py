@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import operator
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
 from typing import Optional
 
 #: Entries refined per tile at every level: the spec's top-64 by query score + top-64 by key score.
@@ -13,12 +15,51 @@ SCORERS = ("norm", "dilated", "gla")
 IMPLS = ("auto", "torch", "triton")
 SDPA_BACKENDS = ("auto", "cudnn", "flash", "efficient", "math")
 
+#: Longest sequence supported (and so the bound on topk * pooling**(levels-1), the shortest N a config can
+#: run, and on dilation): the Triton path indexes the pyramid (< 2 N entries) with int32.
+MAX_SEQ_LEN = 2**30
+MAX_SEQ_LEN_TEXT = "2**30"
 
-def _check_int(name: str, value, minimum: int, extra: str = "") -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name} must be an integer >= {minimum}{extra}, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}{extra}, got {value}")
+
+def _as_int(name: str, value, minimum: int, extra: str = "") -> int:
+    """value as a plain int: any integral number (int, numpy or 0-dim torch integers) is accepted, never a
+    bool, a float (2.0 included) or a string."""
+    message = f"{name} must be an integer >= {minimum}{extra}"
+    is_bool = isinstance(value, bool) or "bool" in type(value).__name__ or "bool" in str(getattr(value, "dtype", ""))
+    try:
+        number = None if is_bool else operator.index(value)
+    except TypeError:
+        number = None
+    if number is None:
+        raise ValueError(f"{message}, got {value!r}")
+    if number < minimum:
+        raise ValueError(f"{message}, got {number}")
+    return number
+
+
+def _check_pyramid_fits(levels: int, pooling: int, topk: int) -> None:
+    """The shortest sequence a config can run, topk * pooling**(levels-1), must not pass MAX_SEQ_LEN. Checked
+    without computing the power (levels=10**9 must fail at once, in a message of ordinary numbers)."""
+    span_limit = MAX_SEQ_LEN // topk  # the largest pooling**(levels-1) that fits
+    max_levels, span = 1, 1
+    while span * pooling <= span_limit:
+        span *= pooling
+        max_levels += 1
+        if max_levels >= levels:
+            return
+    what = f"with levels={levels}, pooling={pooling} and topk={topk}"
+    if span_limit < 2:
+        culprit, hint = f"topk={topk} {what.replace(f' and topk={topk}', '')}", f"topk can be at most {MAX_SEQ_LEN // 2}"
+    elif max_levels < 2:
+        culprit = f"pooling={pooling} with levels={levels} and topk={topk}"
+        hint = f"pooling can be at most {span_limit} there"
+    else:
+        culprit = f"levels={levels} with pooling={pooling} and topk={topk}"
+        hint = f"levels can be at most {max_levels} there"
+    raise ValueError(
+        f"{culprit} needs sequences longer than the {MAX_SEQ_LEN_TEXT} tokens supported "
+        f"(N >= topk * pooling**(levels-1)); {hint}"
+    )
 
 
 @dataclass(frozen=True)
@@ -28,8 +69,11 @@ class LighthouseConfig:
     levels:  pyramid levels L (>= 2); level 1 is the token level.
     pooling: pooling factor p (>= 2); a level-l entry spans p**(l-1) tokens.
     topk:    budget k, a positive multiple of 128 (one tile of 128 refined entries per 128).
+             topk * pooling**(levels-1), the shortest N the config runs, is at most 2**30.
     scorer:  "norm", "dilated" or "gla" (the parameter-free selection scores).
-    dilation: stride d of the dilated scorer (>= 1).
+    dilation: stride d of the dilated scorer, 1 <= d <= N (a larger stride leaves one token per strided
+             subsequence; checked against N when the dilated scorer runs).
+    Integer parameters accept any integral number (numpy, 0-dim torch) and are stored as int.
     impl:    "torch" (the pure PyTorch reference), "triton" (fused kernels), "auto".
     sdpa_backend: backend of the dense SDPA on the sub-sequence (None or "auto": PyTorch decides).
     """
@@ -43,14 +87,16 @@ class LighthouseConfig:
     sdpa_backend: Optional[str] = None
 
     def __post_init__(self) -> None:
-        _check_int("levels", self.levels, 2)
-        _check_int("pooling", self.pooling, 2)
-        _check_int("topk", self.topk, TILE, f" and a multiple of {TILE}")
+        for name, minimum, extra in (("levels", 2, ""), ("pooling", 2, ""), ("topk", TILE, f" and a multiple of {TILE}"),
+                                     ("dilation", 1, f" and <= {MAX_SEQ_LEN_TEXT} (and at most N)")):
+            object.__setattr__(self, name, _as_int(name, getattr(self, name), minimum, extra))
         if self.topk % TILE:
             lo = self.topk // TILE * TILE
             hint = f"{lo} or {lo + TILE}" if lo else f"{TILE}"
             raise ValueError(f"topk must be a positive multiple of {TILE} (one tile each), got {self.topk}; try {hint}")
-        _check_int("dilation", self.dilation, 1)
+        if self.dilation > MAX_SEQ_LEN:
+            raise ValueError(f"dilation must be an integer >= 1 and <= {MAX_SEQ_LEN_TEXT} (and at most N), got {self.dilation}")
+        _check_pyramid_fits(self.levels, self.pooling, self.topk)
         if self.scorer not in SCORERS:
             raise ValueError(f"scorer must be one of {', '.join(SCORERS)}, got {self.scorer!r}")
         if self.impl not in IMPLS:
@@ -80,13 +126,26 @@ class LighthouseConfig:
         """N must be a multiple of this for the tiles to cut the coarsest level evenly."""
         return self.tiles * self.coarsest_span
 
+    def max_levels(self, n: int) -> int:
+        """The most levels that fit a sequence of n tokens at this pooling and topk (1 when none do)."""
+        levels, shortest = 1, self.topk
+        while shortest * self.pooling <= n:
+            shortest *= self.pooling
+            levels += 1
+        return levels
+
     def padded_len(self, n: int) -> int:
         """The length the sequence is zero-padded to (the next multiple of `seq_multiple`)."""
+        if n > MAX_SEQ_LEN:
+            raise ValueError(f"sequence length N={n} is longer than the {MAX_SEQ_LEN_TEXT} tokens supported")
         if n < self.min_seq_len:
+            fits = self.max_levels(n)
+            hint = (f"at N={n}, levels <= {fits} fits with pooling={self.pooling}, topk={self.topk}" if fits >= 2
+                    else "lower topk or pooling")
             raise ValueError(
                 f"sequence length N={n} is too short for levels={self.levels}, pooling={self.pooling}, "
                 f"topk={self.topk}: need N >= topk * pooling**(levels-1) = {self.min_seq_len} "
-                f"(each of the {self.tiles} tiles needs 128 coarsest entries); lower topk, levels or pooling"
+                f"(each of the {self.tiles} tiles needs 128 coarsest entries); {hint}"
             )
         m = self.seq_multiple
         return -(-n // m) * m
@@ -96,3 +155,20 @@ class LighthouseConfig:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+FIELDS = tuple(f.name for f in fields(LighthouseConfig))
+
+
+def as_config(config) -> LighthouseConfig:
+    """`config=` of the public functions: a LighthouseConfig, or a dict of its fields."""
+    if isinstance(config, LighthouseConfig):
+        return config
+    if isinstance(config, Mapping):
+        unknown = [key for key in config if key not in FIELDS]
+        if unknown:
+            raise ValueError(f"config has no field {unknown[0]!r}; its fields are {', '.join(FIELDS)}")
+        return LighthouseConfig(**config)
+    raise TypeError(
+        f"config must be a LighthouseConfig or a dict of its fields ({', '.join(FIELDS)}), got {type(config).__name__}"
+    )

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from .attention import lighthouse_attention
-from .config import LighthouseConfig
+from .config import LighthouseConfig, as_config
 from .sdpa import dense_attention
 
 
@@ -25,7 +25,7 @@ class LighthouseAttention(nn.Module):
         super().__init__()
         if config is not None and params:
             raise ValueError("give either config= or keyword parameters, not both")
-        self.config = config or LighthouseConfig(**params)
+        self.config = LighthouseConfig(**params) if config is None else as_config(config)
         self.cp_group = cp_group
         self.dense = False
 

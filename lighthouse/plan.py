@@ -6,18 +6,24 @@ selected length S are computed in exactly one place.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Tuple
 
 import torch
 
 from .config import TILE, LighthouseConfig
+from .sdpa import check_backend_runs_on
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
 @dataclass(frozen=True)
 class LighthousePlan:
+    """Sizes of one call. The derived sizes are cached on first use: the kernels' wrappers read them some
+    thirty times per forward + backward, which is host time at small N."""
+
     config: LighthouseConfig
     batch: int
     q_heads: int
@@ -31,18 +37,18 @@ class LighthousePlan:
         """Query heads per kv head (GQA group size)."""
         return self.q_heads // self.kv_heads
 
-    @property
+    @cached_property
     def spans(self) -> Tuple[int, ...]:
         """f_l = p**(l-1) for l = 1..L."""
         p = self.config.pooling
         return tuple(p**l for l in range(self.config.levels))
 
-    @property
+    @cached_property
     def level_sizes(self) -> Tuple[int, ...]:
         """n_l = N_pad / f_l for l = 1..L."""
         return tuple(self.padded_len // f for f in self.spans)
 
-    @property
+    @cached_property
     def offsets(self) -> Tuple[int, ...]:
         """Start of level l in the concatenated pyramid: sum of n_j for j < l."""
         out, acc = [], 0
@@ -51,7 +57,7 @@ class LighthousePlan:
             acc += n
         return tuple(out)
 
-    @property
+    @cached_property
     def pyramid_len(self) -> int:
         return sum(self.level_sizes)
 
@@ -59,18 +65,18 @@ class LighthousePlan:
     def tiles(self) -> int:
         return self.config.tiles
 
-    @property
+    @cached_property
     def chunk(self) -> int:
         """Coarsest-level candidates per tile: n_L / (k / 128) (>= 128)."""
         return self.level_sizes[-1] // self.tiles
 
-    @property
+    @cached_property
     def tile_len(self) -> int:
         """Entries each tile emits: chunk + (L-1) * p * 128."""
         c = self.config
         return self.chunk + (c.levels - 1) * c.pooling * TILE
 
-    @property
+    @cached_property
     def selected_len(self) -> int:
         """S = N_pad / p**(L-1) + (L-1) * p * k."""
         return self.tiles * self.tile_len
@@ -109,10 +115,18 @@ def make_plan(config: LighthouseConfig, q: torch.Tensor, k: torch.Tensor, v: tor
             raise ValueError(f"gate must be on q's device {q.device}, got {gate.device}")
     if config.scorer == "gla" and gate is None:
         raise ValueError("scorer='gla' needs gate=, the per-token log-gate of shape (B, Hq, N)")
+    if gate is not None and config.scorer != "gla":
+        warnings.warn(f"gate= is used only by scorer='gla'; scorer='{config.scorer}' ignores it", UserWarning, stacklevel=3)
+    check_backend_runs_on(config.sdpa_backend, q.device)
     return plan_for(config, b, hq, hkv, n, d)
 
 
 def plan_for(config: LighthouseConfig, batch: int, q_heads: int, kv_heads: int, seq_len: int, head_dim: int) -> LighthousePlan:
     """The plan of a call of these sizes, without tensors (a benchmark sizes its grid before allocating).
-    Raises ValueError naming the parameter when N is too short for the config."""
+    Raises ValueError naming the parameter when N is too short for the config (or the dilation too long)."""
+    if config.scorer == "dilated" and config.dilation > seq_len:
+        raise ValueError(
+            f"dilation must be <= the sequence length N={seq_len} (a larger stride leaves one token per strided "
+            f"subsequence), got {config.dilation}"
+        )
     return LighthousePlan(config, batch, q_heads, kv_heads, seq_len, config.padded_len(seq_len), head_dim)

@@ -16,6 +16,32 @@ BACKENDS = {
 }
 
 
+#: Backends PyTorch implements for CUDA only (flash and math also run on the CPU).
+CUDA_ONLY = ("cudnn", "efficient")
+
+
+class BackendUnavailable(ValueError):
+    """The forced SDPA backend cannot run this call here (device, dtype or shape): not a bug in the call, and
+    a benchmark records it as `unsupported` and falls back to PyTorch's choice."""
+
+
+def check_backend_runs_on(backend: Optional[str], device: torch.device) -> None:
+    """Refuse, before anything is computed, a forced backend that has no kernel for this device type."""
+    if backend in CUDA_ONLY and device.type != "cuda":
+        raise BackendUnavailable(
+            f"sdpa_backend={backend!r} cannot run on {device.type}: it needs a CUDA device; "
+            "use sdpa_backend=None (PyTorch chooses), 'flash' or 'math'"
+        )
+
+
+def _is_device_failure(err: RuntimeError) -> bool:
+    """Out of memory or a CUDA error: a real failure, never "this backend cannot run the call"."""
+    accelerator_error = getattr(torch, "AcceleratorError", ())
+    out_of_memory = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+    return (isinstance(err, out_of_memory) or (accelerator_error and isinstance(err, accelerator_error))
+            or "out of memory" in str(err).lower())
+
+
 def repeat_kv(x: torch.Tensor, group: int) -> torch.Tensor:
     """(B, Hkv, L, D) -> (B, Hkv * group, L, D): each kv head repeated for its query heads (GQA)."""
     return x if group == 1 else x.repeat_interleave(group, dim=1)
@@ -27,13 +53,17 @@ def causal_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: Opti
         return F.scaled_dot_product_attention(q, k, v, is_causal=True)
     if backend not in BACKENDS:
         raise ValueError(f"sdpa_backend must be None or one of auto, {', '.join(BACKENDS)}, got {backend!r}")
+    check_backend_runs_on(backend, q.device)
     with sdpa_kernel(BACKENDS[backend]):
         try:
             return F.scaled_dot_product_attention(q, k, v, is_causal=True)
         except RuntimeError as err:
-            raise RuntimeError(
+            if _is_device_failure(err):
+                raise
+            first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise BackendUnavailable(
                 f"sdpa_backend={backend!r} cannot run this call (device {q.device}, dtype {q.dtype}, "
-                f"shape {tuple(q.shape)}): {err}"
+                f"shape {tuple(q.shape)}; PyTorch: {first_line}); use sdpa_backend=None to let PyTorch choose"
             ) from err
 
 

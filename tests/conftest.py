@@ -10,6 +10,10 @@ import torch
 # Without a GPU the Triton kernels run in Triton's interpreter; this must be set before they are defined.
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
+    try:  # triton reads TRITON_INTERPRET once, when imported: import it now, not first inside a test that sets
+        import triton  # noqa: F401  # TRITON_INTERPRET=0 to check the CUDA-only refusal (later kernels would fail)
+    except ImportError:  # pragma: no cover - triton missing on this platform
+        pass
 
 import pytest
 

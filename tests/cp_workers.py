@@ -9,6 +9,7 @@ W processes (a few seconds of start-up) serves all the tests of one world size.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import os
@@ -113,9 +114,12 @@ def check_module_and_mesh(world, rank):
     shards = _shards(world, rank, cfg, q, k, v)
     layer = lighthouse.LighthouseAttention(cfg, cp_group=mesh)
     got = layer(*shards)
+    as_dict = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}  # config= as a dict of its fields
+    got_dict = lighthouse.LighthouseAttention(config=as_dict, cp_group=mesh)(*shards)
     dense = layer.set_dense(True)(*shards)  # every collective runs before any verdict (no rank leaves early)
     want = shard_sequence(lighthouse.lighthouse_attention(q, k, v, config=cfg), world, rank, cfg)
-    return _close("module", got, want) or _close("dense phase", dense, shard_sequence(dense_attention(q, k, v), world, rank, cfg))
+    return (_close("module", got, want) or _close("module, config=dict", got_dict, want)
+            or _close("dense phase", dense, shard_sequence(dense_attention(q, k, v), world, rank, cfg)))
 
 
 def _expect_error(fn, *needles):
@@ -133,6 +137,7 @@ def check_errors(world, rank):
     q, k, v, _ = _inputs(1, 4, 2, n, 8, seed=6)
     grp = dist.group.WORLD
     shards = _shards(world, rank, cfg, q, k, v)
+    as_dict = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
     half = [x[:, :, : x.shape[2] // 2] for x in (q, k, v)]  # every rank: the same wrong shard
     from torch.distributed.device_mesh import init_device_mesh
 
@@ -151,6 +156,19 @@ def check_errors(world, rank):
         (lambda: lighthouse.lighthouse_attention(shards[0][0], *shards[1:], config=cfg, cp_group=grp)
          if rank == 0 else lighthouse.lighthouse_attention(*shards, config=cfg, cp_group=grp), "4 dimensions"
          if rank == 0 else "rank(s) [0]"),
+    ]
+    last = world - 1  # NaN in the last rank's v, Inf in rank 0's q: refused on every rank, the bad one named
+    nan_v = [x.clone() for x in shards]
+    if rank == last:
+        nan_v[2][0, 1, 5, 0] = float("nan")
+    inf_q = [x.clone() for x in shards]
+    if rank == 0:
+        inf_q[0][0, 0, 7, 3] = float("inf")
+    checks += [
+        (lambda: lighthouse.lighthouse_attention(*nan_v, config=as_dict, cp_group=grp),
+         "v contains NaN or Inf" if rank == last else f"rank(s) [{last}] are not finite"),
+        (lambda: lighthouse.select(*inf_q, config=cfg, cp_group=grp),
+         "position 7: q contains NaN" if rank == 0 else "rank(s) [0] are not finite"),
     ]
     if world == 4:
         mesh2d = init_device_mesh("cpu", (2, 2), mesh_dim_names=("dp", "cp"))

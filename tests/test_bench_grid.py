@@ -46,9 +46,9 @@ def test_choice_aliases():
 
 def test_paper_suite_points():
     spec = points.resolve("paper", {"device": "cpu"}, cuda_available=False)
-    pairs = [(p.shape.n, p.topk) for p in spec.points]
-    assert pairs == [(8192, 512), (16384, 1024), (32768, 2048), (65536, 4096), (98304, 1536), (131072, 4096),
-                     (262144, 4096), (524288, 4096)]
+    pairs = [(p.shape.n, p.topk, p.levels) for p in spec.points]
+    assert pairs == [(8192, 512, 3), (16384, 1024, 3), (32768, 2048, 3), (65536, 4096, 3), (98304, 1536, 3),
+                     (131072, 4096, 3), (262144, 4096, 3), (524288, 4096, 3), (1048576, 4096, 3), (1048576, 4096, 4)]
     p = spec.points[0]
     assert (p.shape.dtype, p.shape.batch, p.shape.heads, p.shape.head_dim, p.levels, p.pooling) == ("bf16", 1, 8, 128, 3, 4)
     assert spec.baselines == ["cudnn", "flash"] and spec.impls == ["torch", "triton"]

@@ -51,13 +51,15 @@ def test_selection_matches_single_device(findings):
 
 def test_module_device_mesh_and_dense_phase(findings):
     """Catches LighthouseAttention ignoring cp_group, a DeviceMesh not turned into its group, and a wrong
-    head-parallel dense phase (uneven shards padded in the middle of the sequence)."""
+    head-parallel dense phase (uneven shards padded in the middle of the sequence), and config= a dict of the
+    fields not accepted with cp_group."""
     _verdict(findings, "module_mesh_dense")
 
 
 def test_bad_groups_and_shards_raise_clear_errors(findings):
     """Catches wrong shard lengths, tiles not divisible by W, unsupported scorers, Hq not divisible by W, a
-    non-group cp_group, a 2-D mesh, ranks disagreeing on heads, and one rank's bad input hanging the others."""
+    non-group cp_group, a 2-D mesh, ranks disagreeing on heads, one rank's bad input hanging the others, and
+    NaN/Inf in one rank's q or v (config= a dict there) passing unnoticed or raised on that rank alone."""
     _verdict(findings, "errors")
 
 

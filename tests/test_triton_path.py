@@ -62,6 +62,17 @@ def test_triton_matches_torch_and_is_deterministic(case):
         assert torch.equal(a, a2), "two runs of the Triton path must be bitwise identical"
 
 
+@pytest.mark.parametrize("levels,pooling,topk", [(2, 3, 128), (3, 2, 128)])
+def test_selection_with_tied_scores_matches_torch(levels, pooling, topk):
+    """Catches a threshold search or causal merge in the selection kernel that breaks ties differently from
+    the spec (equal scores: the lower index wins): every q and k row has the same norm, so every score ties."""
+    q, k, v = rand_qkv(1, 2, 1, 1536, 8, seed=3, device=DEVICE)
+    q, k = torch.sign(q), torch.sign(k)
+    cfg = LighthouseConfig(levels=levels, pooling=pooling, topk=topk, sdpa_backend="math")
+    assert torch.equal(lighthouse.select(q, k, v, config=cfg.replace(impl="triton")),
+                       lighthouse.select(q, k, v, config=cfg.replace(impl="torch")))
+
+
 def test_register_overflow_falls_back_to_torch_selection(monkeypatch):
     q, k, v = rand_qkv(1, 2, 1, 1024, 8, seed=9, device=DEVICE)
     cfg = LighthouseConfig(levels=2, pooling=4, topk=128, impl="triton", sdpa_backend="math")

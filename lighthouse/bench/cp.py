@@ -71,6 +71,14 @@ def start(world: int, device: str) -> CpContext:
     return CpContext(world, dist.get_rank(), dist.group.WORLD, dev)
 
 
+def from_writer(value, ctx: CpContext):
+    """Rank 0's `value` on every rank (a picklable object: a refusal, the rows --resume skips), so a check only
+    rank 0 can make (it alone reads --out) ends the same way everywhere instead of leaving ranks in a collective."""
+    box = [value if ctx.writer else None]
+    dist.broadcast_object_list(box, src=0, group=ctx.group)
+    return box[0]
+
+
 def plan(spec: SweepSpec, impls: List[str], world: int) -> List[Task]:
     """Per shape (N ascending): the ring baseline for each pass, then every point's Lighthouse rows."""
     tasks: List[Task] = []

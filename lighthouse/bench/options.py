@@ -6,6 +6,7 @@ The points these values expand to are made in `points`.
 
 from __future__ import annotations
 
+import os
 import re
 from importlib import resources
 from pathlib import Path
@@ -191,17 +192,24 @@ def suite_names() -> List[str]:
     return sorted(p.name[:-5] for p in resources.files("lighthouse.suites").iterdir() if p.name.endswith(".toml"))
 
 
+def is_suite_path(name: str) -> bool:
+    """A name ending in .toml or holding a path separator is a file; any other name is a preset. Never decided
+    by what exists on disk: a folder named like a preset (`--out quick`) must not hide the preset."""
+    return name.endswith(".toml") or "/" in name or os.sep in name
+
+
 def load_suite(name: str) -> dict:
     """A preset name (suites/NAME.toml, read through importlib.resources) or a path to a .toml file."""
-    path = Path(name)
-    if name.endswith(".toml") or path.exists():
+    if is_suite_path(name):
+        path = Path(name)
         if not path.is_file():
             raise OptionError(f"--suite: no such file {name!r}")
         text = path.read_text()
     else:
         res = resources.files("lighthouse.suites").joinpath(f"{name}.toml")
         if not res.is_file():
-            raise OptionError(f"--suite: unknown suite {name!r}; presets: {', '.join(suite_names())}, or a path to a .toml file")
+            raise OptionError(f"--suite: unknown suite {name!r}; presets: {', '.join(suite_names())}; a file is "
+                              f"named with .toml or a / (e.g. ./{name}.toml)")
         text = res.read_text()
     tomllib = _toml()
     try:

@@ -21,7 +21,9 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator  # noqa: E402
 
 from . import machine  # noqa: E402
-from .results import BASELINES, CONFIG_COLUMNS, PASSES, SHAPE_COLUMNS, SWEEP, fmt_size, read_rows  # noqa: E402
+from .outdir import writable_folder  # noqa: E402
+from .results import (BASELINES, CONFIG_COLUMNS, PASSES, PROFILE, SHAPE_COLUMNS, SWEEP, ResultsFormatError,  # noqa: E402
+                      fmt_size, header_of, kind_of_header, read_finished, read_rows)
 DENSE_STYLE = {"sdpa_cudnn": "#000000", "sdpa_flash": "#5a5a5a", "sdpa_efficient": "#8c564b", "sdpa_math": "#a0a0a0",
                "flex": "#bcbd22"}
 IMPL_STYLE = {"lighthouse_torch": ("--", "o"), "lighthouse_triton": ("-", "^")}
@@ -34,10 +36,13 @@ TEXT_COLUMNS = ("scorer", "impl", "status", "pass")
 NUMBER_COLUMNS = ("median_ms", "p20_ms", "p80_ms", "peak_mem_gib", "n", "s_sel")
 
 
-def load(csv_path: Path) -> pd.DataFrame:
-    """The finished rows of a results.csv (results.read_rows; torn rows left out) as a frame: empty cells
+def load(csv_path: Path, warn_torn: bool = True) -> pd.DataFrame:
+    """The finished rows of a results.csv (results.read_finished: torn rows left out, with a warning) as a frame: empty cells
     NaN, every column that holds only numbers numeric."""
-    rows = read_rows(csv_path, SWEEP)[0]
+    if kind_of_header(header_of(csv_path)) is PROFILE:
+        raise ResultsFormatError(f"not a lighthouse-bench sweep results file: {csv_path} is a profile "
+                                 "(`lighthouse-bench report` draws profiles)")
+    rows = read_finished(csv_path, SWEEP) if warn_torn else read_rows(csv_path, SWEEP)[0]
     rows = [{k: (v if v != "" else None) for k, v in r.items()} for r in rows]
     df = pd.DataFrame(rows, columns=list(rows[0]) if rows else list(SWEEP.columns))
     for col in df.columns:
@@ -261,13 +266,14 @@ def memory_chart(df, ok, st, info, out_dir) -> List[Path]:
     return _save(fig, out_dir, "memory")
 
 
-def make_charts(csv_path, out_dir: Optional[Path] = None, info: Optional[dict] = None) -> List[Path]:
-    """Write speedup, latency and memory charts (PNG + SVG) beside the CSV (or into out_dir)."""
+def make_charts(csv_path, out_dir: Optional[Path] = None, info: Optional[dict] = None,
+                warn_torn: bool = True) -> List[Path]:
+    """Write speedup, latency and memory charts (PNG + SVG) beside the CSV (or into out_dir). Raises
+    results.ResultsFormatError (a ValueError) before writing anything when the CSV is not a results file."""
     csv_path = Path(csv_path)
-    out_dir = Path(out_dir) if out_dir else csv_path.parent
-    out_dir.mkdir(parents=True, exist_ok=True)
+    df = load(csv_path, warn_torn)
+    out_dir = writable_folder(out_dir or csv_path.parent, "--out" if out_dir else "--out (default: beside the CSV)")
     info = info if info is not None else machine.read(csv_path.parent / "machine.json")
-    df = load(csv_path)
     ok = df[(df["status"] == "ok") & df["median_ms"].notna()]
     st = Styles(df)
     paths = speedup_chart(df, ok, st, info, out_dir)

@@ -157,12 +157,17 @@ def resolve(suite: Optional[str], flags: Dict[str, object], cuda_available: bool
     for key, value in defaults.items():
         run.setdefault(key, value)
     if run["min_rep"] > run["rep"]:
-        run["min_rep"] = run["rep"]
+        if "min_rep" in top:  # asked for: refuse rather than change it
+            raise OptionError(f"--min-rep: must be <= --rep, got --min-rep {run['min_rep']} and --rep {run['rep']}")
+        run["min_rep"] = run["rep"]  # only the default is lowered to a small --rep
 
     top_points = {k: v for k, v in top.items() if k in POINT_KEYS}
-    points = make_points([{**top_points, **g} for g in grids or [{}]], device)
+    tables = [{**top_points, **g} for g in grids or [{}]]
+    points = make_points(tables, device)
     run.setdefault("pass", list(PASSES))
-    options = {"suite": suite, "device": device, **run}
+    # the grid as parsed, so that --resume can tell whether it is asked to run the same sweep
+    grid = [{k: parse_option(k, v) for k, v in t.items() if v is not None} for t in tables]
+    options = {"suite": suite, "device": device, **run, "grid": grid}
     return SweepSpec(
         suite=suite, device=device, points=points, passes=run["pass"], impls=run.get("impl"),
         baselines=run.get("baseline"), warmup=run["warmup"], rep=run["rep"], min_rep=run["min_rep"],

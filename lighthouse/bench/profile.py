@@ -22,7 +22,7 @@ from ..plan import LighthousePlan, make_plan
 from ..sdpa import causal_sdpa, repeat_kv
 from . import flops as flops_mod
 from .points import Point
-from .results import PROFILE, PROFILE_SUMMARY, write_rows
+from .results import PROFILE, PROFILE_SUMMARY, fmt, write_rows
 from .runner import TORCH_DTYPES, random_inputs
 from .timing import measure
 
@@ -305,7 +305,8 @@ def trace(point: Point, impl: str, device: torch.device, path: Path, seed: int =
 def run_profile(points: Sequence[Point], impl: str, device: torch.device, out: Path, *,
                 sdpa_backend: Optional[str] = None, trace_calls: bool = False,
                 remeasure_peaks: bool = False, seed: int = 0, warmup: int = 3, rep: int = 20,
-                max_seconds: float = 2.0, console=None, argv=None) -> int:
+                max_seconds: float = 2.0, console=None, argv=None, options: Optional[dict] = None,
+                equivalent: Optional[Sequence[str]] = None) -> int:
     """Profile every point into out/ (profile.csv, machine.json with the peaks, profile.png/svg, traces).
     A point that fails is reported and skipped; returns 0 when every point was profiled, else 1."""
     import time
@@ -314,17 +315,18 @@ def run_profile(points: Sequence[Point], impl: str, device: torch.device, out: P
     from .profile_view import print_tables, stacked_chart
     from .runner import free_memory, is_oom
 
+    from .outdir import writable_folder
     from .sweep import make_console
 
     console = console or make_console()
-    out.mkdir(parents=True, exist_ok=True)
+    writable_folder(out)  # before measuring anything
     started = time.perf_counter()
-    info = machine.collect(argv)
+    info = machine.collect(argv, options, equivalent)
     dtypes = sorted({p.shape.dtype for p in points})
     info["peaks"] = {dt: peaks_mod.get_peaks(device, TORCH_DTYPES[dt], remeasure_peaks) for dt in dtypes}
     for dt, pk in info["peaks"].items():
         console.print(f"peaks ({dt}{', cached' if pk.get('cached') else ', measured now'}): copy "
-                      f"{pk['copy_gb_s']:.0f} GB/s, matmul {pk['matmul_tflops']:.1f} TFLOP/s")
+                      f"{fmt(pk['copy_gb_s'])} GB/s, matmul {fmt(pk['matmul_tflops'])} TFLOP/s")
     rows: List[dict] = []
     failed = []
     for point in points:
@@ -350,7 +352,7 @@ def run_profile(points: Sequence[Point], impl: str, device: torch.device, out: P
     if rows:
         write_rows(out / "profile.csv", PROFILE, rows)
         print_tables(rows, console)
-        for path in stacked_chart(rows, out):
+        for path in stacked_chart(rows, out, device_name=info.get("gpu") or info.get("cpu")):
             console.print(f"chart: {path}")
         console.print(f"profile: {out / 'profile.csv'}")
     return 1 if failed else 0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List
+from typing import List, Optional
 
 from rich.console import Console
 from rich.table import Table
@@ -33,7 +33,15 @@ def print_tables(rows: List[dict], console: Console) -> None:
         console.print(t)
 
 
-def stacked_chart(rows: List[dict], out_dir: Path, name: str = "profile") -> List[Path]:
+def chart_title(rows: List[dict], device_name: Optional[str] = None) -> str:
+    """What the chart measured and where: the device (its model when known) and the dtypes."""
+    devices = sorted({str(r.get("device") or "") for r in rows} - {""})
+    dtypes = sorted({str(r.get("dtype") or "") for r in rows} - {""})
+    where = device_name or ", ".join(devices) or "unknown device"
+    return f"Lighthouse: time per stage ({where}, {', '.join(dtypes) or 'unknown dtype'})"
+
+
+def stacked_chart(rows: List[dict], out_dir: Path, name: str = "profile", device_name: Optional[str] = None) -> List[Path]:
     """Stacked bars of stage ms per (point, pass), the whole pass measured end to end as a black tick."""
     import matplotlib
 
@@ -65,7 +73,7 @@ def stacked_chart(rows: List[dict], out_dir: Path, name: str = "profile") -> Lis
                     label="whole pass, measured" if x == 0 else None)
     ax.set_xticks(range(len(bars)), list(bars), fontsize=8)
     ax.set_ylabel("ms (median, each stage timed alone)")
-    ax.set_title("Lighthouse: time per stage")
+    ax.set_title(chart_title(rows, device_name), fontsize=10)
     handles, labels = ax.get_legend_handles_labels()
     uniq = dict(zip(labels, handles))
     ax.legend(uniq.values(), uniq.keys(), fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))

@@ -26,6 +26,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Uni
 
 from . import machine, results
 from .document import Block, Chart, Heading, Para, Table, to_html, to_markdown
+from .outdir import writable_folder
 from .results import BASELINES, PASSES, PROFILE, SWEEP, fmt_size
 
 SWEEP_CSV, PROFILE_CSV, MACHINE_JSON = "results.csv", "profile.csv", "machine.json"
@@ -147,6 +148,7 @@ def sweep_headline(rows: Sequence[Row]) -> dict:
     out = {"impl": impl, "pass": pass_, "baseline": base, "n": None, "point": None, "lighthouse_ms": None,
            "dense_ms": None, "speedup": None, "crossover_n": None, "faster_at_every_n": False,
            "memory_saved": None, "floor_ratio": None, "n_measured": [],
+           "device": next((r.get("device") for r in rows if r.get("device")), None),
            "longest_lighthouse_n": max((n for r in rows if r.get("impl") == impl and r.get("pass") == pass_
                                         and _ok(r) and (n := _int(r.get("n"))) is not None), default=None)}
     if impl is None or pass_ is None or base is None:
@@ -174,8 +176,11 @@ def headline_sentence(h: dict) -> str:
     if h.get("speedup") is None:
         return "No headline: no Lighthouse row with a successful dense baseline at the same shape and pass."
     impl = (h["impl"] or "").removeprefix("lighthouse_")
+    point = h.get("point") or {}
+    config = f"k={point.get('topk')}, L={point.get('levels')}, p={point.get('pooling')}, {point.get('scorer')} scorer"
     parts = [f"Lighthouse ({impl}, {h['pass']}) is {h['speedup']:.3g}x as fast as {h['baseline']} at "
-             f"N={_size(h['n'])}"]
+             f"N={_size(h['n'])} in its best configuration there ({config}; each N is judged by its best "
+             f"configuration)"]
     if h["crossover_n"] is None:
         parts.append("it is not faster at the longest N measured, so there is no crossover")
     elif h["faster_at_every_n"]:
@@ -186,6 +191,11 @@ def headline_sentence(h: dict) -> str:
         parts.append(f"{100 * h['memory_saved']:.1f}% less peak memory than dense at N={_size(h['n'])}")
     if h["floor_ratio"] is not None:
         parts.append(f"{h['floor_ratio']:.3g}x its floor (dense SDPA on the S selected entries alone)")
+    if h.get("baseline") == "sdpa_math":
+        parts.append("sdpa_math is PyTorch's unfused reference attention, far slower than the fused kernels "
+                     "(cuDNN, flash) a GPU run compares with")
+    if h.get("device") == "cpu":
+        parts.append("CPU timings are noisy and say little about a GPU: read them as a smoke test")
     return "; ".join(parts) + "."
 
 
@@ -200,6 +210,7 @@ class Run:
     info: dict
     label: str = ""
     headline: dict = field(default_factory=dict)
+    torn: int = 0  # incomplete rows left out (a crash cut them short)
 
     @property
     def commit(self) -> Optional[str]:
@@ -225,6 +236,18 @@ def _kind_of_csv(path: Path) -> Optional[str]:
     return {SWEEP: "sweep", PROFILE: "profile"}.get(table)
 
 
+def _not_a_results_file(path: Path) -> results.ResultsFormatError:
+    """Why a file given to `report` is neither a sweep's nor a profile's CSV (empty, binary, other columns)."""
+    try:
+        results.read_rows(path, SWEEP)
+        why = f"{path} has neither a sweep's nor a profile's columns"
+    except results.ResultsFormatError as err:
+        why = str(err).split(": ", 1)[-1]
+    except OSError as err:
+        why = f"{path} cannot be read ({err.strerror or err})"
+    return results.ResultsFormatError(f"not a lighthouse-bench {SWEEP_CSV} or {PROFILE_CSV}: {why}")
+
+
 def find_runs(inputs: Sequence[Union[str, Path]]) -> List[Run]:
     """Resolve each input (a folder or a CSV) to its runs; a folder with both CSVs gives two runs. Raises
     ValueError naming the path when it holds neither, so a typo fails before anything is drawn."""
@@ -235,15 +258,18 @@ def find_runs(inputs: Sequence[Union[str, Path]]) -> List[Run]:
         if path.is_dir():
             found = [(kind, path / name) for kind, name in (("sweep", SWEEP_CSV), ("profile", PROFILE_CSV))
                      if (path / name).is_file()]
-        elif path.is_file() and path.suffix == ".csv":
+        elif path.is_file():
             kind = _kind_of_csv(path)
-            found = [(kind, path)] if kind else []
+            if kind is None:
+                raise _not_a_results_file(path)
+            found = [(kind, path)]
         if not found:
             raise ValueError(f"{path}: no {SWEEP_CSV} (sweep) or {PROFILE_CSV} (profile) found there")
         for kind, csv_path in found:
             info = machine.read(csv_path.parent / MACHINE_JSON) or {}
             table = SWEEP if kind == "sweep" else PROFILE
-            runs.append(Run(kind, csv_path, results.read_rows(csv_path, table)[0], info))
+            complete, torn = results.read_rows(csv_path, table)
+            runs.append(Run(kind, csv_path, complete, info, torn=len(torn)))
     _label(runs)
     return runs
 
@@ -268,9 +294,11 @@ def machine_table(runs: Sequence[Run]) -> Table:
     for run in runs:
         i = run.info
         date = i.get("start_time") or i.get("end_time") or i.get("date")
-        rows.append([run.label, run.kind, str(run.csv), i.get("gpu") or "-", i.get("torch") or "-",
+        device = i.get("gpu") or (f"CPU: {i['cpu']}" + (f" ({i['cpu_count']} cores)" if i.get("cpu_count") else "")
+                                   if i.get("cpu") else "-")
+        rows.append([run.label, run.kind, str(run.csv), device, i.get("torch") or "-",
                      i.get("triton") or "-", i.get("cuda") or "-", run.commit_label or "-", date or "-"])
-    return Table(["run", "kind", "source", "gpu", "torch", "triton", "cuda", "commit", "date"], rows, "Runs")
+    return Table(["run", "kind", "source", "device", "torch", "triton", "cuda", "commit", "date"], rows, "Runs")
 
 
 def headline_table(sweeps: Sequence[Run]) -> Table:
@@ -428,7 +456,7 @@ def sweep_charts(run: Run, charts: Path) -> List[Union[Chart, str]]:
     out: List[Union[Chart, str]] = []
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            made = make_charts(run.csv, Path(tmp), info=run.info)
+            made = make_charts(run.csv, Path(tmp), info=run.info, warn_torn=False)  # noted in the report
         except Exception as err:  # noqa: BLE001 - report it in the document and carry on
             return [f"Charts for {run.label} failed: {type(err).__name__}: {err}"]
         for path in made:
@@ -451,7 +479,7 @@ def profile_chart(run: Run, charts: Path) -> List[Chart]:
     else:
         from .profile_view import stacked_chart
 
-        stacked_chart(run.rows, charts, name=name)
+        stacked_chart(run.rows, charts, name=name, device_name=run.info.get("gpu") or run.info.get("cpu"))
     return [Chart(charts / f"{name}.png", f"{run.label}: time per stage")]
 
 
@@ -467,10 +495,10 @@ class ReportFiles:
 
 def build_report(inputs: Sequence[Path], out: Path, title: Optional[str] = None) -> ReportFiles:
     """Read every input, write report.md, report.html, charts/ and headline.json into `out`."""
-    runs = find_runs(inputs)
-    out = Path(out)
-    charts_dir = out / "charts"
-    charts_dir.mkdir(parents=True, exist_ok=True)
+    quality_csvs, inputs = split_quality_inputs(inputs)
+    runs = find_runs(inputs) if inputs or not quality_csvs else []
+    out = writable_folder(out)
+    charts_dir = writable_folder(out / "charts")
     sweeps = [r for r in runs if r.kind == "sweep"]
     profiles = [r for r in runs if r.kind == "profile"]
     for run in sweeps:
@@ -495,6 +523,9 @@ def build_report(inputs: Sequence[Path], out: Path, title: Optional[str] = None)
                           f"the time of A (geometric mean of B/A).")
         blocks.append(table if table is not None else "No common pass with ok Lighthouse rows in both sweeps.")
 
+    for run in runs:
+        if run.torn:
+            blocks.insert(0, Para(f"Warning: {results.torn_note(run.csv, run.torn)}."))
     for run in sweeps:
         blocks.append(Heading(f"Sweep {run.label}"))
         for chart in sweep_charts(run, charts_dir):
@@ -508,14 +539,16 @@ def build_report(inputs: Sequence[Path], out: Path, title: Optional[str] = None)
         blocks += profile_chart(run, charts_dir)
         for key, rows in profile_points(run.rows).items():
             blocks.append(profile_table(key, rows))
+    if quality_csvs:
+        blocks += quality_blocks(sweeps, quality_csvs, charts_dir)
     charts = sorted(charts_dir.iterdir())
 
     generated = datetime.now(timezone.utc).isoformat(timespec="seconds")
     blocks.append(f"Generated {generated} by lighthouse-bench report.")
     headline = {
         "title": title, "generated": generated,
-        "runs": [{"label": r.label, "kind": r.kind, "source": str(r.csv), "commit": r.commit, **r.headline}
-                 for r in runs],
+        "runs": [{"label": r.label, "kind": r.kind, "source": str(r.csv), "commit": r.commit, "torn_rows": r.torn,
+                  **r.headline} for r in runs],
         "comparison": compare,
     }
     md_path, html_path, json_path = out / "report.md", out / "report.html", out / "headline.json"
@@ -523,3 +556,52 @@ def build_report(inputs: Sequence[Path], out: Path, title: Optional[str] = None)
     html_path.write_text(to_html(title, blocks))
     json_path.write_text(json.dumps(headline, indent=2, default=str) + "\n")
     return ReportFiles(md_path, html_path, json_path, charts, headline)
+
+
+# ------------------------------------------------------------------- quality results (lighthouse-bench quality)
+def split_quality_inputs(inputs: Sequence[Path]) -> Tuple[List[Path], List[Path]]:
+    """(quality.csv files, the other inputs): a folder holding quality.csv contributes it, and stays an input
+    only if it also holds a sweep or a profile."""
+    from ..quality.recommend import QUALITY_FILE
+
+    quality, rest = [], []
+    for raw in inputs:
+        path = Path(raw)
+        if path.is_dir() and (path / QUALITY_FILE).is_file():
+            quality.append(path / QUALITY_FILE)
+            if (path / SWEEP_CSV).is_file() or (path / PROFILE_CSV).is_file():
+                rest.append(path)
+        elif path.is_file() and (path.name == QUALITY_FILE or "out_rel_err" in results.header_of(path)):
+            quality.append(path)
+        else:
+            rest.append(path)
+    return quality, rest
+
+
+def quality_blocks(sweeps: Sequence[Run], quality_csvs: Sequence[Path], charts: Path) -> List[Block]:
+    """Speed against quality: the Pareto charts (sweep speedup vs needle recall and vs output error, per N
+    measured on both sides) and the quality charts, drawn by lighthouse.quality.charts."""
+    from ..quality.charts import pareto_chart, quality_charts
+
+    rows = [r for p in quality_csvs for r in results.read_rows(p, results.QUALITY)[0]]
+    sweep_rows = [r for run in sweeps for r in run.rows]
+    from ..quality.summary import scorer_table
+
+    blocks: List[Block] = [Heading("Speed against quality")]
+    headers, table_rows = scorer_table(rows)
+    if table_rows:
+        blocks.append(Table(headers, table_rows, "Needle retrieval and output error per scorer and N"))
+    made = []
+    for figure in ("needle_recall", "out_rel_err"):
+        made += pareto_chart(sweep_rows, rows, charts, figure=figure)
+    if not made:
+        blocks.append("No configuration has both a sweep speedup (fwdbwd, over sdpa_cudnn) and a quality figure "
+                      "at the same N: give the sweep and the quality folders of one grid.")
+    blocks += [Chart(p, p.stem.replace("_", " ")) for p in made]
+    for csv_path in quality_csvs:
+        with tempfile.TemporaryDirectory() as tmp:
+            for path in quality_charts(csv_path, Path(tmp)):
+                dest = charts / f"{_slug(csv_path.parent.resolve().name)}-{path.name}"
+                shutil.move(str(path), dest)
+                blocks.append(Chart(dest, f"{csv_path.parent.name}: {path.stem.replace('_', ' ')}"))
+    return blocks

@@ -92,12 +92,23 @@ PROFILE_SUMMARY = (PROFILE_TOTAL, PROFILE_MEASURED, PROFILE_GPU_BUSY)
 #: machine of the same GPU model).
 CHECK_POINT_COLUMNS = tuple(c for c in SWEEP.key if c != "device")
 CHECK_SPEEDUP, CHECK_FLOOR_RATIO = "speedup_vs_sdpa_cudnn", "floor_ratio"
+#: Plain PyTorch dense SDPA ms / Lighthouse ms (REFERENCE rows: no project code in the reference).
+CHECK_PLAIN = "speedup_vs_plain_sdpa"
+CHECK_GATED = (CHECK_SPEEDUP, CHECK_FLOOR_RATIO, CHECK_PLAIN)
 CHECK_MACHINE_COLUMNS = ("gpu", "torch", "triton", "commit", "recorded_at")
-#: reports/baselines/<gpu>.csv of `check --record`.
+
+
+def spread_column(figure: str) -> str:
+    """Baseline column of a gated figure's relative spread over the recorded runs ((max - min) / median)."""
+    return f"{figure}_spread"
+
+
+#: reports/baselines/<gpu>.csv of `check --record`: per point the median of each gated figure over the
+#: recorded runs, its spread, the number of runs, median times (not gated) and the machine.
 BASELINE = Table(
     "check baseline",
-    columns=(*CHECK_POINT_COLUMNS, CHECK_SPEEDUP, CHECK_FLOOR_RATIO, "median_ms", "dense_median_ms", "s_sel",
-             *CHECK_MACHINE_COLUMNS),
+    columns=(*CHECK_POINT_COLUMNS, *CHECK_GATED, *(spread_column(f) for f in CHECK_GATED), "runs", "median_ms",
+             "dense_median_ms", "plain_median_ms", "s_sel", *CHECK_MACHINE_COLUMNS),
     key=CHECK_POINT_COLUMNS,
 )
 #: check.csv of `check`: one row per judged figure.
@@ -255,3 +266,73 @@ def kind_of_header(header: Sequence[str]) -> Optional[Table]:
     if "kind" in header and "median_ms" in header:
         return SWEEP
     return None
+
+
+# ------------------------------------------------------------------------------------------- check: plain reference
+#: reference.csv of `check` (lighthouse/bench/plain_reference.py): dense causal attention by plain PyTorch, one
+#: row per (shape, pass) of the Lighthouse rows beside it; the yardstick that shares no project code.
+REFERENCE = Table(
+    "plain reference file",
+    columns=("impl", "kind", *DENSE_MATCH_COLUMNS, "device", "status", "reason", "median_ms", "p20_ms", "p80_ms",
+             "reps", "torch", FINISHED_AT),
+    key=("impl", *DENSE_MATCH_COLUMNS),
+)
+
+
+# --- train (`lighthouse-bench train`): one row per throughput point, one per step of the two-stage recipe ------
+
+#: Columns naming one throughput point (preset, shape, attention and its parameters, device, precision).
+TRAIN_POINT = (
+    "preset", "attention", "n", "batch", "hidden", "layers", "ffn", "heads", "kv_heads", "head_dim", "vocab",
+    "levels", "pooling", "topk", "scorer", "dense_layers", "device", "dtype", "checkpointing", "recompute",
+)
+TRAIN = Table(
+    name="train results file",
+    columns=TRAIN_POINT + (
+        "impl", "sdpa_backend", "loss_impl", "s_sel", "params_total", "params_non_embedding",
+        "status", "reason", "steps", "median_step_ms", "p20_step_ms", "p80_step_ms", "tokens_per_s",
+        "speedup_vs_dense", "first_step_s", "attention_ms", "attention_share", "peak_mem_gib",
+        "model_tflop_per_step", "mfu", "seed", FINISHED_AT,
+    ),
+    key=TRAIN_POINT,
+)
+#: The two-stage recipe's log: train loss every step, validation loss every --eval-every steps (empty between).
+TRAIN_CURVE = Table(
+    name="train curve file",
+    columns=("arm", "step", "attention", "tokens", "train_loss", "val_loss", "lr", "step_ms", "elapsed_s",
+             FINISHED_AT),
+    key=("arm", "step"),
+)
+
+
+# ------------------------------------------------------------------------------------------- quality
+#: Depth buckets of the needle recall (0-10% ... 90-100%), one column each.
+QUALITY_BUCKETS = tuple(f"recall_d{10 * b:02d}" for b in range(10))
+#: The figures of a quality row (lighthouse.quality defines them; see README "lighthouse-bench quality").
+QUALITY_FIGURES = ("out_rel_err", "cos_median", "cos_p10", "coverage", "coverage_p10", "needle_recall")
+#: quality.csv of `quality`: one row per (inputs, layer, point).
+QUALITY = Table(
+    "quality file",
+    columns=("inputs", "layer", "device", "dtype", "n", "batch", "heads", "kv_heads", "head_dim",
+             "levels", "pooling", "topk", "scorer", "impl", "s_sel", "status", "reason", *QUALITY_FIGURES,
+             *QUALITY_BUCKETS, "needles", "dense_needle_recall", "seconds", "seed", FINISHED_AT),
+    key=("inputs", "layer", "device", "dtype", "n", "batch", "heads", "kv_heads", "head_dim",
+         "levels", "pooling", "topk", "scorer"),
+)
+
+
+# ------------------------------------------------------------------------------------------- torn rows, told
+def torn_note(path, count: int) -> str:
+    """What every reader says when it leaves torn rows out (plot, report): they are never shown as finished."""
+    return (f"{path}: {count} incomplete row{'s' if count != 1 else ''} (cut short by a crash or a full disk) "
+            "left out; `lighthouse-bench sweep --resume` runs them again")
+
+
+def read_finished(path, table: Table) -> List[Dict[str, str]]:
+    """The complete rows of `path`; torn rows are left out with a warning on stderr (torn_note)."""
+    import sys
+
+    complete, torn = read_rows(path, table)
+    if torn:
+        print(f"warning: {torn_note(path, len(torn))}", file=sys.stderr)
+    return complete

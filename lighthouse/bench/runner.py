@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import lighthouse_attention
-from ..sdpa import causal_sdpa, dense_attention
+from ..sdpa import BackendUnavailable, causal_sdpa, dense_attention
 from .points import Shape, Task
 from .results import BASELINES, IMPLS
 from .timing import Timing, measure
@@ -279,7 +279,7 @@ def classify(exc: Exception, task: Task) -> Tuple[str, str]:
     reason = text if len(text) <= 400 else text[:397] + "..."
     if is_oom(exc):
         return "oom", reason or "out of memory"
-    if isinstance(exc, Unsupported):
+    if isinstance(exc, (Unsupported, BackendUnavailable)):  # before ValueError: BackendUnavailable is one
         return "unsupported", reason
     if isinstance(exc, ValueError):
         return "invalid", reason

@@ -14,13 +14,15 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from . import flops, machine, points, results, runner
+from .outdir import OutputFolderError, writable_folder
 from .points import SweepSpec, Task
 from .results import BASELINES, FINAL, SWEEP
 
 RESULTS, MACHINE = "results.csv", "machine.json"
 
-#: Exit codes: interrupted (Ctrl-C) as a shell reports SIGINT; the CUDA context lost.
-EXIT_INTERRUPTED, EXIT_DEVICE_LOST = 130, 1
+#: Exit codes: interrupted (Ctrl-C) as a shell reports SIGINT; the CUDA context lost; rows failed and no
+#: Lighthouse row ran; nothing could run at all (every row invalid or unsupported here: a usage error).
+EXIT_INTERRUPTED, EXIT_DEVICE_LOST, EXIT_FAILED, EXIT_NOTHING_RAN = 130, 1, 1, 2
 
 
 class SweepError(ValueError):
@@ -133,14 +135,16 @@ def prepare_out_dir(out: Path, resume: bool) -> Path:
         raise SweepError(f"--resume: {path} does not exist; give the --out of the sweep to resume")
     if not resume and path.exists() and path.stat().st_size > 0:
         raise SweepError(f"--out: {path} already exists; add --resume to continue it, or pick another --out")
-    out.mkdir(parents=True, exist_ok=True)
+    writable_folder(out)
     return path
 
 
 def run(spec: SweepSpec, out: Path, *, resume: bool = False, argv: Optional[Sequence[str]] = None,
         equivalent: Optional[Sequence[str]] = None, console: Optional[Console] = None, plot: bool = True,
         cp: int = 1) -> int:
-    """Run the sweep into `out`; returns the exit code (0, 130 on Ctrl-C, 1 if the CUDA context died).
+    """Run the sweep into `out`; returns the exit code (0; 130 on Ctrl-C; 1 if the CUDA context died or no
+    Lighthouse row ran ok; 2 if nothing could run here, every row invalid or unsupported). Raises SweepError
+    before anything runs for a grid of invalid points, a --resume with other options, a bad --out.
     cp > 1: context parallelism over cp ranks (this is one of the torchrun processes; see bench/cp.py)."""
     ctx = None
     if cp > 1:
@@ -152,29 +156,38 @@ def run(spec: SweepSpec, out: Path, *, resume: bool = False, argv: Optional[Sequ
             raise SweepError(str(err)) from None
     writer = ctx is None or ctx.writer  # only rank 0 writes files and prints
     console = (console or make_console()) if writer else Console(quiet=True)
-    results_path = prepare_out_dir(out, resume) if writer else out / RESULTS
-    if ctx is not None:
-        import torch.distributed as dist
-
-        dist.barrier()  # rank 0 has checked --out before anyone writes
     bench = runner.Bench(spec.device, spec.seed, spec.warmup, spec.rep, spec.min_rep, spec.max_seconds)
     bench.cp = ctx
     impls, baselines = resolve_impls(spec, bench)
     tasks = cp_sweep.plan(spec, impls, cp) if ctx else points.plan_tasks(spec, impls, baselines)
     if ctx:
         baselines = [cp_sweep.ring_impl(cp)]
+    if tasks and all(t.invalid for t in tasks):
+        raise SweepError(f"no row of this sweep can run: every point is invalid ({tasks[0].invalid})")
+    options = {**spec.options, "impl": impls, "baseline": baselines, "out": str(out), "resume": resume, "cp": cp}
+    machine_path, results_path = out / MACHINE, out / RESULTS
+    previous, refusal, done_keys = None, None, []
+    medians = Medians()
+    if writer:  # rank 0 alone reads and rewrites --out; the other ranks learn the outcome from it
+        try:
+            previous = machine.read(machine_path) if resume else None
+            if resume:
+                check_same_sweep(previous, options, machine_path)
+            prepare_out_dir(out, resume)
+            for row in keep_final_rows(results_path) if resume else []:
+                done_keys.append(results.row_key(row))
+                medians.add(row)
+        except (SweepError, OutputFolderError) as err:
+            refusal = err
+    if ctx is not None:  # every rank raises the same refusal or skips the same rows: none waits in a collective
+        refusal, done_keys = cp_sweep.from_writer((refusal, done_keys), ctx)
+    if refusal is not None:
+        raise refusal
+    done = set(done_keys)
 
-    medians, done = Medians(), set()
-    if resume:
-        for row in keep_final_rows(results_path):
-            done.add(results.row_key(row))
-            medians.add(row)
     todo = [t for t in tasks if t.key(spec.device) not in done]
     skipped = len(tasks) - len(todo)
 
-    options = {**spec.options, "impl": impls, "baseline": baselines, "out": str(out), "resume": resume, "cp": cp}
-    machine_path = out / MACHINE
-    previous = machine.read(machine_path) if resume else None
     info = machine.collect(argv, options, equivalent)
     if writer:
         machine.write(machine_path, info, previous)
@@ -221,15 +234,28 @@ def run(spec: SweepSpec, out: Path, *, resume: bool = False, argv: Optional[Sequ
 
     from .summary import print_summary
 
-    print_summary(read_rows(results_path), console)
+    all_rows = read_rows(results_path)
+    print_summary(all_rows, console)
+    again = resume_command(equivalent, out)
     if lost:
         console.print(f"[red]Stopped: {lost}[/]\nEvery finished row is in {results_path}; continue in a fresh process "
-                      f"with --resume --out {out} (leave the failing point out if it fails again).")
+                      "with the command below (leave the failing point out if it fails again):")
+        console.print(again, soft_wrap=True, markup=False, highlight=False)
         return EXIT_DEVICE_LOST
     if interrupted:
-        console.print(f"[yellow]Interrupted.[/] {sum(counts.values())} rows written to {results_path}; continue with "
-                      f"[bold]lighthouse-bench sweep ... --resume --out {out}[/], chart with lighthouse-bench plot.")
+        console.print(f"[yellow]Interrupted.[/] {sum(counts.values())} rows written to {results_path}; "
+                      f"chart them with lighthouse-bench plot {results_path}; continue with:", soft_wrap=True)
+        console.print(again, soft_wrap=True, markup=False, highlight=False)
         return EXIT_INTERRUPTED
+    every = _status_counts(all_rows)
+    new = f"{sum(counts.values())} new this run" if resume else ""
+    if not any(r.get("kind") == "lighthouse" and r.get("status") == "ok" for r in all_rows):
+        reasons = sorted({r.get("reason") or r.get("status") for r in all_rows if r.get("kind") == "lighthouse"})
+        console.print(f"[red]no row ran: no Lighthouse row is ok ({_counts(every)}); {'; '.join(reasons[:3])}[/]",
+                      soft_wrap=True)
+        console.print(f"results: {results_path}  ({_counts(every)}{'; ' + new if new else ''})")
+        usage = set(every) <= {"invalid", "unsupported"}  # nothing here can run it: the options, not a failure
+        return EXIT_NOTHING_RAN if usage else EXIT_FAILED
     if plot:
         from .plots import make_charts
 
@@ -239,8 +265,55 @@ def run(spec: SweepSpec, out: Path, *, resume: bool = False, argv: Optional[Sequ
         except Exception as err:  # noqa: BLE001 - the measurements are safe on disk; say so and carry on
             console.print(f"[red]charts failed ({type(err).__name__}: {err}); the results are complete, "
                           f"retry with lighthouse-bench plot {results_path}[/]")
-    console.print(f"results: {results_path}  ({_counts(counts) or 'nothing new to run'})")
+    console.print(f"results: {results_path}  ({_counts(every) or 'no rows'}{'; ' + new if new else ''})")
     return 0
+
+
+def _status_counts(rows: Sequence[dict]) -> Dict[str, int]:
+    counts: Dict[str, int] = {}
+    for r in rows:
+        counts[r.get("status") or "?"] = counts.get(r.get("status") or "?", 0) + 1
+    return counts
+
+
+def resume_command(equivalent: Optional[Sequence[str]], out: Path) -> str:
+    """The exact command that continues this sweep: the options as given, with --out and --resume."""
+    import shlex
+
+    args = list(equivalent or ["lighthouse-bench", "sweep"])
+    kept, skip = [], False
+    for a in args:
+        if skip:
+            skip = False
+        elif a == "--out":
+            skip = True
+        elif a != "--resume":
+            kept.append(a)
+    return shlex.join(kept + ["--out", str(out), "--resume"])
+
+
+#: Option values --resume must find unchanged in machine.json (everything but where the output goes).
+RESUME_IGNORES = ("out", "resume")
+
+
+def check_same_sweep(previous: Optional[dict], options: dict, machine_path: Path) -> None:
+    """--resume continues the sweep recorded in machine.json: refuse options that would plan another one (its
+    rows would be appended to the same results.csv)."""
+    recorded = (previous or {}).get("options") or {}
+    if not recorded:
+        return  # an older or missing machine.json: nothing to compare with (prepare_out_dir checks the CSV)
+    differ = [f"{k} {_show(options.get(k))} (recorded: {_show(recorded.get(k))})" for k in sorted(set(options) | set(recorded))
+              if k not in RESUME_IGNORES and k in recorded and _show(options.get(k)) != _show(recorded.get(k))]
+    if differ:
+        command = (previous or {}).get("equivalent_command") or (previous or {}).get("command") or "?"
+        raise SweepError(f"--resume: the options differ from the sweep recorded in {machine_path}: "
+                         f"{'; '.join(differ)}. Resume with the recorded options ({command}) or use another --out")
+
+
+def _show(value) -> str:
+    import json
+
+    return json.dumps(value, sort_keys=True, default=str)
 
 
 def _counts(counts: Dict[str, int]) -> str:

@@ -115,6 +115,24 @@ def _uses_triton(q, plan: LighthousePlan) -> bool:
     return _resolve_impl(plan.config.impl, q) == "triton"
 
 
+def _agree_finite(run, q, group, rank: int, world: int, plan: LighthousePlan):
+    """run() the rank's selection, which refuses NaN/Inf in q, k, v or an overflowed score (lighthouse/finite.py,
+    as on one device), and make every rank raise when any rank did: a rank that raised alone would leave the
+    others waiting in the next exchange. One tiny all-gather; the check itself already read the screen back."""
+    try:
+        result, problem = run(), None
+    except ValueError as err:
+        result, problem = None, str(err)
+    table = all_gather_ints([int(problem is None)], _collective_device(q, group), group)
+    if problem:
+        first = rank * plan.padded_len
+        raise ValueError(f"cp_group rank {rank} (its shard starts at token {first}; positions are within the shard): {problem}")
+    bad = [r for r in range(world) if not table[r, 0]]
+    if bad:
+        raise ValueError(f"cp_group: the inputs of rank(s) {bad} are not finite (see the error on those ranks)")
+    return result
+
+
 @torch.no_grad()
 def _select_local(q, k, v, plan: LighthousePlan) -> torch.Tensor:
     """The rank's tiles, (B, Hkv, S/W) indices into its local pyramid; the Triton selection on CUDA."""
@@ -123,6 +141,13 @@ def _select_local(q, k, v, plan: LighthousePlan) -> torch.Tensor:
 
         return select_triton(q, k, v, plan)
     return select_torch(q, k, v, plan)
+
+
+def _checked_selection(run_selection, q, k, v, plan: LighthousePlan):
+    """The Triton scores + select stages, their deferred finiteness check read back at once."""
+    sel, check = run_selection(q, k, v, plan)
+    check.raise_if_bad()
+    return sel
 
 
 def _last_entry_rows(out_sub: torch.Tensor, inv: torch.Tensor, plan: LighthousePlan) -> torch.Tensor:
@@ -164,12 +189,11 @@ def context_parallel_lighthouse_attention(q, k, v, group, config: LighthouseConf
         from .fused import TritonGather, TritonScatter
 
         q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
-        sel, check = run_selection(q, k, v, plan)
-        check.raise_if_bad()
+        sel = _agree_finite(lambda: _checked_selection(run_selection, q, k, v, plan), q, group, rank, world, plan)
         q_sub, k_sub, v_sub = TritonGather.apply(q, k, v, sel, plan)
         inv = sel.inv.long()
     else:
-        indices = _select_local(q, k, v, plan)
+        indices = _agree_finite(lambda: _select_local(q, k, v, plan), q, group, rank, world, plan)
         q_sub = gather_entries(q, indices, plan, plan.group)
         k_sub = gather_entries(k, indices, plan, 1)
         v_sub = gather_entries(v, indices, plan, 1)
@@ -190,7 +214,7 @@ def context_parallel_select(q, k, v, group, config: LighthouseConfig, gate=None)
     """This rank's block of the single-device selection: (B, Hkv, S/W) indices into the concatenated
     pyramid of the WHOLE (padded) sequence, i.e. rows [r*S/W, (r+1)*S/W) of `lighthouse.select`."""
     group, rank, world, plan, global_plan = shard_plan(q, k, v, group, config, gate)
-    local = _select_local(q, k, v, plan)
+    local = _agree_finite(lambda: _select_local(q, k, v, plan), q, group, rank, world, plan)
     shift = torch.zeros(plan.pyramid_len, dtype=torch.long, device=local.device)
     for lo, n, go in zip(plan.offsets, plan.level_sizes, global_plan.offsets):
         shift[lo:lo + n] = go - lo + rank * n  # level entry i of rank r is entry r * n_l(local) + i

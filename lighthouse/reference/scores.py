@@ -12,6 +12,7 @@ from typing import Optional, Tuple
 import torch
 import torch.nn.functional as F
 
+from .. import finite
 from ..plan import LighthousePlan
 from ..sdpa import repeat_kv
 
@@ -96,23 +97,12 @@ def token_scores(
     else:
         sq, sk = gla_scores(q, k, v, gate, plan.group)
     sq, sk = _group_max(sq, plan), _group_max(sk, plan)
-    check_finite_scores(sq, sk)
+    if not bool(finite.screen(sq, sk, v)):  # NaN/Inf in q, k or v would silently corrupt the selection
+        finite.raise_non_finite(q, k, v, sq, sk, cfg.scorer)
     pad = plan.padded_len - plan.seq_len
     if pad:
         sq, sk = (F.pad(s, (0, pad), value=float("-inf")) for s in (sq, sk))
     return sq.contiguous(), sk.contiguous()
-
-
-def check_finite_scores(sq: torch.Tensor, sk: torch.Tensor) -> None:
-    """NaN or Inf in q, k or v turns into a score that silently corrupts the selection: refuse it."""
-    for name, s in (("q", sq), ("k", sk)):
-        bad = ~torch.isfinite(s)
-        if bool(bad.any()):
-            b, h, t = (int(i) for i in bad.nonzero()[0])
-            raise ValueError(
-                f"non-finite selection score at batch {b}, kv head {h}, position {t}: "
-                f"{name} (or v, for attention-based scorers) contains NaN or Inf; inputs must be finite"
-            )
 
 
 def score_pyramid(scores: torch.Tensor, plan: LighthousePlan) -> Tuple[torch.Tensor, ...]:

@@ -1,0 +1,26 @@
+"""Output folders, checked before any work: a bad --out is a one-line usage error, never a traceback after
+the measurements (every command that writes calls `writable_folder` first)."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+
+class OutputFolderError(ValueError):
+    """The output folder is a file, or cannot be created or written."""
+
+
+def writable_folder(path, option: str = "--out") -> Path:
+    """Create `path` if needed and prove it writable (a scratch file made and removed); raise
+    OutputFolderError naming `option` otherwise. Pure Python: the CLI calls it before importing torch."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputFolderError(f"{option}: {path} is a file, not a folder; give a folder (created if missing)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as err:
+        raise OutputFolderError(f"{option}: cannot write to the folder {path} ({err.strerror or err})") from None
+    return path

@@ -1,0 +1,154 @@
+"""Charts of quality results (they never measure anything).
+
+needle_recall_<scorer>.png: per scorer, a grid of depth x N heatmaps of the needle recall, one row per
+    budget k and one column per (L, p): the training-free passkey picture.
+quality_<figure>.png: a figure (out_rel_err, coverage) against k per scorer, one line per (L, p, N).
+pareto_<figure>_N<n>.png (`pareto_chart`): speedup over dense (sweep) against a quality figure (quality)
+    for the same configurations, the frontier (no other point both faster and better) drawn.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+from ..bench.results import QUALITY, QUALITY_BUCKETS, fmt_size, num, read_rows
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _ok_rows(path: Path) -> List[dict]:
+    return [r for r in read_rows(path, QUALITY)[0] if r.get("status") == "ok"]
+
+
+def _int(r, c) -> int:
+    return int(num(r[c]))
+
+
+def needle_heatmaps(rows: List[dict], out_dir: Path) -> List[Path]:
+    """One PNG per scorer: rows k, columns (L, p); each cell a depth-bucket x N heatmap of recall."""
+    plt = _plt()
+    rows = [r for r in rows if num(r.get("needle_recall")) is not None]
+    paths = []
+    for scorer in sorted({r["scorer"] for r in rows}):
+        rs = [r for r in rows if r["scorer"] == scorer]
+        ks = sorted({_int(r, "topk") for r in rs})
+        lps = sorted({(_int(r, "levels"), _int(r, "pooling")) for r in rs})
+        ns = sorted({_int(r, "n") for r in rs})
+        fig, axes = plt.subplots(len(ks), len(lps), figsize=(1.2 + 2.2 * len(lps), 0.6 + 2.0 * len(ks)),
+                                 squeeze=False, sharex=True, sharey=True)
+        image = None
+        for a, k in enumerate(ks):
+            for b, (lv, p) in enumerate(lps):
+                ax = axes[a][b]
+                grid = [[None] * len(ns) for _ in QUALITY_BUCKETS]
+                for r in rs:
+                    if (_int(r, "topk"), _int(r, "levels"), _int(r, "pooling")) == (k, lv, p):
+                        for d, col in enumerate(QUALITY_BUCKETS):
+                            grid[d][ns.index(_int(r, "n"))] = num(r.get(col))
+                data = [[float("nan") if v is None else v for v in row] for row in grid]
+                image = ax.imshow(data, vmin=0, vmax=1, cmap="viridis", origin="lower", aspect="auto")
+                ax.set_title(f"k={k} L={lv} p={p}", fontsize=8)
+                ax.set_xticks(range(len(ns)), [fmt_size(n) for n in ns], fontsize=7)
+                ax.set_yticks(range(0, 10, 3), [f"{10 * d}%" for d in range(0, 10, 3)], fontsize=7)
+        fig.supxlabel("N"), fig.supylabel("needle depth (i - j) / i")
+        fig.suptitle(f"needle recall, scorer {scorer} (cosine >= 0.5 with v_j)")
+        if image is not None:
+            fig.colorbar(image, ax=axes, shrink=0.6)
+        path = out_dir / f"needle_recall_{scorer}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def figure_vs_k(rows: List[dict], figure: str, out_dir: Path, inputs: str = "random") -> Optional[Path]:
+    plt = _plt()
+    rows = [r for r in rows if r.get("inputs") == inputs and num(r.get(figure)) is not None]
+    if not rows:
+        return None
+    scorers = sorted({r["scorer"] for r in rows})
+    fig, axes = plt.subplots(1, len(scorers), figsize=(4.5 * len(scorers), 3.6), squeeze=False, sharey=True)
+    for ax, scorer in zip(axes[0], scorers):
+        lines: Dict = {}
+        for r in rows:
+            if r["scorer"] == scorer:
+                lines.setdefault((_int(r, "n"), _int(r, "levels"), _int(r, "pooling")), []).append(
+                    (_int(r, "topk"), num(r[figure])))
+        for (n, lv, p), pts in sorted(lines.items()):
+            pts.sort()
+            ax.plot([k for k, _ in pts], [v for _, v in pts], marker="o", label=f"N={fmt_size(n)} L{lv} p{p}")
+        ax.set_xscale("log", base=2)
+        ax.set_title(scorer), ax.set_xlabel("k")
+        ax.legend(fontsize=6)
+    axes[0][0].set_ylabel(f"{figure} ({inputs} inputs)")
+    path = out_dir / f"quality_{figure}.png"
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def quality_charts(csv_path: Path, out_dir: Optional[Path] = None) -> List[Path]:
+    """Every chart of one quality.csv, beside it unless out_dir is given."""
+    out_dir = Path(out_dir or Path(csv_path).parent)
+    rows = _ok_rows(Path(csv_path))
+    paths = needle_heatmaps(rows, out_dir)
+    for figure in ("out_rel_err", "coverage"):
+        p = figure_vs_k(rows, figure, out_dir)
+        if p:
+            paths.append(p)
+    return paths
+
+
+def pareto_front(points: Sequence[tuple], higher_is_better: bool = True) -> List[tuple]:
+    """(speedup, quality, ...) points no other point beats on both (faster and at least as good, or as
+    fast and better), sorted by speedup."""
+    def better(a, b):
+        qa, qb = (a[1], b[1]) if higher_is_better else (-a[1], -b[1])
+        return a[0] >= b[0] and qa >= qb and (a[0] > b[0] or qa > qb)
+    return sorted((p for p in points if not any(better(o, p) for o in points)), key=lambda p: p[0])
+
+
+def pareto_chart(sweep_rows: List[dict], quality_rows: List[dict], out_dir: Path, *, figure: str = "needle_recall",
+                 inputs: Optional[str] = None, pass_: str = "fwdbwd", baseline: str = "sdpa_cudnn",
+                 seqs: Optional[Sequence[int]] = None) -> List[Path]:
+    """One PNG per N measured on both sides: speedup (x, log) against `figure` (y), frontier drawn.
+    The join is recommend's (same configuration, least favourable value where several rows exist)."""
+    from .recommend import Bar, quality_table, speed_table
+
+    plt = _plt()
+    inputs = inputs or ("needle" if figure == "needle_recall" else "random")
+    bar = Bar(figure, 0.0, inputs)
+    ns = seqs or sorted({int(num(r["n"])) for r in quality_rows if num(r.get("n")) is not None})
+    paths = []
+    for n in ns:
+        speed, quality = speed_table(sweep_rows, n, pass_, baseline), quality_table(quality_rows, n, bar)
+        pts = [(speed[c], quality[c][figure], c) for c in speed.keys() & quality.keys()]
+        if not pts:
+            continue
+        fig, ax = plt.subplots(figsize=(6.4, 4.4))
+        for scorer in sorted({c[3] for _, _, c in pts}):
+            sel = [(s, q) for s, q, c in pts if c[3] == scorer]
+            ax.scatter([s for s, _ in sel], [q for _, q in sel], label=scorer, alpha=0.8)
+        front = pareto_front(pts, bar.higher_is_better)
+        ax.plot([p[0] for p in front], [p[1] for p in front], "k-", lw=1, label="frontier")
+        for s, q, (lv, p, k, sc) in front:
+            ax.annotate(f"L{lv} p{p} k{k}", (s, q), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        ax.set_xscale("log")
+        ax.set_xlabel(f"speedup over {baseline} ({pass_})"), ax.set_ylabel(f"{figure} ({inputs} inputs)")
+        ax.set_title(f"speed against quality, N={fmt_size(n)}")
+        ax.legend(fontsize=7)
+        path = Path(out_dir) / f"pareto_{figure}_N{fmt_size(n)}.png"
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+    return paths

@@ -1,0 +1,220 @@
+"""`lighthouse-bench recommend`: the fastest measured configuration that meets a quality bar.
+
+Joins sweep rows (speed: `speedup_vs_<baseline>` of the Lighthouse row for one pass) with quality rows
+(the bar: needle recall on `needle` inputs, or out_rel_err on `random` inputs, or either on any inputs kind
+named with --inputs) for the same configuration (N, L, p, k, scorer) and names the one with the largest
+speedup among those that meet the bar, with the runners-up and their figures. It never guesses: a
+configuration counts only when both figures were measured (status ok) at exactly the requested N; what is
+missing is listed instead. Where one configuration has several measured rows (several shapes, both
+Lighthouse paths, several layers of a checkpoint) the figure used is the *least favourable* of them for the
+quality bar (lowest recall, largest error) and the fastest Lighthouse path for speed at each shape, then
+the slowest shape: nothing is ever better than a measurement.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+from ..bench.results import CONFIG_COLUMNS as CONFIG
+from ..bench.results import QUALITY, SWEEP, fmt_size, header_of, read_rows
+from ..bench.results import num as _num
+
+SWEEP_FILE, QUALITY_FILE = "results.csv", "quality.csv"
+
+
+def _int(text) -> Optional[int]:
+    x = _num(text)
+    return int(x) if x is not None else None
+
+
+@dataclass(frozen=True)
+class Bar:
+    """The quality bar: `figure` >= threshold (needle_recall) or <= threshold (out_rel_err)."""
+
+    figure: str  # "needle_recall" or "out_rel_err"
+    threshold: float
+    inputs: str  # quality inputs kind the figure is read from
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.figure != "out_rel_err"
+
+    def met(self, value: float) -> bool:
+        return value >= self.threshold if self.higher_is_better else value <= self.threshold
+
+    def worst(self, values: Iterable[float]) -> float:
+        return min(values) if self.higher_is_better else max(values)
+
+    def describe(self) -> str:
+        op = ">=" if self.higher_is_better else "<="
+        return f"{self.figure} {op} {self.threshold:g} on {self.inputs} inputs"
+
+
+@dataclass
+class Candidate:
+    config: Tuple[int, int, int, str]  # (levels, pooling, topk, scorer)
+    speedup: float
+    quality: float
+    meets: bool
+    extra: Dict[str, Optional[float]] = field(default_factory=dict)
+
+    def label(self) -> str:
+        l, p, k, s = self.config
+        return f"L={l} p={p} k={k} {s}"
+
+
+@dataclass
+class Recommendation:
+    seq: int
+    bar: Bar
+    pass_: str
+    baseline: str
+    chosen: Optional[Candidate]
+    ranked: List[Candidate]  # every configuration with both figures, best first (meeting the bar first)
+    speed_only: List[Tuple] = field(default_factory=list)  # measured speed, no quality
+    quality_only: List[Tuple] = field(default_factory=list)  # measured quality, no speed
+    measured_seqs: Dict[str, List[int]] = field(default_factory=dict)
+
+
+def find_files(paths: Sequence[Path]) -> Tuple[List[Path], List[Path]]:
+    """Folders or CSV files -> (sweep CSVs, quality CSVs), told apart by name or by header."""
+    sweeps, qualities = [], []
+    for path in paths:
+        path = Path(path)
+        if path.is_dir():
+            for f in sorted(path.rglob("*.csv")):
+                if f.name == SWEEP_FILE:
+                    sweeps.append(f)
+                elif f.name == QUALITY_FILE:
+                    qualities.append(f)
+            continue
+        if not path.is_file():
+            raise ValueError(f"RESULT DIRS: {path} does not exist")
+        header = header_of(path)
+        if "out_rel_err" in header:
+            qualities.append(path)
+        elif "median_ms" in header:
+            sweeps.append(path)
+        else:
+            raise ValueError(f"RESULT DIRS: {path} is neither a sweep results.csv nor a quality quality.csv")
+    return sweeps, qualities
+
+
+def load(paths: Sequence[Path]) -> Tuple[List[dict], List[dict]]:
+    """(sweep rows, quality rows): the complete rows of every file found (torn rows are not measurements)."""
+    sweeps, qualities = find_files(paths)
+    return ([r for p in sweeps for r in read_rows(p, SWEEP)[0]],
+            [r for p in qualities for r in read_rows(p, QUALITY)[0]])
+
+
+def _key(row: dict) -> Optional[Tuple[int, int, int, str]]:
+    vals = tuple(_int(row.get(c)) for c in CONFIG[:3])
+    if None in vals or not row.get("scorer"):
+        return None
+    return (*vals, row["scorer"])
+
+
+def speed_table(rows: Iterable[dict], seq: int, pass_: str, baseline: str) -> Dict[Tuple, float]:
+    """config -> speedup over `baseline`: per shape the fastest Lighthouse path, then the slowest shape."""
+    col = f"speedup_vs_{baseline}"
+    per_shape: Dict[Tuple, Dict[Tuple, float]] = {}
+    for r in rows:
+        if r.get("kind") != "lighthouse" or r.get("status") != "ok" or r.get("pass") != pass_ or _int(r.get("n")) != seq:
+            continue
+        key, value = _key(r), _num(r.get(col))
+        if key is None or value is None:
+            continue
+        shape = tuple(r.get(c) for c in ("dtype", "batch", "heads", "kv_heads", "head_dim", "device"))
+        best = per_shape.setdefault(key, {})
+        best[shape] = max(value, best.get(shape, value))
+    return {k: min(v.values()) for k, v in per_shape.items()}
+
+
+def quality_table(rows: Iterable[dict], seq: int, bar: Bar) -> Dict[Tuple, Dict[str, float]]:
+    """config -> {bar figure: the least favourable measured value, plus other figures (their worst)}."""
+    seen: Dict[Tuple, List[dict]] = {}
+    for r in rows:
+        if r.get("status") != "ok" or r.get("inputs") != bar.inputs or _int(r.get("n")) != seq:
+            continue
+        key = _key(r)
+        if key is not None and _num(r.get(bar.figure)) is not None:
+            seen.setdefault(key, []).append(r)
+    out = {}
+    for key, rs in seen.items():
+        figs = {bar.figure: bar.worst(_num(r[bar.figure]) for r in rs)}
+        for name, worst in (("needle_recall", min), ("out_rel_err", max), ("coverage", min), ("cos_median", min)):
+            vals = [v for v in (_num(r.get(name)) for r in rs) if v is not None]
+            if name != bar.figure and vals:
+                figs[name] = worst(vals)
+        out[key] = figs
+    return out
+
+
+def recommend(sweep_rows: List[dict], quality_rows: List[dict], seq: int, bar: Bar, pass_: str = "fwdbwd",
+              baseline: str = "sdpa_cudnn") -> Recommendation:
+    speed = speed_table(sweep_rows, seq, pass_, baseline)
+    quality = quality_table(quality_rows, seq, bar)
+    ranked = []
+    for key in speed.keys() & quality.keys():
+        figs = quality[key]
+        value = figs[bar.figure]
+        ranked.append(Candidate(key, speed[key], value, bar.met(value), {k: v for k, v in figs.items() if k != bar.figure}))
+    ranked.sort(key=lambda c: (not c.meets, -c.speedup, c.config))
+    chosen = ranked[0] if ranked and ranked[0].meets else None
+    measured = {
+        "sweep": sorted({n for r in sweep_rows if r.get("kind") == "lighthouse" and r.get("status") == "ok"
+                         for n in [_int(r.get("n"))] if n is not None}),
+        "quality": sorted({n for r in quality_rows if r.get("status") == "ok" and r.get("inputs") == bar.inputs
+                           for n in [_int(r.get("n"))] if n is not None}),
+    }
+    return Recommendation(seq, bar, pass_, baseline, chosen, ranked,
+                          sorted(speed.keys() - quality.keys()), sorted(quality.keys() - speed.keys()), measured)
+
+
+def _fmt(x: Optional[float]) -> str:
+    return "-" if x is None else f"{x:.3g}"
+
+
+def _config_label(key) -> str:
+    return Candidate(key, 0, 0, False).label()
+
+
+def render(rec: Recommendation, runners_up: int = 5) -> str:
+    """Markdown: the choice (or why there is none), the runners-up, what is missing."""
+    n = fmt_size(rec.seq)
+    lines = [f"## Recommendation for N={n}", "",
+             f"Bar: {rec.bar.describe()}; speed: speedup over {rec.baseline} on the {rec.pass_} pass.", ""]
+    if not rec.ranked:
+        lines.append(f"No configuration has both figures measured at N={rec.seq}.")
+        for side, ns in rec.measured_seqs.items():
+            lines.append(f"- {side} results measured N = {', '.join(map(str, ns)) or 'nothing'}"
+                         + ("" if rec.seq in ns else f" (not {rec.seq})"))
+        lines.append(f"Measure it: `lighthouse-bench sweep --seq {rec.seq} ...` and "
+                     f"`lighthouse-bench quality --seq {rec.seq} --inputs {rec.bar.inputs} ...` (no figure is interpolated).")
+    elif rec.chosen is None:
+        best = max(rec.ranked, key=lambda c: c.quality if rec.bar.higher_is_better else -c.quality)
+        lines.append(f"No measured configuration meets the bar; the best {rec.bar.figure} measured is "
+                     f"{_fmt(best.quality)} ({best.label()}, {best.speedup:.2f}x).")
+    else:
+        c = rec.chosen
+        lines.append(f"**Use {c.label()}**: {c.speedup:.2f}x {rec.baseline} ({rec.pass_}), "
+                     f"{rec.bar.figure} = {_fmt(c.quality)}.")
+    if rec.ranked:
+        lines += ["", f"| configuration | speedup | {rec.bar.figure} | meets bar | needle_recall | out_rel_err | coverage |",
+                  "|---|---|---|---|---|---|---|"]
+        shown = rec.ranked[: runners_up + 1]
+        for c in shown:
+            ex = c.extra
+            lines.append(f"| {c.label()} | {c.speedup:.2f}x | {_fmt(c.quality)} | {'yes' if c.meets else 'no'} | "
+                         f"{_fmt(ex.get('needle_recall', c.quality if rec.bar.figure == 'needle_recall' else None))} | "
+                         f"{_fmt(ex.get('out_rel_err', c.quality if rec.bar.figure == 'out_rel_err' else None))} | "
+                         f"{_fmt(ex.get('coverage'))} |")
+    if rec.speed_only:
+        lines += ["", f"Speed measured but no {rec.bar.inputs} quality at N={rec.seq} (run `lighthouse-bench quality`): "
+                  + "; ".join(_config_label(k) for k in rec.speed_only)]
+    if rec.quality_only:
+        lines += ["", f"Quality measured but no {rec.pass_} speed at N={rec.seq} (run `lighthouse-bench sweep`): "
+                  + "; ".join(_config_label(k) for k in rec.quality_only)]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,356 @@
+"""Issue 13 on one GPU, in one call of a few minutes: cold start, small N, and N = 1M.
+
+    python scripts/cold_start.py --out reports/h200/coldstart
+
+1. Cold start. For each configuration a fresh process with an empty TRITON_CACHE_DIR runs the layer's first
+   forward and first backward (bf16, B=1, H=8, D=128, Triton path, cuDNN SDPA); a second fresh process with
+   the cache the first one filled does the same (warm). Triton's compilation listener gives every kernel's
+   compile time. Rows: `cold_start.csv` (one per process) and `compile.csv` (one per compiled kernel).
+2. Small N. Lighthouse fwd+bwd against dense cuDNN at N = 8K (k = 256, 512) and 16K (k = 512, 1024), and the
+   paper point 96K (k = 1536), CUDA events, L2 flush, medians, dense measured in the same run; the selection
+   kernel alone at 96K, 256K and 1M: `small_n.csv`.
+3. N = 1M. Lighthouse (k = 4096, p = 4, L = 3 and 4) and dense cuDNN fwd+bwd, 1 warm-up and 2 repetitions
+   each (dense takes about 15 s a repetition): `one_m.csv`, with the speedup.
+
+Every part writes its rows as soon as they exist, so a part that fails or runs out of time leaves the others.
+`machine.json` beside the CSVs records the machine. `--parts` picks parts (default all).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+SHAPE = dict(batch=1, heads=8, head_dim=128)
+#: (N, k, L, p, scorer): the paper point first; then the smallest N, N = 1M at L = 4, 512K, dilated.
+COLD_CONFIGS = [
+    (98304, 1536, 3, 4, "norm"),
+    (8192, 512, 3, 4, "norm"),
+    (1048576, 4096, 4, 4, "norm"),
+    (524288, 4096, 3, 4, "norm"),
+    (98304, 1536, 3, 4, "dilated"),
+]
+SMALL_POINTS = [(8192, 256), (8192, 512), (16384, 512), (16384, 1024), (98304, 1536)]
+#: The selection kernel alone (rewritten for compile time in issue 13; before: 0.062 ms at 96K, 0.141 ms at 262K).
+SELECT_POINTS = [(98304, 1536, 3), (262144, 4096, 3), (1048576, 4096, 4)]
+ONE_M = 1048576
+
+
+COLD_COLUMNS = ("phase", "n", "topk", "levels", "pooling", "scorer", "first_fwd_ms", "first_bwd_ms", "first_call_ms",
+                "second_call_ms", "triton_compile_ms", "kernels_compiled", "import_ms", "status")
+
+
+def _append(path: Path, row: dict, columns=None) -> None:
+    """One row, flushed; `columns` fixes the header (rows without some columns leave them empty)."""
+    new = not path.exists()
+    with path.open("a", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(columns or row), restval="")
+        if new:
+            w.writeheader()
+        w.writerow(row)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _inputs(n, requires_grad=True, seed=0):
+    import torch
+
+    g = torch.Generator(device="cuda").manual_seed(seed)
+    shape = (SHAPE["batch"], SHAPE["heads"], n, SHAPE["head_dim"])
+    q, k, v, d_out = (torch.randn(shape, generator=g, device="cuda", dtype=torch.bfloat16) for _ in range(4))
+    for t in (q, k, v):
+        t.requires_grad_(requires_grad)
+    return q, k, v, d_out
+
+
+def _layer(n, topk, levels, pooling, scorer="norm"):
+    from lighthouse import LighthouseConfig, lighthouse_attention
+
+    cfg = LighthouseConfig(levels=levels, pooling=pooling, topk=topk, scorer=scorer, impl="triton",
+                           sdpa_backend="cudnn")
+    return lambda q, k, v: lighthouse_attention(q, k, v, config=cfg)
+
+
+# ------------------------------------------------------------------------------------------- 1. cold start
+
+def child(spec: str, out: Path, phase: str) -> int:
+    """One fresh process: the first forward and backward of one configuration, compile times per kernel."""
+    t_start = time.perf_counter()
+    import torch
+    import triton
+
+    n, topk, levels, pooling, scorer = spec.split(",")
+    n, topk, levels, pooling = int(n), int(topk), int(levels), int(pooling)
+    compiles = []
+
+    def listener(*, src, metadata, metadata_group, times, cache_hit):
+        name = getattr(src, "name", "?")
+        consts = getattr(src, "constants", {}) or {}
+        fn = getattr(src, "fn", None)
+        names = getattr(fn, "arg_names", None) or []
+        shown = []
+        for key, val in consts.items():
+            idx = key[0] if isinstance(key, tuple) and key else key
+            label = names[idx] if isinstance(idx, int) and idx < len(names) else str(key)
+            if label.isupper():
+                shown.append(f"{label}={val}")
+        stages = dict(getattr(times, "lowering_stages", []) or [])
+        total_us = (getattr(times, "ir_initialization", 0) or 0) + sum(stages.values()) + (
+            getattr(times, "store_results", 0) or 0)
+        compiles.append({"kernel": name, "constexprs": " ".join(sorted(shown)), "cache_hit": cache_hit,
+                         "compile_ms": round(total_us / 1e3, 1),
+                         **{f"{k}_ms": round(v / 1e3, 1) for k, v in stages.items()}})
+
+    try:
+        triton.knobs.compilation.listener = listener
+    except AttributeError:  # an older triton: totals only
+        pass
+    t_import = time.perf_counter() - t_start
+    torch.cuda.init()
+    torch.empty(1, device="cuda")
+    q, k, v, d_out = _inputs(n)
+    torch.cuda.synchronize()
+    layer = _layer(n, topk, levels, pooling, scorer)
+    t0 = time.perf_counter()
+    y = layer(q, k, v)
+    torch.cuda.synchronize()
+    t1 = time.perf_counter()
+    y.backward(d_out)
+    torch.cuda.synchronize()
+    t2 = time.perf_counter()
+    q.grad = k.grad = v.grad = None
+    y = layer(q, k, v)  # the second call: what is left once everything is compiled
+    y.backward(d_out)
+    torch.cuda.synchronize()
+    t3 = time.perf_counter()
+    compile_ms = sum(c["compile_ms"] for c in compiles if not c["cache_hit"])
+    row = {"phase": phase, "n": n, "topk": topk, "levels": levels, "pooling": pooling, "scorer": scorer,
+           "first_fwd_ms": round((t1 - t0) * 1e3, 1), "first_bwd_ms": round((t2 - t1) * 1e3, 1),
+           "first_call_ms": round((t2 - t0) * 1e3, 1), "second_call_ms": round((t3 - t2) * 1e3, 2),
+           "triton_compile_ms": round(compile_ms, 1), "kernels_compiled": sum(not c["cache_hit"] for c in compiles),
+           "import_ms": round(t_import * 1e3), "status": "ok"}
+    _append(out / "cold_start.csv", row, COLD_COLUMNS)
+    for c in compiles:
+        _append(out / "compile.csv", {"phase": phase, "n": n, "topk": topk, "levels": levels, "pooling": pooling,
+                                      "scorer": scorer, **{k: c.get(k, "") for k in (
+                                          "kernel", "constexprs", "cache_hit", "compile_ms", "ttir_ms", "ttgir_ms",
+                                          "llir_ms", "ptx_ms", "cubin_ms")}})
+    return 0
+
+
+def cold_start(out: Path, deadline: float) -> None:
+    for n, topk, levels, pooling, scorer in COLD_CONFIGS:
+        cache = tempfile.mkdtemp(prefix="lh-triton-cache-")
+        spec = f"{n},{topk},{levels},{pooling},{scorer}"
+        for phase in ("cold", "warm"):
+            left = deadline - time.time()
+            if left < 20:
+                print(f"cold start: out of time, skipped {spec} {phase}", flush=True)
+                _append(out / "cold_start.csv", {"phase": phase, "n": n, "topk": topk, "levels": levels,
+                                                 "pooling": pooling, "scorer": scorer, "status": "skipped"}, COLD_COLUMNS)
+                continue
+            env = dict(os.environ, TRITON_CACHE_DIR=cache, PYTHONPATH=f"{ROOT}{os.pathsep}"
+                       + os.environ.get("PYTHONPATH", ""))
+            t0 = time.time()
+            try:
+                proc = subprocess.run([sys.executable, __file__, "--child", spec, "--phase", phase, "--out", str(out)],
+                                      env=env, timeout=min(left, 240), capture_output=True, text=True)
+                status = "ok"
+                if proc.returncode != 0:
+                    tail = proc.stderr.strip().splitlines()
+                    status = "error: " + (tail[-1] if tail else f"exit {proc.returncode}")
+                    print("\n".join(tail[-15:]), flush=True)
+            except subprocess.TimeoutExpired:
+                status = "timeout"
+            wall = time.time() - t0
+            print(f"cold start {spec:32s} {phase}: process {wall:6.1f} s  {status}", flush=True)
+            if status != "ok":
+                _append(out / "cold_start.csv", {"phase": phase, "n": n, "topk": topk, "levels": levels,
+                                                 "pooling": pooling, "scorer": scorer, "status": status[:300]}, COLD_COLUMNS)
+
+
+# ------------------------------------------------------------------------------------------- 2. small N
+
+class _Timing:
+    def __init__(self, samples_ms, first_call_ms, peak_bytes):
+        self.samples_ms, self.first_call_ms, self.peak_bytes = samples_ms, first_call_ms, peak_bytes
+        xs = sorted(samples_ms)
+        pick = lambda f: xs[min(len(xs) - 1, int(round(f * (len(xs) - 1))))]  # noqa: E731
+        self.median_ms, self.p20_ms, self.p80_ms = pick(0.5), pick(0.2), pick(0.8)
+
+
+def _measure_fallback(step_fn, pass_, leaves, grad_out, *, device, warmup, rep, min_rep, max_seconds):
+    """The sweep's timer in short (used only if lighthouse.bench.timing has moved): CUDA events, 256 MiB L2
+    flush before each repetition, first call timed apart."""
+    import torch
+
+    def step():
+        for t in leaves:
+            t.grad = None
+        step_fn().backward(grad_out)
+
+    flush = torch.empty(64 * 1024 * 1024, dtype=torch.int32, device=device)
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    step()
+    torch.cuda.synchronize()
+    first = (time.perf_counter() - t0) * 1e3
+    w0 = time.perf_counter()
+    for _ in range(warmup - 1):
+        if time.perf_counter() - w0 >= max_seconds:
+            break
+        step()
+    torch.cuda.reset_peak_memory_stats()
+    samples, start = [], time.perf_counter()
+    while len(samples) < rep and not (len(samples) >= min_rep and time.perf_counter() - start >= max_seconds):
+        flush.zero_()
+        b, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        b.record()
+        step()
+        e.record()
+        e.synchronize()
+        samples.append(b.elapsed_time(e))
+    return _Timing(samples, first, torch.cuda.max_memory_allocated() - flush.numel() * 4)
+
+
+def _time(fn, q, k, v, d_out, warmup, rep, min_rep, max_seconds):
+    import torch
+
+    try:
+        from lighthouse.bench.timing import measure
+    except ImportError:
+        measure = _measure_fallback
+    return measure(lambda: fn(q, k, v), "fwdbwd", (q, k, v), d_out, device=torch.device("cuda"),
+                   warmup=warmup, rep=rep, min_rep=min_rep, max_seconds=max_seconds)
+
+
+def _dense(q, k, v):
+    from lighthouse.sdpa import causal_sdpa
+
+    return causal_sdpa(q, k, v, "cudnn")
+
+
+def small_n(out: Path) -> None:
+    import torch
+
+    for n in sorted({p[0] for p in SMALL_POINTS}):
+        q, k, v, d_out = _inputs(n)
+        dense = _time(_dense, q, k, v, d_out, 10, 200, 20, 3.0)
+        _append(out / "small_n.csv", {"n": n, "topk": "", "levels": "", "impl": "sdpa_cudnn",
+                                      "median_ms": round(dense.median_ms, 4), "p20_ms": round(dense.p20_ms, 4),
+                                      "p80_ms": round(dense.p80_ms, 4), "reps": len(dense.samples_ms),
+                                      "speedup_vs_cudnn": 1.0})
+        print(f"N={n:7d} dense cuDNN fwd+bwd {dense.median_ms:8.3f} ms", flush=True)
+        for pn, topk in SMALL_POINTS:
+            if pn != n:
+                continue
+            lh = _time(_layer(n, topk, 3, 4), q, k, v, d_out, 10, 200, 20, 3.0)
+            _append(out / "small_n.csv", {"n": n, "topk": topk, "levels": 3, "impl": "lighthouse_triton",
+                                          "median_ms": round(lh.median_ms, 4), "p20_ms": round(lh.p20_ms, 4),
+                                          "p80_ms": round(lh.p80_ms, 4), "reps": len(lh.samples_ms),
+                                          "speedup_vs_cudnn": round(dense.median_ms / lh.median_ms, 3)})
+            print(f"N={n:7d} k={topk:5d} Lighthouse fwd+bwd {lh.median_ms:8.3f} ms "
+                  f"({dense.median_ms / lh.median_ms:.2f}x cuDNN)", flush=True)
+        del q, k, v, d_out
+        torch.cuda.empty_cache()
+
+
+def select_alone(out: Path) -> None:
+    """The selection kernel alone (scores computed once), triton.testing.do_bench: L2 flushed, median."""
+    import torch
+    import triton.testing
+    from lighthouse import LighthouseConfig
+    from lighthouse.kernels.scores import score_pyramids
+    from lighthouse.kernels.select import select_in_kernel
+    from lighthouse.plan import make_plan
+
+    for n, topk, levels in SELECT_POINTS:
+        q, k, v, _ = _inputs(n, requires_grad=False)
+        plan = make_plan(LighthouseConfig(levels=levels, pooling=4, topk=topk, impl="triton"), q, k, v)
+        inv = torch.empty(plan.batch, plan.kv_heads, plan.pyramid_len, dtype=torch.int32, device="cuda")
+        sq, sk, check = score_pyramids(q, k, v, plan, None, inv)
+        check.raise_if_bad()
+        ms = triton.testing.do_bench(lambda: select_in_kernel(sq, sk, plan, inv), warmup=25, rep=100)
+        _append(out / "small_n.csv", {"n": n, "topk": topk, "levels": levels, "impl": "select_kernel_alone",
+                                      "median_ms": round(ms, 4), "p20_ms": "", "p80_ms": "", "reps": "",
+                                      "speedup_vs_cudnn": ""})
+        print(f"N={n:7d} k={topk:5d} L={levels} selection kernel alone {ms:.4f} ms", flush=True)
+        del q, k, v, sq, sk, inv
+        torch.cuda.empty_cache()
+
+
+# ------------------------------------------------------------------------------------------- 3. N = 1M
+
+def one_m(out: Path) -> None:
+    import torch
+
+    q, k, v, d_out = _inputs(ONE_M)
+    rows = []
+    for levels in (3, 4):
+        lh = _time(_layer(ONE_M, 4096, levels, 4), q, k, v, d_out, 3, 10, 5, 3.0)
+        rows.append(("lighthouse_triton", levels, lh))
+        print(f"N=1M L={levels} k=4096 Lighthouse fwd+bwd {lh.median_ms:9.2f} ms "
+              f"(first call {lh.first_call_ms / 1e3:.1f} s)", flush=True)
+    dense = _time(_dense, q, k, v, d_out, 1, 2, 2, 0.0)  # first call + 0 extra warm-ups + 2 repetitions
+    print(f"N=1M dense cuDNN fwd+bwd {dense.median_ms:9.1f} ms ({len(dense.samples_ms)} repetitions)", flush=True)
+    peak = torch.cuda.max_memory_allocated() / 2**30
+    for impl, levels, t in rows + [("sdpa_cudnn", "", dense)]:
+        _append(out / "one_m.csv", {"n": ONE_M, "topk": 4096 if levels else "", "levels": levels, "pooling": 4,
+                                    "impl": impl, "median_ms": round(t.median_ms, 3),
+                                    "samples_ms": " ".join(f"{s:.3f}" for s in t.samples_ms),
+                                    "first_call_ms": round(t.first_call_ms, 1),
+                                    "peak_gib": round((t.peak_bytes or 0) / 2**30, 2),
+                                    "speedup_vs_cudnn": round(dense.median_ms / t.median_ms, 2)})
+    print(f"N=1M speedups: " + ", ".join(f"L={lv}: {dense.median_ms / t.median_ms:.1f}x" for _, lv, t in rows)
+          + f" (max allocated {peak:.1f} GiB)", flush=True)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default="reports/h200/coldstart", help="folder for the CSVs and machine.json")
+    ap.add_argument("--parts", default="cold,small,1m", help="comma list of: cold, small, 1m")
+    ap.add_argument("--budget-s", type=float, default=270.0,
+                    help="seconds for the whole run; cold-start configurations past it are skipped")
+    ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--phase", default="cold", help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if a.child:
+        return child(a.child, out, a.phase)
+    start = time.time()
+    parts = [p.strip() for p in a.parts.split(",") if p.strip()]
+    try:
+        from lighthouse.bench import machine
+
+        (out / "machine.json").write_text(json.dumps(machine.collect(sys.argv), indent=2, default=str))
+    except Exception as err:  # machine info is a courtesy; never lose the run over it
+        print(f"machine.json not written: {err}", flush=True)
+    # 1M and small N take about 70 s and 60 s; cold start gets what is left of the budget.
+    reserve = (70 if "1m" in parts else 0) + (60 if "small" in parts else 0)
+    if "cold" in parts:
+        cold_start(out, start + a.budget_s - reserve)
+    for name, fn in (("small", small_n), ("small", select_alone), ("1m", one_m)):
+        if name in parts:
+            try:
+                fn(out)
+            except Exception as err:  # keep the other parts' rows
+                print(f"part {name} failed: {type(err).__name__}: {err}", flush=True)
+                _append(out / "errors.csv", {"part": name, "error": f"{type(err).__name__}: {err}"[:500]})
+    print(f"done in {time.time() - start:.0f} s; rows in {out}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

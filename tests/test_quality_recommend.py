@@ -1,0 +1,99 @@
+"""`recommend` on hand-made sweep and quality result files."""
+
+import csv
+
+import pytest
+
+from lighthouse.bench.results import QUALITY, SWEEP
+from lighthouse.quality.recommend import Bar, load, recommend, render
+
+SWEEP_COLS, QUALITY_COLS = list(SWEEP.columns), list(QUALITY.columns)
+
+
+def write(path, cols, rows, torn=None):
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=cols)
+        w.writeheader()
+        for r in rows:
+            w.writerow({**{c: "" for c in cols}, **r, "finished_at": "2026-11-29T00:00:00"})
+        if torn:
+            f.write(torn)
+
+
+def sweep_row(n, l, p, k, s, speedup, impl="lighthouse_triton", pass_="fwdbwd", status="ok", heads=8):
+    return dict(impl=impl, kind="lighthouse", **{"pass": pass_}, device="cuda", dtype="bf16", n=n, batch=1,
+                heads=heads, kv_heads=heads, head_dim=128, levels=l, pooling=p, topk=k, scorer=s, status=status,
+                median_ms=1.0, speedup_vs_sdpa_cudnn=speedup)
+
+
+def q_row(n, l, p, k, s, recall=None, err=None, inputs="needle", status="ok", layer=""):
+    return dict(inputs=inputs, layer=layer, n=n, levels=l, pooling=p, topk=k, scorer=s, status=status,
+                needle_recall=recall if recall is not None else "", out_rel_err=err if err is not None else "",
+                coverage=0.5)
+
+
+@pytest.fixture
+def results(tmp_path):
+    sweep, qual = tmp_path / "sweep", tmp_path / "qual"
+    sweep.mkdir(), qual.mkdir()
+    write(sweep / "results.csv", SWEEP_COLS, [
+        sweep_row(65536, 3, 4, 1024, "norm", 9.0),   # fastest, fails the recall bar
+        sweep_row(65536, 3, 4, 2048, "norm", 6.0),   # meets the bar: the choice
+        sweep_row(65536, 3, 4, 2048, "norm", 7.5, impl="lighthouse_torch"),  # a faster path of the same config counts
+        sweep_row(65536, 2, 4, 4096, "norm", 3.0),   # meets, slower: runner-up
+        sweep_row(65536, 3, 4, 4096, "dilated", 8.0, status="oom"),  # not measured: ignored
+        sweep_row(65536, 3, 4, 4096, "dilated", 20.0, pass_="fwd"),  # other pass: ignored
+        sweep_row(65536, 3, 8, 512, "norm", 12.0),   # speed only: missing quality
+    ], torn="lighthouse_triton,lighthouse,fwdbwd,cuda,bf16,65536,1,8,8,128,4,4,4096,norm" + ",ok" * 10)
+    write(qual / "quality.csv", QUALITY_COLS, [
+        q_row(65536, 3, 4, 1024, "norm", recall=0.6),
+        q_row(65536, 3, 4, 2048, "norm", recall=0.95),
+        q_row(65536, 2, 4, 4096, "norm", recall=1.0),
+        q_row(65536, 3, 4, 4096, "dilated", recall=1.0),
+        q_row(65536, 2, 2, 512, "norm", recall=1.0),  # quality only
+        q_row(65536, 3, 4, 2048, "norm", err=0.3, inputs="random"),
+        q_row(65536, 2, 4, 4096, "norm", err=0.1, inputs="random"),
+    ])
+    return tmp_path
+
+
+def test_fastest_configuration_meeting_the_bar(results):
+    """Catches a choice of the fastest overall (ignoring the bar), a torn row or another pass's speed taken
+    for a measurement, an oom row counted, or the slower Lighthouse path used for speed."""
+    s, q = load([results])
+    rec = recommend(s, q, 65536, Bar("needle_recall", 0.9, "needle"))
+    assert rec.chosen.config == (3, 4, 2048, "norm") and rec.chosen.speedup == 7.5
+    assert [c.config for c in rec.ranked] == [(3, 4, 2048, "norm"), (2, 4, 4096, "norm"), (3, 4, 1024, "norm")]
+    assert rec.speed_only == [(3, 8, 512, "norm")]
+    assert (2, 2, 512, "norm") in rec.quality_only and (3, 4, 4096, "dilated") in rec.quality_only
+    text = render(rec)
+    assert "Use L=3 p=4 k=2048 norm" in text and "7.50x" in text and "L=3 p=8 k=512 norm" in text
+
+
+def test_error_bar_reads_random_inputs_and_can_fail(results):
+    """Catches an out_rel_err bar compared the wrong way round, or reading recall rows."""
+    s, q = load([results])
+    rec = recommend(s, q, 65536, Bar("out_rel_err", 0.2, "random"))
+    assert rec.chosen.config == (2, 4, 4096, "norm")
+    none = recommend(s, q, 65536, Bar("out_rel_err", 0.05, "random"))
+    assert none.chosen is None and "No measured configuration meets the bar" in render(none)
+
+
+def test_unmeasured_seq_is_never_guessed(results):
+    """96K lies between measured lengths: nothing may be interpolated; the output says what to run."""
+    s, q = load([results])
+    rec = recommend(s, q, 98304, Bar("needle_recall", 0.9, "needle"))
+    assert rec.chosen is None and rec.ranked == []
+    text = render(rec)
+    assert "not 98304" in text and "lighthouse-bench quality --seq 98304" in text
+
+
+def test_worst_layer_counts_for_a_checkpoint(tmp_path):
+    """With several layers (or shapes) measured, the least favourable value is the one judged."""
+    write(tmp_path / "results.csv", SWEEP_COLS, [sweep_row(4096, 2, 4, 512, "norm", 2.0),
+                                                  sweep_row(4096, 2, 4, 512, "norm", 1.5, heads=16)])
+    write(tmp_path / "quality.csv", QUALITY_COLS, [q_row(4096, 2, 4, 512, "norm", recall=0.99, layer=0),
+                                                   q_row(4096, 2, 4, 512, "norm", recall=0.7, layer=1)])
+    s, q = load([tmp_path / "results.csv", tmp_path / "quality.csv"])
+    rec = recommend(s, q, 4096, Bar("needle_recall", 0.9, "needle"))
+    assert rec.chosen is None and rec.ranked[0].quality == 0.7 and rec.ranked[0].speedup == 1.5
