@@ -80,6 +80,9 @@ def sweep(
     seed: Annotated[Optional[int], _opt("Seed of the random inputs. Default 0.", "--seed", metavar="N")] = None,
     plot: Annotated[bool, typer.Option("--plot/--no-plot", help="Draw the charts after the sweep.")] = True,
     dry_run: Annotated[bool, _opt("Print the points and rows the sweep would run, and exit.", "--dry-run")] = False,
+    cp: Annotated[int, _opt(
+        "Context parallelism over W ranks (W >= 2: launch with torchrun --nproc-per-node W, one process per GPU): "
+        "Lighthouse with cp_group= against PyTorch's ring attention; rank 0 writes. Default 1 (off).", "--cp", metavar="W")] = 1,
 ) -> None:
     """Time Lighthouse against dense SDPA over a parameter grid; write results.csv, machine.json and charts."""
     import torch
@@ -101,19 +104,24 @@ def sweep(
         return
     if resume and out is None:
         raise typer.BadParameter("--resume needs --out: the folder of the sweep to continue")
+    if cp < 1:
+        raise typer.BadParameter(f"--cp must be an integer >= 1 (the number of ranks), got {cp}")
+    if cp > 1 and out is None:
+        raise typer.BadParameter("--cp needs --out: every rank must agree on the folder")
     try:
         code = run(spec, out or default_out_dir(), resume=resume, plot=plot, argv=sys.argv,
-                   equivalent=_command_line(suite, flags, out, resume))
+                   equivalent=_command_line(suite, flags, out, resume, cp), cp=cp)
     except (SweepError, OutputFolderError) as err:
         raise typer.BadParameter(str(err)) from None
     raise typer.Exit(code)
 
 
-def _command_line(suite, flags, out, resume) -> List[str]:
-    """The options as given, spelled out (recorded in machine.json next to sys.argv)."""
+def _command_line(suite, flags, out, resume, cp: int = 1) -> List[str]:
+    """The options as given, spelled out (recorded in machine.json next to sys.argv); --cp W as torchrun runs it."""
     from .bench.options import option_name
 
-    args = ["lighthouse-bench", "sweep"] + (["--suite", suite] if suite else [])
+    launch = ["torchrun", "--standalone", "--nproc-per-node", str(cp), "-m", "lighthouse.cli"] if cp > 1 else ["lighthouse-bench"]
+    args = launch + ["sweep"] + (["--suite", suite] if suite else []) + (["--cp", str(cp)] if cp > 1 else [])
     for key, value in flags.items():
         if value is None:
             continue
