@@ -84,13 +84,19 @@ def _delay(device: torch.device, us: float) -> None:
         return
     key = device.index if device.index is not None else torch.cuda.current_device()
     if key not in _SLEEP_CYCLES_PER_US:  # calibrate once: cycles of torch.cuda._sleep per microsecond
+        # The spin counts SM clock cycles, and the clock ramps from idle (345 MHz on an H200) to boost (~1980)
+        # under load: a rate read at a lower clock plants too short a delay once the benchmark runs at boost
+        # (the H200 run of scripts/gate_slowdowns.py measured about half of a planted 10%). Take the fastest
+        # of several spins, i.e. the rate at the clock the timed repetitions run at.
         begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        for _ in range(2):  # the second spin runs at the clock the first one raised
+        rates = []
+        for _ in range(6):
             begin.record()
             torch.cuda._sleep(2_000_000)
             end.record()
             end.synchronize()
-        _SLEEP_CYCLES_PER_US[key] = 2_000_000 / max(begin.elapsed_time(end) * 1e3, 1e-3)
+            rates.append(2_000_000 / max(begin.elapsed_time(end) * 1e3, 1e-3))
+        _SLEEP_CYCLES_PER_US[key] = max(rates)
     torch.cuda._sleep(max(1, int(us * _SLEEP_CYCLES_PER_US[key])))
 
 
@@ -136,6 +142,7 @@ def lighthouse_attention(
     sdpa_backend: Optional[str] = _D.sdpa_backend,
     gate: Optional[torch.Tensor] = None,
     config: Union[LighthouseConfig, dict, None] = None,
+    cp_group=None,
 ) -> torch.Tensor:
     """Causal Lighthouse attention. q (B, Hq, N, D); k, v (B, Hkv, N, D), Hq a multiple of Hkv.
 
@@ -143,8 +150,16 @@ def lighthouse_attention(
     is zero-padded at the end internally: real tokens never see the padding (attention is causal and
     padded tokens score -inf, so they are refined only when a tile has nothing else left).
     `config` (a LighthouseConfig or a dict of its fields) overrides the keyword parameters when given.
+
+    Context parallelism: with `cp_group` (a torch.distributed ProcessGroup or 1-D DeviceMesh), q, k, v are
+    this rank's contiguous shard of the sequence (see lighthouse.distributed.shard_sequence) and the result
+    is this rank's rows of the single-device output; scorer='norm' only.
     """
     cfg = LighthouseConfig(levels, pooling, topk, scorer, dilation, impl, sdpa_backend) if config is None else as_config(config)
+    if cp_group is not None:
+        from .distributed import context_parallel_lighthouse_attention
+
+        return context_parallel_lighthouse_attention(q, k, v, cp_group, cfg, gate)
     plan = make_plan(cfg, q, k, v, gate)
     planted = 0.0
     if TEST_SLOWDOWN_ENV in os.environ:  # test-only; one dictionary lookup per call otherwise
@@ -173,10 +188,16 @@ def select(
     sdpa_backend: Optional[str] = _D.sdpa_backend,
     gate: Optional[torch.Tensor] = None,
     config: Union[LighthouseConfig, dict, None] = None,
+    cp_group=None,
 ) -> torch.Tensor:
     """The selected sub-sequence, (B, Hkv, S) int64 indices into the concatenated pyramid
-    (offset(l) + i, offset(l) = sum of n_j for j < l, over the padded length), in causal order."""
+    (offset(l) + i, offset(l) = sum of n_j for j < l, over the padded length), in causal order.
+    With `cp_group`: this rank's block of S/W columns of it, computed from the rank's shard alone."""
     cfg = LighthouseConfig(levels, pooling, topk, scorer, dilation, impl, sdpa_backend) if config is None else as_config(config)
+    if cp_group is not None:
+        from .distributed import context_parallel_select
+
+        return context_parallel_select(q, k, v, cp_group, cfg, gate)
     plan = make_plan(cfg, q, k, v, gate)
     if _resolve_impl(cfg.impl, q) == "triton":
         from .kernels import select_triton

@@ -43,6 +43,9 @@ LIST = "A list: 8k,96k,128k; a range doubles: 8k..256k; k = 1024, m = 1048576."
 
 def _opt(help_: str, *names: str, metavar: Optional[str] = None):
     """An option with its help and a metavar that says what to write (typer's own shows <str>, <int>)."""
+    if metavar is None:  # say what to write: --seq SEQ rather than --seq <str> (flags ignore it)
+        long = next((n for n in names if n.startswith("--")), names[0] if names else "")
+        metavar = long.split("/")[0].lstrip("-").replace("-", "_").upper() or None
     return typer.Option(*names, help=help_, show_default=False, metavar=metavar)
 
 
@@ -77,6 +80,9 @@ def sweep(
     seed: Annotated[Optional[int], _opt("Seed of the random inputs. Default 0.", "--seed", metavar="N")] = None,
     plot: Annotated[bool, typer.Option("--plot/--no-plot", help="Draw the charts after the sweep.")] = True,
     dry_run: Annotated[bool, _opt("Print the points and rows the sweep would run, and exit.", "--dry-run")] = False,
+    cp: Annotated[int, _opt(
+        "Context parallelism over W ranks (W >= 2: launch with torchrun --nproc-per-node W, one process per GPU): "
+        "Lighthouse with cp_group= against PyTorch's ring attention; rank 0 writes. Default 1 (off).", "--cp", metavar="W")] = 1,
 ) -> None:
     """Time Lighthouse against dense SDPA over a parameter grid; write results.csv, machine.json and charts."""
     import torch
@@ -98,19 +104,24 @@ def sweep(
         return
     if resume and out is None:
         raise typer.BadParameter("--resume needs --out: the folder of the sweep to continue")
+    if cp < 1:
+        raise typer.BadParameter(f"--cp must be an integer >= 1 (the number of ranks), got {cp}")
+    if cp > 1 and out is None:
+        raise typer.BadParameter("--cp needs --out: every rank must agree on the folder")
     try:
         code = run(spec, out or default_out_dir(), resume=resume, plot=plot, argv=sys.argv,
-                   equivalent=_command_line(suite, flags, out, resume))
+                   equivalent=_command_line(suite, flags, out, resume, cp), cp=cp)
     except (SweepError, OutputFolderError) as err:
         raise typer.BadParameter(str(err)) from None
     raise typer.Exit(code)
 
 
-def _command_line(suite, flags, out, resume) -> List[str]:
-    """The options as given, spelled out (recorded in machine.json next to sys.argv)."""
+def _command_line(suite, flags, out, resume, cp: int = 1) -> List[str]:
+    """The options as given, spelled out (recorded in machine.json next to sys.argv); --cp W as torchrun runs it."""
     from .bench.options import option_name
 
-    args = ["lighthouse-bench", "sweep"] + (["--suite", suite] if suite else [])
+    launch = ["torchrun", "--standalone", "--nproc-per-node", str(cp), "-m", "lighthouse.cli"] if cp > 1 else ["lighthouse-bench"]
+    args = launch + ["sweep"] + (["--suite", suite] if suite else []) + (["--cp", str(cp)] if cp > 1 else [])
     for key, value in flags.items():
         if value is None:
             continue
@@ -428,7 +439,7 @@ def quality(
 
 @app.command()
 def recommend(
-    results: Annotated[List[Path], typer.Argument(help="Folders (searched recursively) or CSVs: sweep results.csv and quality quality.csv.")],
+    results: Annotated[List[Path], typer.Argument(help="Folders (searched recursively) or CSVs: sweep results.csv and quality quality.csv.", metavar="RESULTS", hidden=True)],
     seq: Annotated[str, _opt("The sequence length to recommend for, e.g. 96k (only rows measured at exactly this N count).", "--seq")] = "",
     min_needle_recall: Annotated[Optional[float], _opt("Bar: needle recall at least this (0..1), from needle inputs.", "--min-needle-recall")] = None,
     max_out_err: Annotated[Optional[float], _opt("Bar: out_rel_err at most this, from random inputs.", "--max-out-err")] = None,
@@ -439,7 +450,9 @@ def recommend(
     out: Annotated[Optional[Path], _opt("Also write the recommendation (Markdown) to this file.", "--out")] = None,
 ) -> None:
     """The fastest measured configuration that meets a quality bar at one N, with runners-up, or which
-    measurements are missing. Exit 0: a configuration meets the bar; 1: none does or nothing was measured."""
+    measurements are missing. Exit 0: a configuration meets the bar; 1: none does or nothing was measured.
+    RESULTS: folders (searched recursively) or CSVs, sweep results.csv and quality quality.csv.
+    """
     from .bench.options import parse_size
     from .bench.results import BASELINES, PASSES
     from .quality.recommend import Bar, load, recommend as choose, render

@@ -496,7 +496,8 @@ class ReportFiles:
 def build_report(inputs: Sequence[Path], out: Path, title: Optional[str] = None) -> ReportFiles:
     """Read every input, write report.md, report.html, charts/ and headline.json into `out`."""
     quality_csvs, inputs = split_quality_inputs(inputs)
-    runs = find_runs(inputs) if inputs or not quality_csvs else []
+    train_dirs, inputs = split_train_inputs(inputs)
+    runs = find_runs(inputs) if inputs or not (quality_csvs or train_dirs) else []
     out = writable_folder(out)
     charts_dir = writable_folder(out / "charts")
     sweeps = [r for r in runs if r.kind == "sweep"]
@@ -541,6 +542,8 @@ def build_report(inputs: Sequence[Path], out: Path, title: Optional[str] = None)
             blocks.append(profile_table(key, rows))
     if quality_csvs:
         blocks += quality_blocks(sweeps, quality_csvs, charts_dir)
+    for folder in train_dirs:
+        blocks += train_blocks(folder, charts_dir)
     charts = sorted(charts_dir.iterdir())
 
     generated = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -556,6 +559,39 @@ def build_report(inputs: Sequence[Path], out: Path, title: Optional[str] = None)
     html_path.write_text(to_html(title, blocks))
     json_path.write_text(json.dumps(headline, indent=2, default=str) + "\n")
     return ReportFiles(md_path, html_path, json_path, charts, headline)
+
+
+# ------------------------------------------------------------------- training runs (lighthouse-bench train)
+def split_train_inputs(inputs: Sequence[Path]) -> Tuple[List[Path], List[Path]]:
+    """(train folders, the other inputs): a folder holding train.csv (throughput) or curve.csv (two-stage
+    recipe) is a training run."""
+    train, rest = [], []
+    for raw in inputs:
+        path = Path(raw)
+        is_train = path.is_dir() and any((path / name).is_file() for name in ("train.csv", "curve.csv"))
+        (train if is_train else rest).append(path)
+    return train, rest
+
+
+def train_blocks(folder: Path, charts: Path) -> List[Block]:
+    """The training section: tokens/s, speedup, attention share, memory and MFU per point, the two-stage
+    recipe's final losses and wall times, and their charts (tables from lighthouse.train.report)."""
+    from ..train.report import RECIPE_HEADER, THROUGHPUT_HEADER, recipe_rows, recipe_summary, throughput_rows
+
+    folder = Path(folder)
+    blocks: List[Block] = [Heading(f"Training {folder.name}")]
+    if (folder / "train.csv").is_file():
+        blocks.append(Table(list(THROUGHPUT_HEADER), throughput_rows(folder / "train.csv"),
+                            "Training step throughput (median optimizer step after warm-up)"))
+    if (folder / "curve.csv").is_file():
+        blocks.append(Table(list(RECIPE_HEADER), recipe_rows(recipe_summary(folder / "curve.csv")),
+                            "Two-stage recipe: Lighthouse then dense, against dense all the way"))
+    for name in ("train_tokens_per_s.png", "train_loss.png"):
+        if (folder / name).is_file():
+            dest = charts / f"{_slug(folder.resolve().name)}-{name}"
+            shutil.copy(folder / name, dest)
+            blocks.append(Chart(dest, f"{folder.name}: {name[:-4].replace('_', ' ')}"))
+    return blocks
 
 
 # ------------------------------------------------------------------- quality results (lighthouse-bench quality)
@@ -601,7 +637,7 @@ def quality_blocks(sweeps: Sequence[Run], quality_csvs: Sequence[Path], charts: 
     for csv_path in quality_csvs:
         with tempfile.TemporaryDirectory() as tmp:
             for path in quality_charts(csv_path, Path(tmp)):
-                dest = charts / f"{_slug(csv_path.parent.resolve().name)}-{path.name}"
+                dest = charts / f"{_slug(csv_path.parent.resolve().parent.name)}-{_slug(csv_path.parent.resolve().name)}-{path.name}"
                 shutil.move(str(path), dest)
-                blocks.append(Chart(dest, f"{csv_path.parent.name}: {path.stem.replace('_', ' ')}"))
+                blocks.append(Chart(dest, f"{csv_path.parent.parent.name}/{csv_path.parent.name}: {path.stem.replace('_', ' ')}"))
     return blocks

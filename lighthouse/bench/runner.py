@@ -160,6 +160,7 @@ class Bench:
         self._masks: Dict[int, object] = {}
         self._flex = None
         self._make_mask = None
+        self.cp = None  # a cp.CpContext under `sweep --cp W` (context parallelism, one process per rank)
 
     def inputs(self, shape: Shape, gate: bool = False) -> Inputs:
         """The shape's inputs, seeded by (seed, shape) so a resumed sweep sees the same values."""
@@ -172,6 +173,8 @@ class Bench:
         return self._inputs
 
     def release(self) -> None:
+        if self.cp is not None:
+            self.cp.release()
         self._inputs = self._shape = None
         self._masks.clear()
         free_memory(self.device)
@@ -234,12 +237,16 @@ def backends_for(task: Task, bench: Bench) -> List[Optional[str]]:
     """The SDPA backends to try, in order: the forced one for a dense baseline; cuDNN-then-auto for the
     floor and for Lighthouse's own SDPA call (the floor uses exactly what Lighthouse uses)."""
     if task.kind == "dense":
-        return [None] if task.impl == "flex" else [task.impl.removeprefix("sdpa_")]
+        return [None] if task.impl == "flex" or bench.cp is not None else [task.impl.removeprefix("sdpa_")]
     return bench.fast_backends(task.shape.dtype, task.shape.head_dim)
 
 
 def build(task: Task, bench: Bench, backend: Optional[str]) -> Tuple[Callable[[], torch.Tensor], List[torch.Tensor], torch.Tensor]:
     """The callable to time, the leaves whose gradients it produces and the output gradient."""
+    if bench.cp is not None:
+        from .cp import build as build_cp
+
+        return build_cp(task, bench, backend)
     s = task.shape
     if task.kind == "floor":
         x = random_inputs(s.batch, s.heads, s.heads, task.s_sel, s.head_dim, s.dtype, bench.device, bench.seed + 1)
@@ -297,7 +304,9 @@ def execute(task: Task, bench: Bench) -> Result:
     """One task -> one Result. Never raises, except KeyboardInterrupt and DeviceLost."""
     if task.invalid:
         return Result("invalid", task.invalid)
-    reason = preflight(task, bench)
+    if bench.cp is not None:
+        from . import cp
+    reason = cp.preflight(task, bench.cp) if bench.cp is not None else preflight(task, bench)
     if reason:
         return Result("unsupported", reason)
     result = None
@@ -311,6 +320,9 @@ def execute(task: Task, bench: Bench) -> Result:
             status, reason = classify(exc, task)
             result = Result(status, reason, sdpa_backend=label)
         fn = leaves = grad_out = None  # noqa: F841 - drop this task's tensors before the next one
+        if bench.cp is not None:
+            bench.cp.release()
+            result = cp.agree(result, bench.cp)  # every rank takes the same branch below
         free_memory(bench.device)
         if result.status != "ok" and not _device_ok(bench.device):  # a sticky CUDA error poisons every later task
             result.status = "error"

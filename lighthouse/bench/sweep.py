@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from . import flops, machine, points, results, runner
-from .outdir import writable_folder
+from .outdir import OutputFolderError, writable_folder
 from .points import SweepSpec, Task
 from .results import BASELINES, FINAL, SWEEP
 
@@ -140,33 +140,57 @@ def prepare_out_dir(out: Path, resume: bool) -> Path:
 
 
 def run(spec: SweepSpec, out: Path, *, resume: bool = False, argv: Optional[Sequence[str]] = None,
-        equivalent: Optional[Sequence[str]] = None, console: Optional[Console] = None, plot: bool = True) -> int:
+        equivalent: Optional[Sequence[str]] = None, console: Optional[Console] = None, plot: bool = True,
+        cp: int = 1) -> int:
     """Run the sweep into `out`; returns the exit code (0; 130 on Ctrl-C; 1 if the CUDA context died or no
     Lighthouse row ran ok; 2 if nothing could run here, every row invalid or unsupported). Raises SweepError
-    before anything runs for a grid of invalid points, a --resume with other options, a bad --out."""
-    console = console or make_console()
+    before anything runs for a grid of invalid points, a --resume with other options, a bad --out.
+    cp > 1: context parallelism over cp ranks (this is one of the torchrun processes; see bench/cp.py)."""
+    ctx = None
+    if cp > 1:
+        from . import cp as cp_sweep
+
+        try:
+            ctx = cp_sweep.start(cp, spec.device)
+        except ValueError as err:
+            raise SweepError(str(err)) from None
+    writer = ctx is None or ctx.writer  # only rank 0 writes files and prints
+    console = (console or make_console()) if writer else Console(quiet=True)
     bench = runner.Bench(spec.device, spec.seed, spec.warmup, spec.rep, spec.min_rep, spec.max_seconds)
+    bench.cp = ctx
     impls, baselines = resolve_impls(spec, bench)
-    tasks = points.plan_tasks(spec, impls, baselines)
+    tasks = cp_sweep.plan(spec, impls, cp) if ctx else points.plan_tasks(spec, impls, baselines)
+    if ctx:
+        baselines = [cp_sweep.ring_impl(cp)]
     if tasks and all(t.invalid for t in tasks):
         raise SweepError(f"no row of this sweep can run: every point is invalid ({tasks[0].invalid})")
-    options = {**spec.options, "impl": impls, "baseline": baselines, "out": str(out), "resume": resume}
-    machine_path = out / MACHINE
-    previous = machine.read(machine_path) if resume else None
-    if resume:
-        check_same_sweep(previous, options, machine_path)
-    results_path = prepare_out_dir(out, resume)
+    options = {**spec.options, "impl": impls, "baseline": baselines, "out": str(out), "resume": resume, "cp": cp}
+    machine_path, results_path = out / MACHINE, out / RESULTS
+    previous, refusal, done_keys = None, None, []
+    medians = Medians()
+    if writer:  # rank 0 alone reads and rewrites --out; the other ranks learn the outcome from it
+        try:
+            previous = machine.read(machine_path) if resume else None
+            if resume:
+                check_same_sweep(previous, options, machine_path)
+            prepare_out_dir(out, resume)
+            for row in keep_final_rows(results_path) if resume else []:
+                done_keys.append(results.row_key(row))
+                medians.add(row)
+        except (SweepError, OutputFolderError) as err:
+            refusal = err
+    if ctx is not None:  # every rank raises the same refusal or skips the same rows: none waits in a collective
+        refusal, done_keys = cp_sweep.from_writer((refusal, done_keys), ctx)
+    if refusal is not None:
+        raise refusal
+    done = set(done_keys)
 
-    medians, done = Medians(), set()
-    if resume:
-        for row in keep_final_rows(results_path):
-            done.add(results.row_key(row))
-            medians.add(row)
     todo = [t for t in tasks if t.key(spec.device) not in done]
     skipped = len(tasks) - len(todo)
 
     info = machine.collect(argv, options, equivalent)
-    machine.write(machine_path, info, previous)
+    if writer:
+        machine.write(machine_path, info, previous)
     console.print(f"[bold]lighthouse-bench sweep[/] suite={spec.suite or 'default'} device={spec.device} "
                   f"{info.get('gpu') or info.get('cpu')}: {len(spec.points)} points, {len(tasks)} rows"
                   + (f", {skipped} already done (--resume)" if skipped else "") + f" -> {out}")
@@ -192,7 +216,8 @@ def run(spec: SweepSpec, out: Path, *, resume: bool = False, argv: Optional[Sequ
                 if task.kind == "floor":
                     floor_cache[floor_key] = result
                 row = make_row(task, spec.device, spec.seed, result, medians)
-                results.append_row(results_path, SWEEP, row)
+                if writer:
+                    results.append_row(results_path, SWEEP, row)
                 medians.add({k: results.cell(v) for k, v in row.items()})
                 counts[result.status] = counts.get(result.status, 0) + 1
                 progress.update(bar, advance=_weight(task), rows=f"{i + 1}/{len(todo)} rows " + _counts(counts))
@@ -202,7 +227,10 @@ def run(spec: SweepSpec, out: Path, *, resume: bool = False, argv: Optional[Sequ
         interrupted = True
     finally:
         bench.release()
-        machine.write(machine_path, machine.finish(info, time.perf_counter() - start, interrupted), previous)
+        if writer:
+            machine.write(machine_path, machine.finish(info, time.perf_counter() - start, interrupted), previous)
+    if not writer:
+        return EXIT_DEVICE_LOST if lost else EXIT_INTERRUPTED if interrupted else 0
 
     from .summary import print_summary
 
