@@ -290,7 +290,8 @@ def classify(exc: Exception, task: Task) -> Tuple[str, str]:
     return "error", f"{type(exc).__name__}: {reason}"
 
 
-def _device_ok(device: torch.device) -> bool:
+def device_ok(device: torch.device) -> bool:
+    """False once the CUDA context is lost (a sticky error poisons every later task)."""
     if device.type != "cuda":
         return True
     try:
@@ -324,7 +325,7 @@ def execute(task: Task, bench: Bench) -> Result:
             bench.cp.release()
             result = cp.agree(result, bench.cp)  # every rank takes the same branch below
         free_memory(bench.device)
-        if result.status != "ok" and not _device_ok(bench.device):  # a sticky CUDA error poisons every later task
+        if result.status != "ok" and not device_ok(bench.device):  # a sticky CUDA error poisons every later task
             result.status = "error"
             raise DeviceLost(f"the CUDA context is lost after {task.label()}: {result.reason}", result)
         if result.status != "unsupported" or task.kind == "dense":

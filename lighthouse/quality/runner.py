@@ -94,18 +94,6 @@ def _free(device) -> None:
         torch.cuda.empty_cache()
 
 
-def _device_ok(device) -> bool:
-    import torch
-
-    if device.type != "cuda":
-        return True
-    try:
-        torch.cuda.synchronize(device)
-        return True
-    except Exception:
-        return False
-
-
 def plan_groups(spec: QualitySpec):
     """[(shape, inputs kind, [points])] in run order: shapes as the sweep orders them, inputs as given."""
     by_shape: Dict = {}
@@ -132,7 +120,7 @@ def run(spec: QualitySpec, out: Path, *, resume: bool = False, plot: bool = True
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from ..bench.runner import resolve_device
+    from ..bench.runner import device_ok, resolve_device
     from .dense import dense_reference
     from .evaluate import dense_needle_recall, lighthouse_impl, measure_point
 
@@ -214,7 +202,7 @@ def run(spec: QualitySpec, out: Path, *, resume: bool = False, plot: bool = True
                         for p, cells in todo:
                             write(cells, status, f"dense reference: {reason}")
                         ref = None
-                        if not _device_ok(dev):
+                        if not device_ok(dev):
                             lost = f"the CUDA context is lost after the dense reference of {label}: {reason}"
                             break
                     for p, cells in todo if ref is not None else []:
@@ -232,7 +220,7 @@ def run(spec: QualitySpec, out: Path, *, resume: bool = False, plot: bool = True
                         progress.update(bar, advance=1, rows=" ".join(f"{k}={v}" for k, v in sorted(counts.items())))
                         if status != "ok":
                             _free(dev)
-                            if not _device_ok(dev):
+                            if not device_ok(dev):
                                 lost = f"the CUDA context is lost after {label} L{p.levels} p{p.pooling} k{p.topk}: {reason}"
                                 break
                     ref = None
