@@ -142,3 +142,35 @@ def test_cli_end_to_end_and_errors(tiny_model, tmp_path):
         result = runner.invoke(app, ["passkey", str(tiny_model), "--device", "cpu", "--out", str(tmp_path / "e"),
                                      *args])
         assert result.exit_code == 2 and option in result.output and "Traceback" not in result.output, result.output
+
+
+def test_lighthouse_folder_runs_saved_dense_and_lighthouse(tmp_path):
+    """Catches the dense switch ignored on load (--attention lighthouse giving the dense model's answers, or
+    saved != dense for a folder saved after the dense recovery), the trained context not read from
+    lighthouse-train.json, and --attention lighthouse accepted for a folder without Lighthouse settings."""
+    from lighthouse import hf
+    from lighthouse.config import LighthouseConfig
+    from lighthouse.quality.passkey_run import load_predict, trained_context
+
+    def cfg():
+        return transformers.LlamaConfig(vocab_size=256, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+                                        use_cache=False)
+
+    torch.manual_seed(0)
+    model = transformers.LlamaForCausalLM(cfg())
+    hf.configure(model, LighthouseConfig(levels=2, pooling=2, topk=128, impl="torch"), dense_layers=[0], dense=True)
+    path = tmp_path / "lighthouse-then-dense"
+    model.save_pretrained(path)
+    (path / "lighthouse-train.json").write_text(json.dumps({"preset": {"seq": 512}}))
+    assert trained_context(path) == 512
+    tokens = torch.tensor([pk.build_prompt(512, 0.5, trial=t).tokens for t in range(2)])
+    cpu = torch.device("cpu")
+    saved, dense, sparse = (load_predict(path, a, cpu, "fp32") for a in ("saved", "dense", "lighthouse"))
+    logits_keep = 64
+    assert torch.equal(saved(tokens, logits_keep), dense(tokens, logits_keep))
+    assert not torch.equal(sparse(tokens, logits_keep), dense(tokens, logits_keep))
+    plain = tmp_path / "plain"
+    transformers.LlamaForCausalLM(cfg()).save_pretrained(plain)
+    with pytest.raises(ValueError, match="--attention lighthouse"):
+        load_predict(plain, "lighthouse", cpu, "fp32")
