@@ -487,6 +487,48 @@ def recommend(
     raise typer.Exit(0 if rec.chosen else 1)
 
 
+@app.command()
+def passkey(
+    models: Annotated[List[Path], typer.Argument(help="Model folders: `train --save DIR` arms (DIR/lighthouse-then-dense, DIR/dense).", metavar="MODELS", hidden=True)],
+    lengths: Annotated[Optional[str], _opt("Prompt lengths in bytes, at most the models' trained context, e.g. 2k,8k,16k. Default: the trained context and four halvings.", "--lengths", metavar="SIZES")] = None,
+    depths: Annotated[str, _opt("Depths of the passkey in percent of the filler, 0 (first) to 100 (just before the question). Default 0,10,...,100.", "--depths", metavar="PERCENTS")] = "0,10,20,30,40,50,60,70,80,90,100",
+    attention: Annotated[str, _opt("Attention to evaluate each model with: saved (as config.json says), dense (dense switch on), lighthouse (switch off), comma-separated. Default saved.", "--attention", metavar="NAMES")] = "saved",
+    digits: Annotated[int, _opt("Digits of the passkey (1..20). Default 5.", "--digits")] = 5,
+    trials: Annotated[int, _opt("Prompts (different passkeys and filler) per depth and length. Default 10.", "--trials")] = 10,
+    batch: Annotated[int, _opt("Prompts per forward pass. Default 8.", "--batch")] = 8,
+    filler: Annotated[str, _opt("Filler text: heldout (held-out stdlib bytes of train's corpus) or sentence (one neutral line repeated). Default heldout.", "--filler")] = "heldout",
+    device: Annotated[Optional[str], _opt("cuda or cpu. Default: cuda when available.", "--device")] = None,
+    dtype: Annotated[Optional[str], _opt("Model dtype: bf16, fp16, fp32. Default bf16 on CUDA, fp32 on the CPU.", "--dtype")] = None,
+    seed: Annotated[int, _opt("Seed of the passkeys and the filler offsets. Default 0.", "--seed")] = 0,
+    out: Annotated[Optional[Path], _opt("Output folder. Default: out/passkey-<timestamp>.", "--out")] = None,
+    resume: Annotated[bool, _opt("Continue the run in --out: skip rows already ok/invalid/unsupported, retry oom/error.", "--resume")] = False,
+    plot: Annotated[bool, typer.Option("--plot/--no-plot", help="Draw the heatmaps after the run.")] = True,
+) -> None:
+    """Passkey retrieval of trained byte-level models: exact-match accuracy per depth and length, scored by
+    teacher-forced argmax; writes passkey.csv, summary.md (with the chance verdict) and heatmaps."""
+    from datetime import datetime
+
+    from .quality.passkey_run import PasskeyError, resolve
+
+    try:
+        if device is None:
+            import torch
+
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        spec = resolve(models, lengths, depths, attention, digits, trials, batch, filler, seed, device, dtype)
+        if resume and out is None:
+            raise ValueError("--resume needs --out: the folder of the run to continue")
+        out = out or Path("out") / f"passkey-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+        from .bench.outdir import writable_folder
+        from .quality.passkey_run import run as run_passkey
+
+        writable_folder(out)
+        code = run_passkey(spec, out, resume=resume, plot=plot, argv=sys.argv)
+    except (ValueError, PasskeyError) as err:
+        raise typer.BadParameter(str(err)) from None
+    raise typer.Exit(code)
+
+
 def main(argv: Optional[List[str]] = None) -> None:  # pragma: no cover - `python -m lighthouse.cli`
     app(argv)
 

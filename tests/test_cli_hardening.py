@@ -319,7 +319,7 @@ def test_version():
     assert result.exit_code == 0 and result.output.strip() == f"lighthouse-bench {__version__}"
 
 
-@pytest.mark.parametrize("command", ["sweep", "plot", "profile", "report", "check", "suites", "train", "quality", "recommend"])
+@pytest.mark.parametrize("command", ["sweep", "plot", "profile", "report", "check", "suites", "train", "quality", "recommend", "passkey"])
 def test_help_has_no_placeholders_or_mid_sentence_breaks(command):
     """Catches `--help` showing <bool>/<str> placeholders and breaking the description mid-sentence (the
     docstrings' own line breaks kept)."""

@@ -320,6 +320,15 @@ QUALITY = Table(
          "levels", "pooling", "topk", "scorer"),
 )
 
+#: passkey.csv of `passkey`: one row per (model folder, attention, length, depth) with its trials' accuracy.
+PASSKEY = Table(
+    "passkey file",
+    columns=("model", "attention", "length", "depth", "digits", "trials", "filler", "device", "dtype", "status",
+             "reason", "exact_acc", "digit_acc", "digit_hits", "chance_digit", "chance_exact", "p_chance",
+             "above_chance", "seconds", "seed", FINISHED_AT),
+    key=("model", "attention", "length", "depth", "digits", "trials", "filler", "device", "dtype", "seed"),
+)
+
 
 # ------------------------------------------------------------------------------------------- torn rows, told
 def torn_note(path, count: int) -> str:
