@@ -11,7 +11,10 @@ What it does NOT measure: the real Triton launch cost (about 10-20 us each on a 
 work, and the CUDA-only parts of the deferred finiteness check (the pinned D2H copy and the event): on the
 CPU that check reads the 0-dim value directly. It is CPU host time with stubbed kernels, not a GPU timing.
 
-    PYTHONPATH=$PWD python3 scripts/host_cost.py [--reps 2000] [--profile 20]
+    PYTHONPATH=$PWD python3 scripts/host_cost.py [--reps 2000] [--blocks 5] [--profile 25]
+
+Before/after a change: run it once with PYTHONPATH pointing at a checkout of the older commit (the stubs
+patch whichever `lighthouse` is imported), once at this one, alternately, on the same quiet machine.
 """
 
 from __future__ import annotations
@@ -71,9 +74,11 @@ def one_call(attn, q, k, v, d_out, cfg):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=2000, help="timed calls (after 200 warm-up calls)")
+    ap.add_argument("--blocks", type=int, default=5, help="the calls split into blocks; the best block's median "
+                    "is the least disturbed by other load on a shared CPU")
     ap.add_argument("--seq-len", type=int, default=8192, help="N (8192: the issue's 8K point)")
     ap.add_argument("--heads", type=int, default=1, help="query and kv heads (host work does not depend on it)")
-    ap.add_argument("--head-dim", type=int, default=8, help="D; tiny, so the CPU's real tensor work stays small")
+    ap.add_argument("--head-dim", type=int, default=1, help="D; tiny, so the CPU's real tensor work stays small")
     ap.add_argument("--profile", type=int, default=25, help="rows of the cProfile table (0: none)")
     args = ap.parse_args()
 
@@ -89,16 +94,22 @@ def main() -> None:
 
     for _ in range(200):
         one_call(lighthouse_attention, q, k, v, d_out, cfg)
-    times = []
-    for _ in range(args.reps):
-        t0 = time.perf_counter()
-        one_call(lighthouse_attention, q, k, v, d_out, cfg)
-        times.append(time.perf_counter() - t0)
+    times, block_medians = [], []
+    per_block = max(1, args.reps // args.blocks)
+    for _ in range(args.blocks):
+        block = []
+        for _ in range(per_block):
+            t0 = time.perf_counter()
+            one_call(lighthouse_attention, q, k, v, d_out, cfg)
+            block.append(time.perf_counter() - t0)
+        block_medians.append(statistics.median(block) * 1e6)
+        times += block
     times.sort()
     med = statistics.median(times) * 1e6
     p10, p90 = times[len(times) // 10] * 1e6, times[9 * len(times) // 10] * 1e6
     print(f"host time per fwd+bwd (CPU, stubbed kernels, N={args.seq_len}, k=512, L=3, p=4, bf16): "
-          f"median {med:.1f} us  (p10 {p10:.1f}, p90 {p90:.1f}, {args.reps} calls)")
+          f"median {med:.1f} us, best block median {min(block_medians):.1f} us "
+          f"(p10 {p10:.1f}, p90 {p90:.1f}; {len(times)} calls in {args.blocks} blocks)")
 
     if args.profile:
         prof = cProfile.Profile()
