@@ -18,7 +18,7 @@ import triton.language as tl
 from lighthouse.config import TILE
 from lighthouse.plan import LighthousePlan
 
-from . import alloc
+from . import alloc, sizes
 
 BLOCK_R = 32  # divides 128 * p, so a block never straddles two levels
 NUM_WARPS = 4  # tuned on the H200 (reports/PERF_NOTES.md, step 4)
@@ -150,10 +150,10 @@ def gather_many(xs: Sequence[torch.Tensor], lm_idx: torch.Tensor, lm_pos: torch.
     if any(x.shape != xs[0].shape for x in xs):
         raise ValueError(f"gather_many needs tensors of one shape, got {[tuple(x.shape) for x in xs]}")
     outs = [alloc.empty(b, hx, plan.selected_len, d, dtype=x.dtype, device=x.device) for x in xs]
-    per_tile = triton.cdiv(plan.chunk, BLOCK_R) + (plan.config.levels - 1) * TILE * plan.config.pooling // BLOCK_R
+    per_tile = sizes.cdiv(plan.chunk, BLOCK_R) + (plan.config.levels - 1) * TILE * plan.config.pooling // BLOCK_R
     spans, offsets = level_tables(plan, xs[0].device)
     top_span = plan.spans[-1]
-    block_d = triton.next_power_of_2(d)
+    block_d = sizes.next_pow2(d)
     padded_x = xs + [xs[0]] * (MAX_TENSORS - len(xs))
     padded_o = outs + [outs[0]] * (MAX_TENSORS - len(xs))
     strides = [s for x in padded_x for s in x.stride()[:3]]
@@ -162,7 +162,7 @@ def gather_many(xs: Sequence[torch.Tensor], lm_idx: torch.Tensor, lm_pos: torch.
         plan.seq_len, plan.selected_len, plan.chunk, plan.tile_len, hx, hx // plan.kv_heads, d,
         *strides,
         NUM=len(xs), LEVELS=plan.config.levels, POOL=plan.config.pooling, TOP_SPAN=top_span,
-        TOP_STEP=min(triton.next_power_of_2(top_span), max(1, 16384 // (BLOCK_R * block_d))),
+        TOP_STEP=min(sizes.next_pow2(top_span), max(1, 16384 // (BLOCK_R * block_d))),
         FAN_IN=fan_in, BLOCK_R=BLOCK_R, BLOCK_D=block_d, num_warps=NUM_WARPS,
     )
     return outs

@@ -16,7 +16,7 @@ import triton.language as tl
 
 from lighthouse.plan import LighthousePlan
 
-from . import alloc
+from . import alloc, sizes
 
 BLOCK_T = 16  # token rows per program; tuned on the H200 (reports/PERF_NOTES.md, step 4)
 NUM_WARPS = 4
@@ -95,10 +95,10 @@ def pull_many(srcs: Sequence[torch.Tensor], inv: torch.Tensor, plan: LighthouseP
         raise ValueError(f"pull_many needs sources of one shape, got {[tuple(s.shape) for s in srcs]}")
     b, hs, _, d = srcs[0].shape
     outs = [alloc.empty(b, hs, plan.seq_len, d, dtype=dtype or s.dtype, device=s.device) for s in srcs]
-    block_d = triton.next_power_of_2(d)
+    block_d = sizes.next_pow2(d)
     block_t = max(16, min(BLOCK_T, 8192 // block_d))
     pad = MAX_TENSORS - len(srcs)
-    _pull_kernel[(triton.cdiv(plan.seq_len, block_t), b * hs)](
+    _pull_kernel[(sizes.cdiv(plan.seq_len, block_t), b * hs)](
         *srcs, *[srcs[0]] * pad, inv, *outs, *[outs[0]] * pad,
         plan.seq_len, plan.selected_len, plan.padded_len, plan.pyramid_len, hs, hs // plan.kv_heads, d,
         NUM=len(srcs), LEVELS=plan.config.levels, POOL=plan.config.pooling, SCATTER=scatter,

@@ -14,7 +14,7 @@ from lighthouse.plan import LighthousePlan
 from lighthouse.finite import raise_non_finite, v_screen
 from lighthouse.reference.scores import token_scores
 
-from . import alloc
+from . import alloc, sizes
 
 
 @triton.jit
@@ -180,12 +180,12 @@ def score_pyramids(q, k, v, plan: LighthousePlan, gate: Optional[torch.Tensor] =
     sq, sk = pyr[0], pyr[1]
     n_pad = plan.padded_len
     if plan.config.scorer == "norm":
-        block_d = triton.next_power_of_2(plan.head_dim)
+        block_d = sizes.next_pow2(plan.head_dim)
         block_t = max(1, min(64, 8192 // block_d))
         pooled = pooled_in_kernel(plan, block_t)
         init_inv = inv is not None and pooled == plan.config.levels - 1
         flag = torch.zeros(1, dtype=torch.int32, device=q.device)
-        _norm_scores_kernel[(triton.cdiv(n_pad, block_t), b * h)](
+        _norm_scores_kernel[(sizes.cdiv(n_pad, block_t), b * h)](
             q, k, sq, sk, inv if init_inv else flag, flag,
             plan.seq_len, n_pad, plan.pyramid_len, plan.q_heads, h, plan.group, plan.head_dim,
             q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),

@@ -30,6 +30,19 @@ def test_kernel_outputs_are_poisoned():
     assert (alloc.empty(3, dtype=torch.int32, device=DEVICE) == -7).all()
 
 
+def test_launch_size_helpers_match_triton():
+    """kernels/sizes.py replaces triton.cdiv / triton.next_power_of_2 in the wrappers (host time): catches a
+    helper that rounds differently, which would launch too few programs or a wrong block size."""
+    import triton
+
+    from lighthouse.kernels import sizes
+
+    for n in range(1, 1100):
+        assert sizes.next_pow2(n) == triton.next_power_of_2(n)
+        for b in (1, 3, 16, 64, 128):
+            assert sizes.cdiv(n, b) == triton.cdiv(n, b)
+
+
 #: Triton runs of the parity cases, shared with the determinism test (each interpreted run costs seconds)
 _TRITON_RUNS = {}
 
