@@ -82,34 +82,8 @@ class LighthousePlan:
         return self.tiles * self.tile_len
 
 
-#: Plans already validated, keyed by everything _validated_plan reads: the config and q, k, v's exact type,
-#: shape, dtype and device. A training loop calls the layer with the same shapes every step; the validation
-#: and sizing then run once instead of per call (host time: issue 13). Bounded: cleared when full.
-_PLAN_CACHE: dict = {}
-_PLAN_CACHE_MAX = 256
-
-
 def make_plan(config: LighthouseConfig, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, gate=None) -> LighthousePlan:
-    """Validate q, k, v (SDPA layout) against each other and the config, and size the call.
-
-    Calls without a gate on plain tensors reuse the plan of an earlier call with the same key (see
-    _PLAN_CACHE): that call passed the same checks, which depend on nothing else. A gate, a tensor subclass
-    or torch.compile tracing take the full validation every time (the gate's checks and warning read it)."""
-    if (gate is None and type(config) is LighthouseConfig and type(q) is torch.Tensor and type(k) is torch.Tensor and type(v) is torch.Tensor
-            and not torch.compiler.is_compiling()):
-        key = (config, q.shape, k.shape, v.shape, q.dtype, k.dtype, v.dtype, q.device, k.device, v.device)
-        plan = _PLAN_CACHE.get(key)
-        if plan is None:
-            plan = _validated_plan(config, q, k, v, None)
-            if len(_PLAN_CACHE) >= _PLAN_CACHE_MAX:
-                _PLAN_CACHE.clear()
-            _PLAN_CACHE[key] = plan
-        return plan
-    return _validated_plan(config, q, k, v, gate)
-
-
-def _validated_plan(config: LighthouseConfig, q, k, v, gate) -> LighthousePlan:
-    """make_plan's checks, every one of them, and the plan."""
+    """Validate q, k, v (SDPA layout) against each other and the config, and size the call."""
     for name, t in (("q", q), ("k", k), ("v", v)):
         if not isinstance(t, torch.Tensor):
             raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
@@ -142,7 +116,7 @@ def _validated_plan(config: LighthouseConfig, q, k, v, gate) -> LighthousePlan:
     if config.scorer == "gla" and gate is None:
         raise ValueError("scorer='gla' needs gate=, the per-token log-gate of shape (B, Hq, N)")
     if gate is not None and config.scorer != "gla":
-        warnings.warn(f"gate= is used only by scorer='gla'; scorer='{config.scorer}' ignores it", UserWarning, stacklevel=4)
+        warnings.warn(f"gate= is used only by scorer='gla'; scorer='{config.scorer}' ignores it", UserWarning, stacklevel=3)
     check_backend_runs_on(config.sdpa_backend, q.device)
     return plan_for(config, b, hq, hkv, n, d)
 
