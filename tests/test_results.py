@@ -48,3 +48,31 @@ def test_numbers():
     """Catches a parser that turns a missing or NaN cell into 0 or raises on garbage."""
     assert num("1.5") == 1.5 and num("") is None and num("nan") is None and num("abc") is None and num(None) is None
     assert results.norm("8192.0") == "8192" and results.fmt(None) == "-" and results.fmt(1.23456) == "1.23"
+
+
+def test_claim_results_file_refuses_a_missing_resume_and_an_overwrite(tmp_path):
+    """Catches a --resume that silently starts from nothing, and a new run appending to another run's rows."""
+
+    class UsageError(ValueError):
+        pass
+
+    with pytest.raises(UsageError, match="--resume"):
+        results.claim_results_file(tmp_path, "results.csv", True, UsageError)
+    path = results.claim_results_file(tmp_path, "results.csv", False, UsageError)
+    append_row(path, SWEEP, {"impl": "sdpa_math", "n": 1024, "status": "ok"})
+    with pytest.raises(UsageError, match="--out"):
+        results.claim_results_file(tmp_path, "results.csv", False, UsageError)
+    assert results.claim_results_file(tmp_path, "results.csv", True, UsageError) == path
+
+
+def test_keep_final_drops_rows_to_run_again(tmp_path):
+    """Catches a resume that keeps oom, error or torn rows (they would never run again) or keeps an earlier
+    row of a key over the later one."""
+    path = tmp_path / "results.csv"
+    for n, status in ((1024, "error"), (1024, "ok"), (2048, "oom"), (4096, "invalid")):
+        append_row(path, SWEEP, {"impl": "sdpa_math", "n": n, "status": status, "reason": f"{n}-{status}"})
+    path.write_text(path.read_text() + "sdpa_math,dense")  # a torn last row
+    kept = results.keep_final(path, SWEEP)
+    assert sorted((r["n"], r["status"]) for r in kept.values()) == [("1024", "ok"), ("4096", "invalid")]
+    done, torn = read_rows(path, SWEEP)
+    assert torn == [] and sorted(r["n"] for r in done) == ["1024", "4096"]

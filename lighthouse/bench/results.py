@@ -199,6 +199,27 @@ def append_row(path, table: Table, row: dict) -> None:
         os.fsync(f.fileno())
 
 
+def claim_results_file(out, name: str, resume: bool, error=ValueError) -> Path:
+    """The results file `name` of a run writing into folder `out`: with --resume it must exist, without it it
+    must not (or be empty), so a new run never appends to another run's rows. Raises `error` (the command's
+    own usage-error class) naming the option."""
+    path = Path(out) / name
+    if resume and not path.exists():
+        raise error(f"--resume: {path} does not exist; give the --out of the run to resume")
+    if not resume and path.exists() and path.stat().st_size > 0:
+        raise error(f"--out: {path} already exists; add --resume to continue it, or pick another --out")
+    return path
+
+
+def keep_final(path, table: Table) -> Dict[Tuple[str, ...], dict]:
+    """For --resume: rewrite `path` with only its rows of a final status (the last one per key), so oom,
+    error and torn rows are run again and replaced instead of duplicated. Returns the kept rows by key."""
+    rows, _torn = read_rows(path, table)
+    kept = {row_key(r, table): r for r in rows if r.get("status") in FINAL}
+    write_rows(path, table, kept.values())
+    return kept
+
+
 def write_rows(path, table: Table, rows: Iterable[dict]) -> None:
     """Write a whole table at once (header + rows, missing columns empty), atomically (temp file + rename)."""
     path = Path(path)

@@ -130,11 +130,7 @@ def resolve_impls(spec: SweepSpec, bench: runner.Bench) -> Tuple[List[str], List
 
 
 def prepare_out_dir(out: Path, resume: bool) -> Path:
-    path = out / RESULTS
-    if resume and not path.exists():
-        raise SweepError(f"--resume: {path} does not exist; give the --out of the sweep to resume")
-    if not resume and path.exists() and path.stat().st_size > 0:
-        raise SweepError(f"--out: {path} already exists; add --resume to continue it, or pick another --out")
+    path = results.claim_results_file(out, RESULTS, resume, SweepError)
     writable_folder(out)
     return path
 

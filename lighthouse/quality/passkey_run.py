@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from ..bench.results import FINAL, PASSKEY, append_row, cell, read_rows, row_key, write_rows
+from ..bench.results import PASSKEY, append_row, cell, claim_results_file, keep_final, read_rows, row_key
 from . import passkey as pk
 
 PASSKEY_FILE, SUMMARY_FILE, MACHINE_FILE = "passkey.csv", "summary.md", "machine.json"
@@ -200,18 +200,9 @@ def run(spec: PasskeySpec, out: Path, *, resume: bool = False, plot: bool = True
     from ..bench import machine
 
     console = console or Console()
-    path = out / PASSKEY_FILE
-    if resume and not path.exists():
-        raise PasskeyError(f"--resume: {path} does not exist; give the --out of the run to resume")
-    if not resume and path.exists() and path.stat().st_size > 0:
-        raise PasskeyError(f"--out: {path} already exists; add --resume to continue it, or pick another --out")
+    path = claim_results_file(out, PASSKEY_FILE, resume, PasskeyError)
     out.mkdir(parents=True, exist_ok=True)
-    done = set()
-    if resume:
-        rows, _torn = read_rows(path, PASSKEY)
-        kept = {row_key(r, PASSKEY): r for r in rows if r.get("status") in FINAL}
-        write_rows(path, PASSKEY, kept.values())
-        done = set(kept)
+    done = set(keep_final(path, PASSKEY)) if resume else set()  # oom/error/torn rows are run again
     machine_path = out / MACHINE_FILE
     previous = machine.read(machine_path) if resume else None
     info = machine.collect(argv, {**spec.options(), "out": str(out), "resume": resume})

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..bench import machine
-from ..bench.results import FINAL, QUALITY, append_row, read_rows, row_key, write_rows
+from ..bench.results import QUALITY, append_row, claim_results_file, keep_final, row_key
 
 QUALITY_FILE, MACHINE_FILE = "quality.csv", "machine.json"
 #: Suite used when none is given: the issue's grid on CUDA, the sweep's CPU smoke preset on the CPU.
@@ -125,18 +125,9 @@ def run(spec: QualitySpec, out: Path, *, resume: bool = False, plot: bool = True
     from .evaluate import dense_needle_recall, lighthouse_impl, measure_point
 
     console = console or Console()
-    path = out / QUALITY_FILE
-    if resume and not path.exists():
-        raise QualityError(f"--resume: {path} does not exist; give the --out of the run to resume")
-    if not resume and path.exists() and path.stat().st_size > 0:
-        raise QualityError(f"--out: {path} already exists; add --resume to continue it, or pick another --out")
+    path = claim_results_file(out, QUALITY_FILE, resume, QualityError)
     out.mkdir(parents=True, exist_ok=True)
-    done = set()
-    if resume:
-        rows, _torn = read_rows(path, QUALITY)
-        kept = {row_key(r, QUALITY): r for r in rows if r.get("status") in FINAL}
-        write_rows(path, QUALITY, kept.values())  # oom/error/torn rows are run again, not duplicated
-        done = set(kept)
+    done = set(keep_final(path, QUALITY)) if resume else set()  # oom/error/torn rows are run again
 
     dev = resolve_device(spec.device)
     impl = lighthouse_impl(dev)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..bench import machine
-from ..bench.results import FINAL, TRAIN, append_row, num, read_rows
+from ..bench.results import FINAL, TRAIN, append_row, claim_results_file, num, read_rows
 from ..bench.results import row_key as _row_key
 from .throughput import RunOptions, TrainPoint, measure_point, point_columns
 
@@ -67,11 +67,7 @@ def run_points(points: Sequence[TrainPoint], opts: RunOptions, out: Path, *, res
     from ..bench.sweep import make_console
 
     console = console or make_console()
-    results = Path(out) / RESULTS
-    if resume and not results.exists():
-        raise TrainRunError(f"--resume: {results} does not exist; give the --out of the run to continue")
-    if not resume and results.exists() and results.stat().st_size > 0:
-        raise TrainRunError(f"--out: {results} already exists; add --resume to continue it, or pick another --out")
+    results = claim_results_file(out, RESULTS, resume, TrainRunError)
     Path(out).mkdir(parents=True, exist_ok=True)
 
     done, dense_tps, written = set(), {}, []
