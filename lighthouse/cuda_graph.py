@@ -203,7 +203,10 @@ def _layer(q, k, v, cfg: LighthouseConfig) -> torch.Tensor:
 def graph_dense(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, sdpa_backend: Optional[str] = None,
                 retain_graph: bool = False) -> GraphedAttention:
     """Dense causal SDPA (lighthouse.sdpa.dense_attention) behind the same graphed wrapper: the baseline that
-    `sweep --cuda-graph` times beside graphed Lighthouse, paying the same input, output and gradient copies."""
+    `sweep --cuda-graph` times beside graphed Lighthouse, paying the same input, output and gradient copies.
+    retain_graph=True only lets the guard allow a repeated backward (the bwd pass times it): the captured
+    backward does not retain SDPA's saved tensors, so with GQA (a reduction allocated after they are freed) a
+    repeated replay may read reused memory; the work, and so the time, is the same."""
     from .sdpa import dense_attention
 
     check_cuda((q, k, v))
