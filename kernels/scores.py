@@ -11,7 +11,7 @@ import triton
 import triton.language as tl
 
 from lighthouse.plan import LighthousePlan
-from lighthouse.finite import raise_non_finite, v_screen
+from lighthouse.finite import assert_finite_on_device, capturing, raise_non_finite, v_screen
 from lighthouse.reference.scores import token_scores
 
 from . import alloc, sizes
@@ -139,20 +139,28 @@ class FiniteCheck:
     read only when `raise_if_bad` is called, after the rest of the layer is launched: no stall of the GPU
     queue. When a screen trips, lighthouse.finite names the bad input or the overflow. Call raise_if_bad
     before the next layer call (the pinned words are shared).
+
+    Under CUDA graph capture (decided once, when the check is made) neither screen leaves the device: no pinned
+    copy, no event, no host read; raise_if_bad queues lighthouse.finite.assert_finite_on_device instead.
     """
 
     def __init__(self, flag: torch.Tensor, pyr: torch.Tensor, plan: LighthousePlan, q, k, v):
-        self.flag = _Deferred(flag[0], _pinned_flag)
+        self.on_device = capturing()
+        self.flag = flag[0] if self.on_device else _Deferred(flag[0], _pinned_flag)
         self.v_sum = None
         self.pyr, self.plan, self.inputs = pyr, plan, (q, k, v)
 
     def watch_v(self, x: torch.Tensor) -> None:
         """Screen v through x: v itself, or any tensor every element of v flows into (the gathered v_sub)."""
-        self.v_sum = _Deferred(v_screen(x), _pinned_v_sum)
+        screen = v_screen(x)
+        self.v_sum = screen if self.on_device else _Deferred(screen, _pinned_v_sum)
 
     def raise_if_bad(self) -> None:
         if self.v_sum is None:
             self.watch_v(self.inputs[2])
+        if self.on_device:
+            assert_finite_on_device(self.flag, self.v_sum)
+            return
         if self.flag.read() != 0 or not math.isfinite(self.v_sum.read()):
             n = self.plan.seq_len
             raise_non_finite(*self.inputs, self.pyr[0, ..., :n], self.pyr[1, ..., :n], self.plan.config.scorer)

@@ -22,13 +22,13 @@ def _map_checkout_folders() -> None:
 
 _map_checkout_folders()
 
-__all__ = ["LighthouseAttention", "LighthouseConfig", "lighthouse_attention", "select"]
+__all__ = ["LighthouseAttention", "LighthouseConfig", "graph_lighthouse", "lighthouse_attention", "select"]
 __version__ = "0.1.0"
 
 #: Public name -> the module that defines it. Imported on first use, so that `import lighthouse.bench.options`
 #: (the CLI's --help, `suites`) does not pay for importing torch.
 _LAZY = {"lighthouse_attention": "attention", "select": "attention", "LighthouseConfig": "config",
-         "LighthouseAttention": "module"}
+         "LighthouseAttention": "module", "graph_lighthouse": "cuda_graph"}
 
 
 def __getattr__(name: str):

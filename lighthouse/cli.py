@@ -76,6 +76,10 @@ def sweep(
     min_rep: Annotated[Optional[int], _opt("Fewest timed repetitions per row. Default 3.", "--min-rep", metavar="N")] = None,
     max_seconds: Annotated[Optional[float], _opt("Stop repeating a row after this many seconds (once --min-rep are done). Default 3.", "--max-seconds", metavar="SECONDS")] = None,
     floor: Annotated[Optional[bool], _opt("Also time dense SDPA on S random entries per Lighthouse point. Default: on for CUDA.", "--floor/--no-floor")] = None,
+    cuda_graph: Annotated[Optional[bool], _opt(
+        "Time the Lighthouse (Triton) and dense rows through CUDA graphs (lighthouse.graph_lighthouse: forward and "
+        "backward each replayed as one graph; first_call_ms includes the capture); CUDA only. Default off.",
+        "--cuda-graph/--no-cuda-graph")] = None,
     resume: Annotated[bool, _opt("Continue the sweep in --out: skip rows already ok/invalid/unsupported, retry oom/error.", "--resume")] = False,
     seed: Annotated[Optional[int], _opt("Seed of the random inputs. Default 0.", "--seed", metavar="N")] = None,
     plot: Annotated[bool, typer.Option("--plot/--no-plot", help="Draw the charts after the sweep.")] = True,
@@ -94,7 +98,7 @@ def sweep(
     flags = {"seq": seq, "topk": topk, "levels": levels, "pooling": pooling, "scorer": scorer, "batch": batch,
              "heads": heads, "kv_heads": kv_heads, "head_dim": head_dim, "dtype": dtype, "pass": passes, "impl": impl,
              "baseline": baseline, "device": device, "warmup": warmup, "rep": rep, "min_rep": min_rep,
-             "max_seconds": max_seconds, "seed": seed, "floor": floor}
+             "max_seconds": max_seconds, "seed": seed, "floor": floor, "cuda_graph": cuda_graph}
     try:
         spec = points.resolve(suite, flags, torch.cuda.is_available())
     except ValueError as err:
@@ -106,6 +110,8 @@ def sweep(
         raise typer.BadParameter("--resume needs --out: the folder of the sweep to continue")
     if cp < 1:
         raise typer.BadParameter(f"--cp must be an integer >= 1 (the number of ranks), got {cp}")
+    if cp > 1 and spec.cuda_graph:
+        raise typer.BadParameter("--cuda-graph: not with --cp (context parallelism runs collectives); leave one out")
     if cp > 1 and out is None:
         raise typer.BadParameter("--cp needs --out: every rank must agree on the folder")
     try:
@@ -125,8 +131,9 @@ def _command_line(suite, flags, out, resume, cp: int = 1) -> List[str]:
     for key, value in flags.items():
         if value is None:
             continue
-        if key == "floor":
-            args.append("--floor" if value else "--no-floor")
+        if key in ("floor", "cuda_graph"):
+            flag = option_name(key)
+            args.append(flag if value else flag.replace("--", "--no-", 1))
         else:
             args += ["--pass" if key == "pass" else option_name(key), str(value)]
     return args + (["--out", str(out)] if out else []) + (["--resume"] if resume else [])

@@ -6,6 +6,9 @@ Each path instead screens what it has anyway: the scores (NaN/Inf in q or k, or 
 and the float32 sum of v (NaN/Inf anywhere in v reaches it; the norm scorer never reads v). Only when a
 screen trips does `raise_non_finite` look at the elements: it names the first bad one, or, when q, k and v
 are all finite, says that the score overflowed. A false alarm (finite v whose sum overflows) raises nothing.
+
+Under CUDA graph capture (lighthouse.cuda_graph) the host may not read the GPU: the screens stay on the
+device and `assert_finite_on_device` stops the replay with a device-side assertion instead (see there).
 """
 
 from __future__ import annotations
@@ -24,6 +27,31 @@ def v_screen(v: torch.Tensor) -> torch.Tensor:
 def screen(sq: torch.Tensor, sk: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """0-dim bool on the inputs' device: True when the scores and v's screen are all finite."""
     return torch.isfinite(sq).all() & torch.isfinite(sk).all() & torch.isfinite(v_screen(v))
+
+
+#: What a device-side assertion says (CUDA prints it only as "device-side assert triggered" plus this text
+#: where it can); the named element needs an eager call.
+DEVICE_CHECK_MESSAGE = ("lighthouse: q, k or v holds NaN or Inf, or a score overflowed float32, in a CUDA graph "
+                        "replay; run the same inputs through lighthouse_attention (eager) to name the element")
+
+
+def capturing() -> bool:
+    """True while this thread's current CUDA stream is being captured into a CUDA graph (torch.cuda.graph,
+    torch.cuda.make_graphed_callables); False without CUDA. During capture nothing may read the GPU from the
+    host (.item(), bool(), event.synchronize()): CUDA invalidates the capture."""
+    try:
+        return bool(torch.cuda.is_current_stream_capturing())
+    except (RuntimeError, AssertionError, AttributeError):  # a CPU-only build or no GPU: nothing is captured
+        return False
+
+
+def assert_finite_on_device(flag: torch.Tensor, v_sum: torch.Tensor) -> None:
+    """The finiteness check without a host read, for a call being captured into a CUDA graph: a device-side
+    assertion that the scoring kernel's flag is 0 and v's screen is finite. Trade-off: NaN/Inf is still refused,
+    but as an asynchronous CUDA error ("device-side assert triggered") that the next synchronising call raises;
+    it does not name the element, and the CUDA context cannot be used afterwards (the process must restart),
+    unlike the eager ValueError, which a caller can catch."""
+    torch._assert_async((flag == 0) & torch.isfinite(v_sum), DEVICE_CHECK_MESSAGE)
 
 
 def raise_non_finite(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, sq: Optional[torch.Tensor] = None,

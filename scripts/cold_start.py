@@ -7,8 +7,10 @@
    the cache the first one filled does the same (warm). Triton's compilation listener gives every kernel's
    compile time. Rows: `cold_start.csv` (one per process) and `compile.csv` (one per compiled kernel).
 2. Small N. Lighthouse fwd+bwd against dense cuDNN at N = 8K (k = 256, 512) and 16K (k = 512, 1024), and the
-   paper point 96K (k = 1536), CUDA events, L2 flush, medians, dense measured in the same run; the selection
-   kernel alone at 96K, 256K and 1M: `small_n.csv`.
+   paper point 96K (k = 1536), CUDA events, L2 flush, medians, dense measured in the same run; each row plain
+   and through CUDA graphs (lighthouse.graph_lighthouse, graph_dense: `cuda_graph` column), with the host time
+   to issue one fwd+bwd and the time per fwd+bwd back to back (no flush); the selection kernel alone at 96K,
+   256K and 1M: `small_n.csv`.
 3. N = 1M. Lighthouse (k = 4096, p = 4, L = 3 and 4) and dense cuDNN fwd+bwd, 1 warm-up and 2 repetitions
    each (dense takes about 15 s a repetition): `one_m.csv`, with the speedup.
 
@@ -241,28 +243,95 @@ def _dense(q, k, v):
     return causal_sdpa(q, k, v, "cudnn")
 
 
-def small_n(out: Path) -> None:
+#: small_n.csv: per row plain (cuda_graph False) or through lighthouse.graph_lighthouse / graph_dense (True).
+SMALL_COLUMNS = ("n", "topk", "levels", "impl", "cuda_graph", "median_ms", "p20_ms", "p80_ms", "reps",
+                 "speedup_vs_cudnn", "speedup_vs_eager_cudnn", "first_call_ms", "host_issue_ms", "stream_ms")
+
+
+def _graphed(make):
+    """fn(q, k, v) that captures on its first call (so first_call_ms includes the warm-up and the capture)."""
+    made = []
+
+    def fn(q, k, v):
+        if not made:
+            made.append(make(q, k, v))
+        return made[0](q, k, v)
+    return fn
+
+
+def _graphed_layer(topk, levels, pooling):
+    from lighthouse import LighthouseConfig, graph_lighthouse
+
+    cfg = LighthouseConfig(levels=levels, pooling=pooling, topk=topk, impl="triton", sdpa_backend="cudnn")
+    return _graphed(lambda q, k, v: graph_lighthouse(q, k, v, cfg))
+
+
+def _graphed_dense():
+    from lighthouse.cuda_graph import graph_dense
+
+    return _graphed(lambda q, k, v: graph_dense(q, k, v, "cudnn"))
+
+
+def _stream(fn, q, k, v, d_out, reps):
+    """Back to back, no flush: (host ms to issue one fwd+bwd, ms per fwd+bwd once the GPU has caught up).
+    Eager Lighthouse at small N issues slower than the GPU runs (host-bound); a replay issues in microseconds."""
     import torch
 
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        q.grad = k.grad = v.grad = None
+        fn(q, k, v).backward(d_out)
+    t1 = time.perf_counter()
+    torch.cuda.synchronize()
+    t2 = time.perf_counter()
+    return (t1 - t0) * 1e3 / reps, (t2 - t0) * 1e3 / reps
+
+
+def _small_row(out, n, topk, levels, impl, graphed, t, dense_ms, eager_dense_ms, stream):
+    _append(out / "small_n.csv", {
+        "n": n, "topk": topk, "levels": levels, "impl": impl, "cuda_graph": graphed,
+        "median_ms": round(t.median_ms, 4), "p20_ms": round(t.p20_ms, 4), "p80_ms": round(t.p80_ms, 4),
+        "reps": len(t.samples_ms), "speedup_vs_cudnn": round(dense_ms / t.median_ms, 3),
+        "speedup_vs_eager_cudnn": round(eager_dense_ms / t.median_ms, 3), "first_call_ms": round(t.first_call_ms, 1),
+        "host_issue_ms": round(stream[0], 4), "stream_ms": round(stream[1], 4)}, SMALL_COLUMNS)
+
+
+def small_n(out: Path) -> None:
+    """Plain and graphed, side by side in one process: dense cuDNN and Lighthouse, each eager and through CUDA
+    graphs; speedup_vs_cudnn compares with dense in the same mode, speedup_vs_eager_cudnn with plain dense."""
+    import torch
+
+    path = out / "small_n.csv"
+    if path.exists() and path.read_text().splitlines()[:1] != [",".join(SMALL_COLUMNS)]:
+        aside = path.with_name(f"small_n.before-{int(path.stat().st_mtime)}.csv")
+        path.rename(aside)  # an older run's columns: keep it, beside
+        print(f"small N: {path} had other columns; moved to {aside}", flush=True)
     for n in sorted({p[0] for p in SMALL_POINTS}):
         q, k, v, d_out = _inputs(n)
-        dense = _time(_dense, q, k, v, d_out, 10, 200, 20, 3.0)
-        _append(out / "small_n.csv", {"n": n, "topk": "", "levels": "", "impl": "sdpa_cudnn",
-                                      "median_ms": round(dense.median_ms, 4), "p20_ms": round(dense.p20_ms, 4),
-                                      "p80_ms": round(dense.p80_ms, 4), "reps": len(dense.samples_ms),
-                                      "speedup_vs_cudnn": 1.0})
-        print(f"N={n:7d} dense cuDNN fwd+bwd {dense.median_ms:8.3f} ms", flush=True)
+        stream_reps = 30 if n <= 16384 else 5
+        modes = ((False, _dense), (True, _graphed_dense()))
+        dense_ms = {}
+        for graphed, fn in modes:
+            t = _time(fn, q, k, v, d_out, 10, 200, 20, 3.0)
+            dense_ms[graphed] = t.median_ms
+            stream = _stream(fn, q, k, v, d_out, stream_reps)
+            _small_row(out, n, "", "", "sdpa_cudnn", graphed, t, t.median_ms, dense_ms[False], stream)
+            print(f"N={n:7d} dense cuDNN{' graphed' if graphed else '        '} fwd+bwd {t.median_ms:8.3f} ms "
+                  f"(issue {stream[0]:.3f} ms, back to back {stream[1]:.3f} ms)", flush=True)
         for pn, topk in SMALL_POINTS:
             if pn != n:
                 continue
-            lh = _time(_layer(n, topk, 3, 4), q, k, v, d_out, 10, 200, 20, 3.0)
-            _append(out / "small_n.csv", {"n": n, "topk": topk, "levels": 3, "impl": "lighthouse_triton",
-                                          "median_ms": round(lh.median_ms, 4), "p20_ms": round(lh.p20_ms, 4),
-                                          "p80_ms": round(lh.p80_ms, 4), "reps": len(lh.samples_ms),
-                                          "speedup_vs_cudnn": round(dense.median_ms / lh.median_ms, 3)})
-            print(f"N={n:7d} k={topk:5d} Lighthouse fwd+bwd {lh.median_ms:8.3f} ms "
-                  f"({dense.median_ms / lh.median_ms:.2f}x cuDNN)", flush=True)
-        del q, k, v, d_out
+            for graphed, fn in ((False, _layer(n, topk, 3, 4)), (True, _graphed_layer(topk, 3, 4))):
+                t = _time(fn, q, k, v, d_out, 10, 200, 20, 3.0)
+                stream = _stream(fn, q, k, v, d_out, stream_reps)
+                _small_row(out, n, topk, 3, "lighthouse_triton", graphed, t, dense_ms[graphed], dense_ms[False], stream)
+                print(f"N={n:7d} k={topk:5d} Lighthouse{' graphed' if graphed else '        '} fwd+bwd "
+                      f"{t.median_ms:8.3f} ms ({dense_ms[graphed] / t.median_ms:.2f}x cuDNN in the same mode, "
+                      f"{dense_ms[False] / t.median_ms:.2f}x plain cuDNN; issue {stream[0]:.3f} ms, back to back "
+                      f"{stream[1]:.3f} ms; first call {t.first_call_ms:.0f} ms)", flush=True)
+                fn = None
+        del q, k, v, d_out, modes
         torch.cuda.empty_cache()
 
 
@@ -283,8 +352,7 @@ def select_alone(out: Path) -> None:
         check.raise_if_bad()
         ms = triton.testing.do_bench(lambda: select_in_kernel(sq, sk, plan, inv), warmup=25, rep=100)
         _append(out / "small_n.csv", {"n": n, "topk": topk, "levels": levels, "impl": "select_kernel_alone",
-                                      "median_ms": round(ms, 4), "p20_ms": "", "p80_ms": "", "reps": "",
-                                      "speedup_vs_cudnn": ""})
+                                      "cuda_graph": False, "median_ms": round(ms, 4)}, SMALL_COLUMNS)
         print(f"N={n:7d} k={topk:5d} L={levels} selection kernel alone {ms:.4f} ms", flush=True)
         del q, k, v, sq, sk, inv
         torch.cuda.empty_cache()
@@ -337,8 +405,8 @@ def main(argv=None) -> int:
         (out / "machine.json").write_text(json.dumps(machine.collect(sys.argv), indent=2, default=str))
     except Exception as err:  # machine info is a courtesy; never lose the run over it
         print(f"machine.json not written: {err}", flush=True)
-    # 1M and small N take about 70 s and 60 s; cold start gets what is left of the budget.
-    reserve = (70 if "1m" in parts else 0) + (60 if "small" in parts else 0)
+    # 1M and small N take about 70 s and 110 s (plain and graphed); cold start gets what is left of the budget.
+    reserve = (70 if "1m" in parts else 0) + (110 if "small" in parts else 0)
     if "cold" in parts:
         cold_start(out, start + a.budget_s - reserve)
     for name, fn in (("small", small_n), ("small", select_alone), ("1m", one_m)):

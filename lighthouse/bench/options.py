@@ -24,7 +24,8 @@ SUFFIX = {"": 1, "k": 1024, "m": 1024 * 1024}
 #: Keys that define a point (may vary inside `[[grid]]` tables) ...
 POINT_KEYS = ("seq", "topk", "levels", "pooling", "scorer", "batch", "heads", "kv_heads", "head_dim", "dtype")
 #: ... and keys that set how the whole sweep runs (top level of a suite only).
-RUN_KEYS = ("pass", "impl", "baseline", "device", "warmup", "rep", "min_rep", "max_seconds", "seed", "floor")
+RUN_KEYS = ("pass", "impl", "baseline", "device", "warmup", "rep", "min_rep", "max_seconds", "seed", "floor",
+            "cuda_graph")
 DOC_KEYS = ("description",)
 
 #: A point key a suite or the command line leaves out: the layer's own defaults (LighthouseConfig, the one
@@ -36,7 +37,7 @@ DTYPE_DEFAULTS = {"cuda": "bf16", "cpu": "fp32"}
 CUDA_DEFAULTS = {"seq": "8k..256k", "topk": "512,1024,2048,4096", "dtype": "bf16", "pass": "fwd,bwd,fwdbwd"}
 #: Without --suite on the CPU the sweep is this preset (seconds).
 CPU_DEFAULT_SUITE = "quick"
-RUN_DEFAULTS = {"warmup": 3, "rep": 20, "min_rep": 3, "max_seconds": 3.0, "seed": 0}
+RUN_DEFAULTS = {"warmup": 3, "rep": 20, "min_rep": 3, "max_seconds": 3.0, "seed": 0, "cuda_graph": False}
 
 
 class OptionError(ValueError):
@@ -168,6 +169,7 @@ PARSERS: Dict[str, Callable] = {
     "max_seconds": _float,
     "seed": _count(0),
     "floor": _bool,
+    "cuda_graph": _bool,
 }
 
 

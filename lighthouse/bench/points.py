@@ -75,6 +75,7 @@ class Task:
     point: Optional[Point] = None
     s_sel: Optional[int] = None
     invalid: Optional[str] = None  # known before running: the reason
+    cuda_graph: bool = False  # timed through lighthouse.cuda_graph (sweep --cuda-graph)
 
     def key(self, device: str) -> Tuple[str, ...]:
         """Identity of the row in results.csv (what --resume matches), as the CSV spells it."""
@@ -83,12 +84,12 @@ class Task:
             "impl": self.impl, "pass": self.pass_, "device": device, "dtype": self.shape.dtype, "n": self.shape.n,
             "batch": self.shape.batch, "heads": self.shape.heads, "kv_heads": self.shape.kv_heads,
             "head_dim": self.shape.head_dim, "levels": p.levels if p else "", "pooling": p.pooling if p else "",
-            "topk": p.topk if p else "", "scorer": p.scorer if p else "",
+            "topk": p.topk if p else "", "scorer": p.scorer if p else "", "cuda_graph": self.cuda_graph,
         })
 
     def label(self) -> str:
         what = self.point.label() if self.point else self.shape.label()
-        return f"{what} · {self.impl} · {self.pass_}"
+        return f"{what} · {self.impl}{' graph' if self.cuda_graph else ''} · {self.pass_}"
 
 
 @dataclass
@@ -107,6 +108,7 @@ class SweepSpec:
     max_seconds: float
     seed: int
     floor: bool
+    cuda_graph: bool = False  # dense and Lighthouse rows through CUDA graphs (the floor stays eager)
     options: dict = field(default_factory=dict)  # the resolved option values, for machine.json
 
     @property
@@ -148,6 +150,9 @@ def resolve(suite: Optional[str], flags: Dict[str, object], cuda_available: bool
     if device == "cuda" and not cuda_available:
         where = f"suite {suite!r} targets" if suite and "device" not in given else "--device asks for"
         raise OptionError(f"--device: {where} cuda, but CUDA is not available here; use --device cpu")
+    if device != "cuda" and parse_option("cuda_graph", top.get("cuda_graph", False)):
+        raise OptionError(f"--cuda-graph: CUDA graphs need --device cuda, got --device {device}; "
+                          "leave --cuda-graph out on the CPU")
 
     run = {}
     for key in RUN_KEYS:
@@ -171,7 +176,8 @@ def resolve(suite: Optional[str], flags: Dict[str, object], cuda_available: bool
     return SweepSpec(
         suite=suite, device=device, points=points, passes=run["pass"], impls=run.get("impl"),
         baselines=run.get("baseline"), warmup=run["warmup"], rep=run["rep"], min_rep=run["min_rep"],
-        max_seconds=run["max_seconds"], seed=run["seed"], floor=run["floor"], options=options,
+        max_seconds=run["max_seconds"], seed=run["seed"], floor=run["floor"], cuda_graph=run["cuda_graph"],
+        options=options,
     )
 
 
@@ -211,7 +217,7 @@ def plan_tasks(spec: SweepSpec, impls: Sequence[str], baselines: Sequence[str]) 
         bad_shape = shape.invalid_reason()
         for pass_ in spec.passes:
             for b in baselines:
-                tasks.append(Task("dense", BASELINES[b], pass_, shape, invalid=bad_shape))
+                tasks.append(Task("dense", BASELINES[b], pass_, shape, invalid=bad_shape, cuda_graph=spec.cuda_graph))
         for point in by_shape[shape]:
             try:
                 s_sel, invalid = point.plan().selected_len, None
@@ -222,5 +228,5 @@ def plan_tasks(spec: SweepSpec, impls: Sequence[str], baselines: Sequence[str]) 
                     tasks.append(Task("floor", FLOOR, pass_, shape, point, s_sel))
             for impl in impls:
                 for pass_ in spec.passes:
-                    tasks.append(Task("lighthouse", IMPLS[impl], pass_, shape, point, s_sel, invalid))
+                    tasks.append(Task("lighthouse", IMPLS[impl], pass_, shape, point, s_sel, invalid, spec.cuda_graph))
     return tasks

@@ -125,10 +125,13 @@ def crossover_n(speedups: Mapping[int, float]) -> Optional[int]:
 
 def dense_row(rows: Iterable[Row], like: Row, baseline: str) -> Optional[Row]:
     """The ok dense row of `baseline` at the same shape and pass as the Lighthouse row `like`."""
-    key = tuple(_norm(like.get(k)) for k in results.DENSE_MATCH_COLUMNS)
+    def match(r: Row):  # graphed Lighthouse (sweep --cuda-graph) against graphed dense; a row without it: eager
+        return tuple(_norm(r.get(k)) for k in results.DENSE_MATCH_COLUMNS) + (_norm(r.get("cuda_graph")) or "False",)
+
+    key = match(like)
     for r in rows:
         if r.get("kind") == "dense" and r.get("impl") == baseline and _ok(r):
-            if tuple(_norm(r.get(k)) for k in results.DENSE_MATCH_COLUMNS) == key:
+            if match(r) == key:
                 return r
     return None
 

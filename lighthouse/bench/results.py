@@ -57,6 +57,9 @@ class Table:
     name: str
     columns: tuple
     key: tuple
+    #: (column, value) pairs for columns added after files were written: a file without the column reads as
+    #: if every row had the value (an old results.csv, written before `cuda_graph`, was never graphed).
+    defaults: tuple = ()
 
 
 class ResultsFormatError(ValueError):
@@ -69,11 +72,13 @@ SWEEP = Table(
     "sweep results file",
     columns=(
         "impl", "kind", "pass", "device", "dtype", "n", "batch", "heads", "kv_heads", "head_dim",
-        "levels", "pooling", "topk", "scorer", "s_sel", "sdpa_backend",
+        "levels", "pooling", "topk", "scorer", "s_sel", "sdpa_backend", "cuda_graph",
         "status", "reason", "median_ms", "p20_ms", "p80_ms", "reps", "first_call_ms", "peak_mem_gib",
         "dense_tflops", "eff_tflops", *SPEEDUP_COLUMNS, "floor_ratio", "seed", FINISHED_AT,
     ),
-    key=("impl", "pass", "device", "dtype", "n", "batch", "heads", "kv_heads", "head_dim", "levels", "pooling", "topk", "scorer"),
+    key=("impl", "pass", "device", "dtype", "n", "batch", "heads", "kv_heads", "head_dim", "levels", "pooling", "topk", "scorer",
+         "cuda_graph"),
+    defaults=(("cuda_graph", "False"),),  # `sweep --cuda-graph`: timed through CUDA graphs (True) or eagerly
 )
 
 #: profile.csv of `profile`: per point and pass, one row per stage plus the summary rows (PROFILE_SUMMARY).
@@ -90,7 +95,7 @@ PROFILE_SUMMARY = (PROFILE_TOTAL, PROFILE_MEASURED, PROFILE_GPU_BUSY)
 
 #: The point of a `check` baseline: the sweep key without the device (the baseline comes from another
 #: machine of the same GPU model).
-CHECK_POINT_COLUMNS = tuple(c for c in SWEEP.key if c != "device")
+CHECK_POINT_COLUMNS = tuple(c for c in SWEEP.key if c not in ("device", "cuda_graph"))  # check times eagerly
 CHECK_SPEEDUP, CHECK_FLOOR_RATIO = "speedup_vs_sdpa_cudnn", "floor_ratio"
 #: Plain PyTorch dense SDPA ms / Lighthouse ms (REFERENCE rows: no project code in the reference).
 CHECK_PLAIN = "speedup_vs_plain_sdpa"
@@ -255,7 +260,8 @@ def read_rows(path, table: Table) -> Tuple[List[Dict[str, str]], List[Dict[str, 
     except csv.Error as err:
         raise ResultsFormatError(f"{what}: {path}: {err}") from None
     header = lines[0]
-    absent = [c for c in table.key if c not in header]
+    filled = {c: v for c, v in table.defaults if c not in header}
+    absent = [c for c in table.key if c not in header and c not in filled]
     if absent:
         raise ResultsFormatError(f"{what}: {path} lacks the columns {', '.join(absent)}")
     stamped = FINISHED_AT in table.columns and FINISHED_AT in header
@@ -263,7 +269,7 @@ def read_rows(path, table: Table) -> Tuple[List[Dict[str, str]], List[Dict[str, 
     for fields in lines[1:]:
         if not fields:
             continue
-        row = dict(zip(header, fields))
+        row = {**filled, **dict(zip(header, fields))}
         if len(fields) != len(header) or (stamped and not row.get(FINISHED_AT, "").strip()):
             torn.append(row)
         else:

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import lighthouse_attention
+from ..cuda_graph import NotCapturable
 from ..sdpa import BackendUnavailable, causal_sdpa, dense_attention
 from .points import Shape, Task
 from .results import BASELINES, IMPLS
@@ -252,18 +253,42 @@ def build(task: Task, bench: Bench, backend: Optional[str]) -> Tuple[Callable[[]
         x = random_inputs(s.batch, s.heads, s.heads, task.s_sel, s.head_dim, s.dtype, bench.device, bench.seed + 1)
         return (lambda: causal_sdpa(x.q, x.k, x.v, backend)), x.leaves, x.grad_out
     x = bench.inputs(s, gate=task.kind == "lighthouse" and task.point.scorer == "gla")
+    retain = task.pass_ == "bwd"  # backward alone is timed by repeating it on one forward
     if task.kind == "dense":
         if task.impl == "flex":
+            if task.cuda_graph:
+                raise Unsupported("--cuda-graph: FlexAttention is compiled by torch.compile, not graphed here")
             flex, mask, gqa = bench.flex(), bench.block_mask(s.n), s.heads != s.kv_heads
             return (lambda: flex(x.q, x.k, x.v, block_mask=mask, enable_gqa=gqa)), x.leaves, x.grad_out
+        if task.cuda_graph:
+            from ..cuda_graph import graph_dense
+
+            return _graphed(lambda: graph_dense(x.q, x.k, x.v, backend, retain_graph=retain), x), x.leaves, x.grad_out
         return (lambda: dense_attention(x.q, x.k, x.v, backend)), x.leaves, x.grad_out
     p = task.point
     impl = task.impl.removeprefix("lighthouse_")
+    if task.cuda_graph:
+        from ..cuda_graph import graph_lighthouse
+
+        cfg = p.config(impl, backend)
+        return _graphed(lambda: graph_lighthouse(x.q, x.k, x.v, cfg, retain_graph=retain), x), x.leaves, x.grad_out
 
     def run():
         return lighthouse_attention(x.q, x.k, x.v, levels=p.levels, pooling=p.pooling, topk=p.topk, scorer=p.scorer,
                                     impl=impl, sdpa_backend=backend, gate=x.gate)
     return run, x.leaves, x.grad_out
+
+
+def _graphed(make: Callable, x: Inputs) -> Callable[[], torch.Tensor]:
+    """A step through a graphed callable made on the first call, so that the first call's time (first_call_ms)
+    includes the warm-up iterations and the capture."""
+    made = []
+
+    def run():
+        if not made:
+            made.append(make())
+        return made[0](x.q, x.k, x.v)
+    return run
 
 
 def is_oom(exc: BaseException) -> bool:
@@ -279,7 +304,7 @@ def classify(exc: Exception, task: Task) -> Tuple[str, str]:
     reason = text if len(text) <= 400 else text[:397] + "..."
     if is_oom(exc):
         return "oom", reason or "out of memory"
-    if isinstance(exc, (Unsupported, BackendUnavailable)):  # before ValueError: BackendUnavailable is one
+    if isinstance(exc, (Unsupported, BackendUnavailable, NotCapturable)):  # before ValueError: they are ones
         return "unsupported", reason
     if isinstance(exc, ValueError):
         return "invalid", reason

@@ -10,7 +10,7 @@ from rich.table import Table
 from .results import BASELINES, PASSES, SWEEP, fmt, fmt_size, num as _num
 
 #: One table line per Lighthouse point and implementation (the passes go side by side).
-POINT_COLUMNS = tuple(c for c in SWEEP.key if c not in ("pass", "device"))
+POINT_COLUMNS = tuple(c for c in SWEEP.key if c not in ("pass", "device", "cuda_graph")) + ("cuda_graph",)
 
 
 def _cell(values: List[Optional[float]], spec: str) -> str:
@@ -43,14 +43,16 @@ def summary_table(rows: List[dict]) -> Optional[Table]:
 
     def order(item):
         k = item[0]
-        return (k[1], int(k[3]), int(k[4]), int(k[5]), int(k[6]), int(k[2]), int(k[7]), int(k[8]), int(k[9]), k[10], k[0])
+        return (k[1], int(k[3]), int(k[4]), int(k[5]), int(k[6]), int(k[2]), int(k[7]), int(k[8]), int(k[9]), k[10], k[0],
+                k[11])
 
     for key, by_pass in sorted(points.items(), key=order):
-        impl, dtype, n, b, h, hkv, d, L, p, k, scorer = key
+        impl, dtype, n, b, h, hkv, d, L, p, k, scorer, graphed = key
         any_row = next(iter(by_pass.values()))
         rows_ = [by_pass.get(ps) for ps in passes]
         cells = [fmt_size(int(n))] + ([f"{dtype} B{b} H{h}/{hkv} D{d}"] if len(shapes) > 1 else [])
-        cells += [L, p, k, scorer, impl.removeprefix("lighthouse_"), any_row.get("s_sel") or "-"]
+        cells += [L, p, k, scorer, impl.removeprefix("lighthouse_") + (" graph" if graphed == "True" else ""),
+                  any_row.get("s_sel") or "-"]
         cells += [_cell([_num(r.get("median_ms")) if r else None], ".3f") for r in rows_]
         cells += [_cell([_num(r.get(f"speedup_vs_{bl}")) if r else None for r in rows_], ".2f") for bl in baselines]
         cells.append(_cell([_num(r.get("floor_ratio")) if r else None for r in rows_], ".2f"))

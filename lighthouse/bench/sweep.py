@@ -81,7 +81,8 @@ class Medians:
         return self.dense.get((self._key(row), impl))
 
     def floor_of(self, row: dict) -> Optional[float]:
-        return self.floor.get(results.row_key({**row, "impl": ""}))
+        """The floor is timed eagerly (one SDPA launch), also beside graphed Lighthouse rows."""
+        return self.floor.get(results.row_key({**row, "impl": "", "cuda_graph": "False"}))
 
 
 def make_row(task: Task, device: str, seed: int, result: runner.Result, medians: Medians) -> dict:
@@ -92,6 +93,7 @@ def make_row(task: Task, device: str, seed: int, result: runner.Result, medians:
         "batch": s.batch, "heads": s.heads, "kv_heads": s.kv_heads, "head_dim": s.head_dim,
         "levels": p.levels if p else None, "pooling": p.pooling if p else None, "topk": p.topk if p else None,
         "scorer": p.scorer if p else None, "s_sel": task.s_sel, "sdpa_backend": result.sdpa_backend or None,
+        "cuda_graph": task.cuda_graph,
         "status": result.status, "reason": result.reason or None, "seed": seed,
     }
     t = result.timing
@@ -325,6 +327,7 @@ def describe(spec: SweepSpec, console: Optional[Console] = None) -> List[Task]:
     invalid = [t for t in tasks if t.invalid]
     console.print(f"suite={spec.suite or 'default'} device={spec.device} impl={','.join(impls)} "
                   f"baseline={','.join(baselines)} pass={','.join(spec.passes)} floor={spec.floor} "
+                  f"cuda_graph={spec.cuda_graph} "
                   f"warmup={spec.warmup} rep={spec.rep} min_rep={spec.min_rep} max_seconds={spec.max_seconds}")
     for p in spec.points:
         try:

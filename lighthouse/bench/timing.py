@@ -120,7 +120,8 @@ def measure(
     sync()
     t0 = time.perf_counter()
     if pass_ == "bwd":
-        state["out"] = fn()
+        with _retained():  # the forward records it: CUDA backwards run on autograd's device thread
+            state["out"] = fn()
     step()
     sync()
     first_call_ms = (time.perf_counter() - t0) * 1e3
