@@ -12,8 +12,9 @@ which the first backward is 2.2-2.9 s with no Triton compile. This script splits
    CUDA context and inputs; then either the layer's stages one by one (`kernels.layer.run_<stage>`, the same
    functions the layer runs) for the first and then the second time, or (variant `sdpa-first`) dense causal SDPA
    on the sub-sequence's shape first, alone, and then the whole layer's first call.
-   Variants: stages with the cuDNN sub-sequence SDPA (the benchmark's default), with flash, and `sdpa-first`
-   with cuDNN and with flash.
+   Variants: stages with the cuDNN sub-sequence SDPA (the benchmark's default), with flash, `sdpa-first`
+   with cuDNN and with flash, and `autograd-first` (the first backward of a tiny elementwise op, then as
+   `sdpa-first`): what any first CUDA backward of a process costs, Lighthouse or not.
 Rows (`first_call.csv`, one per timed step): variant, backend, call (first/second), stage, ms. `machine.json`
 beside it. A variant that fails writes a row with its status and the others go on.
 """
@@ -35,7 +36,8 @@ if str(ROOT) not in sys.path:
 
 COLUMNS = ("variant", "backend", "n", "topk", "levels", "pooling", "call", "stage", "ms", "status")
 #: (variant, sub-sequence SDPA backend)
-VARIANTS = [("stages", "cudnn"), ("stages", "flash"), ("sdpa-first", "cudnn"), ("sdpa-first", "flash")]
+VARIANTS = [("stages", "cudnn"), ("stages", "flash"), ("sdpa-first", "cudnn"), ("sdpa-first", "flash"),
+            ("autograd-first", "cudnn")]
 
 
 def _append(path: Path, row: dict) -> None:
@@ -102,6 +104,12 @@ def child(variant: str, backend: str, n: int, topk: int, levels: int, pooling: i
             with torch.no_grad():
                 timed(call, "pool_bwd", lambda: layer.run_pool_bwd(d_subs, sel, plan))
     else:  # sdpa-first: the stock kernel's own first call on the sub-sequence's shape, then the whole layer
+        if variant == "autograd-first":  # the process's first CUDA backward of all, on one elementwise op
+            x = torch.ones(1024, device="cuda", requires_grad=True)
+            y = timed("first", "tiny_elementwise_fwd", lambda: (x * 2.0).sum())
+            timed("first", "tiny_elementwise_bwd", lambda: y.backward())
+            y = timed("second", "tiny_elementwise_fwd", lambda: (x * 2.0).sum())
+            timed("second", "tiny_elementwise_bwd", lambda: y.backward())
         with torch.no_grad():
             sel = layer.run_select(layer.run_scores(q, k, v, plan), plan)
             subs = layer.run_gather(q, k, v, sel, plan)
@@ -123,6 +131,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("out/first-call"))
     ap.add_argument("--config", default="98304,1536,3,4", help="N,k,L,p (default the paper point 98304,1536,3,4)")
+    ap.add_argument("--variants", default=",".join(sorted({v for v, _ in VARIANTS})),
+                    help="comma list of variants to run (default all): stages, sdpa-first, autograd-first")
     ap.add_argument("--child", nargs=2, metavar=("VARIANT", "BACKEND"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     n, topk, levels, pooling = (int(x) for x in args.config.split(","))
@@ -150,7 +160,8 @@ def main(argv=None) -> int:
     print(f"fill process: {time.time() - t0:.1f} s, exit {proc.returncode}", flush=True)
     if proc.returncode:
         print(proc.stderr[-3000:], flush=True)
-    for variant, backend in VARIANTS:
+    wanted = set(args.variants.split(","))
+    for variant, backend in [vb for vb in VARIANTS if vb[0] in wanted]:
         t0 = time.time()
         try:
             proc = subprocess.run([sys.executable, __file__, "--out", str(args.out), "--config", args.config,
