@@ -293,10 +293,12 @@ def _small_row(out, n, topk, levels, impl, graphed, t, dense_ms, eager_dense_ms,
         "n": n, "topk": topk, "levels": levels, "impl": impl, "cuda_graph": graphed,
         "median_ms": round(t.median_ms, 4), "p20_ms": round(t.p20_ms, 4), "p80_ms": round(t.p80_ms, 4),
         "reps": len(t.samples_ms), "speedup_vs_cudnn": round(dense_ms / t.median_ms, 3),
-        "speedup_vs_eager_cudnn": round(eager_dense_ms / t.median_ms, 3), "first_call_ms": round(t.first_call_ms, 1),
+        "speedup_vs_eager_cudnn": round(eager_dense_ms / t.median_ms, 3) if eager_dense_ms else "", "first_call_ms": round(t.first_call_ms, 1),
         "host_issue_ms": round(stream[0], 4), "stream_ms": round(stream[1], 4)}, SMALL_COLUMNS)
 
 
+#: Which modes the small part times (False: plain, True: CUDA graphs); --small-modes sets it.
+GRAPH_MODES = {False, True}
 ERROR_COLUMNS = ("part", "n", "topk", "impl", "cuda_graph", "error")
 
 
@@ -319,7 +321,7 @@ def small_n(out: Path) -> None:
     for n in sorted({p[0] for p in SMALL_POINTS}):
         q, k, v, d_out = _inputs(n)
         stream_reps = 30 if n <= 16384 else 5
-        modes = ((False, _dense), (True, _graphed_dense()))
+        modes = tuple((g, make()) for g, make in ((False, lambda: _dense), (True, _graphed_dense)) if g in GRAPH_MODES)
         dense_ms = {}
         for graphed, fn in modes:
             try:
@@ -329,25 +331,26 @@ def small_n(out: Path) -> None:
                 continue
             dense_ms[graphed] = t.median_ms
             stream = _stream(fn, q, k, v, d_out, stream_reps)
-            _small_row(out, n, "", "", "sdpa_cudnn", graphed, t, t.median_ms, dense_ms[False], stream)
+            _small_row(out, n, "", "", "sdpa_cudnn", graphed, t, t.median_ms, dense_ms.get(False), stream)
             print(f"N={n:7d} dense cuDNN{' graphed' if graphed else '        '} fwd+bwd {t.median_ms:8.3f} ms "
                   f"(issue {stream[0]:.3f} ms, back to back {stream[1]:.3f} ms)", flush=True)
         for pn, topk in SMALL_POINTS:
             if pn != n:
                 continue
-            for graphed, fn in ((False, _layer(n, topk, 3, 4)), (True, _graphed_layer(topk, 3, 4))):
+            for graphed in (False, True):
                 if graphed not in dense_ms:
                     continue  # no dense row in this mode to compare with
+                fn = _graphed_layer(topk, 3, 4) if graphed else _layer(n, topk, 3, 4)
                 try:
                     t = _time(fn, q, k, v, d_out, 10, 200, 20, 3.0)
                 except Exception as err:
                     _fail(out, n, topk, "lighthouse_triton", graphed, err)
                     continue
                 stream = _stream(fn, q, k, v, d_out, stream_reps)
-                _small_row(out, n, topk, 3, "lighthouse_triton", graphed, t, dense_ms[graphed], dense_ms[False], stream)
+                _small_row(out, n, topk, 3, "lighthouse_triton", graphed, t, dense_ms[graphed], dense_ms.get(False), stream)
                 print(f"N={n:7d} k={topk:5d} Lighthouse{' graphed' if graphed else '        '} fwd+bwd "
                       f"{t.median_ms:8.3f} ms ({dense_ms[graphed] / t.median_ms:.2f}x cuDNN in the same mode, "
-                      f"{dense_ms[False] / t.median_ms:.2f}x plain cuDNN; issue {stream[0]:.3f} ms, back to back "
+                      f"{dense_ms.get(False, float('nan')) / t.median_ms:.2f}x plain cuDNN; issue {stream[0]:.3f} ms, back to back "
                       f"{stream[1]:.3f} ms; first call {t.first_call_ms:.0f} ms)", flush=True)
                 fn = None
         del q, k, v, d_out, modes
@@ -409,6 +412,9 @@ def main(argv=None) -> int:
     ap.add_argument("--parts", default="cold,small,1m", help="comma list of: cold, small, 1m")
     ap.add_argument("--budget-s", type=float, default=270.0,
                     help="seconds for the whole run; cold-start configurations past it are skipped")
+    ap.add_argument("--small-modes", default="plain,graphed",
+                    help="small part: plain, graphed or both (each in its own process gives eager rows untouched "
+                         "by an earlier capture in the same process)")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--phase", default="cold", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -416,6 +422,11 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     if a.child:
         return child(a.child, out, a.phase)
+    modes = {m.strip() for m in a.small_modes.split(",") if m.strip()}
+    if not modes or modes - {"plain", "graphed"}:
+        ap.error(f"--small-modes must be plain, graphed or plain,graphed, got {a.small_modes!r}")
+    GRAPH_MODES.clear()
+    GRAPH_MODES.update(m == "graphed" for m in modes)
     start = time.time()
     parts = [p.strip() for p in a.parts.split(",") if p.strip()]
     try:
