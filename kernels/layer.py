@@ -131,7 +131,15 @@ def run_forward(q, k, v, plan: LighthousePlan, gate: Optional[torch.Tensor], gra
 
 
 # ------------------------------------------------------------------------------------------- the layer
-_RETAIN = threading.local()
+#: How many retain_inner_graph blocks are open, in any thread. Process-wide, not thread-local: on CUDA
+#: autograd runs the backward on its own device thread, which a thread-local switch set by the caller's
+#: thread would not reach (the H200 run of tests/test_triton_path.py showed it).
+_RETAIN_DEPTH = [0]
+_RETAIN_LOCK = threading.Lock()
+
+
+def _retaining() -> bool:
+    return _RETAIN_DEPTH[0] > 0
 
 
 @contextmanager
@@ -139,15 +147,15 @@ def retain_inner_graph():
     """Keep the sub-sequence SDPA graph through backward, so that backward(retain_graph=True) can run
     again on the same forward (the benchmark times backward alone that way). Off by default: the backward
     then frees the sub-sequence tensors before it allocates dq, dk and dv, which keeps peak memory down
-    by four (B, H, S, D) tensors. In force when the forward or the backward runs inside it: the forward is
-    what counts on CUDA, where autograd runs the backward on its own device thread, which does not see this
-    thread-local switch."""
-    before = getattr(_RETAIN, "on", False)
-    _RETAIN.on = True
+    by four (B, H, S, D) tensors. In force when the forward or the backward runs inside it, whichever thread
+    autograd runs the backward on (the switch is process-wide while the block is open)."""
+    with _RETAIN_LOCK:
+        _RETAIN_DEPTH[0] += 1
     try:
         yield
     finally:
-        _RETAIN.on = before
+        with _RETAIN_LOCK:
+            _RETAIN_DEPTH[0] -= 1
 
 
 class LighthouseFunction(torch.autograd.Function):
@@ -155,7 +163,7 @@ class LighthouseFunction(torch.autograd.Function):
     def forward(ctx, q, k, v, plan: LighthousePlan, gate):
         out, sel, leaves, out_sub = run_forward(q, k, v, plan, gate, grad=True)
         ctx.plan, ctx.sel, ctx.leaves, ctx.out_sub = plan, sel, leaves, out_sub
-        ctx.retain = getattr(_RETAIN, "on", False)  # read here: the backward may run on autograd's device thread
+        ctx.retain = _retaining()  # a forward inside the block lets its backwards outside it repeat
         return out
 
     @staticmethod
@@ -167,7 +175,7 @@ class LighthouseFunction(torch.autograd.Function):
                 "to run backward twice (retain_graph=True), run both inside "
                 "`with lighthouse.kernels.retain_inner_graph():`")
         d_out_sub = run_fan_in(d_out, sel, plan)
-        retain = ctx.retain or getattr(_RETAIN, "on", False)
+        retain = ctx.retain or _retaining()
         d_subs = run_sdpa_bwd(ctx.out_sub, ctx.leaves, d_out_sub, retain)
         if not retain:
             ctx.leaves = ctx.out_sub = None  # freed before dq, dk, dv are allocated

@@ -185,6 +185,33 @@ def test_backward_can_run_twice_on_a_retained_graph():
     assert all(torch.equal(a, b) for a, b in zip(first, second))
 
 
+def test_retain_switch_reaches_a_backward_on_another_thread():
+    """On CUDA autograd runs the backward on its own device thread: a thread-local retain switch opened by the
+    caller never reached it (tests/test_triton_path.py failed on the H200 for that). Here the backwards run on
+    a second Python thread while the caller's thread holds the switch: catches a thread-local switch on the CPU."""
+    import threading
+
+    q, k, v = rand_qkv(1, 1, 1, 256, 8, seed=14, device=DEVICE, requires_grad=True)
+    cfg = LighthouseConfig(levels=2, pooling=2, topk=128, impl="triton", sdpa_backend="math")
+    out = lighthouse.lighthouse_attention(q, k, v, config=cfg)
+    grad = torch.randn_like(out)
+    results, errors = [], []
+
+    def backward_twice():
+        try:
+            results.append(torch.autograd.grad(out, (q, k, v), grad, retain_graph=True))
+            results.append(torch.autograd.grad(out, (q, k, v), grad))
+        except Exception as err:  # reported in the main thread
+            errors.append(err)
+
+    with lighthouse.kernels.retain_inner_graph():
+        worker = threading.Thread(target=backward_twice)
+        worker.start()
+        worker.join()
+    assert not errors, errors
+    assert all(torch.equal(a, b) for a, b in zip(*results))
+
+
 def test_backward_frees_the_sub_sequence_before_the_gradients_and_says_so_when_run_again():
     """By default the backward drops the sub-sequence tensors (peak memory), and a second backward on the
     same forward gets a clear error instead of a wrong gradient."""
