@@ -88,14 +88,18 @@ def _delay(device: torch.device, us: float) -> None:
         # under load: a rate read at a lower clock plants too short a delay once the benchmark runs at boost
         # (the H200 run of scripts/gate_slowdowns.py measured about half of a planted 10%). Take the fastest
         # of several spins, i.e. the rate at the clock the timed repetitions run at.
+        # The second H200 run (reports/h200/check/gate-slowdowns-3x) still measured about half of a planted 10%
+        # at 64K: six spins (~35 ms from idle) end before the clock has ramped. Spin for at least 250 ms first.
         begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        rates = []
-        for _ in range(6):
+        rates, spun_ms = [], 0.0
+        while len(rates) < 6 or (spun_ms < 250.0 and len(rates) < 400):
             begin.record()
             torch.cuda._sleep(2_000_000)
             end.record()
             end.synchronize()
-            rates.append(2_000_000 / max(begin.elapsed_time(end) * 1e3, 1e-3))
+            ms = begin.elapsed_time(end)
+            spun_ms += ms
+            rates.append(2_000_000 / max(ms * 1e3, 1e-3))
         _SLEEP_CYCLES_PER_US[key] = max(rates)
     torch.cuda._sleep(max(1, int(us * _SLEEP_CYCLES_PER_US[key])))
 

@@ -1,6 +1,7 @@
-"""Every figure quoted from this round's H200 runs (reports/h200/{train,coldstart,check/gate-slowdowns,quality},
-reports/baselines/nvidia-h200.csv), recomputed from the committed CSVs, so that READMEs, PERF_NOTES and notes
-cite numbers a script made rather than numbers copied by eye.
+"""Every figure quoted from the H200 runs of issues 10-16 (reports/h200/{train,coldstart,check,quality,passkey,
+graphs}, reports/baselines/nvidia-h200.csv), recomputed from the committed CSVs, so that READMEs, PERF_NOTES and
+notes cite numbers a script made rather than numbers copied by eye. ROUND-10-16.md says which call made which
+folder; the second session's folders are printed by the functions after `quality`.
 
     python scripts/round_figures.py
 """
@@ -65,7 +66,7 @@ def gate() -> None:
         for j, info in sorted(by_level[pct].items()):
             changes = ", ".join(f"N={n}: {c}%" for n, c in info["layer"].items())
             print(f"  planted {pct:>2}% judgment {j}: exit {info['exit']}; measured layer time change {changes}")
-    for r in rows(H200.parent / "baselines" / "nvidia-h200.csv"):
+    for r in rows(H200 / "check" / "gate-slowdowns" / "baseline.csv"):
         print(f"  baseline N={r['n']}: speedup_vs_sdpa_cudnn {float(r['speedup_vs_sdpa_cudnn']):.3f} "
               f"(spread {100 * float(r['speedup_vs_sdpa_cudnn_spread']):.1f}%), floor_ratio {float(r['floor_ratio']):.3f}, "
               f"median {float(r['median_ms']):.3f} ms over {r['runs']} runs")
@@ -89,8 +90,129 @@ def quality() -> None:
                   f"dense recall {sorted(dense)}")
 
 
+def recipe(folder: str) -> None:
+    """Two-stage recipe: each arm's final validation loss and wall time, and the Lighthouse arm around its switch."""
+    print(f"== two-stage recipe (reports/h200/train/{folder}/curve.csv)")
+    curve = rows(H200 / "train" / folder / "curve.csv")
+    arms = defaultdict(list)
+    for r in curve:
+        arms[r["arm"]].append(r)
+    final = {}
+    for arm, rs in arms.items():
+        last = rs[-1]
+        final[arm] = float(last["val_loss"])
+        print(f"  {arm}: final val_loss={final[arm]:.4f} steps={last['step']} wall_s={float(last['elapsed_s']):.1f}")
+    lh = arms["lighthouse-then-dense"]
+    switch = next(i for i, r in enumerate(lh) if r["attention"] == "dense")
+    before = [r for r in lh[:switch] if r["val_loss"]][-1]
+    after = next(r for r in lh[switch:] if r["val_loss"])
+    dense_same = [r for r in arms["dense"] if r["val_loss"] and int(r["step"]) <= int(before["step"])][-1]
+    print(f"  switch after step {before['step']}: Lighthouse val_loss {float(before['val_loss']):.4f} "
+          f"(dense arm at step {dense_same['step']} {float(dense_same['val_loss']):.4f}, "
+          f"{100 * (float(before['val_loss']) / float(dense_same['val_loss']) - 1):+.1f}%); "
+          f"first dense evaluation (step {after['step']}) {float(after['val_loss']):.4f}; lr at switch {float(before['lr']):.2e}")
+    print(f"  gap: {100 * (final['lighthouse-then-dense'] / final['dense'] - 1):+.2f}% validation loss")
+
+
+def longest() -> None:
+    print("== longest N (reports/h200/train/longest-1m/train.csv)")
+    for r in rows(H200 / "train" / "longest-1m" / "train.csv"):
+        print(f"  N={r['n']} {r['attention']} {r['status']} tokens/s={float(r['tokens_per_s']):.0f} "
+              f"step_s={float(r['median_step_ms']) / 1e3:.1f} peak_GiB={float(r['peak_mem_gib']):.1f} "
+              f"attention_share={float(r['attention_share']):.2f} mfu={float(r['mfu']):.2f} first_step_s={float(r['first_step_s']):.0f}")
+
+
+def passkey() -> None:
+    print("== passkey (reports/h200/passkey/pk/passkey.csv)")
+    table = [r for r in rows(H200 / "passkey" / "pk" / "passkey.csv")]
+    groups = defaultdict(list)
+    for r in table:
+        groups[(r["model"].rsplit("/", 1)[-1], r["attention"])].append(r)
+    for (model, attention), rs in sorted(groups.items()):
+        ok = [r for r in rs if r["status"] == "ok"]
+        exact = [float(r["exact_acc"]) for r in ok]
+        digit = [float(r["digit_acc"]) for r in ok]
+        print(f"  {model} ({attention}): {len(ok)} ok cells, {sum(r['status'] == 'invalid' for r in rs)} invalid; "
+              f"best exact-match {max(exact):.2f}, best digit accuracy {max(digit):.2f}, mean digit accuracy "
+              f"{statistics.mean(digit):.3f}; cells above chance {sum(r['above_chance'] in ('1', 'True') for r in ok)}")
+
+
+def first_call() -> None:
+    print("== warm first call by stage (reports/h200/coldstart/first-call/first_call*.csv)")
+    folder = H200 / "coldstart" / "first-call"
+    for name in ("first_call.csv", "first_call-autograd.csv"):
+        by_variant = defaultdict(list)
+        for r in rows(folder / name):
+            if r["status"] == "ok":
+                by_variant[(r["variant"], r["backend"])].append(r)
+        for (variant, backend), rs in by_variant.items():
+            first = [r for r in rs if r["call"] == "first"]
+            total = sum(float(r["ms"]) for r in first)
+            parts = ", ".join(f"{r['stage']} {float(r['ms']):.0f}" for r in first)
+            other = sum(float(r["ms"]) for r in first if r["stage"] not in ("scores", "sdpa_bwd")
+                        and not r["stage"].startswith(("dense_sdpa", "tiny")))
+            print(f"  {variant} {backend}: first call {total:.0f} ms ({parts}); the layer's stages or calls other "
+                  f"than scores and the SDPA backward: {other:.0f} ms")
+
+
+def graphs() -> None:
+    print("== CUDA graphs, small N (reports/h200/coldstart/graphs/{plain,graphed}/small_n.csv, separate processes)")
+    plain = {(r["n"], r["topk"], r["impl"]): r for r in rows(H200 / "coldstart" / "graphs" / "plain" / "small_n.csv")}
+    graphed = {(r["n"], r["topk"], r["impl"]): r for r in rows(H200 / "coldstart" / "graphs" / "graphed" / "small_n.csv")}
+    for key, g in graphed.items():
+        if g["impl"] != "lighthouse_triton":
+            continue
+        n, topk, _ = key
+        p = plain[key]
+        dense_p = float(plain[(n, "", "sdpa_cudnn")]["median_ms"])
+        dense_g = float(graphed[(n, "", "sdpa_cudnn")]["median_ms"])
+        print(f"  N={n:>6} k={topk:>4}: plain {float(p['median_ms']):.3f} ms ({dense_p / float(p['median_ms']):.2f}x plain cuDNN "
+              f"{dense_p:.3f} ms; host issue {float(p['host_issue_ms']):.3f} ms), graphed {float(g['median_ms']):.3f} ms "
+              f"({dense_g / float(g['median_ms']):.2f}x graphed cuDNN {dense_g:.3f} ms, {dense_p / float(g['median_ms']):.2f}x "
+              f"plain cuDNN; host issue {float(g['host_issue_ms']):.3f} ms)")
+    print("== CUDA graphs through the sweep (reports/h200/graphs/sweep-{graphed,plain}/results.csv)")
+    for name in ("sweep-plain", "sweep-graphed"):
+        for r in rows(H200 / "graphs" / name / "results.csv"):
+            if r["kind"] == "lighthouse" and r["status"] == "ok":
+                print(f"  {name}: N={r['n']} k={r['topk']} {float(r['median_ms']):.3f} ms, "
+                      f"{float(r['speedup_vs_sdpa_cudnn']):.2f}x cuDNN (same mode), floor ratio {float(r['floor_ratio']):.2f}")
+            elif r["kind"] == "dense" and r["status"] == "ok":
+                print(f"  {name}: N={r['n']} dense cuDNN {float(r['median_ms']):.3f} ms")
+
+
+def gate3() -> None:
+    print("== planted slowdowns, 3 judgments (reports/h200/check/gate-slowdowns-3x/slowdowns.csv)")
+    table = rows(H200 / "check" / "gate-slowdowns-3x" / "slowdowns.csv")
+    levels = defaultdict(lambda: {"exits": {}, "layer": defaultdict(list)})
+    for r in table:
+        n = r["point"].split(" n=")[1].split()[0]
+        lv = levels[r["planted_pct"]]
+        lv["exits"][r["judgment"]] = r["exit_code"]
+        if r["figure"] == "speedup_vs_sdpa_cudnn":
+            lv["layer"][n].append(float(r["layer_ms_change_pct"]))
+    for pct in sorted(levels, key=float):
+        lv = levels[pct]
+        exits = [lv["exits"][j] for j in sorted(lv["exits"])]
+        ranges = "; ".join(f"N={n}: {min(c):+.1f}..{max(c):+.1f}%" for n, c in sorted(lv["layer"].items(), key=lambda x: int(x[0])))
+        print(f"  planted {pct:>2}%: exit codes {', '.join(exits)}; measured layer time change {ranges}")
+    first = {r["n"]: float(r["median_ms"]) for r in rows(H200 / "check" / "gate-slowdowns" / "baseline.csv")}
+    for r in rows(H200 / "check" / "gate-slowdowns-3x" / "baseline.csv"):
+        print(f"  N={r['n']}: median {first[r['n']]:.3f} ms in the first session's baseline -> {float(r['median_ms']):.3f} ms "
+              f"({100 * (float(r['median_ms']) / first[r['n']] - 1):+.1f}%)")
+    for r in rows(H200 / "check" / "gate-slowdowns-3x" / "baseline.csv"):
+        print(f"  baseline N={r['n']}: speedup_vs_sdpa_cudnn {float(r['speedup_vs_sdpa_cudnn']):.3f} "
+              f"(spread {100 * float(r['speedup_vs_sdpa_cudnn_spread']):.1f}%), floor_ratio {float(r['floor_ratio']):.3f} "
+              f"(spread {100 * float(r['floor_ratio_spread']):.1f}%), median {float(r['median_ms']):.3f} ms over {r['runs']} runs")
+
+
 if __name__ == "__main__":
     train()
     coldstart()
     gate()
     quality()
+    recipe("recipe-0.75")
+    longest()
+    passkey()
+    first_call()
+    graphs()
+    gate3()
