@@ -172,8 +172,10 @@ def cell(x) -> str:
 
 
 def row_key(row: dict, table: Table = SWEEP) -> Tuple[str, ...]:
-    """The identity of a row as the CSV spells it (what --resume matches)."""
-    return tuple("" if row.get(c) is None else str(row.get(c)) for c in table.key)
+    """The identity of a row as the CSV spells it (what --resume matches); a column the row lacks takes the
+    table's default, as it does when an older CSV is read."""
+    defaults = dict(table.defaults)
+    return tuple(defaults.get(c, "") if row.get(c) is None else str(row.get(c)) for c in table.key)
 
 
 # ------------------------------------------------------------------------------------------- writing
