@@ -626,10 +626,14 @@ def quality_blocks(sweeps: Sequence[Run], quality_csvs: Sequence[Path], charts: 
     sweep_rows = [r for run in sweeps for r in run.rows]
     from ..quality.summary import scorer_table
 
+    from ..quality.summary import needle_verdict
+
     blocks: List[Block] = [Heading("Speed against quality")]
     headers, table_rows = scorer_table(rows)
     if table_rows:
         blocks.append(Table(headers, table_rows, "Needle retrieval and output error per scorer and N"))
+    blocks += [Para(text) for text in needle_verdict(rows)]
+    blocks += recommendation_blocks(sweep_rows, rows)
     made = []
     for figure in ("needle_recall", "out_rel_err"):
         made += pareto_chart(sweep_rows, rows, charts, figure=figure)
@@ -643,4 +647,42 @@ def quality_blocks(sweeps: Sequence[Run], quality_csvs: Sequence[Path], charts: 
                 dest = charts / f"{_slug(csv_path.parent.resolve().parent.name)}-{_slug(csv_path.parent.resolve().name)}-{path.name}"
                 shutil.move(str(path), dest)
                 blocks.append(Chart(dest, f"{csv_path.parent.parent.name}/{csv_path.parent.name}: {path.stem.replace('_', ' ')}"))
+    return blocks
+
+
+def recommendation_blocks(sweep_rows: List[dict], quality_rows: List[dict], min_needle_recall: float = 0.9,
+                          runners_up: int = 5) -> List[Block]:
+    """`lighthouse-bench recommend --min-needle-recall 0.9` for every N measured on both sides (fwdbwd speedup over
+    sdpa_cudnn): the choice and its runners-up, as the recommend command prints them."""
+    from ..quality.recommend import Bar, recommend
+
+    bar = Bar("needle_recall", min_needle_recall, "needle")
+
+    def seqs(rows, kind_ok):
+        return {int(results.num(r["n"])) for r in rows if kind_ok(r) and results.num(r.get("n")) is not None}
+
+    both = seqs(sweep_rows, lambda r: r.get("kind") == "lighthouse" and r.get("status") == "ok") & seqs(
+        quality_rows, lambda r: r.get("inputs") == "needle" and r.get("status") == "ok")
+    blocks: List[Block] = []
+    for n in sorted(both):
+        rec = recommend(sweep_rows, quality_rows, n, bar)
+        if not rec.ranked:
+            continue
+        blocks.append(Heading(f"Recommendation for N={results.fmt_size(n)}", 3))
+        if rec.chosen is None:
+            best = max(rec.ranked, key=lambda c: c.quality)
+            blocks.append(Para(f"No measured configuration reaches {bar.describe()}; the best is {best.label()} "
+                               f"({results.fmt(best.quality)}, {best.speedup:.2f}x {rec.baseline})."))
+        else:
+            c = rec.chosen
+            blocks.append(Para(f"Bar: {bar.describe()}. Use {c.label()}: {c.speedup:.2f}x {rec.baseline} "
+                               f"({rec.pass_}), needle recall {results.fmt(c.quality)}."))
+        blocks.append(Table(["configuration", "speedup", "needle recall", "meets bar", "out_rel_err", "coverage"],
+                            [[c.label(), f"{c.speedup:.2f}x", results.fmt(c.quality), "yes" if c.meets else "no",
+                              results.fmt(c.extra.get("out_rel_err")), results.fmt(c.extra.get("coverage"))]
+                             for c in rec.ranked[: runners_up + 1]], "The fastest measured configurations, those meeting the bar first"))
+        missing = len(rec.quality_only) + len(rec.speed_only)
+        if missing:
+            blocks.append(Para(f"{len(rec.quality_only)} configurations have quality but no speed at this N, "
+                               f"{len(rec.speed_only)} speed but no quality: not ranked (nothing is interpolated)."))
     return blocks

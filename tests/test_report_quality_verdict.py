@@ -1,0 +1,63 @@
+"""The report's quality verdicts: which scorer retrieves planted needles (needle_verdict) and the
+`recommend` section per N (report.recommendation_blocks), on hand-made rows whose answers are known."""
+
+from lighthouse.bench.document import Heading, Para, Table
+from lighthouse.bench.report import recommendation_blocks
+from lighthouse.quality.summary import needle_verdict
+
+
+def q(n, l, p, k, s, recall, inputs="needle", dense=1.0, status="ok"):
+    return dict(inputs=inputs, n=str(n), levels=str(l), pooling=str(p), topk=str(k), scorer=s, status=status,
+                needle_recall=str(recall), dense_needle_recall=str(dense), out_rel_err="0.5", coverage="0.25")
+
+
+def sweep(n, l, p, k, s, speedup):
+    return dict(impl="lighthouse_triton", kind="lighthouse", **{"pass": "fwdbwd"}, device="cuda", dtype="bf16",
+                n=str(n), batch="1", heads="8", kv_heads="8", head_dim="128", levels=str(l), pooling=str(p),
+                topk=str(k), scorer=s, status="ok", median_ms="1.0", speedup_vs_sdpa_cudnn=str(speedup))
+
+
+def test_needle_verdict_counts_hits_per_scorer_and_names_their_families():
+    """Catches a verdict that counts the wrong rows (random inputs, failed rows), uses > instead of >=, or calls
+    the scorers equivalent when their retrieving families differ."""
+    rows = [q(16384, 2, 2, 512, "norm", 0.9), q(16384, 3, 4, 512, "norm", 0.2), q(16384, 2, 2, 512, "gla", 0.95),
+            q(16384, 3, 4, 512, "gla", 0.1), q(16384, 3, 4, 1024, "gla", 0.99, status="error"),
+            q(16384, 3, 4, 1024, "gla", 0.99, inputs="random")]
+    [line] = needle_verdict(rows)
+    assert "dense needle recall 1" in line
+    assert "norm 1 of 2 (L=2 p=2)" in line and "gla 1 of 2 (L=2 p=2)" in line
+    assert "the pyramid's shape, not the scorer" in line
+    rows.append(q(16384, 3, 4, 2048, "gla", 0.91))
+    [line] = needle_verdict(rows)
+    assert "gla 2 of 3 (L=2 p=2, L=3 p=4)" in line and "not the scorer" not in line
+
+
+def test_needle_verdict_one_sentence_per_n_and_no_claim_without_hits():
+    """Catches merged N or a 'same families' claim when no configuration retrieves anything."""
+    rows = [q(65536, 3, 4, 512, "norm", 0.1), q(65536, 3, 4, 512, "dilated", 0.3), q(131072, 3, 4, 512, "norm", 0.05)]
+    lines = needle_verdict(rows)
+    assert [line.split(":")[0] for line in lines] == ["N=64K", "N=128K"]
+    assert "dilated 0 of 1; norm 0 of 1." in lines[0] and "not the scorer" not in lines[0]
+
+
+def test_recommendation_blocks_pick_the_fastest_config_meeting_the_bar_per_n():
+    """Catches a report that ranks by speed alone (the fastest config misses the bar here), mixes N, or
+    recommends at an N where one side was not measured."""
+    sweeps = [sweep(98304, 3, 4, 1024, "norm", 20.0), sweep(98304, 2, 2, 512, "norm", 3.5),
+              sweep(98304, 2, 2, 1024, "norm", 3.0), sweep(16384, 2, 2, 512, "norm", 1.5)]
+    quality = [q(98304, 3, 4, 1024, "norm", 0.2), q(98304, 2, 2, 512, "norm", 1.0), q(98304, 2, 2, 1024, "norm", 0.95),
+               q(65536, 2, 2, 512, "norm", 1.0)]
+    blocks = recommendation_blocks(sweeps, quality)
+    assert [b.text for b in blocks if isinstance(b, Heading)] == ["Recommendation for N=96K"]
+    para = next(b for b in blocks if isinstance(b, Para))
+    assert "Use L=2 p=2 k=512 norm: 3.50x" in para.text
+    table = next(b for b in blocks if isinstance(b, Table))
+    assert [r[0] for r in table.rows] == ["L=2 p=2 k=512 norm", "L=2 p=2 k=1024 norm", "L=3 p=4 k=1024 norm"]
+    assert [r[3] for r in table.rows] == ["yes", "yes", "no"]
+
+
+def test_recommendation_blocks_say_when_nothing_meets_the_bar():
+    """Catches a report that recommends a configuration below the bar."""
+    blocks = recommendation_blocks([sweep(98304, 3, 4, 1024, "norm", 20.0)], [q(98304, 3, 4, 1024, "norm", 0.4)])
+    para = next(b for b in blocks if isinstance(b, Para))
+    assert para.text.startswith("No measured configuration reaches needle_recall >= 0.9")
