@@ -11,7 +11,7 @@ import triton
 import triton.language as tl
 
 from lighthouse.plan import LighthousePlan
-from lighthouse.finite import assert_finite_on_device, capturing, raise_non_finite, v_screen
+from lighthouse.finite import assert_finite_on_device, capturing, raise_non_finite, v_screen, v_screen_exact
 from lighthouse.reference.scores import token_scores
 
 from . import alloc, sizes
@@ -152,8 +152,10 @@ class FiniteCheck:
 
     def watch_v(self, x: torch.Tensor) -> None:
         """Screen v through x: v itself, or any tensor every element of v flows into (the gathered v_sub)."""
-        screen = v_screen(x)
-        self.v_sum = screen if self.on_device else _Deferred(screen, _pinned_v_sum)
+        if self.on_device:  # no host look at a false alarm under capture: the exact screen, never an overflow
+            self.v_sum = v_screen_exact(x)
+            return
+        self.v_sum = _Deferred(v_screen(x), _pinned_v_sum)
 
     def raise_if_bad(self) -> None:
         if self.v_sum is None:

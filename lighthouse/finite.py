@@ -24,6 +24,13 @@ def v_screen(v: torch.Tensor) -> torch.Tensor:
     return v.sum(dtype=torch.float32)
 
 
+def v_screen_exact(v: torch.Tensor) -> torch.Tensor:
+    """0-dim float32 that is not finite exactly when v holds NaN or Inf: the largest magnitude never overflows
+    (NaN propagates through amax). Used under CUDA graph capture, where a false alarm cannot be looked into
+    on the host and would stop the replay for a finite v whose float32 sum overflowed."""
+    return v.detach().abs().amax().float()
+
+
 def screen(sq: torch.Tensor, sk: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """0-dim bool on the inputs' device: True when the scores and v's screen are all finite."""
     return torch.isfinite(sq).all() & torch.isfinite(sk).all() & torch.isfinite(v_screen(v))

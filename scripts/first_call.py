@@ -12,6 +12,9 @@ which the first backward is 2.2-2.9 s with no Triton compile. This script splits
    CUDA context and inputs; then either the layer's stages one by one (`kernels.layer.run_<stage>`, the same
    functions the layer runs) for the first and then the second time, or (variant `sdpa-first`) dense causal SDPA
    on the sub-sequence's shape first, alone, and then the whole layer's first call.
+   (Until commit fd02216 the `sdpa-first` and `autograd-first` variants ran the forward's scores, select and
+   gather once, untimed, to learn S: the committed rows of reports/h200/coldstart/first-call/ for those variants
+   time the layer with its forward Triton kernels already loaded.)
    Variants: stages with the cuDNN sub-sequence SDPA (the benchmark's default), with flash, `sdpa-first`
    with cuDNN and with flash, and `autograd-first` (the first backward of a tiny elementwise op, then as
    `sdpa-first`): what any first CUDA backward of a process costs, Lighthouse or not.
@@ -110,11 +113,7 @@ def child(variant: str, backend: str, n: int, topk: int, levels: int, pooling: i
             timed("first", "tiny_elementwise_bwd", lambda: y.backward())
             y = timed("second", "tiny_elementwise_fwd", lambda: (x * 2.0).sum())
             timed("second", "tiny_elementwise_bwd", lambda: y.backward())
-        with torch.no_grad():
-            sel = layer.run_select(layer.run_scores(q, k, v, plan), plan)
-            subs = layer.run_gather(q, k, v, sel, plan)
-        torch.cuda.synchronize()
-        s = subs[0].shape[2]
+        s = plan.selected_len  # known from the plan: nothing of the layer runs before its timed first call
         qs, ks, vs = (torch.randn(1, 8, s, 128, generator=g, device="cuda", dtype=torch.bfloat16,
                                   requires_grad=True) for _ in range(3))
         o = timed("first", f"dense_sdpa_fwd_s{s}", lambda: causal_sdpa(qs, ks, vs, backend))

@@ -90,6 +90,16 @@ def quality() -> None:
                   f"dense recall {sorted(dense)}")
 
 
+def quality_time() -> None:
+    """How long the quality grid took on the device: first to last finished row over the four N."""
+    stamps = sorted(r["finished_at"] for n in ("16k", "64k", "96k", "128k")
+                    for r in rows(H200 / "quality" / f"n{n}" / "quality" / "quality.csv") if r.get("finished_at"))
+    secs = sum(float(r["seconds"]) for n in ("16k", "64k", "96k", "128k")
+               for r in rows(H200 / "quality" / f"n{n}" / "quality" / "quality.csv") if r.get("seconds"))
+    print(f"== quality grid time: rows finished from {stamps[0]} to {stamps[-1]} ({len(stamps)} rows); "
+          f"the rows' own seconds add up to {secs:.0f} s")
+
+
 def recipe(folder: str) -> None:
     """Two-stage recipe: each arm's final validation loss and wall time, and the Lighthouse arm around its switch."""
     print(f"== two-stage recipe (reports/h200/train/{folder}/curve.csv)")
@@ -120,6 +130,10 @@ def longest() -> None:
         print(f"  N={r['n']} {r['attention']} {r['status']} tokens/s={float(r['tokens_per_s']):.0f} "
               f"step_s={float(r['median_step_ms']) / 1e3:.1f} peak_GiB={float(r['peak_mem_gib']):.1f} "
               f"attention_share={float(r['attention_share']):.2f} mfu={float(r['mfu']):.2f} first_step_s={float(r['first_step_s']):.0f}")
+    import json
+
+    info = json.loads((H200 / "train" / "longest-1m" / "machine.json").read_text())
+    print(f"  GPU memory {info['gpu_memory_gib']} GiB ({info['gpu']})")
 
 
 def passkey() -> None:
@@ -210,6 +224,7 @@ if __name__ == "__main__":
     coldstart()
     gate()
     quality()
+    quality_time()
     recipe("recipe-0.75")
     longest()
     passkey()

@@ -230,15 +230,19 @@ def _forbid_host_reads(monkeypatch, asserted):
     monkeypatch.setattr(torch.cuda, "synchronize", boom)
 
 
-@pytest.mark.parametrize("bad", [None, "flag", "v"])
+@pytest.mark.parametrize("bad", [None, "flag", "v", "v_sum_overflows"])
 def test_finite_check_under_capture_stays_on_the_device(monkeypatch, bad):
     """Catches the deferred NaN/Inf check reading the GPU from the host during a capture (.item() / bool():
-    CUDA invalidates the capture) and a device check that lets a tripped screen pass."""
+    CUDA invalidates the capture), a device check that lets a tripped screen pass, and one that stops the
+    replay for a finite v whose float32 sum overflows (eager raises nothing there)."""
     from lighthouse.kernels.scores import FiniteCheck
 
     q, k, v = rand_qkv(1, 1, 1, 301, 4)
     if bad == "v":
         v[0, 0, 3, 1] = float("nan")
+    if bad == "v_sum_overflows":
+        v[0, 0, :4, :] = 3e38  # finite, but their float32 sum is inf
+        assert not torch.isfinite(v.sum(dtype=torch.float32))
     flag = torch.tensor([1 if bad == "flag" else 0], dtype=torch.int32)
     cfg = LighthouseConfig(levels=2, pooling=2, topk=128, impl="triton")
     asserted = []
@@ -248,7 +252,7 @@ def test_finite_check_under_capture_stays_on_the_device(monkeypatch, bad):
         check.watch_v(v)
         check.raise_if_bad()
     assert len(asserted) == 1
-    assert bool(asserted[0]) is (bad is None)
+    assert bool(asserted[0]) is (bad in (None, "v_sum_overflows"))
 
 
 @pytest.mark.skipif(os.environ.get("TRITON_INTERPRET", "0") in ("", "0"),
