@@ -148,7 +148,8 @@ def retain_inner_graph():
     again on the same forward (the benchmark times backward alone that way). Off by default: the backward
     then frees the sub-sequence tensors before it allocates dq, dk and dv, which keeps peak memory down
     by four (B, H, S, D) tensors. In force when the forward or the backward runs inside it, whichever thread
-    autograd runs the backward on (the switch is process-wide while the block is open)."""
+    autograd runs the backward on (the switch is process-wide while the block is open: Lighthouse calls on
+    other threads meanwhile keep those four tensors too, which costs memory, never correctness)."""
     with _RETAIN_LOCK:
         _RETAIN_DEPTH[0] += 1
     try:

@@ -28,6 +28,11 @@ def train() -> None:
         print(f"  N={r['n']:>7} {tag:<28} {r['status']:<3} tokens/s={r['tokens_per_s']:>9} speedup={r['speedup_vs_dense'] or '-':>7} "
               f"step_ms={r['median_step_ms']:>9} attention_share={r['attention_share']:>8} peak_GiB={r['peak_mem_gib']:>8} "
               f"mfu={r['mfu']:>8} first_step_s={r['first_step_s']}")
+    at98 = {(r["attention"], r["recompute"]): r for r in rows(H200 / "train" / "throughput" / "train.csv") if r["n"] == "98304"}
+    d, lh = at98[("dense", "")], at98[("lighthouse", "1")]
+    print(f"  98K over the timed steps' p20-p80: dense {float(d['p20_step_ms']):.0f}-{float(d['p80_step_ms']):.0f} ms, "
+          f"Lighthouse {float(lh['p20_step_ms']):.0f}-{float(lh['p80_step_ms']):.0f} ms ({d['steps']} and {lh['steps']} steps): "
+          f"speedup {float(d['p20_step_ms']) / float(lh['p80_step_ms']):.3f}-{float(d['p80_step_ms']) / float(lh['p20_step_ms']):.3f}x")
     curve = rows(H200 / "train" / "recipe" / "curve.csv")
     for arm in ("lighthouse-then-dense", "dense"):
         mine = [r for r in curve if r["arm"] == arm]
