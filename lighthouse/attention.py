@@ -23,6 +23,10 @@ _D = LighthouseConfig()
 #: (scripts/gate_slowdowns.py). Microseconds added per layer call: one number for every call, or per sequence
 #: length N as `16384=230,98304=540` (other N: none). Never set it outside such a test.
 TEST_SLOWDOWN_ENV = "LIGHTHOUSE_TEST_SLOWDOWN_US"
+#: Where the planted delay is spent: "gpu" (default; a spin queued on the stream, which slows a point bound by
+#: the GPU) or "host" (a busy-wait of the calling thread, which slows a point bound by the host issuing its
+#: launches, such as N = 16K on an H200, where a GPU spin only fills idle time).
+TEST_SLOWDOWN_WHERE_ENV = "LIGHTHOUSE_TEST_SLOWDOWN_WHERE"
 
 
 def _forced_impl() -> Optional[str]:
@@ -72,15 +76,30 @@ def _planted_delay_us(n: int) -> float:
 _SLEEP_CYCLES_PER_US: dict = {}
 
 
+def _planted_where() -> str:
+    where = os.environ.get(TEST_SLOWDOWN_WHERE_ENV, "gpu").strip() or "gpu"
+    if where not in ("gpu", "host"):
+        raise ValueError(f"{TEST_SLOWDOWN_WHERE_ENV} must be gpu or host, got {where!r}")
+    return where
+
+
+def _host_wait(us: float) -> None:
+    """Busy-wait `us` microseconds on this thread (time.sleep overshoots by tens of microseconds)."""
+    import time
+
+    end = time.perf_counter() + us * 1e-6
+    while time.perf_counter() < end:
+        pass
+
+
 def _delay(device: torch.device, us: float) -> None:
-    """Queue `us` microseconds of idle work: a GPU spin (torch.cuda._sleep) on the current stream, so the delay
-    adds to the device timeline like a slower kernel; a plain sleep on the CPU."""
+    """Spend `us` microseconds: by default a GPU spin (torch.cuda._sleep) queued on the current stream, so the
+    delay adds to the device timeline like a slower kernel; with LIGHTHOUSE_TEST_SLOWDOWN_WHERE=host, or on the
+    CPU, a busy-wait of the calling thread, like slower host code."""
     if us <= 0:
         return
-    if device.type != "cuda":
-        import time
-
-        time.sleep(us * 1e-6)
+    if device.type != "cuda" or _planted_where() == "host":
+        _host_wait(us)
         return
     key = device.index if device.index is not None else torch.cuda.current_device()
     if key not in _SLEEP_CYCLES_PER_US:  # calibrate once: cycles of torch.cuda._sleep per microsecond

@@ -1,6 +1,7 @@
 """How sensitive is the regression gate? Planted slowdowns of the layer, each judged several times, on the GPU.
 
     python scripts/gate_slowdowns.py --out out/gate-slowdowns        # one H200: about 3-4 minutes
+    python scripts/gate_slowdowns.py --out out/gate-host --where host  # the delay on the host (host-bound points)
 
 1. Records a baseline from --runs runs of the suite (`lighthouse-bench check --record --runs 3`, the same code)
    into OUT/baseline.csv (OUT/record/run-<i>/ holds the runs).
@@ -91,6 +92,9 @@ def main(argv=None) -> int:
     ap.add_argument("--judgments", type=int, default=3, help="checks per planted level (default 3)")
     ap.add_argument("--planted", default="0,5,10,20", help="planted slowdowns in percent (default 0,5,10,20)")
     ap.add_argument("--tolerance", type=float, default=None, help="the check's --tolerance (default: its own)")
+    ap.add_argument("--where", choices=("gpu", "host"), default="gpu",
+                    help="spend the planted delay as a GPU spin (default; slows GPU-bound points) or as a host "
+                         "busy-wait (slows host-bound points such as 16K)")
     ap.add_argument("--budget-s", type=float, default=210.0,
                     help="start no new judgment when the time spent plus the slowest judgment so far would pass this")
     args = ap.parse_args(argv)
@@ -98,7 +102,7 @@ def main(argv=None) -> int:
     import torch
     from rich.console import Console
 
-    from lighthouse.attention import TEST_SLOWDOWN_ENV
+    from lighthouse.attention import TEST_SLOWDOWN_ENV, TEST_SLOWDOWN_WHERE_ENV
     from lighthouse.bench import check
 
     if not torch.cuda.is_available():
@@ -111,6 +115,7 @@ def main(argv=None) -> int:
     console = Console(file=log, width=200, color_system=None)
     tol = {} if args.tolerance is None else {"tolerance": args.tolerance}
     os.environ.pop(TEST_SLOWDOWN_ENV, None)
+    os.environ[TEST_SLOWDOWN_WHERE_ENV] = args.where
 
     baseline = out / "baseline.csv"
     t0 = time.perf_counter()
@@ -152,7 +157,8 @@ def main(argv=None) -> int:
             rows = table_rows(check_rows(folder), pct, j, code, seconds)
             table += rows
             write_table(out / "slowdowns.csv", table)
-            print(f"planted {pct:4g}% #{j} ({TEST_SLOWDOWN_ENV}={env or 'unset'}): exit {code} in {seconds:.0f} s", flush=True)
+            print(f"planted {pct:4g}% #{j} on the {args.where} ({TEST_SLOWDOWN_ENV}={env or 'unset'}): exit {code} in "
+                  f"{seconds:.0f} s", flush=True)
         if stopped:
             break
     log.close()

@@ -483,3 +483,29 @@ def test_gpu_workflow_compares_pytest_benchmark_with_a_committed_baseline():
     names = {b["name"] for b in committed["benchmarks"]}
     assert names == {f"{t}[{i}]" for t in ("test_dense_cudnn_fwdbwd", "test_lighthouse_triton_fwdbwd")
                      for i in ("N16k-k1024", "N96k-k1536")}
+
+
+def test_host_planted_slowdown_busy_waits_and_never_touches_the_gpu(monkeypatch):
+    """LIGHTHOUSE_TEST_SLOWDOWN_WHERE=host spends the delay on the calling thread even for a CUDA device (the
+    16K point is host-bound, where a GPU spin only fills idle time). Catches a host mode that still queues a
+    GPU spin, or that returns before the planted time has passed."""
+    import lighthouse.attention as attention
+
+    def no_gpu(*args, **kwargs):
+        raise AssertionError("host mode queued GPU work")
+
+    monkeypatch.setattr(torch.cuda, "_sleep", no_gpu)
+    monkeypatch.setattr(torch.cuda, "Event", no_gpu)
+    monkeypatch.setenv(attention.TEST_SLOWDOWN_WHERE_ENV, "host")
+    t = time.perf_counter()
+    attention._delay(torch.device("cuda", 0), 30_000)
+    assert time.perf_counter() - t >= 0.03
+
+
+def test_a_bad_planted_place_names_the_switch(monkeypatch):
+    """A typo in LIGHTHOUSE_TEST_SLOWDOWN_WHERE is a ValueError naming it, not a silent GPU spin."""
+    import lighthouse.attention as attention
+
+    monkeypatch.setenv(attention.TEST_SLOWDOWN_WHERE_ENV, "cpu")
+    with pytest.raises(ValueError, match="LIGHTHOUSE_TEST_SLOWDOWN_WHERE must be gpu or host"):
+        attention._delay(torch.device("cuda", 0), 10)
