@@ -19,6 +19,11 @@ right) under teacher forcing is the same event as greedy decoding producing the 
 sees the true prefix), so exact-match accuracy equals greedy decoding's without re-running the forward
 (Lighthouse refuses a KV cache). Per-digit accuracy is the teacher-forced one. Chance: 1/10 per digit,
 10^-digits for an exact match.
+
+Digit-only accuracy: the same positions scored by the argmax over the ten digit bytes alone. A model that
+rarely emits a digit at all (a short-trained byte-level model) scores far below 1/10 per digit with the free
+argmax, so 1/10 is not its chance level there; restricted to the digits, guessing is exactly 1/10, and a
+model that knows something about the passkey beats it. The above-chance test uses the digit-only hits.
 """
 
 from __future__ import annotations
@@ -95,6 +100,9 @@ def build_prompt(length: int, depth: float, *, digits: int = 5, seed: int = 0, t
     data = body[:at] + needle(key) + body[at:] + QUESTION + key.encode()
     assert len(data) == length
     return Prompt(list(data), key, at, length - digits)
+
+
+DIGIT_BYTES = (ord("0"), ord("9") + 1)  # [start, stop) of the ten digit bytes
 
 
 def score(tail: Sequence[int], prompt: Prompt) -> int:
