@@ -141,7 +141,9 @@ class FiniteCheck:
     before the next layer call (the pinned words are shared).
 
     Under CUDA graph capture (decided once, when the check is made) neither screen leaves the device: no pinned
-    copy, no event, no host read; raise_if_bad queues lighthouse.finite.assert_finite_on_device instead.
+    copy, no event, no host read; v is screened by its largest magnitude instead of its sum (no false alarm
+    from an overflowing sum, which nobody could look into), and raise_if_bad queues
+    lighthouse.finite.assert_finite_on_device.
     """
 
     def __init__(self, flag: torch.Tensor, pyr: torch.Tensor, plan: LighthousePlan, q, k, v):

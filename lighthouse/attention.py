@@ -24,8 +24,9 @@ _D = LighthouseConfig()
 #: length N as `16384=230,98304=540` (other N: none). Never set it outside such a test.
 TEST_SLOWDOWN_ENV = "LIGHTHOUSE_TEST_SLOWDOWN_US"
 #: Where the planted delay is spent: "gpu" (default; a spin queued on the stream, which slows a point bound by
-#: the GPU) or "host" (a busy-wait of the calling thread, which slows a point bound by the host issuing its
-#: launches, such as N = 16K on an H200, where a GPU spin only fills idle time).
+#: the GPU) or "host" (a busy-wait of the thread issuing the launches, autograd's worker in the backward, which
+#: slows a point bound by the host, such as N = 16K on an H200, where a GPU spin only fills idle time; a host
+#: wait is not captured into a CUDA graph).
 TEST_SLOWDOWN_WHERE_ENV = "LIGHTHOUSE_TEST_SLOWDOWN_WHERE"
 
 
@@ -95,7 +96,7 @@ def _host_wait(us: float) -> None:
 def _delay(device: torch.device, us: float) -> None:
     """Spend `us` microseconds: by default a GPU spin (torch.cuda._sleep) queued on the current stream, so the
     delay adds to the device timeline like a slower kernel; with LIGHTHOUSE_TEST_SLOWDOWN_WHERE=host, or on the
-    CPU, a busy-wait of the calling thread, like slower host code."""
+    CPU, a busy-wait of the thread that runs it (autograd's worker in the backward), like slower host code."""
     if us <= 0:
         return
     if device.type != "cuda" or _planted_where() == "host":

@@ -8,7 +8,8 @@ screen trips does `raise_non_finite` look at the elements: it names the first ba
 are all finite, says that the score overflowed. A false alarm (finite v whose sum overflows) raises nothing.
 
 Under CUDA graph capture (lighthouse.cuda_graph) the host may not read the GPU: the screens stay on the
-device and `assert_finite_on_device` stops the replay with a device-side assertion instead (see there).
+device, v's screen is its largest magnitude (v_screen_exact) instead of its sum, and `assert_finite_on_device`
+stops the replay with a device-side assertion instead (see there).
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ def v_screen(v: torch.Tensor) -> torch.Tensor:
 
 def v_screen_exact(v: torch.Tensor) -> torch.Tensor:
     """0-dim float32 that is not finite exactly when v holds NaN or Inf: the largest magnitude never overflows
-    (NaN propagates through amax). Used under CUDA graph capture, where a false alarm cannot be looked into
-    on the host and would stop the replay for a finite v whose float32 sum overflowed."""
+    (NaN propagates through amax). Used under CUDA graph capture, where a false alarm cannot be looked into on
+    the host: it removes the false alarm of a finite v whose float32 sum overflows. Given the gathered v_sub,
+    whose pooled rows are float32 sums of p**(l-1) tokens, a finite v with magnitudes near FLT_MAX / p can
+    still pool to inf (an edge no real activation reaches)."""
     return v.detach().abs().amax().float()
 
 

@@ -6,8 +6,9 @@
 1. Records a baseline from --runs runs of the suite (`lighthouse-bench check --record --runs 3`, the same code)
    into OUT/baseline.csv (OUT/record/run-<i>/ holds the runs).
 2. Plants slowdowns of --planted percent (default 0, 5, 10, 20) of each point's baseline time in the layer with
-   the TEST-ONLY switch LIGHTHOUSE_TEST_SLOWDOWN_US (lighthouse/attention.py: a GPU spin queued after the layer's
-   backward, per sequence length N) and judges each --judgments times with the check itself (repeats of points
+   the TEST-ONLY switch LIGHTHOUSE_TEST_SLOWDOWN_US (lighthouse/attention.py: after the layer's backward, per
+   sequence length N; a GPU spin queued on the stream, or with --where host a busy-wait of the thread issuing
+   the launches, autograd's worker in the backward) and judges each --judgments times with the check itself (repeats of points
    that look regressed included; parity and charts off), round-robin over the levels so that a run cut short by
    --budget-s still has every level.
 3. Writes OUT/slowdowns.csv (after every judgment), one row per (planted %, judgment, point, figure): baseline, now, measured change,
@@ -15,7 +16,9 @@
    (`layer_ms_change_pct`); prints it and a summary of exit codes per planted level. OUT/planted-<pct>-<j>/ keeps
    each check's folder (results.csv, reference.csv, check.csv, repeat-<i>/).
 
-Expected: 0% and 5% exit 0 every time, 10% and 20% exit 1 every time. The baseline file is a fresh baseline of
+Expected: 0% and 5% exit 0 every time, 10% and 20% exit 1 every time. A GPU spin barely slows a host-bound point
+(16K on an H200: it fills time the GPU spends waiting for launches); a host busy-wait barely slows a GPU-bound
+one (64K, 96K: the host is ahead of the GPU queue). `layer_ms_change_pct` says what was actually delivered. The baseline file is a fresh baseline of
 this GPU: copy it to reports/baselines/<gpu>.csv (`lighthouse-bench check --baseline auto` picks it there).
 """
 

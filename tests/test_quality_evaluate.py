@@ -31,3 +31,17 @@ def test_point_figures_on_needle_inputs():
     if importlib.util.find_spec("fla") is None:
         with pytest.raises(Unsupported, match="flash-linear-attention"):
             measure_point(x, ref, 2, 4, 128, "gla")
+
+
+def test_scorers_that_ignore_the_gate_are_not_handed_it():
+    """Every kind of quality inputs carries a gate (for gla); handing it to a norm or dilated point warned on every
+    row ("gate= is used only by scorer='gla'"). Catches the gate reaching a scorer that ignores it."""
+    import warnings
+
+    x = synthetic("random", 1, 2, 2, 1024, 32, "fp32", CPU, seed=3)
+    assert x.gate is not None
+    ref = dense_reference(x.q, x.k, x.v)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        measure_point(x, ref, 2, 4, 128, "norm")
+        measure_point(x, ref, 2, 4, 128, "dilated")

@@ -114,6 +114,43 @@ def test_binomial_tail_matches_direct_sum():
     assert pk.above_chance_p(1, 2, 0.5) == pytest.approx(0.75)
 
 
+def test_summary_of_a_model_above_chance_only_among_the_digits_says_so():
+    """Catches a summary that calls a model above chance while printing only figures of 0 (its exact match and
+    free-argmax digit accuracy), without the digit-only accuracy that put it there."""
+    spec = _spec()
+    row = measure_cell(_mute_knower, 200, 50, spec, None)
+    [line] = summarize([{"model": "m", "attention": "saved", "status": "ok", **row}])
+    assert "1 of 1 cells above chance" in line and "mean digit-only accuracy 1" in line
+
+
+def test_resume_measures_again_the_rows_written_before_the_digit_only_score(tmp_path):
+    """An old passkey.csv (no digit_only_* columns) judged chance on the free argmax: --resume must measure its
+    ok rows again, once, with the digit-only score, instead of mixing the two tests. Catches old rows kept as
+    finished, or measured again but left in the file beside their new rows."""
+    import csv
+
+    (tmp_path / "m").mkdir()  # the loader is replaced: the folder only needs its trained context
+    (tmp_path / "m" / "lighthouse-train.json").write_text(json.dumps({"preset": {"seq": 512}}))
+    spec = resolve([tmp_path / "m"], "200", "0,50", "saved", 5, 4, 4, "sentence", 0, "cpu", None)
+    out = tmp_path / "old"
+    out.mkdir()
+    old_cols = [c for c in PASSKEY.columns if not c.startswith("digit_only")]
+    with (out / "passkey.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=old_cols)
+        w.writeheader()
+        for d in (0, 50):
+            w.writerow({**{c: "" for c in old_cols}, "model": str(tmp_path / "m"), "attention": "saved",
+                        "length": 200, "depth": d, "digits": 5, "trials": 4, "filler": "sentence", "device": "cpu",
+                        "dtype": spec.dtype, "status": "ok", "exact_acc": 0, "digit_acc": 0, "digit_hits": 0,
+                        "chance_digit": 0.1, "chance_exact": 1e-5, "p_chance": 1, "above_chance": 0, "seed": 0,
+                        "finished_at": "2026-11-29T00:00:00+00:00"})
+    calls = []
+    assert run(spec, out, resume=True, plot=False, loader=lambda *a: calls.append(a) or _mute_knower) == 0
+    rows, torn = read_rows(out / "passkey.csv", PASSKEY)
+    assert len(calls) == 1 and not torn and len(rows) == 2
+    assert {r["digit_only_acc"] for r in rows} == {"1"} and {r["above_chance"] for r in rows} == {"1"}
+
+
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
     cfg = transformers.LlamaConfig(vocab_size=256, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
@@ -200,7 +237,15 @@ def test_lighthouse_folder_runs_saved_dense_and_lighthouse(tmp_path):
         assert torch.equal(a, b)
     free, digits = sparse(tokens, logits_keep)
     assert not torch.equal(free, dense(tokens, logits_keep)[0])
-    assert int(digits.min()) >= ord("0") and int(digits.max()) <= ord("9")  # the restricted argmax is a digit
+    # the restricted argmax, computed here from the model's own logits (catches a wrong slice or offset)
+    hf.register()
+    model = transformers.AutoModelForCausalLM.from_pretrained(path, attn_implementation="lighthouse").eval()
+    hf.set_dense(model, False)
+    with torch.no_grad():
+        logits = model(input_ids=tokens, use_cache=False).logits[:, -logits_keep:]
+    want = torch.tensor([[max(range(48, 58), key=lambda b: float(logits[i, t, b])) for t in range(logits_keep)]
+                         for i in range(tokens.shape[0])])
+    assert torch.equal(digits, want)
     plain = tmp_path / "plain"
     transformers.LlamaForCausalLM(cfg()).save_pretrained(plain)
     with pytest.raises(ValueError, match="--attention lighthouse"):

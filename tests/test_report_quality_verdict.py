@@ -26,10 +26,24 @@ def test_needle_verdict_counts_hits_per_scorer_and_names_their_families():
     [line] = needle_verdict(rows)
     assert "dense needle recall 1" in line
     assert "norm 1 of 2 (L=2 p=2)" in line and "gla 1 of 2 (L=2 p=2)" in line
-    assert "the pyramid's shape, not the scorer" in line
+    assert "not the scorer" in line
     rows.append(q(16384, 3, 4, 2048, "gla", 0.91))
     [line] = needle_verdict(rows)
     assert "gla 2 of 3 (L=2 p=2, L=3 p=4)" in line and "not the scorer" not in line
+
+
+def test_needle_verdict_counts_configurations_not_rows_and_compares_them_exactly():
+    """Catches rows counted instead of configurations (two quality files at one N), a configuration counted as
+    retrieving when one of its measurements misses, and "the same for every scorer" said when the scorers
+    retrieve in the same (L, p) family but at different k."""
+    rows = [q(16384, 2, 2, 512, "norm", 0.95), q(16384, 2, 2, 512, "norm", 0.5), q(16384, 2, 2, 1024, "norm", 0.92),
+            q(16384, 2, 2, 1024, "gla", 0.93), q(16384, 2, 2, 512, "gla", 0.2)]
+    [line] = needle_verdict(rows)
+    assert "norm 1 of 2 (L=2 p=2)" in line and "gla 1 of 2 (L=2 p=2)" in line and "not the scorer" in line
+    rows.append(q(16384, 2, 2, 2048, "gla", 0.97))
+    rows.append(q(16384, 2, 2, 2048, "norm", 0.1))
+    [line] = needle_verdict(rows)
+    assert "gla 2 of 3 (L=2 p=2)" in line and "norm 1 of 3 (L=2 p=2)" in line and "not the scorer" not in line
 
 
 def test_needle_verdict_one_sentence_per_n_and_no_claim_without_hits():
@@ -41,8 +55,8 @@ def test_needle_verdict_one_sentence_per_n_and_no_claim_without_hits():
 
 
 def test_recommendation_blocks_pick_the_fastest_config_meeting_the_bar_per_n():
-    """Catches a report that ranks by speed alone (the fastest config misses the bar here), mixes N, or
-    recommends at an N where one side was not measured."""
+    """Catches a report that ranks by speed alone (the fastest config misses the bar here) or mixes N (16K has
+    speed only, 64K quality only: no section for either)."""
     sweeps = [sweep(98304, 3, 4, 1024, "norm", 20.0), sweep(98304, 2, 2, 512, "norm", 3.5),
               sweep(98304, 2, 2, 1024, "norm", 3.0), sweep(16384, 2, 2, 512, "norm", 1.5)]
     quality = [q(98304, 3, 4, 1024, "norm", 0.2), q(98304, 2, 2, 512, "norm", 1.0), q(98304, 2, 2, 1024, "norm", 0.95),
@@ -61,3 +75,11 @@ def test_recommendation_blocks_say_when_nothing_meets_the_bar():
     blocks = recommendation_blocks([sweep(98304, 3, 4, 1024, "norm", 20.0)], [q(98304, 3, 4, 1024, "norm", 0.4)])
     para = next(b for b in blocks if isinstance(b, Para))
     assert para.text.startswith("No measured configuration reaches needle_recall >= 0.9")
+
+
+def test_recommendation_blocks_say_when_no_configuration_is_measured_on_both_sides():
+    """Catches an N with both a sweep and a quality run but no configuration in common being dropped silently."""
+    blocks = recommendation_blocks([sweep(98304, 3, 4, 1024, "norm", 20.0)], [q(98304, 2, 2, 512, "norm", 1.0)])
+    assert [b.text for b in blocks if isinstance(b, Heading)] == ["Recommendation for N=96K"]
+    para = next(b for b in blocks if isinstance(b, Para))
+    assert para.text.startswith("No configuration has both") and "1 have speed only, 1 quality only" in para.text

@@ -653,7 +653,8 @@ def quality_blocks(sweeps: Sequence[Run], quality_csvs: Sequence[Path], charts: 
 def recommendation_blocks(sweep_rows: List[dict], quality_rows: List[dict], min_needle_recall: float = 0.9,
                           runners_up: int = 5) -> List[Block]:
     """`lighthouse-bench recommend --min-needle-recall 0.9` for every N measured on both sides (fwdbwd speedup over
-    sdpa_cudnn): the choice and its runners-up, as the recommend command prints them."""
+    sdpa_cudnn): the choice and its runners-up, or why there is none; the names of the configurations measured
+    on one side only are left to the recommend command."""
     from ..quality.recommend import Bar, recommend
 
     bar = Bar("needle_recall", min_needle_recall, "needle")
@@ -666,9 +667,12 @@ def recommendation_blocks(sweep_rows: List[dict], quality_rows: List[dict], min_
     blocks: List[Block] = []
     for n in sorted(both):
         rec = recommend(sweep_rows, quality_rows, n, bar)
-        if not rec.ranked:
-            continue
         blocks.append(Heading(f"Recommendation for N={results.fmt_size(n)}", 3))
+        if not rec.ranked:
+            blocks.append(Para(f"No configuration has both a speed and a needle-recall figure at N={rec.seq} "
+                               f"({len(rec.speed_only)} have speed only, {len(rec.quality_only)} quality only): "
+                               "nothing is recommended (no figure is interpolated)."))
+            continue
         if rec.chosen is None:
             best = max(rec.ranked, key=lambda c: c.quality)
             blocks.append(Para(f"No measured configuration reaches {bar.describe()}; the best is {best.label()} "

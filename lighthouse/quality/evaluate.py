@@ -58,7 +58,7 @@ def measure_point(x: QualityInputs, ref: DenseReference, levels: int, pooling: i
     """out_rel_err, cos_median, cos_p10, coverage, coverage_p10 (+ needle_recall and recall_dXX on needle
     inputs) and s_sel of Lighthouse (levels, pooling, topk, scorer) on x. ValueError: invalid parameters."""
     cfg = LighthouseConfig(levels, pooling, topk, scorer, impl=impl)
-    gate = x.gate if scorer == "gla" else None  # captured inputs carry a gate; only gla reads it
+    gate = x.gate if scorer == "gla" else None  # every kind of inputs carries a gate; only gla reads it
     plan = make_plan(cfg, x.q, x.k, x.v, gate)
     reason = unsupported_reason(scorer, x.q.device)
     if reason:

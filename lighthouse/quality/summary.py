@@ -36,30 +36,33 @@ def scorer_table(rows: List[dict]) -> Tuple[List[str], List[List[str]]]:
 
 
 def needle_verdict(rows: List[dict], threshold: float = 0.9) -> List[str]:
-    """One sentence per N: dense's needle recall, and per scorer how many measured configurations retrieve the
-    planted needles (needle recall >= threshold) and which (L, p) families they belong to; then whether those
-    families are the same for every scorer (then no scorer's scores are what retrieves the needles)."""
-    per_n: Dict[int, Dict[str, list]] = {}
+    """One sentence per N: dense's needle recall, and per scorer how many measured configurations (L, p, k)
+    retrieve the planted needles (needle recall >= threshold; a configuration measured more than once counts
+    with its lowest recall, as `recommend` judges it) and which (L, p) families they belong to; then whether the
+    retrieving configurations are the same for every scorer (then no scorer's scores are what retrieves them)."""
+    per_n: Dict[int, Dict[str, Dict[tuple, float]]] = {}
     dense: Dict[int, set] = {}
     for r in rows:
         recall, n = num(r.get("needle_recall")), num(r.get("n"))
         if r.get("status") != "ok" or r.get("inputs") != "needle" or recall is None or n is None:
             continue
-        per_n.setdefault(int(n), {}).setdefault(r["scorer"], []).append((recall, f"L={r['levels']} p={r['pooling']}"))
+        configs = per_n.setdefault(int(n), {}).setdefault(r["scorer"], {})
+        key = (r["levels"], r["pooling"], r["topk"])
+        configs[key] = min(recall, configs.get(key, recall))
         if num(r.get("dense_needle_recall")) is not None:
             dense.setdefault(int(n), set()).add(num(r["dense_needle_recall"]))
     out = []
     for n, by_scorer in sorted(per_n.items()):
-        parts, families = [], {}
-        for scorer, values in sorted(by_scorer.items()):
-            hits = sorted({fam for v, fam in values if v >= threshold})
-            families[scorer] = tuple(hits)
-            parts.append(f"{scorer} {sum(v >= threshold for v, _ in values)} of {len(values)}"
-                         + (f" ({', '.join(hits)})" if hits else ""))
-        same = len(set(families.values())) == 1
+        parts, hits_by_scorer = [], {}
+        for scorer, configs in sorted(by_scorer.items()):
+            hits = {key for key, v in configs.items() if v >= threshold}
+            hits_by_scorer[scorer] = frozenset(hits)
+            families = sorted({f"L={l} p={p}" for l, p, _ in hits})
+            parts.append(f"{scorer} {len(hits)} of {len(configs)}" + (f" ({', '.join(families)})" if families else ""))
+        same = len(hits_by_scorer) > 1 and len(set(hits_by_scorer.values())) == 1 and any(hits_by_scorer.values())
         dense_txt = ", ".join(fmt(x) for x in sorted(dense.get(n, ()))) or "not measured"
         out.append(f"N={fmt_size(n)}: dense needle recall {dense_txt}; configurations with needle recall >= {threshold:g}: "
                    + "; ".join(parts) + "."
-                   + (" The same (L, p) families for every scorer: what retrieves the needles is the pyramid's shape, "
-                      "not the scorer." if same and len(families) > 1 and any(families.values()) else ""))
+                   + (" The very same configurations for every scorer: what retrieves the needles is the pyramid's "
+                      "shape and budget, not the scorer." if same else ""))
     return out
