@@ -184,55 +184,12 @@ def cold_start(out: Path, deadline: float) -> None:
 
 # ------------------------------------------------------------------------------------------- 2. small N
 
-class _Timing:
-    def __init__(self, samples_ms, first_call_ms, peak_bytes):
-        self.samples_ms, self.first_call_ms, self.peak_bytes = samples_ms, first_call_ms, peak_bytes
-        xs = sorted(samples_ms)
-        pick = lambda f: xs[min(len(xs) - 1, int(round(f * (len(xs) - 1))))]  # noqa: E731
-        self.median_ms, self.p20_ms, self.p80_ms = pick(0.5), pick(0.2), pick(0.8)
-
-
-def _measure_fallback(step_fn, pass_, leaves, grad_out, *, device, warmup, rep, min_rep, max_seconds):
-    """The sweep's timer in short (used only if lighthouse.bench.timing has moved): CUDA events, 256 MiB L2
-    flush before each repetition, first call timed apart."""
-    import torch
-
-    def step():
-        for t in leaves:
-            t.grad = None
-        step_fn().backward(grad_out)
-
-    flush = torch.empty(64 * 1024 * 1024, dtype=torch.int32, device=device)
-    torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    step()
-    torch.cuda.synchronize()
-    first = (time.perf_counter() - t0) * 1e3
-    w0 = time.perf_counter()
-    for _ in range(warmup - 1):
-        if time.perf_counter() - w0 >= max_seconds:
-            break
-        step()
-    torch.cuda.reset_peak_memory_stats()
-    samples, start = [], time.perf_counter()
-    while len(samples) < rep and not (len(samples) >= min_rep and time.perf_counter() - start >= max_seconds):
-        flush.zero_()
-        b, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        b.record()
-        step()
-        e.record()
-        e.synchronize()
-        samples.append(b.elapsed_time(e))
-    return _Timing(samples, first, torch.cuda.max_memory_allocated() - flush.numel() * 4)
-
-
 def _time(fn, q, k, v, d_out, warmup, rep, min_rep, max_seconds):
+    """The sweep's own timer (lighthouse.bench.timing.measure): CUDA events, L2 flush, first call timed apart."""
     import torch
 
-    try:
-        from lighthouse.bench.timing import measure
-    except ImportError:
-        measure = _measure_fallback
+    from lighthouse.bench.timing import measure
+
     return measure(lambda: fn(q, k, v), "fwdbwd", (q, k, v), d_out, device=torch.device("cuda"),
                    warmup=warmup, rep=rep, min_rep=min_rep, max_seconds=max_seconds)
 
@@ -402,7 +359,7 @@ def one_m(out: Path) -> None:
                                     "first_call_ms": round(t.first_call_ms, 1),
                                     "peak_gib": round((t.peak_bytes or 0) / 2**30, 2),
                                     "speedup_vs_cudnn": round(dense.median_ms / t.median_ms, 2)})
-    print(f"N=1M speedups: " + ", ".join(f"L={lv}: {dense.median_ms / t.median_ms:.1f}x" for _, lv, t in rows)
+    print("N=1M speedups: " + ", ".join(f"L={lv}: {dense.median_ms / t.median_ms:.1f}x" for _, lv, t in rows)
           + f" (max allocated {peak:.1f} GiB)", flush=True)
 
 

@@ -44,16 +44,10 @@ VARIANTS = [("stages", "cudnn"), ("stages", "flash"), ("sdpa-first", "cudnn"), (
 
 
 def _append(path: Path, row: dict) -> None:
-    import csv
+    """One row of first_call.csv, flushed (cold_start.py's writer, with this file's columns)."""
+    from cold_start import _append as append_row  # scripts/ is on sys.path when a script runs
 
-    new = not path.exists()
-    with path.open("a", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=COLUMNS, restval="")
-        if new:
-            w.writeheader()
-        w.writerow(row)
-        fh.flush()
-        os.fsync(fh.fileno())
+    append_row(path, row, COLUMNS)
 
 
 def child(variant: str, backend: str, n: int, topk: int, levels: int, pooling: int, out: Path) -> int:
