@@ -224,6 +224,127 @@ def gate3() -> None:
               f"(spread {100 * float(r['floor_ratio_spread']):.1f}%), median {float(r['median_ms']):.3f} ms over {r['runs']} runs")
 
 
+def checkpoint_quality() -> None:
+    """Third session: quality on the q, k, v captured from the two `mid` models of train/recipe-0.75-saved."""
+    from lighthouse.bench.results import QUALITY, read_rows
+    from lighthouse.quality.summary import checkpoint_table
+
+    path = H200 / "quality" / "checkpoint-16k" / "quality.csv"
+    table = rows(path)
+    print(f"== quality on checkpoint inputs ({path.relative_to(H200.parent.parent)}): "
+          f"{sum(r['status'] == 'ok' for r in table)} ok, {sum(r['status'] == 'invalid' for r in table)} invalid rows")
+    headers, body = checkpoint_table(read_rows(path, QUALITY)[0])
+    for line in body:
+        print("  " + "; ".join(f"{h}={v}" for h, v in zip(headers, line)))
+    ok = [r for r in table if r["status"] == "ok"]
+    for model in sorted({r["inputs"] for r in ok}):
+        per_layer = defaultdict(list)
+        for r in ok:
+            if r["inputs"] == model:
+                per_layer[int(r["layer"])].append(float(r["cos_median"]))
+        print(f"  {model.rsplit('/', 1)[-1]}: per-layer median of cos_median over configurations and scorers: "
+              + ", ".join(f"{lay}: {statistics.median(v):.3f}" for lay, v in sorted(per_layer.items())))
+        train_cfg = [r for r in ok if r["inputs"] == model and (r["levels"], r["pooling"], r["topk"]) == ("3", "4", "512")]
+        for scorer in ("norm", "dilated", "gla"):
+            sel = [r for r in train_cfg if r["scorer"] == scorer]
+            print(f"    training configuration L=3 p=4 k=512 {scorer}: cos_median {min(float(r['cos_median']) for r in sel):.3f}"
+                  f"..{max(float(r['cos_median']) for r in sel):.3f} over layers; out_rel_err "
+                  f"{min(float(r['out_rel_err']) for r in sel):.3f}..{max(float(r['out_rel_err']) for r in sel):.3f}")
+
+
+def passkey_digit_only() -> None:
+    print("== passkey with the digit-only score (reports/h200/passkey/pk-digit-only/passkey.csv)")
+    groups = defaultdict(list)
+    for r in rows(H200 / "passkey" / "pk-digit-only" / "passkey.csv"):
+        groups[(r["model"].rsplit("/", 1)[-1], r["attention"])].append(r)
+    for (model, attention), rs in sorted(groups.items()):
+        ok = [r for r in rs if r["status"] == "ok"]
+        only = [float(r["digit_only_acc"]) for r in ok]
+        print(f"  {model} ({attention}): {len(ok)} ok cells; best exact-match {max(float(r['exact_acc']) for r in ok):.2f}; "
+              f"digit accuracy mean {statistics.mean(float(r['digit_acc']) for r in ok):.3f} max "
+              f"{max(float(r['digit_acc']) for r in ok):.2f}; digit-only accuracy mean {statistics.mean(only):.3f} "
+              f"min {min(only):.2f} max {max(only):.2f}; smallest p_chance {min(float(r['p_chance']) for r in ok):.4f}; "
+              f"cells above chance {sum(r['above_chance'] in ('1', 'True') for r in ok)}")
+
+
+def gate_third(folder: str) -> None:
+    """Third session's planted slowdowns: exit codes per level, the measured layer change, the fresh baseline."""
+    print(f"== planted slowdowns (reports/h200/check/{folder}/slowdowns.csv)")
+    levels = defaultdict(lambda: {"exits": {}, "layer": defaultdict(list), "failed": defaultdict(set),
+                                  "worst": defaultdict(dict)})
+    for r in rows(H200 / "check" / folder / "slowdowns.csv"):
+        n = r["point"].split(" n=")[1].split()[0]
+        lv = levels[r["planted_pct"]]
+        adverse = float(r["change_pct"]) * (1 if r["figure"] == "floor_ratio" else -1)  # > 0: slower
+        if adverse > lv["worst"][n].get(r["figure"], (None, None, float("-inf")))[2]:
+            lv["worst"][n][r["figure"]] = (float(r["change_pct"]), r["limit"], adverse)
+        lv["exits"][r["judgment"]] = r["exit_code"]
+        if r["figure"] == "speedup_vs_sdpa_cudnn":
+            lv["layer"][n].append(float(r["layer_ms_change_pct"]))
+        if r["verdict"] == "REGRESSED":
+            lv["failed"][r["judgment"]].add(f"N={n} {r['figure']} {r['change_pct']}% (limit {r['limit']})")
+    for pct in sorted(levels, key=float):
+        lv = levels[pct]
+        exits = [lv["exits"][j] for j in sorted(lv["exits"])]
+        ranges = "; ".join(f"N={n}: {min(c):+.1f}..{max(c):+.1f}%" for n, c in sorted(lv["layer"].items(), key=lambda x: int(x[0])))
+        print(f"  planted {pct:>2}%: exit codes {', '.join(exits)}; measured layer time change {ranges}")
+        for j, failed in sorted(lv["failed"].items()):
+            print(f"    judgment {j} regressed: {', '.join(sorted(failed))}")
+        for n, worst in sorted(lv["worst"].items(), key=lambda x: int(x[0])):
+            print(f"    N={n} most adverse change per figure: " + ", ".join(
+                f"{fig} {chg:+.1f}% (limit {lim})" for fig, (chg, lim, _) in sorted(worst.items())))
+    for r in rows(H200 / "check" / folder / "baseline.csv"):
+        print(f"  baseline N={r['n']}: speedup_vs_sdpa_cudnn {float(r['speedup_vs_sdpa_cudnn']):.3f} "
+              f"(spread {100 * float(r['speedup_vs_sdpa_cudnn_spread']):.1f}%), median {float(r['median_ms']):.3f} ms "
+              f"over {r['runs']} runs")
+
+
+def gate_all_runs() -> None:
+    """The four gate runs together: unplanted movement of each point's speedup over cuDNN against its own
+    baseline median (baseline runs, unplanted judgments and their repeats), the 16K spreads, and per GPU-bound
+    point how the verdict followed the measured layer change."""
+    import glob
+
+    folders = ("gate-slowdowns", "gate-slowdowns-3x", "gate-ramped", "gate-host")
+    print("== the four gate runs together (reports/h200/check/{" + ",".join(folders) + "})")
+    moved = defaultdict(list)
+    for folder in folders:
+        base = {r["n"]: float(r["speedup_vs_sdpa_cudnn"]) for r in rows(H200 / "check" / folder / "baseline.csv")}
+        paths = sorted(glob.glob(str(H200 / "check" / folder / "record" / "run-*" / "results.csv")))
+        paths += sorted(glob.glob(str(H200 / "check" / folder / "planted-0-*" / "results.csv")))
+        paths += sorted(glob.glob(str(H200 / "check" / folder / "planted-0-*" / "repeat-*" / "results.csv")))
+        for path in paths:
+            for r in rows(Path(path)):
+                if r.get("kind") == "lighthouse" and r["status"] == "ok" and r.get("speedup_vs_sdpa_cudnn"):
+                    moved[r["n"]].append(100 * (float(r["speedup_vs_sdpa_cudnn"]) / base[r["n"]] - 1))
+        spread = {r["n"]: 100 * float(r["speedup_vs_sdpa_cudnn_spread"]) for r in rows(H200 / "check" / folder / "baseline.csv")}
+        print(f"  {folder}: 16K spread of speedup_vs_sdpa_cudnn {spread['16384']:.1f}%")
+    for n, xs in sorted(moved.items(), key=lambda x: int(x[0])):
+        print(f"  N={n}: speedup over cuDNN with nothing planted moved {min(xs):+.1f}..{max(xs):+.1f}% from its baseline "
+              f"median ({len(xs)} measurements)")
+    unplanted_fail, caught, missed, held, regressed = defaultdict(int), [], [], [], []
+    for folder in folders:
+        per = defaultdict(lambda: {"regressed": False, "layer": None})
+        for r in rows(H200 / "check" / folder / "slowdowns.csv"):
+            n = r["point"].split(" n=")[1].split()[0]
+            key = (r["planted_pct"], r["judgment"], n)
+            per[key]["regressed"] |= r["verdict"] == "REGRESSED"
+            per[key]["layer"] = float(r["layer_ms_change_pct"]) if r["layer_ms_change_pct"] else None
+        for (pct, j, n), v in per.items():
+            if pct == "0" and v["regressed"]:
+                unplanted_fail[n] += 1
+            if n != "16384" and v["layer"] is not None and pct != "0":
+                (regressed if v["regressed"] else held).append(v["layer"])
+            if n != "16384" and v["layer"] is not None and v["layer"] >= 7.0:
+                (caught if v["regressed"] else missed).append(f"{folder} {pct}%#{j} N={n} {v['layer']:+.1f}%")
+    print(f"  unplanted judgments with a regressed figure, per N: {dict(unplanted_fail) or 'none'}")
+    print(f"  64K/96K judged points whose layer slowed >= 7%: {len(caught)} regressed, {len(missed)} held"
+          + (f" ({'; '.join(missed)})" if missed else "")
+          + f"; in {len({c.rsplit(' N=', 1)[0] for c in caught + missed})} judgments")
+    print(f"  64K/96K planted judged points: largest slowdown that held {max(held):+.1f}%, smallest that regressed "
+          f"{min(regressed):+.1f}%")
+
+
 if __name__ == "__main__":
     train()
     coldstart()
@@ -236,3 +357,10 @@ if __name__ == "__main__":
     first_call()
     graphs()
     gate3()
+    # third session
+    recipe("recipe-0.75-saved")
+    checkpoint_quality()
+    passkey_digit_only()
+    gate_third("gate-ramped")
+    gate_third("gate-host")
+    gate_all_runs()

@@ -3,7 +3,7 @@
 
 from lighthouse.bench.document import Heading, Para, Table
 from lighthouse.bench.report import recommendation_blocks
-from lighthouse.quality.summary import needle_verdict
+from lighthouse.quality.summary import checkpoint_layer_medians, checkpoint_table, needle_verdict
 
 
 def q(n, l, p, k, s, recall, inputs="needle", dense=1.0, status="ok"):
@@ -83,3 +83,65 @@ def test_recommendation_blocks_say_when_no_configuration_is_measured_on_both_sid
     assert [b.text for b in blocks if isinstance(b, Heading)] == ["Recommendation for N=96K"]
     para = next(b for b in blocks if isinstance(b, Para))
     assert para.text.startswith("No configuration has both") and "1 have speed only, 1 quality only" in para.text
+
+
+def ck(model, layer, l, p, k, s, err, cos, p10="0.1", cov="0.5", n=16384, status="ok"):
+    return dict(inputs=f"checkpoint:{model}", layer=str(layer), n=str(n), levels=str(l), pooling=str(p), topk=str(k),
+                scorer=s, status=status, out_rel_err=str(err), cos_median=str(cos), cos_p10=p10, coverage=cov)
+
+
+def test_checkpoint_table_medians_and_the_configuration_with_the_best_worst_layer():
+    """Against hand-computed medians. Catches a table that mixes models, N or scorers, counts random/needle or
+    failed rows, averages instead of taking the median (of any column), keys configurations without k, picks the
+    configuration by its best layer (L=2 p=2 k=512 has the single smallest error, 0.1, but its worst layer, 0.9,
+    is worse than L=3 p=4 k=512's worst, 0.4), or picks one whose worst layer failed (k=1024: only layer 0 ok)."""
+    rows = [ck("m/a", 0, 2, 2, 512, "norm", 0.1, 0.9, p10="0.5", cov="0.1"),
+            ck("m/a", 1, 2, 2, 512, "norm", 0.9, 0.5, p10="0.1", cov="0.2"),
+            ck("m/a", 0, 3, 4, 512, "norm", 0.3, 0.8, p10="0.2", cov="0.9"),
+            ck("m/a", 1, 3, 4, 512, "norm", 0.4, 0.7, p10="0.3", cov="1.0"),
+            ck("m/a", 0, 3, 4, 1024, "norm", 0.05, 0.99, p10="0.9", cov="0.3"),
+            ck("m/a", 1, 3, 4, 1024, "norm", 9.0, 0.0, status="error"),
+            ck("m/a", 0, 3, 4, 512, "gla", 3.0, 0.1),
+            ck("m/b", 0, 2, 2, 512, "norm", 2.0, 0.2), ck("m/a", 0, 2, 2, 512, "norm", 7.0, 0.1, n=32768),
+            q(16384, 2, 2, 512, "norm", 0.9), {**q(16384, 2, 2, 512, "norm", 0.9), "inputs": "random"}]
+    headers, table = checkpoint_table(rows)
+    col = {h: i for i, h in enumerate(headers)}
+    assert [(r[col["model"]], r[col["N"]], r[col["scorer"]]) for r in table] == [
+        ("m/a", "16K", "gla"), ("m/a", "16K", "norm"), ("m/a", "32K", "norm"), ("m/b", "16K", "norm")]
+    a = table[1]
+    assert a[col["layers"]] == "2" and a[col["configs"]] == "3"
+    assert a[col["median out_rel_err"]] == "0.3"  # median of 0.1, 0.9, 0.3, 0.4, 0.05 (the mean would be 0.35)
+    assert a[col["median cosine (per-token median)"]] == "0.8"  # median of 0.9, 0.5, 0.8, 0.7, 0.99
+    assert a[col["median cosine (per-token p10)"]] == "0.3"  # median of 0.5, 0.1, 0.2, 0.3, 0.9 (mean 0.4)
+    assert a[col["median coverage"]] == "0.3"  # median of 0.1, 0.2, 0.9, 1.0, 0.3 (mean 0.5)
+    assert a[col["closest configuration"]] == "L=3 p=4 k=512" and a[col["its worst-layer out_rel_err"]] == "0.4"
+    assert table[0][col["median out_rel_err"]] == "3" and table[3][col["median out_rel_err"]] == "2"
+
+
+def test_checkpoint_layer_medians_per_model_scorer_and_layer():
+    """The per-layer picture of the chart, against hand-computed medians over configurations (catches layers or
+    scorers merged, failed rows counted, a mean instead of the median)."""
+    rows = [ck("m/a", 0, 2, 2, 512, "norm", 0.1, 0.9), ck("m/a", 0, 3, 4, 512, "norm", 0.2, 0.6),
+            ck("m/a", 0, 3, 4, 1024, "norm", 0.9, 0.1), ck("m/a", 1, 2, 2, 512, "norm", 0.5, 0.4),
+            ck("m/a", 1, 3, 4, 512, "norm", 9.0, 0.0, status="error"), ck("m/a", 0, 2, 2, 512, "gla", 0.7, 0.3)]
+    assert checkpoint_layer_medians(rows, "cos_median") == {("m/a", 16384, "norm"): {0: 0.6, 1: 0.4},
+                                                             ("m/a", 16384, "gla"): {0: 0.3}}
+    assert checkpoint_layer_medians(rows, "out_rel_err")[("m/a", 16384, "norm")] == {0: 0.2, 1: 0.5}
+
+
+def test_checkpoint_section_and_layer_chart_in_the_report(tmp_path):
+    """`report QUALITY` with checkpoint rows gains the trained-model table and the per-layer chart (catches
+    checkpoint rows silently dropped because they are neither random nor needle)."""
+    from lighthouse.bench.report import build_report
+    from lighthouse.bench.results import QUALITY, append_row
+
+    folder = tmp_path / "q"
+    folder.mkdir()
+    for layer, err, cos in ((0, 0.5, 0.8), (1, 0.7, 0.6)):
+        append_row(folder / "quality.csv", QUALITY, {**ck("out/model", layer, 3, 4, 512, "norm", err, cos),
+                                                      "batch": "1", "heads": "4", "kv_heads": "4", "head_dim": "128"})
+    files = build_report([folder], tmp_path / "report")
+    text = files.markdown.read_text()
+    assert "A trained model's own q, k, v" in text
+    assert "| out/model | 16K | norm | 2 | 1 | 0.6 | 0.7 |" in text
+    assert any(p.name.endswith("checkpoint_layers_N16K.png") for p in (tmp_path / "report" / "charts").iterdir())

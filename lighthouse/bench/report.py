@@ -626,13 +626,18 @@ def quality_blocks(sweeps: Sequence[Run], quality_csvs: Sequence[Path], charts: 
     sweep_rows = [r for run in sweeps for r in run.rows]
     from ..quality.summary import scorer_table
 
-    from ..quality.summary import needle_verdict
+    from ..quality.summary import checkpoint_table, needle_verdict
 
     blocks: List[Block] = [Heading("Speed against quality")]
     headers, table_rows = scorer_table(rows)
     if table_rows:
         blocks.append(Table(headers, table_rows, "Needle retrieval and output error per scorer and N"))
     blocks += [Para(text) for text in needle_verdict(rows)]
+    headers, table_rows = checkpoint_table(rows)
+    if table_rows:
+        blocks.append(Heading("A trained model's own q, k, v", 3))
+        blocks.append(Table(headers, table_rows, "Each configuration on the q, k, v captured layer by layer from a "
+                            "checkpoint (`--inputs checkpoint:PATH`): medians over every (layer, configuration)"))
     blocks += recommendation_blocks(sweep_rows, rows)
     made = []
     for figure in ("needle_recall", "out_rel_err"):

@@ -3,6 +3,9 @@
 needle_recall_<scorer>.png: per scorer, a grid of depth x N heatmaps of the needle recall, one row per
     budget k and one column per (L, p): the training-free passkey picture.
 quality_<figure>.png: a figure (out_rel_err, coverage) against k per scorer, one line per (L, p, N).
+checkpoint_layers_N<n>.png: on a trained model's captured q, k, v (`--inputs checkpoint:PATH`), per layer
+    the median over the measured configurations of the per-token cosine and of out_rel_err, one line per
+    model, one column per scorer.
 pareto_<figure>_N<n>.png (`pareto_chart`): speedup over dense (sweep) against a quality figure (quality)
     for the same configurations, the frontier (no other point both faster and better) drawn.
 """
@@ -96,11 +99,43 @@ def figure_vs_k(rows: List[dict], figure: str, out_dir: Path, inputs: str = "ran
     return path
 
 
+def checkpoint_layer_charts(rows: List[dict], out_dir: Path) -> List[Path]:
+    """One PNG per N with ok checkpoint rows: per layer, the median over configurations of cos_median (top) and
+    out_rel_err (bottom), `summary.checkpoint_layer_medians`; one line per model, one column per scorer."""
+    from .summary import checkpoint_layer_medians
+
+    panels = {figure: checkpoint_layer_medians(rows, figure) for figure in ("cos_median", "out_rel_err")}
+    plt = _plt()
+    paths = []
+    for n in sorted({n for _, n, _ in panels["out_rel_err"]}):
+        keys = sorted(k for k in panels["out_rel_err"] if k[1] == n)
+        scorers = sorted({s for _, _, s in keys})
+        fig, axes = plt.subplots(2, len(scorers), figsize=(4.2 * len(scorers), 6.0), squeeze=False, sharex=True)
+        for model, _, scorer in keys:
+            col = scorers.index(scorer)
+            for row, figure in enumerate(("cos_median", "out_rel_err")):
+                by_layer = panels[figure].get((model, n, scorer), {})
+                axes[row][col].plot(list(by_layer), list(by_layer.values()), marker="o", label=model)
+        for col, scorer in enumerate(scorers):
+            axes[0][col].set_title(scorer)
+            axes[1][col].set_xlabel("layer")
+        axes[0][0].set_ylabel("per-token cosine (median)")
+        axes[1][0].set_ylabel("out_rel_err")
+        axes[0][0].legend(fontsize=7)
+        fig.suptitle(f"trained model's q, k, v, N={fmt_size(n)}: median over configurations per layer")
+        fig.tight_layout()
+        path = Path(out_dir) / f"checkpoint_layers_N{fmt_size(n)}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
 def quality_charts(csv_path: Path, out_dir: Optional[Path] = None) -> List[Path]:
     """Every chart of one quality.csv, beside it unless out_dir is given."""
     out_dir = Path(out_dir or Path(csv_path).parent)
     rows = _ok_rows(Path(csv_path))
-    paths = needle_heatmaps(rows, out_dir)
+    paths = needle_heatmaps(rows, out_dir) + checkpoint_layer_charts(rows, out_dir)
     for figure in ("out_rel_err", "coverage"):
         p = figure_vs_k(rows, figure, out_dir)
         if p:

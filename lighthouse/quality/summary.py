@@ -1,8 +1,10 @@
 """Which scorer retrieves planted needles: per scorer and N, the needle recall over every measured
-configuration (mean, best and the best configuration), and the mean coverage and output error."""
+configuration (mean, best and the best configuration), and the mean coverage and output error; and what the
+configurations do to a trained model's own q, k, v (`checkpoint_table`, `--inputs checkpoint:PATH`)."""
 
 from __future__ import annotations
 
+from statistics import median
 from typing import Dict, List, Tuple
 
 from ..bench.results import fmt, fmt_size, num
@@ -66,3 +68,54 @@ def needle_verdict(rows: List[dict], threshold: float = 0.9) -> List[str]:
                    + (" The very same configurations for every scorer: what retrieves the needles is the pyramid's "
                       "shape and budget, not the scorer." if same else ""))
     return out
+
+
+CHECKPOINT_PREFIX = "checkpoint:"
+
+
+def checkpoint_layer_medians(rows: List[dict], figure: str) -> Dict[Tuple[str, int, str], Dict[int, float]]:
+    """{(model, N, scorer): {layer: median of `figure` over the configurations measured at that layer}} from the
+    ok checkpoint rows: the per-layer picture `checkpoint_layer_charts` draws."""
+    values: Dict[Tuple[str, int, str], Dict[int, list]] = {}
+    for r in _checkpoint_rows(rows):
+        if num(r.get(figure)) is not None and num(r.get("layer")) is not None:
+            key = (r["inputs"][len(CHECKPOINT_PREFIX):], int(num(r["n"])), r["scorer"])
+            values.setdefault(key, {}).setdefault(int(num(r["layer"])), []).append(num(r[figure]))
+    return {key: {layer: median(v) for layer, v in sorted(by_layer.items())} for key, by_layer in values.items()}
+
+
+def _checkpoint_rows(rows: List[dict]) -> List[dict]:
+    return [r for r in rows if r.get("status") == "ok" and str(r.get("inputs", "")).startswith(CHECKPOINT_PREFIX)
+            and num(r.get("n")) is not None and num(r.get("out_rel_err")) is not None]
+
+
+def checkpoint_table(rows: List[dict]) -> Tuple[List[str], List[List[str]]]:
+    """(headers, rows): per checkpoint model, N and scorer, over every (layer, configuration) row measured on
+    that model's captured q, k, v: the medians of out_rel_err, of the per-token cosine (its median and p10
+    columns) and of the coverage; and, among the configurations measured on every layer of the group, the one
+    whose *worst* layer has the smallest out_rel_err (a configuration is as good as its worst layer, as
+    `recommend` judges it), with that worst-layer error."""
+    groups: Dict[Tuple[str, int, str], List[dict]] = {}
+    for r in _checkpoint_rows(rows):
+        groups.setdefault((r["inputs"][len(CHECKPOINT_PREFIX):], int(num(r["n"])), r["scorer"]), []).append(r)
+    headers = ["model", "N", "scorer", "layers", "configs", "median out_rel_err", "median cosine (per-token median)",
+               "median cosine (per-token p10)", "median coverage", "closest configuration", "its worst-layer out_rel_err"]
+    out = []
+    for (model, n, scorer), rs in sorted(groups.items()):
+        def med(col):
+            values = [num(r.get(col)) for r in rs if num(r.get(col)) is not None]
+            return median(values) if values else None
+
+        layers = {num(r.get("layer")) for r in rs}
+        worst: Dict[Tuple[int, int, int], float] = {}
+        seen: Dict[Tuple[int, int, int], set] = {}
+        for r in rs:
+            key = (int(num(r["levels"])), int(num(r["pooling"])), int(num(r["topk"])))
+            worst[key] = max(worst.get(key, float("-inf")), num(r["out_rel_err"]))
+            seen.setdefault(key, set()).add(num(r.get("layer")))
+        complete = {key: err for key, err in worst.items() if seen[key] == layers}  # a failed layer hides nothing
+        best = min(complete.items(), key=lambda item: (item[1], item[0])) if complete else None
+        out.append([model, fmt_size(n), scorer, str(len(layers)), str(len(worst)),
+                    fmt(med("out_rel_err")), fmt(med("cos_median")), fmt(med("cos_p10")), fmt(med("coverage")),
+                    "L={} p={} k={}".format(*best[0]) if best else "-", fmt(best[1] if best else None)])
+    return headers, out
