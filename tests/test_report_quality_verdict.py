@@ -85,9 +85,10 @@ def test_recommendation_blocks_say_when_no_configuration_is_measured_on_both_sid
     assert para.text.startswith("No configuration has both") and "1 have speed only, 1 quality only" in para.text
 
 
-def ck(model, layer, l, p, k, s, err, cos, p10="0.1", cov="0.5", n=16384, status="ok"):
+def ck(model, layer, l, p, k, s, err, cos, p10="0.1", cov="0.5", n=16384, status="ok", ratio="", top=""):
     return dict(inputs=f"checkpoint:{model}", layer=str(layer), n=str(n), levels=str(l), pooling=str(p), topk=str(k),
-                scorer=s, status=status, out_rel_err=str(err), cos_median=str(cos), cos_p10=p10, coverage=cov)
+                scorer=s, status=status, out_rel_err=str(err), cos_median=str(cos), cos_p10=p10, coverage=cov,
+                norm_ratio_median=ratio, err_top10_share=top)
 
 
 def test_checkpoint_table_medians_and_the_configuration_with_the_best_worst_layer():
@@ -95,11 +96,11 @@ def test_checkpoint_table_medians_and_the_configuration_with_the_best_worst_laye
     failed rows, averages instead of taking the median (of any column), keys configurations without k, picks the
     configuration by its best layer (L=2 p=2 k=512 has the single smallest error, 0.1, but its worst layer, 0.9,
     is worse than L=3 p=4 k=512's worst, 0.4), or picks one whose worst layer failed (k=1024: only layer 0 ok)."""
-    rows = [ck("m/a", 0, 2, 2, 512, "norm", 0.1, 0.9, p10="0.5", cov="0.1"),
-            ck("m/a", 1, 2, 2, 512, "norm", 0.9, 0.5, p10="0.1", cov="0.2"),
-            ck("m/a", 0, 3, 4, 512, "norm", 0.3, 0.8, p10="0.2", cov="0.9"),
-            ck("m/a", 1, 3, 4, 512, "norm", 0.4, 0.7, p10="0.3", cov="1.0"),
-            ck("m/a", 0, 3, 4, 1024, "norm", 0.05, 0.99, p10="0.9", cov="0.3"),
+    rows = [ck("m/a", 0, 2, 2, 512, "norm", 0.1, 0.9, p10="0.5", cov="0.1", ratio="0.5", top="0.2"),
+            ck("m/a", 1, 2, 2, 512, "norm", 0.9, 0.5, p10="0.1", cov="0.2", ratio="0.9", top="0.6"),
+            ck("m/a", 0, 3, 4, 512, "norm", 0.3, 0.8, p10="0.2", cov="0.9", ratio="0.6", top="0.3"),
+            ck("m/a", 1, 3, 4, 512, "norm", 0.4, 0.7, p10="0.3", cov="1.0", ratio="1.0", top="0.9"),
+            ck("m/a", 0, 3, 4, 1024, "norm", 0.05, 0.99, p10="0.9", cov="0.3", ratio="0.7"),
             ck("m/a", 1, 3, 4, 1024, "norm", 9.0, 0.0, status="error"),
             ck("m/a", 0, 3, 4, 512, "gla", 3.0, 0.1),
             ck("m/b", 0, 2, 2, 512, "norm", 2.0, 0.2), ck("m/a", 0, 2, 2, 512, "norm", 7.0, 0.1, n=32768),
@@ -114,6 +115,9 @@ def test_checkpoint_table_medians_and_the_configuration_with_the_best_worst_laye
     assert a[col["median cosine (per-token median)"]] == "0.8"  # median of 0.9, 0.5, 0.8, 0.7, 0.99
     assert a[col["median cosine (per-token p10)"]] == "0.3"  # median of 0.5, 0.1, 0.2, 0.3, 0.9 (mean 0.4)
     assert a[col["median coverage"]] == "0.3"  # median of 0.1, 0.2, 0.9, 1.0, 0.3 (mean 0.5)
+    assert a[col["median norm ratio"]] == "0.7"  # median of 0.5, 0.9, 0.6, 1.0, 0.7 (mean 0.74)
+    assert a[col["median top-10% error share"]] == "0.45"  # median of the four measured: 0.2, 0.6, 0.3, 0.9
+    assert table[3][col["median norm ratio"]] == "-"  # a file from before these figures existed
     assert a[col["closest configuration"]] == "L=3 p=4 k=512" and a[col["its worst-layer out_rel_err"]] == "0.4"
     assert table[0][col["median out_rel_err"]] == "3" and table[3][col["median out_rel_err"]] == "2"
 

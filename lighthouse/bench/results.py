@@ -339,14 +339,19 @@ TRAIN_CURVE = Table(
 QUALITY_BUCKETS = tuple(f"recall_d{10 * b:02d}" for b in range(10))
 #: The figures of a quality row (lighthouse.quality defines them; see README "lighthouse-bench quality").
 QUALITY_FIGURES = ("out_rel_err", "cos_median", "cos_p10", "coverage", "coverage_p10", "needle_recall")
+#: Where the output error lies (magnitude or a few tokens); added after the first H200 runs, whose files read
+#: with them empty (not measured then).
+QUALITY_ERROR_SHAPE = ("norm_ratio_median", "err_top10_share")
 #: quality.csv of `quality`: one row per (inputs, layer, point).
 QUALITY = Table(
     "quality file",
     columns=("inputs", "layer", "device", "dtype", "n", "batch", "heads", "kv_heads", "head_dim",
              "levels", "pooling", "topk", "scorer", "impl", "s_sel", "status", "reason", *QUALITY_FIGURES,
-             *QUALITY_BUCKETS, "needles", "dense_needle_recall", "seconds", "seed", FINISHED_AT),
+             *QUALITY_BUCKETS, "needles", "dense_needle_recall", "seconds", "seed", FINISHED_AT,
+             *QUALITY_ERROR_SHAPE),
     key=("inputs", "layer", "device", "dtype", "n", "batch", "heads", "kv_heads", "head_dim",
          "levels", "pooling", "topk", "scorer"),
+    defaults=tuple((c, "") for c in QUALITY_ERROR_SHAPE),
 )
 
 #: passkey.csv of `passkey`: one row per (model folder, attention, length, depth) with its trials' accuracy.

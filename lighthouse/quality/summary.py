@@ -92,14 +92,16 @@ def _checkpoint_rows(rows: List[dict]) -> List[dict]:
 def checkpoint_table(rows: List[dict]) -> Tuple[List[str], List[List[str]]]:
     """(headers, rows): per checkpoint model, N and scorer, over every (layer, configuration) row measured on
     that model's captured q, k, v: the medians of out_rel_err, of the per-token cosine (its median and p10
-    columns) and of the coverage; and, among the configurations measured on every layer of the group, the one
+    columns), of the coverage and of where the error lies (norm_ratio_median, err_top10_share; "-" for files
+    measured before those existed); and, among the configurations measured on every layer of the group, the one
     whose *worst* layer has the smallest out_rel_err (a configuration is as good as its worst layer, as
     `recommend` judges it), with that worst-layer error."""
     groups: Dict[Tuple[str, int, str], List[dict]] = {}
     for r in _checkpoint_rows(rows):
         groups.setdefault((r["inputs"][len(CHECKPOINT_PREFIX):], int(num(r["n"])), r["scorer"]), []).append(r)
     headers = ["model", "N", "scorer", "layers", "configs", "median out_rel_err", "median cosine (per-token median)",
-               "median cosine (per-token p10)", "median coverage", "closest configuration", "its worst-layer out_rel_err"]
+               "median cosine (per-token p10)", "median coverage", "median norm ratio", "median top-10% error share",
+               "closest configuration", "its worst-layer out_rel_err"]
     out = []
     for (model, n, scorer), rs in sorted(groups.items()):
         def med(col):
@@ -117,5 +119,6 @@ def checkpoint_table(rows: List[dict]) -> Tuple[List[str], List[List[str]]]:
         best = min(complete.items(), key=lambda item: (item[1], item[0])) if complete else None
         out.append([model, fmt_size(n), scorer, str(len(layers)), str(len(worst)),
                     fmt(med("out_rel_err")), fmt(med("cos_median")), fmt(med("cos_p10")), fmt(med("coverage")),
+                    fmt(med("norm_ratio_median")), fmt(med("err_top10_share")),
                     "L={} p={} k={}".format(*best[0]) if best else "-", fmt(best[1] if best else None)])
     return headers, out
