@@ -224,12 +224,13 @@ def gate3() -> None:
               f"(spread {100 * float(r['floor_ratio_spread']):.1f}%), median {float(r['median_ms']):.3f} ms over {r['runs']} runs")
 
 
-def checkpoint_quality() -> None:
-    """Third session: quality on the q, k, v captured from the two `mid` models of train/recipe-0.75-saved."""
+def checkpoint_quality(folder: str = "checkpoint-16k") -> None:
+    """Third session: quality on the q, k, v captured from the two `mid` models of train/recipe-0.75-saved
+    (quality/checkpoint-16k) and of train/recipe-0.75-saved-2 (quality/checkpoint-16k-2)."""
     from lighthouse.bench.results import QUALITY, read_rows
     from lighthouse.quality.summary import checkpoint_table
 
-    path = H200 / "quality" / "checkpoint-16k" / "quality.csv"
+    path = H200 / "quality" / folder / "quality.csv"
     table = rows(path)
     print(f"== quality on checkpoint inputs ({path.relative_to(H200.parent.parent)}): "
           f"{sum(r['status'] == 'ok' for r in table)} ok, {sum(r['status'] == 'invalid' for r in table)} invalid rows")
@@ -360,6 +361,8 @@ if __name__ == "__main__":
     # third session
     recipe("recipe-0.75-saved")
     checkpoint_quality()
+    recipe("recipe-0.75-saved-2")
+    checkpoint_quality("checkpoint-16k-2")
     passkey_digit_only()
     gate_third("gate-ramped")
     gate_third("gate-host")

@@ -122,6 +122,19 @@ def test_checkpoint_table_medians_and_the_configuration_with_the_best_worst_laye
     assert table[0][col["median out_rel_err"]] == "3" and table[3][col["median out_rel_err"]] == "2"
 
 
+def test_checkpoint_table_keeps_two_runs_of_the_same_model_path_apart():
+    """Two quality folders whose models share a path (/tmp/models/dense on a lent machine) are two rows, named by
+    their folder, not one merged row (catches the report's source tag ignored)."""
+    from lighthouse.quality.summary import SOURCE
+
+    rows = [{**ck("/tmp/models/dense", 0, 2, 2, 512, "norm", 0.2, 0.9), SOURCE: "run-1"},
+            {**ck("/tmp/models/dense", 0, 2, 2, 512, "norm", 0.8, 0.5), SOURCE: "run-2"}]
+    headers, table = checkpoint_table(rows)
+    assert [(r[0], r[5]) for r in table] == [("run-1: /tmp/models/dense", "0.2"), ("run-2: /tmp/models/dense", "0.8")]
+    assert set(checkpoint_layer_medians(rows, "out_rel_err")) == {("run-1: /tmp/models/dense", 16384, "norm"),
+                                                                  ("run-2: /tmp/models/dense", 16384, "norm")}
+
+
 def test_checkpoint_layer_medians_per_model_scorer_and_layer():
     """The per-layer picture of the chart, against hand-computed medians over configurations (catches layers or
     scorers merged, failed rows counted, a mean instead of the median)."""
@@ -147,5 +160,5 @@ def test_checkpoint_section_and_layer_chart_in_the_report(tmp_path):
     files = build_report([folder], tmp_path / "report")
     text = files.markdown.read_text()
     assert "A trained model's own q, k, v" in text
-    assert "| out/model | 16K | norm | 2 | 1 | 0.6 | 0.7 |" in text
+    assert "| q: out/model | 16K | norm | 2 | 1 | 0.6 | 0.7 |" in text  # the model named with its quality folder
     assert any(p.name.endswith("checkpoint_layers_N16K.png") for p in (tmp_path / "report" / "charts").iterdir())

@@ -622,7 +622,9 @@ def quality_blocks(sweeps: Sequence[Run], quality_csvs: Sequence[Path], charts: 
     measured on both sides) and the quality charts, drawn by lighthouse.quality.charts."""
     from ..quality.charts import pareto_chart, quality_charts
 
-    rows = [r for p in quality_csvs for r in results.read_rows(p, results.QUALITY)[0]]
+    from ..quality.summary import SOURCE
+
+    rows = [{**r, SOURCE: Path(p).parent.name} for p in quality_csvs for r in results.read_rows(p, results.QUALITY)[0]]
     sweep_rows = [r for run in sweeps for r in run.rows]
     from ..quality.summary import scorer_table
 

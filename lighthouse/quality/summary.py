@@ -71,6 +71,14 @@ def needle_verdict(rows: List[dict], threshold: float = 0.9) -> List[str]:
 
 
 CHECKPOINT_PREFIX = "checkpoint:"
+#: Row key the report sets to the folder of the quality.csv a row came from: two runs may name their models by
+#: the same path (e.g. /tmp/models/dense on a lent machine), and the table must not merge them.
+SOURCE = "_source"
+
+
+def _model(r: dict) -> str:
+    model = r["inputs"][len(CHECKPOINT_PREFIX):]
+    return f"{r[SOURCE]}: {model}" if r.get(SOURCE) else model
 
 
 def checkpoint_layer_medians(rows: List[dict], figure: str) -> Dict[Tuple[str, int, str], Dict[int, float]]:
@@ -79,7 +87,7 @@ def checkpoint_layer_medians(rows: List[dict], figure: str) -> Dict[Tuple[str, i
     values: Dict[Tuple[str, int, str], Dict[int, list]] = {}
     for r in _checkpoint_rows(rows):
         if num(r.get(figure)) is not None and num(r.get("layer")) is not None:
-            key = (r["inputs"][len(CHECKPOINT_PREFIX):], int(num(r["n"])), r["scorer"])
+            key = (_model(r), int(num(r["n"])), r["scorer"])
             values.setdefault(key, {}).setdefault(int(num(r["layer"])), []).append(num(r[figure]))
     return {key: {layer: median(v) for layer, v in sorted(by_layer.items())} for key, by_layer in values.items()}
 
@@ -98,7 +106,7 @@ def checkpoint_table(rows: List[dict]) -> Tuple[List[str], List[List[str]]]:
     `recommend` judges it), with that worst-layer error."""
     groups: Dict[Tuple[str, int, str], List[dict]] = {}
     for r in _checkpoint_rows(rows):
-        groups.setdefault((r["inputs"][len(CHECKPOINT_PREFIX):], int(num(r["n"])), r["scorer"]), []).append(r)
+        groups.setdefault((_model(r), int(num(r["n"])), r["scorer"]), []).append(r)
     headers = ["model", "N", "scorer", "layers", "configs", "median out_rel_err", "median cosine (per-token median)",
                "median cosine (per-token p10)", "median coverage", "median norm ratio", "median top-10% error share",
                "closest configuration", "its worst-layer out_rel_err"]
