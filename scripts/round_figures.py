@@ -295,9 +295,9 @@ def gate_third(folder: str) -> None:
             print(f"    N={n} most adverse change per figure: " + ", ".join(
                 f"{fig} {chg:+.1f}% (limit {lim})" for fig, (chg, lim, _) in sorted(worst.items())))
     for r in rows(H200 / "check" / folder / "baseline.csv"):
-        print(f"  baseline N={r['n']}: speedup_vs_sdpa_cudnn {float(r['speedup_vs_sdpa_cudnn']):.3f} "
+        print(f"  baseline N={r['n']} batch {r['batch']}: speedup_vs_sdpa_cudnn {float(r['speedup_vs_sdpa_cudnn']):.3f} "
               f"(spread {100 * float(r['speedup_vs_sdpa_cudnn_spread']):.1f}%), median {float(r['median_ms']):.3f} ms "
-              f"over {r['runs']} runs")
+              f"(dense cuDNN {float(r['dense_median_ms']):.3f} ms) over {r['runs']} runs")
 
 
 def gate_all_runs() -> None:
@@ -367,3 +367,4 @@ if __name__ == "__main__":
     gate_third("gate-ramped")
     gate_third("gate-host")
     gate_all_runs()
+    gate_third("gate-b4")  # the ci suite's 16K point at batch 4 (GPU-bound); its baseline is baselines/nvidia-h200.csv

@@ -509,3 +509,20 @@ def test_a_bad_planted_place_names_the_switch(monkeypatch):
     monkeypatch.setenv(attention.TEST_SLOWDOWN_WHERE_ENV, "cpu")
     with pytest.raises(ValueError, match="LIGHTHOUSE_TEST_SLOWDOWN_WHERE must be gpu or host"):
         attention._delay(torch.device("cuda", 0), 10)
+
+
+def test_the_committed_h200_baseline_holds_exactly_the_ci_suites_points():
+    """A change of suites/ci.toml must come with a baseline recorded from it: `check --baseline auto` on an H200
+    would otherwise stop with exit 2 (a baseline point missing from the results). Catches the suite edited
+    without re-recording reports/baselines/nvidia-h200.csv (and a baseline recorded from another suite)."""
+    from lighthouse.bench import points
+    from lighthouse.bench.results import BASELINE, read_rows
+
+    spec = points.resolve("ci", {}, cuda_available=True)
+    suite = {(p.shape.n, p.shape.batch, p.shape.heads, p.shape.kv_heads, p.shape.head_dim, p.shape.dtype, p.levels,
+              p.pooling, p.topk, p.scorer) for p in spec.points}
+    rows = read_rows(Path(__file__).resolve().parents[1] / "reports" / "baselines" / "nvidia-h200.csv", BASELINE)[0]
+    recorded = {(int(r["n"]), int(r["batch"]), int(r["heads"]), int(r["kv_heads"]), int(r["head_dim"]), r["dtype"],
+                 int(r["levels"]), int(r["pooling"]), int(r["topk"]), r["scorer"]) for r in rows}
+    assert recorded == suite
+    assert {r["pass"] for r in rows} == set(spec.passes)
