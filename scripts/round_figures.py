@@ -346,6 +346,34 @@ def gate_all_runs() -> None:
           f"{min(regressed):+.1f}%")
 
 
+def context_parallel() -> None:
+    """Issue 16 on 2 x H200 (reports/h200x2): parity per rank, W=2 at 1M against W=1 at 512K, ring attention."""
+    x2 = H200.parent / "h200x2"
+    print("== context parallelism, 2 x H200 (reports/h200x2/)")
+    lines = [line for line in (x2 / "cp_validate.txt").read_text().splitlines() if line.startswith("rank ")]
+    worst = defaultdict(float)
+    for line in lines:
+        dtype = line.split()[3]
+        for part in line.split(":")[1].split():
+            if "=" in part:
+                worst[dtype] = max(worst[dtype], float(part.split("=")[1]))
+    print(f"  cp_validate: {len(lines)} rank lines, {sum(line.endswith('ok') for line in lines)} ok; largest relative "
+          f"error of out/dq/dk/dv: " + ", ".join(f"{d} {v:.2e}" for d, v in sorted(worst.items())))
+    cp2 = {r["impl"]: r for r in rows(x2 / "cp2" / "results.csv")}
+    cp1 = {r["impl"]: r for r in rows(x2 / "cp1" / "results.csv")}
+    lh2, ring, lh1, dense1 = cp2["lighthouse_triton_cp2"], cp2["ring_cp2"], cp1["lighthouse_triton"], cp1["sdpa_cudnn"]
+    for name, r in (("Lighthouse W=2", lh2), ("ring attention W=2", ring), ("Lighthouse W=1", lh1), ("dense cuDNN W=1", dense1)):
+        print(f"  {name}: N={r['n']} {float(r['median_ms']):.3f} ms (p20 {float(r['p20_ms']):.3f}, p80 {float(r['p80_ms']):.3f}, "
+              f"{r['reps']} reps) peak {float(r['peak_mem_gib']):.2f} GiB per rank; S={r['s_sel'] or '-'}")
+    print(f"  weak scaling: W=2 at 1M / W=1 at 512K = {float(lh2['median_ms']) / float(lh1['median_ms']):.3f} "
+          f"(target <= 1.15); speedup over ring attention at 1M: {float(ring['median_ms']) / float(lh2['median_ms']):.1f}x "
+          f"(target >= 50); speedup over dense cuDNN at 512K on one GPU: {float(dense1['median_ms']) / float(lh1['median_ms']):.1f}x")
+    s1, s2 = int(lh1["s_sel"]), int(lh2["s_sel"])
+    heads = 8
+    print(f"  SDPA on S per rank, arithmetic: W=2 runs {heads // 2} heads on S={s2}, W=1 {heads} heads on S={s1}: "
+          f"{(s2 ** 2 * heads / 2) / (s1 ** 2 * heads):.3f}x the causal attention work")
+
+
 if __name__ == "__main__":
     train()
     coldstart()
@@ -368,3 +396,4 @@ if __name__ == "__main__":
     gate_third("gate-host")
     gate_all_runs()
     gate_third("gate-b4")  # the ci suite's 16K point at batch 4 (GPU-bound); its baseline is baselines/nvidia-h200.csv
+    context_parallel()
