@@ -17,7 +17,8 @@
    each check's folder (results.csv, reference.csv, check.csv, repeat-<i>/).
 
 Expected: 0% and 5% exit 0 every time, 10% and 20% exit 1 every time. A GPU spin barely slows a host-bound point
-(16K at batch 1 on an H200; the `ci` suite runs it at batch 4 since: it fills time the GPU spends waiting for launches); a host busy-wait barely slows a GPU-bound
+(16K at batch 1 on an H200: it fills time the GPU spends waiting for launches; the `ci` suite runs 16K at batch 4
+since, which is bound by the GPU); a host busy-wait barely slows a GPU-bound
 one (64K, 96K: the host is ahead of the GPU queue). `layer_ms_change_pct` says what was actually delivered. The baseline file is a fresh baseline of
 this GPU: copy it to reports/baselines/<gpu>.csv (`lighthouse-bench check --baseline auto` picks it there).
 """

@@ -519,10 +519,10 @@ def test_the_committed_h200_baseline_holds_exactly_the_ci_suites_points():
     from lighthouse.bench.results import BASELINE, read_rows
 
     spec = points.resolve("ci", {}, cuda_available=True)
-    suite = {(p.shape.n, p.shape.batch, p.shape.heads, p.shape.kv_heads, p.shape.head_dim, p.shape.dtype, p.levels,
-              p.pooling, p.topk, p.scorer) for p in spec.points}
+    suite = {(f"lighthouse_{impl}", p.shape.n, p.shape.batch, p.shape.heads, p.shape.kv_heads, p.shape.head_dim,
+              p.shape.dtype, p.levels, p.pooling, p.topk, p.scorer) for p in spec.points for impl in spec.impls}
     rows = read_rows(Path(__file__).resolve().parents[1] / "reports" / "baselines" / "nvidia-h200.csv", BASELINE)[0]
-    recorded = {(int(r["n"]), int(r["batch"]), int(r["heads"]), int(r["kv_heads"]), int(r["head_dim"]), r["dtype"],
-                 int(r["levels"]), int(r["pooling"]), int(r["topk"]), r["scorer"]) for r in rows}
-    assert recorded == suite
+    recorded = [(r["impl"], int(r["n"]), int(r["batch"]), int(r["heads"]), int(r["kv_heads"]), int(r["head_dim"]),
+                 r["dtype"], int(r["levels"]), int(r["pooling"]), int(r["topk"]), r["scorer"]) for r in rows]
+    assert len(recorded) == len(set(recorded)) == len(suite) and set(recorded) == suite
     assert {r["pass"] for r in rows} == set(spec.passes)

@@ -55,28 +55,44 @@ def test_output_figures_match_direct_formulas():
     assert output_figures(ref, ref)["out_rel_err"] == 0.0
 
 
-def test_error_shape_matches_a_direct_computation():
-    """norm_ratio_median and err_top10_share against numpy over an explicit list of tokens. Catches a ratio taken
-    the wrong way round, tokens with a zero dense output counted (their ratio is undefined), a top share over the
-    wrong count (ceil(T / 10)) or over channels instead of tokens, and a figure for an output without error."""
+def test_error_shape_matches_a_direct_computation(monkeypatch):
+    """norm_ratio_median and err_top10_share against numpy over an explicit list of tokens, in chunks of 50 rows
+    (catches a top share taken per chunk). Catches a ratio taken the wrong way round, tokens with a zero dense
+    output counted (their ratio is undefined), a lower or upper median instead of the interpolated one (220
+    ratios: an even count), a top share over the wrong count (ceil(T / 10)) or over channels instead of tokens,
+    and a figure for an output without error."""
     import numpy as np
 
+    from lighthouse.quality import metrics
+
+    monkeypatch.setattr(metrics, "ROWS_PER_CHUNK", 50)
     g = torch.Generator().manual_seed(5)
     ref = torch.randn(2, 3, 37, 4, generator=g)
     out = 0.7 * ref + 0.2 * torch.randn(2, 3, 37, 4, generator=g)
     out[1, 2, 5] += 9.0  # one token carries a large error
-    ref[0, 1, 0] = 0.0  # a token with no dense output: left out of the ratio, its error still counts
+    out[0, 0, 3:9] += 3.0  # and a few in the first chunk
+    ref[0, 1, 0] = 0.0  # tokens with no dense output: left out of the ratio, their error still counts
+    ref[1, 0, 7] = 0.0
     fig = output_figures(out, ref)
     o, r = out.reshape(-1, 4).double().numpy(), ref.reshape(-1, 4).double().numpy()
     ratios = [np.linalg.norm(o[t]) / np.linalg.norm(r[t]) for t in range(len(r)) if np.linalg.norm(r[t]) > 0]
     errors = sorted((float(((o[t] - r[t]) ** 2).sum()) for t in range(len(r))), reverse=True)
     top = math.ceil(len(errors) / 10)  # 222 tokens -> 23
-    assert len(ratios) == 221 and top == 23
+    assert len(ratios) == 220 and top == 23
     assert fig["norm_ratio_median"] == pytest.approx(float(np.median(ratios)), abs=1e-9)
     assert fig["err_top10_share"] == pytest.approx(sum(errors[:top]) / sum(errors), abs=1e-9)
     assert 0.1 < fig["err_top10_share"] < 1
     same = output_figures(ref, ref)
     assert same["err_top10_share"] is None and same["norm_ratio_median"] == pytest.approx(1.0)
+
+
+def test_error_shape_of_a_broken_output_is_nan_not_empty():
+    """An output with NaN must not read as one without error (empty means no error)."""
+    ref = torch.randn(1, 2, 16, 4)
+    out = ref.clone()
+    out[0, 1, 3, 0] = float("nan")
+    fig = output_figures(out, ref)
+    assert math.isnan(fig["err_top10_share"]) and math.isnan(fig["norm_ratio_median"])
 
 
 def test_quantile_and_distribution_match_numpy():

@@ -135,6 +135,22 @@ def test_checkpoint_table_keeps_two_runs_of_the_same_model_path_apart():
                                                                   ("run-2: /tmp/models/dense", 16384, "norm")}
 
 
+def test_report_keeps_two_quality_folders_with_one_name_and_one_model_path_apart(tmp_path):
+    """run-1/quality and run-2/quality (the layout `quality/n16k/quality` uses), both with /tmp/models/dense: two
+    rows in the report's table (catches a tag made of the last folder name alone, which merges them)."""
+    from lighthouse.bench.report import build_report
+    from lighthouse.bench.results import QUALITY, append_row
+
+    folders = [tmp_path / "run-1" / "quality", tmp_path / "run-2" / "quality"]
+    for folder, err in zip(folders, (0.2, 0.8)):
+        folder.mkdir(parents=True)
+        append_row(folder / "quality.csv", QUALITY, {**ck("/tmp/models/dense", 0, 3, 4, 512, "norm", err, 0.5),
+                                                      "batch": "1", "heads": "4", "kv_heads": "4", "head_dim": "128"})
+    text = build_report(folders, tmp_path / "report").markdown.read_text()
+    assert "| run-1/quality: /tmp/models/dense | 16K | norm | 1 | 1 | 0.2 |" in text
+    assert "| run-2/quality: /tmp/models/dense | 16K | norm | 1 | 1 | 0.8 |" in text
+
+
 def test_checkpoint_layer_medians_per_model_scorer_and_layer():
     """The per-layer picture of the chart, against hand-computed medians over configurations (catches layers or
     scorers merged, failed rows counted, a mean instead of the median)."""
@@ -160,5 +176,5 @@ def test_checkpoint_section_and_layer_chart_in_the_report(tmp_path):
     files = build_report([folder], tmp_path / "report")
     text = files.markdown.read_text()
     assert "A trained model's own q, k, v" in text
-    assert "| q: out/model | 16K | norm | 2 | 1 | 0.6 | 0.7 |" in text  # the model named with its quality folder
+    assert f"| {tmp_path.name}/q: out/model | 16K | norm | 2 | 1 | 0.6 | 0.7 |" in text  # named by its folders
     assert any(p.name.endswith("checkpoint_layers_N16K.png") for p in (tmp_path / "report" / "charts").iterdir())

@@ -624,7 +624,8 @@ def quality_blocks(sweeps: Sequence[Run], quality_csvs: Sequence[Path], charts: 
 
     from ..quality.summary import SOURCE
 
-    rows = [{**r, SOURCE: Path(p).parent.name} for p in quality_csvs for r in results.read_rows(p, results.QUALITY)[0]]
+    rows = [{**r, SOURCE: tag} for p, tag in zip(quality_csvs, source_tags(quality_csvs))
+            for r in results.read_rows(p, results.QUALITY)[0]]
     sweep_rows = [r for run in sweeps for r in run.rows]
     from ..quality.summary import scorer_table
 
@@ -655,6 +656,18 @@ def quality_blocks(sweeps: Sequence[Run], quality_csvs: Sequence[Path], charts: 
                 shutil.move(str(path), dest)
                 blocks.append(Chart(dest, f"{csv_path.parent.parent.name}/{csv_path.parent.name}: {path.stem.replace('_', ' ')}"))
     return blocks
+
+
+def source_tags(quality_csvs: Sequence[Path]) -> List[str]:
+    """A name per quality file for the checkpoint table: its folder and the folder above ("quality/ckpt-16k"),
+    with "#2", "#3" ... added where two files still share one, so two runs never merge."""
+    tags, seen = [], {}
+    for path in quality_csvs:
+        parent = Path(path).resolve().parent
+        tag = f"{parent.parent.name}/{parent.name}"
+        seen[tag] = seen.get(tag, 0) + 1
+        tags.append(tag if seen[tag] == 1 else f"{tag}#{seen[tag]}")
+    return tags
 
 
 def recommendation_blocks(sweep_rows: List[dict], quality_rows: List[dict], min_needle_recall: float = 0.9,

@@ -9,7 +9,8 @@ norm_ratio_median = the median over tokens with dense_t != 0 of ||LH_t|| / ||den
               in directions only, below 1 when Lighthouse's outputs are shorter than dense ones.
 err_top10_share = the share of the total squared error sum_t ||LH_t - dense_t||^2 carried by the
               ceil(T / 10) tokens with the largest ||LH_t - dense_t|| (T tokens over batch and heads): 0.1 when
-              the error is spread evenly, towards 1 when a few tokens carry it. Empty when there is no error.
+              the error is spread evenly, towards 1 when a few tokens carry it. Empty when there is no error;
+              both NaN when the output is not finite.
 All sums in float64 on the device, in row chunks, so nothing N x N and nothing inexact at N = 128K.
 """
 
@@ -60,8 +61,12 @@ def error_shape(out: torch.Tensor, ref: torch.Tensor) -> Dict[str, Optional[floa
         ref_norm = r64.norm(dim=-1)
         ratios.append((o64.norm(dim=-1) / ref_norm)[ref_norm > 0])
         errors.append(((o64 - r64) ** 2).sum(-1))
+    if not errors:
+        return {"norm_ratio_median": None, "err_top10_share": None}
     ratio, err = torch.cat(ratios), torch.cat(errors)
     total = float(err.sum())
+    if not math.isfinite(total):  # a broken output must not read as one without error
+        return {"norm_ratio_median": float("nan"), "err_top10_share": float("nan")}
     top = err.topk(max(1, math.ceil(err.numel() / 10))).values
     return {"norm_ratio_median": quantile(ratio, 0.5) if ratio.numel() else None,
             "err_top10_share": float(top.sum()) / total if total > 0 else None}
