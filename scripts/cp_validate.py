@@ -25,7 +25,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     ap.add_argument("--impl", default="torch,triton", help="comma list of torch, triton")
-    ap.add_argument("--n", type=int, default=65536 + 100, help="sequence length (not a multiple of the layer's 128-token tile on purpose: padded, the last shard shorter)")
+    ap.add_argument("--n", type=int, default=65536 + 100,
+                    help="sequence length (not a multiple of the layer's 128-token tile on purpose: padded, the last "
+                         "shard shorter)")
     args = ap.parse_args()
 
     import lighthouse

@@ -621,16 +621,11 @@ def quality_blocks(sweeps: Sequence[Run], quality_csvs: Sequence[Path], charts: 
     """Speed against quality: the Pareto charts (sweep speedup vs needle recall and vs output error, per N
     measured on both sides) and the quality charts, drawn by lighthouse.quality.charts."""
     from ..quality.charts import pareto_chart, quality_charts
-
-    from ..quality.summary import SOURCE
+    from ..quality.summary import SOURCE, checkpoint_table, needle_verdict, scorer_table
 
     rows = [{**r, SOURCE: tag} for p, tag in zip(quality_csvs, source_tags(quality_csvs))
             for r in results.read_rows(p, results.QUALITY)[0]]
     sweep_rows = [r for run in sweeps for r in run.rows]
-    from ..quality.summary import scorer_table
-
-    from ..quality.summary import checkpoint_table, needle_verdict
-
     blocks: List[Block] = [Heading("Speed against quality")]
     headers, table_rows = scorer_table(rows)
     if table_rows:

@@ -81,6 +81,11 @@ def _model(r: dict) -> str:
     return f"{r[SOURCE]}: {model}" if r.get(SOURCE) else model
 
 
+def _checkpoint_rows(rows: List[dict]) -> List[dict]:
+    return [r for r in rows if r.get("status") == "ok" and str(r.get("inputs", "")).startswith(CHECKPOINT_PREFIX)
+            and num(r.get("n")) is not None and num(r.get("out_rel_err")) is not None]
+
+
 def checkpoint_layer_medians(rows: List[dict], figure: str) -> Dict[Tuple[str, int, str], Dict[int, float]]:
     """{(model, N, scorer): {layer: median of `figure` over the configurations measured at that layer}} from the
     ok checkpoint rows: the per-layer picture `checkpoint_layer_charts` draws."""
@@ -90,11 +95,6 @@ def checkpoint_layer_medians(rows: List[dict], figure: str) -> Dict[Tuple[str, i
             key = (_model(r), int(num(r["n"])), r["scorer"])
             values.setdefault(key, {}).setdefault(int(num(r["layer"])), []).append(num(r[figure]))
     return {key: {layer: median(v) for layer, v in sorted(by_layer.items())} for key, by_layer in values.items()}
-
-
-def _checkpoint_rows(rows: List[dict]) -> List[dict]:
-    return [r for r in rows if r.get("status") == "ok" and str(r.get("inputs", "")).startswith(CHECKPOINT_PREFIX)
-            and num(r.get("n")) is not None and num(r.get("out_rel_err")) is not None]
 
 
 def checkpoint_table(rows: List[dict]) -> Tuple[List[str], List[List[str]]]:
