@@ -337,7 +337,12 @@ def train(
     scorer: Annotated[Optional[str], _opt("Lighthouse scorer: norm, dilated, gla.", "--scorer")] = None,
     dense_layers: Annotated[Optional[str], _opt("Layers that stay dense SDPA, e.g. 0,1,-2,-1 (negative from the end), or none.", "--dense-layers")] = None,
     lr: Annotated[Optional[float], _opt("Peak learning rate of AdamW.", "--lr")] = None,
-    dtype: Annotated[Optional[str], _opt("Weights and activations: bf16, fp16, fp32 (default bf16 on CUDA, fp32 on CPU).", "--dtype")] = None,
+    dtype: Annotated[Optional[str], _opt("mixed (fp32 master weights and AdamW state, bf16 autocast), bf16 (everything in bf16), fp16, fp32. Default: mixed on CUDA, fp32 on CPU.", "--precision")] = None,
+    clip: Annotated[float, _opt("Gradient clipping: the global gradient norm is scaled down to this (0 = off).", "--clip")] = 1.0,
+    schedule: Annotated[str, _opt("Two-stage: learning-rate schedule: constant (warm-up then flat, the paper's), wsd (warm-up, stable, linear decay over the last --decay-fraction in both arms), cosine.", "--schedule")] = "constant",
+    warmup_steps: Annotated[Optional[int], _opt("Two-stage: warm-up steps (default 5% of the steps).", "--warmup-steps")] = None,
+    decay_fraction: Annotated[float, _opt("Two-stage, wsd: share of the run that decays.", "--decay-fraction")] = 0.2,
+    corpus_root: Annotated[Optional[str], _opt("Two-stage: folders whose *.py files are the corpus, comma-separated. Default: this interpreter's stdlib and site-packages.", "--corpus-root", metavar="DIRS")] = None,
     device: Annotated[Optional[str], _opt("cuda or cpu. Default: cuda when available.", "--device")] = None,
     cpu_threads: Annotated[int, _opt("Intra-op threads on the CPU (the small presets' ops are too small to gain from more, and a busy machine makes extra threads spin).", "--cpu-threads")] = 1,
     impl: Annotated[str, _opt("Lighthouse path: auto (Triton on CUDA), torch, triton.", "--impl")] = "auto",
@@ -366,7 +371,8 @@ def train(
             raise ValueError(f"--cpu-threads must be >= 1, got {cpu_threads}")
         run = command.plan(preset, seq, attention, steps=steps, warmup=warmup, device=device, dtype=dtype, impl=impl,
                            sdpa_backend=sdpa_backend, loss=loss, loss_chunk=loss_chunk, checkpointing=checkpointing,
-                           recompute=recompute, seed=seed, peak_tflops=peak_tflops, recipe=recipe, dense_layers=dense_layers, batch=batch,
+                           recompute=recompute, seed=seed, peak_tflops=peak_tflops, recipe=recipe, clip=clip,
+                           dense_layers=dense_layers, batch=batch,
                            hidden=hidden, layers=layers, ffn=ffn, heads=heads, kv_heads=kv_heads, head_dim=head_dim,
                            vocab=vocab, topk=topk, levels=levels, pooling=pooling, scorer=scorer, lr=lr)
         if run.options.device.type == "cpu":
@@ -379,9 +385,15 @@ def train(
             if resume:
                 raise ValueError("--resume applies to throughput runs; the two-stage recipe starts afresh")
             options = RecipeOptions(steps=steps or 200, dense_from=dense_from, eval_every=eval_every,
-                                    val_windows=val_windows, arm_minutes=arm_minutes)
+                                    val_windows=val_windows, arm_minutes=arm_minutes, schedule=schedule,
+                                    warmup_steps=warmup_steps, decay_fraction=decay_fraction)
+            corpus = None
+            if corpus_root:
+                from .train.data import build_corpus
+
+                corpus = build_corpus([r for r in corpus_root.split(",") if r])
             run_recipe(run.preset, run.options, options, out or command.default_out(run.recipe), save=save,
-                       argv=sys.argv)
+                       argv=sys.argv, clip=clip, corpus=corpus)
             return
         from .train.benchmark import run_points
 
@@ -391,10 +403,76 @@ def train(
                           argv=sys.argv, options={"preset": run.preset.as_dict(), "steps": run.options.steps,
                                                   "warmup": warmup, "loss": loss, "impl": impl,
                                                   "sdpa_backend": run.options.sdpa_backend, "dtype": run.options.dtype,
+                                                  "clip": clip,
                                                   "checkpointing": checkpointing, "recompute": recompute, "seed": seed})
     except ValueError as err:
         raise typer.BadParameter(str(err)) from None
     raise typer.Exit(code)
+
+@app.command()
+def study(
+    plan: Annotated[str, _opt("A study plan: a name from suites/studies (paper, cpu) or a .toml file. Default: paper on CUDA, cpu on the CPU.", "--plan")] = "",
+    experiments: Annotated[Optional[str], _opt("Run only these experiments of the plan, comma-separated (e.g. E1,E2).", "--experiments", metavar="NAMES")] = None,
+    seeds: Annotated[Optional[str], _opt("Seeds for every experiment, e.g. 0,1,2 (default: the plan's).", "--seeds", metavar="INTS")] = None,
+    concurrency: Annotated[int, _opt("Arms trained at once, each its own process (small presets leave a GPU mostly idle).", "--concurrency")] = 1,
+    corpus_root: Annotated[Optional[str], _opt("Folders whose *.py files are the corpus, comma-separated. Default: this interpreter's stdlib and site-packages.", "--corpus-root", metavar="DIRS")] = None,
+    device: Annotated[Optional[str], _opt("cuda or cpu. Default: cuda when available.", "--device")] = None,
+    sdpa_backend: Annotated[Optional[str], _opt("SDPA backend of dense layers and of Lighthouse's sub-sequence: cudnn, flash, efficient, math, auto. Default: cudnn on CUDA.", "--sdpa-backend")] = None,
+    deadline_minutes: Annotated[Optional[float], _opt("Stop the jobs still running after this many minutes (finished jobs kept; --resume runs the rest).", "--deadline-minutes")] = None,
+    snapshots: Annotated[Optional[Path], _opt("Scratch folder for the trunks' snapshots (default OUT/snapshots).", "--snapshots")] = None,
+    clock: Annotated[bool, typer.Option("--clock/--no-clock", help="Time solo steps of each experiment's modes before the jobs start (the clock of every wall-clock figure).")] = True,
+    out: Annotated[Optional[Path], _opt("Output folder. Default: out/study-<timestamp>.", "--out")] = None,
+    resume: Annotated[bool, _opt("Continue the study in --out: finished jobs are kept, the rest run again.", "--resume")] = False,
+    dry_run: Annotated[bool, _opt("Print the jobs and arms, run nothing.", "--dry-run")] = False,
+) -> None:
+    """The two-stage study: experiments over seeds (two-stage, recovery curve, stage 1 by sparsity), trained the
+    way the paper trains, several arms at once; means and 95% intervals in study.md, summary.csv and charts."""
+    import torch
+
+    from .train.study_plan import expand, load_plan
+    from .train.study_run import StudyError, run_study
+
+    try:
+        dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError("--device cuda: no CUDA device is available")
+        if concurrency < 1:
+            raise ValueError(f"--concurrency must be >= 1, got {concurrency}")
+        if deadline_minutes is not None and not deadline_minutes > 0:
+            raise ValueError(f"--deadline-minutes must be > 0, got {deadline_minutes}")
+        if sdpa_backend not in (None, "auto", "cudnn", "flash", "efficient", "math"):
+            raise ValueError(f"--sdpa-backend must be one of cudnn, flash, efficient, math, auto, got {sdpa_backend!r}")
+        seed_list = None
+        if seeds:
+            try:
+                seed_list = [int(x) for x in seeds.split(",") if x.strip()]
+            except ValueError:
+                raise ValueError(f"--seeds must be comma-separated integers, got {seeds!r}") from None
+            if not seed_list or any(x < 0 for x in seed_list):
+                raise ValueError(f"--seeds must list integers >= 0, got {seeds!r}")
+        chosen = load_plan(plan or ("paper" if dev.type == "cuda" else "cpu"),
+                           [x.strip() for x in experiments.split(",")] if experiments else None)
+        if dry_run:
+            st = expand(chosen, seed_list)
+            for job in st.jobs.values():
+                typer.echo(f"{job.job_id}: {job.plan.start} steps {job.plan.from_step}..{job.plan.steps}"
+                           + (f", dense from {job.plan.switch_step}" if job.plan.switch_step is not None else "")
+                           + (f", snapshots at {list(job.plan.snapshot_at)}" if job.plan.snapshot_at else "")
+                           + f", N={job.preset.seq} B={job.preset.batch} k={job.preset.topk} {job.schedule.kind}")
+            typer.echo(f"{len(st.jobs)} jobs, {len(st.arms)} arms")
+            return
+        from datetime import datetime
+
+        target = out or Path("out") / f"study-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+        code = run_study(chosen, target, device=dev, seeds=seed_list, concurrency=concurrency,
+                         corpus_root=[r for r in corpus_root.split(",") if r] if corpus_root else None,
+                         resume=resume, sdpa_backend=None if sdpa_backend == "auto" else (sdpa_backend or (
+                             "cudnn" if dev.type == "cuda" else None)),
+                         snapshots=snapshots, deadline_minutes=deadline_minutes, clock=clock, argv=sys.argv)
+    except (ValueError, StudyError) as err:
+        raise typer.BadParameter(str(err)) from None
+    raise typer.Exit(code)
+
 
 @app.command()
 def quality(

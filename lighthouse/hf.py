@@ -198,6 +198,7 @@ def lighthouse_attention_forward(module, query: torch.Tensor, key: torch.Tensor,
     if timer is not None:
         span = timer.start()
         query, key, value = _EndOfBackward.apply(span, query, key, value)
+    query, key, value, autocast_off = _autocast_inputs(query, key, value)
     if settings.is_dense(getattr(module, "layer_idx", None)):
         from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
@@ -205,13 +206,28 @@ def lighthouse_attention_forward(module, query: torch.Tensor, key: torch.Tensor,
             out, _ = sdpa_attention_forward(module, query, key, value, None, dropout=0.0, scaling=scaling,
                                             is_causal=True)
     elif settings.recompute and torch.is_grad_enabled() and any(x.requires_grad for x in (query, key, value)):
-        out = _RecomputedLighthouse.apply(query, key, value, settings.config).transpose(1, 2).contiguous()
+        with autocast_off:
+            out = _RecomputedLighthouse.apply(query, key, value, settings.config).transpose(1, 2).contiguous()
     else:
-        out = lighthouse_attention(query, key, value, config=settings.config).transpose(1, 2).contiguous()
+        with autocast_off:
+            out = lighthouse_attention(query, key, value, config=settings.config).transpose(1, 2).contiguous()
     if timer is not None:
         timer.stop(span)
         out = _StartOfBackward.apply(span, out)
     return out, None
+
+
+def _autocast_inputs(query, key, value):
+    """Under autocast (mixed-precision training), q, k, v in the autocast dtype and a context that turns autocast
+    off for the Lighthouse call: the layer then runs exactly as it does in bf16 benchmarks. Why: transformers'
+    RoPE multiplies bf16 q, k by float32 cos/sin, so q and k arrive in float32 beside a bf16 v; SDPA would cast
+    them under autocast, and Lighthouse does the same here, once, at its edge."""
+    device_type = query.device.type
+    if not torch.is_autocast_enabled(device_type):
+        return query, key, value, contextlib.nullcontext()
+    dtype = torch.get_autocast_dtype(device_type)
+    cast = [x.to(dtype) if x.is_floating_point() and x.dtype != dtype else x for x in (query, key, value)]
+    return (*cast, torch.autocast(device_type=device_type, enabled=False))
 
 
 class _RecomputedLighthouse(torch.autograd.Function):

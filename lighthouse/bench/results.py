@@ -318,19 +318,36 @@ TRAIN_POINT = (
 TRAIN = Table(
     name="train results file",
     columns=TRAIN_POINT + (
-        "impl", "sdpa_backend", "loss_impl", "s_sel", "params_total", "params_non_embedding",
+        "impl", "sdpa_backend", "loss_impl", "clip", "s_sel", "params_total", "params_non_embedding",
         "status", "reason", "steps", "median_step_ms", "p20_step_ms", "p80_step_ms", "tokens_per_s",
         "speedup_vs_dense", "first_step_s", "attention_ms", "attention_share", "peak_mem_gib",
         "model_tflop_per_step", "mfu", "seed", FINISHED_AT,
     ),
     key=TRAIN_POINT,
 )
-#: The two-stage recipe's log: train loss every step, validation loss every --eval-every steps (empty between).
+#: The two-stage recipe's and the study's log, one row per optimizer step of an arm: train loss every step,
+#: validation loss every --eval-every steps (empty between). `val_loss` is in the mode the arm trains in at that
+#: step; an arm that uses Lighthouse at any point also records both modes (`val_loss_lighthouse`,
+#: `val_loss_dense`: the same weights evaluated with each attention). `epochs`: passes over the train split.
 TRAIN_CURVE = Table(
     name="train curve file",
-    columns=("arm", "step", "attention", "tokens", "train_loss", "val_loss", "lr", "step_ms", "elapsed_s",
-             FINISHED_AT),
-    key=("arm", "step"),
+    columns=("arm", "seed", "step", "attention", "tokens", "epochs", "train_loss", "val_loss", "val_loss_lighthouse",
+             "val_loss_dense", "lr", "grad_norm", "step_ms", "elapsed_s", FINISHED_AT),
+    key=("arm", "seed", "step"),
+    defaults=(("seed", "0"),),  # curves written before --seeds came from one seed, 0 unless told otherwise
+)
+#: A study's solo step times (no other process on the GPU): the clock its wall-clock figures use, because the
+#: arms themselves run side by side and their own step_ms includes the other arms' work.
+STUDY_CLOCK = Table(
+    name="study clock file",
+    columns=("experiment", "attention", "steps", "median_step_ms", "p20_step_ms", "p80_step_ms", FINISHED_AT),
+    key=("experiment", "attention"),
+)
+#: A study's jobs (one worker process each): how each ended, for --resume and for the reader of a partial study.
+STUDY_JOBS = Table(
+    name="study jobs file",
+    columns=("job_id", "status", "reason", "wall_s", "log", FINISHED_AT),
+    key=("job_id",),
 )
 
 

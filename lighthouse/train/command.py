@@ -49,7 +49,7 @@ class TrainRun:
 def plan(preset: str = "tiny", seq: Optional[str] = None, attention: str = "dense,lighthouse", *,
          steps: Optional[int] = None, warmup: int = 1, device: Optional[str] = None, dtype: Optional[str] = None,
          impl: str = "auto", sdpa_backend: Optional[str] = None, loss: str = "auto", loss_chunk: int = 8192,
-         checkpointing: bool = True, recompute: bool = True, seed: int = 0, peak_tflops: Optional[float] = None, recipe: str = "throughput",
+         checkpointing: bool = True, recompute: bool = True, seed: int = 0, peak_tflops: Optional[float] = None, recipe: str = "throughput", clip: float = 1.0,
          dense_layers: Optional[str] = None, **shape) -> TrainRun:
     """The validated run. shape: preset fields to override (hidden, layers, ffn, heads, kv_heads, head_dim,
     vocab, topk, levels, pooling, scorer, lr, batch); None leaves the preset's value."""
@@ -68,8 +68,10 @@ def plan(preset: str = "tiny", seq: Optional[str] = None, attention: str = "dens
         raise ValueError("--device cuda: no CUDA device is available")
     if dev.type == "cuda" and dev.index is None:
         dev = torch.device("cuda", torch.cuda.current_device())
-    dtype = dtype or ("bf16" if dev.type == "cuda" else "fp32")
-    _choice(dtype, "--dtype", tuple(DTYPES))
+    dtype = dtype or ("mixed" if dev.type == "cuda" else "fp32")
+    _choice(dtype, "--precision", tuple(DTYPES))
+    if not clip >= 0:
+        raise ValueError(f"--clip must be >= 0 (0 turns clipping off), got {clip}")
     _choice(impl, "--impl", IMPLS)
     _choice(loss, "--loss", LOSSES)
     backend = sdpa_backend or ("cudnn" if dev.type == "cuda" else "auto")
@@ -84,7 +86,7 @@ def plan(preset: str = "tiny", seq: Optional[str] = None, attention: str = "dens
     options = RunOptions(device=dev, dtype=dtype, steps=steps or 3, warmup=warmup, checkpointing=checkpointing,
                          recompute=recompute,
                          impl=impl, sdpa_backend=None if backend == "auto" else backend, loss=loss,
-                         loss_chunk=loss_chunk, seed=seed, peak_tflops=peak_tflops)
+                         loss_chunk=loss_chunk, seed=seed, peak_tflops=peak_tflops, clip=clip)
     points = [TrainPoint(chosen, a, n) for n in (seqs or [chosen.seq]) for a in dict.fromkeys(attentions)]
     return TrainRun(chosen, points, options, recipe)
 

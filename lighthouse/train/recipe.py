@@ -3,30 +3,24 @@
 Arm "lighthouse-then-dense" trains with Lighthouse in the non-dense layers and switches the whole model to
 dense SDPA (lighthouse.hf.set_dense: same model, same optimizer state) after `dense_from` of the steps; arm
 "dense" trains dense from the first step. Both arms start from the same seeded initialisation, read the same
-batches in the same order (data.train_batch is a function of seed and step), use the same learning-rate
-schedule (linear warm-up over the first 5% of steps, then cosine to 10%) and the same number of steps and
-tokens. Train loss is logged every step, validation loss (a fixed set of held-out windows) every `eval_every`
-steps, at the switch and at the end; elapsed_s is training time only (evaluation excluded).
+batches in the same order (data.train_batch is a function of seed and step), use the same learning-rate schedule
+(lighthouse.train.schedule: the paper's `constant` by default) and the same number of steps and tokens, with
+gradient clipping and the run's precision (mixed: fp32 master weights under bf16 autocast). Arms are trained one
+after the other here; several seeds side by side are `lighthouse-bench study`'s job (lighthouse.train.study).
 """
 
 from __future__ import annotations
 
-import json
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import List, Optional
 
-import torch
-
-from .. import hf
-from ..bench.results import TRAIN_CURVE, append_row
-from .data import Corpus, build_corpus, train_batch, val_batches
-from .loss import NextTokenLoss
-from .model import build_model, make_optimizer
+from .arm import ArmPlan, train_arm
+from .data import Corpus, build_corpus, train_batch
 from .presets import TrainPreset
-from .throughput import DTYPES, RunOptions
+from .schedule import Schedule
+from .throughput import RunOptions
 
 ARMS = ("lighthouse-then-dense", "dense")
 CURVE = "curve.csv"
@@ -39,6 +33,9 @@ class RecipeOptions:
     eval_every: int = 25
     val_windows: int = 8
     arm_minutes: Optional[float] = None  # when set, steps = this many minutes of dense training (calibrated)
+    schedule: str = "constant"
+    warmup_steps: Optional[int] = None  # None: 5% of the steps
+    decay_fraction: float = 0.2  # wsd: the share of the run that decays
 
     def __post_init__(self) -> None:
         if not 0 < self.dense_from < 1:
@@ -49,111 +46,51 @@ class RecipeOptions:
             raise ValueError(f"eval-every must be >= 1, got {self.eval_every}")
         if self.arm_minutes is not None and not self.arm_minutes > 0:
             raise ValueError(f"arm-minutes must be > 0, got {self.arm_minutes}")
+        self.lr_schedule(1.0, self.steps)  # names a bad schedule, warm-up or decay fraction now
 
     def switch_step(self, steps: int) -> int:
         """Steps trained with Lighthouse before the switch (at least 1, at most steps - 1)."""
         return min(max(1, round(self.dense_from * steps)), steps - 1)
 
+    def lr_schedule(self, peak: float, steps: int) -> Schedule:
+        warmup = self.warmup_steps if self.warmup_steps is not None else max(1, steps // 20)
+        return Schedule(self.schedule, peak, steps, warmup, self.decay_fraction)
 
-def lr_at(step: int, steps: int, peak: float) -> float:
-    warm = max(1, steps // 20)
-    if step < warm:
-        return peak * (step + 1) / warm
-    progress = (step - warm) / max(1, steps - warm)
-    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
-
-
-def _sync(device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    def plans(self, steps: int, seed: int) -> List[ArmPlan]:
+        return [ArmPlan(ARMS[0], seed, steps, start="lighthouse", switch_step=self.switch_step(steps),
+                        eval_every=self.eval_every, val_windows=self.val_windows),
+                ArmPlan(ARMS[1], seed, steps, start="dense", eval_every=self.eval_every,
+                        val_windows=self.val_windows)]
 
 
-@torch.no_grad()
-def validation_loss(model, loss_fn: NextTokenLoss, batches, device) -> float:
-    total = 0.0
-    for inputs, labels in batches:
-        total += float(loss_fn(model, inputs.to(device), labels.to(device)))
-    return total / len(batches)
-
-
-def calibrate_steps(preset: TrainPreset, opts: RunOptions, corpus: Corpus, minutes: float) -> int:
+def calibrate_steps(preset: TrainPreset, opts: RunOptions, corpus: Corpus, minutes: float, clip: float = 1.0) -> int:
     """Steps of dense training that take `minutes` (median of 3 timed steps after 2 warm-up steps)."""
-    model = build_model(preset, preset.seq, "dense", opts.device, DTYPES[opts.dtype], impl=opts.impl,
-                        sdpa_backend=opts.sdpa_backend, checkpointing=opts.checkpointing, seed=opts.seed)
-    optimizer = make_optimizer(model, preset, opts.device)
-    loss_fn = NextTokenLoss(opts.loss, opts.loss_chunk)
+    from .throughput import sync
+    from .trainer import Trainer
+
+    trainer = Trainer(preset, preset.seq, "dense", opts.device, opts.dtype, impl=opts.impl,
+                      sdpa_backend=opts.sdpa_backend, checkpointing=opts.checkpointing, seed=opts.seed,
+                      loss=opts.loss, loss_chunk=opts.loss_chunk, clip=clip)
     times = []
     for step in range(5):
         inputs, labels = train_batch(corpus, step, preset.batch, preset.seq, opts.seed)
-        _sync(opts.device)
+        sync(opts.device)
         t = time.perf_counter()
-        loss_fn(model, inputs.to(opts.device), labels.to(opts.device)).backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        _sync(opts.device)
+        trainer.step(inputs.to(opts.device), labels.to(opts.device))
+        sync(opts.device)
         times.append(time.perf_counter() - t)
-    del model, optimizer
+    del trainer
     step_s = sorted(times[2:])[1]
     return max(10, int(minutes * 60 / step_s))
 
 
-def train_arm(arm: str, preset: TrainPreset, opts: RunOptions, recipe: RecipeOptions, steps: int, corpus: Corpus,
-              curve: Path, save: Optional[Path] = None, on_step: Optional[Callable[[int], None]] = None) -> dict:
-    """Train one arm, appending its rows to `curve`; returns its summary."""
-    device = opts.device
-    switch = recipe.switch_step(steps) if arm == ARMS[0] else None
-    model = build_model(preset, preset.seq, "lighthouse" if arm == ARMS[0] else "dense", device, DTYPES[opts.dtype],
-                        impl=opts.impl, sdpa_backend=opts.sdpa_backend, checkpointing=opts.checkpointing,
-                        seed=opts.seed, recompute=opts.recompute)
-    optimizer = make_optimizer(model, preset, device)
-    loss_fn = NextTokenLoss(opts.loss, opts.loss_chunk)
-    val = val_batches(corpus, preset.batch, preset.seq, recipe.val_windows)
-    elapsed, val_loss, tokens = 0.0, None, 0
-    for step in range(steps):
-        if switch is not None and step == switch:
-            hf.set_dense(model, True)
-        lr = lr_at(step, steps, preset.lr)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        inputs, labels = train_batch(corpus, step, preset.batch, preset.seq, opts.seed)
-        _sync(device)
-        t = time.perf_counter()
-        loss = loss_fn(model, inputs.to(device), labels.to(device))
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        train_loss = float(loss.detach())  # synchronises
-        step_s = time.perf_counter() - t
-        elapsed += step_s
-        tokens += inputs.numel()
-        done = step + 1
-        evaluate = done % recipe.eval_every == 0 or done == steps or (switch is not None and done == switch)
-        val_loss = validation_loss(model, loss_fn, val, device) if evaluate else None
-        append_row(curve, TRAIN_CURVE, {
-            "arm": arm, "step": done, "attention": "dense" if hf.settings_of(model).dense else "lighthouse",
-            "tokens": tokens, "train_loss": train_loss, "val_loss": val_loss, "lr": lr, "step_ms": step_s * 1e3,
-            "elapsed_s": elapsed})
-        if on_step:
-            on_step(done)
-        if not math.isfinite(train_loss):
-            raise RuntimeError(f"arm {arm}: the train loss is not finite at step {done}")
-    if save is not None:
-        target = Path(save) / arm
-        model.save_pretrained(target)
-        (target / "lighthouse-train.json").write_text(json.dumps(
-            {"preset": preset.as_dict(), "arm": arm, "steps": steps, "switch_step": switch, "seed": opts.seed,
-             "settings": hf.settings_of(model).as_dict()}, indent=2) + "\n")
-    summary = {"arm": arm, "final_val_loss": val_loss, "wall_s": elapsed, "steps": steps, "tokens": tokens,
-               "switch_step": switch, "loss_impl": loss_fn.impl}
-    del model, optimizer
-    return summary
-
-
 def run_recipe(preset: TrainPreset, opts: RunOptions, recipe: RecipeOptions, out: Path, *,
-               corpus: Optional[Corpus] = None, save: Optional[Path] = None, console=None, argv=None) -> List[dict]:
+               corpus: Optional[Corpus] = None, save: Optional[Path] = None, console=None, argv=None,
+               clip: float = 1.0) -> List[dict]:
     """Both arms into out/curve.csv plus the loss chart; returns the two arm summaries."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from ..bench import machine
     from ..bench.sweep import make_console
     from .throughput import free_memory
 
@@ -163,27 +100,30 @@ def run_recipe(preset: TrainPreset, opts: RunOptions, recipe: RecipeOptions, out
     if curve.exists() and curve.stat().st_size > 0:
         raise ValueError(f"--out: {curve} already exists; pick another --out (the recipe does not resume)")
     out.mkdir(parents=True, exist_ok=True)
-    from ..bench import machine
-
-    info = machine.collect(argv, {"recipe": "two-stage", "preset": preset.as_dict(), "dtype": opts.dtype,
+    info = machine.collect(argv, {"recipe": "two-stage", "preset": preset.as_dict(), "precision": opts.dtype,
                                   "impl": opts.impl, "sdpa_backend": opts.sdpa_backend, "loss": opts.loss,
-                                  "checkpointing": opts.checkpointing, "seed": opts.seed, **recipe.__dict__})
+                                  "checkpointing": opts.checkpointing, "seed": opts.seed, "clip": clip,
+                                  **recipe.__dict__})
     machine.write(out / "machine.json", info)
     start = time.perf_counter()
     corpus = corpus or build_corpus()
     console.print(f"corpus: {corpus.describe()}")
     steps = recipe.steps
     if recipe.arm_minutes is not None:
-        steps = calibrate_steps(preset, opts, corpus, recipe.arm_minutes)
+        steps = calibrate_steps(preset, opts, corpus, recipe.arm_minutes, clip)
         free_memory(opts.device)
         console.print(f"calibrated: {steps} steps = about {recipe.arm_minutes:g} min of dense training per arm")
+    schedule = recipe.lr_schedule(preset.lr, steps)
     summaries = []
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), console=console) as progress:
-        for arm in ARMS:
-            bar = progress.add_task(arm, total=steps)
-            summaries.append(train_arm(arm, preset, opts, recipe, steps, corpus, curve, save,
-                                       on_step=lambda done, bar=bar: progress.update(bar, completed=done)))
+        for plan in recipe.plans(steps, opts.seed):
+            bar = progress.add_task(plan.arm, total=steps)
+            summaries.append(train_arm(
+                plan, preset, schedule, corpus, curve, device=opts.device, precision=opts.dtype, clip=clip,
+                impl=opts.impl, sdpa_backend=opts.sdpa_backend, checkpointing=opts.checkpointing,
+                recompute=opts.recompute, loss=opts.loss, loss_chunk=opts.loss_chunk, save=save,
+                on_step=lambda done, bar=bar: progress.update(bar, completed=done)))
             free_memory(opts.device)
     try:
         from .plots import loss_chart

@@ -1,5 +1,7 @@
 """One throughput point: build the model, take optimizer steps, measure; every outcome becomes a row.
 
+Training setup: the same `Trainer` step as the recipe and the study (the run's precision, `mixed` = fp32 master
+weights under bf16 autocast by default on CUDA; gradient clipping; AdamW), so tokens/s describes real training.
 Timing: the first step is timed alone (first_step_s: Triton compilation, autotuning, allocator warm-up), then
 `warmup` more untimed steps, then `steps` timed steps with CUDA events around each whole step (forward, loss,
 backward, optimizer step, zero_grad; the CPU clock after a synchronisation on the CPU). tokens/s = batch * N /
@@ -21,12 +23,14 @@ import torch
 from ..plan import plan_for
 
 from .. import hf
-from .loss import NextTokenLoss
 from .mfu import mfu, model_flops_per_step, peak_tflops
-from .model import build_model, count_parameters, make_optimizer
+from .model import count_parameters
+from .precision import PRECISIONS
 from .presets import TrainPreset
+from .trainer import Trainer
 
-DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32, "fp16": torch.float16}
+#: Precisions of a training run (the CSV's `dtype` column): see lighthouse.train.precision.
+DTYPES = PRECISIONS
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,7 @@ class TrainPoint:
 @dataclass(frozen=True)
 class RunOptions:
     device: torch.device
-    dtype: str = "bf16"
+    dtype: str = "mixed"  # a precision of lighthouse.train.precision (mixed, bf16, fp16, fp32)
     steps: int = 3
     warmup: int = 1
     checkpointing: bool = True
@@ -55,6 +59,7 @@ class RunOptions:
     loss_chunk: int = 8192
     seed: int = 0
     peak_tflops: Optional[float] = None
+    clip: float = 1.0  # gradient clipping (global norm); 0 = off
 
 
 def point_columns(point: TrainPoint, opts: RunOptions) -> dict:
@@ -73,9 +78,12 @@ def point_columns(point: TrainPoint, opts: RunOptions) -> dict:
     }
 
 
-def _sync(device: torch.device) -> None:
+def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+_sync = sync
 
 
 def _is_oom(err: BaseException) -> bool:
@@ -116,21 +124,16 @@ def _measure(point: TrainPoint, opts: RunOptions) -> dict:
     s_sel = plan_for(cfg, p.batch, p.heads, p.kv_heads, n, p.head_dim).selected_len if lh else None
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    model = build_model(p, n, point.attention, device, DTYPES[opts.dtype], impl=opts.impl,
-                        sdpa_backend=opts.sdpa_backend, checkpointing=opts.checkpointing, seed=opts.seed,
-                        recompute=opts.recompute)
-    optimizer = make_optimizer(model, p, device)
-    loss_fn = NextTokenLoss(opts.loss, opts.loss_chunk)
+    trainer = Trainer(p, n, point.attention, device, opts.dtype, impl=opts.impl, sdpa_backend=opts.sdpa_backend,
+                      checkpointing=opts.checkpointing, seed=opts.seed, recompute=opts.recompute, loss=opts.loss,
+                      loss_chunk=opts.loss_chunk, clip=opts.clip)
+    model, loss_fn = trainer.model, trainer.loss_fn
     g = torch.Generator(device="cpu").manual_seed(opts.seed)
     tokens = torch.randint(0, p.vocab, (p.batch, n + 1), generator=g).to(device)
     inputs, labels = tokens[:, :-1], tokens[:, 1:]
 
     def step():
-        loss = loss_fn(model, inputs, labels)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        return loss
+        return trainer.step(inputs, labels)[0]
 
     _sync(device)
     t0 = time.perf_counter()
@@ -169,7 +172,7 @@ def _measure(point: TrainPoint, opts: RunOptions) -> dict:
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else None
     attention_ms = (fwd_ms + bwd_ms) / len(times_ms)
     return {
-        "loss_impl": loss_fn.impl, "s_sel": s_sel, "params_total": params["total"],
+        "loss_impl": loss_fn.impl, "clip": opts.clip, "s_sel": s_sel, "params_total": params["total"],
         "params_non_embedding": params["non_embedding"], "steps": len(times_ms), "median_step_ms": median,
         "p20_step_ms": q[0], "p80_step_ms": q[-1], "tokens_per_s": p.batch * n / (median / 1e3),
         "first_step_s": first_step_s, "attention_ms": attention_ms, "attention_share": attention_ms / median,

@@ -1,0 +1,316 @@
+"""Run a study: the corpus once, the solo clock, then every job as a worker process, several at a time.
+
+Output folder: study.json (experiments, jobs, arms), machine.json, corpus.json (the corpus's hash and size),
+clock.csv (solo step times: the clock of every wall-clock figure, because arms that share a GPU slow each other),
+jobs.csv (how each job ended), curves/<job>.csv (one row per step), logs/<job>.log, and the report files
+(lighthouse.train.study_report). Snapshots of trunks go to a scratch folder (--snapshots, default
+out/snapshots), which is never needed once the branches have run.
+
+Resume: a job whose curve reaches its last step is done; anything else runs again from its start (its partial
+curve is set aside as <job>.partial-N.csv). A branch whose trunk is done but whose snapshot is gone (a new
+machine) gets the trunk re-run into curves/<trunk>.redo.csv, which the report never reads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import torch
+
+from ..bench import machine
+from ..bench.results import STUDY_CLOCK, STUDY_JOBS, TRAIN_CURVE, append_row, read_rows
+from .study_plan import Experiment, Job, Study, expand
+
+EXIT_INTERRUPTED = 130
+MANIFEST = "study.json"
+
+
+class StudyError(ValueError):
+    """The study cannot start (output folder in the way, a resume of another study)."""
+
+
+def curve_path(out: Path, job_id: str) -> Path:
+    return Path(out) / "curves" / f"{job_id}.csv"
+
+
+def job_finished(out: Path, job: Job) -> bool:
+    path = curve_path(out, job.job_id)
+    if not path.exists():
+        return False
+    rows, torn = read_rows(path, TRAIN_CURVE)
+    return not torn and any(int(r["step"]) == job.plan.steps for r in rows)
+
+
+def _corpus_folder(corpus_root: Optional[Sequence[str]]) -> Path:
+    """A cache folder keyed by the roots' files (names, sizes, modification times): a study's workers and its
+    --resume load the same bytes without reading hundreds of thousands of files again."""
+    import hashlib
+
+    from .data import _labelled_files, default_roots
+
+    roots = [Path(r) for r in corpus_root] if corpus_root else default_roots()
+    finger = hashlib.sha256()
+    for name, path in _labelled_files(roots):
+        st = path.stat()
+        finger.update(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    cache = Path(os.environ.get("LIGHTHOUSE_CACHE", Path.home() / ".cache" / "lighthouse-bench"))
+    return cache / f"corpus-{finger.hexdigest()[:16]}"
+
+
+def prepare_corpus(corpus_root: Optional[Sequence[str]], console) -> Path:
+    from .data import Corpus, build_corpus
+
+    folder = _corpus_folder(corpus_root)
+    if not (folder / "manifest.json").exists():
+        corpus = build_corpus(list(corpus_root) if corpus_root else None)
+        corpus.save(folder)
+    corpus = Corpus.load(folder)
+    console.print(f"corpus: {corpus.describe()}")
+    return folder
+
+
+def calibrate(study: Study, out: Path, device: torch.device, corpus_folder: Path, sdpa_backend, console,
+              steps: int = 5, warmup: int = 3) -> None:
+    """Solo step times per experiment and attention (the jobs have not started: nothing else on the device)."""
+    from .data import Corpus, train_batch
+    from .throughput import free_memory, sync
+    from .trainer import Trainer
+
+    path = Path(out) / "clock.csv"
+    have = {(r["experiment"], r["attention"]) for r in read_rows(path, STUDY_CLOCK)[0]} if path.exists() else set()
+    corpus = Corpus.load(corpus_folder)
+    measured: dict = {}  # one measurement per model, mode and precision, shared by the experiments that train it
+    for e in study.experiments:
+        preset = e.base_preset()
+        modes = ["dense", "lighthouse"] + [f"lighthouse k={k}" for k in e.topk if k != preset.topk]
+        for mode in modes:
+            if (e.name, mode) in have:
+                continue
+            p = e.base_preset(topk=int(mode.split("=")[1])) if "k=" in mode else preset
+            same = (json.dumps(p.as_dict() if mode != "dense" else {**p.as_dict(), "topk": None}, sort_keys=True),
+                    mode == "dense", e.precision, e.impl, e.loss)
+            if same in measured:
+                append_row(path, STUDY_CLOCK, {"experiment": e.name, "attention": mode, **measured[same]})
+                continue
+            trainer = Trainer(p, p.seq, "dense" if mode == "dense" else "lighthouse", device, e.precision,
+                              impl=e.impl, sdpa_backend=sdpa_backend, loss=e.loss, clip=e.clip)
+            trainer.set_lr(p.lr)
+            times = []
+            for i in range(warmup + steps):
+                x, y = train_batch(corpus, i, p.batch, p.seq, 0)
+                x, y = x.to(device), y.to(device)
+                sync(device)
+                t = time.perf_counter()
+                trainer.step(x, y)
+                sync(device)
+                times.append((time.perf_counter() - t) * 1e3)
+            timed = sorted(times[warmup:])
+            q = lambda f: timed[min(len(timed) - 1, int(round(f * (len(timed) - 1))))]  # noqa: E731
+            measured[same] = {"steps": steps, "median_step_ms": q(0.5), "p20_step_ms": q(0.2), "p80_step_ms": q(0.8)}
+            append_row(path, STUDY_CLOCK, {"experiment": e.name, "attention": mode, **measured[same]})
+            console.print(f"clock: {e.name} {mode}: {q(0.5):.1f} ms per step (solo)")
+            del trainer
+            free_memory(device)
+
+
+@dataclass
+class _Running:
+    job: Job
+    proc: subprocess.Popen
+    started: float
+    log: Path
+    curve: Path
+
+
+def _launch(job: Job, out: Path, curve: Path, device, corpus_folder: Path, snapshots: Path, sdpa_backend,
+            cpu_threads: int) -> _Running:
+    specs = Path(out) / "jobs"
+    specs.mkdir(parents=True, exist_ok=True)
+    logs = Path(out) / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    plan = job.plan
+    if job.trunk is not None:
+        from .arm import snapshot_path
+
+        plan_dict = {**job.as_dict(), "plan": {**plan.as_dict(),
+                                               "from_snapshot": str(snapshot_path(snapshots, job.trunk, plan.from_step))}}
+    else:
+        plan_dict = job.as_dict()
+    spec = {"job": plan_dict, "device": str(device), "corpus": str(corpus_folder), "curve": str(curve),
+            "snapshots": str(snapshots), "sdpa_backend": sdpa_backend, "cpu_threads": cpu_threads}
+    spec_path = specs / f"{curve.stem}.json"
+    spec_path.write_text(json.dumps(spec, indent=1) + "\n")
+    log = logs / f"{curve.stem}.log"
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    with log.open("w") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "lighthouse.train.worker", str(spec_path)], stdout=fh,
+                                stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    return _Running(job, proc, time.monotonic(), log, curve)
+
+
+def _set_aside(path: Path) -> None:
+    if path.exists():
+        n = 1
+        while path.with_suffix(f".partial-{n}.csv").exists():
+            n += 1
+        path.rename(path.with_suffix(f".partial-{n}.csv"))
+
+
+def _last_line(log: Path) -> str:
+    try:
+        lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return ""
+    return lines[-1][:300] if lines else ""
+
+
+def resume_command(argv: Optional[Sequence[str]], out: Path) -> str:
+    args = list(argv or ["lighthouse-bench", "study"])
+    if "--resume" not in args:
+        args.append("--resume")
+    if "--out" not in args:
+        args += ["--out", str(out)]
+    return " ".join(shlex.quote(a) for a in args)
+
+
+def run_study(experiments: Sequence[Experiment], out: Path, *, device: torch.device, seeds=None, concurrency: int = 1,
+              corpus_root: Optional[Sequence[str]] = None, resume: bool = False, sdpa_backend: Optional[str] = None,
+              snapshots: Optional[Path] = None, deadline_minutes: Optional[float] = None, clock: bool = True,
+              cpu_threads: int = 1, console=None, argv=None) -> int:
+    """Every job of the study into `out`; returns 0 (all done), 1 (a job failed or the deadline stopped some:
+    --resume continues) or 130 (Ctrl-C)."""
+    from ..bench.sweep import make_console
+
+    console = console or make_console()
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise StudyError(f"--out: {out} is a file, not a folder")
+    study = expand(experiments, seeds)
+    manifest = study.manifest()
+    manifest_path = out / MANIFEST
+    if manifest_path.exists():
+        if not resume:
+            raise StudyError(f"--out: {out} already holds a study; add --resume to continue it, or pick another --out")
+        old = json.loads(manifest_path.read_text())
+        if sorted(old["jobs"]) != sorted(manifest["jobs"]):
+            added = sorted(set(manifest["jobs"]) - set(old["jobs"]))
+            raise StudyError(f"--resume: the options give other jobs than the study in {out} "
+                             f"({len(added)} new, e.g. {added[:2]}); use the same --plan, --experiments and --seeds")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        manifest_path.write_text(json.dumps(manifest, indent=1, default=str) + "\n")
+    except OSError as err:
+        raise StudyError(f"--out: cannot write to {out} ({err.strerror or err})") from None
+    snapshots = Path(snapshots) if snapshots else out / "snapshots"
+    info = machine.collect(argv, {"experiments": [e.name for e in experiments], "seeds": seeds,
+                                  "concurrency": concurrency, "corpus_root": corpus_root,
+                                  "sdpa_backend": sdpa_backend})
+    previous = machine.read(out / "machine.json") if resume else None
+    machine.write(out / "machine.json", info, previous)
+    start = time.perf_counter()
+    corpus_folder = prepare_corpus(corpus_root, console)
+    corpus_meta = json.loads((corpus_folder / "manifest.json").read_text())
+    (out / "corpus.json").write_text(json.dumps(
+        {"root": corpus_meta["root"], "digest": corpus_meta["digest"], "train_files": len(corpus_meta["train_files"]),
+         "val_files": len(corpus_meta["val_files"]), "train_bytes": (corpus_folder / "train.bin").stat().st_size,
+         "val_bytes": (corpus_folder / "val.bin").stat().st_size}, indent=1) + "\n")
+    deadline = time.monotonic() + deadline_minutes * 60 if deadline_minutes else None
+    interrupted, failed, stopped = False, [], []
+    running: List[_Running] = []
+    try:
+        if clock:
+            calibrate(study, out, device, corpus_folder, sdpa_backend, console)
+        jobs = list(study.jobs.values())
+        todo = [j for j in jobs if not job_finished(out, j)]
+        # a branch to run needs its trunk's snapshot: re-run a finished trunk whose snapshots are gone
+        redo = {}
+        for j in todo:
+            if j.trunk and j.trunk not in {t.job_id for t in todo}:
+                from .arm import snapshot_path
+
+                if not snapshot_path(snapshots, j.trunk, j.plan.from_step).exists():
+                    redo[j.trunk] = study.jobs[j.trunk]
+        order = sorted(todo, key=lambda j: (j.trunk is not None, j.plan.start != "lighthouse", -j.plan.steps))
+        queue = [(t, curve_path(out, t.job_id).with_suffix(".redo.csv")) for t in redo.values()]
+        queue += [(j, curve_path(out, j.job_id)) for j in order]
+        console.print(f"[bold]lighthouse-bench study[/] {len(jobs)} jobs ({len(jobs) - len(todo)} done already"
+                      f"{f', {len(redo)} trunk(s) re-run for their snapshots' if redo else ''}), "
+                      f"{concurrency} at a time on {device} -> {out}")
+        failed_trunks = set()
+        while queue or running:
+            for r in list(running):
+                code = r.proc.poll()
+                if code is None:
+                    continue
+                running.remove(r)
+                wall = time.monotonic() - r.started
+                status = "ok" if code == 0 else "error"
+                reason = "" if code == 0 else _last_line(r.log)
+                if code != 0:
+                    failed.append(r.job.job_id)
+                    failed_trunks.add(r.job.job_id)
+                if not r.curve.name.endswith(".redo.csv"):
+                    append_row(out / "jobs.csv", STUDY_JOBS, {"job_id": r.job.job_id, "status": status,
+                                                              "reason": reason, "wall_s": wall,
+                                                              "log": str(r.log.relative_to(out))})
+                console.print(f"  {r.job.job_id}: {status} in {wall:.0f} s" + (f" ({reason})" if reason else ""),
+                              highlight=False)
+            if deadline is not None and time.monotonic() > deadline:
+                stopped = [r.job.job_id for r in running] + [j.job_id for j, _ in queue]
+                for r in running:
+                    os.killpg(r.proc.pid, signal.SIGTERM)
+                for r in running:
+                    r.proc.wait()
+                running.clear()
+                queue.clear()
+                break
+            while queue and len(running) < concurrency:
+                job, curve = queue.pop(0)
+                if job.trunk in failed_trunks:
+                    failed.append(job.job_id)
+                    append_row(out / "jobs.csv", STUDY_JOBS, {"job_id": job.job_id, "status": "error",
+                                                              "reason": f"its trunk {job.trunk} failed"})
+                    continue
+                _set_aside(curve)
+                curve.parent.mkdir(parents=True, exist_ok=True)
+                running.append(_launch(job, out, curve, device, corpus_folder, snapshots, sdpa_backend, cpu_threads))
+                console.print(f"  started {job.job_id} ({job.plan.arm}, seed {job.plan.seed}, "
+                              f"steps {job.plan.from_step}..{job.plan.steps})", highlight=False)
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        interrupted = True
+        for r in running:
+            try:
+                os.killpg(r.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for r in running:
+            r.proc.wait()
+    finally:
+        machine.write(out / "machine.json", machine.finish(info, time.perf_counter() - start, interrupted), previous)
+    if interrupted:
+        console.print(f"[yellow]Interrupted.[/] Finished jobs are kept. Continue with:\n  {resume_command(argv, out)}")
+        return EXIT_INTERRUPTED
+    try:
+        from .study_report import write_report
+
+        for path in write_report(out):
+            console.print(f"report: {path}")
+    except Exception as err:  # noqa: BLE001 - the curves are safe on disk
+        console.print(f"[red]study report failed ({type(err).__name__}: {err})[/]")
+    if failed or stopped:
+        console.print(f"[red]{len(failed)} job(s) failed, {len(stopped)} stopped at the deadline.[/] "
+                      f"Continue with:\n  {resume_command(argv, out)}")
+        return 1
+    return 0
