@@ -241,7 +241,10 @@ def run_study(experiments: Sequence[Experiment], out: Path, *, device: torch.dev
 
                 if not snapshot_path(snapshots, j.trunk, j.plan.from_step).exists():
                     redo[j.trunk] = study.jobs[j.trunk]
-        order = sorted(todo, key=lambda j: (j.trunk is not None, j.plan.start != "lighthouse", -j.plan.steps))
+        # seed by seed, trunks and dense arms before the branches that wait for them: a study cut short by its
+        # deadline then holds whole seeds rather than every seed half done
+        order = sorted(todo, key=lambda j: (j.plan.seed, j.trunk is not None, j.plan.start != "lighthouse",
+                                            -j.plan.steps))
         queue = [(t, curve_path(out, t.job_id).with_suffix(".redo.csv")) for t in redo.values()]
         queue += [(j, curve_path(out, j.job_id)) for j in order]
         console.print(f"[bold]lighthouse-bench study[/] {len(jobs)} jobs ({len(jobs) - len(todo)} done already"
