@@ -10,7 +10,7 @@ pytest.importorskip("transformers")
 from lighthouse.bench.results import TRAIN_CURVE, append_row, read_rows  # noqa: E402
 from lighthouse.train import data  # noqa: E402
 from lighthouse.train.presets import get_preset  # noqa: E402
-from lighthouse.train.recipe import RecipeOptions, lr_at, run_recipe  # noqa: E402
+from lighthouse.train.recipe import RecipeOptions, run_recipe  # noqa: E402
 from lighthouse.train.report import recipe_rows, recipe_summary, train_section  # noqa: E402
 from lighthouse.train.throughput import RunOptions  # noqa: E402
 
@@ -72,5 +72,8 @@ def test_recipe_options_and_schedule():
     assert RecipeOptions(steps=2, dense_from=0.99).switch_step(2) == 1
     with pytest.raises(ValueError, match="dense-from"):
         RecipeOptions(dense_from=1.0)
-    lrs = [lr_at(s, 100, 1.0) for s in range(100)]
-    assert lrs[0] < lrs[5] == pytest.approx(1.0) and lrs[-1] == pytest.approx(0.1, abs=1e-3)
+    cosine = RecipeOptions(schedule="cosine").lr_schedule(1.0, 100)
+    lrs = [cosine.lr(s) for s in range(100)]
+    assert lrs[0] < lrs[4] == pytest.approx(1.0) and lrs[-1] == pytest.approx(0.1, abs=1e-3)
+    with pytest.raises(ValueError, match="schedule"):
+        RecipeOptions(schedule="linear")

@@ -1,0 +1,55 @@
+"""Every figure the docs and notes quote from reports/h200/study, recomputed from its CSVs.
+
+    python reports/h200/study/tools/figures.py
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(HERE.parents[2]))
+
+
+def rows(path: Path):
+    with path.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def main() -> int:
+    from lighthouse.train.study_report import arm_results, summarize
+
+    study = HERE / "e1-e2"
+    summaries = summarize(arm_results(study))
+    clock = {(r["experiment"], r["attention"]): float(r["median_step_ms"]) for r in rows(study / "clock.csv")}
+    print(f"e1-e2 solo step: dense {clock[('E2', 'dense')]:.1f} ms, Lighthouse {clock[('E2', 'lighthouse')]:.1f} ms")
+    for s in summaries:
+        if s.gap is None:
+            continue
+        print(f"{s.experiment} {s.length} steps, {s.dense_steps} dense: gap {s.gap.mean:+.2f}% "
+              f"± {s.gap.half_width:.2f}% ({s.seeds} seeds), wall ratio {s.wall_ratio:.3f}, verdict {s.verdict()}")
+    dense = [s for s in summaries if s.label == "dense" and s.experiment == "E2"]
+    for s in dense:
+        print(f"E2 dense at {s.length} steps: {s.loss.mean:.4f} ± {s.loss.half_width:.4f}")
+    gaps = [s.gap.mean for s in summaries if s.gap is not None]
+    print(f"gaps range {min(gaps):+.2f}% .. {max(gaps):+.2f}%")
+    partial = HERE / "e1-16k-partial"
+    clock16 = {r["attention"]: float(r["median_step_ms"]) for r in rows(partial / "clock.csv")}
+    print(f"16K b4 solo step: dense {clock16['dense']:.1f} ms, Lighthouse {clock16['lighthouse']:.1f} ms; one seed of "
+          f"E1-16k = {(750 * clock16['lighthouse'] + 1250 * clock16['dense']) / 1e3:.0f} s solo")
+    steps = {p.stem: int(rows(p)[-1]["step"]) for p in (partial / "curves").glob("*.csv")}
+    done_s = sum(n * clock16["lighthouse" if k.startswith("lighthouse") else "dense"] for k, n in steps.items()) / 1e3
+    last = max(float(rows(p)[-1]["elapsed_s"]) for p in (partial / "curves").glob("*.csv"))
+    print(f"16K side by side: {done_s:.0f} s of solo work in {last:.0f} s of training wall time "
+          f"({done_s / last:.2f}x one arm alone)")
+    conc = rows(partial / "concurrency.csv")
+    for fig in ("train_loss", "val_loss"):
+        d = [abs(float(r["diff"])) for r in conc if r["figure"] == fig]
+        print(f"concurrency check {fig}: {len(d)} steps, max |shared - solo| {max(d):.3g}, last {d[-1]:.3g}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
