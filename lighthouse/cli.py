@@ -91,8 +91,8 @@ def sweep(
     """Time Lighthouse against dense SDPA over a parameter grid; write results.csv, machine.json and charts."""
     import torch
 
-    from .bench import points
-    from .bench.outdir import OutputFolderError
+    from .harness import points
+    from .harness.outdir import OutputFolderError
     from .bench.sweep import SweepError, default_out_dir, describe, run
 
     flags = {"seq": seq, "topk": topk, "levels": levels, "pooling": pooling, "scorer": scorer, "batch": batch,
@@ -124,7 +124,7 @@ def sweep(
 
 def _command_line(suite, flags, out, resume, cp: int = 1) -> List[str]:
     """The options as given, spelled out (recorded in machine.json next to sys.argv); --cp W as torchrun runs it."""
-    from .bench.options import option_name
+    from .harness.options import option_name
 
     launch = ["torchrun", "--standalone", "--nproc-per-node", str(cp), "-m", "lighthouse.cli"] if cp > 1 else ["lighthouse-bench"]
     args = launch + ["sweep"] + (["--suite", suite] if suite else []) + (["--cp", str(cp)] if cp > 1 else [])
@@ -186,16 +186,16 @@ def profile(
 
     import torch
 
-    from .bench.options import OptionError, parse_choices, parse_option
-    from .bench.outdir import writable_folder
-    from .bench.points import make_points
+    from .harness.options import OptionError, parse_choices, parse_option
+    from .harness.outdir import writable_folder
+    from .harness.points import make_points
     from .bench.profile import run_profile
     from .bench.runner import kernels_unavailable_reason, resolve_device
     from .sdpa import BACKENDS, CUDA_ONLY
 
     point_text = {"seq": seq, "topk": topk, "levels": levels, "pooling": pooling, "scorer": scorer, "batch": batch,
                   "heads": heads, "kv_heads": kv_heads, "head_dim": head_dim, "dtype": dtype}
-    try:  # the same parsers, ranges and messages as `sweep` (lighthouse.bench.options)
+    try:  # the same parsers, ranges and messages as `sweep` (lighthouse.harness.options)
         cuda = torch.cuda.is_available()
         dev_name = parse_option("device", device) if device else ("cuda" if cuda else "cpu")
         if dev_name == "cuda" and not cuda:
@@ -254,7 +254,7 @@ def report(
     from datetime import datetime
 
     from .bench.report import build_report
-    from .bench.results import torn_note
+    from .harness.tables import torn_note
 
     out = out or Path("out") / f"report-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     try:
@@ -307,7 +307,7 @@ def check(
 @app.command()
 def suites() -> None:
     """List the sweep presets and what they are for."""
-    from .bench.options import load_suite, suite_names
+    from .harness.options import load_suite, suite_names
 
     for name in suite_names():
         desc = load_suite(name)["top"].get("description", "")
@@ -460,8 +460,8 @@ def recommend(
     measurements are missing. Exit 0: a configuration meets the bar; 1: none does or nothing was measured.
     RESULTS: folders (searched recursively) or CSVs, sweep results.csv and quality quality.csv.
     """
-    from .bench.options import parse_size
-    from .bench.results import BASELINES, PASSES
+    from .harness.options import parse_size
+    from .harness.tables import BASELINES, PASSES
     from .quality.recommend import Bar, load, recommend as choose, render
 
     try:
@@ -526,7 +526,7 @@ def passkey(
         if resume and out is None:
             raise ValueError("--resume needs --out: the folder of the run to continue")
         out = out or Path("out") / f"passkey-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-        from .bench.outdir import writable_folder
+        from .harness.outdir import writable_folder
         from .quality.passkey_run import run as run_passkey
 
         writable_folder(out)

@@ -185,10 +185,10 @@ def cold_start(out: Path, deadline: float) -> None:
 # ------------------------------------------------------------------------------------------- 2. small N
 
 def _time(fn, q, k, v, d_out, warmup, rep, min_rep, max_seconds):
-    """The sweep's own timer (lighthouse.bench.timing.measure): CUDA events, L2 flush, first call timed apart."""
+    """The sweep's own timer (lighthouse.harness.timing.measure): CUDA events, L2 flush, first call timed apart."""
     import torch
 
-    from lighthouse.bench.timing import measure
+    from lighthouse.harness.timing import measure
 
     return measure(lambda: fn(q, k, v), "fwdbwd", (q, k, v), d_out, device=torch.device("cuda"),
                    warmup=warmup, rep=rep, min_rep=min_rep, max_seconds=max_seconds)
@@ -387,7 +387,7 @@ def main(argv=None) -> int:
     start = time.time()
     parts = [p.strip() for p in a.parts.split(",") if p.strip()]
     try:
-        from lighthouse.bench import machine
+        from lighthouse.harness import machine
 
         (out / "machine.json").write_text(json.dumps(machine.collect(sys.argv), indent=2, default=str))
     except Exception as err:  # machine info is a courtesy; never lose the run over it

@@ -135,7 +135,7 @@ def main(argv=None) -> int:
         return child(*args.child, n, topk, levels, pooling, csv_path)
 
     try:
-        from lighthouse.bench import machine
+        from lighthouse.harness import machine
 
         (args.out / "machine.json").write_text(json.dumps(machine.collect(sys.argv), indent=2, default=str))
     except Exception as err:  # machine info is a courtesy; never lose the run over it

@@ -42,7 +42,7 @@ COLUMNS = ("planted_pct", "judgment", "point", "figure", "baseline", "now", "cha
 
 def planted_env(baseline_rows, pct: float) -> str:
     """LIGHTHOUSE_TEST_SLOWDOWN_US for `pct` percent of each point's baseline layer time, per N."""
-    from lighthouse.bench.results import num
+    from lighthouse.harness.tables import num
 
     per_n = {}
     for r in baseline_rows:

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from lighthouse.bench.results import num  # noqa: E402
+from lighthouse.harness.tables import num  # noqa: E402
 from lighthouse.train.benchmark import run_points  # noqa: E402
 from lighthouse.train.loss import liger_available  # noqa: E402
 from lighthouse.train.presets import get_preset  # noqa: E402

@@ -227,7 +227,7 @@ def gate3() -> None:
 def checkpoint_quality(folder: str = "checkpoint-16k") -> None:
     """Third session: quality on the q, k, v captured from the two `mid` models of train/recipe-0.75-saved
     (quality/checkpoint-16k) and of train/recipe-0.75-saved-2 (quality/checkpoint-16k-2)."""
-    from lighthouse.bench.results import QUALITY, read_rows
+    from lighthouse.harness.tables import QUALITY, read_rows
     from lighthouse.quality.summary import checkpoint_table
 
     path = H200 / "quality" / folder / "quality.csv"

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from lighthouse import LighthouseConfig, lighthouse_attention
-from lighthouse.bench.timing import measure
+from lighthouse.harness.timing import measure
 from lighthouse.kernels import gather, scatter, select
 from lighthouse.kernels.layer import run_selection
 from lighthouse.kernels.scores import score_pyramids

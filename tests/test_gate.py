@@ -21,7 +21,7 @@ from rich.console import Console
 from lighthouse import lighthouse_attention
 from lighthouse.bench import check, plain_reference
 from lighthouse.bench.check import EXIT_OK, EXIT_REGRESSED, EXIT_UNMEASURED, run_check
-from lighthouse.bench.results import SWEEP
+from lighthouse.harness.tables import SWEEP
 
 COLUMNS = list(SWEEP.columns)
 FINISHED = {"finished_at": "2026-11-29T00:00:00+00:00"}  # a finished row (an unstamped one is torn)
@@ -515,8 +515,8 @@ def test_the_committed_h200_baseline_holds_exactly_the_ci_suites_points():
     """A change of suites/ci.toml must come with a baseline recorded from it: `check --baseline auto` on an H200
     would otherwise stop with exit 2 (a baseline point missing from the results). Catches the suite edited
     without re-recording reports/baselines/nvidia-h200.csv (and a baseline recorded from another suite)."""
-    from lighthouse.bench import points
-    from lighthouse.bench.results import BASELINE, read_rows
+    from lighthouse.harness import points
+    from lighthouse.harness.tables import BASELINE, read_rows
 
     spec = points.resolve("ci", {}, cuda_available=True)
     suite = {(f"lighthouse_{impl}", p.shape.n, p.shape.batch, p.shape.heads, p.shape.kv_heads, p.shape.head_dim,

@@ -4,7 +4,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from lighthouse.bench.results import QUALITY, read_rows
+from lighthouse.harness.tables import QUALITY, read_rows
 from lighthouse.cli import app
 
 ARGS = ["quality", "--device", "cpu", "--seq", "1k", "--topk", "128,256", "--levels", "2,3", "--pooling", "4",

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from lighthouse.bench.results import PASSKEY, read_rows
+from lighthouse.harness.tables import PASSKEY, read_rows
 from lighthouse.quality import passkey as pk
 from lighthouse.quality.passkey_run import PasskeySpec, measure_cell, resolve, run, summarize
 

@@ -139,7 +139,7 @@ def test_report_keeps_two_quality_folders_with_one_name_and_one_model_path_apart
     """run-1/quality and run-2/quality (the layout `quality/n16k/quality` uses), both with /tmp/models/dense: two
     rows in the report's table (catches a tag made of the last folder name alone, which merges them)."""
     from lighthouse.bench.report import build_report
-    from lighthouse.bench.results import QUALITY, append_row
+    from lighthouse.harness.tables import QUALITY, append_row
 
     folders = [tmp_path / "run-1" / "quality", tmp_path / "run-2" / "quality"]
     for folder, err in zip(folders, (0.2, 0.8)):
@@ -166,7 +166,7 @@ def test_checkpoint_section_and_layer_chart_in_the_report(tmp_path):
     """`report QUALITY` with checkpoint rows gains the trained-model table and the per-layer chart (catches
     checkpoint rows silently dropped because they are neither random nor needle)."""
     from lighthouse.bench.report import build_report
-    from lighthouse.bench.results import QUALITY, append_row
+    from lighthouse.harness.tables import QUALITY, append_row
 
     folder = tmp_path / "q"
     folder.mkdir()

@@ -47,22 +47,23 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from . import machine, plain_reference, points, results
-from .options import OptionError
+from ..harness import machine, points, tables
+from . import plain_reference
+from ..harness.options import OptionError
 from .parity import PARITY_TOL, parity_rows
-from .results import BASELINE, CHECK, PARITY, PARITY_FIGURES, SWEEP, ResultsFormatError, read_rows, write_rows
+from ..harness.tables import BASELINE, CHECK, PARITY, PARITY_FIGURES, SWEEP, ResultsFormatError, read_rows, write_rows
 
-#: What identifies a gated point in the baseline and the results (results.CHECK_POINT_COLUMNS: the sweep key
+#: What identifies a gated point in the baseline and the results (tables.CHECK_POINT_COLUMNS: the sweep key
 #: without the device) and the dense row it is compared with (same pass, N and shape).
-POINT_COLUMNS, SHAPE_COLUMNS = results.CHECK_POINT_COLUMNS, results.DENSE_MATCH_COLUMNS
-BASELINE_IMPL = results.BASELINES["cudnn"]
-SPEEDUP, FLOOR_RATIO = results.CHECK_SPEEDUP, results.CHECK_FLOOR_RATIO
+POINT_COLUMNS, SHAPE_COLUMNS = tables.CHECK_POINT_COLUMNS, tables.DENSE_MATCH_COLUMNS
+BASELINE_IMPL = tables.BASELINES["cudnn"]
+SPEEDUP, FLOOR_RATIO = tables.CHECK_SPEEDUP, tables.CHECK_FLOOR_RATIO
 #: Plain PyTorch dense SDPA time / Lighthouse time, both measured in the same run (plain_reference.py).
-PLAIN = results.CHECK_PLAIN
+PLAIN = tables.CHECK_PLAIN
 #: Gated figures: name -> True when higher is better.
 GATED: Dict[str, bool] = {SPEEDUP: True, FLOOR_RATIO: False, PLAIN: True}
 #: Baseline column with a figure's relative spread over the recorded runs ((max - min) / median).
-SPREAD = {f: results.spread_column(f) for f in GATED}
+SPREAD = {f: tables.spread_column(f) for f in GATED}
 #: A figure's tolerance is max(--tolerance, SPREAD_FACTOR x its recorded spread).
 SPREAD_FACTOR = 1.0
 #: Between a 5% and a 10% slower layer: those move the speedups by -4.8% and -9.1%, the floor ratio by +5% and
@@ -70,7 +71,7 @@ SPREAD_FACTOR = 1.0
 DEFAULT_TOLERANCE = 0.06
 #: Runs of the suite that `--record` measures by default (median and spread).
 RECORD_RUNS = 3
-MACHINE_COLUMNS, BASELINE_COLUMNS = results.CHECK_MACHINE_COLUMNS, BASELINE.columns
+MACHINE_COLUMNS, BASELINE_COLUMNS = tables.CHECK_MACHINE_COLUMNS, BASELINE.columns
 #: `--baseline auto`: this folder, one file per GPU model (`baseline_slug`).
 BASELINES_DIR = Path("reports") / "baselines"
 AUTO = "auto"
@@ -86,7 +87,7 @@ Remeasure = Callable[[List[dict]], List[dict]]
 
 
 # ------------------------------------------------------------------------------------------- small helpers
-_num, _norm = results.num, results.norm
+_num, _norm = tables.num, tables.norm
 
 
 def point_key(row: dict) -> Tuple[str, ...]:
@@ -104,7 +105,7 @@ def point_name(row: dict) -> str:
 
 
 def _fmt(x: Optional[float], spec: str = ".4g") -> str:
-    return results.fmt(x, spec=spec, missing="")
+    return tables.fmt(x, spec=spec, missing="")
 
 
 def _lighthouse_rows(rows: Sequence[Row]) -> Dict[Tuple[str, ...], Row]:

@@ -21,8 +21,8 @@ import torch
 import torch.distributed as dist
 
 from ..distributed import shard_sequence
-from .points import SweepSpec, Task
-from .results import IMPLS
+from ..harness.points import SweepSpec, Task
+from ..harness.tables import IMPLS
 from .runner import Inputs, Result, random_inputs
 
 STATUS_ORDER = ("ok", "unsupported", "invalid", "oom", "error")  # agreement: the worst status wins

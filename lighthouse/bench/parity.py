@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional, Sequence
 
-from .results import PARITY_FIGURES
+from ..harness.tables import PARITY_FIGURES
 
 #: Largest relative error ||triton - torch|| / ||torch|| accepted by the parity gate (bf16 inputs).
 PARITY_TOL = 1e-2

@@ -20,9 +20,9 @@ import pandas as pd  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator  # noqa: E402
 
-from . import machine  # noqa: E402
-from .outdir import writable_folder  # noqa: E402
-from .results import (BASELINES, CONFIG_COLUMNS, PASSES, PROFILE, SHAPE_COLUMNS, SWEEP, ResultsFormatError,  # noqa: E402
+from ..harness import machine  # noqa: E402
+from ..harness.outdir import writable_folder  # noqa: E402
+from ..harness.tables import (BASELINES, CONFIG_COLUMNS, PASSES, PROFILE, SHAPE_COLUMNS, SWEEP, ResultsFormatError,  # noqa: E402
                       fmt_size, header_of, kind_of_header, read_finished, read_rows)
 DENSE_STYLE = {"sdpa_cudnn": "#000000", "sdpa_flash": "#5a5a5a", "sdpa_efficient": "#8c564b", "sdpa_math": "#a0a0a0",
                "flex": "#bcbd22"}

@@ -20,11 +20,11 @@ from .. import lighthouse_attention
 from ..config import TILE
 from ..plan import LighthousePlan, make_plan
 from ..sdpa import causal_sdpa, repeat_kv
-from . import flops as flops_mod
-from .points import Point
-from .results import PROFILE, PROFILE_SUMMARY, fmt, write_rows
+from ..harness import flops as flops_mod
+from ..harness.points import Point
+from ..harness.tables import PROFILE, PROFILE_SUMMARY, fmt, write_rows
 from .runner import TORCH_DTYPES, random_inputs
-from .timing import measure
+from ..harness.timing import measure
 
 #: Rows that summarise a pass rather than time a stage (results.PROFILE_SUMMARY).
 TOTAL, MEASURED, GPU_BUSY = SUMMARY_STAGES = PROFILE_SUMMARY
@@ -259,7 +259,7 @@ def gpu_busy_ms(whole: Callable[[], torch.Tensor], leaves, grad_out, calls: int 
         gpu = [e for e in events if e.get("ph") == "X" and e.get("cat") in ("kernel", "gpu_memcpy", "gpu_memset")]
         return sum(float(e.get("dur", 0.0)) for e in gpu) / 1e3 / calls
 
-    from .timing import _retained
+    from ..harness.timing import _retained
 
     out = whole()
     with _retained():
@@ -311,11 +311,12 @@ def run_profile(points: Sequence[Point], impl: str, device: torch.device, out: P
     A point that fails is reported and skipped; returns 0 when every point was profiled, else 1."""
     import time
 
-    from . import machine, peaks as peaks_mod
+    from ..harness import machine
+    from . import peaks as peaks_mod
     from .profile_view import print_tables, stacked_chart
     from .runner import free_memory, is_oom
 
-    from .outdir import writable_folder
+    from ..harness.outdir import writable_folder
     from .sweep import make_console
 
     console = console or make_console()

@@ -19,9 +19,9 @@ import torch.nn.functional as F
 from .. import lighthouse_attention
 from ..cuda_graph import NotCapturable
 from ..sdpa import BackendUnavailable, causal_sdpa, dense_attention
-from .points import Shape, Task
-from .results import BASELINES, IMPLS
-from .timing import Timing, measure
+from ..harness.points import Shape, Task
+from ..harness.tables import BASELINES, IMPLS
+from ..harness.timing import Timing, measure
 
 TORCH_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 #: SDPA backends the floor and Lighthouse's own SDPA call try, fastest first (cuDNN leads on Hopper).

@@ -7,7 +7,7 @@ from typing import Dict, List, Optional, Tuple
 from rich.console import Console
 from rich.table import Table
 
-from .results import BASELINES, PASSES, SWEEP, fmt, fmt_size, num as _num
+from ..harness.tables import BASELINES, PASSES, SWEEP, fmt, fmt_size, num as _num
 
 #: One table line per Lighthouse point and implementation (the passes go side by side).
 POINT_COLUMNS = tuple(c for c in SWEEP.key if c not in ("pass", "device", "cuda_graph")) + ("cuda_graph",)

@@ -1,6 +1,6 @@
 """Orchestration: run a plan's tasks, write each row the moment it finishes, resume, show progress.
 
-results.csv is the results.SWEEP table, written through results.append_row one finished row at a time.
+results.csv is the tables.SWEEP table, written through tables.append_row one finished row at a time.
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from . import flops, machine, points, results, runner
-from .outdir import OutputFolderError, writable_folder
-from .points import SweepSpec, Task
-from .results import BASELINES, FINAL, SWEEP
+from ..harness import flops, machine, points, tables
+from . import runner
+from ..harness.outdir import OutputFolderError, writable_folder
+from ..harness.points import SweepSpec, Task
+from ..harness.tables import BASELINES, FINAL, SWEEP
 
 RESULTS, MACHINE = "results.csv", "machine.json"
 
@@ -43,7 +44,7 @@ def read_rows(path: Path) -> List[dict]:
     """The finished rows of a results.csv (torn rows left out); [] for a file that is missing or empty."""
     if not path.exists() or path.stat().st_size == 0:
         return []
-    return results.read_rows(path, SWEEP)[0]
+    return tables.read_rows(path, SWEEP)[0]
 
 
 def keep_final_rows(path: Path) -> List[dict]:
@@ -52,8 +53,8 @@ def keep_final_rows(path: Path) -> List[dict]:
     kept: Dict[Tuple[str, ...], dict] = {}
     for row in read_rows(path):
         if row.get("status") in FINAL:
-            kept[results.row_key(row)] = row
-    results.write_rows(path, SWEEP, kept.values())
+            kept[tables.row_key(row)] = row
+    tables.write_rows(path, SWEEP, kept.values())
     return list(kept.values())
 
 
@@ -67,22 +68,22 @@ class Medians:
 
     @staticmethod
     def _key(row: dict) -> Tuple[str, ...]:
-        return results.row_key({**row, "impl": "", "levels": "", "pooling": "", "topk": "", "scorer": ""})
+        return tables.row_key({**row, "impl": "", "levels": "", "pooling": "", "topk": "", "scorer": ""})
 
     def add(self, row: dict) -> None:
-        if row.get("status") != "ok" or results.num(row.get("median_ms")) is None:
+        if row.get("status") != "ok" or tables.num(row.get("median_ms")) is None:
             return
         if row["kind"] == "dense":
-            self.dense[(self._key(row), row["impl"])] = results.num(row["median_ms"])
+            self.dense[(self._key(row), row["impl"])] = tables.num(row["median_ms"])
         elif row["kind"] == "floor":
-            self.floor[results.row_key({**row, "impl": ""})] = results.num(row["median_ms"])
+            self.floor[tables.row_key({**row, "impl": ""})] = tables.num(row["median_ms"])
 
     def baseline(self, row: dict, impl: str) -> Optional[float]:
         return self.dense.get((self._key(row), impl))
 
     def floor_of(self, row: dict) -> Optional[float]:
         """The floor is timed eagerly (one SDPA launch), also beside graphed Lighthouse rows."""
-        return self.floor.get(results.row_key({**row, "impl": "", "cuda_graph": "False"}))
+        return self.floor.get(tables.row_key({**row, "impl": "", "cuda_graph": "False"}))
 
 
 def make_row(task: Task, device: str, seed: int, result: runner.Result, medians: Medians) -> dict:
@@ -132,7 +133,7 @@ def resolve_impls(spec: SweepSpec, bench: runner.Bench) -> Tuple[List[str], List
 
 
 def prepare_out_dir(out: Path, resume: bool) -> Path:
-    path = results.claim_results_file(out, RESULTS, resume, SweepError)
+    path = tables.claim_results_file(out, RESULTS, resume, SweepError)
     writable_folder(out)
     return path
 
@@ -173,7 +174,7 @@ def run(spec: SweepSpec, out: Path, *, resume: bool = False, argv: Optional[Sequ
                 check_same_sweep(previous, options, machine_path)
             prepare_out_dir(out, resume)
             for row in keep_final_rows(results_path) if resume else []:
-                done_keys.append(results.row_key(row))
+                done_keys.append(tables.row_key(row))
                 medians.add(row)
         except (SweepError, OutputFolderError) as err:
             refusal = err
@@ -215,8 +216,8 @@ def run(spec: SweepSpec, out: Path, *, resume: bool = False, argv: Optional[Sequ
                     floor_cache[floor_key] = result
                 row = make_row(task, spec.device, spec.seed, result, medians)
                 if writer:
-                    results.append_row(results_path, SWEEP, row)
-                medians.add({k: results.cell(v) for k, v in row.items()})
+                    tables.append_row(results_path, SWEEP, row)
+                medians.add({k: tables.cell(v) for k, v in row.items()})
                 counts[result.status] = counts.get(result.status, 0) + 1
                 progress.update(bar, advance=_weight(task), rows=f"{i + 1}/{len(todo)} rows " + _counts(counts))
                 if lost:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from ..bench.results import PASSKEY, append_row, cell, claim_results_file, keep_final, read_rows, row_key, write_rows
+from ..harness.tables import PASSKEY, append_row, cell, claim_results_file, keep_final, read_rows, row_key, write_rows
 from . import passkey as pk
 
 PASSKEY_FILE, SUMMARY_FILE, MACHINE_FILE = "passkey.csv", "summary.md", "machine.json"
@@ -84,7 +84,7 @@ def parse_depths(text: str) -> List[float]:
 def resolve(models: Sequence[Path], lengths: Optional[str], depths: str, attention: str, digits: int, trials: int,
             batch: int, filler: str, seed: int, device: str, dtype: Optional[str]) -> PasskeySpec:
     """Check every option against the models (before any model is loaded)."""
-    from ..bench.options import parse_size
+    from ..harness.options import parse_size
 
     if not models:
         raise PasskeyError("MODELS: give at least one model folder (a `train --save` arm folder)")
@@ -202,7 +202,7 @@ def run(spec: PasskeySpec, out: Path, *, resume: bool = False, plot: bool = True
     import torch
     from rich.console import Console
 
-    from ..bench import machine
+    from ..harness import machine
 
     console = console or Console()
     path = claim_results_file(out, PASSKEY_FILE, resume, PasskeyError)

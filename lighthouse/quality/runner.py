@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from ..bench import machine
-from ..bench.results import QUALITY, append_row, claim_results_file, keep_final, row_key
+from ..harness import machine
+from ..harness.tables import QUALITY, append_row, claim_results_file, keep_final, row_key
 
 QUALITY_FILE, MACHINE_FILE = "quality.csv", "machine.json"
 #: Suite used when none is given: the issue's grid on CUDA, the sweep's CPU smoke preset on the CPU.
@@ -48,7 +48,7 @@ class QualitySpec:
 def resolve(suite: Optional[str], flags: Dict[str, object], inputs: str, needles: int, heldout: Optional[Path],
             cuda_available: bool) -> QualitySpec:
     """Suite + grid flags exactly as `sweep` reads them (timing keys of a suite are ignored) + the inputs."""
-    from ..bench import points
+    from ..harness import points
     from .inputs import parse_inputs
 
     device = flags.get("device") or ("cuda" if cuda_available else "cpu")
@@ -244,7 +244,7 @@ def run(spec: QualitySpec, out: Path, *, resume: bool = False, plot: bool = True
 
 
 def _cell(v) -> str:
-    from ..bench.results import cell
+    from ..harness.tables import cell
 
     return cell(v)
 

@@ -1,6 +1,6 @@
 """The throughput run: points in order, each row written as it finishes, --resume, machine.json, progress.
 
-Same conventions as `sweep`: train.csv (the TRAIN table of lighthouse.bench.results) gets one row per point the
+Same conventions as `sweep`: train.csv (the TRAIN table of lighthouse.harness.tables) gets one row per point the
 moment it is measured; oom and error rows are retried by --resume, ok / invalid rows are not; machine.json
 records the machine, the code and the options; one point never stops the run (only Ctrl-C or a lost CUDA
 context do, and every finished row stays on disk).
@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from ..bench import machine
-from ..bench.results import FINAL, TRAIN, append_row, claim_results_file, num, read_rows
-from ..bench.results import row_key as _row_key
+from ..harness import machine
+from ..harness.tables import FINAL, TRAIN, append_row, claim_results_file, num, read_rows
+from ..harness.tables import row_key as _row_key
 from .throughput import RunOptions, TrainPoint, measure_point, point_columns
 
 RESULTS, MACHINE = "train.csv", "machine.json"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import List, Optional
 
-from ..bench.results import TRAIN, TRAIN_CURVE, num, read_rows
+from ..harness.tables import TRAIN, TRAIN_CURVE, num, read_rows
 
 
 def _save(fig, stem: Path) -> List[Path]:

@@ -21,7 +21,7 @@ from typing import Callable, List, Optional
 import torch
 
 from .. import hf
-from ..bench.results import TRAIN_CURVE, append_row
+from ..harness.tables import TRAIN_CURVE, append_row
 from .data import Corpus, build_corpus, train_batch, val_batches
 from .loss import NextTokenLoss
 from .model import build_model, make_optimizer
@@ -163,7 +163,7 @@ def run_recipe(preset: TrainPreset, opts: RunOptions, recipe: RecipeOptions, out
     if curve.exists() and curve.stat().st_size > 0:
         raise ValueError(f"--out: {curve} already exists; pick another --out (the recipe does not resume)")
     out.mkdir(parents=True, exist_ok=True)
-    from ..bench import machine
+    from ..harness import machine
 
     info = machine.collect(argv, {"recipe": "two-stage", "preset": preset.as_dict(), "dtype": opts.dtype,
                                   "impl": opts.impl, "sdpa_backend": opts.sdpa_backend, "loss": opts.loss,

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from ..bench.results import TRAIN, TRAIN_CURVE, fmt, num, read_rows
+from ..harness.tables import TRAIN, TRAIN_CURVE, fmt, num, read_rows
 
 
 def _gib(x) -> str:

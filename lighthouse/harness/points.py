@@ -15,7 +15,7 @@ from ..config import LighthouseConfig
 from ..plan import LighthousePlan, plan_for
 from .options import (CPU_DEFAULT_SUITE, CUDA_DEFAULTS, DOC_KEYS, DTYPE_DEFAULTS, POINT_DEFAULTS, POINT_KEYS,
                       RUN_DEFAULTS, RUN_KEYS, OptionError, load_suite, option_name, parse_option)
-from .results import BASELINES, FLOOR, IMPLS, PASSES, fmt_size, row_key
+from .tables import BASELINES, FLOOR, IMPLS, PASSES, fmt_size, row_key
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
 from ..config import SCORERS, LighthouseConfig
-from .results import BASELINES, DTYPE_ALIASES, DTYPES, IMPLS, PASSES
+from .tables import BASELINES, DTYPE_ALIASES, DTYPES, IMPLS, PASSES
 
 DEVICES = ("cuda", "cpu")
 _LAYER = LighthouseConfig()
