@@ -91,52 +91,34 @@ def sweep(
     """Time Lighthouse against dense SDPA over a parameter grid; write results.csv, machine.json and charts."""
     import torch
 
+    from .bench.sweep import describe, run
     from .harness import points
-    from .harness.outdir import OutputFolderError
-    from .bench.sweep import SweepError, default_out_dir, describe, run
+    from .harness.command_line import as_given
+    from .harness.outdir import default_out
 
     flags = {"seq": seq, "topk": topk, "levels": levels, "pooling": pooling, "scorer": scorer, "batch": batch,
              "heads": heads, "kv_heads": kv_heads, "head_dim": head_dim, "dtype": dtype, "pass": passes, "impl": impl,
              "baseline": baseline, "device": device, "warmup": warmup, "rep": rep, "min_rep": min_rep,
              "max_seconds": max_seconds, "seed": seed, "floor": floor, "cuda_graph": cuda_graph}
     try:
+        if cp < 1:
+            raise ValueError(f"--cp must be an integer >= 1 (the number of ranks), got {cp}")
         spec = points.resolve(suite, flags, torch.cuda.is_available())
-    except ValueError as err:
-        raise typer.BadParameter(str(err)) from None
-    if dry_run:
-        describe(spec)
-        return
-    if resume and out is None:
-        raise typer.BadParameter("--resume needs --out: the folder of the sweep to continue")
-    if cp < 1:
-        raise typer.BadParameter(f"--cp must be an integer >= 1 (the number of ranks), got {cp}")
-    if cp > 1 and spec.cuda_graph:
-        raise typer.BadParameter("--cuda-graph: not with --cp (context parallelism runs collectives); leave one out")
-    if cp > 1 and out is None:
-        raise typer.BadParameter("--cp needs --out: every rank must agree on the folder")
-    try:
-        code = run(spec, out or default_out_dir(), resume=resume, plot=plot, argv=sys.argv,
-                   equivalent=_command_line(suite, flags, out, resume, cp), cp=cp)
-    except (SweepError, OutputFolderError) as err:
+        if dry_run:
+            describe(spec)
+            return
+        if resume and out is None:
+            raise ValueError("--resume needs --out: the folder of the sweep to continue")
+        if cp > 1 and spec.cuda_graph:
+            raise ValueError("--cuda-graph: not with --cp (context parallelism runs collectives); leave one out")
+        if cp > 1 and out is None:
+            raise ValueError("--cp needs --out: every rank must agree on the folder")
+        launch = ["torchrun", "--standalone", "--nproc-per-node", str(cp), "-m", "lighthouse.cli"] if cp > 1 else None
+        code = run(spec, out or default_out("sweep"), resume=resume, plot=plot, argv=sys.argv,
+                   command_line=as_given(launch), cp=cp)
+    except ValueError as err:  # a bad option, --out in the way, a --resume of another run (the message names it)
         raise typer.BadParameter(str(err)) from None
     raise typer.Exit(code)
-
-
-def _command_line(suite, flags, out, resume, cp: int = 1) -> List[str]:
-    """The options as given, spelled out (recorded in machine.json next to sys.argv); --cp W as torchrun runs it."""
-    from .harness.options import option_name
-
-    launch = ["torchrun", "--standalone", "--nproc-per-node", str(cp), "-m", "lighthouse.cli"] if cp > 1 else ["lighthouse-bench"]
-    args = launch + ["sweep"] + (["--suite", suite] if suite else []) + (["--cp", str(cp)] if cp > 1 else [])
-    for key, value in flags.items():
-        if value is None:
-            continue
-        if key in ("floor", "cuda_graph"):
-            flag = option_name(key)
-            args.append(flag if value else flag.replace("--", "--no-", 1))
-        else:
-            args += ["--pass" if key == "pass" else option_name(key), str(value)]
-    return args + (["--out", str(out)] if out else []) + (["--resume"] if resume else [])
 
 
 @app.command()
@@ -190,7 +172,7 @@ def profile(
     from .harness.outdir import writable_folder
     from .harness.points import make_points
     from .bench.profile import run_profile
-    from .bench.runner import kernels_unavailable_reason, resolve_device
+    from .harness.device import kernels_unavailable_reason, resolve_device
     from .sdpa import BACKENDS, CUDA_ONLY
 
     point_text = {"seq": seq, "topk": topk, "levels": levels, "pooling": pooling, "scorer": scorer, "batch": batch,
@@ -421,11 +403,10 @@ def quality(
 ) -> None:
     """What each configuration loses against dense causal attention: output error, per-token cosine, coverage
     and needle recall per point of the grid; writes quality.csv, machine.json and charts."""
-    from datetime import datetime
-
     import torch
 
-    from .quality.runner import QualityError, describe, resolve, run
+    from .harness.outdir import default_out
+    from .quality.runner import describe, resolve, run
 
     flags = {"seq": seq, "topk": topk, "levels": levels, "pooling": pooling, "scorer": scorer, "batch": batch,
              "heads": heads, "kv_heads": kv_heads, "head_dim": head_dim, "dtype": dtype, "device": device, "seed": seed}
@@ -437,9 +418,8 @@ def quality(
             return
         if resume and out is None:
             raise ValueError("--resume needs --out: the folder of the run to continue")
-        out = out or Path("out") / f"quality-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-        code = run(spec, out, resume=resume, plot=plot, argv=sys.argv)
-    except (ValueError, QualityError) as err:
+        code = run(spec, out or default_out("quality"), resume=resume, plot=plot, argv=sys.argv)
+    except ValueError as err:  # a bad option, --out in the way, a --resume of another run
         raise typer.BadParameter(str(err)) from None
     raise typer.Exit(code)
 
@@ -513,9 +493,8 @@ def passkey(
 ) -> None:
     """Passkey retrieval of trained byte-level models: exact-match accuracy per depth and length, scored by
     teacher-forced argmax; writes passkey.csv, summary.md (with the chance verdict) and heatmaps."""
-    from datetime import datetime
-
-    from .quality.passkey_run import PasskeyError, resolve
+    from .harness.outdir import default_out
+    from .quality.passkey_run import resolve, run as run_passkey
 
     try:
         if device is None:
@@ -525,13 +504,8 @@ def passkey(
         spec = resolve(models, lengths, depths, attention, digits, trials, batch, filler, seed, device, dtype)
         if resume and out is None:
             raise ValueError("--resume needs --out: the folder of the run to continue")
-        out = out or Path("out") / f"passkey-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-        from .harness.outdir import writable_folder
-        from .quality.passkey_run import run as run_passkey
-
-        writable_folder(out)
-        code = run_passkey(spec, out, resume=resume, plot=plot, argv=sys.argv)
-    except (ValueError, PasskeyError) as err:
+        code = run_passkey(spec, out or default_out("passkey"), resume=resume, plot=plot, argv=sys.argv)
+    except ValueError as err:  # a bad option (PasskeyError), --out in the way, a --resume of another run
         raise typer.BadParameter(str(err)) from None
     raise typer.Exit(code)
 

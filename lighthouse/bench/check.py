@@ -527,8 +527,8 @@ def sweep_remeasure(suite: Optional[str], out: Path, console: Optional[Console] 
         import torch
 
         spec = points.resolve(suite, point_flags(lh), torch.cuda.is_available())
-        sweep.run(spec, sub, plot=False, console=console)
-        got = sweep.read_rows(sub / sweep.RESULTS)
+        sweep.run(spec, sub, plot=False, console=console, resumable=False)
+        got = read_rows(sub / sweep.RESULTS, SWEEP)[0]
         return got + measure_references(spec, sub, got)
 
     return remeasure
@@ -543,7 +543,8 @@ def warm_up(spec, seconds: Optional[float] = None) -> None:
     import torch
 
     from .. import lighthouse_attention
-    from .runner import free_memory, random_inputs, resolve_device
+    from ..harness.device import free_memory, resolve_device
+    from .runner import random_inputs
 
     seconds = WARM_SECONDS if seconds is None else seconds
     dev = resolve_device(spec.device)
@@ -575,9 +576,9 @@ def measure_suite(spec, out: Path, console: Console, argv: Optional[Sequence[str
     (reference.csv). Returns the sweep's exit code."""
     from . import sweep
 
-    code = sweep.run(spec, out, plot=plot, console=console, argv=list(argv) if argv else None)
+    code = sweep.run(spec, out, plot=plot, console=console, argv=list(argv) if argv else None, resumable=False)
     if code == 0:
-        measure_references(spec, out, sweep.read_rows(out / sweep.RESULTS))
+        measure_references(spec, out, read_rows(out / sweep.RESULTS, SWEEP)[0])
     return code
 
 
@@ -624,7 +625,7 @@ def run_check(baseline: Path, results=None, tolerance: float = DEFAULT_TOLERANCE
     if runs is not None and not record:
         raise ValueError("runs: --runs sets how many runs --record takes the median of; it needs --record")
     if console is None:
-        from .sweep import make_console
+        from ..harness.console import make_console
 
         console = make_console()
 
@@ -708,7 +709,7 @@ def _run_check(baseline, results, tolerance, record, suite, out, console, remeas
     if measuring:
         import torch
 
-        from .sweep import EXIT_INTERRUPTED, SweepError
+        from ..harness.loop import EXIT_INTERRUPTED
 
         cuda = torch.cuda.is_available()
         try:
@@ -726,7 +727,7 @@ def _run_check(baseline, results, tolerance, record, suite, out, console, remeas
             argv = ["lighthouse-bench", "check", "--suite", suite, "--out", str(out)] + (["--record"] if record else [])
             try:
                 code = measure_suite(spec, run_out, console, argv, plot=plot)
-            except SweepError as err:
+            except ValueError as err:  # the sweep refused to start (harness.loop.RunError, --out)
                 raise _Unmeasured(str(err)) from None
             if code == EXIT_INTERRUPTED:
                 return code

@@ -98,7 +98,7 @@ def plan(spec: SweepSpec, impls: List[str], world: int) -> List[Task]:
 
 def preflight(task: Task, ctx: CpContext) -> Optional[str]:
     if task.kind == "lighthouse" and task.impl.startswith(IMPLS["triton"]):
-        from .runner import kernels_unavailable_reason
+        from ..harness.device import kernels_unavailable_reason
 
         return kernels_unavailable_reason(ctx.device)
     if task.kind == "dense" and ctx.device.type != "cuda":

@@ -55,7 +55,9 @@ def parity_rows(points: Sequence, device, seed: int = 0, tol: float = PARITY_TOL
     selections are identical (results.PARITY rows). `ok` = identical selection and every relative error
     <= tol. A point that fails to run gets status oom/error and ok False."""
     from ..attention import FORCE_IMPL_ENV, _forced_impl
-    from .runner import free_memory, is_oom, random_inputs, resolve_device
+    from ..harness.device import free_memory, resolve_device
+    from ..harness.failures import is_oom
+    from .runner import random_inputs
 
     dev = resolve_device(str(device))
     out = []

@@ -314,7 +314,8 @@ def run_profile(points: Sequence[Point], impl: str, device: torch.device, out: P
     from ..harness import machine
     from . import peaks as peaks_mod
     from .profile_view import print_tables, stacked_chart
-    from .runner import free_memory, is_oom
+    from ..harness.device import free_memory
+    from ..harness.failures import is_oom
 
     from ..harness.outdir import writable_folder
     from .sweep import make_console

@@ -8,7 +8,6 @@ the exception text. One task never stops the sweep; only Ctrl-C and a lost CUDA 
 
 from __future__ import annotations
 
-import gc
 import importlib.util
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -19,6 +18,9 @@ import torch.nn.functional as F
 from .. import lighthouse_attention
 from ..cuda_graph import NotCapturable
 from ..sdpa import BackendUnavailable, causal_sdpa, dense_attention
+from ..harness import failures
+from ..harness.device import device_ok, free_memory, kernels_unavailable_reason, resolve_device
+from ..harness.failures import Unsupported
 from ..harness.points import Shape, Task
 from ..harness.tables import BASELINES, IMPLS
 from ..harness.timing import Timing, measure
@@ -26,19 +28,6 @@ from ..harness.timing import Timing, measure
 TORCH_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 #: SDPA backends the floor and Lighthouse's own SDPA call try, fastest first (cuDNN leads on Hopper).
 FAST_BACKENDS = {"cuda": ("cudnn",), "cpu": ()}
-
-
-class Unsupported(RuntimeError):
-    """This implementation cannot run here (not a failure of the code under test)."""
-
-
-class DeviceLost(RuntimeError):
-    """The CUDA context is unusable (sticky error): no later task can run in this process.
-    `result` is the failed task's own row."""
-
-    def __init__(self, message: str, result: "Result"):
-        super().__init__(message)
-        self.result = result
 
 
 @dataclass
@@ -64,14 +53,6 @@ class Inputs:
         return [self.q, self.k, self.v]
 
 
-def resolve_device(name: str) -> torch.device:
-    """'cuda' -> cuda:<current>, so tensors and caches compare equal."""
-    dev = torch.device(name)
-    if dev.type == "cuda" and dev.index is None:
-        dev = torch.device("cuda", torch.cuda.current_device())
-    return dev
-
-
 def random_inputs(batch: int, heads: int, kv_heads: int, n: int, head_dim: int, dtype: str, device: torch.device,
                   seed: int, gate: bool = False) -> Inputs:
     """Normal q, k, v (leaves that require grad), an output gradient and optionally a GLA log-gate."""
@@ -87,16 +68,6 @@ def random_inputs(batch: int, heads: int, kv_heads: int, n: int, head_dim: int, 
     grad_out = randn(batch, heads, n, head_dim)
     log_gate = F.logsigmoid(randn(batch, heads, n, dtype=torch.float32)) if gate else None
     return Inputs(q, k, v, grad_out, log_gate)
-
-
-def free_memory(device: torch.device) -> None:
-    """Drop everything unreachable and give cached blocks back, so the next peak is the next task's own."""
-    gc.collect()
-    if device.type == "cuda":
-        try:
-            torch.cuda.empty_cache()
-        except Exception:  # a lost context is reported by the caller, not here
-            pass
 
 
 # ------------------------------------------------------------------------------------ what can run here
@@ -119,15 +90,6 @@ def flex_unavailable_reason() -> Optional[str]:
     except Exception as err:
         return f"FlexAttention is not available in this torch ({err})"
     return None
-
-
-def kernels_unavailable_reason(device: torch.device) -> Optional[str]:
-    """Asks lighthouse.kernels at run time, so the Triton path is picked up as soon as it exists."""
-    try:
-        from .. import kernels
-    except Exception as err:  # pragma: no cover - broken install
-        return f"lighthouse.kernels cannot be imported ({err})"
-    return kernels.unavailable_reason(device)
 
 
 def default_impls(device: torch.device) -> List[str]:
@@ -291,43 +253,22 @@ def _graphed(make: Callable, x: Inputs) -> Callable[[], torch.Tensor]:
     return run
 
 
-def is_oom(exc: BaseException) -> bool:
-    return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
-
-
 def classify(exc: Exception, task: Task) -> Tuple[str, str]:
-    """Exception -> (status, reason)."""
-    text = str(exc)
-    if "Developer debug context:" in text:  # torch.compile wraps the real cause in a long explanation
-        text = text.split("Developer debug context:", 1)[1].split("For more details", 1)[0]
-    text = " ".join(text.split())
-    reason = text if len(text) <= 400 else text[:397] + "..."
-    if is_oom(exc):
-        return "oom", reason or "out of memory"
-    if isinstance(exc, (Unsupported, BackendUnavailable, NotCapturable)):  # before ValueError: they are ones
-        return "unsupported", reason
-    if isinstance(exc, ValueError):
-        return "invalid", reason
+    """Exception -> (status, reason): the harness's classifier (oom on the CPU as on CUDA), plus what only a
+    sweep knows: FlexAttention failing to compile, or a dense/floor SDPA call refused, cannot run here."""
+    status, reason = failures.classify(exc, unsupported=(BackendUnavailable, NotCapturable))
+    if status != "error":
+        return status, reason
     if task.impl == "flex":
-        return "unsupported", f"{type(exc).__name__}: {reason}"
-    if isinstance(exc, RuntimeError) and (task.kind in ("dense", "floor") or "cannot run this call" in text):
         return "unsupported", reason
-    return "error", f"{type(exc).__name__}: {reason}"
-
-
-def device_ok(device: torch.device) -> bool:
-    """False once the CUDA context is lost (a sticky error poisons every later task)."""
-    if device.type != "cuda":
-        return True
-    try:
-        torch.cuda.synchronize(device)
-        return True
-    except Exception:
-        return False
+    if isinstance(exc, RuntimeError) and (task.kind in ("dense", "floor") or "cannot run this call" in str(exc)):
+        return "unsupported", reason.split(": ", 1)[1]
+    return status, reason
 
 
 def execute(task: Task, bench: Bench) -> Result:
-    """One task -> one Result. Never raises, except KeyboardInterrupt and DeviceLost."""
+    """One task -> one Result. Never raises, except KeyboardInterrupt. A failure that leaves the CUDA context
+    lost ends the task as `error` (the row loop then stops the run)."""
     if task.invalid:
         return Result("invalid", task.invalid)
     if bench.cp is not None:
@@ -352,7 +293,7 @@ def execute(task: Task, bench: Bench) -> Result:
         free_memory(bench.device)
         if result.status != "ok" and not device_ok(bench.device):  # a sticky CUDA error poisons every later task
             result.status = "error"
-            raise DeviceLost(f"the CUDA context is lost after {task.label()}: {result.reason}", result)
+            break
         if result.status != "unsupported" or task.kind == "dense":
             break  # a Lighthouse or floor SDPA call that cuDNN cannot do falls back to PyTorch's choice
     return result

@@ -24,3 +24,10 @@ def writable_folder(path, option: str = "--out") -> Path:
     except OSError as err:
         raise OutputFolderError(f"{option}: cannot write to the folder {path} ({err.strerror or err})") from None
     return path
+
+
+def default_out(command: str) -> Path:
+    """out/<command>-<timestamp>: where a run goes when --out is not given."""
+    from datetime import datetime
+
+    return Path("out") / f"{command}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"

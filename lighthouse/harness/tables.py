@@ -222,7 +222,8 @@ def keep_final(path, table: Table) -> Dict[Tuple[str, ...], dict]:
     """For --resume: rewrite `path` with only its rows of a final status (the last one per key), so oom,
     error and torn rows are run again and replaced instead of duplicated. Returns the kept rows by key."""
     rows, _torn = read_rows(path, table)
-    kept = {row_key(r, table): r for r in rows if r.get("status") in FINAL}
+    statuses = "status" in table.columns  # a table without statuses (profile.csv) holds finished rows only
+    kept = {row_key(r, table): r for r in rows if not statuses or r.get("status") in FINAL}
     write_rows(path, table, kept.values())
     return kept
 
@@ -381,3 +382,11 @@ def read_finished(path, table: Table) -> List[Dict[str, str]]:
     if torn:
         print(f"warning: {torn_note(path, len(torn))}", file=sys.stderr)
     return complete
+
+
+def latest_rows(rows: Sequence[Dict[str, str]], table: Table) -> List[Dict[str, str]]:
+    """One row per key: the last one written (a resumed run appends the rows it retried)."""
+    last: Dict[Tuple[str, ...], Dict[str, str]] = {}
+    for row in rows:
+        last[row_key(row, table)] = row
+    return list(last.values())
