@@ -161,15 +161,14 @@ def profile(
     seed: Annotated[int, _opt("Seed of the random inputs.", "--seed", metavar="N")] = 0,
     trace: Annotated[bool, _opt("Also export a torch.profiler Chrome trace of 3 forward+backward calls per point.", "--trace")] = False,
     remeasure_peaks: Annotated[bool, _opt("Measure the device's copy bandwidth and matmul peak again instead of using the cache.", "--remeasure-peaks")] = False,
+    resume: Annotated[bool, _opt("Continue the profile in --out: skip the points already profiled.", "--resume")] = False,
 ) -> None:
     """Per-stage times of one Lighthouse call (forward and backward), with bytes, FLOPs and distance to the
     device's measured floor; writes profile.csv, machine.json and a stacked-bar chart."""
-    from datetime import datetime
-
     import torch
 
     from .harness.options import OptionError, parse_choices, parse_option
-    from .harness.outdir import writable_folder
+    from .harness.outdir import default_out
     from .harness.points import make_points
     from .bench.profile import run_profile
     from .harness.device import kernels_unavailable_reason, resolve_device
@@ -202,25 +201,20 @@ def profile(
         points = make_points([point_text], dev.type)
         for point in points:
             point.config(impl_name, backend)  # names a bad parameter now, before anything runs
-        out = writable_folder(out or Path("out") / f"profile-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
+        if resume and out is None:
+            raise OptionError("--resume needs --out: the folder of the profile to continue")
+        out = out or default_out("profile")
     except ValueError as err:
         raise typer.BadParameter(str(err)) from None
     options = {**{k: v for k, v in point_text.items() if v is not None}, "impl": impl_name,
                "sdpa_backend": backend or "auto", "device": dev.type, **timing, "trace": trace,
-               "remeasure_peaks": remeasure_peaks, "out": str(out)}
-    equivalent = ["lighthouse-bench", "profile"]
-    for key, value in options.items():
-        if isinstance(value, bool):
-            equivalent += [_flag(key)] if value else []
-        else:
-            equivalent += [_flag(key), str(value)]
-    code = run_profile(points, impl_name, dev, out, sdpa_backend=backend, trace_calls=trace,
-                       remeasure_peaks=remeasure_peaks, argv=sys.argv, options=options, equivalent=equivalent, **timing)
+               "remeasure_peaks": remeasure_peaks}
+    try:
+        code = run_profile(points, impl_name, dev, out, sdpa_backend=backend, trace_calls=trace,
+                           remeasure_peaks=remeasure_peaks, argv=sys.argv, options=options, resume=resume, **timing)
+    except ValueError as err:  # --out in the way (an existing profile without --resume), a --resume of another run
+        raise typer.BadParameter(str(err)) from None
     raise typer.Exit(code)
-
-
-def _flag(key: str) -> str:
-    return "--" + key.replace("_", "-")
 
 
 @app.command()
@@ -233,12 +227,11 @@ def report(
     more sweeps and profiles: the headline, the tables, the charts, the machine info of every run, and a
     side-by-side when given exactly two sweeps. Each RESULTS is a folder (or CSV) of a sweep or a profile:
     results.csv or profile.csv with machine.json beside it."""
-    from datetime import datetime
-
     from .bench.report import build_report
+    from .harness.outdir import default_out
     from .harness.tables import torn_note
 
-    out = out or Path("out") / f"report-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    out = out or default_out("report")
     try:
         files = build_report(results, out, title)
     except ValueError as err:

@@ -86,7 +86,7 @@ PROFILE = Table(
     "profile file",
     columns=("n", "topk", "levels", "pooling", "scorer", "dtype", "batch", "heads", "kv_heads", "head_dim", "impl",
              "s_sel", "pass", "stage", "ms", "share", "bytes", "flops", "floor_ms", "floor_kind", "floor_ratio",
-             "device"),
+             "device", FINISHED_AT),
     key=("impl", *POINT_COLUMNS, "pass", "stage"),
 )
 #: Profile rows that summarise a pass rather than time a stage.
