@@ -36,6 +36,9 @@ def _root(
                                           is_eager=True)] = False,
 ) -> None:
     """Benchmark Lighthouse attention against dense causal SDPA."""
+    from .testing import install_if_requested
+
+    install_if_requested()  # test-only: LIGHTHOUSE_TEST_SLOWDOWN_US set in the environment
 
 
 LIST = "A list: 8k,96k,128k; a range doubles: 8k..256k; k = 1024, m = 1048576."

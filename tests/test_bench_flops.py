@@ -4,7 +4,7 @@ import pytest
 
 from lighthouse.harness import flops
 from lighthouse.harness.points import Point, Shape, Task
-from lighthouse.bench.runner import Result
+from lighthouse.bench.result import Result
 from lighthouse.bench.sweep import Medians, make_row
 from lighthouse.harness.timing import Timing, percentile
 

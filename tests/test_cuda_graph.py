@@ -61,7 +61,7 @@ def test_graphed_lighthouse_row_takes_graphed_dense_and_eager_floor():
     medians = sweep.Medians()
 
     def ok(ms):
-        from lighthouse.bench.runner import Result
+        from lighthouse.bench.result import Result
         from lighthouse.harness.timing import Timing
 
         return Result("ok", timing=Timing([ms], ms, None))

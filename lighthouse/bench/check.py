@@ -544,7 +544,7 @@ def warm_up(spec, seconds: Optional[float] = None) -> None:
 
     from .. import lighthouse_attention
     from ..harness.device import free_memory, resolve_device
-    from .runner import random_inputs
+    from .inputs import random_inputs
 
     seconds = WARM_SECONDS if seconds is None else seconds
     dev = resolve_device(spec.device)

@@ -23,7 +23,8 @@ import torch.distributed as dist
 from ..distributed import shard_sequence
 from ..harness.points import SweepSpec, Task
 from ..harness.tables import IMPLS
-from .runner import Inputs, Result, random_inputs
+from .inputs import Inputs, random_inputs
+from .result import Result
 
 STATUS_ORDER = ("ok", "unsupported", "invalid", "oom", "error")  # agreement: the worst status wins
 

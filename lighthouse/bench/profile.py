@@ -23,7 +23,7 @@ from ..sdpa import causal_sdpa, repeat_kv
 from ..harness import flops as flops_mod
 from ..harness.points import Point
 from ..harness.tables import POINT_COLUMNS, PROFILE, PROFILE_SUMMARY, cell, fmt
-from .runner import TORCH_DTYPES, random_inputs
+from .inputs import TORCH_DTYPES, random_inputs
 from ..harness.timing import measure
 
 PROFILE_FILE = "profile.csv"

@@ -9,11 +9,9 @@ the exception text. One task never stops the sweep; only Ctrl-C and a lost CUDA 
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
-import torch.nn.functional as F
 
 from .. import lighthouse_attention
 from ..cuda_graph import NotCapturable
@@ -23,51 +21,12 @@ from ..harness.device import device_ok, free_memory, kernels_unavailable_reason,
 from ..harness.failures import Unsupported
 from ..harness.points import Shape, Task
 from ..harness.tables import BASELINES, IMPLS
-from ..harness.timing import Timing, measure
+from ..harness.timing import measure
+from .inputs import TORCH_DTYPES, Inputs, random_inputs
+from .result import Result
 
-TORCH_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 #: SDPA backends the floor and Lighthouse's own SDPA call try, fastest first (cuDNN leads on Hopper).
 FAST_BACKENDS = {"cuda": ("cudnn",), "cpu": ()}
-
-
-@dataclass
-class Result:
-    status: str  # ok, oom, invalid, unsupported, error
-    reason: str = ""
-    timing: Optional[Timing] = None
-    sdpa_backend: str = ""
-
-
-@dataclass
-class Inputs:
-    """The tensors of one shape, created once (seeded) and shared by every implementation."""
-
-    q: torch.Tensor
-    k: torch.Tensor
-    v: torch.Tensor
-    grad_out: torch.Tensor
-    gate: Optional[torch.Tensor] = None
-
-    @property
-    def leaves(self) -> List[torch.Tensor]:
-        return [self.q, self.k, self.v]
-
-
-def random_inputs(batch: int, heads: int, kv_heads: int, n: int, head_dim: int, dtype: str, device: torch.device,
-                  seed: int, gate: bool = False) -> Inputs:
-    """Normal q, k, v (leaves that require grad), an output gradient and optionally a GLA log-gate."""
-    g = torch.Generator(device=device).manual_seed(seed)
-    dt = TORCH_DTYPES[dtype]
-
-    def randn(*size, dtype=dt):
-        return torch.randn(*size, generator=g, device=device, dtype=dtype)
-
-    q = randn(batch, heads, n, head_dim).requires_grad_()
-    k = randn(batch, kv_heads, n, head_dim).requires_grad_()
-    v = randn(batch, kv_heads, n, head_dim).requires_grad_()
-    grad_out = randn(batch, heads, n, head_dim)
-    log_gate = F.logsigmoid(randn(batch, heads, n, dtype=torch.float32)) if gate else None
-    return Inputs(q, k, v, grad_out, log_gate)
 
 
 # ------------------------------------------------------------------------------------ what can run here

@@ -18,6 +18,7 @@ from ..harness.loop import Item, RowLoop, RunError
 from ..harness.points import SweepSpec, Task
 from ..harness.tables import BASELINES, SWEEP
 from . import runner
+from .result import Result
 
 RESULTS = "results.csv"
 
@@ -50,7 +51,7 @@ class Medians:
         return self.floor.get(tables.row_key({**row, "impl": "", "cuda_graph": "False"}))
 
 
-def make_row(task: Task, device: str, seed: int, result: runner.Result, medians: Medians) -> dict:
+def make_row(task: Task, device: str, seed: int, result: Result, medians: Medians) -> dict:
     """One CSV row: the task's parameters, the measurement and the numbers derived from it."""
     s, p = task.shape, task.point
     row = {
@@ -159,7 +160,7 @@ def run(spec: SweepSpec, out: Path, *, resume: bool = False, argv: Optional[Sequ
     loop.console.print(f"[bold]lighthouse-bench sweep[/] suite={spec.suite or 'default'} device={spec.device} "
                        f"{info.get('gpu') or info.get('cpu')}: {len(spec.points)} points, {len(tasks)} rows"
                        + (f", {skipped} already done (--resume)" if skipped else "") + f" -> {out}")
-    floor_cache: Dict[Tuple, runner.Result] = {}
+    floor_cache: Dict[Tuple, Result] = {}
 
     def rows_of(task: Task):
         floor_key = (task.shape.batch, task.shape.heads, task.shape.head_dim, task.shape.dtype, task.s_sel, task.pass_)

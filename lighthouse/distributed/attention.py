@@ -110,9 +110,9 @@ def shard_plan(q, k, v, group, config: LighthouseConfig, gate=None):
 
 
 def _uses_triton(q, plan: LighthousePlan) -> bool:
-    from ..attention import _resolve_impl
+    from ..dispatch import resolve_impl
 
-    return _resolve_impl(plan.config.impl, q) == "triton"
+    return resolve_impl(plan.config.impl, q) == "triton"
 
 
 def _agree_finite(run, q, group, rank: int, world: int, plan: LighthousePlan):

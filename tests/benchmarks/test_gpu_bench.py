@@ -21,7 +21,7 @@ import torch
 from lighthouse import LighthouseConfig, lighthouse_attention
 from lighthouse.plan import plan_for
 from lighthouse.harness import flops
-from lighthouse.bench.runner import random_inputs
+from lighthouse.bench.inputs import random_inputs
 from lighthouse.sdpa import dense_attention
 
 pytestmark = [
