@@ -230,7 +230,7 @@ def report(
     more sweeps and profiles: the headline, the tables, the charts, the machine info of every run, and a
     side-by-side when given exactly two sweeps. Each RESULTS is a folder (or CSV) of a sweep or a profile:
     results.csv or profile.csv with machine.json beside it."""
-    from .bench.report import build_report
+    from .report.build import build_report
     from .harness.outdir import default_out
     from .harness.tables import torn_note
 
@@ -490,7 +490,7 @@ def passkey(
     """Passkey retrieval of trained byte-level models: exact-match accuracy per depth and length, scored by
     teacher-forced argmax; writes passkey.csv, summary.md (with the chance verdict) and heatmaps."""
     from .harness.outdir import default_out
-    from .quality.passkey_run import resolve, run as run_passkey
+    from .quality.passkey_command import resolve, run as run_passkey
 
     try:
         if device is None:

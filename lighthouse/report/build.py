@@ -454,7 +454,7 @@ def profile_headline(rows: Sequence[Row]) -> List[dict]:
 def sweep_charts(run: Run, charts: Path) -> List[Union[Chart, str]]:
     """plots.make_charts into a scratch folder, then into charts/ under the run's name (runs share charts/).
     A chart that fails to draw becomes a line in the report: the tables are still worth having."""
-    from .plots import make_charts
+    from ..bench.plots import make_charts
 
     out: List[Union[Chart, str]] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -480,7 +480,7 @@ def profile_chart(run: Run, charts: Path) -> List[Chart]:
             if src.is_file():
                 shutil.copyfile(src, charts / f"{name}.{ext}")
     else:
-        from .profile_view import stacked_chart
+        from ..bench.profile_view import stacked_chart
 
         stacked_chart(run.rows, charts, name=name, device_name=run.info.get("gpu") or run.info.get("cpu"))
     return [Chart(charts / f"{name}.png", f"{run.label}: time per stage")]

@@ -4,7 +4,7 @@ one heatmap per (model, attention), and a summary that says when a model is at c
 One row per (model folder, attention, length, depth), written as it finishes by the harness's row loop
 (--out, --resume, Ctrl-C and failures as in every command). A cell is "above chance" when guessing
 (1/10 per digit among the ten digits, 10^-digits per exact match) would do as well with probability below
-ALPHA (one-sided binomial tail; per digit on the digit-only argmax, see lighthouse/quality/passkey.py); a model with no cell above chance gets the line "at chance in every cell: cannot learn the
+ALPHA (one-sided binomial tail; per digit on the digit-only argmax, see lighthouse/quality/passkey_prompts.py); a model with no cell above chance gets the line "at chance in every cell: cannot learn the
 task within this budget" and no heatmap (a chart of noise would invite reading patterns into it).
 """
 
@@ -20,7 +20,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from ..harness.failures import classify
 from ..harness.loop import Item, RowLoop
 from ..harness.tables import PASSKEY, read_rows
-from . import passkey as pk
+from . import passkey_prompts as pk
 
 PASSKEY_FILE, SUMMARY_FILE = "passkey.csv", "summary.md"
 ATTENTIONS = ("saved", "dense", "lighthouse")
