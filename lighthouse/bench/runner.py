@@ -15,12 +15,11 @@ import torch
 
 from .. import lighthouse_attention
 from ..cuda_graph import NotCapturable
-from ..sdpa import BackendUnavailable, causal_sdpa, dense_attention
-from ..harness import failures
+from ..sdpa import BackendUnavailable, causal_sdpa
+from ..harness import baselines, failures
 from ..harness.device import device_ok, free_memory, kernels_unavailable_reason, resolve_device
-from ..harness.failures import Unsupported
 from ..harness.points import Shape, Task
-from ..harness.tables import BASELINES, IMPLS
+from ..harness.tables import IMPLS
 from ..harness.timing import measure
 from .inputs import TORCH_DTYPES, Inputs, random_inputs
 from .result import Result
@@ -43,27 +42,15 @@ def _sdpa_runs(backend: Optional[str], device: torch.device, dtype: str, head_di
         return False
 
 
-def flex_unavailable_reason() -> Optional[str]:
-    try:
-        from torch.nn.attention.flex_attention import create_block_mask, flex_attention  # noqa: F401
-    except Exception as err:
-        return f"FlexAttention is not available in this torch ({err})"
-    return None
-
-
 def default_impls(device: torch.device) -> List[str]:
     """torch always; triton wherever lighthouse.kernels says it can run."""
     return ["torch"] + (["triton"] if kernels_unavailable_reason(device) is None else [])
 
 
 def default_baselines(device: torch.device, dtypes: Sequence[str]) -> List[str]:
-    """Every dense baseline that runs on this device in at least one of the sweep's dtypes (each is still
-    forced explicitly per row; a dtype it cannot do becomes an `unsupported` row). FlexAttention counts on
-    CUDA only: compiling it on the CPU takes long and is not what anyone deploys."""
-    out = [b for b in BASELINES if b != "flex" and any(_sdpa_runs(b, device, dt) for dt in dtypes)]
-    if device.type == "cuda" and flex_unavailable_reason() is None:
-        out.append("flex")
-    return out
+    """Every dense baseline that runs by default on this device in at least one of the sweep's dtypes (each is
+    still forced explicitly per row; a dtype it cannot do becomes an `unsupported` row)."""
+    return baselines.defaults(device, dtypes, _sdpa_runs)
 
 
 # ---------------------------------------------------------------------------------------- the context
@@ -143,8 +130,8 @@ def _causal(b, h, q_idx, kv_idx):
 
 def preflight(task: Task, bench: Bench) -> Optional[str]:
     """Why this task cannot run here at all (-> `unsupported`), found without allocating anything."""
-    if task.impl == "flex":
-        return flex_unavailable_reason()
+    if task.impl in baselines.BY_CSV:
+        return baselines.BY_CSV[task.impl].unavailable()
     if task.impl == IMPLS["triton"]:
         return kernels_unavailable_reason(bench.device)
     if task.kind == "lighthouse" and task.point.scorer == "gla":
@@ -159,7 +146,7 @@ def backends_for(task: Task, bench: Bench) -> List[Optional[str]]:
     """The SDPA backends to try, in order: the forced one for a dense baseline; cuDNN-then-auto for the
     floor and for Lighthouse's own SDPA call (the floor uses exactly what Lighthouse uses)."""
     if task.kind == "dense":
-        return [None] if task.impl == "flex" or bench.cp is not None else [task.impl.removeprefix("sdpa_")]
+        return [None if bench.cp is not None else baselines.BY_CSV[task.impl].sdpa_backend]
     return bench.fast_backends(task.shape.dtype, task.shape.head_dim)
 
 
@@ -176,16 +163,8 @@ def build(task: Task, bench: Bench, backend: Optional[str]) -> Tuple[Callable[[]
     x = bench.inputs(s, gate=task.kind == "lighthouse" and task.point.scorer == "gla")
     retain = task.pass_ == "bwd"  # backward alone is timed by repeating it on one forward
     if task.kind == "dense":
-        if task.impl == "flex":
-            if task.cuda_graph:
-                raise Unsupported("--cuda-graph: FlexAttention is compiled by torch.compile, not graphed here")
-            flex, mask, gqa = bench.flex(), bench.block_mask(s.n), s.heads != s.kv_heads
-            return (lambda: flex(x.q, x.k, x.v, block_mask=mask, enable_gqa=gqa)), x.leaves, x.grad_out
-        if task.cuda_graph:
-            from ..cuda_graph import graph_dense
-
-            return _graphed(lambda: graph_dense(x.q, x.k, x.v, backend, retain_graph=retain), x), x.leaves, x.grad_out
-        return (lambda: dense_attention(x.q, x.k, x.v, backend)), x.leaves, x.grad_out
+        how, fn = baselines.BY_CSV[task.impl].build(x, bench, backend, task.cuda_graph, retain)
+        return (_graphed(fn, x) if how == "graphed" else fn), x.leaves, x.grad_out
     p = task.point
     impl = task.impl.removeprefix("lighthouse_")
     if task.cuda_graph:
@@ -218,7 +197,7 @@ def classify(exc: Exception, task: Task) -> Tuple[str, str]:
     status, reason = failures.classify(exc, unsupported=(BackendUnavailable, NotCapturable))
     if status != "error":
         return status, reason
-    if task.impl == "flex":
+    if task.impl in baselines.BY_CSV and baselines.BY_CSV[task.impl].every_failure_unsupported:
         return "unsupported", reason
     if isinstance(exc, RuntimeError) and (task.kind in ("dense", "floor") or "cannot run this call" in str(exc)):
         return "unsupported", reason.split(": ", 1)[1]
@@ -237,7 +216,7 @@ def execute(task: Task, bench: Bench) -> Result:
         return Result("unsupported", reason)
     result = None
     for backend in backends_for(task, bench):
-        label = backend or ("flex" if task.impl == "flex" else "auto")
+        label = backend or (task.impl if task.impl in baselines.BY_CSV else "auto")
         try:
             fn, leaves, grad_out = build(task, bench, backend)
             timing = measure(fn, task.pass_, leaves, grad_out, device=bench.device, **bench.timing)

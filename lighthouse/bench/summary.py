@@ -7,6 +7,7 @@ from typing import Dict, List, Optional, Tuple
 from rich.console import Console
 from rich.table import Table
 
+from ..harness.baselines import short as baseline_name
 from ..harness.tables import BASELINES, PASSES, SWEEP, fmt, fmt_size, num as _num
 
 #: One table line per Lighthouse point and implementation (the passes go side by side).
@@ -37,7 +38,7 @@ def summary_table(rows: List[dict]) -> Optional[Table]:
     for p in passes:
         table.add_column(f"{p} ms", justify="right", overflow="fold")
     for b in baselines:
-        table.add_column(f"vs {b.removeprefix('sdpa_')}", justify="right", overflow="fold")
+        table.add_column(f"vs {baseline_name(b)}", justify="right", overflow="fold")
     table.add_column("floor ratio", justify="right", overflow="fold")
     table.add_column("status", overflow="fold")
 

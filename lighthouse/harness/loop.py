@@ -31,7 +31,7 @@ from .console import make_console
 from .device import device_ok, free_memory
 from .failures import classify as default_classify
 from .outdir import writable_folder
-from .tables import FINAL, Table, append_row, cell, claim_results_file, keep_final, read_rows, row_key
+from .tables import Table, append_row, cell, claim_results_file, keep_final, read_rows, row_key
 
 MACHINE_FILE = "machine.json"
 #: Exit codes: all done; rows failed (or the CUDA context was lost); nothing could run at all (every row

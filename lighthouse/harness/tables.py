@@ -19,12 +19,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
+from . import baselines
+
 # ------------------------------------------------------------------------------------------- vocabulary
 PASSES = ("fwd", "bwd", "fwdbwd")
 #: Lighthouse paths (option value -> CSV `impl`).
 IMPLS = {"torch": "lighthouse_torch", "triton": "lighthouse_triton"}
-#: Dense baselines (option value -> CSV `impl`), in the order they are measured and charted.
-BASELINES = {"cudnn": "sdpa_cudnn", "flash": "sdpa_flash", "efficient": "sdpa_efficient", "math": "sdpa_math", "flex": "flex"}
+#: Dense baselines (option value -> CSV `impl`), in the order they are measured and charted (harness.baselines).
+BASELINES = {b.name: b.csv for b in baselines.REGISTRY}
 #: CSV `impl` of dense SDPA on the S selected entries alone (what Lighthouse cannot beat).
 FLOOR = "floor"
 #: Row kinds (CSV `kind`).
