@@ -437,6 +437,7 @@ def recommend(
     RESULTS: folders (searched recursively) or CSVs, sweep results.csv and quality quality.csv.
     """
     from .harness.options import parse_size
+    from .harness.outdir import writable_file
     from .harness.tables import BASELINES, PASSES
     from .quality.recommend import Bar, load, recommend as choose, render
 
@@ -446,6 +447,10 @@ def recommend(
         n = parse_size(seq, "--seq")
         if (min_needle_recall is None) == (max_out_err is None):
             raise ValueError("give exactly one bar: --min-needle-recall X or --max-out-err X")
+        if runners_up < 0:
+            raise ValueError(f"--runners-up must be >= 0, got {runners_up}")
+        if out is not None:
+            writable_file(out)
         if passes not in PASSES:
             raise ValueError(f"--pass must be one of {', '.join(PASSES)}, got {passes!r}")
         if baseline not in BASELINES:

@@ -64,8 +64,9 @@ def graph():
 
 
 def layer_of(module, layers):
-    best = max((m for m in layers if module == m[0] or module.startswith(m[0] + ".")), key=lambda m: len(m[0]),
-               default=None)
+    best = max(
+        (m for m in layers if module == m[0] or module.startswith(m[0] + ".")), key=lambda m: len(m[0]), default=None
+    )
     return best
 
 

@@ -26,8 +26,17 @@ class Inputs:
         return [self.q, self.k, self.v]
 
 
-def random_inputs(batch: int, heads: int, kv_heads: int, n: int, head_dim: int, dtype: str, device: torch.device,
-                  seed: int, gate: bool = False) -> Inputs:
+def random_inputs(
+    batch: int,
+    heads: int,
+    kv_heads: int,
+    n: int,
+    head_dim: int,
+    dtype: str,
+    device: torch.device,
+    seed: int,
+    gate: bool = False,
+) -> Inputs:
     """Normal q, k, v (leaves that require grad), an output gradient and optionally a GLA log-gate."""
     g = torch.Generator(device=device).manual_seed(seed)
     dt = TORCH_DTYPES[dtype]

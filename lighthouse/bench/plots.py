@@ -271,6 +271,8 @@ def make_charts(csv_path, out_dir: Optional[Path] = None, info: Optional[dict] =
     results.ResultsFormatError (a ValueError) before writing anything when the CSV is not a results file."""
     csv_path = Path(csv_path)
     df = load(csv_path, warn_torn)
+    if df.empty:  # a header alone (or only torn rows): no chart rather than empty axes
+        raise ResultsFormatError(f"{csv_path} has no finished row to chart")
     out_dir = writable_folder(out_dir or csv_path.parent, "--out" if out_dir else "--out (default: beside the CSV)")
     info = info if info is not None else machine.read(csv_path.parent / "machine.json")
     ok = df[(df["status"] == "ok") & df["median_ms"].notna()]

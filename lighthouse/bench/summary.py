@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..harness.baselines import short as baseline_name
+from ..harness.failures import one_line
 from ..harness.tables import BASELINES, PASSES, SWEEP, fmt, fmt_size, num as _num
 
 #: One table line per Lighthouse point and implementation (the passes go side by side).
@@ -62,7 +63,7 @@ def summary_table(rows: List[dict]) -> Optional[Table]:
             status = "ok"
         elif len({r["status"] for _, r in bad}) == 1 and len(bad) == len([r for r in rows_ if r]):
             r = bad[0][1]
-            status = f"{r['status']}: {(r.get('reason') or '')[:60]}"
+            status = f"{r['status']}: {one_line(r.get('reason') or '', 60)}"
         else:
             status = ", ".join(f"{r['status']} ({ps})" for ps, r in bad)
         style = None if status == "ok" else ("yellow" if status.startswith(("invalid", "unsupported")) else "red")

@@ -41,8 +41,14 @@ def _sdpa(backend: str, colour: str) -> Baseline:
 
         return ("call", lambda: dense_attention(x.q, x.k, x.v, sdpa_backend))
 
-    return Baseline(backend, f"sdpa_{backend}", colour, build, sdpa_backend=backend,
-                    default=lambda device, dtypes, probe: any(probe(backend, device, dt) for dt in dtypes))
+    return Baseline(
+        backend,
+        f"sdpa_{backend}",
+        colour,
+        build,
+        sdpa_backend=backend,
+        default=lambda device, dtypes, probe: any(probe(backend, device, dt) for dt in dtypes),
+    )
 
 
 def flex_unavailable_reason() -> Optional[str]:
@@ -70,9 +76,15 @@ REGISTRY = (
     _sdpa("efficient", "#8c564b"),
     _sdpa("math", "#a0a0a0"),
     # FlexAttention counts by default on CUDA only: compiling it on the CPU takes long and nobody deploys that.
-    Baseline("flex", "flex", "#bcbd22", _flex_build, unavailable=flex_unavailable_reason,
-             default=lambda device, dtypes, probe: device.type == "cuda" and flex_unavailable_reason() is None,
-             every_failure_unsupported=True),
+    Baseline(
+        "flex",
+        "flex",
+        "#bcbd22",
+        _flex_build,
+        unavailable=flex_unavailable_reason,
+        default=lambda device, dtypes, probe: device.type == "cuda" and flex_unavailable_reason() is None,
+        every_failure_unsupported=True,
+    ),
 )
 BY_NAME: Dict[str, Baseline] = {b.name: b for b in REGISTRY}
 BY_CSV: Dict[str, Baseline] = {b.csv: b for b in REGISTRY}

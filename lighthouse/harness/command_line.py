@@ -32,7 +32,7 @@ def as_given(launch: Optional[Sequence[str]] = None, argv: Optional[Sequence[str
                 args.append(param.opts[0])
         else:
             name = next((o for o in param.opts if o.startswith("--")), param.opts[0])
-            for v in (value if getattr(param, "multiple", False) else [value]):
+            for v in value if getattr(param, "multiple", False) else [value]:
                 args += [name, str(v)]
     return args + positional
 

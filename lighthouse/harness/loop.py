@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
+from rich.markup import escape
+
 from . import machine
 from .console import make_console
 from .device import device_ok, free_memory
@@ -103,7 +105,8 @@ def _show(value) -> str:
 
 
 def _short(value, limit: int = 60) -> str:
-    text = ",".join(str(v) for v in value) if isinstance(value, (list, tuple)) else str(value)
+    """An option value as it is written on the command line (lists comma-separated), cut to `limit`."""
+    text = ",".join(_short(v, limit) for v in value) if isinstance(value, (list, tuple)) else str(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -120,8 +123,10 @@ def option_differences(recorded: dict, options: dict) -> List[str]:
             for k in keys:
                 a, b = [t.get(k) for t in now], [t.get(k) for t in was]
                 if _show(a) != _show(b):
-                    out.append(f"--{k.replace('_', '-')} {_short([x for x in a if x is not None])} "
-                               f"(recorded: {_short([x for x in b if x is not None])})")
+                    out.append(
+                        f"--{k.replace('_', '-')} {_short([x for x in a if x is not None])} "
+                        f"(recorded: {_short([x for x in b if x is not None])})"
+                    )
             if not any(k for k in keys if _show([t.get(k) for t in now]) != _show([t.get(k) for t in was])):
                 out.append(f"the number of grids of --suite ({len(now)}, recorded: {len(was)})")
         else:
@@ -136,16 +141,27 @@ class RowLoop:
     command: the command's name (messages). table, filename: the table its rows go to (out/filename).
     options: the resolved option values (machine.json; --resume compares them). command_line: the command as
     given (argv-like; default: command_line.as_given()). resumable=False: the run is part of another command
-    (check runs sweeps), which has no --resume: no resume command is printed. writer: False on the ranks of `sweep --cp` that do not write.
-    show(row): a line to print per row (None: the progress bar alone). classify: exception -> (status, reason).
+    (check runs sweeps), which has no --resume: no resume command is printed. writer: False on the ranks of
+    `sweep --cp` that do not write. show(row): a line to print per row (None: the progress bar alone). classify: exception -> (status, reason).
     """
 
-    def __init__(self, command: str, out, table: Table, filename: str, *, resume: bool = False,
-                 options: Optional[dict] = None, argv: Optional[Sequence[str]] = None,
-                 command_line: Optional[Sequence[str]] = None, resumable: bool = True, console=None,
-                 writer: bool = True,
-                 show: Optional[Callable[[Row], Optional[str]]] = None,
-                 classify: Callable[[BaseException], Tuple[str, str]] = default_classify):
+    def __init__(
+        self,
+        command: str,
+        out,
+        table: Table,
+        filename: str,
+        *,
+        resume: bool = False,
+        options: Optional[dict] = None,
+        argv: Optional[Sequence[str]] = None,
+        command_line: Optional[Sequence[str]] = None,
+        resumable: bool = True,
+        console=None,
+        writer: bool = True,
+        show: Optional[Callable[[Row], Optional[str]]] = None,
+        classify: Callable[[BaseException], Tuple[str, str]] = default_classify,
+    ):
         from rich.console import Console
 
         self.command, self.out, self.table, self.resume = command, Path(out), table, resume
@@ -193,8 +209,10 @@ class RowLoop:
         recorded = (self.previous or {}).get("options") or {}
         differ = option_differences(recorded, self.options) if recorded else []
         if differ:
-            raise RunError(f"--resume: the options differ from the run recorded in {self.out}: {'; '.join(differ)}. "
-                           "Resume with the recorded options or use another --out")
+            raise RunError(
+                f"--resume: the options differ from the run recorded in {self.out}: {'; '.join(differ)}. "
+                "Resume with the recorded options or use another --out"
+            )
 
     def key(self, cells: Row) -> Tuple[str, ...]:
         """The key a row of these cells has once written (what prepare()'s kept rows are keyed by)."""
@@ -220,8 +238,7 @@ class RowLoop:
         if line:
             self.console.print(line, highlight=False, markup=False, soft_wrap=True)
 
-    def run(self, items: Iterable[Item], *, total: Optional[float] = None, device=None,
-            eta: bool = False) -> Outcome:
+    def run(self, items: Iterable[Item], *, total: Optional[float] = None, device=None, eta: bool = False) -> Outcome:
         """Measure every item (a generator is fine: items may be planned lazily). `total`: the sum of the
         items' weights (progress and ETA); `device`: checked after every failed row, so that a lost CUDA
         context stops the run instead of failing every later row."""
@@ -229,8 +246,12 @@ class RowLoop:
 
         self.begin()
         outcome = Outcome()
-        columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[rows]}"),
-                   TimeElapsedColumn()] + ([TextColumn("ETA"), TimeRemainingColumn()] if eta else [])
+        columns = [
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[rows]}"),
+            TimeElapsedColumn(),
+        ] + ([TextColumn("ETA"), TimeRemainingColumn()] if eta else [])
         progress = Progress(*columns, console=self.console, transient=False)
         try:
             with progress:
@@ -246,8 +267,11 @@ class RowLoop:
             outcome.interrupted = True
         finally:
             if self.writer:
-                machine.write(self.machine_path, machine.finish(self.info, time.perf_counter() - self._started,
-                                                                outcome.interrupted), self.previous)
+                machine.write(
+                    self.machine_path,
+                    machine.finish(self.info, time.perf_counter() - self._started, outcome.interrupted),
+                    self.previous,
+                )
         return outcome
 
     def _run_item(self, item: Item, outcome: Outcome, device) -> Optional[str]:
@@ -263,8 +287,11 @@ class RowLoop:
         except Exception as exc:  # noqa: BLE001 - classified, recorded, never fatal
             status, reason = self.classify(exc)
             outcome.failed.append((item.label, status, reason))
-            rows = item.on_failure(status, reason) if item.on_failure else [{**item.cells, "status": status,
-                                                                               "reason": reason}]
+            rows = (
+                item.on_failure(status, reason)
+                if item.on_failure
+                else [{**item.cells, "status": status, "reason": reason}]
+            )
             for row in rows:
                 self.write(row, outcome)
             failed = reason
@@ -282,9 +309,14 @@ class RowLoop:
     def continue_hint(self) -> str:
         return resume_command(self.command_line, self.out) if self.command_line and self.resumable else ""
 
-    def finish(self, outcome: Outcome, *, summary: Optional[Callable[[List[Row]], None]] = None,
-               charts: Optional[Callable[[Path], Iterable[Path]]] = None,
-               ran: Optional[Callable[[List[Row]], bool]] = None) -> int:
+    def finish(
+        self,
+        outcome: Outcome,
+        *,
+        summary: Optional[Callable[[List[Row]], None]] = None,
+        charts: Optional[Callable[[Path], Iterable[Path]]] = None,
+        ran: Optional[Callable[[List[Row]], bool]] = None,
+    ) -> int:
         """Say how the run ended and return its exit code. summary(rows) prints the command's tables;
         charts(path) draws (not after a stop, nor when nothing ran); ran(rows) says whether anything that
         counts was measured (default: an ok row): else exit 2 when every row is invalid or unsupported
@@ -298,16 +330,21 @@ class RowLoop:
         new = f"; {outcome.written} new this run" if self.resume else ""
         hint = self.continue_hint()
         if outcome.lost or outcome.interrupted:
-            head = (f"[red]Stopped: {outcome.lost}[/]" if outcome.lost else "[yellow]Interrupted.[/]")
-            self.console.print(f"{head} {outcome.written} rows written this run; every finished row is in "
-                               f"{self.path}" + ("; continue with:" if hint else "."), soft_wrap=True)
+            head = f"[red]Stopped: {escape(outcome.lost)}[/]" if outcome.lost else "[yellow]Interrupted.[/]"
+            self.console.print(
+                f"{head} {outcome.written} rows written this run; every finished row is in "
+                f"{self.path}" + ("; continue with:" if hint else "."),
+                soft_wrap=True,
+            )
             if hint:
                 self.console.print(hint, soft_wrap=True, markup=False, highlight=False)
             return EXIT_DEVICE_LOST if outcome.lost else EXIT_INTERRUPTED
         if not (ran or _any_ok)(rows):
             reasons = sorted({str(r.get("reason") or r.get("status")) for r in rows if r.get("status") != "ok"})
-            self.console.print(f"[red]no row ran ({counts_text(every) or 'no rows'}): {'; '.join(reasons[:3])}[/]",
-                               soft_wrap=True)
+            self.console.print(
+                f"[red]no row ran ({counts_text(every) or 'no rows'}): {escape('; '.join(reasons[:3]))}[/]",
+                soft_wrap=True,
+            )
             self.console.print(f"results: {self.path}  ({counts_text(every) or 'no rows'}{new})", soft_wrap=True)
             return EXIT_NOTHING_RAN if rows and set(every) <= {"invalid", "unsupported"} else EXIT_FAILED
         if charts is not None:
@@ -315,12 +352,13 @@ class RowLoop:
                 for path in charts(self.path):
                     self.console.print(f"chart: {path}", soft_wrap=True)
             except Exception as err:  # noqa: BLE001 - the rows are safe on disk; say so and carry on
-                self.console.print(f"[red]charts failed ({type(err).__name__}: {err}); the results are complete[/]",
-                                   soft_wrap=True)
+                self.console.print(
+                    f"[red]charts failed ({type(err).__name__}: {escape(str(err))}); the results are complete[/]",
+                    soft_wrap=True,
+                )
         self.console.print(f"results: {self.path}  ({counts_text(every) or 'no rows'}{new})", soft_wrap=True)
         return EXIT_OK
 
 
 def _any_ok(rows: Sequence[Row]) -> bool:
     return any(r.get("status") in (None, "", "ok") for r in rows)
-

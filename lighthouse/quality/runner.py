@@ -54,7 +54,7 @@ def resolve(suite: Optional[str], flags: Dict[str, object], inputs: str, needles
     if heldout is not None and not Path(heldout).is_file():
         raise ValueError(f"--heldout: no such file {heldout}")
     options = {"suite": spec.suite, "device": spec.device, "seed": spec.seed, "inputs": kinds, "needles": needles,
-               "heldout": str(heldout) if heldout else None}
+               "heldout": str(heldout) if heldout else None, "grid": spec.options.get("grid")}
     return QualitySpec(spec.suite, spec.device, spec.points, kinds, spec.seed, needles, heldout, options)
 
 

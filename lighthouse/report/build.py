@@ -272,6 +272,8 @@ def find_runs(inputs: Sequence[Union[str, Path]]) -> List[Run]:
             info = machine.read(csv_path.parent / MACHINE_JSON) or {}
             table = SWEEP if kind == "sweep" else PROFILE
             complete, torn = tables.read_rows(csv_path, table)
+            if not complete:  # a header alone (or only torn rows): nothing to report, never empty charts
+                raise tables.ResultsFormatError(f"{csv_path} has no finished row to report ({len(torn)} torn)")
             runs.append(Run(kind, csv_path, complete, info, torn=len(torn)))
     _label(runs)
     return runs

@@ -26,8 +26,10 @@ def planted_delay_us(n: int) -> float:
             table = {int(a): float(b) for a, b in (item.split("=") for item in text.split(",") if item.strip())}
             us = table.get(int(n), 0.0)
     except ValueError:
-        raise ValueError(f"{TEST_SLOWDOWN_ENV} must be microseconds (250) or N=microseconds pairs "
-                         f"(16384=230,98304=540), got {text!r}") from None
+        raise ValueError(
+            f"{TEST_SLOWDOWN_ENV} must be microseconds (250) or N=microseconds pairs "
+            f"(16384=230,98304=540), got {text!r}"
+        ) from None
     if not us >= 0:
         raise ValueError(f"{TEST_SLOWDOWN_ENV}: microseconds must be >= 0, got {text!r}")
     return us
