@@ -142,7 +142,8 @@ class RowLoop:
     options: the resolved option values (machine.json; --resume compares them). command_line: the command as
     given (argv-like; default: command_line.as_given()). resumable=False: the run is part of another command
     (check runs sweeps), which has no --resume: no resume command is printed. writer: False on the ranks of
-    `sweep --cp` that do not write. show(row): a line to print per row (None: the progress bar alone). classify: exception -> (status, reason).
+    `sweep --cp` that do not write. show(row): a line to print per row (None: the progress bar alone).
+    classify: exception -> (status, reason).
     """
 
     def __init__(
