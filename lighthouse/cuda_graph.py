@@ -1,7 +1,7 @@
 """CUDA graphs around one fixed-shape Lighthouse call: its forward and its backward, each replayed as one graph.
 
 At small N the layer is bound by the host: a forward + backward launches some twenty kernels, and at N = 8K
-launching them takes as long as running them (scripts/host_cost.py). A graph replays the whole sequence with
+launching them takes as long as running them (reports/h200/tools/host_cost.py). A graph replays the whole sequence with
 one launch. What the caller must keep fixed: q, k, v of exactly the captured shape, dtype, device and
 requires_grad (checked on every call: ValueError naming the input and the expected shape), and one call in
 flight per graphed callable (its backward reads state the next forward overwrites; checked at backward).

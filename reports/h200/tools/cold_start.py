@@ -1,6 +1,6 @@
 """Issue 13 on one GPU, in one call of a few minutes: cold start, small N, and N = 1M.
 
-    python scripts/cold_start.py --out reports/h200/coldstart
+    python reports/h200/tools/cold_start.py --out reports/h200/coldstart
 
 1. Cold start. For each configuration a fresh process with an empty TRITON_CACHE_DIR runs the layer's first
    forward and first backward (bf16, B=1, H=8, D=128, Triton path, cuDNN SDPA); a second fresh process with
@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]  # the checkout's root (this file: reports/h200/tools/)
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 

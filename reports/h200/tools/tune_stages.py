@@ -1,6 +1,6 @@
 """Launch-configuration experiment for the Triton stages on the GPU (reports/PERF_NOTES.md, step 4).
 
-    python scripts/tune_stages.py --out DIR
+    python reports/h200/tools/tune_stages.py --out DIR
 
 Times each non-SDPA stage alone (CUDA events, L2 flush, median) under a few block sizes and warp counts,
 the fused three-tensor launches against three single launches, and the whole layer forward+backward
