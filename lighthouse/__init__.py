@@ -25,7 +25,7 @@ _map_checkout_folders()
 __all__ = ["LighthouseAttention", "LighthouseConfig", "graph_lighthouse", "lighthouse_attention", "select"]
 __version__ = "0.1.0"
 
-#: Public name -> the module that defines it. Imported on first use, so that `import lighthouse.bench.options`
+#: Public name -> the module that defines it. Imported on first use, so that `import lighthouse.harness.options`
 #: (the CLI's --help, `suites`) does not pay for importing torch.
 _LAZY = {"lighthouse_attention": "attention", "select": "attention", "LighthouseConfig": "config",
          "LighthouseAttention": "module", "graph_lighthouse": "cuda_graph"}

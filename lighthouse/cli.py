@@ -36,6 +36,9 @@ def _root(
                                           is_eager=True)] = False,
 ) -> None:
     """Benchmark Lighthouse attention against dense causal SDPA."""
+    from .testing import install_if_requested
+
+    install_if_requested()  # test-only: LIGHTHOUSE_TEST_SLOWDOWN_US set in the environment
 
 
 LIST = "A list: 8k,96k,128k; a range doubles: 8k..256k; k = 1024, m = 1048576."
@@ -91,52 +94,34 @@ def sweep(
     """Time Lighthouse against dense SDPA over a parameter grid; write results.csv, machine.json and charts."""
     import torch
 
-    from .bench import points
-    from .bench.outdir import OutputFolderError
-    from .bench.sweep import SweepError, default_out_dir, describe, run
+    from .bench.sweep import describe, run
+    from .harness import points
+    from .harness.command_line import as_given
+    from .harness.outdir import default_out
 
     flags = {"seq": seq, "topk": topk, "levels": levels, "pooling": pooling, "scorer": scorer, "batch": batch,
              "heads": heads, "kv_heads": kv_heads, "head_dim": head_dim, "dtype": dtype, "pass": passes, "impl": impl,
              "baseline": baseline, "device": device, "warmup": warmup, "rep": rep, "min_rep": min_rep,
              "max_seconds": max_seconds, "seed": seed, "floor": floor, "cuda_graph": cuda_graph}
     try:
+        if cp < 1:
+            raise ValueError(f"--cp must be an integer >= 1 (the number of ranks), got {cp}")
         spec = points.resolve(suite, flags, torch.cuda.is_available())
-    except ValueError as err:
-        raise typer.BadParameter(str(err)) from None
-    if dry_run:
-        describe(spec)
-        return
-    if resume and out is None:
-        raise typer.BadParameter("--resume needs --out: the folder of the sweep to continue")
-    if cp < 1:
-        raise typer.BadParameter(f"--cp must be an integer >= 1 (the number of ranks), got {cp}")
-    if cp > 1 and spec.cuda_graph:
-        raise typer.BadParameter("--cuda-graph: not with --cp (context parallelism runs collectives); leave one out")
-    if cp > 1 and out is None:
-        raise typer.BadParameter("--cp needs --out: every rank must agree on the folder")
-    try:
-        code = run(spec, out or default_out_dir(), resume=resume, plot=plot, argv=sys.argv,
-                   equivalent=_command_line(suite, flags, out, resume, cp), cp=cp)
-    except (SweepError, OutputFolderError) as err:
+        if dry_run:
+            describe(spec)
+            return
+        if resume and out is None:
+            raise ValueError("--resume needs --out: the folder of the sweep to continue")
+        if cp > 1 and spec.cuda_graph:
+            raise ValueError("--cuda-graph: not with --cp (context parallelism runs collectives); leave one out")
+        if cp > 1 and out is None:
+            raise ValueError("--cp needs --out: every rank must agree on the folder")
+        launch = ["torchrun", "--standalone", "--nproc-per-node", str(cp), "-m", "lighthouse.cli"] if cp > 1 else None
+        code = run(spec, out or default_out("sweep"), resume=resume, plot=plot, argv=sys.argv,
+                   command_line=as_given(launch), cp=cp)
+    except ValueError as err:  # a bad option, --out in the way, a --resume of another run (the message names it)
         raise typer.BadParameter(str(err)) from None
     raise typer.Exit(code)
-
-
-def _command_line(suite, flags, out, resume, cp: int = 1) -> List[str]:
-    """The options as given, spelled out (recorded in machine.json next to sys.argv); --cp W as torchrun runs it."""
-    from .bench.options import option_name
-
-    launch = ["torchrun", "--standalone", "--nproc-per-node", str(cp), "-m", "lighthouse.cli"] if cp > 1 else ["lighthouse-bench"]
-    args = launch + ["sweep"] + (["--suite", suite] if suite else []) + (["--cp", str(cp)] if cp > 1 else [])
-    for key, value in flags.items():
-        if value is None:
-            continue
-        if key in ("floor", "cuda_graph"):
-            flag = option_name(key)
-            args.append(flag if value else flag.replace("--", "--no-", 1))
-        else:
-            args += ["--pass" if key == "pass" else option_name(key), str(value)]
-    return args + (["--out", str(out)] if out else []) + (["--resume"] if resume else [])
 
 
 @app.command()
@@ -179,23 +164,22 @@ def profile(
     seed: Annotated[int, _opt("Seed of the random inputs.", "--seed", metavar="N")] = 0,
     trace: Annotated[bool, _opt("Also export a torch.profiler Chrome trace of 3 forward+backward calls per point.", "--trace")] = False,
     remeasure_peaks: Annotated[bool, _opt("Measure the device's copy bandwidth and matmul peak again instead of using the cache.", "--remeasure-peaks")] = False,
+    resume: Annotated[bool, _opt("Continue the profile in --out: skip the points already profiled.", "--resume")] = False,
 ) -> None:
     """Per-stage times of one Lighthouse call (forward and backward), with bytes, FLOPs and distance to the
     device's measured floor; writes profile.csv, machine.json and a stacked-bar chart."""
-    from datetime import datetime
-
     import torch
 
-    from .bench.options import OptionError, parse_choices, parse_option
-    from .bench.outdir import writable_folder
-    from .bench.points import make_points
+    from .harness.options import OptionError, parse_choices, parse_option
+    from .harness.outdir import default_out
+    from .harness.points import make_points
     from .bench.profile import run_profile
-    from .bench.runner import kernels_unavailable_reason, resolve_device
+    from .harness.device import kernels_unavailable_reason, resolve_device
     from .sdpa import BACKENDS, CUDA_ONLY
 
     point_text = {"seq": seq, "topk": topk, "levels": levels, "pooling": pooling, "scorer": scorer, "batch": batch,
                   "heads": heads, "kv_heads": kv_heads, "head_dim": head_dim, "dtype": dtype}
-    try:  # the same parsers, ranges and messages as `sweep` (lighthouse.bench.options)
+    try:  # the same parsers, ranges and messages as `sweep` (lighthouse.harness.options)
         cuda = torch.cuda.is_available()
         dev_name = parse_option("device", device) if device else ("cuda" if cuda else "cpu")
         if dev_name == "cuda" and not cuda:
@@ -220,25 +204,20 @@ def profile(
         points = make_points([point_text], dev.type)
         for point in points:
             point.config(impl_name, backend)  # names a bad parameter now, before anything runs
-        out = writable_folder(out or Path("out") / f"profile-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
+        if resume and out is None:
+            raise OptionError("--resume needs --out: the folder of the profile to continue")
+        out = out or default_out("profile")
     except ValueError as err:
         raise typer.BadParameter(str(err)) from None
     options = {**{k: v for k, v in point_text.items() if v is not None}, "impl": impl_name,
                "sdpa_backend": backend or "auto", "device": dev.type, **timing, "trace": trace,
-               "remeasure_peaks": remeasure_peaks, "out": str(out)}
-    equivalent = ["lighthouse-bench", "profile"]
-    for key, value in options.items():
-        if isinstance(value, bool):
-            equivalent += [_flag(key)] if value else []
-        else:
-            equivalent += [_flag(key), str(value)]
-    code = run_profile(points, impl_name, dev, out, sdpa_backend=backend, trace_calls=trace,
-                       remeasure_peaks=remeasure_peaks, argv=sys.argv, options=options, equivalent=equivalent, **timing)
+               "remeasure_peaks": remeasure_peaks}
+    try:
+        code = run_profile(points, impl_name, dev, out, sdpa_backend=backend, trace_calls=trace,
+                           remeasure_peaks=remeasure_peaks, argv=sys.argv, options=options, resume=resume, **timing)
+    except ValueError as err:  # --out in the way (an existing profile without --resume), a --resume of another run
+        raise typer.BadParameter(str(err)) from None
     raise typer.Exit(code)
-
-
-def _flag(key: str) -> str:
-    return "--" + key.replace("_", "-")
 
 
 @app.command()
@@ -251,12 +230,11 @@ def report(
     more sweeps and profiles: the headline, the tables, the charts, the machine info of every run, and a
     side-by-side when given exactly two sweeps. Each RESULTS is a folder (or CSV) of a sweep or a profile:
     results.csv or profile.csv with machine.json beside it."""
-    from datetime import datetime
+    from .report.build import build_report
+    from .harness.outdir import default_out
+    from .harness.tables import torn_note
 
-    from .bench.report import build_report
-    from .bench.results import torn_note
-
-    out = out or Path("out") / f"report-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    out = out or default_out("report")
     try:
         files = build_report(results, out, title)
     except ValueError as err:
@@ -307,7 +285,7 @@ def check(
 @app.command()
 def suites() -> None:
     """List the sweep presets and what they are for."""
-    from .bench.options import load_suite, suite_names
+    from .harness.options import load_suite, suite_names
 
     for name in suite_names():
         desc = load_suite(name)["top"].get("description", "")
@@ -499,11 +477,10 @@ def quality(
 ) -> None:
     """What each configuration loses against dense causal attention: output error, per-token cosine, coverage
     and needle recall per point of the grid; writes quality.csv, machine.json and charts."""
-    from datetime import datetime
-
     import torch
 
-    from .quality.runner import QualityError, describe, resolve, run
+    from .harness.outdir import default_out
+    from .quality.runner import describe, resolve, run
 
     flags = {"seq": seq, "topk": topk, "levels": levels, "pooling": pooling, "scorer": scorer, "batch": batch,
              "heads": heads, "kv_heads": kv_heads, "head_dim": head_dim, "dtype": dtype, "device": device, "seed": seed}
@@ -515,9 +492,8 @@ def quality(
             return
         if resume and out is None:
             raise ValueError("--resume needs --out: the folder of the run to continue")
-        out = out or Path("out") / f"quality-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-        code = run(spec, out, resume=resume, plot=plot, argv=sys.argv)
-    except (ValueError, QualityError) as err:
+        code = run(spec, out or default_out("quality"), resume=resume, plot=plot, argv=sys.argv)
+    except ValueError as err:  # a bad option, --out in the way, a --resume of another run
         raise typer.BadParameter(str(err)) from None
     raise typer.Exit(code)
 
@@ -538,8 +514,9 @@ def recommend(
     measurements are missing. Exit 0: a configuration meets the bar; 1: none does or nothing was measured.
     RESULTS: folders (searched recursively) or CSVs, sweep results.csv and quality quality.csv.
     """
-    from .bench.options import parse_size
-    from .bench.results import BASELINES, PASSES
+    from .harness.options import parse_size
+    from .harness.outdir import writable_file
+    from .harness.tables import BASELINES, PASSES
     from .quality.recommend import Bar, load, recommend as choose, render
 
     try:
@@ -548,6 +525,10 @@ def recommend(
         n = parse_size(seq, "--seq")
         if (min_needle_recall is None) == (max_out_err is None):
             raise ValueError("give exactly one bar: --min-needle-recall X or --max-out-err X")
+        if runners_up < 0:
+            raise ValueError(f"--runners-up must be >= 0, got {runners_up}")
+        if out is not None:
+            writable_file(out)
         if passes not in PASSES:
             raise ValueError(f"--pass must be one of {', '.join(PASSES)}, got {passes!r}")
         if baseline not in BASELINES:
@@ -591,9 +572,8 @@ def passkey(
 ) -> None:
     """Passkey retrieval of trained byte-level models: exact-match accuracy per depth and length, scored by
     teacher-forced argmax; writes passkey.csv, summary.md (with the chance verdict) and heatmaps."""
-    from datetime import datetime
-
-    from .quality.passkey_run import PasskeyError, resolve
+    from .harness.outdir import default_out
+    from .quality.passkey_command import resolve, run as run_passkey
 
     try:
         if device is None:
@@ -603,13 +583,8 @@ def passkey(
         spec = resolve(models, lengths, depths, attention, digits, trials, batch, filler, seed, device, dtype)
         if resume and out is None:
             raise ValueError("--resume needs --out: the folder of the run to continue")
-        out = out or Path("out") / f"passkey-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-        from .bench.outdir import writable_folder
-        from .quality.passkey_run import run as run_passkey
-
-        writable_folder(out)
-        code = run_passkey(spec, out, resume=resume, plot=plot, argv=sys.argv)
-    except (ValueError, PasskeyError) as err:
+        code = run_passkey(spec, out or default_out("passkey"), resume=resume, plot=plot, argv=sys.argv)
+    except ValueError as err:  # a bad option (PasskeyError), --out in the way, a --resume of another run
         raise typer.BadParameter(str(err)) from None
     raise typer.Exit(code)
 

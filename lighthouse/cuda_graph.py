@@ -1,7 +1,7 @@
 """CUDA graphs around one fixed-shape Lighthouse call: its forward and its backward, each replayed as one graph.
 
 At small N the layer is bound by the host: a forward + backward launches some twenty kernels, and at N = 8K
-launching them takes as long as running them (scripts/host_cost.py). A graph replays the whole sequence with
+launching them takes as long as running them (reports/h200/tools/host_cost.py). A graph replays the whole sequence with
 one launch. What the caller must keep fixed: q, k, v of exactly the captured shape, dtype, device and
 requires_grad (checked on every call: ValueError naming the input and the expected shape), and one call in
 flight per graphed callable (its backward reads state the next forward overwrites; checked at backward).
@@ -162,13 +162,13 @@ def graph_lighthouse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     they must be finite. retain_graph=True keeps the sub-sequence SDPA graph alive in the backward graph
     (four (B, H, S, D) tensors more), so that backward(retain_graph=True) may replay more than once per forward.
     """
-    from .attention import _resolve_impl
+    from .dispatch import resolve_impl
     from .plan import make_plan
 
     check_cuda((q, k, v))
     cfg = LighthouseConfig() if config is None else as_config(config)
     plan = make_plan(cfg, q, k, v)
-    check_capturable(cfg, plan, _resolve_impl(cfg.impl, q))
+    check_capturable(cfg, plan, resolve_impl(cfg.impl, q))
     if num_warmup_iters < 1:
         raise ValueError(f"num_warmup_iters must be >= 1, got {num_warmup_iters}")
     statics = tuple(x.detach().clone().requires_grad_(x.requires_grad) for x in (q, k, v))

@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lighthouse.bench.results import TRAIN_CURVE, num, read_rows  # noqa: E402
+from lighthouse.harness.tables import TRAIN_CURVE, num, read_rows  # noqa: E402
 
 
 def main() -> int:

@@ -6,7 +6,7 @@
 1. Records a baseline from --runs runs of the suite (`lighthouse-bench check --record --runs 3`, the same code)
    into OUT/baseline.csv (OUT/record/run-<i>/ holds the runs).
 2. Plants slowdowns of --planted percent (default 0, 5, 10, 20) of each point's baseline time in the layer with
-   the TEST-ONLY switch LIGHTHOUSE_TEST_SLOWDOWN_US (lighthouse/attention.py: after the layer's backward, per
+   the TEST-ONLY switch LIGHTHOUSE_TEST_SLOWDOWN_US (lighthouse/testing/slowdown.py: after the layer's backward, per
    sequence length N; a GPU spin queued on the stream, or with --where host a busy-wait of the thread issuing
    the launches, autograd's worker in the backward) and judges each --judgments times with the check itself (repeats of points
    that look regressed included; parity and charts off), round-robin over the levels so that a run cut short by
@@ -42,7 +42,7 @@ COLUMNS = ("planted_pct", "judgment", "point", "figure", "baseline", "now", "cha
 
 def planted_env(baseline_rows, pct: float) -> str:
     """LIGHTHOUSE_TEST_SLOWDOWN_US for `pct` percent of each point's baseline layer time, per N."""
-    from lighthouse.bench.results import num
+    from lighthouse.harness.tables import num
 
     per_n = {}
     for r in baseline_rows:
@@ -106,7 +106,8 @@ def main(argv=None) -> int:
     import torch
     from rich.console import Console
 
-    from lighthouse.attention import TEST_SLOWDOWN_ENV, TEST_SLOWDOWN_WHERE_ENV
+    from lighthouse.testing import TEST_SLOWDOWN_ENV, TEST_SLOWDOWN_WHERE_ENV
+    from lighthouse.testing.slowdown import install
     from lighthouse.bench import check
 
     if not torch.cuda.is_available():
@@ -118,6 +119,7 @@ def main(argv=None) -> int:
     log = (out / "log.txt").open("w")
     console = Console(file=log, width=200, color_system=None)
     tol = {} if args.tolerance is None else {"tolerance": args.tolerance}
+    install()  # the layer's call hook plants the delay while the switch is set
     os.environ.pop(TEST_SLOWDOWN_ENV, None)
     os.environ[TEST_SLOWDOWN_WHERE_ENV] = args.where
 

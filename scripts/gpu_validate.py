@@ -29,7 +29,7 @@ from lighthouse.kernels.scatter import pull_rows
 from lighthouse.plan import make_plan, plan_for
 from lighthouse.sdpa import causal_sdpa
 from lighthouse.bench import parity
-from lighthouse.bench.timing import measure
+from lighthouse.harness.timing import measure
 
 DEV = "cuda"
 ROWS = []

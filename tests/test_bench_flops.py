@@ -2,11 +2,11 @@
 
 import pytest
 
-from lighthouse.bench import flops
-from lighthouse.bench.points import Point, Shape, Task
-from lighthouse.bench.runner import Result
+from lighthouse.harness import flops
+from lighthouse.harness.points import Point, Shape, Task
+from lighthouse.bench.result import Result
 from lighthouse.bench.sweep import Medians, make_row
-from lighthouse.bench.timing import Timing, percentile
+from lighthouse.harness.timing import Timing, percentile
 
 
 def test_causal_flops():

@@ -2,8 +2,8 @@
 
 import pytest
 
-from lighthouse.bench import points
-from lighthouse.bench.options import OptionError, parse_ints, parse_option
+from lighthouse.harness import points
+from lighthouse.harness.options import OptionError, parse_ints, parse_option
 
 
 def test_doubling_range_with_suffixes():

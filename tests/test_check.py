@@ -11,9 +11,11 @@ import pytest
 import torch
 from rich.console import Console
 
-from lighthouse.bench import check, parity, points
+from lighthouse.harness import points
+
+from lighthouse.bench import check, parity
 from lighthouse.bench.check import EXIT_OK, EXIT_REGRESSED, EXIT_UNMEASURED, run_check
-from lighthouse.bench.results import SWEEP
+from lighthouse.harness.tables import SWEEP
 
 COLUMNS = list(SWEEP.columns)
 

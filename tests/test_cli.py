@@ -6,7 +6,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from lighthouse.bench.results import SWEEP
+from lighthouse.harness.tables import SWEEP
 
 COLUMNS = list(SWEEP.columns)
 from lighthouse.cli import app

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from lighthouse.bench.results import SWEEP, read_rows
+from lighthouse.harness.tables import SWEEP, read_rows
 from lighthouse.cli import app
 
 runner = CliRunner()
@@ -192,7 +192,7 @@ def test_venv_is_ignored_by_git():
 def test_folder_named_like_a_preset_does_not_hide_it(tmp_path, monkeypatch):
     """Catches load_suite looking for a path before the preset: after `sweep --suite quick --out quick`,
     the documented `--resume` (and a bare sweep in any folder holding quick/) failed with "no such file"."""
-    from lighthouse.bench.options import load_suite
+    from lighthouse.harness.options import load_suite
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "quick").mkdir()

@@ -13,7 +13,8 @@ import torch
 from typer.testing import CliRunner
 
 from lighthouse import LighthouseConfig, lighthouse_attention
-from lighthouse.bench import points, results, sweep
+from lighthouse.harness import points, tables
+from lighthouse.bench import sweep
 from lighthouse.cli import app
 from lighthouse.cuda_graph import (GraphedAttention, NotCapturable, check_capturable, check_inputs, graph_lighthouse,
                                    signature)
@@ -60,13 +61,13 @@ def test_graphed_lighthouse_row_takes_graphed_dense_and_eager_floor():
     medians = sweep.Medians()
 
     def ok(ms):
-        from lighthouse.bench.runner import Result
-        from lighthouse.bench.timing import Timing
+        from lighthouse.bench.result import Result
+        from lighthouse.harness.timing import Timing
 
         return Result("ok", timing=Timing([ms], ms, None))
     eager_dense = points.Task("dense", dense.impl, "fwd", dense.shape)
     for task, ms in ((eager_dense, 100.0), (dense, 8.0), (floor, 2.0)):
-        medians.add({k: results.cell(v) for k, v in sweep.make_row(task, "cuda", 0, ok(ms), medians).items()})
+        medians.add({k: tables.cell(v) for k, v in sweep.make_row(task, "cuda", 0, ok(ms), medians).items()})
     row = sweep.make_row(lh, "cuda", 0, ok(4.0), medians)
     assert row["cuda_graph"] is True
     assert row["speedup_vs_sdpa_cudnn"] == pytest.approx(2.0)
@@ -77,7 +78,7 @@ def test_graphed_lighthouse_row_takes_graphed_dense_and_eager_floor():
 def test_old_results_csv_without_the_column_reads_as_eager(tmp_path):
     """Catches an old results.csv (written before `cuda_graph`) refused as foreign, or its rows matched to the
     wrong key by --resume and the report (they were never graphed)."""
-    old_columns = [c for c in results.SWEEP.columns if c != "cuda_graph"]
+    old_columns = [c for c in tables.SWEEP.columns if c != "cuda_graph"]
     path = tmp_path / "results.csv"
     row = {c: "" for c in old_columns}
     row.update(impl="lighthouse_triton", kind="lighthouse", status="ok", n="8192", finished_at="2026-01-01T00:00:00")
@@ -86,13 +87,13 @@ def test_old_results_csv_without_the_column_reads_as_eager(tmp_path):
         w = csv.DictWriter(f, fieldnames=old_columns)
         w.writeheader()
         w.writerow(row)
-    rows, torn = results.read_rows(path, results.SWEEP)
+    rows, torn = tables.read_rows(path, tables.SWEEP)
     assert not torn and rows[0]["cuda_graph"] == "False"
-    assert results.row_key(rows[0])[-1] == "False"
-    kept = results.keep_final(path, results.SWEEP)  # --resume rewrites the file in the new format
+    assert tables.row_key(rows[0])[-1] == "False"
+    kept = tables.keep_final(path, tables.SWEEP)  # --resume rewrites the file in the new format
     assert list(kept.values())[0]["cuda_graph"] == "False"
-    assert "cuda_graph" in results.header_of(path)
-    assert results.read_rows(path, results.SWEEP)[0][0]["cuda_graph"] == "False"
+    assert "cuda_graph" in tables.header_of(path)
+    assert tables.read_rows(path, tables.SWEEP)[0][0]["cuda_graph"] == "False"
 
 
 # ------------------------------------------------------------------------------------------- the input check

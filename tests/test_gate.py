@@ -21,7 +21,7 @@ from rich.console import Console
 from lighthouse import lighthouse_attention
 from lighthouse.bench import check, plain_reference
 from lighthouse.bench.check import EXIT_OK, EXIT_REGRESSED, EXIT_UNMEASURED, run_check
-from lighthouse.bench.results import SWEEP
+from lighthouse.harness.tables import SWEEP
 
 COLUMNS = list(SWEEP.columns)
 FINISHED = {"finished_at": "2026-11-29T00:00:00+00:00"}  # a finished row (an unstamped one is torn)
@@ -244,6 +244,15 @@ def _small_inputs(requires_grad=True):
     return [torch.randn(1, 2, 512, 16, generator=g).requires_grad_(requires_grad) for _ in range(3)]
 
 
+def _planted(monkeypatch):
+    """The test-only slowdown installed on the layer's call hook for one test (lighthouse.testing.slowdown)."""
+    from lighthouse import attention
+    from lighthouse.testing import slowdown
+
+    monkeypatch.setattr(attention, "call_hook", slowdown.plant)
+    return slowdown
+
+
 def _call(q, k, v):
     return lighthouse_attention(q, k, v, levels=2, pooling=4, topk=128, impl="torch")
 
@@ -253,10 +262,10 @@ def test_planted_slowdown_goes_after_the_backward_and_changes_no_value(monkeypat
     after every gradient exists; without one, once after the forward; per-N entries hit only that N; output
     and gradients are bitwise those without the switch. Catches a planted delay that never fires, fires in the
     wrong place (hidden behind host work) or alters results."""
-    import lighthouse.attention as attention
+    slowdown = _planted(monkeypatch)
 
     calls = []
-    monkeypatch.setattr(attention, "_delay", lambda device, us: calls.append(us))
+    monkeypatch.setattr(slowdown, "delay", lambda device, us: calls.append(us))
     q, k, v = _small_inputs()
     ref = _call(q, k, v)
     ref.backward(torch.ones_like(ref))
@@ -264,7 +273,7 @@ def test_planted_slowdown_goes_after_the_backward_and_changes_no_value(monkeypat
     for t in (q, k, v):
         t.grad = None
     calls.clear()
-    monkeypatch.setenv(attention.TEST_SLOWDOWN_ENV, "512=1500,1024=9")
+    monkeypatch.setenv(slowdown.TEST_SLOWDOWN_ENV, "512=1500,1024=9")
     out = _call(q, k, v)
     assert [c for c in calls if c] == []  # graph recorded: nothing in the forward
     out.backward(torch.ones_like(out))
@@ -275,7 +284,7 @@ def test_planted_slowdown_goes_after_the_backward_and_changes_no_value(monkeypat
         _call(q, k, v)
     assert [c for c in calls if c] == [1500.0]
     calls.clear()
-    monkeypatch.setenv(attention.TEST_SLOWDOWN_ENV, "1024=9")  # another N: no delay
+    monkeypatch.setenv(slowdown.TEST_SLOWDOWN_ENV, "1024=9")  # another N: no delay
     with torch.no_grad():
         _call(q, k, v)
     assert [c for c in calls if c] == []
@@ -284,10 +293,10 @@ def test_planted_slowdown_goes_after_the_backward_and_changes_no_value(monkeypat
 def test_planted_slowdown_really_delays_on_the_cpu(monkeypatch):
     """On the CPU the planted delay is a sleep: a forward under no_grad takes at least the planted 0.2 s.
     Catches a switch whose delay is computed but never spent."""
-    import lighthouse.attention as attention
+    slowdown = _planted(monkeypatch)
 
     q, k, v = _small_inputs(requires_grad=False)
-    monkeypatch.setenv(attention.TEST_SLOWDOWN_ENV, "200000")
+    monkeypatch.setenv(slowdown.TEST_SLOWDOWN_ENV, "200000")
     t = time.perf_counter()
     _call(q, k, v)
     assert time.perf_counter() - t >= 0.2
@@ -297,9 +306,9 @@ def test_planted_slowdown_really_delays_on_the_cpu(monkeypatch):
 def test_a_bad_planted_slowdown_names_the_switch(monkeypatch, value):
     """A malformed value is a ValueError naming LIGHTHOUSE_TEST_SLOWDOWN_US. Catches a typo that silently
     plants nothing (and so makes the sensitivity table meaningless)."""
-    import lighthouse.attention as attention
+    slowdown = _planted(monkeypatch)
 
-    monkeypatch.setenv(attention.TEST_SLOWDOWN_ENV, value)
+    monkeypatch.setenv(slowdown.TEST_SLOWDOWN_ENV, value)
     with pytest.raises(ValueError, match="LIGHTHOUSE_TEST_SLOWDOWN_US"):
         _call(*_small_inputs(requires_grad=False))
 
@@ -489,34 +498,34 @@ def test_host_planted_slowdown_busy_waits_and_never_touches_the_gpu(monkeypatch)
     """LIGHTHOUSE_TEST_SLOWDOWN_WHERE=host spends the delay on the calling thread even for a CUDA device (the
     16K point is host-bound, where a GPU spin only fills idle time). Catches a host mode that still queues a
     GPU spin, or that returns before the planted time has passed."""
-    import lighthouse.attention as attention
+    slowdown = _planted(monkeypatch)
 
     def no_gpu(*args, **kwargs):
         raise AssertionError("host mode queued GPU work")
 
     monkeypatch.setattr(torch.cuda, "_sleep", no_gpu)
     monkeypatch.setattr(torch.cuda, "Event", no_gpu)
-    monkeypatch.setenv(attention.TEST_SLOWDOWN_WHERE_ENV, "host")
+    monkeypatch.setenv(slowdown.TEST_SLOWDOWN_WHERE_ENV, "host")
     t = time.perf_counter()
-    attention._delay(torch.device("cuda", 0), 30_000)
+    slowdown.delay(torch.device("cuda", 0), 30_000)
     assert time.perf_counter() - t >= 0.03
 
 
 def test_a_bad_planted_place_names_the_switch(monkeypatch):
     """A typo in LIGHTHOUSE_TEST_SLOWDOWN_WHERE is a ValueError naming it, not a silent GPU spin."""
-    import lighthouse.attention as attention
+    slowdown = _planted(monkeypatch)
 
-    monkeypatch.setenv(attention.TEST_SLOWDOWN_WHERE_ENV, "cpu")
+    monkeypatch.setenv(slowdown.TEST_SLOWDOWN_WHERE_ENV, "cpu")
     with pytest.raises(ValueError, match="LIGHTHOUSE_TEST_SLOWDOWN_WHERE must be gpu or host"):
-        attention._delay(torch.device("cuda", 0), 10)
+        slowdown.delay(torch.device("cuda", 0), 10)
 
 
 def test_the_committed_h200_baseline_holds_exactly_the_ci_suites_points():
     """A change of suites/ci.toml must come with a baseline recorded from it: `check --baseline auto` on an H200
     would otherwise stop with exit 2 (a baseline point missing from the results). Catches the suite edited
     without re-recording reports/baselines/nvidia-h200.csv (and a baseline recorded from another suite)."""
-    from lighthouse.bench import points
-    from lighthouse.bench.results import BASELINE, read_rows
+    from lighthouse.harness import points
+    from lighthouse.harness.tables import BASELINE, read_rows
 
     spec = points.resolve("ci", {}, cuda_available=True)
     suite = {(f"lighthouse_{impl}", p.shape.n, p.shape.batch, p.shape.heads, p.shape.kv_heads, p.shape.head_dim,

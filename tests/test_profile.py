@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 import lighthouse
 from lighthouse import LighthouseConfig
 from lighthouse.bench import peaks
-from lighthouse.bench.points import Point, Shape
+from lighthouse.harness.points import Point, Shape
 from lighthouse.bench.profile import MEASURED, TOTAL, profile_point, stage_costs, tokens_read_per_tensor
 from lighthouse.cli import app
 from lighthouse.plan import make_plan

@@ -35,8 +35,8 @@ def test_pareto_chart_and_heatmaps_are_written(tmp_path):
 def test_report_gains_the_pareto_section(tmp_path):
     """`lighthouse-bench report SWEEP QUALITY` must draw the Pareto chart from both folders (catches a
     quality folder rejected as 'no results.csv', or a join that finds nothing)."""
-    from lighthouse.bench.report import build_report
-    from lighthouse.bench.results import QUALITY, SWEEP, append_row
+    from lighthouse.report.build import build_report
+    from lighthouse.harness.tables import QUALITY, SWEEP, append_row
 
     sweep, quality = tmp_path / "sweep", tmp_path / "quality"
     sweep.mkdir(), quality.mkdir()

@@ -4,7 +4,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from lighthouse.bench.results import QUALITY, read_rows
+from lighthouse.harness.tables import QUALITY, read_rows
 from lighthouse.cli import app
 
 ARGS = ["quality", "--device", "cpu", "--seq", "1k", "--topk", "128,256", "--levels", "2,3", "--pooling", "4",
@@ -35,14 +35,13 @@ def test_quality_rows_statuses_resume_and_charts(tmp_path):
 
 
 def test_bad_options_exit_2_naming_the_option(tmp_path):
-    """Catches a traceback instead of a clear usage error."""
+    """Catches a traceback instead of a clear usage error; a grid whose every point is invalid (--topk 100) is
+    one too, refused before anything runs (as in sweep), naming the parameter."""
     for extra, word in ((["--inputs", "noise"], "--inputs"), (["--needles", "0"], "--needles"),
-                        (["--topk", "100"], "--topk")):
+                        (["--topk", "100"], "topk")):
         res = CliRunner().invoke(app, ARGS + ["--out", str(tmp_path / "x")] + extra)
-        if word == "--topk":  # a bad budget is a per-point `invalid` row, as in sweep
-            assert res.exit_code == 0
-            continue
         assert res.exit_code == 2 and word in res.output, res.output
+        assert not (tmp_path / "x" / "quality.csv").exists()
     dry = CliRunner().invoke(app, ARGS + ["--dry-run"])
     assert dry.exit_code == 0 and "= 16 rows (8 invalid" in " ".join(dry.output.split())
     bad = CliRunner().invoke(app, ["recommend", str(tmp_path), "--seq", "96k"])

@@ -7,9 +7,9 @@ import json
 import pytest
 import torch
 
-from lighthouse.bench.results import PASSKEY, read_rows
-from lighthouse.quality import passkey as pk
-from lighthouse.quality.passkey_run import PasskeySpec, measure_cell, resolve, run, summarize
+from lighthouse.harness.tables import PASSKEY, read_rows
+from lighthouse.quality import passkey_prompts as pk
+from lighthouse.quality.passkey_command import PasskeySpec, measure_cell, resolve, run, summarize
 
 transformers = pytest.importorskip("transformers")
 
@@ -215,7 +215,7 @@ def test_lighthouse_folder_runs_saved_dense_and_lighthouse(tmp_path):
     lighthouse-train.json, and --attention lighthouse accepted for a folder without Lighthouse settings."""
     from lighthouse import hf
     from lighthouse.config import LighthouseConfig
-    from lighthouse.quality.passkey_run import load_predict, trained_context
+    from lighthouse.quality.passkey_command import load_predict, trained_context
 
     def cfg():
         return transformers.LlamaConfig(vocab_size=256, hidden_size=32, intermediate_size=64, num_hidden_layers=2,

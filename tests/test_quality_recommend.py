@@ -4,7 +4,7 @@ import csv
 
 import pytest
 
-from lighthouse.bench.results import QUALITY, SWEEP
+from lighthouse.harness.tables import QUALITY, SWEEP
 from lighthouse.quality.recommend import Bar, load, recommend, render
 
 SWEEP_COLS, QUALITY_COLS = list(SWEEP.columns), list(QUALITY.columns)

@@ -1,4 +1,4 @@
-"""`lighthouse.bench.report`: headline numbers, the two-run comparison, profiles, bad inputs, and that the
+"""`lighthouse.report.build`: headline numbers, the two-run comparison, profiles, bad inputs, and that the
 single-file HTML really renders its charts in a headless browser."""
 
 import csv
@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lighthouse.bench.report import build_report, crossover_n, sweep_headline
+from lighthouse.report.build import build_report, crossover_n, sweep_headline
 
 PAPER = Path(__file__).resolve().parents[1] / "reports" / "h200" / "paper"
 CHROMIUM = Path("/usr/bin/chromium")

@@ -1,8 +1,8 @@
 """The report's quality verdicts: which scorer retrieves planted needles (needle_verdict) and the
 `recommend` section per N (report.recommendation_blocks), on hand-made rows whose answers are known."""
 
-from lighthouse.bench.document import Heading, Para, Table
-from lighthouse.bench.report import recommendation_blocks
+from lighthouse.report.document import Heading, Para, Table
+from lighthouse.report.build import recommendation_blocks
 from lighthouse.quality.summary import checkpoint_layer_medians, checkpoint_table, needle_verdict
 
 
@@ -138,8 +138,8 @@ def test_checkpoint_table_keeps_two_runs_of_the_same_model_path_apart():
 def test_report_keeps_two_quality_folders_with_one_name_and_one_model_path_apart(tmp_path):
     """run-1/quality and run-2/quality (the layout `quality/n16k/quality` uses), both with /tmp/models/dense: two
     rows in the report's table (catches a tag made of the last folder name alone, which merges them)."""
-    from lighthouse.bench.report import build_report
-    from lighthouse.bench.results import QUALITY, append_row
+    from lighthouse.report.build import build_report
+    from lighthouse.harness.tables import QUALITY, append_row
 
     folders = [tmp_path / "run-1" / "quality", tmp_path / "run-2" / "quality"]
     for folder, err in zip(folders, (0.2, 0.8)):
@@ -165,8 +165,8 @@ def test_checkpoint_layer_medians_per_model_scorer_and_layer():
 def test_checkpoint_section_and_layer_chart_in_the_report(tmp_path):
     """`report QUALITY` with checkpoint rows gains the trained-model table and the per-layer chart (catches
     checkpoint rows silently dropped because they are neither random nor needle)."""
-    from lighthouse.bench.report import build_report
-    from lighthouse.bench.results import QUALITY, append_row
+    from lighthouse.report.build import build_report
+    from lighthouse.harness.tables import QUALITY, append_row
 
     folder = tmp_path / "q"
     folder.mkdir()

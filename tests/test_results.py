@@ -1,10 +1,10 @@
-"""The results format (lighthouse.bench.results): rows written one at a time, torn rows set apart, foreign
+"""The results format (lighthouse.harness.tables): rows written one at a time, torn rows set apart, foreign
 files refused, numbers read one way."""
 
 import pytest
 
-from lighthouse.bench import results
-from lighthouse.bench.results import SWEEP, ResultsFormatError, append_row, num, read_rows
+from lighthouse.harness import tables
+from lighthouse.harness.tables import SWEEP, ResultsFormatError, append_row, num, read_rows
 
 
 def test_append_then_read_round_trip(tmp_path):
@@ -47,7 +47,7 @@ def test_foreign_files_are_refused(tmp_path, content):
 def test_numbers():
     """Catches a parser that turns a missing or NaN cell into 0 or raises on garbage."""
     assert num("1.5") == 1.5 and num("") is None and num("nan") is None and num("abc") is None and num(None) is None
-    assert results.norm("8192.0") == "8192" and results.fmt(None) == "-" and results.fmt(1.23456) == "1.23"
+    assert tables.norm("8192.0") == "8192" and tables.fmt(None) == "-" and tables.fmt(1.23456) == "1.23"
 
 
 def test_claim_results_file_refuses_a_missing_resume_and_an_overwrite(tmp_path):
@@ -57,12 +57,12 @@ def test_claim_results_file_refuses_a_missing_resume_and_an_overwrite(tmp_path):
         pass
 
     with pytest.raises(UsageError, match="--resume"):
-        results.claim_results_file(tmp_path, "results.csv", True, UsageError)
-    path = results.claim_results_file(tmp_path, "results.csv", False, UsageError)
+        tables.claim_results_file(tmp_path, "results.csv", True, UsageError)
+    path = tables.claim_results_file(tmp_path, "results.csv", False, UsageError)
     append_row(path, SWEEP, {"impl": "sdpa_math", "n": 1024, "status": "ok"})
     with pytest.raises(UsageError, match="--out"):
-        results.claim_results_file(tmp_path, "results.csv", False, UsageError)
-    assert results.claim_results_file(tmp_path, "results.csv", True, UsageError) == path
+        tables.claim_results_file(tmp_path, "results.csv", False, UsageError)
+    assert tables.claim_results_file(tmp_path, "results.csv", True, UsageError) == path
 
 
 def test_keep_final_drops_rows_to_run_again(tmp_path):
@@ -72,7 +72,7 @@ def test_keep_final_drops_rows_to_run_again(tmp_path):
     for n, status in ((1024, "error"), (1024, "ok"), (2048, "oom"), (4096, "invalid")):
         append_row(path, SWEEP, {"impl": "sdpa_math", "n": n, "status": status, "reason": f"{n}-{status}"})
     path.write_text(path.read_text() + "sdpa_math,dense")  # a torn last row
-    kept = results.keep_final(path, SWEEP)
+    kept = tables.keep_final(path, SWEEP)
     assert sorted((r["n"], r["status"]) for r in kept.values()) == [("1024", "ok"), ("4096", "invalid")]
     done, torn = read_rows(path, SWEEP)
     assert torn == [] and sorted(r["n"] for r in done) == ["1024", "4096"]

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 pytest.importorskip("transformers")
 
-from lighthouse.bench.results import TRAIN, read_rows  # noqa: E402
+from lighthouse.harness.tables import TRAIN, read_rows  # noqa: E402
 from lighthouse.cli import app  # noqa: E402
 from lighthouse.train.report import train_section  # noqa: E402
 

@@ -7,7 +7,7 @@ import torch
 
 pytest.importorskip("transformers")
 
-from lighthouse.bench.results import TRAIN_CURVE, append_row, read_rows  # noqa: E402
+from lighthouse.harness.tables import TRAIN_CURVE, append_row, read_rows  # noqa: E402
 from lighthouse.train import data  # noqa: E402
 from lighthouse.train.presets import get_preset  # noqa: E402
 from lighthouse.train.recipe import RecipeOptions, run_recipe  # noqa: E402

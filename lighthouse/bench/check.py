@@ -47,22 +47,23 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from . import machine, plain_reference, points, results
-from .options import OptionError
+from ..harness import machine, points, tables
+from . import plain_reference
+from ..harness.options import OptionError
 from .parity import PARITY_TOL, parity_rows
-from .results import BASELINE, CHECK, PARITY, PARITY_FIGURES, SWEEP, ResultsFormatError, read_rows, write_rows
+from ..harness.tables import BASELINE, CHECK, PARITY, PARITY_FIGURES, SWEEP, ResultsFormatError, read_rows, write_rows
 
-#: What identifies a gated point in the baseline and the results (results.CHECK_POINT_COLUMNS: the sweep key
+#: What identifies a gated point in the baseline and the results (tables.CHECK_POINT_COLUMNS: the sweep key
 #: without the device) and the dense row it is compared with (same pass, N and shape).
-POINT_COLUMNS, SHAPE_COLUMNS = results.CHECK_POINT_COLUMNS, results.DENSE_MATCH_COLUMNS
-BASELINE_IMPL = results.BASELINES["cudnn"]
-SPEEDUP, FLOOR_RATIO = results.CHECK_SPEEDUP, results.CHECK_FLOOR_RATIO
+POINT_COLUMNS, SHAPE_COLUMNS = tables.CHECK_POINT_COLUMNS, tables.DENSE_MATCH_COLUMNS
+BASELINE_IMPL = tables.BASELINES["cudnn"]
+SPEEDUP, FLOOR_RATIO = tables.CHECK_SPEEDUP, tables.CHECK_FLOOR_RATIO
 #: Plain PyTorch dense SDPA time / Lighthouse time, both measured in the same run (plain_reference.py).
-PLAIN = results.CHECK_PLAIN
+PLAIN = tables.CHECK_PLAIN
 #: Gated figures: name -> True when higher is better.
 GATED: Dict[str, bool] = {SPEEDUP: True, FLOOR_RATIO: False, PLAIN: True}
 #: Baseline column with a figure's relative spread over the recorded runs ((max - min) / median).
-SPREAD = {f: results.spread_column(f) for f in GATED}
+SPREAD = {f: tables.spread_column(f) for f in GATED}
 #: A figure's tolerance is max(--tolerance, SPREAD_FACTOR x its recorded spread).
 SPREAD_FACTOR = 1.0
 #: Between a 5% and a 10% slower layer: those move the speedups by -4.8% and -9.1%, the floor ratio by +5% and
@@ -70,7 +71,7 @@ SPREAD_FACTOR = 1.0
 DEFAULT_TOLERANCE = 0.06
 #: Runs of the suite that `--record` measures by default (median and spread).
 RECORD_RUNS = 3
-MACHINE_COLUMNS, BASELINE_COLUMNS = results.CHECK_MACHINE_COLUMNS, BASELINE.columns
+MACHINE_COLUMNS, BASELINE_COLUMNS = tables.CHECK_MACHINE_COLUMNS, BASELINE.columns
 #: `--baseline auto`: this folder, one file per GPU model (`baseline_slug`).
 BASELINES_DIR = Path("reports") / "baselines"
 AUTO = "auto"
@@ -86,7 +87,7 @@ Remeasure = Callable[[List[dict]], List[dict]]
 
 
 # ------------------------------------------------------------------------------------------- small helpers
-_num, _norm = results.num, results.norm
+_num, _norm = tables.num, tables.norm
 
 
 def point_key(row: dict) -> Tuple[str, ...]:
@@ -104,7 +105,7 @@ def point_name(row: dict) -> str:
 
 
 def _fmt(x: Optional[float], spec: str = ".4g") -> str:
-    return results.fmt(x, spec=spec, missing="")
+    return tables.fmt(x, spec=spec, missing="")
 
 
 def _lighthouse_rows(rows: Sequence[Row]) -> Dict[Tuple[str, ...], Row]:
@@ -526,8 +527,8 @@ def sweep_remeasure(suite: Optional[str], out: Path, console: Optional[Console] 
         import torch
 
         spec = points.resolve(suite, point_flags(lh), torch.cuda.is_available())
-        sweep.run(spec, sub, plot=False, console=console)
-        got = sweep.read_rows(sub / sweep.RESULTS)
+        sweep.run(spec, sub, plot=False, console=console, resumable=False)
+        got = read_rows(sub / sweep.RESULTS, SWEEP)[0]
         return got + measure_references(spec, sub, got)
 
     return remeasure
@@ -542,7 +543,8 @@ def warm_up(spec, seconds: Optional[float] = None) -> None:
     import torch
 
     from .. import lighthouse_attention
-    from .runner import free_memory, random_inputs, resolve_device
+    from ..harness.device import free_memory, resolve_device
+    from .inputs import random_inputs
 
     seconds = WARM_SECONDS if seconds is None else seconds
     dev = resolve_device(spec.device)
@@ -574,9 +576,9 @@ def measure_suite(spec, out: Path, console: Console, argv: Optional[Sequence[str
     (reference.csv). Returns the sweep's exit code."""
     from . import sweep
 
-    code = sweep.run(spec, out, plot=plot, console=console, argv=list(argv) if argv else None)
+    code = sweep.run(spec, out, plot=plot, console=console, argv=list(argv) if argv else None, resumable=False)
     if code == 0:
-        measure_references(spec, out, sweep.read_rows(out / sweep.RESULTS))
+        measure_references(spec, out, read_rows(out / sweep.RESULTS, SWEEP)[0])
     return code
 
 
@@ -623,7 +625,7 @@ def run_check(baseline: Path, results=None, tolerance: float = DEFAULT_TOLERANCE
     if runs is not None and not record:
         raise ValueError("runs: --runs sets how many runs --record takes the median of; it needs --record")
     if console is None:
-        from .sweep import make_console
+        from ..harness.console import make_console
 
         console = make_console()
 
@@ -707,7 +709,7 @@ def _run_check(baseline, results, tolerance, record, suite, out, console, remeas
     if measuring:
         import torch
 
-        from .sweep import EXIT_INTERRUPTED, SweepError
+        from ..harness.loop import EXIT_INTERRUPTED
 
         cuda = torch.cuda.is_available()
         try:
@@ -725,7 +727,7 @@ def _run_check(baseline, results, tolerance, record, suite, out, console, remeas
             argv = ["lighthouse-bench", "check", "--suite", suite, "--out", str(out)] + (["--record"] if record else [])
             try:
                 code = measure_suite(spec, run_out, console, argv, plot=plot)
-            except SweepError as err:
+            except ValueError as err:  # the sweep refused to start (harness.loop.RunError, --out)
                 raise _Unmeasured(str(err)) from None
             if code == EXIT_INTERRUPTED:
                 return code

@@ -21,9 +21,10 @@ import torch
 import torch.distributed as dist
 
 from ..distributed import shard_sequence
-from .points import SweepSpec, Task
-from .results import IMPLS
-from .runner import Inputs, Result, random_inputs
+from ..harness.points import SweepSpec, Task
+from ..harness.tables import IMPLS
+from .inputs import Inputs, random_inputs
+from .result import Result
 
 STATUS_ORDER = ("ok", "unsupported", "invalid", "oom", "error")  # agreement: the worst status wins
 
@@ -98,7 +99,7 @@ def plan(spec: SweepSpec, impls: List[str], world: int) -> List[Task]:
 
 def preflight(task: Task, ctx: CpContext) -> Optional[str]:
     if task.kind == "lighthouse" and task.impl.startswith(IMPLS["triton"]):
-        from .runner import kernels_unavailable_reason
+        from ..harness.device import kernels_unavailable_reason
 
         return kernels_unavailable_reason(ctx.device)
     if task.kind == "dense" and ctx.device.type != "cuda":

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional, Sequence
 
-from .results import PARITY_FIGURES
+from ..harness.tables import PARITY_FIGURES
 
 #: Largest relative error ||triton - torch|| / ||torch|| accepted by the parity gate (bf16 inputs).
 PARITY_TOL = 1e-2
@@ -54,8 +54,10 @@ def parity_rows(points: Sequence, device, seed: int = 0, tol: float = PARITY_TOL
     backward with one fixed random output gradient; the relative errors of out, dq, dk, dv and whether the
     selections are identical (results.PARITY rows). `ok` = identical selection and every relative error
     <= tol. A point that fails to run gets status oom/error and ok False."""
-    from ..attention import FORCE_IMPL_ENV, _forced_impl
-    from .runner import free_memory, is_oom, random_inputs, resolve_device
+    from ..dispatch import FORCE_IMPL_ENV, forced_impl
+    from ..harness.device import free_memory, resolve_device
+    from ..harness.failures import is_oom
+    from .inputs import random_inputs
 
     dev = resolve_device(str(device))
     out = []
@@ -67,7 +69,7 @@ def parity_rows(points: Sequence, device, seed: int = 0, tol: float = PARITY_TOL
                "same_selection": None, **{f"rel_{f}": None for f in PARITY_FIGURES}}
         x: Optional[object] = None
         try:
-            forced = _forced_impl()
+            forced = forced_impl()
             if forced:
                 row["reason"] = f"{FORCE_IMPL_ENV}={forced}: both calls run the {forced} path"
             x = random_inputs(s.batch, s.heads, s.kv_heads, s.n, s.head_dim, s.dtype, dev, seed)

@@ -15,7 +15,7 @@ from typing import Optional
 
 import torch
 
-from .timing import measure
+from ..harness.timing import measure
 
 CACHE_ENV = "LIGHTHOUSE_BENCH_CACHE"
 

@@ -1,7 +1,7 @@
 """The regression gate's independent yardstick: dense causal attention as plain PyTorch does it, timed here.
 
 Every other figure of the gate goes through project code: the dense cuDNN baseline, the floor and Lighthouse's
-own SDPA call all run `lighthouse/sdpa.py`, and all of them are timed by `lighthouse/bench/timing.py`. A slowdown
+own SDPA call all run `lighthouse/sdpa.py`, and all of them are timed by `lighthouse/harness/timing.py`. A slowdown
 there moves both sides of every ratio and cancels out. This module shares no code with the project: its inputs
 are drawn here (the same generator, seed, order and shapes as `runner.random_inputs`, so the values equal the
 sweep's), it calls `torch.nn.functional.scaled_dot_product_attention` directly (PyTorch picks the backend) and
@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
-from .results import DENSE_MATCH_COLUMNS as SHAPE_COLUMNS, REFERENCE, read_rows, write_rows
+from ..harness.tables import DENSE_MATCH_COLUMNS as SHAPE_COLUMNS, REFERENCE, read_rows, write_rows
 
 #: What the rows are called (the `impl` column) and the file they go to (format: results.REFERENCE).
 IMPL = "plain_torch_sdpa"

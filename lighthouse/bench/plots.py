@@ -20,12 +20,11 @@ import pandas as pd  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator  # noqa: E402
 
-from . import machine  # noqa: E402
-from .outdir import writable_folder  # noqa: E402
-from .results import (BASELINES, CONFIG_COLUMNS, PASSES, PROFILE, SHAPE_COLUMNS, SWEEP, ResultsFormatError,  # noqa: E402
+from ..harness import machine  # noqa: E402
+from ..harness import baselines  # noqa: E402
+from ..harness.outdir import writable_folder  # noqa: E402
+from ..harness.tables import (BASELINES, CONFIG_COLUMNS, PASSES, PROFILE, SHAPE_COLUMNS, SWEEP, ResultsFormatError,  # noqa: E402
                       fmt_size, header_of, kind_of_header, read_finished, read_rows)
-DENSE_STYLE = {"sdpa_cudnn": "#000000", "sdpa_flash": "#5a5a5a", "sdpa_efficient": "#8c564b", "sdpa_math": "#a0a0a0",
-               "flex": "#bcbd22"}
 IMPL_STYLE = {"lighthouse_torch": ("--", "o"), "lighthouse_triton": ("-", "^")}
 FORMATS = ("png", "svg")
 
@@ -224,7 +223,7 @@ def _metric_chart(df, ok, st, info, out_dir, *, col, ylabel, name, title, band) 
         for impl, g in sub[sub["kind"] == "dense"].groupby(["impl", *st.varying]) if st.varying else sub[sub["kind"] == "dense"].groupby("impl"):
             impl = impl[0] if isinstance(impl, tuple) else impl
             g = _series(g, col)
-            color = DENSE_STYLE.get(impl, "gray")
+            color = baselines.colour(impl)
             ax.plot(g["n"], g[col], "-.", marker="s", color=color, ms=4, lw=1.4)
             if band:
                 _band(ax, g, color)
@@ -272,6 +271,8 @@ def make_charts(csv_path, out_dir: Optional[Path] = None, info: Optional[dict] =
     results.ResultsFormatError (a ValueError) before writing anything when the CSV is not a results file."""
     csv_path = Path(csv_path)
     df = load(csv_path, warn_torn)
+    if df.empty:  # a header alone (or only torn rows): no chart rather than empty axes
+        raise ResultsFormatError(f"{csv_path} has no finished row to chart")
     out_dir = writable_folder(out_dir or csv_path.parent, "--out" if out_dir else "--out (default: beside the CSV)")
     info = info if info is not None else machine.read(csv_path.parent / "machine.json")
     ok = df[(df["status"] == "ok") & df["median_ms"].notna()]

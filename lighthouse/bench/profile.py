@@ -20,11 +20,13 @@ from .. import lighthouse_attention
 from ..config import TILE
 from ..plan import LighthousePlan, make_plan
 from ..sdpa import causal_sdpa, repeat_kv
-from . import flops as flops_mod
-from .points import Point
-from .results import PROFILE, PROFILE_SUMMARY, fmt, write_rows
-from .runner import TORCH_DTYPES, random_inputs
-from .timing import measure
+from ..harness import flops as flops_mod
+from ..harness.points import Point
+from ..harness.tables import POINT_COLUMNS, PROFILE, PROFILE_SUMMARY, cell, fmt
+from .inputs import TORCH_DTYPES, random_inputs
+from ..harness.timing import measure
+
+PROFILE_FILE = "profile.csv"
 
 #: Rows that summarise a pass rather than time a stage (results.PROFILE_SUMMARY).
 TOTAL, MEASURED, GPU_BUSY = SUMMARY_STAGES = PROFILE_SUMMARY
@@ -259,7 +261,7 @@ def gpu_busy_ms(whole: Callable[[], torch.Tensor], leaves, grad_out, calls: int 
         gpu = [e for e in events if e.get("ph") == "X" and e.get("cat") in ("kernel", "gpu_memcpy", "gpu_memset")]
         return sum(float(e.get("dur", 0.0)) for e in gpu) / 1e3 / calls
 
-    from .timing import _retained
+    from ..harness.timing import _retained
 
     out = whole()
     with _retained():
@@ -306,53 +308,63 @@ def run_profile(points: Sequence[Point], impl: str, device: torch.device, out: P
                 sdpa_backend: Optional[str] = None, trace_calls: bool = False,
                 remeasure_peaks: bool = False, seed: int = 0, warmup: int = 3, rep: int = 20,
                 max_seconds: float = 2.0, console=None, argv=None, options: Optional[dict] = None,
-                equivalent: Optional[Sequence[str]] = None) -> int:
-    """Profile every point into out/ (profile.csv, machine.json with the peaks, profile.png/svg, traces).
-    A point that fails is reported and skipped; returns 0 when every point was profiled, else 1."""
-    import time
-
-    from . import machine, peaks as peaks_mod
+                resume: bool = False) -> int:
+    """Profile every point into out/ (profile.csv, machine.json with the peaks, profile.png/svg, traces) through
+    the harness's row loop: --out claimed first (an existing profile.csv is never overwritten: --resume
+    continues it), each point's rows written as soon as it is profiled, Ctrl-C keeps them. A point that fails
+    is reported and skipped (no rows; --resume tries it again); returns 0 when every point was profiled,
+    1 when one failed, 130 on Ctrl-C."""
+    from ..harness.loop import EXIT_OK, Item, RowLoop
+    from . import peaks as peaks_mod
     from .profile_view import print_tables, stacked_chart
-    from .runner import free_memory, is_oom
 
-    from .outdir import writable_folder
-    from .sweep import make_console
-
-    console = console or make_console()
-    writable_folder(out)  # before measuring anything
-    started = time.perf_counter()
-    info = machine.collect(argv, options, equivalent)
+    loop = RowLoop("profile", out, PROFILE, PROFILE_FILE, resume=resume, options=options, argv=argv,
+                   console=console)
+    kept = loop.prepare()  # before measuring anything
+    done = {tuple(r.get(c, "") for c in ("impl", *POINT_COLUMNS)) for r in kept.values()
+            if r.get("pass") == "bwd" and r.get("stage") == MEASURED}  # a point's rows are complete
     dtypes = sorted({p.shape.dtype for p in points})
-    info["peaks"] = {dt: peaks_mod.get_peaks(device, TORCH_DTYPES[dt], remeasure_peaks) for dt in dtypes}
-    for dt, pk in info["peaks"].items():
-        console.print(f"peaks ({dt}{', cached' if pk.get('cached') else ', measured now'}): copy "
-                      f"{fmt(pk['copy_gb_s'])} GB/s, matmul {fmt(pk['matmul_tflops'])} TFLOP/s")
-    rows: List[dict] = []
-    failed = []
-    for point in points:
-        name = label(point, impl)
-        console.print(f"profiling {name} ...")
-        try:
-            rows += profile_point(point, impl, device, info["peaks"][point.shape.dtype], sdpa_backend=sdpa_backend,
-                                  seed=seed, warmup=warmup, rep=rep,
-                                  max_seconds=max_seconds)
-            if trace_calls:
-                path = trace(point, impl, device, out / f"trace-n{point.shape.n}-k{point.topk}-{impl}.json", seed,
-                             sdpa_backend=sdpa_backend)
-                console.print(f"trace: {path}")
-        except Exception as exc:  # one bad or out-of-memory point does not stop the others
-            kind = "out of memory" if is_oom(exc) else type(exc).__name__
-            first = (str(exc).splitlines() or [""])[0]
-            console.print(f"[red]{name}: {kind}: {first}[/red]")
-            failed.append({"point": name, "error": f"{kind}: {first}"})
-        free_memory(device)
-    info = machine.finish(info, time.perf_counter() - started, False)
-    info["failed_points"] = failed
-    machine.write(out / "machine.json", info)
-    if rows:
-        write_rows(out / "profile.csv", PROFILE, rows)
-        print_tables(rows, console)
-        for path in stacked_chart(rows, out, device_name=info.get("gpu") or info.get("cpu")):
-            console.print(f"chart: {path}")
-        console.print(f"profile: {out / 'profile.csv'}")
-    return 1 if failed else 0
+    peaks = {dt: peaks_mod.get_peaks(device, TORCH_DTYPES[dt], remeasure_peaks) for dt in dtypes}
+    info = loop.begin({"peaks": peaks})
+    for dt, pk in peaks.items():
+        loop.console.print(f"peaks ({dt}{', cached' if pk.get('cached') else ', measured now'}): copy "
+                           f"{fmt(pk['copy_gb_s'])} GB/s, matmul {fmt(pk['matmul_tflops'])} TFLOP/s")
+
+    def rows_of(point: Point):
+        loop.console.print(f"profiling {label(point, impl)} ...")
+        rows = profile_point(point, impl, device, peaks[point.shape.dtype], sdpa_backend=sdpa_backend, seed=seed,
+                             warmup=warmup, rep=rep, max_seconds=max_seconds)
+        if trace_calls:
+            path = trace(point, impl, device, Path(out) / f"trace-n{point.shape.n}-k{point.topk}-{impl}.json", seed,
+                         sdpa_backend=sdpa_backend)
+            loop.console.print(f"trace: {path}")
+        yield from rows
+
+    def failed(point: Point):
+        def report(status: str, reason: str):
+            loop.console.print(f"[red]{label(point, impl)}: {status}: {reason}[/red]")
+            return []  # no rows: --resume profiles the point again
+        return report
+
+    todo = [p for p in points if (impl, *(_cell_of(p, c) for c in POINT_COLUMNS)) not in done]
+    outcome = loop.run((Item(label(p, impl), lambda p=p: rows_of(p), on_failure=failed(p)) for p in todo),
+                       total=len(todo), device=device)
+    loop.info["failed_points"] = [{"point": name, "error": f"{status}: {reason}"} for name, status, reason in outcome.failed]
+
+    def charts(path: Path):
+        return stacked_chart(loop.rows(), Path(out), device_name=info.get("gpu") or info.get("cpu"))
+
+    code = loop.finish(outcome, summary=lambda rows: print_tables(rows, loop.console) if rows else None,
+                       charts=charts)
+    if outcome.failed and not outcome.interrupted:
+        from ..harness import machine
+
+        machine.write(loop.machine_path, loop.info, loop.previous)
+    return 1 if code == EXIT_OK and outcome.failed else code
+
+
+def _cell_of(point: Point, column: str) -> str:
+    """A point's value in a profile.csv column, as the CSV spells it."""
+    s = point.shape
+    value = getattr(point, column, None) if column in ("topk", "levels", "pooling", "scorer") else getattr(s, column)
+    return cell(value)

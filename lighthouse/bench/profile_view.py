@@ -8,7 +8,7 @@ from typing import List, Optional
 from rich.console import Console
 from rich.table import Table
 
-from .results import PROFILE_MEASURED as MEASURED, PROFILE_SUMMARY as SUMMARY_STAGES, fmt, num
+from ..harness.tables import PROFILE_MEASURED as MEASURED, PROFILE_SUMMARY as SUMMARY_STAGES, fmt, num
 
 
 def _f(x, spec):

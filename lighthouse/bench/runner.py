@@ -8,95 +8,24 @@ the exception text. One task never stops the sweep; only Ctrl-C and a lost CUDA 
 
 from __future__ import annotations
 
-import gc
 import importlib.util
-from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
-import torch.nn.functional as F
 
 from .. import lighthouse_attention
 from ..cuda_graph import NotCapturable
-from ..sdpa import BackendUnavailable, causal_sdpa, dense_attention
-from .points import Shape, Task
-from .results import BASELINES, IMPLS
-from .timing import Timing, measure
+from ..sdpa import BackendUnavailable, causal_sdpa
+from ..harness import baselines, failures
+from ..harness.device import device_ok, free_memory, kernels_unavailable_reason, resolve_device
+from ..harness.points import Shape, Task
+from ..harness.tables import IMPLS
+from ..harness.timing import measure
+from .inputs import TORCH_DTYPES, Inputs, random_inputs
+from .result import Result
 
-TORCH_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 #: SDPA backends the floor and Lighthouse's own SDPA call try, fastest first (cuDNN leads on Hopper).
 FAST_BACKENDS = {"cuda": ("cudnn",), "cpu": ()}
-
-
-class Unsupported(RuntimeError):
-    """This implementation cannot run here (not a failure of the code under test)."""
-
-
-class DeviceLost(RuntimeError):
-    """The CUDA context is unusable (sticky error): no later task can run in this process.
-    `result` is the failed task's own row."""
-
-    def __init__(self, message: str, result: "Result"):
-        super().__init__(message)
-        self.result = result
-
-
-@dataclass
-class Result:
-    status: str  # ok, oom, invalid, unsupported, error
-    reason: str = ""
-    timing: Optional[Timing] = None
-    sdpa_backend: str = ""
-
-
-@dataclass
-class Inputs:
-    """The tensors of one shape, created once (seeded) and shared by every implementation."""
-
-    q: torch.Tensor
-    k: torch.Tensor
-    v: torch.Tensor
-    grad_out: torch.Tensor
-    gate: Optional[torch.Tensor] = None
-
-    @property
-    def leaves(self) -> List[torch.Tensor]:
-        return [self.q, self.k, self.v]
-
-
-def resolve_device(name: str) -> torch.device:
-    """'cuda' -> cuda:<current>, so tensors and caches compare equal."""
-    dev = torch.device(name)
-    if dev.type == "cuda" and dev.index is None:
-        dev = torch.device("cuda", torch.cuda.current_device())
-    return dev
-
-
-def random_inputs(batch: int, heads: int, kv_heads: int, n: int, head_dim: int, dtype: str, device: torch.device,
-                  seed: int, gate: bool = False) -> Inputs:
-    """Normal q, k, v (leaves that require grad), an output gradient and optionally a GLA log-gate."""
-    g = torch.Generator(device=device).manual_seed(seed)
-    dt = TORCH_DTYPES[dtype]
-
-    def randn(*size, dtype=dt):
-        return torch.randn(*size, generator=g, device=device, dtype=dtype)
-
-    q = randn(batch, heads, n, head_dim).requires_grad_()
-    k = randn(batch, kv_heads, n, head_dim).requires_grad_()
-    v = randn(batch, kv_heads, n, head_dim).requires_grad_()
-    grad_out = randn(batch, heads, n, head_dim)
-    log_gate = F.logsigmoid(randn(batch, heads, n, dtype=torch.float32)) if gate else None
-    return Inputs(q, k, v, grad_out, log_gate)
-
-
-def free_memory(device: torch.device) -> None:
-    """Drop everything unreachable and give cached blocks back, so the next peak is the next task's own."""
-    gc.collect()
-    if device.type == "cuda":
-        try:
-            torch.cuda.empty_cache()
-        except Exception:  # a lost context is reported by the caller, not here
-            pass
 
 
 # ------------------------------------------------------------------------------------ what can run here
@@ -113,36 +42,15 @@ def _sdpa_runs(backend: Optional[str], device: torch.device, dtype: str, head_di
         return False
 
 
-def flex_unavailable_reason() -> Optional[str]:
-    try:
-        from torch.nn.attention.flex_attention import create_block_mask, flex_attention  # noqa: F401
-    except Exception as err:
-        return f"FlexAttention is not available in this torch ({err})"
-    return None
-
-
-def kernels_unavailable_reason(device: torch.device) -> Optional[str]:
-    """Asks lighthouse.kernels at run time, so the Triton path is picked up as soon as it exists."""
-    try:
-        from .. import kernels
-    except Exception as err:  # pragma: no cover - broken install
-        return f"lighthouse.kernels cannot be imported ({err})"
-    return kernels.unavailable_reason(device)
-
-
 def default_impls(device: torch.device) -> List[str]:
     """torch always; triton wherever lighthouse.kernels says it can run."""
     return ["torch"] + (["triton"] if kernels_unavailable_reason(device) is None else [])
 
 
 def default_baselines(device: torch.device, dtypes: Sequence[str]) -> List[str]:
-    """Every dense baseline that runs on this device in at least one of the sweep's dtypes (each is still
-    forced explicitly per row; a dtype it cannot do becomes an `unsupported` row). FlexAttention counts on
-    CUDA only: compiling it on the CPU takes long and is not what anyone deploys."""
-    out = [b for b in BASELINES if b != "flex" and any(_sdpa_runs(b, device, dt) for dt in dtypes)]
-    if device.type == "cuda" and flex_unavailable_reason() is None:
-        out.append("flex")
-    return out
+    """Every dense baseline that runs by default on this device in at least one of the sweep's dtypes (each is
+    still forced explicitly per row; a dtype it cannot do becomes an `unsupported` row)."""
+    return baselines.defaults(device, dtypes, _sdpa_runs)
 
 
 # ---------------------------------------------------------------------------------------- the context
@@ -222,8 +130,8 @@ def _causal(b, h, q_idx, kv_idx):
 
 def preflight(task: Task, bench: Bench) -> Optional[str]:
     """Why this task cannot run here at all (-> `unsupported`), found without allocating anything."""
-    if task.impl == "flex":
-        return flex_unavailable_reason()
+    if task.impl in baselines.BY_CSV:
+        return baselines.BY_CSV[task.impl].unavailable()
     if task.impl == IMPLS["triton"]:
         return kernels_unavailable_reason(bench.device)
     if task.kind == "lighthouse" and task.point.scorer == "gla":
@@ -238,7 +146,7 @@ def backends_for(task: Task, bench: Bench) -> List[Optional[str]]:
     """The SDPA backends to try, in order: the forced one for a dense baseline; cuDNN-then-auto for the
     floor and for Lighthouse's own SDPA call (the floor uses exactly what Lighthouse uses)."""
     if task.kind == "dense":
-        return [None] if task.impl == "flex" or bench.cp is not None else [task.impl.removeprefix("sdpa_")]
+        return [None if bench.cp is not None else baselines.BY_CSV[task.impl].sdpa_backend]
     return bench.fast_backends(task.shape.dtype, task.shape.head_dim)
 
 
@@ -255,16 +163,8 @@ def build(task: Task, bench: Bench, backend: Optional[str]) -> Tuple[Callable[[]
     x = bench.inputs(s, gate=task.kind == "lighthouse" and task.point.scorer == "gla")
     retain = task.pass_ == "bwd"  # backward alone is timed by repeating it on one forward
     if task.kind == "dense":
-        if task.impl == "flex":
-            if task.cuda_graph:
-                raise Unsupported("--cuda-graph: FlexAttention is compiled by torch.compile, not graphed here")
-            flex, mask, gqa = bench.flex(), bench.block_mask(s.n), s.heads != s.kv_heads
-            return (lambda: flex(x.q, x.k, x.v, block_mask=mask, enable_gqa=gqa)), x.leaves, x.grad_out
-        if task.cuda_graph:
-            from ..cuda_graph import graph_dense
-
-            return _graphed(lambda: graph_dense(x.q, x.k, x.v, backend, retain_graph=retain), x), x.leaves, x.grad_out
-        return (lambda: dense_attention(x.q, x.k, x.v, backend)), x.leaves, x.grad_out
+        how, fn = baselines.BY_CSV[task.impl].build(x, bench, backend, task.cuda_graph, retain)
+        return (_graphed(fn, x) if how == "graphed" else fn), x.leaves, x.grad_out
     p = task.point
     impl = task.impl.removeprefix("lighthouse_")
     if task.cuda_graph:
@@ -291,43 +191,22 @@ def _graphed(make: Callable, x: Inputs) -> Callable[[], torch.Tensor]:
     return run
 
 
-def is_oom(exc: BaseException) -> bool:
-    return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
-
-
 def classify(exc: Exception, task: Task) -> Tuple[str, str]:
-    """Exception -> (status, reason)."""
-    text = str(exc)
-    if "Developer debug context:" in text:  # torch.compile wraps the real cause in a long explanation
-        text = text.split("Developer debug context:", 1)[1].split("For more details", 1)[0]
-    text = " ".join(text.split())
-    reason = text if len(text) <= 400 else text[:397] + "..."
-    if is_oom(exc):
-        return "oom", reason or "out of memory"
-    if isinstance(exc, (Unsupported, BackendUnavailable, NotCapturable)):  # before ValueError: they are ones
+    """Exception -> (status, reason): the harness's classifier (oom on the CPU as on CUDA), plus what only a
+    sweep knows: FlexAttention failing to compile, or a dense/floor SDPA call refused, cannot run here."""
+    status, reason = failures.classify(exc, unsupported=(BackendUnavailable, NotCapturable))
+    if status != "error":
+        return status, reason
+    if task.impl in baselines.BY_CSV and baselines.BY_CSV[task.impl].every_failure_unsupported:
         return "unsupported", reason
-    if isinstance(exc, ValueError):
-        return "invalid", reason
-    if task.impl == "flex":
-        return "unsupported", f"{type(exc).__name__}: {reason}"
-    if isinstance(exc, RuntimeError) and (task.kind in ("dense", "floor") or "cannot run this call" in text):
-        return "unsupported", reason
-    return "error", f"{type(exc).__name__}: {reason}"
-
-
-def device_ok(device: torch.device) -> bool:
-    """False once the CUDA context is lost (a sticky error poisons every later task)."""
-    if device.type != "cuda":
-        return True
-    try:
-        torch.cuda.synchronize(device)
-        return True
-    except Exception:
-        return False
+    if isinstance(exc, RuntimeError) and (task.kind in ("dense", "floor") or "cannot run this call" in str(exc)):
+        return "unsupported", reason.split(": ", 1)[1]
+    return status, reason
 
 
 def execute(task: Task, bench: Bench) -> Result:
-    """One task -> one Result. Never raises, except KeyboardInterrupt and DeviceLost."""
+    """One task -> one Result. Never raises, except KeyboardInterrupt. A failure that leaves the CUDA context
+    lost ends the task as `error` (the row loop then stops the run)."""
     if task.invalid:
         return Result("invalid", task.invalid)
     if bench.cp is not None:
@@ -337,7 +216,7 @@ def execute(task: Task, bench: Bench) -> Result:
         return Result("unsupported", reason)
     result = None
     for backend in backends_for(task, bench):
-        label = backend or ("flex" if task.impl == "flex" else "auto")
+        label = backend or (task.impl if task.impl in baselines.BY_CSV else "auto")
         try:
             fn, leaves, grad_out = build(task, bench, backend)
             timing = measure(fn, task.pass_, leaves, grad_out, device=bench.device, **bench.timing)
@@ -352,7 +231,7 @@ def execute(task: Task, bench: Bench) -> Result:
         free_memory(bench.device)
         if result.status != "ok" and not device_ok(bench.device):  # a sticky CUDA error poisons every later task
             result.status = "error"
-            raise DeviceLost(f"the CUDA context is lost after {task.label()}: {result.reason}", result)
+            break
         if result.status != "unsupported" or task.kind == "dense":
             break  # a Lighthouse or floor SDPA call that cuDNN cannot do falls back to PyTorch's choice
     return result

@@ -7,7 +7,9 @@ from typing import Dict, List, Optional, Tuple
 from rich.console import Console
 from rich.table import Table
 
-from .results import BASELINES, PASSES, SWEEP, fmt, fmt_size, num as _num
+from ..harness.baselines import short as baseline_name
+from ..harness.failures import one_line
+from ..harness.tables import BASELINES, PASSES, SWEEP, fmt, fmt_size, num as _num
 
 #: One table line per Lighthouse point and implementation (the passes go side by side).
 POINT_COLUMNS = tuple(c for c in SWEEP.key if c not in ("pass", "device", "cuda_graph")) + ("cuda_graph",)
@@ -37,7 +39,7 @@ def summary_table(rows: List[dict]) -> Optional[Table]:
     for p in passes:
         table.add_column(f"{p} ms", justify="right", overflow="fold")
     for b in baselines:
-        table.add_column(f"vs {b.removeprefix('sdpa_')}", justify="right", overflow="fold")
+        table.add_column(f"vs {baseline_name(b)}", justify="right", overflow="fold")
     table.add_column("floor ratio", justify="right", overflow="fold")
     table.add_column("status", overflow="fold")
 
@@ -61,7 +63,7 @@ def summary_table(rows: List[dict]) -> Optional[Table]:
             status = "ok"
         elif len({r["status"] for _, r in bad}) == 1 and len(bad) == len([r for r in rows_ if r]):
             r = bad[0][1]
-            status = f"{r['status']}: {(r.get('reason') or '')[:60]}"
+            status = f"{r['status']}: {one_line(r.get('reason') or '', 60)}"
         else:
             status = ", ".join(f"{r['status']} ({ps})" for ps, r in bad)
         style = None if status == "ok" else ("yellow" if status.startswith(("invalid", "unsupported")) else "red")

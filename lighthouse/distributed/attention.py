@@ -18,7 +18,7 @@ sub-sequence (S = N/p**(L-1) + (L-1)*p*k rows, about N/10 at 1M tokens) instead 
 
 Gradients: the exchanges are differentiable all-to-alls (comm.py), so backward is the transposed exchange
 in reverse order. The local stages are the PyTorch reference (impl="torch", plain autograd) or the Triton
-kernels' stage functions (impl="triton": selection, fused gather and pull, wrapped in fused.py).
+kernels' stage functions (impl="triton": selection, fused gather and pull, wrapped in triton_stages.py).
 """
 
 from __future__ import annotations
@@ -110,9 +110,9 @@ def shard_plan(q, k, v, group, config: LighthouseConfig, gate=None):
 
 
 def _uses_triton(q, plan: LighthousePlan) -> bool:
-    from ..attention import _resolve_impl
+    from ..dispatch import resolve_impl
 
-    return _resolve_impl(plan.config.impl, q) == "triton"
+    return resolve_impl(plan.config.impl, q) == "triton"
 
 
 def _agree_finite(run, q, group, rank: int, world: int, plan: LighthousePlan):
@@ -186,7 +186,7 @@ def context_parallel_lighthouse_attention(q, k, v, group, config: LighthouseConf
     triton = _uses_triton(q, plan)
     if triton:
         from ..kernels.layer import run_selection
-        from .fused import TritonGather, TritonScatter
+        from .triton_stages import TritonGather, TritonScatter
 
         q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
         sel = _agree_finite(lambda: _checked_selection(run_selection, q, k, v, plan), q, group, rank, world, plan)

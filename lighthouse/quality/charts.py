@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from ..bench.results import QUALITY, QUALITY_BUCKETS, fmt_size, num, read_rows
+from ..harness.tables import QUALITY, QUALITY_BUCKETS, fmt_size, num, read_rows
 
 
 def _plt():

@@ -19,7 +19,7 @@ from typing import Dict, Optional
 
 import torch
 
-from ..bench.results import QUALITY_BUCKETS
+from ..harness.tables import QUALITY_BUCKETS
 
 BUCKETS = 10
 RETRIEVED_COSINE = 0.5

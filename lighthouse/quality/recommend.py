@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
-from ..bench.results import CONFIG_COLUMNS as CONFIG
-from ..bench.results import QUALITY, SWEEP, fmt_size, header_of, read_rows
-from ..bench.results import num as _num
+from ..harness.tables import CONFIG_COLUMNS as CONFIG
+from ..harness.tables import QUALITY, SWEEP, fmt_size, header_of, read_rows
+from ..harness.tables import num as _num
 
 SWEEP_FILE, QUALITY_FILE = "results.csv", "quality.csv"
 

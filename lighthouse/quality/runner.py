@@ -1,34 +1,29 @@
 """`lighthouse-bench quality`: every point of a grid measured against dense attention, row by row.
 
-The grid, suites and conventions are `sweep`'s: the same options and suite files give the same points;
-one row per (inputs, layer, point) is appended to quality.csv the moment it is measured (results.QUALITY);
-statuses ok / oom / invalid / unsupported / error; --resume skips rows with a final status and retries the
-rest; machine.json records where and from what code; a rich progress bar; charts at the end.
+The grid, suites and conventions are `sweep`'s: the same options and suite files give the same points. One row
+per (inputs, layer, point) goes to quality.csv (tables.QUALITY) through the harness's row loop, which owns
+--out, --resume, Ctrl-C, failures (ok / oom / invalid / unsupported / error) and the charts.
 
 The dense reference (the only N^2 work besides the dilated scorer) is computed once per (shape, inputs,
-layer) and shared by every configuration of that shape; invalid points become rows before any tensor is
-allocated.
+layer) and shared by every configuration of that shape: one (shape, inputs) group is one item of the loop;
+invalid points become rows before any tensor is allocated.
 """
 
 from __future__ import annotations
 
-import gc
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from ..bench import machine
-from ..bench.results import QUALITY, append_row, claim_results_file, keep_final, row_key
+from ..harness import failures
+from ..harness.loop import Item, RowLoop, RunError
+from ..harness.points import nothing_can_run
+from ..harness.tables import QUALITY
 
-QUALITY_FILE, MACHINE_FILE = "quality.csv", "machine.json"
+QUALITY_FILE = "quality.csv"
 #: Suite used when none is given: the issue's grid on CUDA, the sweep's CPU smoke preset on the CPU.
 DEFAULT_SUITE = {"cuda": "quality", "cpu": "quick"}
-EXIT_INTERRUPTED, EXIT_DEVICE_LOST = 130, 1
-
-
-class QualityError(ValueError):
-    """The run cannot start (output folder in the way, nothing to resume)."""
 
 
 @dataclass
@@ -48,7 +43,7 @@ class QualitySpec:
 def resolve(suite: Optional[str], flags: Dict[str, object], inputs: str, needles: int, heldout: Optional[Path],
             cuda_available: bool) -> QualitySpec:
     """Suite + grid flags exactly as `sweep` reads them (timing keys of a suite are ignored) + the inputs."""
-    from ..bench import points
+    from ..harness import points
     from .inputs import parse_inputs
 
     device = flags.get("device") or ("cuda" if cuda_available else "cpu")
@@ -59,7 +54,7 @@ def resolve(suite: Optional[str], flags: Dict[str, object], inputs: str, needles
     if heldout is not None and not Path(heldout).is_file():
         raise ValueError(f"--heldout: no such file {heldout}")
     options = {"suite": spec.suite, "device": spec.device, "seed": spec.seed, "inputs": kinds, "needles": needles,
-               "heldout": str(heldout) if heldout else None}
+               "heldout": str(heldout) if heldout else None, "grid": spec.options.get("grid")}
     return QualitySpec(spec.suite, spec.device, spec.points, kinds, spec.seed, needles, heldout, options)
 
 
@@ -68,30 +63,6 @@ def _point_cells(point, device: str) -> dict:
     return {"device": device, "dtype": s.dtype, "n": s.n, "batch": s.batch, "heads": s.heads, "kv_heads": s.kv_heads,
             "head_dim": s.head_dim, "levels": point.levels, "pooling": point.pooling, "topk": point.topk,
             "scorer": point.scorer}
-
-
-def _status(exc: BaseException) -> Tuple[str, str]:
-    import torch
-
-    from .evaluate import Unsupported
-
-    text = " ".join(str(exc).split())
-    text = text if len(text) <= 400 else text[:397] + "..."
-    if isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in text.lower():
-        return "oom", text or "out of memory"
-    if isinstance(exc, Unsupported):
-        return "unsupported", text
-    if isinstance(exc, ValueError):
-        return "invalid", text
-    return "error", f"{type(exc).__name__}: {text}"
-
-
-def _free(device) -> None:
-    import torch
-
-    gc.collect()
-    if getattr(device, "type", "cpu") == "cuda":
-        torch.cuda.empty_cache()
 
 
 def plan_groups(spec: QualitySpec):
@@ -115,138 +86,111 @@ def _input_sets(shape, kind: str, spec: QualitySpec, device):
 
 def run(spec: QualitySpec, out: Path, *, resume: bool = False, plot: bool = True, argv: Optional[Sequence[str]] = None,
         console=None) -> int:
-    """Measure every (inputs, point) into out/quality.csv; returns the exit code (0, 130 Ctrl-C, 1 device lost)."""
-    import torch
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    """Measure every (inputs, point) into out/quality.csv through the harness's row loop; returns the exit code
+    (0; 130 Ctrl-C; 1 device lost or nothing ok; 2 every row invalid or unsupported). Raises RunError (a
+    ValueError naming the option) for a bad --out or a --resume of another run."""
+    from ..harness.device import resolve_device
+    from .evaluate import lighthouse_impl
 
-    from ..bench.runner import device_ok, resolve_device
-    from .dense import dense_reference
-    from .evaluate import dense_needle_recall, lighthouse_impl, measure_point
-
-    console = console or Console()
-    path = claim_results_file(out, QUALITY_FILE, resume, QualityError)
-    out.mkdir(parents=True, exist_ok=True)
-    done = set(keep_final(path, QUALITY)) if resume else set()  # oom/error/torn rows are run again
-
+    why = nothing_can_run(spec.points)
+    if why:
+        raise RunError(why)
     dev = resolve_device(spec.device)
     impl = lighthouse_impl(dev)
-    machine_path = out / MACHINE_FILE
-    previous = machine.read(machine_path) if resume else None
-    info = machine.collect(argv, {**spec.options, "out": str(out), "resume": resume, "impl": impl})
-    machine.write(machine_path, info, previous)
+    loop = RowLoop("quality", out, QUALITY, QUALITY_FILE, resume=resume, options={**spec.options, "impl": impl},
+                   argv=argv, console=console, classify=classify)
+    done = set(loop.prepare())  # oom/error/torn rows are run again
     groups = plan_groups(spec)
-    total = sum(len(pts) for _, _, pts in groups)
-    console.print(f"[bold]lighthouse-bench quality[/] suite={spec.suite} device={spec.device} "
-                  f"{info.get('gpu') or info.get('cpu')}: {len(spec.points)} points x {len(spec.inputs)} inputs "
-                  f"({','.join(spec.inputs)}) -> {path}")
-    counts: Dict[str, int] = {}
-    start, interrupted, lost = time.perf_counter(), False, None
+    info = loop.begin()
+    loop.console.print(f"[bold]lighthouse-bench quality[/] suite={spec.suite} device={spec.device} "
+                       f"{info.get('gpu') or info.get('cpu')}: {len(spec.points)} points x {len(spec.inputs)} inputs "
+                       f"({','.join(spec.inputs)}) -> {loop.path}")
+    items = [Item(f"{shape.label()} {kind}", lambda shape=shape, kind=kind, pts=pts: _group_rows(
+                  shape, kind, pts, spec, dev, impl, done, loop.key), weight=len(pts))
+             for shape, kind, pts in groups]
+    outcome = loop.run(items, total=sum(len(pts) for _, _, pts in groups), device=dev)
 
-    def write(cells: dict, status: str, reason: str = "", figures: Optional[dict] = None) -> None:
-        append_row(path, QUALITY, {**cells, "impl": impl, "status": status, "reason": reason or None,
-                                   "seed": spec.seed, **(figures or {})})
-        counts[status] = counts.get(status, 0) + 1
+    def charts(path: Path):
+        from .charts import quality_charts
 
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[rows]}"),
-                        TimeElapsedColumn(), console=console)
+        return quality_charts(path) if plot else []
+
+    return loop.finish(outcome, charts=charts)
+
+
+def classify(exc: BaseException) -> Tuple[str, str]:
+    """The harness's classifier, with the quality run's own `cannot run here` (the gla scorer without fla)."""
+    from .evaluate import Unsupported
+
+    return failures.classify(exc, unsupported=(Unsupported,))
+
+
+def _group_rows(shape, kind: str, points, spec: QualitySpec, dev, impl: str, done, key):
+    """The rows of one (shape, inputs) group: one dense reference per input set (a checkpoint gives one set per
+    layer), shared by every point; a failure of the inputs or of the reference becomes every point's row."""
+    import torch
+
+    from ..harness.device import device_ok, free_memory
+    from .dense import dense_reference
+    from .evaluate import dense_needle_recall, measure_point
+
+    def row(cells: dict, status: str, reason: str = "", figures: Optional[dict] = None) -> dict:
+        return {**cells, "impl": impl, "status": status, "reason": reason or None, "seed": spec.seed,
+                **(figures or {})}
+
     try:
-        with progress:
-            bar = progress.add_task("starting", total=total or 1, rows="")
-            for shape, kind, points in groups:
-                if lost:
-                    break
-                label = f"{shape.label()} {kind}"
-                try:
-                    sets = list(_input_sets(shape, kind, spec, dev))  # a checkpoint's layers: failures caught here
-                except Exception as exc:  # noqa: BLE001 - a bad checkpoint/heldout: every row of the group says why
-                    status, reason = _status(exc)
-                    sets = []
-                    for p in points:
-                        cells = {**_point_cells(p, spec.device), "inputs": kind, "layer": None}
-                        if row_key({k: _cell(v) for k, v in cells.items()}, QUALITY) not in done:
-                            write(cells, status, reason)
-                    progress.update(bar, advance=len(points))
-                for x in sets:
-                    layer_cells = {"inputs": kind, "layer": x.layer}
-                    if x.layer is not None:  # a checkpoint: the model's own head shape
-                        layer_cells.update(heads=x.q.shape[1], kv_heads=x.k.shape[1], head_dim=x.q.shape[-1])
-                    todo = []
-                    for p in points:
-                        cells = {**_point_cells(p, spec.device), **layer_cells}
-                        if row_key({k: _cell(v) for k, v in cells.items()}, QUALITY) in done:
-                            continue
-                        try:
-                            p.plan()
-                        except ValueError as err:  # invalid: no tensor allocated
-                            write(cells, "invalid", str(err), {"seconds": 0.0})
-                            continue
-                        todo.append((p, cells))
-                    if not todo:
-                        continue
-                    progress.update(bar, description=f"{label}: dense reference")
-                    try:
-                        ref = dense_reference(x.q, x.k, x.v)
-                        dense_recall = dense_needle_recall(x, ref)
-                    except Exception as exc:  # noqa: BLE001
-                        status, reason = _status(exc)
-                        for p, cells in todo:
-                            write(cells, status, f"dense reference: {reason}")
-                        ref = None
-                        if not device_ok(dev):
-                            lost = f"the CUDA context is lost after the dense reference of {label}: {reason}"
-                            break
-                    for p, cells in todo if ref is not None else []:
-                        progress.update(bar, description=f"{label} L{p.levels} p{p.pooling} k{p.topk} {p.scorer}")
-                        t0 = time.perf_counter()
-                        try:
-                            figures = measure_point(x, ref, p.levels, p.pooling, p.topk, p.scorer)
-                            if dev.type == "cuda":
-                                torch.cuda.synchronize(dev)
-                            status, reason = "ok", ""
-                        except Exception as exc:  # noqa: BLE001 - classified, recorded, never fatal
-                            figures, (status, reason) = {}, _status(exc)
-                        figures.update(seconds=round(time.perf_counter() - t0, 3), dense_needle_recall=dense_recall)
-                        write(cells, status, reason, figures)
-                        progress.update(bar, advance=1, rows=" ".join(f"{k}={v}" for k, v in sorted(counts.items())))
-                        if status != "ok":
-                            _free(dev)
-                            if not device_ok(dev):
-                                lost = f"the CUDA context is lost after {label} L{p.levels} p{p.pooling} k{p.topk}: {reason}"
-                                break
-                    ref = None
-                    _free(dev)
-                    if lost:
-                        break
-                x = sets = None
-                _free(dev)
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        machine.write(machine_path, machine.finish(info, time.perf_counter() - start, interrupted), previous)
-
-    console.print(f"rows: {' '.join(f'{k}={v}' for k, v in sorted(counts.items())) or 'nothing new to run'} -> {path}")
-    if lost:
-        console.print(f"[red]Stopped: {lost}[/]; continue with --resume --out {out}")
-        return EXIT_DEVICE_LOST
-    if interrupted:
-        console.print(f"[yellow]Interrupted.[/] Continue with lighthouse-bench quality ... --resume --out {out}")
-        return EXIT_INTERRUPTED
-    if plot:
+        sets = list(_input_sets(shape, kind, spec, dev))  # a checkpoint's layers: failures caught here
+    except Exception as exc:  # noqa: BLE001 - a bad checkpoint/heldout: every row of the group says why
+        status, reason = classify(exc)
+        for p in points:
+            cells = {**_point_cells(p, spec.device), "inputs": kind, "layer": None}
+            if key(cells) not in done:
+                yield row(cells, status, reason)
+        return
+    for x in sets:
+        layer_cells = {"inputs": kind, "layer": x.layer}
+        if x.layer is not None:  # a checkpoint: the model's own head shape
+            layer_cells.update(heads=x.q.shape[1], kv_heads=x.k.shape[1], head_dim=x.q.shape[-1])
+        todo = []
+        for p in points:
+            cells = {**_point_cells(p, spec.device), **layer_cells}
+            if key(cells) in done:
+                continue
+            try:
+                p.plan()
+            except ValueError as err:  # invalid: no tensor allocated
+                yield row(cells, "invalid", str(err), {"seconds": 0.0})
+                continue
+            todo.append((p, cells))
+        if not todo:
+            continue
         try:
-            from .charts import quality_charts
-
-            for chart in quality_charts(path):
-                console.print(f"chart: {chart}")
-        except Exception as err:  # noqa: BLE001 - the rows are safe on disk
-            console.print(f"[red]charts failed ({type(err).__name__}: {err}); the results are complete[/]")
-    return 0
-
-
-def _cell(v) -> str:
-    from ..bench.results import cell
-
-    return cell(v)
+            ref = dense_reference(x.q, x.k, x.v)
+            dense_recall = dense_needle_recall(x, ref)
+        except Exception as exc:  # noqa: BLE001 - every point of the set gets the reference's failure
+            status, reason = classify(exc)
+            for p, cells in todo:
+                yield row(cells, status, f"dense reference: {reason}")
+            if not device_ok(dev):
+                return  # the row loop stops the run: the CUDA context is lost
+            continue
+        for p, cells in todo:
+            t0 = time.perf_counter()
+            try:
+                figures = measure_point(x, ref, p.levels, p.pooling, p.topk, p.scorer)
+                if dev.type == "cuda":
+                    torch.cuda.synchronize(dev)
+                status, reason = "ok", ""
+            except Exception as exc:  # noqa: BLE001 - classified, recorded, never fatal
+                figures, (status, reason) = {}, classify(exc)
+            figures.update(seconds=round(time.perf_counter() - t0, 3), dense_needle_recall=dense_recall)
+            yield row(cells, status, reason, figures)
+            if status != "ok":
+                free_memory(dev)
+                if not device_ok(dev):
+                    return
+        ref = None
+        free_memory(dev)
 
 
 def describe(spec: QualitySpec, console=None) -> Tuple[int, int]:

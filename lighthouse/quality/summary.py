@@ -7,7 +7,7 @@ from __future__ import annotations
 from statistics import median
 from typing import Dict, List, Tuple
 
-from ..bench.results import fmt, fmt_size, num
+from ..harness.tables import fmt, fmt_size, num
 
 
 def scorer_table(rows: List[dict]) -> Tuple[List[str], List[List[str]]]:

@@ -25,10 +25,11 @@ from typing import Callable, Optional, Tuple
 import torch
 
 from .. import hf
-from ..bench.results import TRAIN_CURVE, append_row
+from ..harness.tables import TRAIN_CURVE, append_row
 from .data import Corpus, epochs_seen, train_batch, val_batches
 from .presets import TrainPreset
 from .schedule import Schedule
+from .throughput import sync
 from .trainer import Trainer
 
 MODES = ("lighthouse", "dense")
@@ -90,11 +91,6 @@ def _wait_for(path: Path, timeout_s: float, poll_s: float = 2.0) -> None:
         time.sleep(poll_s)
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def train_arm(plan: ArmPlan, preset: TrainPreset, schedule: Schedule, corpus: Corpus, curve: Path, *,
               device: torch.device, precision: str, clip: float = 1.0, impl: str = "auto",
               sdpa_backend: Optional[str] = None, checkpointing: bool = True, recompute: bool = True,
@@ -121,7 +117,7 @@ def train_arm(plan: ArmPlan, preset: TrainPreset, schedule: Schedule, corpus: Co
         lr = schedule.lr(step)
         trainer.set_lr(lr)
         inputs, labels = train_batch(corpus, step, preset.batch, preset.seq, plan.seed)
-        _sync(device)
+        sync(device)
         t = time.perf_counter()
         loss, norm = trainer.step(inputs.to(device), labels.to(device))
         train_loss, grad_norm = float(loss), float(norm)  # synchronises

@@ -19,7 +19,7 @@ SDPA = ("auto", "cudnn", "flash", "efficient", "math")
 
 
 def _parse_ints(text: str, option: str, linear: bool = False) -> List[int]:
-    from ..bench.options import parse_ints
+    from ..harness.options import parse_ints
 
     return parse_ints(text, option, linear=linear)
 

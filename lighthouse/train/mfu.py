@@ -3,7 +3,7 @@
 model FLOPs per step = 6 * P_nonembedding * tokens + sum over layers of causal attention forward+backward,
 where P_nonembedding counts every parameter except the input embedding table (the LM head is a matmul on every
 token and counts), tokens = batch * N, and a layer's attention is dense causal attention over N tokens for a
-dense layer and over its S selected entries for a Lighthouse layer (lighthouse.bench.flops: 2*B*Hq*n^2*D
+dense layer and over its S selected entries for a Lighthouse layer (lighthouse.harness.flops: 2*B*Hq*n^2*D
 forward, x3.5 forward+backward). Recomputation under activation checkpointing and Lighthouse's linear-time
 scoring/gather/scatter are not model FLOPs (they are the price of the method, visible in the step time).
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from ..bench.flops import causal_attention_flops
+from ..harness.flops import causal_attention_flops
 
 #: Dense bf16 TFLOP/s (datasheet, without sparsity), matched against the device name, first match wins.
 BF16_PEAK_TFLOPS = (

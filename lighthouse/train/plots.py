@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import List, Optional
 
-from ..bench.results import TRAIN, TRAIN_CURVE, num, read_rows
+from ..harness.tables import TRAIN, TRAIN_CURVE, latest_rows, num, read_rows
 
 
 def _save(fig, stem: Path) -> List[Path]:
@@ -22,10 +22,8 @@ def throughput_chart(results: Path, out: Optional[Path] = None) -> List[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .benchmark import latest_rows
-
     results = Path(results)
-    rows = latest_rows(read_rows(results, TRAIN)[0])
+    rows = latest_rows(read_rows(results, TRAIN)[0], TRAIN)
     fig, ax = plt.subplots(figsize=(7, 4.2))
     series = {}
     for row in rows:

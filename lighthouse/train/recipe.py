@@ -90,8 +90,8 @@ def run_recipe(preset: TrainPreset, opts: RunOptions, recipe: RecipeOptions, out
     """Both arms into out/curve.csv plus the loss chart; returns the two arm summaries."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from ..bench import machine
-    from ..bench.sweep import make_console
+    from ..harness import machine
+    from ..harness.console import make_console
     from .throughput import free_memory
 
     console = console or make_console()

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from ..bench.results import TRAIN, TRAIN_CURVE, fmt, num, read_rows
+from ..harness.tables import TRAIN, TRAIN_CURVE, fmt, latest_rows, num, read_rows
 
 
 def _gib(x) -> str:
@@ -30,9 +30,7 @@ THROUGHPUT_HEADER = ("preset", "N", "attention", "tokens/s", "speedup vs dense",
 
 
 def throughput_rows(results: Path) -> List[List[str]]:
-    from .benchmark import latest_rows
-
-    rows = latest_rows(read_rows(results, TRAIN)[0])
+    rows = latest_rows(read_rows(results, TRAIN)[0], TRAIN)
     rows.sort(key=lambda r: (r["preset"], int(r["n"]), r["attention"] != "dense", r.get("topk") or "",
                              r.get("recompute") != "1"))
     table = []

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from ..bench.results import STUDY_CLOCK, TRAIN_CURVE, fmt, num, read_rows
+from ..harness.tables import STUDY_CLOCK, TRAIN_CURVE, fmt, num, read_rows
 from .stats import Interval, mean_interval
 
 CLAIM_PCT = 1.0  # the paper's claim, read as: a gap of at most 1% of dense's loss, or an interval holding 0

@@ -26,8 +26,8 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 
-from ..bench import machine
-from ..bench.results import STUDY_CLOCK, STUDY_JOBS, TRAIN_CURVE, append_row, read_rows
+from ..harness import machine
+from ..harness.tables import STUDY_CLOCK, STUDY_JOBS, TRAIN_CURVE, append_row, read_rows
 from .study_plan import Experiment, Job, Study, expand
 
 EXIT_INTERRUPTED = 130
@@ -190,7 +190,7 @@ def run_study(experiments: Sequence[Experiment], out: Path, *, device: torch.dev
               cpu_threads: int = 1, console=None, argv=None) -> int:
     """Every job of the study into `out`; returns 0 (all done), 1 (a job failed or the deadline stopped some:
     --resume continues) or 130 (Ctrl-C)."""
-    from ..bench.sweep import make_console
+    from ..harness.console import make_console
 
     console = console or make_console()
     out = Path(out)

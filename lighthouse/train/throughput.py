@@ -83,8 +83,6 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-_sync = sync
-
 
 def _is_oom(err: BaseException) -> bool:
     return isinstance(err, torch.cuda.OutOfMemoryError) or "out of memory" in str(err).lower()
@@ -135,14 +133,14 @@ def _measure(point: TrainPoint, opts: RunOptions) -> dict:
     def step():
         return trainer.step(inputs, labels)[0]
 
-    _sync(device)
+    sync(device)
     t0 = time.perf_counter()
     step()
-    _sync(device)
+    sync(device)
     first_step_s = time.perf_counter() - t0
     for _ in range(opts.warmup):
         step()
-    _sync(device)
+    sync(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     times_ms = []

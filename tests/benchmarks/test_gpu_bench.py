@@ -7,7 +7,7 @@ Each benchmark times one forward + backward call ending in torch.cuda.synchroniz
 overhead counts, as in a training step). The GPU workflow compares the medians with the run committed for the
 runner's GPU model (reports/baselines/pytest-benchmark/<gpu>.json, `--benchmark-compare=FILE`), and each
 Lighthouse benchmark asserts that the layer beats dense cuDNN at its point in this session (the suite's claim). extra_info carries the dense-equivalent TFLOP/s (causal FLOPs at N over
-the median, lighthouse/bench/flops.py), S for Lighthouse and, once both of a point's benchmarks have run, the
+the median, lighthouse/harness/flops.py), S for Lighthouse and, once both of a point's benchmarks have run, the
 speedup dense median / Lighthouse median measured in this session. Skipped (but collected) without CUDA.
 """
 
@@ -20,8 +20,8 @@ import torch
 
 from lighthouse import LighthouseConfig, lighthouse_attention
 from lighthouse.plan import plan_for
-from lighthouse.bench import flops
-from lighthouse.bench.runner import random_inputs
+from lighthouse.harness import flops
+from lighthouse.bench.inputs import random_inputs
 from lighthouse.sdpa import dense_attention
 
 pytestmark = [

@@ -1,6 +1,6 @@
 """One GPU call for issue 14 (`lighthouse-bench train` on the H200), inside a wall-clock budget.
 
-    PYTHONPATH=. python scripts/gpu_train.py --out reports/h200/train [--budget-s 500] [--phases a,b,c]
+    PYTHONPATH=. python reports/h200/tools/gpu_train.py --out reports/h200/train [--budget-s 500] [--phases a,b,c]
 
 Phases, in this order (each point is skipped, with the reason printed, when its estimated cost no longer fits
 the budget; an out-of-memory point is a row with status oom and the run goes on):
@@ -23,11 +23,11 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # the checkout's root
 
 import torch  # noqa: E402
 
-from lighthouse.bench.results import num  # noqa: E402
+from lighthouse.harness.tables import num  # noqa: E402
 from lighthouse.train.benchmark import run_points  # noqa: E402
 from lighthouse.train.loss import liger_available  # noqa: E402
 from lighthouse.train.presets import get_preset  # noqa: E402

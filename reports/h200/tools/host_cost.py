@@ -11,7 +11,7 @@ What it does NOT measure: the real Triton launch cost (about 10-20 us each on a 
 work, and the CUDA-only parts of the deferred finiteness check (the pinned D2H copy and the event): on the
 CPU that check reads the 0-dim value directly. It is CPU host time with stubbed kernels, not a GPU timing.
 
-    PYTHONPATH=$PWD python3 scripts/host_cost.py [--reps 2000] [--blocks 5] [--profile 25]
+    PYTHONPATH=$PWD python3 reports/h200/tools/host_cost.py [--reps 2000] [--blocks 5] [--profile 25]
 
 Before/after a change: run it once with PYTHONPATH pointing at a checkout of the older commit (the stubs
 patch whichever `lighthouse` is imported), once at this one, alternately, on the same quiet machine.

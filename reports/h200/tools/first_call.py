@@ -1,9 +1,9 @@
 """Where the warm first call goes (issue 13): the layer's first forward and backward, stage by stage, in fresh
 processes whose Triton cache is already filled, for each SDPA backend of the sub-sequence.
 
-    python scripts/first_call.py --out reports/h200/coldstart/first-call     # one H200: about 1 minute
+    python reports/h200/tools/first_call.py --out reports/h200/coldstart/first-call     # one H200: about 1 minute
 
-`scripts/cold_start.py` measured a warm first call (fresh process, Triton's disk cache filled) of 2.8-3.5 s, of
+`reports/h200/tools/cold_start.py` measured a warm first call (fresh process, Triton's disk cache filled) of 2.8-3.5 s, of
 which the first backward is 2.2-2.9 s with no Triton compile. This script splits that time:
 
 1. A fill process runs the layer once so that Triton's cache (TRITON_CACHE_DIR, a temporary folder) holds every
@@ -33,7 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]  # the checkout's root (this file: reports/h200/tools/)
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
@@ -45,7 +45,7 @@ VARIANTS = [("stages", "cudnn"), ("stages", "flash"), ("sdpa-first", "cudnn"), (
 
 def _append(path: Path, row: dict) -> None:
     """One row of first_call.csv, flushed (cold_start.py's writer, with this file's columns)."""
-    from cold_start import _append as append_row  # scripts/ is on sys.path when a script runs
+    from cold_start import _append as append_row  # this folder is on sys.path when a script runs
 
     append_row(path, row, COLUMNS)
 
@@ -135,7 +135,7 @@ def main(argv=None) -> int:
         return child(*args.child, n, topk, levels, pooling, csv_path)
 
     try:
-        from lighthouse.bench import machine
+        from lighthouse.harness import machine
 
         (args.out / "machine.json").write_text(json.dumps(machine.collect(sys.argv), indent=2, default=str))
     except Exception as err:  # machine info is a courtesy; never lose the run over it

@@ -19,12 +19,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
+from . import baselines
+
 # ------------------------------------------------------------------------------------------- vocabulary
 PASSES = ("fwd", "bwd", "fwdbwd")
 #: Lighthouse paths (option value -> CSV `impl`).
 IMPLS = {"torch": "lighthouse_torch", "triton": "lighthouse_triton"}
-#: Dense baselines (option value -> CSV `impl`), in the order they are measured and charted.
-BASELINES = {"cudnn": "sdpa_cudnn", "flash": "sdpa_flash", "efficient": "sdpa_efficient", "math": "sdpa_math", "flex": "flex"}
+#: Dense baselines (option value -> CSV `impl`), in the order they are measured and charted (harness.baselines).
+BASELINES = {b.name: b.csv for b in baselines.REGISTRY}
 #: CSV `impl` of dense SDPA on the S selected entries alone (what Lighthouse cannot beat).
 FLOOR = "floor"
 #: Row kinds (CSV `kind`).
@@ -86,7 +88,7 @@ PROFILE = Table(
     "profile file",
     columns=("n", "topk", "levels", "pooling", "scorer", "dtype", "batch", "heads", "kv_heads", "head_dim", "impl",
              "s_sel", "pass", "stage", "ms", "share", "bytes", "flops", "floor_ms", "floor_kind", "floor_ratio",
-             "device"),
+             "device", FINISHED_AT),
     key=("impl", *POINT_COLUMNS, "pass", "stage"),
 )
 #: Profile rows that summarise a pass rather than time a stage.
@@ -222,7 +224,8 @@ def keep_final(path, table: Table) -> Dict[Tuple[str, ...], dict]:
     """For --resume: rewrite `path` with only its rows of a final status (the last one per key), so oom,
     error and torn rows are run again and replaced instead of duplicated. Returns the kept rows by key."""
     rows, _torn = read_rows(path, table)
-    kept = {row_key(r, table): r for r in rows if r.get("status") in FINAL}
+    statuses = "status" in table.columns  # a table without statuses (profile.csv) holds finished rows only
+    kept = {row_key(r, table): r for r in rows if not statuses or r.get("status") in FINAL}
     write_rows(path, table, kept.values())
     return kept
 
@@ -398,3 +401,11 @@ def read_finished(path, table: Table) -> List[Dict[str, str]]:
     if torn:
         print(f"warning: {torn_note(path, len(torn))}", file=sys.stderr)
     return complete
+
+
+def latest_rows(rows: Sequence[Dict[str, str]], table: Table) -> List[Dict[str, str]]:
+    """One row per key: the last one written (a resumed run appends the rows it retried)."""
+    last: Dict[Tuple[str, ...], Dict[str, str]] = {}
+    for row in rows:
+        last[row_key(row, table)] = row
+    return list(last.values())

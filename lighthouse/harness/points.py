@@ -15,7 +15,7 @@ from ..config import LighthouseConfig
 from ..plan import LighthousePlan, plan_for
 from .options import (CPU_DEFAULT_SUITE, CUDA_DEFAULTS, DOC_KEYS, DTYPE_DEFAULTS, POINT_DEFAULTS, POINT_KEYS,
                       RUN_DEFAULTS, RUN_KEYS, OptionError, load_suite, option_name, parse_option)
-from .results import BASELINES, FLOOR, IMPLS, PASSES, fmt_size, row_key
+from .tables import BASELINES, FLOOR, IMPLS, PASSES, fmt_size, row_key
 
 
 @dataclass(frozen=True)
@@ -230,3 +230,15 @@ def plan_tasks(spec: SweepSpec, impls: Sequence[str], baselines: Sequence[str]) 
                 for pass_ in spec.passes:
                     tasks.append(Task("lighthouse", IMPLS[impl], pass_, shape, point, s_sel, invalid, spec.cuda_graph))
     return tasks
+
+
+def nothing_can_run(points: Sequence["Point"]) -> Optional[str]:
+    """Why no point of a grid can run (every one invalid: the options, a usage error), or None."""
+    reasons = []
+    for p in points:
+        try:
+            p.plan()
+            return None
+        except ValueError as err:
+            reasons.append(str(err))
+    return f"no row of this run can run: every point is invalid ({reasons[0]})" if reasons else None

@@ -1,6 +1,6 @@
 """Issue 13 on one GPU, in one call of a few minutes: cold start, small N, and N = 1M.
 
-    python scripts/cold_start.py --out reports/h200/coldstart
+    python reports/h200/tools/cold_start.py --out reports/h200/coldstart
 
 1. Cold start. For each configuration a fresh process with an empty TRITON_CACHE_DIR runs the layer's first
    forward and first backward (bf16, B=1, H=8, D=128, Triton path, cuDNN SDPA); a second fresh process with
@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]  # the checkout's root (this file: reports/h200/tools/)
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
@@ -185,10 +185,10 @@ def cold_start(out: Path, deadline: float) -> None:
 # ------------------------------------------------------------------------------------------- 2. small N
 
 def _time(fn, q, k, v, d_out, warmup, rep, min_rep, max_seconds):
-    """The sweep's own timer (lighthouse.bench.timing.measure): CUDA events, L2 flush, first call timed apart."""
+    """The sweep's own timer (lighthouse.harness.timing.measure): CUDA events, L2 flush, first call timed apart."""
     import torch
 
-    from lighthouse.bench.timing import measure
+    from lighthouse.harness.timing import measure
 
     return measure(lambda: fn(q, k, v), "fwdbwd", (q, k, v), d_out, device=torch.device("cuda"),
                    warmup=warmup, rep=rep, min_rep=min_rep, max_seconds=max_seconds)
@@ -387,7 +387,7 @@ def main(argv=None) -> int:
     start = time.time()
     parts = [p.strip() for p in a.parts.split(",") if p.strip()]
     try:
-        from lighthouse.bench import machine
+        from lighthouse.harness import machine
 
         (out / "machine.json").write_text(json.dumps(machine.collect(sys.argv), indent=2, default=str))
     except Exception as err:  # machine info is a courtesy; never lose the run over it

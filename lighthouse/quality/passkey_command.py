@@ -1,16 +1,15 @@
 """`lighthouse-bench passkey`: passkey accuracy of trained models over depth x length, into passkey.csv,
 one heatmap per (model, attention), and a summary that says when a model is at chance everywhere.
 
-One row per (model folder, attention, length, depth), appended as it finishes (results.append_row);
---resume keeps ok/invalid/unsupported rows and runs the rest again. A cell is "above chance" when guessing
+One row per (model folder, attention, length, depth), written as it finishes by the harness's row loop
+(--out, --resume, Ctrl-C and failures as in every command). A cell is "above chance" when guessing
 (1/10 per digit among the ten digits, 10^-digits per exact match) would do as well with probability below
-ALPHA (one-sided binomial tail; per digit on the digit-only argmax, see lighthouse/quality/passkey.py); a model with no cell above chance gets the line "at chance in every cell: cannot learn the
+ALPHA (one-sided binomial tail; per digit on the digit-only argmax, see lighthouse/quality/passkey_prompts.py); a model with no cell above chance gets the line "at chance in every cell: cannot learn the
 task within this budget" and no heatmap (a chart of noise would invite reading patterns into it).
 """
 
 from __future__ import annotations
 
-import gc
 import json
 import re
 import time
@@ -18,10 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from ..bench.results import PASSKEY, append_row, cell, claim_results_file, keep_final, read_rows, row_key, write_rows
-from . import passkey as pk
+from ..harness.failures import classify
+from ..harness.loop import Item, RowLoop
+from ..harness.tables import PASSKEY, read_rows
+from . import passkey_prompts as pk
 
-PASSKEY_FILE, SUMMARY_FILE, MACHINE_FILE = "passkey.csv", "summary.md", "machine.json"
+PASSKEY_FILE, SUMMARY_FILE = "passkey.csv", "summary.md"
 ATTENTIONS = ("saved", "dense", "lighthouse")
 ALPHA = 1e-3
 TRAIN_INFO = "lighthouse-train.json"
@@ -84,7 +85,7 @@ def parse_depths(text: str) -> List[float]:
 def resolve(models: Sequence[Path], lengths: Optional[str], depths: str, attention: str, digits: int, trials: int,
             batch: int, filler: str, seed: int, device: str, dtype: Optional[str]) -> PasskeySpec:
     """Check every option against the models (before any model is loaded)."""
-    from ..bench.options import parse_size
+    from ..harness.options import parse_size
 
     if not models:
         raise PasskeyError("MODELS: give at least one model folder (a `train --save` arm folder)")
@@ -178,17 +179,6 @@ def measure_cell(predict: Predict, length: int, depth_pct: float, spec: PasskeyS
             "digit_only_acc": digit_only / total, "digit_only_hits": digit_only}
 
 
-def _status(exc: BaseException) -> Tuple[str, str]:
-    import torch
-
-    text = " ".join(str(exc).split())[:400]
-    if isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in text.lower():
-        return "oom", text or "out of memory"
-    if isinstance(exc, ValueError):
-        return "invalid", text
-    return "error", f"{type(exc).__name__}: {text}"
-
-
 def _heldout_text() -> bytes:
     from ..train.data import build_corpus, decode
 
@@ -197,80 +187,80 @@ def _heldout_text() -> bytes:
 
 def run(spec: PasskeySpec, out: Path, *, resume: bool = False, plot: bool = True, argv=None, console=None,
         loader: Callable[..., Predict] = load_predict) -> int:
-    """Every (model, attention, length, depth) into out/passkey.csv, then summary.md and heatmaps. Exit 0, or
-    130 on Ctrl-C (finished rows kept)."""
+    """Every (model, attention, length, depth) into out/passkey.csv through the harness's row loop, then
+    summary.md and heatmaps. Returns the exit code (0; 130 on Ctrl-C, finished rows kept; 1 nothing ok)."""
     import torch
-    from rich.console import Console
 
-    from ..bench import machine
+    loop = RowLoop("passkey", out, PASSKEY, PASSKEY_FILE, resume=resume, options=spec.options(), argv=argv,
+                   console=console, show=_row_line)
+    unscored = []
 
-    console = console or Console()
-    path = claim_results_file(out, PASSKEY_FILE, resume, PasskeyError)
-    out.mkdir(parents=True, exist_ok=True)
-    done = set()
-    if resume:  # oom/error/torn rows are run again, and so are ok rows scored before digit_only_* existed
-        kept = keep_final(path, PASSKEY)
-        current = {k: r for k, r in kept.items()
-                   if not (r.get("status") == "ok" and not str(r.get("digit_only_hits", "")).strip())}
-        if len(current) != len(kept):
-            write_rows(path, PASSKEY, current.values())
-            console.print(f"--resume: {len(kept) - len(current)} ok rows have no digit-only score (written before "
-                          "it existed): measured again")
-        done = set(current)
-    machine_path = out / MACHINE_FILE
-    previous = machine.read(machine_path) if resume else None
-    info = machine.collect(argv, {**spec.options(), "out": str(out), "resume": resume})
-    machine.write(machine_path, info, previous)
+    def scored(row: dict) -> bool:  # ok rows written before digit_only_* existed are measured again
+        fresh = not (row.get("status") == "ok" and not str(row.get("digit_only_hits", "")).strip())
+        if not fresh:
+            unscored.append(row)
+        return fresh
+
+    done = set(loop.prepare(keep=scored))
+    if unscored:
+        loop.console.print(f"--resume: {len(unscored)} ok rows have no digit-only score (written before it "
+                           "existed): measured again")
+    loop.begin()
     heldout = _heldout_text() if spec.filler == "heldout" else None
     device = torch.device(spec.device)
-    start, interrupted = time.perf_counter(), False
+    items = []
+    for model_dir in spec.models:
+        for attention in spec.attentions:
+            base = {"model": str(model_dir), "attention": attention, "digits": spec.digits, "trials": spec.trials,
+                    "filler": spec.filler, "device": spec.device, "dtype": spec.dtype, "seed": spec.seed}
+            cells = [(n, d) for n in spec.lengths for d in spec.depths
+                     if loop.key({**base, "length": n, "depth": d}) not in done]
+            if cells:
+                items.append(Item(f"{model_dir} ({attention})", lambda m=model_dir, a=attention, b=base, c=cells:
+                                  _model_rows(m, a, b, c, spec, heldout, device, loader), weight=len(cells)))
+    outcome = loop.run(items, total=sum(i.weight for i in items), device=device)
+
+    def summary(rows):
+        lines = summarize(rows)
+        (Path(out) / SUMMARY_FILE).write_text("# Passkey retrieval\n\n" + "\n".join(f"- {line}" for line in lines) + "\n")
+        for line in lines:
+            loop.console.print(line, highlight=False, markup=False)
+
+    def charts(path: Path):
+        return heatmaps(read_rows(path, PASSKEY)[0], Path(out)) if plot else []
+
+    return loop.finish(outcome, summary=summary, charts=charts)
+
+
+def _row_line(row: dict) -> str:
+    return (f"{row['model']} ({row['attention']}) length={row['length']} depth={row['depth']:g}%: {row['status']} "
+            f"exact={row.get('exact_acc', '-')}")
+
+
+def _model_rows(model_dir: Path, attention: str, base: dict, cells, spec: PasskeySpec, heldout, device, loader):
+    """The rows of one (model, attention): the model loaded once; a model that cannot load gives every cell
+    its failure (one bad folder never ends the run)."""
+    from ..harness.device import free_memory
+
     try:
-        for model_dir in spec.models:
-            for attention in spec.attentions:
-                base = {"model": str(model_dir), "attention": attention, "digits": spec.digits,
-                        "trials": spec.trials, "filler": spec.filler, "device": spec.device, "dtype": spec.dtype,
-                        "seed": spec.seed}
-                cells = [(n, d) for n in spec.lengths for d in spec.depths
-                         if row_key({c: cell(v) for c, v in {**base, "length": n, "depth": d}.items()}, PASSKEY) not in done]
-                if not cells:
-                    continue
-                try:
-                    predict, load_error = loader(model_dir, attention, device, spec.dtype), None
-                except Exception as exc:  # noqa: BLE001 - one bad folder must not end the run
-                    predict, load_error = None, _status(exc)
-                for n, d in cells:
-                    t0 = time.perf_counter()
-                    row = {**base, "length": n, "depth": d}
-                    if load_error:
-                        row.update(status=load_error[0], reason=load_error[1])
-                    else:
-                        try:
-                            row.update(measure_cell(predict, n, d, spec, heldout), status="ok")
-                        except Exception as exc:  # noqa: BLE001 - the row records it; the run goes on
-                            row["status"], row["reason"] = _status(exc)
-                    row["seconds"] = time.perf_counter() - t0
-                    append_row(path, PASSKEY, row)
-                    console.print(f"{model_dir} ({attention}) length={n} depth={d:g}%: {row['status']} "
-                                  f"exact={row.get('exact_acc', '-')}")
-                predict = None
-                gc.collect()
-                if device.type == "cuda":
-                    torch.cuda.empty_cache()
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        machine.write(machine_path, machine.finish(info, time.perf_counter() - start, interrupted), previous)
-    lines = summarize(read_rows(path, PASSKEY)[0])
-    (out / SUMMARY_FILE).write_text("# Passkey retrieval\n\n" + "\n".join(f"- {line}" for line in lines) + "\n")
-    for line in lines:
-        console.print(line)
-    if plot:
-        for chart in heatmaps(read_rows(path, PASSKEY)[0], out):
-            console.print(f"chart: {chart}")
-    if interrupted:
-        console.print(f"Interrupted; continue with --resume --out {out}")
-        return 130
-    return 0
+        predict, load_error = loader(model_dir, attention, device, spec.dtype), None
+    except Exception as exc:  # noqa: BLE001 - the rows say why
+        predict, load_error = None, classify(exc)
+    for n, d in cells:
+        t0 = time.perf_counter()
+        row = {**base, "length": n, "depth": d}
+        if load_error:
+            row.update(status=load_error[0], reason=load_error[1])
+        else:
+            try:
+                row.update(measure_cell(predict, n, d, spec, heldout), status="ok")
+            except Exception as exc:  # noqa: BLE001 - the row records it; the run goes on
+                row["status"], row["reason"] = classify(exc)
+                free_memory(device)
+        row["seconds"] = time.perf_counter() - t0
+        yield row
+    predict = None
+    free_memory(device)
 
 
 def _groups(rows: Sequence[dict]) -> Dict[Tuple[str, str], List[dict]]:

@@ -24,3 +24,20 @@ def writable_folder(path, option: str = "--out") -> Path:
     except OSError as err:
         raise OutputFolderError(f"{option}: cannot write to the folder {path} ({err.strerror or err})") from None
     return path
+
+
+def writable_file(path, option: str = "--out") -> Path:
+    """A file the command will write: not a folder, and its folder writable (created if missing); raise
+    OutputFolderError naming `option` otherwise."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputFolderError(f"{option}: {path} is a folder; give a file name (e.g. {path / 'recommendation.md'})")
+    writable_folder(path.parent, option)
+    return path
+
+
+def default_out(command: str) -> Path:
+    """out/<command>-<timestamp>: where a run goes when --out is not given."""
+    from datetime import datetime
+
+    return Path("out") / f"{command}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"

@@ -3,7 +3,7 @@ graphs}, reports/baselines/nvidia-h200.csv), recomputed from the committed CSVs,
 notes cite numbers a script made rather than numbers copied by eye. ROUND-10-16.md says which call made which
 folder; the second session's folders are printed by the functions after `quality`.
 
-    python scripts/round_figures.py
+    python reports/h200/tools/round_figures.py
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-H200 = Path(__file__).resolve().parent.parent / "reports" / "h200"
+H200 = Path(__file__).resolve().parents[1]  # reports/h200, the data these figures come from
 
 
 def rows(path: Path):
@@ -227,7 +227,7 @@ def gate3() -> None:
 def checkpoint_quality(folder: str = "checkpoint-16k") -> None:
     """Third session: quality on the q, k, v captured from the two `mid` models of train/recipe-0.75-saved
     (quality/checkpoint-16k) and of train/recipe-0.75-saved-2 (quality/checkpoint-16k-2)."""
-    from lighthouse.bench.results import QUALITY, read_rows
+    from lighthouse.harness.tables import QUALITY, read_rows
     from lighthouse.quality.summary import checkpoint_table
 
     path = H200 / "quality" / folder / "quality.csv"

@@ -1,6 +1,6 @@
 """Launch-configuration experiment for the Triton stages on the GPU (reports/PERF_NOTES.md, step 4).
 
-    python scripts/tune_stages.py --out DIR
+    python reports/h200/tools/tune_stages.py --out DIR
 
 Times each non-SDPA stage alone (CUDA events, L2 flush, median) under a few block sizes and warp counts,
 the fused three-tensor launches against three single launches, and the whole layer forward+backward
@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from lighthouse import LighthouseConfig, lighthouse_attention
-from lighthouse.bench.timing import measure
+from lighthouse.harness.timing import measure
 from lighthouse.kernels import gather, scatter, select
 from lighthouse.kernels.layer import run_selection
 from lighthouse.kernels.scores import score_pyramids

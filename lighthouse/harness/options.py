@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
 from ..config import SCORERS, LighthouseConfig
-from .results import BASELINES, DTYPE_ALIASES, DTYPES, IMPLS, PASSES
+from .tables import BASELINES, DTYPE_ALIASES, DTYPES, IMPLS, PASSES
 
 DEVICES = ("cuda", "cpu")
 _LAYER = LighthouseConfig()
@@ -40,6 +40,10 @@ CPU_DEFAULT_SUITE = "quick"
 RUN_DEFAULTS = {"warmup": 3, "rep": 20, "min_rep": 3, "max_seconds": 3.0, "seed": 0, "cuda_graph": False}
 
 
+#: The longest sequence the layer supports (lighthouse.plan); every size option stays within it.
+MAX_SIZE = 2**30
+
+
 class OptionError(ValueError):
     """A bad option value or suite; the message names the option."""
 
@@ -55,6 +59,8 @@ def parse_size(token: str, option: str) -> int:
     value = float(m.group(1)) * SUFFIX[m.group(2)]
     if value != int(value) or value < 1:
         raise OptionError(f"{option}: {token!r} is not a positive whole number")
+    if value > MAX_SIZE:
+        raise OptionError(f"{option}: {token!r} is above the longest supported sequence, 2**30 = {MAX_SIZE} (1024m)")
     return int(value)
 
 

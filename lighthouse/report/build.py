@@ -24,10 +24,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
-from . import machine, results
+from ..harness import machine, tables
 from .document import Block, Chart, Heading, Para, Table, to_html, to_markdown
-from .outdir import writable_folder
-from .results import BASELINES, PASSES, PROFILE, SWEEP, fmt_size
+from ..harness.outdir import writable_folder
+from ..harness.tables import BASELINES, PASSES, PROFILE, SWEEP, fmt_size
 
 SWEEP_CSV, PROFILE_CSV, MACHINE_JSON = "results.csv", "profile.csv", "machine.json"
 #: The Lighthouse paths in order of preference for the headline (the fused kernels are what ships).
@@ -36,15 +36,15 @@ PREFERRED_IMPLS = ("lighthouse_triton", "lighthouse_torch")
 PREFERRED_PASSES = ("fwdbwd", "fwd", "bwd")
 PREFERRED_BASELINE = "sdpa_cudnn"
 #: What identifies a Lighthouse point across two sweeps (plus impl, so torch and triton rows stay apart).
-POINT_KEY, SHAPE_KEY = results.POINT_COLUMNS, results.SHAPE_COLUMNS
+POINT_KEY, SHAPE_KEY = tables.POINT_COLUMNS, tables.SHAPE_COLUMNS
 PROFILE_POINT_KEY = ("impl",) + POINT_KEY
-PROFILE_SUMMARY_STAGES = results.PROFILE_SUMMARY
+PROFILE_SUMMARY_STAGES = tables.PROFILE_SUMMARY
 
 Row = Dict[str, str]
 
 
 # ------------------------------------------------------------------------------------------- small helpers
-_num, _norm = results.num, results.norm
+_num, _norm = tables.num, tables.norm
 
 
 def _int(x) -> Optional[int]:
@@ -57,7 +57,7 @@ def _ok(row: Row) -> bool:
 
 
 def _fmt(x: Optional[float], spec: str, suffix: str = "") -> str:
-    return results.fmt(x, spec=spec, suffix=suffix)
+    return tables.fmt(x, spec=spec, suffix=suffix)
 
 
 def _size(n) -> str:
@@ -126,7 +126,7 @@ def crossover_n(speedups: Mapping[int, float]) -> Optional[int]:
 def dense_row(rows: Iterable[Row], like: Row, baseline: str) -> Optional[Row]:
     """The ok dense row of `baseline` at the same shape and pass as the Lighthouse row `like`."""
     def match(r: Row):  # graphed Lighthouse (sweep --cuda-graph) against graphed dense; a row without it: eager
-        return tuple(_norm(r.get(k)) for k in results.DENSE_MATCH_COLUMNS) + (_norm(r.get("cuda_graph")) or "False",)
+        return tuple(_norm(r.get(k)) for k in tables.DENSE_MATCH_COLUMNS) + (_norm(r.get("cuda_graph")) or "False",)
 
     key = match(like)
     for r in rows:
@@ -235,20 +235,20 @@ def _kind_of_csv(path: Path) -> Optional[str]:
         return "sweep"
     if path.name == PROFILE_CSV:
         return "profile"
-    table = results.kind_of_header(results.header_of(path))
+    table = tables.kind_of_header(tables.header_of(path))
     return {SWEEP: "sweep", PROFILE: "profile"}.get(table)
 
 
-def _not_a_results_file(path: Path) -> results.ResultsFormatError:
+def _not_a_results_file(path: Path) -> tables.ResultsFormatError:
     """Why a file given to `report` is neither a sweep's nor a profile's CSV (empty, binary, other columns)."""
     try:
-        results.read_rows(path, SWEEP)
+        tables.read_rows(path, SWEEP)
         why = f"{path} has neither a sweep's nor a profile's columns"
-    except results.ResultsFormatError as err:
+    except tables.ResultsFormatError as err:
         why = str(err).split(": ", 1)[-1]
     except OSError as err:
         why = f"{path} cannot be read ({err.strerror or err})"
-    return results.ResultsFormatError(f"not a lighthouse-bench {SWEEP_CSV} or {PROFILE_CSV}: {why}")
+    return tables.ResultsFormatError(f"not a lighthouse-bench {SWEEP_CSV} or {PROFILE_CSV}: {why}")
 
 
 def find_runs(inputs: Sequence[Union[str, Path]]) -> List[Run]:
@@ -271,7 +271,9 @@ def find_runs(inputs: Sequence[Union[str, Path]]) -> List[Run]:
         for kind, csv_path in found:
             info = machine.read(csv_path.parent / MACHINE_JSON) or {}
             table = SWEEP if kind == "sweep" else PROFILE
-            complete, torn = results.read_rows(csv_path, table)
+            complete, torn = tables.read_rows(csv_path, table)
+            if not complete:  # a header alone (or only torn rows): nothing to report, never empty charts
+                raise tables.ResultsFormatError(f"{csv_path} has no finished row to report ({len(torn)} torn)")
             runs.append(Run(kind, csv_path, complete, info, torn=len(torn)))
     _label(runs)
     return runs
@@ -454,7 +456,7 @@ def profile_headline(rows: Sequence[Row]) -> List[dict]:
 def sweep_charts(run: Run, charts: Path) -> List[Union[Chart, str]]:
     """plots.make_charts into a scratch folder, then into charts/ under the run's name (runs share charts/).
     A chart that fails to draw becomes a line in the report: the tables are still worth having."""
-    from .plots import make_charts
+    from ..bench.plots import make_charts
 
     out: List[Union[Chart, str]] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -480,7 +482,7 @@ def profile_chart(run: Run, charts: Path) -> List[Chart]:
             if src.is_file():
                 shutil.copyfile(src, charts / f"{name}.{ext}")
     else:
-        from .profile_view import stacked_chart
+        from ..bench.profile_view import stacked_chart
 
         stacked_chart(run.rows, charts, name=name, device_name=run.info.get("gpu") or run.info.get("cpu"))
     return [Chart(charts / f"{name}.png", f"{run.label}: time per stage")]
@@ -529,7 +531,7 @@ def build_report(inputs: Sequence[Path], out: Path, title: Optional[str] = None)
 
     for run in runs:
         if run.torn:
-            blocks.insert(0, Para(f"Warning: {results.torn_note(run.csv, run.torn)}."))
+            blocks.insert(0, Para(f"Warning: {tables.torn_note(run.csv, run.torn)}."))
     for run in sweeps:
         blocks.append(Heading(f"Sweep {run.label}"))
         for chart in sweep_charts(run, charts_dir):
@@ -610,7 +612,7 @@ def split_quality_inputs(inputs: Sequence[Path]) -> Tuple[List[Path], List[Path]
             quality.append(path / QUALITY_FILE)
             if (path / SWEEP_CSV).is_file() or (path / PROFILE_CSV).is_file():
                 rest.append(path)
-        elif path.is_file() and (path.name == QUALITY_FILE or "out_rel_err" in results.header_of(path)):
+        elif path.is_file() and (path.name == QUALITY_FILE or "out_rel_err" in tables.header_of(path)):
             quality.append(path)
         else:
             rest.append(path)
@@ -624,7 +626,7 @@ def quality_blocks(sweeps: Sequence[Run], quality_csvs: Sequence[Path], charts: 
     from ..quality.summary import SOURCE, checkpoint_table, needle_verdict, scorer_table
 
     rows = [{**r, SOURCE: tag} for p, tag in zip(quality_csvs, source_tags(quality_csvs))
-            for r in results.read_rows(p, results.QUALITY)[0]]
+            for r in tables.read_rows(p, tables.QUALITY)[0]]
     sweep_rows = [r for run in sweeps for r in run.rows]
     blocks: List[Block] = [Heading("Speed against quality")]
     headers, table_rows = scorer_table(rows)
@@ -675,14 +677,14 @@ def recommendation_blocks(sweep_rows: List[dict], quality_rows: List[dict], min_
     bar = Bar("needle_recall", min_needle_recall, "needle")
 
     def seqs(rows, kind_ok):
-        return {int(results.num(r["n"])) for r in rows if kind_ok(r) and results.num(r.get("n")) is not None}
+        return {int(tables.num(r["n"])) for r in rows if kind_ok(r) and tables.num(r.get("n")) is not None}
 
     both = seqs(sweep_rows, lambda r: r.get("kind") == "lighthouse" and r.get("status") == "ok") & seqs(
         quality_rows, lambda r: r.get("inputs") == "needle" and r.get("status") == "ok")
     blocks: List[Block] = []
     for n in sorted(both):
         rec = recommend(sweep_rows, quality_rows, n, bar)
-        blocks.append(Heading(f"Recommendation for N={results.fmt_size(n)}", 3))
+        blocks.append(Heading(f"Recommendation for N={tables.fmt_size(n)}", 3))
         if not rec.ranked:
             blocks.append(Para(f"No configuration has both a speed and a needle-recall figure at N={rec.seq} "
                                f"({len(rec.speed_only)} have speed only, {len(rec.quality_only)} quality only): "
@@ -691,14 +693,14 @@ def recommendation_blocks(sweep_rows: List[dict], quality_rows: List[dict], min_
         if rec.chosen is None:
             best = max(rec.ranked, key=lambda c: c.quality)
             blocks.append(Para(f"No measured configuration reaches {bar.describe()}; the best is {best.label()} "
-                               f"({results.fmt(best.quality)}, {best.speedup:.2f}x {rec.baseline})."))
+                               f"({tables.fmt(best.quality)}, {best.speedup:.2f}x {rec.baseline})."))
         else:
             c = rec.chosen
             blocks.append(Para(f"Bar: {bar.describe()}. Use {c.label()}: {c.speedup:.2f}x {rec.baseline} "
-                               f"({rec.pass_}), needle recall {results.fmt(c.quality)}."))
+                               f"({rec.pass_}), needle recall {tables.fmt(c.quality)}."))
         blocks.append(Table(["configuration", "speedup", "needle recall", "meets bar", "out_rel_err", "coverage"],
-                            [[c.label(), f"{c.speedup:.2f}x", results.fmt(c.quality), "yes" if c.meets else "no",
-                              results.fmt(c.extra.get("out_rel_err")), results.fmt(c.extra.get("coverage"))]
+                            [[c.label(), f"{c.speedup:.2f}x", tables.fmt(c.quality), "yes" if c.meets else "no",
+                              tables.fmt(c.extra.get("out_rel_err")), tables.fmt(c.extra.get("coverage"))]
                              for c in rec.ranked[: runners_up + 1]], "The fastest measured configurations, those meeting the bar first"))
         missing = len(rec.quality_only) + len(rec.speed_only)
         if missing:

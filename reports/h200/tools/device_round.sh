@@ -2,7 +2,7 @@
 # How the committed H200 results were made: one call of the lent GPU machine runs several steps, each under
 # its own time limit, so one failing or slow step never costs the others; each step's folder is packed into
 # $OUT/<name>.tgz (the machine returns at most 8 files).
-#   bash scripts/device_round.sh NAME:SECONDS:'COMMAND' [NAME:SECONDS:'COMMAND' ...]
+#   bash reports/h200/tools/device_round.sh NAME:SECONDS:'COMMAND' [NAME:SECONDS:'COMMAND' ...]
 # A COMMAND writes under runs/NAME ($STEP_OUT). Carried wheels in .whl/ are installed first (liger-kernel, fla).
 set -u
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD"
