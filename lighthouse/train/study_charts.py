@@ -7,12 +7,11 @@ from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
 from .stats import mean_interval
+from .study_curves import load_curves, val_curve
 
 
 def _arm_curve(curves, arm: dict, column: str) -> List[Tuple[int, float]]:
     """An arm's validation points: the trunk's up to the switch, then the branch's (or the job's own)."""
-    from .study_report import val_curve
-
     own = val_curve(curves.get(arm["job_id"], []), column, upto=arm["length"])
     if arm.get("trunk_id") and arm.get("switch_step") is not None:
         trunk = val_curve(curves.get(arm["trunk_id"], []), column, upto=arm["switch_step"])
@@ -40,11 +39,9 @@ def draw(out: Path, results, summaries) -> List[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .study_report import _curves
-
     out = Path(out)
     manifest = json.loads((out / "study.json").read_text())
-    curves = _curves(out)
+    curves = load_curves(out)
     paths = []
     by_exp: Dict[str, List[dict]] = {}
     for a in manifest["arms"]:

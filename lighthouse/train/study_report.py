@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from ..harness.tables import STUDY_CLOCK, TRAIN_CURVE, fmt, num, read_rows
+from ..harness.tables import STUDY_CLOCK, fmt, num, read_rows
 from .stats import Interval, mean_interval
+from .study_curves import at_step, interpolate, load_curves, val_curve
 
 CLAIM_PCT = 1.0  # the paper's claim, read as: a gap of at most 1% of dense's loss, or an interval holding 0
 PRECISE_PCT = 2.0  # an interval wider than this (half-width, % of dense's loss) decides nothing
@@ -47,38 +48,6 @@ class ArmResult:
         return self.wall_s / self.dense_wall_s if self.wall_s and self.dense_wall_s else None
 
 
-def _curves(out: Path) -> Dict[str, List[dict]]:
-    curves = {}
-    for path in sorted((Path(out) / "curves").glob("*.csv")):
-        if ".redo" in path.suffixes or ".partial" in path.name:
-            continue
-        rows = read_rows(path, TRAIN_CURVE)[0]
-        curves[path.stem] = sorted(rows, key=lambda r: int(r["step"]))
-    return curves
-
-
-def _at(rows: Sequence[dict], step: int, column: str) -> Optional[float]:
-    for r in rows:
-        if int(r["step"]) == step:
-            return num(r.get(column))
-    return None
-
-
-def val_curve(rows: Sequence[dict], column: str = "val_loss", upto: Optional[int] = None) -> List[Tuple[int, float]]:
-    return [(int(r["step"]), num(r[column])) for r in rows
-            if num(r.get(column)) is not None and (upto is None or int(r["step"]) <= upto)]
-
-
-def interpolate(points: Sequence[Tuple[float, float]], x: float) -> Optional[float]:
-    """Linear interpolation in sorted (x, y) points; None outside their range."""
-    if not points or x < points[0][0] or x > points[-1][0]:
-        return None
-    for (x0, y0), (x1, y1) in zip(points, points[1:]):
-        if x0 <= x <= x1:
-            return y0 if x1 == x0 else y0 + (y1 - y0) * (x - x0) / (x1 - x0)
-    return points[-1][1]
-
-
 def _clock(out: Path) -> Dict[Tuple[str, str], float]:
     path = Path(out) / "clock.csv"
     if not path.exists():
@@ -106,7 +75,7 @@ def arm_results(out: Path) -> List[ArmResult]:
     out = Path(out)
     manifest = json.loads((out / "study.json").read_text())
     experiments = {e["name"]: e for e in manifest["experiments"]}
-    curves, clock = _curves(out), _clock(out)
+    curves, clock = load_curves(out), _clock(out)
     arms = manifest["arms"]
     dense_of = {(a["experiment"], a["seed"], a["length"]): a for a in arms if a["label"] == "dense"}
     results = []
@@ -115,8 +84,8 @@ def arm_results(out: Path) -> List[ArmResult]:
         e, length = a["experiment"], a["length"]
         dense_arm = dense_of.get((e, a["seed"], length))
         dense_rows = curves.get(dense_arm["job_id"], []) if dense_arm else []
-        dense_val = _at(dense_rows, length, "val_loss")
-        val = _at(rows, length, "val_loss")
+        dense_val = at_step(dense_rows, length, "val_loss")
+        val = at_step(rows, length, "val_loss")
         lh_mode = a["label"] != "dense"
         t_dense = clock.get((e, "dense"))
         t_lh = clock.get((e, a["label"] if a["label"].startswith("lighthouse k=") else "lighthouse"))
@@ -136,9 +105,9 @@ def arm_results(out: Path) -> List[ArmResult]:
         results.append(ArmResult(
             e, a["label"], a["seed"], length, a["switch_step"], a.get("topk"),
             length - a["switch_step"] if a["switch_step"] is not None else None, val,
-            _at(rows, length, "val_loss_lighthouse") if lh_mode else None,
-            _at(rows, length, "val_loss_dense") if lh_mode else None, dense_val, gap, wall, dense_wall, at_wall,
-            _at(rows, length, "epochs"), _s_over_n(experiments[e], a.get("topk")) if lh_mode else None))
+            at_step(rows, length, "val_loss_lighthouse") if lh_mode else None,
+            at_step(rows, length, "val_loss_dense") if lh_mode else None, dense_val, gap, wall, dense_wall, at_wall,
+            at_step(rows, length, "epochs"), _s_over_n(experiments[e], a.get("topk")) if lh_mode else None))
     return results
 
 
