@@ -134,9 +134,9 @@ def plant(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, needles: Needles, *
     else:
         raise UnreachableNeedles(
             f"needles: {int(unreachable.sum())} of {unreachable.numel()} needles (batch x kv heads x needles) "
-            f"still unreachable after {max_draws} draws at N={n}, head_dim={d}: another key that query i sees projects as far "
-            f"along the needle direction than k_j (median key norm), so no query norm puts {target_mass:g} of "
-            f"dense attention on it; use a larger head_dim or a shorter N")
+            f"still unreachable after {max_draws} draws at N={n}, head_dim={d}: another key that query i sees "
+            f"projects as far along the needle direction as k_j (median key norm), so no query norm puts "
+            f"{target_mass:g} of dense attention on it; use a larger head_dim or a shorter N")
     del proj
     scale = d ** -0.5
     # the mass rises from 1 / (1 + competitors) at norm 0 towards 1; every competitor is at least -worst below
