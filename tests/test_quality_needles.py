@@ -97,3 +97,20 @@ def test_recall_per_bucket_matches_hand_count():
     assert fig["needle_recall"] == pytest.approx(4 / 6)
     assert fig["recall_d00"] == 1.0 and fig["recall_d90"] == 0.5 and fig["recall_d50"] == 0.5
     assert fig["recall_d10"] is None and set(BUCKET_COLUMNS) <= set(fig)
+
+
+def test_a_norm_the_dtype_cannot_hold_is_reported():
+    """The needed |q_i| scales as 1 / |k|: with keys of norm ~6e-4 it is ~1e5, past fp16's 65504. fp32 plants it
+    (mass checked independently); fp16 must say so rather than store inf (catches a silent overflow)."""
+    from lighthouse.quality.inputs import QualityInputs
+    from lighthouse.quality.needles import UnreachableNeedles, plant
+
+    nd = place_needles(512, 1, seed=0)
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(1, 2, 512, 32, generator=g) * 1e-4 for _ in range(3))
+    x = QualityInputs("needle", q.clone(), k.clone(), v.clone(), torch.zeros(1, 2, 512), needles=nd)
+    plant(x.q, x.k, x.v, nd)
+    assert float(x.q[:, :, nd.query].norm(dim=-1).min()) > 65504
+    assert float((dense_mass_on_needles(x) - TARGET_MASS).abs().max()) <= 0.01
+    with pytest.raises(UnreachableNeedles, match="torch.float16 cannot hold"):
+        plant(q.half(), k.half(), v.half(), nd)

@@ -154,6 +154,12 @@ def plant(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, needles: Needles, *
         ok = _mass_on_needle(stored(mid), keys, others, j_pos, scale) >= target_mass
         hi = torch.where(ok, mid, hi)
         lo = torch.where(ok, lo, mid)
+    missed = ~(_mass_on_needle(stored(hi), keys, others, j_pos, scale) >= target_mass)  # NaN counts as missed
+    if bool(missed.any()):  # a norm too large for q's dtype (fp16 overflows past 65504)
+        raise UnreachableNeedles(
+            f"needles: {int(missed.sum())} of {missed.numel()} needles need a query norm that {q.dtype} cannot "
+            f"hold to put {target_mass:g} of dense attention on k_j (largest bound {float(hi.max()):.3g}) at "
+            f"N={n}, head_dim={d}; use bf16 or fp32")
     q[:, :, i_pos] = stored(hi).repeat_interleave(group, dim=1).to(q.dtype)
 
 
