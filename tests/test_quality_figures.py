@@ -174,3 +174,26 @@ def test_full_selection_gives_coverage_one():
     assert int((idx < cfg.min_seq_len).sum()) == 2 * cfg.min_seq_len  # every token emitted
     cov = coverage_per_query(q, k, dense_reference(q, k, v).lse, idx, plan)
     assert torch.allclose(cov, torch.ones_like(cov), atol=1e-5)
+
+
+@pytest.mark.parametrize("inputs", ["long queries", "needles"])
+def test_coverage_at_long_queries_is_finite_and_matches_loops(inputs):
+    """Needle queries are long (|q_i| from about 10 up to thousands at D=16), so a later key among the emitted
+    tokens can score far above the query's dense lse: exponentiating before masking gives inf * 0 = NaN
+    (catches the mask applied after exp). The long queries make that certain; the needles are the real case
+    (with |q_i| = 1e4, this one gave NaN)."""
+    from lighthouse.quality.inputs import synthetic
+
+    if inputs == "long queries":
+        cfg = LighthouseConfig(levels=2, pooling=4, topk=128, impl="torch", sdpa_backend="math")
+        q, k, v = rand_qkv(1, 2, 2, 1024, 8, seed=17)
+        q[:, :, 100:600:50] *= 100  # scores up to ~300: float32 keeps exp(score - lse) to ~1e-5 relative
+    else:
+        cfg = LighthouseConfig(levels=3, pooling=4, topk=128, impl="torch", sdpa_backend="math")
+        x = synthetic("needle", 1, 2, 2, 4096, 16, "fp32", torch.device("cpu"), seed=1, per_bucket=2)
+        q, k, v = x.q, x.k, x.v
+    plan = make_plan(cfg, q, k, v)
+    idx = lighthouse.select(q, k, v, config=cfg)
+    got = coverage_per_query(q, k, dense_reference(q, k, v).lse, idx, plan)
+    assert bool(torch.isfinite(got).all())
+    assert torch.allclose(got.double(), coverage_by_loops(q, k, idx, plan), atol=1e-5)

@@ -76,9 +76,10 @@ def coverage_per_query(q: torch.Tensor, k: torch.Tensor, lse: torch.Tensor, indi
     for start in range(0, n, step):
         end = min(n, start + step)
         scores = torch.matmul(q[:, :, start:end].float(), keys.transpose(-1, -2)).mul_(d ** -0.5)
-        probs = scores.sub_(lse[:, :, start:end, None]).exp_()
         t = torch.arange(start, end, device=q.device)
         visible = (rank < seen[:, :, start:end, None]) & real[:, :, None, :] & (tokens[:, :, None, :] <= t[:, None])
-        out[:, :, start:end] = (probs * visible).sum(-1)
+        # mask before exp: a future key's score may sit far above the lse (exp -> inf, inf * 0 -> NaN)
+        probs = scores.sub_(lse[:, :, start:end, None]).masked_fill_(~visible, float("-inf")).exp_()
+        out[:, :, start:end] = probs.sum(-1)
         del scores, probs, visible
     return out
