@@ -184,7 +184,10 @@ class LighthouseFunction(torch.autograd.Function):
         return dq, dk, dv, None, None
 
 
-def lighthouse_attention_triton(q, k, v, plan: LighthousePlan, gate: Optional[torch.Tensor] = None) -> torch.Tensor:
+def lighthouse_attention_triton(q, k, v, plan: LighthousePlan, gate: Optional[torch.Tensor] = None,
+                                positions: Optional[torch.Tensor] = None) -> torch.Tensor:
+    if plan.config.rope == "post":
+        raise ValueError("rope='post' is not in the Triton path yet; use impl='torch'")
     if torch.is_grad_enabled() and any(x.requires_grad for x in (q, k, v)):
         return LighthouseFunction.apply(q, k, v, plan, gate)
     with torch.no_grad():

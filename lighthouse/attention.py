@@ -10,6 +10,7 @@ import torch
 
 from .config import LighthouseConfig, as_config
 from .plan import make_plan
+from .rope import check_positions
 from .reference import lighthouse_attention_torch, select_torch
 
 
@@ -152,6 +153,14 @@ def _plant(q, k, v):
     return q, k, v, us
 
 
+def _rope_positions(cfg: LighthouseConfig, positions, q: torch.Tensor) -> Optional[torch.Tensor]:
+    """positions= checked and as (1 or B, N) int64; only rope='post' reads them (a warning otherwise)."""
+    if positions is not None and cfg.rope != "post":
+        warnings.warn("positions= is used only by rope='post'; rope='pre' ignores it", UserWarning, stacklevel=3)
+        return None
+    return check_positions(positions, q.shape[0], q.shape[2], q.device)
+
+
 def lighthouse_attention(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -164,9 +173,13 @@ def lighthouse_attention(
     dilation: int = _D.dilation,
     impl: str = _D.impl,
     sdpa_backend: Optional[str] = _D.sdpa_backend,
+    rope: str = _D.rope,
+    rope_theta: float = _D.rope_theta,
+    rope_scaling: Optional[dict] = _D.rope_scaling,
     gate: Optional[torch.Tensor] = None,
     config: Union[LighthouseConfig, dict, None] = None,
     cp_group=None,
+    positions: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """Causal Lighthouse attention. q (B, Hq, N, D); k, v (B, Hkv, N, D), Hq a multiple of Hkv.
 
@@ -178,22 +191,30 @@ def lighthouse_attention(
     Context parallelism: with `cp_group` (a torch.distributed ProcessGroup or 1-D DeviceMesh), q, k, v are
     this rank's contiguous shard of the sequence (see lighthouse.distributed.shard_sequence) and the result
     is this rank's rows of the single-device output; scorer='norm' only.
+
+    RoPE (docs/rope.md): with rope='pre' (default) q and k are used as given (already rotated by the model).
+    With rope='post' they must be un-rotated: selection and pooling use them raw, and each selected entry is
+    rotated by RoPE (rope_theta, rope_scaling) at the position of the last token it covers. `positions`
+    ((N,) or (B, N) integers, the model's position_ids) are the token positions; None means 0..N-1 (under
+    cp_group: the shard's global positions, its first token at rank * shard length).
     """
-    cfg = LighthouseConfig(levels, pooling, topk, scorer, dilation, impl, sdpa_backend) if config is None else as_config(config)
+    cfg = (LighthouseConfig(levels, pooling, topk, scorer, dilation, impl, sdpa_backend, rope, rope_theta, rope_scaling)
+           if config is None else as_config(config))
     if cp_group is not None:
         from .distributed import context_parallel_lighthouse_attention
 
-        return context_parallel_lighthouse_attention(q, k, v, cp_group, cfg, gate)
+        return context_parallel_lighthouse_attention(q, k, v, cp_group, cfg, gate, positions)
     plan = make_plan(cfg, q, k, v, gate)
+    positions = _rope_positions(cfg, positions, q)
     planted = 0.0
     if TEST_SLOWDOWN_ENV in os.environ:  # test-only; one dictionary lookup per call otherwise
         q, k, v, planted = _plant(q, k, v)
     if _resolve_impl(cfg.impl, q) == "triton":
         from .kernels import lighthouse_attention_triton
 
-        out = lighthouse_attention_triton(q, k, v, plan, gate)
+        out = lighthouse_attention_triton(q, k, v, plan, gate, positions)
     else:
-        out = lighthouse_attention_torch(q, k, v, plan, gate)
+        out = lighthouse_attention_torch(q, k, v, plan, gate, positions=positions)
     _delay(out.device, planted)
     return out
 
@@ -210,6 +231,9 @@ def select(
     dilation: int = _D.dilation,
     impl: str = _D.impl,
     sdpa_backend: Optional[str] = _D.sdpa_backend,
+    rope: str = _D.rope,
+    rope_theta: float = _D.rope_theta,
+    rope_scaling: Optional[dict] = _D.rope_scaling,
     gate: Optional[torch.Tensor] = None,
     config: Union[LighthouseConfig, dict, None] = None,
     cp_group=None,
@@ -217,7 +241,8 @@ def select(
     """The selected sub-sequence, (B, Hkv, S) int64 indices into the concatenated pyramid
     (offset(l) + i, offset(l) = sum of n_j for j < l, over the padded length), in causal order.
     With `cp_group`: this rank's block of S/W columns of it, computed from the rank's shard alone."""
-    cfg = LighthouseConfig(levels, pooling, topk, scorer, dilation, impl, sdpa_backend) if config is None else as_config(config)
+    cfg = (LighthouseConfig(levels, pooling, topk, scorer, dilation, impl, sdpa_backend, rope, rope_theta, rope_scaling)
+           if config is None else as_config(config))
     if cp_group is not None:
         from .distributed import context_parallel_select
 
