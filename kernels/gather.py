@@ -4,12 +4,14 @@ Two uses, one kernel: the forward gather (row of entry (l, i) = mean of x[i*f : 
 of the scatter (row of entry (l, i) = sum of dO over its fan-out positions [i*f + f - 1, i*f + 2f - 2]).
 Programs walk the level-major list, so every row of a program has the same span f. One launch serves up to
 three tensors of the same head count (q, k and v): the index loads are shared and the launch tails paid once.
+With rope='post' the forward gather rotates the first ROT tensors (q, k) at the last token of each entry's
+span (kernels/rope.py) between pooling and the store; the rows are then pooled as two halves.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 import triton
@@ -19,6 +21,7 @@ from lighthouse.config import TILE
 from lighthouse.plan import LighthousePlan
 
 from . import alloc, sizes
+from .rope import RopeArgs, cos_sin, launch_args, token_position
 
 BLOCK_R = 32  # divides 128 * p, so a block never straddles two levels
 NUM_WARPS = 4  # tuned on the H200 (reports/PERF_NOTES.md, step 4)
@@ -77,12 +80,77 @@ def _put(OUT, bh, sel_len, head_dim, pos, acc, rmask, d, dmask):
 
 
 @triton.jit
+def _pool(X, sxb, sxh, sxn, b, hx, start, rmask, f, seq_len, d, dmask, TOP: tl.constexpr, TOP_SPAN: tl.constexpr,
+          TOP_STEP: tl.constexpr, FAN_IN: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr):
+    if TOP:
+        acc = _pool_top(X, sxb, sxh, sxn, b, hx, start, rmask, seq_len, d, dmask,
+                        TOP_SPAN, TOP_STEP, FAN_IN, BLOCK_R, BLOCK_D)
+    else:
+        acc = _pool_low(X, sxb, sxh, sxn, b, hx, start, f, seq_len, d, dmask, FAN_IN, BLOCK_R, BLOCK_D)
+    return acc
+
+
+@triton.jit
+def _emit(X, sxb, sxh, sxn, OUT, bh, sel_len, head_dim, b, hx, start, rmask, f, seq_len, pos, cos, sin,
+          HALVES: tl.constexpr, ROTATE: tl.constexpr, TOP: tl.constexpr, TOP_SPAN: tl.constexpr,
+          TOP_STEP: tl.constexpr, FAN_IN: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr,
+          BLOCK_H: tl.constexpr):
+    """Pool one tensor's rows and store them at their sub-sequence rows; with HALVES, as two halves, turned
+    by (cos, sin) when ROTATE (RoPE: lo' = lo cos - hi sin, hi' = hi cos + lo sin)."""
+    if HALVES:
+        half = head_dim // 2
+        dh = tl.arange(0, BLOCK_H)
+        hmask = dh < half
+        lo = _pool(X, sxb, sxh, sxn, b, hx, start, rmask, f, seq_len, dh, hmask, TOP, TOP_SPAN, TOP_STEP, FAN_IN,
+                   BLOCK_R, BLOCK_H)
+        hi = _pool(X, sxb, sxh, sxn, b, hx, start, rmask, f, seq_len, dh + half, hmask, TOP, TOP_SPAN, TOP_STEP,
+                   FAN_IN, BLOCK_R, BLOCK_H)
+        if ROTATE:
+            lo, hi = lo * cos - hi * sin, hi * cos + lo * sin
+        _put(OUT, bh, sel_len, head_dim, pos, lo, rmask, dh, hmask)
+        _put(OUT, bh, sel_len, head_dim, pos, hi, rmask, dh + half, hmask)
+    else:
+        d = tl.arange(0, BLOCK_D)
+        dmask = d < head_dim
+        acc = _pool(X, sxb, sxh, sxn, b, hx, start, rmask, f, seq_len, d, dmask, TOP, TOP_SPAN, TOP_STEP, FAN_IN,
+                    BLOCK_R, BLOCK_D)
+        _put(OUT, bh, sel_len, head_dim, pos, acc, rmask, d, dmask)
+
+
+@triton.jit
+def _emit_all(X0, X1, X2, OUT0, OUT1, OUT2, INV_FREQ, POS, bh, sel_len, head_dim, b, hx, start, rmask, f, seq_len,
+              pos, pos_bstride, pos_offset, s0b, s0h, s0n, s1b, s1h, s1n, s2b, s2h, s2n,
+              NUM: tl.constexpr, TOP: tl.constexpr, TOP_SPAN: tl.constexpr, TOP_STEP: tl.constexpr,
+              FAN_IN: tl.constexpr, ROT: tl.constexpr, HAS_POS: tl.constexpr, BLOCK_R: tl.constexpr,
+              BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr):
+    """The rows of one block (one span f) for every tensor of the launch; the first ROT are rotated at the last
+    token of each entry's span (spec section 5a), the angles computed once for all of them."""
+    if ROT > 0:
+        cos, sin = cos_sin(token_position(start + f - 1, rmask, b, POS, pos_bstride, pos_offset, seq_len, HAS_POS),
+                           INV_FREQ, head_dim // 2, BLOCK_H)
+    else:
+        cos = tl.zeros((BLOCK_R, BLOCK_H), dtype=tl.float32)
+        sin = cos
+    if FAN_IN:
+        start += f - 1
+    _emit(X0, s0b, s0h, s0n, OUT0, bh, sel_len, head_dim, b, hx, start, rmask, f, seq_len, pos, cos, sin,
+          ROT > 0, ROT > 0, TOP, TOP_SPAN, TOP_STEP, FAN_IN, BLOCK_R, BLOCK_D, BLOCK_H)
+    if NUM > 1:
+        _emit(X1, s1b, s1h, s1n, OUT1, bh, sel_len, head_dim, b, hx, start, rmask, f, seq_len, pos, cos, sin,
+              ROT > 0, ROT > 1, TOP, TOP_SPAN, TOP_STEP, FAN_IN, BLOCK_R, BLOCK_D, BLOCK_H)
+    if NUM > 2:
+        _emit(X2, s2b, s2h, s2n, OUT2, bh, sel_len, head_dim, b, hx, start, rmask, f, seq_len, pos, cos, sin,
+              ROT > 0, ROT > 2, TOP, TOP_SPAN, TOP_STEP, FAN_IN, BLOCK_R, BLOCK_D, BLOCK_H)
+
+
+@triton.jit
 def _gather_kernel(
-    X0, X1, X2, LM_IDX, LM_POS, OUT0, OUT1, OUT2, SPANS, OFFSETS,
-    seq_len, sel_len, chunk, tile_len, x_heads, group, head_dim,
+    X0, X1, X2, LM_IDX, LM_POS, OUT0, OUT1, OUT2, SPANS, OFFSETS, INV_FREQ, POS,
+    seq_len, sel_len, chunk, tile_len, x_heads, group, head_dim, pos_bstride, pos_offset,
     s0b, s0h, s0n, s1b, s1h, s1n, s2b, s2h, s2n,
     NUM: tl.constexpr, LEVELS: tl.constexpr, POOL: tl.constexpr, TOP_SPAN: tl.constexpr,
-    TOP_STEP: tl.constexpr, FAN_IN: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr,
+    TOP_STEP: tl.constexpr, FAN_IN: tl.constexpr, ROT: tl.constexpr, HAS_POS: tl.constexpr,
+    BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr,
 ):
     blocks_top = tl.cdiv(chunk, BLOCK_R)
     blocks_low: tl.constexpr = 128 * POOL // BLOCK_R
@@ -94,27 +162,15 @@ def _gather_kernel(
     b = bh // x_heads
     hx = bh % x_heads
     ibase = (b * (x_heads // group) + hx // group).to(tl.int64) * sel_len + tile * tile_len
-    d = tl.arange(0, BLOCK_D)
-    dmask = d < head_dim
     if r < blocks_top:
         # coarsest level: consecutive entries of the tile's chunk span consecutive tokens
         rows = r * BLOCK_R + tl.arange(0, BLOCK_R)
         rmask = rows < chunk
         pos = tl.load(LM_POS + ibase + rows, mask=rmask, other=0)
         start = (tile * chunk + rows).to(tl.int64) * TOP_SPAN
-        if FAN_IN:
-            start += TOP_SPAN - 1
-        acc = _pool_top(X0, s0b, s0h, s0n, b, hx, start, rmask, seq_len, d, dmask,
-                        TOP_SPAN, TOP_STEP, FAN_IN, BLOCK_R, BLOCK_D)
-        _put(OUT0, bh, sel_len, head_dim, pos, acc, rmask, d, dmask)
-        if NUM > 1:
-            acc = _pool_top(X1, s1b, s1h, s1n, b, hx, start, rmask, seq_len, d, dmask,
-                            TOP_SPAN, TOP_STEP, FAN_IN, BLOCK_R, BLOCK_D)
-            _put(OUT1, bh, sel_len, head_dim, pos, acc, rmask, d, dmask)
-        if NUM > 2:
-            acc = _pool_top(X2, s2b, s2h, s2n, b, hx, start, rmask, seq_len, d, dmask,
-                            TOP_SPAN, TOP_STEP, FAN_IN, BLOCK_R, BLOCK_D)
-            _put(OUT2, bh, sel_len, head_dim, pos, acc, rmask, d, dmask)
+        _emit_all(X0, X1, X2, OUT0, OUT1, OUT2, INV_FREQ, POS, bh, sel_len, head_dim, b, hx, start, rmask,
+                  TOP_SPAN, seq_len, pos, pos_bstride, pos_offset, s0b, s0h, s0n, s1b, s1h, s1n, s2b, s2h, s2n,
+                  NUM, True, TOP_SPAN, TOP_STEP, FAN_IN, ROT, HAS_POS, BLOCK_R, BLOCK_D, BLOCK_H)
     else:
         # finer levels: 128 * POOL entries per level and tile, a block never straddles two levels
         low = r - blocks_top
@@ -126,25 +182,20 @@ def _gather_kernel(
         pos = tl.load(LM_POS + ibase + rows)
         rmask = rows >= 0
         start = (pyr - off) * f
-        if FAN_IN:
-            start += f - 1
-        acc = _pool_low(X0, s0b, s0h, s0n, b, hx, start, f, seq_len, d, dmask, FAN_IN, BLOCK_R, BLOCK_D)
-        _put(OUT0, bh, sel_len, head_dim, pos, acc, rmask, d, dmask)
-        if NUM > 1:
-            acc = _pool_low(X1, s1b, s1h, s1n, b, hx, start, f, seq_len, d, dmask, FAN_IN, BLOCK_R, BLOCK_D)
-            _put(OUT1, bh, sel_len, head_dim, pos, acc, rmask, d, dmask)
-        if NUM > 2:
-            acc = _pool_low(X2, s2b, s2h, s2n, b, hx, start, f, seq_len, d, dmask, FAN_IN, BLOCK_R, BLOCK_D)
-            _put(OUT2, bh, sel_len, head_dim, pos, acc, rmask, d, dmask)
+        _emit_all(X0, X1, X2, OUT0, OUT1, OUT2, INV_FREQ, POS, bh, sel_len, head_dim, b, hx, start, rmask,
+                  f, seq_len, pos, pos_bstride, pos_offset, s0b, s0h, s0n, s1b, s1h, s1n, s2b, s2h, s2n,
+                  NUM, False, TOP_SPAN, TOP_STEP, FAN_IN, ROT, HAS_POS, BLOCK_R, BLOCK_D, BLOCK_H)
 
 
 def gather_many(xs: Sequence[torch.Tensor], lm_idx: torch.Tensor, lm_pos: torch.Tensor, plan: LighthousePlan,
-                fan_in: bool = False) -> list:
+                fan_in: bool = False, rope: Optional[RopeArgs] = None, rotate: int = 0) -> list:
     """Tensors (B, Hx, N, D) of one head count Hx (Hkv or Hq) -> (B, Hx, S, D) contiguous, in one launch
-    per MAX_TENSORS tensors."""
+    per MAX_TENSORS tensors. With `rope` (post mode) the first `rotate` tensors are rotated."""
     if len(xs) > MAX_TENSORS:
-        return (gather_many(xs[:MAX_TENSORS], lm_idx, lm_pos, plan, fan_in)
-                + gather_many(xs[MAX_TENSORS:], lm_idx, lm_pos, plan, fan_in))
+        return (gather_many(xs[:MAX_TENSORS], lm_idx, lm_pos, plan, fan_in, rope, min(rotate, MAX_TENSORS))
+                + gather_many(xs[MAX_TENSORS:], lm_idx, lm_pos, plan, fan_in, rope, max(0, rotate - MAX_TENSORS)))
+    if rope is None or fan_in:
+        rotate = 0
     xs = [x if x.stride(-1) == 1 else x.contiguous() for x in xs]
     b, hx, _, d = xs[0].shape
     if any(x.shape != xs[0].shape for x in xs):
@@ -157,13 +208,15 @@ def gather_many(xs: Sequence[torch.Tensor], lm_idx: torch.Tensor, lm_pos: torch.
     padded_x = xs + [xs[0]] * (MAX_TENSORS - len(xs))
     padded_o = outs + [outs[0]] * (MAX_TENSORS - len(xs))
     strides = [s for x in padded_x for s in x.stride()[:3]]
+    inv_freq, pos, pos_bstride, pos_offset, has_pos = launch_args(rope if rotate else None, lm_pos)
     _gather_kernel[(plan.tiles * per_tile, b * hx)](
-        *padded_x, lm_idx, lm_pos, *padded_o, spans, offsets,
-        plan.seq_len, plan.selected_len, plan.chunk, plan.tile_len, hx, hx // plan.kv_heads, d,
-        *strides,
+        *padded_x, lm_idx, lm_pos, *padded_o, spans, offsets, inv_freq, pos,
+        plan.seq_len, plan.selected_len, plan.chunk, plan.tile_len, hx, hx // plan.kv_heads, d, pos_bstride,
+        pos_offset, *strides,
         NUM=len(xs), LEVELS=plan.config.levels, POOL=plan.config.pooling, TOP_SPAN=top_span,
         TOP_STEP=min(sizes.next_pow2(top_span), max(1, 16384 // (BLOCK_R * block_d))),
-        FAN_IN=fan_in, BLOCK_R=BLOCK_R, BLOCK_D=block_d, num_warps=NUM_WARPS,
+        FAN_IN=fan_in, ROT=rotate, HAS_POS=has_pos, BLOCK_R=BLOCK_R, BLOCK_D=block_d,
+        BLOCK_H=sizes.next_pow2(max(1, d // 2)), num_warps=NUM_WARPS,
     )
     return outs
 

@@ -21,6 +21,7 @@ from lighthouse.sdpa import causal_sdpa, repeat_kv
 
 from . import alloc
 from .gather import gather_many, gather_rows
+from .rope import RopeArgs, rope_args
 from .scatter import pull_many, pull_rows
 from .scores import score_pyramids
 from .select import Selection, fits_in_kernel, select_in_kernel, selection_from_indices
@@ -44,14 +45,15 @@ def _level_views(pyr: torch.Tensor, plan: LighthousePlan):
 
 
 def _by_shape(fn, tensors):
-    """fn (list -> list) over the tensors, one call per distinct shape: one for q, k, v without GQA, else
-    one for q and one for k, v. Results come back in the order of `tensors`."""
+    """fn (list, rotate -> list) over the tensors (q, k, v or their gradients), one call per distinct shape:
+    one for q, k, v without GQA, else one for q and one for k, v. `rotate`: how many of the call's tensors,
+    leading, are q or k (the ones RoPE turns in post mode). Results come back in the order of `tensors`."""
     groups = {}
     for i, t in enumerate(tensors):
         groups.setdefault(tuple(t.shape), []).append(i)
     out = [None] * len(tensors)
     for idx in groups.values():
-        for i, r in zip(idx, fn([tensors[i] for i in idx])):
+        for i, r in zip(idx, fn([tensors[i] for i in idx], sum(i < 2 for i in idx))):
             out[i] = r
     return out
 
@@ -84,9 +86,10 @@ def run_selection(q, k, v, plan: LighthousePlan, gate: Optional[torch.Tensor] = 
     return run_select(scores, plan), scores.check
 
 
-def run_gather(q, k, v, sel: Selection, plan: LighthousePlan) -> List[torch.Tensor]:
-    """gather: the sub-sequence q, k, v, pooled on the fly; one launch for the three (two under GQA)."""
-    return _by_shape(lambda xs: gather_many(xs, sel.lm_idx, sel.lm_pos, plan), (q, k, v))
+def run_gather(q, k, v, sel: Selection, plan: LighthousePlan, rope: Optional[RopeArgs] = None) -> List[torch.Tensor]:
+    """gather: the sub-sequence q, k, v, pooled on the fly; one launch for the three (two under GQA).
+    rope (post mode): q and k rows rotated at their entries' last tokens in the same launch."""
+    return _by_shape(lambda xs, rot: gather_many(xs, sel.lm_idx, sel.lm_pos, plan, rope=rope, rotate=rot), (q, k, v))
 
 
 def run_sdpa(q_sub, k_sub, v_sub, plan: LighthousePlan) -> torch.Tensor:
@@ -110,16 +113,19 @@ def run_sdpa_bwd(out_sub: torch.Tensor, subs: Sequence[torch.Tensor], d_out_sub:
     return torch.autograd.grad(out_sub, list(subs), d_out_sub, retain_graph=retain)
 
 
-def run_pool_bwd(d_subs: Sequence[torch.Tensor], sel: Selection, plan: LighthousePlan) -> List[torch.Tensor]:
-    """pool_bwd: the gradient of the gather, dq, dk, dv pulled from the sub-sequence gradients."""
-    return _by_shape(lambda xs: pull_many(xs, sel.inv, plan, scatter=False), d_subs)
+def run_pool_bwd(d_subs: Sequence[torch.Tensor], sel: Selection, plan: LighthousePlan,
+                 rope: Optional[RopeArgs] = None) -> List[torch.Tensor]:
+    """pool_bwd: the gradient of the gather, dq, dk, dv pulled from the sub-sequence gradients (in post mode
+    dq and dk turned back by each entry's angle in the same launch)."""
+    return _by_shape(lambda xs, rot: pull_many(xs, sel.inv, plan, scatter=False, rope=rope, rotate=rot), d_subs)
 
 
-def run_forward(q, k, v, plan: LighthousePlan, gate: Optional[torch.Tensor], grad: bool):
+def run_forward(q, k, v, plan: LighthousePlan, gate: Optional[torch.Tensor], grad: bool,
+                rope: Optional[RopeArgs] = None):
     """The forward step sequence: (out, sel, sub-sequence q/k/v, out_sub). grad: the sub-sequence tensors are
     leaves and the sdpa graph is kept, for the backward."""
     sel, check = run_selection(q, k, v, plan, gate)
-    subs = run_gather(q, k, v, sel, plan)
+    subs = run_gather(q, k, v, sel, plan, rope)
     check.watch_v(subs[2])  # v's finiteness screen on the S gathered rows, not all N (see FiniteCheck)
     with torch.set_grad_enabled(grad):
         if grad:
@@ -161,9 +167,9 @@ def retain_inner_graph():
 
 class LighthouseFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, q, k, v, plan: LighthousePlan, gate):
-        out, sel, leaves, out_sub = run_forward(q, k, v, plan, gate, grad=True)
-        ctx.plan, ctx.sel, ctx.leaves, ctx.out_sub = plan, sel, leaves, out_sub
+    def forward(ctx, q, k, v, plan: LighthousePlan, gate, rope):
+        out, sel, leaves, out_sub = run_forward(q, k, v, plan, gate, grad=True, rope=rope)
+        ctx.plan, ctx.sel, ctx.leaves, ctx.out_sub, ctx.rope = plan, sel, leaves, out_sub, rope
         ctx.retain = _retaining()  # a forward inside the block lets its backwards outside it repeat
         return out
 
@@ -180,15 +186,18 @@ class LighthouseFunction(torch.autograd.Function):
         d_subs = run_sdpa_bwd(ctx.out_sub, ctx.leaves, d_out_sub, retain)
         if not retain:
             ctx.leaves = ctx.out_sub = None  # freed before dq, dk, dv are allocated
-        dq, dk, dv = run_pool_bwd(d_subs, sel, plan)
-        return dq, dk, dv, None, None
+        dq, dk, dv = run_pool_bwd(d_subs, sel, plan, ctx.rope)
+        return dq, dk, dv, None, None, None
 
 
-def lighthouse_attention_triton(q, k, v, plan: LighthousePlan, gate: Optional[torch.Tensor] = None) -> torch.Tensor:
+def lighthouse_attention_triton(q, k, v, plan: LighthousePlan, gate: Optional[torch.Tensor] = None,
+                                positions: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """positions (1 or B, N) int64 or None: token positions of rope='post' (None: 0..N-1)."""
+    rope = rope_args(plan, q.device, positions)
     if torch.is_grad_enabled() and any(x.requires_grad for x in (q, k, v)):
-        return LighthouseFunction.apply(q, k, v, plan, gate)
+        return LighthouseFunction.apply(q, k, v, plan, gate, rope)
     with torch.no_grad():
-        return run_forward(q, k, v, plan, gate, grad=False)[0]
+        return run_forward(q, k, v, plan, gate, grad=False, rope=rope)[0]
 
 
 def select_triton(q, k, v, plan: LighthousePlan, gate: Optional[torch.Tensor] = None) -> torch.Tensor:

@@ -4,11 +4,13 @@ Forward scatter: position t takes the row of entry i = (t + 1) // f - 1 of each 
 Backward of the pooling: token t takes the row of entry i = t // f of each level, divided by f.
 Deterministic: no atomics, each output element written exactly once, no zero-filled buffer. One launch
 serves up to three source tensors of one head count (dq, dk, dv): the inverse map is read once for all.
+With rope='post' the pooling backward turns the first ROT sources (dq, dk) back by each entry's angle as it
+pulls them (the transpose of the gather's rotation, kernels/rope.py); the rows are then read as two halves.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 import triton
@@ -17,6 +19,7 @@ import triton.language as tl
 from lighthouse.plan import LighthousePlan
 
 from . import alloc, sizes
+from .rope import RopeArgs, cos_sin, launch_args, token_position
 
 BLOCK_T = 16  # token rows per program; tuned on the H200 (reports/PERF_NOTES.md, step 4)
 NUM_WARPS = 4
@@ -37,24 +40,47 @@ def _put(OUT, bh, seq_len, head_dim, t, acc, tmask, d, dmask):
 
 
 @triton.jit
+def _take_halves(src_base, pos, valid, dh, hmask, half, head_dim, cos, sin, ROTATE: tl.constexpr):
+    """A source row as its two halves; turned back by the entry's angle when ROTATE (the transpose of the
+    forward rotation: lo = lo' cos + hi' sin, hi = hi' cos - lo' sin)."""
+    lo = _take(src_base, pos, valid, dh, hmask, head_dim)
+    hi = _take(src_base, pos, valid, dh + half, hmask, head_dim)
+    if ROTATE:
+        lo, hi = lo * cos + hi * sin, hi * cos - lo * sin
+    return lo, hi
+
+
+@triton.jit
 def _pull_kernel(
-    SRC0, SRC1, SRC2, INV, OUT0, OUT1, OUT2,
-    seq_len, sel_len, n_pad, pyr_len, out_heads, group, head_dim,
-    NUM: tl.constexpr, LEVELS: tl.constexpr, POOL: tl.constexpr, SCATTER: tl.constexpr,
-    BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr,
+    SRC0, SRC1, SRC2, INV, OUT0, OUT1, OUT2, INV_FREQ, POS,
+    seq_len, sel_len, n_pad, pyr_len, out_heads, group, head_dim, pos_bstride, pos_offset,
+    NUM: tl.constexpr, LEVELS: tl.constexpr, POOL: tl.constexpr, SCATTER: tl.constexpr, ROT: tl.constexpr,
+    HAS_POS: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr,
 ):
     t = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
     bh = tl.program_id(1)
     b = bh // out_heads
     h = bh % out_heads
     tmask = t < seq_len
-    d = tl.arange(0, BLOCK_D)
-    dmask = d < head_dim
     inv_base = INV + (b * (out_heads // group) + h // group).to(tl.int64) * pyr_len
     src_off = bh.to(tl.int64) * sel_len * head_dim
-    acc0 = tl.zeros((BLOCK_T, BLOCK_D), dtype=tl.float32)
-    acc1 = tl.zeros((BLOCK_T, BLOCK_D), dtype=tl.float32)
-    acc2 = tl.zeros((BLOCK_T, BLOCK_D), dtype=tl.float32)
+    if ROT > 0:  # rows as halves (kernels/rope.py): accumulators of the low and the high half
+        half = head_dim // 2
+        d = tl.arange(0, BLOCK_H)
+        dmask = d < half
+        acc0 = tl.zeros((BLOCK_T, BLOCK_H), dtype=tl.float32)
+        acc1 = tl.zeros((BLOCK_T, BLOCK_H), dtype=tl.float32)
+        acc2 = tl.zeros((BLOCK_T, BLOCK_H), dtype=tl.float32)
+        hi0 = tl.zeros((BLOCK_T, BLOCK_H), dtype=tl.float32)
+        hi1 = tl.zeros((BLOCK_T, BLOCK_H), dtype=tl.float32)
+        hi2 = tl.zeros((BLOCK_T, BLOCK_H), dtype=tl.float32)
+    else:
+        half = head_dim
+        d = tl.arange(0, BLOCK_D)
+        dmask = d < head_dim
+        acc0 = tl.zeros((BLOCK_T, BLOCK_D), dtype=tl.float32)
+        acc1 = tl.zeros((BLOCK_T, BLOCK_D), dtype=tl.float32)
+        acc2 = tl.zeros((BLOCK_T, BLOCK_D), dtype=tl.float32)
     f = 1
     off = 0
     for _ in tl.static_range(LEVELS):
@@ -69,11 +95,27 @@ def _pull_kernel(
             scale = 1.0
         else:
             scale = 1.0 / f  # f is a compile-time power of p: a constant multiply
-        acc0 += _take(SRC0 + src_off, pos, valid, d, dmask, head_dim) * scale
-        if NUM > 1:
-            acc1 += _take(SRC1 + src_off, pos, valid, d, dmask, head_dim) * scale
-        if NUM > 2:
-            acc2 += _take(SRC2 + src_off, pos, valid, d, dmask, head_dim) * scale
+        if ROT > 0:
+            last = (entry.to(tl.int64) + 1) * f - 1  # the entry's last token: its RoPE position (spec 5a)
+            cos, sin = cos_sin(token_position(last, valid, b, POS, pos_bstride, pos_offset, seq_len, HAS_POS),
+                               INV_FREQ, half, BLOCK_H)
+            lo, hi = _take_halves(SRC0 + src_off, pos, valid, d, dmask, half, head_dim, cos, sin, True)
+            acc0 += lo * scale
+            hi0 += hi * scale
+            if NUM > 1:
+                lo, hi = _take_halves(SRC1 + src_off, pos, valid, d, dmask, half, head_dim, cos, sin, ROT > 1)
+                acc1 += lo * scale
+                hi1 += hi * scale
+            if NUM > 2:
+                lo, hi = _take_halves(SRC2 + src_off, pos, valid, d, dmask, half, head_dim, cos, sin, ROT > 2)
+                acc2 += lo * scale
+                hi2 += hi * scale
+        else:
+            acc0 += _take(SRC0 + src_off, pos, valid, d, dmask, head_dim) * scale
+            if NUM > 1:
+                acc1 += _take(SRC1 + src_off, pos, valid, d, dmask, head_dim) * scale
+            if NUM > 2:
+                acc2 += _take(SRC2 + src_off, pos, valid, d, dmask, head_dim) * scale
         off += n_pad // f
         f = f * POOL
     _put(OUT0, bh, seq_len, head_dim, t, acc0, tmask, d, dmask)
@@ -81,15 +123,24 @@ def _pull_kernel(
         _put(OUT1, bh, seq_len, head_dim, t, acc1, tmask, d, dmask)
     if NUM > 2:
         _put(OUT2, bh, seq_len, head_dim, t, acc2, tmask, d, dmask)
+    if ROT > 0:
+        _put(OUT0, bh, seq_len, head_dim, t, hi0, tmask, d + half, dmask)
+        if NUM > 1:
+            _put(OUT1, bh, seq_len, head_dim, t, hi1, tmask, d + half, dmask)
+        if NUM > 2:
+            _put(OUT2, bh, seq_len, head_dim, t, hi2, tmask, d + half, dmask)
 
 
 def pull_many(srcs: Sequence[torch.Tensor], inv: torch.Tensor, plan: LighthousePlan, scatter: bool,
-              dtype=None) -> list:
+              dtype=None, rope: Optional[RopeArgs] = None, rotate: int = 0) -> list:
     """Sources (B, Hs, S, D) of one shape -> (B, Hs, N, D) each: forward scatter (scatter=True) or pooling
-    backward, in one launch per MAX_TENSORS sources."""
+    backward, in one launch per MAX_TENSORS sources. With `rope` (post mode) the pooling backward turns the
+    first `rotate` sources back by their entries' angles."""
     if len(srcs) > MAX_TENSORS:
-        return (pull_many(srcs[:MAX_TENSORS], inv, plan, scatter, dtype)
-                + pull_many(srcs[MAX_TENSORS:], inv, plan, scatter, dtype))
+        return (pull_many(srcs[:MAX_TENSORS], inv, plan, scatter, dtype, rope, min(rotate, MAX_TENSORS))
+                + pull_many(srcs[MAX_TENSORS:], inv, plan, scatter, dtype, rope, max(0, rotate - MAX_TENSORS)))
+    if rope is None or scatter:
+        rotate = 0
     srcs = [s.contiguous() for s in srcs]
     if any(s.shape != srcs[0].shape for s in srcs):
         raise ValueError(f"pull_many needs sources of one shape, got {[tuple(s.shape) for s in srcs]}")
@@ -98,11 +149,14 @@ def pull_many(srcs: Sequence[torch.Tensor], inv: torch.Tensor, plan: LighthouseP
     block_d = sizes.next_pow2(d)
     block_t = max(16, min(BLOCK_T, 8192 // block_d))
     pad = MAX_TENSORS - len(srcs)
+    inv_freq, pos, pos_bstride, pos_offset, has_pos = launch_args(rope if rotate else None, inv)
     _pull_kernel[(sizes.cdiv(plan.seq_len, block_t), b * hs)](
-        *srcs, *[srcs[0]] * pad, inv, *outs, *[outs[0]] * pad,
+        *srcs, *[srcs[0]] * pad, inv, *outs, *[outs[0]] * pad, inv_freq, pos,
         plan.seq_len, plan.selected_len, plan.padded_len, plan.pyramid_len, hs, hs // plan.kv_heads, d,
-        NUM=len(srcs), LEVELS=plan.config.levels, POOL=plan.config.pooling, SCATTER=scatter,
-        BLOCK_T=block_t, BLOCK_D=block_d, num_warps=NUM_WARPS,
+        pos_bstride, pos_offset,
+        NUM=len(srcs), LEVELS=plan.config.levels, POOL=plan.config.pooling, SCATTER=scatter, ROT=rotate,
+        HAS_POS=has_pos, BLOCK_T=block_t, BLOCK_D=block_d, BLOCK_H=sizes.next_pow2(max(1, d // 2)),
+        num_warps=NUM_WARPS,
     )
     return outs
 

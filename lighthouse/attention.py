@@ -9,6 +9,7 @@ import torch
 from .config import LighthouseConfig, as_config
 from .dispatch import resolve_impl
 from .plan import make_plan
+from .rope import positions_for
 from .reference import lighthouse_attention_torch, select_torch
 
 
@@ -33,9 +34,13 @@ def lighthouse_attention(
     dilation: int = _D.dilation,
     impl: str = _D.impl,
     sdpa_backend: Optional[str] = _D.sdpa_backend,
+    rope: str = _D.rope,
+    rope_theta: float = _D.rope_theta,
+    rope_scaling: Optional[dict] = _D.rope_scaling,
     gate: Optional[torch.Tensor] = None,
     config: Union[LighthouseConfig, dict, None] = None,
     cp_group=None,
+    positions: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """Causal Lighthouse attention. q (B, Hq, N, D); k, v (B, Hkv, N, D), Hq a multiple of Hkv.
 
@@ -47,22 +52,30 @@ def lighthouse_attention(
     Context parallelism: with `cp_group` (a torch.distributed ProcessGroup or 1-D DeviceMesh), q, k, v are
     this rank's contiguous shard of the sequence (see lighthouse.distributed.shard_sequence) and the result
     is this rank's rows of the single-device output; scorer='norm' only.
+
+    RoPE (docs/rope.md): with rope='pre' (default) q and k are used as given (already rotated by the model).
+    With rope='post' they must be un-rotated: selection and pooling use them raw, and each selected entry is
+    rotated by RoPE (rope_theta, rope_scaling) at the position of the last token it covers. `positions`
+    ((N,) or (B, N) integers, the model's position_ids) are the token positions; None means 0..N-1 (under
+    cp_group: the shard's global positions, its first token at rank * shard length).
     """
-    cfg = LighthouseConfig(levels, pooling, topk, scorer, dilation, impl, sdpa_backend) if config is None else as_config(config)
+    cfg = (LighthouseConfig(levels, pooling, topk, scorer, dilation, impl, sdpa_backend, rope, rope_theta, rope_scaling)
+           if config is None else as_config(config))
     if cp_group is not None:
         from .distributed import context_parallel_lighthouse_attention
 
-        return context_parallel_lighthouse_attention(q, k, v, cp_group, cfg, gate)
+        return context_parallel_lighthouse_attention(q, k, v, cp_group, cfg, gate, positions)
     plan = make_plan(cfg, q, k, v, gate)
+    positions = positions_for(cfg, positions, q)
     after = None
     if call_hook is not None:
         q, k, v, after = call_hook(q, k, v)
     if resolve_impl(cfg.impl, q) == "triton":
         from .kernels import lighthouse_attention_triton
 
-        out = lighthouse_attention_triton(q, k, v, plan, gate)
+        out = lighthouse_attention_triton(q, k, v, plan, gate, positions)
     else:
-        out = lighthouse_attention_torch(q, k, v, plan, gate)
+        out = lighthouse_attention_torch(q, k, v, plan, gate, positions=positions)
     if after is not None:
         after(out)
     return out
@@ -80,6 +93,9 @@ def select(
     dilation: int = _D.dilation,
     impl: str = _D.impl,
     sdpa_backend: Optional[str] = _D.sdpa_backend,
+    rope: str = _D.rope,
+    rope_theta: float = _D.rope_theta,
+    rope_scaling: Optional[dict] = _D.rope_scaling,
     gate: Optional[torch.Tensor] = None,
     config: Union[LighthouseConfig, dict, None] = None,
     cp_group=None,
@@ -87,7 +103,8 @@ def select(
     """The selected sub-sequence, (B, Hkv, S) int64 indices into the concatenated pyramid
     (offset(l) + i, offset(l) = sum of n_j for j < l, over the padded length), in causal order.
     With `cp_group`: this rank's block of S/W columns of it, computed from the rank's shard alone."""
-    cfg = LighthouseConfig(levels, pooling, topk, scorer, dilation, impl, sdpa_backend) if config is None else as_config(config)
+    cfg = (LighthouseConfig(levels, pooling, topk, scorer, dilation, impl, sdpa_backend, rope, rope_theta, rope_scaling)
+           if config is None else as_config(config))
     if cp_group is not None:
         from .distributed import context_parallel_select
 

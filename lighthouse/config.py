@@ -14,6 +14,11 @@ HALF_TILE = TILE // 2
 SCORERS = ("norm", "dilated", "gla")
 IMPLS = ("auto", "torch", "triton")
 SDPA_BACKENDS = ("auto", "cudnn", "flash", "efficient", "math")
+#: Where RoPE is applied: "pre" (q, k arrive rotated, the paper's main branch) or "post" (after selection).
+ROPE_PLACEMENTS = ("pre", "post")
+#: transformers' rope types that the post placement reproduces, with the keys each one needs.
+ROPE_TYPES = {"default": (), "linear": ("factor",),
+              "llama3": ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings")}
 
 #: Longest sequence supported (and so the bound on topk * pooling**(levels-1), the shortest N a config can
 #: run, and on dilation): the Triton path indexes the pyramid (< 2 N entries) with int32.
@@ -35,6 +40,55 @@ def _as_int(name: str, value, minimum: int, extra: str = "") -> int:
     if number < minimum:
         raise ValueError(f"{message}, got {number}")
     return number
+
+
+def _as_number(name: str, value, where: str) -> float:
+    """value as a finite float > 0 (any real number but a bool)."""
+    is_bool = isinstance(value, bool) or "bool" in type(value).__name__
+    try:
+        number = None if is_bool or isinstance(value, str) else float(value)
+    except (TypeError, ValueError):
+        number = None
+    if number is None or not 0 < number < float("inf"):
+        raise ValueError(f"{name} must be a finite number > 0{where}, got {value!r}")
+    return number
+
+
+def _rope_scaling(value) -> Optional[tuple]:
+    """rope_scaling as transformers writes it (a dict with "rope_type" or "type", and that type's keys), or
+    None, -> sorted (key, value) pairs (hashable, so the config stays a value), None for the default type."""
+    if value is None:
+        return None
+    try:
+        items = dict(value) if isinstance(value, (Mapping, tuple, list)) else None
+    except (TypeError, ValueError):
+        items = None
+    types = ", ".join(ROPE_TYPES)
+    if items is None:
+        raise ValueError(f"rope_scaling must be None or a dict with rope_type in {types}, got {value!r}")
+    rope_type = items.pop("rope_type", items.pop("type", "default"))
+    if rope_type not in ROPE_TYPES:
+        raise ValueError(f"rope_scaling: rope_type must be one of {types} (post placement reproduces these), "
+                         f"got {rope_type!r}")
+    needed = ROPE_TYPES[rope_type]
+    missing = [key for key in needed if key not in items]
+    unknown = [key for key in items if key not in needed]
+    if missing or unknown:
+        raise ValueError(f"rope_scaling for rope_type={rope_type!r} takes exactly the keys {list(needed)}; "
+                         f"missing {missing}, unknown {unknown}")
+    if rope_type == "default":
+        return None
+    out = {"rope_type": rope_type}
+    for key in needed:
+        what = f" (rope_scaling, rope_type={rope_type!r})"
+        if key == "original_max_position_embeddings":
+            out[key] = _as_int(f"rope_scaling[{key!r}]", items[key], 1, what)
+        else:
+            out[key] = _as_number(f"rope_scaling[{key!r}]", items[key], what)
+    if rope_type == "llama3" and not out["high_freq_factor"] > out["low_freq_factor"]:
+        raise ValueError(f"rope_scaling['high_freq_factor'] must be > low_freq_factor={out['low_freq_factor']} "
+                         f"(rope_type='llama3'), got {out['high_freq_factor']}")
+    return tuple(sorted(out.items()))
 
 
 def _check_pyramid_fits(levels: int, pooling: int, topk: int) -> None:
@@ -76,6 +130,13 @@ class LighthouseConfig:
     Integer parameters accept any integral number (numpy, 0-dim torch) and are stored as int.
     impl:    "torch" (the pure PyTorch reference), "triton" (fused kernels), "auto".
     sdpa_backend: backend of the dense SDPA on the sub-sequence (None or "auto": PyTorch decides).
+    rope:    where RoPE is applied (docs/rope.md): "pre" (default; q and k arrive rotated and are used as they
+             are) or "post" (q and k arrive un-rotated; scores and pooling use them raw, and each selected entry
+             is rotated at the position of the last token it covers, after the gather).
+    rope_theta: RoPE base of the post placement (the model's rope_theta; > 0). Unused by "pre".
+    rope_scaling: the model's RoPE scaling in transformers' form, for "post": None (default), or a dict with
+             rope_type "linear" (factor) or "llama3" (factor, low_freq_factor, high_freq_factor,
+             original_max_position_embeddings). Stored as sorted (key, value) pairs; as_dict gives a dict.
     """
 
     levels: int = 3
@@ -85,6 +146,9 @@ class LighthouseConfig:
     dilation: int = 4
     impl: str = "auto"
     sdpa_backend: Optional[str] = None
+    rope: str = "pre"
+    rope_theta: float = 10000.0
+    rope_scaling: Optional[tuple] = None
 
     def __post_init__(self) -> None:
         for name, minimum, extra in (("levels", 2, ""), ("pooling", 2, ""), ("topk", TILE, f" and a multiple of {TILE}"),
@@ -105,6 +169,11 @@ class LighthouseConfig:
             raise ValueError(
                 f"sdpa_backend must be None or one of {', '.join(SDPA_BACKENDS)}, got {self.sdpa_backend!r}"
             )
+        if self.rope not in ROPE_PLACEMENTS:
+            raise ValueError(f"rope must be one of {', '.join(ROPE_PLACEMENTS)} (where RoPE is applied), "
+                             f"got {self.rope!r}")
+        object.__setattr__(self, "rope_theta", _as_number("rope_theta", self.rope_theta, " (the RoPE base)"))
+        object.__setattr__(self, "rope_scaling", _rope_scaling(self.rope_scaling))
 
     @property
     def tiles(self) -> int:
@@ -150,11 +219,17 @@ class LighthouseConfig:
         m = self.seq_multiple
         return -(-n // m) * m
 
+    @property
+    def rope_scaling_dict(self) -> Optional[dict]:
+        """rope_scaling as transformers writes it (None for the default type)."""
+        return None if self.rope_scaling is None else dict(self.rope_scaling)
+
     def replace(self, **changes) -> "LighthouseConfig":
         return LighthouseConfig(**{**asdict(self), **changes})
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """The fields as plain JSON values (rope_scaling a dict)."""
+        return {**asdict(self), "rope_scaling": self.rope_scaling_dict}
 
 
 FIELDS = tuple(f.name for f in fields(LighthouseConfig))

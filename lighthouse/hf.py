@@ -15,12 +15,16 @@ before the first layer). Registering both under "lighthouse" means:
   unrepeated; dense layers use transformers' own SDPA function (GQA without repeating where SDPA can).
 
 The `lighthouse` entry is plain JSON in config.json, so `save_pretrained` keeps it and a reloaded model runs
-the same layers (call `register()` before loading).
+the same layers (call `register()` before loading; with rope='post' call `configure` on the loaded model).
+
+RoPE after selection (rope='post', docs/rope.md): see `_hand_over_raw_qk` for how a Lighthouse layer gets
+un-rotated q and k and the token positions.
 """
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import time
 from dataclasses import dataclass
 from typing import Iterable, List, Optional, Tuple
@@ -33,6 +37,9 @@ from .config import LighthouseConfig
 NAME = "lighthouse"
 #: Key of the settings in the model config (config.json).
 CONFIG_KEY = "lighthouse"
+#: Keyword the rope='post' pre-hook adds to an attention module's call; it reaches the attention function
+#: through the module's **kwargs and tells it that q and k arrived un-rotated.
+RAW_QK_KEY = "lighthouse_raw_qk"
 
 
 @dataclass(frozen=True)
@@ -83,9 +90,16 @@ def configure(target, config: Optional[LighthouseConfig] = None, dense_layers: I
     `recompute`: keep nothing of a Lighthouse call between forward and backward but its q, k, v, and run its
     forward again inside its backward (see `_RecomputedLighthouse`). Returns `target`. On a model, the
     attention implementation is switched to "lighthouse" in place.
+    With config.rope='post', `target` must be the built model: rope_theta and rope_scaling are taken from the
+    model's config (and checked against its rotary embedding), and its attention modules are hooked to hand
+    Lighthouse layers un-rotated q and k (`_hand_over_raw_qk`).
     """
     register()
     model_config = getattr(target, "config", target)
+    config = config or LighthouseConfig()
+    if config.rope == "post":
+        config = _with_model_rope(config, model_config)
+        _hook_attention_modules(target, config)
     n_layers = _layer_count(model_config)
     layers = []
     for i in dense_layers:
@@ -93,13 +107,125 @@ def configure(target, config: Optional[LighthouseConfig] = None, dense_layers: I
             raise ValueError(f"dense_layers must hold layer indices in [{-n_layers}, {n_layers - 1}] "
                              f"(the model has {n_layers} layers), got {i!r}")
         layers.append(i % n_layers)
-    settings = LighthouseSettings(config or LighthouseConfig(), tuple(sorted(set(layers))), bool(dense), bool(recompute))
+    settings = LighthouseSettings(config, tuple(sorted(set(layers))), bool(dense), bool(recompute))
     setattr(model_config, CONFIG_KEY, settings.as_dict())
     if hasattr(target, "set_attn_implementation"):
         target.set_attn_implementation(NAME)
     else:
         model_config._attn_implementation = NAME
     return target
+
+
+def _model_rope(model_config):
+    """(rope_theta, rope_scaling) of a transformers config, in v5's rope_parameters or v4's rope_theta/rope_scaling."""
+    text = getattr(model_config, "get_text_config", lambda: model_config)()
+    params = getattr(text, "rope_parameters", None)
+    if params is None:
+        params = {"rope_theta": getattr(text, "rope_theta", 10000.0), **(getattr(text, "rope_scaling", None) or {})}
+    params = dict(params)
+    if params and all(isinstance(value, dict) for value in params.values()):
+        raise ValueError(f"rope='post' needs one RoPE for every layer; this model has one per layer type "
+                         f"({', '.join(params)})")
+    partial = params.pop("partial_rotary_factor", getattr(text, "partial_rotary_factor", 1.0))
+    if partial not in (None, 1, 1.0):
+        raise ValueError(f"rope='post' rotates the whole head; this model rotates a part of it "
+                         f"(partial_rotary_factor={partial})")
+    return params.pop("rope_theta", 10000.0), params
+
+
+def _with_model_rope(config: LighthouseConfig, model_config) -> LighthouseConfig:
+    """config with the model's rope_theta and rope_scaling; a different explicit value is an error."""
+    theta, scaling = _model_rope(model_config)
+    try:
+        wanted = config.replace(rope_theta=theta, rope_scaling=scaling)
+    except ValueError as err:
+        raise ValueError(f"rope='post' cannot reproduce this model's RoPE ({err})") from None
+    default = LighthouseConfig()
+    for name in ("rope_theta", "rope_scaling"):
+        given = getattr(config, name)
+        if given != getattr(default, name) and given != getattr(wanted, name):
+            raise ValueError(f"{name}={given!r} differs from the model's {name}={getattr(wanted, name)!r}; leave it "
+                             f"at its default and configure takes the model's")
+    return wanted
+
+
+def _attention_modules(model) -> list:
+    """The model's attention modules that take `position_embeddings` (cos, sin) and apply RoPE themselves."""
+    found = []
+    for module in model.modules():
+        forward = getattr(type(module), "forward", None)
+        if forward is None or not hasattr(module, "layer_idx"):
+            continue
+        try:
+            params = inspect.signature(forward).parameters
+        except (TypeError, ValueError):
+            continue
+        if "position_embeddings" in params and "hidden_states" in params and hasattr(module, "config"):
+            found.append(module)
+    return found
+
+
+def _check_rotary_frequencies(model, config: LighthouseConfig, head_dim: int) -> None:
+    """The model's rotary embedding (a module with an inv_freq buffer) must turn by our frequencies: catches a
+    RoPE variant whose config keys we read but whose formula we do not reproduce."""
+    from .rope import inverse_frequencies
+
+    ours = inverse_frequencies(config, head_dim)
+    for module in model.modules():
+        inv_freq = getattr(module, "inv_freq", None)
+        if isinstance(inv_freq, torch.Tensor) and inv_freq.shape == ours.shape:
+            scaling = float(getattr(module, "attention_scaling", 1.0))
+            if scaling != 1.0 or not torch.allclose(inv_freq.detach().float().cpu(), ours, rtol=1e-6, atol=0):
+                raise ValueError("rope='post' cannot reproduce this model's RoPE: its rotary embedding "
+                                 f"({type(module).__name__}) turns by other frequencies or scales cos/sin "
+                                 f"(attention_scaling={scaling})")
+
+
+def _hook_attention_modules(model, config: LighthouseConfig) -> None:
+    if not isinstance(model, torch.nn.Module):
+        raise ValueError("rope='post' needs lighthouse.hf.configure(model, ...) on the built model (its attention "
+                         "modules are hooked to hand over un-rotated q and k), not on its config")
+    modules = _attention_modules(model)
+    if not modules:
+        raise ValueError(f"rope='post': {type(model).__name__} has no attention module that takes "
+                         f"position_embeddings=(cos, sin); only such RoPE models are supported")
+    head_dim = getattr(modules[0], "head_dim", None)
+    if head_dim:
+        _check_rotary_frequencies(model, config, int(head_dim))
+    for module in modules:
+        if not getattr(module, "_lighthouse_raw_qk_hook", None):
+            module._lighthouse_raw_qk_hook = module.register_forward_pre_hook(_hand_over_raw_qk, with_kwargs=True)
+
+
+def _hand_over_raw_qk(module, args, kwargs):
+    """Forward pre-hook of a model's attention module: for a Lighthouse layer in rope='post' mode, replace the
+    (cos, sin) the module would rotate q and k with by (1, 0), so that q and k reach the attention function
+    exactly as projected, and mark the call (RAW_QK_KEY). The token positions arrive there as `position_ids`,
+    which the decoder layers pass to the attention function. Dense layers, and every layer under the dense
+    switch, are left alone: they keep transformers' own RoPE (the recovery phase is unchanged).
+
+    Why this way: transformers rotates inside the attention module, between the projections and the attention
+    function, in code that differs per model and per version. Replacing the module's forward would copy that
+    code for every model (Llama, Qwen2, Mistral, ...) and break with the next release; un-rotating in the
+    attention function would need the cos/sin, which it is not given, and in bf16 would not give back the
+    projected q, k exactly. The `position_embeddings=(cos, sin)` keyword, on the other hand, is the one
+    interface every RoPE decoder in transformers shares (>= 4.48, 5.x), and q * 1 + rotate_half(q) * 0 is q,
+    bit for bit, whichever rotary implementation (or hub kernel) the model applies."""
+    settings = settings_of(module.config)
+    if settings.config.rope != "post" or settings.is_dense(getattr(module, "layer_idx", None)):
+        return None
+    embeddings = kwargs.get("position_embeddings")
+    if embeddings is None:
+        raise ValueError(f"rope='post': {type(module).__name__} was called without position_embeddings=(cos, sin) "
+                         f"as a keyword; this model's decoder layers are not supported")
+    cos, sin = embeddings
+    head_dim = getattr(module, "head_dim", cos.shape[-1])
+    if cos.shape[-1] != head_dim:
+        raise ValueError(f"rope='post' rotates the whole head (D={head_dim}); this model rotates {cos.shape[-1]} "
+                         f"dimensions of it")
+    one = torch.ones((), dtype=cos.dtype, device=cos.device).expand(cos.shape)
+    zero = torch.zeros((), dtype=sin.dtype, device=sin.device).expand(sin.shape)
+    return args, {**kwargs, "position_embeddings": (one, zero), RAW_QK_KEY: True}
 
 
 def settings_of(model_or_config) -> LighthouseSettings:
@@ -191,15 +317,26 @@ def lighthouse_attention_forward(module, query: torch.Tensor, key: torch.Tensor,
                                  attention_mask: Optional[torch.Tensor], dropout: float = 0.0,
                                  scaling: Optional[float] = None, is_causal: Optional[bool] = None,
                                  **kwargs) -> Tuple[torch.Tensor, None]:
-    """The registered attention function: q (B, Hq, N, D), k, v (B, Hkv, N, D) -> ((B, N, Hq, D), None)."""
+    """The registered attention function: q (B, Hq, N, D), k, v (B, Hkv, N, D) -> ((B, N, Hq, D), None).
+    rope='post': a Lighthouse layer's q and k arrive un-rotated (`_hand_over_raw_qk`), and position_ids
+    (kwargs) are the token positions Lighthouse rotates its selected entries at."""
+    raw_qk = bool(kwargs.pop(RAW_QK_KEY, False))
     _check_call(module, query, key, attention_mask, dropout, scaling, is_causal, kwargs)
     settings = settings_of(module.config)
+    dense = settings.is_dense(getattr(module, "layer_idx", None))
+    positions = None
+    if settings.config.rope == "post" and not dense:
+        if not raw_qk:
+            raise ValueError("rope='post': this layer's q and k arrived rotated by the model; call "
+                             "lighthouse.hf.configure(model, ...) on the built (or reloaded) model, which hooks its "
+                             "attention modules to hand over un-rotated q and k")
+        positions = kwargs.get("position_ids")
     timer = _ACTIVE_TIMER
     if timer is not None:
         span = timer.start()
         query, key, value = _EndOfBackward.apply(span, query, key, value)
     query, key, value, autocast_off = _autocast_inputs(query, key, value)
-    if settings.is_dense(getattr(module, "layer_idx", None)):
+    if dense:
         from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
         with _sdpa_priority(settings.config.sdpa_backend):
@@ -207,10 +344,12 @@ def lighthouse_attention_forward(module, query: torch.Tensor, key: torch.Tensor,
                                             is_causal=True)
     elif settings.recompute and torch.is_grad_enabled() and any(x.requires_grad for x in (query, key, value)):
         with autocast_off:
-            out = _RecomputedLighthouse.apply(query, key, value, settings.config).transpose(1, 2).contiguous()
+            out = _RecomputedLighthouse.apply(query, key, value, settings.config, positions)
+        out = out.transpose(1, 2).contiguous()
     else:
         with autocast_off:
-            out = lighthouse_attention(query, key, value, config=settings.config).transpose(1, 2).contiguous()
+            out = lighthouse_attention(query, key, value, config=settings.config, positions=positions)
+        out = out.transpose(1, 2).contiguous()
     if timer is not None:
         timer.stop(span)
         out = _StartOfBackward.apply(span, out)
@@ -243,19 +382,19 @@ class _RecomputedLighthouse(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, q, k, v, config):
+    def forward(ctx, q, k, v, config, positions=None):
         ctx.save_for_backward(q, k, v)
-        ctx.config = config
-        return lighthouse_attention(q, k, v, config=config)
+        ctx.config, ctx.positions = config, positions
+        return lighthouse_attention(q, k, v, config=config, positions=positions)
 
     @staticmethod
     def backward(ctx, grad):
         q, k, v = ctx.saved_tensors
         with torch.enable_grad():
             leaves = [x.detach().requires_grad_() for x in (q, k, v)]
-            out = lighthouse_attention(*leaves, config=ctx.config)
+            out = lighthouse_attention(*leaves, config=ctx.config, positions=ctx.positions)
         dq, dk, dv = torch.autograd.grad(out, leaves, grad)
-        return dq, dk, dv, None
+        return dq, dk, dv, None, None
 
 
 # --- attention timing: CUDA events (or the clock on the CPU) around every attention call ------------------------

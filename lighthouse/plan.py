@@ -129,4 +129,6 @@ def plan_for(config: LighthouseConfig, batch: int, q_heads: int, kv_heads: int, 
             f"dilation must be <= the sequence length N={seq_len} (a larger stride leaves one token per strided "
             f"subsequence), got {config.dilation}"
         )
+    if config.rope == "post" and head_dim % 2:
+        raise ValueError(f"rope='post' needs an even head dim D (RoPE rotates pairs of dimensions), got D={head_dim}")
     return LighthousePlan(config, batch, q_heads, kv_heads, seq_len, config.padded_len(seq_len), head_dim)

@@ -51,16 +51,20 @@ def _close(name, got, want):
     return None
 
 
-def check_values_and_grads(world, rank, hq, hkv, seed):
-    """Forward rows and dq, dk, dv of the rank's shard against the single-device call on the whole input."""
+def check_values_and_grads(world, rank, hq, hkv, seed, rope="pre", positions=None, batch=1):
+    """Forward rows and dq, dk, dv of the rank's shard against the single-device call on the whole input.
+    rope='post': the rank rotates at global positions (the whole sequence's `positions` (B, N), or its token
+    index when None), so its rows equal the single-device rows."""
     case = CASES[world]
-    cfg, n = case["cfg"], case["n"]
-    q, k, v, w = _inputs(1, hq, hkv, n, 8, seed)
+    cfg, n = case["cfg"].replace(rope=rope, rope_theta=50.0), case["n"]
+    q, k, v, w = _inputs(batch, hq, hkv, n, 8, seed)
+    pos = None if positions is None else positions(batch, n)
     full = [x.clone().requires_grad_() for x in (q, k, v)]
-    out_full = lighthouse.lighthouse_attention(*full, config=cfg)
+    out_full = lighthouse.lighthouse_attention(*full, config=cfg, positions=pos)
     (out_full * w).sum().backward()
     ql, kl, vl = _shards(world, rank, cfg, q, k, v)
-    out = lighthouse.lighthouse_attention(ql, kl, vl, config=cfg, cp_group=dist.group.WORLD)
+    pos_l = None if pos is None else shard_sequence(pos, world, rank, cfg, dim=1)
+    out = lighthouse.lighthouse_attention(ql, kl, vl, config=cfg, cp_group=dist.group.WORLD, positions=pos_l)
     (out * shard_sequence(w, world, rank, cfg)).sum().backward()
     want = [shard_sequence(x, world, rank, cfg) for x in (out_full, *(f.grad for f in full))]
     for name, got, exp in zip(("out", "dq", "dk", "dv"), (out, ql.grad, kl.grad, vl.grad), want):
@@ -70,10 +74,10 @@ def check_values_and_grads(world, rank, hq, hkv, seed):
     return None
 
 
-def check_triton_path(world, rank):
+def check_triton_path(world, rank, rope="pre"):
     """impl='triton' (interpreted on the CPU): the fused gather/pull wrapped around the exchanges gives the
-    single-device Triton result, values and gradients, GQA, uneven N."""
-    cfg = LighthouseConfig(levels=3, pooling=2, topk=128 * world, impl="triton")
+    single-device Triton result, values and gradients, GQA, uneven N (rope='post': global positions)."""
+    cfg = LighthouseConfig(levels=3, pooling=2, topk=128 * world, impl="triton", rope=rope, rope_theta=50.0)
     n = 128 * world * 4 + 52
     q, k, v, w = _inputs(1, 2 * world, world, n, 16, seed=7)
     full = [x.clone().requires_grad_() for x in (q, k, v)]
@@ -181,11 +185,17 @@ def run_all(world, rank):
     return {
         "values_mha": lambda: check_values_and_grads(world, rank, world, world, seed=1),
         "values_gqa": lambda: check_values_and_grads(world, rank, 4, 2, seed=2),
+        "values_post": lambda: check_values_and_grads(world, rank, 4, 2, seed=4, rope="post"),
+        "values_post_positions": lambda: check_values_and_grads(
+            world, rank, world, world, seed=5, rope="post", batch=2,
+            positions=lambda b, n: torch.arange(n)[None] * 2 + torch.tensor([[3], [40_000]])[:b]),
         "selection_gqa": lambda: check_selection(world, rank, 4, 2, seed=3),
         "module_mesh_dense": lambda: check_module_and_mesh(world, rank),
         "errors": lambda: check_errors(world, rank),
         # opt-in: the interpreted Triton kernels take minutes on the CPU (LIGHTHOUSE_CP_TEST_TRITON=1)
-        **({"triton": lambda: check_triton_path(world, rank)} if os.environ.get("LIGHTHOUSE_CP_TEST_TRITON") else {}),
+        **({"triton": lambda: check_triton_path(world, rank),
+            "triton_post": lambda: check_triton_path(world, rank, rope="post")}
+           if os.environ.get("LIGHTHOUSE_CP_TEST_TRITON") else {}),
     }
 
 

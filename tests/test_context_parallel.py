@@ -6,6 +6,7 @@ single-device call on the whole input (fp32, 1e-5). One spawn per world size run
 """
 
 import json
+import os
 
 import pytest
 import torch.distributed as dist
@@ -41,6 +42,22 @@ def test_gqa_values_and_gradients_match_single_device(findings):
     """Catches kv heads split across ranks out of step with their query heads (W=2 splits the kv heads,
     W=4 has fewer kv heads than ranks and sends them repeated)."""
     _verdict(findings, "values_gqa")
+
+
+def test_post_rope_rotates_at_global_positions(findings):
+    """rope='post' under context parallelism: each rank rotates its entries at global positions (rank offset,
+    or the given positions' shard), so values and gradients equal the single-device call. Catches local
+    positions (every rank from 0), a wrong rank offset, given positions ignored or read unsharded."""
+    _verdict(findings, "values_post")
+    _verdict(findings, "values_post_positions")
+
+
+@pytest.mark.skipif(not os.environ.get("LIGHTHOUSE_CP_TEST_TRITON"), reason="opt-in: LIGHTHOUSE_CP_TEST_TRITON=1 "
+                    "(the interpreted Triton kernels take minutes on the CPU)")
+def test_triton_path_matches_single_device(findings):
+    """impl='triton' around the exchanges, rope pre and post (global positions in the fused gather and pull)."""
+    _verdict(findings, "triton")
+    _verdict(findings, "triton_post")
 
 
 def test_selection_matches_single_device(findings):

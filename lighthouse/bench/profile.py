@@ -101,12 +101,14 @@ def _leaf(x: torch.Tensor) -> torch.Tensor:
 def triton_stages(q, k, v, go, gate, plan: LighthousePlan) -> List[Stage]:
     """The Triton layer's own stage functions (kernels.layer.run_<stage>), each on its real inputs."""
     from ..kernels import layer
+    from ..kernels.rope import rope_args
 
+    rope = rope_args(plan, q.device)  # None unless rope='post': then the gather and pool_bwd rotate, as the layer
     with torch.no_grad():
         scores = layer.run_scores(q, k, v, plan, gate)
         sel = layer.run_select(scores, plan)
         scores.check.raise_if_bad()
-        subs = [_leaf(x) for x in layer.run_gather(q, k, v, sel, plan)]
+        subs = [_leaf(x) for x in layer.run_gather(q, k, v, sel, plan, rope)]
     with torch.enable_grad():
         out_sub = layer.run_sdpa(*subs, plan)
     d_out_sub = _no_grad(layer.run_fan_in, go, sel, plan)
@@ -118,12 +120,12 @@ def triton_stages(q, k, v, go, gate, plan: LighthousePlan) -> List[Stage]:
     stages = {
         "scores": Stage("fwd", "scores", lambda: _no_grad(layer.run_scores, q, k, v, plan, gate)),
         "select": Stage("fwd", "select", lambda: _no_grad(layer.run_select, scores, plan)),
-        "gather": Stage("fwd", "gather", lambda: _no_grad(layer.run_gather, q, k, v, sel, plan)),
+        "gather": Stage("fwd", "gather", lambda: _no_grad(layer.run_gather, q, k, v, sel, plan, rope)),
         "sdpa": Stage("fwd", "sdpa", sdpa_fn),
         "scatter": Stage("fwd", "scatter", lambda: _no_grad(layer.run_scatter, out_sub.detach(), sel, plan)),
         "fan_in": Stage("bwd", "fan_in", lambda: _no_grad(layer.run_fan_in, go, sel, plan)),
         "sdpa_bwd": Stage("bwd", "sdpa_bwd", sdpa_fn, "bwd", subs, d_out_sub),
-        "pool_bwd": Stage("bwd", "pool_bwd", lambda: _no_grad(layer.run_pool_bwd, d_subs, sel, plan)),
+        "pool_bwd": Stage("bwd", "pool_bwd", lambda: _no_grad(layer.run_pool_bwd, d_subs, sel, plan, rope)),
     }
     return [stages[name] for pass_ in ("fwd", "bwd") for name in layer.STAGES[pass_]]
 

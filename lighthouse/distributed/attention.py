@@ -31,6 +31,8 @@ from ..config import LighthouseConfig
 from ..plan import FLOAT_DTYPES, LighthousePlan, make_plan
 from ..reference.gather import accumulation_dtype, gather_entries
 from ..reference.layer import select_torch
+from ..reference.rope import entry_positions, rotate
+from ..rope import positions_for
 from ..reference.scatter import inverse_map, source_positions
 from ..sdpa import causal_sdpa, repeat_kv
 from .comm import all_gather_ints, heads_to_sequence, resolve_group, send_to_next, sequence_to_heads
@@ -179,24 +181,36 @@ def scatter_back_shard(out_sub: torch.Tensor, halo: torch.Tensor, inv: torch.Ten
     return total.to(out_sub.dtype)
 
 
-def context_parallel_lighthouse_attention(q, k, v, group, config: LighthouseConfig, gate=None) -> torch.Tensor:
+def context_parallel_lighthouse_attention(q, k, v, group, config: LighthouseConfig, gate=None,
+                                          positions=None) -> torch.Tensor:
     """Lighthouse attention of this rank's shard: q (B, Hq, N_r, D), k, v (B, Hkv, N_r, D) -> (B, Hq, N_r, D),
-    equal to the rank's rows of the single-device result on the whole sequence."""
+    equal to the rank's rows of the single-device result on the whole sequence.
+
+    rope='post': entries are rotated at GLOBAL positions, the last token of each entry's span counted from the
+    start of the whole sequence (rank * shard length + local token), or positions[b, local token] when the
+    rank's token positions (N_r,) or (B, N_r) are given. An entry never straddles two shards (the shards are
+    whole tiles), so the rank needs no other rank's positions."""
     group, rank, world, plan, _ = shard_plan(q, k, v, group, config, gate)
+    positions = positions_for(config, positions, q)
+    offset = rank * plan.padded_len  # global index of the rank's first token
     triton = _uses_triton(q, plan)
     if triton:
         from ..kernels.layer import run_selection
+        from ..kernels.rope import rope_args
         from .triton_stages import TritonGather, TritonScatter
 
         q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
         sel = _agree_finite(lambda: _checked_selection(run_selection, q, k, v, plan), q, group, rank, world, plan)
-        q_sub, k_sub, v_sub = TritonGather.apply(q, k, v, sel, plan)
+        q_sub, k_sub, v_sub = TritonGather.apply(q, k, v, sel, plan, rope_args(plan, q.device, positions, offset))
         inv = sel.inv.long()
     else:
         indices = _agree_finite(lambda: _select_local(q, k, v, plan), q, group, rank, world, plan)
         q_sub = gather_entries(q, indices, plan, plan.group)
         k_sub = gather_entries(k, indices, plan, 1)
         v_sub = gather_entries(v, indices, plan, 1)
+        if plan.config.rope == "post":
+            pos = entry_positions(indices, plan, positions, offset)
+            q_sub, k_sub = rotate(q_sub, pos.repeat_interleave(plan.group, dim=1), plan), rotate(k_sub, pos, plan)
         inv = inverse_map(indices, plan)
     g = plan.group
     if plan.kv_heads % world:  # kv heads cannot be split W ways: send them repeated per query head

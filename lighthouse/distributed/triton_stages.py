@@ -15,14 +15,15 @@ from ..plan import LighthousePlan
 
 
 class TritonGather(torch.autograd.Function):
-    """q, k, v (the rank's tokens) -> the rank's sub-sequence q, k, v, pooled on the fly; backward pulls."""
+    """q, k, v (the rank's tokens) -> the rank's sub-sequence q, k, v, pooled on the fly (q, k rotated at global
+    positions with `rope`, post mode); backward pulls (turning dq, dk back)."""
 
     @staticmethod
-    def forward(ctx, q, k, v, sel, plan: LighthousePlan):
+    def forward(ctx, q, k, v, sel, plan: LighthousePlan, rope=None):
         from ..kernels.layer import run_gather
 
-        subs = run_gather(q.contiguous(), k.contiguous(), v.contiguous(), sel, plan)
-        ctx.sel, ctx.plan = sel, plan
+        subs = run_gather(q.contiguous(), k.contiguous(), v.contiguous(), sel, plan, rope)
+        ctx.sel, ctx.plan, ctx.rope = sel, plan, rope
         ctx.shapes = [(s.shape, s.dtype, s.device) for s in subs]
         return tuple(subs)
 
@@ -32,8 +33,8 @@ class TritonGather(torch.autograd.Function):
 
         grads = [torch.zeros(*shape, dtype=dt, device=dev) if g is None else g.contiguous()
                  for g, (shape, dt, dev) in zip(grads, ctx.shapes)]
-        dq, dk, dv = run_pool_bwd(grads, ctx.sel, ctx.plan)
-        return dq, dk, dv, None, None
+        dq, dk, dv = run_pool_bwd(grads, ctx.sel, ctx.plan, ctx.rope)
+        return dq, dk, dv, None, None, None
 
 
 class TritonScatter(torch.autograd.Function):
