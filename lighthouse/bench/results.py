@@ -49,6 +49,31 @@ DENSE_MATCH_COLUMNS = ("pass", "n", *SHAPE_COLUMNS)
 SPEEDUP_COLUMNS = tuple(f"speedup_vs_{name}" for name in BASELINES.values())
 FINISHED_AT = "finished_at"
 
+# ------------------------------------------------------------------------------------------- the two clocks
+#: Every timed row has two clocks (lighthouse/bench/clocks.py): as launched (CUDA events around the step as the
+#: host issues it, the GPU's waits for launches included) and host ahead (the GPU held until the host has queued
+#: the whole step: the kernels' own time). The as-launched columns keep their first names (median_ms,
+#: speedup_vs_*, floor_ratio), so every older file reads as it did; the host-ahead ones carry the clock's name
+#: first. Lighthouse and dense are only ever compared on the same clock.
+LAUNCHED, HOST_AHEAD = "launched", "host_ahead"
+CLOCKS = {LAUNCHED: "as launched", HOST_AHEAD: "host ahead"}
+
+
+def clock_column(column: str, clock: str) -> str:
+    """The column of `column` (median_ms, p20_ms, speedup_vs_sdpa_cudnn, floor_ratio, ...) on `clock`."""
+    if clock not in CLOCKS:
+        raise ValueError(f"clock must be one of {', '.join(CLOCKS)}, got {clock!r}")
+    return column if clock == LAUNCHED else f"{clock}_{column}"
+
+
+#: Host-ahead columns of a sweep row, and the host's own time to issue one step (median over the host-ahead
+#: repetitions that did not time out) and how many host-ahead repetitions timed out (the step waited on the GPU).
+HOST_AHEAD_TIMES = tuple(clock_column(c, HOST_AHEAD) for c in ("median_ms", "p20_ms", "p80_ms"))
+HOST_MS, HOST_AHEAD_TIMEOUTS = "host_ms_per_call", "host_ahead_timeouts"
+HOST_AHEAD_FIGURES = tuple(clock_column(c, HOST_AHEAD) for c in (*SPEEDUP_COLUMNS, "floor_ratio"))
+#: Added after the first H200 files: those read with these columns empty (not measured then).
+CLOCK_COLUMNS = (*HOST_AHEAD_TIMES, HOST_MS, HOST_AHEAD_TIMEOUTS, *HOST_AHEAD_FIGURES)
+
 
 @dataclass(frozen=True)
 class Table:
@@ -74,11 +99,12 @@ SWEEP = Table(
         "impl", "kind", "pass", "device", "dtype", "n", "batch", "heads", "kv_heads", "head_dim",
         "levels", "pooling", "topk", "scorer", "s_sel", "sdpa_backend", "cuda_graph",
         "status", "reason", "median_ms", "p20_ms", "p80_ms", "reps", "first_call_ms", "peak_mem_gib",
-        "dense_tflops", "eff_tflops", *SPEEDUP_COLUMNS, "floor_ratio", "seed", FINISHED_AT,
+        "dense_tflops", "eff_tflops", *SPEEDUP_COLUMNS, "floor_ratio", *CLOCK_COLUMNS, "seed", FINISHED_AT,
     ),
     key=("impl", "pass", "device", "dtype", "n", "batch", "heads", "kv_heads", "head_dim", "levels", "pooling", "topk", "scorer",
          "cuda_graph"),
-    defaults=(("cuda_graph", "False"),),  # `sweep --cuda-graph`: timed through CUDA graphs (True) or eagerly
+    # `sweep --cuda-graph`: timed through CUDA graphs (True) or eagerly; the second clock came later (empty)
+    defaults=(("cuda_graph", "False"), *((c, "") for c in CLOCK_COLUMNS)),
 )
 
 #: profile.csv of `profile`: per point and pass, one row per stage plus the summary rows (PROFILE_SUMMARY).
@@ -303,8 +329,9 @@ def kind_of_header(header: Sequence[str]) -> Optional[Table]:
 REFERENCE = Table(
     "plain reference file",
     columns=("impl", "kind", *DENSE_MATCH_COLUMNS, "device", "status", "reason", "median_ms", "p20_ms", "p80_ms",
-             "reps", "torch", FINISHED_AT),
+             "reps", "torch", FINISHED_AT, *HOST_AHEAD_TIMES),
     key=("impl", *DENSE_MATCH_COLUMNS),
+    defaults=tuple((c, "") for c in HOST_AHEAD_TIMES),
 )
 
 
