@@ -18,7 +18,8 @@ import triton.language as tl
 from lighthouse.config import TILE
 from lighthouse.plan import LighthousePlan
 
-from . import alloc, sizes
+from . import alloc, plant, sizes
+from .plant import spin
 
 BLOCK_R = 32  # divides 128 * p, so a block never straddles two levels
 NUM_WARPS = 4  # tuned on the H200 (reports/PERF_NOTES.md, step 4)
@@ -80,10 +81,13 @@ def _put(OUT, bh, sel_len, head_dim, pos, acc, rmask, d, dmask):
 def _gather_kernel(
     X0, X1, X2, LM_IDX, LM_POS, OUT0, OUT1, OUT2, SPANS, OFFSETS,
     seq_len, sel_len, chunk, tile_len, x_heads, group, head_dim,
-    s0b, s0h, s0n, s1b, s1h, s1n, s2b, s2h, s2n,
+    s0b, s0h, s0n, s1b, s1h, s1n, s2b, s2h, s2n, spin_cycles,
     NUM: tl.constexpr, LEVELS: tl.constexpr, POOL: tl.constexpr, TOP_SPAN: tl.constexpr,
     TOP_STEP: tl.constexpr, FAN_IN: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr,
+    SPIN: tl.constexpr,
 ):
+    if SPIN:  # test-only planted slowdown (kernels/plant.py); absent from the kernel otherwise
+        spin(spin_cycles)
     blocks_top = tl.cdiv(chunk, BLOCK_R)
     blocks_low: tl.constexpr = 128 * POOL // BLOCK_R
     per_tile = blocks_top + (LEVELS - 1) * blocks_low
@@ -157,13 +161,14 @@ def gather_many(xs: Sequence[torch.Tensor], lm_idx: torch.Tensor, lm_pos: torch.
     padded_x = xs + [xs[0]] * (MAX_TENSORS - len(xs))
     padded_o = outs + [outs[0]] * (MAX_TENSORS - len(xs))
     strides = [s for x in padded_x for s in x.stride()[:3]]
+    spin_cycles = plant.spin_cycles("gather", plan.seq_len)
     _gather_kernel[(plan.tiles * per_tile, b * hx)](
         *padded_x, lm_idx, lm_pos, *padded_o, spans, offsets,
         plan.seq_len, plan.selected_len, plan.chunk, plan.tile_len, hx, hx // plan.kv_heads, d,
-        *strides,
+        *strides, spin_cycles,
         NUM=len(xs), LEVELS=plan.config.levels, POOL=plan.config.pooling, TOP_SPAN=top_span,
         TOP_STEP=min(sizes.next_pow2(top_span), max(1, 16384 // (BLOCK_R * block_d))),
-        FAN_IN=fan_in, BLOCK_R=BLOCK_R, BLOCK_D=block_d, num_warps=NUM_WARPS,
+        FAN_IN=fan_in, BLOCK_R=BLOCK_R, BLOCK_D=block_d, num_warps=NUM_WARPS, SPIN=spin_cycles > 0,
     )
     return outs
 
