@@ -1,7 +1,8 @@
 """Charts from a results.csv (the report end of the data flow; it never measures anything).
 
-speedup: Lighthouse speedup vs N per configuration, one panel per (baseline, pass), log-x, a line at 1x.
-latency: median ms vs N for Lighthouse, its floor and each dense baseline, log-log, p20-p80 band.
+speedup: Lighthouse speedup vs N per configuration, one panel per (baseline, pass), log-x, a line at 1x, as
+         launched; speedup-host-ahead: the same on the host-ahead clock (the kernels alone), where the file has it.
+latency: median ms (as launched) vs N for Lighthouse, its floor and each dense baseline, log-log, p20-p80 band.
 memory:  peak GiB vs N (CUDA only; a CPU run gets an annotated empty chart).
 Each as PNG and SVG, titled with the GPU and dtype. Failed rows are left out (they are in the CSV).
 """
@@ -22,8 +23,9 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator  # noqa: 
 
 from . import machine  # noqa: E402
 from .outdir import writable_folder  # noqa: E402
-from .results import (BASELINES, CONFIG_COLUMNS, PASSES, PROFILE, SHAPE_COLUMNS, SWEEP, ResultsFormatError,  # noqa: E402
-                      fmt_size, header_of, kind_of_header, read_finished, read_rows)
+from .results import (BASELINES, CLOCKS, CONFIG_COLUMNS, HOST_AHEAD, LAUNCHED, PASSES, PROFILE, SHAPE_COLUMNS,  # noqa: E402
+                      SWEEP, ResultsFormatError, clock_column, fmt_size, header_of, kind_of_header, read_finished,
+                      read_rows)
 DENSE_STYLE = {"sdpa_cudnn": "#000000", "sdpa_flash": "#5a5a5a", "sdpa_efficient": "#8c564b", "sdpa_math": "#a0a0a0",
                "flex": "#bcbd22"}
 IMPL_STYLE = {"lighthouse_torch": ("--", "o"), "lighthouse_triton": ("-", "^")}
@@ -162,9 +164,15 @@ def _speedup_y(ax, values: pd.Series) -> None:
     ax.yaxis.set_minor_locator(NullLocator())
 
 
-def speedup_chart(df: pd.DataFrame, ok: pd.DataFrame, st: Styles, info, out_dir: Path) -> List[Path]:
+def speedup_chart(df: pd.DataFrame, ok: pd.DataFrame, st: Styles, info, out_dir: Path,
+                  clock: str = LAUNCHED) -> List[Path]:
+    """Speedups on one clock (results.CLOCKS; Lighthouse and dense both on it), named in the title and the file."""
     lh = ok[ok["kind"] == "lighthouse"]
-    baselines = [b for b in BASELINES.values() if f"speedup_vs_{b}" in lh and lh[f"speedup_vs_{b}"].notna().any()]
+
+    def column(base: str) -> str:
+        return clock_column(f"speedup_vs_{base}", clock)
+
+    baselines = [b for b in BASELINES.values() if column(b) in lh and lh[column(b)].notna().any()]
     passes = _passes(df)
     rows = max(1, len(baselines))
     fig, axes = plt.subplots(rows, len(passes), figsize=(4.6 * len(passes), 3.4 * rows), squeeze=False)
@@ -176,7 +184,7 @@ def speedup_chart(df: pd.DataFrame, ok: pd.DataFrame, st: Styles, info, out_dir:
                 _empty(ax, "no speedups: no Lighthouse row with a\nsuccessful dense baseline in the same sweep")
                 ax.set_title(pass_)
                 continue
-            col = f"speedup_vs_{base}"
+            col = column(base)
             sub = lh[lh["pass"] == pass_]
             for (impl, *_), g in sub.groupby(["impl", *CONFIG_COLUMNS, *st.varying]):
                 g = _series(g, col)
@@ -197,9 +205,9 @@ def speedup_chart(df: pd.DataFrame, ok: pd.DataFrame, st: Styles, info, out_dir:
     if baselines:
         handles.setdefault("1x (as fast as dense)", Line2D([], [], color="crimson", ls=":"))
     _legend(fig, handles)
-    fig.suptitle(_title(df, "Lighthouse speedup over dense causal SDPA", info), fontsize=11)
+    fig.suptitle(_title(df, f"Lighthouse speedup over dense causal SDPA, {CLOCKS[clock]}", info), fontsize=11)
     fig.tight_layout()
-    return _save(fig, out_dir, "speedup")
+    return _save(fig, out_dir, "speedup" if clock == LAUNCHED else f"speedup-{clock.replace('_', '-')}")
 
 
 def _band(ax, g, color) -> None:
@@ -277,7 +285,10 @@ def make_charts(csv_path, out_dir: Optional[Path] = None, info: Optional[dict] =
     ok = df[(df["status"] == "ok") & df["median_ms"].notna()]
     st = Styles(df)
     paths = speedup_chart(df, ok, st, info, out_dir)
+    ahead = [clock_column(f"speedup_vs_{b}", HOST_AHEAD) for b in BASELINES.values()]
+    if any(c in ok and ok[c].notna().any() for c in ahead):  # files before the second clock have none
+        paths += speedup_chart(df, ok, st, info, out_dir, clock=HOST_AHEAD)
     paths += _metric_chart(df, ok, st, info, out_dir, col="median_ms", ylabel="median latency (ms)", name="latency",
-                           title="Latency: Lighthouse and dense causal SDPA", band=True)
+                           title=f"Latency: Lighthouse and dense causal SDPA, {CLOCKS[LAUNCHED]}", band=True)
     paths += memory_chart(df, ok, st, info, out_dir)
     return paths
