@@ -60,6 +60,16 @@ def test_paper_suite_points():
     assert all((p.levels, p.pooling, p.scorer) == (3, 4, "norm") for p in spec.points if p.shape.heads != 8)
 
 
+def test_the_gqa_suite_is_the_paper_suite_s_gqa_points():
+    """suites/gqa.toml runs the paper suite's GQA points alone (one GPU command): the two must not drift apart."""
+    paper = points.resolve("paper", {"device": "cpu"}, cuda_available=False)
+    gqa = points.resolve("gqa", {"device": "cpu"}, cuda_available=False)
+    assert set(gqa.points) == {p for p in paper.points if p.shape.heads != p.shape.kv_heads} and len(gqa.points) == 20
+    clocks = points.resolve("clocks", {"device": "cpu"}, cuda_available=False)  # issue 24's four points
+    assert sorted((p.shape.n, p.shape.batch, p.topk) for p in clocks.points) == [
+        (8192, 1, 512), (16384, 4, 1024), (65536, 1, 4096), (98304, 1, 1536)]
+
+
 def test_full_suite_keeps_its_mha_grid_and_adds_gqa():
     spec = points.resolve("full", {"device": "cpu"}, cuda_available=False)
     mha = [p for p in spec.points if p.shape.heads == 8]

@@ -16,7 +16,8 @@ launches; timing.py): `host_ahead_speedup_vs_sdpa_cudnn` (higher is better), `ho
 better) and `host_ahead_speedup_vs_plain_sdpa` (higher is better), ratios measured within one run, so they carry
 across machines and runs far better than absolute milliseconds, which are shown but never gated; and the host's
 own time to issue one step, `host_ms_per_call` (lower is better), the one absolute figure, since a slower host
-path is what the kernel clock cannot see (judged against a baseline of the same GPU model's machine). The first two go through project code on both sides (lighthouse/sdpa.py, the sweep's timer), so
+path is what the kernel clock cannot see (judged against a baseline of the same GPU model's machine). The first two
+ratios go through project code on both sides (lighthouse/sdpa.py, the sweep's timer), so
 a slowdown shared by every row cancels in them; the third divides by dense attention timed by plain PyTorch
 (`plain_reference`, no project code), so a shared slowdown cannot pass.
 
@@ -230,7 +231,8 @@ def baseline_from_runs(runs: Sequence[Sequence[Row]], info: Optional[Dict[str, s
             values = [v for v in (get(r, rows) for r, rows in measured) if v is not None]
             return _fmt(_median(values), ".6g") if values else ""
 
-        rec.update({"runs": str(len(measured)), **{t: median_of(lambda r, rows, t=t: _num(r.get(t))) for t in SHOWN_TIMES},
+        shown = {t: median_of(lambda r, rows, t=t: _num(r.get(t))) for t in SHOWN_TIMES}
+        rec.update({"runs": str(len(measured)), **shown,
                     "dense_median_ms": median_of(lambda r, rows: _dense_ms(rows, r)),
                     "plain_median_ms": median_of(lambda r, rows: _num(r.get("plain_median_ms"))),
                     "s_sel": _norm(first.get("s_sel"))})
