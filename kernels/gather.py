@@ -20,7 +20,8 @@ import triton.language as tl
 from lighthouse.config import TILE
 from lighthouse.plan import LighthousePlan
 
-from . import alloc, sizes
+from . import alloc, plant, sizes
+from .plant import spin
 from .rope import RopeArgs, cos_sin, launch_args, token_position
 
 BLOCK_R = 32  # divides 128 * p, so a block never straddles two levels
@@ -147,11 +148,13 @@ def _emit_all(X0, X1, X2, OUT0, OUT1, OUT2, INV_FREQ, POS, bh, sel_len, head_dim
 def _gather_kernel(
     X0, X1, X2, LM_IDX, LM_POS, OUT0, OUT1, OUT2, SPANS, OFFSETS, INV_FREQ, POS,
     seq_len, sel_len, chunk, tile_len, x_heads, group, head_dim, pos_bstride, pos_offset,
-    s0b, s0h, s0n, s1b, s1h, s1n, s2b, s2h, s2n,
+    s0b, s0h, s0n, s1b, s1h, s1n, s2b, s2h, s2n, spin_cycles,
     NUM: tl.constexpr, LEVELS: tl.constexpr, POOL: tl.constexpr, TOP_SPAN: tl.constexpr,
     TOP_STEP: tl.constexpr, FAN_IN: tl.constexpr, ROT: tl.constexpr, HAS_POS: tl.constexpr,
-    BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr,
+    BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr, SPIN: tl.constexpr,
 ):
+    if SPIN:  # test-only planted slowdown (kernels/plant.py); absent from the kernel otherwise
+        spin(spin_cycles)
     blocks_top = tl.cdiv(chunk, BLOCK_R)
     blocks_low: tl.constexpr = 128 * POOL // BLOCK_R
     per_tile = blocks_top + (LEVELS - 1) * blocks_low
@@ -209,14 +212,15 @@ def gather_many(xs: Sequence[torch.Tensor], lm_idx: torch.Tensor, lm_pos: torch.
     padded_o = outs + [outs[0]] * (MAX_TENSORS - len(xs))
     strides = [s for x in padded_x for s in x.stride()[:3]]
     inv_freq, pos, pos_bstride, pos_offset, has_pos = launch_args(rope if rotate else None, lm_pos)
+    spin_cycles = plant.spin_cycles("gather", plan.seq_len)
     _gather_kernel[(plan.tiles * per_tile, b * hx)](
         *padded_x, lm_idx, lm_pos, *padded_o, spans, offsets, inv_freq, pos,
         plan.seq_len, plan.selected_len, plan.chunk, plan.tile_len, hx, hx // plan.kv_heads, d, pos_bstride,
-        pos_offset, *strides,
+        pos_offset, *strides, spin_cycles,
         NUM=len(xs), LEVELS=plan.config.levels, POOL=plan.config.pooling, TOP_SPAN=top_span,
         TOP_STEP=min(sizes.next_pow2(top_span), max(1, 16384 // (BLOCK_R * block_d))),
         FAN_IN=fan_in, ROT=rotate, HAS_POS=has_pos, BLOCK_R=BLOCK_R, BLOCK_D=block_d,
-        BLOCK_H=sizes.next_pow2(max(1, d // 2)), num_warps=NUM_WARPS,
+        BLOCK_H=sizes.next_pow2(max(1, d // 2)), num_warps=NUM_WARPS, SPIN=spin_cycles > 0,
     )
     return outs
 

@@ -21,7 +21,8 @@ import triton.language as tl
 from lighthouse.config import TILE
 from lighthouse.plan import LighthousePlan
 
-from . import alloc
+from . import alloc, plant
+from .plant import spin
 
 # Sizes that one program handles in registers; past them selection runs on the PyTorch path.
 MAX_CANDIDATES = 4096  # at most 2**CANDIDATE_BITS: the threshold search reads 12 candidate bits
@@ -111,10 +112,12 @@ def _count_before(KEYS, start, n, key, ties, STEP0: tl.constexpr):
 @triton.jit
 def _select_kernel(
     SQ, SK, KEYS, LM_IDX, LM_POS, IDX_OUT, INV,
-    pyr_len, sel_len, n_pad, chunk, tile_len,
+    pyr_len, sel_len, n_pad, chunk, tile_len, spin_cycles,
     LEVELS: tl.constexpr, POOL: tl.constexpr, POOL_P2: tl.constexpr,
-    CHUNK_P2: tl.constexpr, TILE_P2: tl.constexpr,
+    CHUNK_P2: tl.constexpr, TILE_P2: tl.constexpr, SPIN: tl.constexpr,
 ):
+    if SPIN:  # test-only planted slowdown (kernels/plant.py); absent from the kernel otherwise
+        spin(spin_cycles)
     tile = tl.program_id(0)
     bh = tl.program_id(1).to(tl.int64)
     score_base = bh * pyr_len
@@ -224,11 +227,12 @@ def select_in_kernel(sq_pyr: torch.Tensor, sk_pyr: torch.Tensor, plan: Lighthous
     if inv is None:
         inv = torch.full((b, h, p_len), -1, dtype=torch.int32, device=dev)
     tile_p2 = _next_pow2(plan.tile_len)
+    spin_cycles = plant.spin_cycles("select", plan.seq_len)
     _select_kernel[(plan.tiles, b * h)](
         sq_pyr, sk_pyr, keys, lm_idx, lm_pos, indices, inv,
-        p_len, s, plan.padded_len, plan.chunk, plan.tile_len,
+        p_len, s, plan.padded_len, plan.chunk, plan.tile_len, spin_cycles,
         LEVELS=plan.config.levels, POOL=plan.config.pooling, POOL_P2=_next_pow2(plan.config.pooling),
-        CHUNK_P2=_next_pow2(plan.chunk), TILE_P2=tile_p2,
+        CHUNK_P2=_next_pow2(plan.chunk), TILE_P2=tile_p2, SPIN=spin_cycles > 0,
         num_warps=NUM_WARPS or (4 if tile_p2 < 2048 else 16),
     )
     return Selection(indices, lm_idx, lm_pos, inv)

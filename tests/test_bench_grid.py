@@ -46,12 +46,41 @@ def test_choice_aliases():
 
 def test_paper_suite_points():
     spec = points.resolve("paper", {"device": "cpu"}, cuda_available=False)
-    pairs = [(p.shape.n, p.topk, p.levels) for p in spec.points]
+    pairs = [(p.shape.n, p.topk, p.levels) for p in spec.points if p.shape.heads == 8]
     assert pairs == [(8192, 512, 3), (16384, 1024, 3), (32768, 2048, 3), (65536, 4096, 3), (98304, 1536, 3),
                      (131072, 4096, 3), (262144, 4096, 3), (524288, 4096, 3), (1048576, 4096, 3), (1048576, 4096, 4)]
     p = spec.points[0]
     assert (p.shape.dtype, p.shape.batch, p.shape.heads, p.shape.head_dim, p.levels, p.pooling) == ("bf16", 1, 8, 128, 3, 4)
     assert spec.baselines == ["cudnn", "flash"] and spec.impls == ["torch", "triton"]
+    # GQA (issue 24): Hq = 32 and 64 on Hkv = 8, head dim 64 and 128, at each N of 8K..96K with that N's k
+    gqa = {(p.shape.n, p.topk, p.shape.heads, p.shape.kv_heads, p.shape.head_dim) for p in spec.points
+           if p.shape.heads != 8}
+    assert gqa == {(n, k, h, 8, d) for n, k in ((8192, 512), (16384, 1024), (32768, 2048), (65536, 4096), (98304, 1536))
+                   for h in (32, 64) for d in (64, 128)}
+    assert all((p.levels, p.pooling, p.scorer) == (3, 4, "norm") for p in spec.points if p.shape.heads != 8)
+
+
+def test_the_gqa_suite_is_the_paper_suite_s_gqa_points():
+    """suites/gqa.toml runs the paper suite's GQA points alone (one GPU command): the two must not drift apart."""
+    paper = points.resolve("paper", {"device": "cpu"}, cuda_available=False)
+    gqa = points.resolve("gqa", {"device": "cpu"}, cuda_available=False)
+    assert set(gqa.points) == {p for p in paper.points if p.shape.heads != p.shape.kv_heads} and len(gqa.points) == 20
+    clocks = points.resolve("clocks", {"device": "cpu"}, cuda_available=False)  # issue 24's four points
+    assert sorted((p.shape.n, p.shape.batch, p.topk) for p in clocks.points) == [
+        (8192, 1, 512), (16384, 4, 1024), (65536, 1, 4096), (98304, 1, 1536)]
+
+
+def test_full_suite_keeps_its_mha_grid_and_adds_gqa():
+    spec = points.resolve("full", {"device": "cpu"}, cuda_available=False)
+    mha = [p for p in spec.points if p.shape.heads == 8]
+    assert len(mha) == 7 * 3 * 3 * 3 * 2 and {p.shape.head_dim for p in mha} == {128}
+    gqa = [p for p in spec.points if p.shape.heads != 8]
+    assert {(p.shape.heads, p.shape.kv_heads, p.shape.head_dim) for p in gqa} == {(32, 8, 64), (32, 8, 128),
+                                                                                  (64, 8, 64), (64, 8, 128)}
+    assert len(gqa) == 7 * 3 * 4 and {(p.levels, p.pooling, p.scorer) for p in gqa} == {(3, 4, "norm")}
+    ci = points.resolve("ci", {"device": "cpu"}, cuda_available=False)
+    assert sorted((p.shape.n, p.shape.batch, p.shape.heads, p.shape.kv_heads, p.shape.head_dim) for p in ci.points) == [
+        (16384, 4, 8, 8, 128), (65536, 1, 8, 8, 128), (98304, 1, 8, 8, 128)]  # the ci suite is unchanged
 
 
 def test_flags_replace_a_suite_key_everywhere():

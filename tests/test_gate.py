@@ -40,17 +40,30 @@ def make_rows(project=1.0, layer=None, plain=1.0, reference=True):
     rows = []
     for n, topk, dense, tri, floor, ref in POINTS:
         s_sel = n // 16 + 8 * topk
-        rows.append({**SHAPE, "impl": "sdpa_cudnn", "kind": "dense", "n": n, "status": "ok", "median_ms": dense * project})
+        rows.append({**SHAPE, "impl": "sdpa_cudnn", "kind": "dense", "n": n, "status": "ok",
+                     **_both_clocks(dense * project)})
         rows.append({**SHAPE, **LH, "impl": "floor", "kind": "floor", "n": n, "topk": topk, "s_sel": s_sel, "status": "ok",
-                     "median_ms": floor * project})
+                     **_both_clocks(floor * project)})
         ms = tri * project * layer.get(n, 1.0)
+        figures = {"speedup_vs_sdpa_cudnn": dense * project / ms, "floor_ratio": ms / (floor * project)}
         rows.append({**SHAPE, **LH, "impl": "lighthouse_triton", "kind": "lighthouse", "n": n, "topk": topk,
-                     "s_sel": s_sel, "status": "ok", "median_ms": ms, "speedup_vs_sdpa_cudnn": dense * project / ms,
-                     "floor_ratio": ms / (floor * project)})
+                     "s_sel": s_sel, "status": "ok", **_both_clocks(ms), **figures, "host_ms_per_call": 0.3,
+                     **{f"host_ahead_{f}": v for f, v in figures.items()}})
         if reference:
             rows.append({**SHAPE, "impl": plain_reference.IMPL, "kind": "reference", "n": n, "status": "ok",
-                         "median_ms": ref * plain})
+                         **_both_clocks(ref * plain)})
     return rows
+
+
+def _both_clocks(ms: float) -> dict:
+    """One time on both clocks (these synthetic rows have no launch gaps)."""
+    return {"median_ms": ms, "host_ahead_median_ms": ms}
+
+
+def _drop_figures(row: dict) -> None:
+    for f in ("speedup_vs_sdpa_cudnn", "floor_ratio"):
+        row.pop(f)
+        row.pop(f"host_ahead_{f}")
 
 
 def write_run(folder: Path, rows, gpu="NVIDIA H200") -> Path:
@@ -123,7 +136,7 @@ def test_results_without_the_reference_cannot_pass(baseline, tmp_path):
     Catches a gate that drops a figure it cannot find (the shared slowdown would pass again that way)."""
     con = console()
     assert run_check(baseline, write_run(tmp_path / "now", make_rows(reference=False)), console=con) == EXIT_UNMEASURED
-    assert "no speedup_vs_plain_sdpa in the results row" in text(con)
+    assert f"no {check.PLAIN} in the results row" in text(con)
 
 
 def test_a_baseline_without_the_plain_figure_is_refused_when_the_results_have_it(tmp_path):
@@ -133,7 +146,7 @@ def test_a_baseline_without_the_plain_figure_is_refused_when_the_results_have_it
     assert run_check(old, write_run(tmp_path / "base", make_rows(reference=False)), record=True, console=console()) == EXIT_OK
     con = console()
     assert run_check(old, write_run(tmp_path / "now", make_rows(project=1.2)), console=con) == EXIT_UNMEASURED
-    assert "speedup_vs_plain_sdpa is not in the baseline" in text(con) and "record it again" in text(con)
+    assert f"{check.PLAIN} is not in the baseline" in text(con) and "record it again" in text(con)
 
 
 def _tiny_cpu_suite(tmp_path: Path) -> Path:
@@ -379,12 +392,12 @@ def test_baseline_auto_when_measuring_uses_this_gpu_and_refuses_before_measuring
 
 # ------------------------------------------------------------------------------------------- 11.2: nothing checked
 def test_record_refuses_results_without_any_gated_figure(tmp_path):
-    """A CPU sweep (no cuDNN baseline, no floor, no reference): --record exits 2 and writes nothing. Catches
-    a baseline of empty figures that every later check 'passes' (issue 11.2)."""
+    """A CPU sweep (no cuDNN baseline, no floor, no reference; a host time per call, which alone judges no
+    kernel): --record exits 2 and writes nothing. Catches a baseline of empty figures that every later check
+    'passes' (issue 11.2)."""
     rows = [r for r in make_rows(reference=False) if r["kind"] == "lighthouse"]
     for r in rows:
-        r.pop("speedup_vs_sdpa_cudnn")
-        r.pop("floor_ratio")
+        _drop_figures(r)
     con = console()
     assert run_check(tmp_path / "b.csv", write_run(tmp_path / "cpu", rows), record=True, console=con) == EXIT_UNMEASURED
     assert "nothing to record" in text(con) and not (tmp_path / "b.csv").exists()
@@ -401,8 +414,8 @@ def test_zero_gated_figures_is_exit_2_never_passed(tmp_path):
                     "impl": "lighthouse_triton", "n": "16384", "topk": "1024"})
     rows = [r for r in make_rows(reference=False) if r["kind"] == "lighthouse"]
     for r in rows:
-        r.pop("speedup_vs_sdpa_cudnn")
-        r.pop("floor_ratio")
+        _drop_figures(r)
+        r.pop("host_ms_per_call")
     con = console()
     assert run_check(base, write_run(tmp_path / "cpu", rows), console=con) == EXIT_UNMEASURED
     assert "PASSED" not in text(con) and "no gated figure" in text(con)

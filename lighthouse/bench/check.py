@@ -10,10 +10,14 @@ Compares a results.csv (measured now with the `ci` suite, or given with --result
        not ok there, zero gated figures judged, an --out that cannot be written (checked before measuring),
        any error while measuring; always one line, never a traceback
 
-Gated figures, per Lighthouse point (POINT_COLUMNS) the baseline holds: `speedup_vs_sdpa_cudnn` (higher is
-better), `floor_ratio` (lower is better) and `speedup_vs_plain_sdpa` (higher is better). All are ratios measured
-within one run, so they carry across machines and runs far better than absolute milliseconds, which are shown
-but never gated. The first two go through project code on both sides (lighthouse/sdpa.py, the sweep's timer), so
+Gated figures, per Lighthouse point (POINT_COLUMNS) the baseline holds, on the host-ahead clock (tables.CHECK_CLOCK:
+the GPU held until the host has queued the step, so a slower kernel cannot hide in time the GPU spent waiting for
+launches; timing.py): `host_ahead_speedup_vs_sdpa_cudnn` (higher is better), `host_ahead_floor_ratio` (lower is
+better) and `host_ahead_speedup_vs_plain_sdpa` (higher is better), ratios measured within one run, so they carry
+across machines and runs far better than absolute milliseconds, which are shown but never gated; and the host's
+own time to issue one step, `host_ms_per_call` (lower is better), the one absolute figure, since a slower host
+path is what the kernel clock cannot see (judged against a baseline of the same GPU model's machine). The first two
+ratios go through project code on both sides (lighthouse/sdpa.py, the sweep's timer), so
 a slowdown shared by every row cancels in them; the third divides by dense attention timed by plain PyTorch
 (`plain_reference`, no project code), so a shared slowdown cannot pass.
 
@@ -60,8 +64,12 @@ BASELINE_IMPL = tables.BASELINES["cudnn"]
 SPEEDUP, FLOOR_RATIO = tables.CHECK_SPEEDUP, tables.CHECK_FLOOR_RATIO
 #: Plain PyTorch dense SDPA time / Lighthouse time, both measured in the same run (plain_reference.py).
 PLAIN = tables.CHECK_PLAIN
+#: The host's own time to issue one step (not a ratio: judged against the same GPU model's baseline).
+HOST_MS = tables.HOST_MS
 #: Gated figures: name -> True when higher is better.
-GATED: Dict[str, bool] = {SPEEDUP: True, FLOOR_RATIO: False, PLAIN: True}
+GATED: Dict[str, bool] = {SPEEDUP: True, FLOOR_RATIO: False, PLAIN: True, HOST_MS: False}
+#: Times shown beside the figures, never gated: the Lighthouse layer on each clock.
+SHOWN_TIMES = ("median_ms", tables.HOST_AHEAD_TIMES[0])
 #: Baseline column with a figure's relative spread over the recorded runs ((max - min) / median).
 SPREAD = {f: tables.spread_column(f) for f in GATED}
 #: A figure's tolerance is max(--tolerance, SPREAD_FACTOR x its recorded spread).
@@ -155,20 +163,24 @@ def machine_info(results: Path) -> Dict[str, str]:
 
 # ------------------------------------------------------------------------------------------- the plain reference
 def with_plain(rows: Sequence[Row]) -> List[Row]:
-    """The rows with PLAIN (and plain_median_ms) filled into every ok Lighthouse row whose shape and pass has an
-    ok plain-PyTorch reference row (kind `reference`, plain_reference.py) among them. Other rows as they are."""
+    """The rows with the plain figure on each clock (speedup_vs_plain_sdpa, host_ahead_speedup_vs_plain_sdpa: the
+    reference's time over the layer's on that clock) and plain_median_ms filled into every ok Lighthouse row whose
+    shape and pass has an ok plain-PyTorch reference row (kind `reference`, plain_reference.py) among them."""
     refs = {}
     for r in rows:
         if r.get("kind") == "reference" and r.get("status") == "ok" and _num(r.get("median_ms")):
-            refs[tuple(_norm(r.get(c)) for c in SHAPE_COLUMNS)] = _num(r.get("median_ms"))
+            refs[tuple(_norm(r.get(c)) for c in SHAPE_COLUMNS)] = r
     if not refs:
         return list(rows)
     out = []
     for r in rows:
-        ms = _num(r.get("median_ms"))
         ref = refs.get(tuple(_norm(r.get(c)) for c in SHAPE_COLUMNS))
-        if r.get("kind") == "lighthouse" and r.get("status") == "ok" and ms and ref:
-            r = {**r, PLAIN: _fmt(ref / ms, ".6g"), "plain_median_ms": _fmt(ref, ".6g")}
+        if r.get("kind") == "lighthouse" and r.get("status") == "ok" and ref:
+            r = {**r, "plain_median_ms": _fmt(_num(ref.get("median_ms")), ".6g")}
+            for clock in tables.CLOCKS:  # the reference and the layer on the same clock
+                ms, ref_ms = (_num(x.get(tables.clock_column("median_ms", clock))) for x in (r, ref))
+                if ms and ref_ms:
+                    r[tables.clock_column(tables.PLAIN_SPEEDUP, clock)] = _fmt(ref_ms / ms, ".6g")
         out.append(r)
     return out
 
@@ -194,8 +206,8 @@ def _median(xs: Sequence[float]) -> float:
 def baseline_from_runs(runs: Sequence[Sequence[Row]], info: Optional[Dict[str, str]] = None) -> List[dict]:
     """--record: the baseline rows from one or more runs of the same suite. Per point that is ok in at least
     one run: each gated figure's median over the runs and its spread ((max - min) / median, with 2 runs or
-    more), the number of runs, the median ms of Lighthouse, of dense cuDNN and of plain PyTorch SDPA, S and
-    the machine info. A point without any gated figure (a CPU sweep: no cuDNN, no floor) is left out."""
+    more), the number of runs, the median ms of Lighthouse (both clocks), of dense cuDNN and of plain PyTorch SDPA,
+    S and the machine info. A point without any gated ratio (a CPU sweep: no cuDNN, no floor) is left out."""
     info = dict(info or {})
     info.setdefault("recorded_at", datetime.now(timezone.utc).isoformat(timespec="seconds"))
     per_point: Dict[Tuple[str, ...], List[Tuple[Row, Sequence[Row]]]] = {}
@@ -213,14 +225,15 @@ def baseline_from_runs(runs: Sequence[Sequence[Row]], info: Optional[Dict[str, s
             mid = _median(values) if values else None
             rec[figure] = _fmt(mid, ".6g")
             rec[SPREAD[figure]] = _fmt((max(values) - min(values)) / mid, ".4g") if len(values) > 1 and mid else ""
-        if not any(rec[f] for f in GATED):
+        if not any(rec[f] for f in GATED if f != HOST_MS):  # the host's time alone judges no kernel
             continue
 
         def median_of(get) -> str:
             values = [v for v in (get(r, rows) for r, rows in measured) if v is not None]
             return _fmt(_median(values), ".6g") if values else ""
 
-        rec.update({"runs": str(len(measured)), "median_ms": median_of(lambda r, rows: _num(r.get("median_ms"))),
+        shown = {t: median_of(lambda r, rows, t=t: _num(r.get(t))) for t in SHOWN_TIMES}
+        rec.update({"runs": str(len(measured)), **shown,
                     "dense_median_ms": median_of(lambda r, rows: _dense_ms(rows, r)),
                     "plain_median_ms": median_of(lambda r, rows: _num(r.get("plain_median_ms"))),
                     "s_sel": _norm(first.get("s_sel"))})
@@ -378,10 +391,10 @@ def judge(baseline: Sequence[Row], results: Sequence[Row], tolerance: float,
                 continue
             verdict = REGRESSED if _regressed(figure, b, now, tolerance_for(base, figure, tolerance)) else OK
             verdicts.append(Verdict(name, figure, b, now, verdict, "; ".join([_limit_note(base, figure, tolerance)] + notes)))
-        ms_now = min(v for v in (_num(m.get("median_ms")) for m in point.measurements) if v is not None) \
-            if any(_num(m.get("median_ms")) is not None for m in point.measurements) else None
-        verdicts.append(Verdict(name, "median_ms", _num(base.get("median_ms")), ms_now, NOT_GATED,
-                                "absolute time: shown, not gated (differs across machines)"))
+        for shown in SHOWN_TIMES:
+            values = [v for v in (_num(m.get(shown)) for m in point.measurements) if v is not None]
+            verdicts.append(Verdict(name, shown, _num(base.get(shown)), min(values) if values else None, NOT_GATED,
+                                    "absolute time: shown, not gated (differs across machines)"))
     return verdicts
 
 

@@ -6,6 +6,9 @@ there moves both sides of every ratio and cancels out. This module shares no cod
 are drawn here (the same generator, seed, order and shapes as `runner.random_inputs`, so the values equal the
 sweep's), it calls `torch.nn.functional.scaled_dot_product_attention` directly (PyTorch picks the backend) and
 it has its own CUDA-event timer. The gate divides each Lighthouse point's time by it (`speedup_vs_plain_sdpa`).
+The timer has both clocks of the sweep, by its own means: as launched, and host ahead, with a GPU sleep
+(torch.cuda._sleep) queued before the begin event that outlasts the host's issue of the call (dense SDPA never
+waits on the GPU inside a call, so a fixed sleep does what the sweep's hold kernel does).
 
 One row per (shape, pass), written to `reference.csv` beside the sweep's results.csv.
 """
@@ -19,7 +22,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ..harness.tables import DENSE_MATCH_COLUMNS as SHAPE_COLUMNS, REFERENCE, read_rows, write_rows
 
-#: What the rows are called (the `impl` column) and the file they go to (format: results.REFERENCE).
+#: What the rows are called (the `impl` column) and the file they go to (format: tables.REFERENCE).
 IMPL = "plain_torch_sdpa"
 FILE = "reference.csv"
 _DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
@@ -34,10 +37,23 @@ def _percentile(xs: Sequence[float], q: float) -> float:
     return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
 
 
-def _time(step, device, warmup: int, rep: int, min_rep: int, max_seconds: float) -> List[float]:
-    """Milliseconds per call of `step`: CUDA events around each call with the L2 cache written over before it
-    (outside the timed region); a wall clock on the CPU. Stops at `rep`, or after `max_seconds` once `min_rep`
-    calls are timed."""
+def _sleep_cycles_per_ms(device) -> float:
+    """torch.cuda._sleep cycles per millisecond at the clock the GPU runs now (after the warm-up)."""
+    import torch
+
+    begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    begin.record()
+    torch.cuda._sleep(1_000_000)
+    end.record()
+    end.synchronize()
+    return 1_000_000 / max(begin.elapsed_time(end), 1e-3)
+
+
+def _time(step, device, warmup: int, rep: int, min_rep: int, max_seconds: float) -> Tuple[List[float], List[float]]:
+    """Milliseconds per call of `step` on both clocks, (as launched, host ahead), alternating: CUDA events around
+    each call with the L2 cache written over before it (outside the timed region); host ahead, a GPU sleep of
+    1 ms + 4 x the longest host issue time seen is queued before the begin event. A wall clock on the CPU (one
+    clock: host ahead is as launched). Stops at `rep`, or after `max_seconds` once `min_rep` calls are timed."""
     import torch
 
     cuda = device.type == "cuda"
@@ -46,22 +62,31 @@ def _time(step, device, warmup: int, rep: int, min_rep: int, max_seconds: float)
         step()
     if cuda:
         torch.cuda.synchronize(device)
+    cycles_per_ms = _sleep_cycles_per_ms(device) if cuda else 0.0
     samples: List[float] = []
+    ahead: List[float] = []
+    issue_ms = 0.0
     start = time.perf_counter()
     while len(samples) < rep and not (len(samples) >= min_rep and time.perf_counter() - start >= max_seconds):
-        if cuda:
-            flush.zero_()
-            begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            begin.record()
-            step()
-            end.record()
-            end.synchronize()
-            samples.append(begin.elapsed_time(end))
-        else:
+        if not cuda:
             t = time.perf_counter()
             step()
             samples.append((time.perf_counter() - t) * 1e3)
-    return samples
+            ahead.append(samples[-1])
+            continue
+        for sleep_ms, into in ((0.0, samples), (1.0 + 4.0 * issue_ms, ahead)):
+            flush.zero_()
+            if sleep_ms:
+                torch.cuda._sleep(max(1, int(sleep_ms * cycles_per_ms)))
+            begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            begin.record()
+            t = time.perf_counter()
+            step()
+            issue_ms = max(issue_ms, (time.perf_counter() - t) * 1e3)
+            end.record()
+            end.synchronize()
+            into.append(begin.elapsed_time(end))
+    return samples, ahead
 
 
 def measure_one(shape: Dict[str, object], pass_: str, device, seed: int, warmup: int = 3, rep: int = 20,
@@ -105,9 +130,10 @@ def measure_one(shape: Dict[str, object], pass_: str, device, seed: int, warmup:
                 state["out"].backward(grad_out, retain_graph=True)
         else:
             raise ValueError(f"pass must be one of fwd, bwd, fwdbwd, got {pass_!r}")
-        samples = _time(step, dev, warmup, rep, min_rep, max_seconds)
+        samples, ahead = _time(step, dev, warmup, rep, min_rep, max_seconds)
         row.update(median_ms=_percentile(samples, 50), p20_ms=_percentile(samples, 20),
-                   p80_ms=_percentile(samples, 80), reps=len(samples))
+                   p80_ms=_percentile(samples, 80), reps=len(samples), host_ahead_median_ms=_percentile(ahead, 50),
+                   host_ahead_p20_ms=_percentile(ahead, 20), host_ahead_p80_ms=_percentile(ahead, 80))
     except Exception as err:  # noqa: BLE001 - a reference that cannot run leaves its points unjudged (exit 2)
         oom = "out of memory" in str(err).lower()
         row.update(status="oom" if oom else "error", reason=f"{type(err).__name__}: {' '.join(str(err).split())[:300]}")

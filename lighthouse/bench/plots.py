@@ -1,7 +1,8 @@
 """Charts from a results.csv (the report end of the data flow; it never measures anything).
 
-speedup: Lighthouse speedup vs N per configuration, one panel per (baseline, pass), log-x, a line at 1x.
-latency: median ms vs N for Lighthouse, its floor and each dense baseline, log-log, p20-p80 band.
+speedup: Lighthouse speedup vs N per configuration, one panel per (baseline, pass), log-x, a line at 1x, as
+         launched; speedup-host-ahead: the same on the host-ahead clock (the kernels alone), where the file has it.
+latency: median ms (as launched) vs N for Lighthouse, its floor and each dense baseline, log-log, p20-p80 band.
 memory:  peak GiB vs N (CUDA only; a CPU run gets an annotated empty chart).
 Each as PNG and SVG, titled with the GPU and dtype. Failed rows are left out (they are in the CSV).
 """
@@ -23,8 +24,9 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator  # noqa: 
 from ..harness import machine  # noqa: E402
 from ..harness import baselines  # noqa: E402
 from ..harness.outdir import writable_folder  # noqa: E402
-from ..harness.tables import (BASELINES, CONFIG_COLUMNS, PASSES, PROFILE, SHAPE_COLUMNS, SWEEP, ResultsFormatError,  # noqa: E402
-                      fmt_size, header_of, kind_of_header, read_finished, read_rows)
+from ..harness.tables import (BASELINES, CLOCKS, CONFIG_COLUMNS, HOST_AHEAD, LAUNCHED, PASSES, PROFILE,  # noqa: E402
+                              SHAPE_COLUMNS, SWEEP, ResultsFormatError, clock_column, fmt_size, header_of,
+                              kind_of_header, read_finished, read_rows)
 IMPL_STYLE = {"lighthouse_torch": ("--", "o"), "lighthouse_triton": ("-", "^")}
 FORMATS = ("png", "svg")
 
@@ -36,7 +38,7 @@ NUMBER_COLUMNS = ("median_ms", "p20_ms", "p80_ms", "peak_mem_gib", "n", "s_sel")
 
 
 def load(csv_path: Path, warn_torn: bool = True) -> pd.DataFrame:
-    """The finished rows of a results.csv (results.read_finished: torn rows left out, with a warning) as a frame: empty cells
+    """The finished rows of a results.csv (tables.read_finished: torn rows left out, with a warning) as a frame: empty cells
     NaN, every column that holds only numbers numeric."""
     if kind_of_header(header_of(csv_path)) is PROFILE:
         raise ResultsFormatError(f"not a lighthouse-bench sweep results file: {csv_path} is a profile "
@@ -161,9 +163,15 @@ def _speedup_y(ax, values: pd.Series) -> None:
     ax.yaxis.set_minor_locator(NullLocator())
 
 
-def speedup_chart(df: pd.DataFrame, ok: pd.DataFrame, st: Styles, info, out_dir: Path) -> List[Path]:
+def speedup_chart(df: pd.DataFrame, ok: pd.DataFrame, st: Styles, info, out_dir: Path,
+                  clock: str = LAUNCHED) -> List[Path]:
+    """Speedups on one clock (tables.CLOCKS; Lighthouse and dense both on it), named in the title and the file."""
     lh = ok[ok["kind"] == "lighthouse"]
-    baselines = [b for b in BASELINES.values() if f"speedup_vs_{b}" in lh and lh[f"speedup_vs_{b}"].notna().any()]
+
+    def column(base: str) -> str:
+        return clock_column(f"speedup_vs_{base}", clock)
+
+    baselines = [b for b in BASELINES.values() if column(b) in lh and lh[column(b)].notna().any()]
     passes = _passes(df)
     rows = max(1, len(baselines))
     fig, axes = plt.subplots(rows, len(passes), figsize=(4.6 * len(passes), 3.4 * rows), squeeze=False)
@@ -175,7 +183,7 @@ def speedup_chart(df: pd.DataFrame, ok: pd.DataFrame, st: Styles, info, out_dir:
                 _empty(ax, "no speedups: no Lighthouse row with a\nsuccessful dense baseline in the same sweep")
                 ax.set_title(pass_)
                 continue
-            col = f"speedup_vs_{base}"
+            col = column(base)
             sub = lh[lh["pass"] == pass_]
             for (impl, *_), g in sub.groupby(["impl", *CONFIG_COLUMNS, *st.varying]):
                 g = _series(g, col)
@@ -196,9 +204,9 @@ def speedup_chart(df: pd.DataFrame, ok: pd.DataFrame, st: Styles, info, out_dir:
     if baselines:
         handles.setdefault("1x (as fast as dense)", Line2D([], [], color="crimson", ls=":"))
     _legend(fig, handles)
-    fig.suptitle(_title(df, "Lighthouse speedup over dense causal SDPA", info), fontsize=11)
+    fig.suptitle(_title(df, f"Lighthouse speedup over dense causal SDPA, {CLOCKS[clock]}", info), fontsize=11)
     fig.tight_layout()
-    return _save(fig, out_dir, "speedup")
+    return _save(fig, out_dir, "speedup" if clock == LAUNCHED else f"speedup-{clock.replace('_', '-')}")
 
 
 def _band(ax, g, color) -> None:
@@ -268,7 +276,7 @@ def memory_chart(df, ok, st, info, out_dir) -> List[Path]:
 def make_charts(csv_path, out_dir: Optional[Path] = None, info: Optional[dict] = None,
                 warn_torn: bool = True) -> List[Path]:
     """Write speedup, latency and memory charts (PNG + SVG) beside the CSV (or into out_dir). Raises
-    results.ResultsFormatError (a ValueError) before writing anything when the CSV is not a results file."""
+    tables.ResultsFormatError (a ValueError) before writing anything when the CSV is not a results file."""
     csv_path = Path(csv_path)
     df = load(csv_path, warn_torn)
     if df.empty:  # a header alone (or only torn rows): no chart rather than empty axes
@@ -278,7 +286,10 @@ def make_charts(csv_path, out_dir: Optional[Path] = None, info: Optional[dict] =
     ok = df[(df["status"] == "ok") & df["median_ms"].notna()]
     st = Styles(df)
     paths = speedup_chart(df, ok, st, info, out_dir)
+    ahead = [clock_column(f"speedup_vs_{b}", HOST_AHEAD) for b in BASELINES.values()]
+    if any(c in ok and ok[c].notna().any() for c in ahead):  # files before the second clock have none
+        paths += speedup_chart(df, ok, st, info, out_dir, clock=HOST_AHEAD)
     paths += _metric_chart(df, ok, st, info, out_dir, col="median_ms", ylabel="median latency (ms)", name="latency",
-                           title="Latency: Lighthouse and dense causal SDPA", band=True)
+                           title=f"Latency: Lighthouse and dense causal SDPA, {CLOCKS[LAUNCHED]}", band=True)
     paths += memory_chart(df, ok, st, info, out_dir)
     return paths

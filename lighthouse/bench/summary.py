@@ -33,13 +33,17 @@ def summary_table(rows: List[dict]) -> Optional[Table]:
     shapes = {(r["dtype"], r["batch"], r["heads"], r["kv_heads"], r["head_dim"]) for r in lh}
 
     per = "/".join(passes)
-    table = Table(title=f"Lighthouse vs dense SDPA (speedups = baseline ms / Lighthouse ms, per pass {per})")
+    ahead = [b for b in baselines if any(_num(r.get(f"host_ahead_speedup_vs_{b}")) is not None for r in lh)]
+    table = Table(title=f"Lighthouse vs dense SDPA (speedups = baseline ms / Lighthouse ms, per pass {per}; as launched, "
+                        f"and host ahead where marked: the kernels alone, both sides on the same clock)")
     for name in ["N"] + (["shape"] if len(shapes) > 1 else []) + ["L", "p", "k", "scorer", "impl", "S"]:
         table.add_column(name, justify="right" if name in ("N", "L", "p", "k", "S") else "left", overflow="fold")
     for p in passes:
         table.add_column(f"{p} ms", justify="right", overflow="fold")
     for b in baselines:
         table.add_column(f"vs {baseline_name(b)}", justify="right", overflow="fold")
+    for b in ahead:
+        table.add_column(f"vs {baseline_name(b)} host ahead", justify="right", overflow="fold")
     table.add_column("floor ratio", justify="right", overflow="fold")
     table.add_column("status", overflow="fold")
 
@@ -57,6 +61,7 @@ def summary_table(rows: List[dict]) -> Optional[Table]:
                   any_row.get("s_sel") or "-"]
         cells += [_cell([_num(r.get("median_ms")) if r else None], ".3f") for r in rows_]
         cells += [_cell([_num(r.get(f"speedup_vs_{bl}")) if r else None for r in rows_], ".2f") for bl in baselines]
+        cells += [_cell([_num(r.get(f"host_ahead_speedup_vs_{bl}")) if r else None for r in rows_], ".2f") for bl in ahead]
         cells.append(_cell([_num(r.get("floor_ratio")) if r else None for r in rows_], ".2f"))
         bad = [(ps, r) for ps, r in zip(passes, rows_) if r and r["status"] != "ok"]
         if not bad:

@@ -24,8 +24,8 @@ RESULTS = "results.csv"
 
 
 class Medians:
-    """Medians measured so far (this run or the resumed file): dense baselines per (shape, pass, impl), the
-    floor per (point, pass). A dense point is measured once per sweep and serves every Lighthouse point."""
+    """Medians measured so far (this run or the resumed file), per clock: dense baselines per (shape, pass, impl),
+    the floor per (point, pass). A dense point is measured once per sweep and serves every Lighthouse point."""
 
     def __init__(self):
         self.dense: Dict[Tuple, float] = {}
@@ -36,19 +36,23 @@ class Medians:
         return tables.row_key({**row, "impl": "", "levels": "", "pooling": "", "topk": "", "scorer": ""})
 
     def add(self, row: dict) -> None:
-        if row.get("status") != "ok" or tables.num(row.get("median_ms")) is None:
+        if row.get("status") != "ok":
             return
-        if row["kind"] == "dense":
-            self.dense[(self._key(row), row["impl"])] = tables.num(row["median_ms"])
-        elif row["kind"] == "floor":
-            self.floor[tables.row_key({**row, "impl": ""})] = tables.num(row["median_ms"])
+        for clock in tables.CLOCKS:
+            ms = tables.num(row.get(tables.clock_column("median_ms", clock)))
+            if ms is None:
+                continue
+            if row["kind"] == "dense":
+                self.dense[(self._key(row), row["impl"], clock)] = ms
+            elif row["kind"] == "floor":
+                self.floor[(tables.row_key({**row, "impl": ""}), clock)] = ms
 
-    def baseline(self, row: dict, impl: str) -> Optional[float]:
-        return self.dense.get((self._key(row), impl))
+    def baseline(self, row: dict, impl: str, clock: str = tables.LAUNCHED) -> Optional[float]:
+        return self.dense.get((self._key(row), impl, clock))
 
-    def floor_of(self, row: dict) -> Optional[float]:
+    def floor_of(self, row: dict, clock: str = tables.LAUNCHED) -> Optional[float]:
         """The floor is timed eagerly (one SDPA launch), also beside graphed Lighthouse rows."""
-        return self.floor.get(tables.row_key({**row, "impl": "", "cuda_graph": "False"}))
+        return self.floor.get((tables.row_key({**row, "impl": "", "cuda_graph": "False"}), clock))
 
 
 def make_row(task: Task, device: str, seed: int, result: Result, medians: Medians) -> dict:
@@ -67,14 +71,20 @@ def make_row(task: Task, device: str, seed: int, result: Result, medians: Median
         ms = t.median_ms
         row.update(median_ms=ms, p20_ms=t.p20_ms, p80_ms=t.p80_ms, reps=len(t.samples_ms), first_call_ms=t.first_call_ms,
                    peak_mem_gib=t.peak_bytes / 2**30 if t.peak_bytes is not None else None)
+        ahead = dict(zip(tables.HOST_AHEAD_TIMES, (t.host_ahead_median_ms, t.host_ahead_p20_ms, t.host_ahead_p80_ms)))
+        row.update(ahead, **{tables.HOST_MS: t.host_ms_per_call,
+                             tables.HOST_AHEAD_TIMEOUTS: t.host_ahead_timeouts if t.host_ahead_ms else None})
         row["dense_tflops"] = flops.dense_equivalent_tflops(s.n, s.batch, s.heads, s.head_dim, task.pass_, ms)
         s_eff = task.s_sel if task.kind != "dense" else s.n
         row["eff_tflops"] = flops.effective_tflops(s_eff, s.batch, s.heads, s.head_dim, task.pass_, ms)
         if task.kind == "lighthouse":
             key_row = {k: str(v) if v is not None else "" for k, v in row.items()}
-            for impl in BASELINES.values():
-                row[f"speedup_vs_{impl}"] = flops.speedup(medians.baseline(key_row, impl), ms)
-            row["floor_ratio"] = flops.floor_ratio(ms, medians.floor_of(key_row))
+            for clock in tables.CLOCKS:  # Lighthouse against dense and the floor on the same clock only
+                own = tables.num(row.get(tables.clock_column("median_ms", clock)))
+                for impl in BASELINES.values():
+                    row[tables.clock_column(f"speedup_vs_{impl}", clock)] = flops.speedup(
+                        medians.baseline(key_row, impl, clock), own)
+                row[tables.clock_column("floor_ratio", clock)] = flops.floor_ratio(own, medians.floor_of(key_row, clock))
     return row
 
 

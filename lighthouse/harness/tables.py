@@ -51,6 +51,31 @@ DENSE_MATCH_COLUMNS = ("pass", "n", *SHAPE_COLUMNS)
 SPEEDUP_COLUMNS = tuple(f"speedup_vs_{name}" for name in BASELINES.values())
 FINISHED_AT = "finished_at"
 
+# ------------------------------------------------------------------------------------------- the two clocks
+#: Every timed row has two clocks (lighthouse/bench/clocks.py): as launched (CUDA events around the step as the
+#: host issues it, the GPU's waits for launches included) and host ahead (the GPU held until the host has queued
+#: the whole step: the kernels' own time). The as-launched columns keep their first names (median_ms,
+#: speedup_vs_*, floor_ratio), so every older file reads as it did; the host-ahead ones carry the clock's name
+#: first. Lighthouse and dense are only ever compared on the same clock.
+LAUNCHED, HOST_AHEAD = "launched", "host_ahead"
+CLOCKS = {LAUNCHED: "as launched", HOST_AHEAD: "host ahead"}
+
+
+def clock_column(column: str, clock: str) -> str:
+    """The column of `column` (median_ms, p20_ms, speedup_vs_sdpa_cudnn, floor_ratio, ...) on `clock`."""
+    if clock not in CLOCKS:
+        raise ValueError(f"clock must be one of {', '.join(CLOCKS)}, got {clock!r}")
+    return column if clock == LAUNCHED else f"{clock}_{column}"
+
+
+#: Host-ahead columns of a sweep row, and the host's own time to issue one step (median over the host-ahead
+#: repetitions that did not time out) and how many host-ahead repetitions timed out (the step waited on the GPU).
+HOST_AHEAD_TIMES = tuple(clock_column(c, HOST_AHEAD) for c in ("median_ms", "p20_ms", "p80_ms"))
+HOST_MS, HOST_AHEAD_TIMEOUTS = "host_ms_per_call", "host_ahead_timeouts"
+HOST_AHEAD_FIGURES = tuple(clock_column(c, HOST_AHEAD) for c in (*SPEEDUP_COLUMNS, "floor_ratio"))
+#: Added after the first H200 files: those read with these columns empty (not measured then).
+CLOCK_COLUMNS = (*HOST_AHEAD_TIMES, HOST_MS, HOST_AHEAD_TIMEOUTS, *HOST_AHEAD_FIGURES)
+
 
 @dataclass(frozen=True)
 class Table:
@@ -76,11 +101,12 @@ SWEEP = Table(
         "impl", "kind", "pass", "device", "dtype", "n", "batch", "heads", "kv_heads", "head_dim",
         "levels", "pooling", "topk", "scorer", "s_sel", "sdpa_backend", "cuda_graph",
         "status", "reason", "median_ms", "p20_ms", "p80_ms", "reps", "first_call_ms", "peak_mem_gib",
-        "dense_tflops", "eff_tflops", *SPEEDUP_COLUMNS, "floor_ratio", "seed", FINISHED_AT,
+        "dense_tflops", "eff_tflops", *SPEEDUP_COLUMNS, "floor_ratio", *CLOCK_COLUMNS, "seed", FINISHED_AT,
     ),
     key=("impl", "pass", "device", "dtype", "n", "batch", "heads", "kv_heads", "head_dim", "levels", "pooling", "topk", "scorer",
          "cuda_graph"),
-    defaults=(("cuda_graph", "False"),),  # `sweep --cuda-graph`: timed through CUDA graphs (True) or eagerly
+    # `sweep --cuda-graph`: timed through CUDA graphs (True) or eagerly; the second clock came later (empty)
+    defaults=(("cuda_graph", "False"), *((c, "") for c in CLOCK_COLUMNS)),
 )
 
 #: profile.csv of `profile`: per point and pass, one row per stage plus the summary rows (PROFILE_SUMMARY).
@@ -98,10 +124,15 @@ PROFILE_SUMMARY = (PROFILE_TOTAL, PROFILE_MEASURED, PROFILE_GPU_BUSY)
 #: The point of a `check` baseline: the sweep key without the device (the baseline comes from another
 #: machine of the same GPU model).
 CHECK_POINT_COLUMNS = tuple(c for c in SWEEP.key if c not in ("device", "cuda_graph"))  # check times eagerly
-CHECK_SPEEDUP, CHECK_FLOOR_RATIO = "speedup_vs_sdpa_cudnn", "floor_ratio"
-#: Plain PyTorch dense SDPA ms / Lighthouse ms (REFERENCE rows: no project code in the reference).
-CHECK_PLAIN = "speedup_vs_plain_sdpa"
-CHECK_GATED = (CHECK_SPEEDUP, CHECK_FLOOR_RATIO, CHECK_PLAIN)
+#: The clock the gate judges: host ahead, the kernels' own time, so that a slower kernel cannot hide in time the
+#: GPU spent waiting for launches; the host's own time per call is gated as a figure of its own.
+CHECK_CLOCK = HOST_AHEAD
+CHECK_SPEEDUP = clock_column("speedup_vs_sdpa_cudnn", CHECK_CLOCK)
+CHECK_FLOOR_RATIO = clock_column("floor_ratio", CHECK_CLOCK)
+#: Plain PyTorch dense SDPA ms / Lighthouse ms (REFERENCE rows: no project code in the reference), per clock.
+PLAIN_SPEEDUP = "speedup_vs_plain_sdpa"
+CHECK_PLAIN = clock_column(PLAIN_SPEEDUP, CHECK_CLOCK)
+CHECK_GATED = (CHECK_SPEEDUP, CHECK_FLOOR_RATIO, CHECK_PLAIN, HOST_MS)
 CHECK_MACHINE_COLUMNS = ("gpu", "torch", "triton", "commit", "recorded_at")
 
 
@@ -115,7 +146,7 @@ def spread_column(figure: str) -> str:
 BASELINE = Table(
     "check baseline",
     columns=(*CHECK_POINT_COLUMNS, *CHECK_GATED, *(spread_column(f) for f in CHECK_GATED), "runs", "median_ms",
-             "dense_median_ms", "plain_median_ms", "s_sel", *CHECK_MACHINE_COLUMNS),
+             "dense_median_ms", "plain_median_ms", "s_sel", *CHECK_MACHINE_COLUMNS, HOST_AHEAD_TIMES[0]),
     key=CHECK_POINT_COLUMNS,
 )
 #: check.csv of `check`: one row per judged figure.
@@ -306,8 +337,9 @@ def kind_of_header(header: Sequence[str]) -> Optional[Table]:
 REFERENCE = Table(
     "plain reference file",
     columns=("impl", "kind", *DENSE_MATCH_COLUMNS, "device", "status", "reason", "median_ms", "p20_ms", "p80_ms",
-             "reps", "torch", FINISHED_AT),
+             "reps", "torch", FINISHED_AT, *HOST_AHEAD_TIMES),
     key=("impl", *DENSE_MATCH_COLUMNS),
+    defaults=tuple((c, "") for c in HOST_AHEAD_TIMES),
 )
 
 

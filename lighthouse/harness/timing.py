@@ -1,19 +1,24 @@
 """Timing one callable the same way for every implementation.
 
-CUDA: one CUDA-event pair per repetition, the L2 cache flushed (256 MiB written) before each, outside the
-timed region; the first call (compilation, autotuning) is timed separately and never mixed with the
-repetitions. CPU: a synchronous wall clock. Repetitions stop at `rep`, or once `max_seconds` are spent and at
-least `min_rep` are done, so a 4-second point does not take a minute.
+CUDA: two clocks per repetition (clocks.py): as launched (one CUDA-event pair around the step as the host
+issues it) and host ahead (the GPU held until the host has queued the whole step: the kernels' own time), plus
+the host's own time per call; the L2 cache flushed (256 MiB written) before each, outside the timed region.
+The first call (compilation, autotuning) is timed separately and never mixed with the repetitions. CPU: a
+synchronous wall clock, so host ahead is as launched and the host time per call is the whole call.
+Repetitions stop at `rep`, or once `max_seconds` are spent and at least `min_rep` are done, so a 4-second point
+does not take a minute.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, List, Optional, Sequence
 
 import torch
+
+from . import clocks
 
 FLUSH_BYTES = 256 * 1024 * 1024
 _flush_buffer: Optional[torch.Tensor] = None
@@ -24,10 +29,31 @@ class Timing:
     samples_ms: List[float]
     first_call_ms: float
     peak_bytes: Optional[int]  # CUDA only: max allocated during the timed repetitions (inputs included)
+    host_ahead_ms: List[float] = field(default_factory=list)  # empty where the hold kernel cannot run
+    host_ms: List[float] = field(default_factory=list)  # host time to issue one step (repetitions without timeout)
+    #: host-ahead repetitions whose hold let go by its timeout: the step waited on the GPU before it had queued
+    #: everything, so those are host-ahead only up to that wait (clocks.py)
+    host_ahead_timeouts: int = 0
 
     @property
     def median_ms(self) -> float:
         return percentile(self.samples_ms, 50)
+
+    @property
+    def host_ahead_median_ms(self) -> Optional[float]:
+        return percentile(self.host_ahead_ms, 50) if self.host_ahead_ms else None
+
+    @property
+    def host_ahead_p20_ms(self) -> Optional[float]:
+        return percentile(self.host_ahead_ms, 20) if self.host_ahead_ms else None
+
+    @property
+    def host_ahead_p80_ms(self) -> Optional[float]:
+        return percentile(self.host_ahead_ms, 80) if self.host_ahead_ms else None
+
+    @property
+    def host_ms_per_call(self) -> Optional[float]:
+        return percentile(self.host_ms, 50) if self.host_ms else None
 
     @property
     def p20_ms(self) -> float:
@@ -87,19 +113,25 @@ def measure(
     rep: int,
     min_rep: int,
     max_seconds: float,
+    host_ahead: bool = True,
+    backend: Optional[clocks.Backend] = None,
 ) -> Timing:
     """Time `fn` (which returns the attention output) for one pass.
 
     fwd: the forward with autograd recording (as in training). bwd: one forward, then
     `out.backward(grad_out, retain_graph=True)` per repetition, gradients cleared before each.
     fwdbwd: forward + backward per repetition. `leaves` are the inputs whose .grad is cleared.
+    host_ahead: also time the host-ahead clock and the host time per call (CUDA). backend: the GPU side of the
+    two clocks (clocks.Backend; default CUDA on a CUDA device, none on the CPU; tests inject a simulated one).
     """
     cuda = device.type == "cuda"
     state = {}
+    if backend is None and cuda:
+        backend = clocks.CudaBackend(device, lambda: _flush(device))
 
     def sync():
-        if cuda:
-            torch.cuda.synchronize(device)
+        if backend is not None:
+            backend.synchronize()
 
     if pass_ == "fwd":
         def step():
@@ -133,28 +165,23 @@ def measure(
         step()
     sync()
 
-    samples: List[float] = []
-    peak = None
     if cuda:
         _flush(device)
         sync()
         torch.cuda.reset_peak_memory_stats(device)
-    start = time.perf_counter()
-    while len(samples) < rep and not (len(samples) >= min_rep and time.perf_counter() - start >= max_seconds):
-        if cuda:
-            _flush(device)
-            begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            begin.record()
-            step()
-            end.record()
-            end.synchronize()
-            samples.append(begin.elapsed_time(end))
-        else:
+    if backend is not None:
+        reps = clocks.time_both(step, backend, rep, min_rep, max_seconds, host_ahead)
+        timing = Timing(reps.launched, first_call_ms, None, reps.host_ahead, reps.host, reps.timeouts)
+    else:  # the CPU runs the step synchronously: one clock, and the host's time is the whole call
+        samples: List[float] = []
+        start = time.perf_counter()
+        while len(samples) < rep and not (len(samples) >= min_rep and time.perf_counter() - start >= max_seconds):
             t = time.perf_counter()
             step()
             samples.append((time.perf_counter() - t) * 1e3)
+        timing = Timing(samples, first_call_ms, None, list(samples), list(samples))
     if cuda:
-        peak = torch.cuda.max_memory_allocated(device) - _flush_bytes(device)
+        timing.peak_bytes = torch.cuda.max_memory_allocated(device) - _flush_bytes(device)
     state.clear()
     _clear(leaves)
-    return Timing(samples, first_call_ms, peak)
+    return timing

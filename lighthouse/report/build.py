@@ -170,8 +170,22 @@ def sweep_headline(rows: Sequence[Row]) -> dict:
         dense_ms=_num((dense or {}).get("median_ms")), speedup=speedups[n_max], crossover_n=cross,
         faster_at_every_n=cross is not None and cross == min(best), memory_saved=memory_saved(row, dense),
         floor_ratio=_num(row.get("floor_ratio")), n_measured=sorted(best),
+        speedup_host_ahead=_num(row.get(tables.clock_column(col, tables.HOST_AHEAD))),
+        floor_ratio_host_ahead=_num(row.get(tables.clock_column("floor_ratio", tables.HOST_AHEAD))),
+        break_even=_break_even_of(rows, row, base),
     )
     return out
+
+
+def _break_even_of(rows: Sequence[Row], row: Row, base: str) -> Dict[str, Optional[str]]:
+    """The break-even N of the headline row's configuration, per clock, in words (breakeven.py)."""
+    from .breakeven import CONFIG_COLUMNS, break_even_rows
+
+    key = tuple(_norm(row.get(c)) for c in CONFIG_COLUMNS)
+    for found in break_even_rows(rows, base):
+        if tuple(_norm(found[c]) for c in CONFIG_COLUMNS) == key:
+            return {clock: found[clock].describe() if found[clock] is not None else None for clock in tables.CLOCKS}
+    return {clock: None for clock in tables.CLOCKS}
 
 
 def headline_sentence(h: dict) -> str:
@@ -181,9 +195,15 @@ def headline_sentence(h: dict) -> str:
     impl = (h["impl"] or "").removeprefix("lighthouse_")
     point = h.get("point") or {}
     config = f"k={point.get('topk')}, L={point.get('levels')}, p={point.get('pooling')}, {point.get('scorer')} scorer"
-    parts = [f"Lighthouse ({impl}, {h['pass']}) is {h['speedup']:.3g}x as fast as {h['baseline']} at "
+    ahead = (f" as launched, {h['speedup_host_ahead']:.3g}x host ahead (the kernels alone, each side on its own "
+             f"clock)" if h.get("speedup_host_ahead") is not None else " as launched")
+    parts = [f"Lighthouse ({impl}, {h['pass']}) is {h['speedup']:.3g}x as fast as {h['baseline']}{ahead} at "
              f"N={_size(h['n'])} in its best configuration there ({config}; each N is judged by its best "
              f"configuration)"]
+    even = h.get("break_even") or {}
+    if any(even.values()):
+        parts.append("it breaks even with dense at N " + ", ".join(
+            f"{text} {tables.CLOCKS[clock]}" for clock, text in even.items() if text))
     if h["crossover_n"] is None:
         parts.append("it is not faster at the longest N measured, so there is no crossover")
     elif h["faster_at_every_n"]:
@@ -193,7 +213,9 @@ def headline_sentence(h: dict) -> str:
     if h["memory_saved"] is not None:
         parts.append(f"{100 * h['memory_saved']:.1f}% less peak memory than dense at N={_size(h['n'])}")
     if h["floor_ratio"] is not None:
-        parts.append(f"{h['floor_ratio']:.3g}x its floor (dense SDPA on the S selected entries alone)")
+        ahead = h.get("floor_ratio_host_ahead")
+        parts.append(f"{h['floor_ratio']:.3g}x its floor as launched" + (f", {ahead:.3g}x host ahead" if ahead else "")
+                     + " (dense SDPA on the S selected entries alone)")
     if h.get("baseline") == "sdpa_math":
         parts.append("sdpa_math is PyTorch's unfused reference attention, far slower than the fused kernels "
                      "(cuDNN, flash) a GPU run compares with")
@@ -317,11 +339,12 @@ def headline_table(sweeps: Sequence[Run]) -> Table:
         rows.append([run.label, (h.get("impl") or "-").removeprefix("lighthouse_"), h.get("pass") or "-",
                      h.get("baseline") or "-", _size(h.get("n")),
                      f"k{point.get('topk')} L{point.get('levels')} p{point.get('pooling')}" if point else "-",
-                     _fmt(h.get("speedup"), ".3g", "x"), cross,
+                     _fmt(h.get("speedup"), ".3g", "x"), _fmt(h.get("speedup_host_ahead"), ".3g", "x"), cross,
                      _fmt(None if h.get("memory_saved") is None else 100 * h["memory_saved"], ".1f", "%"),
-                     _fmt(h.get("floor_ratio"), ".3g")])
-    return Table(["run", "impl", "pass", "vs", "longest N", "point", "speedup", "crossover N", "memory saved",
-                  "floor ratio"], rows, "Headline at the longest N where Lighthouse and dense both ran")
+                     _fmt(h.get("floor_ratio"), ".3g"), _fmt(h.get("floor_ratio_host_ahead"), ".3g")])
+    return Table(["run", "impl", "pass", "vs", "longest N", "point", "speedup (as launched)", "speedup (host ahead)",
+                  "crossover N (as launched)", "memory saved", "floor ratio (as launched)", "floor ratio (host ahead)"],
+                 rows, "Headline at the longest N where Lighthouse and dense both ran")
 
 
 def _pass_rank(p: str) -> int:
@@ -353,13 +376,45 @@ def point_table(run: Run) -> Table:
         rows.append([r.get("impl", "").removeprefix("lighthouse_"), r.get("pass", ""), _size(r.get("n")),
                      _norm(r.get("topk")), _norm(r.get("levels")), _norm(r.get("pooling")), r.get("scorer", ""),
                      *_shape_cell(r, varying), _norm(r.get("s_sel")) or "-",
-                     _fmt(_num(r.get("median_ms")) if _ok(r) else None, ".4g"),
-                     _fmt(_num((d or {}).get("median_ms")), ".4g"), _fmt(_num(r.get(f"speedup_vs_{base}")), ".3g", "x"),
-                     _fmt(_num(r.get("floor_ratio")), ".3g"), _fmt(lm / dm if lm is not None and dm else None, ".3f"),
-                     status])
+                     *(cell for clock in tables.CLOCKS for cell in _clock_cells(r, d, base, clock)),
+                     _fmt(_num(r.get(tables.HOST_MS)), ".3g"),
+                     _fmt(lm / dm if lm is not None and dm else None, ".3f"), status])
     headers = ["impl", "pass", "N", "k", "L", "p", "scorer", *(["shape"] if varying else []), "S",
-               "Lighthouse ms", f"{base} ms", "speedup", "floor ratio", "peak mem ratio", "status"]
-    return Table(headers, rows, f"{run.label}: every Lighthouse point (vs {base})")
+               *(f"{h} ({name})" for name in tables.CLOCKS.values()
+                 for h in ("Lighthouse ms", f"{base} ms", "speedup", "floor ratio")),
+               "host ms/call", "peak mem ratio", "status"]
+    return Table(headers, rows, f"{run.label}: every Lighthouse point (vs {base}) on both clocks: as launched (the GPU "
+                                f"waits for launches) and host ahead (the kernels alone); each against dense on the "
+                                f"same clock")
+
+
+def _clock_cells(r: Row, d: Optional[Row], base: str, clock: str) -> List[str]:
+    """Lighthouse ms, dense ms, speedup and floor ratio of one row on one clock."""
+    col = tables.clock_column
+    return [_fmt(_num(r.get(col("median_ms", clock))) if _ok(r) else None, ".4g"),
+            _fmt(_num((d or {}).get(col("median_ms", clock))), ".4g"),
+            _fmt(_num(r.get(col(f"speedup_vs_{base}", clock))), ".3g", "x"),
+            _fmt(_num(r.get(col("floor_ratio", clock))), ".3g")]
+
+
+def breakeven_table(run: Run) -> Optional[Table]:
+    """Per configuration, the smallest N from which Lighthouse beats dense, on each clock (breakeven.py)."""
+    from .breakeven import break_even_rows
+
+    base = run.headline.get("baseline") or PREFERRED_BASELINE
+    found = break_even_rows(run.rows, base)
+    if not found:
+        return None
+    rows = []
+    for f in found:
+        config = f"{f['impl'].removeprefix('lighthouse_')} {f['pass']} {f['dtype']} B{f['batch']} H{f['heads']}/" \
+                 f"{f['kv_heads']} D{f['head_dim']} L{f['levels']} p{f['pooling']} {f['scorer']}"
+        rows.append([config, ", ".join(_size(n) for n in f["n_measured"]),
+                     *((f[c].describe() if f[c] is not None else "-") for c in tables.CLOCKS)])
+    return Table(["configuration", "N measured", *(f"break-even N ({name})" for name in tables.CLOCKS.values())],
+                 rows, f"{run.label}: break-even N, the smallest N from which Lighthouse beats {base} (speedup crossing "
+                       "1.0, interpolated linearly in log N between the measured N around it; each N judged by its "
+                       "best k)")
 
 
 def failed_table(run: Run) -> Optional[Table]:
@@ -536,6 +591,9 @@ def build_report(inputs: Sequence[Path], out: Path, title: Optional[str] = None)
         blocks.append(Heading(f"Sweep {run.label}"))
         for chart in sweep_charts(run, charts_dir):
             blocks.append(chart)
+        even = breakeven_table(run)
+        if even is not None:
+            blocks.append(even)
         blocks.append(point_table(run))
         bad = failed_table(run)
         if bad is not None:
