@@ -337,7 +337,7 @@ def train(
     arm_minutes: Annotated[Optional[float], _opt("Two-stage: choose --steps so that the dense arm trains about this many minutes (timed on 5 steps first).", "--arm-minutes")] = None,
     save: Annotated[Optional[Path], _opt("Two-stage: save each arm's final model (save_pretrained, Lighthouse settings in config.json) under this folder.", "--save")] = None,
     out: Annotated[Optional[Path], _opt("Output folder. Default: out/train-<timestamp>.", "--out")] = None,
-    resume: Annotated[bool, _opt("Continue a throughput run in --out: skip ok/invalid points, retry oom/error.", "--resume")] = False,
+    resume: Annotated[bool, _opt("Continue the run in --out: throughput skips ok/invalid points and retries oom/error; two-stage keeps the arms that finished and trains the others again.", "--resume")] = False,
     plot: Annotated[bool, typer.Option("--plot/--no-plot", help="Draw the tokens/s chart after a throughput run.")] = True,
 ) -> None:
     """Training-step benchmark of a Llama model (transformers, random init) with dense or Lighthouse attention:
@@ -360,8 +360,6 @@ def train(
         if run.recipe == "two-stage":
             from .train.recipe import RecipeOptions, run_recipe
 
-            if resume:
-                raise ValueError("--resume applies to throughput runs; the two-stage recipe starts afresh")
             options = RecipeOptions(steps=steps or 200, dense_from=dense_from, eval_every=eval_every,
                                     val_windows=val_windows, arm_minutes=arm_minutes, schedule=schedule,
                                     warmup_steps=warmup_steps, decay_fraction=decay_fraction)
@@ -370,9 +368,9 @@ def train(
                 from .train.data import build_corpus
 
                 corpus = build_corpus([r for r in corpus_root.split(",") if r])
-            run_recipe(run.preset, run.options, options, out or command.default_out(run.recipe), save=save,
-                       argv=sys.argv, clip=clip, corpus=corpus)
-            return
+            code = run_recipe(run.preset, run.options, options, out or command.default_out(run.recipe),
+                              save=save, argv=sys.argv, clip=clip, corpus=corpus, resume=resume)
+            raise typer.Exit(code)
         from .train.benchmark import run_points
 
         if save is not None or arm_minutes is not None:

@@ -30,9 +30,9 @@ def test_two_stage_runs_both_arms_switches_and_saves(tmp_path, corpus):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        summaries = run_recipe(get_preset("tiny"), RunOptions(device=torch.device("cpu"), dtype="fp32"),
-                               RecipeOptions(steps=4, dense_from=0.5, eval_every=2, val_windows=1), tmp_path / "r",
-                               corpus=corpus, save=tmp_path / "ckpt")
+        code = run_recipe(get_preset("tiny"), RunOptions(device=torch.device("cpu"), dtype="fp32"),
+                          RecipeOptions(steps=4, dense_from=0.5, eval_every=2, val_windows=1), tmp_path / "r",
+                          corpus=corpus, save=tmp_path / "ckpt")
     finally:
         torch.set_num_threads(threads)
     rows, torn = read_rows(tmp_path / "r" / "curve.csv", TRAIN_CURVE)
@@ -42,8 +42,11 @@ def test_two_stage_runs_both_arms_switches_and_saves(tmp_path, corpus):
     assert all(r["attention"] == "dense" for r in rows if r["arm"] == "dense")
     assert [r["tokens"] for r in two] == [r["tokens"] for r in rows if r["arm"] == "dense"]
     assert [bool(r["val_loss"]) for r in two] == [False, True, False, True]
-    assert summaries[0]["switch_step"] == 2 and summaries[0]["steps"] == summaries[1]["steps"] == 4
-    assert summaries[0]["final_val_loss"] == pytest.approx(float(two[-1]["val_loss"]), rel=1e-5)
+    summaries = {s["arm"]: s for s in recipe_summary(tmp_path / "r" / "curve.csv")}
+    assert code == 0
+    assert summaries["lighthouse-then-dense"]["switch_step"] == 2
+    assert summaries["lighthouse-then-dense"]["steps"] == summaries["dense"]["steps"] == 4
+    assert summaries["lighthouse-then-dense"]["final_val_loss"] == pytest.approx(float(two[-1]["val_loss"]), rel=1e-5)
     config = json.loads((tmp_path / "ckpt" / "lighthouse-then-dense" / "config.json").read_text())
     assert config["lighthouse"]["topk"] == 128 and config["lighthouse"]["dense"] is True
     assert (tmp_path / "r" / "train_loss.png").exists() and (tmp_path / "r" / "machine.json").exists()
@@ -77,3 +80,48 @@ def test_recipe_options_and_schedule():
     assert lrs[0] < lrs[4] == pytest.approx(1.0) and lrs[-1] == pytest.approx(0.1, abs=1e-3)
     with pytest.raises(ValueError, match="schedule"):
         RecipeOptions(schedule="linear")
+
+
+def test_two_stage_refuses_an_unwritable_save_before_training(tmp_path, corpus):
+    """Catches defect 2 of issue 23: --save to an unwritable place trained the first arm, then crashed."""
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ValueError, match="--save"):
+        run_recipe(get_preset("tiny"), RunOptions(device=torch.device("cpu"), dtype="fp32"),
+                   RecipeOptions(steps=4, dense_from=0.5, eval_every=2, val_windows=1), tmp_path / "r",
+                   corpus=corpus, save=blocker / "ckpt")
+    assert not (tmp_path / "r" / "curve.csv").exists()
+
+
+def test_two_stage_ctrl_c_keeps_rows_prints_resume_and_resume_finishes(tmp_path, corpus, monkeypatch, capsys):
+    """Catches defect 3 of issue 23 (Ctrl-C exited 130 silently) and a resume that re-trains a finished arm or
+    keeps half an arm."""
+    from lighthouse.train import arm as arm_module
+
+    real = arm_module.arm_rows
+    calls = []
+
+    def interrupted(plan, *a, **k):
+        calls.append(plan.arm)
+        for row in real(plan, *a, **k):
+            if plan.arm == "dense" and row["step"] == 2:
+                raise KeyboardInterrupt
+            yield row
+
+    monkeypatch.setattr(arm_module, "arm_rows", interrupted)
+    opts = RunOptions(device=torch.device("cpu"), dtype="fp32")
+    recipe = RecipeOptions(steps=4, dense_from=0.5, eval_every=2, val_windows=1)
+    out = tmp_path / "r"
+    code = run_recipe(get_preset("tiny"), opts, recipe, out, corpus=corpus, argv=["lighthouse-bench", "train"])
+    assert code == 130
+    text = capsys.readouterr().out
+    assert "--resume" in text and str(out) in text
+    rows = read_rows(out / "curve.csv", TRAIN_CURVE)[0]
+    assert {r["arm"] for r in rows} == {"lighthouse-then-dense", "dense"}
+    monkeypatch.setattr(arm_module, "arm_rows", real)
+    calls.clear()
+    code = run_recipe(get_preset("tiny"), opts, recipe, out, corpus=corpus, resume=True)
+    assert code == 0
+    rows = read_rows(out / "curve.csv", TRAIN_CURVE)[0]
+    assert sorted((r["arm"], int(r["step"])) for r in rows) == sorted(
+        [(a, s) for a in ("lighthouse-then-dense", "dense") for s in (1, 2, 3, 4)])

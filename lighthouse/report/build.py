@@ -179,7 +179,7 @@ def sweep_headline(rows: Sequence[Row]) -> dict:
 
 def _break_even_of(rows: Sequence[Row], row: Row, base: str) -> Dict[str, Optional[str]]:
     """The break-even N of the headline row's configuration, per clock, in words (breakeven.py)."""
-    from .breakeven import CONFIG_COLUMNS, break_even_rows
+    from ..bench.breakeven import CONFIG_COLUMNS, break_even_rows
 
     key = tuple(_norm(row.get(c)) for c in CONFIG_COLUMNS)
     for found in break_even_rows(rows, base):
@@ -399,7 +399,7 @@ def _clock_cells(r: Row, d: Optional[Row], base: str, clock: str) -> List[str]:
 
 def breakeven_table(run: Run) -> Optional[Table]:
     """Per configuration, the smallest N from which Lighthouse beats dense, on each clock (breakeven.py)."""
-    from .breakeven import break_even_rows
+    from ..bench.breakeven import break_even_rows
 
     base = run.headline.get("baseline") or PREFERRED_BASELINE
     found = break_even_rows(run.rows, base)

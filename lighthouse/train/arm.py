@@ -20,7 +20,7 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Optional, Tuple
+from typing import Iterator, Optional, Tuple
 
 import torch
 
@@ -91,13 +91,13 @@ def _wait_for(path: Path, timeout_s: float, poll_s: float = 2.0) -> None:
         time.sleep(poll_s)
 
 
-def train_arm(plan: ArmPlan, preset: TrainPreset, schedule: Schedule, corpus: Corpus, curve: Path, *,
-              device: torch.device, precision: str, clip: float = 1.0, impl: str = "auto",
-              sdpa_backend: Optional[str] = None, checkpointing: bool = True, recompute: bool = True,
-              loss: str = "auto", loss_chunk: int = 8192, snapshots: Optional[Path] = None, name: str = "",
-              wait_timeout_s: float = 3600.0, save: Optional[Path] = None,
-              on_step: Optional[Callable[[int], None]] = None) -> dict:
-    """Train one arm, appending one TRAIN_CURVE row per step to `curve`; returns its summary."""
+def arm_rows(plan: ArmPlan, preset: TrainPreset, schedule: Schedule, corpus: Corpus, *,
+             device: torch.device, precision: str, clip: float = 1.0, impl: str = "auto",
+             sdpa_backend: Optional[str] = None, checkpointing: bool = True, recompute: bool = True,
+             loss: str = "auto", loss_chunk: int = 8192, snapshots: Optional[Path] = None, name: str = "",
+             wait_timeout_s: float = 3600.0, save: Optional[Path] = None) -> Iterator[dict]:
+    """Train one arm, yielding its TRAIN_CURVE row after every step (the caller writes them: the recipe through
+    the harness's row loop, a study worker straight to its curve file)."""
     device = torch.device(device)
     trainer = Trainer(preset, preset.seq, plan.mode_at(plan.from_step), device, precision, impl=impl,
                       sdpa_backend=sdpa_backend, checkpointing=checkpointing, seed=plan.seed, recompute=recompute,
@@ -135,15 +135,12 @@ def train_arm(plan: ArmPlan, preset: TrainPreset, schedule: Schedule, corpus: Co
                 last_val = both[MODES.index(mode)]
             else:
                 last_val = trainer.evaluate(val)
-        append_row(curve, TRAIN_CURVE, {
-            "arm": plan.arm, "seed": plan.seed, "step": done, "attention": mode, "tokens": tokens,
-            "epochs": epochs_seen(corpus, done, preset.batch, preset.seq), "train_loss": train_loss,
-            "val_loss": last_val, "val_loss_lighthouse": both[0], "val_loss_dense": both[1], "lr": lr,
-            "grad_norm": grad_norm, "step_ms": step_s * 1e3, "elapsed_s": elapsed})
         if done in plan.snapshot_at and snapshots is not None:
             _save_snapshot(trainer, snapshot_path(snapshots, name or f"{plan.arm}-s{plan.seed}", done))
-        if on_step:
-            on_step(done)
+        yield {"arm": plan.arm, "seed": plan.seed, "step": done, "attention": mode, "tokens": tokens,
+               "epochs": epochs_seen(corpus, done, preset.batch, preset.seq), "train_loss": train_loss,
+               "val_loss": last_val, "val_loss_lighthouse": both[0], "val_loss_dense": both[1], "lr": lr,
+               "grad_norm": grad_norm, "step_ms": step_s * 1e3, "elapsed_s": elapsed}
         if not math.isfinite(train_loss):
             raise RuntimeError(f"arm {plan.arm} seed {plan.seed}: the train loss is not finite at step {done}")
     if save is not None:
@@ -152,11 +149,18 @@ def train_arm(plan: ArmPlan, preset: TrainPreset, schedule: Schedule, corpus: Co
         (target / "lighthouse-train.json").write_text(json.dumps(
             {"preset": preset.as_dict(), "plan": plan.as_dict(), "precision": precision, "clip": clip,
              "schedule": asdict(schedule), "settings": hf.settings_of(model).as_dict()}, indent=2) + "\n")
-    summary = {"arm": plan.arm, "seed": plan.seed, "final_val_loss": last_val, "wall_s": elapsed,
-               "steps": plan.steps, "tokens": tokens, "switch_step": plan.switch_step,
-               "loss_impl": trainer.loss_fn.impl}
     del trainer, model
-    return summary
+
+
+def train_arm(plan: ArmPlan, preset: TrainPreset, schedule: Schedule, corpus: Corpus, curve: Path, **options) -> dict:
+    """Train one arm, appending each step's row to `curve` as it finishes; returns its summary."""
+    last: dict = {}
+    for row in arm_rows(plan, preset, schedule, corpus, **options):
+        append_row(curve, TRAIN_CURVE, row)
+        last = row
+    return {"arm": plan.arm, "seed": plan.seed, "final_val_loss": last.get("val_loss"),
+            "wall_s": last.get("elapsed_s"), "steps": plan.steps, "tokens": last.get("tokens"),
+            "switch_step": plan.switch_step}
 
 
 def _evaluate_in(trainer: Trainer, batches, mode: str) -> float:

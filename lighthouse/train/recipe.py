@@ -86,54 +86,66 @@ def calibrate_steps(preset: TrainPreset, opts: RunOptions, corpus: Corpus, minut
 
 def run_recipe(preset: TrainPreset, opts: RunOptions, recipe: RecipeOptions, out: Path, *,
                corpus: Optional[Corpus] = None, save: Optional[Path] = None, console=None, argv=None,
-               clip: float = 1.0) -> List[dict]:
-    """Both arms into out/curve.csv plus the loss chart; returns the two arm summaries."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from ..harness import machine
-    from ..harness.console import make_console
+               clip: float = 1.0, resume: bool = False) -> int:
+    """Both arms into out/curve.csv through the harness's row loop (--out, --resume, Ctrl-C with the resume
+    command, machine.json) and the loss chart; returns the exit code. --resume keeps the arms that reached their
+    last step and trains the others again from their start (an arm has no mid-run checkpoint)."""
+    from ..harness.loop import Item, RowLoop
+    from ..harness.outdir import writable_folder
+    from ..harness.tables import TRAIN_CURVE, read_rows
+    from .arm import arm_rows
     from .throughput import free_memory
 
-    console = console or make_console()
+    if save is not None:
+        writable_folder(save, "--save")  # before the first arm trains, not after it
     out = Path(out)
-    curve = out / CURVE
-    if curve.exists() and curve.stat().st_size > 0:
-        raise ValueError(f"--out: {curve} already exists; pick another --out (the recipe does not resume)")
-    out.mkdir(parents=True, exist_ok=True)
-    info = machine.collect(argv, {"recipe": "two-stage", "preset": preset.as_dict(), "precision": opts.dtype,
-                                  "impl": opts.impl, "sdpa_backend": opts.sdpa_backend, "loss": opts.loss,
-                                  "checkpointing": opts.checkpointing, "seed": opts.seed, "clip": clip,
-                                  **recipe.__dict__})
-    machine.write(out / "machine.json", info)
-    start = time.perf_counter()
+    options = {"recipe": "two-stage", "preset": preset.as_dict(), "precision": opts.dtype, "impl": opts.impl,
+               "sdpa_backend": opts.sdpa_backend, "loss": opts.loss, "checkpointing": opts.checkpointing,
+               "seed": opts.seed, "clip": clip, **recipe.__dict__}
+    loop = RowLoop("train", out, TRAIN_CURVE, CURVE, resume=resume, options=options, argv=argv, console=console)
+    finished = set()
+    if resume and (out / CURVE).exists():
+        from ..harness import machine
+
+        recorded = (machine.read(out / "machine.json") or {}).get("steps")
+        last = {}
+        for r in read_rows(out / CURVE, TRAIN_CURVE)[0]:
+            last[r["arm"]] = max(last.get(r["arm"], 0), int(r["step"]))
+        finished = {arm for arm, step in last.items() if recorded is not None and step == int(recorded)}
+    loop.prepare(keep=lambda r: r["arm"] in finished)
     corpus = corpus or build_corpus()
-    console.print(f"corpus: {corpus.describe()}")
+    loop.console.print(f"corpus: {corpus.describe()}")
     steps = recipe.steps
     if recipe.arm_minutes is not None:
         steps = calibrate_steps(preset, opts, corpus, recipe.arm_minutes, clip)
         free_memory(opts.device)
-        console.print(f"calibrated: {steps} steps = about {recipe.arm_minutes:g} min of dense training per arm")
+        loop.console.print(f"calibrated: {steps} steps = about {recipe.arm_minutes:g} min of dense training per arm")
     schedule = recipe.lr_schedule(preset.lr, steps)
-    summaries = []
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), console=console) as progress:
-        for plan in recipe.plans(steps, opts.seed):
-            bar = progress.add_task(plan.arm, total=steps)
-            summaries.append(train_arm(
-                plan, preset, schedule, corpus, curve, device=opts.device, precision=opts.dtype, clip=clip,
-                impl=opts.impl, sdpa_backend=opts.sdpa_backend, checkpointing=opts.checkpointing,
-                recompute=opts.recompute, loss=opts.loss, loss_chunk=opts.loss_chunk, save=save,
-                on_step=lambda done, bar=bar: progress.update(bar, completed=done)))
-            free_memory(opts.device)
-    try:
+    loop.begin({"corpus": corpus.root, "corpus_sha256": corpus.digest, "steps": steps})
+
+    def arm(plan):
+        yield from arm_rows(plan, preset, schedule, corpus, device=opts.device, precision=opts.dtype, clip=clip,
+                            impl=opts.impl, sdpa_backend=opts.sdpa_backend, checkpointing=opts.checkpointing,
+                            recompute=opts.recompute, loss=opts.loss, loss_chunk=opts.loss_chunk, save=save)
+        free_memory(opts.device)
+
+    items = [Item(plan.arm, lambda plan=plan: arm(plan), on_failure=lambda status, reason: [], weight=steps)
+             for plan in recipe.plans(steps, opts.seed) if plan.arm not in finished]
+    outcome = loop.run(items, total=steps * max(1, len(items)), device=opts.device)
+    for label, status, reason in outcome.failed:
+        loop.console.print(f"[red]arm {label}: {status} ({reason})[/]")
+
+    def charts(curve: Path):
         from .plots import loss_chart
 
-        for path in loss_chart(curve, recipe.switch_step(steps)):
-            console.print(f"chart: {path}")
-    except Exception as err:  # noqa: BLE001 - the curves are safe on disk
-        console.print(f"[red]loss chart failed ({type(err).__name__}: {err})[/]")
-    machine.write(out / "machine.json", machine.finish(info, time.perf_counter() - start, False))
-    from .report import recipe_table
+        return loss_chart(curve, recipe.switch_step(steps))
 
-    console.print(recipe_table(summaries))
-    return summaries
+    def summary(rows):
+        from .report import recipe_summary, recipe_table
+
+        if rows:
+            loop.console.print(recipe_table(recipe_summary(out / CURVE)))
+
+    code = loop.finish(outcome, summary=summary, charts=charts, ran=lambda rows: bool(rows))
+    return 1 if code == 0 and outcome.failed else code
+

@@ -1,0 +1,113 @@
+"""The study: jobs merged where runs are prefixes of each other, arms side by side equal to arms alone, gaps and
+intervals by hand."""
+
+import json
+import math
+import statistics
+
+import pytest
+import torch
+
+pytest.importorskip("transformers")
+
+from lighthouse.harness.tables import TRAIN_CURVE, append_row, read_rows  # noqa: E402
+from lighthouse.train import data  # noqa: E402
+from lighthouse.train.arm import train_arm  # noqa: E402
+from lighthouse.train.study_plan import Experiment, Job, expand  # noqa: E402
+from lighthouse.train.study_report import arm_results, summarize  # noqa: E402
+from lighthouse.train.study_run import run_study  # noqa: E402
+
+
+def _tree(root):
+    for i in range(80):
+        sub = root / f"pkg{i % 3}"
+        sub.mkdir(parents=True, exist_ok=True)
+        (sub / f"m{i}.py").write_text("".join(f"def f{i}_{j}(x):\n    return x * {j} + {i}\n" for j in range(60)))
+    return root
+
+
+def test_jobs_merge_where_runs_are_prefixes_and_stay_apart_where_the_schedule_differs():
+    """Catches a study that trains E1's arms again beside E2's, or merges a wsd arm with a constant one (their
+    learning rates differ at every step of the decay)."""
+    common = dict(preset="tiny", seeds=(0,), warmup_steps=2, eval_every=10, val_windows=1)
+    e1 = Experiment("E1", "two-stage", steps=40, dense_from=0.75, **common)
+    e2 = Experiment("E2", "recovery", run_lengths=(20, 40), dense_steps=(5, 10), **common)
+    e4 = Experiment("E4", "two-stage", steps=40, dense_from=0.75, schedule="wsd", **common)
+    study = expand([e1, e2, e4])
+    jobs = list(study.jobs.values())
+    constant = [j for j in jobs if j.schedule.kind == "constant"]
+    # one dense arm (40 steps, read at 20 and 40), one trunk (to 35, snapshots at every switch), one branch per switch
+    assert sorted((j.plan.arm, j.plan.steps) for j in constant if j.trunk is None) == [("dense", 40), ("lighthouse", 35)]
+    trunk = next(j for j in constant if j.plan.arm == "lighthouse")
+    assert trunk.plan.snapshot_at == (10, 15, 30, 35)
+    branches = sorted((j.plan.switch_step, j.plan.steps) for j in constant if j.trunk is not None)
+    assert branches == [(10, 20), (15, 20), (30, 40), (35, 40)]
+    e1_arm = next(a for a in study.arms if a.experiment == "E1" and a.label == "lighthouse-then-dense")
+    e2_arm = next(a for a in study.arms if a.experiment == "E2" and a.switch_step == 30)
+    assert e1_arm.job_id == e2_arm.job_id  # E1 is E2's 40-step, 10-dense point: trained once
+    wsd = [j for j in jobs if j.schedule.kind == "wsd"]
+    assert len(wsd) == 3 and all(j.schedule.total_steps == 40 for j in wsd)  # the trunk decays at the run's end
+    assert Job.from_dict(json.loads(json.dumps(trunk.as_dict()))).job_id == trunk.job_id
+
+
+def test_arms_side_by_side_equal_arms_alone(tmp_path):
+    """Catches worker processes that train something else than the arm alone (another seed's data, a lost
+    snapshot, the branch from the wrong step): on the CPU (deterministic) the curves agree exactly."""
+    root = _tree(tmp_path / "src")
+    e = Experiment("E", "two-stage", preset="tiny", precision="fp32", seeds=(0,), steps=6, dense_from=0.5,
+                   warmup_steps=1, eval_every=3, val_windows=1, loss="chunked")
+    code = run_study([e], tmp_path / "s", device=torch.device("cpu"), concurrency=3, corpus_root=[str(root)],
+                     clock=False)
+    assert code == 0
+    corpus = data.build_corpus([root])
+    alone = tmp_path / "alone.csv"
+    for plan in ("dense", "lighthouse-then-dense"):
+        from lighthouse.train.arm import ArmPlan
+        from lighthouse.train.schedule import Schedule
+
+        p = e.base_preset()
+        arm = ArmPlan(plan, 0, 6, start="dense" if plan == "dense" else "lighthouse",
+                      switch_step=None if plan == "dense" else 3, eval_every=3, val_windows=1)
+        train_arm(arm, p, Schedule("constant", p.lr, 6, 1), corpus, alone, device=torch.device("cpu"),
+                  precision="fp32", loss="chunked")
+    solo = {(r["arm"], r["step"]): r for r in read_rows(alone, TRAIN_CURVE)[0]}
+    shared = {}
+    for path in (tmp_path / "s" / "curves").glob("*.csv"):
+        for r in read_rows(path, TRAIN_CURVE)[0]:
+            arm = "dense" if r["arm"] == "dense" else "lighthouse-then-dense"
+            shared[(arm, r["step"])] = r
+    assert set(solo) == set(shared)
+    for key, r in solo.items():
+        assert float(shared[key]["train_loss"]) == float(r["train_loss"]), key
+        if r["val_loss"]:
+            assert float(shared[key]["val_loss"]) == float(r["val_loss"]), key
+    assert (tmp_path / "s" / "study.md").exists() and (tmp_path / "s" / "summary.csv").exists()
+
+
+def test_gaps_are_paired_by_seed_and_intervals_match_a_direct_computation(tmp_path):
+    """Catches gaps against another seed's dense arm, a final loss read at the wrong step, or an interval that is
+    not the t interval of the per-seed gaps."""
+    e = Experiment("E", "two-stage", preset="tiny", seeds=(0, 1, 2), steps=4, dense_from=0.5, warmup_steps=1,
+                   eval_every=2, val_windows=1)
+    study = expand([e])
+    out = tmp_path / "s"
+    (out / "curves").mkdir(parents=True)
+    (out / "study.json").write_text(json.dumps(study.manifest(), default=str))
+    dense_final = {0: 2.0, 1: 2.2, 2: 1.9}
+    lh_final = {0: 2.1, 1: 2.2, 2: 2.09}
+    for job in study.jobs.values():
+        seed = job.plan.seed
+        for step in range(job.plan.from_step + 1, job.plan.steps + 1):
+            val = None
+            if step == job.plan.steps:
+                val = dense_final[seed] if job.plan.arm == "dense" else (
+                    lh_final[seed] if job.trunk else 3.0)
+            append_row(out / "curves" / f"{job.job_id}.csv", TRAIN_CURVE,
+                       {"arm": job.plan.arm, "seed": seed, "step": step, "attention": "dense", "tokens": step,
+                        "train_loss": 3.0, "val_loss": val, "elapsed_s": step})
+    summaries = summarize(arm_results(out))
+    s = next(x for x in summaries if x.label == "lighthouse-then-dense")
+    gaps = [100 * (lh_final[k] - dense_final[k]) / dense_final[k] for k in (0, 1, 2)]
+    assert s.gap.mean == pytest.approx(statistics.fmean(gaps))
+    assert s.gap.half_width == pytest.approx(4.302653 * statistics.stdev(gaps) / math.sqrt(3), rel=1e-5)
+    assert s.loss.mean == pytest.approx(statistics.fmean(lh_final.values()))
