@@ -111,3 +111,17 @@ def test_gaps_are_paired_by_seed_and_intervals_match_a_direct_computation(tmp_pa
     assert s.gap.mean == pytest.approx(statistics.fmean(gaps))
     assert s.gap.half_width == pytest.approx(4.302653 * statistics.stdev(gaps) / math.sqrt(3), rel=1e-5)
     assert s.loss.mean == pytest.approx(statistics.fmean(lh_final.values()))
+
+
+def test_report_states_the_verdict_of_a_study_folder(tmp_path):
+    """Catches a report that leaves the study out or shows a verdict the numbers do not support."""
+    test_gaps_are_paired_by_seed_and_intervals_match_a_direct_computation(tmp_path)
+    from lighthouse.report.build import build_report
+
+    build_report([tmp_path / "s"], tmp_path / "report")
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "Two-stage study" in text
+    # gaps +5%, 0%, +10% of dense: mean +5%, a 95% interval far wider than 2% -> inconclusive
+    line = next(row for row in text.splitlines() if row.startswith("| E |"))
+    assert "+5.00%" in line and line.rstrip(" |").endswith("inconclusive")
+    assert "0 of 1 configurations reach the paper's claim." in text

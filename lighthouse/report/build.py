@@ -631,7 +631,8 @@ def split_train_inputs(inputs: Sequence[Path]) -> Tuple[List[Path], List[Path]]:
     train, rest = [], []
     for raw in inputs:
         path = Path(raw)
-        is_train = path.is_dir() and any((path / name).is_file() for name in ("train.csv", "curve.csv"))
+        is_train = path.is_dir() and any((path / name).is_file()
+                                         for name in ("train.csv", "curve.csv", "study.json"))
         (train if is_train else rest).append(path)
     return train, rest
 
@@ -649,12 +650,57 @@ def train_blocks(folder: Path, charts: Path) -> List[Block]:
     if (folder / "curve.csv").is_file():
         blocks.append(Table(list(RECIPE_HEADER), recipe_rows(recipe_summary(folder / "curve.csv")),
                             "Two-stage recipe: Lighthouse then dense, against dense all the way"))
-    for name in ("train_tokens_per_s.png", "train_loss.png"):
+    if (folder / "study.json").is_file():
+        blocks += study_blocks(folder)
+    names = ["train_tokens_per_s.png", "train_loss.png"] + sorted(
+        p.name for p in folder.glob("*.png") if p.name.startswith(("loss_", "recovery", "stage1")))
+    for name in names:
         if (folder / name).is_file():
             dest = charts / f"{_slug(folder.resolve().name)}-{name}"
             shutil.copy(folder / name, dest)
             blocks.append(Chart(dest, f"{folder.name}: {name[:-4].replace('_', ' ')}"))
     return blocks
+
+
+def study_blocks(folder: Path) -> List[Block]:
+    """A study folder (lighthouse-bench study): the verdict table (configuration, gap to dense with its 95%
+    interval, wall-clock ratio, whether it matches dense), the recovery answer and the stage-1 table, all from
+    its curves (lighthouse.train.study_report)."""
+    from ..train.study_report import arm_results, recovery_answer, summarize, verdict_rows
+
+    summaries = summarize(arm_results(folder))
+    blocks: List[Block] = [Heading("Two-stage study: does Lighthouse-then-dense match dense?", 3)]
+    rows = verdict_rows(summaries)
+    if rows:
+        blocks.append(Table(["experiment", "configuration", "gap to dense (95% interval, % of dense loss)",
+                             "wall ratio (solo clock)", "seeds", "matches dense"], rows,
+                            "Gap paired by seed; 'matches dense' = mean gap <= 1% or an interval holding 0, "
+                            "with a half-width <= 2%; 'no' when the whole interval lies above 1%"))
+        reached = sum(r[-1] == "yes" for r in rows)
+        blocks.append(Para(f"{reached} of {len(rows)} configurations reach the paper's claim."))
+    else:
+        blocks.append(Para("No Lighthouse-then-dense arm of this study has finished."))
+    blocks += [Para(line.removeprefix("- ")) for line in recovery_answer(summaries)]
+    stage1 = [s for s in summaries if s.label.startswith("lighthouse k=") and s.loss is not None]
+    if stage1:
+        blocks.append(Table(["experiment", "k", "S/N", "seeds", "val loss, Lighthouse mode", "same weights, dense mode",
+                             "gap to dense"],
+                            [[s.experiment, s.topk, fmt_num(s.s_over_n), s.seeds, _interval(s.loss),
+                              _interval(s.stage1_dense_mode), _interval(s.gap, "%")] for s in stage1],
+                            "Stage 1 only, validated in both modes"))
+    return blocks
+
+
+def fmt_num(x) -> str:
+    return "" if x is None else f"{x:.3g}"
+
+
+def _interval(iv, unit: str = "") -> str:
+    if iv is None:
+        return ""
+    if iv.half_width is None:
+        return f"{iv.mean:.4g}{unit} (1 seed)"
+    return f"{iv.mean:.4g}{unit} ± {iv.half_width:.2g}{unit}"
 
 
 # ------------------------------------------------------------------- quality results (lighthouse-bench quality)
