@@ -54,9 +54,9 @@ def main() -> int:
             if a is not None and b is not None:
                 rows.append({"job": args.job, "step": step, "figure": col, "solo": a, "shared": b, "diff": b - a})
     with out.open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=["job", "step", "figure", "solo", "shared", "diff"])
-        w.writeheader()
-        w.writerows(rows)
+        writer = csv.DictWriter(fh, fieldnames=["job", "step", "figure", "solo", "shared", "diff"])
+        writer.writeheader()
+        writer.writerows(rows)
     for col in ("train_loss", "val_loss"):
         diffs = [abs(r["diff"]) for r in rows if r["figure"] == col]
         if diffs:

@@ -33,6 +33,20 @@ def _band(ax, series: Sequence[List[Tuple[int, float]]], label: str, **kw) -> No
     ax.fill_between(steps, lows, highs, color=line.get_color(), alpha=0.2, lw=0)
 
 
+def _finish(fig, ax, path: Path, xlabel: str, ylabel: str, title: str) -> Path:
+    """Labels, grid and legend of a study chart; saved as PNG and closed."""
+    import matplotlib.pyplot as plt
+
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
 def draw(out: Path, results, summaries) -> List[Path]:
     import matplotlib
 
@@ -85,15 +99,9 @@ def draw(out: Path, results, summaries) -> List[Path]:
         ax.axhline(1.0, color="gray", ls="--", lw=0.8)
         ax.axhline(0.0, color="black", lw=0.6)
         ax.set_xscale("log")
-        ax.set_xlabel("dense steps after the switch")
-        ax.set_ylabel("final gap to dense (% of dense loss)")
-        ax.set_title("Recovery: gap against dense steps (95% intervals over seeds; dashed: 1%)", fontsize=10)
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
-        path = out / "recovery.png"
-        fig.savefig(path, dpi=120, bbox_inches="tight")
-        plt.close(fig)
-        paths.append(path)
+        paths.append(_finish(fig, ax, out / "recovery.png", "dense steps after the switch",
+                             "final gap to dense (% of dense loss)",
+                             "Recovery: gap against dense steps (95% intervals over seeds; dashed: 1%)"))
     st = [s for s in summaries if s.label.startswith("lighthouse k=") and s.loss is not None]
     if st:
         fig, ax = plt.subplots(figsize=(7, 4.2))
@@ -105,13 +113,6 @@ def draw(out: Path, results, summaries) -> List[Path]:
             dense = [s.loss.mean for s in summaries if s.experiment == e and s.label == "dense" and s.loss]
             if dense:
                 ax.axhline(dense[0], color="black", lw=1, label=f"{e}: dense arm")
-        ax.set_xlabel("S / N (share of the sequence the sub-sequence holds)")
-        ax.set_ylabel("validation loss at the end of stage 1")
-        ax.set_title("Stage 1 only: both modes by sparsity", fontsize=10)
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
-        path = out / "stage1.png"
-        fig.savefig(path, dpi=120, bbox_inches="tight")
-        plt.close(fig)
-        paths.append(path)
+        paths.append(_finish(fig, ax, out / "stage1.png", "S / N (share of the sequence the sub-sequence holds)",
+                             "validation loss at the end of stage 1", "Stage 1 only: both modes by sparsity"))
     return paths
