@@ -33,6 +33,28 @@ def main() -> int:
     dense = [s for s in summaries if s.label == "dense" and s.experiment == "E2"]
     for s in dense:
         print(f"E2 dense at {s.length} steps: {s.loss.mean:.4f} ± {s.loss.half_width:.4f}")
+    import json
+
+    from lighthouse.train.stats import mean_interval
+    from lighthouse.train.study_curves import at_step, load_curves
+
+    manifest = json.loads((study / "study.json").read_text())
+    curves = load_curves(study)
+    for step in (500, 900):
+        lh, dm, gaps_lh, cost = [], [], [], []
+        for seed in (0, 1, 2):
+            trunk = next(j for j, job in manifest["jobs"].items() if job["plan"]["arm"] == "lighthouse"
+                         and job["plan"]["seed"] == seed)
+            dense = next(j for j, job in manifest["jobs"].items() if job["plan"]["arm"] == "dense"
+                         and job["plan"]["seed"] == seed)
+            a = at_step(curves[trunk], step, "val_loss_lighthouse")
+            b = at_step(curves[trunk], step, "val_loss_dense")
+            d = at_step(curves[dense], step, "val_loss")
+            gaps_lh.append(100 * (a - d) / d)
+            cost.append(100 * (b - a) / a)
+        g, c = mean_interval(gaps_lh), mean_interval(cost)
+        print(f"E2 trunk at step {step}: Lighthouse mode {g.mean:+.2f}% ± {g.half_width:.2f}% from dense; the same "
+              f"weights in dense mode {c.mean:+.2f}% ± {c.half_width:.2f}% above their Lighthouse mode")
     gaps = [s.gap.mean for s in summaries if s.gap is not None]
     print(f"gaps range {min(gaps):+.2f}% .. {max(gaps):+.2f}%")
     partial = HERE / "e1-16k-partial"
