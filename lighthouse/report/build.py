@@ -6,7 +6,7 @@ how much) before the tables that back it, and keeps the provenance of every numb
 
 Outputs in `out`: report.md (charts as relative files in charts/), report.html (one file, CSS inline, charts
 embedded as base64 PNG, nothing loaded from elsewhere, so it can be mailed or attached as a CI artifact),
-charts/*.png + .svg, and headline.json (the headline numbers, for scripts and regression gates).
+charts/*.png, and headline.json (the headline numbers, for scripts and regression gates).
 
 The headline numbers come from pure functions over the CSV row dicts (`sweep_headline`, `crossover_n`, ...),
 so they are tested without drawing anything.
@@ -179,7 +179,7 @@ def sweep_headline(rows: Sequence[Row]) -> dict:
 
 def _break_even_of(rows: Sequence[Row], row: Row, base: str) -> Dict[str, Optional[str]]:
     """The break-even N of the headline row's configuration, per clock, in words (breakeven.py)."""
-    from .breakeven import CONFIG_COLUMNS, break_even_rows
+    from ..bench.breakeven import CONFIG_COLUMNS, break_even_rows
 
     key = tuple(_norm(row.get(c)) for c in CONFIG_COLUMNS)
     for found in break_even_rows(rows, base):
@@ -399,7 +399,7 @@ def _clock_cells(r: Row, d: Optional[Row], base: str, clock: str) -> List[str]:
 
 def breakeven_table(run: Run) -> Optional[Table]:
     """Per configuration, the smallest N from which Lighthouse beats dense, on each clock (breakeven.py)."""
-    from .breakeven import break_even_rows
+    from ..bench.breakeven import break_even_rows
 
     base = run.headline.get("baseline") or PREFERRED_BASELINE
     found = break_even_rows(run.rows, base)
@@ -532,10 +532,7 @@ def profile_chart(run: Run, charts: Path) -> List[Chart]:
     name = f"{_slug(run.label)}-profile"
     beside = run.csv.parent / "profile.png"
     if beside.is_file():
-        for ext in ("png", "svg"):
-            src = run.csv.parent / f"profile.{ext}"
-            if src.is_file():
-                shutil.copyfile(src, charts / f"{name}.{ext}")
+        shutil.copyfile(beside, charts / f"{name}.png")
     else:
         from ..bench.profile_view import stacked_chart
 
