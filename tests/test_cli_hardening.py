@@ -352,8 +352,9 @@ def test_profile_records_its_options_and_prints_small_peaks(tmp_path, monkeypatc
 
 
 def test_cli_reference_has_a_cpu_sized_profile_example(monkeypatch):
-    """Catches a CLI reference (docs/cli.md) whose only profile examples are GPU-sized (96k, 256k tokens): a newcomer on a CPU
-    needs one that finishes. The example's options must parse (the profile itself is stubbed out)."""
+    """Catches a CLI reference (docs/cli.md) whose only profile examples are GPU-sized (96k, 256k tokens): a
+    newcomer on a CPU needs one that finishes. The example's options must parse (the profile itself is stubbed
+    out)."""
     import shlex
 
     from lighthouse.bench import profile as profile_mod

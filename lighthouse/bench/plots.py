@@ -4,7 +4,8 @@ speedup: Lighthouse speedup vs N per configuration, one panel per (baseline, pas
          launched; speedup-host-ahead: the same on the host-ahead clock (the kernels alone), where the file has it.
 latency: median ms (as launched) vs N for Lighthouse, its floor and each dense baseline, log-log, p20-p80 band.
 memory:  peak GiB vs N (CUDA only; a CPU run gets an annotated empty chart).
-Each as PNG (no SVG copy: committed reports stay lean), titled with the GPU and dtype. Failed rows are left out (they are in the CSV).
+Each as PNG (no SVG copy: committed reports stay lean), titled with the GPU and dtype. Failed rows are left out
+(they are in the CSV).
 """
 
 from __future__ import annotations
