@@ -130,7 +130,7 @@ def plot(
                                                   metavar="RESULTS.csv", hidden=True)],
     out: Annotated[Optional[Path], _opt("Folder for the charts. Default: beside RESULTS.", "--out", metavar="DIR")] = None,
 ) -> None:
-    """Draw speedup, latency and memory charts (PNG and SVG) from RESULTS.csv, a results.csv written by
+    """Draw speedup, latency and memory charts (PNG) from RESULTS.csv, a results.csv written by
     `lighthouse-bench sweep`."""
     from .bench.plots import make_charts
 

@@ -198,7 +198,7 @@ def test_check_never_suggests_a_resume_it_does_not_have(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("command", ["sweep", "quality"])
 def test_a_grid_of_invalid_points_is_refused_before_anything_runs(command, tmp_path, fake_model):
-    """Catches `sweep --topk 100` timing the dense baseline for nothing and exiting 1 (the README says 2)."""
+    """Catches `sweep --topk 100` timing the dense baseline for nothing and exiting 1 (docs/cli.md says 2)."""
     args = list(command_args(command, tmp_path, fake_model))
     args[args.index("--topk") + 1] = "100"
     usage_error(invoke(*args, "--out", tmp_path / "x"), "topk")

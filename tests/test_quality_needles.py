@@ -38,7 +38,7 @@ def dense_mass_on_needles(x):
 
 @pytest.mark.parametrize("head_dim,dtype", [(16, "fp32"), (32, "bf16"), (64, "fp32"), (128, "bf16")])
 def test_planted_norm_puts_target_mass_on_the_needle_and_key_norms_are_typical(head_dim, dtype):
-    """The README's promise: |q_i| is the smallest norm at which dense attention puts 90% of i's mass on j.
+    """The promise of docs/quality.md: |q_i| is the smallest norm at which dense attention puts 90% of i's mass on j.
     Catches a bisection that never moves (|q_i| left at its start value: mass ~1), a mass computed on the
     wrong keys, and a needle found by its size (k_j longer than typical keys). D=16 has needles that are
     unreachable at the first draw (see the next test)."""

@@ -183,8 +183,7 @@ def test_run_writes_csv_summary_and_heatmaps(tiny_model, tmp_path, monkeypatch):
     assert run(spec, out2, loader=lambda *a: _oracle) == 0
     assert {r["exact_acc"] for r in read_rows(out2 / "passkey.csv", PASSKEY)[0]} == {"1"}
     model_tag = tiny_model.parent.name  # tmp_path_factory numbers it (model0, model1, ...) across the session
-    assert sorted(p.name for p in out2.glob("passkey_*")) == [f"passkey_{model_tag}_dense_saved.png",
-                                                              f"passkey_{model_tag}_dense_saved.svg"]
+    assert sorted(p.name for p in out2.glob("passkey_*")) == [f"passkey_{model_tag}_dense_saved.png"]
 
 
 def test_cli_end_to_end_and_errors(tiny_model, tmp_path):

@@ -38,7 +38,8 @@ def test_paper_report_files(paper_report):
         assert path.is_file() and path.stat().st_size > 0
     names = {p.name for p in r.charts}
     for chart in ("speedup", "latency", "memory"):
-        assert f"paper-{chart}.png" in names and f"paper-{chart}.svg" in names
+        assert f"paper-{chart}.png" in names
+    assert not any(p.suffix == ".svg" for p in r.charts) and not list(r.charts[0].parent.glob("*.svg"))
     md = r.markdown.read_text()
     for p in r.charts:
         if p.suffix == ".png":

@@ -4,7 +4,8 @@ speedup: Lighthouse speedup vs N per configuration, one panel per (baseline, pas
          launched; speedup-host-ahead: the same on the host-ahead clock (the kernels alone), where the file has it.
 latency: median ms (as launched) vs N for Lighthouse, its floor and each dense baseline, log-log, p20-p80 band.
 memory:  peak GiB vs N (CUDA only; a CPU run gets an annotated empty chart).
-Each as PNG and SVG, titled with the GPU and dtype. Failed rows are left out (they are in the CSV).
+Each as PNG (no SVG copy: committed reports stay lean), titled with the GPU and dtype. Failed rows are left out
+(they are in the CSV).
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from ..harness.tables import (BASELINES, CLOCKS, CONFIG_COLUMNS, HOST_AHEAD, LAU
                               SHAPE_COLUMNS, SWEEP, ResultsFormatError, clock_column, fmt_size, header_of,
                               kind_of_header, read_finished, read_rows)
 IMPL_STYLE = {"lighthouse_torch": ("--", "o"), "lighthouse_triton": ("-", "^")}
-FORMATS = ("png", "svg")
+#: Chart file formats: PNG only (an SVG beside every PNG doubled the committed reports for nothing).
+FORMATS = ("png",)
 
 
 #: Columns kept as text even where every value looks like a number.
@@ -134,7 +136,7 @@ def _save(fig, out_dir: Path, name: str) -> List[Path]:
     paths = []
     for ext in FORMATS:
         path = out_dir / f"{name}.{ext}"
-        fig.savefig(path, dpi=130 if ext == "png" else None, bbox_inches="tight")
+        fig.savefig(path, dpi=130, bbox_inches="tight")
         paths.append(path)
     plt.close(fig)
     return paths
@@ -275,7 +277,7 @@ def memory_chart(df, ok, st, info, out_dir) -> List[Path]:
 
 def make_charts(csv_path, out_dir: Optional[Path] = None, info: Optional[dict] = None,
                 warn_torn: bool = True) -> List[Path]:
-    """Write speedup, latency and memory charts (PNG + SVG) beside the CSV (or into out_dir). Raises
+    """Write speedup, latency and memory charts (PNG) beside the CSV (or into out_dir). Raises
     tables.ResultsFormatError (a ValueError) before writing anything when the CSV is not a results file."""
     csv_path = Path(csv_path)
     df = load(csv_path, warn_torn)

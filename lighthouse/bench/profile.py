@@ -311,7 +311,7 @@ def run_profile(points: Sequence[Point], impl: str, device: torch.device, out: P
                 remeasure_peaks: bool = False, seed: int = 0, warmup: int = 3, rep: int = 20,
                 max_seconds: float = 2.0, console=None, argv=None, options: Optional[dict] = None,
                 resume: bool = False) -> int:
-    """Profile every point into out/ (profile.csv, machine.json with the peaks, profile.png/svg, traces) through
+    """Profile every point into out/ (profile.csv, machine.json with the peaks, profile.png, traces) through
     the harness's row loop: --out claimed first (an existing profile.csv is never overwritten: --resume
     continues it), each point's rows written as soon as it is profiled, Ctrl-C keeps them. A point that fails
     is reported and skipped (no rows; --resume tries it again); returns 0 when every point was profiled,

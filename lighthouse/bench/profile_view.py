@@ -79,10 +79,7 @@ def stacked_chart(rows: List[dict], out_dir: Path, name: str = "profile", device
     ax.legend(uniq.values(), uniq.keys(), fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for ext in ("png", "svg"):
-        path = out_dir / f"{name}.{ext}"
-        fig.savefig(path, dpi=120)
-        paths.append(path)
+    path = out_dir / f"{name}.png"
+    fig.savefig(path, dpi=120)
     plt.close(fig)
-    return paths
+    return [path]

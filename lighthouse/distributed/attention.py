@@ -13,7 +13,7 @@ Per rank (contiguous, tile-aligned shards: see shard.py):
 The tiles of a rank form a contiguous block of the causal sub-sequence (keys never leave their tile), so
 the rank's sub-sequence rows are exactly rows [r*S/W, (r+1)*S/W) of the single-device sub-sequence and
 the head-parallel SDPA sees the same S x S problem. Why this exchange and not all-to-all of q, k, v
-(Ulysses on the whole sequence) or ring attention: see README, "Context parallelism": it moves the
+(Ulysses on the whole sequence) or ring attention: see docs/context-parallel.md: it moves the
 sub-sequence (S = N/p**(L-1) + (L-1)*p*k rows, about N/10 at 1M tokens) instead of the N-row inputs.
 
 Gradients: the exchanges are differentiable all-to-alls (comm.py), so backward is the transposed exchange

@@ -389,7 +389,7 @@ STUDY_JOBS = Table(
 # ------------------------------------------------------------------------------------------- quality
 #: Depth buckets of the needle recall (0-10% ... 90-100%), one column each.
 QUALITY_BUCKETS = tuple(f"recall_d{10 * b:02d}" for b in range(10))
-#: The figures of a quality row (lighthouse.quality defines them; see README "lighthouse-bench quality").
+#: The figures of a quality row (lighthouse.quality defines them; see docs/quality.md).
 QUALITY_FIGURES = ("out_rel_err", "cos_median", "cos_p10", "coverage", "coverage_p10", "needle_recall")
 #: Where the output error lies (magnitude or a few tokens); added after the first H200 runs, whose files read
 #: with them empty (not measured then).

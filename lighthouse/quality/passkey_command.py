@@ -308,7 +308,7 @@ def _slug(model: str, attention: str) -> str:
 
 
 def heatmaps(rows: Sequence[dict], out: Path) -> List[Path]:
-    """passkey_<model>_<attention>.png/.svg: accuracy, depth (rows) x length (columns), for each model not at
+    """passkey_<model>_<attention>.png: accuracy, depth (rows) x length (columns), for each model not at
     chance everywhere: exact match (greedy decoding's) when any cell has one, else the digit-only accuracy
     (a model may be above chance among the digits while never writing the whole passkey)."""
     import matplotlib
@@ -346,9 +346,8 @@ def heatmaps(rows: Sequence[dict], out: Path) -> List[Path]:
         ax.set_title(f"{Path(model).name} ({attention}): {title}", fontsize=9)
         fig.colorbar(im, ax=ax)
         fig.tight_layout()
-        for ext in ("png", "svg"):
-            target = out / f"passkey_{_slug(model, attention)}.{ext}"
-            fig.savefig(target, dpi=120)
-            written.append(target)
+        target = out / f"passkey_{_slug(model, attention)}.png"
+        fig.savefig(target, dpi=120)
+        written.append(target)
         plt.close(fig)
     return written

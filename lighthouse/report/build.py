@@ -6,7 +6,7 @@ how much) before the tables that back it, and keeps the provenance of every numb
 
 Outputs in `out`: report.md (charts as relative files in charts/), report.html (one file, CSS inline, charts
 embedded as base64 PNG, nothing loaded from elsewhere, so it can be mailed or attached as a CI artifact),
-charts/*.png + .svg, and headline.json (the headline numbers, for scripts and regression gates).
+charts/*.png, and headline.json (the headline numbers, for scripts and regression gates).
 
 The headline numbers come from pure functions over the CSV row dicts (`sweep_headline`, `crossover_n`, ...),
 so they are tested without drawing anything.
@@ -532,10 +532,7 @@ def profile_chart(run: Run, charts: Path) -> List[Chart]:
     name = f"{_slug(run.label)}-profile"
     beside = run.csv.parent / "profile.png"
     if beside.is_file():
-        for ext in ("png", "svg"):
-            src = run.csv.parent / f"profile.{ext}"
-            if src.is_file():
-                shutil.copyfile(src, charts / f"{name}.{ext}")
+        shutil.copyfile(beside, charts / f"{name}.png")
     else:
         from ..bench.profile_view import stacked_chart
 

@@ -1,4 +1,4 @@
-"""Charts of a train folder: tokens/s against N (throughput) and the two-stage loss curves (PNG and SVG)."""
+"""Charts of a train folder: tokens/s against N (throughput) and the two-stage loss curves (PNG)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,9 @@ from ..harness.tables import TRAIN, TRAIN_CURVE, latest_rows, num, read_rows
 
 
 def _save(fig, stem: Path) -> List[Path]:
-    paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
-    fig.savefig(paths[0], dpi=130, bbox_inches="tight")
-    fig.savefig(paths[1], bbox_inches="tight")
-    return paths
+    path = stem.with_suffix(".png")
+    fig.savefig(path, dpi=130, bbox_inches="tight")
+    return [path]
 
 
 def throughput_chart(results: Path, out: Optional[Path] = None) -> List[Path]:

@@ -101,10 +101,10 @@ def train_section(folder: Path, heading: str = "## Training") -> TrainSection:
                   "tokens/s: median optimizer step after warm-up; attention share: time inside the attention calls "
                   "(forward, recomputation and backward) over the step; MFU: model FLOPs (6 x non-embedding "
                   "parameters x tokens + causal attention over N, or over S for Lighthouse layers) over the bf16 peak."]
-        charts += [p for p in (folder / "train_tokens_per_s.png", folder / "train_tokens_per_s.svg") if p.exists()]
+        charts += [p for p in (folder / "train_tokens_per_s.png",) if p.exists()]
     if curve.exists():
         parts += ["", "### Two-stage recipe", "", _markdown(RECIPE_HEADER, recipe_rows(recipe_summary(curve)))]
-        charts += [p for p in (folder / "train_loss.png", folder / "train_loss.svg") if p.exists()]
+        charts += [p for p in (folder / "train_loss.png",) if p.exists()]
     for chart in charts:
         if chart.suffix == ".png":
             parts += ["", f"![{chart.stem}]({chart.name})"]
