@@ -42,6 +42,10 @@ def _root(
 
 
 LIST = "A list: 8k,96k,128k; a range doubles: 8k..256k; k = 1024, m = 1048576."
+ROPE_HELP = ("Where RoPE is applied (docs/rope.md): pre (q, k arrive rotated), post (rotated after selection), "
+             "comma-separated, e.g. pre,post. Default pre.")
+ROPE_THETA_HELP = ("RoPE base of the post rows (the inputs are raw random q, k, rotated at positions 0..N-1). "
+                   "Default 10000.")
 
 
 def _opt(help_: str, *names: str, metavar: Optional[str] = None):
@@ -59,6 +63,8 @@ def sweep(
     levels: Annotated[Optional[str], _opt("Pyramid levels L; a range steps by one: 2..4 = 2,3,4.", "--levels", metavar="INTS")] = None,
     pooling: Annotated[Optional[str], _opt("Pooling factors p, e.g. 2,4,8 (or 2..8).", "--pooling", metavar="INTS")] = None,
     scorer: Annotated[Optional[str], _opt("Selection scorers: norm, dilated, gla.", "--scorer", metavar="NAMES")] = None,
+    rope: Annotated[Optional[str], _opt(ROPE_HELP, "--rope", metavar="NAMES")] = None,
+    rope_theta: Annotated[Optional[float], _opt(ROPE_THETA_HELP, "--rope-theta", metavar="BASE")] = None,
     batch: Annotated[Optional[str], _opt("Batch sizes B.", "--batch", metavar="INTS")] = None,
     heads: Annotated[Optional[str], _opt("Query heads Hq.", "--heads", metavar="INTS")] = None,
     kv_heads: Annotated[Optional[str], _opt("KV heads Hkv (GQA); default: equal to --heads.", "--kv-heads", metavar="INTS")] = None,
@@ -99,7 +105,8 @@ def sweep(
     from .harness.command_line import as_given
     from .harness.outdir import default_out
 
-    flags = {"seq": seq, "topk": topk, "levels": levels, "pooling": pooling, "scorer": scorer, "batch": batch,
+    flags = {"seq": seq, "topk": topk, "levels": levels, "pooling": pooling, "scorer": scorer, "rope": rope,
+             "rope_theta": rope_theta, "batch": batch,
              "heads": heads, "kv_heads": kv_heads, "head_dim": head_dim, "dtype": dtype, "pass": passes, "impl": impl,
              "baseline": baseline, "device": device, "warmup": warmup, "rep": rep, "min_rep": min_rep,
              "max_seconds": max_seconds, "seed": seed, "floor": floor, "cuda_graph": cuda_graph}
@@ -149,6 +156,7 @@ def profile(
     levels: Annotated[Optional[str], _opt("Pyramid levels L.", "--levels", metavar="INTS")] = None,
     pooling: Annotated[Optional[str], _opt("Pooling factors p.", "--pooling", metavar="INTS")] = None,
     scorer: Annotated[Optional[str], _opt("Scorers: norm, dilated, gla.", "--scorer", metavar="NAMES")] = None,
+    rope: Annotated[Optional[str], _opt(ROPE_HELP, "--rope", metavar="NAMES")] = None,
     batch: Annotated[Optional[str], _opt("Batch sizes B.", "--batch", metavar="INTS")] = None,
     heads: Annotated[Optional[str], _opt("Query heads Hq.", "--heads", metavar="INTS")] = None,
     kv_heads: Annotated[Optional[str], _opt("KV heads Hkv; default: equal to --heads.", "--kv-heads", metavar="INTS")] = None,
@@ -177,7 +185,8 @@ def profile(
     from .harness.device import kernels_unavailable_reason, resolve_device
     from .sdpa import BACKENDS, CUDA_ONLY
 
-    point_text = {"seq": seq, "topk": topk, "levels": levels, "pooling": pooling, "scorer": scorer, "batch": batch,
+    point_text = {"seq": seq, "topk": topk, "levels": levels, "pooling": pooling, "scorer": scorer, "rope": rope,
+                  "batch": batch,
                   "heads": heads, "kv_heads": kv_heads, "head_dim": head_dim, "dtype": dtype}
     try:  # the same parsers, ranges and messages as `sweep` (lighthouse.harness.options)
         cuda = torch.cuda.is_available()
@@ -459,6 +468,8 @@ def quality(
     levels: Annotated[Optional[str], _opt("Pyramid levels L.", "--levels")] = None,
     pooling: Annotated[Optional[str], _opt("Pooling factors p.", "--pooling")] = None,
     scorer: Annotated[Optional[str], _opt("Selection scorers: norm, dilated, gla (gla without flash-linear-attention: unsupported rows).", "--scorer")] = None,
+    rope: Annotated[Optional[str], _opt(ROPE_HELP, "--rope", metavar="NAMES")] = None,
+    rope_theta: Annotated[Optional[float], _opt("RoPE base of the post rows and of the needle-rope inputs' rotation. Default 10000.", "--rope-theta", metavar="BASE")] = None,
     batch: Annotated[Optional[str], _opt("Batch sizes B.", "--batch")] = None,
     heads: Annotated[Optional[str], _opt("Query heads Hq.", "--heads")] = None,
     kv_heads: Annotated[Optional[str], _opt("KV heads Hkv (GQA); default: equal to --heads.", "--kv-heads")] = None,
@@ -466,7 +477,7 @@ def quality(
     dtype: Annotated[Optional[str], _opt("Dtypes of q, k, v: bf16, fp16, fp32 (the dense reference is always float32).", "--dtype")] = None,
     device: Annotated[Optional[str], _opt("cuda or cpu. Default: cuda when available.", "--device")] = None,
     suite: Annotated[Optional[str], _opt("A preset or .toml path, read as `sweep` reads it (timing keys ignored). Default: quality on CUDA, quick on the CPU.", "--suite")] = None,
-    inputs: Annotated[str, _opt("Inputs: random, needle, checkpoint:PATH (a `train --save` folder), comma-separated. Default random,needle.", "--inputs")] = "random,needle",
+    inputs: Annotated[str, _opt("Inputs: random, needle, needle-rope (needles planted in RoPE-rotated q, k: the placements can differ), checkpoint:PATH (a `train --save` folder), comma-separated. Default random,needle.", "--inputs")] = "random,needle",
     needles: Annotated[int, _opt("Needles planted per depth bucket (10 buckets) in every batch row and head. Default 4.", "--needles")] = 4,
     heldout: Annotated[Optional[Path], _opt("Held-out text for checkpoint inputs: a .txt (the model's tokenizer) or a .pt tensor of token ids. Default: PATH/heldout_tokens.pt, else the held-out split of train's corpus.", "--heldout")] = None,
     seed: Annotated[Optional[int], _opt("Seed of the random inputs and the needles. Default 0.", "--seed")] = None,
@@ -482,8 +493,9 @@ def quality(
     from .harness.outdir import default_out
     from .quality.runner import describe, resolve, run
 
-    flags = {"seq": seq, "topk": topk, "levels": levels, "pooling": pooling, "scorer": scorer, "batch": batch,
-             "heads": heads, "kv_heads": kv_heads, "head_dim": head_dim, "dtype": dtype, "device": device, "seed": seed}
+    flags = {"seq": seq, "topk": topk, "levels": levels, "pooling": pooling, "scorer": scorer, "rope": rope,
+             "rope_theta": rope_theta, "batch": batch, "heads": heads, "kv_heads": kv_heads, "head_dim": head_dim,
+             "dtype": dtype, "device": device, "seed": seed}
     try:
         spec = resolve(suite, {k: v for k, v in flags.items() if v is not None}, inputs, needles, heldout,
                        torch.cuda.is_available())
