@@ -322,6 +322,7 @@ def train(
     levels: Annotated[Optional[int], _opt("Lighthouse pyramid levels L.", "--levels")] = None,
     pooling: Annotated[Optional[int], _opt("Lighthouse pooling factor p.", "--pooling")] = None,
     scorer: Annotated[Optional[str], _opt("Lighthouse scorer: norm, dilated, gla.", "--scorer")] = None,
+    rope: Annotated[Optional[str], _opt("Where the Lighthouse layers apply RoPE (docs/rope.md): pre, post, comma-separated (one Lighthouse point each; the two-stage recipe takes one). Default: the preset's (pre).", "--rope", metavar="NAMES")] = None,
     dense_layers: Annotated[Optional[str], _opt("Layers that stay dense SDPA, e.g. 0,1,-2,-1 (negative from the end), or none.", "--dense-layers")] = None,
     lr: Annotated[Optional[float], _opt("Peak learning rate of AdamW.", "--lr")] = None,
     dtype: Annotated[Optional[str], _opt("mixed (fp32 master weights and AdamW state, bf16 autocast), bf16 (everything in bf16), fp16, fp32. Default: mixed on CUDA, fp32 on CPU.", "--precision")] = None,
@@ -361,7 +362,7 @@ def train(
                            recompute=recompute, seed=seed, peak_tflops=peak_tflops, recipe=recipe, clip=clip,
                            dense_layers=dense_layers, batch=batch,
                            hidden=hidden, layers=layers, ffn=ffn, heads=heads, kv_heads=kv_heads, head_dim=head_dim,
-                           vocab=vocab, topk=topk, levels=levels, pooling=pooling, scorer=scorer, lr=lr)
+                           vocab=vocab, topk=topk, levels=levels, pooling=pooling, scorer=scorer, lr=lr, rope=rope)
         if run.options.device.type == "cpu":
             import torch
 
@@ -387,7 +388,8 @@ def train(
         if save is not None or arm_minutes is not None:
             raise ValueError("--save and --arm-minutes apply to --recipe two-stage")
         code = run_points(run.points, run.options, out or command.default_out(run.recipe), resume=resume, plot=plot,
-                          argv=sys.argv, options={"preset": run.preset.as_dict(), "steps": run.options.steps,
+                          argv=sys.argv, options={"preset": run.preset_options(), "rope": run.ropes,
+                                                  "steps": run.options.steps,
                                                   "warmup": warmup, "loss": loss, "impl": impl,
                                                   "sdpa_backend": run.options.sdpa_backend, "dtype": run.options.dtype,
                                                   "clip": clip,
@@ -520,13 +522,14 @@ def recommend(
     passes: Annotated[str, _opt("Sweep pass whose speedup ranks the configurations: fwd, bwd, fwdbwd. Default fwdbwd.", "--pass")] = "fwdbwd",
     baseline: Annotated[str, _opt("Dense baseline of the speedup: cudnn, flash, efficient, math, flex. Default cudnn.", "--baseline")] = "cudnn",
     runners_up: Annotated[int, _opt("Runners-up to list. Default 5.", "--runners-up")] = 5,
+    rope: Annotated[Optional[str], _opt("RoPE placements to choose among: pre, post, comma-separated. Default: every one measured.", "--rope", metavar="NAMES")] = None,
     out: Annotated[Optional[Path], _opt("Also write the recommendation (Markdown) to this file.", "--out")] = None,
 ) -> None:
     """The fastest measured configuration that meets a quality bar at one N, with runners-up, or which
     measurements are missing. Exit 0: a configuration meets the bar; 1: none does or nothing was measured.
     RESULTS: folders (searched recursively) or CSVs, sweep results.csv and quality quality.csv.
     """
-    from .harness.options import parse_size
+    from .harness.options import parse_option, parse_size
     from .harness.outdir import writable_file
     from .harness.tables import BASELINES, PASSES
     from .quality.recommend import Bar, load, recommend as choose, render
@@ -539,6 +542,7 @@ def recommend(
             raise ValueError("give exactly one bar: --min-needle-recall X or --max-out-err X")
         if runners_up < 0:
             raise ValueError(f"--runners-up must be >= 0, got {runners_up}")
+        ropes = parse_option("rope", rope) if rope is not None else None
         if out is not None:
             writable_file(out)
         if passes not in PASSES:
@@ -556,7 +560,7 @@ def recommend(
         sweep_rows, quality_rows = load(results)
     except ValueError as err:
         raise typer.BadParameter(str(err)) from None
-    rec = choose(sweep_rows, quality_rows, n, bar, passes, BASELINES[baseline])
+    rec = choose(sweep_rows, quality_rows, n, bar, passes, BASELINES[baseline], ropes)
     text = render(rec, runners_up)
     typer.echo(text)
     if out:
