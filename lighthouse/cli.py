@@ -42,6 +42,10 @@ def _root(
 
 
 LIST = "A list: 8k,96k,128k; a range doubles: 8k..256k; k = 1024, m = 1048576."
+ROPE_HELP = ("Where RoPE is applied (docs/rope.md): pre (q, k arrive rotated), post (rotated after selection), "
+             "comma-separated, e.g. pre,post. Default pre.")
+ROPE_THETA_HELP = ("RoPE base of the post rows (the inputs are raw random q, k, rotated at positions 0..N-1). "
+                   "Default 10000.")
 
 
 def _opt(help_: str, *names: str, metavar: Optional[str] = None):
@@ -59,6 +63,8 @@ def sweep(
     levels: Annotated[Optional[str], _opt("Pyramid levels L; a range steps by one: 2..4 = 2,3,4.", "--levels", metavar="INTS")] = None,
     pooling: Annotated[Optional[str], _opt("Pooling factors p, e.g. 2,4,8 (or 2..8).", "--pooling", metavar="INTS")] = None,
     scorer: Annotated[Optional[str], _opt("Selection scorers: norm, dilated, gla.", "--scorer", metavar="NAMES")] = None,
+    rope: Annotated[Optional[str], _opt(ROPE_HELP, "--rope", metavar="NAMES")] = None,
+    rope_theta: Annotated[Optional[float], _opt(ROPE_THETA_HELP, "--rope-theta", metavar="BASE")] = None,
     batch: Annotated[Optional[str], _opt("Batch sizes B.", "--batch", metavar="INTS")] = None,
     heads: Annotated[Optional[str], _opt("Query heads Hq.", "--heads", metavar="INTS")] = None,
     kv_heads: Annotated[Optional[str], _opt("KV heads Hkv (GQA); default: equal to --heads.", "--kv-heads", metavar="INTS")] = None,
@@ -99,7 +105,8 @@ def sweep(
     from .harness.command_line import as_given
     from .harness.outdir import default_out
 
-    flags = {"seq": seq, "topk": topk, "levels": levels, "pooling": pooling, "scorer": scorer, "batch": batch,
+    flags = {"seq": seq, "topk": topk, "levels": levels, "pooling": pooling, "scorer": scorer, "rope": rope,
+             "rope_theta": rope_theta, "batch": batch,
              "heads": heads, "kv_heads": kv_heads, "head_dim": head_dim, "dtype": dtype, "pass": passes, "impl": impl,
              "baseline": baseline, "device": device, "warmup": warmup, "rep": rep, "min_rep": min_rep,
              "max_seconds": max_seconds, "seed": seed, "floor": floor, "cuda_graph": cuda_graph}
@@ -149,6 +156,7 @@ def profile(
     levels: Annotated[Optional[str], _opt("Pyramid levels L.", "--levels", metavar="INTS")] = None,
     pooling: Annotated[Optional[str], _opt("Pooling factors p.", "--pooling", metavar="INTS")] = None,
     scorer: Annotated[Optional[str], _opt("Scorers: norm, dilated, gla.", "--scorer", metavar="NAMES")] = None,
+    rope: Annotated[Optional[str], _opt(ROPE_HELP, "--rope", metavar="NAMES")] = None,
     batch: Annotated[Optional[str], _opt("Batch sizes B.", "--batch", metavar="INTS")] = None,
     heads: Annotated[Optional[str], _opt("Query heads Hq.", "--heads", metavar="INTS")] = None,
     kv_heads: Annotated[Optional[str], _opt("KV heads Hkv; default: equal to --heads.", "--kv-heads", metavar="INTS")] = None,
@@ -177,7 +185,8 @@ def profile(
     from .harness.device import kernels_unavailable_reason, resolve_device
     from .sdpa import BACKENDS, CUDA_ONLY
 
-    point_text = {"seq": seq, "topk": topk, "levels": levels, "pooling": pooling, "scorer": scorer, "batch": batch,
+    point_text = {"seq": seq, "topk": topk, "levels": levels, "pooling": pooling, "scorer": scorer, "rope": rope,
+                  "batch": batch,
                   "heads": heads, "kv_heads": kv_heads, "head_dim": head_dim, "dtype": dtype}
     try:  # the same parsers, ranges and messages as `sweep` (lighthouse.harness.options)
         cuda = torch.cuda.is_available()
@@ -313,6 +322,7 @@ def train(
     levels: Annotated[Optional[int], _opt("Lighthouse pyramid levels L.", "--levels")] = None,
     pooling: Annotated[Optional[int], _opt("Lighthouse pooling factor p.", "--pooling")] = None,
     scorer: Annotated[Optional[str], _opt("Lighthouse scorer: norm, dilated, gla.", "--scorer")] = None,
+    rope: Annotated[Optional[str], _opt("Where the Lighthouse layers apply RoPE (docs/rope.md): pre, post, comma-separated (one Lighthouse point each; the two-stage recipe takes one). Default: the preset's (pre).", "--rope", metavar="NAMES")] = None,
     dense_layers: Annotated[Optional[str], _opt("Layers that stay dense SDPA, e.g. 0,1,-2,-1 (negative from the end), or none.", "--dense-layers")] = None,
     lr: Annotated[Optional[float], _opt("Peak learning rate of AdamW.", "--lr")] = None,
     dtype: Annotated[Optional[str], _opt("mixed (fp32 master weights and AdamW state, bf16 autocast), bf16 (everything in bf16), fp16, fp32. Default: mixed on CUDA, fp32 on CPU.", "--precision")] = None,
@@ -352,7 +362,7 @@ def train(
                            recompute=recompute, seed=seed, peak_tflops=peak_tflops, recipe=recipe, clip=clip,
                            dense_layers=dense_layers, batch=batch,
                            hidden=hidden, layers=layers, ffn=ffn, heads=heads, kv_heads=kv_heads, head_dim=head_dim,
-                           vocab=vocab, topk=topk, levels=levels, pooling=pooling, scorer=scorer, lr=lr)
+                           vocab=vocab, topk=topk, levels=levels, pooling=pooling, scorer=scorer, lr=lr, rope=rope)
         if run.options.device.type == "cpu":
             import torch
 
@@ -376,7 +386,8 @@ def train(
         if save is not None or arm_minutes is not None:
             raise ValueError("--save and --arm-minutes apply to --recipe two-stage")
         code = run_points(run.points, run.options, out or command.default_out(run.recipe), resume=resume, plot=plot,
-                          argv=sys.argv, options={"preset": run.preset.as_dict(), "steps": run.options.steps,
+                          argv=sys.argv, options={"preset": run.preset_options(), "rope": run.ropes,
+                                                  "steps": run.options.steps,
                                                   "warmup": warmup, "loss": loss, "impl": impl,
                                                   "sdpa_backend": run.options.sdpa_backend, "dtype": run.options.dtype,
                                                   "clip": clip,
@@ -457,6 +468,8 @@ def quality(
     levels: Annotated[Optional[str], _opt("Pyramid levels L.", "--levels")] = None,
     pooling: Annotated[Optional[str], _opt("Pooling factors p.", "--pooling")] = None,
     scorer: Annotated[Optional[str], _opt("Selection scorers: norm, dilated, gla (gla without flash-linear-attention: unsupported rows).", "--scorer")] = None,
+    rope: Annotated[Optional[str], _opt(ROPE_HELP, "--rope", metavar="NAMES")] = None,
+    rope_theta: Annotated[Optional[float], _opt("RoPE base of the post rows and of the needle-rope inputs' rotation. Default 10000.", "--rope-theta", metavar="BASE")] = None,
     batch: Annotated[Optional[str], _opt("Batch sizes B.", "--batch")] = None,
     heads: Annotated[Optional[str], _opt("Query heads Hq.", "--heads")] = None,
     kv_heads: Annotated[Optional[str], _opt("KV heads Hkv (GQA); default: equal to --heads.", "--kv-heads")] = None,
@@ -464,7 +477,7 @@ def quality(
     dtype: Annotated[Optional[str], _opt("Dtypes of q, k, v: bf16, fp16, fp32 (the dense reference is always float32).", "--dtype")] = None,
     device: Annotated[Optional[str], _opt("cuda or cpu. Default: cuda when available.", "--device")] = None,
     suite: Annotated[Optional[str], _opt("A preset or .toml path, read as `sweep` reads it (timing keys ignored). Default: quality on CUDA, quick on the CPU.", "--suite")] = None,
-    inputs: Annotated[str, _opt("Inputs: random, needle, checkpoint:PATH (a `train --save` folder), comma-separated. Default random,needle.", "--inputs")] = "random,needle",
+    inputs: Annotated[str, _opt("Inputs: random, needle, needle-rope (needles planted in RoPE-rotated q, k: the placements can differ), checkpoint:PATH (a `train --save` folder), comma-separated. Default random,needle.", "--inputs")] = "random,needle",
     needles: Annotated[int, _opt("Needles planted per depth bucket (10 buckets) in every batch row and head. Default 4.", "--needles")] = 4,
     heldout: Annotated[Optional[Path], _opt("Held-out text for checkpoint inputs: a .txt (the model's tokenizer) or a .pt tensor of token ids. Default: PATH/heldout_tokens.pt, else the held-out split of train's corpus.", "--heldout")] = None,
     seed: Annotated[Optional[int], _opt("Seed of the random inputs and the needles. Default 0.", "--seed")] = None,
@@ -480,8 +493,9 @@ def quality(
     from .harness.outdir import default_out
     from .quality.runner import describe, resolve, run
 
-    flags = {"seq": seq, "topk": topk, "levels": levels, "pooling": pooling, "scorer": scorer, "batch": batch,
-             "heads": heads, "kv_heads": kv_heads, "head_dim": head_dim, "dtype": dtype, "device": device, "seed": seed}
+    flags = {"seq": seq, "topk": topk, "levels": levels, "pooling": pooling, "scorer": scorer, "rope": rope,
+             "rope_theta": rope_theta, "batch": batch, "heads": heads, "kv_heads": kv_heads, "head_dim": head_dim,
+             "dtype": dtype, "device": device, "seed": seed}
     try:
         spec = resolve(suite, {k: v for k, v in flags.items() if v is not None}, inputs, needles, heldout,
                        torch.cuda.is_available())
@@ -506,13 +520,14 @@ def recommend(
     passes: Annotated[str, _opt("Sweep pass whose speedup ranks the configurations: fwd, bwd, fwdbwd. Default fwdbwd.", "--pass")] = "fwdbwd",
     baseline: Annotated[str, _opt("Dense baseline of the speedup: cudnn, flash, efficient, math, flex. Default cudnn.", "--baseline")] = "cudnn",
     runners_up: Annotated[int, _opt("Runners-up to list. Default 5.", "--runners-up")] = 5,
+    rope: Annotated[Optional[str], _opt("RoPE placements to choose among: pre, post, comma-separated. Default: every one measured.", "--rope", metavar="NAMES")] = None,
     out: Annotated[Optional[Path], _opt("Also write the recommendation (Markdown) to this file.", "--out")] = None,
 ) -> None:
     """The fastest measured configuration that meets a quality bar at one N, with runners-up, or which
     measurements are missing. Exit 0: a configuration meets the bar; 1: none does or nothing was measured.
     RESULTS: folders (searched recursively) or CSVs, sweep results.csv and quality quality.csv.
     """
-    from .harness.options import parse_size
+    from .harness.options import parse_option, parse_size
     from .harness.outdir import writable_file
     from .harness.tables import BASELINES, PASSES
     from .quality.recommend import Bar, load, recommend as choose, render
@@ -525,6 +540,7 @@ def recommend(
             raise ValueError("give exactly one bar: --min-needle-recall X or --max-out-err X")
         if runners_up < 0:
             raise ValueError(f"--runners-up must be >= 0, got {runners_up}")
+        ropes = parse_option("rope", rope) if rope is not None else None
         if out is not None:
             writable_file(out)
         if passes not in PASSES:
@@ -542,7 +558,7 @@ def recommend(
         sweep_rows, quality_rows = load(results)
     except ValueError as err:
         raise typer.BadParameter(str(err)) from None
-    rec = choose(sweep_rows, quality_rows, n, bar, passes, BASELINES[baseline])
+    rec = choose(sweep_rows, quality_rows, n, bar, passes, BASELINES[baseline], ropes)
     text = render(rec, runners_up)
     typer.echo(text)
     if out:

@@ -133,6 +133,12 @@ def _model_rope(model_config):
     return params.pop("rope_theta", 10000.0), params
 
 
+def model_rope(model_config):
+    """(rope_theta, rope_scaling) of a transformers config: the RoPE its attention layers rotate q, k by (a
+    ValueError for one that rope='post' cannot reproduce: per layer type, or partial)."""
+    return _model_rope(model_config)
+
+
 def _with_model_rope(config: LighthouseConfig, model_config) -> LighthouseConfig:
     """config with the model's rope_theta and rope_scaling; a different explicit value is an error."""
     theta, scaling = _model_rope(model_config)

@@ -4,7 +4,7 @@
 
 Default point: N = 96K (98,304), k = 1536, L = 3, p = 4, bf16, B = 1, H = 8, D = 128, Triton path, cuDNN SDPA
 (the issue's target: post at most 3% over pre). The two placements are timed in alternating rounds (pre, post,
-pre, post, ...) with lighthouse.bench.timing.measure (CUDA events, L2 flushed before every repetition), so
+pre, post, ...) with lighthouse.harness.timing.measure (CUDA events, L2 flushed before every repetition), so
 clock drift or a neighbour on the machine hits both alike; dense cuDNN is timed once at the end, for scale.
 Rows: `rope_cost.csv` (one per placement, pass and round); `rope_cost_summary.csv` the medians over rounds and
 post / pre; `machine.json` the machine.
@@ -25,8 +25,8 @@ if str(ROOT) not in sys.path:
 import torch  # noqa: E402
 
 from lighthouse import LighthouseConfig, lighthouse_attention  # noqa: E402
-from lighthouse.bench import machine  # noqa: E402
-from lighthouse.bench.timing import measure, percentile  # noqa: E402
+from lighthouse.harness import machine  # noqa: E402
+from lighthouse.harness.timing import measure, percentile  # noqa: E402
 from lighthouse.sdpa import dense_attention  # noqa: E402
 
 

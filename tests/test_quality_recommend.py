@@ -62,10 +62,11 @@ def test_fastest_configuration_meeting_the_bar(results):
     for a measurement, an oom row counted, or the slower Lighthouse path used for speed."""
     s, q = load([results])
     rec = recommend(s, q, 65536, Bar("needle_recall", 0.9, "needle"))
-    assert rec.chosen.config == (3, 4, 2048, "norm") and rec.chosen.speedup == 7.5
-    assert [c.config for c in rec.ranked] == [(3, 4, 2048, "norm"), (2, 4, 4096, "norm"), (3, 4, 1024, "norm")]
-    assert rec.speed_only == [(3, 8, 512, "norm")]
-    assert (2, 2, 512, "norm") in rec.quality_only and (3, 4, 4096, "dilated") in rec.quality_only
+    assert rec.chosen.config == (3, 4, 2048, "norm", "pre") and rec.chosen.speedup == 7.5
+    assert [c.config for c in rec.ranked] == [(3, 4, 2048, "norm", "pre"), (2, 4, 4096, "norm", "pre"),
+                                              (3, 4, 1024, "norm", "pre")]
+    assert rec.speed_only == [(3, 8, 512, "norm", "pre")]
+    assert (2, 2, 512, "norm", "pre") in rec.quality_only and (3, 4, 4096, "dilated", "pre") in rec.quality_only
     text = render(rec)
     assert "Use L=3 p=4 k=2048 norm" in text and "7.50x" in text and "L=3 p=8 k=512 norm" in text
 
@@ -74,7 +75,7 @@ def test_error_bar_reads_random_inputs_and_can_fail(results):
     """Catches an out_rel_err bar compared the wrong way round, or reading recall rows."""
     s, q = load([results])
     rec = recommend(s, q, 65536, Bar("out_rel_err", 0.2, "random"))
-    assert rec.chosen.config == (2, 4, 4096, "norm")
+    assert rec.chosen.config == (2, 4, 4096, "norm", "pre")
     none = recommend(s, q, 65536, Bar("out_rel_err", 0.05, "random"))
     assert none.chosen is None and "No measured configuration meets the bar" in render(none)
 

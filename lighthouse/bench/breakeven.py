@@ -18,7 +18,8 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 from ..harness import tables
 
 #: What a configuration is: a point without N and k, per implementation and pass.
-CONFIG_COLUMNS = ("impl", "pass", "dtype", "batch", "heads", "kv_heads", "head_dim", "levels", "pooling", "scorer")
+CONFIG_COLUMNS = ("impl", "pass", "dtype", "batch", "heads", "kv_heads", "head_dim", "levels", "pooling", "scorer",
+                  "rope")
 INTERPOLATED, BELOW, NOT_REACHED = "interpolated", "below the shortest N", "not reached"
 
 

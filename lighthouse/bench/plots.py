@@ -34,7 +34,7 @@ FORMATS = ("png",)
 
 
 #: Columns kept as text even where every value looks like a number.
-TEXT_COLUMNS = ("scorer", "impl", "status", "pass")
+TEXT_COLUMNS = ("scorer", "rope", "impl", "status", "pass")
 #: Columns charted as numbers: a cell that is not one becomes NaN (left out of the chart).
 NUMBER_COLUMNS = ("median_ms", "p20_ms", "p80_ms", "peak_mem_gib", "n", "s_sel")
 
@@ -59,6 +59,10 @@ def load(csv_path: Path, warn_torn: bool = True) -> pd.DataFrame:
     return df
 
 
+#: Line style per RoPE placement, when a file holds both (the colour stays the configuration's).
+ROPE_STYLE = {"pre": "-", "post": "--"}
+
+
 def _label_config(row, varying: Sequence[str]) -> str:
     parts = [f"L{int(row['levels'])} p{int(row['pooling'])} k{int(row['topk'])}", str(row["scorer"])]
     shape = {"dtype": "{}", "batch": "B{}", "heads": "H{}", "kv_heads": "Hkv{}", "head_dim": "D{}"}
@@ -66,22 +70,38 @@ def _label_config(row, varying: Sequence[str]) -> str:
     return " ".join(parts)
 
 
+def _rope(row) -> str:
+    value = row.get("rope") if hasattr(row, "get") else None
+    return value if isinstance(value, str) and value else "pre"
+
+
 class Styles:
-    """One colour per Lighthouse configuration (shared by every panel and chart); line style per impl."""
+    """One colour per Lighthouse configuration (shared by every panel and chart); line style per impl, or per
+    RoPE placement (solid pre, dashed post) when the file holds both, the impl then shown by the marker."""
 
     def __init__(self, df: pd.DataFrame):
         lh = df[df["kind"] == "lighthouse"]
         self.varying = [c for c in SHAPE_COLUMNS if c in df and df[c].nunique() > 1]
-        keys = lh[list(CONFIG_COLUMNS) + self.varying].drop_duplicates().sort_values(list(CONFIG_COLUMNS))
+        columns = [c for c in CONFIG_COLUMNS if c != "rope"]
+        keys = lh[columns + self.varying].drop_duplicates().sort_values(columns)
         self.labels = [_label_config(r, self.varying) for _, r in keys.iterrows()]
         cmap = plt.get_cmap("tab10" if len(self.labels) <= 10 else "tab20")
         self.colors = {lab: cmap(i % cmap.N) for i, lab in enumerate(self.labels)}
         self.impls = sorted(lh["impl"].dropna().unique())
+        self.ropes = sorted({_rope(r) for _, r in lh.iterrows()}) if "rope" in lh else ["pre"]
 
     def config(self, row) -> str:
-        return _label_config(row, self.varying)
+        """The legend's name of a row's configuration (with its placement when the file holds both)."""
+        label = _label_config(row, self.varying)
+        return label + (f" rope={_rope(row)}" if len(self.ropes) > 1 else "")
 
-    def line(self, impl: str) -> Tuple[str, str]:
+    def color(self, row):
+        return self.colors.get(_label_config(row, self.varying), "gray")
+
+    def line(self, impl: str, row=None) -> Tuple[str, str]:
+        if len(self.ropes) > 1:
+            marker = IMPL_STYLE.get(impl, (":", "s"))[1] if len(self.impls) > 1 else "o"
+            return ROPE_STYLE.get(_rope(row) if row is not None else "pre", ":"), marker
         if len(self.impls) <= 1:
             return "-", "o"
         return IMPL_STYLE.get(impl, (":", "s"))
@@ -191,11 +211,11 @@ def speedup_chart(df: pd.DataFrame, ok: pd.DataFrame, st: Styles, info, out_dir:
                 g = _series(g, col)
                 if g.empty:
                     continue
-                lab = st.config(g.iloc[0])
-                ls, mk = st.line(impl)
-                ax.plot(g["n"], g[col], ls, marker=mk, color=st.colors[lab], ms=4, lw=1.4)
+                lab, color = st.config(g.iloc[0]), st.color(g.iloc[0])
+                ls, mk = st.line(impl, g.iloc[0])
+                ax.plot(g["n"], g[col], ls, marker=mk, color=color, ms=4, lw=1.4)
                 name = lab if len(st.impls) <= 1 else f"{impl.removeprefix('lighthouse_')} {lab}"
-                handles.setdefault(name, Line2D([], [], ls=ls, marker=mk, color=st.colors[lab], ms=4))
+                handles.setdefault(name, Line2D([], [], ls=ls, marker=mk, color=color, ms=4))
             ax.axhline(1.0, color="crimson", lw=1, ls=":")
             _log2_x(ax, sub["n"])
             _speedup_y(ax, sub[col])
@@ -241,17 +261,17 @@ def _metric_chart(df, ok, st, info, out_dir, *, col, ylabel, name, title, band) 
         for kind in ("lighthouse", "floor"):
             for (impl, *_), g in sub[sub["kind"] == kind].groupby(["impl", *CONFIG_COLUMNS, *st.varying]):
                 g = _series(g, col)
-                lab = st.config(g.iloc[0])
+                lab, color = st.config(g.iloc[0]), st.color(g.iloc[0])
                 if kind == "floor":
-                    ax.plot(g["n"], g[col], ":", color=st.colors.get(lab, "gray"), lw=1.2)
+                    ax.plot(g["n"], g[col], ":", color=color, lw=1.2)
                     handles.setdefault("floor: dense SDPA on the S entries (dotted)", Line2D([], [], ls=":", color="gray"))
                     continue
-                ls, mk = st.line(impl)
-                ax.plot(g["n"], g[col], ls, marker=mk, color=st.colors[lab], ms=4, lw=1.4)
+                ls, mk = st.line(impl, g.iloc[0])
+                ax.plot(g["n"], g[col], ls, marker=mk, color=color, ms=4, lw=1.4)
                 if band:
-                    _band(ax, g, st.colors[lab])
+                    _band(ax, g, color)
                 name_ = lab if len(st.impls) <= 1 else f"{impl.removeprefix('lighthouse_')} {lab}"
-                handles.setdefault(name_, Line2D([], [], ls=ls, marker=mk, color=st.colors[lab], ms=4))
+                handles.setdefault(name_, Line2D([], [], ls=ls, marker=mk, color=color, ms=4))
         _log2_x(ax, sub["n"])
         ax.set_yscale("log")
         ax.set_ylabel(ylabel)

@@ -34,7 +34,8 @@ TOTAL, MEASURED, GPU_BUSY = SUMMARY_STAGES = PROFILE_SUMMARY
 
 def label(point: Point, impl: str) -> str:
     s = point.shape
-    return f"N={s.n} k={point.topk} L{point.levels} p{point.pooling} {point.scorer} {s.dtype} {impl}"
+    rope = "" if point.rope == "pre" else f" rope={point.rope}"
+    return f"N={s.n} k={point.topk} L{point.levels} p{point.pooling} {point.scorer}{rope} {s.dtype} {impl}"
 
 
 @dataclass
@@ -217,7 +218,7 @@ def profile_point(point: Point, impl: str, device: torch.device, peaks: dict, *,
     if device.type == "cuda":
         gpu = gpu_busy_ms(whole, leaves, inputs.grad_out)
     base = dict(n=s.n, topk=point.topk, levels=point.levels, pooling=point.pooling, scorer=point.scorer,
-                dtype=s.dtype, batch=s.batch, heads=s.heads, kv_heads=s.kv_heads,
+                rope=point.rope, dtype=s.dtype, batch=s.batch, heads=s.heads, kv_heads=s.kv_heads,
                 head_dim=s.head_dim, impl=impl, s_sel=plan.selected_len, device=str(device.type))
     rows = []
     for pass_ in ("fwd", "bwd"):
@@ -368,5 +369,5 @@ def run_profile(points: Sequence[Point], impl: str, device: torch.device, out: P
 def _cell_of(point: Point, column: str) -> str:
     """A point's value in a profile.csv column, as the CSV spells it."""
     s = point.shape
-    value = getattr(point, column, None) if column in ("topk", "levels", "pooling", "scorer") else getattr(s, column)
+    value = getattr(point, column, None) if column in ("topk", "levels", "pooling", "scorer", "rope") else getattr(s, column)
     return cell(value)

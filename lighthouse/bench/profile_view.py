@@ -19,9 +19,11 @@ def print_tables(rows: List[dict], console: Console) -> None:
     """One table per point: stage, ms, share, GB moved, GFLOP, floor, distance to the floor."""
     points = {}
     for r in rows:
-        points.setdefault((r["impl"], r["n"], r["topk"], r["levels"], r["pooling"], r["scorer"], r["dtype"]), []).append(r)
-    for (impl, n, topk, lv, p, scorer, dtype), rs in points.items():
-        t = Table(title=f"{impl}: N={n} k={topk} L{lv} p{p} {scorer} {dtype}, S={rs[0]['s_sel']}")
+        points.setdefault((r["impl"], r["n"], r["topk"], r["levels"], r["pooling"], r["scorer"], r.get("rope") or "pre",
+                           r["dtype"]), []).append(r)
+    for (impl, n, topk, lv, p, scorer, rope, dtype), rs in points.items():
+        rope = "" if rope == "pre" else f" rope={rope}"
+        t = Table(title=f"{impl}: N={n} k={topk} L{lv} p{p} {scorer}{rope} {dtype}, S={rs[0]['s_sel']}")
         for col in ("pass", "stage", "ms", "share", "GB moved", "GFLOP", "floor ms", "floor", "ms / floor"):
             t.add_column(col, justify="left" if col in ("pass", "stage", "floor") else "right")
         for r in rs:
@@ -50,7 +52,8 @@ def stacked_chart(rows: List[dict], out_dir: Path, name: str = "profile", device
 
     bars = {}
     for r in rows:
-        key = (f"N={r['n']} k={r['topk']}\n{r['impl']} {r['pass']}")
+        rope = "" if (r.get("rope") or "pre") == "pre" else f" rope={r['rope']}"  # one bar per placement
+        key = (f"N={r['n']} k={r['topk']}{rope}\n{r['impl']} {r['pass']}")
         bars.setdefault(key, []).append(r)
     stages = []
     for rs in bars.values():

@@ -173,9 +173,10 @@ def build(task: Task, bench: Bench, backend: Optional[str]) -> Tuple[Callable[[]
         cfg = p.config(impl, backend)
         return _graphed(lambda: graph_lighthouse(x.q, x.k, x.v, cfg, retain_graph=retain), x), x.leaves, x.grad_out
 
+    cfg = p.config(impl, backend)  # rope='post': the random q, k are the raw ones, rotated after selection
+
     def run():
-        return lighthouse_attention(x.q, x.k, x.v, levels=p.levels, pooling=p.pooling, topk=p.topk, scorer=p.scorer,
-                                    impl=impl, sdpa_backend=backend, gate=x.gate)
+        return lighthouse_attention(x.q, x.k, x.v, config=cfg, gate=x.gate)
     return run, x.leaves, x.grad_out
 
 

@@ -28,15 +28,17 @@ def summary_table(rows: List[dict]) -> Optional[Table]:
     passes = [p for p in PASSES if any(r["pass"] == p for r in lh)]
     points: Dict[Tuple, Dict[str, dict]] = {}
     for r in lh:
-        points.setdefault(tuple(r[c] for c in POINT_COLUMNS), {})[r["pass"]] = r
+        points.setdefault(tuple(r[c] if c in r else SWEEP.default_of(c, r) for c in POINT_COLUMNS), {})[r["pass"]] = r
     baselines = [b for b in BASELINES.values() if any(_num(r.get(f"speedup_vs_{b}")) is not None for r in lh)]
     shapes = {(r["dtype"], r["batch"], r["heads"], r["kv_heads"], r["head_dim"]) for r in lh}
+    ropes = {r.get("rope") or "pre" for r in lh}  # the column only when the file holds both placements
 
     per = "/".join(passes)
     ahead = [b for b in baselines if any(_num(r.get(f"host_ahead_speedup_vs_{b}")) is not None for r in lh)]
     table = Table(title=f"Lighthouse vs dense SDPA (speedups = baseline ms / Lighthouse ms, per pass {per}; as launched, "
                         f"and host ahead where marked: the kernels alone, both sides on the same clock)")
-    for name in ["N"] + (["shape"] if len(shapes) > 1 else []) + ["L", "p", "k", "scorer", "impl", "S"]:
+    for name in ["N"] + (["shape"] if len(shapes) > 1 else []) + ["L", "p", "k", "scorer"] + (
+            ["rope"] if len(ropes) > 1 else []) + ["impl", "S"]:
         table.add_column(name, justify="right" if name in ("N", "L", "p", "k", "S") else "left", overflow="fold")
     for p in passes:
         table.add_column(f"{p} ms", justify="right", overflow="fold")
@@ -50,15 +52,15 @@ def summary_table(rows: List[dict]) -> Optional[Table]:
     def order(item):
         k = item[0]
         return (k[1], int(k[3]), int(k[4]), int(k[5]), int(k[6]), int(k[2]), int(k[7]), int(k[8]), int(k[9]), k[10], k[0],
-                k[11])
+                k[12], k[11] != "pre")
 
     for key, by_pass in sorted(points.items(), key=order):
-        impl, dtype, n, b, h, hkv, d, L, p, k, scorer, graphed = key
+        impl, dtype, n, b, h, hkv, d, L, p, k, scorer, rope, graphed = key
         any_row = next(iter(by_pass.values()))
         rows_ = [by_pass.get(ps) for ps in passes]
         cells = [fmt_size(int(n))] + ([f"{dtype} B{b} H{h}/{hkv} D{d}"] if len(shapes) > 1 else [])
-        cells += [L, p, k, scorer, impl.removeprefix("lighthouse_") + (" graph" if graphed == "True" else ""),
-                  any_row.get("s_sel") or "-"]
+        cells += [L, p, k, scorer] + ([rope] if len(ropes) > 1 else [])
+        cells += [impl.removeprefix("lighthouse_") + (" graph" if graphed == "True" else ""), any_row.get("s_sel") or "-"]
         cells += [_cell([_num(r.get("median_ms")) if r else None], ".3f") for r in rows_]
         cells += [_cell([_num(r.get(f"speedup_vs_{bl}")) if r else None for r in rows_], ".2f") for bl in baselines]
         cells += [_cell([_num(r.get(f"host_ahead_speedup_vs_{bl}")) if r else None for r in rows_], ".2f") for bl in ahead]

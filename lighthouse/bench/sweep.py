@@ -33,7 +33,7 @@ class Medians:
 
     @staticmethod
     def _key(row: dict) -> Tuple[str, ...]:
-        return tables.row_key({**row, "impl": "", "levels": "", "pooling": "", "topk": "", "scorer": ""})
+        return tables.row_key({**row, "impl": "", "levels": "", "pooling": "", "topk": "", "scorer": "", "rope": ""})
 
     def add(self, row: dict) -> None:
         if row.get("status") != "ok":
@@ -62,7 +62,7 @@ def make_row(task: Task, device: str, seed: int, result: Result, medians: Median
         "impl": task.impl, "kind": task.kind, "pass": task.pass_, "device": device, "dtype": s.dtype, "n": s.n,
         "batch": s.batch, "heads": s.heads, "kv_heads": s.kv_heads, "head_dim": s.head_dim,
         "levels": p.levels if p else None, "pooling": p.pooling if p else None, "topk": p.topk if p else None,
-        "scorer": p.scorer if p else None, "s_sel": task.s_sel, "sdpa_backend": result.sdpa_backend or None,
+        "scorer": p.scorer if p else None, "rope": p.rope if p else None, "s_sel": task.s_sel, "sdpa_backend": result.sdpa_backend or None,
         "cuda_graph": task.cuda_graph,
         "status": result.status, "reason": result.reason or None, "seed": seed,
     }
@@ -217,6 +217,7 @@ def describe(spec: SweepSpec, console: Optional[Console] = None) -> List[Task]:
             note = f"S={p.plan().selected_len}"
         except ValueError as err:
             note = f"invalid: {err}"
-        console.print(f"  {p.shape.label()}  L{p.levels} p{p.pooling} k{p.topk} {p.scorer}  {note}", highlight=False)
+        rope = "" if p.rope == "pre" else f" rope={p.rope}"
+        console.print(f"  {p.shape.label()}  L{p.levels} p{p.pooling} k{p.topk} {p.scorer}{rope}  {note}", highlight=False)
     console.print(f"{len(spec.points)} points, {len(tasks)} rows ({len(invalid)} invalid)")
     return tasks

@@ -12,7 +12,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
-from ..config import SCORERS, LighthouseConfig
+from ..config import ROPE_PLACEMENTS, SCORERS, LighthouseConfig
 from .tables import BASELINES, DTYPE_ALIASES, DTYPES, IMPLS, PASSES
 
 DEVICES = ("cuda", "cpu")
@@ -22,22 +22,24 @@ SIZE_RE = re.compile(r"^(\d+(?:\.\d+)?)([km]?)$")
 SUFFIX = {"": 1, "k": 1024, "m": 1024 * 1024}
 
 #: Keys that define a point (may vary inside `[[grid]]` tables) ...
-POINT_KEYS = ("seq", "topk", "levels", "pooling", "scorer", "batch", "heads", "kv_heads", "head_dim", "dtype")
-#: ... and keys that set how the whole sweep runs (top level of a suite only).
+POINT_KEYS = ("seq", "topk", "levels", "pooling", "scorer", "rope", "batch", "heads", "kv_heads", "head_dim", "dtype")
+#: ... and keys that set how the whole sweep runs (top level of a suite only). rope_theta: the RoPE base of
+#: the `post` rows (the inputs are raw random q, k, so any base is a model's; 10000 unless given).
 RUN_KEYS = ("pass", "impl", "baseline", "device", "warmup", "rep", "min_rep", "max_seconds", "seed", "floor",
-            "cuda_graph")
+            "cuda_graph", "rope_theta")
 DOC_KEYS = ("description",)
 
 #: A point key a suite or the command line leaves out: the layer's own defaults (LighthouseConfig, the one
 #: place they are set), the paper's layer shape, and the dtype of the device.
 POINT_DEFAULTS = {"levels": str(_LAYER.levels), "pooling": str(_LAYER.pooling), "scorer": _LAYER.scorer,
-                  "batch": "1", "heads": "8", "head_dim": "128"}
+                  "rope": _LAYER.rope, "batch": "1", "heads": "8", "head_dim": "128"}
 DTYPE_DEFAULTS = {"cuda": "bf16", "cpu": "fp32"}
 #: The grid when no --suite is given on CUDA: the paper's layer shape, several budgets, 8K..256K.
 CUDA_DEFAULTS = {"seq": "8k..256k", "topk": "512,1024,2048,4096", "dtype": "bf16", "pass": "fwd,bwd,fwdbwd"}
 #: Without --suite on the CPU the sweep is this preset (seconds).
 CPU_DEFAULT_SUITE = "quick"
-RUN_DEFAULTS = {"warmup": 3, "rep": 20, "min_rep": 3, "max_seconds": 3.0, "seed": 0, "cuda_graph": False}
+RUN_DEFAULTS = {"warmup": 3, "rep": 20, "min_rep": 3, "max_seconds": 3.0, "seed": 0, "cuda_graph": False,
+                "rope_theta": _LAYER.rope_theta}
 
 
 #: The longest sequence the layer supports (lighthouse.plan); every size option stays within it.
@@ -141,6 +143,17 @@ def _float(text, option):
     return value
 
 
+def _positive(text, option):
+    """A finite number > 0 (the RoPE base)."""
+    try:
+        value = float(str(text).strip())
+    except ValueError:
+        raise OptionError(f"{option}: expected a number > 0, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise OptionError(f"{option}: must be a finite number > 0, got {text!r}")
+    return value
+
+
 def _count(minimum: int):
     def parse(text, option):
         try:
@@ -160,6 +173,7 @@ PARSERS: Dict[str, Callable] = {
     "levels": lambda t, o: parse_ints(t, o, linear=True),
     "pooling": parse_ints,
     "scorer": lambda t, o: parse_choices(t, o, SCORERS),
+    "rope": lambda t, o: parse_choices(t, o, ROPE_PLACEMENTS),
     "batch": parse_ints,
     "heads": parse_ints,
     "kv_heads": parse_ints,
@@ -176,6 +190,7 @@ PARSERS: Dict[str, Callable] = {
     "seed": _count(0),
     "floor": _bool,
     "cuda_graph": _bool,
+    "rope_theta": _positive,
 }
 
 

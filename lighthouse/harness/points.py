@@ -11,7 +11,7 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from ..config import LighthouseConfig
+from ..config import ROPE_PLACEMENTS, LighthouseConfig
 from ..plan import LighthousePlan, plan_for
 from .options import (CPU_DEFAULT_SUITE, CUDA_DEFAULTS, DOC_KEYS, DTYPE_DEFAULTS, POINT_DEFAULTS, POINT_KEYS,
                       RUN_DEFAULTS, RUN_KEYS, OptionError, load_suite, option_name, parse_option)
@@ -40,16 +40,20 @@ class Shape:
 
 @dataclass(frozen=True)
 class Point:
-    """One Lighthouse configuration at one shape."""
+    """One Lighthouse configuration at one shape. rope: where RoPE is applied (docs/rope.md); rope_theta: the
+    base `post` rotates with (a run option, not a grid key: the inputs are raw random q, k)."""
 
     shape: Shape
     levels: int
     pooling: int
     topk: int
     scorer: str
+    rope: str = "pre"
+    rope_theta: float = LighthouseConfig.rope_theta
 
     def config(self, impl: str = "torch", sdpa_backend: Optional[str] = None) -> LighthouseConfig:
-        return LighthouseConfig(self.levels, self.pooling, self.topk, self.scorer, impl=impl, sdpa_backend=sdpa_backend)
+        return LighthouseConfig(self.levels, self.pooling, self.topk, self.scorer, impl=impl, sdpa_backend=sdpa_backend,
+                                rope=self.rope, rope_theta=self.rope_theta)
 
     def plan(self) -> LighthousePlan:
         """The library's plan of this point (S = plan().selected_len); raises ValueError naming the parameter
@@ -61,7 +65,8 @@ class Point:
         return plan_for(self.config(), s.batch, s.heads, s.kv_heads, s.n, s.head_dim)
 
     def label(self) -> str:
-        return f"N={fmt_size(self.shape.n)} L{self.levels} p{self.pooling} k{self.topk} {self.scorer}"
+        rope = "" if self.rope == "pre" else f" rope={self.rope}"
+        return f"N={fmt_size(self.shape.n)} L{self.levels} p{self.pooling} k{self.topk} {self.scorer}{rope}"
 
 
 @dataclass(frozen=True)
@@ -84,7 +89,8 @@ class Task:
             "impl": self.impl, "pass": self.pass_, "device": device, "dtype": self.shape.dtype, "n": self.shape.n,
             "batch": self.shape.batch, "heads": self.shape.heads, "kv_heads": self.shape.kv_heads,
             "head_dim": self.shape.head_dim, "levels": p.levels if p else "", "pooling": p.pooling if p else "",
-            "topk": p.topk if p else "", "scorer": p.scorer if p else "", "cuda_graph": self.cuda_graph,
+            "topk": p.topk if p else "", "scorer": p.scorer if p else "", "rope": p.rope if p else "",
+            "cuda_graph": self.cuda_graph,
         })
 
     def label(self) -> str:
@@ -168,7 +174,7 @@ def resolve(suite: Optional[str], flags: Dict[str, object], cuda_available: bool
 
     top_points = {k: v for k, v in top.items() if k in POINT_KEYS}
     tables = [{**top_points, **g} for g in grids or [{}]]
-    points = make_points(tables, device)
+    points = make_points(tables, device, run["rope_theta"])
     run.setdefault("pass", list(PASSES))
     # the grid as parsed, so that --resume can tell whether it is asked to run the same sweep
     grid = [{k: parse_option(k, v) for k, v in t.items() if v is not None} for t in tables]
@@ -181,10 +187,11 @@ def resolve(suite: Optional[str], flags: Dict[str, object], cuda_available: bool
     )
 
 
-def make_points(tables: Sequence[Dict[str, object]], device: str) -> List["Point"]:
+def make_points(tables: Sequence[Dict[str, object]], device: str,
+                rope_theta: float = LighthouseConfig.rope_theta) -> List["Point"]:
     """Every combination of the point keys of each table (option text or TOML values; a key left out takes
     its default, POINT_DEFAULTS and the device's dtype; kv_heads defaults to heads), deduplicated, in run
-    order. seq and topk have no default."""
+    order. seq and topk have no default. rope_theta: the RoPE base of every point (used by `post`)."""
     base = {**POINT_DEFAULTS, "dtype": DTYPE_DEFAULTS.get(device, "fp32")}
     points: List[Point] = []
     for table in tables:
@@ -194,14 +201,15 @@ def make_points(tables: Sequence[Dict[str, object]], device: str) -> List["Point
                 raise OptionError(f"{option_name(key)}: no value (give it on the command line or in the suite)")
         vals = {k: parse_option(k, v) for k, v in merged.items()}
         kv_list = vals.get("kv_heads")
-        for n, topk, levels, pooling, scorer, b, h, d, dtype in itertools.product(
-            vals["seq"], vals["topk"], vals["levels"], vals["pooling"], vals["scorer"], vals["batch"], vals["heads"],
-            vals["head_dim"], vals["dtype"],
+        for n, topk, levels, pooling, scorer, rope, b, h, d, dtype in itertools.product(
+            vals["seq"], vals["topk"], vals["levels"], vals["pooling"], vals["scorer"], vals["rope"], vals["batch"],
+            vals["heads"], vals["head_dim"], vals["dtype"],
         ):
             for hkv in kv_list or [h]:
-                points.append(Point(Shape(n, b, h, hkv, d, dtype), levels, pooling, topk, scorer))
+                points.append(Point(Shape(n, b, h, hkv, d, dtype), levels, pooling, topk, scorer, rope, rope_theta))
     points = list(dict.fromkeys(points))
-    points.sort(key=lambda p: (_shape_order(p.shape), p.levels, p.pooling, p.topk, p.scorer))
+    points.sort(key=lambda p: (_shape_order(p.shape), p.levels, p.pooling, p.topk, p.scorer,
+                           ROPE_PLACEMENTS.index(p.rope)))
     return points
 
 

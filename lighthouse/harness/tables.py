@@ -42,14 +42,17 @@ FINAL = ("ok", "invalid", "unsupported")
 # ------------------------------------------------------------------------------------------- column groups
 #: What a dense baseline depends on besides N and the pass.
 SHAPE_COLUMNS = ("dtype", "batch", "heads", "kv_heads", "head_dim")
-#: A Lighthouse configuration.
-CONFIG_COLUMNS = ("levels", "pooling", "topk", "scorer")
+#: A Lighthouse configuration. `rope` (where RoPE is applied, docs/rope.md) came after the first files: a file
+#: without it holds `pre` configurations (ROPE_DEFAULT).
+CONFIG_COLUMNS = ("levels", "pooling", "topk", "scorer", "rope")
 #: A Lighthouse point (N, configuration and shape), as reports and profiles name it.
-POINT_COLUMNS = ("n", "topk", "levels", "pooling", "scorer", *SHAPE_COLUMNS)
+POINT_COLUMNS = ("n", "topk", "levels", "pooling", "scorer", "rope", *SHAPE_COLUMNS)
 #: The row of the dense baseline a Lighthouse row is compared with: same pass, N and shape.
 DENSE_MATCH_COLUMNS = ("pass", "n", *SHAPE_COLUMNS)
 SPEEDUP_COLUMNS = tuple(f"speedup_vs_{name}" for name in BASELINES.values())
 FINISHED_AT = "finished_at"
+#: What a file written before the `rope` column holds in it: every configuration then was `pre`.
+ROPE_DEFAULT = (("rope", "pre"),)
 
 # ------------------------------------------------------------------------------------------- the two clocks
 #: Every timed row has two clocks (lighthouse/bench/clocks.py): as launched (CUDA events around the step as the
@@ -87,6 +90,16 @@ class Table:
     #: (column, value) pairs for columns added after files were written: a file without the column reads as
     #: if every row had the value (an old results.csv, written before `cuda_graph`, was never graphed).
     defaults: tuple = ()
+    #: The same for columns of a Lighthouse configuration (`rope`): only a row that holds a configuration (a
+    #: `topk`) takes the value; a dense row of such a file reads empty there, as a new dense row is written.
+    config_defaults: tuple = ()
+
+    def default_of(self, column: str, row: dict) -> str:
+        """The value a row without `column` reads with ("" when the table has no default for it)."""
+        for c, value in self.config_defaults:
+            if c == column:
+                return value if str(row.get("topk") or "").strip() else ""
+        return dict(self.defaults).get(column, "")
 
 
 class ResultsFormatError(ValueError):
@@ -99,23 +112,25 @@ SWEEP = Table(
     "sweep results file",
     columns=(
         "impl", "kind", "pass", "device", "dtype", "n", "batch", "heads", "kv_heads", "head_dim",
-        "levels", "pooling", "topk", "scorer", "s_sel", "sdpa_backend", "cuda_graph",
+        "levels", "pooling", "topk", "scorer", "rope", "s_sel", "sdpa_backend", "cuda_graph",
         "status", "reason", "median_ms", "p20_ms", "p80_ms", "reps", "first_call_ms", "peak_mem_gib",
         "dense_tflops", "eff_tflops", *SPEEDUP_COLUMNS, "floor_ratio", *CLOCK_COLUMNS, "seed", FINISHED_AT,
     ),
-    key=("impl", "pass", "device", "dtype", "n", "batch", "heads", "kv_heads", "head_dim", "levels", "pooling", "topk", "scorer",
-         "cuda_graph"),
+    key=("impl", "pass", "device", "dtype", "n", "batch", "heads", "kv_heads", "head_dim", "levels", "pooling", "topk",
+         "scorer", "rope", "cuda_graph"),
     # `sweep --cuda-graph`: timed through CUDA graphs (True) or eagerly; the second clock came later (empty)
     defaults=(("cuda_graph", "False"), *((c, "") for c in CLOCK_COLUMNS)),
+    config_defaults=ROPE_DEFAULT,
 )
 
 #: profile.csv of `profile`: per point and pass, one row per stage plus the summary rows (PROFILE_SUMMARY).
 PROFILE = Table(
     "profile file",
-    columns=("n", "topk", "levels", "pooling", "scorer", "dtype", "batch", "heads", "kv_heads", "head_dim", "impl",
-             "s_sel", "pass", "stage", "ms", "share", "bytes", "flops", "floor_ms", "floor_kind", "floor_ratio",
+    columns=("n", "topk", "levels", "pooling", "scorer", "rope", "dtype", "batch", "heads", "kv_heads", "head_dim",
+             "impl", "s_sel", "pass", "stage", "ms", "share", "bytes", "flops", "floor_ms", "floor_kind", "floor_ratio",
              "device", FINISHED_AT),
     key=("impl", *POINT_COLUMNS, "pass", "stage"),
+    config_defaults=ROPE_DEFAULT,
 )
 #: Profile rows that summarise a pass rather than time a stage.
 PROFILE_TOTAL, PROFILE_MEASURED, PROFILE_GPU_BUSY = "total", "measured", "gpu_busy"
@@ -148,6 +163,7 @@ BASELINE = Table(
     columns=(*CHECK_POINT_COLUMNS, *CHECK_GATED, *(spread_column(f) for f in CHECK_GATED), "runs", "median_ms",
              "dense_median_ms", "plain_median_ms", "s_sel", *CHECK_MACHINE_COLUMNS, HOST_AHEAD_TIMES[0]),
     key=CHECK_POINT_COLUMNS,
+    config_defaults=ROPE_DEFAULT,  # the baselines recorded before `rope` measured pre
 )
 #: check.csv of `check`: one row per judged figure.
 CHECK = Table("check table", columns=("point", "figure", "baseline", "now", "change_pct", "verdict", "note"),
@@ -159,6 +175,7 @@ PARITY = Table(
     "parity file",
     columns=(*CHECK_POINT_COLUMNS, "status", "reason", "ok", "same_selection", *(f"rel_{f}" for f in PARITY_FIGURES)),
     key=CHECK_POINT_COLUMNS,
+    config_defaults=ROPE_DEFAULT,
 )
 
 
@@ -207,8 +224,7 @@ def cell(x) -> str:
 def row_key(row: dict, table: Table = SWEEP) -> Tuple[str, ...]:
     """The identity of a row as the CSV spells it (what --resume matches); a column the row lacks takes the
     table's default, as it does when an older CSV is read."""
-    defaults = dict(table.defaults)
-    return tuple(defaults.get(c, "") if row.get(c) is None else str(row.get(c)) for c in table.key)
+    return tuple(table.default_of(c, row) if row.get(c) is None else str(row.get(c)) for c in table.key)
 
 
 # ------------------------------------------------------------------------------------------- writing
@@ -297,7 +313,8 @@ def read_rows(path, table: Table) -> Tuple[List[Dict[str, str]], List[Dict[str, 
         raise ResultsFormatError(f"{what}: {path}: {err}") from None
     header = lines[0]
     filled = {c: v for c, v in table.defaults if c not in header}
-    absent = [c for c in table.key if c not in header and c not in filled]
+    by_config = [c for c, _ in table.config_defaults if c not in header]
+    absent = [c for c in table.key if c not in header and c not in filled and c not in by_config]
     if absent:
         raise ResultsFormatError(f"{what}: {path} lacks the columns {', '.join(absent)}")
     stamped = FINISHED_AT in table.columns and FINISHED_AT in header
@@ -306,6 +323,8 @@ def read_rows(path, table: Table) -> Tuple[List[Dict[str, str]], List[Dict[str, 
         if not fields:
             continue
         row = {**filled, **dict(zip(header, fields))}
+        for c in by_config:
+            row[c] = table.default_of(c, row)
         if len(fields) != len(header) or (stamped and not row.get(FINISHED_AT, "").strip()):
             torn.append(row)
         else:
@@ -348,7 +367,7 @@ REFERENCE = Table(
 #: Columns naming one throughput point (preset, shape, attention and its parameters, device, precision).
 TRAIN_POINT = (
     "preset", "attention", "n", "batch", "hidden", "layers", "ffn", "heads", "kv_heads", "head_dim", "vocab",
-    "levels", "pooling", "topk", "scorer", "dense_layers", "device", "dtype", "checkpointing", "recompute",
+    "levels", "pooling", "topk", "scorer", "rope", "dense_layers", "device", "dtype", "checkpointing", "recompute",
 )
 TRAIN = Table(
     name="train results file",
@@ -359,6 +378,7 @@ TRAIN = Table(
         "model_tflop_per_step", "mfu", "seed", FINISHED_AT,
     ),
     key=TRAIN_POINT,
+    config_defaults=ROPE_DEFAULT,
 )
 #: The two-stage recipe's and the study's log, one row per optimizer step of an arm: train loss every step,
 #: validation loss every --eval-every steps (empty between). `val_loss` is in the mode the arm trains in at that
@@ -398,12 +418,13 @@ QUALITY_ERROR_SHAPE = ("norm_ratio_median", "err_top10_share")
 QUALITY = Table(
     "quality file",
     columns=("inputs", "layer", "device", "dtype", "n", "batch", "heads", "kv_heads", "head_dim",
-             "levels", "pooling", "topk", "scorer", "impl", "s_sel", "status", "reason", *QUALITY_FIGURES,
+             "levels", "pooling", "topk", "scorer", "rope", "impl", "s_sel", "status", "reason", *QUALITY_FIGURES,
              *QUALITY_BUCKETS, "needles", "dense_needle_recall", "seconds", "seed", FINISHED_AT,
              *QUALITY_ERROR_SHAPE),
     key=("inputs", "layer", "device", "dtype", "n", "batch", "heads", "kv_heads", "head_dim",
-         "levels", "pooling", "topk", "scorer"),
+         "levels", "pooling", "topk", "scorer", "rope"),
     defaults=tuple((c, "") for c in QUALITY_ERROR_SHAPE),
+    config_defaults=ROPE_DEFAULT,
 )
 
 #: passkey.csv of `passkey`: one row per (model folder, attention, length, depth) with its trials' accuracy.

@@ -1,8 +1,10 @@
 """Charts of quality results (they never measure anything).
 
 needle_recall_<scorer>.png: per scorer, a grid of depth x N heatmaps of the needle recall, one row per
-    budget k and one column per (L, p): the training-free passkey picture.
-quality_<figure>.png: a figure (out_rel_err, coverage) against k per scorer, one line per (L, p, N).
+    budget k and one column per (L, p) (and RoPE placement, when the file holds both): the training-free
+    passkey picture; inputs other than `needle` (needle-rope) get needle_recall_<scorer>_<inputs>.png.
+quality_<figure>.png: a figure (out_rel_err, coverage) against k per scorer, one line per (L, p, N) (and
+    placement: post dashed).
 checkpoint_layers_N<n>.png: on a trained model's captured q, k, v (`--inputs checkpoint:PATH`), per layer
     the median over the measured configurations of the per-token cosine and of out_rel_err, one line per
     model, one column per scorer.
@@ -35,37 +37,47 @@ def _int(r, c) -> int:
     return int(num(r[c]))
 
 
+def _rope(r) -> str:
+    return r.get("rope") or "pre"
+
+
+def _both_ropes(rows: List[dict]) -> bool:
+    return len({_rope(r) for r in rows}) > 1
+
+
 def needle_heatmaps(rows: List[dict], out_dir: Path) -> List[Path]:
     """One PNG per scorer: rows k, columns (L, p); each cell a depth-bucket x N heatmap of recall."""
     plt = _plt()
     rows = [r for r in rows if num(r.get("needle_recall")) is not None]
     paths = []
-    for scorer in sorted({r["scorer"] for r in rows}):
-        rs = [r for r in rows if r["scorer"] == scorer]
+    ropes = _both_ropes(rows)
+    for inputs, scorer in sorted({(r["inputs"], r["scorer"]) for r in rows}, key=lambda x: (x[0] != "needle", x)):
+        rs = [r for r in rows if r["scorer"] == scorer and r["inputs"] == inputs]
         ks = sorted({_int(r, "topk") for r in rs})
-        lps = sorted({(_int(r, "levels"), _int(r, "pooling")) for r in rs})
+        lps = sorted({(_int(r, "levels"), _int(r, "pooling"), _rope(r)) for r in rs},
+                     key=lambda c: (c[0], c[1], c[2] != "pre"))
         ns = sorted({_int(r, "n") for r in rs})
         fig, axes = plt.subplots(len(ks), len(lps), figsize=(1.2 + 2.2 * len(lps), 0.6 + 2.0 * len(ks)),
                                  squeeze=False, sharex=True, sharey=True)
         image = None
         for a, k in enumerate(ks):
-            for b, (lv, p) in enumerate(lps):
+            for b, (lv, p, rope) in enumerate(lps):
                 ax = axes[a][b]
                 grid = [[None] * len(ns) for _ in QUALITY_BUCKETS]
                 for r in rs:
-                    if (_int(r, "topk"), _int(r, "levels"), _int(r, "pooling")) == (k, lv, p):
+                    if (_int(r, "topk"), _int(r, "levels"), _int(r, "pooling"), _rope(r)) == (k, lv, p, rope):
                         for d, col in enumerate(QUALITY_BUCKETS):
                             grid[d][ns.index(_int(r, "n"))] = num(r.get(col))
                 data = [[float("nan") if v is None else v for v in row] for row in grid]
                 image = ax.imshow(data, vmin=0, vmax=1, cmap="viridis", origin="lower", aspect="auto")
-                ax.set_title(f"k={k} L={lv} p={p}", fontsize=8)
+                ax.set_title(f"k={k} L={lv} p={p}" + (f" {rope}" if ropes else ""), fontsize=8)
                 ax.set_xticks(range(len(ns)), [fmt_size(n) for n in ns], fontsize=7)
                 ax.set_yticks(range(0, 10, 3), [f"{10 * d}%" for d in range(0, 10, 3)], fontsize=7)
         fig.supxlabel("N"), fig.supylabel("needle depth (i - j) / i")
-        fig.suptitle(f"needle recall, scorer {scorer} (cosine >= 0.5 with v_j)")
+        fig.suptitle(f"needle recall, scorer {scorer}, {inputs} inputs (cosine >= 0.5 with v_j)", fontsize=9)
         if image is not None:
             fig.colorbar(image, ax=axes, shrink=0.6)
-        path = out_dir / f"needle_recall_{scorer}.png"
+        path = out_dir / (f"needle_recall_{scorer}.png" if inputs == "needle" else f"needle_recall_{scorer}_{inputs}.png")
         fig.savefig(path, dpi=110)
         plt.close(fig)
         paths.append(path)
@@ -78,16 +90,21 @@ def figure_vs_k(rows: List[dict], figure: str, out_dir: Path, inputs: str = "ran
     if not rows:
         return None
     scorers = sorted({r["scorer"] for r in rows})
+    ropes = _both_ropes(rows)
     fig, axes = plt.subplots(1, len(scorers), figsize=(4.5 * len(scorers), 3.6), squeeze=False, sharey=True)
     for ax, scorer in zip(axes[0], scorers):
         lines: Dict = {}
         for r in rows:
             if r["scorer"] == scorer:
-                lines.setdefault((_int(r, "n"), _int(r, "levels"), _int(r, "pooling")), []).append(
+                lines.setdefault((_int(r, "n"), _int(r, "levels"), _int(r, "pooling"), _rope(r) != "pre"), []).append(
                     (_int(r, "topk"), num(r[figure])))
-        for (n, lv, p), pts in sorted(lines.items()):
+        colours: Dict = {}
+        for (n, lv, p, post), pts in sorted(lines.items()):
             pts.sort()
-            ax.plot([k for k, _ in pts], [v for _, v in pts], marker="o", label=f"N={fmt_size(n)} L{lv} p{p}")
+            label = f"N={fmt_size(n)} L{lv} p{p}" + ((" post" if post else " pre") if ropes else "")
+            line = ax.plot([k for k, _ in pts], [v for _, v in pts], "--" if post else "-", marker="o", label=label,
+                           color=colours.get((n, lv, p)))[0]
+            colours.setdefault((n, lv, p), line.get_color())  # pre and post of one configuration share a colour
         ax.set_xscale("log", base=2)
         ax.set_title(scorer), ax.set_xlabel("k")
         ax.legend(fontsize=6)
@@ -170,13 +187,16 @@ def pareto_chart(sweep_rows: List[dict], quality_rows: List[dict], out_dir: Path
         if not pts:
             continue
         fig, ax = plt.subplots(figsize=(6.4, 4.4))
-        for scorer in sorted({c[3] for _, _, c in pts}):
-            sel = [(s, q) for s, q, c in pts if c[3] == scorer]
-            ax.scatter([s for s, _ in sel], [q for _, q in sel], label=scorer, alpha=0.8)
+        ropes = len({c[4] for _, _, c in pts}) > 1
+        for scorer, rope in sorted({(c[3], c[4]) for _, _, c in pts}):
+            sel = [(s, q) for s, q, c in pts if (c[3], c[4]) == (scorer, rope)]
+            ax.scatter([s for s, _ in sel], [q for _, q in sel], label=f"{scorer} {rope}" if ropes else scorer,
+                       alpha=0.8, marker="^" if rope == "post" else "o")
         front = pareto_front(pts, bar.higher_is_better)
         ax.plot([p[0] for p in front], [p[1] for p in front], "k-", lw=1, label="frontier")
-        for s, q, (lv, p, k, sc) in front:
-            ax.annotate(f"L{lv} p{p} k{k}", (s, q), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        for s, q, (lv, p, k, sc, rope) in front:
+            ax.annotate(f"L{lv} p{p} k{k}" + (f" {rope}" if ropes else ""), (s, q), fontsize=6, xytext=(3, 3),
+                        textcoords="offset points")
         ax.set_xscale("log")
         ax.set_xlabel(f"speedup over {baseline} ({pass_})"), ax.set_ylabel(f"{figure} ({inputs} inputs)")
         ax.set_title(f"speed against quality, N={fmt_size(n)}")

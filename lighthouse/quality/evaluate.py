@@ -20,6 +20,7 @@ from .dense import DenseReference
 from .inputs import QualityInputs
 from .metrics import distribution_figures, output_figures
 from .needles import needle_hits, recall_figures
+from .placement import View, view_for
 
 
 class Unsupported(RuntimeError):
@@ -52,22 +53,37 @@ def dense_needle_recall(x: QualityInputs, ref: DenseReference) -> Optional[float
     return recall_figures(needle_hits(ref.out, x.v, x.needles), x.needles)["needle_recall"]
 
 
+def placement_config(x: QualityInputs, levels: int, pooling: int, topk: int, scorer: str, impl: str = "auto",
+                     rope: str = "pre") -> LighthouseConfig:
+    """The layer measured on x: its RoPE (post) is the one that relates x's raw and rotated q, k."""
+    return LighthouseConfig(levels, pooling, topk, scorer, impl=impl, rope=rope, rope_theta=x.rope_theta,
+                            rope_scaling=x.rope_scaling)
+
+
+def view_of(x: QualityInputs, rope: str = "pre") -> View:
+    """What the placement `rope` is given of x, and what dense attention sees (placement.py)."""
+    return view_for(x.q, x.k, x.rotated, LighthouseConfig(rope=rope, rope_theta=x.rope_theta,
+                                                          rope_scaling=x.rope_scaling))
+
+
 @torch.no_grad()
 def measure_point(x: QualityInputs, ref: DenseReference, levels: int, pooling: int, topk: int, scorer: str,
-                  impl: str = "auto") -> Dict[str, object]:
+                  impl: str = "auto", rope: str = "pre", view: Optional[View] = None) -> Dict[str, object]:
     """out_rel_err, cos_median, cos_p10, coverage, coverage_p10 (+ needle_recall and recall_dXX on needle
-    inputs) and s_sel of Lighthouse (levels, pooling, topk, scorer) on x. ValueError: invalid parameters."""
-    cfg = LighthouseConfig(levels, pooling, topk, scorer, impl=impl)
+    inputs) and s_sel of Lighthouse (levels, pooling, topk, scorer, rope) on x. `ref` is dense attention on
+    the view's dense q, k (`view`: view_of(x, rope) when not given). ValueError: invalid parameters."""
+    cfg = placement_config(x, levels, pooling, topk, scorer, impl, rope)
+    view = view or view_of(x, rope)
     gate = x.gate if scorer == "gla" else None  # every kind of inputs carries a gate; only gla reads it
-    plan = make_plan(cfg, x.q, x.k, x.v, gate)
+    plan = make_plan(cfg, view.q, view.k, x.v, gate)
     reason = unsupported_reason(scorer, x.q.device)
     if reason:
         raise Unsupported(reason)
-    out = lighthouse_attention(x.q, x.k, x.v, config=cfg, gate=gate)
-    indices = select(x.q, x.k, x.v, config=cfg, gate=gate)
+    out = lighthouse_attention(view.q, view.k, x.v, config=cfg, gate=gate)  # post: positions 0..N-1
+    indices = select(view.q, view.k, x.v, config=cfg, gate=gate)
     row: Dict[str, object] = {"s_sel": plan.selected_len}
     row.update(output_figures(out, ref.out))
-    cov = coverage_per_query(x.q, x.k, ref.lse, indices, plan)
+    cov = coverage_per_query(view.dense_q, view.dense_k, ref.lse, indices, plan)  # dense probabilities
     row.update(distribution_figures(cov, "coverage"))
     if x.needles is not None:
         row.update(recall_figures(needle_hits(out, x.v, x.needles), x.needles))

@@ -2,7 +2,7 @@
 
 Joins sweep rows (speed: `speedup_vs_<baseline>` of the Lighthouse row for one pass) with quality rows
 (the bar: needle recall on `needle` inputs, or out_rel_err on `random` inputs, or either on any inputs kind
-named with --inputs) for the same configuration (N, L, p, k, scorer) and names the one with the largest
+named with --inputs) for the same configuration (N, L, p, k, scorer, rope) and names the one with the largest
 speedup among those that meet the bar, with the runners-up and their figures. It never guesses: a
 configuration counts only when both figures were measured (status ok) at exactly the requested N; what is
 missing is listed instead. Where one configuration has several measured rows (several shapes, both
@@ -54,15 +54,15 @@ class Bar:
 
 @dataclass
 class Candidate:
-    config: Tuple[int, int, int, str]  # (levels, pooling, topk, scorer)
+    config: Tuple[int, int, int, str, str]  # (levels, pooling, topk, scorer, rope)
     speedup: float
     quality: float
     meets: bool
     extra: Dict[str, Optional[float]] = field(default_factory=dict)
 
     def label(self) -> str:
-        l, p, k, s = self.config
-        return f"L={l} p={p} k={k} {s}"
+        l, p, k, s, rope = self.config
+        return f"L={l} p={p} k={k} {s}" + ("" if rope == "pre" else f" rope={rope}")
 
 
 @dataclass
@@ -109,11 +109,11 @@ def load(paths: Sequence[Path]) -> Tuple[List[dict], List[dict]]:
             [r for p in qualities for r in read_rows(p, QUALITY)[0]])
 
 
-def _key(row: dict) -> Optional[Tuple[int, int, int, str]]:
+def _key(row: dict) -> Optional[Tuple[int, int, int, str, str]]:
     vals = tuple(_int(row.get(c)) for c in CONFIG[:3])
     if None in vals or not row.get("scorer"):
         return None
-    return (*vals, row["scorer"])
+    return (*vals, row["scorer"], row.get("rope") or "pre")  # tables read a file without `rope` as pre
 
 
 def speed_table(rows: Iterable[dict], seq: int, pass_: str, baseline: str) -> Dict[Tuple, float]:
@@ -153,7 +153,11 @@ def quality_table(rows: Iterable[dict], seq: int, bar: Bar) -> Dict[Tuple, Dict[
 
 
 def recommend(sweep_rows: List[dict], quality_rows: List[dict], seq: int, bar: Bar, pass_: str = "fwdbwd",
-              baseline: str = "sdpa_cudnn") -> Recommendation:
+              baseline: str = "sdpa_cudnn", ropes: Optional[Sequence[str]] = None) -> Recommendation:
+    """`ropes`: the RoPE placements to choose among (None: every one measured)."""
+    if ropes is not None:
+        sweep_rows = [r for r in sweep_rows if r.get("kind") != "lighthouse" or (r.get("rope") or "pre") in ropes]
+        quality_rows = [r for r in quality_rows if (r.get("rope") or "pre") in ropes]
     speed = speed_table(sweep_rows, seq, pass_, baseline)
     quality = quality_table(quality_rows, seq, bar)
     ranked = []

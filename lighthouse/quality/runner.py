@@ -38,6 +38,7 @@ class QualitySpec:
     needles_per_bucket: int = 4
     heldout: Optional[Path] = None
     options: dict = field(default_factory=dict)
+    rope_theta: float = 10000.0  # the RoPE of the post rows and of needle-rope's rotated view (not checkpoints')
 
 
 def resolve(suite: Optional[str], flags: Dict[str, object], inputs: str, needles: int, heldout: Optional[Path],
@@ -54,15 +55,17 @@ def resolve(suite: Optional[str], flags: Dict[str, object], inputs: str, needles
     if heldout is not None and not Path(heldout).is_file():
         raise ValueError(f"--heldout: no such file {heldout}")
     options = {"suite": spec.suite, "device": spec.device, "seed": spec.seed, "inputs": kinds, "needles": needles,
-               "heldout": str(heldout) if heldout else None, "grid": spec.options.get("grid")}
-    return QualitySpec(spec.suite, spec.device, spec.points, kinds, spec.seed, needles, heldout, options)
+               "heldout": str(heldout) if heldout else None, "grid": spec.options.get("grid"),
+               "rope_theta": spec.options["rope_theta"]}
+    return QualitySpec(spec.suite, spec.device, spec.points, kinds, spec.seed, needles, heldout, options,
+                       rope_theta=spec.options["rope_theta"])
 
 
 def _point_cells(point, device: str) -> dict:
     s = point.shape
     return {"device": device, "dtype": s.dtype, "n": s.n, "batch": s.batch, "heads": s.heads, "kv_heads": s.kv_heads,
             "head_dim": s.head_dim, "levels": point.levels, "pooling": point.pooling, "topk": point.topk,
-            "scorer": point.scorer}
+            "scorer": point.scorer, "rope": point.rope}
 
 
 def plan_groups(spec: QualitySpec):
@@ -81,7 +84,7 @@ def _input_sets(shape, kind: str, spec: QualitySpec, device):
         yield from checkpoint_layers(kind, shape.batch, shape.n, shape.dtype, device, spec.seed, spec.heldout)
     else:
         yield synthetic(kind, shape.batch, shape.heads, shape.kv_heads, shape.n, shape.head_dim, shape.dtype,
-                        device, spec.seed, spec.needles_per_bucket)
+                        device, spec.seed, spec.needles_per_bucket, spec.rope_theta)
 
 
 def run(spec: QualitySpec, out: Path, *, resume: bool = False, plot: bool = True, argv: Optional[Sequence[str]] = None,
@@ -132,7 +135,7 @@ def _group_rows(shape, kind: str, points, spec: QualitySpec, dev, impl: str, don
 
     from ..harness.device import device_ok, free_memory
     from .dense import dense_reference
-    from .evaluate import dense_needle_recall, measure_point
+    from .evaluate import dense_needle_recall, measure_point, view_of
 
     def row(cells: dict, status: str, reason: str = "", figures: Optional[dict] = None) -> dict:
         return {**cells, "impl": impl, "status": status, "reason": reason or None, "seed": spec.seed,
@@ -162,34 +165,43 @@ def _group_rows(shape, kind: str, points, spec: QualitySpec, dev, impl: str, don
                 yield row(cells, "invalid", str(err), {"seconds": 0.0})
                 continue
             todo.append((p, cells))
-        if not todo:
-            continue
-        try:
-            ref = dense_reference(x.q, x.k, x.v)
-            dense_recall = dense_needle_recall(x, ref)
-        except Exception as exc:  # noqa: BLE001 - every point of the set gets the reference's failure
-            status, reason = classify(exc)
-            for p, cells in todo:
-                yield row(cells, status, f"dense reference: {reason}")
-            if not device_ok(dev):
-                return  # the row loop stops the run: the CUDA context is lost
-            continue
-        for p, cells in todo:
-            t0 = time.perf_counter()
+        # one placement at a time: its view of x, and dense attention on what that view's model sees (shared
+        # by both placements where it is the same, see placement.py)
+        refs: Dict[str, tuple] = {}
+        for rope in dict.fromkeys(p.rope for p, _ in todo):
+            points_here = [(p, cells) for p, cells in todo if p.rope == rope]
             try:
-                figures = measure_point(x, ref, p.levels, p.pooling, p.topk, p.scorer)
-                if dev.type == "cuda":
-                    torch.cuda.synchronize(dev)
-                status, reason = "ok", ""
-            except Exception as exc:  # noqa: BLE001 - classified, recorded, never fatal
-                figures, (status, reason) = {}, classify(exc)
-            figures.update(seconds=round(time.perf_counter() - t0, 3), dense_needle_recall=dense_recall)
-            yield row(cells, status, reason, figures)
-            if status != "ok":
-                free_memory(dev)
+                view = view_of(x, rope)
+                if view.dense_key not in refs:
+                    refs.clear()  # one dense reference alive at a time
+                    free_memory(dev)
+                    ref = dense_reference(view.dense_q, view.dense_k, x.v)
+                    refs[view.dense_key] = (ref, dense_needle_recall(x, ref))
+                ref, dense_recall = refs[view.dense_key]
+            except Exception as exc:  # noqa: BLE001 - every point of the set gets the reference's failure
+                status, reason = classify(exc)
+                for p, cells in points_here:
+                    yield row(cells, status, f"dense reference: {reason}")
                 if not device_ok(dev):
-                    return
-        ref = None
+                    return  # the row loop stops the run: the CUDA context is lost
+                continue
+            for p, cells in points_here:
+                t0 = time.perf_counter()
+                try:
+                    figures = measure_point(x, ref, p.levels, p.pooling, p.topk, p.scorer, rope=rope, view=view)
+                    if dev.type == "cuda":
+                        torch.cuda.synchronize(dev)
+                    status, reason = "ok", ""
+                except Exception as exc:  # noqa: BLE001 - classified, recorded, never fatal
+                    figures, (status, reason) = {}, classify(exc)
+                figures.update(seconds=round(time.perf_counter() - t0, 3), dense_needle_recall=dense_recall)
+                yield row(cells, status, reason, figures)
+                if status != "ok":
+                    free_memory(dev)
+                    if not device_ok(dev):
+                        return
+            view = ref = None
+        refs.clear()
         free_memory(dev)
 
 
@@ -204,7 +216,8 @@ def describe(spec: QualitySpec, console=None) -> Tuple[int, int]:
             note = f"S={p.plan().selected_len}"
         except ValueError as err:
             note, invalid = f"invalid: {err}", invalid + 1
-        console.print(f"  {p.shape.label()}  L{p.levels} p{p.pooling} k{p.topk} {p.scorer}  {note}", highlight=False)
+        rope = "" if p.rope == "pre" else f" rope={p.rope}"
+        console.print(f"  {p.shape.label()}  L{p.levels} p{p.pooling} k{p.topk} {p.scorer}{rope}  {note}", highlight=False)
     rows = len(spec.points) * len(spec.inputs)
     console.print(f"{len(spec.points)} points x {len(spec.inputs)} inputs ({', '.join(spec.inputs)}) = {rows} rows "
                   f"({invalid * len(spec.inputs)} invalid; a checkpoint gives one row per layer)")

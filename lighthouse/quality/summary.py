@@ -9,30 +9,46 @@ from typing import Dict, List, Tuple
 
 from ..harness.tables import fmt, fmt_size, num
 
+#: Needle inputs whose recall the tables show: the position-free needles, and those planted in rotated q, k.
+NEEDLE_INPUTS = ("needle", "needle-rope")
+
+
+def _scorer(r: dict) -> str:
+    """The scorer, with the RoPE placement when it is not pre (a file of pre rows reads as before)."""
+    rope = r.get("rope") or "pre"
+    return r["scorer"] if rope == "pre" else f"{r['scorer']} rope={rope}"
+
 
 def scorer_table(rows: List[dict]) -> Tuple[List[str], List[List[str]]]:
-    """(headers, rows) from quality rows (ok rows of needle inputs for recall, random inputs for error)."""
+    """(headers, rows) from quality rows (ok rows of needle inputs for recall, random inputs for error); one
+    line per scorer, RoPE placement and N; needle-rope recall in columns of its own where measured."""
     groups: Dict[Tuple[str, int], Dict[str, list]] = {}
+    rope_needles = any(r.get("inputs") == "needle-rope" for r in rows)
     for r in rows:
         if r.get("status") != "ok" or num(r.get("n")) is None:
             continue
-        g = groups.setdefault((r["scorer"], int(num(r["n"]))), {"recall": [], "err": [], "cov": []})
-        if r.get("inputs") == "needle" and num(r.get("needle_recall")) is not None:
-            g["recall"].append((num(r["needle_recall"]), f"L={r['levels']} p={r['pooling']} k={r['topk']}"))
+        g = groups.setdefault((_scorer(r), int(num(r["n"]))), {"recall": [], "rope": [], "err": [], "cov": []})
+        if r.get("inputs") in NEEDLE_INPUTS and num(r.get("needle_recall")) is not None:
+            g["recall" if r["inputs"] == "needle" else "rope"].append(
+                (num(r["needle_recall"]), f"L={r['levels']} p={r['pooling']} k={r['topk']}"))
         if r.get("inputs") == "random":
             if num(r.get("out_rel_err")) is not None:
                 g["err"].append(num(r["out_rel_err"]))
             if num(r.get("coverage")) is not None:
                 g["cov"].append(num(r["coverage"]))
     headers = ["scorer", "N", "configs", "mean needle recall", "best needle recall", "best configuration",
+               *(["mean needle-rope recall", "best needle-rope recall"] if rope_needles else []),
                "mean coverage (random)", "mean out_rel_err (random)"]
     out = []
     for (scorer, n), g in sorted(groups.items()):
-        rec = g["recall"]
+        rec, rot = g["recall"], g["rope"]
         best = max(rec) if rec else None
-        out.append([scorer, fmt_size(n), str(max(len(rec), len(g["err"]))),
+        out.append([scorer, fmt_size(n), str(max(len(rec), len(rot), len(g["err"]))),
                     fmt(sum(v for v, _ in rec) / len(rec) if rec else None), fmt(best[0] if best else None),
-                    best[1] if best else "-", fmt(sum(g["cov"]) / len(g["cov"]) if g["cov"] else None),
+                    best[1] if best else "-",
+                    *([fmt(sum(v for v, _ in rot) / len(rot) if rot else None), fmt(max(rot)[0] if rot else None)]
+                      if rope_needles else []),
+                    fmt(sum(g["cov"]) / len(g["cov"]) if g["cov"] else None),
                     fmt(sum(g["err"]) / len(g["err"]) if g["err"] else None)])
     return headers, out
 
@@ -48,7 +64,7 @@ def needle_verdict(rows: List[dict], threshold: float = 0.9) -> List[str]:
         recall, n = num(r.get("needle_recall")), num(r.get("n"))
         if r.get("status") != "ok" or r.get("inputs") != "needle" or recall is None or n is None:
             continue
-        configs = per_n.setdefault(int(n), {}).setdefault(r["scorer"], {})
+        configs = per_n.setdefault(int(n), {}).setdefault(_scorer(r), {})
         key = (r["levels"], r["pooling"], r["topk"])
         configs[key] = min(recall, configs.get(key, recall))
         if num(r.get("dense_needle_recall")) is not None:

@@ -195,6 +195,8 @@ def headline_sentence(h: dict) -> str:
     impl = (h["impl"] or "").removeprefix("lighthouse_")
     point = h.get("point") or {}
     config = f"k={point.get('topk')}, L={point.get('levels')}, p={point.get('pooling')}, {point.get('scorer')} scorer"
+    if point.get("rope") not in (None, "", "pre"):
+        config += f", rope={point['rope']}"
     ahead = (f" as launched, {h['speedup_host_ahead']:.3g}x host ahead (the kernels alone, each side on its own "
              f"clock)" if h.get("speedup_host_ahead") is not None else " as launched")
     parts = [f"Lighthouse ({impl}, {h['pass']}) is {h['speedup']:.3g}x as fast as {h['baseline']}{ahead} at "
@@ -351,6 +353,15 @@ def _pass_rank(p: str) -> int:
     return PASSES.index(p) if p in PASSES else len(PASSES)
 
 
+def _scorer_cell(scorer: str, rope: str) -> str:
+    """The scorer, and the RoPE placement when it is not the default (a file of pre rows reads as before)."""
+    return scorer if rope in ("", "pre") else f"{scorer} rope={rope}"
+
+
+def _both_ropes(rows: Sequence[Row]) -> bool:
+    return len({r.get("rope") or "pre" for r in rows if r.get("kind") == "lighthouse"}) > 1
+
+
 def _varying_shape(rows: Sequence[Row]) -> List[str]:
     return [k for k in SHAPE_KEY if len({_norm(r.get(k)) for r in rows if r.get("kind") == "lighthouse"}) > 1]
 
@@ -364,8 +375,10 @@ def point_table(run: Run) -> Table:
     base = run.headline.get("baseline") or PREFERRED_BASELINE
     lh = [r for r in run.rows if r.get("kind") == "lighthouse"]
     varying = _varying_shape(run.rows)
+    ropes = _both_ropes(run.rows)
     lh.sort(key=lambda r: (r.get("impl", ""), _pass_rank(r.get("pass", "")), _int(r.get("n")) or 0,
-                           [_norm(r.get(k)) for k in ("topk", "levels", "pooling", "scorer") + SHAPE_KEY]))
+                           [_norm(r.get(k)) for k in ("topk", "levels", "pooling", "scorer") + SHAPE_KEY],
+                           r.get("rope") != "pre"))
     rows = []
     for r in lh:
         d = dense_row(run.rows, r, base)
@@ -375,11 +388,12 @@ def point_table(run: Run) -> Table:
             status += f": {r['reason'][:80]}"
         rows.append([r.get("impl", "").removeprefix("lighthouse_"), r.get("pass", ""), _size(r.get("n")),
                      _norm(r.get("topk")), _norm(r.get("levels")), _norm(r.get("pooling")), r.get("scorer", ""),
-                     *_shape_cell(r, varying), _norm(r.get("s_sel")) or "-",
+                     *([r.get("rope") or "pre"] if ropes else []), *_shape_cell(r, varying), _norm(r.get("s_sel")) or "-",
                      *(cell for clock in tables.CLOCKS for cell in _clock_cells(r, d, base, clock)),
                      _fmt(_num(r.get(tables.HOST_MS)), ".3g"),
                      _fmt(lm / dm if lm is not None and dm else None, ".3f"), status])
-    headers = ["impl", "pass", "N", "k", "L", "p", "scorer", *(["shape"] if varying else []), "S",
+    headers = ["impl", "pass", "N", "k", "L", "p", "scorer", *(["rope"] if ropes else []), *(["shape"] if varying else []),
+               "S",
                *(f"{h} ({name})" for name in tables.CLOCKS.values()
                  for h in ("Lighthouse ms", f"{base} ms", "speedup", "floor ratio")),
                "host ms/call", "peak mem ratio", "status"]
@@ -408,7 +422,7 @@ def breakeven_table(run: Run) -> Optional[Table]:
     rows = []
     for f in found:
         config = f"{f['impl'].removeprefix('lighthouse_')} {f['pass']} {f['dtype']} B{f['batch']} H{f['heads']}/" \
-                 f"{f['kv_heads']} D{f['head_dim']} L{f['levels']} p{f['pooling']} {f['scorer']}"
+                 f"{f['kv_heads']} D{f['head_dim']} L{f['levels']} p{f['pooling']} {_scorer_cell(f['scorer'], f['rope'])}"
         rows.append([config, ", ".join(_size(n) for n in f["n_measured"]),
                      *((f[c].describe() if f[c] is not None else "-") for c in tables.CLOCKS)])
     return Table(["configuration", "N measured", *(f"break-even N ({name})" for name in tables.CLOCKS.values())],
@@ -456,8 +470,8 @@ def comparison(a: Run, b: Run) -> Tuple[Optional[Table], dict]:
         ratio = mb / ma if ma else None
         if ratio:
             logs.append(math.log(ratio))
-        impl, n, topk, levels, pooling, scorer, dtype, batch, heads, kv_heads, head_dim = key
-        rows.append([impl.removeprefix("lighthouse_"), _size(n), topk, levels, pooling, scorer,
+        impl, n, topk, levels, pooling, scorer, rope, dtype, batch, heads, kv_heads, head_dim = key
+        rows.append([impl.removeprefix("lighthouse_"), _size(n), topk, levels, pooling, _scorer_cell(scorer, rope),
                      f"{dtype} B{batch} H{heads}/{kv_heads} D{head_dim}", _fmt(ma, ".4g"), _fmt(mb, ".4g"),
                      _fmt(ratio, ".3f"), _fmt(_num(ra.get(f"speedup_vs_{base_a}")), ".3g", "x"),
                      _fmt(_num(rb.get(f"speedup_vs_{base_b}")), ".3g", "x")])
@@ -477,7 +491,8 @@ def profile_points(rows: Sequence[Row]) -> Dict[tuple, List[Row]]:
 
 def profile_table(key: tuple, rows: Sequence[Row]) -> Table:
     """Per stage: ms, share of the pass, GB moved, the floor and the distance to it."""
-    impl, n, topk, levels, pooling, scorer, dtype, batch, heads, kv_heads, head_dim = key
+    impl, n, topk, levels, pooling, scorer, rope, dtype, batch, heads, kv_heads, head_dim = key
+    scorer = _scorer_cell(scorer, rope)
     out = []
     for r in sorted(rows, key=lambda r: _pass_rank(r.get("pass", ""))):
         share, nbytes = _num(r.get("share")), _num(r.get("bytes"))

@@ -17,7 +17,7 @@ RESULTS = "train.csv"
 
 def dense_partner(row: dict) -> Tuple[str, ...]:
     """The key of the dense row at the same preset, shape, N and device (Lighthouse columns blank)."""
-    blank = {c: None for c in ("levels", "pooling", "topk", "scorer", "dense_layers", "recompute")}
+    blank = {c: None for c in ("levels", "pooling", "topk", "scorer", "rope", "dense_layers", "recompute")}
     return row_key({**row, **blank, "attention": "dense"}, TRAIN)
 
 def _row_line(row: dict) -> str:

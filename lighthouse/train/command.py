@@ -3,7 +3,7 @@ throughput run or the two-stage recipe. Every bad value raises ValueError naming
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import List, Optional, Sequence
 
@@ -45,16 +45,32 @@ class TrainRun:
     options: RunOptions
     recipe: str
 
+    @property
+    def ropes(self) -> List[str]:
+        """The placements of the Lighthouse points, in order."""
+        return list(dict.fromkeys(p.preset.rope for p in self.points if p.attention == "lighthouse"))
+
+    def preset_options(self) -> dict:
+        """The preset as machine.json records it; its `rope` is recorded as the option of its own (a run
+        recorded before --rope existed has none, so --resume of it still matches)."""
+        return {k: v for k, v in self.preset.as_dict().items() if k != "rope"}
+
 
 def plan(preset: str = "tiny", seq: Optional[str] = None, attention: str = "dense,lighthouse", *,
          steps: Optional[int] = None, warmup: int = 1, device: Optional[str] = None, dtype: Optional[str] = None,
          impl: str = "auto", sdpa_backend: Optional[str] = None, loss: str = "auto", loss_chunk: int = 8192,
          checkpointing: bool = True, recompute: bool = True, seed: int = 0, peak_tflops: Optional[float] = None, recipe: str = "throughput", clip: float = 1.0,
-         dense_layers: Optional[str] = None, **shape) -> TrainRun:
+         dense_layers: Optional[str] = None, rope: Optional[str] = None, **shape) -> TrainRun:
     """The validated run. shape: preset fields to override (hidden, layers, ffn, heads, kv_heads, head_dim,
-    vocab, topk, levels, pooling, scorer, lr, batch); None leaves the preset's value."""
+    vocab, topk, levels, pooling, scorer, lr, batch); None leaves the preset's value. rope: the RoPE placements
+    of the Lighthouse points, comma-separated (pre, post; one Lighthouse point per placement, one dense)."""
     _choice(recipe, "--recipe", RECIPES)
     overrides = {k: v for k, v in shape.items() if v is not None}
+    ropes = _ropes(rope)
+    if recipe == "two-stage" and ropes and len(ropes) > 1:
+        raise ValueError("--rope: the two-stage recipe trains one model; give a single placement, pre or post")
+    if ropes:
+        overrides["rope"] = ropes[0]
     if dense_layers is not None:
         overrides["dense_layers"] = _dense_layers(dense_layers)
     seqs = _parse_ints(seq, "--seq") if seq else None
@@ -87,8 +103,19 @@ def plan(preset: str = "tiny", seq: Optional[str] = None, attention: str = "dens
                          recompute=recompute,
                          impl=impl, sdpa_backend=None if backend == "auto" else backend, loss=loss,
                          loss_chunk=loss_chunk, seed=seed, peak_tflops=peak_tflops, clip=clip)
-    points = [TrainPoint(chosen, a, n) for n in (seqs or [chosen.seq]) for a in dict.fromkeys(attentions)]
+    points = [TrainPoint(replace(chosen, rope=r) if a == "lighthouse" else chosen, a, n)
+              for n in (seqs or [chosen.seq]) for a in dict.fromkeys(attentions)
+              for r in (ropes or [chosen.rope] if a == "lighthouse" else [None])]
     return TrainRun(chosen, points, options, recipe)
+
+
+def _ropes(text: Optional[str]) -> Optional[List[str]]:
+    """--rope pre,post -> the placements (the sweep's parser and message: the option and the valid values)."""
+    if text is None:
+        return None
+    from ..harness.options import parse_option
+
+    return parse_option("rope", text)
 
 
 def default_out(recipe: str) -> Path:

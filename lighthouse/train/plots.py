@@ -27,6 +27,8 @@ def throughput_chart(results: Path, out: Optional[Path] = None) -> List[Path]:
     series = {}
     for row in rows:
         label = f"{row['preset']} {row['attention']}" + (f" k={row['topk']}" if row["attention"] == "lighthouse" else "")
+        if row["attention"] == "lighthouse" and row.get("rope") not in (None, "", "pre"):
+            label += f" rope={row['rope']}"  # one line per placement
         series.setdefault(label, []).append(row)
     for label, pts in sorted(series.items()):
         ok = sorted((int(r["n"]), num(r["tokens_per_s"])) for r in pts if r["status"] == "ok")

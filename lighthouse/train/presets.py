@@ -33,6 +33,8 @@ class TrainPreset:
     levels: int = 3
     pooling: int = 4
     scorer: str = "norm"
+    #: where RoPE is applied in the Lighthouse layers (docs/rope.md): pre (transformers' rotated q, k) or post
+    rope: str = "pre"
     dense_layers: Tuple[int, ...] = (0, 1, -2, -1)
     # optimiser
     lr: float = 2e-3
@@ -56,11 +58,11 @@ class TrainPreset:
             if not -self.layers <= i < self.layers:
                 raise ValueError(f"dense-layers must be layer indices in [{-self.layers}, {self.layers - 1}] "
                                  f"({self.layers} layers), got {i}")
-        self.lighthouse()  # names a bad k, L, p or scorer now
+        self.lighthouse()  # names a bad k, L, p, scorer or rope now
 
     def lighthouse(self, impl: str = "auto", sdpa_backend: Optional[str] = None) -> LighthouseConfig:
         return LighthouseConfig(levels=self.levels, pooling=self.pooling, topk=self.topk, scorer=self.scorer,
-                                impl=impl, sdpa_backend=sdpa_backend)
+                                impl=impl, sdpa_backend=sdpa_backend, rope=self.rope, rope_theta=self.rope_theta)
 
     def dense_layer_indices(self) -> Tuple[int, ...]:
         return tuple(sorted({i % self.layers for i in self.dense_layers}))

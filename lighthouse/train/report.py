@@ -32,11 +32,13 @@ THROUGHPUT_HEADER = ("preset", "N", "attention", "tokens/s", "speedup vs dense",
 def throughput_rows(results: Path) -> List[List[str]]:
     rows = latest_rows(read_rows(results, TRAIN)[0], TRAIN)
     rows.sort(key=lambda r: (r["preset"], int(r["n"]), r["attention"] != "dense", r.get("topk") or "",
-                             r.get("recompute") != "1"))
+                             r.get("rope") == "post", r.get("recompute") != "1"))
     table = []
     for r in rows:
         attention = r["attention"] + (f" k={r['topk']} L={r['levels']} p={r['pooling']} {r['scorer']}"
                                       if r["attention"] == "lighthouse" else "")
+        if r["attention"] == "lighthouse" and r.get("rope") not in (None, "", "pre"):
+            attention += f" rope={r['rope']}"
         if r["attention"] == "lighthouse" and r.get("recompute") == "0":
             attention += " (no recompute)"
         ok = r["status"] == "ok"

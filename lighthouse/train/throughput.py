@@ -41,7 +41,8 @@ class TrainPoint:
 
     def label(self) -> str:
         p = self.preset
-        lh = f" k{p.topk} L{p.levels} p{p.pooling} {p.scorer}" if self.attention == "lighthouse" else ""
+        rope = "" if p.rope == "pre" else f" rope={p.rope}"
+        lh = f" k{p.topk} L{p.levels} p{p.pooling} {p.scorer}{rope}" if self.attention == "lighthouse" else ""
         return f"{p.name} N={self.seq} {self.attention}{lh}"
 
 
@@ -70,7 +71,7 @@ def point_columns(point: TrainPoint, opts: RunOptions) -> dict:
         "preset": p.name, "attention": point.attention, "n": point.seq, "batch": p.batch, "hidden": p.hidden,
         "layers": p.layers, "ffn": p.ffn, "heads": p.heads, "kv_heads": p.kv_heads, "head_dim": p.head_dim,
         "vocab": p.vocab, "levels": p.levels if lh else None, "pooling": p.pooling if lh else None,
-        "topk": p.topk if lh else None, "scorer": p.scorer if lh else None,
+        "topk": p.topk if lh else None, "scorer": p.scorer if lh else None, "rope": p.rope if lh else None,
         "dense_layers": " ".join(str(i) for i in p.dense_layer_indices()) if lh else None,
         "device": opts.device.type, "dtype": opts.dtype, "checkpointing": int(opts.checkpointing),
         "recompute": int(opts.recompute) if lh else None,
