@@ -48,6 +48,12 @@ def test_jobs_merge_where_runs_are_prefixes_and_stay_apart_where_the_schedule_di
     wsd = [j for j in jobs if j.schedule.kind == "wsd"]
     assert len(wsd) == 3 and all(j.schedule.total_steps == 40 for j in wsd)  # the trunk decays at the run's end
     assert Job.from_dict(json.loads(json.dumps(trunk.as_dict()))).job_id == trunk.job_id
+    # a dense arm never runs Lighthouse: an experiment that differs only in k or the RoPE placement shares it
+    post = Experiment("E5", "two-stage", steps=40, dense_from=0.75, overrides=(("rope", "post"), ("topk", 256)),
+                      **common)
+    both = expand([e1, post])
+    assert sum(j.plan.arm == "dense" for j in both.jobs.values()) == 1
+    assert sum(j.plan.arm == "lighthouse" for j in both.jobs.values()) == 2
 
 
 def test_arms_side_by_side_equal_arms_alone(tmp_path):

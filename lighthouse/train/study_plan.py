@@ -31,7 +31,17 @@ KINDS = ("two-stage", "recovery", "stage1")
 SETTINGS = ("preset", "precision", "clip", "schedule", "warmup_steps", "decay_fraction", "lr", "eval_every",
             "val_windows", "seeds", "steps", "dense_from", "run_lengths", "dense_steps", "topk", "overrides",
             "loss", "impl", "description", "kind", "name", "rope")
-LIGHTHOUSE_FIELDS = ("topk", "levels", "pooling", "scorer", "dense_layers")
+LIGHTHOUSE_FIELDS = ("topk", "levels", "pooling", "scorer", "dense_layers", "rope")
+
+
+def _preset_identity(job: "Job") -> dict:
+    """The preset as it matters to the job: a dense arm never runs Lighthouse, so its k, L, p, scorer, dense layers
+    and RoPE placement do not change it (E5's dense arm is E2's)."""
+    preset = job.preset.as_dict()
+    if job.plan.start == "dense" and job.plan.switch_step is None:
+        for name in LIGHTHOUSE_FIELDS:
+            preset.pop(name, None)
+    return preset
 
 
 @dataclass(frozen=True)
@@ -116,7 +126,7 @@ class Job:
 
     def content_hash(self) -> str:
         body = {"plan": {**self.plan.as_dict(), "from_snapshot": None, "snapshot_at": None, "eval_at": None},
-                "preset": self.preset.as_dict(), "lr": _lr_identity(self.schedule), "precision": self.precision,
+                "preset": _preset_identity(self), "lr": _lr_identity(self.schedule), "precision": self.precision,
                 "clip": self.clip, "loss": self.loss, "impl": self.impl}
         return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -187,7 +197,7 @@ class _Builder:
         """Jobs equal but for their length (and evaluations, snapshots): one is a prefix of the other."""
         plan = {k: v for k, v in job.plan.as_dict().items()
                 if k not in ("steps", "snapshot_at", "eval_at", "switch_step", "from_snapshot")}
-        body = {"plan": plan, "preset": job.preset.as_dict(), "lr": _lr_identity(job.schedule),
+        body = {"plan": plan, "preset": _preset_identity(job), "lr": _lr_identity(job.schedule),
                 "precision": job.precision, "clip": job.clip, "loss": job.loss, "impl": job.impl}
         return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
 
