@@ -11,6 +11,8 @@ from typing import Annotated, List, Optional
 
 import typer
 
+from .harness.quiet import quiet_transformers
+
 app = typer.Typer(
     name="lighthouse-bench",
     help="Benchmark Lighthouse attention against dense causal SDPA.",
@@ -294,6 +296,7 @@ def suites() -> None:
 
 
 @app.command()
+@quiet_transformers()
 def train(
     preset: Annotated[str, _opt("Model preset: paper-530m, mid, small, tiny. Shape flags override it.", "--preset")] = "tiny",
     seq: Annotated[Optional[str], _opt(f"Sequence lengths N (default: the preset's). {LIST}", "--seq")] = None,
@@ -453,6 +456,7 @@ def study(
 
 
 @app.command()
+@quiet_transformers()
 def quality(
     seq: Annotated[Optional[str], _opt(f"Sequence lengths N. {LIST}", "--seq")] = None,
     topk: Annotated[Optional[str], _opt("Budgets k (multiples of 128).", "--topk")] = None,
@@ -554,6 +558,7 @@ def recommend(
 
 
 @app.command()
+@quiet_transformers()
 def passkey(
     models: Annotated[List[Path], typer.Argument(help="Model folders: `train --save DIR` arms (DIR/lighthouse-then-dense, DIR/dense).", metavar="MODELS", hidden=True)],
     lengths: Annotated[Optional[str], _opt("Prompt lengths in bytes, at most the models' trained context, e.g. 2k,8k,16k. Default: the trained context and four halvings.", "--lengths", metavar="SIZES")] = None,

@@ -184,7 +184,8 @@ def why_no_speed(rows: Sequence[dict], seq: int, pass_: str, baseline: str) -> s
     (the first of these that holds, so the sentence blames what is really missing)."""
     ok = [r for r in rows if r.get("kind") == "lighthouse" and r.get("status") == "ok"]
     if not ok:
-        return "the sweep results hold no ok Lighthouse row" + ("" if rows else " (no results.csv given)")
+        return ("the sweep results hold no ok Lighthouse row" + ("" if rows else " (no results.csv given)")
+                + f": run `lighthouse-bench sweep --seq {seq} --pass {pass_} ...`")
     at_n = [r for r in ok if _int(r.get("n")) == seq]
     if not at_n:
         return (f"the sweep measured N = {_seqs(ok)}, not {seq}: run `lighthouse-bench sweep --seq {seq} ...` "
