@@ -10,7 +10,6 @@ Each as PNG and SVG, titled with the GPU and dtype. Failed rows are left out (th
 from __future__ import annotations
 
 import math
-import textwrap
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -22,7 +21,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator  # noqa: E402
 
-from ..harness import baselines, machine  # noqa: E402
+from ..harness import baselines, chart_text, machine  # noqa: E402
 from ..harness.outdir import writable_folder  # noqa: E402
 from ..harness.tables import (  # noqa: E402
     BASELINES,
@@ -193,8 +192,7 @@ def _legend(fig, handles: Dict[str, Line2D]) -> None:
 
 def _suptitle(fig, text: str, fontsize: int = 11) -> None:
     """The figure's title, wrapped to its width (a long title on a one-panel figure ran into the legend)."""
-    chars = max(30, int(fig.get_figwidth() * 72 / (fontsize * 0.6)))
-    fig.suptitle(textwrap.fill(text, chars), fontsize=fontsize)
+    fig.suptitle(chart_text.fit(text, fig.get_figwidth(), fontsize), fontsize=fontsize)
 
 
 def _save(fig, out_dir: Path, name: str) -> List[Path]:
