@@ -222,6 +222,76 @@ def profile(
     raise typer.Exit(code)
 
 
+
+@app.command()
+def validate(
+    seq: Annotated[Optional[str], _opt(
+        f"Sequence lengths N. Default: 32k,128k on CUDA, 512 on the CPU. {LIST}",
+        "--seq", metavar="SIZES")] = None,
+    topk: Annotated[Optional[str], _opt(
+        "Budgets k. Default: 1024,4096 on CUDA, 128 on the CPU.",
+        "--topk", metavar="SIZES")] = None,
+    levels: Annotated[Optional[str], _opt("Pyramid levels L.", "--levels", metavar="INTS")] = None,
+    pooling: Annotated[Optional[str], _opt("Pooling factors p.", "--pooling", metavar="INTS")] = None,
+    scorer: Annotated[Optional[str], _opt("Scorers: norm, dilated, gla.", "--scorer", metavar="NAMES")] = None,
+    batch: Annotated[Optional[str], _opt("Batch sizes B.", "--batch", metavar="INTS")] = None,
+    heads: Annotated[Optional[str], _opt(
+        "Query heads Hq. Default 8 (2 on the CPU).",
+        "--heads", metavar="INTS")] = None,
+    kv_heads: Annotated[Optional[str], _opt(
+        "KV heads Hkv. Default: 8,2 on CUDA, equal to --heads on the CPU.",
+        "--kv-heads", metavar="INTS")] = None,
+    head_dim: Annotated[Optional[str], _opt(
+        "Head dims D. Default 128 (32 on the CPU).",
+        "--head-dim", metavar="INTS")] = None,
+    dtype: Annotated[Optional[str], _opt(
+        "bf16, fp16, fp32. Default: bf16,fp32 on CUDA, fp32 on the CPU.",
+        "--dtype", metavar="NAMES")] = None,
+    device: Annotated[Optional[str], _opt(
+        "cuda or cpu (the Triton kernels interpreted: TRITON_INTERPRET=1). Default: cuda when available.",
+        "--device", metavar="cuda|cpu")] = None,
+    seed: Annotated[int, _opt("Seed of the random inputs.", "--seed", metavar="N")] = 0,
+    out: Annotated[Optional[Path], _opt(
+        "Output folder. Default: out/validate-<timestamp>.",
+        "--out", metavar="DIR")] = None,
+    resume: Annotated[bool, _opt("Continue the validation in --out: skip the points that passed.", "--resume")] = False,
+) -> None:
+    """Correctness of the Triton path on this device: per point, forward and backward against the PyTorch path
+    on the same inputs (identical selection, relative errors within the dtype's tolerance), a bitwise repeat and
+    a run with poisoned output buffers; writes validate.csv and machine.json. Exit 0: every point holds; 1: one
+    does not (or failed); 2: bad options or nothing could run."""
+    import torch
+
+    from .bench.validate import DEFAULTS, run_validate
+    from .harness.device import kernels_unavailable_reason, resolve_device
+    from .harness.options import OptionError, parse_option
+    from .harness.outdir import default_out
+    from .harness.points import make_points
+
+    given = {"seq": seq, "topk": topk, "levels": levels, "pooling": pooling, "scorer": scorer, "batch": batch,
+             "heads": heads, "kv_heads": kv_heads, "head_dim": head_dim, "dtype": dtype}
+    try:  # the same parsers, ranges and messages as `sweep` (lighthouse.harness.options)
+        cuda = torch.cuda.is_available()
+        dev_name = parse_option("device", device) if device else ("cuda" if cuda else "cpu")
+        if dev_name == "cuda" and not cuda:
+            raise OptionError("--device: --device asks for cuda, but CUDA is not available here; use --device cpu")
+        dev = resolve_device(dev_name)
+        reason = kernels_unavailable_reason(dev)
+        if reason:
+            raise OptionError(f"--device {dev.type}: validate runs the Triton path, which cannot run here: {reason}")
+        point_text = {**DEFAULTS[dev.type], **{k: v for k, v in given.items() if v is not None}}
+        points = make_points([point_text], dev.type)
+        for point in points:
+            point.config()  # names a bad parameter now, before anything runs
+        if resume and out is None:
+            raise OptionError("--resume needs --out: the folder of the validation to continue")
+        out = out or default_out("validate")
+        options = {**point_text, "device": dev.type, "seed": seed}
+        code = run_validate(points, dev, out, seed=seed, resume=resume, options=options, argv=sys.argv)
+    except ValueError as err:  # a bad option, --out in the way, a --resume of another run
+        raise typer.BadParameter(str(err)) from None
+    raise typer.Exit(code)
+
 @app.command()
 def report(
     results: Annotated[List[Path], typer.Argument(help="Folders (or CSVs) of sweeps and profiles: results.csv or profile.csv with machine.json beside it.", metavar="RESULTS", hidden=True)],

@@ -160,6 +160,10 @@ PARITY = Table(
     columns=(*CHECK_POINT_COLUMNS, "status", "reason", "ok", "same_selection", *(f"rel_{f}" for f in PARITY_FIGURES)),
     key=CHECK_POINT_COLUMNS,
 )
+#: validate.csv of `validate`: the parity figures per point and whether the Triton path repeats bit for bit and
+#: gives the same result with its output buffers poisoned (NaN where a kernel forgets to write).
+VALIDATE = Table("validate file", columns=(*PARITY.columns, "tolerance", "bitwise_repeat", "poisoned_equal"),
+                 key=CHECK_POINT_COLUMNS)
 
 
 # ------------------------------------------------------------------------------------------- numbers
