@@ -19,19 +19,15 @@ from ..parity import parity_rows
 from .figures import (
     AUTO,
     DEFAULT_TOLERANCE,
-    EXIT_OK,
-    EXIT_REGRESSED,
-    EXIT_UNMEASURED,
     GATED,
     POINT_COLUMNS,
     RECORD_RUNS,
-    SKIPPED,
     Remeasure,
     Row,
     machine_info,
     read_results,
 )
-from .judge import Verdict, exit_code, judge, parity_verdicts
+from .judge import EXIT_OK, EXIT_REGRESSED, EXIT_UNMEASURED, SKIPPED, Verdict, exit_code, judge, parity_verdicts
 from .record import auto_baseline, baseline_from_runs, measure_suite, record_command, sweep_remeasure, warm_up
 from .render import check_table, final_line, problem_lines, recorded_lines, write_outputs
 

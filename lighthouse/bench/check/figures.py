@@ -50,19 +50,6 @@ MACHINE_COLUMNS, BASELINE_COLUMNS = tables.CHECK_MACHINE_COLUMNS, BASELINE.colum
 BASELINES_DIR = Path("reports") / "baselines"
 AUTO = "auto"
 
-EXIT_OK, EXIT_REGRESSED, EXIT_UNMEASURED = 0, 1, 2
-#: How many times a point that looks regressed is measured again before it is judged.
-REPEATS = 2
-
-OK, REGRESSED, MISSING, NOT_MEASURED, NOT_GATED, SKIPPED = (
-    "ok",
-    "REGRESSED",
-    "missing",
-    "not measured",
-    "not gated",
-    "skipped",
-)
-
 Row = Dict[str, str]
 Remeasure = Callable[[List[dict]], List[dict]]
 

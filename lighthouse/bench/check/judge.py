@@ -17,16 +17,7 @@ from ...harness.tables import PARITY_FIGURES
 from ..parity import PARITY_TOL
 from .figures import (
     BASELINE_IMPL,
-    EXIT_OK,
-    EXIT_REGRESSED,
-    EXIT_UNMEASURED,
     GATED,
-    MISSING,
-    NOT_GATED,
-    NOT_MEASURED,
-    OK,
-    REGRESSED,
-    REPEATS,
     SHAPE_COLUMNS,
     SHOWN_TIMES,
     SPREAD,
@@ -41,6 +32,14 @@ from .figures import (
     point_name,
     with_plain,
 )
+
+#: The verdicts, and the exit codes they give (exit_code): 0 every gated figure holds, 1 a regression, 2 a figure
+#: could not be judged.
+OK, REGRESSED, MISSING, NOT_MEASURED, NOT_GATED, SKIPPED = (
+    "ok", "REGRESSED", "missing", "not measured", "not gated", "skipped")
+EXIT_OK, EXIT_REGRESSED, EXIT_UNMEASURED = 0, 1, 2
+#: How many times a point that looks regressed is measured again before it is judged.
+REPEATS = 2
 
 
 @dataclass

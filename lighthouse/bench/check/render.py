@@ -12,21 +12,19 @@ from rich.markup import escape
 from rich.table import Table
 
 from ...harness.tables import CHECK, write_rows
-from .figures import (
+from .figures import GATED, SPREAD, Row, point_name
+from .judge import (
     EXIT_OK,
     EXIT_REGRESSED,
-    GATED,
     MISSING,
     NOT_GATED,
     NOT_MEASURED,
     OK,
     REGRESSED,
     SKIPPED,
-    SPREAD,
-    Row,
-    point_name,
+    Verdict,
+    gated_count,
 )
-from .judge import Verdict, gated_count
 
 
 def check_table(verdicts: Sequence[Verdict], title: str) -> Table:
