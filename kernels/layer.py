@@ -3,7 +3,7 @@
 forward:  scores -> select -> gather (pooling on the fly) -> sdpa (stock SDPA on S rows) -> scatter
 backward: fan_in (gather of dO) -> sdpa_bwd (autograd of the stock kernel) -> pool_bwd (scatter's transpose)
 Each step is one named stage function below (`run_<stage>`); the layer, `lighthouse-bench profile` and
-scripts/gpu_validate.py call these same functions, so what the profiler times is what the layer runs.
+reports/h200/tools/gpu_validate.py call these same functions, so what the profiler times is what the layer runs.
 Only the sub-sequence tensors and the selection maps are kept between the passes.
 """
 

@@ -11,6 +11,8 @@ from typing import Annotated, List, Optional
 
 import typer
 
+from .harness.quiet import quiet_transformers
+
 app = typer.Typer(
     name="lighthouse-bench",
     help="Benchmark Lighthouse attention against dense causal SDPA.",
@@ -54,6 +56,21 @@ def _opt(help_: str, *names: str, metavar: Optional[str] = None):
         long = next((n for n in names if n.startswith("--")), names[0] if names else "")
         metavar = long.split("/")[0].lstrip("-").replace("-", "_").upper() or None
     return typer.Option(*names, help=help_, show_default=False, metavar=metavar)
+
+
+#: A point of the grid, option by option, as a command that takes a grid declares it (validate; sweep and
+#: profile spell the same options out).
+Sizes = Annotated[Optional[str], _opt(f"Sequence lengths N. {LIST}", "--seq", metavar="SIZES")]
+Budgets = Annotated[Optional[str], _opt("Budgets k (multiples of 128), e.g. 1024,4096.", "--topk", metavar="SIZES")]
+Levels = Annotated[Optional[str], _opt("Pyramid levels L; a range steps by one: 2..4 = 2,3,4.", "--levels",
+                                       metavar="INTS")]
+Poolings = Annotated[Optional[str], _opt("Pooling factors p, e.g. 2,4,8 (or 2..8).", "--pooling", metavar="INTS")]
+Scorers = Annotated[Optional[str], _opt("Selection scorers: norm, dilated, gla.", "--scorer", metavar="NAMES")]
+Batches = Annotated[Optional[str], _opt("Batch sizes B.", "--batch", metavar="INTS")]
+Heads = Annotated[Optional[str], _opt("Query heads Hq.", "--heads", metavar="INTS")]
+KvHeads = Annotated[Optional[str], _opt("KV heads Hkv (GQA).", "--kv-heads", metavar="INTS")]
+HeadDims = Annotated[Optional[str], _opt("Head dims D.", "--head-dim", metavar="INTS")]
+Dtypes = Annotated[Optional[str], _opt("Dtypes: bf16, fp16, fp32.", "--dtype", metavar="NAMES")]
 
 
 @app.command()
@@ -176,24 +193,18 @@ def profile(
 ) -> None:
     """Per-stage times of one Lighthouse call (forward and backward), with bytes, FLOPs and distance to the
     device's measured floor; writes profile.csv, machine.json and a stacked-bar chart."""
-    import torch
-
     from .harness.options import OptionError, parse_choices, parse_option
     from .harness.outdir import default_out
     from .harness.points import make_points
     from .bench.profile import run_profile
-    from .harness.device import kernels_unavailable_reason, resolve_device
+    from .harness.device import device_option, kernels_unavailable_reason
     from .sdpa import BACKENDS, CUDA_ONLY
 
     point_text = {"seq": seq, "topk": topk, "levels": levels, "pooling": pooling, "scorer": scorer, "rope": rope,
                   "batch": batch,
                   "heads": heads, "kv_heads": kv_heads, "head_dim": head_dim, "dtype": dtype}
     try:  # the same parsers, ranges and messages as `sweep` (lighthouse.harness.options)
-        cuda = torch.cuda.is_available()
-        dev_name = parse_option("device", device) if device else ("cuda" if cuda else "cpu")
-        if dev_name == "cuda" and not cuda:
-            raise OptionError("--device: --device asks for cuda, but CUDA is not available here; use --device cpu")
-        dev = resolve_device(dev_name)
+        dev = device_option(device)
         timing = {key: parse_option(key, value) for key, value in
                   (("warmup", warmup), ("rep", rep), ("max_seconds", max_seconds), ("seed", seed))}
         impls = parse_option("impl", impl) if impl else ["triton" if dev.type == "cuda" else "torch"]
@@ -228,6 +239,58 @@ def profile(
         raise typer.BadParameter(str(err)) from None
     raise typer.Exit(code)
 
+
+
+@app.command()
+def validate(
+    seq: Sizes = None,
+    topk: Budgets = None,
+    levels: Levels = None,
+    pooling: Poolings = None,
+    scorer: Scorers = None,
+    batch: Batches = None,
+    heads: Heads = None,
+    kv_heads: KvHeads = None,
+    head_dim: HeadDims = None,
+    dtype: Dtypes = None,
+    device: Annotated[Optional[str], _opt("cuda, or cpu (TRITON_INTERPRET=1). Default: cuda when available.",
+                                          "--device", metavar="cuda|cpu")] = None,
+    seed: Annotated[int, _opt("Seed of the random inputs.", "--seed", metavar="N")] = 0,
+    out: Annotated[Optional[Path], _opt("Output folder. Default: out/validate-<timestamp>.", "--out",
+                                        metavar="DIR")] = None,
+    resume: Annotated[bool, _opt("Continue in --out: skip the points that passed.", "--resume")] = False,
+) -> None:
+    """Correctness of the Triton path on this device: per point, forward and backward against the PyTorch path
+    on the same inputs (identical selection, relative errors within the dtype's tolerance), a bitwise repeat and
+    a run with poisoned output buffers; writes validate.csv and machine.json. Exit 0: every point holds; 1: one
+    does not (or failed); 2: bad options or nothing could run. Options not given: on CUDA --seq 32k,128k
+    --topk 1024,4096 --kv-heads 8,2 --dtype bf16,fp32 (L=3, p=4, Hq=8, D=128); on the CPU --seq 512 --topk 128
+    --levels 2 --pooling 2 --heads 2 --head-dim 32 --dtype fp32."""
+    from .bench.validate import DEFAULTS, run_validate
+    from .harness.device import device_option, kernels_unavailable_reason
+    from .harness.options import OptionError
+    from .harness.outdir import default_out
+    from .harness.points import make_points
+
+    given = dict(seq=seq, topk=topk, levels=levels, pooling=pooling, scorer=scorer, batch=batch, heads=heads,
+                 kv_heads=kv_heads, head_dim=head_dim, dtype=dtype)
+    try:  # the same parsers, ranges and messages as `sweep` (lighthouse.harness.options)
+        dev = device_option(device)
+        reason = kernels_unavailable_reason(dev)
+        if reason:
+            raise OptionError(f"--device {dev.type}: validate runs the Triton path, which cannot run here: {reason}")
+        point_text = {**DEFAULTS[dev.type], **{k: v for k, v in given.items() if v is not None}}
+        points = make_points([point_text], dev.type)
+        for point in points:
+            point.config()  # names a bad parameter now, before anything runs
+        if resume and out is None:
+            raise OptionError("--resume needs --out: the folder of the validation to continue")
+        out = out or default_out("validate")
+        options = {**point_text, "device": dev.type, "seed": seed}
+        code = run_validate(points, dev, out, seed=seed, resume=resume, options=options, argv=sys.argv)
+    except ValueError as err:  # a bad option, --out in the way, a --resume of another run
+        raise typer.BadParameter(str(err)) from None
+    raise typer.Exit(code)
 
 @app.command()
 def report(
@@ -303,6 +366,7 @@ def suites() -> None:
 
 
 @app.command()
+@quiet_transformers()
 def train(
     preset: Annotated[str, _opt("Model preset: paper-530m, mid, small, tiny. Shape flags override it.", "--preset")] = "tiny",
     seq: Annotated[Optional[str], _opt(f"Sequence lengths N (default: the preset's). {LIST}", "--seq")] = None,
@@ -462,6 +526,7 @@ def study(
 
 
 @app.command()
+@quiet_transformers()
 def quality(
     seq: Annotated[Optional[str], _opt(f"Sequence lengths N. {LIST}", "--seq")] = None,
     topk: Annotated[Optional[str], _opt("Budgets k (multiples of 128).", "--topk")] = None,
@@ -568,6 +633,7 @@ def recommend(
 
 
 @app.command()
+@quiet_transformers()
 def passkey(
     models: Annotated[List[Path], typer.Argument(help="Model folders: `train --save DIR` arms (DIR/lighthouse-then-dense, DIR/dense).", metavar="MODELS", hidden=True)],
     lengths: Annotated[Optional[str], _opt("Prompt lengths in bytes, at most the models' trained context, e.g. 2k,8k,16k. Default: the trained context and four halvings.", "--lengths", metavar="SIZES")] = None,

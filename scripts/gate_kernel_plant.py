@@ -5,7 +5,7 @@
 
 1. Records a baseline from --runs runs of the suite (`lighthouse-bench check --record`, the same code) into
    OUT/baseline.csv (OUT/record/run-<i>/ holds the runs). The gate judges the host-ahead figures and the host
-   time per call (lighthouse/bench/check.py).
+   time per call (lighthouse/bench/check/).
 2. Calibrates, per point of the suite, the spin of the test-only plant inside --kernel (kernels/plant.py) that
    costs each --planted percent of the layer's fwd+bwd time on the host-ahead clock, and measures what it
    delivered (lighthouse/bench/kernel_plant.py): OUT/calibration.csv.
@@ -128,7 +128,8 @@ def main(argv=None) -> int:
                                  "levels": p.levels, "pooling": p.pooling, "scorer": p.scorer,
                                  "batch": p.shape.batch, "heads": p.shape.heads, "kv_heads": p.shape.kv_heads,
                                  "head_dim": p.shape.head_dim})
-        for plant in kernel_plant.calibrate(kernel_plant.layer_timer(p, dev, spec.seed), p.shape.n, args.kernel, levels):
+        layer_ms = kernel_plant.layer_timer(p, dev, spec.seed)
+        for plant in kernel_plant.calibrate(layer_ms, p.shape.n, args.kernel, levels):
             cycles[plant.requested_pct][p.shape.n] = plant.cycles
             delivered[plant.requested_pct][name] = f"{plant.delivered_pct:.2f}"
             calibration.append({"n": p.shape.n, "point": name, "kernel": args.kernel,
@@ -136,7 +137,8 @@ def main(argv=None) -> int:
                                 "base_ms": f"{plant.base_ms:.5g}", "planted_ms": f"{plant.planted_ms:.5g}",
                                 "delivered_pct": f"{plant.delivered_pct:.2f}"})
             print(f"  {name}: {plant.requested_pct:g}% asked -> {plant.cycles} cycles/program -> "
-                  f"{plant.delivered_pct:.2f}% delivered ({plant.base_ms:.4g} -> {plant.planted_ms:.4g} ms)", flush=True)
+                  f"{plant.delivered_pct:.2f}% delivered ({plant.base_ms:.4g} -> {plant.planted_ms:.4g} ms)",
+                  flush=True)
         torch.cuda.empty_cache()
     write_csv(out / "calibration.csv", CALIBRATION, calibration)
     print(f"calibration: {out / 'calibration.csv'} ({time.perf_counter() - t0:.0f} s)", flush=True)
@@ -146,7 +148,8 @@ def main(argv=None) -> int:
         for pct in levels:
             spent = time.perf_counter() - start
             if spent + slowest > args.budget_s:
-                stopped = f"stopped at {pct:g}% judgment {j}: {spent:.0f} s spent, the slowest judgment took {slowest:.0f} s"
+                stopped = (f"stopped at {pct:g}% judgment {j}: {spent:.0f} s spent, "
+                           f"the slowest judgment took {slowest:.0f} s")
                 break
             folder = out / f"planted-{pct:g}-{j}"
             t0 = time.perf_counter()
@@ -168,7 +171,8 @@ def main(argv=None) -> int:
         print(" | ".join(str(r.get(c, "")) for c in COLUMNS[:-1]))
     print()
     for pct in levels:
-        codes = [c for _, c in sorted({(r["judgment"], r["exit_code"]) for r in table if r["planted_pct"] == f"{pct:g}"})]
+        judged = {(r["judgment"], r["exit_code"]) for r in table if r["planted_pct"] == f"{pct:g}"}
+        codes = [c for _, c in sorted(judged)]
         shares = ", ".join(f"{v}%" for v in delivered[pct].values())
         print(f"planted {pct:g}% in {args.kernel} (delivered {shares or '-'}): exit codes {codes or 'not judged'}")
     if stopped:

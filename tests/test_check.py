@@ -11,16 +11,16 @@ import pytest
 import torch
 from rich.console import Console
 
-from lighthouse.harness import points
-
 from lighthouse.bench import check, parity
 from lighthouse.bench.check import EXIT_OK, EXIT_REGRESSED, EXIT_UNMEASURED, run_check
-from lighthouse.harness.tables import SWEEP
+from lighthouse.harness import points
+from lighthouse.harness.tables import PARITY_FIGURES, SWEEP
 
 COLUMNS = list(SWEEP.columns)
 
 #: (n, topk, dense cuDNN ms, Lighthouse triton ms, Lighthouse torch ms, floor ms): the ci suite's points.
-POINTS = [(16384, 1024, 4.0, 2.0, 5.0, 1.0), (65536, 4096, 60.0, 12.0, 30.0, 6.0), (98304, 1536, 130.0, 10.0, 40.0, 4.0)]
+POINTS = [(16384, 1024, 4.0, 2.0, 5.0, 1.0), (65536, 4096, 60.0, 12.0, 30.0, 6.0),
+          (98304, 1536, 130.0, 10.0, 40.0, 4.0)]
 SHAPE = {"pass": "fwdbwd", "device": "cuda", "dtype": "bf16", "batch": 1, "heads": 8, "kv_heads": 8, "head_dim": 128}
 LH = {"levels": 3, "pooling": 4, "scorer": "norm"}
 
@@ -49,7 +49,8 @@ def make_rows(scale=None, status=None, drop=None):
             if st == "ok":
                 # both clocks alike: the gate judges the host-ahead figures (check.SPEEDUP, check.FLOOR_RATIO)
                 row.update(median_ms=ms, host_ahead_median_ms=ms, speedup_vs_sdpa_cudnn=dense_ms / ms,
-                           floor_ratio=ms / floor_ms, **{check.SPEEDUP: dense_ms / ms, check.FLOOR_RATIO: ms / floor_ms})
+                           floor_ratio=ms / floor_ms,
+                           **{check.SPEEDUP: dense_ms / ms, check.FLOOR_RATIO: ms / floor_ms})
             else:
                 row["reason"] = "CUDA out of memory. Tried to allocate 64.00 GiB"
             rows.append(row)
@@ -94,7 +95,8 @@ def test_record_writes_the_baseline_with_machine_info(baseline):
     assert len(rows) == 6 and {r["impl"] for r in rows} == {"lighthouse_triton", "lighthouse_torch"}
     r = next(r for r in rows if r["impl"] == "lighthouse_triton" and r["n"] == "98304")
     assert float(r[check.SPEEDUP]) == pytest.approx(13.0) and float(r[check.FLOOR_RATIO]) == pytest.approx(2.5)
-    assert float(r["median_ms"]) == 10.0 and float(r["dense_median_ms"]) == 130.0 and r["s_sel"] == str(s_sel(98304, 1536))
+    assert float(r["median_ms"]) == 10.0 and float(r["dense_median_ms"]) == 130.0
+    assert r["s_sel"] == str(s_sel(98304, 1536))
     assert (r["gpu"], r["torch"], r["triton"], r["commit"]) == ("NVIDIA H200", "2.13.0", "3.5.0", "abc123")
     assert r["recorded_at"] and r["topk"] == "1536" and r["pass"] == "fwdbwd"
 
@@ -131,7 +133,8 @@ def test_twenty_percent_slower_is_a_regression_naming_the_point(baseline, tmp_pa
     out = tmp_path / "check"
     assert run_check(baseline, results, console=con, out=out) == EXIT_REGRESSED
     out_text = text(con)
-    assert "FAILED" in out_text and "REGRESSED: lighthouse_triton fwdbwd bf16 n=98304 topk=1536 levels=3 pooling=4" in out_text
+    assert "FAILED" in out_text
+    assert "REGRESSED: lighthouse_triton fwdbwd bf16 n=98304 topk=1536 levels=3 pooling=4" in out_text
     assert check.SPEEDUP in out_text and check.FLOOR_RATIO in out_text
     with (out / "check.csv").open() as f:
         rows = list(csv.DictReader(f))
@@ -293,7 +296,7 @@ def test_parity_rows_on_a_small_point():
     r = rows[0]
     assert r["status"] == "ok", r["reason"]
     assert r["same_selection"] is True and r["ok"] is True
-    assert all(r[f"rel_{f}"] <= 1e-4 for f in check.PARITY_FIGURES)
+    assert all(r[f"rel_{f}"] <= 1e-4 for f in PARITY_FIGURES)
     verdicts = check.parity_verdicts(rows)
     assert {v.verdict for v in verdicts} == {"ok"} and len(verdicts) == 5
 

@@ -25,6 +25,7 @@ TINY_SWEEP = [
 ]
 TINY_QUALITY = ["quality", "--device", "cpu", *GRID, *"--kv-heads 1 --head-dim 16 --inputs random --no-plot".split()]
 TINY_PROFILE = ["profile", "--device", "cpu", *GRID, *"--head-dim 8 --warmup 1 --rep 1 --max-seconds 0.1".split()]
+TINY_VALIDATE = ["validate", "--device", "cpu", *GRID, "--head-dim", "8"]
 TINY_TRAIN = "train --preset tiny --seq 128,256 --steps 1 --warmup 0 --attention dense --no-plot".split()
 
 
@@ -59,12 +60,13 @@ def command_args(command, tmp_path, fake_model):
         "quality": TINY_QUALITY,
         "profile": TINY_PROFILE,
         "train": TINY_TRAIN,
+        "validate": TINY_VALIDATE,
         "passkey": ["passkey", fake_model, "--device", "cpu", "--no-plot"],
         "recommend": ["recommend", tmp_path, "--seq", "256", "--max-out-err", "0.1"],
     }[command]
 
 
-WRITERS = ["sweep", "quality", "profile", "train", "passkey"]
+WRITERS = ["sweep", "quality", "profile", "train", "passkey", "validate"]
 
 
 # ------------------------------------------------------------------ 1. a bad --out: one Error line, exit 2
@@ -196,7 +198,7 @@ def test_check_never_suggests_a_resume_it_does_not_have(tmp_path, monkeypatch):
 # ------------------------------------------------------------------ 5. nothing can run: exit 2 before anything runs
 
 
-@pytest.mark.parametrize("command", ["sweep", "quality"])
+@pytest.mark.parametrize("command", ["sweep", "quality", "validate"])
 def test_a_grid_of_invalid_points_is_refused_before_anything_runs(command, tmp_path, fake_model):
     """Catches `sweep --topk 100` timing the dense baseline for nothing and exiting 1 (docs/cli.md says 2)."""
     args = list(command_args(command, tmp_path, fake_model))
@@ -205,7 +207,7 @@ def test_a_grid_of_invalid_points_is_refused_before_anything_runs(command, tmp_p
     assert not any((tmp_path / "x").glob("*.csv"))
 
 
-@pytest.mark.parametrize("command", ["sweep", "quality", "profile"])
+@pytest.mark.parametrize("command", ["sweep", "quality", "profile", "validate"])
 def test_an_absurd_sequence_length_is_refused(command, tmp_path, fake_model):
     """Catches `--seq 99999999999999999999` being accepted (and run)."""
     args = list(command_args(command, tmp_path, fake_model))

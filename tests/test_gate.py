@@ -42,7 +42,8 @@ def make_rows(project=1.0, layer=None, plain=1.0, reference=True):
         s_sel = n // 16 + 8 * topk
         rows.append({**SHAPE, "impl": "sdpa_cudnn", "kind": "dense", "n": n, "status": "ok",
                      **_both_clocks(dense * project)})
-        rows.append({**SHAPE, **LH, "impl": "floor", "kind": "floor", "n": n, "topk": topk, "s_sel": s_sel, "status": "ok",
+        rows.append({**SHAPE, **LH, "impl": "floor", "kind": "floor", "n": n, "topk": topk, "s_sel": s_sel,
+                     "status": "ok",
                      **_both_clocks(floor * project)})
         ms = tri * project * layer.get(n, 1.0)
         figures = {"speedup_vs_sdpa_cudnn": dense * project / ms, "floor_ratio": ms / (floor * project)}
@@ -114,7 +115,8 @@ def test_every_row_twenty_percent_slower_through_the_project_fails(baseline, tmp
     old figures are ratios of two slowed rows and hold; the plain-PyTorch figure fails at every point. Catches
     a gate blind to a shared slowdown (issue 12.5: such a run exited 0)."""
     con, out = console(), tmp_path / "check"
-    assert run_check(baseline, write_run(tmp_path / "now", make_rows(project=1.2)), console=con, out=out) == EXIT_REGRESSED
+    now = write_run(tmp_path / "now", make_rows(project=1.2))
+    assert run_check(baseline, now, console=con, out=out) == EXIT_REGRESSED
     v = verdicts(out)
     for n, *_ in POINTS:
         assert v[(str(n), check.SPEEDUP)]["verdict"] == "ok" and v[(str(n), check.FLOOR_RATIO)]["verdict"] == "ok"
@@ -143,7 +145,8 @@ def test_a_baseline_without_the_plain_figure_is_refused_when_the_results_have_it
     """An old baseline (recorded before the plain figure existed) against results that have it: exit 2 asking
     to record again. Catches an old baseline silently leaving the shared-slowdown figure unjudged."""
     old = tmp_path / "old.csv"
-    assert run_check(old, write_run(tmp_path / "base", make_rows(reference=False)), record=True, console=console()) == EXIT_OK
+    base = write_run(tmp_path / "base", make_rows(reference=False))
+    assert run_check(old, base, record=True, console=console()) == EXIT_OK
     con = console()
     assert run_check(old, write_run(tmp_path / "now", make_rows(project=1.2)), console=con) == EXIT_UNMEASURED
     assert f"{check.PLAIN} is not in the baseline" in text(con) and "record it again" in text(con)
@@ -165,7 +168,7 @@ def test_a_slow_project_sdpa_wrapper_fails_end_to_end_on_the_cpu(tmp_path, monke
     project's SDPA wrapper (or its timer) and so slows down with it."""
     import lighthouse.sdpa as sdpa
 
-    monkeypatch.setattr(check, "WARM_SECONDS", 0.0)
+    monkeypatch.setattr(check.record, "WARM_SECONDS", 0.0)
     suite = _tiny_cpu_suite(tmp_path)
     base = tmp_path / "base.csv"
     assert run_check(base, None, record=True, runs=1, suite=str(suite), out=tmp_path / "rec", console=console(),
@@ -220,13 +223,15 @@ def test_a_figure_s_tolerance_is_its_spread_but_never_below_the_global_one(tmp_p
     v = verdicts(out)
     assert {v[("16384", f)]["verdict"] for f in check.GATED} == {"ok"}
     assert v[("98304", check.FLOOR_RATIO)]["verdict"] == "REGRESSED"
-    assert "limit +35" in v[("16384", check.FLOOR_RATIO)]["note"] and "spread 35" in v[("16384", check.FLOOR_RATIO)]["note"]
+    note = v[("16384", check.FLOOR_RATIO)]["note"]
+    assert "limit +35" in note and "spread 35" in note
     assert v[("98304", check.FLOOR_RATIO)]["note"].startswith(f"limit +{check.DEFAULT_TOLERANCE * 100:g}%")
     assert check.tolerance_for({check.SPREAD[check.FLOOR_RATIO]: "0.01"}, check.FLOOR_RATIO, 0.06) == 0.06
     assert check.tolerance_for({check.SPREAD[check.FLOOR_RATIO]: "0.2"}, check.FLOOR_RATIO, 0.06) == pytest.approx(0.2)
 
 
-@pytest.mark.parametrize("slower,code", [(1.03, EXIT_OK), (1.05, EXIT_OK), (1.10, EXIT_REGRESSED), (1.20, EXIT_REGRESSED)])
+@pytest.mark.parametrize("slower,code",
+                         [(1.03, EXIT_OK), (1.05, EXIT_OK), (1.10, EXIT_REGRESSED), (1.20, EXIT_REGRESSED)])
 def test_the_default_tolerance_passes_5_percent_and_fails_10_percent(baseline, tmp_path, slower, code):
     """The layer alone slower at every point (the planted slowdowns of scripts/gate_slowdowns.py, without
     noise): 3% and 5% hold, 10% and 20% fail, with the default tolerance. Catches a default tolerance at or
@@ -344,8 +349,8 @@ def test_gate_slowdowns_script_plants_per_point_and_tabulates(tmp_path, monkeypa
             return run_check(baseline, tmp_path / "src", record=True, console=console())
         pct = float(Path(out).name.split("-")[1])
         Path(out).mkdir(parents=True)
-        return run_check(baseline, write_run(tmp_path / Path(out).name, make_rows(layer={n: 1 + pct / 100 for n, *_ in POINTS})),
-                         console=console(), out=out)
+        rows = make_rows(layer={n: 1 + pct / 100 for n, *_ in POINTS})
+        return run_check(baseline, write_run(tmp_path / Path(out).name, rows), console=console(), out=out)
 
     monkeypatch.setattr(check, "run_check", fake_run_check)
     assert mod.main(["--out", str(tmp_path / "o"), "--judgments", "2", "--planted", "0,10"]) == 0
@@ -382,8 +387,8 @@ def test_baseline_auto_when_measuring_uses_this_gpu_and_refuses_before_measuring
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "NVIDIA B200")
     measured = []
-    monkeypatch.setattr(check, "measure_suite", lambda *a, **k: measured.append(a) or 0)
-    monkeypatch.setattr(check, "warm_up", lambda *a, **k: measured.append(a))
+    monkeypatch.setattr(check.command, "measure_suite", lambda *a, **k: measured.append(a) or 0)
+    monkeypatch.setattr(check.command, "warm_up", lambda *a, **k: measured.append(a))
     con = console()
     assert run_check("auto", None, out=tmp_path / "o", console=con) == EXIT_UNMEASURED
     assert "lighthouse-bench check --baseline reports/baselines/nvidia-b200.csv --record --runs 3" in text(con)
@@ -410,7 +415,8 @@ def test_zero_gated_figures_is_exit_2_never_passed(tmp_path):
     with base.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=check.BASELINE_COLUMNS)
         w.writeheader()
-        w.writerow({**{c: "" for c in check.BASELINE_COLUMNS}, **{c: str(v) for c, v in {**SHAPE, **LH}.items() if c in check.POINT_COLUMNS},
+        point = {c: str(v) for c, v in {**SHAPE, **LH}.items() if c in check.POINT_COLUMNS}
+        w.writerow({**{c: "" for c in check.BASELINE_COLUMNS}, **point,
                     "impl": "lighthouse_triton", "n": "16384", "topk": "1024"})
     rows = [r for r in make_rows(reference=False) if r["kind"] == "lighthouse"]
     for r in rows:
@@ -429,13 +435,13 @@ def test_unwritable_out_is_exit_2_before_measuring(tmp_path, monkeypatch):
     blocker.write_text("x")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     measured = []
-    monkeypatch.setattr(check, "measure_suite", lambda *a, **k: measured.append(a) or 0)
-    monkeypatch.setattr(check, "warm_up", lambda *a, **k: measured.append(a))
+    monkeypatch.setattr(check.command, "measure_suite", lambda *a, **k: measured.append(a) or 0)
+    monkeypatch.setattr(check.command, "warm_up", lambda *a, **k: measured.append(a))
     base = tmp_path / "b.csv"
     assert run_check(base, write_run(tmp_path / "base", make_rows()), record=True, console=console()) == EXIT_OK
     con = console()
     assert run_check(base, None, out=blocker / "out", console=con) == EXIT_UNMEASURED
-    assert measured == [] and "--out" in text(con) and "not a writable folder" in text(con)
+    assert measured == [] and "--out: cannot write to the folder" in text(con)
     assert len(text(con).strip().splitlines()) == 1
     con = console()
     assert run_check(blocker / "b.csv", None, record=True, out=tmp_path / "rec", console=con) == EXIT_UNMEASURED
@@ -448,21 +454,22 @@ def test_a_write_failure_after_judging_is_exit_2_and_never_says_passed(baseline,
     def fail(*a, **k):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(check, "write_outputs", fail)
+    monkeypatch.setattr(check.command, "write_outputs", fail)
     con = console()
-    assert run_check(baseline, write_run(tmp_path / "now", make_rows()), console=con, out=tmp_path / "o") == EXIT_UNMEASURED
+    now = write_run(tmp_path / "now", make_rows())
+    assert run_check(baseline, now, console=con, out=tmp_path / "o") == EXIT_UNMEASURED
     assert "PASSED" not in text(con) and "cannot write the check table" in text(con) and "Traceback" not in text(con)
 
 
 def test_a_failure_while_measuring_is_exit_2_with_one_line(tmp_path, monkeypatch):
     """Anything that breaks during the measurement (here the sweep raises): exit 2 with the error in one line.
     Catches an exception escaping as a traceback with exit 1."""
-    monkeypatch.setattr(check, "WARM_SECONDS", 0.0)
+    monkeypatch.setattr(check.record, "WARM_SECONDS", 0.0)
 
     def boom(*a, **k):
         raise RuntimeError("CUDA error: an illegal memory access was encountered\nmore text")
 
-    monkeypatch.setattr(check, "measure_suite", boom)
+    monkeypatch.setattr(check.command, "measure_suite", boom)
     con = console()
     code = run_check(tmp_path / "b.csv", None, record=True, suite=str(_tiny_cpu_suite(tmp_path)), out=tmp_path / "o",
                      console=con)
@@ -483,7 +490,7 @@ def test_cli_read_only_out_is_exit_2_without_traceback(baseline, tmp_path):
     res = CliRunner().invoke(app, ["check", "--baseline", str(baseline), "--results",
                                    str(write_run(tmp_path / "now", make_rows())), "--out", str(blocker / "o")])
     assert res.exit_code == 2, res.output
-    assert "Traceback" not in res.output and "not a writable folder" in res.output
+    assert "Traceback" not in res.output and "cannot write to the folder" in res.output
 
 
 # ------------------------------------------------------------------------------------------- 12.7: the workflow

@@ -4,7 +4,7 @@ flash-linear-attention is not installed on the CPU machines (and its kernels nee
 scorer imports, `fla.ops.simple_gla`, is substituted here by `gla_recurrent`: the recurrence S_t = exp(g_t)
 S_{t-1} + k_t^T v_t, o_t = scale q_t S_t in fla's calling convention. The expected scores come from the
 parallel form written separately (spec_loops.gla_scores), in the (B, H, N, D) layout, so a wrong transpose,
-gate layout, scale, role swap or GQA mapping in the scorer shows up. scripts/gpu_validate.py runs the real
+gate layout, scale, role swap or GQA mapping in the scorer shows up. reports/h200/tools/gpu_validate.py runs the real
 fla kernel against the same recurrence on CUDA.
 """
 

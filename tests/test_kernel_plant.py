@@ -57,7 +57,8 @@ def test_a_bad_switch_names_itself(monkeypatch, value):
         plant.spin_cycles("select", 512)
 
 
-@pytest.mark.parametrize("kernel,module,attr", [("select", select, "_select_kernel"), ("gather", gather, "_gather_kernel")])
+@pytest.mark.parametrize("kernel,module,attr",
+                         [("select", select, "_select_kernel"), ("gather", gather, "_gather_kernel")])
 def test_the_spin_reaches_only_the_kernel_and_n_asked_for(monkeypatch, kernel, module, attr):
     """With the switch on one kernel at this N, that kernel is launched with SPIN and the cycles; the switch on
     the other kernel or another N launches it without (SPIN=False: the spin is not compiled in)."""
@@ -148,6 +149,7 @@ def test_gate_script_plants_the_calibrated_spin_per_level_and_tabulates(tmp_path
     from pathlib import Path
 
     from lighthouse.bench import check
+    from lighthouse.harness.tables import CHECK, write_rows
 
     spec = importlib.util.spec_from_file_location("gate_kernel_plant", Path(__file__).resolve().parents[1] / "scripts"
                                                   / "gate_kernel_plant.py")
@@ -170,7 +172,7 @@ def test_gate_script_plants_the_calibrated_spin_per_level_and_tabulates(tmp_path
         names = dict.fromkeys(r["point"] for r in mod.read_csv(Path(out).parent / "calibration.csv"))
         rows = [{"point": name, "figure": f, "baseline": "1", "now": "1", "change_pct": "0", "note": "limit -6%",
                  "verdict": "ok"} for name in list(names)[:2] for f in check.GATED]
-        check.write_rows(Path(out) / "check.csv", check.CHECK, rows)
+        write_rows(Path(out) / "check.csv", CHECK, rows)
         return 1 if pct >= 10 else 0
 
     monkeypatch.setattr(check, "run_check", fake_run_check)

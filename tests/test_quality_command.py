@@ -4,8 +4,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from lighthouse.harness.tables import QUALITY, read_rows
 from lighthouse.cli import app
+from lighthouse.harness.tables import QUALITY, read_rows
 
 ARGS = ["quality", "--device", "cpu", "--seq", "1k", "--topk", "128,256", "--levels", "2,3", "--pooling", "4",
         "--scorer", "norm,gla", "--heads", "2", "--head-dim", "32", "--dtype", "fp32", "--needles", "1"]
@@ -56,7 +56,7 @@ def test_recommend_on_quality_output_says_speed_is_missing(tmp_path):
                                                "--no-plot", "--out", str(out)]).exit_code == 0
     res = CliRunner().invoke(app, ["recommend", str(out), "--seq", "1k", "--min-needle-recall", "0.9",
                                    "--out", str(tmp_path / "rec.md")])
-    assert res.exit_code == 1 and "no fwdbwd speed" in res.output
+    assert res.exit_code == 1 and "(no results.csv given): run `lighthouse-bench sweep --seq 1024" in res.output
     assert (tmp_path / "rec.md").read_text().startswith("## Recommendation for N=1K")
 
 

@@ -198,6 +198,7 @@ def test_cli_end_to_end_and_errors(tiny_model, tmp_path):
     result = runner.invoke(app, ["passkey", str(tiny_model), "--lengths", "128", "--depths", "0,100", "--trials", "2",
                                  "--filler", "sentence", "--device", "cpu", "--out", str(out), "--no-plot"])
     assert result.exit_code == 0, result.output
+    assert "Loading weights" not in result.output and "it/s]" not in result.output, result.output  # defect 11
     with (out / "passkey.csv").open() as f:
         assert len(list(csv.DictReader(f))) == 2
     for args, option in ((["--lengths", "512"], "--lengths"), (["--lengths", "20"], "--lengths"),

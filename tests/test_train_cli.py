@@ -1,6 +1,7 @@
 """`lighthouse-bench train` end to end on the CPU: the tiny preset, resume, bad options, the report section."""
 
 import json
+import warnings
 
 import pytest
 import torch
@@ -8,8 +9,8 @@ from typer.testing import CliRunner
 
 pytest.importorskip("transformers")
 
-from lighthouse.harness.tables import TRAIN, read_rows  # noqa: E402
 from lighthouse.cli import app  # noqa: E402
+from lighthouse.harness.tables import TRAIN, read_rows  # noqa: E402
 from lighthouse.train.report import train_section  # noqa: E402
 
 runner = CliRunner()
@@ -19,14 +20,16 @@ runner = CliRunner()
 def tiny_run(tmp_path_factory):
     threads = torch.get_num_threads()
     out = tmp_path_factory.mktemp("train") / "tiny"
-    result = runner.invoke(app, ["train", "--preset", "tiny", "--steps", "3", "--out", str(out)])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = runner.invoke(app, ["train", "--preset", "tiny", "--steps", "3", "--out", str(out)])
     torch.set_num_threads(threads)
-    return out, result
+    return out, result, caught
 
 
 def test_tiny_preset_runs_and_writes_rows_machine_json_and_chart(tiny_run):
     """Catches a broken train command: both attentions measured, numbers sane, files where documented."""
-    out, result = tiny_run
+    out, result, _ = tiny_run
     assert result.exit_code == 0, result.output
     rows, torn = read_rows(out / "train.csv", TRAIN)
     assert not torn and [r["attention"] for r in rows] == ["dense", "lighthouse"]
@@ -43,10 +46,19 @@ def test_tiny_preset_runs_and_writes_rows_machine_json_and_chart(tiny_run):
     assert (out / "train_tokens_per_s.png").exists() and not (out / "train_tokens_per_s.svg").exists()
 
 
+def test_no_transformers_warning_or_progress_bar_in_the_output(tiny_run):
+    """transformers' warnings (the FutureWarning of gradient_checkpointing_enable) and progress bars are held
+    down while the command runs. Catches them leaking into the table and row lines of `train` (defect 11)."""
+    _, result, caught = tiny_run
+    leaked = [f"{w.category.__name__}: {w.message}" for w in caught if "transformers" in w.filename]
+    assert leaked == [] and "Warning" not in result.output and "it/s]" not in result.output, leaked
+
+
 def test_resume_skips_finished_points(tiny_run):
     """Catches --resume measuring finished points again (duplicate rows, wasted GPU time)."""
-    out, _ = tiny_run
-    result = runner.invoke(app, ["train", "--preset", "tiny", "--steps", "3", "--out", str(out), "--resume", "--no-plot"])
+    out, _, _ = tiny_run
+    result = runner.invoke(app, ["train", "--preset", "tiny", "--steps", "3", "--out", str(out), "--resume",
+                                 "--no-plot"])
     assert result.exit_code == 0, result.output
     assert len(read_rows(out / "train.csv", TRAIN)[0]) == 2
     again = runner.invoke(app, ["train", "--preset", "tiny", "--out", str(out)])
@@ -55,7 +67,7 @@ def test_resume_skips_finished_points(tiny_run):
 
 def test_report_section_of_the_run(tiny_run):
     """Catches a report function that cannot read what the command wrote."""
-    out, _ = tiny_run
+    out, _, _ = tiny_run
     section = train_section(out)
     assert "| tiny | 512 | dense |" in section.markdown and "lighthouse k=128 L=2 p=2 norm" in section.markdown
     assert out / "train_tokens_per_s.png" in section.charts

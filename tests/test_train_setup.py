@@ -159,3 +159,20 @@ def test_corpus_save_and_load_round_trip(tmp_path):
     d = data.Corpus.load(tmp_path / "cache")
     assert torch.equal(c.train, d.train) and torch.equal(c.val, d.val) and d.digest == c.digest
     assert d.train_files == c.train_files
+
+
+def test_checkpointing_is_on_without_a_deprecation_warning():
+    """build_model(checkpointing=True): every decoder layer checkpointed, through the API transformers does not
+    deprecate (no FutureWarning raised). Catches the deprecated alias called (its warning leaked into `train`)
+    or checkpointing silently off after the switch of name."""
+    import warnings
+
+    from lighthouse.train.model import build_model
+
+    preset = get_preset("tiny")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        model = build_model(preset, 128, "lighthouse", torch.device("cpu"), torch.float32, checkpointing=True)
+    off = build_model(preset, 128, "lighthouse", torch.device("cpu"), torch.float32, checkpointing=False)
+    on = getattr(type(model), "is_activation_checkpointing", None) or type(model).is_gradient_checkpointing
+    assert on.fget(model) and not on.fget(off)

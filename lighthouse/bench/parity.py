@@ -1,6 +1,6 @@
 """Parity of the two implementations: the Triton path against the PyTorch path (the executable spec) on the
 same inputs, forward and backward. Used by `lighthouse-bench check` (its correctness gate, `parity_rows`)
-and by scripts/gpu_validate.py (which adds poisoned buffers and bitwise repeats on top).
+and by `lighthouse-bench validate` (which adds poisoned buffers and bitwise repeats on top).
 """
 
 from __future__ import annotations
@@ -53,10 +53,11 @@ def parity_rows(points: Sequence, device, seed: int = 0, tol: float = PARITY_TOL
     """Triton against PyTorch on the same random inputs, per Lighthouse point (points.Point): forward and
     backward with one fixed random output gradient; the relative errors of out, dq, dk, dv and whether the
     selections are identical (results.PARITY rows). `ok` = identical selection and every relative error
-    <= tol. A point that fails to run gets status oom/error and ok False."""
+    <= tol. A point that fails to run gets the status harness.failures.classify gives (oom, invalid,
+    unsupported, error) and ok False."""
     from ..dispatch import FORCE_IMPL_ENV, forced_impl
     from ..harness.device import free_memory, resolve_device
-    from ..harness.failures import is_oom
+    from ..harness.failures import classify
     from .inputs import random_inputs
 
     dev = resolve_device(str(device))
@@ -80,8 +81,7 @@ def parity_rows(points: Sequence, device, seed: int = 0, tol: float = PARITY_TOL
             row.update(relative_errors(got, want))
             row["ok"] = bool(row["same_selection"]) and all(row[f"rel_{f}"] <= tol for f in PARITY_FIGURES)
         except Exception as err:  # noqa: BLE001 - a point that cannot run is reported, not fatal
-            row["status"] = "oom" if is_oom(err) else "error"
-            row["reason"] = f"{type(err).__name__}: {' '.join(str(err).split())[:300]}"
+            row["status"], row["reason"] = classify(err)
         finally:
             x = want = got = None  # noqa: F841
             free_memory(dev)

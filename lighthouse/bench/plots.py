@@ -22,15 +22,34 @@ import pandas as pd  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator  # noqa: E402
 
-from ..harness import machine  # noqa: E402
-from ..harness import baselines  # noqa: E402
+from ..harness import baselines, chart_text, machine  # noqa: E402
 from ..harness.outdir import writable_folder  # noqa: E402
-from ..harness.tables import (BASELINES, CLOCKS, CONFIG_COLUMNS, HOST_AHEAD, LAUNCHED, PASSES, PROFILE,  # noqa: E402
-                              SHAPE_COLUMNS, SWEEP, ResultsFormatError, clock_column, fmt_size, header_of,
-                              kind_of_header, read_finished, read_rows)
+from ..harness.tables import (  # noqa: E402
+    BASELINES,
+    CLOCKS,
+    CONFIG_COLUMNS,
+    HOST_AHEAD,
+    LAUNCHED,
+    PASSES,
+    PROFILE,
+    SHAPE_COLUMNS,
+    SWEEP,
+    ResultsFormatError,
+    clock_column,
+    fmt_size,
+    header_of,
+    kind_of_header,
+    read_finished,
+    read_rows,
+)
+
 IMPL_STYLE = {"lighthouse_torch": ("--", "o"), "lighthouse_triton": ("-", "^")}
 #: Chart file formats: PNG only (an SVG beside every PNG doubled the committed reports for nothing).
 FORMATS = ("png",)
+#: Legend entries for configurations at most: beyond it the fastest are coloured and named and the rest drawn in
+#: grey under one entry (a single-N sweep of 108 configurations drew a 108-entry legend over its title).
+LEGEND_CONFIGS = 16
+OTHERS_COLOUR = (0.55, 0.55, 0.55, 0.45)
 
 
 #: Columns kept as text even where every value looks like a number.
@@ -40,8 +59,8 @@ NUMBER_COLUMNS = ("median_ms", "p20_ms", "p80_ms", "peak_mem_gib", "n", "s_sel")
 
 
 def load(csv_path: Path, warn_torn: bool = True) -> pd.DataFrame:
-    """The finished rows of a results.csv (tables.read_finished: torn rows left out, with a warning) as a frame: empty cells
-    NaN, every column that holds only numbers numeric."""
+    """The finished rows of a results.csv (tables.read_finished: torn rows left out, with a warning) as a frame:
+    empty cells NaN, every column that holds only numbers numeric."""
     if kind_of_header(header_of(csv_path)) is PROFILE:
         raise ResultsFormatError(f"not a lighthouse-bench sweep results file: {csv_path} is a profile "
                                  "(`lighthouse-bench report` draws profiles)")
@@ -75,9 +94,25 @@ def _rope(row) -> str:
     return value if isinstance(value, str) and value else "pre"
 
 
+def _fastest(lh: pd.DataFrame, labels: Sequence[str], varying: Sequence[str], keep: int) -> List[str]:
+    """The `keep` configurations with the largest speedup over any dense baseline (as launched) in an ok row, or
+    without any speedup in the file, the lowest median ms."""
+    ok = lh[lh["status"] == "ok"]
+    speedups = [c for c in ok.columns if c.startswith("speedup_vs_") and ok[c].notna().any()]
+    score: Dict[str, float] = {}
+    for _, r in ok.iterrows():
+        values = [r[c] for c in speedups if r[c] == r[c]] if speedups else [-r["median_ms"]]
+        values = [v for v in values if v == v]
+        if values:
+            lab = _label_config(r, varying)
+            score[lab] = max(score.get(lab, -math.inf), max(values))
+    return sorted(labels, key=lambda lab: -score.get(lab, -math.inf))[:keep]
+
+
 class Styles:
     """One colour per Lighthouse configuration (shared by every panel and chart); line style per impl, or per
-    RoPE placement (solid pre, dashed post) when the file holds both, the impl then shown by the marker."""
+    RoPE placement (solid pre, dashed post) when the file holds both, the impl then shown by the marker. With more
+    configurations than the legend holds (LEGEND_CONFIGS entries), the fastest are named and the rest are grey."""
 
     def __init__(self, df: pd.DataFrame):
         lh = df[df["kind"] == "lighthouse"]
@@ -85,10 +120,17 @@ class Styles:
         columns = [c for c in CONFIG_COLUMNS if c != "rope"]
         keys = lh[columns + self.varying].drop_duplicates().sort_values(columns)
         self.labels = [_label_config(r, self.varying) for _, r in keys.iterrows()]
-        cmap = plt.get_cmap("tab10" if len(self.labels) <= 10 else "tab20")
-        self.colors = {lab: cmap(i % cmap.N) for i, lab in enumerate(self.labels)}
         self.impls = sorted(lh["impl"].dropna().unique())
         self.ropes = sorted({_rope(r) for _, r in lh.iterrows()}) if "rope" in lh else ["pre"]
+        room = max(1, LEGEND_CONFIGS // max(1, len(self.impls) * len(self.ropes)))
+        named = self.labels if len(self.labels) <= room else _fastest(lh, self.labels, self.varying, room)
+        self.named = set(named)
+        cmap = plt.get_cmap("tab10" if len(self.named) <= 9 else "tab20")
+        palette = [c for c in cmap.colors if max(c) - min(c) > 0.05]  # no grey: grey is for the unnamed
+        named_labels = [x for x in self.labels if x in self.named]
+        self.colors = {lab: palette[i % len(palette)] for i, lab in enumerate(named_labels)}
+        self.colors.update({lab: OTHERS_COLOUR for lab in self.labels if lab not in self.named})
+        self.others = len(self.labels) - len(self.named)
 
     def config(self, row) -> str:
         """The legend's name of a row's configuration (with its placement when the file holds both)."""
@@ -97,6 +139,25 @@ class Styles:
 
     def color(self, row):
         return self.colors.get(_label_config(row, self.varying), "gray")
+
+    def plot(self, ax, handles: Dict[str, Line2D], g: pd.DataFrame, col: str, impl: str, band: bool = False) -> None:
+        """One configuration's line; its legend entry, or the one entry of the grey configurations."""
+        row = g.iloc[0]
+        ls, mk = self.line(impl, row)
+        key = _label_config(row, self.varying)
+        named = key in self.named
+        color = self.colors.get(key, OTHERS_COLOUR)
+        ax.plot(g["n"], g[col], ls, marker=mk, color=color, ms=4 if named else 3, lw=1.4 if named else 0.8,
+                zorder=2 if named else 1)
+        if band:
+            _band(ax, g, color)
+        if named:
+            lab = self.config(row)
+            name = lab if len(self.impls) <= 1 else f"{impl.removeprefix('lighthouse_')} {lab}"
+            handles.setdefault(name, Line2D([], [], ls=ls, marker=mk, color=color, ms=4))
+        else:
+            handles.setdefault(f"{self.others} other configurations (grey; all in results.csv)",
+                               Line2D([], [], ls="-", marker="o", color=OTHERS_COLOUR, ms=3, lw=0.8))
 
     def line(self, impl: str, row=None) -> Tuple[str, str]:
         if len(self.ropes) > 1:
@@ -145,11 +206,17 @@ def _empty(ax, text: str) -> None:
 
 
 def _legend(fig, handles: Dict[str, Line2D]) -> None:
+    """Right of the panels, in as many columns as keep it within the figure's height (never over the title)."""
     if not handles:
         return
-    ncol = max(1, math.ceil(len(handles) / 28))
+    rows = max(4, int(fig.get_figheight() * 72 / (8 * 1.9)))  # 8 pt entries, spaced
     fig.legend(list(handles.values()), list(handles.keys()), loc="center left", bbox_to_anchor=(1.0, 0.5),
-               fontsize=8, ncol=ncol, frameon=False)
+               fontsize=8, ncol=max(1, math.ceil(len(handles) / rows)), frameon=False)
+
+
+def _suptitle(fig, text: str, fontsize: int = 11) -> None:
+    """The figure's title, wrapped to its width (a long title on a one-panel figure ran into the legend)."""
+    fig.suptitle(chart_text.fit(text, fig.get_figwidth(), fontsize), fontsize=fontsize)
 
 
 def _save(fig, out_dir: Path, name: str) -> List[Path]:
@@ -211,11 +278,7 @@ def speedup_chart(df: pd.DataFrame, ok: pd.DataFrame, st: Styles, info, out_dir:
                 g = _series(g, col)
                 if g.empty:
                     continue
-                lab, color = st.config(g.iloc[0]), st.color(g.iloc[0])
-                ls, mk = st.line(impl, g.iloc[0])
-                ax.plot(g["n"], g[col], ls, marker=mk, color=color, ms=4, lw=1.4)
-                name = lab if len(st.impls) <= 1 else f"{impl.removeprefix('lighthouse_')} {lab}"
-                handles.setdefault(name, Line2D([], [], ls=ls, marker=mk, color=color, ms=4))
+                st.plot(ax, handles, g, col, impl)
             ax.axhline(1.0, color="crimson", lw=1, ls=":")
             _log2_x(ax, sub["n"])
             _speedup_y(ax, sub[col])
@@ -226,7 +289,7 @@ def speedup_chart(df: pd.DataFrame, ok: pd.DataFrame, st: Styles, info, out_dir:
     if baselines:
         handles.setdefault("1x (as fast as dense)", Line2D([], [], color="crimson", ls=":"))
     _legend(fig, handles)
-    fig.suptitle(_title(df, f"Lighthouse speedup over dense causal SDPA, {CLOCKS[clock]}", info), fontsize=11)
+    _suptitle(fig, _title(df, f"Lighthouse speedup over dense causal SDPA, {CLOCKS[clock]}", info))
     fig.tight_layout()
     return _save(fig, out_dir, "speedup" if clock == LAUNCHED else f"speedup-{clock.replace('_', '-')}")
 
@@ -250,7 +313,8 @@ def _metric_chart(df, ok, st, info, out_dir, *, col, ylabel, name, title, band) 
         if sub.empty:
             _empty(ax, f"no successful {pass_} rows")
             continue
-        for impl, g in sub[sub["kind"] == "dense"].groupby(["impl", *st.varying]) if st.varying else sub[sub["kind"] == "dense"].groupby("impl"):
+        dense = sub[sub["kind"] == "dense"]
+        for impl, g in dense.groupby(["impl", *st.varying]) if st.varying else dense.groupby("impl"):
             impl = impl[0] if isinstance(impl, tuple) else impl
             g = _series(g, col)
             color = baselines.colour(impl)
@@ -264,21 +328,17 @@ def _metric_chart(df, ok, st, info, out_dir, *, col, ylabel, name, title, band) 
                 lab, color = st.config(g.iloc[0]), st.color(g.iloc[0])
                 if kind == "floor":
                     ax.plot(g["n"], g[col], ":", color=color, lw=1.2)
-                    handles.setdefault("floor: dense SDPA on the S entries (dotted)", Line2D([], [], ls=":", color="gray"))
+                    handles.setdefault("floor: dense SDPA on the S entries (dotted)",
+                                       Line2D([], [], ls=":", color="gray"))
                     continue
-                ls, mk = st.line(impl, g.iloc[0])
-                ax.plot(g["n"], g[col], ls, marker=mk, color=color, ms=4, lw=1.4)
-                if band:
-                    _band(ax, g, color)
-                name_ = lab if len(st.impls) <= 1 else f"{impl.removeprefix('lighthouse_')} {lab}"
-                handles.setdefault(name_, Line2D([], [], ls=ls, marker=mk, color=color, ms=4))
+                st.plot(ax, handles, g, col, impl, band)
         _log2_x(ax, sub["n"])
         ax.set_yscale("log")
         ax.set_ylabel(ylabel)
     if band and handles:
         handles.setdefault("band: p20-p80 of the repetitions", Line2D([], [], color="gray", alpha=0.3, lw=6))
     _legend(fig, handles)
-    fig.suptitle(_title(df, title, info), fontsize=11)
+    _suptitle(fig, _title(df, title, info))
     fig.tight_layout()
     return _save(fig, out_dir, name)
 
@@ -291,7 +351,7 @@ def memory_chart(df, ok, st, info, out_dir) -> List[Path]:
     fig, ax = plt.subplots(figsize=(6, 3))
     devices = ", ".join(sorted(df["device"].astype(str).unique())) or "?"
     _empty(ax, f"No peak memory in this results file:\nit is measured on CUDA only (this run: {devices}).")
-    fig.suptitle(_title(df, "Peak memory", info), fontsize=11)
+    _suptitle(fig, _title(df, "Peak memory", info))
     return _save(fig, out_dir, "memory")
 
 

@@ -19,6 +19,19 @@ def resolve_device(name: str):
     return dev
 
 
+def device_option(text: Optional[str]):
+    """--device as given (cuda or cpu; default cuda where there is one), resolved; an OptionError naming --device
+    when cuda is asked for where there is none."""
+    import torch
+
+    from .options import OptionError, parse_option
+
+    name = parse_option("device", text) if text else ("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise OptionError("--device: --device asks for cuda, but CUDA is not available here; use --device cpu")
+    return resolve_device(name)
+
+
 def device_ok(device) -> bool:
     """False once the CUDA context is lost (a sticky error poisons every later call in this process)."""
     if getattr(device, "type", "cpu") != "cuda":

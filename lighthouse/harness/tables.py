@@ -177,6 +177,10 @@ PARITY = Table(
     key=CHECK_POINT_COLUMNS,
     config_defaults=ROPE_DEFAULT,
 )
+#: validate.csv of `validate`: the parity figures per point and whether the Triton path repeats bit for bit and
+#: gives the same result with its output buffers poisoned (NaN where a kernel forgets to write).
+VALIDATE = Table("validate file", columns=(*PARITY.columns, "tolerance", "bitwise_repeat", "poisoned_equal"),
+                 key=CHECK_POINT_COLUMNS)
 
 
 # ------------------------------------------------------------------------------------------- numbers

@@ -17,6 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+from ..harness.chart_text import fit
 from ..harness.tables import QUALITY, QUALITY_BUCKETS, fmt_size, num, read_rows
 
 
@@ -74,11 +75,13 @@ def needle_heatmaps(rows: List[dict], out_dir: Path) -> List[Path]:
                 ax.set_xticks(range(len(ns)), [fmt_size(n) for n in ns], fontsize=7)
                 ax.set_yticks(range(0, 10, 3), [f"{10 * d}%" for d in range(0, 10, 3)], fontsize=7)
         fig.supxlabel("N"), fig.supylabel("needle depth (i - j) / i")
-        fig.suptitle(f"needle recall, scorer {scorer}, {inputs} inputs (cosine >= 0.5 with v_j)", fontsize=9)
+        # wrapped to the figure's width: with one (L, p) column the figure is 3.4 inches wide (the title was cut)
+        fig.suptitle(fit(f"needle recall, scorer {scorer}, {inputs} inputs (cosine >= 0.5 with v_j)",
+                         fig.get_figwidth(), 12))
         if image is not None:
             fig.colorbar(image, ax=axes, shrink=0.6)
         path = out_dir / (f"needle_recall_{scorer}.png" if inputs == "needle" else f"needle_recall_{scorer}_{inputs}.png")
-        fig.savefig(path, dpi=110)
+        fig.savefig(path, dpi=110, bbox_inches="tight")
         plt.close(fig)
         paths.append(path)
     return paths
@@ -169,6 +172,31 @@ def pareto_front(points: Sequence[tuple], higher_is_better: bool = True) -> List
     return sorted((p for p in points if not any(better(o, p) for o in points)), key=lambda p: p[0])
 
 
+#: Where a frontier label may sit relative to its point (points), tried in this order.
+LABEL_OFFSETS = ((4, 4), (4, -10), (-4, 4), (-4, -10), (4, 14), (-4, 14), (4, -20), (-4, -20))
+
+
+def place_labels(ax, labelled: Sequence[tuple], fontsize: float = 6) -> int:
+    """Label each (x, y, text) at the first of LABEL_OFFSETS where it covers no label placed before it and stays
+    inside the axes; a label with no such place is left out (a pile of overlapping labels names nothing).
+    Returns how many were left out. Call it once the axes' limits and scales are final."""
+    renderer = ax.figure.canvas.get_renderer()
+    inside, placed, left_out = ax.get_window_extent(renderer), [], 0
+    for x, y, text in labelled:
+        for dx, dy in LABEL_OFFSETS:
+            note = ax.annotate(text, (x, y), fontsize=fontsize, xytext=(dx, dy), textcoords="offset points",
+                               ha="left" if dx > 0 else "right")
+            box = note.get_window_extent(renderer)
+            fits = inside.x0 <= box.x0 and box.x1 <= inside.x1 and inside.y0 <= box.y0 and box.y1 <= inside.y1
+            if fits and not any(box.overlaps(other) for other in placed):
+                placed.append(box)
+                break
+            note.remove()
+        else:
+            left_out += 1
+    return left_out
+
+
 def pareto_chart(sweep_rows: List[dict], quality_rows: List[dict], out_dir: Path, *, figure: str = "needle_recall",
                  inputs: Optional[str] = None, pass_: str = "fwdbwd", baseline: str = "sdpa_cudnn",
                  seqs: Optional[Sequence[int]] = None) -> List[Path]:
@@ -194,15 +222,17 @@ def pareto_chart(sweep_rows: List[dict], quality_rows: List[dict], out_dir: Path
                        alpha=0.8, marker="^" if rope == "post" else "o")
         front = pareto_front(pts, bar.higher_is_better)
         ax.plot([p[0] for p in front], [p[1] for p in front], "k-", lw=1, label="frontier")
-        for s, q, (lv, p, k, sc, rope) in front:
-            ax.annotate(f"L{lv} p{p} k{k}" + (f" {rope}" if ropes else ""), (s, q), fontsize=6, xytext=(3, 3),
-                        textcoords="offset points")
         ax.set_xscale("log")
         ax.set_xlabel(f"speedup over {baseline} ({pass_})"), ax.set_ylabel(f"{figure} ({inputs} inputs)")
         ax.set_title(f"speed against quality, N={fmt_size(n)}")
         ax.legend(fontsize=7)
-        path = Path(out_dir) / f"pareto_{figure}_N{fmt_size(n)}.png"
         fig.tight_layout()
+        left_out = place_labels(ax, [(s, q, f"L{lv} p{p} k{k}" + (f" {rope}" if ropes else ""))
+                                     for s, q, (lv, p, k, _, rope) in front])
+        if left_out:
+            ax.text(0.99, 0.01, f"{left_out} frontier label(s) left out where they would overlap", fontsize=6,
+                    ha="right", va="bottom", transform=ax.transAxes, color="gray")
+        path = Path(out_dir) / f"pareto_{figure}_N{fmt_size(n)}.png"
         fig.savefig(path, dpi=110)
         plt.close(fig)
         paths.append(path)

@@ -4,8 +4,9 @@ one heatmap per (model, attention), and a summary that says when a model is at c
 One row per (model folder, attention, length, depth), written as it finishes by the harness's row loop
 (--out, --resume, Ctrl-C and failures as in every command). A cell is "above chance" when guessing
 (1/10 per digit among the ten digits, 10^-digits per exact match) would do as well with probability below
-ALPHA (one-sided binomial tail; per digit on the digit-only argmax, see lighthouse/quality/passkey_prompts.py); a model with no cell above chance gets the line "at chance in every cell: cannot learn the
-task within this budget" and no heatmap (a chart of noise would invite reading patterns into it).
+ALPHA (one-sided binomial tail; per digit on the digit-only argmax, see lighthouse/quality/passkey_prompts.py);
+a model with no cell above chance gets the line "at chance in every cell: cannot learn the task within this
+budget" and no heatmap (a chart of noise would invite reading patterns into it).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+from ..harness.chart_text import fit
 from ..harness.failures import classify
 from ..harness.loop import Item, RowLoop
 from ..harness.tables import PASSKEY, read_rows
@@ -222,7 +224,8 @@ def run(spec: PasskeySpec, out: Path, *, resume: bool = False, plot: bool = True
 
     def summary(rows):
         lines = summarize(rows)
-        (Path(out) / SUMMARY_FILE).write_text("# Passkey retrieval\n\n" + "\n".join(f"- {line}" for line in lines) + "\n")
+        text = "# Passkey retrieval\n\n" + "\n".join(f"- {line}" for line in lines) + "\n"
+        (Path(out) / SUMMARY_FILE).write_text(text)
         for line in lines:
             loop.console.print(line, highlight=False, markup=False)
 
@@ -343,11 +346,12 @@ def heatmaps(rows: Sequence[dict], out: Path) -> List[Path]:
             title = f"exact-match accuracy (chance {float(ok[0]['chance_exact']):g})"
         else:
             title = f"digit-only accuracy, no exact match anywhere (chance {float(ok[0]['chance_digit']):g})"
-        ax.set_title(f"{Path(model).name} ({attention}): {title}", fontsize=9)
+        # wrapped to the figure's width: a one-length heatmap is 2 inches wide (its title was cut at the edges)
+        ax.set_title(fit(f"{Path(model).name} ({attention}): {title}", fig.get_figwidth(), 9), fontsize=9)
         fig.colorbar(im, ax=ax)
         fig.tight_layout()
         target = out / f"passkey_{_slug(model, attention)}.png"
-        fig.savefig(target, dpi=120)
+        fig.savefig(target, dpi=120, bbox_inches="tight")
         written.append(target)
         plt.close(fig)
     return written

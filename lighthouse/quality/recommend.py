@@ -17,11 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
+from ..harness.baselines import short as baseline_option
 from ..harness.tables import CONFIG_COLUMNS as CONFIG
-from ..harness.tables import QUALITY, SWEEP, fmt_size, header_of, read_rows
+from ..harness.tables import QUALITY, SPEEDUP_COLUMNS, SWEEP, fmt_size, header_of, read_rows
 from ..harness.tables import num as _num
 
 SWEEP_FILE, QUALITY_FILE = "results.csv", "quality.csv"
+#: Quality figures shown for every configuration (the bar's own figure first, then the others in this order).
+SHOWN_FIGURES = ("needle_recall", "out_rel_err", "coverage")
 
 
 def _int(text) -> Optional[int]:
@@ -61,8 +64,8 @@ class Candidate:
     extra: Dict[str, Optional[float]] = field(default_factory=dict)
 
     def label(self) -> str:
-        l, p, k, s, rope = self.config
-        return f"L={l} p={p} k={k} {s}" + ("" if rope == "pre" else f" rope={rope}")
+        levels, p, k, s, rope = self.config
+        return f"L={levels} p={p} k={k} {s}" + ("" if rope == "pre" else f" rope={rope}")
 
 
 @dataclass
@@ -75,7 +78,7 @@ class Recommendation:
     ranked: List[Candidate]  # every configuration with both figures, best first (meeting the bar first)
     speed_only: List[Tuple] = field(default_factory=list)  # measured speed, no quality
     quality_only: List[Tuple] = field(default_factory=list)  # measured quality, no speed
-    measured_seqs: Dict[str, List[int]] = field(default_factory=dict)
+    why_missing: List[str] = field(default_factory=list)  # per side with no figure at all: what is missing
 
 
 def find_files(paths: Sequence[Path]) -> Tuple[List[Path], List[Path]]:
@@ -121,7 +124,9 @@ def speed_table(rows: Iterable[dict], seq: int, pass_: str, baseline: str) -> Di
     col = f"speedup_vs_{baseline}"
     per_shape: Dict[Tuple, Dict[Tuple, float]] = {}
     for r in rows:
-        if r.get("kind") != "lighthouse" or r.get("status") != "ok" or r.get("pass") != pass_ or _int(r.get("n")) != seq:
+        if r.get("kind") != "lighthouse" or r.get("status") != "ok" or r.get("pass") != pass_:
+            continue
+        if _int(r.get("n")) != seq:
             continue
         key, value = _key(r), _num(r.get(col))
         if key is None or value is None:
@@ -164,17 +169,56 @@ def recommend(sweep_rows: List[dict], quality_rows: List[dict], seq: int, bar: B
     for key in speed.keys() & quality.keys():
         figs = quality[key]
         value = figs[bar.figure]
-        ranked.append(Candidate(key, speed[key], value, bar.met(value), {k: v for k, v in figs.items() if k != bar.figure}))
+        others = {k: v for k, v in figs.items() if k != bar.figure}
+        ranked.append(Candidate(key, speed[key], value, bar.met(value), others))
     ranked.sort(key=lambda c: (not c.meets, -c.speedup, c.config))
     chosen = ranked[0] if ranked and ranked[0].meets else None
-    measured = {
-        "sweep": sorted({n for r in sweep_rows if r.get("kind") == "lighthouse" and r.get("status") == "ok"
-                         for n in [_int(r.get("n"))] if n is not None}),
-        "quality": sorted({n for r in quality_rows if r.get("status") == "ok" and r.get("inputs") == bar.inputs
-                           for n in [_int(r.get("n"))] if n is not None}),
-    }
+    why = [w for w in (why_no_speed(sweep_rows, seq, pass_, baseline) if not speed else None,
+                       why_no_quality(quality_rows, seq, bar) if not quality else None) if w]
     return Recommendation(seq, bar, pass_, baseline, chosen, ranked,
-                          sorted(speed.keys() - quality.keys()), sorted(quality.keys() - speed.keys()), measured)
+                          sorted(speed.keys() - quality.keys()), sorted(quality.keys() - speed.keys()), why)
+
+
+def _seqs(rows: Iterable[dict]) -> str:
+    return ", ".join(str(n) for n in sorted({n for r in rows for n in [_int(r.get("n"))] if n is not None}))
+
+
+def why_no_speed(rows: Sequence[dict], seq: int, pass_: str, baseline: str) -> str:
+    """Why the sweep rows give no speed figure: no ok row, another N, another pass, or another dense baseline
+    (the first of these that holds, so the sentence blames what is really missing)."""
+    ok = [r for r in rows if r.get("kind") == "lighthouse" and r.get("status") == "ok"]
+    if not ok:
+        return ("the sweep results hold no ok Lighthouse row" + ("" if rows else " (no results.csv given)")
+                + f": run `lighthouse-bench sweep --seq {seq} --pass {pass_} ...`")
+    at_n = [r for r in ok if _int(r.get("n")) == seq]
+    if not at_n:
+        return (f"the sweep measured N = {_seqs(ok)}, not {seq}: run `lighthouse-bench sweep --seq {seq} ...` "
+                f"(no figure is interpolated)")
+    passes = sorted({r.get("pass") or "?" for r in at_n})
+    if pass_ not in passes:
+        return (f"the sweep measured N={seq} on the {' and '.join(passes)} pass{'es' if len(passes) > 1 else ''}, "
+                f"not {pass_}: give --pass {passes[0]} or run `lighthouse-bench sweep --seq {seq} --pass {pass_} ...`")
+    measured = sorted({c.removeprefix("speedup_vs_") for r in at_n if r.get("pass") == pass_
+                       for c in SPEEDUP_COLUMNS if _num(r.get(c)) is not None})
+    have = (f"it timed {', '.join(baseline_option(b) for b in measured)}: give --baseline "
+            f"{baseline_option(measured[0])}" if measured else "it timed no dense baseline")
+    return (f"the sweep's {pass_} rows at N={seq} have no speedup over {baseline} ({have}) or run "
+            f"`lighthouse-bench sweep --seq {seq} --pass {pass_} --baseline {baseline_option(baseline)} ...`")
+
+
+def why_no_quality(rows: Sequence[dict], seq: int, bar: Bar) -> str:
+    """Why the quality rows give no figure for the bar: no ok row, another N, other inputs, or no such figure."""
+    run = f"`lighthouse-bench quality --seq {seq} --inputs {bar.inputs} ...`"
+    ok = [r for r in rows if r.get("status") == "ok"]
+    if not ok:
+        return "the quality results hold no ok row" + ("" if rows else " (no quality.csv given)") + f": run {run}"
+    at_n = [r for r in ok if _int(r.get("n")) == seq]
+    if not at_n:
+        return f"the quality runs measured N = {_seqs(ok)}, not {seq}: run {run} (no figure is interpolated)"
+    kinds = sorted({r.get("inputs") or "?" for r in at_n})
+    if bar.inputs not in kinds:
+        return f"the quality rows at N={seq} are on {', '.join(kinds)} inputs, not {bar.inputs}: run {run}"
+    return f"the {bar.inputs} quality rows at N={seq} have no {bar.figure}: run {run}"
 
 
 def _fmt(x: Optional[float]) -> str:
@@ -185,38 +229,48 @@ def _config_label(key) -> str:
     return Candidate(key, 0, 0, False).label()
 
 
+def _closest(rec: Recommendation) -> str:
+    """The configuration nearest the bar (its best figure; the faster among equals) and by how much it misses."""
+    bar = rec.bar
+    c = min(rec.ranked, key=lambda c: (-c.quality if bar.higher_is_better else c.quality, -c.speedup))
+    side = "below" if bar.higher_is_better else "above"
+    return (f"The closest is {c.label()} ({c.speedup:.2f}x): {bar.figure} {_fmt(c.quality)}, {side} the bar "
+            f"{bar.threshold:g} by {_fmt(abs(c.quality - bar.threshold))}.")
+
+
+def _table(rec: Recommendation, shown: Sequence[Candidate]) -> List[str]:
+    """Markdown rows: configuration, speedup, the bar's figure, whether it meets the bar, the other figures."""
+    others = [f for f in SHOWN_FIGURES if f != rec.bar.figure]
+    lines = ["| " + " | ".join(["configuration", "speedup", rec.bar.figure, "meets bar", *others]) + " |",
+             "|" + "---|" * (4 + len(others))]
+    for c in shown:
+        cells = [c.label(), f"{c.speedup:.2f}x", _fmt(c.quality), "yes" if c.meets else "no",
+                 *(_fmt(c.extra.get(f)) for f in others)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def render(rec: Recommendation, runners_up: int = 5) -> str:
     """Markdown: the choice (or why there is none), the runners-up, what is missing."""
     n = fmt_size(rec.seq)
     lines = [f"## Recommendation for N={n}", "",
              f"Bar: {rec.bar.describe()}; speed: speedup over {rec.baseline} on the {rec.pass_} pass.", ""]
     if not rec.ranked:
-        lines.append(f"No configuration has both figures measured at N={rec.seq}.")
-        for side, ns in rec.measured_seqs.items():
-            lines.append(f"- {side} results measured N = {', '.join(map(str, ns)) or 'nothing'}"
-                         + ("" if rec.seq in ns else f" (not {rec.seq})"))
-        lines.append(f"Measure it: `lighthouse-bench sweep --seq {rec.seq} ...` and "
-                     f"`lighthouse-bench quality --seq {rec.seq} --inputs {rec.bar.inputs} ...` (no figure is interpolated).")
+        lines.append(f"No configuration has both figures measured at N={rec.seq}:")
+        lines += [f"- {why}" for why in rec.why_missing] or [
+            "- the sweep and the quality runs measured different configurations at this N (listed below)"]
     elif rec.chosen is None:
-        best = max(rec.ranked, key=lambda c: c.quality if rec.bar.higher_is_better else -c.quality)
-        lines.append(f"No measured configuration meets the bar; the best {rec.bar.figure} measured is "
-                     f"{_fmt(best.quality)} ({best.label()}, {best.speedup:.2f}x).")
+        lines.append(f"No measured configuration meets the bar ({len(rec.ranked)} measured). {_closest(rec)}")
     else:
         c = rec.chosen
         lines.append(f"**Use {c.label()}**: {c.speedup:.2f}x {rec.baseline} ({rec.pass_}), "
                      f"{rec.bar.figure} = {_fmt(c.quality)}.")
-    if rec.ranked:
-        lines += ["", f"| configuration | speedup | {rec.bar.figure} | meets bar | needle_recall | out_rel_err | coverage |",
-                  "|---|---|---|---|---|---|---|"]
-        shown = rec.ranked[: runners_up + 1]
-        for c in shown:
-            ex = c.extra
-            lines.append(f"| {c.label()} | {c.speedup:.2f}x | {_fmt(c.quality)} | {'yes' if c.meets else 'no'} | "
-                         f"{_fmt(ex.get('needle_recall', c.quality if rec.bar.figure == 'needle_recall' else None))} | "
-                         f"{_fmt(ex.get('out_rel_err', c.quality if rec.bar.figure == 'out_rel_err' else None))} | "
-                         f"{_fmt(ex.get('coverage'))} |")
+        lines += ["", *_table(rec, rec.ranked[: runners_up + 1])]
+    if rec.why_missing:  # one side has nothing at all: its sentence above says why, no per-configuration list
+        return "\n".join(lines) + "\n"
     if rec.speed_only:
-        lines += ["", f"Speed measured but no {rec.bar.inputs} quality at N={rec.seq} (run `lighthouse-bench quality`): "
+        lines += ["", f"Speed measured but no {rec.bar.inputs} quality at N={rec.seq} "
+                  "(run `lighthouse-bench quality`): "
                   + "; ".join(_config_label(k) for k in rec.speed_only)]
     if rec.quality_only:
         lines += ["", f"Quality measured but no {rec.pass_} speed at N={rec.seq} (run `lighthouse-bench sweep`): "

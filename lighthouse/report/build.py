@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ..harness import machine, tables
-from .document import Block, Chart, Heading, Para, Table, to_html, to_markdown
 from ..harness.outdir import writable_folder
 from ..harness.tables import BASELINES, PASSES, PROFILE, SWEEP, fmt_size
+from .document import Block, Chart, Heading, Para, Table, to_html, to_markdown
 
 SWEEP_CSV, PROFILE_CSV, MACHINE_JSON = "results.csv", "profile.csv", "machine.json"
 #: The Lighthouse paths in order of preference for the headline (the fused kernels are what ships).
@@ -426,7 +426,8 @@ def breakeven_table(run: Run) -> Optional[Table]:
         rows.append([config, ", ".join(_size(n) for n in f["n_measured"]),
                      *((f[c].describe() if f[c] is not None else "-") for c in tables.CLOCKS)])
     return Table(["configuration", "N measured", *(f"break-even N ({name})" for name in tables.CLOCKS.values())],
-                 rows, f"{run.label}: break-even N, the smallest N from which Lighthouse beats {base} (speedup crossing "
+                 rows, f"{run.label}: break-even N, the smallest N from which Lighthouse beats {base} (speedup "
+                       "crossing "
                        "1.0, interpolated linearly in log N between the measured N around it; each N judged by its "
                        "best k)")
 
@@ -765,9 +766,11 @@ def quality_blocks(sweeps: Sequence[Run], quality_csvs: Sequence[Path], charts: 
     for csv_path in quality_csvs:
         with tempfile.TemporaryDirectory() as tmp:
             for path in quality_charts(csv_path, Path(tmp)):
-                dest = charts / f"{_slug(csv_path.parent.resolve().parent.name)}-{_slug(csv_path.parent.resolve().name)}-{path.name}"
+                folder = csv_path.parent.resolve()
+                dest = charts / f"{_slug(folder.parent.name)}-{_slug(folder.name)}-{path.name}"
                 shutil.move(str(path), dest)
-                blocks.append(Chart(dest, f"{csv_path.parent.parent.name}/{csv_path.parent.name}: {path.stem.replace('_', ' ')}"))
+                caption = f"{csv_path.parent.parent.name}/{csv_path.parent.name}: {path.stem.replace('_', ' ')}"
+                blocks.append(Chart(dest, caption))
     return blocks
 
 
@@ -817,7 +820,8 @@ def recommendation_blocks(sweep_rows: List[dict], quality_rows: List[dict], min_
         blocks.append(Table(["configuration", "speedup", "needle recall", "meets bar", "out_rel_err", "coverage"],
                             [[c.label(), f"{c.speedup:.2f}x", tables.fmt(c.quality), "yes" if c.meets else "no",
                               tables.fmt(c.extra.get("out_rel_err")), tables.fmt(c.extra.get("coverage"))]
-                             for c in rec.ranked[: runners_up + 1]], "The fastest measured configurations, those meeting the bar first"))
+                             for c in rec.ranked[: runners_up + 1]],
+                            "The fastest measured configurations, those meeting the bar first"))
         missing = len(rec.quality_only) + len(rec.speed_only)
         if missing:
             blocks.append(Para(f"{len(rec.quality_only)} configurations have quality but no speed at this N, "

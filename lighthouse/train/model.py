@@ -47,9 +47,20 @@ def build_model(preset: TrainPreset, seq: int, attention: str, device: torch.dev
     hf.configure(model, preset.lighthouse(impl, sdpa_backend), dense_layers=preset.dense_layer_indices(),
                  dense=attention == "dense", recompute=recompute)
     if checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable_checkpointing(model)
     model.train()
     return model
+
+
+def enable_checkpointing(model) -> None:
+    """Activation checkpointing without re-entrant autograd, through transformers 5's
+    `activation_checkpointing_enable` (`gradient_checkpointing_enable` is its deprecated alias there, with a
+    FutureWarning) or, on transformers 4, the older name."""
+    enable = getattr(model, "activation_checkpointing_enable", None)
+    if enable is not None:
+        enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
 def count_parameters(model) -> dict:

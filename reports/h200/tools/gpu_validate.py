@@ -1,6 +1,8 @@
-"""One GPU call that checks and times the Triton path (issue 2 and 4 acceptance on the H200).
+"""One GPU call that checks and times the Triton path (issue 2 and 4 acceptance on the H200): the lab notebook
+behind reports/h200/validate. Its correctness part is the product command `lighthouse-bench validate`; the
+timings are `lighthouse-bench sweep` and `profile`.
 
-    python scripts/gpu_validate.py --out DIR [--quick]
+    python reports/h200/tools/gpu_validate.py --out DIR [--quick]
 
 Writes DIR/validate.csv (one row per check or timing) and DIR/validate.json (machine info, ceilings) and
 prints a table. Correctness: torch path bf16 vs float32; Triton vs torch in bf16 and float32 up to
@@ -23,13 +25,14 @@ import torch
 
 import lighthouse
 from lighthouse import LighthouseConfig
-from lighthouse.kernels import alloc, layer as tl_layer
+from lighthouse.bench import parity
+from lighthouse.harness.timing import measure
+from lighthouse.kernels import alloc
+from lighthouse.kernels import layer as tl_layer
 from lighthouse.kernels.gather import gather_rows
 from lighthouse.kernels.scatter import pull_rows
 from lighthouse.plan import make_plan, plan_for
 from lighthouse.sdpa import causal_sdpa
-from lighthouse.bench import parity
-from lighthouse.harness.timing import measure
 
 DEV = "cuda"
 ROWS = []
@@ -56,7 +59,10 @@ def bench(fn, *, warmup=3, rep=20, budget_s=2.0, leaves=(), grad=None):
 
 def qkv(n, dtype, h=8, hkv=8, d=128, seed=0, grad=False):
     g = torch.Generator(device=DEV).manual_seed(seed)
-    mk = lambda heads: torch.randn(1, heads, n, d, device=DEV, dtype=dtype, generator=g).requires_grad_(grad)
+
+    def mk(heads):
+        return torch.randn(1, heads, n, d, device=DEV, dtype=dtype, generator=g).requires_grad_(grad)
+
     return mk(h), mk(hkv), mk(hkv)
 
 
@@ -74,16 +80,19 @@ def check_torch_bf16():
     q, k, v = qkv(n, torch.bfloat16)
     o16 = lighthouse.lighthouse_attention(q, k, v, config=cfg)
     o32 = lighthouse.lighthouse_attention(q.float(), k.float(), v.float(), config=cfg)
-    same = torch.equal(lighthouse.select(q, k, v, config=cfg), lighthouse.select(q.float(), k.float(), v.float(), config=cfg))
+    same = torch.equal(lighthouse.select(q, k, v, config=cfg),
+                       lighthouse.select(q.float(), k.float(), v.float(), config=cfg))
     record(check="torch_bf16_vs_fp32", n=n, rel_err=rel(o16, o32), selection_equal=same, ok=rel(o16, o32) <= 1e-2)
     n = 131072
     q, k, v = qkv(n, torch.bfloat16, grad=True)
     torch.cuda.reset_peak_memory_stats()
     t0 = time.time()
-    out, dq, dk, dv = fwd_bwd(lambda a, b, c: lighthouse.lighthouse_attention(a, b, c, config=cfg), q, k, v, torch.randn_like(q))
+    out, dq, dk, dv = fwd_bwd(lambda a, b, c: lighthouse.lighthouse_attention(a, b, c, config=cfg), q, k, v,
+                              torch.randn_like(q))
     torch.cuda.synchronize()
     fin = all(bool(torch.isfinite(x).all()) for x in (out, dq, dk, dv))
-    record(check="torch_bf16_runs", n=n, seconds=time.time() - t0, finite=fin, peak_gib=torch.cuda.max_memory_allocated() / 2**30, ok=fin)
+    record(check="torch_bf16_runs", n=n, seconds=time.time() - t0, finite=fin,
+           peak_gib=torch.cuda.max_memory_allocated() / 2**30, ok=fin)
 
 
 def check_parity(n, dtype, tol, hkv=8, topk=1024):
@@ -113,14 +122,18 @@ def check_determinism(n=32768, topk=1024):
     for backend in (None, "cudnn", "flash", "efficient"):
         for det in (False, True):
             cfg = LighthouseConfig(levels=3, pooling=4, topk=topk, impl="triton", sdpa_backend=backend)
-            f = lambda a, b, c: lighthouse.lighthouse_attention(a, b, c, config=cfg)
+
+            def f(a, b, c, cfg=cfg):
+                return lighthouse.lighthouse_attention(a, b, c, config=cfg)
+
             torch.use_deterministic_algorithms(det, warn_only=False)
             try:
                 r1, r2 = fwd_bwd(f, q, k, v, go), fwd_bwd(f, q, k, v, go)
                 same = {name: torch.equal(a, b) for name, a, b in zip(("out", "dq", "dk", "dv"), r1, r2)}
                 record(check="determinism", n=n, sdpa_backend=str(backend), deterministic_algorithms=det, **same)
             except Exception as err:
-                record(check="determinism", n=n, sdpa_backend=str(backend), deterministic_algorithms=det, error=str(err)[:200])
+                record(check="determinism", n=n, sdpa_backend=str(backend), deterministic_algorithms=det,
+                       error=str(err)[:200])
             finally:
                 torch.use_deterministic_algorithms(False)
     # the same inputs through our kernels alone (no SDPA backward): must always be bitwise equal
@@ -154,22 +167,21 @@ def time_point(n, topk, with_dense=True, with_torch=True):
         impls["torch"] = cfg.replace(impl="torch")
     res = {}
     for name, c in impls.items():
-        f = lambda: lighthouse.lighthouse_attention(q, k, v, config=c)
+
+        def f(c=c):
+            return lighthouse.lighthouse_attention(q, k, v, config=c)
+
         with torch.no_grad():
             res[f"{name}_fwd"] = bench(f)
         torch.cuda.reset_peak_memory_stats()
         res[f"{name}_fwdbwd"] = bench(f, leaves=(q, k, v), grad=go)
         res[f"{name}_peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
-    # the floor: dense cuDNN SDPA at S; dense cuDNN at N
-    qs, ks, vs = qkv(s, torch.bfloat16, seed=2, grad=True)
-    gs = torch.randn_like(qs)
-    fl = lambda: causal_sdpa(qs, ks, vs, "cudnn")
-    with torch.no_grad():
-        res["floor_fwd"] = bench(fl)
-    res["floor_fwdbwd"] = bench(fl, leaves=(qs, ks, vs), grad=gs)
-    del qs, ks, vs, gs
+    res.update(floor_times(s))  # the floor: dense cuDNN SDPA at S (its inputs freed on return)
     if with_dense:
-        d = lambda: causal_sdpa(q, k, v, "cudnn")
+
+        def d():
+            return causal_sdpa(q, k, v, "cudnn")
+
         with torch.no_grad():
             res["dense_fwd"] = bench(d, rep=5, warmup=1)
         torch.cuda.reset_peak_memory_stats()
@@ -184,6 +196,19 @@ def time_point(n, topk, with_dense=True, with_torch=True):
     row["floor_ratio_fwdbwd"] = res["triton_fwdbwd"][0] / res["floor_fwdbwd"][0]
     record(**row)
     stages(n, topk, q, k, v, go, cfg.replace(impl="triton"))
+
+
+def floor_times(s):
+    """floor_fwd, floor_fwdbwd: dense cuDNN SDPA on S tokens, the time Lighthouse's own attention cannot beat."""
+    qs, ks, vs = qkv(s, torch.bfloat16, seed=2, grad=True)
+    gs = torch.randn_like(qs)
+
+    def fl():
+        return causal_sdpa(qs, ks, vs, "cudnn")
+
+    with torch.no_grad():
+        fwd = bench(fl)
+    return {"floor_fwd": fwd, "floor_fwdbwd": bench(fl, leaves=(qs, ks, vs), grad=gs)}
 
 
 def stages(n, topk, q, k, v, go, cfg):
@@ -204,24 +229,24 @@ def stages(n, topk, q, k, v, go, cfg):
             "pool_bwd_pull_x3": bench(lambda: tl_layer.run_pool_bwd(subs, sel, plan))[0],
         }
     bytes_tok = q.numel() * q.element_size()
-    record(check="stages", n=n, topk=topk, **t, qkv_read_floor_ms=3 * bytes_tok / 4.3e9, out_write_floor_ms=bytes_tok / 4.3e9)
+    record(check="stages", n=n, topk=topk, **t, qkv_read_floor_ms=3 * bytes_tok / 4.3e9,
+           out_write_floor_ms=bytes_tok / 4.3e9)
 
 
 def ceilings():
+    """Copy bandwidth and bf16 matmul rate of this GPU (the buffers freed on return)."""
     x = torch.empty(2 * 1024**3 // 2, dtype=torch.bfloat16, device=DEV)
     y = torch.empty_like(x)
     ms = bench(lambda: y.copy_(x), rep=10)[0]
     a = torch.randn(8192, 8192, device=DEV, dtype=torch.bfloat16)
     b = torch.randn_like(a)
     mm = bench(lambda: a @ b, rep=10)[0]
-    info = {"copy_tb_s": 2 * x.numel() * 2 / ms / 1e9, "bf16_mm_tflops": 2 * 8192**3 / mm / 1e9}
-    del x, y, a, b
-    torch.cuda.empty_cache()
-    return info
+    return {"copy_tb_s": 2 * x.numel() * 2 / ms / 1e9, "bf16_mm_tflops": 2 * 8192**3 / mm / 1e9}
 
 
 def _gla_recurrent(a, b, c, log_gate, scale):
-    """Plain recurrent simple GLA on (B, H, N, D) in float64: S_t = exp(g_t) S_{t-1} + b_t^T c_t, o_t = scale a_t S_t."""
+    """Plain recurrent simple GLA on (B, H, N, D) in float64: S_t = exp(g_t) S_{t-1} + b_t^T c_t,
+    o_t = scale a_t S_t."""
     a, b, c, log_gate = a.double(), b.double(), c.double(), log_gate.double()
     state = torch.zeros(*a.shape[:2], a.shape[-1], c.shape[-1], dtype=torch.float64, device=a.device)
     out = torch.empty(*a.shape[:3], c.shape[-1], dtype=torch.float64, device=a.device)
@@ -273,6 +298,7 @@ def main():
                 cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version(), python=platform.python_version(),
                 argv=sys.argv)
     info.update(ceilings())
+    torch.cuda.empty_cache()
     print(info, flush=True)
     skip = set(args.skip.split(","))
     parts = []
