@@ -274,7 +274,7 @@ def speedup_chart(df: pd.DataFrame, ok: pd.DataFrame, st: Styles, info, out_dir:
                 continue
             col = column(base)
             sub = lh[lh["pass"] == pass_]
-            for (impl, *_), g in sub.groupby(["impl", *CONFIG_COLUMNS, *st.varying]):
+            for (impl, *_), g in sub.groupby(["impl", *CONFIG_COLUMNS, *st.varying], dropna=False):
                 g = _series(g, col)
                 if g.empty:
                     continue
@@ -323,7 +323,7 @@ def _metric_chart(df, ok, st, info, out_dir, *, col, ylabel, name, title, band) 
                 _band(ax, g, color)
             handles.setdefault(st.dense_label(impl, g.iloc[0]), Line2D([], [], ls="-.", marker="s", color=color, ms=4))
         for kind in ("lighthouse", "floor"):
-            for (impl, *_), g in sub[sub["kind"] == kind].groupby(["impl", *CONFIG_COLUMNS, *st.varying]):
+            for (impl, *_), g in sub[sub["kind"] == kind].groupby(["impl", *CONFIG_COLUMNS, *st.varying], dropna=False):
                 g = _series(g, col)
                 lab, color = st.config(g.iloc[0]), st.color(g.iloc[0])
                 if kind == "floor":
