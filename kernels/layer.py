@@ -41,7 +41,7 @@ class Scores(NamedTuple):
 
 
 def _level_views(pyr: torch.Tensor, plan: LighthousePlan):
-    return [pyr[..., o:o + n] for o, n in zip(plan.offsets, plan.level_sizes)]
+    return [pyr[..., o : o + n] for o, n in zip(plan.offsets, plan.level_sizes)]
 
 
 def _by_shape(fn, tensors):
@@ -113,15 +113,17 @@ def run_sdpa_bwd(out_sub: torch.Tensor, subs: Sequence[torch.Tensor], d_out_sub:
     return torch.autograd.grad(out_sub, list(subs), d_out_sub, retain_graph=retain)
 
 
-def run_pool_bwd(d_subs: Sequence[torch.Tensor], sel: Selection, plan: LighthousePlan,
-                 rope: Optional[RopeArgs] = None) -> List[torch.Tensor]:
+def run_pool_bwd(
+    d_subs: Sequence[torch.Tensor], sel: Selection, plan: LighthousePlan, rope: Optional[RopeArgs] = None
+) -> List[torch.Tensor]:
     """pool_bwd: the gradient of the gather, dq, dk, dv pulled from the sub-sequence gradients (in post mode
     dq and dk turned back by each entry's angle in the same launch)."""
     return _by_shape(lambda xs, rot: pull_many(xs, sel.inv, plan, scatter=False, rope=rope, rotate=rot), d_subs)
 
 
-def run_forward(q, k, v, plan: LighthousePlan, gate: Optional[torch.Tensor], grad: bool,
-                rope: Optional[RopeArgs] = None):
+def run_forward(
+    q, k, v, plan: LighthousePlan, gate: Optional[torch.Tensor], grad: bool, rope: Optional[RopeArgs] = None
+):
     """The forward step sequence: (out, sel, sub-sequence q/k/v, out_sub). grad: the sub-sequence tensors are
     leaves and the sdpa graph is kept, for the backward."""
     sel, check = run_selection(q, k, v, plan, gate)
@@ -180,7 +182,8 @@ class LighthouseFunction(torch.autograd.Function):
             raise RuntimeError(
                 "Lighthouse's Triton backward already ran on this forward and freed its sub-sequence tensors; "
                 "to run backward twice (retain_graph=True), run both inside "
-                "`with lighthouse.kernels.retain_inner_graph():`")
+                "`with lighthouse.kernels.retain_inner_graph():`"
+            )
         d_out_sub = run_fan_in(d_out, sel, plan)
         retain = ctx.retain or _retaining()
         d_subs = run_sdpa_bwd(ctx.out_sub, ctx.leaves, d_out_sub, retain)
@@ -190,8 +193,9 @@ class LighthouseFunction(torch.autograd.Function):
         return dq, dk, dv, None, None, None
 
 
-def lighthouse_attention_triton(q, k, v, plan: LighthousePlan, gate: Optional[torch.Tensor] = None,
-                                positions: Optional[torch.Tensor] = None) -> torch.Tensor:
+def lighthouse_attention_triton(
+    q, k, v, plan: LighthousePlan, gate: Optional[torch.Tensor] = None, positions: Optional[torch.Tensor] = None
+) -> torch.Tensor:
     """positions (1 or B, N) int64 or None: token positions of rope='post' (None: 0..N-1)."""
     rope = rope_args(plan, q.device, positions)
     if torch.is_grad_enabled() and any(x.requires_grad for x in (q, k, v)):

@@ -35,11 +35,13 @@ def clock64():
 
 # as kernels.interpreted(), not imported from there: the package imports the kernels (an import cycle)
 if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
+
     @triton.jit
     def spin(cycles):
         """Under TRITON_INTERPRET (CPU tests) there is no cycle counter: the spin does nothing."""
         pass
 else:
+
     @triton.jit
     def spin(cycles):
         """Busy-wait `cycles` SM clock cycles."""
@@ -59,8 +61,10 @@ def parse(text: str) -> Tuple[str, Dict[int, int]]:
     except ValueError:
         cycles = None
     if kernel.strip() not in KERNELS or not cycles or any(c < 0 for c in cycles.values()):
-        raise ValueError(f"{PLANT_ENV} must be <kernel>:<N>=<cycles>,... with kernel one of {', '.join(KERNELS)} and "
-                         f"cycles >= 0 (select:16384=2000,98304=9000), got {text!r}")
+        raise ValueError(
+            f"{PLANT_ENV} must be <kernel>:<N>=<cycles>,... with kernel one of {', '.join(KERNELS)} and "
+            f"cycles >= 0 (select:16384=2000,98304=9000), got {text!r}"
+        )
     _parsed[text] = (kernel.strip(), cycles)
     return _parsed[text]
 

@@ -49,8 +49,9 @@ def rope_args(plan: LighthousePlan, device, positions: Optional[torch.Tensor] = 
     if plan.config.rope != "post":
         return None
     c = plan.config
-    return RopeArgs(_device_inv_freq(c.rope_theta, c.rope_scaling, plan.head_dim, torch.device(device)),
-                    positions, int(offset))
+    return RopeArgs(
+        _device_inv_freq(c.rope_theta, c.rope_scaling, plan.head_dim, torch.device(device)), positions, int(offset)
+    )
 
 
 def launch_args(rope: Optional[RopeArgs], like: torch.Tensor):

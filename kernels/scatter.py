@@ -28,15 +28,19 @@ MAX_TENSORS = 3
 
 @triton.jit
 def _take(src_base, pos, valid, d, dmask, head_dim):
-    return tl.load(src_base + pos.to(tl.int64)[:, None] * head_dim + d[None, :],
-                   mask=valid[:, None] & dmask[None, :], other=0.0).to(tl.float32)
+    return tl.load(
+        src_base + pos.to(tl.int64)[:, None] * head_dim + d[None, :], mask=valid[:, None] & dmask[None, :], other=0.0
+    ).to(tl.float32)
 
 
 @triton.jit
 def _put(OUT, bh, seq_len, head_dim, t, acc, tmask, d, dmask):
     out = OUT + bh.to(tl.int64) * seq_len * head_dim
-    tl.store(out + t[:, None].to(tl.int64) * head_dim + d[None, :], acc.to(OUT.dtype.element_ty),
-             mask=tmask[:, None] & dmask[None, :])
+    tl.store(
+        out + t[:, None].to(tl.int64) * head_dim + d[None, :],
+        acc.to(OUT.dtype.element_ty),
+        mask=tmask[:, None] & dmask[None, :],
+    )
 
 
 @triton.jit
@@ -52,10 +56,33 @@ def _take_halves(src_base, pos, valid, dh, hmask, half, head_dim, cos, sin, ROTA
 
 @triton.jit
 def _pull_kernel(
-    SRC0, SRC1, SRC2, INV, OUT0, OUT1, OUT2, INV_FREQ, POS,
-    seq_len, sel_len, n_pad, pyr_len, out_heads, group, head_dim, pos_bstride, pos_offset,
-    NUM: tl.constexpr, LEVELS: tl.constexpr, POOL: tl.constexpr, SCATTER: tl.constexpr, ROT: tl.constexpr,
-    HAS_POS: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr,
+    SRC0,
+    SRC1,
+    SRC2,
+    INV,
+    OUT0,
+    OUT1,
+    OUT2,
+    INV_FREQ,
+    POS,
+    seq_len,
+    sel_len,
+    n_pad,
+    pyr_len,
+    out_heads,
+    group,
+    head_dim,
+    pos_bstride,
+    pos_offset,
+    NUM: tl.constexpr,
+    LEVELS: tl.constexpr,
+    POOL: tl.constexpr,
+    SCATTER: tl.constexpr,
+    ROT: tl.constexpr,
+    HAS_POS: tl.constexpr,
+    BLOCK_T: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    BLOCK_H: tl.constexpr,
 ):
     t = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
     bh = tl.program_id(1)
@@ -97,8 +124,9 @@ def _pull_kernel(
             scale = 1.0 / f  # f is a compile-time power of p: a constant multiply
         if ROT > 0:
             last = (entry.to(tl.int64) + 1) * f - 1  # the entry's last token: its RoPE position (spec 5a)
-            cos, sin = cos_sin(token_position(last, valid, b, POS, pos_bstride, pos_offset, seq_len, HAS_POS),
-                               INV_FREQ, half, BLOCK_H)
+            cos, sin = cos_sin(
+                token_position(last, valid, b, POS, pos_bstride, pos_offset, seq_len, HAS_POS), INV_FREQ, half, BLOCK_H
+            )
             lo, hi = _take_halves(SRC0 + src_off, pos, valid, d, dmask, half, head_dim, cos, sin, True)
             acc0 += lo * scale
             hi0 += hi * scale
@@ -131,14 +159,22 @@ def _pull_kernel(
             _put(OUT2, bh, seq_len, head_dim, t, hi2, tmask, d + half, dmask)
 
 
-def pull_many(srcs: Sequence[torch.Tensor], inv: torch.Tensor, plan: LighthousePlan, scatter: bool,
-              dtype=None, rope: Optional[RopeArgs] = None, rotate: int = 0) -> list:
+def pull_many(
+    srcs: Sequence[torch.Tensor],
+    inv: torch.Tensor,
+    plan: LighthousePlan,
+    scatter: bool,
+    dtype=None,
+    rope: Optional[RopeArgs] = None,
+    rotate: int = 0,
+) -> list:
     """Sources (B, Hs, S, D) of one shape -> (B, Hs, N, D) each: forward scatter (scatter=True) or pooling
     backward, in one launch per MAX_TENSORS sources. With `rope` (post mode) the pooling backward turns the
     first `rotate` sources back by their entries' angles."""
     if len(srcs) > MAX_TENSORS:
-        return (pull_many(srcs[:MAX_TENSORS], inv, plan, scatter, dtype, rope, min(rotate, MAX_TENSORS))
-                + pull_many(srcs[MAX_TENSORS:], inv, plan, scatter, dtype, rope, max(0, rotate - MAX_TENSORS)))
+        return pull_many(srcs[:MAX_TENSORS], inv, plan, scatter, dtype, rope, min(rotate, MAX_TENSORS)) + pull_many(
+            srcs[MAX_TENSORS:], inv, plan, scatter, dtype, rope, max(0, rotate - MAX_TENSORS)
+        )
     if rope is None or scatter:
         rotate = 0
     srcs = [s.contiguous() for s in srcs]
@@ -151,11 +187,31 @@ def pull_many(srcs: Sequence[torch.Tensor], inv: torch.Tensor, plan: LighthouseP
     pad = MAX_TENSORS - len(srcs)
     inv_freq, pos, pos_bstride, pos_offset, has_pos = launch_args(rope if rotate else None, inv)
     _pull_kernel[(sizes.cdiv(plan.seq_len, block_t), b * hs)](
-        *srcs, *[srcs[0]] * pad, inv, *outs, *[outs[0]] * pad, inv_freq, pos,
-        plan.seq_len, plan.selected_len, plan.padded_len, plan.pyramid_len, hs, hs // plan.kv_heads, d,
-        pos_bstride, pos_offset,
-        NUM=len(srcs), LEVELS=plan.config.levels, POOL=plan.config.pooling, SCATTER=scatter, ROT=rotate,
-        HAS_POS=has_pos, BLOCK_T=block_t, BLOCK_D=block_d, BLOCK_H=sizes.next_pow2(max(1, d // 2)),
+        *srcs,
+        *[srcs[0]] * pad,
+        inv,
+        *outs,
+        *[outs[0]] * pad,
+        inv_freq,
+        pos,
+        plan.seq_len,
+        plan.selected_len,
+        plan.padded_len,
+        plan.pyramid_len,
+        hs,
+        hs // plan.kv_heads,
+        d,
+        pos_bstride,
+        pos_offset,
+        NUM=len(srcs),
+        LEVELS=plan.config.levels,
+        POOL=plan.config.pooling,
+        SCATTER=scatter,
+        ROT=rotate,
+        HAS_POS=has_pos,
+        BLOCK_T=block_t,
+        BLOCK_D=block_d,
+        BLOCK_H=sizes.next_pow2(max(1, d // 2)),
         num_warps=NUM_WARPS,
     )
     return outs

@@ -24,10 +24,30 @@ def _max_nan(a, b):
 
 @triton.jit
 def _norm_scores_kernel(
-    Q, K, SQ, SK, INV, FLAG, seq_len, n_pad, pyr_len, q_heads, kv_heads, group, head_dim,
-    sqb, sqh, sqn, skb, skh, skn,
-    POOL: tl.constexpr, POOLED_LEVELS: tl.constexpr, INIT_INV: tl.constexpr,
-    BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr,
+    Q,
+    K,
+    SQ,
+    SK,
+    INV,
+    FLAG,
+    seq_len,
+    n_pad,
+    pyr_len,
+    q_heads,
+    kv_heads,
+    group,
+    head_dim,
+    sqb,
+    sqh,
+    sqn,
+    skb,
+    skh,
+    skn,
+    POOL: tl.constexpr,
+    POOLED_LEVELS: tl.constexpr,
+    INIT_INV: tl.constexpr,
+    BLOCK_T: tl.constexpr,
+    BLOCK_D: tl.constexpr,
 ):
     """sq[t] = max over the group's query heads of ||q_t||, sk[t] = ||k_t||; -inf past the real tokens.
     The next POOLED_LEVELS levels of the pyramid (spans that divide BLOCK_T) are max-pooled in registers.
@@ -50,7 +70,9 @@ def _norm_scores_kernel(
     real = t < seq_len
     cur_q = tl.where(real, best, float("-inf"))
     cur_k = tl.where(real, kn, float("-inf"))
-    bad = real & ((cur_q != cur_q) | (cur_k != cur_k) | (tl.abs(cur_q) == float("inf")) | (tl.abs(cur_k) == float("inf")))
+    bad = real & (
+        (cur_q != cur_q) | (cur_k != cur_k) | (tl.abs(cur_q) == float("inf")) | (tl.abs(cur_k) == float("inf"))
+    )
     if tl.sum(bad.to(tl.int32), axis=0) > 0:
         tl.atomic_max(FLAG, 1)
     base = bh.to(tl.int64) * pyr_len
@@ -63,13 +85,13 @@ def _norm_scores_kernel(
     for lvl in tl.static_range(1, POOLED_LEVELS + 1):
         off += n_level
         n_level = n_level // POOL
-        cur_q = tl.reduce(tl.reshape(cur_q, (BLOCK_T // POOL ** lvl, POOL)), 1, _max_nan)
-        cur_k = tl.reduce(tl.reshape(cur_k, (BLOCK_T // POOL ** lvl, POOL)), 1, _max_nan)
-        e = tl.program_id(0) * (BLOCK_T // POOL ** lvl) + tl.arange(0, BLOCK_T // POOL ** lvl)
+        cur_q = tl.reduce(tl.reshape(cur_q, (BLOCK_T // POOL**lvl, POOL)), 1, _max_nan)
+        cur_k = tl.reduce(tl.reshape(cur_k, (BLOCK_T // POOL**lvl, POOL)), 1, _max_nan)
+        e = tl.program_id(0) * (BLOCK_T // POOL**lvl) + tl.arange(0, BLOCK_T // POOL**lvl)
         tl.store(SQ + base + off + e, cur_q, mask=e < n_level)
         tl.store(SK + base + off + e, cur_k, mask=e < n_level)
         if INIT_INV:
-            tl.store(INV + base + off + e, tl.full((BLOCK_T // POOL ** lvl,), -1, tl.int32), mask=e < n_level)
+            tl.store(INV + base + off + e, tl.full((BLOCK_T // POOL**lvl,), -1, tl.int32), mask=e < n_level)
 
 
 def pooled_in_kernel(plan: LighthousePlan, block_t: int) -> int:
@@ -89,7 +111,7 @@ def _fill_levels(pyr: torch.Tensor, plan: LighthousePlan, first: int = 1) -> Non
     for lvl in range(first, plan.config.levels):
         lo, n_lo = plan.offsets[lvl - 1], plan.level_sizes[lvl - 1]
         hi, n_hi = plan.offsets[lvl], plan.level_sizes[lvl]
-        torch.amax(pyr[..., lo:lo + n_lo].view(*lead, n_hi, p), dim=-1, out=pyr[..., hi:hi + n_hi])
+        torch.amax(pyr[..., lo : lo + n_lo].view(*lead, n_hi, p), dim=-1, out=pyr[..., hi : hi + n_hi])
 
 
 _PINNED = threading.local()
@@ -178,8 +200,9 @@ class _AlreadyChecked:
         pass
 
 
-def score_pyramids(q, k, v, plan: LighthousePlan, gate: Optional[torch.Tensor] = None,
-                   inv: Optional[torch.Tensor] = None):
+def score_pyramids(
+    q, k, v, plan: LighthousePlan, gate: Optional[torch.Tensor] = None, inv: Optional[torch.Tensor] = None
+):
     """(B, Hkv, P) float32 pyramids of sq and sk, and the deferred finiteness check.
 
     The norm scorer is fused in one kernel over q and k; the others run their attention (SDPA / fla)
@@ -198,10 +221,30 @@ def score_pyramids(q, k, v, plan: LighthousePlan, gate: Optional[torch.Tensor] =
         init_inv = inv is not None and pooled == plan.config.levels - 1
         flag = torch.zeros(1, dtype=torch.int32, device=q.device)
         _norm_scores_kernel[(sizes.cdiv(n_pad, block_t), b * h)](
-            q, k, sq, sk, inv if init_inv else flag, flag,
-            plan.seq_len, n_pad, plan.pyramid_len, plan.q_heads, h, plan.group, plan.head_dim,
-            q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
-            POOL=plan.config.pooling, POOLED_LEVELS=pooled, INIT_INV=init_inv, BLOCK_T=block_t, BLOCK_D=block_d,
+            q,
+            k,
+            sq,
+            sk,
+            inv if init_inv else flag,
+            flag,
+            plan.seq_len,
+            n_pad,
+            plan.pyramid_len,
+            plan.q_heads,
+            h,
+            plan.group,
+            plan.head_dim,
+            q.stride(0),
+            q.stride(1),
+            q.stride(2),
+            k.stride(0),
+            k.stride(1),
+            k.stride(2),
+            POOL=plan.config.pooling,
+            POOLED_LEVELS=pooled,
+            INIT_INV=init_inv,
+            BLOCK_T=block_t,
+            BLOCK_D=block_d,
         )
         _fill_levels(pyr, plan, first=1 + pooled)
         if inv is not None and not init_inv:

@@ -65,11 +65,17 @@ def _kth_largest(values, K: tl.constexpr):
 @triton.jit
 def _radix_round(values, thr, unit, K: tl.constexpr):
     """thr + d * unit for the largest d in 0..3 with at least K values >= it."""
-    packed = ((values >= thr + unit).to(tl.int64) + ((values >= thr + 2 * unit).to(tl.int64) << 16)
-              + ((values >= thr + 3 * unit).to(tl.int64) << 32))
+    packed = (
+        (values >= thr + unit).to(tl.int64)
+        + ((values >= thr + 2 * unit).to(tl.int64) << 16)
+        + ((values >= thr + 3 * unit).to(tl.int64) << 32)
+    )
     counts = tl.sum(packed, axis=0)
-    d = ((counts & 0xFFFF) >= K).to(tl.int64) + (((counts >> 16) & 0xFFFF) >= K).to(tl.int64) \
+    d = (
+        ((counts & 0xFFFF) >= K).to(tl.int64)
+        + (((counts >> 16) & 0xFFFF) >= K).to(tl.int64)
         + ((counts >> 32) >= K).to(tl.int64)
+    )
     return thr + d * unit
 
 
@@ -111,10 +117,25 @@ def _count_before(KEYS, start, n, key, ties, STEP0: tl.constexpr):
 
 @triton.jit
 def _select_kernel(
-    SQ, SK, KEYS, LM_IDX, LM_POS, IDX_OUT, INV,
-    pyr_len, sel_len, n_pad, chunk, tile_len, spin_cycles,
-    LEVELS: tl.constexpr, POOL: tl.constexpr, POOL_P2: tl.constexpr,
-    CHUNK_P2: tl.constexpr, TILE_P2: tl.constexpr, SPIN: tl.constexpr,
+    SQ,
+    SK,
+    KEYS,
+    LM_IDX,
+    LM_POS,
+    IDX_OUT,
+    INV,
+    pyr_len,
+    sel_len,
+    n_pad,
+    chunk,
+    tile_len,
+    spin_cycles,
+    LEVELS: tl.constexpr,
+    POOL: tl.constexpr,
+    POOL_P2: tl.constexpr,
+    CHUNK_P2: tl.constexpr,
+    TILE_P2: tl.constexpr,
+    SPIN: tl.constexpr,
 ):
     if SPIN:  # test-only planted slowdown (kernels/plant.py); absent from the kernel otherwise
         spin(spin_cycles)
@@ -180,8 +201,9 @@ def _select_kernel(
     own = tl.where(e < chunk, 0, (e - chunk) // (128 * POOL) + 1)
     rank = _count_before(KEYS, out_base, chunk, key, own > 0, CHUNK_P2)
     for lst in tl.static_range(1, LEVELS):
-        rank += _count_before(KEYS, out_base + chunk + (lst - 1) * 128 * POOL, 128 * POOL, key, own > lst,
-                              128 * POOL_P2)
+        rank += _count_before(
+            KEYS, out_base + chunk + (lst - 1) * 128 * POOL, 128 * POOL, key, own > lst, 128 * POOL_P2
+        )
     pos = tile * tile_len + rank
     tl.store(IDX_OUT + out_base + rank, pyr, mask=ve)
     tl.store(LM_POS + out_base + e, pos, mask=ve)
@@ -196,11 +218,7 @@ def fits_in_kernel(plan: LighthousePlan) -> bool:
     """Whether one program can hold a tile's candidates and entries in registers."""
     p2 = _next_pow2(plan.config.pooling)
     limit = min(MAX_CANDIDATES, 1 << CANDIDATE_BITS)
-    return (
-        _next_pow2(plan.chunk) <= limit
-        and TILE * p2 <= limit
-        and _next_pow2(plan.tile_len) <= MAX_TILE_ENTRIES
-    )
+    return _next_pow2(plan.chunk) <= limit and TILE * p2 <= limit and _next_pow2(plan.tile_len) <= MAX_TILE_ENTRIES
 
 
 class Selection:
@@ -216,8 +234,9 @@ class Selection:
         self.indices, self.lm_idx, self.lm_pos, self.inv = indices, lm_idx, lm_pos, inv
 
 
-def select_in_kernel(sq_pyr: torch.Tensor, sk_pyr: torch.Tensor, plan: LighthousePlan,
-                     inv: Optional[torch.Tensor] = None) -> Selection:
+def select_in_kernel(
+    sq_pyr: torch.Tensor, sk_pyr: torch.Tensor, plan: LighthousePlan, inv: Optional[torch.Tensor] = None
+) -> Selection:
     """Score pyramids (B, Hkv, P) float32 -> Selection, in one launch of grid (tiles, B*Hkv). `inv` is the
     inverse map already set to -1 (score_pyramids does that on the way); None allocates one here."""
     b, h, p_len = sq_pyr.shape
@@ -229,10 +248,25 @@ def select_in_kernel(sq_pyr: torch.Tensor, sk_pyr: torch.Tensor, plan: Lighthous
     tile_p2 = _next_pow2(plan.tile_len)
     spin_cycles = plant.spin_cycles("select", plan.seq_len)
     _select_kernel[(plan.tiles, b * h)](
-        sq_pyr, sk_pyr, keys, lm_idx, lm_pos, indices, inv,
-        p_len, s, plan.padded_len, plan.chunk, plan.tile_len, spin_cycles,
-        LEVELS=plan.config.levels, POOL=plan.config.pooling, POOL_P2=_next_pow2(plan.config.pooling),
-        CHUNK_P2=_next_pow2(plan.chunk), TILE_P2=tile_p2, SPIN=spin_cycles > 0,
+        sq_pyr,
+        sk_pyr,
+        keys,
+        lm_idx,
+        lm_pos,
+        indices,
+        inv,
+        p_len,
+        s,
+        plan.padded_len,
+        plan.chunk,
+        plan.tile_len,
+        spin_cycles,
+        LEVELS=plan.config.levels,
+        POOL=plan.config.pooling,
+        POOL_P2=_next_pow2(plan.config.pooling),
+        CHUNK_P2=_next_pow2(plan.chunk),
+        TILE_P2=tile_p2,
+        SPIN=spin_cycles > 0,
         num_warps=NUM_WARPS or (4 if tile_p2 < 2048 else 16),
     )
     return Selection(indices, lm_idx, lm_pos, inv)

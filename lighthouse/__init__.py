@@ -27,8 +27,13 @@ __version__ = "0.1.0"
 
 #: Public name -> the module that defines it. Imported on first use, so that `import lighthouse.harness.options`
 #: (the CLI's --help, `suites`) does not pay for importing torch.
-_LAZY = {"lighthouse_attention": "attention", "select": "attention", "LighthouseConfig": "config",
-         "LighthouseAttention": "module", "graph_lighthouse": "cuda_graph"}
+_LAZY = {
+    "lighthouse_attention": "attention",
+    "select": "attention",
+    "LighthouseConfig": "config",
+    "LighthouseAttention": "module",
+    "graph_lighthouse": "cuda_graph",
+}
 
 
 def __getattr__(name: str):

@@ -59,8 +59,11 @@ def lighthouse_attention(
     ((N,) or (B, N) integers, the model's position_ids) are the token positions; None means 0..N-1 (under
     cp_group: the shard's global positions, its first token at rank * shard length).
     """
-    cfg = (LighthouseConfig(levels, pooling, topk, scorer, dilation, impl, sdpa_backend, rope, rope_theta, rope_scaling)
-           if config is None else as_config(config))
+    cfg = (
+        LighthouseConfig(levels, pooling, topk, scorer, dilation, impl, sdpa_backend, rope, rope_theta, rope_scaling)
+        if config is None
+        else as_config(config)
+    )
     if cp_group is not None:
         from .distributed import context_parallel_lighthouse_attention
 
@@ -103,8 +106,11 @@ def select(
     """The selected sub-sequence, (B, Hkv, S) int64 indices into the concatenated pyramid
     (offset(l) + i, offset(l) = sum of n_j for j < l, over the padded length), in causal order.
     With `cp_group`: this rank's block of S/W columns of it, computed from the rank's shard alone."""
-    cfg = (LighthouseConfig(levels, pooling, topk, scorer, dilation, impl, sdpa_backend, rope, rope_theta, rope_scaling)
-           if config is None else as_config(config))
+    cfg = (
+        LighthouseConfig(levels, pooling, topk, scorer, dilation, impl, sdpa_backend, rope, rope_theta, rope_scaling)
+        if config is None
+        else as_config(config)
+    )
     if cp_group is not None:
         from .distributed import context_parallel_select
 

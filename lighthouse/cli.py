@@ -24,6 +24,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
+
 def _show_version(value: bool) -> None:
     if value:
         from . import __version__
@@ -34,8 +35,9 @@ def _show_version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.", callback=_show_version,
-                                          is_eager=True)] = False,
+    version: Annotated[
+        bool, typer.Option("--version", help="Print the version and exit.", callback=_show_version, is_eager=True)
+    ] = False,
 ) -> None:
     """Benchmark Lighthouse attention against dense causal SDPA."""
     from .testing import install_if_requested
@@ -44,10 +46,13 @@ def _root(
 
 
 LIST = "A list: 8k,96k,128k; a range doubles: 8k..256k; k = 1024, m = 1048576."
-ROPE_HELP = ("Where RoPE is applied (docs/rope.md): pre (q, k arrive rotated), post (rotated after selection), "
-             "comma-separated, e.g. pre,post. Default pre.")
-ROPE_THETA_HELP = ("RoPE base of the post rows (the inputs are raw random q, k, rotated at positions 0..N-1). "
-                   "Default 10000.")
+ROPE_HELP = (
+    "Where RoPE is applied (docs/rope.md): pre (q, k arrive rotated), post (rotated after selection), "
+    "comma-separated, e.g. pre,post. Default pre."
+)
+ROPE_THETA_HELP = (
+    "RoPE base of the post rows (the inputs are raw random q, k, rotated at positions 0..N-1). Default 10000."
+)
 
 
 def _opt(help_: str, *names: str, metavar: Optional[str] = None):
@@ -62,8 +67,9 @@ def _opt(help_: str, *names: str, metavar: Optional[str] = None):
 #: profile spell the same options out).
 Sizes = Annotated[Optional[str], _opt(f"Sequence lengths N. {LIST}", "--seq", metavar="SIZES")]
 Budgets = Annotated[Optional[str], _opt("Budgets k (multiples of 128), e.g. 1024,4096.", "--topk", metavar="SIZES")]
-Levels = Annotated[Optional[str], _opt("Pyramid levels L; a range steps by one: 2..4 = 2,3,4.", "--levels",
-                                       metavar="INTS")]
+Levels = Annotated[
+    Optional[str], _opt("Pyramid levels L; a range steps by one: 2..4 = 2,3,4.", "--levels", metavar="INTS")
+]
 Poolings = Annotated[Optional[str], _opt("Pooling factors p, e.g. 2,4,8 (or 2..8).", "--pooling", metavar="INTS")]
 Scorers = Annotated[Optional[str], _opt("Selection scorers: norm, dilated, gla.", "--scorer", metavar="NAMES")]
 Batches = Annotated[Optional[str], _opt("Batch sizes B.", "--batch", metavar="INTS")]
@@ -76,43 +82,111 @@ Dtypes = Annotated[Optional[str], _opt("Dtypes: bf16, fp16, fp32.", "--dtype", m
 @app.command()
 def sweep(
     seq: Annotated[Optional[str], _opt(f"Sequence lengths N. {LIST}", "--seq", metavar="SIZES")] = None,
-    topk: Annotated[Optional[str], _opt("Budgets k (multiples of 128), e.g. 1024,4096 or 512..4096.", "--topk", metavar="SIZES")] = None,
-    levels: Annotated[Optional[str], _opt("Pyramid levels L; a range steps by one: 2..4 = 2,3,4.", "--levels", metavar="INTS")] = None,
-    pooling: Annotated[Optional[str], _opt("Pooling factors p, e.g. 2,4,8 (or 2..8).", "--pooling", metavar="INTS")] = None,
-    scorer: Annotated[Optional[str], _opt("Selection scorers: norm, dilated, gla.", "--scorer", metavar="NAMES")] = None,
+    topk: Annotated[
+        Optional[str], _opt("Budgets k (multiples of 128), e.g. 1024,4096 or 512..4096.", "--topk", metavar="SIZES")
+    ] = None,
+    levels: Annotated[
+        Optional[str], _opt("Pyramid levels L; a range steps by one: 2..4 = 2,3,4.", "--levels", metavar="INTS")
+    ] = None,
+    pooling: Annotated[
+        Optional[str], _opt("Pooling factors p, e.g. 2,4,8 (or 2..8).", "--pooling", metavar="INTS")
+    ] = None,
+    scorer: Annotated[
+        Optional[str], _opt("Selection scorers: norm, dilated, gla.", "--scorer", metavar="NAMES")
+    ] = None,
     rope: Annotated[Optional[str], _opt(ROPE_HELP, "--rope", metavar="NAMES")] = None,
     rope_theta: Annotated[Optional[float], _opt(ROPE_THETA_HELP, "--rope-theta", metavar="BASE")] = None,
     batch: Annotated[Optional[str], _opt("Batch sizes B.", "--batch", metavar="INTS")] = None,
     heads: Annotated[Optional[str], _opt("Query heads Hq.", "--heads", metavar="INTS")] = None,
-    kv_heads: Annotated[Optional[str], _opt("KV heads Hkv (GQA); default: equal to --heads.", "--kv-heads", metavar="INTS")] = None,
+    kv_heads: Annotated[
+        Optional[str], _opt("KV heads Hkv (GQA); default: equal to --heads.", "--kv-heads", metavar="INTS")
+    ] = None,
     head_dim: Annotated[Optional[str], _opt("Head dims D.", "--head-dim", metavar="INTS")] = None,
-    dtype: Annotated[Optional[str], _opt("Dtypes: bf16, fp16, fp32 (default bf16 on CUDA, fp32 on CPU).", "--dtype", metavar="NAMES")] = None,
-    passes: Annotated[Optional[str], _opt("Passes: fwd, bwd (backward alone), fwdbwd. Default: all three.", "--pass", metavar="NAMES")] = None,
-    impl: Annotated[Optional[str], _opt("Lighthouse paths: torch, triton. Default: torch, plus triton where it runs.", "--impl", metavar="NAMES")] = None,
-    baseline: Annotated[Optional[str], _opt(
-        "Dense baselines, each forced explicitly: cudnn, flash, efficient, math (SDPA backends), flex "
-        "(FlexAttention, compiled). Default: every one that runs on the device.", "--baseline", metavar="NAMES")] = None,
-    device: Annotated[Optional[str], _opt("cuda or cpu. Default: cuda when available.", "--device", metavar="cuda|cpu")] = None,
-    suite: Annotated[Optional[str], _opt(
-        "A preset (quick, paper, full, ci) or a .toml file (a name without .toml or / is a preset); flags override it. "
-        "Default: quick on the CPU, the built-in grid on CUDA.", "--suite", metavar="PRESET|FILE")] = None,
-    out: Annotated[Optional[Path], _opt("Output folder. Default: out/sweep-<timestamp>.", "--out", metavar="DIR")] = None,
-    warmup: Annotated[Optional[int], _opt("Untimed calls before timing (>= 1; the first is reported as first_call_ms). Default 3.", "--warmup", metavar="N")] = None,
+    dtype: Annotated[
+        Optional[str], _opt("Dtypes: bf16, fp16, fp32 (default bf16 on CUDA, fp32 on CPU).", "--dtype", metavar="NAMES")
+    ] = None,
+    passes: Annotated[
+        Optional[str], _opt("Passes: fwd, bwd (backward alone), fwdbwd. Default: all three.", "--pass", metavar="NAMES")
+    ] = None,
+    impl: Annotated[
+        Optional[str],
+        _opt("Lighthouse paths: torch, triton. Default: torch, plus triton where it runs.", "--impl", metavar="NAMES"),
+    ] = None,
+    baseline: Annotated[
+        Optional[str],
+        _opt(
+            "Dense baselines, each forced explicitly: cudnn, flash, efficient, math (SDPA backends), flex "
+            "(FlexAttention, compiled). Default: every one that runs on the device.",
+            "--baseline",
+            metavar="NAMES",
+        ),
+    ] = None,
+    device: Annotated[
+        Optional[str], _opt("cuda or cpu. Default: cuda when available.", "--device", metavar="cuda|cpu")
+    ] = None,
+    suite: Annotated[
+        Optional[str],
+        _opt(
+            "A preset (quick, paper, full, ci) or a .toml file (a name without .toml or / is a preset); flags "
+            "override it. "
+            "Default: quick on the CPU, the built-in grid on CUDA.",
+            "--suite",
+            metavar="PRESET|FILE",
+        ),
+    ] = None,
+    out: Annotated[
+        Optional[Path], _opt("Output folder. Default: out/sweep-<timestamp>.", "--out", metavar="DIR")
+    ] = None,
+    warmup: Annotated[
+        Optional[int],
+        _opt(
+            "Untimed calls before timing (>= 1; the first is reported as first_call_ms). Default 3.",
+            "--warmup",
+            metavar="N",
+        ),
+    ] = None,
     rep: Annotated[Optional[int], _opt("Most timed repetitions per row. Default 20.", "--rep", metavar="N")] = None,
-    min_rep: Annotated[Optional[int], _opt("Fewest timed repetitions per row. Default 3.", "--min-rep", metavar="N")] = None,
-    max_seconds: Annotated[Optional[float], _opt("Stop repeating a row after this many seconds (once --min-rep are done). Default 3.", "--max-seconds", metavar="SECONDS")] = None,
-    floor: Annotated[Optional[bool], _opt("Also time dense SDPA on S random entries per Lighthouse point. Default: on for CUDA.", "--floor/--no-floor")] = None,
-    cuda_graph: Annotated[Optional[bool], _opt(
-        "Time the Lighthouse (Triton) and dense rows through CUDA graphs (lighthouse.graph_lighthouse: forward and "
-        "backward each replayed as one graph; first_call_ms includes the capture); CUDA only. Default off.",
-        "--cuda-graph/--no-cuda-graph")] = None,
-    resume: Annotated[bool, _opt("Continue the sweep in --out: skip rows already ok/invalid/unsupported, retry oom/error.", "--resume")] = False,
+    min_rep: Annotated[
+        Optional[int], _opt("Fewest timed repetitions per row. Default 3.", "--min-rep", metavar="N")
+    ] = None,
+    max_seconds: Annotated[
+        Optional[float],
+        _opt(
+            "Stop repeating a row after this many seconds (once --min-rep are done). Default 3.",
+            "--max-seconds",
+            metavar="SECONDS",
+        ),
+    ] = None,
+    floor: Annotated[
+        Optional[bool],
+        _opt(
+            "Also time dense SDPA on S random entries per Lighthouse point. Default: on for CUDA.", "--floor/--no-floor"
+        ),
+    ] = None,
+    cuda_graph: Annotated[
+        Optional[bool],
+        _opt(
+            "Time the Lighthouse (Triton) and dense rows through CUDA graphs (lighthouse.graph_lighthouse: forward and "
+            "backward each replayed as one graph; first_call_ms includes the capture); CUDA only. Default off.",
+            "--cuda-graph/--no-cuda-graph",
+        ),
+    ] = None,
+    resume: Annotated[
+        bool,
+        _opt("Continue the sweep in --out: skip rows already ok/invalid/unsupported, retry oom/error.", "--resume"),
+    ] = False,
     seed: Annotated[Optional[int], _opt("Seed of the random inputs. Default 0.", "--seed", metavar="N")] = None,
     plot: Annotated[bool, typer.Option("--plot/--no-plot", help="Draw the charts after the sweep.")] = True,
     dry_run: Annotated[bool, _opt("Print the points and rows the sweep would run, and exit.", "--dry-run")] = False,
-    cp: Annotated[int, _opt(
-        "Context parallelism over W ranks (W >= 2: launch with torchrun --nproc-per-node W, one process per GPU): "
-        "Lighthouse with cp_group= against PyTorch's ring attention; rank 0 writes. Default 1 (off).", "--cp", metavar="W")] = 1,
+    cp: Annotated[
+        int,
+        _opt(
+            "Context parallelism over W ranks (W >= 2: launch with torchrun --nproc-per-node W, one process per GPU): "
+            "Lighthouse with cp_group= against PyTorch's ring attention; rank 0 writes. Default 1 (off).",
+            "--cp",
+            metavar="W",
+        ),
+    ] = 1,
 ) -> None:
     """Time Lighthouse against dense SDPA over a parameter grid; write results.csv, machine.json and charts."""
     import torch
@@ -122,11 +196,31 @@ def sweep(
     from .harness.command_line import as_given
     from .harness.outdir import default_out
 
-    flags = {"seq": seq, "topk": topk, "levels": levels, "pooling": pooling, "scorer": scorer, "rope": rope,
-             "rope_theta": rope_theta, "batch": batch,
-             "heads": heads, "kv_heads": kv_heads, "head_dim": head_dim, "dtype": dtype, "pass": passes, "impl": impl,
-             "baseline": baseline, "device": device, "warmup": warmup, "rep": rep, "min_rep": min_rep,
-             "max_seconds": max_seconds, "seed": seed, "floor": floor, "cuda_graph": cuda_graph}
+    flags = {
+        "seq": seq,
+        "topk": topk,
+        "levels": levels,
+        "pooling": pooling,
+        "scorer": scorer,
+        "rope": rope,
+        "rope_theta": rope_theta,
+        "batch": batch,
+        "heads": heads,
+        "kv_heads": kv_heads,
+        "head_dim": head_dim,
+        "dtype": dtype,
+        "pass": passes,
+        "impl": impl,
+        "baseline": baseline,
+        "device": device,
+        "warmup": warmup,
+        "rep": rep,
+        "min_rep": min_rep,
+        "max_seconds": max_seconds,
+        "seed": seed,
+        "floor": floor,
+        "cuda_graph": cuda_graph,
+    }
     try:
         if cp < 1:
             raise ValueError(f"--cp must be an integer >= 1 (the number of ranks), got {cp}")
@@ -141,8 +235,15 @@ def sweep(
         if cp > 1 and out is None:
             raise ValueError("--cp needs --out: every rank must agree on the folder")
         launch = ["torchrun", "--standalone", "--nproc-per-node", str(cp), "-m", "lighthouse.cli"] if cp > 1 else None
-        code = run(spec, out or default_out("sweep"), resume=resume, plot=plot, argv=sys.argv,
-                   command_line=as_given(launch), cp=cp)
+        code = run(
+            spec,
+            out or default_out("sweep"),
+            resume=resume,
+            plot=plot,
+            argv=sys.argv,
+            command_line=as_given(launch),
+            cp=cp,
+        )
     except ValueError as err:  # a bad option, --out in the way, a --resume of another run (the message names it)
         raise typer.BadParameter(str(err)) from None
     raise typer.Exit(code)
@@ -150,9 +251,19 @@ def sweep(
 
 @app.command()
 def plot(
-    results: Annotated[Path, typer.Argument(help="A results.csv written by `lighthouse-bench sweep`.", exists=True, dir_okay=False,
-                                                  metavar="RESULTS.csv", hidden=True)],
-    out: Annotated[Optional[Path], _opt("Folder for the charts. Default: beside RESULTS.", "--out", metavar="DIR")] = None,
+    results: Annotated[
+        Path,
+        typer.Argument(
+            help="A results.csv written by `lighthouse-bench sweep`.",
+            exists=True,
+            dir_okay=False,
+            metavar="RESULTS.csv",
+            hidden=True,
+        ),
+    ],
+    out: Annotated[
+        Optional[Path], _opt("Folder for the charts. Default: beside RESULTS.", "--out", metavar="DIR")
+    ] = None,
 ) -> None:
     """Draw speedup, latency and memory charts (PNG) from RESULTS.csv, a results.csv written by
     `lighthouse-bench sweep`."""
@@ -176,20 +287,52 @@ def profile(
     rope: Annotated[Optional[str], _opt(ROPE_HELP, "--rope", metavar="NAMES")] = None,
     batch: Annotated[Optional[str], _opt("Batch sizes B.", "--batch", metavar="INTS")] = None,
     heads: Annotated[Optional[str], _opt("Query heads Hq.", "--heads", metavar="INTS")] = None,
-    kv_heads: Annotated[Optional[str], _opt("KV heads Hkv; default: equal to --heads.", "--kv-heads", metavar="INTS")] = None,
+    kv_heads: Annotated[
+        Optional[str], _opt("KV heads Hkv; default: equal to --heads.", "--kv-heads", metavar="INTS")
+    ] = None,
     head_dim: Annotated[Optional[str], _opt("Head dims D.", "--head-dim", metavar="INTS")] = None,
-    dtype: Annotated[Optional[str], _opt("bf16, fp16, fp32 (default bf16 on CUDA, fp32 on CPU).", "--dtype", metavar="NAMES")] = None,
-    impl: Annotated[Optional[str], _opt("torch or triton (default triton on CUDA, torch on CPU).", "--impl", metavar="NAMES")] = None,
-    sdpa_backend: Annotated[Optional[str], _opt("SDPA backend of the sub-sequence call: cudnn, flash, efficient, math, auto. Default: cudnn on CUDA, math on CPU.", "--sdpa-backend", metavar="NAME")] = None,
-    device: Annotated[Optional[str], _opt("cuda or cpu. Default: cuda when available.", "--device", metavar="cuda|cpu")] = None,
-    out: Annotated[Optional[Path], _opt("Output folder. Default: out/profile-<timestamp>.", "--out", metavar="DIR")] = None,
+    dtype: Annotated[
+        Optional[str], _opt("bf16, fp16, fp32 (default bf16 on CUDA, fp32 on CPU).", "--dtype", metavar="NAMES")
+    ] = None,
+    impl: Annotated[
+        Optional[str], _opt("torch or triton (default triton on CUDA, torch on CPU).", "--impl", metavar="NAMES")
+    ] = None,
+    sdpa_backend: Annotated[
+        Optional[str],
+        _opt(
+            "SDPA backend of the sub-sequence call: cudnn, flash, efficient, math, auto. Default: cudnn on CUDA, "
+            "math on CPU.",
+            "--sdpa-backend",
+            metavar="NAME",
+        ),
+    ] = None,
+    device: Annotated[
+        Optional[str], _opt("cuda or cpu. Default: cuda when available.", "--device", metavar="cuda|cpu")
+    ] = None,
+    out: Annotated[
+        Optional[Path], _opt("Output folder. Default: out/profile-<timestamp>.", "--out", metavar="DIR")
+    ] = None,
     warmup: Annotated[int, _opt("Untimed calls before timing each stage.", "--warmup", metavar="N")] = 3,
     rep: Annotated[int, _opt("Most timed repetitions per stage.", "--rep", metavar="N")] = 20,
-    max_seconds: Annotated[float, _opt("Stop repeating a stage after this many seconds (after 3 repetitions).", "--max-seconds", metavar="SECONDS")] = 2.0,
+    max_seconds: Annotated[
+        float,
+        _opt(
+            "Stop repeating a stage after this many seconds (after 3 repetitions).", "--max-seconds", metavar="SECONDS"
+        ),
+    ] = 2.0,
     seed: Annotated[int, _opt("Seed of the random inputs.", "--seed", metavar="N")] = 0,
-    trace: Annotated[bool, _opt("Also export a torch.profiler Chrome trace of 3 forward+backward calls per point.", "--trace")] = False,
-    remeasure_peaks: Annotated[bool, _opt("Measure the device's copy bandwidth and matmul peak again instead of using the cache.", "--remeasure-peaks")] = False,
-    resume: Annotated[bool, _opt("Continue the profile in --out: skip the points already profiled.", "--resume")] = False,
+    trace: Annotated[
+        bool, _opt("Also export a torch.profiler Chrome trace of 3 forward+backward calls per point.", "--trace")
+    ] = False,
+    remeasure_peaks: Annotated[
+        bool,
+        _opt(
+            "Measure the device's copy bandwidth and matmul peak again instead of using the cache.", "--remeasure-peaks"
+        ),
+    ] = False,
+    resume: Annotated[
+        bool, _opt("Continue the profile in --out: skip the points already profiled.", "--resume")
+    ] = False,
 ) -> None:
     """Per-stage times of one Lighthouse call (forward and backward), with bytes, FLOPs and distance to the
     device's measured floor; writes profile.csv, machine.json and a stacked-bar chart."""
@@ -200,13 +343,25 @@ def profile(
     from .harness.device import device_option, kernels_unavailable_reason
     from .sdpa import BACKENDS, CUDA_ONLY
 
-    point_text = {"seq": seq, "topk": topk, "levels": levels, "pooling": pooling, "scorer": scorer, "rope": rope,
-                  "batch": batch,
-                  "heads": heads, "kv_heads": kv_heads, "head_dim": head_dim, "dtype": dtype}
+    point_text = {
+        "seq": seq,
+        "topk": topk,
+        "levels": levels,
+        "pooling": pooling,
+        "scorer": scorer,
+        "rope": rope,
+        "batch": batch,
+        "heads": heads,
+        "kv_heads": kv_heads,
+        "head_dim": head_dim,
+        "dtype": dtype,
+    }
     try:  # the same parsers, ranges and messages as `sweep` (lighthouse.harness.options)
         dev = device_option(device)
-        timing = {key: parse_option(key, value) for key, value in
-                  (("warmup", warmup), ("rep", rep), ("max_seconds", max_seconds), ("seed", seed))}
+        timing = {
+            key: parse_option(key, value)
+            for key, value in (("warmup", warmup), ("rep", rep), ("max_seconds", max_seconds), ("seed", seed))
+        }
         impls = parse_option("impl", impl) if impl else ["triton" if dev.type == "cuda" else "torch"]
         if len(impls) != 1:
             raise OptionError(f"--impl: profile takes one implementation, torch or triton, got {impl!r}")
@@ -214,13 +369,16 @@ def profile(
         reason = kernels_unavailable_reason(dev) if impl_name == "triton" else None
         if reason:
             raise OptionError(f"--impl triton cannot run here: {reason}; use --impl torch")
-        backend = parse_choices(sdpa_backend or ("cudnn" if dev.type == "cuda" else "math"), "--sdpa-backend",
-                                ("auto", *BACKENDS))
+        backend = parse_choices(
+            sdpa_backend or ("cudnn" if dev.type == "cuda" else "math"), "--sdpa-backend", ("auto", *BACKENDS)
+        )
         if len(backend) != 1:
             raise OptionError(f"--sdpa-backend: one backend, got {sdpa_backend!r}")
         backend = None if backend[0] == "auto" else backend[0]
         if backend in CUDA_ONLY and dev.type != "cuda":
-            raise OptionError(f"--sdpa-backend {backend} cannot run on {dev.type}: it needs a CUDA device; use math or auto")
+            raise OptionError(
+                f"--sdpa-backend {backend} cannot run on {dev.type}: it needs a CUDA device; use math or auto"
+            )
         points = make_points([point_text], dev.type)
         for point in points:
             point.config(impl_name, backend)  # names a bad parameter now, before anything runs
@@ -229,16 +387,32 @@ def profile(
         out = out or default_out("profile")
     except ValueError as err:
         raise typer.BadParameter(str(err)) from None
-    options = {**{k: v for k, v in point_text.items() if v is not None}, "impl": impl_name,
-               "sdpa_backend": backend or "auto", "device": dev.type, **timing, "trace": trace,
-               "remeasure_peaks": remeasure_peaks}
+    options = {
+        **{k: v for k, v in point_text.items() if v is not None},
+        "impl": impl_name,
+        "sdpa_backend": backend or "auto",
+        "device": dev.type,
+        **timing,
+        "trace": trace,
+        "remeasure_peaks": remeasure_peaks,
+    }
     try:
-        code = run_profile(points, impl_name, dev, out, sdpa_backend=backend, trace_calls=trace,
-                           remeasure_peaks=remeasure_peaks, argv=sys.argv, options=options, resume=resume, **timing)
+        code = run_profile(
+            points,
+            impl_name,
+            dev,
+            out,
+            sdpa_backend=backend,
+            trace_calls=trace,
+            remeasure_peaks=remeasure_peaks,
+            argv=sys.argv,
+            options=options,
+            resume=resume,
+            **timing,
+        )
     except ValueError as err:  # --out in the way (an existing profile without --resume), a --resume of another run
         raise typer.BadParameter(str(err)) from None
     raise typer.Exit(code)
-
 
 
 @app.command()
@@ -253,11 +427,14 @@ def validate(
     kv_heads: KvHeads = None,
     head_dim: HeadDims = None,
     dtype: Dtypes = None,
-    device: Annotated[Optional[str], _opt("cuda, or cpu (TRITON_INTERPRET=1). Default: cuda when available.",
-                                          "--device", metavar="cuda|cpu")] = None,
+    device: Annotated[
+        Optional[str],
+        _opt("cuda, or cpu (TRITON_INTERPRET=1). Default: cuda when available.", "--device", metavar="cuda|cpu"),
+    ] = None,
     seed: Annotated[int, _opt("Seed of the random inputs.", "--seed", metavar="N")] = 0,
-    out: Annotated[Optional[Path], _opt("Output folder. Default: out/validate-<timestamp>.", "--out",
-                                        metavar="DIR")] = None,
+    out: Annotated[
+        Optional[Path], _opt("Output folder. Default: out/validate-<timestamp>.", "--out", metavar="DIR")
+    ] = None,
     resume: Annotated[bool, _opt("Continue in --out: skip the points that passed.", "--resume")] = False,
 ) -> None:
     """Correctness of the Triton path on this device: per point, forward and backward against the PyTorch path
@@ -272,8 +449,18 @@ def validate(
     from .harness.outdir import default_out
     from .harness.points import make_points
 
-    given = dict(seq=seq, topk=topk, levels=levels, pooling=pooling, scorer=scorer, batch=batch, heads=heads,
-                 kv_heads=kv_heads, head_dim=head_dim, dtype=dtype)
+    given = dict(
+        seq=seq,
+        topk=topk,
+        levels=levels,
+        pooling=pooling,
+        scorer=scorer,
+        batch=batch,
+        heads=heads,
+        kv_heads=kv_heads,
+        head_dim=head_dim,
+        dtype=dtype,
+    )
     try:  # the same parsers, ranges and messages as `sweep` (lighthouse.harness.options)
         dev = device_option(device)
         reason = kernels_unavailable_reason(dev)
@@ -292,11 +479,23 @@ def validate(
         raise typer.BadParameter(str(err)) from None
     raise typer.Exit(code)
 
+
 @app.command()
 def report(
-    results: Annotated[List[Path], typer.Argument(help="Folders (or CSVs) of sweeps and profiles: results.csv or profile.csv with machine.json beside it.", metavar="RESULTS", hidden=True)],
-    out: Annotated[Optional[Path], _opt("Output folder. Default: out/report-<timestamp>.", "--out", metavar="DIR")] = None,
-    title: Annotated[Optional[str], _opt("Title of the report. Default: from the runs.", "--title", metavar="TEXT")] = None,
+    results: Annotated[
+        List[Path],
+        typer.Argument(
+            help="Folders (or CSVs) of sweeps and profiles: results.csv or profile.csv with machine.json beside it.",
+            metavar="RESULTS",
+            hidden=True,
+        ),
+    ],
+    out: Annotated[
+        Optional[Path], _opt("Output folder. Default: out/report-<timestamp>.", "--out", metavar="DIR")
+    ] = None,
+    title: Annotated[
+        Optional[str], _opt("Title of the report. Default: from the runs.", "--title", metavar="TEXT")
+    ] = None,
 ) -> None:
     """One self-contained report (report.md with charts beside it, and a single-file report.html) from one or
     more sweeps and profiles: the headline, the tables, the charts, the machine info of every run, and a
@@ -318,27 +517,59 @@ def report(
             point = run.get("point") or {}
             config = f"k={point.get('topk')} L={point.get('levels')} p={point.get('pooling')} {point.get('scorer')}"
             noisy = "; CPU figures are noisy" if run.get("device") == "cpu" else ""
-            typer.echo(f"{run.get('label')}: {run['speedup']:.2f}x {run.get('baseline')} at N={run.get('n')} "
-                       f"(best configuration there: {config}), crossover N={run.get('crossover_n')}{noisy}")
+            typer.echo(
+                f"{run.get('label')}: {run['speedup']:.2f}x {run.get('baseline')} at N={run.get('n')} "
+                f"(best configuration there: {config}), crossover N={run.get('crossover_n')}{noisy}"
+            )
     typer.echo(f"report: {files.markdown}")
     typer.echo(f"report: {files.html}")
 
 
 @app.command()
 def check(
-    baseline: Annotated[str, _opt(
-        "Baseline CSV (written by --record), or auto: reports/baselines/<GPU model>.csv, the model of this GPU "
-        "(of the results' machine.json with --results), e.g. nvidia-h200.csv. Default auto.", "--baseline", metavar="FILE|auto")] = "auto",
-    results: Annotated[Optional[List[Path]], _opt(
-        "A results.csv (or its folder) to judge instead of running the suite; parity is then skipped. With "
-        "--record it may be repeated, one per run.", "--results", metavar="PATH")] = None,
-    tolerance: Annotated[float, _opt(
-        "Least allowed relative change of each gated figure, in (0, 1); a figure whose baseline runs spread wider "
-        "gets its spread. Default 0.06.", "--tolerance", metavar="FRACTION")] = 0.06,
-    record: Annotated[bool, _opt("Write --baseline from the results (measuring first without --results) instead of judging.", "--record")] = False,
-    runs: Annotated[Optional[int], _opt(
-        "With --record: runs of the suite whose median (and spread) the baseline holds. Default 3.", "--runs", metavar="N")] = None,
-    out: Annotated[Optional[Path], _opt("Folder for the run, check.csv and check.md. Default: out/check-<timestamp>.", "--out", metavar="DIR")] = None,
+    baseline: Annotated[
+        str,
+        _opt(
+            "Baseline CSV (written by --record), or auto: reports/baselines/<GPU model>.csv, the model of this GPU "
+            "(of the results' machine.json with --results), e.g. nvidia-h200.csv. Default auto.",
+            "--baseline",
+            metavar="FILE|auto",
+        ),
+    ] = "auto",
+    results: Annotated[
+        Optional[List[Path]],
+        _opt(
+            "A results.csv (or its folder) to judge instead of running the suite; parity is then skipped. With "
+            "--record it may be repeated, one per run.",
+            "--results",
+            metavar="PATH",
+        ),
+    ] = None,
+    tolerance: Annotated[
+        float,
+        _opt(
+            "Least allowed relative change of each gated figure, in (0, 1); a figure whose baseline runs spread wider "
+            "gets its spread. Default 0.06.",
+            "--tolerance",
+            metavar="FRACTION",
+        ),
+    ] = 0.06,
+    record: Annotated[
+        bool,
+        _opt("Write --baseline from the results (measuring first without --results) instead of judging.", "--record"),
+    ] = False,
+    runs: Annotated[
+        Optional[int],
+        _opt(
+            "With --record: runs of the suite whose median (and spread) the baseline holds. Default 3.",
+            "--runs",
+            metavar="N",
+        ),
+    ] = None,
+    out: Annotated[
+        Optional[Path],
+        _opt("Folder for the run, check.csv and check.md. Default: out/check-<timestamp>.", "--out", metavar="DIR"),
+    ] = None,
     suite: Annotated[str, _opt("Suite to run when measuring. Default ci.", "--suite", metavar="PRESET|FILE")] = "ci",
 ) -> None:
     """Regression gate: the ci suite's speedups over dense cuDNN and over plain PyTorch SDPA and its time over the
@@ -347,8 +578,15 @@ def check(
     from .bench.check import run_check
 
     try:
-        code = run_check(baseline, (results[0] if len(results) == 1 else results) if results else None, tolerance,
-                         record, suite, out, runs=runs)
+        code = run_check(
+            baseline,
+            (results[0] if len(results) == 1 else results) if results else None,
+            tolerance,
+            record,
+            suite,
+            out,
+            runs=runs,
+        )
     except ValueError as err:  # a bad tolerance, --runs or suite name
         raise typer.BadParameter(str(err)) from None
     raise typer.Exit(code)
@@ -364,16 +602,35 @@ def suites() -> None:
         typer.echo(f"{name:8s} {desc}")
 
 
-
 @app.command()
 @quiet_transformers()
 def train(
-    preset: Annotated[str, _opt("Model preset: paper-530m, mid, small, tiny. Shape flags override it.", "--preset")] = "tiny",
+    preset: Annotated[
+        str, _opt("Model preset: paper-530m, mid, small, tiny. Shape flags override it.", "--preset")
+    ] = "tiny",
     seq: Annotated[Optional[str], _opt(f"Sequence lengths N (default: the preset's). {LIST}", "--seq")] = None,
-    attention: Annotated[str, _opt("Attentions to measure: dense, lighthouse (comma-separated).", "--attention")] = "dense,lighthouse",
-    recipe: Annotated[str, _opt("throughput (time optimizer steps per point) or two-stage (train Lighthouse then dense against dense all the way, on the stdlib's bytes).", "--recipe")] = "throughput",
-    steps: Annotated[Optional[int], _opt("Timed optimizer steps per point (default 3); with --recipe two-stage, the steps of each arm (default 200).", "--steps")] = None,
-    warmup: Annotated[int, _opt("Untimed steps after the first (which is timed alone as first_step_s).", "--warmup")] = 1,
+    attention: Annotated[
+        str, _opt("Attentions to measure: dense, lighthouse (comma-separated).", "--attention")
+    ] = "dense,lighthouse",
+    recipe: Annotated[
+        str,
+        _opt(
+            "throughput (time optimizer steps per point) or two-stage (train Lighthouse then dense against dense "
+            "all the way, on the stdlib's bytes).",
+            "--recipe",
+        ),
+    ] = "throughput",
+    steps: Annotated[
+        Optional[int],
+        _opt(
+            "Timed optimizer steps per point (default 3); with --recipe two-stage, the steps of each arm "
+            "(default 200).",
+            "--steps",
+        ),
+    ] = None,
+    warmup: Annotated[
+        int, _opt("Untimed steps after the first (which is timed alone as first_step_s).", "--warmup")
+    ] = 1,
     batch: Annotated[Optional[int], _opt("Sequences per step.", "--batch")] = None,
     hidden: Annotated[Optional[int], _opt("Hidden size.", "--hidden")] = None,
     layers: Annotated[Optional[int], _opt("Decoder layers.", "--layers")] = None,
@@ -381,38 +638,137 @@ def train(
     heads: Annotated[Optional[int], _opt("Query heads.", "--heads")] = None,
     kv_heads: Annotated[Optional[int], _opt("KV heads (GQA).", "--kv-heads")] = None,
     head_dim: Annotated[Optional[int], _opt("Head dimension.", "--head-dim")] = None,
-    vocab: Annotated[Optional[int], _opt("Vocabulary size (the recipe's data is bytes: keep >= 256).", "--vocab")] = None,
+    vocab: Annotated[
+        Optional[int], _opt("Vocabulary size (the recipe's data is bytes: keep >= 256).", "--vocab")
+    ] = None,
     topk: Annotated[Optional[int], _opt("Lighthouse budget k (a multiple of 128).", "--topk")] = None,
     levels: Annotated[Optional[int], _opt("Lighthouse pyramid levels L.", "--levels")] = None,
     pooling: Annotated[Optional[int], _opt("Lighthouse pooling factor p.", "--pooling")] = None,
     scorer: Annotated[Optional[str], _opt("Lighthouse scorer: norm, dilated, gla.", "--scorer")] = None,
-    rope: Annotated[Optional[str], _opt("Where the Lighthouse layers apply RoPE (docs/rope.md): pre, post, comma-separated (one Lighthouse point each; the two-stage recipe takes one). Default: the preset's (pre).", "--rope", metavar="NAMES")] = None,
-    dense_layers: Annotated[Optional[str], _opt("Layers that stay dense SDPA, e.g. 0,1,-2,-1 (negative from the end), or none.", "--dense-layers")] = None,
+    rope: Annotated[
+        Optional[str],
+        _opt(
+            "Where the Lighthouse layers apply RoPE (docs/rope.md): pre, post, comma-separated (one Lighthouse "
+            "point each; the two-stage recipe takes one). Default: the preset's (pre).",
+            "--rope",
+            metavar="NAMES",
+        ),
+    ] = None,
+    dense_layers: Annotated[
+        Optional[str],
+        _opt("Layers that stay dense SDPA, e.g. 0,1,-2,-1 (negative from the end), or none.", "--dense-layers"),
+    ] = None,
     lr: Annotated[Optional[float], _opt("Peak learning rate of AdamW.", "--lr")] = None,
-    dtype: Annotated[Optional[str], _opt("mixed (fp32 master weights and AdamW state, bf16 autocast), bf16 (everything in bf16), fp16, fp32. Default: mixed on CUDA, fp32 on CPU.", "--precision")] = None,
-    clip: Annotated[float, _opt("Gradient clipping: the global gradient norm is scaled down to this (0 = off).", "--clip")] = 1.0,
-    schedule: Annotated[str, _opt("Two-stage: learning-rate schedule: constant (warm-up then flat, the paper's), wsd (warm-up, stable, linear decay over the last --decay-fraction in both arms), cosine.", "--schedule")] = "constant",
-    warmup_steps: Annotated[Optional[int], _opt("Two-stage: warm-up steps (default 5% of the steps).", "--warmup-steps")] = None,
+    dtype: Annotated[
+        Optional[str],
+        _opt(
+            "mixed (fp32 master weights and AdamW state, bf16 autocast), bf16 (everything in bf16), fp16, fp32. "
+            "Default: mixed on CUDA, fp32 on CPU.",
+            "--precision",
+        ),
+    ] = None,
+    clip: Annotated[
+        float, _opt("Gradient clipping: the global gradient norm is scaled down to this (0 = off).", "--clip")
+    ] = 1.0,
+    schedule: Annotated[
+        str,
+        _opt(
+            "Two-stage: learning-rate schedule: constant (warm-up then flat, the paper's), wsd (warm-up, stable, "
+            "linear decay over the last --decay-fraction in both arms), cosine.",
+            "--schedule",
+        ),
+    ] = "constant",
+    warmup_steps: Annotated[
+        Optional[int], _opt("Two-stage: warm-up steps (default 5% of the steps).", "--warmup-steps")
+    ] = None,
     decay_fraction: Annotated[float, _opt("Two-stage, wsd: share of the run that decays.", "--decay-fraction")] = 0.2,
-    corpus_root: Annotated[Optional[str], _opt("Two-stage: folders whose *.py files are the corpus, comma-separated. Default: this interpreter's stdlib and site-packages.", "--corpus-root", metavar="DIRS")] = None,
+    corpus_root: Annotated[
+        Optional[str],
+        _opt(
+            "Two-stage: folders whose *.py files are the corpus, comma-separated. Default: this interpreter's "
+            "stdlib and site-packages.",
+            "--corpus-root",
+            metavar="DIRS",
+        ),
+    ] = None,
     device: Annotated[Optional[str], _opt("cuda or cpu. Default: cuda when available.", "--device")] = None,
-    cpu_threads: Annotated[int, _opt("Intra-op threads on the CPU (the small presets' ops are too small to gain from more, and a busy machine makes extra threads spin).", "--cpu-threads")] = 1,
+    cpu_threads: Annotated[
+        int,
+        _opt(
+            "Intra-op threads on the CPU (the small presets' ops are too small to gain from more, and a busy "
+            "machine makes extra threads spin).",
+            "--cpu-threads",
+        ),
+    ] = 1,
     impl: Annotated[str, _opt("Lighthouse path: auto (Triton on CUDA), torch, triton.", "--impl")] = "auto",
-    sdpa_backend: Annotated[Optional[str], _opt("SDPA backend preferred by dense layers (others as fallback) and used by Lighthouse's sub-sequence: cudnn, flash, efficient, math, auto. Default: cudnn on CUDA, auto on CPU.", "--sdpa-backend")] = None,
-    loss: Annotated[str, _opt("Cross-entropy without full logits: auto (liger-kernel's fused one on CUDA when installed, else chunked), liger, chunked.", "--loss")] = "auto",
+    sdpa_backend: Annotated[
+        Optional[str],
+        _opt(
+            "SDPA backend preferred by dense layers (others as fallback) and used by Lighthouse's sub-sequence: "
+            "cudnn, flash, efficient, math, auto. Default: cudnn on CUDA, auto on CPU.",
+            "--sdpa-backend",
+        ),
+    ] = None,
+    loss: Annotated[
+        str,
+        _opt(
+            "Cross-entropy without full logits: auto (liger-kernel's fused one on CUDA when installed, else "
+            "chunked), liger, chunked.",
+            "--loss",
+        ),
+    ] = "auto",
     loss_chunk: Annotated[int, _opt("Tokens per chunk of the chunked cross-entropy.", "--loss-chunk")] = 8192,
-    checkpointing: Annotated[bool, typer.Option("--checkpointing/--no-checkpointing", help="Activation checkpointing of every decoder layer.")] = True,
-    recompute: Annotated[bool, typer.Option("--recompute/--no-recompute", help="Lighthouse layers keep only q, k, v for backward and run their forward again there (saves their sub-sequence tensors under checkpointing; costs one Lighthouse forward per layer).")] = True,
+    checkpointing: Annotated[
+        bool,
+        typer.Option("--checkpointing/--no-checkpointing", help="Activation checkpointing of every decoder layer."),
+    ] = True,
+    recompute: Annotated[
+        bool,
+        typer.Option(
+            "--recompute/--no-recompute",
+            help="Lighthouse layers keep only q, k, v for backward and run their forward again there (saves their "
+            "sub-sequence tensors under checkpointing; costs one Lighthouse forward per layer).",
+        ),
+    ] = True,
     seed: Annotated[int, _opt("Seed of the initialisation and the data order.", "--seed")] = 0,
-    peak_tflops: Annotated[Optional[float], _opt("Device bf16 peak for MFU (default: the datasheet value of known GPUs).", "--peak-tflops")] = None,
-    dense_from: Annotated[float, _opt("Two-stage: fraction of the steps trained with Lighthouse before the switch to dense.", "--dense-from")] = 0.9,
-    eval_every: Annotated[int, _opt("Two-stage: validation loss every this many steps (and at the switch and the end).", "--eval-every")] = 25,
+    peak_tflops: Annotated[
+        Optional[float], _opt("Device bf16 peak for MFU (default: the datasheet value of known GPUs).", "--peak-tflops")
+    ] = None,
+    dense_from: Annotated[
+        float,
+        _opt("Two-stage: fraction of the steps trained with Lighthouse before the switch to dense.", "--dense-from"),
+    ] = 0.9,
+    eval_every: Annotated[
+        int, _opt("Two-stage: validation loss every this many steps (and at the switch and the end).", "--eval-every")
+    ] = 25,
     val_windows: Annotated[int, _opt("Two-stage: batches of held-out windows per validation.", "--val-windows")] = 8,
-    arm_minutes: Annotated[Optional[float], _opt("Two-stage: choose --steps so that the dense arm trains about this many minutes (timed on 5 steps first).", "--arm-minutes")] = None,
-    save: Annotated[Optional[Path], _opt("Two-stage: save each arm's final model (save_pretrained, Lighthouse settings in config.json) under this folder.", "--save")] = None,
+    arm_minutes: Annotated[
+        Optional[float],
+        _opt(
+            "Two-stage: choose --steps so that the dense arm trains about this many minutes (timed on 5 steps first).",
+            "--arm-minutes",
+        ),
+    ] = None,
+    save: Annotated[
+        Optional[Path],
+        _opt(
+            "Two-stage: save each arm's final model (save_pretrained, Lighthouse settings in config.json) under "
+            "this folder.",
+            "--save",
+        ),
+    ] = None,
     out: Annotated[Optional[Path], _opt("Output folder. Default: out/train-<timestamp>.", "--out")] = None,
-    resume: Annotated[bool, _opt("Continue the run in --out: throughput skips ok/invalid points and retries oom/error; two-stage keeps the arms that finished and trains the others again.", "--resume")] = False,
-    plot: Annotated[bool, typer.Option("--plot/--no-plot", help="Draw the tokens/s chart after a throughput run.")] = True,
+    resume: Annotated[
+        bool,
+        _opt(
+            "Continue the run in --out: throughput skips ok/invalid points and retries oom/error; two-stage "
+            "keeps the arms that finished and trains the others again.",
+            "--resume",
+        ),
+    ] = False,
+    plot: Annotated[
+        bool, typer.Option("--plot/--no-plot", help="Draw the tokens/s chart after a throughput run.")
+    ] = True,
 ) -> None:
     """Training-step benchmark of a Llama model (transformers, random init) with dense or Lighthouse attention:
     tokens/s, attention share, peak memory, MFU per point (train.csv); or the two-stage recipe (curve.csv)."""
@@ -421,12 +777,40 @@ def train(
     try:
         if cpu_threads < 1:
             raise ValueError(f"--cpu-threads must be >= 1, got {cpu_threads}")
-        run = command.plan(preset, seq, attention, steps=steps, warmup=warmup, device=device, dtype=dtype, impl=impl,
-                           sdpa_backend=sdpa_backend, loss=loss, loss_chunk=loss_chunk, checkpointing=checkpointing,
-                           recompute=recompute, seed=seed, peak_tflops=peak_tflops, recipe=recipe, clip=clip,
-                           dense_layers=dense_layers, batch=batch,
-                           hidden=hidden, layers=layers, ffn=ffn, heads=heads, kv_heads=kv_heads, head_dim=head_dim,
-                           vocab=vocab, topk=topk, levels=levels, pooling=pooling, scorer=scorer, lr=lr, rope=rope)
+        run = command.plan(
+            preset,
+            seq,
+            attention,
+            steps=steps,
+            warmup=warmup,
+            device=device,
+            dtype=dtype,
+            impl=impl,
+            sdpa_backend=sdpa_backend,
+            loss=loss,
+            loss_chunk=loss_chunk,
+            checkpointing=checkpointing,
+            recompute=recompute,
+            seed=seed,
+            peak_tflops=peak_tflops,
+            recipe=recipe,
+            clip=clip,
+            dense_layers=dense_layers,
+            batch=batch,
+            hidden=hidden,
+            layers=layers,
+            ffn=ffn,
+            heads=heads,
+            kv_heads=kv_heads,
+            head_dim=head_dim,
+            vocab=vocab,
+            topk=topk,
+            levels=levels,
+            pooling=pooling,
+            scorer=scorer,
+            lr=lr,
+            rope=rope,
+        )
         if run.options.device.type == "cpu":
             import torch
 
@@ -434,46 +818,125 @@ def train(
         if run.recipe == "two-stage":
             from .train.recipe import RecipeOptions, run_recipe
 
-            options = RecipeOptions(steps=steps or 200, dense_from=dense_from, eval_every=eval_every,
-                                    val_windows=val_windows, arm_minutes=arm_minutes, schedule=schedule,
-                                    warmup_steps=warmup_steps, decay_fraction=decay_fraction)
+            options = RecipeOptions(
+                steps=steps or 200,
+                dense_from=dense_from,
+                eval_every=eval_every,
+                val_windows=val_windows,
+                arm_minutes=arm_minutes,
+                schedule=schedule,
+                warmup_steps=warmup_steps,
+                decay_fraction=decay_fraction,
+            )
             corpus = None
             if corpus_root:
                 from .train.data import build_corpus
 
                 corpus = build_corpus([r for r in corpus_root.split(",") if r])
-            code = run_recipe(run.preset, run.options, options, out or command.default_out(run.recipe),
-                              save=save, argv=sys.argv, clip=clip, corpus=corpus, resume=resume)
+            code = run_recipe(
+                run.preset,
+                run.options,
+                options,
+                out or command.default_out(run.recipe),
+                save=save,
+                argv=sys.argv,
+                clip=clip,
+                corpus=corpus,
+                resume=resume,
+            )
             raise typer.Exit(code)
         from .train.benchmark import run_points
 
         if save is not None or arm_minutes is not None:
             raise ValueError("--save and --arm-minutes apply to --recipe two-stage")
-        code = run_points(run.points, run.options, out or command.default_out(run.recipe), resume=resume, plot=plot,
-                          argv=sys.argv, options={"preset": run.preset_options(), "rope": run.ropes,
-                                                  "steps": run.options.steps,
-                                                  "warmup": warmup, "loss": loss, "impl": impl,
-                                                  "sdpa_backend": run.options.sdpa_backend, "dtype": run.options.dtype,
-                                                  "clip": clip,
-                                                  "checkpointing": checkpointing, "recompute": recompute, "seed": seed})
+        code = run_points(
+            run.points,
+            run.options,
+            out or command.default_out(run.recipe),
+            resume=resume,
+            plot=plot,
+            argv=sys.argv,
+            options={
+                "preset": run.preset_options(),
+                "rope": run.ropes,
+                "steps": run.options.steps,
+                "warmup": warmup,
+                "loss": loss,
+                "impl": impl,
+                "sdpa_backend": run.options.sdpa_backend,
+                "dtype": run.options.dtype,
+                "clip": clip,
+                "checkpointing": checkpointing,
+                "recompute": recompute,
+                "seed": seed,
+            },
+        )
     except ValueError as err:
         raise typer.BadParameter(str(err)) from None
     raise typer.Exit(code)
 
+
 @app.command()
 def study(
-    plan: Annotated[str, _opt("A study plan: a name from suites/studies (paper, cpu) or a .toml file. Default: paper on CUDA, cpu on the CPU.", "--plan")] = "",
-    experiments: Annotated[Optional[str], _opt("Run only these experiments of the plan, comma-separated (e.g. E1,E2).", "--experiments", metavar="NAMES")] = None,
-    seeds: Annotated[Optional[str], _opt("Seeds for every experiment, e.g. 0,1,2 (default: the plan's).", "--seeds", metavar="INTS")] = None,
-    concurrency: Annotated[int, _opt("Arms trained at once, each its own process (small presets leave a GPU mostly idle).", "--concurrency")] = 1,
-    corpus_root: Annotated[Optional[str], _opt("Folders whose *.py files are the corpus, comma-separated. Default: this interpreter's stdlib and site-packages.", "--corpus-root", metavar="DIRS")] = None,
+    plan: Annotated[
+        str,
+        _opt(
+            "A study plan: a name from suites/studies (paper, cpu) or a .toml file. Default: paper on CUDA, cpu "
+            "on the CPU.",
+            "--plan",
+        ),
+    ] = "",
+    experiments: Annotated[
+        Optional[str],
+        _opt("Run only these experiments of the plan, comma-separated (e.g. E1,E2).", "--experiments", metavar="NAMES"),
+    ] = None,
+    seeds: Annotated[
+        Optional[str], _opt("Seeds for every experiment, e.g. 0,1,2 (default: the plan's).", "--seeds", metavar="INTS")
+    ] = None,
+    concurrency: Annotated[
+        int,
+        _opt("Arms trained at once, each its own process (small presets leave a GPU mostly idle).", "--concurrency"),
+    ] = 1,
+    corpus_root: Annotated[
+        Optional[str],
+        _opt(
+            "Folders whose *.py files are the corpus, comma-separated. Default: this interpreter's stdlib and "
+            "site-packages.",
+            "--corpus-root",
+            metavar="DIRS",
+        ),
+    ] = None,
     device: Annotated[Optional[str], _opt("cuda or cpu. Default: cuda when available.", "--device")] = None,
-    sdpa_backend: Annotated[Optional[str], _opt("SDPA backend of dense layers and of Lighthouse's sub-sequence: cudnn, flash, efficient, math, auto. Default: cudnn on CUDA.", "--sdpa-backend")] = None,
-    deadline_minutes: Annotated[Optional[float], _opt("Stop the jobs still running after this many minutes (finished jobs kept; --resume runs the rest).", "--deadline-minutes")] = None,
-    snapshots: Annotated[Optional[Path], _opt("Scratch folder for the trunks' snapshots (default OUT/snapshots).", "--snapshots")] = None,
-    clock: Annotated[bool, typer.Option("--clock/--no-clock", help="Time solo steps of each experiment's modes before the jobs start (the clock of every wall-clock figure).")] = True,
+    sdpa_backend: Annotated[
+        Optional[str],
+        _opt(
+            "SDPA backend of dense layers and of Lighthouse's sub-sequence: cudnn, flash, efficient, math, auto. "
+            "Default: cudnn on CUDA.",
+            "--sdpa-backend",
+        ),
+    ] = None,
+    deadline_minutes: Annotated[
+        Optional[float],
+        _opt(
+            "Stop the jobs still running after this many minutes (finished jobs kept; --resume runs the rest).",
+            "--deadline-minutes",
+        ),
+    ] = None,
+    snapshots: Annotated[
+        Optional[Path], _opt("Scratch folder for the trunks' snapshots (default OUT/snapshots).", "--snapshots")
+    ] = None,
+    clock: Annotated[
+        bool,
+        typer.Option(
+            "--clock/--no-clock",
+            help="Time solo steps of each experiment's modes before the jobs start (the clock of every wall-clock "
+            "figure).",
+        ),
+    ] = True,
     out: Annotated[Optional[Path], _opt("Output folder. Default: out/study-<timestamp>.", "--out")] = None,
-    resume: Annotated[bool, _opt("Continue the study in --out: finished jobs are kept, the rest run again.", "--resume")] = False,
+    resume: Annotated[
+        bool, _opt("Continue the study in --out: finished jobs are kept, the rest run again.", "--resume")
+    ] = False,
     dry_run: Annotated[bool, _opt("Print the jobs and arms, run nothing.", "--dry-run")] = False,
 ) -> None:
     """The two-stage study: experiments over seeds (two-stage, recovery curve, stage 1 by sparsity), trained the
@@ -501,25 +964,40 @@ def study(
                 raise ValueError(f"--seeds must be comma-separated integers, got {seeds!r}") from None
             if not seed_list or any(x < 0 for x in seed_list):
                 raise ValueError(f"--seeds must list integers >= 0, got {seeds!r}")
-        chosen = load_plan(plan or ("paper" if dev.type == "cuda" else "cpu"),
-                           [x.strip() for x in experiments.split(",")] if experiments else None)
+        chosen = load_plan(
+            plan or ("paper" if dev.type == "cuda" else "cpu"),
+            [x.strip() for x in experiments.split(",")] if experiments else None,
+        )
         if dry_run:
             st = expand(chosen, seed_list)
             for job in st.jobs.values():
-                typer.echo(f"{job.job_id}: {job.plan.start} steps {job.plan.from_step}..{job.plan.steps}"
-                           + (f", dense from {job.plan.switch_step}" if job.plan.switch_step is not None else "")
-                           + (f", snapshots at {list(job.plan.snapshot_at)}" if job.plan.snapshot_at else "")
-                           + f", N={job.preset.seq} B={job.preset.batch} k={job.preset.topk} {job.schedule.kind}")
+                typer.echo(
+                    f"{job.job_id}: {job.plan.start} steps {job.plan.from_step}..{job.plan.steps}"
+                    + (f", dense from {job.plan.switch_step}" if job.plan.switch_step is not None else "")
+                    + (f", snapshots at {list(job.plan.snapshot_at)}" if job.plan.snapshot_at else "")
+                    + f", N={job.preset.seq} B={job.preset.batch} k={job.preset.topk} {job.schedule.kind}"
+                )
             typer.echo(f"{len(st.jobs)} jobs, {len(st.arms)} arms")
             return
         from datetime import datetime
 
         target = out or Path("out") / f"study-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-        code = run_study(chosen, target, device=dev, seeds=seed_list, concurrency=concurrency,
-                         corpus_root=[r for r in corpus_root.split(",") if r] if corpus_root else None,
-                         resume=resume, sdpa_backend=None if sdpa_backend == "auto" else (sdpa_backend or (
-                             "cudnn" if dev.type == "cuda" else None)),
-                         snapshots=snapshots, deadline_minutes=deadline_minutes, clock=clock, argv=sys.argv)
+        code = run_study(
+            chosen,
+            target,
+            device=dev,
+            seeds=seed_list,
+            concurrency=concurrency,
+            corpus_root=[r for r in corpus_root.split(",") if r] if corpus_root else None,
+            resume=resume,
+            sdpa_backend=None
+            if sdpa_backend == "auto"
+            else (sdpa_backend or ("cudnn" if dev.type == "cuda" else None)),
+            snapshots=snapshots,
+            deadline_minutes=deadline_minutes,
+            clock=clock,
+            argv=sys.argv,
+        )
     except (ValueError, StudyError) as err:
         raise typer.BadParameter(str(err)) from None
     raise typer.Exit(code)
@@ -532,22 +1010,61 @@ def quality(
     topk: Annotated[Optional[str], _opt("Budgets k (multiples of 128).", "--topk")] = None,
     levels: Annotated[Optional[str], _opt("Pyramid levels L.", "--levels")] = None,
     pooling: Annotated[Optional[str], _opt("Pooling factors p.", "--pooling")] = None,
-    scorer: Annotated[Optional[str], _opt("Selection scorers: norm, dilated, gla (gla without flash-linear-attention: unsupported rows).", "--scorer")] = None,
+    scorer: Annotated[
+        Optional[str],
+        _opt(
+            "Selection scorers: norm, dilated, gla (gla without flash-linear-attention: unsupported rows).", "--scorer"
+        ),
+    ] = None,
     rope: Annotated[Optional[str], _opt(ROPE_HELP, "--rope", metavar="NAMES")] = None,
-    rope_theta: Annotated[Optional[float], _opt("RoPE base of the post rows and of the needle-rope inputs' rotation. Default 10000.", "--rope-theta", metavar="BASE")] = None,
+    rope_theta: Annotated[
+        Optional[float],
+        _opt(
+            "RoPE base of the post rows and of the needle-rope inputs' rotation. Default 10000.",
+            "--rope-theta",
+            metavar="BASE",
+        ),
+    ] = None,
     batch: Annotated[Optional[str], _opt("Batch sizes B.", "--batch")] = None,
     heads: Annotated[Optional[str], _opt("Query heads Hq.", "--heads")] = None,
     kv_heads: Annotated[Optional[str], _opt("KV heads Hkv (GQA); default: equal to --heads.", "--kv-heads")] = None,
     head_dim: Annotated[Optional[str], _opt("Head dims D.", "--head-dim")] = None,
-    dtype: Annotated[Optional[str], _opt("Dtypes of q, k, v: bf16, fp16, fp32 (the dense reference is always float32).", "--dtype")] = None,
+    dtype: Annotated[
+        Optional[str], _opt("Dtypes of q, k, v: bf16, fp16, fp32 (the dense reference is always float32).", "--dtype")
+    ] = None,
     device: Annotated[Optional[str], _opt("cuda or cpu. Default: cuda when available.", "--device")] = None,
-    suite: Annotated[Optional[str], _opt("A preset or .toml path, read as `sweep` reads it (timing keys ignored). Default: quality on CUDA, quick on the CPU.", "--suite")] = None,
-    inputs: Annotated[str, _opt("Inputs: random, needle, needle-rope (needles planted in RoPE-rotated q, k: the placements can differ), checkpoint:PATH (a `train --save` folder), comma-separated. Default random,needle.", "--inputs")] = "random,needle",
-    needles: Annotated[int, _opt("Needles planted per depth bucket (10 buckets) in every batch row and head. Default 4.", "--needles")] = 4,
-    heldout: Annotated[Optional[Path], _opt("Held-out text for checkpoint inputs: a .txt (the model's tokenizer) or a .pt tensor of token ids. Default: PATH/heldout_tokens.pt, else the held-out split of train's corpus.", "--heldout")] = None,
+    suite: Annotated[
+        Optional[str],
+        _opt(
+            "A preset or .toml path, read as `sweep` reads it (timing keys ignored). Default: quality on CUDA, "
+            "quick on the CPU.",
+            "--suite",
+        ),
+    ] = None,
+    inputs: Annotated[
+        str,
+        _opt(
+            "Inputs: random, needle, needle-rope (needles planted in RoPE-rotated q, k: the placements can "
+            "differ), checkpoint:PATH (a `train --save` folder), comma-separated. Default random,needle.",
+            "--inputs",
+        ),
+    ] = "random,needle",
+    needles: Annotated[
+        int, _opt("Needles planted per depth bucket (10 buckets) in every batch row and head. Default 4.", "--needles")
+    ] = 4,
+    heldout: Annotated[
+        Optional[Path],
+        _opt(
+            "Held-out text for checkpoint inputs: a .txt (the model's tokenizer) or a .pt tensor of token ids. "
+            "Default: PATH/heldout_tokens.pt, else the held-out split of train's corpus.",
+            "--heldout",
+        ),
+    ] = None,
     seed: Annotated[Optional[int], _opt("Seed of the random inputs and the needles. Default 0.", "--seed")] = None,
     out: Annotated[Optional[Path], _opt("Output folder. Default: out/quality-<timestamp>.", "--out")] = None,
-    resume: Annotated[bool, _opt("Continue the run in --out: skip rows already ok/invalid/unsupported, retry oom/error.", "--resume")] = False,
+    resume: Annotated[
+        bool, _opt("Continue the run in --out: skip rows already ok/invalid/unsupported, retry oom/error.", "--resume")
+    ] = False,
     plot: Annotated[bool, typer.Option("--plot/--no-plot", help="Draw the charts after the run.")] = True,
     dry_run: Annotated[bool, _opt("Print the points and the number of rows, and exit.", "--dry-run")] = False,
 ) -> None:
@@ -558,12 +1075,31 @@ def quality(
     from .harness.outdir import default_out
     from .quality.runner import describe, resolve, run
 
-    flags = {"seq": seq, "topk": topk, "levels": levels, "pooling": pooling, "scorer": scorer, "rope": rope,
-             "rope_theta": rope_theta, "batch": batch, "heads": heads, "kv_heads": kv_heads, "head_dim": head_dim,
-             "dtype": dtype, "device": device, "seed": seed}
+    flags = {
+        "seq": seq,
+        "topk": topk,
+        "levels": levels,
+        "pooling": pooling,
+        "scorer": scorer,
+        "rope": rope,
+        "rope_theta": rope_theta,
+        "batch": batch,
+        "heads": heads,
+        "kv_heads": kv_heads,
+        "head_dim": head_dim,
+        "dtype": dtype,
+        "device": device,
+        "seed": seed,
+    }
     try:
-        spec = resolve(suite, {k: v for k, v in flags.items() if v is not None}, inputs, needles, heldout,
-                       torch.cuda.is_available())
+        spec = resolve(
+            suite,
+            {k: v for k, v in flags.items() if v is not None},
+            inputs,
+            needles,
+            heldout,
+            torch.cuda.is_available(),
+        )
         if dry_run:
             describe(spec)
             return
@@ -577,15 +1113,43 @@ def quality(
 
 @app.command()
 def recommend(
-    results: Annotated[List[Path], typer.Argument(help="Folders (searched recursively) or CSVs: sweep results.csv and quality quality.csv.", metavar="RESULTS", hidden=True)],
-    seq: Annotated[str, _opt("The sequence length to recommend for, e.g. 96k (only rows measured at exactly this N count).", "--seq")] = "",
-    min_needle_recall: Annotated[Optional[float], _opt("Bar: needle recall at least this (0..1), from needle inputs.", "--min-needle-recall")] = None,
-    max_out_err: Annotated[Optional[float], _opt("Bar: out_rel_err at most this, from random inputs.", "--max-out-err")] = None,
-    inputs: Annotated[Optional[str], _opt("Read the bar's figure from these quality inputs instead (random, needle, checkpoint:PATH).", "--inputs")] = None,
-    passes: Annotated[str, _opt("Sweep pass whose speedup ranks the configurations: fwd, bwd, fwdbwd. Default fwdbwd.", "--pass")] = "fwdbwd",
-    baseline: Annotated[str, _opt("Dense baseline of the speedup: cudnn, flash, efficient, math, flex. Default cudnn.", "--baseline")] = "cudnn",
+    results: Annotated[
+        List[Path],
+        typer.Argument(
+            help="Folders (searched recursively) or CSVs: sweep results.csv and quality quality.csv.",
+            metavar="RESULTS",
+            hidden=True,
+        ),
+    ],
+    seq: Annotated[
+        str,
+        _opt("The sequence length to recommend for, e.g. 96k (only rows measured at exactly this N count).", "--seq"),
+    ] = "",
+    min_needle_recall: Annotated[
+        Optional[float], _opt("Bar: needle recall at least this (0..1), from needle inputs.", "--min-needle-recall")
+    ] = None,
+    max_out_err: Annotated[
+        Optional[float], _opt("Bar: out_rel_err at most this, from random inputs.", "--max-out-err")
+    ] = None,
+    inputs: Annotated[
+        Optional[str],
+        _opt("Read the bar's figure from these quality inputs instead (random, needle, checkpoint:PATH).", "--inputs"),
+    ] = None,
+    passes: Annotated[
+        str, _opt("Sweep pass whose speedup ranks the configurations: fwd, bwd, fwdbwd. Default fwdbwd.", "--pass")
+    ] = "fwdbwd",
+    baseline: Annotated[
+        str, _opt("Dense baseline of the speedup: cudnn, flash, efficient, math, flex. Default cudnn.", "--baseline")
+    ] = "cudnn",
     runners_up: Annotated[int, _opt("Runners-up to list. Default 5.", "--runners-up")] = 5,
-    rope: Annotated[Optional[str], _opt("RoPE placements to choose among: pre, post, comma-separated. Default: every one measured.", "--rope", metavar="NAMES")] = None,
+    rope: Annotated[
+        Optional[str],
+        _opt(
+            "RoPE placements to choose among: pre, post, comma-separated. Default: every one measured.",
+            "--rope",
+            metavar="NAMES",
+        ),
+    ] = None,
     out: Annotated[Optional[Path], _opt("Also write the recommendation (Markdown) to this file.", "--out")] = None,
 ) -> None:
     """The fastest measured configuration that meets a quality bar at one N, with runners-up, or which
@@ -635,19 +1199,63 @@ def recommend(
 @app.command()
 @quiet_transformers()
 def passkey(
-    models: Annotated[List[Path], typer.Argument(help="Model folders: `train --save DIR` arms (DIR/lighthouse-then-dense, DIR/dense).", metavar="MODELS", hidden=True)],
-    lengths: Annotated[Optional[str], _opt("Prompt lengths in bytes, at most the models' trained context, e.g. 2k,8k,16k. Default: the trained context and four halvings.", "--lengths", metavar="SIZES")] = None,
-    depths: Annotated[str, _opt("Depths of the passkey in percent of the filler, 0 (first) to 100 (just before the question). Default 0,10,...,100.", "--depths", metavar="PERCENTS")] = "0,10,20,30,40,50,60,70,80,90,100",
-    attention: Annotated[str, _opt("Attention to evaluate each model with: saved (as config.json says), dense (dense switch on), lighthouse (switch off), comma-separated. Default saved.", "--attention", metavar="NAMES")] = "saved",
+    models: Annotated[
+        List[Path],
+        typer.Argument(
+            help="Model folders: `train --save DIR` arms (DIR/lighthouse-then-dense, DIR/dense).",
+            metavar="MODELS",
+            hidden=True,
+        ),
+    ],
+    lengths: Annotated[
+        Optional[str],
+        _opt(
+            "Prompt lengths in bytes, at most the models' trained context, e.g. 2k,8k,16k. Default: the trained "
+            "context and four halvings.",
+            "--lengths",
+            metavar="SIZES",
+        ),
+    ] = None,
+    depths: Annotated[
+        str,
+        _opt(
+            "Depths of the passkey in percent of the filler, 0 (first) to 100 (just before the question). "
+            "Default 0,10,...,100.",
+            "--depths",
+            metavar="PERCENTS",
+        ),
+    ] = "0,10,20,30,40,50,60,70,80,90,100",
+    attention: Annotated[
+        str,
+        _opt(
+            "Attention to evaluate each model with: saved (as config.json says), dense (dense switch on), "
+            "lighthouse (switch off), comma-separated. Default saved.",
+            "--attention",
+            metavar="NAMES",
+        ),
+    ] = "saved",
     digits: Annotated[int, _opt("Digits of the passkey (1..20). Default 5.", "--digits")] = 5,
-    trials: Annotated[int, _opt("Prompts (different passkeys and filler) per depth and length. Default 10.", "--trials")] = 10,
+    trials: Annotated[
+        int, _opt("Prompts (different passkeys and filler) per depth and length. Default 10.", "--trials")
+    ] = 10,
     batch: Annotated[int, _opt("Prompts per forward pass. Default 8.", "--batch")] = 8,
-    filler: Annotated[str, _opt("Filler text: heldout (held-out stdlib bytes of train's corpus) or sentence (one neutral line repeated). Default heldout.", "--filler")] = "heldout",
+    filler: Annotated[
+        str,
+        _opt(
+            "Filler text: heldout (held-out stdlib bytes of train's corpus) or sentence (one neutral line "
+            "repeated). Default heldout.",
+            "--filler",
+        ),
+    ] = "heldout",
     device: Annotated[Optional[str], _opt("cuda or cpu. Default: cuda when available.", "--device")] = None,
-    dtype: Annotated[Optional[str], _opt("Model dtype: bf16, fp16, fp32. Default bf16 on CUDA, fp32 on the CPU.", "--dtype")] = None,
+    dtype: Annotated[
+        Optional[str], _opt("Model dtype: bf16, fp16, fp32. Default bf16 on CUDA, fp32 on the CPU.", "--dtype")
+    ] = None,
     seed: Annotated[int, _opt("Seed of the passkeys and the filler offsets. Default 0.", "--seed")] = 0,
     out: Annotated[Optional[Path], _opt("Output folder. Default: out/passkey-<timestamp>.", "--out")] = None,
-    resume: Annotated[bool, _opt("Continue the run in --out: skip rows already ok/invalid/unsupported, retry oom/error.", "--resume")] = False,
+    resume: Annotated[
+        bool, _opt("Continue the run in --out: skip rows already ok/invalid/unsupported, retry oom/error.", "--resume")
+    ] = False,
     plot: Annotated[bool, typer.Option("--plot/--no-plot", help="Draw the heatmaps after the run.")] = True,
 ) -> None:
     """Passkey retrieval of trained byte-level models: exact-match accuracy per depth and length, scored by

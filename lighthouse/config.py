@@ -17,8 +17,11 @@ SDPA_BACKENDS = ("auto", "cudnn", "flash", "efficient", "math")
 #: Where RoPE is applied: "pre" (q, k arrive rotated, the paper's main branch) or "post" (after selection).
 ROPE_PLACEMENTS = ("pre", "post")
 #: transformers' rope types that the post placement reproduces, with the keys each one needs.
-ROPE_TYPES = {"default": (), "linear": ("factor",),
-              "llama3": ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings")}
+ROPE_TYPES = {
+    "default": (),
+    "linear": ("factor",),
+    "llama3": ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"),
+}
 
 #: Longest sequence supported (and so the bound on topk * pooling**(levels-1), the shortest N a config can
 #: run, and on dilation): the Triton path indexes the pyramid (< 2 N entries) with int32.
@@ -68,14 +71,17 @@ def _rope_scaling(value) -> Optional[tuple]:
         raise ValueError(f"rope_scaling must be None or a dict with rope_type in {types}, got {value!r}")
     rope_type = items.pop("rope_type", items.pop("type", "default"))
     if rope_type not in ROPE_TYPES:
-        raise ValueError(f"rope_scaling: rope_type must be one of {types} (post placement reproduces these), "
-                         f"got {rope_type!r}")
+        raise ValueError(
+            f"rope_scaling: rope_type must be one of {types} (post placement reproduces these), got {rope_type!r}"
+        )
     needed = ROPE_TYPES[rope_type]
     missing = [key for key in needed if key not in items]
     unknown = [key for key in items if key not in needed]
     if missing or unknown:
-        raise ValueError(f"rope_scaling for rope_type={rope_type!r} takes exactly the keys {list(needed)}; "
-                         f"missing {missing}, unknown {unknown}")
+        raise ValueError(
+            f"rope_scaling for rope_type={rope_type!r} takes exactly the keys {list(needed)}; "
+            f"missing {missing}, unknown {unknown}"
+        )
     if rope_type == "default":
         return None
     out = {"rope_type": rope_type}
@@ -86,8 +92,10 @@ def _rope_scaling(value) -> Optional[tuple]:
         else:
             out[key] = _as_number(f"rope_scaling[{key!r}]", items[key], what)
     if rope_type == "llama3" and not out["high_freq_factor"] > out["low_freq_factor"]:
-        raise ValueError(f"rope_scaling['high_freq_factor'] must be > low_freq_factor={out['low_freq_factor']} "
-                         f"(rope_type='llama3'), got {out['high_freq_factor']}")
+        raise ValueError(
+            f"rope_scaling['high_freq_factor'] must be > low_freq_factor={out['low_freq_factor']} "
+            f"(rope_type='llama3'), got {out['high_freq_factor']}"
+        )
     return tuple(sorted(out.items()))
 
 
@@ -103,7 +111,10 @@ def _check_pyramid_fits(levels: int, pooling: int, topk: int) -> None:
             return
     what = f"with levels={levels}, pooling={pooling} and topk={topk}"
     if span_limit < 2:
-        culprit, hint = f"topk={topk} {what.replace(f' and topk={topk}', '')}", f"topk can be at most {MAX_SEQ_LEN // 2}"
+        culprit, hint = (
+            f"topk={topk} {what.replace(f' and topk={topk}', '')}",
+            f"topk can be at most {MAX_SEQ_LEN // 2}",
+        )
     elif max_levels < 2:
         culprit = f"pooling={pooling} with levels={levels} and topk={topk}"
         hint = f"pooling can be at most {span_limit} there"
@@ -151,15 +162,21 @@ class LighthouseConfig:
     rope_scaling: Optional[tuple] = None
 
     def __post_init__(self) -> None:
-        for name, minimum, extra in (("levels", 2, ""), ("pooling", 2, ""), ("topk", TILE, f" and a multiple of {TILE}"),
-                                     ("dilation", 1, f" and <= {MAX_SEQ_LEN_TEXT} (and at most N)")):
+        for name, minimum, extra in (
+            ("levels", 2, ""),
+            ("pooling", 2, ""),
+            ("topk", TILE, f" and a multiple of {TILE}"),
+            ("dilation", 1, f" and <= {MAX_SEQ_LEN_TEXT} (and at most N)"),
+        ):
             object.__setattr__(self, name, _as_int(name, getattr(self, name), minimum, extra))
         if self.topk % TILE:
             lo = self.topk // TILE * TILE
             hint = f"{lo} or {lo + TILE}" if lo else f"{TILE}"
             raise ValueError(f"topk must be a positive multiple of {TILE} (one tile each), got {self.topk}; try {hint}")
         if self.dilation > MAX_SEQ_LEN:
-            raise ValueError(f"dilation must be an integer >= 1 and <= {MAX_SEQ_LEN_TEXT} (and at most N), got {self.dilation}")
+            raise ValueError(
+                f"dilation must be an integer >= 1 and <= {MAX_SEQ_LEN_TEXT} (and at most N), got {self.dilation}"
+            )
         _check_pyramid_fits(self.levels, self.pooling, self.topk)
         if self.scorer not in SCORERS:
             raise ValueError(f"scorer must be one of {', '.join(SCORERS)}, got {self.scorer!r}")
@@ -170,8 +187,9 @@ class LighthouseConfig:
                 f"sdpa_backend must be None or one of {', '.join(SDPA_BACKENDS)}, got {self.sdpa_backend!r}"
             )
         if self.rope not in ROPE_PLACEMENTS:
-            raise ValueError(f"rope must be one of {', '.join(ROPE_PLACEMENTS)} (where RoPE is applied), "
-                             f"got {self.rope!r}")
+            raise ValueError(
+                f"rope must be one of {', '.join(ROPE_PLACEMENTS)} (where RoPE is applied), got {self.rope!r}"
+            )
         object.__setattr__(self, "rope_theta", _as_number("rope_theta", self.rope_theta, " (the RoPE base)"))
         object.__setattr__(self, "rope_scaling", _rope_scaling(self.rope_scaling))
 
@@ -209,8 +227,11 @@ class LighthouseConfig:
             raise ValueError(f"sequence length N={n} is longer than the {MAX_SEQ_LEN_TEXT} tokens supported")
         if n < self.min_seq_len:
             fits = self.max_levels(n)
-            hint = (f"at N={n}, levels <= {fits} fits with pooling={self.pooling}, topk={self.topk}" if fits >= 2
-                    else "lower topk or pooling")
+            hint = (
+                f"at N={n}, levels <= {fits} fits with pooling={self.pooling}, topk={self.topk}"
+                if fits >= 2
+                else "lower topk or pooling"
+            )
             raise ValueError(
                 f"sequence length N={n} is too short for levels={self.levels}, pooling={self.pooling}, "
                 f"topk={self.topk}: need N >= topk * pooling**(levels-1) = {self.min_seq_len} "

@@ -58,12 +58,16 @@ def check_inputs(expected: Sequence[InputSignature], tensors: Sequence, names: S
             raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
         got = signature(t)
         if got.shape != want.shape:
-            raise ValueError(f"{name} has shape {got.shape}, but this graphed callable was captured for shape "
-                             f"{want.shape}; make one graphed callable per shape")
+            raise ValueError(
+                f"{name} has shape {got.shape}, but this graphed callable was captured for shape "
+                f"{want.shape}; make one graphed callable per shape"
+            )
         for field in ("dtype", "device", "requires_grad"):
             if getattr(got, field) != getattr(want, field):
-                raise ValueError(f"{name} has {field}={getattr(got, field)}, but this graphed callable was captured "
-                                 f"for {field}={getattr(want, field)} (shape {want.shape}); make one per signature")
+                raise ValueError(
+                    f"{name} has {field}={getattr(got, field)}, but this graphed callable was captured "
+                    f"for {field}={getattr(want, field)} (shape {want.shape}); make one per signature"
+                )
 
 
 def check_cuda(tensors: Sequence[torch.Tensor], names: Sequence[str] = INPUT_NAMES) -> None:
@@ -72,8 +76,10 @@ def check_cuda(tensors: Sequence[torch.Tensor], names: Sequence[str] = INPUT_NAM
         if not isinstance(t, torch.Tensor):
             raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
         if t.device.type != "cuda":
-            raise NotCapturable(f"cuda_graph needs a CUDA device: {name} is on {t.device}; move q, k, v to CUDA "
-                             "or call lighthouse_attention without graphs")
+            raise NotCapturable(
+                f"cuda_graph needs a CUDA device: {name} is on {t.device}; move q, k, v to CUDA "
+                "or call lighthouse_attention without graphs"
+            )
     if not torch.cuda.is_available():  # pragma: no cover - CUDA tensors imply CUDA
         raise NotCapturable("cuda_graph needs a CUDA device: torch.cuda.is_available() is False")
 
@@ -81,19 +87,24 @@ def check_cuda(tensors: Sequence[torch.Tensor], names: Sequence[str] = INPUT_NAM
 def check_capturable(config: LighthouseConfig, plan, impl: str) -> None:
     """Refuse, before any warm-up, a call whose path reads the GPU from the host (illegal during capture)."""
     if impl != "triton":
-        raise NotCapturable(f"cuda_graph needs impl='triton' (or 'auto' on CUDA), got impl={config.impl!r} which runs "
-                         f"the {impl} path: its finiteness check reads the GPU from the host, which a CUDA graph "
-                         "capture forbids")
+        raise NotCapturable(
+            f"cuda_graph needs impl='triton' (or 'auto' on CUDA), got impl={config.impl!r} which runs "
+            f"the {impl} path: its finiteness check reads the GPU from the host, which a CUDA graph "
+            "capture forbids"
+        )
     if config.scorer != "norm":
-        raise NotCapturable(f"cuda_graph needs scorer='norm', got scorer={config.scorer!r}: the other scorers check "
-                         "finiteness on the host, which a CUDA graph capture forbids")
+        raise NotCapturable(
+            f"cuda_graph needs scorer='norm', got scorer={config.scorer!r}: the other scorers check "
+            "finiteness on the host, which a CUDA graph capture forbids"
+        )
     from .kernels.select import MAX_CANDIDATES, MAX_TILE_ENTRIES, fits_in_kernel
 
     if not fits_in_kernel(plan):
         raise NotCapturable(
             f"cuda_graph: this plan's selection runs on the PyTorch fallback, which reads the GPU from the host: a "
             f"tile has {plan.chunk} coarsest candidates (valid 1..{MAX_CANDIDATES}) and {plan.tile_len} entries "
-            f"(valid 1..{MAX_TILE_ENTRIES}); raise topk (candidates = N / pooling**(levels-1) / (topk/128)) or levels")
+            f"(valid 1..{MAX_TILE_ENTRIES}); raise topk (candidates = N / pooling**(levels-1) / (topk/128)) or levels"
+        )
 
 
 class _FreshGradients(torch.autograd.Function):
@@ -143,17 +154,27 @@ class GraphedAttention:
                 raise RuntimeError(
                     f"graphed attention: backward of call {call} after call {self._calls} replayed its forward over "
                     "the saved state of the graphs; run each call's backward before the next call, or make one "
-                    "graphed callable per layer")
+                    "graphed callable per layer"
+                )
             if self._backward_of == call and not self.retain_graph:
-                raise RuntimeError("graphed attention: backward ran twice on one forward; capture with "
-                                   "retain_graph=True to allow backward(retain_graph=True) more than once")
+                raise RuntimeError(
+                    "graphed attention: backward ran twice on one forward; capture with "
+                    "retain_graph=True to allow backward(retain_graph=True) more than once"
+                )
             self._backward_of = call
+
         return hook
 
 
-def graph_lighthouse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                     config: Union[LighthouseConfig, dict, None] = None, *, retain_graph: bool = False,
-                     num_warmup_iters: int = 3) -> GraphedAttention:
+def graph_lighthouse(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    config: Union[LighthouseConfig, dict, None] = None,
+    *,
+    retain_graph: bool = False,
+    num_warmup_iters: int = 3,
+) -> GraphedAttention:
     """Capture lighthouse_attention(q, k, v, config=config) (forward, and backward when an input requires grad)
     into CUDA graphs; returns a callable for inputs of exactly this shape, dtype, device and requires_grad.
 
@@ -172,8 +193,12 @@ def graph_lighthouse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     if num_warmup_iters < 1:
         raise ValueError(f"num_warmup_iters must be >= 1, got {num_warmup_iters}")
     statics = tuple(x.detach().clone().requires_grad_(x.requires_grad) for x in (q, k, v))
-    graphed = graph_callable(lambda q_, k_, v_: _layer(q_, k_, v_, cfg), statics, retain_inner=retain_graph,
-                             num_warmup_iters=num_warmup_iters)
+    graphed = graph_callable(
+        lambda q_, k_, v_: _layer(q_, k_, v_, cfg),
+        statics,
+        retain_inner=retain_graph,
+        num_warmup_iters=num_warmup_iters,
+    )
     return GraphedAttention(graphed, [signature(x) for x in (q, k, v)], retain_graph)
 
 
@@ -200,8 +225,9 @@ def _layer(q, k, v, cfg: LighthouseConfig) -> torch.Tensor:
     return lighthouse_attention(q, k, v, config=cfg)
 
 
-def graph_dense(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, sdpa_backend: Optional[str] = None,
-                retain_graph: bool = False) -> GraphedAttention:
+def graph_dense(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, sdpa_backend: Optional[str] = None, retain_graph: bool = False
+) -> GraphedAttention:
     """Dense causal SDPA (lighthouse.sdpa.dense_attention) behind the same graphed wrapper: the baseline that
     `sweep --cuda-graph` times beside graphed Lighthouse, paying the same input, output and gradient copies.
     retain_graph=True only lets the guard allow a repeated backward (the bwd pass times it): the captured

@@ -41,8 +41,10 @@ def screen(sq: torch.Tensor, sk: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
 
 #: What a device-side assertion says (CUDA prints it only as "device-side assert triggered" plus this text
 #: where it can); the named element needs an eager call.
-DEVICE_CHECK_MESSAGE = ("lighthouse: q, k or v holds NaN or Inf, or a score overflowed float32, in a CUDA graph "
-                        "replay; run the same inputs through lighthouse_attention (eager) to name the element")
+DEVICE_CHECK_MESSAGE = (
+    "lighthouse: q, k or v holds NaN or Inf, or a score overflowed float32, in a CUDA graph "
+    "replay; run the same inputs through lighthouse_attention (eager) to name the element"
+)
 
 
 def capturing() -> bool:
@@ -64,8 +66,14 @@ def assert_finite_on_device(flag: torch.Tensor, v_sum: torch.Tensor) -> None:
     torch._assert_async((flag == 0) & torch.isfinite(v_sum), DEVICE_CHECK_MESSAGE)
 
 
-def raise_non_finite(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, sq: Optional[torch.Tensor] = None,
-                     sk: Optional[torch.Tensor] = None, scorer: str = "") -> None:
+def raise_non_finite(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    sq: Optional[torch.Tensor] = None,
+    sk: Optional[torch.Tensor] = None,
+    scorer: str = "",
+) -> None:
     """Raise ValueError naming the first NaN/Inf element of q, k or v, else the first overflowed score
     ((B, Hkv, N) token scores sq, sk); return when everything is finite (the screen's false alarm)."""
     for name, x in (("q", q), ("k", k), ("v", v)):
@@ -82,7 +90,9 @@ def raise_non_finite(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, sq: Opti
         bad = ~torch.isfinite(s)
         if bool(bad.any()):
             b, h, t = (int(i) for i in bad.nonzero()[0])
-            largest = ", ".join(f"max |{n}| = {float(x.detach().abs().max()):.3g}" for n, x in (("q", q), ("k", k), ("v", v)))
+            largest = ", ".join(
+                f"max |{n}| = {float(x.detach().abs().max()):.3g}" for n, x in (("q", q), ("k", k), ("v", v))
+            )
             raise ValueError(
                 f"the {scorer} scorer's {name} score overflowed float32 at batch {b}, kv head {h}, position {t}: "
                 f"q, k and v are finite but too large ({largest}); scale the inputs down"

@@ -53,8 +53,12 @@ class LighthouseSettings:
     recompute: bool = True
 
     def as_dict(self) -> dict:
-        return {**self.config.as_dict(), "dense_layers": list(self.dense_layers), "dense": self.dense,
-                "recompute": self.recompute}
+        return {
+            **self.config.as_dict(),
+            "dense_layers": list(self.dense_layers),
+            "dense": self.dense,
+            "recompute": self.recompute,
+        }
 
     @classmethod
     def from_dict(cls, entry: dict) -> "LighthouseSettings":
@@ -82,8 +86,13 @@ def _layer_count(config) -> int:
     return int(getattr(text, "num_hidden_layers"))
 
 
-def configure(target, config: Optional[LighthouseConfig] = None, dense_layers: Iterable[int] = (),
-              dense: bool = False, recompute: bool = True):
+def configure(
+    target,
+    config: Optional[LighthouseConfig] = None,
+    dense_layers: Iterable[int] = (),
+    dense: bool = False,
+    recompute: bool = True,
+):
     """Make a transformers model (or its config, before building it) use Lighthouse.
 
     `dense_layers` are decoder layer indices that stay dense SDPA (negative counts from the end, as in Python).
@@ -104,8 +113,10 @@ def configure(target, config: Optional[LighthouseConfig] = None, dense_layers: I
     layers = []
     for i in dense_layers:
         if isinstance(i, bool) or not isinstance(i, int) or not -n_layers <= i < n_layers:
-            raise ValueError(f"dense_layers must hold layer indices in [{-n_layers}, {n_layers - 1}] "
-                             f"(the model has {n_layers} layers), got {i!r}")
+            raise ValueError(
+                f"dense_layers must hold layer indices in [{-n_layers}, {n_layers - 1}] "
+                f"(the model has {n_layers} layers), got {i!r}"
+            )
         layers.append(i % n_layers)
     settings = LighthouseSettings(config, tuple(sorted(set(layers))), bool(dense), bool(recompute))
     setattr(model_config, CONFIG_KEY, settings.as_dict())
@@ -124,12 +135,14 @@ def _model_rope(model_config):
         params = {"rope_theta": getattr(text, "rope_theta", 10000.0), **(getattr(text, "rope_scaling", None) or {})}
     params = dict(params)
     if params and all(isinstance(value, dict) for value in params.values()):
-        raise ValueError(f"rope='post' needs one RoPE for every layer; this model has one per layer type "
-                         f"({', '.join(params)})")
+        raise ValueError(
+            f"rope='post' needs one RoPE for every layer; this model has one per layer type ({', '.join(params)})"
+        )
     partial = params.pop("partial_rotary_factor", getattr(text, "partial_rotary_factor", 1.0))
     if partial not in (None, 1, 1.0):
-        raise ValueError(f"rope='post' rotates the whole head; this model rotates a part of it "
-                         f"(partial_rotary_factor={partial})")
+        raise ValueError(
+            f"rope='post' rotates the whole head; this model rotates a part of it (partial_rotary_factor={partial})"
+        )
     return params.pop("rope_theta", 10000.0), params
 
 
@@ -150,8 +163,10 @@ def _with_model_rope(config: LighthouseConfig, model_config) -> LighthouseConfig
     for name in ("rope_theta", "rope_scaling"):
         given = getattr(config, name)
         if given != getattr(default, name) and given != getattr(wanted, name):
-            raise ValueError(f"{name}={given!r} differs from the model's {name}={getattr(wanted, name)!r}; leave it "
-                             f"at its default and configure takes the model's")
+            raise ValueError(
+                f"{name}={given!r} differs from the model's {name}={getattr(wanted, name)!r}; leave it "
+                f"at its default and configure takes the model's"
+            )
     return wanted
 
 
@@ -182,19 +197,25 @@ def _check_rotary_frequencies(model, config: LighthouseConfig, head_dim: int) ->
         if isinstance(inv_freq, torch.Tensor) and inv_freq.shape == ours.shape:
             scaling = float(getattr(module, "attention_scaling", 1.0))
             if scaling != 1.0 or not torch.allclose(inv_freq.detach().float().cpu(), ours, rtol=1e-6, atol=0):
-                raise ValueError("rope='post' cannot reproduce this model's RoPE: its rotary embedding "
-                                 f"({type(module).__name__}) turns by other frequencies or scales cos/sin "
-                                 f"(attention_scaling={scaling})")
+                raise ValueError(
+                    "rope='post' cannot reproduce this model's RoPE: its rotary embedding "
+                    f"({type(module).__name__}) turns by other frequencies or scales cos/sin "
+                    f"(attention_scaling={scaling})"
+                )
 
 
 def _hook_attention_modules(model, config: LighthouseConfig) -> None:
     if not isinstance(model, torch.nn.Module):
-        raise ValueError("rope='post' needs lighthouse.hf.configure(model, ...) on the built model (its attention "
-                         "modules are hooked to hand over un-rotated q and k), not on its config")
+        raise ValueError(
+            "rope='post' needs lighthouse.hf.configure(model, ...) on the built model (its attention "
+            "modules are hooked to hand over un-rotated q and k), not on its config"
+        )
     modules = _attention_modules(model)
     if not modules:
-        raise ValueError(f"rope='post': {type(model).__name__} has no attention module that takes "
-                         f"position_embeddings=(cos, sin); only such RoPE models are supported")
+        raise ValueError(
+            f"rope='post': {type(model).__name__} has no attention module that takes "
+            f"position_embeddings=(cos, sin); only such RoPE models are supported"
+        )
     head_dim = getattr(modules[0], "head_dim", None)
     if head_dim:
         _check_rotary_frequencies(model, config, int(head_dim))
@@ -222,13 +243,16 @@ def _hand_over_raw_qk(module, args, kwargs):
         return None
     embeddings = kwargs.get("position_embeddings")
     if embeddings is None:
-        raise ValueError(f"rope='post': {type(module).__name__} was called without position_embeddings=(cos, sin) "
-                         f"as a keyword; this model's decoder layers are not supported")
+        raise ValueError(
+            f"rope='post': {type(module).__name__} was called without position_embeddings=(cos, sin) "
+            f"as a keyword; this model's decoder layers are not supported"
+        )
     cos, sin = embeddings
     head_dim = getattr(module, "head_dim", cos.shape[-1])
     if cos.shape[-1] != head_dim:
-        raise ValueError(f"rope='post' rotates the whole head (D={head_dim}); this model rotates {cos.shape[-1]} "
-                         f"dimensions of it")
+        raise ValueError(
+            f"rope='post' rotates the whole head (D={head_dim}); this model rotates {cos.shape[-1]} dimensions of it"
+        )
     one = torch.ones((), dtype=cos.dtype, device=cos.device).expand(cos.shape)
     zero = torch.zeros((), dtype=sin.dtype, device=sin.device).expand(sin.shape)
     return args, {**kwargs, "position_embeddings": (one, zero), RAW_QK_KEY: True}
@@ -238,7 +262,9 @@ def settings_of(model_or_config) -> LighthouseSettings:
     config = getattr(model_or_config, "config", model_or_config)
     entry = getattr(config, CONFIG_KEY, None)
     if not entry:
-        raise ValueError(f"this model has no Lighthouse settings (config.{CONFIG_KEY}); call lighthouse.hf.configure first")
+        raise ValueError(
+            f"this model has no Lighthouse settings (config.{CONFIG_KEY}); call lighthouse.hf.configure first"
+        )
     return LighthouseSettings.from_dict(entry)
 
 
@@ -249,61 +275,94 @@ def set_dense(model, dense: bool = True) -> None:
     setattr(config, CONFIG_KEY, {**settings.as_dict(), "dense": bool(dense)})
 
 
-def lighthouse_mask(batch_size: int, q_length: int, kv_length: int, q_offset=0, kv_offset=0, mask_function=None,
-                    attention_mask: Optional[torch.Tensor] = None, local_size: Optional[int] = None,
-                    allow_is_causal_skip: bool = True, **kwargs) -> None:
+def lighthouse_mask(
+    batch_size: int,
+    q_length: int,
+    kv_length: int,
+    q_offset=0,
+    kv_offset=0,
+    mask_function=None,
+    attention_mask: Optional[torch.Tensor] = None,
+    local_size: Optional[int] = None,
+    allow_is_causal_skip: bool = True,
+    **kwargs,
+) -> None:
     """The mask builder of "lighthouse": always None (causal attention needs no mask), or a ValueError for a
     mask Lighthouse cannot apply. Never allocates a (q_length x kv_length) tensor."""
     from transformers.masking_utils import bidirectional_mask_function, causal_mask_function, prepare_padding_mask
 
     if local_size is not None and kv_length > local_size:
-        raise ValueError(f"attn_implementation='lighthouse' cannot apply a sliding window (sliding_window={local_size} "
-                         f"< sequence length {kv_length}); set sliding_window=None in the model config")
+        raise ValueError(
+            f"attn_implementation='lighthouse' cannot apply a sliding window (sliding_window={local_size} "
+            f"< sequence length {kv_length}); set sliding_window=None in the model config"
+        )
     if mask_function is bidirectional_mask_function or "allow_is_bidirectional_skip" in kwargs:
-        raise ValueError("attn_implementation='lighthouse' is causal only: the model asked for bidirectional "
-                         "attention (config.is_causal=False)")
+        raise ValueError(
+            "attn_implementation='lighthouse' is causal only: the model asked for bidirectional "
+            "attention (config.is_causal=False)"
+        )
     if not allow_is_causal_skip:
-        raise ValueError("attn_implementation='lighthouse' cannot apply packing or custom masks: position_ids "
-                         "restart inside a sequence (packed sequences) or a mask function was added; "
-                         "train on unpacked full-length sequences")
+        raise ValueError(
+            "attn_implementation='lighthouse' cannot apply packing or custom masks: position_ids "
+            "restart inside a sequence (packed sequences) or a mask function was added; "
+            "train on unpacked full-length sequences"
+        )
     if mask_function is not None and mask_function is not causal_mask_function and local_size is None:
         raise ValueError("attn_implementation='lighthouse' is causal only: the model asked for a custom mask function")
     if q_length != kv_length or (isinstance(q_offset, int) and q_offset != 0):
-        raise ValueError(f"attn_implementation='lighthouse' is for training on whole sequences: query length "
-                         f"{q_length} != key length {kv_length} (a KV cache / generation); use use_cache=False")
+        raise ValueError(
+            f"attn_implementation='lighthouse' is for training on whole sequences: query length "
+            f"{q_length} != key length {kv_length} (a KV cache / generation); use use_cache=False"
+        )
     padding = prepare_padding_mask(attention_mask, kv_length, kv_offset) if attention_mask is not None else None
     if padding is not None and not bool(padding.all()):
-        raise ValueError("attn_implementation='lighthouse' cannot apply a padding mask (attention_mask has zeros); "
-                         "train on unpadded full-length sequences, or pass attention_mask=None")
+        raise ValueError(
+            "attn_implementation='lighthouse' cannot apply a padding mask (attention_mask has zeros); "
+            "train on unpadded full-length sequences, or pass attention_mask=None"
+        )
     return None
 
 
 def _check_call(module, query, key, attention_mask, dropout, scaling, is_causal, kwargs) -> None:
     if attention_mask is not None:
-        raise ValueError("attn_implementation='lighthouse' cannot apply an attention mask (padding, packing or a "
-                         "custom 4D mask); pass attention_mask=None with unpadded sequences")
+        raise ValueError(
+            "attn_implementation='lighthouse' cannot apply an attention mask (padding, packing or a "
+            "custom 4D mask); pass attention_mask=None with unpadded sequences"
+        )
     if kwargs.get("output_attentions") or getattr(getattr(module, "config", None), "output_attentions", False):
-        raise ValueError("attn_implementation='lighthouse' never forms attention weights: output_attentions=True "
-                         "is not supported (use attn_implementation='eager' to inspect weights)")
+        raise ValueError(
+            "attn_implementation='lighthouse' never forms attention weights: output_attentions=True "
+            "is not supported (use attn_implementation='eager' to inspect weights)"
+        )
     if kwargs.get("sliding_window") is not None and kwargs["sliding_window"] < query.shape[2]:
-        raise ValueError(f"attn_implementation='lighthouse' cannot apply a sliding window "
-                         f"(sliding_window={kwargs['sliding_window']} < N={query.shape[2]})")
+        raise ValueError(
+            f"attn_implementation='lighthouse' cannot apply a sliding window "
+            f"(sliding_window={kwargs['sliding_window']} < N={query.shape[2]})"
+        )
     causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
     if not causal:
         raise ValueError("attn_implementation='lighthouse' is causal only (the layer has is_causal=False)")
     if dropout:
-        raise ValueError(f"attn_implementation='lighthouse' has no attention dropout; set attention_dropout=0 "
-                         f"(got dropout={dropout})")
+        raise ValueError(
+            f"attn_implementation='lighthouse' has no attention dropout; set attention_dropout=0 "
+            f"(got dropout={dropout})"
+        )
     if query.shape[2] != key.shape[2]:
-        raise ValueError(f"attn_implementation='lighthouse' is for training on whole sequences: {query.shape[2]} "
-                         f"queries against {key.shape[2]} keys (a KV cache); use use_cache=False")
+        raise ValueError(
+            f"attn_implementation='lighthouse' is for training on whole sequences: {query.shape[2]} "
+            f"queries against {key.shape[2]} keys (a KV cache); use use_cache=False"
+        )
     if any(kwargs.get(name) is not None for name in ("cu_seq_lens_q", "cu_seq_lens_k", "s_aux", "position_bias")):
-        raise ValueError("attn_implementation='lighthouse' cannot apply packed-sequence boundaries, attention "
-                         "sinks or position biases")
+        raise ValueError(
+            "attn_implementation='lighthouse' cannot apply packed-sequence boundaries, attention "
+            "sinks or position biases"
+        )
     head_dim = query.shape[-1]
-    if scaling is not None and abs(scaling - head_dim ** -0.5) > 1e-6 * head_dim ** -0.5:
-        raise ValueError(f"attn_implementation='lighthouse' uses the softmax scale 1/sqrt(head_dim) = "
-                         f"{head_dim ** -0.5:.6g}; this model asks for scaling={scaling:.6g}")
+    if scaling is not None and abs(scaling - head_dim**-0.5) > 1e-6 * head_dim**-0.5:
+        raise ValueError(
+            f"attn_implementation='lighthouse' uses the softmax scale 1/sqrt(head_dim) = "
+            f"{head_dim**-0.5:.6g}; this model asks for scaling={scaling:.6g}"
+        )
 
 
 def _sdpa_priority(backend: Optional[str]):
@@ -314,15 +373,30 @@ def _sdpa_priority(backend: Optional[str]):
 
     from .sdpa import BACKENDS
 
-    order = [BACKENDS[backend]] + [b for b in (SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION,
-                                               SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH) if b != BACKENDS[backend]]
+    order = [BACKENDS[backend]] + [
+        b
+        for b in (
+            SDPBackend.CUDNN_ATTENTION,
+            SDPBackend.FLASH_ATTENTION,
+            SDPBackend.EFFICIENT_ATTENTION,
+            SDPBackend.MATH,
+        )
+        if b != BACKENDS[backend]
+    ]
     return sdpa_kernel(order, set_priority=True)
 
 
-def lighthouse_attention_forward(module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                                 attention_mask: Optional[torch.Tensor], dropout: float = 0.0,
-                                 scaling: Optional[float] = None, is_causal: Optional[bool] = None,
-                                 **kwargs) -> Tuple[torch.Tensor, None]:
+def lighthouse_attention_forward(
+    module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: Optional[torch.Tensor],
+    dropout: float = 0.0,
+    scaling: Optional[float] = None,
+    is_causal: Optional[bool] = None,
+    **kwargs,
+) -> Tuple[torch.Tensor, None]:
     """The registered attention function: q (B, Hq, N, D), k, v (B, Hkv, N, D) -> ((B, N, Hq, D), None).
     rope='post': a Lighthouse layer's q and k arrive un-rotated (`_hand_over_raw_qk`), and position_ids
     (kwargs) are the token positions Lighthouse rotates its selected entries at."""
@@ -333,9 +407,11 @@ def lighthouse_attention_forward(module, query: torch.Tensor, key: torch.Tensor,
     positions = None
     if settings.config.rope == "post" and not dense:
         if not raw_qk:
-            raise ValueError("rope='post': this layer's q and k arrived rotated by the model; call "
-                             "lighthouse.hf.configure(model, ...) on the built (or reloaded) model, which hooks its "
-                             "attention modules to hand over un-rotated q and k")
+            raise ValueError(
+                "rope='post': this layer's q and k arrived rotated by the model; call "
+                "lighthouse.hf.configure(model, ...) on the built (or reloaded) model, which hooks its "
+                "attention modules to hand over un-rotated q and k"
+            )
         positions = kwargs.get("position_ids")
     timer = _ACTIVE_TIMER
     if timer is not None:
@@ -346,8 +422,9 @@ def lighthouse_attention_forward(module, query: torch.Tensor, key: torch.Tensor,
         from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
         with _sdpa_priority(settings.config.sdpa_backend):
-            out, _ = sdpa_attention_forward(module, query, key, value, None, dropout=0.0, scaling=scaling,
-                                            is_causal=True)
+            out, _ = sdpa_attention_forward(
+                module, query, key, value, None, dropout=0.0, scaling=scaling, is_causal=True
+            )
     elif settings.recompute and torch.is_grad_enabled() and any(x.requires_grad for x in (query, key, value)):
         with autocast_off:
             out = _RecomputedLighthouse.apply(query, key, value, settings.config, positions)

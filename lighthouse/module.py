@@ -33,7 +33,9 @@ class LighthouseAttention(nn.Module):
         self.dense = bool(dense)
         return self
 
-    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, gate: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, gate: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
         if self.dense and self.cp_group is not None:
             from .distributed import context_parallel_dense_attention
 

@@ -41,7 +41,7 @@ class LighthousePlan:
     def spans(self) -> Tuple[int, ...]:
         """f_l = p**(l-1) for l = 1..L."""
         p = self.config.pooling
-        return tuple(p**l for l in range(self.config.levels))
+        return tuple(p**level for level in range(self.config.levels))
 
     @cached_property
     def level_sizes(self) -> Tuple[int, ...]:
@@ -116,12 +116,16 @@ def make_plan(config: LighthouseConfig, q: torch.Tensor, k: torch.Tensor, v: tor
     if config.scorer == "gla" and gate is None:
         raise ValueError("scorer='gla' needs gate=, the per-token log-gate of shape (B, Hq, N)")
     if gate is not None and config.scorer != "gla":
-        warnings.warn(f"gate= is used only by scorer='gla'; scorer='{config.scorer}' ignores it", UserWarning, stacklevel=3)
+        warnings.warn(
+            f"gate= is used only by scorer='gla'; scorer='{config.scorer}' ignores it", UserWarning, stacklevel=3
+        )
     check_backend_runs_on(config.sdpa_backend, q.device)
     return plan_for(config, b, hq, hkv, n, d)
 
 
-def plan_for(config: LighthouseConfig, batch: int, q_heads: int, kv_heads: int, seq_len: int, head_dim: int) -> LighthousePlan:
+def plan_for(
+    config: LighthouseConfig, batch: int, q_heads: int, kv_heads: int, seq_len: int, head_dim: int
+) -> LighthousePlan:
     """The plan of a call of these sizes, without tensors (a benchmark sizes its grid before allocating).
     Raises ValueError naming the parameter when N is too short for the config (or the dilation too long)."""
     if config.scorer == "dilated" and config.dilation > seq_len:

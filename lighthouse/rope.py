@@ -65,10 +65,16 @@ def check_positions(positions, batch: int, seq_len: int, device) -> Optional[tor
     """`positions=` of the public functions -> (1 or B, N) int64 on q's device, or None (0, 1, ..., N-1)."""
     if positions is None:
         return None
-    if not isinstance(positions, torch.Tensor) or positions.dtype.is_floating_point or positions.dtype == torch.bool \
-            or positions.is_complex():
-        raise ValueError(f"positions must be an integer tensor of token positions (N,) or (B, N), "
-                         f"got {type(positions).__name__} {getattr(positions, 'dtype', '')}")
+    if (
+        not isinstance(positions, torch.Tensor)
+        or positions.dtype.is_floating_point
+        or positions.dtype == torch.bool
+        or positions.is_complex()
+    ):
+        raise ValueError(
+            f"positions must be an integer tensor of token positions (N,) or (B, N), "
+            f"got {type(positions).__name__} {getattr(positions, 'dtype', '')}"
+        )
     if positions.dim() == 1:
         positions = positions[None]
     if positions.dim() != 2 or positions.shape[1] != seq_len or positions.shape[0] not in (1, batch):

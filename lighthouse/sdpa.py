@@ -38,8 +38,11 @@ def _is_device_failure(err: RuntimeError) -> bool:
     """Out of memory or a CUDA error: a real failure, never "this backend cannot run the call"."""
     accelerator_error = getattr(torch, "AcceleratorError", ())
     out_of_memory = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
-    return (isinstance(err, out_of_memory) or (accelerator_error and isinstance(err, accelerator_error))
-            or "out of memory" in str(err).lower())
+    return (
+        isinstance(err, out_of_memory)
+        or (accelerator_error and isinstance(err, accelerator_error))
+        or "out of memory" in str(err).lower()
+    )
 
 
 def repeat_kv(x: torch.Tensor, group: int) -> torch.Tensor:

@@ -35,8 +35,7 @@ from lighthouse.config import LighthouseConfig  # noqa: E402
 from lighthouse.plan import LighthousePlan  # noqa: E402
 
 TARGET = GPUTarget("cuda", 90, 32)
-DTYPES = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32", torch.int32: "i32",
-          torch.int64: "i64"}
+DTYPES = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32", torch.int32: "i32", torch.int64: "i64"}
 
 
 class Recorder:
@@ -48,6 +47,7 @@ class Recorder:
     def __getitem__(self, grid):
         def record(*args, **kwargs):
             self.calls.append((self.fn, grid, args, kwargs))
+
         return record
 
 
@@ -126,7 +126,7 @@ def specialise(fn, args, kwargs):
                 signature[name] = "constexpr"
                 constexprs[name] = 1
             else:
-                signature[name] = "i32" if -2**31 <= val < 2**31 else "i64"
+                signature[name] = "i32" if -(2**31) <= val < 2**31 else "i64"
                 if val % 16 == 0:
                     attrs[(i,)] = [["tt.divisibility", 16]]
         elif isinstance(val, float):
@@ -154,6 +154,7 @@ def _timed_stages():
                     return _inner(src, metadata)
                 finally:
                     times[_name] = times.get(_name, 0.0) + time.perf_counter() - t0
+
             stages[name] = timed
 
     CUDABackend.add_stages = add_stages
@@ -172,10 +173,13 @@ def compile_one(fn, args, kwargs) -> dict:
     total = time.perf_counter() - t0
     shown = {k: v for k, v in constexprs.items() if k.isupper()}
     return {
-        "kernel": fn.__name__, "constexprs": " ".join(f"{k}={v}" for k, v in shown.items()),
-        "num_warps": options.get("num_warps", 4), "compile_s": round(total, 3),
+        "kernel": fn.__name__,
+        "constexprs": " ".join(f"{k}={v}" for k, v in shown.items()),
+        "num_warps": options.get("num_warps", 4),
+        "compile_s": round(total, 3),
         **{f"{k}_s": round(v, 3) for k, v in STAGE_TIMES.items()},
-        "ptx_lines": compiled.asm["ptx"].count("\n"), "cubin_bytes": len(compiled.asm["cubin"]),
+        "ptx_lines": compiled.asm["ptx"].count("\n"),
+        "cubin_bytes": len(compiled.asm["cubin"]),
         "hash": src.hash()[:12],
     }
 
@@ -209,16 +213,20 @@ def parse_config(text: str):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--config", action="append", default=None,
-                    help="N,k,L,p (repeatable); default: the paper point 98304,1536,3,4")
+    ap.add_argument(
+        "--config", action="append", default=None, help="N,k,L,p (repeatable); default: the paper point 98304,1536,3,4"
+    )
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--heads", type=int, default=8)
     ap.add_argument("--kv-heads", type=int, default=None)
     ap.add_argument("--head-dim", type=int, default=128)
     ap.add_argument("--out", default=None, help="CSV of one row per compiled variant")
     ap.add_argument("--label", default="", help="written in the CSV's `code` column (e.g. before/after)")
-    ap.add_argument("--ranks", action="store_true",
-                    help="compile nothing: print each launched kernel's highest tensor rank in its Triton IR")
+    ap.add_argument(
+        "--ranks",
+        action="store_true",
+        help="compile nothing: print each launched kernel's highest tensor rank in its Triton IR",
+    )
     a = ap.parse_args(argv)
     configs = [parse_config(c) for c in (a.config or ["98304,1536,3,4"])]
     if a.ranks:
@@ -226,7 +234,10 @@ def main(argv=None) -> int:
             cfg = LighthouseConfig(levels=levels, pooling=pooling, topk=topk, impl="triton")
             plan = LighthousePlan(cfg, a.batch, a.heads, a.kv_heads or a.heads, n, cfg.padded_len(n), a.head_dim)
             for fn, _grid, args, kwargs in record_launches(plan):
-                print(f"rank {max_tensor_rank(ttir(fn, args, kwargs))} {fn.__name__} N={n} k={topk} L={levels} p={pooling}")
+                print(
+                    f"rank {max_tensor_rank(ttir(fn, args, kwargs))} {fn.__name__} N={n} k={topk} L={levels} "
+                    f"p={pooling}"
+                )
         return 0
     rows: List[dict] = []
     seen = set()
@@ -245,10 +256,12 @@ def main(argv=None) -> int:
             row = {"code": a.label, "config": f"N={n} k={topk} L={levels} p={pooling}", **compile_one(fn, args, kwargs)}
             config_total += row["compile_s"]
             rows.append(row)
-            print(f"{row['config']:28s} {row['kernel']:22s} {row['compile_s']:7.2f} s  "
-                  f"ttgir {row.get('ttgir_s', 0):5.2f} llir {row.get('llir_s', 0):5.2f} "
-                  f"ptx {row.get('ptx_s', 0):5.2f} cubin {row.get('cubin_s', 0):5.2f}  {row['constexprs']}",
-                  flush=True)
+            print(
+                f"{row['config']:28s} {row['kernel']:22s} {row['compile_s']:7.2f} s  "
+                f"ttgir {row.get('ttgir_s', 0):5.2f} llir {row.get('llir_s', 0):5.2f} "
+                f"ptx {row.get('ptx_s', 0):5.2f} cubin {row.get('cubin_s', 0):5.2f}  {row['constexprs']}",
+                flush=True,
+            )
         print(f"{'':28s} {'new variants, total':22s} {config_total:7.2f} s", flush=True)
     if a.out:
         cols = list(dict.fromkeys(c for r in rows for c in r))

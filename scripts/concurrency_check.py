@@ -42,8 +42,11 @@ def main() -> int:
         spec["snapshots"] = tmp
         spec_path = Path(tmp) / "solo.json"
         spec_path.write_text(json.dumps(spec))
-        subprocess.run([sys.executable, "-m", "lighthouse.train.worker", str(spec_path)], check=True,
-                       cwd=Path(__file__).resolve().parents[1])
+        subprocess.run(
+            [sys.executable, "-m", "lighthouse.train.worker", str(spec_path)],
+            check=True,
+            cwd=Path(__file__).resolve().parents[1],
+        )
         solo = {int(r["step"]): r for r in read_rows(spec["curve"], TRAIN_CURVE)[0]}
     shared = {int(r["step"]): r for r in read_rows(args.study / "curves" / f"{args.job}.csv", TRAIN_CURVE)[0]}
     out = args.out or args.study / "concurrency.csv"
@@ -60,8 +63,10 @@ def main() -> int:
     for col in ("train_loss", "val_loss"):
         diffs = [abs(r["diff"]) for r in rows if r["figure"] == col]
         if diffs:
-            print(f"{col}: {len(diffs)} steps compared, largest |shared - solo| = {max(diffs):.3g}, "
-                  f"at the last step {diffs[-1]:.3g}")
+            print(
+                f"{col}: {len(diffs)} steps compared, largest |shared - solo| = {max(diffs):.3g}, "
+                f"at the last step {diffs[-1]:.3g}"
+            )
     print(f"rows: {out}")
     return 0
 

@@ -25,9 +25,13 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     ap.add_argument("--impl", default="torch,triton", help="comma list of torch, triton")
-    ap.add_argument("--n", type=int, default=65536 + 100,
-                    help="sequence length (not a multiple of the layer's 128-token tile on purpose: padded, the last "
-                         "shard shorter)")
+    ap.add_argument(
+        "--n",
+        type=int,
+        default=65536 + 100,
+        help="sequence length (not a multiple of the layer's 128-token tile on purpose: padded, the last "
+        "shard shorter)",
+    )
     args = ap.parse_args()
 
     import lighthouse
@@ -59,14 +63,20 @@ def main() -> int:
             part = [shard_sequence(x, world, rank, cfg).clone().requires_grad_() for x in (q, k, v)]
             out = lighthouse.lighthouse_attention(*part, config=cfg, cp_group=dist.group.WORLD)
             out.backward(shard_sequence(w, world, rank, cfg).contiguous())
-            errs = {name: rel(got, shard_sequence(want, world, rank, cfg))
-                    for name, got, want in zip(("out", "dq", "dk", "dv"), (out, *(p.grad for p in part)),
-                                               (out_full, *(f.grad for f in full)))}
+            errs = {
+                name: rel(got, shard_sequence(want, world, rank, cfg))
+                for name, got, want in zip(
+                    ("out", "dq", "dk", "dv"), (out, *(p.grad for p in part)), (out_full, *(f.grad for f in full))
+                )
+            }
             bad = {k_: e for k_, e in errs.items() if not e <= tol}
             ok &= not bad
-            print(f"rank {rank} impl={impl} {str(dtype)[6:]} N={n} W={world}: "
-                  + " ".join(f"{k_}={e:.2e}" for k_, e in errs.items()) + (f"  FAIL {sorted(bad)}" if bad else "  ok"),
-                  flush=True)
+            print(
+                f"rank {rank} impl={impl} {str(dtype)[6:]} N={n} W={world}: "
+                + " ".join(f"{k_}={e:.2e}" for k_, e in errs.items())
+                + (f"  FAIL {sorted(bad)}" if bad else "  ok"),
+                flush=True,
+            )
             del q, k, v, w, full, out_full, part, out
     flag = torch.tensor([int(ok)], device=dev)
     dist.all_reduce(flag, op=dist.ReduceOp.MIN)

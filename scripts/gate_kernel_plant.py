@@ -32,8 +32,22 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 CALIBRATION = ("n", "point", "kernel", "requested_pct", "cycles", "base_ms", "planted_ms", "delivered_pct")
-COLUMNS = ("planted_pct", "judgment", "point", "figure", "baseline", "now", "change_pct", "limit", "verdict",
-           "exit_code", "kernel", "delivered_pct", "layer_host_ahead_change_pct", "seconds")
+COLUMNS = (
+    "planted_pct",
+    "judgment",
+    "point",
+    "figure",
+    "baseline",
+    "now",
+    "change_pct",
+    "limit",
+    "verdict",
+    "exit_code",
+    "kernel",
+    "delivered_pct",
+    "layer_host_ahead_change_pct",
+    "seconds",
+)
 
 
 def write_csv(path: Path, columns, rows) -> None:
@@ -61,14 +75,35 @@ def judgment_rows(check_rows, pct, j, code, seconds, kernel, delivered_by_point)
         if r["figure"] not in check.GATED:
             continue
         limit = r["note"].split(";")[0].removeprefix("limit ").split(" (")[0] if r["note"].startswith("limit") else ""
-        out.append({"planted_pct": f"{pct:g}", "judgment": j, "point": r["point"], "figure": r["figure"],
-                    "baseline": r["baseline"], "now": r["now"], "change_pct": r["change_pct"], "limit": limit,
-                    "verdict": r["verdict"], "exit_code": code, "kernel": kernel,
-                    "delivered_pct": delivered_by_point.get(r["point"], ""),
-                    "layer_host_ahead_change_pct": layer.get(r["point"], ""), "seconds": f"{seconds:.1f}"})
+        out.append(
+            {
+                "planted_pct": f"{pct:g}",
+                "judgment": j,
+                "point": r["point"],
+                "figure": r["figure"],
+                "baseline": r["baseline"],
+                "now": r["now"],
+                "change_pct": r["change_pct"],
+                "limit": limit,
+                "verdict": r["verdict"],
+                "exit_code": code,
+                "kernel": kernel,
+                "delivered_pct": delivered_by_point.get(r["point"], ""),
+                "layer_host_ahead_change_pct": layer.get(r["point"], ""),
+                "seconds": f"{seconds:.1f}",
+            }
+        )
     if not check_rows:  # the check could not write its table: keep the exit code
-        out.append({"planted_pct": f"{pct:g}", "judgment": j, "verdict": "no table", "exit_code": code,
-                    "kernel": kernel, "seconds": f"{seconds:.1f}"})
+        out.append(
+            {
+                "planted_pct": f"{pct:g}",
+                "judgment": j,
+                "verdict": "no table",
+                "exit_code": code,
+                "kernel": kernel,
+                "seconds": f"{seconds:.1f}",
+            }
+        )
     return out
 
 
@@ -81,8 +116,12 @@ def main(argv=None) -> int:
     ap.add_argument("--judgments", type=int, default=3, help="checks per planted level (default 3)")
     ap.add_argument("--planted", default="0,5,10,20", help="shares of the layer's time in percent (default 0,5,10,20)")
     ap.add_argument("--tolerance", type=float, default=None, help="the check's --tolerance (default: its own)")
-    ap.add_argument("--budget-s", type=float, default=540.0,
-                    help="start no new judgment when the time spent plus the slowest judgment so far would pass this")
+    ap.add_argument(
+        "--budget-s",
+        type=float,
+        default=540.0,
+        help="start no new judgment when the time spent plus the slowest judgment so far would pass this",
+    )
     args = ap.parse_args(argv)
     levels = [float(x) for x in args.planted.split(",") if x.strip()]
     if any(p < 0 for p in levels) or not levels:
@@ -107,10 +146,21 @@ def main(argv=None) -> int:
 
     baseline = out / "baseline.csv"
     t0 = time.perf_counter()
-    code = check.run_check(baseline, None, record=True, runs=args.runs, suite=args.suite, out=out / "record",
-                           console=console, plot=False, **tol)
-    print(f"baseline: {args.runs} runs of {args.suite} -> {baseline}: exit {code} ({time.perf_counter() - t0:.0f} s)",
-          flush=True)
+    code = check.run_check(
+        baseline,
+        None,
+        record=True,
+        runs=args.runs,
+        suite=args.suite,
+        out=out / "record",
+        console=console,
+        plot=False,
+        **tol,
+    )
+    print(
+        f"baseline: {args.runs} runs of {args.suite} -> {baseline}: exit {code} ({time.perf_counter() - t0:.0f} s)",
+        flush=True,
+    )
     if code != 0:
         log.close()
         print((out / "log.txt").read_text()[-3000:])
@@ -123,22 +173,44 @@ def main(argv=None) -> int:
     delivered = {pct: {} for pct in levels}
     calibration = []
     for p in spec.points:
-        name = check.point_name({**{c: "" for c in check.POINT_COLUMNS}, "impl": "lighthouse_triton",
-                                 "pass": "fwdbwd", "dtype": p.shape.dtype, "n": p.shape.n, "topk": p.topk,
-                                 "levels": p.levels, "pooling": p.pooling, "scorer": p.scorer,
-                                 "batch": p.shape.batch, "heads": p.shape.heads, "kv_heads": p.shape.kv_heads,
-                                 "head_dim": p.shape.head_dim})
+        name = check.point_name(
+            {
+                **{c: "" for c in check.POINT_COLUMNS},
+                "impl": "lighthouse_triton",
+                "pass": "fwdbwd",
+                "dtype": p.shape.dtype,
+                "n": p.shape.n,
+                "topk": p.topk,
+                "levels": p.levels,
+                "pooling": p.pooling,
+                "scorer": p.scorer,
+                "batch": p.shape.batch,
+                "heads": p.shape.heads,
+                "kv_heads": p.shape.kv_heads,
+                "head_dim": p.shape.head_dim,
+            }
+        )
         layer_ms = kernel_plant.layer_timer(p, dev, spec.seed)
         for plant in kernel_plant.calibrate(layer_ms, p.shape.n, args.kernel, levels):
             cycles[plant.requested_pct][p.shape.n] = plant.cycles
             delivered[plant.requested_pct][name] = f"{plant.delivered_pct:.2f}"
-            calibration.append({"n": p.shape.n, "point": name, "kernel": args.kernel,
-                                "requested_pct": f"{plant.requested_pct:g}", "cycles": plant.cycles,
-                                "base_ms": f"{plant.base_ms:.5g}", "planted_ms": f"{plant.planted_ms:.5g}",
-                                "delivered_pct": f"{plant.delivered_pct:.2f}"})
-            print(f"  {name}: {plant.requested_pct:g}% asked -> {plant.cycles} cycles/program -> "
-                  f"{plant.delivered_pct:.2f}% delivered ({plant.base_ms:.4g} -> {plant.planted_ms:.4g} ms)",
-                  flush=True)
+            calibration.append(
+                {
+                    "n": p.shape.n,
+                    "point": name,
+                    "kernel": args.kernel,
+                    "requested_pct": f"{plant.requested_pct:g}",
+                    "cycles": plant.cycles,
+                    "base_ms": f"{plant.base_ms:.5g}",
+                    "planted_ms": f"{plant.planted_ms:.5g}",
+                    "delivered_pct": f"{plant.delivered_pct:.2f}",
+                }
+            )
+            print(
+                f"  {name}: {plant.requested_pct:g}% asked -> {plant.cycles} cycles/program -> "
+                f"{plant.delivered_pct:.2f}% delivered ({plant.base_ms:.4g} -> {plant.planted_ms:.4g} ms)",
+                flush=True,
+            )
         torch.cuda.empty_cache()
     write_csv(out / "calibration.csv", CALIBRATION, calibration)
     print(f"calibration: {out / 'calibration.csv'} ({time.perf_counter() - t0:.0f} s)", flush=True)
@@ -148,14 +220,24 @@ def main(argv=None) -> int:
         for pct in levels:
             spent = time.perf_counter() - start
             if spent + slowest > args.budget_s:
-                stopped = (f"stopped at {pct:g}% judgment {j}: {spent:.0f} s spent, "
-                           f"the slowest judgment took {slowest:.0f} s")
+                stopped = (
+                    f"stopped at {pct:g}% judgment {j}: {spent:.0f} s spent, the slowest judgment took {slowest:.0f} s"
+                )
                 break
             folder = out / f"planted-{pct:g}-{j}"
             t0 = time.perf_counter()
             with kernel_plant.planted(args.kernel, cycles[pct]):
-                code = check.run_check(baseline, None, suite=args.suite, out=folder, console=console, parity=False,
-                                       plot=False, warm=False, **tol)
+                code = check.run_check(
+                    baseline,
+                    None,
+                    suite=args.suite,
+                    out=folder,
+                    console=console,
+                    parity=False,
+                    plot=False,
+                    warm=False,
+                    **tol,
+                )
             seconds = time.perf_counter() - t0
             slowest = max(slowest, seconds)
             table += judgment_rows(read_csv(folder / "check.csv"), pct, j, code, seconds, args.kernel, delivered[pct])

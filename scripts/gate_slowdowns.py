@@ -8,10 +8,12 @@
 2. Plants slowdowns of --planted percent (default 0, 5, 10, 20) of each point's baseline time in the layer with
    the TEST-ONLY switch LIGHTHOUSE_TEST_SLOWDOWN_US (lighthouse/testing/slowdown.py: after the layer's backward, per
    sequence length N; a GPU spin queued on the stream, or with --where host a busy-wait of the thread issuing
-   the launches, autograd's worker in the backward) and judges each --judgments times with the check itself (repeats of points
+   the launches, autograd's worker in the backward) and judges each --judgments times with the check itself (repeats
+   of points
    that look regressed included; parity and charts off), round-robin over the levels so that a run cut short by
    --budget-s still has every level.
-3. Writes OUT/slowdowns.csv (after every judgment), one row per (planted %, judgment, point, figure): baseline, now, measured change,
+3. Writes OUT/slowdowns.csv (after every judgment), one row per (planted %, judgment, point, figure): baseline, now,
+measured change,
    limit, verdict, the check's exit code, and the change of the layer's median time that was actually measured
    (`layer_ms_change_pct`); prints it and a summary of exit codes per planted level. OUT/planted-<pct>-<j>/ keeps
    each check's folder (results.csv, reference.csv, check.csv, repeat-<i>/).
@@ -19,7 +21,8 @@
 Expected: 0% and 5% exit 0 every time, 10% and 20% exit 1 every time. A GPU spin barely slows a host-bound point
 (16K at batch 1 on an H200: it fills time the GPU spends waiting for launches; the `ci` suite runs 16K at batch 4
 since, which is bound by the GPU); a host busy-wait barely slows a GPU-bound
-one (64K, 96K: the host is ahead of the GPU queue). `layer_ms_change_pct` says what was actually delivered. The baseline file is a fresh baseline of
+one (64K, 96K: the host is ahead of the GPU queue). `layer_ms_change_pct` says what was actually delivered. The
+baseline file is a fresh baseline of
 this GPU: copy it to reports/baselines/<gpu>.csv (`lighthouse-bench check --baseline auto` picks it there).
 """
 
@@ -36,8 +39,20 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-COLUMNS = ("planted_pct", "judgment", "point", "figure", "baseline", "now", "change_pct", "limit", "verdict",
-           "exit_code", "layer_ms_change_pct", "seconds")
+COLUMNS = (
+    "planted_pct",
+    "judgment",
+    "point",
+    "figure",
+    "baseline",
+    "now",
+    "change_pct",
+    "limit",
+    "verdict",
+    "exit_code",
+    "layer_ms_change_pct",
+    "seconds",
+)
 
 
 def planted_env(baseline_rows, pct: float) -> str:
@@ -70,13 +85,34 @@ def table_rows(rows, pct: float, judgment: int, code: int, seconds: float):
         if r["figure"] not in check.GATED:
             continue
         limit = r["note"].split(";")[0].removeprefix("limit ").split(" (")[0] if r["note"].startswith("limit") else ""
-        out.append({"planted_pct": f"{pct:g}", "judgment": judgment, "point": r["point"], "figure": r["figure"],
-                    "baseline": r["baseline"], "now": r["now"], "change_pct": r["change_pct"], "limit": limit,
-                    "verdict": r["verdict"], "exit_code": code, "layer_ms_change_pct": ms_change.get(r["point"], ""),
-                    "seconds": f"{seconds:.1f}"})
+        out.append(
+            {
+                "planted_pct": f"{pct:g}",
+                "judgment": judgment,
+                "point": r["point"],
+                "figure": r["figure"],
+                "baseline": r["baseline"],
+                "now": r["now"],
+                "change_pct": r["change_pct"],
+                "limit": limit,
+                "verdict": r["verdict"],
+                "exit_code": code,
+                "layer_ms_change_pct": ms_change.get(r["point"], ""),
+                "seconds": f"{seconds:.1f}",
+            }
+        )
     if not rows:  # the check could not write its table: keep the exit code
-        out.append({"planted_pct": f"{pct:g}", "judgment": judgment, "point": "", "figure": "", "verdict": "no table",
-                    "exit_code": code, "seconds": f"{seconds:.1f}"})
+        out.append(
+            {
+                "planted_pct": f"{pct:g}",
+                "judgment": judgment,
+                "point": "",
+                "figure": "",
+                "verdict": "no table",
+                "exit_code": code,
+                "seconds": f"{seconds:.1f}",
+            }
+        )
     return out
 
 
@@ -96,11 +132,19 @@ def main(argv=None) -> int:
     ap.add_argument("--judgments", type=int, default=3, help="checks per planted level (default 3)")
     ap.add_argument("--planted", default="0,5,10,20", help="planted slowdowns in percent (default 0,5,10,20)")
     ap.add_argument("--tolerance", type=float, default=None, help="the check's --tolerance (default: its own)")
-    ap.add_argument("--where", choices=("gpu", "host"), default="gpu",
-                    help="spend the planted delay as a GPU spin (default; slows GPU-bound points) or as a host "
-                         "busy-wait (slows host-bound points such as 16K at batch 1)")
-    ap.add_argument("--budget-s", type=float, default=210.0,
-                    help="start no new judgment when the time spent plus the slowest judgment so far would pass this")
+    ap.add_argument(
+        "--where",
+        choices=("gpu", "host"),
+        default="gpu",
+        help="spend the planted delay as a GPU spin (default; slows GPU-bound points) or as a host "
+        "busy-wait (slows host-bound points such as 16K at batch 1)",
+    )
+    ap.add_argument(
+        "--budget-s",
+        type=float,
+        default=210.0,
+        help="start no new judgment when the time spent plus the slowest judgment so far would pass this",
+    )
     args = ap.parse_args(argv)
 
     import torch
@@ -125,10 +169,21 @@ def main(argv=None) -> int:
 
     baseline = out / "baseline.csv"
     t0 = time.perf_counter()
-    code = check.run_check(baseline, None, record=True, runs=args.runs, suite=args.suite, out=out / "record",
-                           console=console, plot=False, **tol)
-    print(f"baseline: {args.runs} runs of {args.suite} -> {baseline}: exit {code} ({time.perf_counter() - t0:.0f} s)",
-          flush=True)
+    code = check.run_check(
+        baseline,
+        None,
+        record=True,
+        runs=args.runs,
+        suite=args.suite,
+        out=out / "record",
+        console=console,
+        plot=False,
+        **tol,
+    )
+    print(
+        f"baseline: {args.runs} runs of {args.suite} -> {baseline}: exit {code} ({time.perf_counter() - t0:.0f} s)",
+        flush=True,
+    )
     if code != 0:
         log.close()
         print((out / "log.txt").read_text()[-3000:])
@@ -146,7 +201,10 @@ def main(argv=None) -> int:
         for pct in levels:
             spent = time.perf_counter() - start
             if spent + slowest > args.budget_s:
-                stopped = f"stopped at planted {pct:g}% judgment {j}: {spent:.0f} s spent, the slowest judgment took {slowest:.0f} s"
+                stopped = (
+                    f"stopped at planted {pct:g}% judgment {j}: {spent:.0f} s spent, "
+                    f"the slowest judgment took {slowest:.0f} s"
+                )
                 break
             env = planted_env(base_rows, pct) if pct > 0 else ""
             if env:
@@ -155,16 +213,28 @@ def main(argv=None) -> int:
                 os.environ.pop(TEST_SLOWDOWN_ENV, None)
             folder = out / f"planted-{pct:g}-{j}"
             t0 = time.perf_counter()
-            code = check.run_check(baseline, None, suite=args.suite, out=folder, console=console, parity=False,
-                                   plot=False, warm=False, **tol)
+            code = check.run_check(
+                baseline,
+                None,
+                suite=args.suite,
+                out=folder,
+                console=console,
+                parity=False,
+                plot=False,
+                warm=False,
+                **tol,
+            )
             seconds = time.perf_counter() - t0
             slowest = max(slowest, seconds)
             os.environ.pop(TEST_SLOWDOWN_ENV, None)
             rows = table_rows(check_rows(folder), pct, j, code, seconds)
             table += rows
             write_table(out / "slowdowns.csv", table)
-            print(f"planted {pct:4g}% #{j} on the {args.where} ({TEST_SLOWDOWN_ENV}={env or 'unset'}): exit {code} in "
-                  f"{seconds:.0f} s", flush=True)
+            print(
+                f"planted {pct:4g}% #{j} on the {args.where} ({TEST_SLOWDOWN_ENV}={env or 'unset'}): exit {code} in "
+                f"{seconds:.0f} s",
+                flush=True,
+            )
         if stopped:
             break
     log.close()

@@ -23,8 +23,23 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-COLUMNS = ("n", "topk", "batch", "heads", "kv_heads", "group", "head_dim", "dtype", "stage", "pass", "ms",
-           "host_ahead_ms", "host_ahead_ms_per_q_head", "vs_g1", "host_ahead_timeouts")
+COLUMNS = (
+    "n",
+    "topk",
+    "batch",
+    "heads",
+    "kv_heads",
+    "group",
+    "head_dim",
+    "dtype",
+    "stage",
+    "pass",
+    "ms",
+    "host_ahead_ms",
+    "host_ahead_ms_per_q_head",
+    "vs_g1",
+    "host_ahead_timeouts",
+)
 
 
 def parse_pairs(text: str):
@@ -43,7 +58,9 @@ def parse_pairs(text: str):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--points", default="16k:1024,64k:4096,96k:1536", help="N:k pairs (default 16k:1024,64k:4096,96k:1536)")
+    ap.add_argument(
+        "--points", default="16k:1024,64k:4096,96k:1536", help="N:k pairs (default 16k:1024,64k:4096,96k:1536)"
+    )
     ap.add_argument("--groups", default="1,2,4,8", help="group sizes Hq/Hkv (default 1,2,4,8)")
     ap.add_argument("--kv-heads", type=int, default=8)
     ap.add_argument("--head-dims", default="64,128")
@@ -85,18 +102,40 @@ def main(argv=None) -> int:
                 q, k, v = (t.detach() for t in x.leaves)
                 plan = make_plan(point.config("triton", "cudnn"), q, k, v)
                 for st in triton_stages(q, k, v, x.grad_out, None, plan):
-                    t = measure(st.fn, st.mode, list(st.leaves), st.grad, device=dev, warmup=3, rep=30, min_rep=5,
-                                max_seconds=args.max_seconds)
+                    t = measure(
+                        st.fn,
+                        st.mode,
+                        list(st.leaves),
+                        st.grad,
+                        device=dev,
+                        warmup=3,
+                        rep=30,
+                        min_rep=5,
+                        max_seconds=args.max_seconds,
+                    )
                     ahead = t.host_ahead_median_ms
                     if g == groups[0]:
                         g1[st.name] = ahead
                     base = g1.get(st.name)
-                    rows.append({"n": n, "topk": topk, "batch": s.batch, "heads": s.heads, "kv_heads": s.kv_heads,
-                                 "group": g, "head_dim": d, "dtype": s.dtype, "stage": st.name, "pass": st.pass_,
-                                 "ms": f"{t.median_ms:.5g}", "host_ahead_ms": f"{ahead:.5g}" if ahead else "",
-                                 "host_ahead_ms_per_q_head": f"{ahead / s.heads:.5g}" if ahead else "",
-                                 "vs_g1": f"{ahead / base:.3f}" if ahead and base and groups[0] == 1 else "",
-                                 "host_ahead_timeouts": t.host_ahead_timeouts})
+                    rows.append(
+                        {
+                            "n": n,
+                            "topk": topk,
+                            "batch": s.batch,
+                            "heads": s.heads,
+                            "kv_heads": s.kv_heads,
+                            "group": g,
+                            "head_dim": d,
+                            "dtype": s.dtype,
+                            "stage": st.name,
+                            "pass": st.pass_,
+                            "ms": f"{t.median_ms:.5g}",
+                            "host_ahead_ms": f"{ahead:.5g}" if ahead else "",
+                            "host_ahead_ms_per_q_head": f"{ahead / s.heads:.5g}" if ahead else "",
+                            "vs_g1": f"{ahead / base:.3f}" if ahead and base and groups[0] == 1 else "",
+                            "host_ahead_timeouts": t.host_ahead_timeouts,
+                        }
+                    )
                 del x, q, k, v
                 torch.cuda.empty_cache()
                 with (args.out / "stages.csv").open("w", newline="") as f:  # rewritten per point: a cut run keeps rows
@@ -108,8 +147,10 @@ def main(argv=None) -> int:
     print("stage | N | D | group | ms as launched | ms host ahead | vs g=1")
     for r in rows:
         if r["stage"] in ("select", "gather", "fan_in", "pool_bwd", "scores"):
-            print(f"{r['stage']} | {r['n']} | {r['head_dim']} | {r['group']} | {r['ms']} | {r['host_ahead_ms']} | "
-                  f"{r['vs_g1']}")
+            print(
+                f"{r['stage']} | {r['n']} | {r['head_dim']} | {r['group']} | {r['ms']} | {r['host_ahead_ms']} | "
+                f"{r['vs_g1']}"
+            )
     print(f"table: {args.out / 'stages.csv'}")
     return 0
 

@@ -52,40 +52,87 @@ def main(argv=None) -> int:
     backend = args.sdpa_backend or ("cudnn" if device.type == "cuda" else "math")
     dtype = getattr(torch, args.dtype)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "machine.json").write_text(json.dumps(machine.collect(sys.argv, vars(args) | {"out": str(args.out)}),
-                                                      indent=2, default=str) + "\n")
+    (args.out / "machine.json").write_text(
+        json.dumps(machine.collect(sys.argv, vars(args) | {"out": str(args.out)}), indent=2, default=str) + "\n"
+    )
     g = torch.Generator(device=device).manual_seed(0)
     shape = (1, args.heads, args.n, args.head_dim)
     q, k, v = (torch.randn(shape, generator=g, device=device, dtype=dtype).requires_grad_() for _ in range(3))
     grad_out = torch.randn(shape, generator=g, device=device, dtype=dtype)
-    base = LighthouseConfig(levels=args.levels, pooling=args.pooling, topk=args.topk, impl=args.impl,
-                            sdpa_backend=backend)
-    fns = {rope: (lambda c=base.replace(rope=rope): lighthouse_attention(q, k, v, config=c)) for rope in ("pre", "post")}
+    base = LighthouseConfig(
+        levels=args.levels, pooling=args.pooling, topk=args.topk, impl=args.impl, sdpa_backend=backend
+    )
+    fns = {
+        rope: (lambda c=base.replace(rope=rope): lighthouse_attention(q, k, v, config=c)) for rope in ("pre", "post")
+    }
     timing = dict(device=device, warmup=5, rep=args.rep, min_rep=min(5, args.rep), max_seconds=30.0)
-    rows, by = [], {}
-    fields = ["n", "topk", "levels", "pooling", "heads", "head_dim", "dtype", "impl", "rope", "pass", "round",
-              "median_ms", "p20_ms", "p80_ms", "reps"]
+    by = {}
+    fields = [
+        "n",
+        "topk",
+        "levels",
+        "pooling",
+        "heads",
+        "head_dim",
+        "dtype",
+        "impl",
+        "rope",
+        "pass",
+        "round",
+        "median_ms",
+        "p20_ms",
+        "p80_ms",
+        "reps",
+    ]
     with open(args.out / "rope_cost.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=fields)
         writer.writeheader()
         for rnd in range(args.rounds):
             for pass_ in args.passes.split(","):
-                for rope in (("pre", "post") if rnd % 2 == 0 else ("post", "pre")):
+                for rope in ("pre", "post") if rnd % 2 == 0 else ("post", "pre"):
                     t = measure(fns[rope], pass_, (q, k, v), grad_out, **timing)
-                    row = dict(n=args.n, topk=args.topk, levels=args.levels, pooling=args.pooling, heads=args.heads,
-                               head_dim=args.head_dim, dtype=args.dtype, impl=args.impl, rope=rope, round=rnd,
-                               median_ms=round(t.median_ms, 4), p20_ms=round(t.p20_ms, 4), p80_ms=round(t.p80_ms, 4),
-                               reps=len(t.samples_ms), **{"pass": pass_})
+                    row = dict(
+                        n=args.n,
+                        topk=args.topk,
+                        levels=args.levels,
+                        pooling=args.pooling,
+                        heads=args.heads,
+                        head_dim=args.head_dim,
+                        dtype=args.dtype,
+                        impl=args.impl,
+                        rope=rope,
+                        round=rnd,
+                        median_ms=round(t.median_ms, 4),
+                        p20_ms=round(t.p20_ms, 4),
+                        p80_ms=round(t.p80_ms, 4),
+                        reps=len(t.samples_ms),
+                        **{"pass": pass_},
+                    )
                     writer.writerow(row)
                     fh.flush()
                     by.setdefault((pass_, rope), []).append(t.median_ms)
                     print(f"round {rnd} {pass_:7s} {rope:4s} {t.median_ms:9.3f} ms", flush=True)
         if not args.no_dense:
             t = measure(lambda: dense_attention(q, k, v, backend), "fwdbwd", (q, k, v), grad_out, **timing)
-            writer.writerow(dict(n=args.n, topk=0, levels=0, pooling=0, heads=args.heads, head_dim=args.head_dim,
-                                 dtype=args.dtype, impl="dense", rope="", round=0, median_ms=round(t.median_ms, 4),
-                                 p20_ms=round(t.p20_ms, 4), p80_ms=round(t.p80_ms, 4), reps=len(t.samples_ms),
-                                 **{"pass": "fwdbwd"}))
+            writer.writerow(
+                dict(
+                    n=args.n,
+                    topk=0,
+                    levels=0,
+                    pooling=0,
+                    heads=args.heads,
+                    head_dim=args.head_dim,
+                    dtype=args.dtype,
+                    impl="dense",
+                    rope="",
+                    round=0,
+                    median_ms=round(t.median_ms, 4),
+                    p20_ms=round(t.p20_ms, 4),
+                    p80_ms=round(t.p80_ms, 4),
+                    reps=len(t.samples_ms),
+                    **{"pass": "fwdbwd"},
+                )
+            )
             print(f"dense fwdbwd {t.median_ms:9.3f} ms")
     with open(args.out / "rope_cost_summary.csv", "w", newline="") as fh:
         writer = csv.writer(fh)

@@ -101,7 +101,7 @@ def check_selection(world, rank, hq, hkv, seed):
     full = lighthouse.select(q, k, v, config=cfg)
     part = lighthouse.select(*_shards(world, rank, cfg, q, k, v), config=cfg, cp_group=dist.group.WORLD)
     s = full.shape[-1] // world
-    want = full[..., rank * s:(rank + 1) * s]
+    want = full[..., rank * s : (rank + 1) * s]
     if part.shape != want.shape or not torch.equal(part, want):
         bad = (part != want).sum() if part.shape == want.shape else "shape"
         return f"selection differs: {bad} ({tuple(part.shape)} vs {tuple(want.shape)})"
@@ -122,8 +122,11 @@ def check_module_and_mesh(world, rank):
     got_dict = lighthouse.LighthouseAttention(config=as_dict, cp_group=mesh)(*shards)
     dense = layer.set_dense(True)(*shards)  # every collective runs before any verdict (no rank leaves early)
     want = shard_sequence(lighthouse.lighthouse_attention(q, k, v, config=cfg), world, rank, cfg)
-    return (_close("module", got, want) or _close("module, config=dict", got_dict, want)
-            or _close("dense phase", dense, shard_sequence(dense_attention(q, k, v), world, rank, cfg)))
+    return (
+        _close("module", got, want)
+        or _close("module, config=dict", got_dict, want)
+        or _close("dense phase", dense, shard_sequence(dense_attention(q, k, v), world, rank, cfg))
+    )
 
 
 def _expect_error(fn, *needles):
@@ -147,19 +150,33 @@ def check_errors(world, rank):
 
     checks = [
         (lambda: lighthouse.lighthouse_attention(*half, config=cfg, cp_group=grp), "tile-aligned shards"),
-        (lambda: lighthouse.lighthouse_attention(*shards, config=cfg.replace(topk=128), cp_group=grp),
-         "multiple of 128 * W"),
-        (lambda: lighthouse.lighthouse_attention(*shards, config=cfg.replace(scorer="dilated"), cp_group=grp),
-         "scorer='dilated'"),
-        (lambda: lighthouse.lighthouse_attention(shards[0][:, :3], *shards[1:], config=cfg, cp_group=grp),
-         "Hq=3"),
+        (
+            lambda: lighthouse.lighthouse_attention(*shards, config=cfg.replace(topk=128), cp_group=grp),
+            "multiple of 128 * W",
+        ),
+        (
+            lambda: lighthouse.lighthouse_attention(*shards, config=cfg.replace(scorer="dilated"), cp_group=grp),
+            "scorer='dilated'",
+        ),
+        (lambda: lighthouse.lighthouse_attention(shards[0][:, :3], *shards[1:], config=cfg, cp_group=grp), "Hq=3"),
         (lambda: lighthouse.lighthouse_attention(*shards, config=cfg, cp_group="world"), "cp_group must be"),
-        (lambda: lighthouse.lighthouse_attention(
-            shards[0][:, :4 if rank else 2], *(x[:, :2 if rank else 1] for x in shards[1:]), config=cfg,
-            cp_group=grp), "disagree"),
-        (lambda: lighthouse.lighthouse_attention(shards[0][0], *shards[1:], config=cfg, cp_group=grp)
-         if rank == 0 else lighthouse.lighthouse_attention(*shards, config=cfg, cp_group=grp), "4 dimensions"
-         if rank == 0 else "rank(s) [0]"),
+        (
+            lambda: lighthouse.lighthouse_attention(
+                shards[0][:, : 4 if rank else 2],
+                *(x[:, : 2 if rank else 1] for x in shards[1:]),
+                config=cfg,
+                cp_group=grp,
+            ),
+            "disagree",
+        ),
+        (
+            lambda: (
+                lighthouse.lighthouse_attention(shards[0][0], *shards[1:], config=cfg, cp_group=grp)
+                if rank == 0
+                else lighthouse.lighthouse_attention(*shards, config=cfg, cp_group=grp)
+            ),
+            "4 dimensions" if rank == 0 else "rank(s) [0]",
+        ),
     ]
     last = world - 1  # NaN in the last rank's v, Inf in rank 0's q: refused on every rank, the bad one named
     nan_v = [x.clone() for x in shards]
@@ -169,10 +186,14 @@ def check_errors(world, rank):
     if rank == 0:
         inf_q[0][0, 0, 7, 3] = float("inf")
     checks += [
-        (lambda: lighthouse.lighthouse_attention(*nan_v, config=as_dict, cp_group=grp),
-         "v contains NaN or Inf" if rank == last else f"rank(s) [{last}] are not finite"),
-        (lambda: lighthouse.select(*inf_q, config=cfg, cp_group=grp),
-         "position 7: q contains NaN" if rank == 0 else "rank(s) [0] are not finite"),
+        (
+            lambda: lighthouse.lighthouse_attention(*nan_v, config=as_dict, cp_group=grp),
+            "v contains NaN or Inf" if rank == last else f"rank(s) [{last}] are not finite",
+        ),
+        (
+            lambda: lighthouse.select(*inf_q, config=cfg, cp_group=grp),
+            "position 7: q contains NaN" if rank == 0 else "rank(s) [0] are not finite",
+        ),
     ]
     if world == 4:
         mesh2d = init_device_mesh("cpu", (2, 2), mesh_dim_names=("dp", "cp"))
@@ -187,15 +208,27 @@ def run_all(world, rank):
         "values_gqa": lambda: check_values_and_grads(world, rank, 4, 2, seed=2),
         "values_post": lambda: check_values_and_grads(world, rank, 4, 2, seed=4, rope="post"),
         "values_post_positions": lambda: check_values_and_grads(
-            world, rank, world, world, seed=5, rope="post", batch=2,
-            positions=lambda b, n: torch.arange(n)[None] * 2 + torch.tensor([[3], [40_000]])[:b]),
+            world,
+            rank,
+            world,
+            world,
+            seed=5,
+            rope="post",
+            batch=2,
+            positions=lambda b, n: torch.arange(n)[None] * 2 + torch.tensor([[3], [40_000]])[:b],
+        ),
         "selection_gqa": lambda: check_selection(world, rank, 4, 2, seed=3),
         "module_mesh_dense": lambda: check_module_and_mesh(world, rank),
         "errors": lambda: check_errors(world, rank),
         # opt-in: the interpreted Triton kernels take minutes on the CPU (LIGHTHOUSE_CP_TEST_TRITON=1)
-        **({"triton": lambda: check_triton_path(world, rank),
-            "triton_post": lambda: check_triton_path(world, rank, rope="post")}
-           if os.environ.get("LIGHTHOUSE_CP_TEST_TRITON") else {}),
+        **(
+            {
+                "triton": lambda: check_triton_path(world, rank),
+                "triton_post": lambda: check_triton_path(world, rank, rope="post"),
+            }
+            if os.environ.get("LIGHTHOUSE_CP_TEST_TRITON")
+            else {}
+        ),
     }
 
 
@@ -203,8 +236,9 @@ def worker(rank, world, init_file, out_dir):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     torch.set_num_threads(1)
     # a finite timeout turns a collective mismatch into an error instead of a hung test run
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world,
-                            timeout=datetime.timedelta(seconds=60))
+    dist.init_process_group(
+        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world, timeout=datetime.timedelta(seconds=60)
+    )
     findings = {}
     try:
         for name, check in run_all(world, rank).items():

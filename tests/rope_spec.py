@@ -21,8 +21,9 @@ def plain_inv_freq(d: int, theta: float, scaling: dict | None = None) -> torch.T
         w = w / scaling["factor"]
     elif scaling and scaling["rope_type"] == "llama3":
         out = []
-        ctx, lo, hi, fac = (scaling[x] for x in ("original_max_position_embeddings", "low_freq_factor",
-                                                  "high_freq_factor", "factor"))
+        ctx, lo, hi, fac = (
+            scaling[x] for x in ("original_max_position_embeddings", "low_freq_factor", "high_freq_factor", "factor")
+        )
         for wj in w.tolist():
             wavelen = 2 * math.pi / wj
             if wavelen < ctx / hi:
@@ -66,8 +67,18 @@ def last_positions(indices_row, n: int, n_pad: int, levels: int, p: int) -> list
     return out
 
 
-def post_attention(q, k, v, indices, levels: int, p: int, n_pad: int, theta: float = 10000.0,
-                   scaling: dict | None = None, positions: torch.Tensor | None = None) -> torch.Tensor:
+def post_attention(
+    q,
+    k,
+    v,
+    indices,
+    levels: int,
+    p: int,
+    n_pad: int,
+    theta: float = 10000.0,
+    scaling: dict | None = None,
+    positions: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Lighthouse with rope='post' on a fixed selection: (B, Hq, N, D) float64 output."""
     b, hq, n, d = q.shape
     hkv = k.shape[1]
@@ -85,9 +96,13 @@ def post_attention(q, k, v, indices, levels: int, p: int, n_pad: int, theta: flo
             idx = indices[bi, kv].tolist()
             pyramids = {}
             for name, x in (("q", q[bi, h]), ("k", k[bi, kv]), ("v", v[bi, kv])):
-                pyramids[name] = [x.view(n_pad // p ** l, p ** l, d).mean(1) for l in range(levels)]  # noqa: E741
-            rows = {name: torch.stack([pyr[level_of(j, n_pad, levels, p)[0] - 1][level_of(j, n_pad, levels, p)[1]]
-                                       for j in idx]) for name, pyr in pyramids.items()}
+                pyramids[name] = [x.view(n_pad // p**l, p**l, d).mean(1) for l in range(levels)]  # noqa: E741
+            rows = {
+                name: torch.stack(
+                    [pyr[level_of(j, n_pad, levels, p)[0] - 1][level_of(j, n_pad, levels, p)[1]] for j in idx]
+                )
+                for name, pyr in pyramids.items()
+            }
             pos = positions[bi][torch.tensor(last_positions(idx, n, n_pad, levels, p))]
             qs, ks, vs = plain_rope(rows["q"], pos, inv_freq), plain_rope(rows["k"], pos, inv_freq), rows["v"]
             s = len(idx)
@@ -97,6 +112,6 @@ def post_attention(q, k, v, indices, levels: int, p: int, n_pad: int, theta: flo
             fan = torch.zeros(n, s, dtype=torch.float64)  # spec section 6: row of (l, i) -> [i f + f - 1, i f + 2f - 2]
             for r, j in enumerate(idx):
                 _, i, f = level_of(j, n_pad, levels, p)
-                fan[i * f + f - 1: min(i * f + 2 * f - 1, n), r] = 1.0
+                fan[i * f + f - 1 : min(i * f + 2 * f - 1, n), r] = 1.0
             out[bi, h] = fan @ out_sub
     return out

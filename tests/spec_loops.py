@@ -80,8 +80,10 @@ def gla_recurrent(q, k, v, g, scale, **_):
     state = torch.zeros(b, h, d, v.shape[-1], dtype=torch.float64)
     out = torch.empty(b, t_len, h, v.shape[-1], dtype=torch.float64)
     for t in range(t_len):
-        state = torch.exp(g[:, t].double())[..., None, None] * state \
+        state = (
+            torch.exp(g[:, t].double())[..., None, None] * state
             + k[:, t].double()[..., :, None] * v[:, t].double()[..., None, :]
+        )
         out[:, t] = scale * torch.einsum("bhd,bhde->bhe", q[:, t].double(), state)
     return out.to(q.dtype), state
 
@@ -110,7 +112,7 @@ def padded(scores: torch.Tensor, n_pad: int) -> torch.Tensor:
 # ----------------------------------------------------------------------- sections 3 and 4: selection
 def level_scores(tok: torch.Tensor, f: int) -> list:
     """Max-pool one head's token scores over spans of f tokens."""
-    return [max(tok[i * f:(i + 1) * f].tolist()) for i in range(len(tok) // f)]
+    return [max(tok[i * f : (i + 1) * f].tolist()) for i in range(len(tok) // f)]
 
 
 def top_by(scores: list, cands: list, count: int, exclude=()) -> list:
@@ -122,10 +124,10 @@ def top_by(scores: list, cands: list, count: int, exclude=()) -> list:
 def select_loops(sq_tok: torch.Tensor, sk_tok: torch.Tensor, n: int, levels: int, p: int, topk: int) -> list:
     """One (batch, head): the emitted (level, index) entries in causal order, spec sections 3 and 4."""
     tiles = topk // 128
-    n_l = [n // p ** l for l in range(levels)]
+    n_l = [n // p**lv for lv in range(levels)]
     chunk = n_l[-1] // tiles
-    sq = [level_scores(sq_tok, p ** l) for l in range(levels)]
-    sk = [level_scores(sk_tok, p ** l) for l in range(levels)]
+    sq = [level_scores(sq_tok, p**lv) for lv in range(levels)]
+    sk = [level_scores(sk_tok, p**lv) for lv in range(levels)]
     emitted = []  # (key, level, index)
     for t in range(tiles):
         cands = list(range(t * chunk, (t + 1) * chunk))
@@ -145,7 +147,7 @@ def select_loops(sq_tok: torch.Tensor, sk_tok: torch.Tensor, n: int, levels: int
 
 
 def pyramid_index(level: int, i: int, n: int, p: int) -> int:
-    return sum(n // p ** j for j in range(level - 1)) + i
+    return sum(n // p**j for j in range(level - 1)) + i
 
 
 def scatter_loops(out_sub: torch.Tensor, entries: list, n_real: int, p: int) -> torch.Tensor:
@@ -162,7 +164,7 @@ def scatter_loops(out_sub: torch.Tensor, entries: list, n_real: int, p: int) -> 
 def pooled_row(x: torch.Tensor, level: int, i: int, p: int) -> torch.Tensor:
     """Spec section 1 on one (N, D) head: the mean of tokens [i f, (i+1) f), zeros past the end (padding)."""
     f = p ** (level - 1)
-    rows = x[i * f:(i + 1) * f].double()
+    rows = x[i * f : (i + 1) * f].double()
     return torch.cat([rows, torch.zeros(f - rows.shape[0], x.shape[-1], dtype=torch.float64)]).mean(0)
 
 
@@ -181,8 +183,10 @@ def attention_loops(q, k, v, levels: int, p: int, topk: int, n_pad: int, sq=None
     for bi in range(b):
         for h in range(hq):
             sel = entries[bi][h // group]
-            rows = [[pooled_row(x[bi, hh], level, i, p) for level, i in sel]
-                    for x, hh in ((q, h), (k, h // group), (v, h // group))]
+            rows = [
+                [pooled_row(x[bi, hh], level, i, p) for level, i in sel]
+                for x, hh in ((q, h), (k, h // group), (v, h // group))
+            ]
             qs, ks, vs = (torch.stack(r) for r in rows)
             out[bi, h] = scatter_loops(_causal_softmax_attention(qs, ks, vs), sel, n, p)
     return entries, out

@@ -21,7 +21,9 @@ def test_tflops_and_speedup():
     # 8.796 TFLOP in 20 ms = 439.8 TFLOP/s
     assert flops.dense_equivalent_tflops(65536, 1, 8, 128, "fwd", 20.0) == pytest.approx(439.8046511104)
     # effective: the same at S = 36864 over the same time
-    assert flops.effective_tflops(36864, 1, 8, 128, "fwd", 20.0) == pytest.approx(4 * 8 * 36864**2 * 128 / 2 / 0.02 / 1e12)
+    assert flops.effective_tflops(36864, 1, 8, 128, "fwd", 20.0) == pytest.approx(
+        4 * 8 * 36864**2 * 128 / 2 / 0.02 / 1e12
+    )
     assert flops.speedup(30.0, 7.5) == 4.0
     assert flops.floor_ratio(7.5, 5.0) == 1.5
     assert flops.speedup(None, 7.5) is None and flops.tflops(1e12, 0.0) is None
@@ -38,13 +40,37 @@ def test_row_derived_numbers():
     shape = Shape(65536, 1, 8, 8, 128, "bf16")
     point = Point(shape, 3, 4, 4096, "norm")
     medians = Medians()
-    base = dict(kind="dense", status="ok", device="cuda", dtype="bf16", n="65536", batch="1", heads="8", kv_heads="8",
-                head_dim="128", levels="", pooling="", topk="", scorer="")
+    base = dict(
+        kind="dense",
+        status="ok",
+        device="cuda",
+        dtype="bf16",
+        n="65536",
+        batch="1",
+        heads="8",
+        kv_heads="8",
+        head_dim="128",
+        levels="",
+        pooling="",
+        topk="",
+        scorer="",
+    )
     medians.add({**base, "impl": "sdpa_cudnn", "pass": "fwdbwd", "median_ms": "80.0"})
     medians.add({**base, "impl": "sdpa_flash", "pass": "fwdbwd", "median_ms": "120.0"})
     medians.add({**base, "impl": "sdpa_flash", "pass": "fwd", "median_ms": "1000.0"})  # other pass: not used
-    medians.add({**base, "kind": "floor", "impl": "floor", "pass": "fwdbwd", "median_ms": "16.0", "levels": "3",
-                 "pooling": "4", "topk": "4096", "scorer": "norm"})
+    medians.add(
+        {
+            **base,
+            "kind": "floor",
+            "impl": "floor",
+            "pass": "fwdbwd",
+            "median_ms": "16.0",
+            "levels": "3",
+            "pooling": "4",
+            "topk": "4096",
+            "scorer": "norm",
+        }
+    )
     task = Task("lighthouse", "lighthouse_torch", "fwdbwd", shape, point, s_sel=36864)
     timing = Timing([19.0, 20.0, 24.0], first_call_ms=900.0, peak_bytes=3 * 2**30)
     row = make_row(task, "cuda", 0, Result("ok", timing=timing, sdpa_backend="cudnn"), medians)

@@ -27,10 +27,20 @@ def test_doubling_range_stops_at_its_end():
 
 @pytest.mark.parametrize(
     "key, text, option",
-    [("seq", "8x", "--seq"), ("seq", "8k..", "--seq"), ("seq", "256k..8k", "--seq"), ("topk", "", "--topk"),
-     ("kv_heads", "0", "--kv-heads"), ("seq", "1.3", "--seq"), ("dtype", "fp8", "--dtype"),
-     ("scorer", "norm,cosine", "--scorer"), ("pass", "forward", "--pass"), ("baseline", "xformers", "--baseline"),
-     ("device", "cuda,cpu", "--device"), ("rep", "many", "--rep")],
+    [
+        ("seq", "8x", "--seq"),
+        ("seq", "8k..", "--seq"),
+        ("seq", "256k..8k", "--seq"),
+        ("topk", "", "--topk"),
+        ("kv_heads", "0", "--kv-heads"),
+        ("seq", "1.3", "--seq"),
+        ("dtype", "fp8", "--dtype"),
+        ("scorer", "norm,cosine", "--scorer"),
+        ("pass", "forward", "--pass"),
+        ("baseline", "xformers", "--baseline"),
+        ("device", "cuda,cpu", "--device"),
+        ("rep", "many", "--rep"),
+    ],
 )
 def test_bad_strings_name_the_option(key, text, option):
     with pytest.raises(OptionError) as err:
@@ -47,16 +57,40 @@ def test_choice_aliases():
 def test_paper_suite_points():
     spec = points.resolve("paper", {"device": "cpu"}, cuda_available=False)
     pairs = [(p.shape.n, p.topk, p.levels) for p in spec.points if p.shape.heads == 8]
-    assert pairs == [(8192, 512, 3), (16384, 1024, 3), (32768, 2048, 3), (65536, 4096, 3), (98304, 1536, 3),
-                     (131072, 4096, 3), (262144, 4096, 3), (524288, 4096, 3), (1048576, 4096, 3), (1048576, 4096, 4)]
+    assert pairs == [
+        (8192, 512, 3),
+        (16384, 1024, 3),
+        (32768, 2048, 3),
+        (65536, 4096, 3),
+        (98304, 1536, 3),
+        (131072, 4096, 3),
+        (262144, 4096, 3),
+        (524288, 4096, 3),
+        (1048576, 4096, 3),
+        (1048576, 4096, 4),
+    ]
     p = spec.points[0]
-    assert (p.shape.dtype, p.shape.batch, p.shape.heads, p.shape.head_dim, p.levels, p.pooling) == ("bf16", 1, 8, 128, 3, 4)
+    assert (p.shape.dtype, p.shape.batch, p.shape.heads, p.shape.head_dim, p.levels, p.pooling) == (
+        "bf16",
+        1,
+        8,
+        128,
+        3,
+        4,
+    )
     assert spec.baselines == ["cudnn", "flash"] and spec.impls == ["torch", "triton"]
     # GQA (issue 24): Hq = 32 and 64 on Hkv = 8, head dim 64 and 128, at each N of 8K..96K with that N's k
-    gqa = {(p.shape.n, p.topk, p.shape.heads, p.shape.kv_heads, p.shape.head_dim) for p in spec.points
-           if p.shape.heads != 8}
-    assert gqa == {(n, k, h, 8, d) for n, k in ((8192, 512), (16384, 1024), (32768, 2048), (65536, 4096), (98304, 1536))
-                   for h in (32, 64) for d in (64, 128)}
+    gqa = {
+        (p.shape.n, p.topk, p.shape.heads, p.shape.kv_heads, p.shape.head_dim)
+        for p in spec.points
+        if p.shape.heads != 8
+    }
+    assert gqa == {
+        (n, k, h, 8, d)
+        for n, k in ((8192, 512), (16384, 1024), (32768, 2048), (65536, 4096), (98304, 1536))
+        for h in (32, 64)
+        for d in (64, 128)
+    }
     assert all((p.levels, p.pooling, p.scorer) == (3, 4, "norm") for p in spec.points if p.shape.heads != 8)
 
 
@@ -67,7 +101,11 @@ def test_the_gqa_suite_is_the_paper_suite_s_gqa_points():
     assert set(gqa.points) == {p for p in paper.points if p.shape.heads != p.shape.kv_heads} and len(gqa.points) == 20
     clocks = points.resolve("clocks", {"device": "cpu"}, cuda_available=False)  # issue 24's four points
     assert sorted((p.shape.n, p.shape.batch, p.topk) for p in clocks.points) == [
-        (8192, 1, 512), (16384, 4, 1024), (65536, 1, 4096), (98304, 1, 1536)]
+        (8192, 1, 512),
+        (16384, 4, 1024),
+        (65536, 1, 4096),
+        (98304, 1, 1536),
+    ]
 
 
 def test_full_suite_keeps_its_mha_grid_and_adds_gqa():
@@ -75,12 +113,19 @@ def test_full_suite_keeps_its_mha_grid_and_adds_gqa():
     mha = [p for p in spec.points if p.shape.heads == 8]
     assert len(mha) == 7 * 3 * 3 * 3 * 2 and {p.shape.head_dim for p in mha} == {128}
     gqa = [p for p in spec.points if p.shape.heads != 8]
-    assert {(p.shape.heads, p.shape.kv_heads, p.shape.head_dim) for p in gqa} == {(32, 8, 64), (32, 8, 128),
-                                                                                  (64, 8, 64), (64, 8, 128)}
+    assert {(p.shape.heads, p.shape.kv_heads, p.shape.head_dim) for p in gqa} == {
+        (32, 8, 64),
+        (32, 8, 128),
+        (64, 8, 64),
+        (64, 8, 128),
+    }
     assert len(gqa) == 7 * 3 * 4 and {(p.levels, p.pooling, p.scorer) for p in gqa} == {(3, 4, "norm")}
     ci = points.resolve("ci", {"device": "cpu"}, cuda_available=False)
     assert sorted((p.shape.n, p.shape.batch, p.shape.heads, p.shape.kv_heads, p.shape.head_dim) for p in ci.points) == [
-        (16384, 4, 8, 8, 128), (65536, 1, 8, 8, 128), (98304, 1, 8, 8, 128)]  # the ci suite is unchanged
+        (16384, 4, 8, 8, 128),
+        (65536, 1, 8, 8, 128),
+        (98304, 1, 8, 8, 128),
+    ]  # the ci suite is unchanged
 
 
 def test_flags_replace_a_suite_key_everywhere():
@@ -102,7 +147,9 @@ def test_cuda_suite_without_cuda_is_refused():
 
 def test_suite_from_path_and_unknown_keys(tmp_path):
     path = tmp_path / "mine.toml"
-    path.write_text('device = "cpu"\nseq = [1024, "2k"]\ntopk = 128\nlevels = 2\n[[grid]]\nheads = 4\n[[grid]]\nheads = 2\n')
+    path.write_text(
+        'device = "cpu"\nseq = [1024, "2k"]\ntopk = 128\nlevels = 2\n[[grid]]\nheads = 4\n[[grid]]\nheads = 2\n'
+    )
     spec = points.resolve(str(path), {}, cuda_available=False)
     assert sorted((p.shape.n, p.shape.heads) for p in spec.points) == [(1024, 2), (1024, 4), (2048, 2), (2048, 4)]
     path.write_text('seq = "1k"\ntopk = 128\nwarmpu = 3\n')

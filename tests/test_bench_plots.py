@@ -20,9 +20,22 @@ def write_sweep(path, ns, configs):
         for i, (k, levels, p, s) in enumerate(configs):
             for impl in ("lighthouse_triton", "lighthouse_torch"):
                 ms = 1.0 + 0.1 * i + (0.05 if impl == "lighthouse_torch" else 0)
-                append_row(path, SWEEP, {**SHAPE, "impl": impl, "kind": "lighthouse", "n": n, "topk": k,
-                                         "levels": levels, "pooling": p, "scorer": s, "median_ms": ms,
-                                         "speedup_vs_sdpa_cudnn": 10.0 / ms})
+                append_row(
+                    path,
+                    SWEEP,
+                    {
+                        **SHAPE,
+                        "impl": impl,
+                        "kind": "lighthouse",
+                        "n": n,
+                        "topk": k,
+                        "levels": levels,
+                        "pooling": p,
+                        "scorer": s,
+                        "median_ms": ms,
+                        "speedup_vs_sdpa_cudnn": 10.0 / ms,
+                    },
+                )
 
 
 @pytest.fixture

@@ -9,8 +9,25 @@ from lighthouse.bench import runner as bench_runner
 from lighthouse.cli import app
 
 cli = CliRunner()
-SMALL = ["--seq", "2k,4k", "--levels", "2,3", "--heads", "1", "--kv-heads", "1", "--head-dim", "16", "--pass", "fwd,fwdbwd",
-         "--rep", "1", "--warmup", "1", "--no-plot"]
+SMALL = [
+    "--seq",
+    "2k,4k",
+    "--levels",
+    "2,3",
+    "--heads",
+    "1",
+    "--kv-heads",
+    "1",
+    "--head-dim",
+    "16",
+    "--pass",
+    "fwd,fwdbwd",
+    "--rep",
+    "1",
+    "--warmup",
+    "1",
+    "--no-plot",
+]
 
 
 def rows_of(out):
@@ -30,8 +47,10 @@ def test_oom_and_invalid_points_become_rows_and_the_sweep_goes_on(tmp_path, monk
     def build(task, bench, backend):
         fn, leaves, grad = real_build(task, bench, backend)
         if task.kind == "lighthouse" and task.shape.n == 2048 and task.point.levels == 2 and task.pass_ == "fwd":
+
             def fn():
                 raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 64.00 GiB")
+
         return fn, leaves, grad
 
     monkeypatch.setattr(bench_runner, "build", build)

@@ -22,7 +22,7 @@ def test_a_crossing_exactly_at_a_measured_n_and_the_last_crossing_counts():
     followed by a loss at 16K does not count: the last crossing from below does (a quarter of the way, 0.2/0.8)."""
     assert break_even({8192: 0.5, 16384: 1.0, 32768: 1.5}).n == pytest.approx(16384)
     got = break_even({8192: 1.2, 16384: 0.8, 32768: 1.6})
-    assert (got.lo, got.hi) == (16384, 32768) and got.n == pytest.approx(16384 * 2 ** 0.25)
+    assert (got.lo, got.hi) == (16384, 32768) and got.n == pytest.approx(16384 * 2**0.25)
 
 
 def test_outside_the_measured_range_is_said_so():
@@ -34,19 +34,39 @@ def test_outside_the_measured_range_is_said_so():
 
 
 def _row(n, topk, launched, ahead, heads=8, kv_heads=8, impl="lighthouse_triton"):
-    return {"kind": "lighthouse", "status": "ok", "impl": impl, "pass": "fwdbwd", "dtype": "bf16", "batch": "1",
-            "heads": str(heads), "kv_heads": str(kv_heads), "head_dim": "128", "levels": "3", "pooling": "4",
-            "scorer": "norm", "n": str(n), "topk": str(topk), "speedup_vs_sdpa_cudnn": str(launched),
-            "host_ahead_speedup_vs_sdpa_cudnn": "" if ahead is None else str(ahead)}
+    return {
+        "kind": "lighthouse",
+        "status": "ok",
+        "impl": impl,
+        "pass": "fwdbwd",
+        "dtype": "bf16",
+        "batch": "1",
+        "heads": str(heads),
+        "kv_heads": str(kv_heads),
+        "head_dim": "128",
+        "levels": "3",
+        "pooling": "4",
+        "scorer": "norm",
+        "n": str(n),
+        "topk": str(topk),
+        "speedup_vs_sdpa_cudnn": str(launched),
+        "host_ahead_speedup_vs_sdpa_cudnn": "" if ahead is None else str(ahead),
+    }
 
 
 def test_per_configuration_and_clock_with_the_best_k_at_each_n():
     """Two configurations (MHA, GQA 32/8); the MHA one has two k at 16K (the better, 2.5, counts); the issue's 8K
     point loses as launched (0.61) and host ahead (0.90), so each clock gets its own crossing; a dense row and a
     failed row are ignored; a file without the host-ahead column has no host-ahead break-even."""
-    rows = [_row(8192, 512, 0.61, 0.90), _row(16384, 1024, 2.5, 2.6), _row(16384, 2048, 1.1, 1.2),
-            _row(8192, 512, 1.3, None, 32, 8), _row(16384, 1024, 2.0, None, 32, 8),
-            {**_row(32768, 2048, 0.1, 0.1), "status": "oom"}, {**_row(32768, 2048, 0.1, 0.1), "kind": "dense"}]
+    rows = [
+        _row(8192, 512, 0.61, 0.90),
+        _row(16384, 1024, 2.5, 2.6),
+        _row(16384, 2048, 1.1, 1.2),
+        _row(8192, 512, 1.3, None, 32, 8),
+        _row(16384, 1024, 2.0, None, 32, 8),
+        {**_row(32768, 2048, 0.1, 0.1), "status": "oom"},
+        {**_row(32768, 2048, 0.1, 0.1), "kind": "dense"},
+    ]
     got = {(r["heads"], r["kv_heads"]): r for r in break_even_rows(rows, "sdpa_cudnn")}
     mha = got[("8", "8")]
     assert mha["n_measured"] == [8192, 16384]
@@ -61,10 +81,22 @@ def test_the_report_names_the_break_even_and_the_clock_of_every_figure():
     configuration on each; the report's break-even table has one line per configuration."""
     from lighthouse.report import build as report
 
-    rows = [{**_row(8192, 512, 0.61, 0.90), "median_ms": "1.76", "host_ahead_median_ms": "1.14",
-             "floor_ratio": "1.30", "host_ahead_floor_ratio": "1.10"},
-            {**_row(16384, 1024, 2.5, 2.6), "median_ms": "5.69", "host_ahead_median_ms": "4.98",
-             "floor_ratio": "1.25", "host_ahead_floor_ratio": "1.08"}]
+    rows = [
+        {
+            **_row(8192, 512, 0.61, 0.90),
+            "median_ms": "1.76",
+            "host_ahead_median_ms": "1.14",
+            "floor_ratio": "1.30",
+            "host_ahead_floor_ratio": "1.10",
+        },
+        {
+            **_row(16384, 1024, 2.5, 2.6),
+            "median_ms": "5.69",
+            "host_ahead_median_ms": "4.98",
+            "floor_ratio": "1.25",
+            "host_ahead_floor_ratio": "1.08",
+        },
+    ]
     h = report.sweep_headline(rows)
     text = report.headline_sentence(h)
     assert "2.5x as fast as sdpa_cudnn as launched, 2.6x host ahead" in text

@@ -19,8 +19,11 @@ from lighthouse.harness.tables import PARITY_FIGURES, SWEEP
 COLUMNS = list(SWEEP.columns)
 
 #: (n, topk, dense cuDNN ms, Lighthouse triton ms, Lighthouse torch ms, floor ms): the ci suite's points.
-POINTS = [(16384, 1024, 4.0, 2.0, 5.0, 1.0), (65536, 4096, 60.0, 12.0, 30.0, 6.0),
-          (98304, 1536, 130.0, 10.0, 40.0, 4.0)]
+POINTS = [
+    (16384, 1024, 4.0, 2.0, 5.0, 1.0),
+    (65536, 4096, 60.0, 12.0, 30.0, 6.0),
+    (98304, 1536, 130.0, 10.0, 40.0, 4.0),
+]
 SHAPE = {"pass": "fwdbwd", "device": "cuda", "dtype": "bf16", "batch": 1, "heads": 8, "kv_heads": 8, "head_dim": 128}
 LH = {"levels": 3, "pooling": 4, "scorer": "norm"}
 
@@ -35,22 +38,55 @@ def make_rows(scale=None, status=None, drop=None):
     scale, status = scale or {}, status or {}
     rows = []
     for n, topk, dense_ms, tri_ms, torch_ms, floor_ms in POINTS:
-        rows.append({**SHAPE, "impl": "sdpa_cudnn", "kind": "dense", "n": n, "status": "ok", "median_ms": dense_ms,
-                     "sdpa_backend": "cudnn"})
-        rows.append({**SHAPE, **LH, "impl": "floor", "kind": "floor", "n": n, "topk": topk, "s_sel": s_sel(n, topk),
-                     "status": "ok", "median_ms": floor_ms})
+        rows.append(
+            {
+                **SHAPE,
+                "impl": "sdpa_cudnn",
+                "kind": "dense",
+                "n": n,
+                "status": "ok",
+                "median_ms": dense_ms,
+                "sdpa_backend": "cudnn",
+            }
+        )
+        rows.append(
+            {
+                **SHAPE,
+                **LH,
+                "impl": "floor",
+                "kind": "floor",
+                "n": n,
+                "topk": topk,
+                "s_sel": s_sel(n, topk),
+                "status": "ok",
+                "median_ms": floor_ms,
+            }
+        )
         for impl, ms in (("lighthouse_triton", tri_ms), ("lighthouse_torch", torch_ms)):
             if drop == (impl, n):
                 continue
             ms = ms * scale.get((impl, n), 1.0)
             st = status.get((impl, n), "ok")
-            row = {**SHAPE, **LH, "impl": impl, "kind": "lighthouse", "n": n, "topk": topk, "s_sel": s_sel(n, topk),
-                   "status": st, "sdpa_backend": "cudnn"}
+            row = {
+                **SHAPE,
+                **LH,
+                "impl": impl,
+                "kind": "lighthouse",
+                "n": n,
+                "topk": topk,
+                "s_sel": s_sel(n, topk),
+                "status": st,
+                "sdpa_backend": "cudnn",
+            }
             if st == "ok":
                 # both clocks alike: the gate judges the host-ahead figures (check.SPEEDUP, check.FLOOR_RATIO)
-                row.update(median_ms=ms, host_ahead_median_ms=ms, speedup_vs_sdpa_cudnn=dense_ms / ms,
-                           floor_ratio=ms / floor_ms,
-                           **{check.SPEEDUP: dense_ms / ms, check.FLOOR_RATIO: ms / floor_ms})
+                row.update(
+                    median_ms=ms,
+                    host_ahead_median_ms=ms,
+                    speedup_vs_sdpa_cudnn=dense_ms / ms,
+                    floor_ratio=ms / floor_ms,
+                    **{check.SPEEDUP: dense_ms / ms, check.FLOOR_RATIO: ms / floor_ms},
+                )
             else:
                 row["reason"] = "CUDA out of memory. Tried to allocate 64.00 GiB"
             rows.append(row)
@@ -67,8 +103,16 @@ def write_results(folder: Path, rows, machine=True) -> Path:
             r = {"finished_at": "2026-11-29T00:00:00+00:00", **r}  # a finished row (an unstamped one is torn)
             w.writerow({c: "" if r.get(c) is None else r.get(c) for c in COLUMNS})
     if machine:
-        (folder / "machine.json").write_text(json.dumps({"gpu": "NVIDIA H200", "torch": "2.13.0", "triton": "3.5.0",
-                                                         "git": {"commit": "abc123", "dirty": False}}))
+        (folder / "machine.json").write_text(
+            json.dumps(
+                {
+                    "gpu": "NVIDIA H200",
+                    "torch": "2.13.0",
+                    "triton": "3.5.0",
+                    "git": {"commit": "abc123", "dirty": False},
+                }
+            )
+        )
     return path
 
 
@@ -149,8 +193,12 @@ def test_twenty_percent_slower_is_a_regression_naming_the_point(baseline, tmp_pa
 
 @pytest.mark.parametrize("sign", [1, -1])
 def test_noise_inside_the_tolerance_passes(baseline, tmp_path, sign):
-    scale = {(impl, n): 1 + sign * 0.05 * (-1) ** i for i, (impl, n) in enumerate(
-        (impl, p[0]) for p in POINTS for impl in ("lighthouse_triton", "lighthouse_torch"))}
+    scale = {
+        (impl, n): 1 + sign * 0.05 * (-1) ** i
+        for i, (impl, n) in enumerate(
+            (impl, p[0]) for p in POINTS for impl in ("lighthouse_triton", "lighthouse_torch")
+        )
+    }
     results = write_results(tmp_path / "now", make_rows(scale=scale))
     con = console()
     assert run_check(baseline, results, tolerance=0.10, console=con) == EXIT_OK, text(con)
@@ -278,8 +326,13 @@ def test_record_without_ok_rows_cannot_measure(tmp_path):
 
 
 def test_point_flags_select_exactly_the_point():
-    row = {**{k: str(v) for k, v in SHAPE.items()}, **{k: str(v) for k, v in LH.items()},
-           "impl": "lighthouse_triton", "n": "98304", "topk": "1536"}
+    row = {
+        **{k: str(v) for k, v in SHAPE.items()},
+        **{k: str(v) for k, v in LH.items()},
+        "impl": "lighthouse_triton",
+        "n": "98304",
+        "topk": "1536",
+    }
     spec = points.resolve("ci", check.point_flags(row), cuda_available=True)
     assert len(spec.points) == 1 and spec.passes == ["fwdbwd"] and spec.impls == ["triton"]
     assert spec.baselines == ["cudnn"] and spec.floor and spec.device == "cuda"
@@ -302,9 +355,26 @@ def test_parity_rows_on_a_small_point():
 
 
 def test_parity_verdicts_flag_a_mismatch():
-    row = {"impl": "triton vs torch", "pass": "fwdbwd", "dtype": "bf16", "n": 16384, "topk": 1024, "levels": 3,
-           "pooling": 4, "scorer": "norm", "batch": 1, "heads": 8, "kv_heads": 8, "head_dim": 128, "status": "ok",
-           "same_selection": False, "rel_out": 0.5, "rel_dq": 1e-3, "rel_dk": 1e-3, "rel_dv": 1e-3}
+    row = {
+        "impl": "triton vs torch",
+        "pass": "fwdbwd",
+        "dtype": "bf16",
+        "n": 16384,
+        "topk": 1024,
+        "levels": 3,
+        "pooling": 4,
+        "scorer": "norm",
+        "batch": 1,
+        "heads": 8,
+        "kv_heads": 8,
+        "head_dim": 128,
+        "status": "ok",
+        "same_selection": False,
+        "rel_out": 0.5,
+        "rel_dq": 1e-3,
+        "rel_dk": 1e-3,
+        "rel_dv": 1e-3,
+    }
     verdicts = check.parity_verdicts([row])
     assert check.exit_code(verdicts) == EXIT_REGRESSED
     assert {v.figure for v in verdicts if v.verdict == "REGRESSED"} == {"parity: selection", "parity: rel err out"}
@@ -328,16 +398,27 @@ def check_rows(out: Path):
         return list(csv.DictReader(f))
 
 
-@pytest.mark.parametrize("figure,change,code", [
-    # speedup (higher is better): a drop past 6% fails, a gain never does
-    (check.SPEEDUP, -0.05, EXIT_OK), (check.SPEEDUP, -0.07, EXIT_REGRESSED),
-    (check.SPEEDUP, -0.09, EXIT_REGRESSED), (check.SPEEDUP, -0.14, EXIT_REGRESSED),
-    (check.SPEEDUP, +0.05, EXIT_OK), (check.SPEEDUP, +0.07, EXIT_OK), (check.SPEEDUP, +0.14, EXIT_OK),
-    # floor ratio (lower is better): a rise past 6% fails, a fall never does
-    (check.FLOOR_RATIO, +0.05, EXIT_OK), (check.FLOOR_RATIO, +0.07, EXIT_REGRESSED),
-    (check.FLOOR_RATIO, +0.09, EXIT_REGRESSED), (check.FLOOR_RATIO, +0.14, EXIT_REGRESSED),
-    (check.FLOOR_RATIO, -0.05, EXIT_OK), (check.FLOOR_RATIO, -0.07, EXIT_OK), (check.FLOOR_RATIO, -0.14, EXIT_OK),
-])
+@pytest.mark.parametrize(
+    "figure,change,code",
+    [
+        # speedup (higher is better): a drop past 6% fails, a gain never does
+        (check.SPEEDUP, -0.05, EXIT_OK),
+        (check.SPEEDUP, -0.07, EXIT_REGRESSED),
+        (check.SPEEDUP, -0.09, EXIT_REGRESSED),
+        (check.SPEEDUP, -0.14, EXIT_REGRESSED),
+        (check.SPEEDUP, +0.05, EXIT_OK),
+        (check.SPEEDUP, +0.07, EXIT_OK),
+        (check.SPEEDUP, +0.14, EXIT_OK),
+        # floor ratio (lower is better): a rise past 6% fails, a fall never does
+        (check.FLOOR_RATIO, +0.05, EXIT_OK),
+        (check.FLOOR_RATIO, +0.07, EXIT_REGRESSED),
+        (check.FLOOR_RATIO, +0.09, EXIT_REGRESSED),
+        (check.FLOOR_RATIO, +0.14, EXIT_REGRESSED),
+        (check.FLOOR_RATIO, -0.05, EXIT_OK),
+        (check.FLOOR_RATIO, -0.07, EXIT_OK),
+        (check.FLOOR_RATIO, -0.14, EXIT_OK),
+    ],
+)
 def test_the_default_tolerance_is_six_percent_on_each_side(baseline, tmp_path, figure, change, code):
     """Catches a default tolerance other than 6% (7% or more lets the 7% cases through, under 5% fails the 5%
     ones; the old 10% lets the 7% and 9% cases through), a gated figure judged in the wrong direction, and a
@@ -346,8 +427,11 @@ def test_the_default_tolerance_is_six_percent_on_each_side(baseline, tmp_path, f
     results = write_results(tmp_path / "now", rows_with(figure, change))
     con = console()
     assert run_check(baseline, results, console=con, out=tmp_path / "check") == code, text(con)
-    row = next(r for r in check_rows(tmp_path / "check") if r["figure"] == figure and "n=98304" in r["point"]
-               and "triton" in r["point"])
+    row = next(
+        r
+        for r in check_rows(tmp_path / "check")
+        if r["figure"] == figure and "n=98304" in r["point"] and "triton" in r["point"]
+    )
     assert float(row["change_pct"]) == pytest.approx(change * 100, abs=0.06)
     assert row["verdict"] == ("REGRESSED" if code == EXIT_REGRESSED else "ok")
 

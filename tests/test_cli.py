@@ -6,18 +6,43 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from lighthouse.cli import app
 from lighthouse.harness.tables import SWEEP
 
 COLUMNS = list(SWEEP.columns)
-from lighthouse.cli import app
 
 runner = CliRunner()
 
 DOCUMENTED = [
-    "impl", "pass", "device", "dtype", "n", "batch", "heads", "kv_heads", "head_dim", "levels", "pooling", "topk",
-    "scorer", "s_sel", "median_ms", "p20_ms", "p80_ms", "first_call_ms", "peak_mem_gib", "dense_tflops", "eff_tflops",
-    "speedup_vs_sdpa_cudnn", "speedup_vs_sdpa_flash", "speedup_vs_sdpa_efficient", "speedup_vs_sdpa_math",
-    "speedup_vs_flex", "floor_ratio", "status", "reason",
+    "impl",
+    "pass",
+    "device",
+    "dtype",
+    "n",
+    "batch",
+    "heads",
+    "kv_heads",
+    "head_dim",
+    "levels",
+    "pooling",
+    "topk",
+    "scorer",
+    "s_sel",
+    "median_ms",
+    "p20_ms",
+    "p80_ms",
+    "first_call_ms",
+    "peak_mem_gib",
+    "dense_tflops",
+    "eff_tflops",
+    "speedup_vs_sdpa_cudnn",
+    "speedup_vs_sdpa_flash",
+    "speedup_vs_sdpa_efficient",
+    "speedup_vs_sdpa_math",
+    "speedup_vs_flex",
+    "floor_ratio",
+    "status",
+    "reason",
 ]
 
 
@@ -62,7 +87,10 @@ def test_quick_sweep_writes_csv_machine_json_and_charts(tmp_path):
         else:
             assert r["levels"] in ("2", "3") and r["topk"] == "128" and r["s_sel"] != ""
         if r["kind"] == "floor":
-            assert r["s_sel"] == {"2": {"2048": "1024", "4096": "1536"}, "3": {"2048": "1152", "4096": "1280"}}[r["levels"]][r["n"]]
+            assert (
+                r["s_sel"]
+                == {"2": {"2048": "1024", "4096": "1536"}, "3": {"2048": "1152", "4096": "1280"}}[r["levels"]][r["n"]]
+            )
         if r["kind"] == "lighthouse":
             ms = float(r["median_ms"])
             assert float(r["speedup_vs_sdpa_math"]) == pytest.approx(dense[(r["n"], r["pass"])] / ms, rel=1e-4)
@@ -72,8 +100,22 @@ def test_quick_sweep_writes_csv_machine_json_and_charts(tmp_path):
             assert float(r["dense_tflops"]) / float(r["eff_tflops"]) == pytest.approx(n**2 / s**2, rel=1e-4)
 
     info = json.loads((out / "machine.json").read_text())
-    for key in ("gpu", "driver", "cuda", "cudnn", "torch", "triton", "python", "platform", "cpu", "git", "command",
-                "start_time", "end_time", "wall_seconds"):
+    for key in (
+        "gpu",
+        "driver",
+        "cuda",
+        "cudnn",
+        "torch",
+        "triton",
+        "python",
+        "platform",
+        "cpu",
+        "git",
+        "command",
+        "start_time",
+        "end_time",
+        "wall_seconds",
+    ):
         assert key in info
     assert "commit" in info["git"] and "dirty" in info["git"]
     assert "--suite quick" in info["equivalent_command"]
@@ -88,7 +130,12 @@ def test_quick_sweep_writes_csv_machine_json_and_charts(tmp_path):
 
 def test_plot_command_redraws(tmp_path):
     out = tmp_path / "s"
-    assert runner.invoke(app, ["sweep", "--seq", "2k", "--levels", "2", "--pass", "fwd", "--no-plot", "--out", str(out)]).exit_code == 0
+    assert (
+        runner.invoke(
+            app, ["sweep", "--seq", "2k", "--levels", "2", "--pass", "fwd", "--no-plot", "--out", str(out)]
+        ).exit_code
+        == 0
+    )
     assert not (out / "latency.png").exists()
     result = runner.invoke(app, ["plot", str(out / "results.csv"), "--out", str(tmp_path / "charts")])
     assert result.exit_code == 0, result.output

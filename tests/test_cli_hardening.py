@@ -1,7 +1,6 @@
 """What a new user hit on the command line (issue 11): torn rows, usage errors, exit codes, provenance."""
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -18,9 +17,38 @@ runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[1]
 
 #: The smallest sweep there is: one N, one Lighthouse point, the math baseline, forward only (seconds on a CPU).
-TINY = ["--suite", "quick", "--seq", "256", "--topk", "128", "--levels", "2", "--pooling", "2", "--heads", "1",
-        "--kv-heads", "1", "--head-dim", "8", "--pass", "fwd", "--impl", "torch", "--baseline", "math",
-        "--warmup", "1", "--rep", "2", "--min-rep", "1", "--no-floor", "--no-plot"]
+TINY = [
+    "--suite",
+    "quick",
+    "--seq",
+    "256",
+    "--topk",
+    "128",
+    "--levels",
+    "2",
+    "--pooling",
+    "2",
+    "--heads",
+    "1",
+    "--kv-heads",
+    "1",
+    "--head-dim",
+    "8",
+    "--pass",
+    "fwd",
+    "--impl",
+    "torch",
+    "--baseline",
+    "math",
+    "--warmup",
+    "1",
+    "--rep",
+    "2",
+    "--min-rep",
+    "1",
+    "--no-floor",
+    "--no-plot",
+]
 
 
 def invoke(*args):
@@ -49,6 +77,7 @@ def _tear_last_row(path: Path) -> None:
 
 
 # ------------------------------------------------------------------ item 4: torn rows
+
 
 def test_torn_row_is_left_out_of_plot_and_report_with_a_warning(tiny_sweep, tmp_path):
     """Catches `plot` and `report` showing a row cut short by a crash as `ok` (with a cut-off median)."""
@@ -80,6 +109,7 @@ def test_resume_runs_a_torn_row_again(tiny_sweep, tmp_path):
 
 
 # ------------------------------------------------------------------ items 6, 7: bad --out, foreign files
+
 
 def _usage_error(result, *needles):
     """Exit 2, one line naming the problem, no traceback."""
@@ -119,29 +149,53 @@ def test_out_that_is_a_file_is_a_usage_error(tmp_path):
     target = tmp_path / "afile"
     target.write_text("x")
     _usage_error(invoke("sweep", *TINY, "--out", target), "--out", "is a file, not a folder")
-    _usage_error(invoke("profile", "--seq", "256", "--topk", "128", "--levels", "2", "--pooling", "2", "--out", target),
-                 "--out", "is a file, not a folder")
+    _usage_error(
+        invoke("profile", "--seq", "256", "--topk", "128", "--levels", "2", "--pooling", "2", "--out", target),
+        "--out",
+        "is a file, not a folder",
+    )
 
 
 def test_read_only_out_is_a_usage_error_before_any_work(tiny_sweep, read_only_dir, tmp_path):
     """Catches a read-only --out failing with an OSError traceback, in `profile` only after measuring
     everything (and in sweep, plot and report)."""
     _usage_error(invoke("sweep", *TINY, "--out", read_only_dir / "s"), "--out", "cannot write to the folder")
-    result = invoke("profile", "--seq", "256", "--topk", "128", "--levels", "2", "--pooling", "2", "--heads", "1",
-                    "--head-dim", "8", "--out", read_only_dir)
+    result = invoke(
+        "profile",
+        "--seq",
+        "256",
+        "--topk",
+        "128",
+        "--levels",
+        "2",
+        "--pooling",
+        "2",
+        "--heads",
+        "1",
+        "--head-dim",
+        "8",
+        "--out",
+        read_only_dir,
+    )
     _usage_error(result, "--out", "cannot write to the folder")
     assert "peaks" not in result.output and "profiling" not in result.output  # nothing measured first
     _usage_error(invoke("plot", tiny_sweep / "results.csv", "--out", read_only_dir), "--out", "cannot write")
     _usage_error(invoke("report", tiny_sweep, "--out", read_only_dir), "--out", "cannot write")
 
 
-@pytest.mark.parametrize("content,why", [
-    (b"", "is empty"),
-    (b"\x00\x01\x02\xff binary", "is binary"),
-    (b"\xff\xfe\xfa not utf-8", "is not UTF-8 text"),
-    (b"a,b,status\n1,2,ok\n", "lacks the columns"),
-    (b"n,topk,levels,pooling,scorer,dtype,batch,heads,kv_heads,head_dim,impl,s_sel,pass,stage,ms\n", "is a profile"),
-])
+@pytest.mark.parametrize(
+    "content,why",
+    [
+        (b"", "is empty"),
+        (b"\x00\x01\x02\xff binary", "is binary"),
+        (b"\xff\xfe\xfa not utf-8", "is not UTF-8 text"),
+        (b"a,b,status\n1,2,ok\n", "lacks the columns"),
+        (
+            b"n,topk,levels,pooling,scorer,dtype,batch,heads,kv_heads,head_dim,impl,s_sel,pass,stage,ms\n",
+            "is a profile",
+        ),
+    ],
+)
 def test_plot_and_report_refuse_a_file_that_is_not_a_results_csv(tmp_path, content, why):
     """Catches `plot` on an empty CSV (EmptyDataError), a foreign CSV or a profile.csv (KeyError: 'status')
     or a binary file (UnicodeDecodeError) ending in a traceback, and `report` exiting 0 on them."""
@@ -155,6 +209,7 @@ def test_plot_and_report_refuse_a_file_that_is_not_a_results_csv(tmp_path, conte
 
 # ------------------------------------------------------------------ item 11: provenance and wording
 
+
 def test_report_names_the_cpu_the_configuration_and_the_noise(tiny_sweep, tmp_path):
     """Catches a CPU run's report with no CPU model in its Runs table, and a headline that picks the best
     configuration per N against the slow math baseline without saying which configuration or that CPU
@@ -167,7 +222,9 @@ def test_report_names_the_cpu_the_configuration_and_the_noise(tiny_sweep, tmp_pa
     assert "in its best configuration there (k=128, L=2, p=2, norm scorer; each N is judged by its best" in md
     assert "sdpa_math is PyTorch's unfused reference attention" in md
     assert "CPU timings are noisy" in md
-    assert "(best configuration there: k=128 L=2 p=2 norm)" in result.output and "CPU figures are noisy" in result.output
+    assert (
+        "(best configuration there: k=128 L=2 p=2 norm)" in result.output and "CPU figures are noisy" in result.output
+    )
 
 
 def test_profile_chart_title_names_device_and_dtype():
@@ -189,6 +246,7 @@ def test_venv_is_ignored_by_git():
 
 # ------------------------------------------------------------------ item 1: presets before paths
 
+
 def test_folder_named_like_a_preset_does_not_hide_it(tmp_path, monkeypatch):
     """Catches load_suite looking for a path before the preset: after `sweep --suite quick --out quick`,
     the documented `--resume` (and a bare sweep in any folder holding quick/) failed with "no such file"."""
@@ -208,6 +266,7 @@ def test_folder_named_like_a_preset_does_not_hide_it(tmp_path, monkeypatch):
 
 # ------------------------------------------------------------------ item 8: one validation path
 
+
 def _error_line(result) -> str:
     return next(line for line in result.output.splitlines() if line.startswith("Error:"))
 
@@ -217,8 +276,21 @@ def test_profile_validates_timing_flags_as_sweep_does(flag, value, tmp_path):
     """Catches `profile --rep 0` failing per point with exit 1, and `--warmup 0` and `--max-seconds -1`
     being accepted, where `sweep` refuses each as a usage error."""
     sweep = invoke("sweep", *TINY, flag, value, "--out", tmp_path / "s")
-    profile = invoke("profile", "--seq", "256", "--topk", "128", "--levels", "2", "--pooling", "2", flag, value,
-                     "--out", tmp_path / "p")
+    profile = invoke(
+        "profile",
+        "--seq",
+        "256",
+        "--topk",
+        "128",
+        "--levels",
+        "2",
+        "--pooling",
+        "2",
+        flag,
+        value,
+        "--out",
+        tmp_path / "p",
+    )
     _usage_error(sweep, flag)
     _usage_error(profile, flag)
     assert _error_line(profile) == _error_line(sweep)
@@ -229,12 +301,28 @@ def test_profile_refuses_triton_where_it_cannot_run(monkeypatch, tmp_path):
     """Catches `profile --impl triton` on a CPU without the interpreter failing inside Triton ("0 active
     drivers") instead of saying why it cannot run here."""
     monkeypatch.setenv("TRITON_INTERPRET", "0")
-    result = invoke("profile", "--seq", "256", "--topk", "128", "--levels", "2", "--pooling", "2", "--impl", "triton",
-                    "--device", "cpu", "--out", tmp_path / "p")
+    result = invoke(
+        "profile",
+        "--seq",
+        "256",
+        "--topk",
+        "128",
+        "--levels",
+        "2",
+        "--pooling",
+        "2",
+        "--impl",
+        "triton",
+        "--device",
+        "cpu",
+        "--out",
+        tmp_path / "p",
+    )
     _usage_error(result, "--impl triton", "CUDA")
 
 
 # ------------------------------------------------------------------ item 9: exit codes and --resume
+
 
 def test_a_grid_where_no_row_can_run_is_an_error(tmp_path):
     """Catches `sweep --heads 3 --kv-heads 2`: every row invalid, exit 0 and empty charts."""
@@ -282,6 +370,7 @@ def test_resumed_summary_counts_every_row(tiny_sweep, tmp_path):
 
 # ------------------------------------------------------------------ item 11: the smaller ones
 
+
 def test_ctrl_c_prints_the_exact_resume_command(tmp_path, monkeypatch):
     """Catches the interrupt message printing a literal "..." for the options: the printed command,
     run as printed, must resume the sweep."""
@@ -303,7 +392,7 @@ def test_ctrl_c_prints_the_exact_resume_command(tmp_path, monkeypatch):
     result = invoke("sweep", *TINY, "--out", out)
     assert result.exit_code == 130, result.output
     line = next(line for line in result.output.splitlines() if "--resume" in line)
-    command = line[line.index("lighthouse-bench sweep"):].rstrip(" .")
+    command = line[line.index("lighthouse-bench sweep") :].rstrip(" .")
     assert "..." not in command
     monkeypatch.setattr(runner_mod, "execute", real)
     result = invoke(*shlex.split(command)[1:])
@@ -319,7 +408,9 @@ def test_version():
     assert result.exit_code == 0 and result.output.strip() == f"lighthouse-bench {__version__}"
 
 
-@pytest.mark.parametrize("command", ["sweep", "plot", "profile", "report", "check", "suites", "train", "quality", "recommend", "passkey"])
+@pytest.mark.parametrize(
+    "command", ["sweep", "plot", "profile", "report", "check", "suites", "train", "quality", "recommend", "passkey"]
+)
 def test_help_has_no_placeholders_or_mid_sentence_breaks(command):
     """Catches `--help` showing <bool>/<str> placeholders and breaking the description mid-sentence (the
     docstrings' own line breaks kept)."""
@@ -337,12 +428,43 @@ def test_profile_records_its_options_and_prints_small_peaks(tmp_path, monkeypatc
     no equivalent command."""
     from lighthouse.bench import peaks
 
-    monkeypatch.setattr(peaks, "measure_peaks", lambda device, dtype: {
-        "device": "cpu", "dtype": "float32", "copy_gb_s": 12.34, "matmul_tflops": 0.0412, "measured_at": "", "torch": ""})
+    monkeypatch.setattr(
+        peaks,
+        "measure_peaks",
+        lambda device, dtype: {
+            "device": "cpu",
+            "dtype": "float32",
+            "copy_gb_s": 12.34,
+            "matmul_tflops": 0.0412,
+            "measured_at": "",
+            "torch": "",
+        },
+    )
     monkeypatch.setenv("LIGHTHOUSE_BENCH_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "p"
-    result = invoke("profile", "--seq", "256", "--topk", "128", "--levels", "2", "--pooling", "2", "--heads", "1",
-                    "--head-dim", "8", "--warmup", "1", "--rep", "1", "--device", "cpu", "--out", out)
+    result = invoke(
+        "profile",
+        "--seq",
+        "256",
+        "--topk",
+        "128",
+        "--levels",
+        "2",
+        "--pooling",
+        "2",
+        "--heads",
+        "1",
+        "--head-dim",
+        "8",
+        "--warmup",
+        "1",
+        "--rep",
+        "1",
+        "--device",
+        "cpu",
+        "--out",
+        out,
+    )
     assert result.exit_code == 0, result.output
     assert "matmul 0.0412 TFLOP/s" in result.output
     info = json.loads((out / "machine.json").read_text())
@@ -360,8 +482,11 @@ def test_cli_reference_has_a_cpu_sized_profile_example(monkeypatch):
     from lighthouse.bench import profile as profile_mod
 
     reference = (ROOT / "docs" / "cli.md").read_text()
-    lines = [line.split("#")[0].strip() for line in reference.splitlines()
-             if line.startswith("lighthouse-bench profile") and "--device cpu" in line]
+    lines = [
+        line.split("#")[0].strip()
+        for line in reference.splitlines()
+        if line.startswith("lighthouse-bench profile") and "--device cpu" in line
+    ]
     assert lines, "no `lighthouse-bench profile ... --device cpu` example in docs/cli.md"
     seen = []
     monkeypatch.setattr(profile_mod, "run_profile", lambda points, *a, **k: seen.extend(points) or 0)

@@ -65,8 +65,18 @@ def test_an_older_results_file_reads_the_new_columns_empty(tmp_path):
     with path.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=old_columns)
         w.writeheader()
-        w.writerow({c: "" for c in old_columns} | {"impl": "sdpa_cudnn", "kind": "dense", "pass": "fwd", "n": "8192",
-                                                    "status": "ok", "median_ms": "1.0", "finished_at": "2026-01-01"})
+        w.writerow(
+            {c: "" for c in old_columns}
+            | {
+                "impl": "sdpa_cudnn",
+                "kind": "dense",
+                "pass": "fwd",
+                "n": "8192",
+                "status": "ok",
+                "median_ms": "1.0",
+                "finished_at": "2026-01-01",
+            }
+        )
     rows, torn = tables.read_rows(path, tables.SWEEP)
     assert not torn and rows[0]["host_ahead_median_ms"] == "" and rows[0]["host_ms_per_call"] == ""
     assert tables.num(rows[0]["host_ahead_median_ms"]) is None and tables.num(rows[0]["median_ms"]) == 1.0

@@ -110,6 +110,7 @@ class FakeHold:
 def synthetic_step(gpu: FakeGpu, launches: int, host_ms: float, gpu_ms: float, wait_after: int = 0):
     """`launches` kernels of gpu_ms each, host_ms of host work before each; with wait_after, the host reads a
     device value (an event's synchronize) after that many launches, as a host check inside a layer would."""
+
     def step():
         for i in range(launches):
             if wait_after and i == wait_after:
@@ -118,12 +119,14 @@ def synthetic_step(gpu: FakeGpu, launches: int, host_ms: float, gpu_ms: float, w
                 ev.synchronize()
             gpu.work(host_ms)
             gpu.launch(gpu_ms)
+
     return step
 
 
 def timed(gpu: FakeGpu, step, rep: int = 5):
-    return measure(step, "fwd", [], None, device=torch.device("cpu"), warmup=1, rep=rep, min_rep=rep,
-                   max_seconds=60.0, backend=gpu)
+    return measure(
+        step, "fwd", [], None, device=torch.device("cpu"), warmup=1, rep=rep, min_rep=rep, max_seconds=60.0, backend=gpu
+    )
 
 
 def test_gpu_bound_step_host_ahead_is_the_kernels_alone():
@@ -182,8 +185,17 @@ def test_without_a_hold_kernel_only_the_launched_clock_is_timed():
 
 def test_on_the_cpu_host_ahead_is_as_launched():
     """Synchronous: one clock, stated as such (the same samples), and the host time is the whole call."""
-    t = measure(lambda: time.sleep(0.002), "fwd", [], None, device=torch.device("cpu"), warmup=1, rep=3, min_rep=3,
-                max_seconds=5.0)
+    t = measure(
+        lambda: time.sleep(0.002),
+        "fwd",
+        [],
+        None,
+        device=torch.device("cpu"),
+        warmup=1,
+        rep=3,
+        min_rep=3,
+        max_seconds=5.0,
+    )
     assert t.host_ahead_ms == t.samples_ms == t.host_ms
     assert 2.0 <= t.median_ms < 50.0
 

@@ -25,9 +25,12 @@ def test_no_kernel_builds_a_sorting_network():
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "compile_times.py"), "--ranks",
-         "--config", "98304,1536,3,4"],
-        env=env, capture_output=True, text=True, timeout=240)
+        [sys.executable, str(ROOT / "scripts" / "compile_times.py"), "--ranks", "--config", "98304,1536,3,4"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     ranks = re.findall(r"^rank (\d+) (\w+)", proc.stdout, re.M)
     assert {name for _, name in ranks} >= {"_norm_scores_kernel", "_select_kernel", "_gather_kernel", "_pull_kernel"}

@@ -52,8 +52,10 @@ def test_post_rope_rotates_at_global_positions(findings):
     _verdict(findings, "values_post_positions")
 
 
-@pytest.mark.skipif(not os.environ.get("LIGHTHOUSE_CP_TEST_TRITON"), reason="opt-in: LIGHTHOUSE_CP_TEST_TRITON=1 "
-                    "(the interpreted Triton kernels take minutes on the CPU)")
+@pytest.mark.skipif(
+    not os.environ.get("LIGHTHOUSE_CP_TEST_TRITON"),
+    reason="opt-in: LIGHTHOUSE_CP_TEST_TRITON=1 (the interpreted Triton kernels take minutes on the CPU)",
+)
 def test_triton_path_matches_single_device(findings):
     """impl='triton' around the exchanges, rope pre and post (global positions in the fused gather and pull)."""
     _verdict(findings, "triton")

@@ -16,8 +16,14 @@ from lighthouse import LighthouseConfig, lighthouse_attention
 from lighthouse.harness import points, tables
 from lighthouse.bench import sweep
 from lighthouse.cli import app
-from lighthouse.cuda_graph import (GraphedAttention, NotCapturable, check_capturable, check_inputs, graph_lighthouse,
-                                   signature)
+from lighthouse.cuda_graph import (
+    GraphedAttention,
+    NotCapturable,
+    check_capturable,
+    check_inputs,
+    graph_lighthouse,
+    signature,
+)
 from lighthouse.plan import plan_for
 
 from conftest import rand_qkv
@@ -30,7 +36,9 @@ def test_cli_refuses_cuda_graph_on_cpu(tmp_path):
     """Catches --cuda-graph accepted on the CPU (a sweep of rows that can never run) or refused with a
     traceback instead of a one-line usage error naming the flag."""
     out = tmp_path / "x"
-    result = CliRunner().invoke(app, ["sweep", "--suite", "quick", "--device", "cpu", "--cuda-graph", "--out", str(out)])
+    result = CliRunner().invoke(
+        app, ["sweep", "--suite", "quick", "--device", "cpu", "--cuda-graph", "--out", str(out)]
+    )
     assert result.exit_code == 2, result.output
     assert "--cuda-graph" in result.output
     assert "Traceback" not in result.output
@@ -65,6 +73,7 @@ def test_graphed_lighthouse_row_takes_graphed_dense_and_eager_floor():
         from lighthouse.harness.timing import Timing
 
         return Result("ok", timing=Timing([ms], ms, None))
+
     eager_dense = points.Task("dense", dense.impl, "fwd", dense.shape)
     for task, ms in ((eager_dense, 100.0), (dense, 8.0), (floor, 2.0)):
         medians.add({k: tables.cell(v) for k, v in sweep.make_row(task, "cuda", 0, ok(ms), medians).items()})
@@ -154,6 +163,7 @@ def _fake_graphed():
             static_grads[1].copy_(g)
             static_grads[2].copy_(g)
             return tuple(x.detach() for x in static_grads)
+
     return Replay.apply
 
 
@@ -221,6 +231,7 @@ class _HostRead(AssertionError):
 def _forbid_host_reads(monkeypatch, asserted):
     """Pretend a capture is under way and make every host read of a tensor fail; device assertions are
     recorded instead of evaluated."""
+
     def boom(*args, **kwargs):
         raise _HostRead("host read during capture")
 
@@ -256,8 +267,10 @@ def test_finite_check_under_capture_stays_on_the_device(monkeypatch, bad):
     assert bool(asserted[0]) is (bad in (None, "v_sum_overflows"))
 
 
-@pytest.mark.skipif(os.environ.get("TRITON_INTERPRET", "0") in ("", "0"),
-                    reason="interpreter test on CPU tensors; on a GPU the capture itself is tested below")
+@pytest.mark.skipif(
+    os.environ.get("TRITON_INTERPRET", "0") in ("", "0"),
+    reason="interpreter test on CPU tensors; on a GPU the capture itself is tested below",
+)
 def test_triton_layer_under_capture_reads_nothing_on_the_host(monkeypatch):
     """Catches any host read of a tensor (.item(), bool(), .tolist(), a synchronize) anywhere in the Triton
     layer's forward and backward once a capture is under way: the whole path must be capturable."""
@@ -283,8 +296,10 @@ GPU = pytest.mark.skipif(not CUDA, reason="CUDA graphs need a CUDA device")
 
 def _gpu_qkv(seed, n=2048, requires_grad=True):
     g = torch.Generator(device="cuda").manual_seed(seed)
-    return [torch.randn(1, 2, n, 64, generator=g, device="cuda", dtype=torch.bfloat16).requires_grad_(requires_grad)
-            for _ in range(3)]
+    return [
+        torch.randn(1, 2, n, 64, generator=g, device="cuda", dtype=torch.bfloat16).requires_grad_(requires_grad)
+        for _ in range(3)
+    ]
 
 
 def _eager(cfg, q, k, v, grad):
@@ -354,8 +369,19 @@ def test_sweep_times_graphed_rows(pass_):
     """Catches `sweep --cuda-graph` rows that fail on the GPU (capture, bwd repetitions, the dense wrapper)."""
     from lighthouse.bench import runner
 
-    spec = points.resolve(None, {"device": "cuda", "seq": "2k", "topk": "128", "heads": "2", "head_dim": "64",
-                                 "pass": pass_, "cuda_graph": True}, cuda_available=True)
+    spec = points.resolve(
+        None,
+        {
+            "device": "cuda",
+            "seq": "2k",
+            "topk": "128",
+            "heads": "2",
+            "head_dim": "64",
+            "pass": pass_,
+            "cuda_graph": True,
+        },
+        cuda_available=True,
+    )
     bench = runner.Bench("cuda", 0, warmup=2, rep=3, min_rep=1, max_seconds=1.0)
     for task in points.plan_tasks(spec, ["triton"], ["cudnn"]):
         if task.kind == "floor":
@@ -365,8 +391,10 @@ def test_sweep_times_graphed_rows(pass_):
     bench.release()
 
 
-@pytest.mark.skipif(os.environ.get("TRITON_INTERPRET", "0") in ("", "0"),
-                    reason="interpreter test on CPU tensors; tests/test_triton_path.py covers the GPU")
+@pytest.mark.skipif(
+    os.environ.get("TRITON_INTERPRET", "0") in ("", "0"),
+    reason="interpreter test on CPU tensors; tests/test_triton_path.py covers the GPU",
+)
 def test_retain_inner_graph_is_recorded_at_forward():
     """Catches retain_inner_graph read only in the backward: on CUDA autograd runs the backward on its own
     device thread, which does not see the thread-local switch, so the graphed bwd capture (and the sweep's bwd

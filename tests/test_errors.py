@@ -48,8 +48,10 @@ SMALL = dict(levels=2, pooling=2, topk=128, impl="torch")
         (dict(q=torch.ones(1, 2, 512, 4, dtype=torch.int32)), r"q must be float16, bfloat16, float32 or float64"),
         (dict(v=torch.randn(1, 1, 512, 8)), r"k and v must have the same shape"),
         (dict(k=torch.randn(1, 1, 256, 4), v=torch.randn(1, 1, 256, 4)), r"does not match q shape"),
-        (dict(q=torch.randn(1, 3, 512, 4), k=torch.randn(1, 2, 512, 4), v=torch.randn(1, 2, 512, 4)),
-         r"Hq=3 must be a positive multiple of kv heads Hkv=2"),
+        (
+            dict(q=torch.randn(1, 3, 512, 4), k=torch.randn(1, 2, 512, 4), v=torch.randn(1, 2, 512, 4)),
+            r"Hq=3 must be a positive multiple of kv heads Hkv=2",
+        ),
         (dict(q=[1.0]), r"q must be a torch.Tensor"),
     ],
 )
@@ -84,6 +86,7 @@ def test_gla_without_fla_names_the_extra():
     pytest.importorskip("torch")
     try:
         import fla  # noqa: F401
+
         pytest.skip("flash-linear-attention is installed")
     except ImportError:
         pass

@@ -40,19 +40,51 @@ def make_rows(project=1.0, layer=None, plain=1.0, reference=True):
     rows = []
     for n, topk, dense, tri, floor, ref in POINTS:
         s_sel = n // 16 + 8 * topk
-        rows.append({**SHAPE, "impl": "sdpa_cudnn", "kind": "dense", "n": n, "status": "ok",
-                     **_both_clocks(dense * project)})
-        rows.append({**SHAPE, **LH, "impl": "floor", "kind": "floor", "n": n, "topk": topk, "s_sel": s_sel,
-                     "status": "ok",
-                     **_both_clocks(floor * project)})
+        rows.append(
+            {**SHAPE, "impl": "sdpa_cudnn", "kind": "dense", "n": n, "status": "ok", **_both_clocks(dense * project)}
+        )
+        rows.append(
+            {
+                **SHAPE,
+                **LH,
+                "impl": "floor",
+                "kind": "floor",
+                "n": n,
+                "topk": topk,
+                "s_sel": s_sel,
+                "status": "ok",
+                **_both_clocks(floor * project),
+            }
+        )
         ms = tri * project * layer.get(n, 1.0)
         figures = {"speedup_vs_sdpa_cudnn": dense * project / ms, "floor_ratio": ms / (floor * project)}
-        rows.append({**SHAPE, **LH, "impl": "lighthouse_triton", "kind": "lighthouse", "n": n, "topk": topk,
-                     "s_sel": s_sel, "status": "ok", **_both_clocks(ms), **figures, "host_ms_per_call": 0.3,
-                     **{f"host_ahead_{f}": v for f, v in figures.items()}})
+        rows.append(
+            {
+                **SHAPE,
+                **LH,
+                "impl": "lighthouse_triton",
+                "kind": "lighthouse",
+                "n": n,
+                "topk": topk,
+                "s_sel": s_sel,
+                "status": "ok",
+                **_both_clocks(ms),
+                **figures,
+                "host_ms_per_call": 0.3,
+                **{f"host_ahead_{f}": v for f, v in figures.items()},
+            }
+        )
         if reference:
-            rows.append({**SHAPE, "impl": plain_reference.IMPL, "kind": "reference", "n": n, "status": "ok",
-                         **_both_clocks(ref * plain)})
+            rows.append(
+                {
+                    **SHAPE,
+                    "impl": plain_reference.IMPL,
+                    "kind": "reference",
+                    "n": n,
+                    "status": "ok",
+                    **_both_clocks(ref * plain),
+                }
+            )
     return rows
 
 
@@ -79,8 +111,9 @@ def write_run(folder: Path, rows, gpu="NVIDIA H200") -> Path:
     refs = [{**FINISHED, **r} for r in rows if r["kind"] == "reference"]
     if refs:
         plain_reference.write(folder / plain_reference.FILE, refs)
-    (folder / "machine.json").write_text(json.dumps({"gpu": gpu, "torch": "2.11.0", "triton": "3.6.0",
-                                                     "git": {"commit": "abc", "dirty": False}}))
+    (folder / "machine.json").write_text(
+        json.dumps({"gpu": gpu, "torch": "2.11.0", "triton": "3.6.0", "git": {"commit": "abc", "dirty": False}})
+    )
     return folder / "results.csv"
 
 
@@ -98,8 +131,11 @@ def read(path: Path):
 
 
 def verdicts(out: Path, figure=None):
-    return {(r["point"].split(" topk")[0].split("n=")[1], r["figure"]): r for r in read(out / "check.csv")
-            if r["figure"] in check.GATED and (figure is None or r["figure"] == figure)}
+    return {
+        (r["point"].split(" topk")[0].split("n=")[1], r["figure"]): r
+        for r in read(out / "check.csv")
+        if r["figure"] in check.GATED and (figure is None or r["figure"] == figure)
+    }
 
 
 @pytest.fixture
@@ -154,9 +190,11 @@ def test_a_baseline_without_the_plain_figure_is_refused_when_the_results_have_it
 
 def _tiny_cpu_suite(tmp_path: Path) -> Path:
     path = tmp_path / "cpu.toml"
-    path.write_text('device = "cpu"\ndtype = "fp32"\nbatch = 1\nheads = 2\nkv_heads = 2\nhead_dim = 16\nlevels = 2\n'
-                    'pooling = 4\nscorer = "norm"\npass = "fwdbwd"\nimpl = "torch"\nbaseline = "math"\nfloor = true\n'
-                    'warmup = 1\nrep = 2\nmin_rep = 2\nmax_seconds = 0\nseq = "512"\ntopk = 128\n')
+    path.write_text(
+        'device = "cpu"\ndtype = "fp32"\nbatch = 1\nheads = 2\nkv_heads = 2\nhead_dim = 16\nlevels = 2\n'
+        'pooling = 4\nscorer = "norm"\npass = "fwdbwd"\nimpl = "torch"\nbaseline = "math"\nfloor = true\n'
+        'warmup = 1\nrep = 2\nmin_rep = 2\nmax_seconds = 0\nseq = "512"\ntopk = 128\n'
+    )
     return path
 
 
@@ -171,8 +209,12 @@ def test_a_slow_project_sdpa_wrapper_fails_end_to_end_on_the_cpu(tmp_path, monke
     monkeypatch.setattr(check.record, "WARM_SECONDS", 0.0)
     suite = _tiny_cpu_suite(tmp_path)
     base = tmp_path / "base.csv"
-    assert run_check(base, None, record=True, runs=1, suite=str(suite), out=tmp_path / "rec", console=console(),
-                     plot=False) == EXIT_OK
+    assert (
+        run_check(
+            base, None, record=True, runs=1, suite=str(suite), out=tmp_path / "rec", console=console(), plot=False
+        )
+        == EXIT_OK
+    )
     real = torch.nn.functional.scaled_dot_product_attention
 
     def slow_sdpa(*args, **kwargs):
@@ -181,8 +223,17 @@ def test_a_slow_project_sdpa_wrapper_fails_end_to_end_on_the_cpu(tmp_path, monke
 
     monkeypatch.setattr(sdpa, "F", types.SimpleNamespace(scaled_dot_product_attention=slow_sdpa))
     con, out = console(), tmp_path / "now"
-    code = run_check(base, None, suite=str(suite), out=out, console=con, plot=False, parity=False, warm=False,
-                     remeasure=lambda rows: [])  # no repeats: one measurement is judged (test time)
+    code = run_check(
+        base,
+        None,
+        suite=str(suite),
+        out=out,
+        console=con,
+        plot=False,
+        parity=False,
+        warm=False,
+        remeasure=lambda rows: [],
+    )  # no repeats: one measurement is judged (test time)
     assert code == EXIT_REGRESSED, text(con)
     v = {r["figure"]: r for r in read(out / "check.csv")}
     assert v[check.PLAIN]["verdict"] == "REGRESSED" and float(v[check.PLAIN]["change_pct"]) < -30
@@ -230,8 +281,9 @@ def test_a_figure_s_tolerance_is_its_spread_but_never_below_the_global_one(tmp_p
     assert check.tolerance_for({check.SPREAD[check.FLOOR_RATIO]: "0.2"}, check.FLOOR_RATIO, 0.06) == pytest.approx(0.2)
 
 
-@pytest.mark.parametrize("slower,code",
-                         [(1.03, EXIT_OK), (1.05, EXIT_OK), (1.10, EXIT_REGRESSED), (1.20, EXIT_REGRESSED)])
+@pytest.mark.parametrize(
+    "slower,code", [(1.03, EXIT_OK), (1.05, EXIT_OK), (1.10, EXIT_REGRESSED), (1.20, EXIT_REGRESSED)]
+)
 def test_the_default_tolerance_passes_5_percent_and_fails_10_percent(baseline, tmp_path, slower, code):
     """The layer alone slower at every point (the planted slowdowns of scripts/gate_slowdowns.py, without
     noise): 3% and 5% hold, 10% and 20% fail, with the default tolerance. Catches a default tolerance at or
@@ -251,8 +303,12 @@ def test_noisy_repeats_of_a_ten_percent_regression_still_fail(baseline, tmp_path
     assert run_check(baseline, now, console=console(), remeasure=lambda rows: next(repeats)) == EXIT_REGRESSED
     noisy = write_run(tmp_path / "noisy", make_rows(layer={98304: 1.09}))
     calls = []
-    assert run_check(baseline, noisy, console=console(),
-                     remeasure=lambda rows: calls.append(1) or make_rows(layer={98304: 1.01})) == EXIT_OK
+    assert (
+        run_check(
+            baseline, noisy, console=console(), remeasure=lambda rows: calls.append(1) or make_rows(layer={98304: 1.01})
+        )
+        == EXIT_OK
+    )
     assert len(calls) == 1
 
 
@@ -376,8 +432,9 @@ def test_baseline_auto_picks_the_file_of_the_results_gpu(tmp_path, monkeypatch):
     con = console()
     other = write_run(tmp_path / "b", make_rows(project=1.2), gpu="NVIDIA H100 80GB HBM3")
     assert run_check("auto", other, console=con) == EXIT_UNMEASURED
-    assert ("lighthouse-bench check --baseline reports/baselines/nvidia-h100-80gb-hbm3.csv --record --runs 3"
-            in text(con))
+    assert "lighthouse-bench check --baseline reports/baselines/nvidia-h100-80gb-hbm3.csv --record --runs 3" in text(
+        con
+    )
 
 
 def test_baseline_auto_when_measuring_uses_this_gpu_and_refuses_before_measuring(tmp_path, monkeypatch):
@@ -416,8 +473,15 @@ def test_zero_gated_figures_is_exit_2_never_passed(tmp_path):
         w = csv.DictWriter(f, fieldnames=check.BASELINE_COLUMNS)
         w.writeheader()
         point = {c: str(v) for c, v in {**SHAPE, **LH}.items() if c in check.POINT_COLUMNS}
-        w.writerow({**{c: "" for c in check.BASELINE_COLUMNS}, **point,
-                    "impl": "lighthouse_triton", "n": "16384", "topk": "1024"})
+        w.writerow(
+            {
+                **{c: "" for c in check.BASELINE_COLUMNS},
+                **point,
+                "impl": "lighthouse_triton",
+                "n": "16384",
+                "topk": "1024",
+            }
+        )
     rows = [r for r in make_rows(reference=False) if r["kind"] == "lighthouse"]
     for r in rows:
         _drop_figures(r)
@@ -451,6 +515,7 @@ def test_unwritable_out_is_exit_2_before_measuring(tmp_path, monkeypatch):
 def test_a_write_failure_after_judging_is_exit_2_and_never_says_passed(baseline, tmp_path, monkeypatch):
     """The check table cannot be written after a clean judgement: exit 2 with one reason line, no PASSED
     before it. Catches a write error turned into exit 1 (read by CI as a regression) or a traceback."""
+
     def fail(*a, **k):
         raise PermissionError(13, "Permission denied")
 
@@ -471,11 +536,13 @@ def test_a_failure_while_measuring_is_exit_2_with_one_line(tmp_path, monkeypatch
 
     monkeypatch.setattr(check.command, "measure_suite", boom)
     con = console()
-    code = run_check(tmp_path / "b.csv", None, record=True, suite=str(_tiny_cpu_suite(tmp_path)), out=tmp_path / "o",
-                     console=con)
+    code = run_check(
+        tmp_path / "b.csv", None, record=True, suite=str(_tiny_cpu_suite(tmp_path)), out=tmp_path / "o", console=con
+    )
     assert code == EXIT_UNMEASURED
-    assert text(con).strip() == ("check: COULD NOT MEASURE - RuntimeError: CUDA error: an illegal memory access was "
-                                 "encountered more text")
+    assert text(con).strip() == (
+        "check: COULD NOT MEASURE - RuntimeError: CUDA error: an illegal memory access was encountered more text"
+    )
 
 
 def test_cli_read_only_out_is_exit_2_without_traceback(baseline, tmp_path):
@@ -487,8 +554,18 @@ def test_cli_read_only_out_is_exit_2_without_traceback(baseline, tmp_path):
 
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    res = CliRunner().invoke(app, ["check", "--baseline", str(baseline), "--results",
-                                   str(write_run(tmp_path / "now", make_rows())), "--out", str(blocker / "o")])
+    res = CliRunner().invoke(
+        app,
+        [
+            "check",
+            "--baseline",
+            str(baseline),
+            "--results",
+            str(write_run(tmp_path / "now", make_rows())),
+            "--out",
+            str(blocker / "o"),
+        ],
+    )
     assert res.exit_code == 2, res.output
     assert "Traceback" not in res.output and "cannot write to the folder" in res.output
 
@@ -510,8 +587,11 @@ def test_gpu_workflow_compares_pytest_benchmark_with_a_committed_baseline():
     assert "--baseline auto" in check_step
     committed = json.loads((ROOT / "reports" / "baselines" / "pytest-benchmark" / "nvidia-h200.json").read_text())
     names = {b["name"] for b in committed["benchmarks"]}
-    assert names == {f"{t}[{i}]" for t in ("test_dense_cudnn_fwdbwd", "test_lighthouse_triton_fwdbwd")
-                     for i in ("N16k-k1024", "N96k-k1536")}
+    assert names == {
+        f"{t}[{i}]"
+        for t in ("test_dense_cudnn_fwdbwd", "test_lighthouse_triton_fwdbwd")
+        for i in ("N16k-k1024", "N96k-k1536")
+    }
 
 
 def test_host_planted_slowdown_busy_waits_and_never_touches_the_gpu(monkeypatch):
@@ -548,10 +628,39 @@ def test_the_committed_h200_baseline_holds_exactly_the_ci_suites_points():
     from lighthouse.harness.tables import BASELINE, read_rows
 
     spec = points.resolve("ci", {}, cuda_available=True)
-    suite = {(f"lighthouse_{impl}", p.shape.n, p.shape.batch, p.shape.heads, p.shape.kv_heads, p.shape.head_dim,
-              p.shape.dtype, p.levels, p.pooling, p.topk, p.scorer) for p in spec.points for impl in spec.impls}
+    suite = {
+        (
+            f"lighthouse_{impl}",
+            p.shape.n,
+            p.shape.batch,
+            p.shape.heads,
+            p.shape.kv_heads,
+            p.shape.head_dim,
+            p.shape.dtype,
+            p.levels,
+            p.pooling,
+            p.topk,
+            p.scorer,
+        )
+        for p in spec.points
+        for impl in spec.impls
+    }
     rows = read_rows(Path(__file__).resolve().parents[1] / "reports" / "baselines" / "nvidia-h200.csv", BASELINE)[0]
-    recorded = [(r["impl"], int(r["n"]), int(r["batch"]), int(r["heads"]), int(r["kv_heads"]), int(r["head_dim"]),
-                 r["dtype"], int(r["levels"]), int(r["pooling"]), int(r["topk"]), r["scorer"]) for r in rows]
+    recorded = [
+        (
+            r["impl"],
+            int(r["n"]),
+            int(r["batch"]),
+            int(r["heads"]),
+            int(r["kv_heads"]),
+            int(r["head_dim"]),
+            r["dtype"],
+            int(r["levels"]),
+            int(r["pooling"]),
+            int(r["topk"]),
+            r["scorer"],
+        )
+        for r in rows
+    ]
     assert len(recorded) == len(set(recorded)) == len(suite) and set(recorded) == suite
     assert {r["pass"] for r in rows} == set(spec.passes)

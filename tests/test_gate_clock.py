@@ -26,18 +26,40 @@ def run_folder(folder: Path, kernel=1.0, gaps=0.0, host_ms=0.9) -> Path:
     """One 8K point: `kernel` scales the layer's kernels (host ahead; as launched too, the gaps stay), `gaps` ms
     of launch gaps are added to the as-launched layer time only, `host_ms` is the host time per call."""
     launched, ahead = LAYER[0] - LAYER[1] + LAYER[1] * kernel + gaps, LAYER[1] * kernel
-    lh = {**SHAPE, **LH, "kind": "lighthouse", "n": 8192, "status": "ok", "median_ms": launched,
-          "host_ahead_median_ms": ahead, "host_ms_per_call": host_ms,
-          "speedup_vs_sdpa_cudnn": DENSE[0] / launched, "host_ahead_speedup_vs_sdpa_cudnn": DENSE[1] / ahead,
-          "floor_ratio": launched / FLOOR[0], "host_ahead_floor_ratio": ahead / FLOOR[1]}
+    lh = {
+        **SHAPE,
+        **LH,
+        "kind": "lighthouse",
+        "n": 8192,
+        "status": "ok",
+        "median_ms": launched,
+        "host_ahead_median_ms": ahead,
+        "host_ms_per_call": host_ms,
+        "speedup_vs_sdpa_cudnn": DENSE[0] / launched,
+        "host_ahead_speedup_vs_sdpa_cudnn": DENSE[1] / ahead,
+        "floor_ratio": launched / FLOOR[0],
+        "host_ahead_floor_ratio": ahead / FLOOR[1],
+    }
     folder.mkdir(parents=True)
     with (folder / "results.csv").open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=SWEEP.columns, extrasaction="ignore")
         w.writeheader()
         w.writerow({**FINISHED, **lh})
-    plain_reference.write(folder / plain_reference.FILE, [{**SHAPE, **FINISHED, "impl": plain_reference.IMPL,
-                                                          "kind": "reference", "n": 8192, "status": "ok",
-                                                          "median_ms": PLAIN[0], "host_ahead_median_ms": PLAIN[1]}])
+    plain_reference.write(
+        folder / plain_reference.FILE,
+        [
+            {
+                **SHAPE,
+                **FINISHED,
+                "impl": plain_reference.IMPL,
+                "kind": "reference",
+                "n": 8192,
+                "status": "ok",
+                "median_ms": PLAIN[0],
+                "host_ahead_median_ms": PLAIN[1],
+            }
+        ],
+    )
     (folder / "machine.json").write_text(json.dumps({"gpu": "NVIDIA H200"}))
     return folder / "results.csv"
 
@@ -56,8 +78,12 @@ def _console():
 
 
 def test_the_gated_figures_are_the_host_ahead_ratios_and_the_host_time():
-    assert set(check.GATED) == {"host_ahead_speedup_vs_sdpa_cudnn", "host_ahead_floor_ratio",
-                                "host_ahead_speedup_vs_plain_sdpa", "host_ms_per_call"}
+    assert set(check.GATED) == {
+        "host_ahead_speedup_vs_sdpa_cudnn",
+        "host_ahead_floor_ratio",
+        "host_ahead_speedup_vs_plain_sdpa",
+        "host_ms_per_call",
+    }
     assert not check.GATED["host_ms_per_call"]  # lower is better
 
 

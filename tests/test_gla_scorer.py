@@ -19,7 +19,7 @@ from lighthouse import LighthouseConfig
 from lighthouse.plan import make_plan
 
 from conftest import rand_qkv, rel_err
-from spec_loops import attention_loops, gla_recurrent, gla_scores, padded, pyramid_index, select_loops
+from spec_loops import attention_loops, gla_recurrent, gla_scores, padded, pyramid_index
 
 from lighthouse.reference.scores import token_scores
 
@@ -101,7 +101,7 @@ def test_recurrent_and_parallel_forms_agree():
     """The two references of this file agree with each other (so neither can be wrong the same way as the
     scorer): the recurrent form in fla's layout equals the parallel form per head."""
     q, k, v, gate = _inputs(n=64, hq=2, hkv=2)
-    out, _ = gla_recurrent(*(x.transpose(1, 2).double() for x in (q, k, v)), gate.transpose(1, 2), scale=8 ** -0.5)
+    out, _ = gla_recurrent(*(x.transpose(1, 2).double() for x in (q, k, v)), gate.transpose(1, 2), scale=8**-0.5)
     from spec_loops import gla_parallel
 
     for h in range(2):

@@ -8,8 +8,15 @@ from conftest import rel_err
 
 
 def _params(cfg, impl):
-    return dict(levels=cfg["L"], pooling=cfg["p"], topk=cfg["k"], scorer=cfg["scorer"],
-                dilation=cfg.get("dilation", 4), impl=impl, sdpa_backend="math")
+    return dict(
+        levels=cfg["L"],
+        pooling=cfg["p"],
+        topk=cfg["k"],
+        scorer=cfg["scorer"],
+        dilation=cfg.get("dilation", 4),
+        impl=impl,
+        sdpa_backend="math",
+    )
 
 
 def _inputs(golden):

@@ -1,12 +1,10 @@
 """GQA: a kv group shares one selection, scored by the max over its query heads."""
 
 import torch
-import torch.nn.functional as F
 
 import lighthouse
 from lighthouse.config import LighthouseConfig
 from lighthouse.plan import make_plan
-from lighthouse.reference import lighthouse_attention_torch
 from lighthouse.reference.select import select_entries
 from lighthouse.reference.scores import score_pyramid
 

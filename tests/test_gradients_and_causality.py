@@ -12,8 +12,8 @@ from conftest import rand_qkv
 SMALL = [
     # (Hq, Hkv, N, D, levels, pooling, topk)
     (1, 1, 512, 3, 3, 2, 128),
-    (2, 1, 258, 3, 2, 2, 128),   # GQA and padding (258 -> 258, 257 would pad)
-    (1, 1, 257, 2, 2, 2, 128),   # padded to 258
+    (2, 1, 258, 3, 2, 2, 128),  # GQA and padding (258 -> 258, 257 would pad)
+    (1, 1, 257, 2, 2, 2, 128),  # padded to 258
 ]
 
 
@@ -24,7 +24,10 @@ def test_gradcheck_float64(case):
     cfg = LighthouseConfig(levels=levels, pooling=p, topk=topk, impl="torch", sdpa_backend="math")
     plan = make_plan(cfg, q, k, v)
     idx = select_torch(q, k, v, plan)
-    fn = lambda a, b, c: lighthouse_attention_torch(a, b, c, plan, indices=idx)
+
+    def fn(a, b, c):
+        return lighthouse_attention_torch(a, b, c, plan, indices=idx)
+
     assert torch.autograd.gradcheck(fn, (q, k, v), fast_mode=True, atol=1e-6, rtol=1e-4)
 
 
@@ -51,7 +54,7 @@ def test_no_gradient_from_future_inputs(pooling, levels, n):
         mask[:, :, : t + 1] = 1
         dq, dk, dv = torch.autograd.grad(out, (q, k, v), upstream * mask, retain_graph=True)
         for name, grad in (("dq", dq), ("dk", dk), ("dv", dv)):
-            future = grad[:, :, t + 1:]
+            future = grad[:, :, t + 1 :]
             assert torch.count_nonzero(future) == 0, f"{name} at positions > {t} depends on output <= {t}"
         # and the past does receive gradient (the check above is not vacuous)
         assert torch.count_nonzero(dv[:, :, : t + 1]) > 0 or torch.count_nonzero(out[:, :, : t + 1]) == 0
@@ -63,10 +66,10 @@ def test_future_inputs_do_not_change_past_outputs():
     t = 300
     q2, k2, v2 = (x.detach().clone() for x in (q, k, v))
     for x in (q2, k2, v2):
-        x[:, :, t + 1:] = torch.randn_like(x[:, :, t + 1:]) * 5
+        x[:, :, t + 1 :] = torch.randn_like(x[:, :, t + 1 :]) * 5
     out2 = lighthouse_attention_torch(q2, k2, v2, plan, indices=idx)
     assert torch.equal(out[:, :, : t + 1], out2[:, :, : t + 1])
-    assert not torch.equal(out[:, :, t + 1:], out2[:, :, t + 1:])
+    assert not torch.equal(out[:, :, t + 1 :], out2[:, :, t + 1 :])
 
 
 def test_every_output_position_is_finite_and_fed_positions_nonzero():

@@ -93,8 +93,17 @@ def test_large_finite_v_is_not_refused(impl):
 
 # ------------------------------------------------------------------ item 10: the API's parameters
 
-@pytest.mark.parametrize("name,value", [("levels", np.int64(2)), ("pooling", np.int32(2)), ("topk", np.int64(128)),
-                                        ("dilation", np.int16(3)), ("levels", torch.tensor(2))])
+
+@pytest.mark.parametrize(
+    "name,value",
+    [
+        ("levels", np.int64(2)),
+        ("pooling", np.int32(2)),
+        ("topk", np.int64(128)),
+        ("dilation", np.int16(3)),
+        ("levels", torch.tensor(2)),
+    ],
+)
 def test_integral_numbers_are_accepted(name, value):
     """Catches levels=np.int64(2) (what a numpy sweep or a config file hands over) being refused as not an
     integer; the config must store plain ints (JSON, hashing, equality)."""
@@ -118,16 +127,21 @@ def test_config_accepts_a_dict():
     want = lighthouse.lighthouse_attention(q, k, v, config=LighthouseConfig(**SMALL, impl="torch"))
     got = lighthouse.lighthouse_attention(q, k, v, config=dict(SMALL, impl="torch"))
     assert torch.equal(got, want)
-    assert torch.equal(lighthouse.select(q, k, v, config=dict(SMALL, impl="torch")),
-                       lighthouse.select(q, k, v, config=LighthouseConfig(**SMALL, impl="torch")))
+    assert torch.equal(
+        lighthouse.select(q, k, v, config=dict(SMALL, impl="torch")),
+        lighthouse.select(q, k, v, config=LighthouseConfig(**SMALL, impl="torch")),
+    )
     assert LighthouseAttention(config=dict(SMALL)).config == LighthouseConfig(**SMALL)
 
 
-@pytest.mark.parametrize("config,exc,match", [
-    ("levels=2", TypeError, r"config must be a LighthouseConfig or a dict of its fields \(levels, pooling, topk"),
-    ([2, 2, 128], TypeError, r"config must be a LighthouseConfig or a dict"),
-    (dict(level=2), ValueError, r"config has no field 'level'; its fields are levels, pooling, topk"),
-])
+@pytest.mark.parametrize(
+    "config,exc,match",
+    [
+        ("levels=2", TypeError, r"config must be a LighthouseConfig or a dict of its fields \(levels, pooling, topk"),
+        ([2, 2, 128], TypeError, r"config must be a LighthouseConfig or a dict"),
+        (dict(level=2), ValueError, r"config has no field 'level'; its fields are levels, pooling, topk"),
+    ],
+)
 def test_config_of_the_wrong_kind_says_what_is_expected(config, exc, match):
     """Catches a config that is neither a LighthouseConfig nor a dict of its fields giving AttributeError or
     a bare dataclass TypeError instead of naming what is expected."""
@@ -162,14 +176,20 @@ def test_cuda_only_backend_is_still_unsupported_in_a_sweep():
     assert classify(BackendUnavailable("sdpa_backend='cudnn' cannot run on cpu"), task=None)[0] == "unsupported"
 
 
-@pytest.mark.parametrize("params,match", [
-    (dict(levels=500), r"levels=500 with pooling=4 and topk=2048 needs sequences longer than the 2\*\*30 tokens "
-                       r"supported .*; levels can be at most 10 there"),
-    (dict(levels=10**9), r"levels=1000000000 with pooling=4"),
-    (dict(pooling=10**8, levels=2), r"pooling=100000000 with levels=2 and topk=2048 needs sequences longer"),
-    (dict(topk=2**40), r"topk=1099511627776 .* needs sequences longer than the 2\*\*30 tokens"),
-    (dict(dilation=2**40), r"dilation must be an integer >= 1 and <= 2\*\*30 \(and at most N\), got 1099511627776"),
-])
+@pytest.mark.parametrize(
+    "params,match",
+    [
+        (
+            dict(levels=500),
+            r"levels=500 with pooling=4 and topk=2048 needs sequences longer than the 2\*\*30 tokens "
+            r"supported .*; levels can be at most 10 there",
+        ),
+        (dict(levels=10**9), r"levels=1000000000 with pooling=4"),
+        (dict(pooling=10**8, levels=2), r"pooling=100000000 with levels=2 and topk=2048 needs sequences longer"),
+        (dict(topk=2**40), r"topk=1099511627776 .* needs sequences longer than the 2\*\*30 tokens"),
+        (dict(dilation=2**40), r"dilation must be an integer >= 1 and <= 2\*\*30 \(and at most N\), got 1099511627776"),
+    ],
+)
 def test_absurd_sizes_are_refused_in_a_short_message_and_fast(params, match):
     """Catches levels=500 printing a 300-digit minimum length (and levels=10**9 computing pooling**levels
     for minutes): pyramid sizes are bounded by the longest supported sequence, in a one-line message."""

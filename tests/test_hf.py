@@ -18,8 +18,16 @@ def tiny_llama(layers=3, attn="sdpa", seed=0):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
-    cfg = LlamaConfig(hidden_size=64, num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
-                      head_dim=16, intermediate_size=96, vocab_size=256, max_position_embeddings=4096)
+    cfg = LlamaConfig(
+        hidden_size=64,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        intermediate_size=96,
+        vocab_size=256,
+        max_position_embeddings=4096,
+    )
     cfg._attn_implementation = attn
     return LlamaForCausalLM(cfg).eval()
 
@@ -102,8 +110,15 @@ def test_other_decoder_families_run_with_gqa(spy):
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     torch.manual_seed(0)
-    cfg = Qwen2Config(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=1,
-                      intermediate_size=96, vocab_size=256, max_position_embeddings=4096)
+    cfg = Qwen2Config(
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=1,
+        intermediate_size=96,
+        vocab_size=256,
+        max_position_embeddings=4096,
+    )
     model = hf.configure(Qwen2ForCausalLM(cfg).eval(), LH)
     with torch.no_grad():
         assert model(input_ids=ids(batch=1), use_cache=False).logits.shape == (1, N, 256)
@@ -113,7 +128,10 @@ def test_other_decoder_families_run_with_gqa(spy):
 def test_plain_causal_training_builds_no_mask():
     """Catches a mask builder that materialises an N x N mask for the "lighthouse" implementation."""
     assert hf.lighthouse_mask(batch_size=2, q_length=N, kv_length=N) is None
-    assert hf.lighthouse_mask(batch_size=2, q_length=N, kv_length=N, attention_mask=torch.ones(2, N, dtype=torch.bool)) is None
+    assert (
+        hf.lighthouse_mask(batch_size=2, q_length=N, kv_length=N, attention_mask=torch.ones(2, N, dtype=torch.bool))
+        is None
+    )
 
 
 @pytest.mark.parametrize("case", ["padding", "packing", "output_attentions", "non_causal", "custom_4d"])
@@ -143,8 +161,16 @@ def test_sliding_window_raises():
     """Catches a Mistral-style sliding window being dropped (the model would attend further than trained)."""
     from transformers import MistralConfig, MistralForCausalLM
 
-    cfg = MistralConfig(hidden_size=64, num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2,
-                        intermediate_size=96, vocab_size=256, sliding_window=64, max_position_embeddings=4096)
+    cfg = MistralConfig(
+        hidden_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=96,
+        vocab_size=256,
+        sliding_window=64,
+        max_position_embeddings=4096,
+    )
     model = hf.configure(MistralForCausalLM(cfg).eval(), LH)
     with pytest.raises(ValueError, match="sliding"):
         model(input_ids=ids(batch=1), use_cache=False)
@@ -166,8 +192,9 @@ def test_settings_survive_save_pretrained(tmp_path):
     again = LlamaForCausalLM.from_pretrained(tmp_path, attn_implementation=hf.NAME)
     assert hf.settings_of(again) == hf.settings_of(model)
     with torch.no_grad():
-        torch.testing.assert_close(again(input_ids=ids(batch=1), use_cache=False).logits,
-                                   model(input_ids=ids(batch=1), use_cache=False).logits)
+        torch.testing.assert_close(
+            again(input_ids=ids(batch=1), use_cache=False).logits, model(input_ids=ids(batch=1), use_cache=False).logits
+        )
 
 
 class _Slow(torch.autograd.Function):
@@ -186,8 +213,9 @@ class _Slow(torch.autograd.Function):
 
 def test_attention_timer_brackets_forward_and_backward(monkeypatch):
     """Catches backward marks that miss the attention's backward (the share would be forward-only)."""
-    monkeypatch.setattr(hf, "lighthouse_attention", lambda q, k, v, **kw: _Slow.apply(
-        q + 0 * (k + v).repeat_interleave(2, dim=1)))
+    monkeypatch.setattr(
+        hf, "lighthouse_attention", lambda q, k, v, **kw: _Slow.apply(q + 0 * (k + v).repeat_interleave(2, dim=1))
+    )
     model = hf.configure(tiny_llama(layers=2).train(), LH)
     with hf.timing_attention(torch.device("cpu")) as timer:
         model(input_ids=ids(batch=1), use_cache=False).logits.float().mean().backward()

@@ -10,10 +10,22 @@ from lighthouse import LighthouseConfig, hf, lighthouse_attention  # noqa: E402
 
 N = 256
 POST = LighthouseConfig(levels=2, pooling=2, topk=128, impl="torch", rope="post")
-LLAMA3 = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-          "original_max_position_embeddings": 64}
-SIZES = dict(hidden_size=64, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2, intermediate_size=96,
-             vocab_size=256, max_position_embeddings=4096)
+LLAMA3 = {
+    "rope_type": "llama3",
+    "factor": 8.0,
+    "low_freq_factor": 1.0,
+    "high_freq_factor": 4.0,
+    "original_max_position_embeddings": 64,
+}
+SIZES = dict(
+    hidden_size=64,
+    num_hidden_layers=3,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    intermediate_size=96,
+    vocab_size=256,
+    max_position_embeddings=4096,
+)
 
 
 def tiny(family, attn="sdpa", seed=0, **extra):
@@ -21,8 +33,9 @@ def tiny(family, attn="sdpa", seed=0, **extra):
 
     torch.manual_seed(seed)
     if family == "llama":
-        cfg = transformers.LlamaConfig(**SIZES, head_dim=16, rope_parameters={"rope_theta": 500000.0, **LLAMA3},
-                                       **extra)
+        cfg = transformers.LlamaConfig(
+            **SIZES, head_dim=16, rope_parameters={"rope_theta": 500000.0, **LLAMA3}, **extra
+        )
         model = transformers.LlamaForCausalLM
     elif family == "qwen2":
         cfg = transformers.Qwen2Config(**SIZES, rope_parameters={"rope_type": "default", "rope_theta": 1e6}, **extra)
@@ -45,9 +58,12 @@ def _raw_projections(attn, store):
     def keep(name):
         return lambda m, a, out: store.__setitem__(name, out.detach().view(*out.shape[:2], -1, d).transpose(1, 2))
 
-    return [attn.q_proj.register_forward_hook(keep("q")), attn.k_proj.register_forward_hook(keep("k")),
-            attn.v_proj.register_forward_hook(keep("v")),
-            attn.o_proj.register_forward_hook(lambda m, a, out: store.__setitem__("attn", a[0].detach()))]
+    return [
+        attn.q_proj.register_forward_hook(keep("q")),
+        attn.k_proj.register_forward_hook(keep("k")),
+        attn.v_proj.register_forward_hook(keep("v")),
+        attn.o_proj.register_forward_hook(lambda m, a, out: store.__setitem__("attn", a[0].detach())),
+    ]
 
 
 @pytest.mark.parametrize("family", ["llama", "qwen2", "mistral"])
@@ -128,8 +144,9 @@ def test_post_mode_errors_name_the_problem():
         hf.configure(tiny("llama").config, POST)
     with pytest.raises(ValueError, match="rope_theta=123.0 differs from the model's rope_theta=500000.0"):
         hf.configure(tiny("llama"), POST.replace(rope_theta=123.0))
-    yarn = transformers.LlamaConfig(**SIZES, head_dim=16, rope_parameters={"rope_type": "yarn", "rope_theta": 1e4,
-                                                                           "factor": 4.0})
+    yarn = transformers.LlamaConfig(
+        **SIZES, head_dim=16, rope_parameters={"rope_type": "yarn", "rope_theta": 1e4, "factor": 4.0}
+    )
     with pytest.raises(ValueError, match="cannot reproduce this model's RoPE .*rope_type must be one of"):
         hf.configure(transformers.LlamaForCausalLM(yarn), POST)
     model = hf.configure(tiny("llama"), POST.replace(rope="pre"))  # no hooks: then switched to post by hand

@@ -57,16 +57,20 @@ def test_a_bad_switch_names_itself(monkeypatch, value):
         plant.spin_cycles("select", 512)
 
 
-@pytest.mark.parametrize("kernel,module,attr",
-                         [("select", select, "_select_kernel"), ("gather", gather, "_gather_kernel")])
+@pytest.mark.parametrize(
+    "kernel,module,attr", [("select", select, "_select_kernel"), ("gather", gather, "_gather_kernel")]
+)
 def test_the_spin_reaches_only_the_kernel_and_n_asked_for(monkeypatch, kernel, module, attr):
     """With the switch on one kernel at this N, that kernel is launched with SPIN and the cycles; the switch on
     the other kernel or another N launches it without (SPIN=False: the spin is not compiled in)."""
     rec = _Recorder()
     monkeypatch.setattr(module, attr, rec)
     other = "gather" if kernel == "select" else "select"
-    for value, spin in ((f"{kernel}:{N}=987653", True), (f"{kernel}:{2 * N}=987653", False),
-                        (f"{other}:{N}=987653", False)):
+    for value, spin in (
+        (f"{kernel}:{N}=987653", True),
+        (f"{kernel}:{2 * N}=987653", False),
+        (f"{other}:{N}=987653", False),
+    ):
         monkeypatch.setenv(plant.PLANT_ENV, value)
         with pytest.raises(_Stop):
             _layer(*_inputs())
@@ -92,6 +96,7 @@ def _fake_layer(base_ms=2.0, ms_per_kcycle=0.004, waves=3, kernel="select", n=N,
         c = plant.spin_cycles(kernel, n)
         extra = waves * c / 1000 * ms_per_kcycle * (1 + c / 4e6)
         return base_ms + extra + (noise.pop(0) if noise else 0.0)
+
     return time_layer
 
 
@@ -151,16 +156,22 @@ def test_gate_script_plants_the_calibrated_spin_per_level_and_tabulates(tmp_path
     from lighthouse.bench import check
     from lighthouse.harness.tables import CHECK, write_rows
 
-    spec = importlib.util.spec_from_file_location("gate_kernel_plant", Path(__file__).resolve().parents[1] / "scripts"
-                                                  / "gate_kernel_plant.py")
+    spec = importlib.util.spec_from_file_location(
+        "gate_kernel_plant", Path(__file__).resolve().parents[1] / "scripts" / "gate_kernel_plant.py"
+    )
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
     monkeypatch.setattr(kernel_plant, "layer_timer", lambda point, dev, seed=0: point.shape.n)
-    monkeypatch.setattr(kernel_plant, "calibrate", lambda n, n_, kernel, pcts: [
-        kernel_plant.Plant(n, kernel, p, int(p * n // 100), 1.0, 1.0 + p / 100 * 0.9) for p in pcts])
+    monkeypatch.setattr(
+        kernel_plant,
+        "calibrate",
+        lambda n, n_, kernel, pcts: [
+            kernel_plant.Plant(n, kernel, p, int(p * n // 100), 1.0, 1.0 + p / 100 * 0.9) for p in pcts
+        ],
+    )
     seen = []
 
     def fake_run_check(baseline, results, record=False, out=None, **kw):
@@ -170,8 +181,19 @@ def test_gate_script_plants_the_calibrated_spin_per_level_and_tabulates(tmp_path
         Path(out).mkdir(parents=True)
         pct = float(Path(out).name.split("-")[1])
         names = dict.fromkeys(r["point"] for r in mod.read_csv(Path(out).parent / "calibration.csv"))
-        rows = [{"point": name, "figure": f, "baseline": "1", "now": "1", "change_pct": "0", "note": "limit -6%",
-                 "verdict": "ok"} for name in list(names)[:2] for f in check.GATED]
+        rows = [
+            {
+                "point": name,
+                "figure": f,
+                "baseline": "1",
+                "now": "1",
+                "change_pct": "0",
+                "note": "limit -6%",
+                "verdict": "ok",
+            }
+            for name in list(names)[:2]
+            for f in check.GATED
+        ]
         write_rows(Path(out) / "check.csv", CHECK, rows)
         return 1 if pct >= 10 else 0
 
@@ -183,7 +205,9 @@ def test_gate_script_plants_the_calibrated_spin_per_level_and_tabulates(tmp_path
     assert plant.PLANT_ENV not in os.environ
     rows = mod.read_csv(out / "slowdowns.csv")
     assert len(rows) == 2 * 2 * 2 * len(check.GATED)
-    assert {(r["planted_pct"], r["exit_code"], r["delivered_pct"]) for r in rows} == {("0", "0", "0.00"),
-                                                                                     ("10", "1", "9.00")}
+    assert {(r["planted_pct"], r["exit_code"], r["delivered_pct"]) for r in rows} == {
+        ("0", "0", "0.00"),
+        ("10", "1", "9.00"),
+    }
     cal = {(r["n"], r["requested_pct"]): r for r in mod.read_csv(out / "calibration.csv")}
     assert cal[("98304", "10")]["cycles"] == "9830" and cal[("98304", "10")]["delivered_pct"] == "9.00"

@@ -9,7 +9,7 @@ from lighthouse import LighthouseAttention, LighthouseConfig
 from lighthouse.plan import make_plan
 
 from conftest import rand_qkv, rel_err
-from spec_loops import attention_loops, dilated_scores, padded, pyramid_index
+from spec_loops import attention_loops, dilated_scores, pyramid_index
 
 CFG = LighthouseConfig(levels=3, pooling=2, topk=128, impl="torch")
 
@@ -41,7 +41,9 @@ def test_bfloat16_matches_float32_on_the_same_inputs():
     out16 = lighthouse.lighthouse_attention(q, k, v, config=CFG)
     out32 = lighthouse.lighthouse_attention(q.float(), k.float(), v.float(), config=CFG)
     assert out16.dtype == torch.bfloat16
-    assert torch.equal(lighthouse.select(q, k, v, config=CFG), lighthouse.select(q.float(), k.float(), v.float(), config=CFG))
+    assert torch.equal(
+        lighthouse.select(q, k, v, config=CFG), lighthouse.select(q.float(), k.float(), v.float(), config=CFG)
+    )
     assert rel_err(out16, out32) <= 1e-2
 
 

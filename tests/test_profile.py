@@ -38,10 +38,16 @@ def test_cost_model_counts_the_paper_point_by_hand():
 
 
 def test_profile_of_the_torch_path_has_every_stage_and_shares_that_sum_to_one():
-    point = Point(Shape(n=2048, batch=1, heads=2, kv_heads=1, head_dim=16, dtype="fp32"), levels=3, pooling=4, topk=128,
-                  scorer="norm")
-    rows = profile_point(point, "torch", torch.device("cpu"), FAKE_PEAKS, sdpa_backend="math", warmup=1, rep=3,
-                         max_seconds=0.5)
+    point = Point(
+        Shape(n=2048, batch=1, heads=2, kv_heads=1, head_dim=16, dtype="fp32"),
+        levels=3,
+        pooling=4,
+        topk=128,
+        scorer="norm",
+    )
+    rows = profile_point(
+        point, "torch", torch.device("cpu"), FAKE_PEAKS, sdpa_backend="math", warmup=1, rep=3, max_seconds=0.5
+    )
     by = {(r["pass"], r["stage"]): r for r in rows}
     assert {s for p, s in by if p == "fwd"} == {"scores", "select", "gather", "sdpa", "scatter", TOTAL, MEASURED}
     assert {s for p, s in by if p == "bwd"} == {"scatter_bwd", "sdpa_bwd", "gather_bwd", TOTAL, MEASURED}
@@ -66,8 +72,28 @@ def test_peaks_are_measured_once_then_cached(tmp_path):
 
 def test_profile_command_writes_csv_chart_and_machine_info(tmp_path):
     out = tmp_path / "prof"
-    res = CliRunner().invoke(app, ["profile", "--seq", "2048", "--topk", "128", "--heads", "2", "--head-dim", "16",
-                                   "--rep", "3", "--warmup", "1", "--max-seconds", "0.5", "--out", str(out)])
+    res = CliRunner().invoke(
+        app,
+        [
+            "profile",
+            "--seq",
+            "2048",
+            "--topk",
+            "128",
+            "--heads",
+            "2",
+            "--head-dim",
+            "16",
+            "--rep",
+            "3",
+            "--warmup",
+            "1",
+            "--max-seconds",
+            "0.5",
+            "--out",
+            str(out),
+        ],
+    )
     assert res.exit_code == 0, res.output
     rows = list(csv.DictReader((out / "profile.csv").open()))
     assert {r["stage"] for r in rows} >= {"scores", "select", "gather", "sdpa", "scatter", "sdpa_bwd", MEASURED}
@@ -85,8 +111,28 @@ def test_profile_command_names_a_bad_parameter(tmp_path):
 
 def test_a_point_that_cannot_run_is_reported_and_the_others_still_run(tmp_path):
     out = tmp_path / "prof"
-    res = CliRunner().invoke(app, ["profile", "--seq", "1024,2048", "--topk", "128", "--heads", "2", "--head-dim", "16",
-                                   "--rep", "3", "--warmup", "1", "--max-seconds", "0.5", "--out", str(out)])
+    res = CliRunner().invoke(
+        app,
+        [
+            "profile",
+            "--seq",
+            "1024,2048",
+            "--topk",
+            "128",
+            "--heads",
+            "2",
+            "--head-dim",
+            "16",
+            "--rep",
+            "3",
+            "--warmup",
+            "1",
+            "--max-seconds",
+            "0.5",
+            "--out",
+            str(out),
+        ],
+    )
     assert res.exit_code == 1
     assert "N=1024" in res.output and "too short" in res.output
     rows = list(csv.DictReader((out / "profile.csv").open()))
@@ -103,14 +149,31 @@ def test_stage_times_are_summed_per_stage_and_measured_is_the_whole_layer(monkey
 
     from lighthouse.bench import profile
 
-    stage_ms = lambda name: {"scores": 1.0, "select": 2.0, "gather": 4.0, "sdpa": 8.0, "scatter": 16.0,
-                             "scatter_bwd": 32.0, "sdpa_bwd": 64.0}.get(name, 128.0)  # each gather_bwd part: 128
+    def stage_ms(name):
+        return {
+            "scores": 1.0,
+            "select": 2.0,
+            "gather": 4.0,
+            "sdpa": 8.0,
+            "scatter": 16.0,
+            "scatter_bwd": 32.0,
+            "sdpa_bwd": 64.0,
+        }.get(name, 128.0)  # each gather_bwd part: 128
+
     monkeypatch.setattr(profile, "_time", lambda st, *a, **kw: stage_ms(st.name))
-    monkeypatch.setattr(profile, "measure", lambda fn, mode, *a, **kw: SimpleNamespace(median_ms=1000.0 if mode == "fwd" else 3000.0))
-    point = Point(Shape(n=512, batch=1, heads=2, kv_heads=1, head_dim=8, dtype="fp32"), levels=2, pooling=2, topk=128,
-                  scorer="norm")
-    rows = profile_point(point, "torch", torch.device("cpu"), FAKE_PEAKS, sdpa_backend="math", warmup=1, rep=3,
-                         max_seconds=0.5)
+    monkeypatch.setattr(
+        profile, "measure", lambda fn, mode, *a, **kw: SimpleNamespace(median_ms=1000.0 if mode == "fwd" else 3000.0)
+    )
+    point = Point(
+        Shape(n=512, batch=1, heads=2, kv_heads=1, head_dim=8, dtype="fp32"),
+        levels=2,
+        pooling=2,
+        topk=128,
+        scorer="norm",
+    )
+    rows = profile_point(
+        point, "torch", torch.device("cpu"), FAKE_PEAKS, sdpa_backend="math", warmup=1, rep=3, max_seconds=0.5
+    )
     by = {(r["pass"], r["stage"]): r["ms"] for r in rows}
     assert by[("bwd", "gather_bwd")] == 3 * 128.0
     assert by[("fwd", TOTAL)] == 1 + 2 + 4 + 8 + 16

@@ -12,8 +12,15 @@ from lighthouse.quality.inputs import checkpoint_layers, parse_inputs  # noqa: E
 
 @pytest.fixture(scope="module")
 def saved_model(tmp_path_factory):
-    cfg = transformers.LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)
+    cfg = transformers.LlamaConfig(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+    )
     torch.manual_seed(0)
     model = transformers.LlamaForCausalLM(cfg)
     path = tmp_path_factory.mktemp("model")

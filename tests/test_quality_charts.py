@@ -12,14 +12,37 @@ def test_pareto_front_keeps_only_undominated_points():
 
 
 def _q(n, k, recall, scorer="norm"):
-    return {"inputs": "needle", "status": "ok", "n": str(n), "levels": "3", "pooling": "4", "topk": str(k),
-            "scorer": scorer, "needle_recall": str(recall), **{f"recall_d{10 * d:02d}": str(recall) for d in range(10)}}
+    return {
+        "inputs": "needle",
+        "status": "ok",
+        "n": str(n),
+        "levels": "3",
+        "pooling": "4",
+        "topk": str(k),
+        "scorer": scorer,
+        "needle_recall": str(recall),
+        **{f"recall_d{10 * d:02d}": str(recall) for d in range(10)},
+    }
 
 
 def _s(n, k, speedup, scorer="norm"):
-    return {"kind": "lighthouse", "status": "ok", "pass": "fwdbwd", "n": str(n), "levels": "3", "pooling": "4",
-            "topk": str(k), "scorer": scorer, "dtype": "bf16", "batch": "1", "heads": "8", "kv_heads": "8",
-            "head_dim": "128", "device": "cuda", "speedup_vs_sdpa_cudnn": str(speedup)}
+    return {
+        "kind": "lighthouse",
+        "status": "ok",
+        "pass": "fwdbwd",
+        "n": str(n),
+        "levels": "3",
+        "pooling": "4",
+        "topk": str(k),
+        "scorer": scorer,
+        "dtype": "bf16",
+        "batch": "1",
+        "heads": "8",
+        "kv_heads": "8",
+        "head_dim": "128",
+        "device": "cuda",
+        "speedup_vs_sdpa_cudnn": str(speedup),
+    }
 
 
 def test_pareto_chart_and_heatmaps_are_written(tmp_path):
@@ -41,10 +64,23 @@ def test_report_gains_the_pareto_section(tmp_path):
     sweep, quality = tmp_path / "sweep", tmp_path / "quality"
     sweep.mkdir(), quality.mkdir()
     for k, speedup in ((1024, 9.0), (2048, 6.0)):
-        append_row(sweep / "results.csv", SWEEP,
-                   {**_s(65536, k, speedup), "impl": "lighthouse_triton", "median_ms": 1.0})
-    append_row(sweep / "results.csv", SWEEP, {**_s(65536, 1024, 1.0), "kind": "dense", "impl": "sdpa_cudnn",
-                                              "levels": "", "pooling": "", "topk": "", "scorer": "", "median_ms": 9.0})
+        append_row(
+            sweep / "results.csv", SWEEP, {**_s(65536, k, speedup), "impl": "lighthouse_triton", "median_ms": 1.0}
+        )
+    append_row(
+        sweep / "results.csv",
+        SWEEP,
+        {
+            **_s(65536, 1024, 1.0),
+            "kind": "dense",
+            "impl": "sdpa_cudnn",
+            "levels": "",
+            "pooling": "",
+            "topk": "",
+            "scorer": "",
+            "median_ms": 9.0,
+        },
+    )
     for k, recall in ((1024, 0.7), (2048, 0.95)):
         append_row(quality / "quality.csv", QUALITY, {**_q(65536, k, recall), "out_rel_err": 0.5})
     files = build_report([sweep, quality], tmp_path / "report")
@@ -94,7 +130,7 @@ def test_pareto_labels_never_overlap(tmp_path, monkeypatch):
     labels = [t for t in ax.texts if isinstance(t, Annotation)]
     boxes = [t.get_window_extent(renderer) for t in labels]
     assert len(labels) >= 2
-    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])
     left_out = 14 - len(labels)
     notes = [t.get_text() for t in ax.texts if not isinstance(t, Annotation)]
     assert notes == ([f"{left_out} frontier label(s) left out where they would overlap"] if left_out else [])
@@ -107,9 +143,21 @@ def test_heatmap_titles_stay_inside_narrow_figures(tmp_path, monkeypatch):
 
     kept = _Kept(monkeypatch)
     needle_heatmaps([_q(65536, 1024, 0.7)], tmp_path)
-    cells = [{"model": "runs/two-stage/lighthouse-then-dense", "attention": "saved", "status": "ok", "length": 2048,
-              "depth": d, "exact_acc": 0.5, "digit_only_acc": 0.6, "above_chance": "1", "chance_exact": 1e-05,
-              "chance_digit": 0.1} for d in (0, 50, 100)]
+    cells = [
+        {
+            "model": "runs/two-stage/lighthouse-then-dense",
+            "attention": "saved",
+            "status": "ok",
+            "length": 2048,
+            "depth": d,
+            "exact_acc": 0.5,
+            "digit_only_acc": 0.6,
+            "above_chance": "1",
+            "chance_exact": 1e-05,
+            "chance_digit": 0.1,
+        }
+        for d in (0, 50, 100)
+    ]
     assert heatmaps(cells, tmp_path)
     figs = kept.figures()
     assert len(figs) == 2

@@ -8,8 +8,7 @@ import torch
 import lighthouse
 from lighthouse.quality.dense import dense_reference
 from lighthouse.quality.inputs import synthetic
-from lighthouse.quality.needles import (BUCKET_COLUMNS, TARGET_MASS, Needles, needle_hits, place_needles,
-                                       recall_figures)
+from lighthouse.quality.needles import BUCKET_COLUMNS, TARGET_MASS, Needles, needle_hits, place_needles, recall_figures
 
 CPU = torch.device("cpu")
 
@@ -90,8 +89,9 @@ def test_full_coverage_configuration_retrieves_every_needle():
 
 def test_recall_per_bucket_matches_hand_count():
     """Catches buckets keyed by the wrong needle or averaged over the wrong axis."""
-    nd = Needles(torch.tensor([100, 200, 300]), torch.tensor([95, 20, 150]),
-                 torch.tensor([0.05, 0.9, 0.5], dtype=torch.float64))
+    nd = Needles(
+        torch.tensor([100, 200, 300]), torch.tensor([95, 20, 150]), torch.tensor([0.05, 0.9, 0.5], dtype=torch.float64)
+    )
     hits = torch.tensor([[[True, False, True], [True, True, False]]])  # (B=1, H=2, M=3)
     fig = recall_figures(hits, nd)
     assert fig["needle_recall"] == pytest.approx(4 / 6)

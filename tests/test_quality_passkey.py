@@ -31,7 +31,7 @@ def test_prompt_has_exact_length_passkey_at_depth_and_is_deterministic(filler, d
     data = bytes(p.tokens)
     budget = 300 - pk.fixed_bytes(5)
     needle = pk.needle(p.passkey)
-    assert p.needle_at == round(depth * budget) and data[p.needle_at: p.needle_at + len(needle)] == needle
+    assert p.needle_at == round(depth * budget) and data[p.needle_at : p.needle_at + len(needle)] == needle
     assert data.count(b"PASSKEY = ") == 1
     assert data.endswith(pk.QUESTION + p.passkey.encode()) and p.answer_at == 295
     assert len(p.passkey) == 5 and p.passkey.isdigit()
@@ -139,11 +139,30 @@ def test_resume_measures_again_the_rows_written_before_the_digit_only_score(tmp_
         w = csv.DictWriter(f, fieldnames=old_cols)
         w.writeheader()
         for d in (0, 50):
-            w.writerow({**{c: "" for c in old_cols}, "model": str(tmp_path / "m"), "attention": "saved",
-                        "length": 200, "depth": d, "digits": 5, "trials": 4, "filler": "sentence", "device": "cpu",
-                        "dtype": spec.dtype, "status": "ok", "exact_acc": 0, "digit_acc": 0, "digit_hits": 0,
-                        "chance_digit": 0.1, "chance_exact": 1e-5, "p_chance": 1, "above_chance": 0, "seed": 0,
-                        "finished_at": "2026-11-29T00:00:00+00:00"})
+            w.writerow(
+                {
+                    **{c: "" for c in old_cols},
+                    "model": str(tmp_path / "m"),
+                    "attention": "saved",
+                    "length": 200,
+                    "depth": d,
+                    "digits": 5,
+                    "trials": 4,
+                    "filler": "sentence",
+                    "device": "cpu",
+                    "dtype": spec.dtype,
+                    "status": "ok",
+                    "exact_acc": 0,
+                    "digit_acc": 0,
+                    "digit_hits": 0,
+                    "chance_digit": 0.1,
+                    "chance_exact": 1e-5,
+                    "p_chance": 1,
+                    "above_chance": 0,
+                    "seed": 0,
+                    "finished_at": "2026-11-29T00:00:00+00:00",
+                }
+            )
     calls = []
     assert run(spec, out, resume=True, plot=False, loader=lambda *a: calls.append(a) or _mute_knower) == 0
     rows, torn = read_rows(out / "passkey.csv", PASSKEY)
@@ -153,8 +172,15 @@ def test_resume_measures_again_the_rows_written_before_the_digit_only_score(tmp_
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    cfg = transformers.LlamaConfig(vocab_size=256, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)
+    cfg = transformers.LlamaConfig(
+        vocab_size=256,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+    )
     torch.manual_seed(0)
     model = transformers.LlamaForCausalLM(cfg)
     path = tmp_path_factory.mktemp("model") / "dense"
@@ -195,17 +221,41 @@ def test_cli_end_to_end_and_errors(tiny_model, tmp_path):
 
     runner = CliRunner()
     out = tmp_path / "cli"
-    result = runner.invoke(app, ["passkey", str(tiny_model), "--lengths", "128", "--depths", "0,100", "--trials", "2",
-                                 "--filler", "sentence", "--device", "cpu", "--out", str(out), "--no-plot"])
+    result = runner.invoke(
+        app,
+        [
+            "passkey",
+            str(tiny_model),
+            "--lengths",
+            "128",
+            "--depths",
+            "0,100",
+            "--trials",
+            "2",
+            "--filler",
+            "sentence",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+            "--no-plot",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "Loading weights" not in result.output and "it/s]" not in result.output, result.output  # defect 11
     with (out / "passkey.csv").open() as f:
         assert len(list(csv.DictReader(f))) == 2
-    for args, option in ((["--lengths", "512"], "--lengths"), (["--lengths", "20"], "--lengths"),
-                         (["--depths", "0,150"], "--depths"), (["--depths", "x"], "--depths"),
-                         (["--attention", "sparse"], "--attention"), (["--digits", "0"], "--digits")):
-        result = runner.invoke(app, ["passkey", str(tiny_model), "--device", "cpu", "--out", str(tmp_path / "e"),
-                                     *args])
+    for args, option in (
+        (["--lengths", "512"], "--lengths"),
+        (["--lengths", "20"], "--lengths"),
+        (["--depths", "0,150"], "--depths"),
+        (["--depths", "x"], "--depths"),
+        (["--attention", "sparse"], "--attention"),
+        (["--digits", "0"], "--digits"),
+    ):
+        result = runner.invoke(
+            app, ["passkey", str(tiny_model), "--device", "cpu", "--out", str(tmp_path / "e"), *args]
+        )
         assert result.exit_code == 2 and option in result.output and "Traceback" not in result.output, result.output
 
 
@@ -218,9 +268,16 @@ def test_lighthouse_folder_runs_saved_dense_and_lighthouse(tmp_path):
     from lighthouse.quality.passkey_command import load_predict, trained_context
 
     def cfg():
-        return transformers.LlamaConfig(vocab_size=256, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
-                                        use_cache=False)
+        return transformers.LlamaConfig(
+            vocab_size=256,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=2048,
+            use_cache=False,
+        )
 
     torch.manual_seed(0)
     model = transformers.LlamaForCausalLM(cfg())
@@ -243,8 +300,12 @@ def test_lighthouse_folder_runs_saved_dense_and_lighthouse(tmp_path):
     hf.set_dense(model, False)
     with torch.no_grad():
         logits = model(input_ids=tokens, use_cache=False).logits[:, -logits_keep:]
-    want = torch.tensor([[max(range(48, 58), key=lambda b: float(logits[i, t, b])) for t in range(logits_keep)]
-                         for i in range(tokens.shape[0])])
+    want = torch.tensor(
+        [
+            [max(range(48, 58), key=lambda b: float(logits[i, t, b])) for t in range(logits_keep)]
+            for i in range(tokens.shape[0])
+        ]
+    )
     assert torch.equal(digits, want)
     plain = tmp_path / "plain"
     transformers.LlamaForCausalLM(cfg()).save_pretrained(plain)

@@ -21,39 +21,76 @@ def write(path, cols, rows, torn=None):
 
 
 def sweep_row(n, levels, p, k, s, speedup, impl="lighthouse_triton", pass_="fwdbwd", status="ok", heads=8):
-    return dict(impl=impl, kind="lighthouse", **{"pass": pass_}, device="cuda", dtype="bf16", n=n, batch=1,
-                heads=heads, kv_heads=heads, head_dim=128, levels=levels, pooling=p, topk=k, scorer=s, status=status,
-                median_ms=1.0, speedup_vs_sdpa_cudnn=speedup)
+    return dict(
+        impl=impl,
+        kind="lighthouse",
+        **{"pass": pass_},
+        device="cuda",
+        dtype="bf16",
+        n=n,
+        batch=1,
+        heads=heads,
+        kv_heads=heads,
+        head_dim=128,
+        levels=levels,
+        pooling=p,
+        topk=k,
+        scorer=s,
+        status=status,
+        median_ms=1.0,
+        speedup_vs_sdpa_cudnn=speedup,
+    )
 
 
 def q_row(n, levels, p, k, s, recall=None, err=None, inputs="needle", status="ok", layer=""):
-    return dict(inputs=inputs, layer=layer, n=n, levels=levels, pooling=p, topk=k, scorer=s, status=status,
-                needle_recall=recall if recall is not None else "", out_rel_err=err if err is not None else "",
-                coverage=0.5)
+    return dict(
+        inputs=inputs,
+        layer=layer,
+        n=n,
+        levels=levels,
+        pooling=p,
+        topk=k,
+        scorer=s,
+        status=status,
+        needle_recall=recall if recall is not None else "",
+        out_rel_err=err if err is not None else "",
+        coverage=0.5,
+    )
 
 
 @pytest.fixture
 def results(tmp_path):
     sweep, qual = tmp_path / "sweep", tmp_path / "qual"
     sweep.mkdir(), qual.mkdir()
-    write(sweep / "results.csv", SWEEP_COLS, [
-        sweep_row(65536, 3, 4, 1024, "norm", 9.0),   # fastest, fails the recall bar
-        sweep_row(65536, 3, 4, 2048, "norm", 6.0),   # meets the bar: the choice
-        sweep_row(65536, 3, 4, 2048, "norm", 7.5, impl="lighthouse_torch"),  # a faster path of the same config counts
-        sweep_row(65536, 2, 4, 4096, "norm", 3.0),   # meets, slower: runner-up
-        sweep_row(65536, 3, 4, 4096, "dilated", 8.0, status="oom"),  # not measured: ignored
-        sweep_row(65536, 3, 4, 4096, "dilated", 20.0, pass_="fwd"),  # other pass: ignored
-        sweep_row(65536, 3, 8, 512, "norm", 12.0),   # speed only: missing quality
-    ], torn="lighthouse_triton,lighthouse,fwdbwd,cuda,bf16,65536,1,8,8,128,4,4,4096,norm" + ",ok" * 10)
-    write(qual / "quality.csv", QUALITY_COLS, [
-        q_row(65536, 3, 4, 1024, "norm", recall=0.6),
-        q_row(65536, 3, 4, 2048, "norm", recall=0.95),
-        q_row(65536, 2, 4, 4096, "norm", recall=1.0),
-        q_row(65536, 3, 4, 4096, "dilated", recall=1.0),
-        q_row(65536, 2, 2, 512, "norm", recall=1.0),  # quality only
-        q_row(65536, 3, 4, 2048, "norm", err=0.3, inputs="random"),
-        q_row(65536, 2, 4, 4096, "norm", err=0.1, inputs="random"),
-    ])
+    write(
+        sweep / "results.csv",
+        SWEEP_COLS,
+        [
+            sweep_row(65536, 3, 4, 1024, "norm", 9.0),  # fastest, fails the recall bar
+            sweep_row(65536, 3, 4, 2048, "norm", 6.0),  # meets the bar: the choice
+            sweep_row(
+                65536, 3, 4, 2048, "norm", 7.5, impl="lighthouse_torch"
+            ),  # a faster path of the same config counts
+            sweep_row(65536, 2, 4, 4096, "norm", 3.0),  # meets, slower: runner-up
+            sweep_row(65536, 3, 4, 4096, "dilated", 8.0, status="oom"),  # not measured: ignored
+            sweep_row(65536, 3, 4, 4096, "dilated", 20.0, pass_="fwd"),  # other pass: ignored
+            sweep_row(65536, 3, 8, 512, "norm", 12.0),  # speed only: missing quality
+        ],
+        torn="lighthouse_triton,lighthouse,fwdbwd,cuda,bf16,65536,1,8,8,128,4,4,4096,norm" + ",ok" * 10,
+    )
+    write(
+        qual / "quality.csv",
+        QUALITY_COLS,
+        [
+            q_row(65536, 3, 4, 1024, "norm", recall=0.6),
+            q_row(65536, 3, 4, 2048, "norm", recall=0.95),
+            q_row(65536, 2, 4, 4096, "norm", recall=1.0),
+            q_row(65536, 3, 4, 4096, "dilated", recall=1.0),
+            q_row(65536, 2, 2, 512, "norm", recall=1.0),  # quality only
+            q_row(65536, 3, 4, 2048, "norm", err=0.3, inputs="random"),
+            q_row(65536, 2, 4, 4096, "norm", err=0.1, inputs="random"),
+        ],
+    )
     return tmp_path
 
 
@@ -63,8 +100,11 @@ def test_fastest_configuration_meeting_the_bar(results):
     s, q = load([results])
     rec = recommend(s, q, 65536, Bar("needle_recall", 0.9, "needle"))
     assert rec.chosen.config == (3, 4, 2048, "norm", "pre") and rec.chosen.speedup == 7.5
-    assert [c.config for c in rec.ranked] == [(3, 4, 2048, "norm", "pre"), (2, 4, 4096, "norm", "pre"),
-                                              (3, 4, 1024, "norm", "pre")]
+    assert [c.config for c in rec.ranked] == [
+        (3, 4, 2048, "norm", "pre"),
+        (2, 4, 4096, "norm", "pre"),
+        (3, 4, 1024, "norm", "pre"),
+    ]
     assert rec.speed_only == [(3, 8, 512, "norm", "pre")]
     assert (2, 2, 512, "norm", "pre") in rec.quality_only and (3, 4, 4096, "dilated", "pre") in rec.quality_only
     text = render(rec)
@@ -91,10 +131,16 @@ def test_unmeasured_seq_is_never_guessed(results):
 
 def test_worst_layer_counts_for_a_checkpoint(tmp_path):
     """With several layers (or shapes) measured, the least favourable value is the one judged."""
-    write(tmp_path / "results.csv", SWEEP_COLS, [sweep_row(4096, 2, 4, 512, "norm", 2.0),
-                                                  sweep_row(4096, 2, 4, 512, "norm", 1.5, heads=16)])
-    write(tmp_path / "quality.csv", QUALITY_COLS, [q_row(4096, 2, 4, 512, "norm", recall=0.99, layer=0),
-                                                   q_row(4096, 2, 4, 512, "norm", recall=0.7, layer=1)])
+    write(
+        tmp_path / "results.csv",
+        SWEEP_COLS,
+        [sweep_row(4096, 2, 4, 512, "norm", 2.0), sweep_row(4096, 2, 4, 512, "norm", 1.5, heads=16)],
+    )
+    write(
+        tmp_path / "quality.csv",
+        QUALITY_COLS,
+        [q_row(4096, 2, 4, 512, "norm", recall=0.99, layer=0), q_row(4096, 2, 4, 512, "norm", recall=0.7, layer=1)],
+    )
     s, q = load([tmp_path / "results.csv", tmp_path / "quality.csv"])
     rec = recommend(s, q, 4096, Bar("needle_recall", 0.9, "needle"))
     assert rec.chosen is None and rec.ranked[0].quality == 0.7 and rec.ranked[0].speedup == 1.5
@@ -110,8 +156,9 @@ def _one_config(tmp_path, sweep_rows, quality_rows):
 def test_a_missing_pass_is_named_not_the_n(tmp_path):
     """The sweep measured N=4096 on the fwd pass only; asked for fwdbwd, the output names the pass (and the
     --pass that has figures), never an unmeasured N. Catches 'sweep --seq 4096' offered for a measured N."""
-    s, q = _one_config(tmp_path, [sweep_row(4096, 2, 4, 512, "norm", 2.0, pass_="fwd")],
-                       [q_row(4096, 2, 4, 512, "norm", recall=1.0)])
+    s, q = _one_config(
+        tmp_path, [sweep_row(4096, 2, 4, 512, "norm", 2.0, pass_="fwd")], [q_row(4096, 2, 4, 512, "norm", recall=1.0)]
+    )
     text = render(recommend(s, q, 4096, Bar("needle_recall", 0.9, "needle"), pass_="fwdbwd"))
     assert "fwd pass, not fwdbwd" in text and "--pass fwd" in text
     assert "sweep --seq 4096 ...`" not in text and "Quality measured but no" not in text
@@ -120,8 +167,9 @@ def test_a_missing_pass_is_named_not_the_n(tmp_path):
 def test_a_missing_baseline_is_named_not_the_n(tmp_path):
     """Asked for the speedup over sdpa_flash where the sweep timed cuDNN only: the output names the baseline
     that is missing and the one that was measured. Catches the N (measured) blamed instead."""
-    s, q = _one_config(tmp_path, [sweep_row(4096, 2, 4, 512, "norm", 2.0)],
-                       [q_row(4096, 2, 4, 512, "norm", recall=1.0)])
+    s, q = _one_config(
+        tmp_path, [sweep_row(4096, 2, 4, 512, "norm", 2.0)], [q_row(4096, 2, 4, 512, "norm", recall=1.0)]
+    )
     text = render(recommend(s, q, 4096, Bar("needle_recall", 0.9, "needle"), baseline="sdpa_flash"))
     assert "no speedup over sdpa_flash" in text and "--baseline cudnn" in text
     assert "sweep --seq 4096 ...`" not in text and "Quality measured but no" not in text
@@ -130,8 +178,9 @@ def test_a_missing_baseline_is_named_not_the_n(tmp_path):
 def test_missing_quality_inputs_are_named_not_the_n(tmp_path):
     """An out_rel_err bar (random inputs) over quality measured on needle inputs only: the output names the
     inputs kind. Catches 'quality results measured N = nothing'."""
-    s, q = _one_config(tmp_path, [sweep_row(4096, 2, 4, 512, "norm", 2.0)],
-                       [q_row(4096, 2, 4, 512, "norm", recall=1.0)])
+    s, q = _one_config(
+        tmp_path, [sweep_row(4096, 2, 4, 512, "norm", 2.0)], [q_row(4096, 2, 4, 512, "norm", recall=1.0)]
+    )
     text = render(recommend(s, q, 4096, Bar("out_rel_err", 0.1, "random")))
     assert "needle inputs, not random" in text and "quality --seq 4096 --inputs random" in text
     assert "nothing" not in text and "Speed measured but no" not in text
@@ -141,8 +190,11 @@ def test_nothing_meeting_the_bar_is_a_sentence_naming_the_closest(tmp_path, resu
     """No configuration meets needle_recall >= 0.95: one sentence names the closest one (the best figure, not the
     fastest) and by how much it misses, with no table of non-answers. Catches a table printed as if it held a
     recommendation."""
-    s, q = _one_config(tmp_path, [sweep_row(4096, 2, 4, 512, "norm", 3.0), sweep_row(4096, 2, 4, 1024, "norm", 2.0)],
-                       [q_row(4096, 2, 4, 512, "norm", recall=0.8), q_row(4096, 2, 4, 1024, "norm", recall=0.9)])
+    s, q = _one_config(
+        tmp_path,
+        [sweep_row(4096, 2, 4, 512, "norm", 3.0), sweep_row(4096, 2, 4, 1024, "norm", 2.0)],
+        [q_row(4096, 2, 4, 512, "norm", recall=0.8), q_row(4096, 2, 4, 1024, "norm", recall=0.9)],
+    )
     rec = recommend(s, q, 4096, Bar("needle_recall", 0.95, "needle"))
     assert rec.chosen is None
     text = render(rec)

@@ -61,8 +61,10 @@ def _anchors(path: Path) -> set:
 
 def test_slug_matches_github_on_known_headings():
     assert _slug("The gate (lighthouse/bench/check.py)") == "the-gate-lighthousebenchcheckpy"
-    assert _slug("`lighthouse-bench sweep --cp W` (launched with torchrun)") == \
-        "lighthouse-bench-sweep---cp-w-launched-with-torchrun"
+    assert (
+        _slug("`lighthouse-bench sweep --cp W` (launched with torchrun)")
+        == "lighthouse-bench-sweep---cp-w-launched-with-torchrun"
+    )
     assert _slug("Headline figures (one H200)") == "headline-figures-one-h200"
 
 

@@ -17,11 +17,11 @@ from spec_loops import attention_loops, norm_scores, padded, pyramid_index, scat
 
 CASES = [
     # (B, Hq, Hkv, N, D, levels, pooling, topk)
-    (1, 1, 1, 2048, 8, 2, 4, 256),    # two tiles
-    (1, 2, 1, 1536, 8, 2, 3, 128),    # pooling not a power of two, GQA
-    (2, 1, 1, 4096, 4, 3, 2, 512),    # four tiles, batch 2
-    (1, 1, 1, 4096, 4, 5, 2, 256),    # five levels
-    (1, 2, 2, 1300, 8, 2, 4, 256),    # N padded to 1304 (multiple of 8)
+    (1, 1, 1, 2048, 8, 2, 4, 256),  # two tiles
+    (1, 2, 1, 1536, 8, 2, 3, 128),  # pooling not a power of two, GQA
+    (2, 1, 1, 4096, 4, 3, 2, 512),  # four tiles, batch 2
+    (1, 1, 1, 4096, 4, 5, 2, 256),  # five levels
+    (1, 2, 2, 1300, 8, 2, 4, 256),  # N padded to 1304 (multiple of 8)
 ]
 
 

@@ -15,9 +15,30 @@ from lighthouse.report.build import build_report, crossover_n, sweep_headline
 
 PAPER = Path(__file__).resolve().parents[1] / "reports" / "h200" / "paper"
 CHROMIUM = Path("/usr/bin/chromium")
-PROFILE_COLUMNS = ["n", "topk", "levels", "pooling", "scorer", "dtype", "batch", "heads", "kv_heads", "head_dim",
-                   "impl", "s_sel", "pass", "stage", "ms", "share", "bytes", "flops", "floor_ms", "floor_kind",
-                   "floor_ratio", "device"]
+PROFILE_COLUMNS = [
+    "n",
+    "topk",
+    "levels",
+    "pooling",
+    "scorer",
+    "dtype",
+    "batch",
+    "heads",
+    "kv_heads",
+    "head_dim",
+    "impl",
+    "s_sel",
+    "pass",
+    "stage",
+    "ms",
+    "share",
+    "bytes",
+    "flops",
+    "floor_ms",
+    "floor_kind",
+    "floor_ratio",
+    "device",
+]
 
 
 def read_rows(path):
@@ -59,7 +80,8 @@ def test_paper_headline_matches_the_csv(paper_report):
     assert (h["impl"], h["pass"], h["baseline"], h["n"]) == ("lighthouse_triton", "fwdbwd", "sdpa_cudnn", 524288)
     assert h["speedup"] == pytest.approx(ms("sdpa_cudnn", 524288) / ms("lighthouse_triton", 524288), rel=1e-4)
     assert h["memory_saved"] == pytest.approx(
-        1 - ms("lighthouse_triton", 524288, "peak_mem_gib") / ms("sdpa_cudnn", 524288, "peak_mem_gib"), rel=1e-4)
+        1 - ms("lighthouse_triton", 524288, "peak_mem_gib") / ms("sdpa_cudnn", 524288, "peak_mem_gib"), rel=1e-4
+    )
     assert h["floor_ratio"] == pytest.approx(ms("lighthouse_triton", 524288, "floor_ratio"))
 
     # crossover, independently: the smallest N with dense/Lighthouse > 1 there and at every larger N
@@ -78,11 +100,25 @@ def rows_for(speedups, impl="lighthouse_triton", pass_="fwdbwd"):
     for n, s in speedups.items():
         shape = dict(pass_=pass_, n=str(n), dtype="bf16", batch="1", heads="8", kv_heads="8", head_dim="128")
         shape = {("pass" if k == "pass_" else k): v for k, v in shape.items()}
-        rows.append({**shape, "impl": "sdpa_cudnn", "kind": "dense", "status": "ok", "median_ms": "10",
-                     "peak_mem_gib": "2"})
-        rows.append({**shape, "impl": impl, "kind": "lighthouse", "status": "ok", "median_ms": str(10 / s),
-                     "topk": "128", "levels": "3", "pooling": "4", "scorer": "norm", "peak_mem_gib": "1",
-                     "speedup_vs_sdpa_cudnn": str(s), "floor_ratio": "1.5"})
+        rows.append(
+            {**shape, "impl": "sdpa_cudnn", "kind": "dense", "status": "ok", "median_ms": "10", "peak_mem_gib": "2"}
+        )
+        rows.append(
+            {
+                **shape,
+                "impl": impl,
+                "kind": "lighthouse",
+                "status": "ok",
+                "median_ms": str(10 / s),
+                "topk": "128",
+                "levels": "3",
+                "pooling": "4",
+                "scorer": "norm",
+                "peak_mem_gib": "1",
+                "speedup_vs_sdpa_cudnn": str(s),
+                "floor_ratio": "1.5",
+            }
+        )
     return rows
 
 
@@ -143,7 +179,7 @@ def test_two_sweeps_side_by_side(tmp_path):
     lines = md.split("## Side by side", 1)[1].splitlines()
     header = next(line for line in lines if line.startswith("| impl"))
     col = [c.strip() for c in header.strip("|").split("|")].index("B/A")
-    body = [line for line in lines[lines.index(header) + 2:] if line.startswith("|")][:16]
+    body = [line for line in lines[lines.index(header) + 2 :] if line.startswith("|")][:16]
     ratios = [float(line.strip("|").split("|")[col]) for line in body]
     assert len(ratios) == 16 and all(r == pytest.approx(1.1, abs=2e-3) for r in ratios)
     assert {p.name for p in report.charts} >= {"run-a-speedup.png", "run-b-speedup.png"}
@@ -152,20 +188,71 @@ def test_two_sweeps_side_by_side(tmp_path):
 def write_profile(folder: Path) -> Path:
     """A synthetic profile.csv: one point, fwd and bwd stages plus total and measured rows."""
     folder.mkdir(parents=True)
-    base = dict(n=65536, topk=4096, levels=3, pooling=4, scorer="norm", dtype="bf16", batch=1, heads=8, kv_heads=8,
-                head_dim=128, impl="triton", s_sel=36864, device="cuda")
-    stages = {"fwd": {"scores": 0.4, "select": 0.3, "gather": 0.5, "sdpa": 2.0, "scatter": 0.3},
-              "bwd": {"fan_in": 0.4, "sdpa_bwd": 5.0, "pool_bwd": 0.9}}
+    base = dict(
+        n=65536,
+        topk=4096,
+        levels=3,
+        pooling=4,
+        scorer="norm",
+        dtype="bf16",
+        batch=1,
+        heads=8,
+        kv_heads=8,
+        head_dim=128,
+        impl="triton",
+        s_sel=36864,
+        device="cuda",
+    )
+    stages = {
+        "fwd": {"scores": 0.4, "select": 0.3, "gather": 0.5, "sdpa": 2.0, "scatter": 0.3},
+        "bwd": {"fan_in": 0.4, "sdpa_bwd": 5.0, "pool_bwd": 0.9},
+    }
     rows = []
     for pass_, times in stages.items():
         total = sum(times.values())
         for stage, ms in times.items():
-            rows.append({**base, "pass": pass_, "stage": stage, "ms": ms, "share": ms / total, "bytes": 2e8,
-                         "flops": 0, "floor_ms": 0.05, "floor_kind": "bandwidth", "floor_ratio": ms / 0.05})
-        rows.append({**base, "pass": pass_, "stage": "total", "ms": total, "share": 1.0, "bytes": 2e8 * len(times),
-                     "flops": 0, "floor_ms": 0.05 * len(times), "floor_kind": "sum", "floor_ratio": 1})
-        rows.append({**base, "pass": pass_, "stage": "measured", "ms": total * 0.9, "share": 0.9, "bytes": "",
-                     "flops": "", "floor_ms": "", "floor_kind": "sum", "floor_ratio": ""})
+            rows.append(
+                {
+                    **base,
+                    "pass": pass_,
+                    "stage": stage,
+                    "ms": ms,
+                    "share": ms / total,
+                    "bytes": 2e8,
+                    "flops": 0,
+                    "floor_ms": 0.05,
+                    "floor_kind": "bandwidth",
+                    "floor_ratio": ms / 0.05,
+                }
+            )
+        rows.append(
+            {
+                **base,
+                "pass": pass_,
+                "stage": "total",
+                "ms": total,
+                "share": 1.0,
+                "bytes": 2e8 * len(times),
+                "flops": 0,
+                "floor_ms": 0.05 * len(times),
+                "floor_kind": "sum",
+                "floor_ratio": 1,
+            }
+        )
+        rows.append(
+            {
+                **base,
+                "pass": pass_,
+                "stage": "measured",
+                "ms": total * 0.9,
+                "share": 0.9,
+                "bytes": "",
+                "flops": "",
+                "floor_ms": "",
+                "floor_kind": "sum",
+                "floor_ratio": "",
+            }
+        )
     path = folder / "profile.csv"
     with path.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=PROFILE_COLUMNS)
@@ -213,14 +300,27 @@ def test_html_is_self_contained_and_renders_its_charts(paper_report, tmp_path):
     assert "http://" not in text and "https://" not in text
     if not CHROMIUM.exists():
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail("CI is set but /usr/bin/chromium is missing: CI must install Debian's chromium "
-                        "(.ci/run does) so that this test runs instead of skipping")
+            pytest.fail(
+                "CI is set but /usr/bin/chromium is missing: CI must install Debian's chromium "
+                "(.ci/run does) so that this test runs instead of skipping"
+            )
         pytest.skip("/usr/bin/chromium is not installed (apt-get install -y chromium); under CI=true this fails")
     shot = tmp_path / "shot.png"
-    cmd = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,2000", f"--screenshot={shot}",
-           paper_report.html.resolve().as_uri()]
+    cmd = [
+        str(CHROMIUM),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--window-size=1280,2000",
+        f"--screenshot={shot}",
+        paper_report.html.resolve().as_uri(),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert shot.is_file(), done.stderr[-2000:]
 
@@ -229,7 +329,7 @@ def test_html_is_self_contained_and_renders_its_charts(paper_report, tmp_path):
     rgb = np.round(mpimg.imread(shot)[..., :3] * 255).astype(int)
     assert rgb.shape[:2] == (2000, 1280)
     white = (rgb >= 250).all(axis=-1)
-    background = (np.abs(rgb - np.array([0xF4, 0xF6, 0xF8])).max(axis=-1) <= 2)  # the page margin, see CSS
+    background = np.abs(rgb - np.array([0xF4, 0xF6, 0xF8])).max(axis=-1) <= 2  # the page margin, see CSS
     inked = 1.0 - (white | background).mean()
     colours = len(np.unique(rgb.reshape(-1, 3) @ np.array([1 << 16, 1 << 8, 1])))
     # the page's own CSS is greys and blues and its text gives ~1.4K colours; the charts add thousands more

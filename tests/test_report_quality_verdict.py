@@ -6,23 +6,55 @@ from lighthouse.report.build import recommendation_blocks
 from lighthouse.quality.summary import checkpoint_layer_medians, checkpoint_table, needle_verdict
 
 
-def q(n, l, p, k, s, recall, inputs="needle", dense=1.0, status="ok"):
-    return dict(inputs=inputs, n=str(n), levels=str(l), pooling=str(p), topk=str(k), scorer=s, status=status,
-                needle_recall=str(recall), dense_needle_recall=str(dense), out_rel_err="0.5", coverage="0.25")
+def q(n, lv, p, k, s, recall, inputs="needle", dense=1.0, status="ok"):
+    return dict(
+        inputs=inputs,
+        n=str(n),
+        levels=str(lv),
+        pooling=str(p),
+        topk=str(k),
+        scorer=s,
+        status=status,
+        needle_recall=str(recall),
+        dense_needle_recall=str(dense),
+        out_rel_err="0.5",
+        coverage="0.25",
+    )
 
 
-def sweep(n, l, p, k, s, speedup):
-    return dict(impl="lighthouse_triton", kind="lighthouse", **{"pass": "fwdbwd"}, device="cuda", dtype="bf16",
-                n=str(n), batch="1", heads="8", kv_heads="8", head_dim="128", levels=str(l), pooling=str(p),
-                topk=str(k), scorer=s, status="ok", median_ms="1.0", speedup_vs_sdpa_cudnn=str(speedup))
+def sweep(n, lv, p, k, s, speedup):
+    return dict(
+        impl="lighthouse_triton",
+        kind="lighthouse",
+        **{"pass": "fwdbwd"},
+        device="cuda",
+        dtype="bf16",
+        n=str(n),
+        batch="1",
+        heads="8",
+        kv_heads="8",
+        head_dim="128",
+        levels=str(lv),
+        pooling=str(p),
+        topk=str(k),
+        scorer=s,
+        status="ok",
+        median_ms="1.0",
+        speedup_vs_sdpa_cudnn=str(speedup),
+    )
 
 
 def test_needle_verdict_counts_hits_per_scorer_and_names_their_families():
     """Catches a verdict that counts the wrong rows (random inputs, failed rows), uses > instead of >=, or calls
     the scorers equivalent when their retrieving families differ."""
-    rows = [q(16384, 2, 2, 512, "norm", 0.9), q(16384, 3, 4, 512, "norm", 0.2), q(16384, 2, 2, 512, "gla", 0.95),
-            q(16384, 3, 4, 512, "gla", 0.1), q(16384, 3, 4, 1024, "gla", 0.99, status="error"),
-            q(16384, 3, 4, 1024, "gla", 0.99, inputs="random")]
+    rows = [
+        q(16384, 2, 2, 512, "norm", 0.9),
+        q(16384, 3, 4, 512, "norm", 0.2),
+        q(16384, 2, 2, 512, "gla", 0.95),
+        q(16384, 3, 4, 512, "gla", 0.1),
+        q(16384, 3, 4, 1024, "gla", 0.99, status="error"),
+        q(16384, 3, 4, 1024, "gla", 0.99, inputs="random"),
+    ]
     [line] = needle_verdict(rows)
     assert "dense needle recall 1" in line
     assert "norm 1 of 2 (L=2 p=2)" in line and "gla 1 of 2 (L=2 p=2)" in line
@@ -36,8 +68,13 @@ def test_needle_verdict_counts_configurations_not_rows_and_compares_them_exactly
     """Catches rows counted instead of configurations (two quality files at one N), a configuration counted as
     retrieving when one of its measurements misses, and "the same for every scorer" said when the scorers
     retrieve in the same (L, p) family but at different k."""
-    rows = [q(16384, 2, 2, 512, "norm", 0.95), q(16384, 2, 2, 512, "norm", 0.5), q(16384, 2, 2, 1024, "norm", 0.92),
-            q(16384, 2, 2, 1024, "gla", 0.93), q(16384, 2, 2, 512, "gla", 0.2)]
+    rows = [
+        q(16384, 2, 2, 512, "norm", 0.95),
+        q(16384, 2, 2, 512, "norm", 0.5),
+        q(16384, 2, 2, 1024, "norm", 0.92),
+        q(16384, 2, 2, 1024, "gla", 0.93),
+        q(16384, 2, 2, 512, "gla", 0.2),
+    ]
     [line] = needle_verdict(rows)
     assert "norm 1 of 2 (L=2 p=2)" in line and "gla 1 of 2 (L=2 p=2)" in line and "not the scorer" in line
     rows.append(q(16384, 2, 2, 2048, "gla", 0.97))
@@ -57,10 +94,18 @@ def test_needle_verdict_one_sentence_per_n_and_no_claim_without_hits():
 def test_recommendation_blocks_pick_the_fastest_config_meeting_the_bar_per_n():
     """Catches a report that ranks by speed alone (the fastest config misses the bar here) or mixes N (16K has
     speed only, 64K quality only: no section for either)."""
-    sweeps = [sweep(98304, 3, 4, 1024, "norm", 20.0), sweep(98304, 2, 2, 512, "norm", 3.5),
-              sweep(98304, 2, 2, 1024, "norm", 3.0), sweep(16384, 2, 2, 512, "norm", 1.5)]
-    quality = [q(98304, 3, 4, 1024, "norm", 0.2), q(98304, 2, 2, 512, "norm", 1.0), q(98304, 2, 2, 1024, "norm", 0.95),
-               q(65536, 2, 2, 512, "norm", 1.0)]
+    sweeps = [
+        sweep(98304, 3, 4, 1024, "norm", 20.0),
+        sweep(98304, 2, 2, 512, "norm", 3.5),
+        sweep(98304, 2, 2, 1024, "norm", 3.0),
+        sweep(16384, 2, 2, 512, "norm", 1.5),
+    ]
+    quality = [
+        q(98304, 3, 4, 1024, "norm", 0.2),
+        q(98304, 2, 2, 512, "norm", 1.0),
+        q(98304, 2, 2, 1024, "norm", 0.95),
+        q(65536, 2, 2, 512, "norm", 1.0),
+    ]
     blocks = recommendation_blocks(sweeps, quality)
     assert [b.text for b in blocks if isinstance(b, Heading)] == ["Recommendation for N=96K"]
     para = next(b for b in blocks if isinstance(b, Para))
@@ -85,10 +130,23 @@ def test_recommendation_blocks_say_when_no_configuration_is_measured_on_both_sid
     assert para.text.startswith("No configuration has both") and "1 have speed only, 1 quality only" in para.text
 
 
-def ck(model, layer, l, p, k, s, err, cos, p10="0.1", cov="0.5", n=16384, status="ok", ratio="", top=""):
-    return dict(inputs=f"checkpoint:{model}", layer=str(layer), n=str(n), levels=str(l), pooling=str(p), topk=str(k),
-                scorer=s, status=status, out_rel_err=str(err), cos_median=str(cos), cos_p10=p10, coverage=cov,
-                norm_ratio_median=ratio, err_top10_share=top)
+def ck(model, layer, lv, p, k, s, err, cos, p10="0.1", cov="0.5", n=16384, status="ok", ratio="", top=""):
+    return dict(
+        inputs=f"checkpoint:{model}",
+        layer=str(layer),
+        n=str(n),
+        levels=str(lv),
+        pooling=str(p),
+        topk=str(k),
+        scorer=s,
+        status=status,
+        out_rel_err=str(err),
+        cos_median=str(cos),
+        cos_p10=p10,
+        coverage=cov,
+        norm_ratio_median=ratio,
+        err_top10_share=top,
+    )
 
 
 def test_checkpoint_table_medians_and_the_configuration_with_the_best_worst_layer():
@@ -96,19 +154,27 @@ def test_checkpoint_table_medians_and_the_configuration_with_the_best_worst_laye
     failed rows, averages instead of taking the median (of any column), keys configurations without k, picks the
     configuration by its best layer (L=2 p=2 k=512 has the single smallest error, 0.1, but its worst layer, 0.9,
     is worse than L=3 p=4 k=512's worst, 0.4), or picks one whose worst layer failed (k=1024: only layer 0 ok)."""
-    rows = [ck("m/a", 0, 2, 2, 512, "norm", 0.1, 0.9, p10="0.5", cov="0.1", ratio="0.5", top="0.2"),
-            ck("m/a", 1, 2, 2, 512, "norm", 0.9, 0.5, p10="0.1", cov="0.2", ratio="0.9", top="0.6"),
-            ck("m/a", 0, 3, 4, 512, "norm", 0.3, 0.8, p10="0.2", cov="0.9", ratio="0.6", top="0.3"),
-            ck("m/a", 1, 3, 4, 512, "norm", 0.4, 0.7, p10="0.3", cov="1.0", ratio="1.0", top="0.9"),
-            ck("m/a", 0, 3, 4, 1024, "norm", 0.05, 0.99, p10="0.9", cov="0.3", ratio="0.7"),
-            ck("m/a", 1, 3, 4, 1024, "norm", 9.0, 0.0, status="error"),
-            ck("m/a", 0, 3, 4, 512, "gla", 3.0, 0.1),
-            ck("m/b", 0, 2, 2, 512, "norm", 2.0, 0.2), ck("m/a", 0, 2, 2, 512, "norm", 7.0, 0.1, n=32768),
-            q(16384, 2, 2, 512, "norm", 0.9), {**q(16384, 2, 2, 512, "norm", 0.9), "inputs": "random"}]
+    rows = [
+        ck("m/a", 0, 2, 2, 512, "norm", 0.1, 0.9, p10="0.5", cov="0.1", ratio="0.5", top="0.2"),
+        ck("m/a", 1, 2, 2, 512, "norm", 0.9, 0.5, p10="0.1", cov="0.2", ratio="0.9", top="0.6"),
+        ck("m/a", 0, 3, 4, 512, "norm", 0.3, 0.8, p10="0.2", cov="0.9", ratio="0.6", top="0.3"),
+        ck("m/a", 1, 3, 4, 512, "norm", 0.4, 0.7, p10="0.3", cov="1.0", ratio="1.0", top="0.9"),
+        ck("m/a", 0, 3, 4, 1024, "norm", 0.05, 0.99, p10="0.9", cov="0.3", ratio="0.7"),
+        ck("m/a", 1, 3, 4, 1024, "norm", 9.0, 0.0, status="error"),
+        ck("m/a", 0, 3, 4, 512, "gla", 3.0, 0.1),
+        ck("m/b", 0, 2, 2, 512, "norm", 2.0, 0.2),
+        ck("m/a", 0, 2, 2, 512, "norm", 7.0, 0.1, n=32768),
+        q(16384, 2, 2, 512, "norm", 0.9),
+        {**q(16384, 2, 2, 512, "norm", 0.9), "inputs": "random"},
+    ]
     headers, table = checkpoint_table(rows)
     col = {h: i for i, h in enumerate(headers)}
     assert [(r[col["model"]], r[col["N"]], r[col["scorer"]]) for r in table] == [
-        ("m/a", "16K", "gla"), ("m/a", "16K", "norm"), ("m/a", "32K", "norm"), ("m/b", "16K", "norm")]
+        ("m/a", "16K", "gla"),
+        ("m/a", "16K", "norm"),
+        ("m/a", "32K", "norm"),
+        ("m/b", "16K", "norm"),
+    ]
     a = table[1]
     assert a[col["layers"]] == "2" and a[col["configs"]] == "3"
     assert a[col["median out_rel_err"]] == "0.3"  # median of 0.1, 0.9, 0.3, 0.4, 0.05 (the mean would be 0.35)
@@ -127,12 +193,16 @@ def test_checkpoint_table_keeps_two_runs_of_the_same_model_path_apart():
     their folder, not one merged row (catches the report's source tag ignored)."""
     from lighthouse.quality.summary import SOURCE
 
-    rows = [{**ck("/tmp/models/dense", 0, 2, 2, 512, "norm", 0.2, 0.9), SOURCE: "run-1"},
-            {**ck("/tmp/models/dense", 0, 2, 2, 512, "norm", 0.8, 0.5), SOURCE: "run-2"}]
+    rows = [
+        {**ck("/tmp/models/dense", 0, 2, 2, 512, "norm", 0.2, 0.9), SOURCE: "run-1"},
+        {**ck("/tmp/models/dense", 0, 2, 2, 512, "norm", 0.8, 0.5), SOURCE: "run-2"},
+    ]
     headers, table = checkpoint_table(rows)
     assert [(r[0], r[5]) for r in table] == [("run-1: /tmp/models/dense", "0.2"), ("run-2: /tmp/models/dense", "0.8")]
-    assert set(checkpoint_layer_medians(rows, "out_rel_err")) == {("run-1: /tmp/models/dense", 16384, "norm"),
-                                                                  ("run-2: /tmp/models/dense", 16384, "norm")}
+    assert set(checkpoint_layer_medians(rows, "out_rel_err")) == {
+        ("run-1: /tmp/models/dense", 16384, "norm"),
+        ("run-2: /tmp/models/dense", 16384, "norm"),
+    }
 
 
 def test_report_keeps_two_quality_folders_with_one_name_and_one_model_path_apart(tmp_path):
@@ -144,8 +214,17 @@ def test_report_keeps_two_quality_folders_with_one_name_and_one_model_path_apart
     folders = [tmp_path / "run-1" / "quality", tmp_path / "run-2" / "quality"]
     for folder, err in zip(folders, (0.2, 0.8)):
         folder.mkdir(parents=True)
-        append_row(folder / "quality.csv", QUALITY, {**ck("/tmp/models/dense", 0, 3, 4, 512, "norm", err, 0.5),
-                                                      "batch": "1", "heads": "4", "kv_heads": "4", "head_dim": "128"})
+        append_row(
+            folder / "quality.csv",
+            QUALITY,
+            {
+                **ck("/tmp/models/dense", 0, 3, 4, 512, "norm", err, 0.5),
+                "batch": "1",
+                "heads": "4",
+                "kv_heads": "4",
+                "head_dim": "128",
+            },
+        )
     text = build_report(folders, tmp_path / "report").markdown.read_text()
     assert "| run-1/quality: /tmp/models/dense | 16K | norm | 1 | 1 | 0.2 |" in text
     assert "| run-2/quality: /tmp/models/dense | 16K | norm | 1 | 1 | 0.8 |" in text
@@ -154,11 +233,18 @@ def test_report_keeps_two_quality_folders_with_one_name_and_one_model_path_apart
 def test_checkpoint_layer_medians_per_model_scorer_and_layer():
     """The per-layer picture of the chart, against hand-computed medians over configurations (catches layers or
     scorers merged, failed rows counted, a mean instead of the median)."""
-    rows = [ck("m/a", 0, 2, 2, 512, "norm", 0.1, 0.9), ck("m/a", 0, 3, 4, 512, "norm", 0.2, 0.6),
-            ck("m/a", 0, 3, 4, 1024, "norm", 0.9, 0.1), ck("m/a", 1, 2, 2, 512, "norm", 0.5, 0.4),
-            ck("m/a", 1, 3, 4, 512, "norm", 9.0, 0.0, status="error"), ck("m/a", 0, 2, 2, 512, "gla", 0.7, 0.3)]
-    assert checkpoint_layer_medians(rows, "cos_median") == {("m/a", 16384, "norm"): {0: 0.6, 1: 0.4},
-                                                             ("m/a", 16384, "gla"): {0: 0.3}}
+    rows = [
+        ck("m/a", 0, 2, 2, 512, "norm", 0.1, 0.9),
+        ck("m/a", 0, 3, 4, 512, "norm", 0.2, 0.6),
+        ck("m/a", 0, 3, 4, 1024, "norm", 0.9, 0.1),
+        ck("m/a", 1, 2, 2, 512, "norm", 0.5, 0.4),
+        ck("m/a", 1, 3, 4, 512, "norm", 9.0, 0.0, status="error"),
+        ck("m/a", 0, 2, 2, 512, "gla", 0.7, 0.3),
+    ]
+    assert checkpoint_layer_medians(rows, "cos_median") == {
+        ("m/a", 16384, "norm"): {0: 0.6, 1: 0.4},
+        ("m/a", 16384, "gla"): {0: 0.3},
+    }
     assert checkpoint_layer_medians(rows, "out_rel_err")[("m/a", 16384, "norm")] == {0: 0.2, 1: 0.5}
 
 
@@ -171,8 +257,17 @@ def test_checkpoint_section_and_layer_chart_in_the_report(tmp_path):
     folder = tmp_path / "q"
     folder.mkdir()
     for layer, err, cos in ((0, 0.5, 0.8), (1, 0.7, 0.6)):
-        append_row(folder / "quality.csv", QUALITY, {**ck("out/model", layer, 3, 4, 512, "norm", err, cos),
-                                                      "batch": "1", "heads": "4", "kv_heads": "4", "head_dim": "128"})
+        append_row(
+            folder / "quality.csv",
+            QUALITY,
+            {
+                **ck("out/model", layer, 3, 4, 512, "norm", err, cos),
+                "batch": "1",
+                "heads": "4",
+                "kv_heads": "4",
+                "head_dim": "128",
+            },
+        )
     files = build_report([folder], tmp_path / "report")
     text = files.markdown.read_text()
     assert "A trained model's own q, k, v" in text

@@ -39,9 +39,11 @@ def test_tree_bytes_counts_every_file(tmp_path):
 
 def test_reports_stay_within_the_stated_budget():
     budget, used = stated_budget(), tree_bytes(REPORTS)
-    assert used <= budget, (f"reports/ holds {used / 2**20:.1f} MiB, over its budget of {budget / 2**20:.1f} MiB "
-                            "(reports/README.md, 'Size budget': replace an older run, or raise the budget "
-                            "with the reason)")
+    assert used <= budget, (
+        f"reports/ holds {used / 2**20:.1f} MiB, over its budget of {budget / 2**20:.1f} MiB "
+        "(reports/README.md, 'Size budget': replace an older run, or raise the budget "
+        "with the reason)"
+    )
 
 
 def test_no_svg_is_committed_in_reports():

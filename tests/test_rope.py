@@ -13,8 +13,13 @@ from lighthouse.rope import inverse_frequencies
 from conftest import rand_qkv, rel_err, tied_qkv
 from rope_spec import last_positions, plain_inv_freq, post_attention
 
-LLAMA3 = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-          "original_max_position_embeddings": 64}
+LLAMA3 = {
+    "rope_type": "llama3",
+    "factor": 8.0,
+    "low_freq_factor": 1.0,
+    "high_freq_factor": 4.0,
+    "original_max_position_embeddings": 64,
+}
 LINEAR = {"rope_type": "linear", "factor": 4.0}
 
 
@@ -29,20 +34,25 @@ def test_pre_is_the_default_and_unchanged():
     assert not torch.allclose(lighthouse.lighthouse_attention(q, k, v, config=cfg.replace(rope="post")), base)
 
 
-@pytest.mark.parametrize("bad,needle", [
-    (dict(rope="mid"), "rope must be one of pre, post"),
-    (dict(rope_theta=0.0), "rope_theta must be a finite number > 0"),
-    (dict(rope_theta=float("inf")), "rope_theta must be a finite number > 0"),
-    (dict(rope_theta="1e4"), "rope_theta must be a finite number > 0"),
-    (dict(rope_scaling={"rope_type": "yarn", "factor": 2.0}), "rope_type must be one of default, linear, llama3"),
-    (dict(rope_scaling={"rope_type": "linear"}), "missing ['factor']"),
-    (dict(rope_scaling={"rope_type": "linear", "factor": 2.0, "beta": 1}), "unknown ['beta']"),
-    (dict(rope_scaling={"type": "linear", "factor": 0}), "rope_scaling['factor'] must be a finite number > 0"),
-    (dict(rope_scaling={**LLAMA3, "high_freq_factor": 0.5}), "rope_scaling['high_freq_factor'] must be >"),
-    (dict(rope_scaling={**LLAMA3, "original_max_position_embeddings": 1.5}),
-     "rope_scaling['original_max_position_embeddings'] must be an integer"),
-    (dict(rope_scaling=[1, 2]), "rope_scaling must be None or a dict"),
-])
+@pytest.mark.parametrize(
+    "bad,needle",
+    [
+        (dict(rope="mid"), "rope must be one of pre, post"),
+        (dict(rope_theta=0.0), "rope_theta must be a finite number > 0"),
+        (dict(rope_theta=float("inf")), "rope_theta must be a finite number > 0"),
+        (dict(rope_theta="1e4"), "rope_theta must be a finite number > 0"),
+        (dict(rope_scaling={"rope_type": "yarn", "factor": 2.0}), "rope_type must be one of default, linear, llama3"),
+        (dict(rope_scaling={"rope_type": "linear"}), "missing ['factor']"),
+        (dict(rope_scaling={"rope_type": "linear", "factor": 2.0, "beta": 1}), "unknown ['beta']"),
+        (dict(rope_scaling={"type": "linear", "factor": 0}), "rope_scaling['factor'] must be a finite number > 0"),
+        (dict(rope_scaling={**LLAMA3, "high_freq_factor": 0.5}), "rope_scaling['high_freq_factor'] must be >"),
+        (
+            dict(rope_scaling={**LLAMA3, "original_max_position_embeddings": 1.5}),
+            "rope_scaling['original_max_position_embeddings'] must be an integer",
+        ),
+        (dict(rope_scaling=[1, 2]), "rope_scaling must be None or a dict"),
+    ],
+)
 def test_bad_rope_parameters_are_refused_by_name(bad, needle):
     with pytest.raises(ValueError) as err:
         LighthouseConfig(**bad)
@@ -64,8 +74,11 @@ def test_post_refuses_an_odd_head_dim_and_bad_positions():
     with pytest.raises(ValueError, match="rope='post' needs an even head dim D"):
         lighthouse.lighthouse_attention(q, k, v, config=cfg)
     q, k, v = rand_qkv(2, 1, 1, 256, 8)
-    for bad, needle in ((torch.arange(255), "positions must have shape"), (torch.zeros(3, 256, dtype=torch.long),
-                        "positions must have shape"), (torch.arange(256.0), "positions must be an integer tensor")):
+    for bad, needle in (
+        (torch.arange(255), "positions must have shape"),
+        (torch.zeros(3, 256, dtype=torch.long), "positions must have shape"),
+        (torch.arange(256.0), "positions must be an integer tensor"),
+    ):
         with pytest.raises(ValueError, match=needle):
             lighthouse.lighthouse_attention(q, k, v, config=cfg, positions=bad)
     with pytest.warns(UserWarning, match="positions= is used only by rope='post'"):
@@ -96,8 +109,8 @@ def test_inverse_frequencies_equal_transformers(theta, scaling):
 POST_CASES = [
     # (B, Hq, Hkv, N, D, levels, pooling, topk, theta, scaling, positions)
     (1, 2, 2, 256, 8, 2, 2, 128, 10000.0, None, None),
-    (2, 4, 2, 301, 6, 2, 2, 128, 10.0, None, "offset"),       # GQA, padded, odd D/2, large angles, given positions
-    (1, 2, 1, 515, 8, 3, 2, 128, 500000.0, LLAMA3, None),    # three levels, padded, llama3 scaling
+    (2, 4, 2, 301, 6, 2, 2, 128, 10.0, None, "offset"),  # GQA, padded, odd D/2, large angles, given positions
+    (1, 2, 1, 515, 8, 3, 2, 128, 500000.0, LLAMA3, None),  # three levels, padded, llama3 scaling
     (1, 1, 1, 390, 4, 2, 3, 128, 1000.0, LINEAR, "offset"),  # pooling 3, linear scaling
 ]
 
@@ -116,8 +129,16 @@ def test_post_equals_the_rule_written_out(case):
     b, hq, hkv, n, d, levels, p, topk, theta, scaling, pos_kind = case
     q, k, v = rand_qkv(b, hq, hkv, n, d, seed=n + d, requires_grad=True)
     positions = _positions(pos_kind, b, n)
-    cfg = LighthouseConfig(levels=levels, pooling=p, topk=topk, impl="torch", sdpa_backend="math", rope="post",
-                           rope_theta=theta, rope_scaling=scaling)
+    cfg = LighthouseConfig(
+        levels=levels,
+        pooling=p,
+        topk=topk,
+        impl="torch",
+        sdpa_backend="math",
+        rope="post",
+        rope_theta=theta,
+        rope_scaling=scaling,
+    )
     out = lighthouse.lighthouse_attention(q, k, v, config=cfg, positions=positions)
     indices = lighthouse.select(q, k, v, config=cfg.replace(rope="pre"))  # selection on the raw q and k
     assert torch.equal(lighthouse.select(q, k, v, config=cfg), indices)
@@ -131,8 +152,9 @@ def test_post_equals_the_rule_written_out(case):
         assert rel_err(a, w) <= 1e-5, name
 
 
-@pytest.mark.parametrize("levels,pooling,topk,n", [(2, 2, 128, 301), (3, 2, 128, 515), (3, 4, 256, 4096),
-                                                   (4, 2, 128, 1030)])
+@pytest.mark.parametrize(
+    "levels,pooling,topk,n", [(2, 2, 128, 301), (3, 2, 128, 515), (3, 4, 256, 4096), (4, 2, 128, 1030)]
+)
 def test_positions_along_the_sub_sequence_never_decrease(levels, pooling, topk, n):
     """The causal order (spec section 4) puts every entry after the entries its span ends after: the rotation
     positions, computed from the indices here, never decrease along the sub-sequence; and the library's
@@ -157,18 +179,23 @@ def test_level_one_rows_are_rotated_as_transformers_rotates_their_tokens():
     from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding, apply_rotary_pos_emb
 
     n, d, theta = 515, 16, 500000.0
-    cfg = LighthouseConfig(levels=3, pooling=2, topk=128, impl="torch", rope="post", rope_theta=theta,
-                           rope_scaling=LLAMA3)
+    cfg = LighthouseConfig(
+        levels=3, pooling=2, topk=128, impl="torch", rope="post", rope_theta=theta, rope_scaling=LLAMA3
+    )
     q, k, v = rand_qkv(2, 1, 1, n, d, seed=9)
     positions = torch.arange(n)[None] + torch.tensor([[0], [4000]])
-    rotary = LlamaRotaryEmbedding(LlamaConfig(hidden_size=d, num_attention_heads=1, head_dim=d,
-                                              rope_parameters={"rope_theta": theta, **LLAMA3}))
+    rotary = LlamaRotaryEmbedding(
+        LlamaConfig(hidden_size=d, num_attention_heads=1, head_dim=d, rope_parameters={"rope_theta": theta, **LLAMA3})
+    )
     cos, sin = rotary(q, positions)
     q_rot, _ = apply_rotary_pos_emb(q, k, cos, sin)
     plan = make_plan(cfg, q, k, v)
     indices = lighthouse.select(q, k, v, config=cfg)
-    sub = rotate(q[:, :, :, :].gather(2, indices.clamp(max=n - 1)[..., None].expand(-1, -1, -1, d)),
-                 entry_positions(indices, plan, positions), plan)
+    sub = rotate(
+        q[:, :, :, :].gather(2, indices.clamp(max=n - 1)[..., None].expand(-1, -1, -1, d)),
+        entry_positions(indices, plan, positions),
+        plan,
+    )
     tokens = indices < n  # level-1 entries are pyramid indices below N_pad; the padding ones are not real
     assert int(tokens.sum()) > 100
     want = q_rot.gather(2, indices.clamp(max=n - 1)[..., None].expand(-1, -1, -1, d))

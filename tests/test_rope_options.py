@@ -4,7 +4,6 @@ read as pre), rows keyed by it, --resume of a folder written before it, and the 
 import csv
 import json
 import math
-import shutil
 from pathlib import Path
 
 import pytest
@@ -18,8 +17,14 @@ ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
 
 GRID = "--seq 256 --topk 128 --levels 2 --pooling 2 --heads 1 --kv-heads 1".split()
-TINY_SWEEP = ["sweep", "--suite", "quick", *GRID, *"--head-dim 8 --pass fwd --impl torch --baseline math".split(),
-              *"--warmup 1 --rep 2 --min-rep 1 --no-floor --no-plot".split()]
+TINY_SWEEP = [
+    "sweep",
+    "--suite",
+    "quick",
+    *GRID,
+    *"--head-dim 8 --pass fwd --impl torch --baseline math".split(),
+    *"--warmup 1 --rep 2 --min-rep 1 --no-floor --no-plot".split(),
+]
 TINY_QUALITY = ["quality", "--device", "cpu", *GRID, "--head-dim", "16", "--inputs", "random", "--no-plot"]
 
 
@@ -38,13 +43,16 @@ def usage_error(result, *needles):
 
 
 # ------------------------------------------------------------------------------------------- 1. the options
-@pytest.mark.parametrize("command", [
-    ["sweep", "--dry-run"],
-    ["quality", "--dry-run", "--device", "cpu"],
-    ["profile", "--device", "cpu"],
-    ["train", "--preset", "tiny", "--device", "cpu"],
-    ["recommend", ".", "--seq", "8k", "--max-out-err", "0.1"],
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["sweep", "--dry-run"],
+        ["quality", "--dry-run", "--device", "cpu"],
+        ["profile", "--device", "cpu"],
+        ["train", "--preset", "tiny", "--device", "cpu"],
+        ["recommend", ".", "--seq", "8k", "--max-out-err", "0.1"],
+    ],
+)
 def test_a_bad_rope_names_the_option_and_the_placements(command):
     """Catches --rope read as free text (a typo running pre), or a traceback instead of a usage error."""
     usage_error(invoke(*command, "--rope", "pre,pots"), "--rope", "'pots'", "pre, post")
@@ -57,8 +65,11 @@ def test_a_bad_rope_theta_is_refused(command, theta):
 
 
 def test_rope_is_a_list_option_and_theta_reaches_every_point():
-    spec = points.resolve("quick", {"seq": "4k", "topk": "128", "levels": "2", "rope": "pre,post", "rope_theta": 500000},
-                          cuda_available=False)
+    spec = points.resolve(
+        "quick",
+        {"seq": "4k", "topk": "128", "levels": "2", "rope": "pre,post", "rope_theta": 500000},
+        cuda_available=False,
+    )
     assert [p.rope for p in spec.points] == ["pre", "post"]  # pre first, as the default
     assert {p.config().rope_theta for p in spec.points} == {500000.0}
     assert [p.config().rope for p in spec.points] == ["pre", "post"]
@@ -71,8 +82,11 @@ def test_train_points_one_lighthouse_per_placement_and_one_dense():
     from lighthouse.train.throughput import point_columns
 
     run = plan("tiny", "512", "dense,lighthouse", rope="pre,post", device="cpu")
-    assert [(p.attention, p.preset.rope) for p in run.points] == [("dense", "pre"), ("lighthouse", "pre"),
-                                                                  ("lighthouse", "post")]
+    assert [(p.attention, p.preset.rope) for p in run.points] == [
+        ("dense", "pre"),
+        ("lighthouse", "pre"),
+        ("lighthouse", "post"),
+    ]
     cols = [point_columns(p, run.options) for p in run.points]
     assert [c["rope"] for c in cols] == [None, "pre", "post"]
     assert len({row_key({k: tables.cell(v) for k, v in c.items()}, TRAIN) for c in cols}) == 3
@@ -88,7 +102,7 @@ def _drop_column(path: Path, column: str) -> None:
         rows = list(csv.reader(f))
     i = rows[0].index(column)
     with path.open("w", newline="") as f:
-        csv.writer(f).writerows([r[:i] + r[i + 1:] for r in rows])
+        csv.writer(f).writerows([r[:i] + r[i + 1 :] for r in rows])
 
 
 def test_the_committed_baseline_reads_as_pre():
@@ -101,8 +115,17 @@ def test_an_older_file_reads_pre_on_configuration_rows_and_empty_on_dense_rows(t
     """Catches an old file refused for lacking `rope`, its dense rows given a placement (their keys would no
     longer match a new run's, so --resume would measure them again), or its Lighthouse rows read as empty."""
     path = tmp_path / "old.csv"
-    lighthouse = {"kind": "lighthouse", "attention": "lighthouse", "levels": 2, "pooling": 2, "topk": 128,
-                  "scorer": "norm", "rope": "post", "status": "ok", tables.FINISHED_AT: "x"}
+    lighthouse = {
+        "kind": "lighthouse",
+        "attention": "lighthouse",
+        "levels": 2,
+        "pooling": 2,
+        "topk": 128,
+        "scorer": "norm",
+        "rope": "post",
+        "status": "ok",
+        tables.FINISHED_AT: "x",
+    }
     dense = {"kind": "dense", "attention": "dense", "status": "ok", tables.FINISHED_AT: "x"}
     tables.write_rows(path, table, [lighthouse, dense])
     _drop_column(path, "rope")
@@ -113,8 +136,11 @@ def test_an_older_file_reads_pre_on_configuration_rows_and_empty_on_dense_rows(t
 
 
 def test_rows_differ_by_rope_in_the_key():
-    spec = points.resolve("quick", {"seq": "4k", "topk": "128", "levels": "2", "rope": "pre,post", "pass": "fwd",
-                                    "floor": True}, cuda_available=False)
+    spec = points.resolve(
+        "quick",
+        {"seq": "4k", "topk": "128", "levels": "2", "rope": "pre,post", "pass": "fwd", "floor": True},
+        cuda_available=False,
+    )
     tasks = points.plan_tasks(spec, ["torch"], ["math"])
     keys = [t.key("cpu") for t in tasks]
     assert len(keys) == len(set(keys))
@@ -156,9 +182,30 @@ def test_quality_rows_per_placement_differ_on_needle_rope_inputs(tmp_path):
     dense reference for a placement that sees other q, k. On needle-rope inputs both placements are compared
     with the same dense attention (recall 1); pre's rows equal those of plain needle inputs (same tensors)."""
     out = tmp_path / "q"
-    args = ["quality", "--device", "cpu", "--seq", "2k", "--topk", "128", "--levels", "2", "--pooling", "2",
-            "--heads", "2", "--head-dim", "32", "--rope", "pre,post", "--inputs", "needle,needle-rope", "--no-plot",
-            "--out", out]
+    args = [
+        "quality",
+        "--device",
+        "cpu",
+        "--seq",
+        "2k",
+        "--topk",
+        "128",
+        "--levels",
+        "2",
+        "--pooling",
+        "2",
+        "--heads",
+        "2",
+        "--head-dim",
+        "32",
+        "--rope",
+        "pre,post",
+        "--inputs",
+        "needle,needle-rope",
+        "--no-plot",
+        "--out",
+        out,
+    ]
     result = invoke(*args)
     assert result.exit_code == 0, result.output
     rows = {(r["inputs"], r["rope"]): r for r in read_rows(out / "quality.csv", QUALITY)[0]}
@@ -189,8 +236,9 @@ def test_post_on_needle_rope_is_lighthouse_on_the_raw_qk_at_positions_0_to_n(tmp
     ref = dense_reference(x.q, x.k, x.v)
     got = measure_point(x, ref, 2, 2, 128, "norm", rope="post")
     raw_q, raw_k = (_turn(t, 5000.0, inverse=True) for t in (x.q, x.k))
-    want = lighthouse_attention(raw_q, raw_k, x.v, levels=2, pooling=2, topk=128, rope="post", rope_theta=5000.0,
-                                positions=torch.arange(n))
+    want = lighthouse_attention(
+        raw_q, raw_k, x.v, levels=2, pooling=2, topk=128, rope="post", rope_theta=5000.0, positions=torch.arange(n)
+    )
     assert math.isclose(got["out_rel_err"], out_rel_err(want, ref.out), rel_tol=1e-4)
 
 
@@ -200,9 +248,11 @@ def _turn(x, theta: float, inverse: bool = False):
 
     n, d = x.shape[-2], x.shape[-1]
     freq = theta ** (-torch.arange(0, d, 2, dtype=torch.float64) / d)
-    turn = torch.polar(torch.ones(n, d // 2, dtype=torch.float64),
-                       torch.arange(n, dtype=torch.float64)[:, None] * freq * (-1 if inverse else 1))
-    z = torch.complex(x[..., : d // 2].double(), x[..., d // 2:].double()) * turn
+    turn = torch.polar(
+        torch.ones(n, d // 2, dtype=torch.float64),
+        torch.arange(n, dtype=torch.float64)[:, None] * freq * (-1 if inverse else 1),
+    )
+    z = torch.complex(x[..., : d // 2].double(), x[..., d // 2 :].double()) * turn
     return torch.cat([z.real, z.imag], dim=-1).to(x.dtype)
 
 
@@ -211,12 +261,32 @@ def test_recommend_chooses_among_the_placements_asked_for():
     from lighthouse.quality.recommend import Bar, recommend, render
 
     def speed(rope, s):
-        return {"kind": "lighthouse", "status": "ok", "pass": "fwdbwd", "n": "8192", "levels": "3", "pooling": "4",
-                "topk": "512", "scorer": "norm", "rope": rope, "speedup_vs_sdpa_cudnn": str(s), "dtype": "bf16"}
+        return {
+            "kind": "lighthouse",
+            "status": "ok",
+            "pass": "fwdbwd",
+            "n": "8192",
+            "levels": "3",
+            "pooling": "4",
+            "topk": "512",
+            "scorer": "norm",
+            "rope": rope,
+            "speedup_vs_sdpa_cudnn": str(s),
+            "dtype": "bf16",
+        }
 
     def quality(rope, recall):
-        return {"status": "ok", "inputs": "needle-rope", "n": "8192", "levels": "3", "pooling": "4", "topk": "512",
-                "scorer": "norm", "rope": rope, "needle_recall": str(recall)}
+        return {
+            "status": "ok",
+            "inputs": "needle-rope",
+            "n": "8192",
+            "levels": "3",
+            "pooling": "4",
+            "topk": "512",
+            "scorer": "norm",
+            "rope": rope,
+            "needle_recall": str(recall),
+        }
 
     sweep_rows, quality_rows = [speed("pre", 3.0), speed("post", 2.9)], [quality("pre", 0.5), quality("post", 0.95)]
     bar = Bar("needle_recall", 0.9, "needle-rope")
@@ -230,8 +300,19 @@ def test_charts_draw_post_dashed_only_when_both_placements_are_there():
 
     from lighthouse.bench.plots import Styles
 
-    row = {"kind": "lighthouse", "impl": "lighthouse_triton", "levels": 3, "pooling": 4, "topk": 512,
-           "scorer": "norm", "dtype": "bf16", "batch": 1, "heads": 8, "kv_heads": 8, "head_dim": 128}
+    row = {
+        "kind": "lighthouse",
+        "impl": "lighthouse_triton",
+        "levels": 3,
+        "pooling": 4,
+        "topk": 512,
+        "scorer": "norm",
+        "dtype": "bf16",
+        "batch": 1,
+        "heads": 8,
+        "kv_heads": 8,
+        "head_dim": 128,
+    }
     both = Styles(pd.DataFrame([{**row, "rope": "pre"}, {**row, "rope": "post"}]))
     assert both.line("lighthouse_triton", {"rope": "post"})[0] == "--"
     assert both.line("lighthouse_triton", {"rope": "pre"})[0] == "-"
@@ -279,15 +360,23 @@ def test_checkpoint_inputs_under_post_are_un_rotated_with_the_models_rope(tmp_pa
     """Catches a checkpoint's captured (rotated) q handed to `post` as it is, or un-rotated with the run's
     --rope-theta instead of the model's: post's q must be the model's q_proj output, before RoPE."""
     import torch
+
     transformers = pytest.importorskip("transformers")
 
     from lighthouse.quality.capture import HELDOUT_FILE
     from lighthouse.quality.evaluate import view_of
     from lighthouse.quality.inputs import checkpoint_layers
 
-    cfg = transformers.LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-                                   rope_parameters={"rope_type": "default", "rope_theta": 50000.0})
+    cfg = transformers.LlamaConfig(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        rope_parameters={"rope_type": "default", "rope_theta": 50000.0},
+    )
     torch.manual_seed(0)
     model = transformers.LlamaForCausalLM(cfg)
     model.save_pretrained(tmp_path)

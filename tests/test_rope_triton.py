@@ -17,14 +17,19 @@ from conftest import rand_qkv, rel_err
 from rope_spec import post_attention
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-LLAMA3 = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-          "original_max_position_embeddings": 64}
+LLAMA3 = {
+    "rope_type": "llama3",
+    "factor": 8.0,
+    "low_freq_factor": 1.0,
+    "high_freq_factor": 4.0,
+    "original_max_position_embeddings": 64,
+}
 
 CASES = [
     # (B, Hq, Hkv, N, D, levels, pooling, topk, theta, scaling, positions): the smallest shapes of every path
-    (1, 2, 2, 256, 8, 2, 2, 128, 10000.0, None, None),          # q, k, v in one launch (two rotated)
-    (2, 2, 1, 301, 6, 2, 2, 128, 10.0, None, "batch"),          # GQA (q alone, then k with v), padded, D/2 = 3
-    (1, 2, 1, 515, 8, 3, 2, 128, 500000.0, LLAMA3, "offset"),   # three levels, padded, llama3, far positions
+    (1, 2, 2, 256, 8, 2, 2, 128, 10000.0, None, None),  # q, k, v in one launch (two rotated)
+    (2, 2, 1, 301, 6, 2, 2, 128, 10.0, None, "batch"),  # GQA (q alone, then k with v), padded, D/2 = 3
+    (1, 2, 1, 515, 8, 3, 2, 128, 500000.0, LLAMA3, "offset"),  # three levels, padded, llama3, far positions
     (1, 1, 1, 390, 10, 2, 3, 128, 1.5, {"rope_type": "linear", "factor": 2.0}, None),  # pooling 3, D/2 = 5
 ]
 
@@ -53,15 +58,24 @@ def test_triton_post_equals_the_rule_and_the_torch_path(case):
     q, k, v = rand_qkv(b, hq, hkv, n, d, seed=n + d, device=DEVICE)
     positions = _positions(pos_kind, b, n)
     grad_out = torch.randn(b, hq, n, d, generator=torch.Generator().manual_seed(2)).to(DEVICE)
-    cfg = LighthouseConfig(levels=levels, pooling=p, topk=topk, sdpa_backend="math", rope="post", rope_theta=theta,
-                           rope_scaling=scaling)
+    cfg = LighthouseConfig(
+        levels=levels, pooling=p, topk=topk, sdpa_backend="math", rope="post", rope_theta=theta, rope_scaling=scaling
+    )
     got = _run(q, k, v, cfg.replace(impl="triton"), positions, grad_out)
     torch_path = _run(q, k, v, cfg.replace(impl="torch"), positions, grad_out)
     indices = lighthouse.select(q, k, v, config=cfg.replace(impl="torch"))
     assert torch.equal(lighthouse.select(q, k, v, config=cfg.replace(impl="triton")), indices)
     leaves = [x.detach().cpu().requires_grad_() for x in (q, k, v)]
-    want = post_attention(*leaves, indices.cpu(), levels, p, make_plan(cfg, q, k, v).padded_len, theta, scaling,
-                          None if positions is None else positions.cpu())
+    want = post_attention(
+        *leaves,
+        indices.cpu(),
+        levels,
+        p,
+        make_plan(cfg, q, k, v).padded_len,
+        theta,
+        scaling,
+        None if positions is None else positions.cpu(),
+    )
     expected = (want.detach(),) + torch.autograd.grad(want, leaves, grad_out.cpu().double())
     for name, a, w, t in zip(("out", "dq", "dk", "dv"), got, expected, torch_path):
         assert rel_err(a.cpu(), w) <= 1e-5, name

@@ -40,7 +40,8 @@ def test_tiny_preset_runs_and_writes_rows_machine_json_and_chart(tiny_run):
         assert int(r["steps"]) == 3 and r["loss_impl"] == "chunked"
     assert rows[1]["topk"] == "128" and rows[1]["dense_layers"] == "0" and rows[1]["s_sel"] == "512"
     assert float(rows[1]["speedup_vs_dense"]) == pytest.approx(
-        float(rows[1]["tokens_per_s"]) / float(rows[0]["tokens_per_s"]), rel=1e-3)
+        float(rows[1]["tokens_per_s"]) / float(rows[0]["tokens_per_s"]), rel=1e-3
+    )
     info = json.loads((out / "machine.json").read_text())
     assert info["options"]["preset"]["name"] == "tiny" and info["wall_seconds"] is not None
     assert (out / "train_tokens_per_s.png").exists() and not (out / "train_tokens_per_s.svg").exists()
@@ -57,8 +58,9 @@ def test_no_transformers_warning_or_progress_bar_in_the_output(tiny_run):
 def test_resume_skips_finished_points(tiny_run):
     """Catches --resume measuring finished points again (duplicate rows, wasted GPU time)."""
     out, _, _ = tiny_run
-    result = runner.invoke(app, ["train", "--preset", "tiny", "--steps", "3", "--out", str(out), "--resume",
-                                 "--no-plot"])
+    result = runner.invoke(
+        app, ["train", "--preset", "tiny", "--steps", "3", "--out", str(out), "--resume", "--no-plot"]
+    )
     assert result.exit_code == 0, result.output
     assert len(read_rows(out / "train.csv", TRAIN)[0]) == 2
     again = runner.invoke(app, ["train", "--preset", "tiny", "--out", str(out)])
@@ -73,11 +75,18 @@ def test_report_section_of_the_run(tiny_run):
     assert out / "train_tokens_per_s.png" in section.charts
 
 
-@pytest.mark.parametrize("args, option", [
-    (["--preset", "huge"], "preset"), (["--topk", "100"], "topk"), (["--attention", "sparse"], "--attention"),
-    (["--recipe", "two-stage", "--dense-from", "1.5"], "dense-from"), (["--seq", "8k..4k"], "--seq"),
-    (["--cpu-threads", "0"], "--cpu-threads"), (["--save", "ckpt"], "--save"),
-])
+@pytest.mark.parametrize(
+    "args, option",
+    [
+        (["--preset", "huge"], "preset"),
+        (["--topk", "100"], "topk"),
+        (["--attention", "sparse"], "--attention"),
+        (["--recipe", "two-stage", "--dense-from", "1.5"], "dense-from"),
+        (["--seq", "8k..4k"], "--seq"),
+        (["--cpu-threads", "0"], "--cpu-threads"),
+        (["--save", "ckpt"], "--save"),
+    ],
+)
 def test_bad_options_exit_2_naming_the_option(tmp_path, args, option):
     """Catches a traceback (or a silent default) for a bad value instead of a usage error."""
     result = runner.invoke(app, ["train", *args, "--out", str(tmp_path / "x")])

@@ -29,7 +29,9 @@ def test_build_is_deterministic_and_splits_by_file(tree):
     assert len(a.train_files) + len(a.val_files) == 40
     assert all("site-packages" not in f and f.endswith(".py") for f in a.train_files + a.val_files)
     # the split depends on the path only: the same file is held out at any fraction's threshold order
-    assert set(data.build_corpus(tree, val_fraction=0.2).val_files) <= set(data.build_corpus(tree, val_fraction=0.5).val_files)
+    assert set(data.build_corpus(tree, val_fraction=0.2).val_files) <= set(
+        data.build_corpus(tree, val_fraction=0.5).val_files
+    )
 
 
 def test_bytes_round_trip(tree):

@@ -39,8 +39,15 @@ def test_next_token_loss_matches_the_models_own_loss():
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    cfg = LlamaConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
-                      intermediate_size=64, vocab_size=50, tie_word_embeddings=False)
+    cfg = LlamaConfig(
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        intermediate_size=64,
+        vocab_size=50,
+        tie_word_embeddings=False,
+    )
     model = LlamaForCausalLM(cfg)
     tokens = torch.randint(0, 50, (2, 33), generator=torch.Generator().manual_seed(1))
     ours = NextTokenLoss("chunked", chunk=10)(model, tokens[:, :-1], tokens[:, 1:])

@@ -34,8 +34,15 @@ def test_every_preset_is_valid_and_cpu_presets_fit_lighthouse():
         assert plan_for(p.lighthouse(), p.batch, p.heads, p.kv_heads, p.seq, p.head_dim).selected_len <= p.seq
 
 
-@pytest.mark.parametrize("overrides, match", [({"heads": 3}, "kv-heads"), ({"topk": 100}, "topk"),
-                                              ({"dense_layers": (7,)}, "dense-layers"), ({"hidden": 0}, "hidden")])
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        ({"heads": 3}, "kv-heads"),
+        ({"topk": 100}, "topk"),
+        ({"dense_layers": (7,)}, "dense-layers"),
+        ({"hidden": 0}, "hidden"),
+    ],
+)
 def test_bad_overrides_name_the_option(overrides, match):
     """Catches a bad flag failing deep inside the model build instead of naming the option."""
     with pytest.raises(ValueError, match=match):
@@ -44,8 +51,9 @@ def test_bad_overrides_name_the_option(overrides, match):
 
 def test_model_flops_and_mfu_by_hand():
     """Catches a wrong FLOP formula: 6*P*T plus causal attention 3.5 x 2*B*H*n^2*D per layer (n = N or S)."""
-    f = mfu.model_flops_per_step(1000, batch=2, seq=8, heads=3, head_dim=4, dense_layers=1, lighthouse_layers=2,
-                                 selected_len=4)
+    f = mfu.model_flops_per_step(
+        1000, batch=2, seq=8, heads=3, head_dim=4, dense_layers=1, lighthouse_layers=2, selected_len=4
+    )
     linear = 6 * 1000 * 16
     dense = 3.5 * 2 * 2 * 3 * 8 * 8 * 4
     lighthouse = 2 * 3.5 * 2 * 2 * 3 * 4 * 4 * 4

@@ -30,9 +30,14 @@ def test_two_stage_runs_both_arms_switches_and_saves(tmp_path, corpus):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        code = run_recipe(get_preset("tiny"), RunOptions(device=torch.device("cpu"), dtype="fp32"),
-                          RecipeOptions(steps=4, dense_from=0.5, eval_every=2, val_windows=1), tmp_path / "r",
-                          corpus=corpus, save=tmp_path / "ckpt")
+        code = run_recipe(
+            get_preset("tiny"),
+            RunOptions(device=torch.device("cpu"), dtype="fp32"),
+            RecipeOptions(steps=4, dense_from=0.5, eval_every=2, val_windows=1),
+            tmp_path / "r",
+            corpus=corpus,
+            save=tmp_path / "ckpt",
+        )
     finally:
         torch.set_num_threads(threads)
     rows, torn = read_rows(tmp_path / "r" / "curve.csv", TRAIN_CURVE)
@@ -56,12 +61,24 @@ def test_two_stage_runs_both_arms_switches_and_saves(tmp_path, corpus):
 def test_summary_and_gap_by_hand(tmp_path):
     """Catches a final loss taken from a step without validation, or a gap with the wrong sign or base."""
     curve = tmp_path / "curve.csv"
-    for arm, attn, vals in (("lighthouse-then-dense", ["lighthouse", "dense"], [2.2, 2.02]),
-                            ("dense", ["dense", "dense"], [2.1, 2.0])):
+    for arm, attn, vals in (
+        ("lighthouse-then-dense", ["lighthouse", "dense"], [2.2, 2.02]),
+        ("dense", ["dense", "dense"], [2.1, 2.0]),
+    ):
         for step in (1, 2, 3):
-            append_row(curve, TRAIN_CURVE, {"arm": arm, "step": step, "attention": attn[min(step - 1, 1)],
-                                            "tokens": 10 * step, "train_loss": 3.0, "elapsed_s": 1.5 * step,
-                                            "val_loss": vals[0] if step == 1 else (vals[1] if step == 3 else None)})
+            append_row(
+                curve,
+                TRAIN_CURVE,
+                {
+                    "arm": arm,
+                    "step": step,
+                    "attention": attn[min(step - 1, 1)],
+                    "tokens": 10 * step,
+                    "train_loss": 3.0,
+                    "elapsed_s": 1.5 * step,
+                    "val_loss": vals[0] if step == 1 else (vals[1] if step == 3 else None),
+                },
+            )
     summary = {s["arm"]: s for s in recipe_summary(curve)}
     assert summary["dense"]["final_val_loss"] == 2.0 and summary["dense"]["wall_s"] == 4.5
     assert summary["lighthouse-then-dense"]["switch_step"] == 1
@@ -87,9 +104,14 @@ def test_two_stage_refuses_an_unwritable_save_before_training(tmp_path, corpus):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     with pytest.raises(ValueError, match="--save"):
-        run_recipe(get_preset("tiny"), RunOptions(device=torch.device("cpu"), dtype="fp32"),
-                   RecipeOptions(steps=4, dense_from=0.5, eval_every=2, val_windows=1), tmp_path / "r",
-                   corpus=corpus, save=blocker / "ckpt")
+        run_recipe(
+            get_preset("tiny"),
+            RunOptions(device=torch.device("cpu"), dtype="fp32"),
+            RecipeOptions(steps=4, dense_from=0.5, eval_every=2, val_windows=1),
+            tmp_path / "r",
+            corpus=corpus,
+            save=blocker / "ckpt",
+        )
     assert not (tmp_path / "r" / "curve.csv").exists()
 
 
@@ -124,4 +146,5 @@ def test_two_stage_ctrl_c_keeps_rows_prints_resume_and_resume_finishes(tmp_path,
     assert code == 0
     rows = read_rows(out / "curve.csv", TRAIN_CURVE)[0]
     assert sorted((r["arm"], int(r["step"])) for r in rows) == sorted(
-        [(a, s) for a in ("lighthouse-then-dense", "dense") for s in (1, 2, 3, 4)])
+        [(a, s) for a in ("lighthouse-then-dense", "dense") for s in (1, 2, 3, 4)]
+    )

@@ -56,8 +56,7 @@ def test_mixed_precision_runs_matmuls_in_bf16():
     preset = get_preset("tiny", seq=256)
     trainer = Trainer(preset, 256, "lighthouse", torch.device("cpu"), "mixed", loss="chunked", checkpointing=False)
     seen = []
-    hook = trainer.model.model.layers[1].self_attn.o_proj.register_forward_hook(
-        lambda m, i, o: seen.append(o.dtype))
+    hook = trainer.model.model.layers[1].self_attn.o_proj.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
     trainer.step(*_batch(256))
     hook.remove()
     assert seen == [torch.bfloat16]
@@ -71,8 +70,9 @@ def test_the_clip_norm_is_applied():
     x, y = _batch()
     grads = {}
     for clip in (0.0, 0.05):
-        trainer = Trainer(preset, 64, "dense", torch.device("cpu"), "fp32", loss="chunked", checkpointing=False,
-                          clip=clip, seed=3)
+        trainer = Trainer(
+            preset, 64, "dense", torch.device("cpu"), "fp32", loss="chunked", checkpointing=False, clip=clip, seed=3
+        )
         captured = {}
         original = trainer.optimizer.step
 

@@ -37,7 +37,10 @@ def test_jobs_merge_where_runs_are_prefixes_and_stay_apart_where_the_schedule_di
     jobs = list(study.jobs.values())
     constant = [j for j in jobs if j.schedule.kind == "constant"]
     # one dense arm (40 steps, read at 20 and 40), one trunk (to 35, snapshots at every switch), one branch per switch
-    assert sorted((j.plan.arm, j.plan.steps) for j in constant if j.trunk is None) == [("dense", 40), ("lighthouse", 35)]
+    assert sorted((j.plan.arm, j.plan.steps) for j in constant if j.trunk is None) == [
+        ("dense", 40),
+        ("lighthouse", 35),
+    ]
     trunk = next(j for j in constant if j.plan.arm == "lighthouse")
     assert trunk.plan.snapshot_at == (10, 15, 30, 35)
     branches = sorted((j.plan.switch_step, j.plan.steps) for j in constant if j.trunk is not None)
@@ -49,8 +52,9 @@ def test_jobs_merge_where_runs_are_prefixes_and_stay_apart_where_the_schedule_di
     assert len(wsd) == 3 and all(j.schedule.total_steps == 40 for j in wsd)  # the trunk decays at the run's end
     assert Job.from_dict(json.loads(json.dumps(trunk.as_dict()))).job_id == trunk.job_id
     # a dense arm never runs Lighthouse: an experiment that differs only in k or the RoPE placement shares it
-    post = Experiment("E5", "two-stage", steps=40, dense_from=0.75, overrides=(("rope", "post"), ("topk", 256)),
-                      **common)
+    post = Experiment(
+        "E5", "two-stage", steps=40, dense_from=0.75, overrides=(("rope", "post"), ("topk", 256)), **common
+    )
     both = expand([e1, post])
     assert sum(j.plan.arm == "dense" for j in both.jobs.values()) == 1
     assert sum(j.plan.arm == "lighthouse" for j in both.jobs.values()) == 2
@@ -60,10 +64,22 @@ def test_arms_side_by_side_equal_arms_alone(tmp_path):
     """Catches worker processes that train something else than the arm alone (another seed's data, a lost
     snapshot, the branch from the wrong step): on the CPU (deterministic) the curves agree exactly."""
     root = _tree(tmp_path / "src")
-    e = Experiment("E", "two-stage", preset="tiny", precision="fp32", seeds=(0,), steps=6, dense_from=0.5,
-                   warmup_steps=1, eval_every=3, val_windows=1, loss="chunked")
-    code = run_study([e], tmp_path / "s", device=torch.device("cpu"), concurrency=3, corpus_root=[str(root)],
-                     clock=False)
+    e = Experiment(
+        "E",
+        "two-stage",
+        preset="tiny",
+        precision="fp32",
+        seeds=(0,),
+        steps=6,
+        dense_from=0.5,
+        warmup_steps=1,
+        eval_every=3,
+        val_windows=1,
+        loss="chunked",
+    )
+    code = run_study(
+        [e], tmp_path / "s", device=torch.device("cpu"), concurrency=3, corpus_root=[str(root)], clock=False
+    )
     assert code == 0
     corpus = data.build_corpus([root])
     alone = tmp_path / "alone.csv"
@@ -72,10 +88,25 @@ def test_arms_side_by_side_equal_arms_alone(tmp_path):
         from lighthouse.train.schedule import Schedule
 
         p = e.base_preset()
-        arm = ArmPlan(plan, 0, 6, start="dense" if plan == "dense" else "lighthouse",
-                      switch_step=None if plan == "dense" else 3, eval_every=3, val_windows=1)
-        train_arm(arm, p, Schedule("constant", p.lr, 6, 1), corpus, alone, device=torch.device("cpu"),
-                  precision="fp32", loss="chunked")
+        arm = ArmPlan(
+            plan,
+            0,
+            6,
+            start="dense" if plan == "dense" else "lighthouse",
+            switch_step=None if plan == "dense" else 3,
+            eval_every=3,
+            val_windows=1,
+        )
+        train_arm(
+            arm,
+            p,
+            Schedule("constant", p.lr, 6, 1),
+            corpus,
+            alone,
+            device=torch.device("cpu"),
+            precision="fp32",
+            loss="chunked",
+        )
     solo = {(r["arm"], r["step"]): r for r in read_rows(alone, TRAIN_CURVE)[0]}
     shared = {}
     for path in (tmp_path / "s" / "curves").glob("*.csv"):
@@ -93,8 +124,17 @@ def test_arms_side_by_side_equal_arms_alone(tmp_path):
 def test_gaps_are_paired_by_seed_and_intervals_match_a_direct_computation(tmp_path):
     """Catches gaps against another seed's dense arm, a final loss read at the wrong step, or an interval that is
     not the t interval of the per-seed gaps."""
-    e = Experiment("E", "two-stage", preset="tiny", seeds=(0, 1, 2), steps=4, dense_from=0.5, warmup_steps=1,
-                   eval_every=2, val_windows=1)
+    e = Experiment(
+        "E",
+        "two-stage",
+        preset="tiny",
+        seeds=(0, 1, 2),
+        steps=4,
+        dense_from=0.5,
+        warmup_steps=1,
+        eval_every=2,
+        val_windows=1,
+    )
     study = expand([e])
     out = tmp_path / "s"
     (out / "curves").mkdir(parents=True)
@@ -106,11 +146,21 @@ def test_gaps_are_paired_by_seed_and_intervals_match_a_direct_computation(tmp_pa
         for step in range(job.plan.from_step + 1, job.plan.steps + 1):
             val = None
             if step == job.plan.steps:
-                val = dense_final[seed] if job.plan.arm == "dense" else (
-                    lh_final[seed] if job.trunk else 3.0)
-            append_row(out / "curves" / f"{job.job_id}.csv", TRAIN_CURVE,
-                       {"arm": job.plan.arm, "seed": seed, "step": step, "attention": "dense", "tokens": step,
-                        "train_loss": 3.0, "val_loss": val, "elapsed_s": step})
+                val = dense_final[seed] if job.plan.arm == "dense" else (lh_final[seed] if job.trunk else 3.0)
+            append_row(
+                out / "curves" / f"{job.job_id}.csv",
+                TRAIN_CURVE,
+                {
+                    "arm": job.plan.arm,
+                    "seed": seed,
+                    "step": step,
+                    "attention": "dense",
+                    "tokens": step,
+                    "train_loss": 3.0,
+                    "val_loss": val,
+                    "elapsed_s": step,
+                },
+            )
     summaries = summarize(arm_results(out))
     s = next(x for x in summaries if x.label == "lighthouse-then-dense")
     gaps = [100 * (lh_final[k] - dense_final[k]) / dense_final[k] for k in (0, 1, 2)]

@@ -4,7 +4,8 @@ vectors on CUDA.
 Chain of evidence on the CPU: the PyTorch path equals the golden vectors (test_golden.py) and the spec loops
 (test_reference_vs_spec_loops.py); here the Triton path equals the PyTorch path on the smallest shapes that
 take every code path of the kernels (one or several tiles, padded N, GQA, non-power-of-two pooling and chunk,
-2-4 levels, batch 2, the gather's top span pooled in several steps (D=128), the non-norm scorers' score fallback, the torch selection fallback, tied scores). The
+2-4 levels, batch 2, the gather's top span pooled in several steps (D=128), the non-norm scorers' score fallback, the
+torch selection fallback, tied scores). The
 interpreter runs each kernel program in Python, so the golden shapes themselves (20-70 s per case on 2 cores,
 almost all of it the selection's sorts) run through the Triton path only on CUDA.
 Every kernel output starts poisoned (NaN / -7; tests/conftest.py sets LIGHTHOUSE_POISON=1).
@@ -56,13 +57,23 @@ def _run(q, k, v, cfg, grad_out):
     return out.detach(), q.grad, k.grad, v.grad, None if sel is None else sel.indices
 
 
-@pytest.mark.skipif(DEVICE != "cuda", reason="golden shapes run through the Triton path on CUDA only (see module "
-                    "docstring); on the CPU: test_golden.py (torch) + the Triton-vs-torch cases below")
+@pytest.mark.skipif(
+    DEVICE != "cuda",
+    reason="golden shapes run through the Triton path on CUDA only (see module "
+    "docstring); on the CPU: test_golden.py (torch) + the Triton-vs-torch cases below",
+)
 def test_golden_parity(golden):
     """Catches any departure of the native kernels from the paper's implementation at its own shapes."""
     c = golden["config"]
-    cfg = LighthouseConfig(levels=c["L"], pooling=c["p"], topk=c["k"], scorer=c["scorer"],
-                           dilation=c.get("dilation", 4), impl="triton", sdpa_backend="math")
+    cfg = LighthouseConfig(
+        levels=c["L"],
+        pooling=c["p"],
+        topk=c["k"],
+        scorer=c["scorer"],
+        dilation=c.get("dilation", 4),
+        impl="triton",
+        sdpa_backend="math",
+    )
     q, k, v = (golden[n].transpose(1, 2).to(DEVICE) for n in ("q", "k", "v"))
     out, dq, dk, dv, idx = _run(q, k, v, cfg, golden["grad_out"].to(DEVICE))
     assert torch.equal(idx.cpu(), golden["indices"].long())
@@ -73,9 +84,9 @@ def test_golden_parity(golden):
 
 CASES = [
     # (B, Hq, Hkv, N, D, levels, pooling, topk, scorer): each the smallest shape for the paths it takes
-    (1, 2, 1, 301, 8, 2, 2, 128, "norm"),     # GQA, N padded to 302, chunk 151 (not a power of two)
-    (1, 2, 2, 520, 8, 2, 2, 256, "norm"),     # two tiles, two kv heads
-    (2, 1, 1, 390, 8, 2, 3, 128, "norm"),     # batch 2, pooling not a power of two (masked children)
+    (1, 2, 1, 301, 8, 2, 2, 128, "norm"),  # GQA, N padded to 302, chunk 151 (not a power of two)
+    (1, 2, 2, 520, 8, 2, 2, 256, "norm"),  # two tiles, two kv heads
+    (2, 1, 1, 390, 8, 2, 3, 128, "norm"),  # batch 2, pooling not a power of two (masked children)
     (1, 1, 1, 1024, 128, 4, 2, 128, "norm"),  # four levels; D=128 pools the top span (8) in two steps of 4
     (1, 2, 1, 513, 8, 3, 2, 128, "dilated"),  # the dilated scorer's score fallback, three levels, padded
 ]
@@ -104,8 +115,9 @@ def test_triton_path_is_bitwise_deterministic():
     b, hq, hkv, n, d, levels, p, topk, scorer = case
     q, k, v = rand_qkv(b, hq, hkv, n, d, seed=n + levels, device=DEVICE)
     grad_out = torch.randn(b, hq, n, d, generator=torch.Generator().manual_seed(5)).to(DEVICE)
-    cfg = LighthouseConfig(levels=levels, pooling=p, topk=topk, scorer=scorer, dilation=3, impl="triton",
-                           sdpa_backend="math")
+    cfg = LighthouseConfig(
+        levels=levels, pooling=p, topk=topk, scorer=scorer, dilation=3, impl="triton", sdpa_backend="math"
+    )
     first = _TRITON_RUNS.get(case) or _run(q, k, v, cfg, grad_out)
     again = _run(q, k, v, cfg, grad_out)
     for a, a2 in zip(first, again):
@@ -118,7 +130,8 @@ TIED = [(kind, (1, 2, 1, 301, 8, 2, 2, 128)) for kind in TIE_KINDS] + [("constan
 @pytest.mark.parametrize("kind,case", TIED, ids=lambda x: x if isinstance(x, str) else "N{3}_L{5}".format(*x))
 def test_tied_scores_select_as_the_torch_path(kind, case):
     """Tied scores (constant tokens, repeated blocks, quantized entries; padded tails at N=301 and 515): the
-    kernel's packed keys (threshold search and merge) must break ties towards the lower index as the PyTorch path does (itself checked
+    kernel's packed keys (threshold search and merge) must break ties towards the lower index as the PyTorch path
+    does (itself checked
     against the spec on tied inputs). Catches ties sent to the higher index: checked by planting
     `+ j` for `+ (2147483647 - j)` in kernels/select.py's _packed, which fails every case here."""
     b, hq, hkv, n, d, levels, p, topk = case
@@ -135,8 +148,10 @@ def test_selection_with_tied_scores_matches_torch(levels, pooling, topk):
     q, k, v = rand_qkv(1, 2, 1, 1536, 8, seed=3, device=DEVICE)
     q, k = torch.sign(q), torch.sign(k)
     cfg = LighthouseConfig(levels=levels, pooling=pooling, topk=topk, sdpa_backend="math")
-    assert torch.equal(lighthouse.select(q, k, v, config=cfg.replace(impl="triton")),
-                       lighthouse.select(q, k, v, config=cfg.replace(impl="torch")))
+    assert torch.equal(
+        lighthouse.select(q, k, v, config=cfg.replace(impl="triton")),
+        lighthouse.select(q, k, v, config=cfg.replace(impl="torch")),
+    )
 
 
 def test_register_overflow_falls_back_to_torch_selection(monkeypatch):

@@ -12,8 +12,22 @@ from lighthouse.cli import app
 from lighthouse.harness import points
 from lighthouse.kernels import alloc
 
-TINY = ["--device", "cpu", "--seq", "256", "--topk", "128", "--levels", "2", "--pooling", "2", "--heads", "1",
-        "--head-dim", "16"]
+TINY = [
+    "--device",
+    "cpu",
+    "--seq",
+    "256",
+    "--topk",
+    "128",
+    "--levels",
+    "2",
+    "--pooling",
+    "2",
+    "--heads",
+    "1",
+    "--head-dim",
+    "16",
+]
 
 
 def rows(path):
@@ -68,8 +82,10 @@ def test_a_triton_path_off_the_spec_fails_the_command(tmp_path, monkeypatch):
     assert "validate: FAILED - 1 point(s)" in res.output
 
 
-@pytest.mark.parametrize("args,message", [(["--dtype", "fp64"], "--dtype"), (["--seq", "0"], "--seq"),
-                                          (["--levels", "3", "--pooling", "4"], "no row ran")])
+@pytest.mark.parametrize(
+    "args,message",
+    [(["--dtype", "fp64"], "--dtype"), (["--seq", "0"], "--seq"), (["--levels", "3", "--pooling", "4"], "no row ran")],
+)
 def test_bad_options_and_invalid_points_are_exit_2(tmp_path, args, message):
     """A bad option names itself before anything runs; a point that cannot exist is invalid, never error.
     Catches a traceback or exit 1 for a usage error."""

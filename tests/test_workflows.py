@@ -38,7 +38,7 @@ def lighthouse_calls(script: str):
         for i, tok in enumerate(tokens):
             if tok == "lighthouse-bench":
                 args = []
-                for t in tokens[i + 1:]:
+                for t in tokens[i + 1 :]:
                     if t in SEPARATORS:
                         break
                     args.append(t)
@@ -97,7 +97,9 @@ def test_every_lighthouse_bench_command_exists():
     registered = {c.name or c.callback.__name__ for c in app.registered_commands}
     for name, args in all_calls():
         assert args, f"{name}: lighthouse-bench without a command"
-        assert args[0] in registered, f"{name}: `lighthouse-bench {args[0]}` is not a command of the CLI ({sorted(registered)})"
+        assert args[0] in registered, (
+            f"{name}: `lighthouse-bench {args[0]}` is not a command of the CLI ({sorted(registered)})"
+        )
 
 
 def test_every_flag_is_accepted():
@@ -112,7 +114,9 @@ def test_every_flag_is_accepted():
         for tok in args[1:]:
             if tok.startswith("-"):
                 flag = tok.split("=", 1)[0]
-                assert flag in accepted, f"{name}: `lighthouse-bench {args[0]}` does not accept {flag} ({sorted(accepted)})"
+                assert flag in accepted, (
+                    f"{name}: `lighthouse-bench {args[0]}` does not accept {flag} ({sorted(accepted)})"
+                )
 
 
 def test_pytest_markers_used_by_the_workflows_are_registered():

@@ -18,8 +18,19 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 from ..harness import tables
 
 #: What a configuration is: a point without N and k, per implementation and pass.
-CONFIG_COLUMNS = ("impl", "pass", "dtype", "batch", "heads", "kv_heads", "head_dim", "levels", "pooling", "scorer",
-                  "rope")
+CONFIG_COLUMNS = (
+    "impl",
+    "pass",
+    "dtype",
+    "batch",
+    "heads",
+    "kv_heads",
+    "head_dim",
+    "levels",
+    "pooling",
+    "scorer",
+    "rope",
+)
 INTERPOLATED, BELOW, NOT_REACHED = "interpolated", "below the shortest N", "not reached"
 
 
@@ -35,8 +46,10 @@ class BreakEven:
 
     def describe(self) -> str:
         if self.status == INTERPOLATED:
-            return f"{tables.fmt_size(round(self.n)) if self.n >= 1024 else round(self.n)} " \
-                   f"(between {tables.fmt_size(self.lo)} and {tables.fmt_size(self.hi)})"
+            return (
+                f"{tables.fmt_size(round(self.n)) if self.n >= 1024 else round(self.n)} "
+                f"(between {tables.fmt_size(self.lo)} and {tables.fmt_size(self.hi)})"
+            )
         if self.status == BELOW:
             return f"below {tables.fmt_size(self.hi)} (faster at every N measured)"
         return f"not reached by {tables.fmt_size(self.lo)}"
@@ -83,8 +96,13 @@ def break_even_rows(rows: Sequence[dict], baseline: str) -> List[dict]:
     out = []
     for key in keys:
         measured = sorted(set().union(*(per_clock[c].get(key, {}) for c in tables.CLOCKS)))
-        out.append({**dict(zip(CONFIG_COLUMNS, key)), "n_measured": measured,
-                    **{clock: break_even(per_clock[clock].get(key, {})) for clock in tables.CLOCKS}})
+        out.append(
+            {
+                **dict(zip(CONFIG_COLUMNS, key)),
+                "n_measured": measured,
+                **{clock: break_even(per_clock[clock].get(key, {})) for clock in tables.CLOCKS},
+            }
+        )
     return out
 
 

@@ -58,8 +58,10 @@ class CpContext:
 def start(world: int, device: str) -> CpContext:
     """Join the process group torchrun set up (nccl on CUDA, gloo on the CPU); check its size is W."""
     if "WORLD_SIZE" not in os.environ or "RANK" not in os.environ:
-        raise ValueError(f"--cp {world} runs one process per rank: launch it with "
-                         f"torchrun --nproc-per-node {world} -m lighthouse.cli sweep --cp {world} ...")
+        raise ValueError(
+            f"--cp {world} runs one process per rank: launch it with "
+            f"torchrun --nproc-per-node {world} -m lighthouse.cli sweep --cp {world} ..."
+        )
     size = int(os.environ["WORLD_SIZE"])
     if size != world:
         raise ValueError(f"--cp {world} but torchrun started {size} processes (--nproc-per-node must equal --cp)")
@@ -133,8 +135,9 @@ def build(task: Task, bench, backend: Optional[str]):
             ctx.mesh = init_device_mesh(ctx.device.type, (ctx.world,))
         bufs = [t.detach() for t in (full.q, full.k, full.v, full.grad_out)]
         ctx.release()
-        ctx._held.enter_context(context_parallel(ctx.mesh, buffers=bufs, buffer_seq_dims=[2] * 4,
-                                                 no_restore_buffers=set(bufs)))
+        ctx._held.enter_context(
+            context_parallel(ctx.mesh, buffers=bufs, buffer_seq_dims=[2] * 4, no_restore_buffers=set(bufs))
+        )
         with torch.no_grad():
             for t in bufs:  # now this rank's (head/tail) shard, still in the full-size storage: compact it
                 t.set_(t.clone())
@@ -150,8 +153,19 @@ def build(task: Task, bench, backend: Optional[str]):
     def run():
         from .. import lighthouse_attention
 
-        return lighthouse_attention(x.q, x.k, x.v, levels=p.levels, pooling=p.pooling, topk=p.topk, scorer=p.scorer,
-                                    impl=impl, sdpa_backend=backend, cp_group=ctx.group)
+        return lighthouse_attention(
+            x.q,
+            x.k,
+            x.v,
+            levels=p.levels,
+            pooling=p.pooling,
+            topk=p.topk,
+            scorer=p.scorer,
+            impl=impl,
+            sdpa_backend=backend,
+            cp_group=ctx.group,
+        )
+
     return run, x.leaves, x.grad_out
 
 
@@ -163,8 +177,11 @@ def agree(result: Result, ctx: CpContext) -> Result:
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     worst, peak_max = int(t[0]), int(t[1])
     if worst != code:
-        return Result(STATUS_ORDER[worst], result.reason or f"another rank reported {STATUS_ORDER[worst]}",
-                      sdpa_backend=result.sdpa_backend)
+        return Result(
+            STATUS_ORDER[worst],
+            result.reason or f"another rank reported {STATUS_ORDER[worst]}",
+            sdpa_backend=result.sdpa_backend,
+        )
     if result.timing is not None and peak_max >= 0:
         result.timing.peak_bytes = peak_max
     return result

@@ -53,10 +53,12 @@ def planted(kernel: str, cycles_by_n: Dict[int, int]) -> Iterator[None]:
             os.environ[PLANT_ENV] = before
 
 
-def calibrate(time_layer: Callable[[], float], n: int, kernel: str, pcts: Sequence[float],
-              base_samples: int = 3) -> List[Plant]:
+def calibrate(
+    time_layer: Callable[[], float], n: int, kernel: str, pcts: Sequence[float], base_samples: int = 3
+) -> List[Plant]:
     """Plants of `pcts` percent of the layer's time at sequence length n in `kernel`. time_layer(): the layer's
     time in ms under whatever switch is set (the median of its own repetitions)."""
+
     def at(cycles: int) -> float:
         with planted(kernel, {n: cycles}):
             return time_layer()
@@ -69,8 +71,10 @@ def calibrate(time_layer: Callable[[], float], n: int, kernel: str, pcts: Sequen
             break
         cycles *= TRIAL_STEP
     if gain <= 0:
-        raise RuntimeError(f"a spin of {cycles} cycles per program in the {kernel} kernel did not slow the layer at "
-                           f"N={n} (base {base:.4g} ms): the plant does not reach this kernel")
+        raise RuntimeError(
+            f"a spin of {cycles} cycles per program in the {kernel} kernel did not slow the layer at "
+            f"N={n} (base {base:.4g} ms): the plant does not reach this kernel"
+        )
     per_cycle = gain / cycles
     plants = []
     for pct in pcts:
@@ -100,12 +104,21 @@ def layer_timer(point, device, seed: int = 0, max_seconds: float = 1.0) -> Calla
     x = random_inputs(s.batch, s.heads, s.kv_heads, s.n, s.head_dim, s.dtype, device, seed)
 
     def run():
-        return lighthouse_attention(x.q, x.k, x.v, levels=point.levels, pooling=point.pooling, topk=point.topk,
-                                    scorer=point.scorer, impl="triton")
+        return lighthouse_attention(
+            x.q,
+            x.k,
+            x.v,
+            levels=point.levels,
+            pooling=point.pooling,
+            topk=point.topk,
+            scorer=point.scorer,
+            impl="triton",
+        )
 
     def time_layer() -> float:
-        t = measure(run, "fwdbwd", x.leaves, x.grad_out, device=device, warmup=2, rep=30, min_rep=5,
-                    max_seconds=max_seconds)
+        t = measure(
+            run, "fwdbwd", x.leaves, x.grad_out, device=device, warmup=2, rep=30, min_rep=5, max_seconds=max_seconds
+        )
         ahead: Optional[float] = t.host_ahead_median_ms
         return ahead if ahead is not None else t.median_ms
 

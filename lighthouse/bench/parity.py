@@ -64,10 +64,26 @@ def parity_rows(points: Sequence, device, seed: int = 0, tol: float = PARITY_TOL
     out = []
     for p in points:
         s = p.shape
-        row = {"impl": "triton vs torch", "pass": "fwdbwd", "dtype": s.dtype, "n": s.n, "batch": s.batch,
-               "heads": s.heads, "kv_heads": s.kv_heads, "head_dim": s.head_dim, "levels": p.levels,
-               "pooling": p.pooling, "topk": p.topk, "scorer": p.scorer, "rope": p.rope, "status": "ok", "reason": "", "ok": False,
-               "same_selection": None, **{f"rel_{f}": None for f in PARITY_FIGURES}}
+        row = {
+            "impl": "triton vs torch",
+            "pass": "fwdbwd",
+            "dtype": s.dtype,
+            "n": s.n,
+            "batch": s.batch,
+            "heads": s.heads,
+            "kv_heads": s.kv_heads,
+            "head_dim": s.head_dim,
+            "levels": p.levels,
+            "pooling": p.pooling,
+            "topk": p.topk,
+            "scorer": p.scorer,
+            "rope": p.rope,
+            "status": "ok",
+            "reason": "",
+            "ok": False,
+            "same_selection": None,
+            **{f"rel_{f}": None for f in PARITY_FIGURES},
+        }
         x: Optional[object] = None
         try:
             forced = forced_impl()

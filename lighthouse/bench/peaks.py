@@ -72,8 +72,7 @@ def measure_peaks(device: torch.device, dtype: torch.dtype) -> dict:
     }
 
 
-def get_peaks(device: torch.device, dtype: torch.dtype, remeasure: bool = False,
-              path: Optional[Path] = None) -> dict:
+def get_peaks(device: torch.device, dtype: torch.dtype, remeasure: bool = False, path: Optional[Path] = None) -> dict:
     """Cached peaks for (device name, dtype, torch version); measured on the first call or on request."""
     path = path or cache_path()
     key = _key(device, dtype)

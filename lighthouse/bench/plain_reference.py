@@ -89,8 +89,16 @@ def _time(step, device, warmup: int, rep: int, min_rep: int, max_seconds: float)
     return samples, ahead
 
 
-def measure_one(shape: Dict[str, object], pass_: str, device, seed: int, warmup: int = 3, rep: int = 20,
-                min_rep: int = 3, max_seconds: float = 3.0) -> dict:
+def measure_one(
+    shape: Dict[str, object],
+    pass_: str,
+    device,
+    seed: int,
+    warmup: int = 3,
+    rep: int = 20,
+    min_rep: int = 3,
+    max_seconds: float = 3.0,
+) -> dict:
     """One reference row: plain causal SDPA on the shape's q, k, v (B, H, N, D; GQA through enable_gqa), for
     `fwd` (autograd recording), `bwd` (backward alone on one graph) or `fwdbwd`. A failure is a row too."""
     import torch
@@ -99,8 +107,16 @@ def measure_one(shape: Dict[str, object], pass_: str, device, seed: int, warmup:
     dev = torch.device(device)
     if dev.type == "cuda" and dev.index is None:
         dev = torch.device("cuda", torch.cuda.current_device())
-    row = {"impl": IMPL, "kind": "reference", **{c: shape[c] for c in SHAPE_COLUMNS if c != "pass"}, "pass": pass_,
-           "device": dev.type, "status": "ok", "reason": "", "torch": torch.__version__}
+    row = {
+        "impl": IMPL,
+        "kind": "reference",
+        **{c: shape[c] for c in SHAPE_COLUMNS if c != "pass"},
+        "pass": pass_,
+        "device": dev.type,
+        "status": "ok",
+        "reason": "",
+        "torch": torch.__version__,
+    }
     try:
         b, h, hkv, n, d = (int(shape[c]) for c in ("batch", "heads", "kv_heads", "n", "head_dim"))
         dt = getattr(torch, _DTYPES[str(shape["dtype"])])
@@ -116,9 +132,11 @@ def measure_one(shape: Dict[str, object], pass_: str, device, seed: int, warmup:
             q.grad = k.grad = v.grad = None
 
         if pass_ == "fwd":
+
             def step():
                 F.scaled_dot_product_attention(q, k, v, **kw)
         elif pass_ == "fwdbwd":
+
             def step():
                 clear()
                 F.scaled_dot_product_attention(q, k, v, **kw).backward(grad_out)
@@ -131,9 +149,15 @@ def measure_one(shape: Dict[str, object], pass_: str, device, seed: int, warmup:
         else:
             raise ValueError(f"pass must be one of fwd, bwd, fwdbwd, got {pass_!r}")
         samples, ahead = _time(step, dev, warmup, rep, min_rep, max_seconds)
-        row.update(median_ms=_percentile(samples, 50), p20_ms=_percentile(samples, 20),
-                   p80_ms=_percentile(samples, 80), reps=len(samples), host_ahead_median_ms=_percentile(ahead, 50),
-                   host_ahead_p20_ms=_percentile(ahead, 20), host_ahead_p80_ms=_percentile(ahead, 80))
+        row.update(
+            median_ms=_percentile(samples, 50),
+            p20_ms=_percentile(samples, 20),
+            p80_ms=_percentile(samples, 80),
+            reps=len(samples),
+            host_ahead_median_ms=_percentile(ahead, 50),
+            host_ahead_p20_ms=_percentile(ahead, 20),
+            host_ahead_p80_ms=_percentile(ahead, 80),
+        )
     except Exception as err:  # noqa: BLE001 - a reference that cannot run leaves its points unjudged (exit 2)
         oom = "out of memory" in str(err).lower()
         row.update(status="oom" if oom else "error", reason=f"{type(err).__name__}: {' '.join(str(err).split())[:300]}")

@@ -62,8 +62,10 @@ def load(csv_path: Path, warn_torn: bool = True) -> pd.DataFrame:
     """The finished rows of a results.csv (tables.read_finished: torn rows left out, with a warning) as a frame:
     empty cells NaN, every column that holds only numbers numeric."""
     if kind_of_header(header_of(csv_path)) is PROFILE:
-        raise ResultsFormatError(f"not a lighthouse-bench sweep results file: {csv_path} is a profile "
-                                 "(`lighthouse-bench report` draws profiles)")
+        raise ResultsFormatError(
+            f"not a lighthouse-bench sweep results file: {csv_path} is a profile "
+            "(`lighthouse-bench report` draws profiles)"
+        )
     rows = read_finished(csv_path, SWEEP) if warn_torn else read_rows(csv_path, SWEEP)[0]
     rows = [{k: (v if v != "" else None) for k, v in r.items()} for r in rows]
     df = pd.DataFrame(rows, columns=list(rows[0]) if rows else list(SWEEP.columns))
@@ -147,8 +149,16 @@ class Styles:
         key = _label_config(row, self.varying)
         named = key in self.named
         color = self.colors.get(key, OTHERS_COLOUR)
-        ax.plot(g["n"], g[col], ls, marker=mk, color=color, ms=4 if named else 3, lw=1.4 if named else 0.8,
-                zorder=2 if named else 1)
+        ax.plot(
+            g["n"],
+            g[col],
+            ls,
+            marker=mk,
+            color=color,
+            ms=4 if named else 3,
+            lw=1.4 if named else 0.8,
+            zorder=2 if named else 1,
+        )
         if band:
             _band(ax, g, color)
         if named:
@@ -156,8 +166,10 @@ class Styles:
             name = lab if len(self.impls) <= 1 else f"{impl.removeprefix('lighthouse_')} {lab}"
             handles.setdefault(name, Line2D([], [], ls=ls, marker=mk, color=color, ms=4))
         else:
-            handles.setdefault(f"{self.others} other configurations (grey; all in results.csv)",
-                               Line2D([], [], ls="-", marker="o", color=OTHERS_COLOUR, ms=3, lw=0.8))
+            handles.setdefault(
+                f"{self.others} other configurations (grey; all in results.csv)",
+                Line2D([], [], ls="-", marker="o", color=OTHERS_COLOUR, ms=3, lw=0.8),
+            )
 
     def line(self, impl: str, row=None) -> Tuple[str, str]:
         if len(self.ropes) > 1:
@@ -210,8 +222,15 @@ def _legend(fig, handles: Dict[str, Line2D]) -> None:
     if not handles:
         return
     rows = max(4, int(fig.get_figheight() * 72 / (8 * 1.9)))  # 8 pt entries, spaced
-    fig.legend(list(handles.values()), list(handles.keys()), loc="center left", bbox_to_anchor=(1.0, 0.5),
-               fontsize=8, ncol=max(1, math.ceil(len(handles) / rows)), frameon=False)
+    fig.legend(
+        list(handles.values()),
+        list(handles.keys()),
+        loc="center left",
+        bbox_to_anchor=(1.0, 0.5),
+        fontsize=8,
+        ncol=max(1, math.ceil(len(handles) / rows)),
+        frameon=False,
+    )
 
 
 def _suptitle(fig, text: str, fontsize: int = 11) -> None:
@@ -252,8 +271,9 @@ def _speedup_y(ax, values: pd.Series) -> None:
     ax.yaxis.set_minor_locator(NullLocator())
 
 
-def speedup_chart(df: pd.DataFrame, ok: pd.DataFrame, st: Styles, info, out_dir: Path,
-                  clock: str = LAUNCHED) -> List[Path]:
+def speedup_chart(
+    df: pd.DataFrame, ok: pd.DataFrame, st: Styles, info, out_dir: Path, clock: str = LAUNCHED
+) -> List[Path]:
     """Speedups on one clock (tables.CLOCKS; Lighthouse and dense both on it), named in the title and the file."""
     lh = ok[ok["kind"] == "lighthouse"]
 
@@ -298,8 +318,15 @@ def _band(ax, g, color) -> None:
     if g["p20_ms"].notna().all() and g["p80_ms"].notna().all() and len(g) > 1:
         ax.fill_between(g["n"], g["p20_ms"], g["p80_ms"], color=color, alpha=0.2, lw=0)
     elif len(g):
-        ax.errorbar(g["n"], g["median_ms"], yerr=[g["median_ms"] - g["p20_ms"], g["p80_ms"] - g["median_ms"]],
-                    fmt="none", ecolor=color, alpha=0.5, capsize=2)
+        ax.errorbar(
+            g["n"],
+            g["median_ms"],
+            yerr=[g["median_ms"] - g["p20_ms"], g["p80_ms"] - g["median_ms"]],
+            fmt="none",
+            ecolor=color,
+            alpha=0.5,
+            capsize=2,
+        )
 
 
 def _metric_chart(df, ok, st, info, out_dir, *, col, ylabel, name, title, band) -> List[Path]:
@@ -325,11 +352,12 @@ def _metric_chart(df, ok, st, info, out_dir, *, col, ylabel, name, title, band) 
         for kind in ("lighthouse", "floor"):
             for (impl, *_), g in sub[sub["kind"] == kind].groupby(["impl", *CONFIG_COLUMNS, *st.varying], dropna=False):
                 g = _series(g, col)
-                lab, color = st.config(g.iloc[0]), st.color(g.iloc[0])
+                color = st.color(g.iloc[0])
                 if kind == "floor":
                     ax.plot(g["n"], g[col], ":", color=color, lw=1.2)
-                    handles.setdefault("floor: dense SDPA on the S entries (dotted)",
-                                       Line2D([], [], ls=":", color="gray"))
+                    handles.setdefault(
+                        "floor: dense SDPA on the S entries (dotted)", Line2D([], [], ls=":", color="gray")
+                    )
                     continue
                 st.plot(ax, handles, g, col, impl, band)
         _log2_x(ax, sub["n"])
@@ -346,8 +374,18 @@ def _metric_chart(df, ok, st, info, out_dir, *, col, ylabel, name, title, band) 
 def memory_chart(df, ok, st, info, out_dir) -> List[Path]:
     has_mem = "peak_mem_gib" in ok and ok["peak_mem_gib"].notna().any()
     if has_mem:
-        return _metric_chart(df, ok, st, info, out_dir, col="peak_mem_gib", ylabel="peak memory (GiB)", name="memory",
-                             title="Peak memory (inputs included)", band=False)
+        return _metric_chart(
+            df,
+            ok,
+            st,
+            info,
+            out_dir,
+            col="peak_mem_gib",
+            ylabel="peak memory (GiB)",
+            name="memory",
+            title="Peak memory (inputs included)",
+            band=False,
+        )
     fig, ax = plt.subplots(figsize=(6, 3))
     devices = ", ".join(sorted(df["device"].astype(str).unique())) or "?"
     _empty(ax, f"No peak memory in this results file:\nit is measured on CUDA only (this run: {devices}).")
@@ -355,8 +393,9 @@ def memory_chart(df, ok, st, info, out_dir) -> List[Path]:
     return _save(fig, out_dir, "memory")
 
 
-def make_charts(csv_path, out_dir: Optional[Path] = None, info: Optional[dict] = None,
-                warn_torn: bool = True) -> List[Path]:
+def make_charts(
+    csv_path, out_dir: Optional[Path] = None, info: Optional[dict] = None, warn_torn: bool = True
+) -> List[Path]:
     """Write speedup, latency and memory charts (PNG) beside the CSV (or into out_dir). Raises
     tables.ResultsFormatError (a ValueError) before writing anything when the CSV is not a results file."""
     csv_path = Path(csv_path)
@@ -371,7 +410,17 @@ def make_charts(csv_path, out_dir: Optional[Path] = None, info: Optional[dict] =
     ahead = [clock_column(f"speedup_vs_{b}", HOST_AHEAD) for b in BASELINES.values()]
     if any(c in ok and ok[c].notna().any() for c in ahead):  # files before the second clock have none
         paths += speedup_chart(df, ok, st, info, out_dir, clock=HOST_AHEAD)
-    paths += _metric_chart(df, ok, st, info, out_dir, col="median_ms", ylabel="median latency (ms)", name="latency",
-                           title=f"Latency: Lighthouse and dense causal SDPA, {CLOCKS[LAUNCHED]}", band=True)
+    paths += _metric_chart(
+        df,
+        ok,
+        st,
+        info,
+        out_dir,
+        col="median_ms",
+        ylabel="median latency (ms)",
+        name="latency",
+        title=f"Latency: Lighthouse and dense causal SDPA, {CLOCKS[LAUNCHED]}",
+        band=True,
+    )
     paths += memory_chart(df, ok, st, info, out_dir)
     return paths

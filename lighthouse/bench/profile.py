@@ -182,18 +182,37 @@ def torch_stages(q, k, v, go, gate, plan: LighthousePlan) -> List[Stage]:
 
 # --------------------------------------------------------------------------------------------- profiling
 def _time(stage: Stage, device, warmup: int, rep: int, max_seconds: float) -> float:
-    t = measure(stage.fn, stage.mode, list(stage.leaves), stage.grad, device=device, warmup=warmup, rep=rep,
-                min_rep=3, max_seconds=max_seconds)
+    t = measure(
+        stage.fn,
+        stage.mode,
+        list(stage.leaves),
+        stage.grad,
+        device=device,
+        warmup=warmup,
+        rep=rep,
+        min_rep=3,
+        max_seconds=max_seconds,
+    )
     return t.median_ms
 
 
-def profile_point(point: Point, impl: str, device: torch.device, peaks: dict, *, sdpa_backend: Optional[str] = None,
-                  seed: int = 0, warmup: int = 3,
-                  rep: int = 20, max_seconds: float = 2.0) -> List[dict]:
+def profile_point(
+    point: Point,
+    impl: str,
+    device: torch.device,
+    peaks: dict,
+    *,
+    sdpa_backend: Optional[str] = None,
+    seed: int = 0,
+    warmup: int = 3,
+    rep: int = 20,
+    max_seconds: float = 2.0,
+) -> List[dict]:
     """Rows of profile.csv for one point: every stage, the sum per pass (total) and the whole pass (measured)."""
     cfg, s = point.config(impl, sdpa_backend), point.shape
-    inputs = random_inputs(s.batch, s.heads, s.kv_heads, s.n, s.head_dim, s.dtype, device, seed,
-                           gate=point.scorer == "gla")
+    inputs = random_inputs(
+        s.batch, s.heads, s.kv_heads, s.n, s.head_dim, s.dtype, device, seed, gate=point.scorer == "gla"
+    )
     q, k, v = (x.detach() for x in inputs.leaves)
     plan = make_plan(cfg, q, k, v, inputs.gate)
     builder = triton_stages if impl == "triton" else torch_stages
@@ -210,16 +229,39 @@ def profile_point(point: Point, impl: str, device: torch.device, peaks: dict, *,
         return lighthouse_attention(*leaves, config=cfg, gate=inputs.gate)
 
     measured = {
-        "fwd": measure(whole, "fwd", leaves, None, device=device, warmup=warmup, rep=rep, min_rep=3,
-                       max_seconds=max_seconds).median_ms,
-        "bwd": measure(whole, "bwd", leaves, inputs.grad_out, device=device, warmup=warmup, rep=rep, min_rep=3,
-                       max_seconds=max_seconds).median_ms,
+        "fwd": measure(
+            whole, "fwd", leaves, None, device=device, warmup=warmup, rep=rep, min_rep=3, max_seconds=max_seconds
+        ).median_ms,
+        "bwd": measure(
+            whole,
+            "bwd",
+            leaves,
+            inputs.grad_out,
+            device=device,
+            warmup=warmup,
+            rep=rep,
+            min_rep=3,
+            max_seconds=max_seconds,
+        ).median_ms,
     }
     if device.type == "cuda":
         gpu = gpu_busy_ms(whole, leaves, inputs.grad_out)
-    base = dict(n=s.n, topk=point.topk, levels=point.levels, pooling=point.pooling, scorer=point.scorer,
-                rope=point.rope, dtype=s.dtype, batch=s.batch, heads=s.heads, kv_heads=s.kv_heads,
-                head_dim=s.head_dim, impl=impl, s_sel=plan.selected_len, device=str(device.type))
+    base = dict(
+        n=s.n,
+        topk=point.topk,
+        levels=point.levels,
+        pooling=point.pooling,
+        scorer=point.scorer,
+        rope=point.rope,
+        dtype=s.dtype,
+        batch=s.batch,
+        heads=s.heads,
+        kv_heads=s.kv_heads,
+        head_dim=s.head_dim,
+        impl=impl,
+        s_sel=plan.selected_len,
+        device=str(device.type),
+    )
     rows = []
     for pass_ in ("fwd", "bwd"):
         names = [name for (p, name) in times if p == pass_]
@@ -229,9 +271,20 @@ def profile_point(point: Point, impl: str, device: torch.device, peaks: dict, *,
             nbytes, nflops = costs[TORCH_COST_NAME.get(nm, nm)]
             fl_ms, kind = floor_of(nbytes, nflops, peaks)
             ms = times[(pass_, nm)]
-            rows.append({**base, "pass": pass_, "stage": nm, "ms": ms, "share": ms / total if total else None,
-                         "bytes": nbytes, "flops": nflops, "floor_ms": fl_ms, "floor_kind": kind,
-                         "floor_ratio": ms / fl_ms if fl_ms else None})
+            rows.append(
+                {
+                    **base,
+                    "pass": pass_,
+                    "stage": nm,
+                    "ms": ms,
+                    "share": ms / total if total else None,
+                    "bytes": nbytes,
+                    "flops": nflops,
+                    "floor_ms": fl_ms,
+                    "floor_kind": kind,
+                    "floor_ratio": ms / fl_ms if fl_ms else None,
+                }
+            )
             sums["bytes"] += nbytes
             sums["flops"] += nflops
             sums["floor_ms"] += fl_ms
@@ -239,8 +292,18 @@ def profile_point(point: Point, impl: str, device: torch.device, peaks: dict, *,
         if device.type == "cuda":
             summary.append((GPU_BUSY, gpu[pass_]))
         for stage, ms in summary:
-            rows.append({**base, "pass": pass_, "stage": stage, "ms": ms, "share": ms / total if total else None,
-                         **sums, "floor_kind": "sum", "floor_ratio": ms / sums["floor_ms"] if sums["floor_ms"] else None})
+            rows.append(
+                {
+                    **base,
+                    "pass": pass_,
+                    "stage": stage,
+                    "ms": ms,
+                    "share": ms / total if total else None,
+                    **sums,
+                    "floor_kind": "sum",
+                    "floor_ratio": ms / sums["floor_ms"] if sums["floor_ms"] else None,
+                }
+            )
     return rows
 
 
@@ -287,14 +350,22 @@ def gpu_busy_ms(whole: Callable[[], torch.Tensor], leaves, grad_out, calls: int 
     return {"fwd": fwd, "bwd": kernels_ms(prof)}
 
 
-def trace(point: Point, impl: str, device: torch.device, path: Path, seed: int = 0, steps: int = 3,
-          sdpa_backend: Optional[str] = None) -> Path:
+def trace(
+    point: Point,
+    impl: str,
+    device: torch.device,
+    path: Path,
+    seed: int = 0,
+    steps: int = 3,
+    sdpa_backend: Optional[str] = None,
+) -> Path:
     """A torch.profiler Chrome trace of a few forward+backward calls (open in chrome://tracing or Perfetto)."""
     from torch.profiler import ProfilerActivity, profile
 
     s = point.shape
-    inputs = random_inputs(s.batch, s.heads, s.kv_heads, s.n, s.head_dim, s.dtype, device, seed,
-                           gate=point.scorer == "gla")
+    inputs = random_inputs(
+        s.batch, s.heads, s.kv_heads, s.n, s.head_dim, s.dtype, device, seed, gate=point.scorer == "gla"
+    )
     cfg = point.config(impl, sdpa_backend)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     lighthouse_attention(*inputs.leaves, config=cfg, gate=inputs.gate).backward(inputs.grad_out)  # compile first
@@ -307,11 +378,24 @@ def trace(point: Point, impl: str, device: torch.device, path: Path, seed: int =
     return path
 
 
-def run_profile(points: Sequence[Point], impl: str, device: torch.device, out: Path, *,
-                sdpa_backend: Optional[str] = None, trace_calls: bool = False,
-                remeasure_peaks: bool = False, seed: int = 0, warmup: int = 3, rep: int = 20,
-                max_seconds: float = 2.0, console=None, argv=None, options: Optional[dict] = None,
-                resume: bool = False) -> int:
+def run_profile(
+    points: Sequence[Point],
+    impl: str,
+    device: torch.device,
+    out: Path,
+    *,
+    sdpa_backend: Optional[str] = None,
+    trace_calls: bool = False,
+    remeasure_peaks: bool = False,
+    seed: int = 0,
+    warmup: int = 3,
+    rep: int = 20,
+    max_seconds: float = 2.0,
+    console=None,
+    argv=None,
+    options: Optional[dict] = None,
+    resume: bool = False,
+) -> int:
     """Profile every point into out/ (profile.csv, machine.json with the peaks, profile.png, traces) through
     the harness's row loop: --out claimed first (an existing profile.csv is never overwritten: --resume
     continues it), each point's rows written as soon as it is profiled, Ctrl-C keeps them. A point that fails
@@ -321,25 +405,44 @@ def run_profile(points: Sequence[Point], impl: str, device: torch.device, out: P
     from . import peaks as peaks_mod
     from .profile_view import print_tables, stacked_chart
 
-    loop = RowLoop("profile", out, PROFILE, PROFILE_FILE, resume=resume, options=options, argv=argv,
-                   console=console)
+    loop = RowLoop("profile", out, PROFILE, PROFILE_FILE, resume=resume, options=options, argv=argv, console=console)
     kept = loop.prepare()  # before measuring anything
-    done = {tuple(r.get(c, "") for c in ("impl", *POINT_COLUMNS)) for r in kept.values()
-            if r.get("pass") == "bwd" and r.get("stage") == MEASURED}  # a point's rows are complete
+    done = {
+        tuple(r.get(c, "") for c in ("impl", *POINT_COLUMNS))
+        for r in kept.values()
+        if r.get("pass") == "bwd" and r.get("stage") == MEASURED
+    }  # a point's rows are complete
     dtypes = sorted({p.shape.dtype for p in points})
     peaks = {dt: peaks_mod.get_peaks(device, TORCH_DTYPES[dt], remeasure_peaks) for dt in dtypes}
     info = loop.begin({"peaks": peaks})
     for dt, pk in peaks.items():
-        loop.console.print(f"peaks ({dt}{', cached' if pk.get('cached') else ', measured now'}): copy "
-                           f"{fmt(pk['copy_gb_s'])} GB/s, matmul {fmt(pk['matmul_tflops'])} TFLOP/s")
+        loop.console.print(
+            f"peaks ({dt}{', cached' if pk.get('cached') else ', measured now'}): copy "
+            f"{fmt(pk['copy_gb_s'])} GB/s, matmul {fmt(pk['matmul_tflops'])} TFLOP/s"
+        )
 
     def rows_of(point: Point):
         loop.console.print(f"profiling {label(point, impl)} ...")
-        rows = profile_point(point, impl, device, peaks[point.shape.dtype], sdpa_backend=sdpa_backend, seed=seed,
-                             warmup=warmup, rep=rep, max_seconds=max_seconds)
+        rows = profile_point(
+            point,
+            impl,
+            device,
+            peaks[point.shape.dtype],
+            sdpa_backend=sdpa_backend,
+            seed=seed,
+            warmup=warmup,
+            rep=rep,
+            max_seconds=max_seconds,
+        )
         if trace_calls:
-            path = trace(point, impl, device, Path(out) / f"trace-n{point.shape.n}-k{point.topk}-{impl}.json", seed,
-                         sdpa_backend=sdpa_backend)
+            path = trace(
+                point,
+                impl,
+                device,
+                Path(out) / f"trace-n{point.shape.n}-k{point.topk}-{impl}.json",
+                seed,
+                sdpa_backend=sdpa_backend,
+            )
             loop.console.print(f"trace: {path}")
         yield from rows
 
@@ -347,18 +450,23 @@ def run_profile(points: Sequence[Point], impl: str, device: torch.device, out: P
         def report(status: str, reason: str):
             loop.console.print(f"[red]{label(point, impl)}: {status}: {reason}[/red]")
             return []  # no rows: --resume profiles the point again
+
         return report
 
     todo = [p for p in points if (impl, *(_cell_of(p, c) for c in POINT_COLUMNS)) not in done]
-    outcome = loop.run((Item(label(p, impl), lambda p=p: rows_of(p), on_failure=failed(p)) for p in todo),
-                       total=len(todo), device=device)
-    loop.info["failed_points"] = [{"point": name, "error": f"{status}: {reason}"} for name, status, reason in outcome.failed]
+    outcome = loop.run(
+        (Item(label(p, impl), lambda p=p: rows_of(p), on_failure=failed(p)) for p in todo),
+        total=len(todo),
+        device=device,
+    )
+    loop.info["failed_points"] = [
+        {"point": name, "error": f"{status}: {reason}"} for name, status, reason in outcome.failed
+    ]
 
     def charts(path: Path):
         return stacked_chart(loop.rows(), Path(out), device_name=info.get("gpu") or info.get("cpu"))
 
-    code = loop.finish(outcome, summary=lambda rows: print_tables(rows, loop.console) if rows else None,
-                       charts=charts)
+    code = loop.finish(outcome, summary=lambda rows: print_tables(rows, loop.console) if rows else None, charts=charts)
     if outcome.failed and not outcome.interrupted:
         from ..harness import machine
 
@@ -369,5 +477,9 @@ def run_profile(points: Sequence[Point], impl: str, device: torch.device, out: P
 def _cell_of(point: Point, column: str) -> str:
     """A point's value in a profile.csv column, as the CSV spells it."""
     s = point.shape
-    value = getattr(point, column, None) if column in ("topk", "levels", "pooling", "scorer", "rope") else getattr(s, column)
+    value = (
+        getattr(point, column, None)
+        if column in ("topk", "levels", "pooling", "scorer", "rope")
+        else getattr(s, column)
+    )
     return cell(value)

@@ -19,8 +19,10 @@ def print_tables(rows: List[dict], console: Console) -> None:
     """One table per point: stage, ms, share, GB moved, GFLOP, floor, distance to the floor."""
     points = {}
     for r in rows:
-        points.setdefault((r["impl"], r["n"], r["topk"], r["levels"], r["pooling"], r["scorer"], r.get("rope") or "pre",
-                           r["dtype"]), []).append(r)
+        points.setdefault(
+            (r["impl"], r["n"], r["topk"], r["levels"], r["pooling"], r["scorer"], r.get("rope") or "pre", r["dtype"]),
+            [],
+        ).append(r)
     for (impl, n, topk, lv, p, scorer, rope, dtype), rs in points.items():
         rope = "" if rope == "pre" else f" rope={rope}"
         t = Table(title=f"{impl}: N={n} k={topk} L{lv} p{p} {scorer}{rope} {dtype}, S={rs[0]['s_sel']}")
@@ -29,9 +31,18 @@ def print_tables(rows: List[dict], console: Console) -> None:
         for r in rs:
             style = "bold" if r["stage"] in SUMMARY_STAGES else None
             share = "-" if r["share"] in (None, "") else f"{100 * float(r['share']):.1f}%"
-            t.add_row(r["pass"], r["stage"], _f(r["ms"], ".4g"), share, _f(float(r["bytes"]) / 1e9, ".3f"),
-                      _f(float(r["flops"]) / 1e9, ".1f"), _f(r["floor_ms"], ".4g"), r["floor_kind"],
-                      _f(r["floor_ratio"], ".3g"), style=style)
+            t.add_row(
+                r["pass"],
+                r["stage"],
+                _f(r["ms"], ".4g"),
+                share,
+                _f(float(r["bytes"]) / 1e9, ".3f"),
+                _f(float(r["flops"]) / 1e9, ".1f"),
+                _f(r["floor_ms"], ".4g"),
+                r["floor_kind"],
+                _f(r["floor_ratio"], ".3g"),
+                style=style,
+            )
         console.print(t)
 
 
@@ -43,7 +54,9 @@ def chart_title(rows: List[dict], device_name: Optional[str] = None) -> str:
     return f"Lighthouse: time per stage ({where}, {', '.join(dtypes) or 'unknown dtype'})"
 
 
-def stacked_chart(rows: List[dict], out_dir: Path, name: str = "profile", device_name: Optional[str] = None) -> List[Path]:
+def stacked_chart(
+    rows: List[dict], out_dir: Path, name: str = "profile", device_name: Optional[str] = None
+) -> List[Path]:
     """Stacked bars of stage ms per (point, pass), the whole pass measured end to end as a black tick."""
     import matplotlib
 
@@ -53,7 +66,7 @@ def stacked_chart(rows: List[dict], out_dir: Path, name: str = "profile", device
     bars = {}
     for r in rows:
         rope = "" if (r.get("rope") or "pre") == "pre" else f" rope={r['rope']}"  # one bar per placement
-        key = (f"N={r['n']} k={r['topk']}{rope}\n{r['impl']} {r['pass']}")
+        key = f"N={r['n']} k={r['topk']}{rope}\n{r['impl']} {r['pass']}"
         bars.setdefault(key, []).append(r)
     stages = []
     for rs in bars.values():
@@ -69,11 +82,22 @@ def stacked_chart(rows: List[dict], out_dir: Path, name: str = "profile", device
             ms = by_stage.get(st)
             if ms is None:
                 continue
-            ax.bar(x, ms, bottom=bottom, color=cmap(i % 10), label=st if x == 0 or st not in ax.get_legend_handles_labels()[1] else None)
+            ax.bar(
+                x,
+                ms,
+                bottom=bottom,
+                color=cmap(i % 10),
+                label=st if x == 0 or st not in ax.get_legend_handles_labels()[1] else None,
+            )
             bottom += ms
         if MEASURED in by_stage:
-            ax.plot([x - 0.4, x + 0.4], [by_stage[MEASURED]] * 2, color="black", lw=2,
-                    label="whole pass, measured" if x == 0 else None)
+            ax.plot(
+                [x - 0.4, x + 0.4],
+                [by_stage[MEASURED]] * 2,
+                color="black",
+                lw=2,
+                label="whole pass, measured" if x == 0 else None,
+            )
     ax.set_xticks(range(len(bars)), list(bars), fontsize=8)
     ax.set_ylabel("ms (median, each stage timed alone)")
     ax.set_title(chart_title(rows, device_name), fontsize=10)

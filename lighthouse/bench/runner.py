@@ -30,6 +30,7 @@ FAST_BACKENDS = {"cuda": ("cudnn",), "cpu": ()}
 
 # ------------------------------------------------------------------------------------ what can run here
 
+
 def _sdpa_runs(backend: Optional[str], device: torch.device, dtype: str, head_dim: int = 64) -> bool:
     """A tiny forward+backward through a forced backend: does it run on this device and dtype at all?"""
     try:
@@ -55,6 +56,7 @@ def default_baselines(device: torch.device, dtypes: Sequence[str]) -> List[str]:
 
 # ---------------------------------------------------------------------------------------- the context
 
+
 class Bench:
     """State shared by the tasks of one sweep: the device, the current shape's inputs, compiled and probed
     things. One shape's inputs live at a time (tasks come grouped by shape)."""
@@ -76,8 +78,9 @@ class Bench:
         if self._shape is not None and self._shape[0] == shape and (self._shape[1] or not gate):
             return self._inputs
         self.release()
-        self._inputs = random_inputs(shape.batch, shape.heads, shape.kv_heads, shape.n, shape.head_dim, shape.dtype,
-                                     self.device, self.seed, gate)
+        self._inputs = random_inputs(
+            shape.batch, shape.heads, shape.kv_heads, shape.n, shape.head_dim, shape.dtype, self.device, self.seed, gate
+        )
         self._shape = (shape, gate)
         return self._inputs
 
@@ -93,8 +96,10 @@ class Bench:
         and head dim, then None (PyTorch's choice) as the fallback."""
         key = (dtype, head_dim)
         if key not in self._fast:
-            self._fast[key] = next((b for b in FAST_BACKENDS.get(self.device.type, ())
-                                    if _sdpa_runs(b, self.device, dtype, head_dim)), None)
+            self._fast[key] = next(
+                (b for b in FAST_BACKENDS.get(self.device.type, ()) if _sdpa_runs(b, self.device, dtype, head_dim)),
+                None,
+            )
         first = self._fast[key]
         return [first, None] if first else [None]
 
@@ -128,6 +133,7 @@ def _causal(b, h, q_idx, kv_idx):
 
 # ------------------------------------------------------------------------------------------ one task
 
+
 def preflight(task: Task, bench: Bench) -> Optional[str]:
     """Why this task cannot run here at all (-> `unsupported`), found without allocating anything."""
     if task.impl in baselines.BY_CSV:
@@ -150,7 +156,9 @@ def backends_for(task: Task, bench: Bench) -> List[Optional[str]]:
     return bench.fast_backends(task.shape.dtype, task.shape.head_dim)
 
 
-def build(task: Task, bench: Bench, backend: Optional[str]) -> Tuple[Callable[[], torch.Tensor], List[torch.Tensor], torch.Tensor]:
+def build(
+    task: Task, bench: Bench, backend: Optional[str]
+) -> Tuple[Callable[[], torch.Tensor], List[torch.Tensor], torch.Tensor]:
     """The callable to time, the leaves whose gradients it produces and the output gradient."""
     if bench.cp is not None:
         from .cp import build as build_cp
@@ -177,6 +185,7 @@ def build(task: Task, bench: Bench, backend: Optional[str]) -> Tuple[Callable[[]
 
     def run():
         return lighthouse_attention(x.q, x.k, x.v, config=cfg, gate=x.gate)
+
     return run, x.leaves, x.grad_out
 
 
@@ -189,6 +198,7 @@ def _graphed(make: Callable, x: Inputs) -> Callable[[], torch.Tensor]:
         if not made:
             made.append(make())
         return made[0](x.q, x.k, x.v)
+
     return run
 
 

@@ -35,10 +35,17 @@ def summary_table(rows: List[dict]) -> Optional[Table]:
 
     per = "/".join(passes)
     ahead = [b for b in baselines if any(_num(r.get(f"host_ahead_speedup_vs_{b}")) is not None for r in lh)]
-    table = Table(title=f"Lighthouse vs dense SDPA (speedups = baseline ms / Lighthouse ms, per pass {per}; as launched, "
-                        f"and host ahead where marked: the kernels alone, both sides on the same clock)")
-    for name in ["N"] + (["shape"] if len(shapes) > 1 else []) + ["L", "p", "k", "scorer"] + (
-            ["rope"] if len(ropes) > 1 else []) + ["impl", "S"]:
+    table = Table(
+        title=f"Lighthouse vs dense SDPA (speedups = baseline ms / Lighthouse ms, per pass {per}; as launched, "
+        f"and host ahead where marked: the kernels alone, both sides on the same clock)"
+    )
+    for name in (
+        ["N"]
+        + (["shape"] if len(shapes) > 1 else [])
+        + ["L", "p", "k", "scorer"]
+        + (["rope"] if len(ropes) > 1 else [])
+        + ["impl", "S"]
+    ):
         table.add_column(name, justify="right" if name in ("N", "L", "p", "k", "S") else "left", overflow="fold")
     for p in passes:
         table.add_column(f"{p} ms", justify="right", overflow="fold")
@@ -51,8 +58,21 @@ def summary_table(rows: List[dict]) -> Optional[Table]:
 
     def order(item):
         k = item[0]
-        return (k[1], int(k[3]), int(k[4]), int(k[5]), int(k[6]), int(k[2]), int(k[7]), int(k[8]), int(k[9]), k[10], k[0],
-                k[12], k[11] != "pre")
+        return (
+            k[1],
+            int(k[3]),
+            int(k[4]),
+            int(k[5]),
+            int(k[6]),
+            int(k[2]),
+            int(k[7]),
+            int(k[8]),
+            int(k[9]),
+            k[10],
+            k[0],
+            k[12],
+            k[11] != "pre",
+        )
 
     for key, by_pass in sorted(points.items(), key=order):
         impl, dtype, n, b, h, hkv, d, L, p, k, scorer, rope, graphed = key
@@ -60,10 +80,15 @@ def summary_table(rows: List[dict]) -> Optional[Table]:
         rows_ = [by_pass.get(ps) for ps in passes]
         cells = [fmt_size(int(n))] + ([f"{dtype} B{b} H{h}/{hkv} D{d}"] if len(shapes) > 1 else [])
         cells += [L, p, k, scorer] + ([rope] if len(ropes) > 1 else [])
-        cells += [impl.removeprefix("lighthouse_") + (" graph" if graphed == "True" else ""), any_row.get("s_sel") or "-"]
+        cells += [
+            impl.removeprefix("lighthouse_") + (" graph" if graphed == "True" else ""),
+            any_row.get("s_sel") or "-",
+        ]
         cells += [_cell([_num(r.get("median_ms")) if r else None], ".3f") for r in rows_]
         cells += [_cell([_num(r.get(f"speedup_vs_{bl}")) if r else None for r in rows_], ".2f") for bl in baselines]
-        cells += [_cell([_num(r.get(f"host_ahead_speedup_vs_{bl}")) if r else None for r in rows_], ".2f") for bl in ahead]
+        cells += [
+            _cell([_num(r.get(f"host_ahead_speedup_vs_{bl}")) if r else None for r in rows_], ".2f") for bl in ahead
+        ]
         cells.append(_cell([_num(r.get("floor_ratio")) if r else None for r in rows_], ".2f"))
         bad = [(ps, r) for ps, r in zip(passes, rows_) if r and r["status"] != "ok"]
         if not bad:
@@ -89,6 +114,8 @@ def print_summary(rows: List[dict], console: Console) -> None:
     if dense:
         note = f"dense baseline rows: {len(dense) - len(bad)} ok"
         if bad:
-            note += ", " + ", ".join(f"{r['impl']} N={fmt_size(int(r['n']))} {r['pass']}: {r['status']}" for r in bad[:8])
+            note += ", " + ", ".join(
+                f"{r['impl']} N={fmt_size(int(r['n']))} {r['pass']}: {r['status']}" for r in bad[:8]
+            )
             note += " ..." if len(bad) > 8 else ""
         console.print(note, highlight=False)

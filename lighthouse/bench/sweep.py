@@ -59,21 +59,47 @@ def make_row(task: Task, device: str, seed: int, result: Result, medians: Median
     """One CSV row: the task's parameters, the measurement and the numbers derived from it."""
     s, p = task.shape, task.point
     row = {
-        "impl": task.impl, "kind": task.kind, "pass": task.pass_, "device": device, "dtype": s.dtype, "n": s.n,
-        "batch": s.batch, "heads": s.heads, "kv_heads": s.kv_heads, "head_dim": s.head_dim,
-        "levels": p.levels if p else None, "pooling": p.pooling if p else None, "topk": p.topk if p else None,
-        "scorer": p.scorer if p else None, "rope": p.rope if p else None, "s_sel": task.s_sel, "sdpa_backend": result.sdpa_backend or None,
+        "impl": task.impl,
+        "kind": task.kind,
+        "pass": task.pass_,
+        "device": device,
+        "dtype": s.dtype,
+        "n": s.n,
+        "batch": s.batch,
+        "heads": s.heads,
+        "kv_heads": s.kv_heads,
+        "head_dim": s.head_dim,
+        "levels": p.levels if p else None,
+        "pooling": p.pooling if p else None,
+        "topk": p.topk if p else None,
+        "scorer": p.scorer if p else None,
+        "rope": p.rope if p else None,
+        "s_sel": task.s_sel,
+        "sdpa_backend": result.sdpa_backend or None,
         "cuda_graph": task.cuda_graph,
-        "status": result.status, "reason": result.reason or None, "seed": seed,
+        "status": result.status,
+        "reason": result.reason or None,
+        "seed": seed,
     }
     t = result.timing
     if result.status == "ok" and t is not None:
         ms = t.median_ms
-        row.update(median_ms=ms, p20_ms=t.p20_ms, p80_ms=t.p80_ms, reps=len(t.samples_ms), first_call_ms=t.first_call_ms,
-                   peak_mem_gib=t.peak_bytes / 2**30 if t.peak_bytes is not None else None)
+        row.update(
+            median_ms=ms,
+            p20_ms=t.p20_ms,
+            p80_ms=t.p80_ms,
+            reps=len(t.samples_ms),
+            first_call_ms=t.first_call_ms,
+            peak_mem_gib=t.peak_bytes / 2**30 if t.peak_bytes is not None else None,
+        )
         ahead = dict(zip(tables.HOST_AHEAD_TIMES, (t.host_ahead_median_ms, t.host_ahead_p20_ms, t.host_ahead_p80_ms)))
-        row.update(ahead, **{tables.HOST_MS: t.host_ms_per_call,
-                             tables.HOST_AHEAD_TIMEOUTS: t.host_ahead_timeouts if t.host_ahead_ms else None})
+        row.update(
+            ahead,
+            **{
+                tables.HOST_MS: t.host_ms_per_call,
+                tables.HOST_AHEAD_TIMEOUTS: t.host_ahead_timeouts if t.host_ahead_ms else None,
+            },
+        )
         row["dense_tflops"] = flops.dense_equivalent_tflops(s.n, s.batch, s.heads, s.head_dim, task.pass_, ms)
         s_eff = task.s_sel if task.kind != "dense" else s.n
         row["eff_tflops"] = flops.effective_tflops(s_eff, s.batch, s.heads, s.head_dim, task.pass_, ms)
@@ -83,8 +109,11 @@ def make_row(task: Task, device: str, seed: int, result: Result, medians: Median
                 own = tables.num(row.get(tables.clock_column("median_ms", clock)))
                 for impl in BASELINES.values():
                     row[tables.clock_column(f"speedup_vs_{impl}", clock)] = flops.speedup(
-                        medians.baseline(key_row, impl, clock), own)
-                row[tables.clock_column("floor_ratio", clock)] = flops.floor_ratio(own, medians.floor_of(key_row, clock))
+                        medians.baseline(key_row, impl, clock), own
+                    )
+                row[tables.clock_column("floor_ratio", clock)] = flops.floor_ratio(
+                    own, medians.floor_of(key_row, clock)
+                )
     return row
 
 
@@ -120,9 +149,18 @@ def _lighthouse_ok(rows: Sequence[dict]) -> bool:
     return any(r.get("kind") == "lighthouse" and r.get("status") == "ok" for r in rows)
 
 
-def run(spec: SweepSpec, out: Path, *, resume: bool = False, argv: Optional[Sequence[str]] = None,
-        command_line: Optional[Sequence[str]] = None, console: Optional[Console] = None, plot: bool = True,
-        cp: int = 1, resumable: bool = True) -> int:
+def run(
+    spec: SweepSpec,
+    out: Path,
+    *,
+    resume: bool = False,
+    argv: Optional[Sequence[str]] = None,
+    command_line: Optional[Sequence[str]] = None,
+    console: Optional[Console] = None,
+    plot: bool = True,
+    cp: int = 1,
+    resumable: bool = True,
+) -> int:
     """Run the sweep into `out` through the harness's row loop; returns the exit code (0; 130 on Ctrl-C; 1 if
     the CUDA context died or no Lighthouse row ran ok; 2 if nothing could run here, every row invalid or
     unsupported). Raises RunError (a ValueError naming the option) before anything runs for a grid of invalid
@@ -149,8 +187,19 @@ def run(spec: SweepSpec, out: Path, *, resume: bool = False, argv: Optional[Sequ
     if why:
         raise RunError(why)
     options = {**spec.options, "impl": impls, "baseline": baselines, "cp": cp}
-    loop = RowLoop("sweep", out, SWEEP, RESULTS, resume=resume, options=options, argv=argv,
-                   command_line=command_line, resumable=resumable, console=console, writer=writer)
+    loop = RowLoop(
+        "sweep",
+        out,
+        SWEEP,
+        RESULTS,
+        resume=resume,
+        options=options,
+        argv=argv,
+        command_line=command_line,
+        resumable=resumable,
+        console=console,
+        writer=writer,
+    )
     medians = Medians()
     refusal, done_keys = None, []
     try:  # rank 0 alone reads and rewrites --out; the other ranks learn the outcome from it
@@ -167,9 +216,12 @@ def run(spec: SweepSpec, out: Path, *, resume: bool = False, argv: Optional[Sequ
     todo = [t for t in tasks if t.key(spec.device) not in done]
     info = loop.begin()
     skipped = len(tasks) - len(todo)
-    loop.console.print(f"[bold]lighthouse-bench sweep[/] suite={spec.suite or 'default'} device={spec.device} "
-                       f"{info.get('gpu') or info.get('cpu')}: {len(spec.points)} points, {len(tasks)} rows"
-                       + (f", {skipped} already done (--resume)" if skipped else "") + f" -> {out}")
+    loop.console.print(
+        f"[bold]lighthouse-bench sweep[/] suite={spec.suite or 'default'} device={spec.device} "
+        f"{info.get('gpu') or info.get('cpu')}: {len(spec.points)} points, {len(tasks)} rows"
+        + (f", {skipped} already done (--resume)" if skipped else "")
+        + f" -> {out}"
+    )
     floor_cache: Dict[Tuple, Result] = {}
 
     def rows_of(task: Task):
@@ -197,8 +249,9 @@ def run(spec: SweepSpec, out: Path, *, resume: bool = False, argv: Optional[Sequ
 
         return make_charts(path) if plot else []
 
-    return loop.finish(outcome, summary=lambda rows: print_summary(rows, loop.console), charts=charts,
-                       ran=_lighthouse_ok)
+    return loop.finish(
+        outcome, summary=lambda rows: print_summary(rows, loop.console), charts=charts, ran=_lighthouse_ok
+    )
 
 
 def describe(spec: SweepSpec, console: Optional[Console] = None) -> List[Task]:
@@ -208,16 +261,20 @@ def describe(spec: SweepSpec, console: Optional[Console] = None) -> List[Task]:
     impls, baselines = resolve_impls(spec, bench)
     tasks = points.plan_tasks(spec, impls, baselines)
     invalid = [t for t in tasks if t.invalid]
-    console.print(f"suite={spec.suite or 'default'} device={spec.device} impl={','.join(impls)} "
-                  f"baseline={','.join(baselines)} pass={','.join(spec.passes)} floor={spec.floor} "
-                  f"cuda_graph={spec.cuda_graph} "
-                  f"warmup={spec.warmup} rep={spec.rep} min_rep={spec.min_rep} max_seconds={spec.max_seconds}")
+    console.print(
+        f"suite={spec.suite or 'default'} device={spec.device} impl={','.join(impls)} "
+        f"baseline={','.join(baselines)} pass={','.join(spec.passes)} floor={spec.floor} "
+        f"cuda_graph={spec.cuda_graph} "
+        f"warmup={spec.warmup} rep={spec.rep} min_rep={spec.min_rep} max_seconds={spec.max_seconds}"
+    )
     for p in spec.points:
         try:
             note = f"S={p.plan().selected_len}"
         except ValueError as err:
             note = f"invalid: {err}"
         rope = "" if p.rope == "pre" else f" rope={p.rope}"
-        console.print(f"  {p.shape.label()}  L{p.levels} p{p.pooling} k{p.topk} {p.scorer}{rope}  {note}", highlight=False)
+        console.print(
+            f"  {p.shape.label()}  L{p.levels} p{p.pooling} k{p.topk} {p.scorer}{rope}  {note}", highlight=False
+        )
     console.print(f"{len(spec.points)} points, {len(tasks)} rows ({len(invalid)} invalid)")
     return tasks

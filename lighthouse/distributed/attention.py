@@ -51,7 +51,10 @@ def _local_problem(q, k, v) -> Optional[str]:
         if t.dtype not in FLOAT_DTYPES:
             return f"{name} must be float16, bfloat16, float32 or float64, got {t.dtype}"
     if k.dtype != q.dtype or v.dtype != q.dtype or k.device != q.device or v.device != q.device:
-        return f"q, k, v must share one dtype and device, got {q.dtype}/{q.device}, {k.dtype}/{k.device}, {v.dtype}/{v.device}"
+        return (
+            f"q, k, v must share one dtype and device, got {q.dtype}/{q.device}, {k.dtype}/{k.device}, "
+            f"{v.dtype}/{v.device}"
+        )
     if k.shape != v.shape or k.shape[0] != q.shape[0] or k.shape[2] != q.shape[2] or k.shape[3] != q.shape[3]:
         return f"k and v shapes {tuple(k.shape)}, {tuple(v.shape)} do not match q {tuple(q.shape)} in B, N/W or D"
     return None
@@ -128,7 +131,9 @@ def _agree_finite(run, q, group, rank: int, world: int, plan: LighthousePlan):
     table = all_gather_ints([int(problem is None)], _collective_device(q, group), group)
     if problem:
         first = rank * plan.padded_len
-        raise ValueError(f"cp_group rank {rank} (its shard starts at token {first}; positions are within the shard): {problem}")
+        raise ValueError(
+            f"cp_group rank {rank} (its shard starts at token {first}; positions are within the shard): {problem}"
+        )
     bad = [r for r in range(world) if not table[r, 0]]
     if bad:
         raise ValueError(f"cp_group: the inputs of rank(s) {bad} are not finite (see the error on those ranks)")
@@ -162,7 +167,9 @@ def _last_entry_rows(out_sub: torch.Tensor, inv: torch.Tensor, plan: LighthouseP
     return got * (rows >= 0)[..., None]
 
 
-def scatter_back_shard(out_sub: torch.Tensor, halo: torch.Tensor, inv: torch.Tensor, plan: LighthousePlan) -> torch.Tensor:
+def scatter_back_shard(
+    out_sub: torch.Tensor, halo: torch.Tensor, inv: torch.Tensor, plan: LighthousePlan
+) -> torch.Tensor:
     """The reference pull (reference/scatter.py) over the rank's tokens, with the previous rank's last
     entries (`halo`, row l-2 for level l) feeding the first p**(l-1) - 1 tokens. Same summation order."""
     levels = plan.config.levels
@@ -181,8 +188,9 @@ def scatter_back_shard(out_sub: torch.Tensor, halo: torch.Tensor, inv: torch.Ten
     return total.to(out_sub.dtype)
 
 
-def context_parallel_lighthouse_attention(q, k, v, group, config: LighthouseConfig, gate=None,
-                                          positions=None) -> torch.Tensor:
+def context_parallel_lighthouse_attention(
+    q, k, v, group, config: LighthouseConfig, gate=None, positions=None
+) -> torch.Tensor:
     """Lighthouse attention of this rank's shard: q (B, Hq, N_r, D), k, v (B, Hkv, N_r, D) -> (B, Hq, N_r, D),
     equal to the rank's rows of the single-device result on the whole sequence.
 
@@ -231,7 +239,7 @@ def context_parallel_select(q, k, v, group, config: LighthouseConfig, gate=None)
     local = _agree_finite(lambda: _select_local(q, k, v, plan), q, group, rank, world, plan)
     shift = torch.zeros(plan.pyramid_len, dtype=torch.long, device=local.device)
     for lo, n, go in zip(plan.offsets, plan.level_sizes, global_plan.offsets):
-        shift[lo:lo + n] = go - lo + rank * n  # level entry i of rank r is entry r * n_l(local) + i
+        shift[lo : lo + n] = go - lo + rank * n  # level entry i of rank r is entry r * n_l(local) + i
     return local + shift[local]
 
 

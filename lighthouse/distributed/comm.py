@@ -36,7 +36,9 @@ def resolve_group(group):
         return group.get_group()
     if isinstance(group, dist.ProcessGroup):
         return group
-    raise ValueError(f"cp_group must be a torch.distributed ProcessGroup or a 1-D DeviceMesh, got {type(group).__name__}")
+    raise ValueError(
+        f"cp_group must be a torch.distributed ProcessGroup or a 1-D DeviceMesh, got {type(group).__name__}"
+    )
 
 
 class _AllToAll(torch.autograd.Function):

@@ -31,8 +31,10 @@ class TritonGather(torch.autograd.Function):
     def backward(ctx, *grads):
         from ..kernels.layer import run_pool_bwd
 
-        grads = [torch.zeros(*shape, dtype=dt, device=dev) if g is None else g.contiguous()
-                 for g, (shape, dt, dev) in zip(grads, ctx.shapes)]
+        grads = [
+            torch.zeros(*shape, dtype=dt, device=dev) if g is None else g.contiguous()
+            for g, (shape, dt, dev) in zip(grads, ctx.shapes)
+        ]
         dq, dk, dv = run_pool_bwd(grads, ctx.sel, ctx.plan, ctx.rope)
         return dq, dk, dv, None, None, None
 
@@ -48,7 +50,7 @@ class TritonScatter(torch.autograd.Function):
         ctx.sel, ctx.plan, ctx.halo_dtype = sel, plan, halo.dtype
         for level in range(2, plan.config.levels + 1):
             m = min(plan.spans[level - 1] - 1, out.shape[2])
-            out[:, :, :m] += halo[:, :, level - 2:level - 1].to(out.dtype)
+            out[:, :, :m] += halo[:, :, level - 2 : level - 1].to(out.dtype)
         return out
 
     @staticmethod
@@ -58,6 +60,8 @@ class TritonScatter(torch.autograd.Function):
         plan = ctx.plan
         d_out = d_out.contiguous()
         d_sub = run_fan_in(d_out, ctx.sel, plan)
-        d_halo = torch.stack([d_out[:, :, :plan.spans[level - 1] - 1].float().sum(2)
-                              for level in range(2, plan.config.levels + 1)], dim=2)
+        d_halo = torch.stack(
+            [d_out[:, :, : plan.spans[level - 1] - 1].float().sum(2) for level in range(2, plan.config.levels + 1)],
+            dim=2,
+        )
         return d_sub, d_halo.to(ctx.halo_dtype), None, None

@@ -24,7 +24,7 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional, Protocol
+from typing import Callable, List, Protocol
 
 #: The hold lets go after max(MIN_HOLD_MS, HOLD_FACTOR x the longest host time of an as-launched repetition so
 #: far): long enough for the host to queue any step that does not wait on the GPU, short enough that a step
@@ -84,8 +84,9 @@ def hold_timeout_ms(launched_host_ms: List[float]) -> float:
     return min(MAX_HOLD_MS, max(MIN_HOLD_MS, HOLD_FACTOR * longest))
 
 
-def time_both(step: Callable[[], None], backend: Backend, rep: int, min_rep: int, max_seconds: float,
-              host_ahead: bool = True) -> Repetitions:
+def time_both(
+    step: Callable[[], None], backend: Backend, rep: int, min_rep: int, max_seconds: float, host_ahead: bool = True
+) -> Repetitions:
     """Alternate one as-launched and one host-ahead repetition (same conditions for both clocks) until `rep`
     pairs, or `max_seconds` once `min_rep` are done. host_ahead=False: the as-launched clock alone."""
     out = Repetitions()

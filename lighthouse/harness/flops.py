@@ -27,7 +27,9 @@ def tflops(flops: float, ms: Optional[float]) -> Optional[float]:
     return flops / (ms * 1e-3) / 1e12
 
 
-def dense_equivalent_tflops(n: int, batch: int, heads: int, head_dim: int, pass_: str, ms: Optional[float]) -> Optional[float]:
+def dense_equivalent_tflops(
+    n: int, batch: int, heads: int, head_dim: int, pass_: str, ms: Optional[float]
+) -> Optional[float]:
     """The FLOPs dense causal attention needs at N, over this row's time: comparable across implementations
     (a Lighthouse row above the dense rows' number is faster than dense)."""
     return tflops(causal_attention_flops(n, batch, heads, head_dim, pass_), ms)

@@ -32,8 +32,12 @@ def git_state(path: Optional[Path] = None) -> dict:
         return {"commit": None, "dirty": None, "source_dir": str(path)}
     status = _run(["git", "status", "--porcelain"], cwd=path)  # untracked files count: they may be code
     changed = status.splitlines() if status else []
-    return {"commit": commit, "dirty": bool(changed) if status is not None else None,
-            "changed": changed[:50], "source_dir": str(path)}
+    return {
+        "commit": commit,
+        "dirty": bool(changed) if status is not None else None,
+        "changed": changed[:50],
+        "source_dir": str(path),
+    }
 
 
 def _cpu_name() -> str:
@@ -100,8 +104,11 @@ def collect(argv=None, options: Optional[dict] = None, equivalent=None) -> dict:
 def write(path: Path, info: dict, previous: Optional[dict] = None) -> None:
     """Write machine.json; a resumed sweep keeps the earlier runs' records under `previous_runs`."""
     if previous:
-        info = {**info, "previous_runs": previous.get("previous_runs", []) + [
-            {k: v for k, v in previous.items() if k != "previous_runs"}]}
+        info = {
+            **info,
+            "previous_runs": previous.get("previous_runs", [])
+            + [{k: v for k, v in previous.items() if k != "previous_runs"}],
+        }
     path.write_text(json.dumps(info, indent=2, default=str) + "\n")
 
 
@@ -113,5 +120,9 @@ def read(path: Path) -> Optional[dict]:
 
 
 def finish(info: dict, wall_seconds: float, interrupted: bool) -> dict:
-    return {**info, "end_time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "wall_seconds": round(wall_seconds, 3), "interrupted": interrupted}
+    return {
+        **info,
+        "end_time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "wall_seconds": round(wall_seconds, 3),
+        "interrupted": interrupted,
+    }

@@ -25,21 +25,47 @@ SUFFIX = {"": 1, "k": 1024, "m": 1024 * 1024}
 POINT_KEYS = ("seq", "topk", "levels", "pooling", "scorer", "rope", "batch", "heads", "kv_heads", "head_dim", "dtype")
 #: ... and keys that set how the whole sweep runs (top level of a suite only). rope_theta: the RoPE base of
 #: the `post` rows (the inputs are raw random q, k, so any base is a model's; 10000 unless given).
-RUN_KEYS = ("pass", "impl", "baseline", "device", "warmup", "rep", "min_rep", "max_seconds", "seed", "floor",
-            "cuda_graph", "rope_theta")
+RUN_KEYS = (
+    "pass",
+    "impl",
+    "baseline",
+    "device",
+    "warmup",
+    "rep",
+    "min_rep",
+    "max_seconds",
+    "seed",
+    "floor",
+    "cuda_graph",
+    "rope_theta",
+)
 DOC_KEYS = ("description",)
 
 #: A point key a suite or the command line leaves out: the layer's own defaults (LighthouseConfig, the one
 #: place they are set), the paper's layer shape, and the dtype of the device.
-POINT_DEFAULTS = {"levels": str(_LAYER.levels), "pooling": str(_LAYER.pooling), "scorer": _LAYER.scorer,
-                  "rope": _LAYER.rope, "batch": "1", "heads": "8", "head_dim": "128"}
+POINT_DEFAULTS = {
+    "levels": str(_LAYER.levels),
+    "pooling": str(_LAYER.pooling),
+    "scorer": _LAYER.scorer,
+    "rope": _LAYER.rope,
+    "batch": "1",
+    "heads": "8",
+    "head_dim": "128",
+}
 DTYPE_DEFAULTS = {"cuda": "bf16", "cpu": "fp32"}
 #: The grid when no --suite is given on CUDA: the paper's layer shape, several budgets, 8K..256K.
 CUDA_DEFAULTS = {"seq": "8k..256k", "topk": "512,1024,2048,4096", "dtype": "bf16", "pass": "fwd,bwd,fwdbwd"}
 #: Without --suite on the CPU the sweep is this preset (seconds).
 CPU_DEFAULT_SUITE = "quick"
-RUN_DEFAULTS = {"warmup": 3, "rep": 20, "min_rep": 3, "max_seconds": 3.0, "seed": 0, "cuda_graph": False,
-                "rope_theta": _LAYER.rope_theta}
+RUN_DEFAULTS = {
+    "warmup": 3,
+    "rep": 20,
+    "min_rep": 3,
+    "max_seconds": 3.0,
+    "seed": 0,
+    "cuda_graph": False,
+    "rope_theta": _LAYER.rope_theta,
+}
 
 
 #: The longest sequence the layer supports (lighthouse.plan); every size option stays within it.
@@ -51,6 +77,7 @@ class OptionError(ValueError):
 
 
 # ---------------------------------------------------------------------------------------------- parsing
+
 
 def parse_size(token: str, option: str) -> int:
     """'8k' -> 8192, '1m' -> 1048576, '1.5k' -> 1536, '96' -> 96 (k = 1024, m = 1048576)."""
@@ -121,6 +148,7 @@ def _one(parser: Callable[[str, str], list]) -> Callable[[str, str], object]:
         if len(values) != 1:
             raise OptionError(f"{option}: takes one value, got {text!r}")
         return values[0]
+
     return parse
 
 
@@ -163,6 +191,7 @@ def _count(minimum: int):
         if value < minimum:
             raise OptionError(f"{option}: must be >= {minimum}, got {value}")
         return value
+
     return parse
 
 
@@ -210,6 +239,7 @@ def parse_option(key: str, value) -> object:
 
 # ----------------------------------------------------------------------------------------------- suites
 
+
 def suite_names() -> List[str]:
     """The presets shipped in `lighthouse.suites`."""
     return sorted(p.name[:-5] for p in resources.files("lighthouse.suites").iterdir() if p.name.endswith(".toml"))
@@ -231,8 +261,10 @@ def load_suite(name: str) -> dict:
     else:
         res = resources.files("lighthouse.suites").joinpath(f"{name}.toml")
         if not res.is_file():
-            raise OptionError(f"--suite: unknown suite {name!r}; presets: {', '.join(suite_names())}; a file is "
-                              f"named with .toml or a / (e.g. ./{name}.toml)")
+            raise OptionError(
+                f"--suite: unknown suite {name!r}; presets: {', '.join(suite_names())}; a file is "
+                f"named with .toml or a / (e.g. ./{name}.toml)"
+            )
         text = res.read_text()
     tomllib = _toml()
     try:

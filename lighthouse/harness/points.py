@@ -13,8 +13,20 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..config import ROPE_PLACEMENTS, LighthouseConfig
 from ..plan import LighthousePlan, plan_for
-from .options import (CPU_DEFAULT_SUITE, CUDA_DEFAULTS, DOC_KEYS, DTYPE_DEFAULTS, POINT_DEFAULTS, POINT_KEYS,
-                      RUN_DEFAULTS, RUN_KEYS, OptionError, load_suite, option_name, parse_option)
+from .options import (
+    CPU_DEFAULT_SUITE,
+    CUDA_DEFAULTS,
+    DOC_KEYS,
+    DTYPE_DEFAULTS,
+    POINT_DEFAULTS,
+    POINT_KEYS,
+    RUN_DEFAULTS,
+    RUN_KEYS,
+    OptionError,
+    load_suite,
+    option_name,
+    parse_option,
+)
 from .tables import BASELINES, FLOOR, IMPLS, PASSES, fmt_size, row_key
 
 
@@ -52,8 +64,16 @@ class Point:
     rope_theta: float = LighthouseConfig.rope_theta
 
     def config(self, impl: str = "torch", sdpa_backend: Optional[str] = None) -> LighthouseConfig:
-        return LighthouseConfig(self.levels, self.pooling, self.topk, self.scorer, impl=impl, sdpa_backend=sdpa_backend,
-                                rope=self.rope, rope_theta=self.rope_theta)
+        return LighthouseConfig(
+            self.levels,
+            self.pooling,
+            self.topk,
+            self.scorer,
+            impl=impl,
+            sdpa_backend=sdpa_backend,
+            rope=self.rope,
+            rope_theta=self.rope_theta,
+        )
 
     def plan(self) -> LighthousePlan:
         """The library's plan of this point (S = plan().selected_len); raises ValueError naming the parameter
@@ -85,13 +105,25 @@ class Task:
     def key(self, device: str) -> Tuple[str, ...]:
         """Identity of the row in results.csv (what --resume matches), as the CSV spells it."""
         p = self.point
-        return row_key({
-            "impl": self.impl, "pass": self.pass_, "device": device, "dtype": self.shape.dtype, "n": self.shape.n,
-            "batch": self.shape.batch, "heads": self.shape.heads, "kv_heads": self.shape.kv_heads,
-            "head_dim": self.shape.head_dim, "levels": p.levels if p else "", "pooling": p.pooling if p else "",
-            "topk": p.topk if p else "", "scorer": p.scorer if p else "", "rope": p.rope if p else "",
-            "cuda_graph": self.cuda_graph,
-        })
+        return row_key(
+            {
+                "impl": self.impl,
+                "pass": self.pass_,
+                "device": device,
+                "dtype": self.shape.dtype,
+                "n": self.shape.n,
+                "batch": self.shape.batch,
+                "heads": self.shape.heads,
+                "kv_heads": self.shape.kv_heads,
+                "head_dim": self.shape.head_dim,
+                "levels": p.levels if p else "",
+                "pooling": p.pooling if p else "",
+                "topk": p.topk if p else "",
+                "scorer": p.scorer if p else "",
+                "rope": p.rope if p else "",
+                "cuda_graph": self.cuda_graph,
+            }
+        )
 
     def label(self) -> str:
         what = self.point.label() if self.point else self.shape.label()
@@ -157,8 +189,9 @@ def resolve(suite: Optional[str], flags: Dict[str, object], cuda_available: bool
         where = f"suite {suite!r} targets" if suite and "device" not in given else "--device asks for"
         raise OptionError(f"--device: {where} cuda, but CUDA is not available here; use --device cpu")
     if device != "cuda" and parse_option("cuda_graph", top.get("cuda_graph", False)):
-        raise OptionError(f"--cuda-graph: CUDA graphs need --device cuda, got --device {device}; "
-                          "leave --cuda-graph out on the CPU")
+        raise OptionError(
+            f"--cuda-graph: CUDA graphs need --device cuda, got --device {device}; leave --cuda-graph out on the CPU"
+        )
 
     run = {}
     for key in RUN_KEYS:
@@ -180,15 +213,26 @@ def resolve(suite: Optional[str], flags: Dict[str, object], cuda_available: bool
     grid = [{k: parse_option(k, v) for k, v in t.items() if v is not None} for t in tables]
     options = {"suite": suite, "device": device, **run, "grid": grid}
     return SweepSpec(
-        suite=suite, device=device, points=points, passes=run["pass"], impls=run.get("impl"),
-        baselines=run.get("baseline"), warmup=run["warmup"], rep=run["rep"], min_rep=run["min_rep"],
-        max_seconds=run["max_seconds"], seed=run["seed"], floor=run["floor"], cuda_graph=run["cuda_graph"],
+        suite=suite,
+        device=device,
+        points=points,
+        passes=run["pass"],
+        impls=run.get("impl"),
+        baselines=run.get("baseline"),
+        warmup=run["warmup"],
+        rep=run["rep"],
+        min_rep=run["min_rep"],
+        max_seconds=run["max_seconds"],
+        seed=run["seed"],
+        floor=run["floor"],
+        cuda_graph=run["cuda_graph"],
         options=options,
     )
 
 
-def make_points(tables: Sequence[Dict[str, object]], device: str,
-                rope_theta: float = LighthouseConfig.rope_theta) -> List["Point"]:
+def make_points(
+    tables: Sequence[Dict[str, object]], device: str, rope_theta: float = LighthouseConfig.rope_theta
+) -> List["Point"]:
     """Every combination of the point keys of each table (option text or TOML values; a key left out takes
     its default, POINT_DEFAULTS and the device's dtype; kv_heads defaults to heads), deduplicated, in run
     order. seq and topk have no default. rope_theta: the RoPE base of every point (used by `post`)."""
@@ -202,14 +246,23 @@ def make_points(tables: Sequence[Dict[str, object]], device: str,
         vals = {k: parse_option(k, v) for k, v in merged.items()}
         kv_list = vals.get("kv_heads")
         for n, topk, levels, pooling, scorer, rope, b, h, d, dtype in itertools.product(
-            vals["seq"], vals["topk"], vals["levels"], vals["pooling"], vals["scorer"], vals["rope"], vals["batch"],
-            vals["heads"], vals["head_dim"], vals["dtype"],
+            vals["seq"],
+            vals["topk"],
+            vals["levels"],
+            vals["pooling"],
+            vals["scorer"],
+            vals["rope"],
+            vals["batch"],
+            vals["heads"],
+            vals["head_dim"],
+            vals["dtype"],
         ):
             for hkv in kv_list or [h]:
                 points.append(Point(Shape(n, b, h, hkv, d, dtype), levels, pooling, topk, scorer, rope, rope_theta))
     points = list(dict.fromkeys(points))
-    points.sort(key=lambda p: (_shape_order(p.shape), p.levels, p.pooling, p.topk, p.scorer,
-                           ROPE_PLACEMENTS.index(p.rope)))
+    points.sort(
+        key=lambda p: (_shape_order(p.shape), p.levels, p.pooling, p.topk, p.scorer, ROPE_PLACEMENTS.index(p.rope))
+    )
     return points
 
 

@@ -111,13 +111,57 @@ class ResultsFormatError(ValueError):
 SWEEP = Table(
     "sweep results file",
     columns=(
-        "impl", "kind", "pass", "device", "dtype", "n", "batch", "heads", "kv_heads", "head_dim",
-        "levels", "pooling", "topk", "scorer", "rope", "s_sel", "sdpa_backend", "cuda_graph",
-        "status", "reason", "median_ms", "p20_ms", "p80_ms", "reps", "first_call_ms", "peak_mem_gib",
-        "dense_tflops", "eff_tflops", *SPEEDUP_COLUMNS, "floor_ratio", *CLOCK_COLUMNS, "seed", FINISHED_AT,
+        "impl",
+        "kind",
+        "pass",
+        "device",
+        "dtype",
+        "n",
+        "batch",
+        "heads",
+        "kv_heads",
+        "head_dim",
+        "levels",
+        "pooling",
+        "topk",
+        "scorer",
+        "rope",
+        "s_sel",
+        "sdpa_backend",
+        "cuda_graph",
+        "status",
+        "reason",
+        "median_ms",
+        "p20_ms",
+        "p80_ms",
+        "reps",
+        "first_call_ms",
+        "peak_mem_gib",
+        "dense_tflops",
+        "eff_tflops",
+        *SPEEDUP_COLUMNS,
+        "floor_ratio",
+        *CLOCK_COLUMNS,
+        "seed",
+        FINISHED_AT,
     ),
-    key=("impl", "pass", "device", "dtype", "n", "batch", "heads", "kv_heads", "head_dim", "levels", "pooling", "topk",
-         "scorer", "rope", "cuda_graph"),
+    key=(
+        "impl",
+        "pass",
+        "device",
+        "dtype",
+        "n",
+        "batch",
+        "heads",
+        "kv_heads",
+        "head_dim",
+        "levels",
+        "pooling",
+        "topk",
+        "scorer",
+        "rope",
+        "cuda_graph",
+    ),
     # `sweep --cuda-graph`: timed through CUDA graphs (True) or eagerly; the second clock came later (empty)
     defaults=(("cuda_graph", "False"), *((c, "") for c in CLOCK_COLUMNS)),
     config_defaults=ROPE_DEFAULT,
@@ -126,9 +170,32 @@ SWEEP = Table(
 #: profile.csv of `profile`: per point and pass, one row per stage plus the summary rows (PROFILE_SUMMARY).
 PROFILE = Table(
     "profile file",
-    columns=("n", "topk", "levels", "pooling", "scorer", "rope", "dtype", "batch", "heads", "kv_heads", "head_dim",
-             "impl", "s_sel", "pass", "stage", "ms", "share", "bytes", "flops", "floor_ms", "floor_kind", "floor_ratio",
-             "device", FINISHED_AT),
+    columns=(
+        "n",
+        "topk",
+        "levels",
+        "pooling",
+        "scorer",
+        "rope",
+        "dtype",
+        "batch",
+        "heads",
+        "kv_heads",
+        "head_dim",
+        "impl",
+        "s_sel",
+        "pass",
+        "stage",
+        "ms",
+        "share",
+        "bytes",
+        "flops",
+        "floor_ms",
+        "floor_kind",
+        "floor_ratio",
+        "device",
+        FINISHED_AT,
+    ),
     key=("impl", *POINT_COLUMNS, "pass", "stage"),
     config_defaults=ROPE_DEFAULT,
 )
@@ -160,14 +227,27 @@ def spread_column(figure: str) -> str:
 #: recorded runs, its spread, the number of runs, median times (not gated) and the machine.
 BASELINE = Table(
     "check baseline",
-    columns=(*CHECK_POINT_COLUMNS, *CHECK_GATED, *(spread_column(f) for f in CHECK_GATED), "runs", "median_ms",
-             "dense_median_ms", "plain_median_ms", "s_sel", *CHECK_MACHINE_COLUMNS, HOST_AHEAD_TIMES[0]),
+    columns=(
+        *CHECK_POINT_COLUMNS,
+        *CHECK_GATED,
+        *(spread_column(f) for f in CHECK_GATED),
+        "runs",
+        "median_ms",
+        "dense_median_ms",
+        "plain_median_ms",
+        "s_sel",
+        *CHECK_MACHINE_COLUMNS,
+        HOST_AHEAD_TIMES[0],
+    ),
     key=CHECK_POINT_COLUMNS,
     config_defaults=ROPE_DEFAULT,  # the baselines recorded before `rope` measured pre
 )
 #: check.csv of `check`: one row per judged figure.
-CHECK = Table("check table", columns=("point", "figure", "baseline", "now", "change_pct", "verdict", "note"),
-              key=("point", "figure"))
+CHECK = Table(
+    "check table",
+    columns=("point", "figure", "baseline", "now", "change_pct", "verdict", "note"),
+    key=("point", "figure"),
+)
 #: The figures the parity gate compares (relative errors of the output and the three gradients).
 PARITY_FIGURES = ("out", "dq", "dk", "dv")
 #: parity.csv of `check`: Triton against PyTorch, one row per point.
@@ -179,8 +259,9 @@ PARITY = Table(
 )
 #: validate.csv of `validate`: the parity figures per point and whether the Triton path repeats bit for bit and
 #: gives the same result with its output buffers poisoned (NaN where a kernel forgets to write).
-VALIDATE = Table("validate file", columns=(*PARITY.columns, "tolerance", "bitwise_repeat", "poisoned_equal"),
-                 key=CHECK_POINT_COLUMNS)
+VALIDATE = Table(
+    "validate file", columns=(*PARITY.columns, "tolerance", "bitwise_repeat", "poisoned_equal"), key=CHECK_POINT_COLUMNS
+)
 
 
 # ------------------------------------------------------------------------------------------- numbers
@@ -359,8 +440,21 @@ def kind_of_header(header: Sequence[str]) -> Optional[Table]:
 #: row per (shape, pass) of the Lighthouse rows beside it; the yardstick that shares no project code.
 REFERENCE = Table(
     "plain reference file",
-    columns=("impl", "kind", *DENSE_MATCH_COLUMNS, "device", "status", "reason", "median_ms", "p20_ms", "p80_ms",
-             "reps", "torch", FINISHED_AT, *HOST_AHEAD_TIMES),
+    columns=(
+        "impl",
+        "kind",
+        *DENSE_MATCH_COLUMNS,
+        "device",
+        "status",
+        "reason",
+        "median_ms",
+        "p20_ms",
+        "p80_ms",
+        "reps",
+        "torch",
+        FINISHED_AT,
+        *HOST_AHEAD_TIMES,
+    ),
     key=("impl", *DENSE_MATCH_COLUMNS),
     defaults=tuple((c, "") for c in HOST_AHEAD_TIMES),
 )
@@ -370,16 +464,55 @@ REFERENCE = Table(
 
 #: Columns naming one throughput point (preset, shape, attention and its parameters, device, precision).
 TRAIN_POINT = (
-    "preset", "attention", "n", "batch", "hidden", "layers", "ffn", "heads", "kv_heads", "head_dim", "vocab",
-    "levels", "pooling", "topk", "scorer", "rope", "dense_layers", "device", "dtype", "checkpointing", "recompute",
+    "preset",
+    "attention",
+    "n",
+    "batch",
+    "hidden",
+    "layers",
+    "ffn",
+    "heads",
+    "kv_heads",
+    "head_dim",
+    "vocab",
+    "levels",
+    "pooling",
+    "topk",
+    "scorer",
+    "rope",
+    "dense_layers",
+    "device",
+    "dtype",
+    "checkpointing",
+    "recompute",
 )
 TRAIN = Table(
     name="train results file",
-    columns=TRAIN_POINT + (
-        "impl", "sdpa_backend", "loss_impl", "clip", "s_sel", "params_total", "params_non_embedding",
-        "status", "reason", "steps", "median_step_ms", "p20_step_ms", "p80_step_ms", "tokens_per_s",
-        "speedup_vs_dense", "first_step_s", "attention_ms", "attention_share", "peak_mem_gib",
-        "model_tflop_per_step", "mfu", "seed", FINISHED_AT,
+    columns=TRAIN_POINT
+    + (
+        "impl",
+        "sdpa_backend",
+        "loss_impl",
+        "clip",
+        "s_sel",
+        "params_total",
+        "params_non_embedding",
+        "status",
+        "reason",
+        "steps",
+        "median_step_ms",
+        "p20_step_ms",
+        "p80_step_ms",
+        "tokens_per_s",
+        "speedup_vs_dense",
+        "first_step_s",
+        "attention_ms",
+        "attention_share",
+        "peak_mem_gib",
+        "model_tflop_per_step",
+        "mfu",
+        "seed",
+        FINISHED_AT,
     ),
     key=TRAIN_POINT,
     config_defaults=ROPE_DEFAULT,
@@ -390,8 +523,23 @@ TRAIN = Table(
 #: `val_loss_dense`: the same weights evaluated with each attention). `epochs`: passes over the train split.
 TRAIN_CURVE = Table(
     name="train curve file",
-    columns=("arm", "seed", "step", "attention", "tokens", "epochs", "train_loss", "val_loss", "val_loss_lighthouse",
-             "val_loss_dense", "lr", "grad_norm", "step_ms", "elapsed_s", FINISHED_AT),
+    columns=(
+        "arm",
+        "seed",
+        "step",
+        "attention",
+        "tokens",
+        "epochs",
+        "train_loss",
+        "val_loss",
+        "val_loss_lighthouse",
+        "val_loss_dense",
+        "lr",
+        "grad_norm",
+        "step_ms",
+        "elapsed_s",
+        FINISHED_AT,
+    ),
     key=("arm", "seed", "step"),
     defaults=(("seed", "0"),),  # curves written before --seeds came from one seed, 0 unless told otherwise
 )
@@ -421,12 +569,50 @@ QUALITY_ERROR_SHAPE = ("norm_ratio_median", "err_top10_share")
 #: quality.csv of `quality`: one row per (inputs, layer, point).
 QUALITY = Table(
     "quality file",
-    columns=("inputs", "layer", "device", "dtype", "n", "batch", "heads", "kv_heads", "head_dim",
-             "levels", "pooling", "topk", "scorer", "rope", "impl", "s_sel", "status", "reason", *QUALITY_FIGURES,
-             *QUALITY_BUCKETS, "needles", "dense_needle_recall", "seconds", "seed", FINISHED_AT,
-             *QUALITY_ERROR_SHAPE),
-    key=("inputs", "layer", "device", "dtype", "n", "batch", "heads", "kv_heads", "head_dim",
-         "levels", "pooling", "topk", "scorer", "rope"),
+    columns=(
+        "inputs",
+        "layer",
+        "device",
+        "dtype",
+        "n",
+        "batch",
+        "heads",
+        "kv_heads",
+        "head_dim",
+        "levels",
+        "pooling",
+        "topk",
+        "scorer",
+        "rope",
+        "impl",
+        "s_sel",
+        "status",
+        "reason",
+        *QUALITY_FIGURES,
+        *QUALITY_BUCKETS,
+        "needles",
+        "dense_needle_recall",
+        "seconds",
+        "seed",
+        FINISHED_AT,
+        *QUALITY_ERROR_SHAPE,
+    ),
+    key=(
+        "inputs",
+        "layer",
+        "device",
+        "dtype",
+        "n",
+        "batch",
+        "heads",
+        "kv_heads",
+        "head_dim",
+        "levels",
+        "pooling",
+        "topk",
+        "scorer",
+        "rope",
+    ),
     defaults=tuple((c, "") for c in QUALITY_ERROR_SHAPE),
     config_defaults=ROPE_DEFAULT,
 )
@@ -434,9 +620,31 @@ QUALITY = Table(
 #: passkey.csv of `passkey`: one row per (model folder, attention, length, depth) with its trials' accuracy.
 PASSKEY = Table(
     "passkey file",
-    columns=("model", "attention", "length", "depth", "digits", "trials", "filler", "device", "dtype", "status",
-             "reason", "exact_acc", "digit_acc", "digit_hits", "chance_digit", "chance_exact", "p_chance",
-             "above_chance", "seconds", "seed", FINISHED_AT, "digit_only_acc", "digit_only_hits"),
+    columns=(
+        "model",
+        "attention",
+        "length",
+        "depth",
+        "digits",
+        "trials",
+        "filler",
+        "device",
+        "dtype",
+        "status",
+        "reason",
+        "exact_acc",
+        "digit_acc",
+        "digit_hits",
+        "chance_digit",
+        "chance_exact",
+        "p_chance",
+        "above_chance",
+        "seconds",
+        "seed",
+        FINISHED_AT,
+        "digit_only_acc",
+        "digit_only_hits",
+    ),
     key=("model", "attention", "length", "depth", "digits", "trials", "filler", "device", "dtype", "seed"),
     #: digit_only_*: added after the first H200 run (its file reads with them empty: not measured then)
     defaults=(("digit_only_acc", ""), ("digit_only_hits", "")),
@@ -446,8 +654,10 @@ PASSKEY = Table(
 # ------------------------------------------------------------------------------------------- torn rows, told
 def torn_note(path, count: int) -> str:
     """What every reader says when it leaves torn rows out (plot, report): they are never shown as finished."""
-    return (f"{path}: {count} incomplete row{'s' if count != 1 else ''} (cut short by a crash or a full disk) "
-            "left out; `lighthouse-bench sweep --resume` runs them again")
+    return (
+        f"{path}: {count} incomplete row{'s' if count != 1 else ''} (cut short by a crash or a full disk) "
+        "left out; `lighthouse-bench sweep --resume` runs them again"
+    )
 
 
 def read_finished(path, table: Table) -> List[Dict[str, str]]:

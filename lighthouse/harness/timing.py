@@ -134,13 +134,16 @@ def measure(
             backend.synchronize()
 
     if pass_ == "fwd":
+
         def step():
             fn()
     elif pass_ == "fwdbwd":
+
         def step():
             _clear(leaves)
             fn().backward(grad_out)
     elif pass_ == "bwd":
+
         def step():
             _clear(leaves)
             with _retained():

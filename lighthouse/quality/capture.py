@@ -42,8 +42,10 @@ def _train_corpus_heldout(model_dir: Path) -> torch.Tensor:
     try:
         from ..train.data import build_corpus
     except ImportError:
-        raise ValueError(f"--inputs checkpoint:{model_dir}: no held-out text; give --heldout FILE (.txt or .pt "
-                         f"token ids) or put {HELDOUT_FILE} in the model folder") from None
+        raise ValueError(
+            f"--inputs checkpoint:{model_dir}: no held-out text; give --heldout FILE (.txt or .pt "
+            f"token ids) or put {HELDOUT_FILE} in the model folder"
+        ) from None
     return build_corpus().val.long()
 
 
@@ -70,8 +72,9 @@ def load_tokens(model_dir: Path, heldout: Optional[Path], n: int, batch: int) ->
 
 
 @torch.no_grad()
-def capture_qkv(model_dir: Path, tokens: torch.Tensor, device: torch.device,
-                dtype: torch.dtype) -> List[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+def capture_qkv(
+    model_dir: Path, tokens: torch.Tensor, device: torch.device, dtype: torch.dtype
+) -> List[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Run the model once on `tokens` (B, N) and return [(q, k, v)] per attention layer, in layer order."""
     global _records
     from transformers import AutoModelForCausalLM

@@ -55,11 +55,18 @@ def needle_heatmaps(rows: List[dict], out_dir: Path) -> List[Path]:
     for inputs, scorer in sorted({(r["inputs"], r["scorer"]) for r in rows}, key=lambda x: (x[0] != "needle", x)):
         rs = [r for r in rows if r["scorer"] == scorer and r["inputs"] == inputs]
         ks = sorted({_int(r, "topk") for r in rs})
-        lps = sorted({(_int(r, "levels"), _int(r, "pooling"), _rope(r)) for r in rs},
-                     key=lambda c: (c[0], c[1], c[2] != "pre"))
+        lps = sorted(
+            {(_int(r, "levels"), _int(r, "pooling"), _rope(r)) for r in rs}, key=lambda c: (c[0], c[1], c[2] != "pre")
+        )
         ns = sorted({_int(r, "n") for r in rs})
-        fig, axes = plt.subplots(len(ks), len(lps), figsize=(1.2 + 2.2 * len(lps), 0.6 + 2.0 * len(ks)),
-                                 squeeze=False, sharex=True, sharey=True)
+        fig, axes = plt.subplots(
+            len(ks),
+            len(lps),
+            figsize=(1.2 + 2.2 * len(lps), 0.6 + 2.0 * len(ks)),
+            squeeze=False,
+            sharex=True,
+            sharey=True,
+        )
         image = None
         for a, k in enumerate(ks):
             for b, (lv, p, rope) in enumerate(lps):
@@ -76,11 +83,14 @@ def needle_heatmaps(rows: List[dict], out_dir: Path) -> List[Path]:
                 ax.set_yticks(range(0, 10, 3), [f"{10 * d}%" for d in range(0, 10, 3)], fontsize=7)
         fig.supxlabel("N"), fig.supylabel("needle depth (i - j) / i")
         # wrapped to the figure's width: with one (L, p) column the figure is 3.4 inches wide (the title was cut)
-        fig.suptitle(fit(f"needle recall, scorer {scorer}, {inputs} inputs (cosine >= 0.5 with v_j)",
-                         fig.get_figwidth(), 12))
+        fig.suptitle(
+            fit(f"needle recall, scorer {scorer}, {inputs} inputs (cosine >= 0.5 with v_j)", fig.get_figwidth(), 12)
+        )
         if image is not None:
             fig.colorbar(image, ax=axes, shrink=0.6)
-        path = out_dir / (f"needle_recall_{scorer}.png" if inputs == "needle" else f"needle_recall_{scorer}_{inputs}.png")
+        path = out_dir / (
+            f"needle_recall_{scorer}.png" if inputs == "needle" else f"needle_recall_{scorer}_{inputs}.png"
+        )
         fig.savefig(path, dpi=110, bbox_inches="tight")
         plt.close(fig)
         paths.append(path)
@@ -100,13 +110,20 @@ def figure_vs_k(rows: List[dict], figure: str, out_dir: Path, inputs: str = "ran
         for r in rows:
             if r["scorer"] == scorer:
                 lines.setdefault((_int(r, "n"), _int(r, "levels"), _int(r, "pooling"), _rope(r) != "pre"), []).append(
-                    (_int(r, "topk"), num(r[figure])))
+                    (_int(r, "topk"), num(r[figure]))
+                )
         colours: Dict = {}
         for (n, lv, p, post), pts in sorted(lines.items()):
             pts.sort()
             label = f"N={fmt_size(n)} L{lv} p{p}" + ((" post" if post else " pre") if ropes else "")
-            line = ax.plot([k for k, _ in pts], [v for _, v in pts], "--" if post else "-", marker="o", label=label,
-                           color=colours.get((n, lv, p)))[0]
+            line = ax.plot(
+                [k for k, _ in pts],
+                [v for _, v in pts],
+                "--" if post else "-",
+                marker="o",
+                label=label,
+                color=colours.get((n, lv, p)),
+            )[0]
             colours.setdefault((n, lv, p), line.get_color())  # pre and post of one configuration share a colour
         ax.set_xscale("log", base=2)
         ax.set_title(scorer), ax.set_xlabel("k")
@@ -166,9 +183,11 @@ def quality_charts(csv_path: Path, out_dir: Optional[Path] = None) -> List[Path]
 def pareto_front(points: Sequence[tuple], higher_is_better: bool = True) -> List[tuple]:
     """(speedup, quality, ...) points no other point beats on both (faster and at least as good, or as
     fast and better), sorted by speedup."""
+
     def better(a, b):
         qa, qb = (a[1], b[1]) if higher_is_better else (-a[1], -b[1])
         return a[0] >= b[0] and qa >= qb and (a[0] > b[0] or qa > qb)
+
     return sorted((p for p in points if not any(better(o, p) for o in points)), key=lambda p: p[0])
 
 
@@ -184,8 +203,14 @@ def place_labels(ax, labelled: Sequence[tuple], fontsize: float = 6) -> int:
     inside, placed, left_out = ax.get_window_extent(renderer), [], 0
     for x, y, text in labelled:
         for dx, dy in LABEL_OFFSETS:
-            note = ax.annotate(text, (x, y), fontsize=fontsize, xytext=(dx, dy), textcoords="offset points",
-                               ha="left" if dx > 0 else "right")
+            note = ax.annotate(
+                text,
+                (x, y),
+                fontsize=fontsize,
+                xytext=(dx, dy),
+                textcoords="offset points",
+                ha="left" if dx > 0 else "right",
+            )
             box = note.get_window_extent(renderer)
             fits = inside.x0 <= box.x0 and box.x1 <= inside.x1 and inside.y0 <= box.y0 and box.y1 <= inside.y1
             if fits and not any(box.overlaps(other) for other in placed):
@@ -197,9 +222,17 @@ def place_labels(ax, labelled: Sequence[tuple], fontsize: float = 6) -> int:
     return left_out
 
 
-def pareto_chart(sweep_rows: List[dict], quality_rows: List[dict], out_dir: Path, *, figure: str = "needle_recall",
-                 inputs: Optional[str] = None, pass_: str = "fwdbwd", baseline: str = "sdpa_cudnn",
-                 seqs: Optional[Sequence[int]] = None) -> List[Path]:
+def pareto_chart(
+    sweep_rows: List[dict],
+    quality_rows: List[dict],
+    out_dir: Path,
+    *,
+    figure: str = "needle_recall",
+    inputs: Optional[str] = None,
+    pass_: str = "fwdbwd",
+    baseline: str = "sdpa_cudnn",
+    seqs: Optional[Sequence[int]] = None,
+) -> List[Path]:
     """One PNG per N measured on both sides: speedup (x, log) against `figure` (y), frontier drawn.
     The join is recommend's (same configuration, least favourable value where several rows exist)."""
     from .recommend import Bar, quality_table, speed_table
@@ -218,8 +251,13 @@ def pareto_chart(sweep_rows: List[dict], quality_rows: List[dict], out_dir: Path
         ropes = len({c[4] for _, _, c in pts}) > 1
         for scorer, rope in sorted({(c[3], c[4]) for _, _, c in pts}):
             sel = [(s, q) for s, q, c in pts if (c[3], c[4]) == (scorer, rope)]
-            ax.scatter([s for s, _ in sel], [q for _, q in sel], label=f"{scorer} {rope}" if ropes else scorer,
-                       alpha=0.8, marker="^" if rope == "post" else "o")
+            ax.scatter(
+                [s for s, _ in sel],
+                [q for _, q in sel],
+                label=f"{scorer} {rope}" if ropes else scorer,
+                alpha=0.8,
+                marker="^" if rope == "post" else "o",
+            )
         front = pareto_front(pts, bar.higher_is_better)
         ax.plot([p[0] for p in front], [p[1] for p in front], "k-", lw=1, label="frontier")
         ax.set_xscale("log")
@@ -227,11 +265,20 @@ def pareto_chart(sweep_rows: List[dict], quality_rows: List[dict], out_dir: Path
         ax.set_title(f"speed against quality, N={fmt_size(n)}")
         ax.legend(fontsize=7)
         fig.tight_layout()
-        left_out = place_labels(ax, [(s, q, f"L{lv} p{p} k{k}" + (f" {rope}" if ropes else ""))
-                                     for s, q, (lv, p, k, _, rope) in front])
+        left_out = place_labels(
+            ax, [(s, q, f"L{lv} p{p} k{k}" + (f" {rope}" if ropes else "")) for s, q, (lv, p, k, _, rope) in front]
+        )
         if left_out:
-            ax.text(0.99, 0.01, f"{left_out} frontier label(s) left out where they would overlap", fontsize=6,
-                    ha="right", va="bottom", transform=ax.transAxes, color="gray")
+            ax.text(
+                0.99,
+                0.01,
+                f"{left_out} frontier label(s) left out where they would overlap",
+                fontsize=6,
+                ha="right",
+                va="bottom",
+                transform=ax.transAxes,
+                color="gray",
+            )
         path = Path(out_dir) / f"pareto_{figure}_N{fmt_size(n)}.png"
         fig.savefig(path, dpi=110)
         plt.close(fig)

@@ -54,9 +54,16 @@ def full_resolution_tokens(indices: torch.Tensor, plan: LighthousePlan):
 
 
 @torch.no_grad()
-def coverage_per_query(q: torch.Tensor, k: torch.Tensor, lse: torch.Tensor, indices: torch.Tensor,
-                       plan: LighthousePlan, *, chunk: Optional[int] = None,
-                       block_bytes: int = DEFAULT_BLOCK_BYTES) -> torch.Tensor:
+def coverage_per_query(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    lse: torch.Tensor,
+    indices: torch.Tensor,
+    plan: LighthousePlan,
+    *,
+    chunk: Optional[int] = None,
+    block_bytes: int = DEFAULT_BLOCK_BYTES,
+) -> torch.Tensor:
     """(B, Hq, N) float32 coverage(t) for q (B, Hq, N, D), k (B, Hkv, N, D), the dense lse (B, Hq, N) and
     the selection `indices` (B, Hkv, S) of `lighthouse.select` for the same q, k, v and configuration."""
     b, hq, n, d = q.shape
@@ -75,7 +82,7 @@ def coverage_per_query(q: torch.Tensor, k: torch.Tensor, lse: torch.Tensor, indi
     step = chunk or query_chunk(b * hq, e, block_bytes)
     for start in range(0, n, step):
         end = min(n, start + step)
-        scores = torch.matmul(q[:, :, start:end].float(), keys.transpose(-1, -2)).mul_(d ** -0.5)
+        scores = torch.matmul(q[:, :, start:end].float(), keys.transpose(-1, -2)).mul_(d**-0.5)
         t = torch.arange(start, end, device=q.device)
         visible = (rank < seen[:, :, start:end, None]) & real[:, :, None, :] & (tokens[:, :, None, :] <= t[:, None])
         # mask before exp: a future key's score may sit far above the lse (exp -> inf, inf * 0 -> NaN)

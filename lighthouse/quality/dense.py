@@ -35,15 +35,21 @@ def query_chunk(rows: int, keys: int, block_bytes: int = DEFAULT_BLOCK_BYTES) ->
 
 
 @torch.no_grad()
-def dense_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, chunk: Optional[int] = None,
-                    block_bytes: int = DEFAULT_BLOCK_BYTES) -> DenseReference:
+def dense_reference(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    chunk: Optional[int] = None,
+    block_bytes: int = DEFAULT_BLOCK_BYTES,
+) -> DenseReference:
     """softmax(q k^T / sqrt(D) + causal mask) v in float32, chunked over queries; GQA kv heads repeated.
 
     q (B, Hq, N, D); k, v (B, Hkv, N, D) with Hq a multiple of Hkv, any float dtype (upcast once).
     """
     b, hq, n, d = q.shape
     group = hq // k.shape[1]
-    scale = d ** -0.5
+    scale = d**-0.5
     qf = q.float()
     kf, vf = repeat_kv(k.float(), group), repeat_kv(v.float(), group)
     out = torch.empty(b, hq, n, d, dtype=torch.float32, device=q.device)

@@ -53,22 +53,34 @@ def dense_needle_recall(x: QualityInputs, ref: DenseReference) -> Optional[float
     return recall_figures(needle_hits(ref.out, x.v, x.needles), x.needles)["needle_recall"]
 
 
-def placement_config(x: QualityInputs, levels: int, pooling: int, topk: int, scorer: str, impl: str = "auto",
-                     rope: str = "pre") -> LighthouseConfig:
+def placement_config(
+    x: QualityInputs, levels: int, pooling: int, topk: int, scorer: str, impl: str = "auto", rope: str = "pre"
+) -> LighthouseConfig:
     """The layer measured on x: its RoPE (post) is the one that relates x's raw and rotated q, k."""
-    return LighthouseConfig(levels, pooling, topk, scorer, impl=impl, rope=rope, rope_theta=x.rope_theta,
-                            rope_scaling=x.rope_scaling)
+    return LighthouseConfig(
+        levels, pooling, topk, scorer, impl=impl, rope=rope, rope_theta=x.rope_theta, rope_scaling=x.rope_scaling
+    )
 
 
 def view_of(x: QualityInputs, rope: str = "pre") -> View:
     """What the placement `rope` is given of x, and what dense attention sees (placement.py)."""
-    return view_for(x.q, x.k, x.rotated, LighthouseConfig(rope=rope, rope_theta=x.rope_theta,
-                                                          rope_scaling=x.rope_scaling))
+    return view_for(
+        x.q, x.k, x.rotated, LighthouseConfig(rope=rope, rope_theta=x.rope_theta, rope_scaling=x.rope_scaling)
+    )
 
 
 @torch.no_grad()
-def measure_point(x: QualityInputs, ref: DenseReference, levels: int, pooling: int, topk: int, scorer: str,
-                  impl: str = "auto", rope: str = "pre", view: Optional[View] = None) -> Dict[str, object]:
+def measure_point(
+    x: QualityInputs,
+    ref: DenseReference,
+    levels: int,
+    pooling: int,
+    topk: int,
+    scorer: str,
+    impl: str = "auto",
+    rope: str = "pre",
+    view: Optional[View] = None,
+) -> Dict[str, object]:
     """out_rel_err, cos_median, cos_p10, coverage, coverage_p10 (+ needle_recall and recall_dXX on needle
     inputs) and s_sel of Lighthouse (levels, pooling, topk, scorer, rope) on x. `ref` is dense attention on
     the view's dense q, k (`view`: view_of(x, rope) when not given). ValueError: invalid parameters."""

@@ -58,8 +58,10 @@ def parse_inputs(text: str, option: str = "--inputs") -> List[str]:
         elif item.startswith("checkpoint:"):
             path = Path(item.split(":", 1)[1])
             if not (path / "config.json").is_file():
-                raise ValueError(f"{option}: {item!r}: {path} is not a model folder saved by "
-                                 f"`lighthouse-bench train --save` (no config.json)")
+                raise ValueError(
+                    f"{option}: {item!r}: {path} is not a model folder saved by "
+                    f"`lighthouse-bench train --save` (no config.json)"
+                )
             out.append(item)
         else:
             raise ValueError(f"{option}: {item!r} is not one of {', '.join(KINDS)}")
@@ -72,9 +74,19 @@ def _gate(b: int, h: int, n: int, g: torch.Generator, device) -> torch.Tensor:
     return F.logsigmoid(torch.randn(b, h, n, generator=g, device=device, dtype=torch.float32))
 
 
-def synthetic(kind: str, batch: int, heads: int, kv_heads: int, n: int, head_dim: int, dtype: str,
-              device: torch.device, seed: int, per_bucket: int = NEEDLES_PER_BUCKET,
-              rope_theta: float = 10000.0) -> QualityInputs:
+def synthetic(
+    kind: str,
+    batch: int,
+    heads: int,
+    kv_heads: int,
+    n: int,
+    head_dim: int,
+    dtype: str,
+    device: torch.device,
+    seed: int,
+    per_bucket: int = NEEDLES_PER_BUCKET,
+    rope_theta: float = 10000.0,
+) -> QualityInputs:
     """`random`, `needle` or `needle-rope` tensors, seeded by seed alone (the same for every configuration;
     needle-rope holds needle's tensors, read as rotated by RoPE with base `rope_theta`)."""
     g = torch.Generator(device=device).manual_seed(seed)
@@ -92,8 +104,9 @@ def synthetic(kind: str, batch: int, heads: int, kv_heads: int, n: int, head_dim
     return QualityInputs(kind, q, k, v, gate, needles=needles, rotated=kind in ROTATED_KINDS, rope_theta=rope_theta)
 
 
-def checkpoint_layers(kind: str, batch: int, n: int, dtype: str, device: torch.device, seed: int,
-                      heldout: Optional[Path] = None) -> Iterator[QualityInputs]:
+def checkpoint_layers(
+    kind: str, batch: int, n: int, dtype: str, device: torch.device, seed: int, heldout: Optional[Path] = None
+) -> Iterator[QualityInputs]:
     """One QualityInputs per attention layer of the model in `checkpoint:PATH`."""
     from .capture import capture_qkv, load_tokens
 
@@ -103,9 +116,17 @@ def checkpoint_layers(kind: str, batch: int, n: int, dtype: str, device: torch.d
     theta, scaling = model_rope(path)
     g = torch.Generator(device=device).manual_seed(seed)
     for i, (q, k, v) in enumerate(layers):
-        yield QualityInputs(kind, q.contiguous(), k.contiguous(), v.contiguous(),
-                            _gate(q.shape[0], q.shape[1], n, g, device), layer=i, rotated=True, rope_theta=theta,
-                            rope_scaling=scaling or None)
+        yield QualityInputs(
+            kind,
+            q.contiguous(),
+            k.contiguous(),
+            v.contiguous(),
+            _gate(q.shape[0], q.shape[1], n, g, device),
+            layer=i,
+            rotated=True,
+            rope_theta=theta,
+            rope_scaling=scaling or None,
+        )
 
 
 def model_rope(path: Path):

@@ -29,10 +29,10 @@ def out_rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
     num = den = 0.0
     o, r = out.reshape(-1, out.shape[-1]), ref.reshape(-1, ref.shape[-1])
     for start in range(0, o.shape[0], ROWS_PER_CHUNK):
-        oc, rc = o[start:start + ROWS_PER_CHUNK].double(), r[start:start + ROWS_PER_CHUNK].double()
+        oc, rc = o[start : start + ROWS_PER_CHUNK].double(), r[start : start + ROWS_PER_CHUNK].double()
         num += float(((oc - rc) ** 2).sum())
-        den += float((rc ** 2).sum())
-    return (num ** 0.5) / (den ** 0.5) if den > 0 else float("nan")
+        den += float((rc**2).sum())
+    return (num**0.5) / (den**0.5) if den > 0 else float("nan")
 
 
 def token_cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -56,7 +56,9 @@ def quantile(values: torch.Tensor, q: float) -> float:
 def error_shape(out: torch.Tensor, ref: torch.Tensor) -> Dict[str, Optional[float]]:
     """norm_ratio_median and err_top10_share (module docstring), per-token sums in float64 in row chunks."""
     ratios, errors = [], []
-    for o, r in zip(out.reshape(-1, out.shape[-1]).split(ROWS_PER_CHUNK), ref.reshape(-1, ref.shape[-1]).split(ROWS_PER_CHUNK)):
+    for o, r in zip(
+        out.reshape(-1, out.shape[-1]).split(ROWS_PER_CHUNK), ref.reshape(-1, ref.shape[-1]).split(ROWS_PER_CHUNK)
+    ):
         o64, r64 = o.double(), r.double()
         ref_norm = r64.norm(dim=-1)
         ratios.append((o64.norm(dim=-1) / ref_norm)[ref_norm > 0])
@@ -68,17 +70,30 @@ def error_shape(out: torch.Tensor, ref: torch.Tensor) -> Dict[str, Optional[floa
     if not math.isfinite(total):  # a broken output must not read as one without error
         return {"norm_ratio_median": float("nan"), "err_top10_share": float("nan")}
     top = err.topk(max(1, math.ceil(err.numel() / 10))).values
-    return {"norm_ratio_median": quantile(ratio, 0.5) if ratio.numel() else None,
-            "err_top10_share": float(top.sum()) / total if total > 0 else None}
+    return {
+        "norm_ratio_median": quantile(ratio, 0.5) if ratio.numel() else None,
+        "err_top10_share": float(top.sum()) / total if total > 0 else None,
+    }
 
 
 def output_figures(out: torch.Tensor, ref: torch.Tensor) -> Dict[str, Optional[float]]:
     """out_rel_err, cos_median, cos_p10, norm_ratio_median and err_top10_share of a Lighthouse output against
     the dense reference."""
-    cos = torch.cat([token_cosine(o, r) for o, r in zip(out.reshape(-1, out.shape[-1]).split(ROWS_PER_CHUNK),
-                                                     ref.reshape(-1, ref.shape[-1]).split(ROWS_PER_CHUNK))])
-    return {"out_rel_err": out_rel_err(out, ref), "cos_median": quantile(cos, 0.5), "cos_p10": quantile(cos, 0.1),
-            **error_shape(out, ref)}
+    cos = torch.cat(
+        [
+            token_cosine(o, r)
+            for o, r in zip(
+                out.reshape(-1, out.shape[-1]).split(ROWS_PER_CHUNK),
+                ref.reshape(-1, ref.shape[-1]).split(ROWS_PER_CHUNK),
+            )
+        ]
+    )
+    return {
+        "out_rel_err": out_rel_err(out, ref),
+        "cos_median": quantile(cos, 0.5),
+        "cos_p10": quantile(cos, 0.1),
+        **error_shape(out, ref),
+    }
 
 
 def distribution_figures(values: torch.Tensor, name: str) -> Dict[str, float]:

@@ -80,8 +80,9 @@ def _causal_others(n: int, i_pos: torch.Tensor, j_pos: torch.Tensor) -> torch.Te
     return others
 
 
-def _mass_on_needle(query: torch.Tensor, keys: torch.Tensor, others: torch.Tensor, j_pos: torch.Tensor,
-                    scale: float) -> torch.Tensor:
+def _mass_on_needle(
+    query: torch.Tensor, keys: torch.Tensor, others: torch.Tensor, j_pos: torch.Tensor, scale: float
+) -> torch.Tensor:
     """(B, Hkv, M) dense probability of key j for the needle queries (B, Hkv, M, D), keys (B, Hkv, N, D),
     both float64: 1 / (1 + sum_o exp(score_o - score_j)), from a masked logsumexp, so no score is ever
     exponentiated on its own (masked keys are -inf, never inf * 0)."""
@@ -97,8 +98,16 @@ class UnreachableNeedles(ValueError):
 
 
 @torch.no_grad()
-def plant(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, needles: Needles, *, seed: int = 0,
-          target_mass: float = TARGET_MASS, max_draws: int = MAX_DRAWS) -> None:
+def plant(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    needles: Needles,
+    *,
+    seed: int = 0,
+    target_mass: float = TARGET_MASS,
+    max_draws: int = MAX_DRAWS,
+) -> None:
     """Write the needles into q, k, v (SDPA layout, in place). Query heads of a GQA group share the
     direction of their kv head's needle key; |q_i| is found by bisection per (batch, kv head, needle).
 
@@ -136,9 +145,10 @@ def plant(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, needles: Needles, *
             f"needles: {int(unreachable.sum())} of {unreachable.numel()} needles (batch x kv heads x needles) "
             f"still unreachable after {max_draws} draws at N={n}, head_dim={d}: another key that query i sees "
             f"projects as far along the needle direction as k_j (median key norm), so no query norm puts "
-            f"{target_mass:g} of dense attention on it; use a larger head_dim or a shorter N")
+            f"{target_mass:g} of dense attention on it; use a larger head_dim or a shorter N"
+        )
     del proj
-    scale = d ** -0.5
+    scale = d**-0.5
     # the mass rises from 1 / (1 + competitors) at norm 0 towards 1; every competitor is at least -worst below
     # k_j along u, so at norm log(competitors * t / (1 - t)) / (scale * -worst) it is >= t (twice that for
     # the rounding of the stored query)
@@ -159,12 +169,14 @@ def plant(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, needles: Needles, *
         raise UnreachableNeedles(
             f"needles: {int(missed.sum())} of {missed.numel()} needles need a query norm that {q.dtype} cannot "
             f"hold to put {target_mass:g} of dense attention on k_j (largest bound {float(hi.max()):.3g}) at "
-            f"N={n}, head_dim={d}; use bf16 or fp32")
+            f"N={n}, head_dim={d}; use bf16 or fp32"
+        )
     q[:, :, i_pos] = stored(hi).repeat_interleave(group, dim=1).to(q.dtype)
 
 
-def needle_hits(out: torch.Tensor, v: torch.Tensor, needles: Needles,
-                threshold: float = RETRIEVED_COSINE) -> torch.Tensor:
+def needle_hits(
+    out: torch.Tensor, v: torch.Tensor, needles: Needles, threshold: float = RETRIEVED_COSINE
+) -> torch.Tensor:
     """(B, Hq, M) bool: cosine(out[b, h, i], v[b, h // group, j]) >= threshold."""
     group = out.shape[1] // v.shape[1]
     at_i = out[:, :, needles.query.to(out.device)].double()

@@ -51,9 +51,19 @@ class PasskeySpec:
     dtype: str = "fp32"
 
     def options(self) -> dict:
-        return {"models": [str(m) for m in self.models], "lengths": self.lengths, "depths": self.depths,
-                "attention": self.attentions, "digits": self.digits, "trials": self.trials, "batch": self.batch,
-                "filler": self.filler, "seed": self.seed, "device": self.device, "dtype": self.dtype}
+        return {
+            "models": [str(m) for m in self.models],
+            "lengths": self.lengths,
+            "depths": self.depths,
+            "attention": self.attentions,
+            "digits": self.digits,
+            "trials": self.trials,
+            "batch": self.batch,
+            "filler": self.filler,
+            "seed": self.seed,
+            "device": self.device,
+            "dtype": self.dtype,
+        }
 
 
 def trained_context(model_dir: Path) -> int:
@@ -84,8 +94,19 @@ def parse_depths(text: str) -> List[float]:
     return sorted(set(values))
 
 
-def resolve(models: Sequence[Path], lengths: Optional[str], depths: str, attention: str, digits: int, trials: int,
-            batch: int, filler: str, seed: int, device: str, dtype: Optional[str]) -> PasskeySpec:
+def resolve(
+    models: Sequence[Path],
+    lengths: Optional[str],
+    depths: str,
+    attention: str,
+    digits: int,
+    trials: int,
+    batch: int,
+    filler: str,
+    seed: int,
+    device: str,
+    dtype: Optional[str],
+) -> PasskeySpec:
     """Check every option against the models (before any model is loaded)."""
     from ..harness.options import parse_size
 
@@ -117,12 +138,25 @@ def resolve(models: Sequence[Path], lengths: Optional[str], depths: str, attenti
         if n > context:
             raise PasskeyError(f"--lengths: {n} is above the trained context of the models ({context} bytes)")
         if n < floor:
-            raise PasskeyError(f"--lengths: {n} is below the prompt's fixed parts ({floor} bytes: needle, "
-                               f"question and {digits} digits)")
+            raise PasskeyError(
+                f"--lengths: {n} is below the prompt's fixed parts ({floor} bytes: needle, "
+                f"question and {digits} digits)"
+            )
     if not sizes:
         raise PasskeyError("--lengths: no length given")
-    return PasskeySpec([Path(m) for m in models], sizes, parse_depths(depths), attentions, digits, trials, batch,
-                       filler, seed, device, dtype or ("bf16" if device.startswith("cuda") else "fp32"))
+    return PasskeySpec(
+        [Path(m) for m in models],
+        sizes,
+        parse_depths(depths),
+        attentions,
+        digits,
+        trials,
+        batch,
+        filler,
+        seed,
+        device,
+        dtype or ("bf16" if device.startswith("cuda") else "fp32"),
+    )
 
 
 def load_predict(model_dir: Path, attention: str, device, dtype: str) -> Predict:
@@ -141,8 +175,13 @@ def load_predict(model_dir: Path, attention: str, device, dtype: str) -> Predict
     torch_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[dtype]
     if has_lighthouse:
         hf.register()
-    model = AutoModelForCausalLM.from_pretrained(model_dir, attn_implementation="lighthouse" if has_lighthouse
-                                                 else "sdpa", dtype=torch_dtype).to(device).eval()
+    model = (
+        AutoModelForCausalLM.from_pretrained(
+            model_dir, attn_implementation="lighthouse" if has_lighthouse else "sdpa", dtype=torch_dtype
+        )
+        .to(device)
+        .eval()
+    )
     if has_lighthouse and attention != "saved":
         hf.set_dense(model, attention == "dense")
 
@@ -156,16 +195,19 @@ def load_predict(model_dir: Path, attention: str, device, dtype: str) -> Predict
     return predict
 
 
-def measure_cell(predict: Predict, length: int, depth_pct: float, spec: PasskeySpec,
-                 heldout: Optional[bytes]) -> dict:
+def measure_cell(predict: Predict, length: int, depth_pct: float, spec: PasskeySpec, heldout: Optional[bytes]) -> dict:
     """Run the trials of one (length, depth) in batches; returns the figures of its row."""
     import torch
 
-    prompts = [pk.build_prompt(length, depth_pct / 100, digits=spec.digits, seed=spec.seed, trial=t,
-                               filler=spec.filler, heldout=heldout) for t in range(spec.trials)]
+    prompts = [
+        pk.build_prompt(
+            length, depth_pct / 100, digits=spec.digits, seed=spec.seed, trial=t, filler=spec.filler, heldout=heldout
+        )
+        for t in range(spec.trials)
+    ]
     hits = exact = digit_only = 0
     for i in range(0, len(prompts), spec.batch):
-        chunk = prompts[i: i + spec.batch]
+        chunk = prompts[i : i + spec.batch]
         tail, digits_tail = predict(torch.tensor([p.tokens for p in chunk], dtype=torch.long), spec.digits + 1)
         for p, row, drow in zip(chunk, tail.tolist(), digits_tail.tolist()):
             right = pk.score(row, p)
@@ -176,9 +218,17 @@ def measure_cell(predict: Predict, length: int, depth_pct: float, spec: PasskeyS
     c_digit, c_exact = pk.chance(spec.digits)
     # Guessing among the ten digits is the fair null per digit (the free argmax may rarely emit a digit at all).
     p_value = min(pk.above_chance_p(digit_only, total, c_digit), pk.above_chance_p(exact, spec.trials, c_exact))
-    return {"exact_acc": exact / spec.trials, "digit_acc": hits / total, "digit_hits": hits, "chance_digit": c_digit,
-            "chance_exact": c_exact, "p_chance": p_value, "above_chance": int(p_value < ALPHA),
-            "digit_only_acc": digit_only / total, "digit_only_hits": digit_only}
+    return {
+        "exact_acc": exact / spec.trials,
+        "digit_acc": hits / total,
+        "digit_hits": hits,
+        "chance_digit": c_digit,
+        "chance_exact": c_exact,
+        "p_chance": p_value,
+        "above_chance": int(p_value < ALPHA),
+        "digit_only_acc": digit_only / total,
+        "digit_only_hits": digit_only,
+    }
 
 
 def _heldout_text() -> bytes:
@@ -187,14 +237,31 @@ def _heldout_text() -> bytes:
     return decode(build_corpus().val)
 
 
-def run(spec: PasskeySpec, out: Path, *, resume: bool = False, plot: bool = True, argv=None, console=None,
-        loader: Callable[..., Predict] = load_predict) -> int:
+def run(
+    spec: PasskeySpec,
+    out: Path,
+    *,
+    resume: bool = False,
+    plot: bool = True,
+    argv=None,
+    console=None,
+    loader: Callable[..., Predict] = load_predict,
+) -> int:
     """Every (model, attention, length, depth) into out/passkey.csv through the harness's row loop, then
     summary.md and heatmaps. Returns the exit code (0; 130 on Ctrl-C, finished rows kept; 1 nothing ok)."""
     import torch
 
-    loop = RowLoop("passkey", out, PASSKEY, PASSKEY_FILE, resume=resume, options=spec.options(), argv=argv,
-                   console=console, show=_row_line)
+    loop = RowLoop(
+        "passkey",
+        out,
+        PASSKEY,
+        PASSKEY_FILE,
+        resume=resume,
+        options=spec.options(),
+        argv=argv,
+        console=console,
+        show=_row_line,
+    )
     unscored = []
 
     def scored(row: dict) -> bool:  # ok rows written before digit_only_* existed are measured again
@@ -205,21 +272,41 @@ def run(spec: PasskeySpec, out: Path, *, resume: bool = False, plot: bool = True
 
     done = set(loop.prepare(keep=scored))
     if unscored:
-        loop.console.print(f"--resume: {len(unscored)} ok rows have no digit-only score (written before it "
-                           "existed): measured again")
+        loop.console.print(
+            f"--resume: {len(unscored)} ok rows have no digit-only score (written before it existed): measured again"
+        )
     loop.begin()
     heldout = _heldout_text() if spec.filler == "heldout" else None
     device = torch.device(spec.device)
     items = []
     for model_dir in spec.models:
         for attention in spec.attentions:
-            base = {"model": str(model_dir), "attention": attention, "digits": spec.digits, "trials": spec.trials,
-                    "filler": spec.filler, "device": spec.device, "dtype": spec.dtype, "seed": spec.seed}
-            cells = [(n, d) for n in spec.lengths for d in spec.depths
-                     if loop.key({**base, "length": n, "depth": d}) not in done]
+            base = {
+                "model": str(model_dir),
+                "attention": attention,
+                "digits": spec.digits,
+                "trials": spec.trials,
+                "filler": spec.filler,
+                "device": spec.device,
+                "dtype": spec.dtype,
+                "seed": spec.seed,
+            }
+            cells = [
+                (n, d)
+                for n in spec.lengths
+                for d in spec.depths
+                if loop.key({**base, "length": n, "depth": d}) not in done
+            ]
             if cells:
-                items.append(Item(f"{model_dir} ({attention})", lambda m=model_dir, a=attention, b=base, c=cells:
-                                  _model_rows(m, a, b, c, spec, heldout, device, loader), weight=len(cells)))
+                items.append(
+                    Item(
+                        f"{model_dir} ({attention})",
+                        lambda m=model_dir, a=attention, b=base, c=cells: _model_rows(
+                            m, a, b, c, spec, heldout, device, loader
+                        ),
+                        weight=len(cells),
+                    )
+                )
     outcome = loop.run(items, total=sum(i.weight for i in items), device=device)
 
     def summary(rows):
@@ -236,8 +323,10 @@ def run(spec: PasskeySpec, out: Path, *, resume: bool = False, plot: bool = True
 
 
 def _row_line(row: dict) -> str:
-    return (f"{row['model']} ({row['attention']}) length={row['length']} depth={row['depth']:g}%: {row['status']} "
-            f"exact={row.get('exact_acc', '-')}")
+    return (
+        f"{row['model']} ({row['attention']}) length={row['length']} depth={row['depth']:g}%: {row['status']} "
+        f"exact={row.get('exact_acc', '-')}"
+    )
 
 
 def _model_rows(model_dir: Path, attention: str, base: dict, cells, spec: PasskeySpec, heldout, device, loader):
@@ -293,15 +382,19 @@ def summarize(rows: Sequence[dict]) -> List[str]:
         only = [float(r["digit_only_acc"]) for r in ok if str(r.get("digit_only_acc", "")).strip()]
         only_txt = f", best digit-only accuracy {max(only):.3g}" if only else ""
         if at_chance(group):
-            lines.append(f"{model} ({attention}): at chance in every cell ({len(ok)} cells; best exact-match "
-                         f"{max(exact):.3g}, best digit accuracy {max(digit):.3g}{only_txt}; {chance}): cannot "
-                         f"learn the task within this budget")
+            lines.append(
+                f"{model} ({attention}): at chance in every cell ({len(ok)} cells; best exact-match "
+                f"{max(exact):.3g}, best digit accuracy {max(digit):.3g}{only_txt}; {chance}): cannot "
+                f"learn the task within this budget"
+            )
         else:
             above = sum(str(r["above_chance"]) == "1" for r in ok)
             only_mean = f", mean digit-only accuracy {sum(only) / len(only):.3g}" if only else ""
-            lines.append(f"{model} ({attention}): mean exact-match {sum(exact) / len(exact):.3g}, mean digit "
-                         f"accuracy {sum(digit) / len(digit):.3g}{only_mean}{only_txt} ({chance}); {above} of "
-                         f"{len(ok)} cells above chance")
+            lines.append(
+                f"{model} ({attention}): mean exact-match {sum(exact) / len(exact):.3g}, mean digit "
+                f"accuracy {sum(digit) / len(digit):.3g}{only_mean}{only_txt} ({chance}); {above} of "
+                f"{len(ok)} cells above chance"
+            )
     return lines
 
 
@@ -328,7 +421,8 @@ def heatmaps(rows: Sequence[dict], out: Path) -> List[Path]:
         lengths = sorted({int(r["length"]) for r in ok})
         depths = sorted({float(r["depth"]) for r in ok})
         use_exact = any(float(r["exact_acc"]) > 0 for r in ok) or not all(
-            str(r.get("digit_only_acc", "")).strip() for r in ok)
+            str(r.get("digit_only_acc", "")).strip() for r in ok
+        )
         figure = "exact_acc" if use_exact else "digit_only_acc"
         grid = np.full((len(depths), len(lengths)), np.nan)
         for r in ok:

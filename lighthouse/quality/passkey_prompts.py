@@ -50,7 +50,7 @@ def fixed_bytes(digits: int) -> int:
 
 def chance(digits: int) -> tuple:
     """(per-digit, exact-match) accuracy of guessing: 1/10 and 10^-digits."""
-    return 0.1, 10.0 ** -digits
+    return 0.1, 10.0**-digits
 
 
 @dataclass(frozen=True)
@@ -80,11 +80,19 @@ def filler_bytes(kind: str, size: int, heldout: Optional[bytes], offset_seed: st
     text = heldout.replace(b"\x00", b"\n")
     start = random.Random(offset_seed).randrange(len(text))
     reps = (start + size) // len(text) + 1
-    return (text * reps)[start: start + size]
+    return (text * reps)[start : start + size]
 
 
-def build_prompt(length: int, depth: float, *, digits: int = 5, seed: int = 0, trial: int = 0,
-                 filler: str = "sentence", heldout: Optional[bytes] = None) -> Prompt:
+def build_prompt(
+    length: int,
+    depth: float,
+    *,
+    digits: int = 5,
+    seed: int = 0,
+    trial: int = 0,
+    filler: str = "sentence",
+    heldout: Optional[bytes] = None,
+) -> Prompt:
     """The prompt of one (length, depth, trial); depth in [0, 1]."""
     if not 1 <= digits <= MAX_DIGITS:
         raise ValueError(f"--digits must be in 1..{MAX_DIGITS}, got {digits}")
@@ -92,8 +100,10 @@ def build_prompt(length: int, depth: float, *, digits: int = 5, seed: int = 0, t
         raise ValueError(f"--depths must be in 0..100 (percent), got {depth * 100:g}")
     budget = length - fixed_bytes(digits)
     if budget < 0:
-        raise ValueError(f"--lengths: {length} bytes is shorter than the prompt's fixed parts "
-                         f"({fixed_bytes(digits)} bytes: needle, question and {digits} digits)")
+        raise ValueError(
+            f"--lengths: {length} bytes is shorter than the prompt's fixed parts "
+            f"({fixed_bytes(digits)} bytes: needle, question and {digits} digits)"
+        )
     key = make_passkey(seed, length, depth, trial, digits)
     body = filler_bytes(filler, budget, heldout, f"filler:{seed}:{length}:{depth:.6f}:{trial}")
     at = round(depth * budget)
@@ -113,4 +123,4 @@ def score(tail: Sequence[int], prompt: Prompt) -> int:
 
 def above_chance_p(hits: int, total: int, p: float) -> float:
     """One-sided binomial tail P(X >= hits) for X ~ Bin(total, p): how likely guessing does this well."""
-    return sum(math.comb(total, k) * p ** k * (1 - p) ** (total - k) for k in range(hits, total + 1))
+    return sum(math.comb(total, k) * p**k * (1 - p) ** (total - k) for k in range(hits, total + 1))

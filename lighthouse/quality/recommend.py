@@ -108,8 +108,10 @@ def find_files(paths: Sequence[Path]) -> Tuple[List[Path], List[Path]]:
 def load(paths: Sequence[Path]) -> Tuple[List[dict], List[dict]]:
     """(sweep rows, quality rows): the complete rows of every file found (torn rows are not measurements)."""
     sweeps, qualities = find_files(paths)
-    return ([r for p in sweeps for r in read_rows(p, SWEEP)[0]],
-            [r for p in qualities for r in read_rows(p, QUALITY)[0]])
+    return (
+        [r for p in sweeps for r in read_rows(p, SWEEP)[0]],
+        [r for p in qualities for r in read_rows(p, QUALITY)[0]],
+    )
 
 
 def _key(row: dict) -> Optional[Tuple[int, int, int, str, str]]:
@@ -157,8 +159,15 @@ def quality_table(rows: Iterable[dict], seq: int, bar: Bar) -> Dict[Tuple, Dict[
     return out
 
 
-def recommend(sweep_rows: List[dict], quality_rows: List[dict], seq: int, bar: Bar, pass_: str = "fwdbwd",
-              baseline: str = "sdpa_cudnn", ropes: Optional[Sequence[str]] = None) -> Recommendation:
+def recommend(
+    sweep_rows: List[dict],
+    quality_rows: List[dict],
+    seq: int,
+    bar: Bar,
+    pass_: str = "fwdbwd",
+    baseline: str = "sdpa_cudnn",
+    ropes: Optional[Sequence[str]] = None,
+) -> Recommendation:
     """`ropes`: the RoPE placements to choose among (None: every one measured)."""
     if ropes is not None:
         sweep_rows = [r for r in sweep_rows if r.get("kind") != "lighthouse" or (r.get("rope") or "pre") in ropes]
@@ -173,10 +182,25 @@ def recommend(sweep_rows: List[dict], quality_rows: List[dict], seq: int, bar: B
         ranked.append(Candidate(key, speed[key], value, bar.met(value), others))
     ranked.sort(key=lambda c: (not c.meets, -c.speedup, c.config))
     chosen = ranked[0] if ranked and ranked[0].meets else None
-    why = [w for w in (why_no_speed(sweep_rows, seq, pass_, baseline) if not speed else None,
-                       why_no_quality(quality_rows, seq, bar) if not quality else None) if w]
-    return Recommendation(seq, bar, pass_, baseline, chosen, ranked,
-                          sorted(speed.keys() - quality.keys()), sorted(quality.keys() - speed.keys()), why)
+    why = [
+        w
+        for w in (
+            why_no_speed(sweep_rows, seq, pass_, baseline) if not speed else None,
+            why_no_quality(quality_rows, seq, bar) if not quality else None,
+        )
+        if w
+    ]
+    return Recommendation(
+        seq,
+        bar,
+        pass_,
+        baseline,
+        chosen,
+        ranked,
+        sorted(speed.keys() - quality.keys()),
+        sorted(quality.keys() - speed.keys()),
+        why,
+    )
 
 
 def _seqs(rows: Iterable[dict]) -> str:
@@ -188,22 +212,41 @@ def why_no_speed(rows: Sequence[dict], seq: int, pass_: str, baseline: str) -> s
     (the first of these that holds, so the sentence blames what is really missing)."""
     ok = [r for r in rows if r.get("kind") == "lighthouse" and r.get("status") == "ok"]
     if not ok:
-        return ("the sweep results hold no ok Lighthouse row" + ("" if rows else " (no results.csv given)")
-                + f": run `lighthouse-bench sweep --seq {seq} --pass {pass_} ...`")
+        return (
+            "the sweep results hold no ok Lighthouse row"
+            + ("" if rows else " (no results.csv given)")
+            + f": run `lighthouse-bench sweep --seq {seq} --pass {pass_} ...`"
+        )
     at_n = [r for r in ok if _int(r.get("n")) == seq]
     if not at_n:
-        return (f"the sweep measured N = {_seqs(ok)}, not {seq}: run `lighthouse-bench sweep --seq {seq} ...` "
-                f"(no figure is interpolated)")
+        return (
+            f"the sweep measured N = {_seqs(ok)}, not {seq}: run `lighthouse-bench sweep --seq {seq} ...` "
+            f"(no figure is interpolated)"
+        )
     passes = sorted({r.get("pass") or "?" for r in at_n})
     if pass_ not in passes:
-        return (f"the sweep measured N={seq} on the {' and '.join(passes)} pass{'es' if len(passes) > 1 else ''}, "
-                f"not {pass_}: give --pass {passes[0]} or run `lighthouse-bench sweep --seq {seq} --pass {pass_} ...`")
-    measured = sorted({c.removeprefix("speedup_vs_") for r in at_n if r.get("pass") == pass_
-                       for c in SPEEDUP_COLUMNS if _num(r.get(c)) is not None})
-    have = (f"it timed {', '.join(baseline_option(b) for b in measured)}: give --baseline "
-            f"{baseline_option(measured[0])}" if measured else "it timed no dense baseline")
-    return (f"the sweep's {pass_} rows at N={seq} have no speedup over {baseline} ({have}) or run "
-            f"`lighthouse-bench sweep --seq {seq} --pass {pass_} --baseline {baseline_option(baseline)} ...`")
+        return (
+            f"the sweep measured N={seq} on the {' and '.join(passes)} pass{'es' if len(passes) > 1 else ''}, "
+            f"not {pass_}: give --pass {passes[0]} or run `lighthouse-bench sweep --seq {seq} --pass {pass_} ...`"
+        )
+    measured = sorted(
+        {
+            c.removeprefix("speedup_vs_")
+            for r in at_n
+            if r.get("pass") == pass_
+            for c in SPEEDUP_COLUMNS
+            if _num(r.get(c)) is not None
+        }
+    )
+    have = (
+        f"it timed {', '.join(baseline_option(b) for b in measured)}: give --baseline {baseline_option(measured[0])}"
+        if measured
+        else "it timed no dense baseline"
+    )
+    return (
+        f"the sweep's {pass_} rows at N={seq} have no speedup over {baseline} ({have}) or run "
+        f"`lighthouse-bench sweep --seq {seq} --pass {pass_} --baseline {baseline_option(baseline)} ...`"
+    )
 
 
 def why_no_quality(rows: Sequence[dict], seq: int, bar: Bar) -> str:
@@ -234,18 +277,27 @@ def _closest(rec: Recommendation) -> str:
     bar = rec.bar
     c = min(rec.ranked, key=lambda c: (-c.quality if bar.higher_is_better else c.quality, -c.speedup))
     side = "below" if bar.higher_is_better else "above"
-    return (f"The closest is {c.label()} ({c.speedup:.2f}x): {bar.figure} {_fmt(c.quality)}, {side} the bar "
-            f"{bar.threshold:g} by {_fmt(abs(c.quality - bar.threshold))}.")
+    return (
+        f"The closest is {c.label()} ({c.speedup:.2f}x): {bar.figure} {_fmt(c.quality)}, {side} the bar "
+        f"{bar.threshold:g} by {_fmt(abs(c.quality - bar.threshold))}."
+    )
 
 
 def _table(rec: Recommendation, shown: Sequence[Candidate]) -> List[str]:
     """Markdown rows: configuration, speedup, the bar's figure, whether it meets the bar, the other figures."""
     others = [f for f in SHOWN_FIGURES if f != rec.bar.figure]
-    lines = ["| " + " | ".join(["configuration", "speedup", rec.bar.figure, "meets bar", *others]) + " |",
-             "|" + "---|" * (4 + len(others))]
+    lines = [
+        "| " + " | ".join(["configuration", "speedup", rec.bar.figure, "meets bar", *others]) + " |",
+        "|" + "---|" * (4 + len(others)),
+    ]
     for c in shown:
-        cells = [c.label(), f"{c.speedup:.2f}x", _fmt(c.quality), "yes" if c.meets else "no",
-                 *(_fmt(c.extra.get(f)) for f in others)]
+        cells = [
+            c.label(),
+            f"{c.speedup:.2f}x",
+            _fmt(c.quality),
+            "yes" if c.meets else "no",
+            *(_fmt(c.extra.get(f)) for f in others),
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -253,26 +305,37 @@ def _table(rec: Recommendation, shown: Sequence[Candidate]) -> List[str]:
 def render(rec: Recommendation, runners_up: int = 5) -> str:
     """Markdown: the choice (or why there is none), the runners-up, what is missing."""
     n = fmt_size(rec.seq)
-    lines = [f"## Recommendation for N={n}", "",
-             f"Bar: {rec.bar.describe()}; speed: speedup over {rec.baseline} on the {rec.pass_} pass.", ""]
+    lines = [
+        f"## Recommendation for N={n}",
+        "",
+        f"Bar: {rec.bar.describe()}; speed: speedup over {rec.baseline} on the {rec.pass_} pass.",
+        "",
+    ]
     if not rec.ranked:
         lines.append(f"No configuration has both figures measured at N={rec.seq}:")
         lines += [f"- {why}" for why in rec.why_missing] or [
-            "- the sweep and the quality runs measured different configurations at this N (listed below)"]
+            "- the sweep and the quality runs measured different configurations at this N (listed below)"
+        ]
     elif rec.chosen is None:
         lines.append(f"No measured configuration meets the bar ({len(rec.ranked)} measured). {_closest(rec)}")
     else:
         c = rec.chosen
-        lines.append(f"**Use {c.label()}**: {c.speedup:.2f}x {rec.baseline} ({rec.pass_}), "
-                     f"{rec.bar.figure} = {_fmt(c.quality)}.")
+        lines.append(
+            f"**Use {c.label()}**: {c.speedup:.2f}x {rec.baseline} ({rec.pass_}), {rec.bar.figure} = {_fmt(c.quality)}."
+        )
         lines += ["", *_table(rec, rec.ranked[: runners_up + 1])]
     if rec.why_missing:  # one side has nothing at all: its sentence above says why, no per-configuration list
         return "\n".join(lines) + "\n"
     if rec.speed_only:
-        lines += ["", f"Speed measured but no {rec.bar.inputs} quality at N={rec.seq} "
-                  "(run `lighthouse-bench quality`): "
-                  + "; ".join(_config_label(k) for k in rec.speed_only)]
+        lines += [
+            "",
+            f"Speed measured but no {rec.bar.inputs} quality at N={rec.seq} "
+            "(run `lighthouse-bench quality`): " + "; ".join(_config_label(k) for k in rec.speed_only),
+        ]
     if rec.quality_only:
-        lines += ["", f"Quality measured but no {rec.pass_} speed at N={rec.seq} (run `lighthouse-bench sweep`): "
-                  + "; ".join(_config_label(k) for k in rec.quality_only)]
+        lines += [
+            "",
+            f"Quality measured but no {rec.pass_} speed at N={rec.seq} (run `lighthouse-bench sweep`): "
+            + "; ".join(_config_label(k) for k in rec.quality_only),
+        ]
     return "\n".join(lines) + "\n"

@@ -41,8 +41,14 @@ class QualitySpec:
     rope_theta: float = 10000.0  # the RoPE of the post rows and of needle-rope's rotated view (not checkpoints')
 
 
-def resolve(suite: Optional[str], flags: Dict[str, object], inputs: str, needles: int, heldout: Optional[Path],
-            cuda_available: bool) -> QualitySpec:
+def resolve(
+    suite: Optional[str],
+    flags: Dict[str, object],
+    inputs: str,
+    needles: int,
+    heldout: Optional[Path],
+    cuda_available: bool,
+) -> QualitySpec:
     """Suite + grid flags exactly as `sweep` reads them (timing keys of a suite are ignored) + the inputs."""
     from ..harness import points
     from .inputs import parse_inputs
@@ -54,18 +60,45 @@ def resolve(suite: Optional[str], flags: Dict[str, object], inputs: str, needles
         raise ValueError(f"--needles must be >= 1 (needles per depth bucket), got {needles}")
     if heldout is not None and not Path(heldout).is_file():
         raise ValueError(f"--heldout: no such file {heldout}")
-    options = {"suite": spec.suite, "device": spec.device, "seed": spec.seed, "inputs": kinds, "needles": needles,
-               "heldout": str(heldout) if heldout else None, "grid": spec.options.get("grid"),
-               "rope_theta": spec.options["rope_theta"]}
-    return QualitySpec(spec.suite, spec.device, spec.points, kinds, spec.seed, needles, heldout, options,
-                       rope_theta=spec.options["rope_theta"])
+    options = {
+        "suite": spec.suite,
+        "device": spec.device,
+        "seed": spec.seed,
+        "inputs": kinds,
+        "needles": needles,
+        "heldout": str(heldout) if heldout else None,
+        "grid": spec.options.get("grid"),
+        "rope_theta": spec.options["rope_theta"],
+    }
+    return QualitySpec(
+        spec.suite,
+        spec.device,
+        spec.points,
+        kinds,
+        spec.seed,
+        needles,
+        heldout,
+        options,
+        rope_theta=spec.options["rope_theta"],
+    )
 
 
 def _point_cells(point, device: str) -> dict:
     s = point.shape
-    return {"device": device, "dtype": s.dtype, "n": s.n, "batch": s.batch, "heads": s.heads, "kv_heads": s.kv_heads,
-            "head_dim": s.head_dim, "levels": point.levels, "pooling": point.pooling, "topk": point.topk,
-            "scorer": point.scorer, "rope": point.rope}
+    return {
+        "device": device,
+        "dtype": s.dtype,
+        "n": s.n,
+        "batch": s.batch,
+        "heads": s.heads,
+        "kv_heads": s.kv_heads,
+        "head_dim": s.head_dim,
+        "levels": point.levels,
+        "pooling": point.pooling,
+        "topk": point.topk,
+        "scorer": point.scorer,
+        "rope": point.rope,
+    }
 
 
 def plan_groups(spec: QualitySpec):
@@ -83,12 +116,30 @@ def _input_sets(shape, kind: str, spec: QualitySpec, device):
     if kind.startswith("checkpoint:"):
         yield from checkpoint_layers(kind, shape.batch, shape.n, shape.dtype, device, spec.seed, spec.heldout)
     else:
-        yield synthetic(kind, shape.batch, shape.heads, shape.kv_heads, shape.n, shape.head_dim, shape.dtype,
-                        device, spec.seed, spec.needles_per_bucket, spec.rope_theta)
+        yield synthetic(
+            kind,
+            shape.batch,
+            shape.heads,
+            shape.kv_heads,
+            shape.n,
+            shape.head_dim,
+            shape.dtype,
+            device,
+            spec.seed,
+            spec.needles_per_bucket,
+            spec.rope_theta,
+        )
 
 
-def run(spec: QualitySpec, out: Path, *, resume: bool = False, plot: bool = True, argv: Optional[Sequence[str]] = None,
-        console=None) -> int:
+def run(
+    spec: QualitySpec,
+    out: Path,
+    *,
+    resume: bool = False,
+    plot: bool = True,
+    argv: Optional[Sequence[str]] = None,
+    console=None,
+) -> int:
     """Measure every (inputs, point) into out/quality.csv through the harness's row loop; returns the exit code
     (0; 130 Ctrl-C; 1 device lost or nothing ok; 2 every row invalid or unsupported). Raises RunError (a
     ValueError naming the option) for a bad --out or a --resume of another run."""
@@ -100,17 +151,33 @@ def run(spec: QualitySpec, out: Path, *, resume: bool = False, plot: bool = True
         raise RunError(why)
     dev = resolve_device(spec.device)
     impl = lighthouse_impl(dev)
-    loop = RowLoop("quality", out, QUALITY, QUALITY_FILE, resume=resume, options={**spec.options, "impl": impl},
-                   argv=argv, console=console, classify=classify)
+    loop = RowLoop(
+        "quality",
+        out,
+        QUALITY,
+        QUALITY_FILE,
+        resume=resume,
+        options={**spec.options, "impl": impl},
+        argv=argv,
+        console=console,
+        classify=classify,
+    )
     done = set(loop.prepare())  # oom/error/torn rows are run again
     groups = plan_groups(spec)
     info = loop.begin()
-    loop.console.print(f"[bold]lighthouse-bench quality[/] suite={spec.suite} device={spec.device} "
-                       f"{info.get('gpu') or info.get('cpu')}: {len(spec.points)} points x {len(spec.inputs)} inputs "
-                       f"({','.join(spec.inputs)}) -> {loop.path}")
-    items = [Item(f"{shape.label()} {kind}", lambda shape=shape, kind=kind, pts=pts: _group_rows(
-                  shape, kind, pts, spec, dev, impl, done, loop.key), weight=len(pts))
-             for shape, kind, pts in groups]
+    loop.console.print(
+        f"[bold]lighthouse-bench quality[/] suite={spec.suite} device={spec.device} "
+        f"{info.get('gpu') or info.get('cpu')}: {len(spec.points)} points x {len(spec.inputs)} inputs "
+        f"({','.join(spec.inputs)}) -> {loop.path}"
+    )
+    items = [
+        Item(
+            f"{shape.label()} {kind}",
+            lambda shape=shape, kind=kind, pts=pts: _group_rows(shape, kind, pts, spec, dev, impl, done, loop.key),
+            weight=len(pts),
+        )
+        for shape, kind, pts in groups
+    ]
     outcome = loop.run(items, total=sum(len(pts) for _, _, pts in groups), device=dev)
 
     def charts(path: Path):
@@ -138,8 +205,7 @@ def _group_rows(shape, kind: str, points, spec: QualitySpec, dev, impl: str, don
     from .evaluate import dense_needle_recall, measure_point, view_of
 
     def row(cells: dict, status: str, reason: str = "", figures: Optional[dict] = None) -> dict:
-        return {**cells, "impl": impl, "status": status, "reason": reason or None, "seed": spec.seed,
-                **(figures or {})}
+        return {**cells, "impl": impl, "status": status, "reason": reason or None, "seed": spec.seed, **(figures or {})}
 
     try:
         sets = list(_input_sets(shape, kind, spec, dev))  # a checkpoint's layers: failures caught here
@@ -217,8 +283,12 @@ def describe(spec: QualitySpec, console=None) -> Tuple[int, int]:
         except ValueError as err:
             note, invalid = f"invalid: {err}", invalid + 1
         rope = "" if p.rope == "pre" else f" rope={p.rope}"
-        console.print(f"  {p.shape.label()}  L{p.levels} p{p.pooling} k{p.topk} {p.scorer}{rope}  {note}", highlight=False)
+        console.print(
+            f"  {p.shape.label()}  L{p.levels} p{p.pooling} k{p.topk} {p.scorer}{rope}  {note}", highlight=False
+        )
     rows = len(spec.points) * len(spec.inputs)
-    console.print(f"{len(spec.points)} points x {len(spec.inputs)} inputs ({', '.join(spec.inputs)}) = {rows} rows "
-                  f"({invalid * len(spec.inputs)} invalid; a checkpoint gives one row per layer)")
+    console.print(
+        f"{len(spec.points)} points x {len(spec.inputs)} inputs ({', '.join(spec.inputs)}) = {rows} rows "
+        f"({invalid * len(spec.inputs)} invalid; a checkpoint gives one row per layer)"
+    )
     return rows, invalid * len(spec.inputs)

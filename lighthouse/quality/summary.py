@@ -30,26 +30,45 @@ def scorer_table(rows: List[dict]) -> Tuple[List[str], List[List[str]]]:
         g = groups.setdefault((_scorer(r), int(num(r["n"]))), {"recall": [], "rope": [], "err": [], "cov": []})
         if r.get("inputs") in NEEDLE_INPUTS and num(r.get("needle_recall")) is not None:
             g["recall" if r["inputs"] == "needle" else "rope"].append(
-                (num(r["needle_recall"]), f"L={r['levels']} p={r['pooling']} k={r['topk']}"))
+                (num(r["needle_recall"]), f"L={r['levels']} p={r['pooling']} k={r['topk']}")
+            )
         if r.get("inputs") == "random":
             if num(r.get("out_rel_err")) is not None:
                 g["err"].append(num(r["out_rel_err"]))
             if num(r.get("coverage")) is not None:
                 g["cov"].append(num(r["coverage"]))
-    headers = ["scorer", "N", "configs", "mean needle recall", "best needle recall", "best configuration",
-               *(["mean needle-rope recall", "best needle-rope recall"] if rope_needles else []),
-               "mean coverage (random)", "mean out_rel_err (random)"]
+    headers = [
+        "scorer",
+        "N",
+        "configs",
+        "mean needle recall",
+        "best needle recall",
+        "best configuration",
+        *(["mean needle-rope recall", "best needle-rope recall"] if rope_needles else []),
+        "mean coverage (random)",
+        "mean out_rel_err (random)",
+    ]
     out = []
     for (scorer, n), g in sorted(groups.items()):
         rec, rot = g["recall"], g["rope"]
         best = max(rec) if rec else None
-        out.append([scorer, fmt_size(n), str(max(len(rec), len(rot), len(g["err"]))),
-                    fmt(sum(v for v, _ in rec) / len(rec) if rec else None), fmt(best[0] if best else None),
-                    best[1] if best else "-",
-                    *([fmt(sum(v for v, _ in rot) / len(rot) if rot else None), fmt(max(rot)[0] if rot else None)]
-                      if rope_needles else []),
-                    fmt(sum(g["cov"]) / len(g["cov"]) if g["cov"] else None),
-                    fmt(sum(g["err"]) / len(g["err"]) if g["err"] else None)])
+        out.append(
+            [
+                scorer,
+                fmt_size(n),
+                str(max(len(rec), len(rot), len(g["err"]))),
+                fmt(sum(v for v, _ in rec) / len(rec) if rec else None),
+                fmt(best[0] if best else None),
+                best[1] if best else "-",
+                *(
+                    [fmt(sum(v for v, _ in rot) / len(rot) if rot else None), fmt(max(rot)[0] if rot else None)]
+                    if rope_needles
+                    else []
+                ),
+                fmt(sum(g["cov"]) / len(g["cov"]) if g["cov"] else None),
+                fmt(sum(g["err"]) / len(g["err"]) if g["err"] else None),
+            ]
+        )
     return headers, out
 
 
@@ -75,14 +94,21 @@ def needle_verdict(rows: List[dict], threshold: float = 0.9) -> List[str]:
         for scorer, configs in sorted(by_scorer.items()):
             hits = {key for key, v in configs.items() if v >= threshold}
             hits_by_scorer[scorer] = frozenset(hits)
-            families = sorted({f"L={l} p={p}" for l, p, _ in hits})
+            families = sorted({f"L={lv} p={p}" for lv, p, _ in hits})
             parts.append(f"{scorer} {len(hits)} of {len(configs)}" + (f" ({', '.join(families)})" if families else ""))
         same = len(hits_by_scorer) > 1 and len(set(hits_by_scorer.values())) == 1 and any(hits_by_scorer.values())
         dense_txt = ", ".join(fmt(x) for x in sorted(dense.get(n, ()))) or "not measured"
-        out.append(f"N={fmt_size(n)}: dense needle recall {dense_txt}; configurations with needle recall >= {threshold:g}: "
-                   + "; ".join(parts) + "."
-                   + (" The very same configurations for every scorer: what retrieves the needles is the pyramid's "
-                      "shape and budget, not the scorer." if same else ""))
+        out.append(
+            f"N={fmt_size(n)}: dense needle recall {dense_txt}; configurations with needle recall >= {threshold:g}: "
+            + "; ".join(parts)
+            + "."
+            + (
+                " The very same configurations for every scorer: what retrieves the needles is the pyramid's "
+                "shape and budget, not the scorer."
+                if same
+                else ""
+            )
+        )
     return out
 
 
@@ -93,13 +119,19 @@ SOURCE = "_source"
 
 
 def _model(r: dict) -> str:
-    model = r["inputs"][len(CHECKPOINT_PREFIX):]
+    model = r["inputs"][len(CHECKPOINT_PREFIX) :]
     return f"{r[SOURCE]}: {model}" if r.get(SOURCE) else model
 
 
 def _checkpoint_rows(rows: List[dict]) -> List[dict]:
-    return [r for r in rows if r.get("status") == "ok" and str(r.get("inputs", "")).startswith(CHECKPOINT_PREFIX)
-            and num(r.get("n")) is not None and num(r.get("out_rel_err")) is not None]
+    return [
+        r
+        for r in rows
+        if r.get("status") == "ok"
+        and str(r.get("inputs", "")).startswith(CHECKPOINT_PREFIX)
+        and num(r.get("n")) is not None
+        and num(r.get("out_rel_err")) is not None
+    ]
 
 
 def checkpoint_layer_medians(rows: List[dict], figure: str) -> Dict[Tuple[str, int, str], Dict[int, float]]:
@@ -123,11 +155,24 @@ def checkpoint_table(rows: List[dict]) -> Tuple[List[str], List[List[str]]]:
     groups: Dict[Tuple[str, int, str], List[dict]] = {}
     for r in _checkpoint_rows(rows):
         groups.setdefault((_model(r), int(num(r["n"])), r["scorer"]), []).append(r)
-    headers = ["model", "N", "scorer", "layers", "configs", "median out_rel_err", "median cosine (per-token median)",
-               "median cosine (per-token p10)", "median coverage", "median norm ratio", "median top-10% error share",
-               "closest configuration", "its worst-layer out_rel_err"]
+    headers = [
+        "model",
+        "N",
+        "scorer",
+        "layers",
+        "configs",
+        "median out_rel_err",
+        "median cosine (per-token median)",
+        "median cosine (per-token p10)",
+        "median coverage",
+        "median norm ratio",
+        "median top-10% error share",
+        "closest configuration",
+        "its worst-layer out_rel_err",
+    ]
     out = []
     for (model, n, scorer), rs in sorted(groups.items()):
+
         def med(col):
             values = [num(r.get(col)) for r in rs if num(r.get(col)) is not None]
             return median(values) if values else None
@@ -141,8 +186,21 @@ def checkpoint_table(rows: List[dict]) -> Tuple[List[str], List[List[str]]]:
             seen.setdefault(key, set()).add(num(r.get("layer")))
         complete = {key: err for key, err in worst.items() if seen[key] == layers}  # a failed layer hides nothing
         best = min(complete.items(), key=lambda item: (item[1], item[0])) if complete else None
-        out.append([model, fmt_size(n), scorer, str(len(layers)), str(len(worst)),
-                    fmt(med("out_rel_err")), fmt(med("cos_median")), fmt(med("cos_p10")), fmt(med("coverage")),
-                    fmt(med("norm_ratio_median")), fmt(med("err_top10_share")),
-                    "L={} p={} k={}".format(*best[0]) if best else "-", fmt(best[1] if best else None)])
+        out.append(
+            [
+                model,
+                fmt_size(n),
+                scorer,
+                str(len(layers)),
+                str(len(worst)),
+                fmt(med("out_rel_err")),
+                fmt(med("cos_median")),
+                fmt(med("cos_p10")),
+                fmt(med("coverage")),
+                fmt(med("norm_ratio_median")),
+                fmt(med("err_top10_share")),
+                "L={} p={} k={}".format(*best[0]) if best else "-",
+                fmt(best[1] if best else None),
+            ]
+        )
     return headers, out

@@ -12,8 +12,9 @@ from ..rope import inverse_frequencies, last_token_table
 from .gather import accumulation_dtype
 
 
-def entry_positions(indices: torch.Tensor, plan: LighthousePlan, positions: Optional[torch.Tensor] = None,
-                    offset: int = 0) -> torch.Tensor:
+def entry_positions(
+    indices: torch.Tensor, plan: LighthousePlan, positions: Optional[torch.Tensor] = None, offset: int = 0
+) -> torch.Tensor:
     """(B, Hkv, S) pyramid indices -> (B, Hkv, S) int64 rotation position of every sub-sequence entry: the
     position of the last token the entry covers (positions[b, t], or offset + t when positions is None)."""
     last = last_token_table(plan, indices.device)[indices]

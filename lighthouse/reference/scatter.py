@@ -37,7 +37,9 @@ def scatter_back(out_sub: torch.Tensor, indices: torch.Tensor, plan: LighthouseP
     total = None
     for level in range(1, plan.config.levels + 1):
         rows = source_positions(inv, plan, level).repeat_interleave(plan.group, dim=1)
-        pulled = out_sub.to(accumulation_dtype(out_sub.dtype)).gather(2, rows.clamp(min=0)[..., None].expand(-1, -1, -1, d))
+        pulled = out_sub.to(accumulation_dtype(out_sub.dtype)).gather(
+            2, rows.clamp(min=0)[..., None].expand(-1, -1, -1, d)
+        )
         pulled = pulled * (rows >= 0)[..., None]
         total = pulled if total is None else total + pulled
     return total.to(out_sub.dtype)

@@ -29,7 +29,9 @@ def refine_mask(sq: torch.Tensor, sk: torch.Tensor) -> torch.Tensor:
     return in_q | in_k
 
 
-def select_entries(sq_levels: Sequence[torch.Tensor], sk_levels: Sequence[torch.Tensor], plan: LighthousePlan) -> torch.Tensor:
+def select_entries(
+    sq_levels: Sequence[torch.Tensor], sk_levels: Sequence[torch.Tensor], plan: LighthousePlan
+) -> torch.Tensor:
     """Token-score pyramids (B, Hkv, n_l) -> the sub-sequence (B, Hkv, S) as pyramid indices, causal order.
 
     Position keys are exact integers in units of 2**-(L-1) tokens: a token or an unrefined entry sorts at
@@ -48,8 +50,9 @@ def select_entries(sq_levels: Sequence[torch.Tensor], sk_levels: Sequence[torch.
     for level in range(levels, 1, -1):
         f = p ** (level - 1)
         flat = cand.flatten(2)
-        refined = refine_mask(sq_levels[level - 1].gather(-1, flat).view_as(cand),
-                              sk_levels[level - 1].gather(-1, flat).view_as(cand))
+        refined = refine_mask(
+            sq_levels[level - 1].gather(-1, flat).view_as(cand), sk_levels[level - 1].gather(-1, flat).view_as(cand)
+        )
         keys.append(torch.where(refined, (cand + 1) * f * unit - 2 ** (levels - level), cand * f * unit))
         indices.append(cand + plan.offsets[level - 1])
         kept = cand[refined].view(*cand.shape[:3], -1)  # ascending, as cand is

@@ -125,6 +125,7 @@ def crossover_n(speedups: Mapping[int, float]) -> Optional[int]:
 
 def dense_row(rows: Iterable[Row], like: Row, baseline: str) -> Optional[Row]:
     """The ok dense row of `baseline` at the same shape and pass as the Lighthouse row `like`."""
+
     def match(r: Row):  # graphed Lighthouse (sweep --cuda-graph) against graphed dense; a row without it: eager
         return tuple(_norm(r.get(k)) for k in tables.DENSE_MATCH_COLUMNS) + (_norm(r.get("cuda_graph")) or "False",)
 
@@ -148,12 +149,30 @@ def sweep_headline(rows: Sequence[Row]) -> dict:
     impl = lighthouse_impl(rows)
     pass_ = headline_pass(rows, impl)
     base = headline_baseline(rows)
-    out = {"impl": impl, "pass": pass_, "baseline": base, "n": None, "point": None, "lighthouse_ms": None,
-           "dense_ms": None, "speedup": None, "crossover_n": None, "faster_at_every_n": False,
-           "memory_saved": None, "floor_ratio": None, "n_measured": [],
-           "device": next((r.get("device") for r in rows if r.get("device")), None),
-           "longest_lighthouse_n": max((n for r in rows if r.get("impl") == impl and r.get("pass") == pass_
-                                        and _ok(r) and (n := _int(r.get("n"))) is not None), default=None)}
+    out = {
+        "impl": impl,
+        "pass": pass_,
+        "baseline": base,
+        "n": None,
+        "point": None,
+        "lighthouse_ms": None,
+        "dense_ms": None,
+        "speedup": None,
+        "crossover_n": None,
+        "faster_at_every_n": False,
+        "memory_saved": None,
+        "floor_ratio": None,
+        "n_measured": [],
+        "device": next((r.get("device") for r in rows if r.get("device")), None),
+        "longest_lighthouse_n": max(
+            (
+                n
+                for r in rows
+                if r.get("impl") == impl and r.get("pass") == pass_ and _ok(r) and (n := _int(r.get("n"))) is not None
+            ),
+            default=None,
+        ),
+    }
     if impl is None or pass_ is None or base is None:
         return out
     best = best_by_n(rows, impl, pass_, base)
@@ -166,10 +185,16 @@ def sweep_headline(rows: Sequence[Row]) -> dict:
     dense = dense_row(rows, row, base)
     cross = crossover_n(speedups)
     out.update(
-        n=n_max, point={k: _norm(row.get(k)) for k in POINT_KEY if k != "n"}, lighthouse_ms=_num(row["median_ms"]),
-        dense_ms=_num((dense or {}).get("median_ms")), speedup=speedups[n_max], crossover_n=cross,
-        faster_at_every_n=cross is not None and cross == min(best), memory_saved=memory_saved(row, dense),
-        floor_ratio=_num(row.get("floor_ratio")), n_measured=sorted(best),
+        n=n_max,
+        point={k: _norm(row.get(k)) for k in POINT_KEY if k != "n"},
+        lighthouse_ms=_num(row["median_ms"]),
+        dense_ms=_num((dense or {}).get("median_ms")),
+        speedup=speedups[n_max],
+        crossover_n=cross,
+        faster_at_every_n=cross is not None and cross == min(best),
+        memory_saved=memory_saved(row, dense),
+        floor_ratio=_num(row.get("floor_ratio")),
+        n_measured=sorted(best),
         speedup_host_ahead=_num(row.get(tables.clock_column(col, tables.HOST_AHEAD))),
         floor_ratio_host_ahead=_num(row.get(tables.clock_column("floor_ratio", tables.HOST_AHEAD))),
         break_even=_break_even_of(rows, row, base),
@@ -197,15 +222,22 @@ def headline_sentence(h: dict) -> str:
     config = f"k={point.get('topk')}, L={point.get('levels')}, p={point.get('pooling')}, {point.get('scorer')} scorer"
     if point.get("rope") not in (None, "", "pre"):
         config += f", rope={point['rope']}"
-    ahead = (f" as launched, {h['speedup_host_ahead']:.3g}x host ahead (the kernels alone, each side on its own "
-             f"clock)" if h.get("speedup_host_ahead") is not None else " as launched")
-    parts = [f"Lighthouse ({impl}, {h['pass']}) is {h['speedup']:.3g}x as fast as {h['baseline']}{ahead} at "
-             f"N={_size(h['n'])} in its best configuration there ({config}; each N is judged by its best "
-             f"configuration)"]
+    ahead = (
+        f" as launched, {h['speedup_host_ahead']:.3g}x host ahead (the kernels alone, each side on its own clock)"
+        if h.get("speedup_host_ahead") is not None
+        else " as launched"
+    )
+    parts = [
+        f"Lighthouse ({impl}, {h['pass']}) is {h['speedup']:.3g}x as fast as {h['baseline']}{ahead} at "
+        f"N={_size(h['n'])} in its best configuration there ({config}; each N is judged by its best "
+        f"configuration)"
+    ]
     even = h.get("break_even") or {}
     if any(even.values()):
-        parts.append("it breaks even with dense at N " + ", ".join(
-            f"{text} {tables.CLOCKS[clock]}" for clock, text in even.items() if text))
+        parts.append(
+            "it breaks even with dense at N "
+            + ", ".join(f"{text} {tables.CLOCKS[clock]}" for clock, text in even.items() if text)
+        )
     if h["crossover_n"] is None:
         parts.append("it is not faster at the longest N measured, so there is no crossover")
     elif h["faster_at_every_n"]:
@@ -216,11 +248,16 @@ def headline_sentence(h: dict) -> str:
         parts.append(f"{100 * h['memory_saved']:.1f}% less peak memory than dense at N={_size(h['n'])}")
     if h["floor_ratio"] is not None:
         ahead = h.get("floor_ratio_host_ahead")
-        parts.append(f"{h['floor_ratio']:.3g}x its floor as launched" + (f", {ahead:.3g}x host ahead" if ahead else "")
-                     + " (dense SDPA on the S selected entries alone)")
+        parts.append(
+            f"{h['floor_ratio']:.3g}x its floor as launched"
+            + (f", {ahead:.3g}x host ahead" if ahead else "")
+            + " (dense SDPA on the S selected entries alone)"
+        )
     if h.get("baseline") == "sdpa_math":
-        parts.append("sdpa_math is PyTorch's unfused reference attention, far slower than the fused kernels "
-                     "(cuDNN, flash) a GPU run compares with")
+        parts.append(
+            "sdpa_math is PyTorch's unfused reference attention, far slower than the fused kernels "
+            "(cuDNN, flash) a GPU run compares with"
+        )
     if h.get("device") == "cpu":
         parts.append("CPU timings are noisy and say little about a GPU: read them as a smoke test")
     return "; ".join(parts) + "."
@@ -283,8 +320,11 @@ def find_runs(inputs: Sequence[Union[str, Path]]) -> List[Run]:
         path = Path(raw)
         found: List[Tuple[str, Path]] = []
         if path.is_dir():
-            found = [(kind, path / name) for kind, name in (("sweep", SWEEP_CSV), ("profile", PROFILE_CSV))
-                     if (path / name).is_file()]
+            found = [
+                (kind, path / name)
+                for kind, name in (("sweep", SWEEP_CSV), ("profile", PROFILE_CSV))
+                if (path / name).is_file()
+            ]
         elif path.is_file():
             kind = _kind_of_csv(path)
             if kind is None:
@@ -323,10 +363,22 @@ def machine_table(runs: Sequence[Run]) -> Table:
     for run in runs:
         i = run.info
         date = i.get("start_time") or i.get("end_time") or i.get("date")
-        device = i.get("gpu") or (f"CPU: {i['cpu']}" + (f" ({i['cpu_count']} cores)" if i.get("cpu_count") else "")
-                                   if i.get("cpu") else "-")
-        rows.append([run.label, run.kind, str(run.csv), device, i.get("torch") or "-",
-                     i.get("triton") or "-", i.get("cuda") or "-", run.commit_label or "-", date or "-"])
+        device = i.get("gpu") or (
+            f"CPU: {i['cpu']}" + (f" ({i['cpu_count']} cores)" if i.get("cpu_count") else "") if i.get("cpu") else "-"
+        )
+        rows.append(
+            [
+                run.label,
+                run.kind,
+                str(run.csv),
+                device,
+                i.get("torch") or "-",
+                i.get("triton") or "-",
+                i.get("cuda") or "-",
+                run.commit_label or "-",
+                date or "-",
+            ]
+        )
     return Table(["run", "kind", "source", "device", "torch", "triton", "cuda", "commit", "date"], rows, "Runs")
 
 
@@ -338,15 +390,40 @@ def headline_table(sweeps: Sequence[Run]) -> Table:
         if h.get("faster_at_every_n"):
             cross += " (faster at every N measured)"
         point = h.get("point") or {}
-        rows.append([run.label, (h.get("impl") or "-").removeprefix("lighthouse_"), h.get("pass") or "-",
-                     h.get("baseline") or "-", _size(h.get("n")),
-                     f"k{point.get('topk')} L{point.get('levels')} p{point.get('pooling')}" if point else "-",
-                     _fmt(h.get("speedup"), ".3g", "x"), _fmt(h.get("speedup_host_ahead"), ".3g", "x"), cross,
-                     _fmt(None if h.get("memory_saved") is None else 100 * h["memory_saved"], ".1f", "%"),
-                     _fmt(h.get("floor_ratio"), ".3g"), _fmt(h.get("floor_ratio_host_ahead"), ".3g")])
-    return Table(["run", "impl", "pass", "vs", "longest N", "point", "speedup (as launched)", "speedup (host ahead)",
-                  "crossover N (as launched)", "memory saved", "floor ratio (as launched)", "floor ratio (host ahead)"],
-                 rows, "Headline at the longest N where Lighthouse and dense both ran")
+        rows.append(
+            [
+                run.label,
+                (h.get("impl") or "-").removeprefix("lighthouse_"),
+                h.get("pass") or "-",
+                h.get("baseline") or "-",
+                _size(h.get("n")),
+                f"k{point.get('topk')} L{point.get('levels')} p{point.get('pooling')}" if point else "-",
+                _fmt(h.get("speedup"), ".3g", "x"),
+                _fmt(h.get("speedup_host_ahead"), ".3g", "x"),
+                cross,
+                _fmt(None if h.get("memory_saved") is None else 100 * h["memory_saved"], ".1f", "%"),
+                _fmt(h.get("floor_ratio"), ".3g"),
+                _fmt(h.get("floor_ratio_host_ahead"), ".3g"),
+            ]
+        )
+    return Table(
+        [
+            "run",
+            "impl",
+            "pass",
+            "vs",
+            "longest N",
+            "point",
+            "speedup (as launched)",
+            "speedup (host ahead)",
+            "crossover N (as launched)",
+            "memory saved",
+            "floor ratio (as launched)",
+            "floor ratio (host ahead)",
+        ],
+        rows,
+        "Headline at the longest N where Lighthouse and dense both ran",
+    )
 
 
 def _pass_rank(p: str) -> int:
@@ -376,9 +453,15 @@ def point_table(run: Run) -> Table:
     lh = [r for r in run.rows if r.get("kind") == "lighthouse"]
     varying = _varying_shape(run.rows)
     ropes = _both_ropes(run.rows)
-    lh.sort(key=lambda r: (r.get("impl", ""), _pass_rank(r.get("pass", "")), _int(r.get("n")) or 0,
-                           [_norm(r.get(k)) for k in ("topk", "levels", "pooling", "scorer") + SHAPE_KEY],
-                           r.get("rope") != "pre"))
+    lh.sort(
+        key=lambda r: (
+            r.get("impl", ""),
+            _pass_rank(r.get("pass", "")),
+            _int(r.get("n")) or 0,
+            [_norm(r.get(k)) for k in ("topk", "levels", "pooling", "scorer") + SHAPE_KEY],
+            r.get("rope") != "pre",
+        )
+    )
     rows = []
     for r in lh:
         d = dense_row(run.rows, r, base)
@@ -386,29 +469,62 @@ def point_table(run: Run) -> Table:
         status = r.get("status") or "-"
         if status != "ok" and r.get("reason"):
             status += f": {r['reason'][:80]}"
-        rows.append([r.get("impl", "").removeprefix("lighthouse_"), r.get("pass", ""), _size(r.get("n")),
-                     _norm(r.get("topk")), _norm(r.get("levels")), _norm(r.get("pooling")), r.get("scorer", ""),
-                     *([r.get("rope") or "pre"] if ropes else []), *_shape_cell(r, varying), _norm(r.get("s_sel")) or "-",
-                     *(cell for clock in tables.CLOCKS for cell in _clock_cells(r, d, base, clock)),
-                     _fmt(_num(r.get(tables.HOST_MS)), ".3g"),
-                     _fmt(lm / dm if lm is not None and dm else None, ".3f"), status])
-    headers = ["impl", "pass", "N", "k", "L", "p", "scorer", *(["rope"] if ropes else []), *(["shape"] if varying else []),
-               "S",
-               *(f"{h} ({name})" for name in tables.CLOCKS.values()
-                 for h in ("Lighthouse ms", f"{base} ms", "speedup", "floor ratio")),
-               "host ms/call", "peak mem ratio", "status"]
-    return Table(headers, rows, f"{run.label}: every Lighthouse point (vs {base}) on both clocks: as launched (the GPU "
-                                f"waits for launches) and host ahead (the kernels alone); each against dense on the "
-                                f"same clock")
+        rows.append(
+            [
+                r.get("impl", "").removeprefix("lighthouse_"),
+                r.get("pass", ""),
+                _size(r.get("n")),
+                _norm(r.get("topk")),
+                _norm(r.get("levels")),
+                _norm(r.get("pooling")),
+                r.get("scorer", ""),
+                *([r.get("rope") or "pre"] if ropes else []),
+                *_shape_cell(r, varying),
+                _norm(r.get("s_sel")) or "-",
+                *(cell for clock in tables.CLOCKS for cell in _clock_cells(r, d, base, clock)),
+                _fmt(_num(r.get(tables.HOST_MS)), ".3g"),
+                _fmt(lm / dm if lm is not None and dm else None, ".3f"),
+                status,
+            ]
+        )
+    headers = [
+        "impl",
+        "pass",
+        "N",
+        "k",
+        "L",
+        "p",
+        "scorer",
+        *(["rope"] if ropes else []),
+        *(["shape"] if varying else []),
+        "S",
+        *(
+            f"{h} ({name})"
+            for name in tables.CLOCKS.values()
+            for h in ("Lighthouse ms", f"{base} ms", "speedup", "floor ratio")
+        ),
+        "host ms/call",
+        "peak mem ratio",
+        "status",
+    ]
+    return Table(
+        headers,
+        rows,
+        f"{run.label}: every Lighthouse point (vs {base}) on both clocks: as launched (the GPU "
+        f"waits for launches) and host ahead (the kernels alone); each against dense on the "
+        f"same clock",
+    )
 
 
 def _clock_cells(r: Row, d: Optional[Row], base: str, clock: str) -> List[str]:
     """Lighthouse ms, dense ms, speedup and floor ratio of one row on one clock."""
     col = tables.clock_column
-    return [_fmt(_num(r.get(col("median_ms", clock))) if _ok(r) else None, ".4g"),
-            _fmt(_num((d or {}).get(col("median_ms", clock))), ".4g"),
-            _fmt(_num(r.get(col(f"speedup_vs_{base}", clock))), ".3g", "x"),
-            _fmt(_num(r.get(col("floor_ratio", clock))), ".3g")]
+    return [
+        _fmt(_num(r.get(col("median_ms", clock))) if _ok(r) else None, ".4g"),
+        _fmt(_num((d or {}).get(col("median_ms", clock))), ".4g"),
+        _fmt(_num(r.get(col(f"speedup_vs_{base}", clock))), ".3g", "x"),
+        _fmt(_num(r.get(col("floor_ratio", clock))), ".3g"),
+    ]
 
 
 def breakeven_table(run: Run) -> Optional[Table]:
@@ -421,15 +537,25 @@ def breakeven_table(run: Run) -> Optional[Table]:
         return None
     rows = []
     for f in found:
-        config = f"{f['impl'].removeprefix('lighthouse_')} {f['pass']} {f['dtype']} B{f['batch']} H{f['heads']}/" \
-                 f"{f['kv_heads']} D{f['head_dim']} L{f['levels']} p{f['pooling']} {_scorer_cell(f['scorer'], f['rope'])}"
-        rows.append([config, ", ".join(_size(n) for n in f["n_measured"]),
-                     *((f[c].describe() if f[c] is not None else "-") for c in tables.CLOCKS)])
-    return Table(["configuration", "N measured", *(f"break-even N ({name})" for name in tables.CLOCKS.values())],
-                 rows, f"{run.label}: break-even N, the smallest N from which Lighthouse beats {base} (speedup "
-                       "crossing "
-                       "1.0, interpolated linearly in log N between the measured N around it; each N judged by its "
-                       "best k)")
+        config = (
+            f"{f['impl'].removeprefix('lighthouse_')} {f['pass']} {f['dtype']} B{f['batch']} H{f['heads']}/"
+            f"{f['kv_heads']} D{f['head_dim']} L{f['levels']} p{f['pooling']} {_scorer_cell(f['scorer'], f['rope'])}"
+        )
+        rows.append(
+            [
+                config,
+                ", ".join(_size(n) for n in f["n_measured"]),
+                *((f[c].describe() if f[c] is not None else "-") for c in tables.CLOCKS),
+            ]
+        )
+    return Table(
+        ["configuration", "N measured", *(f"break-even N ({name})" for name in tables.CLOCKS.values())],
+        rows,
+        f"{run.label}: break-even N, the smallest N from which Lighthouse beats {base} (speedup "
+        "crossing "
+        "1.0, interpolated linearly in log N between the measured N around it; each N judged by its "
+        "best k)",
+    )
 
 
 def failed_table(run: Run) -> Optional[Table]:
@@ -437,13 +563,24 @@ def failed_table(run: Run) -> Optional[Table]:
     bad = [r for r in run.rows if r.get("status") != "ok"]
     if not bad:
         return None
-    rows = [[r.get("impl", ""), r.get("kind", ""), r.get("pass", ""), _size(r.get("n")), _norm(r.get("topk")) or "-",
-             r.get("status", "") or "-", (r.get("reason") or "-")[:160]] for r in bad]
+    rows = [
+        [
+            r.get("impl", ""),
+            r.get("kind", ""),
+            r.get("pass", ""),
+            _size(r.get("n")),
+            _norm(r.get("topk")) or "-",
+            r.get("status", "") or "-",
+            (r.get("reason") or "-")[:160],
+        ]
+        for r in bad
+    ]
     return Table(["impl", "kind", "pass", "N", "k", "status", "reason"], rows, f"{run.label}: rows not ok")
 
 
 def comparison(a: Run, b: Run) -> Tuple[Optional[Table], dict]:
     """Two sweeps side by side: Lighthouse rows joined on the point (and impl), ms A, ms B, B/A, speedups."""
+
     def passes(run):
         return {r.get("pass") for r in run.rows if r.get("kind") == "lighthouse" and _ok(r)}
 
@@ -472,13 +609,37 @@ def comparison(a: Run, b: Run) -> Tuple[Optional[Table], dict]:
         if ratio:
             logs.append(math.log(ratio))
         impl, n, topk, levels, pooling, scorer, rope, dtype, batch, heads, kv_heads, head_dim = key
-        rows.append([impl.removeprefix("lighthouse_"), _size(n), topk, levels, pooling, _scorer_cell(scorer, rope),
-                     f"{dtype} B{batch} H{heads}/{kv_heads} D{head_dim}", _fmt(ma, ".4g"), _fmt(mb, ".4g"),
-                     _fmt(ratio, ".3f"), _fmt(_num(ra.get(f"speedup_vs_{base_a}")), ".3g", "x"),
-                     _fmt(_num(rb.get(f"speedup_vs_{base_b}")), ".3g", "x")])
+        rows.append(
+            [
+                impl.removeprefix("lighthouse_"),
+                _size(n),
+                topk,
+                levels,
+                pooling,
+                _scorer_cell(scorer, rope),
+                f"{dtype} B{batch} H{heads}/{kv_heads} D{head_dim}",
+                _fmt(ma, ".4g"),
+                _fmt(mb, ".4g"),
+                _fmt(ratio, ".3f"),
+                _fmt(_num(ra.get(f"speedup_vs_{base_a}")), ".3g", "x"),
+                _fmt(_num(rb.get(f"speedup_vs_{base_b}")), ".3g", "x"),
+            ]
+        )
     summary.update(points=len(rows), geomean_b_over_a=math.exp(sum(logs) / len(logs)) if logs else None)
-    headers = ["impl", "N", "k", "L", "p", "scorer", "shape", "ms A", "ms B", "B/A",
-               f"speedup A (vs {base_a})", f"speedup B (vs {base_b})"]
+    headers = [
+        "impl",
+        "N",
+        "k",
+        "L",
+        "p",
+        "scorer",
+        "shape",
+        "ms A",
+        "ms B",
+        "B/A",
+        f"speedup A (vs {base_a})",
+        f"speedup B (vs {base_b})",
+    ]
     title = f"{pass_}: A = {a.label}, B = {b.label} (B/A < 1: B is faster)"
     return Table(headers, rows, title), summary
 
@@ -497,12 +658,21 @@ def profile_table(key: tuple, rows: Sequence[Row]) -> Table:
     out = []
     for r in sorted(rows, key=lambda r: _pass_rank(r.get("pass", ""))):
         share, nbytes = _num(r.get("share")), _num(r.get("bytes"))
-        out.append([r.get("pass", ""), r.get("stage", ""), _fmt(_num(r.get("ms")), ".4g"),
-                    _fmt(None if share is None else 100 * share, ".1f", "%"),
-                    _fmt(None if nbytes is None else nbytes / 1e9, ".3f"), _fmt(_num(r.get("floor_ms")), ".4g"),
-                    _fmt(_num(r.get("floor_ratio")), ".3g")])
-    title = (f"{impl}: N={_size(n)} k={topk} L{levels} p{pooling} {scorer} {dtype} B{batch} H{heads}/{kv_heads} "
-             f"D{head_dim}, S={_norm(rows[0].get('s_sel')) or '-'}")
+        out.append(
+            [
+                r.get("pass", ""),
+                r.get("stage", ""),
+                _fmt(_num(r.get("ms")), ".4g"),
+                _fmt(None if share is None else 100 * share, ".1f", "%"),
+                _fmt(None if nbytes is None else nbytes / 1e9, ".3f"),
+                _fmt(_num(r.get("floor_ms")), ".4g"),
+                _fmt(_num(r.get("floor_ratio")), ".3g"),
+            ]
+        )
+    title = (
+        f"{impl}: N={_size(n)} k={topk} L{levels} p{pooling} {scorer} {dtype} B{batch} H{heads}/{kv_heads} "
+        f"D{head_dim}, S={_norm(rows[0].get('s_sel')) or '-'}"
+    )
     return Table(["pass", "stage", "ms", "share", "GB moved", "floor ms", "ms / floor"], out, title)
 
 
@@ -517,9 +687,16 @@ def profile_headline(rows: Sequence[Row]) -> List[dict]:
             stages = [r for r in sub if r.get("stage") not in PROFILE_SUMMARY_STAGES and _num(r.get("ms")) is not None]
             by = {r.get("stage"): _num(r.get("ms")) for r in sub}
             top = max(stages, key=lambda r: _num(r["ms"]), default=None)
-            out.append({**dict(zip(PROFILE_POINT_KEY, key)), "pass": pass_, "measured_ms": by.get("measured"),
-                        "stages_ms": by.get("total"), "top_stage": top.get("stage") if top else None,
-                        "top_share": _num(top.get("share")) if top else None})
+            out.append(
+                {
+                    **dict(zip(PROFILE_POINT_KEY, key)),
+                    "pass": pass_,
+                    "measured_ms": by.get("measured"),
+                    "stages_ms": by.get("total"),
+                    "top_stage": top.get("stage") if top else None,
+                    "top_share": _num(top.get("share")) if top else None,
+                }
+            )
     return out
 
 
@@ -584,8 +761,10 @@ def build_report(inputs: Sequence[Path], out: Path, title: Optional[str] = None)
     blocks: List[Block] = []
     if sweeps:
         blocks.append(Heading("Headline"))
-        blocks += [Para((f"{run.label}: " if len(sweeps) > 1 else "") + headline_sentence(run.headline), "headline")
-                   for run in sweeps]
+        blocks += [
+            Para((f"{run.label}: " if len(sweeps) > 1 else "") + headline_sentence(run.headline), "headline")
+            for run in sweeps
+        ]
         blocks.append(headline_table(sweeps))
     blocks.append(machine_table(runs))
     compare = None
@@ -593,8 +772,10 @@ def build_report(inputs: Sequence[Path], out: Path, title: Optional[str] = None)
         table, compare = comparison(*sweeps)
         blocks.append(Heading("Side by side"))
         if compare.get("geomean_b_over_a") is not None:
-            blocks.append(f"Over {compare['points']} common points, B takes {compare['geomean_b_over_a']:.3f}x "
-                          f"the time of A (geometric mean of B/A).")
+            blocks.append(
+                f"Over {compare['points']} common points, B takes {compare['geomean_b_over_a']:.3f}x "
+                f"the time of A (geometric mean of B/A)."
+            )
         blocks.append(table if table is not None else "No common pass with ok Lighthouse rows in both sweeps.")
 
     for run in runs:
@@ -625,9 +806,19 @@ def build_report(inputs: Sequence[Path], out: Path, title: Optional[str] = None)
     generated = datetime.now(timezone.utc).isoformat(timespec="seconds")
     blocks.append(f"Generated {generated} by lighthouse-bench report.")
     headline = {
-        "title": title, "generated": generated,
-        "runs": [{"label": r.label, "kind": r.kind, "source": str(r.csv), "commit": r.commit, "torn_rows": r.torn,
-                  **r.headline} for r in runs],
+        "title": title,
+        "generated": generated,
+        "runs": [
+            {
+                "label": r.label,
+                "kind": r.kind,
+                "source": str(r.csv),
+                "commit": r.commit,
+                "torn_rows": r.torn,
+                **r.headline,
+            }
+            for r in runs
+        ],
         "comparison": compare,
     }
     md_path, html_path, json_path = out / "report.md", out / "report.html", out / "headline.json"
@@ -644,8 +835,7 @@ def split_train_inputs(inputs: Sequence[Path]) -> Tuple[List[Path], List[Path]]:
     train, rest = [], []
     for raw in inputs:
         path = Path(raw)
-        is_train = path.is_dir() and any((path / name).is_file()
-                                         for name in ("train.csv", "curve.csv", "study.json"))
+        is_train = path.is_dir() and any((path / name).is_file() for name in ("train.csv", "curve.csv", "study.json"))
         (train if is_train else rest).append(path)
     return train, rest
 
@@ -658,15 +848,26 @@ def train_blocks(folder: Path, charts: Path) -> List[Block]:
     folder = Path(folder)
     blocks: List[Block] = [Heading(f"Training {folder.name}")]
     if (folder / "train.csv").is_file():
-        blocks.append(Table(list(THROUGHPUT_HEADER), throughput_rows(folder / "train.csv"),
-                            "Training step throughput (median optimizer step after warm-up)"))
+        blocks.append(
+            Table(
+                list(THROUGHPUT_HEADER),
+                throughput_rows(folder / "train.csv"),
+                "Training step throughput (median optimizer step after warm-up)",
+            )
+        )
     if (folder / "curve.csv").is_file():
-        blocks.append(Table(list(RECIPE_HEADER), recipe_rows(recipe_summary(folder / "curve.csv")),
-                            "Two-stage recipe: Lighthouse then dense, against dense all the way"))
+        blocks.append(
+            Table(
+                list(RECIPE_HEADER),
+                recipe_rows(recipe_summary(folder / "curve.csv")),
+                "Two-stage recipe: Lighthouse then dense, against dense all the way",
+            )
+        )
     if (folder / "study.json").is_file():
         blocks += study_blocks(folder)
     names = ["train_tokens_per_s.png", "train_loss.png"] + sorted(
-        p.name for p in folder.glob("*.png") if p.name.startswith(("loss_", "recovery", "stage1")))
+        p.name for p in folder.glob("*.png") if p.name.startswith(("loss_", "recovery", "stage1"))
+    )
     for name in names:
         if (folder / name).is_file():
             dest = charts / f"{_slug(folder.resolve().name)}-{name}"
@@ -685,10 +886,21 @@ def study_blocks(folder: Path) -> List[Block]:
     blocks: List[Block] = [Heading("Two-stage study: does Lighthouse-then-dense match dense?", 3)]
     rows = verdict_rows(summaries)
     if rows:
-        blocks.append(Table(["experiment", "configuration", "gap to dense (95% interval, % of dense loss)",
-                             "wall ratio (solo clock)", "seeds", "matches dense"], rows,
-                            "Gap paired by seed; 'matches dense' = mean gap <= 1% or an interval holding 0, "
-                            "with a half-width <= 2%; 'no' when the whole interval lies above 1%"))
+        blocks.append(
+            Table(
+                [
+                    "experiment",
+                    "configuration",
+                    "gap to dense (95% interval, % of dense loss)",
+                    "wall ratio (solo clock)",
+                    "seeds",
+                    "matches dense",
+                ],
+                rows,
+                "Gap paired by seed; 'matches dense' = mean gap <= 1% or an interval holding 0, "
+                "with a half-width <= 2%; 'no' when the whole interval lies above 1%",
+            )
+        )
         reached = sum(r[-1] == "yes" for r in rows)
         blocks.append(Para(f"{reached} of {len(rows)} configurations reach the paper's claim."))
     else:
@@ -696,11 +908,32 @@ def study_blocks(folder: Path) -> List[Block]:
     blocks += [Para(line.removeprefix("- ")) for line in recovery_answer(summaries)]
     stage1 = [s for s in summaries if s.label.startswith("lighthouse k=") and s.loss is not None]
     if stage1:
-        blocks.append(Table(["experiment", "k", "S/N", "seeds", "val loss, Lighthouse mode", "same weights, dense mode",
-                             "gap to dense"],
-                            [[s.experiment, s.topk, fmt_num(s.s_over_n), s.seeds, _interval(s.loss),
-                              _interval(s.stage1_dense_mode), _interval(s.gap, "%")] for s in stage1],
-                            "Stage 1 only, validated in both modes"))
+        blocks.append(
+            Table(
+                [
+                    "experiment",
+                    "k",
+                    "S/N",
+                    "seeds",
+                    "val loss, Lighthouse mode",
+                    "same weights, dense mode",
+                    "gap to dense",
+                ],
+                [
+                    [
+                        s.experiment,
+                        s.topk,
+                        fmt_num(s.s_over_n),
+                        s.seeds,
+                        _interval(s.loss),
+                        _interval(s.stage1_dense_mode),
+                        _interval(s.gap, "%"),
+                    ]
+                    for s in stage1
+                ],
+                "Stage 1 only, validated in both modes",
+            )
+        )
     return blocks
 
 
@@ -742,8 +975,11 @@ def quality_blocks(sweeps: Sequence[Run], quality_csvs: Sequence[Path], charts: 
     from ..quality.charts import pareto_chart, quality_charts
     from ..quality.summary import SOURCE, checkpoint_table, needle_verdict, scorer_table
 
-    rows = [{**r, SOURCE: tag} for p, tag in zip(quality_csvs, source_tags(quality_csvs))
-            for r in tables.read_rows(p, tables.QUALITY)[0]]
+    rows = [
+        {**r, SOURCE: tag}
+        for p, tag in zip(quality_csvs, source_tags(quality_csvs))
+        for r in tables.read_rows(p, tables.QUALITY)[0]
+    ]
     sweep_rows = [r for run in sweeps for r in run.rows]
     blocks: List[Block] = [Heading("Speed against quality")]
     headers, table_rows = scorer_table(rows)
@@ -753,15 +989,23 @@ def quality_blocks(sweeps: Sequence[Run], quality_csvs: Sequence[Path], charts: 
     headers, table_rows = checkpoint_table(rows)
     if table_rows:
         blocks.append(Heading("A trained model's own q, k, v", 3))
-        blocks.append(Table(headers, table_rows, "Each configuration on the q, k, v captured layer by layer from a "
-                            "checkpoint (`--inputs checkpoint:PATH`): medians over every (layer, configuration)"))
+        blocks.append(
+            Table(
+                headers,
+                table_rows,
+                "Each configuration on the q, k, v captured layer by layer from a "
+                "checkpoint (`--inputs checkpoint:PATH`): medians over every (layer, configuration)",
+            )
+        )
     blocks += recommendation_blocks(sweep_rows, rows)
     made = []
     for figure in ("needle_recall", "out_rel_err"):
         made += pareto_chart(sweep_rows, rows, charts, figure=figure)
     if not made:
-        blocks.append("No configuration has both a sweep speedup (fwdbwd, over sdpa_cudnn) and a quality figure "
-                      "at the same N: give the sweep and the quality folders of one grid.")
+        blocks.append(
+            "No configuration has both a sweep speedup (fwdbwd, over sdpa_cudnn) and a quality figure "
+            "at the same N: give the sweep and the quality folders of one grid."
+        )
     blocks += [Chart(p, p.stem.replace("_", " ")) for p in made]
     for csv_path in quality_csvs:
         with tempfile.TemporaryDirectory() as tmp:
@@ -786,8 +1030,9 @@ def source_tags(quality_csvs: Sequence[Path]) -> List[str]:
     return tags
 
 
-def recommendation_blocks(sweep_rows: List[dict], quality_rows: List[dict], min_needle_recall: float = 0.9,
-                          runners_up: int = 5) -> List[Block]:
+def recommendation_blocks(
+    sweep_rows: List[dict], quality_rows: List[dict], min_needle_recall: float = 0.9, runners_up: int = 5
+) -> List[Block]:
     """`lighthouse-bench recommend --min-needle-recall 0.9` for every N measured on both sides (fwdbwd speedup over
     sdpa_cudnn): the choice and its runners-up, or why there is none; the names of the configurations measured
     on one side only are left to the recommend command."""
@@ -799,31 +1044,60 @@ def recommendation_blocks(sweep_rows: List[dict], quality_rows: List[dict], min_
         return {int(tables.num(r["n"])) for r in rows if kind_ok(r) and tables.num(r.get("n")) is not None}
 
     both = seqs(sweep_rows, lambda r: r.get("kind") == "lighthouse" and r.get("status") == "ok") & seqs(
-        quality_rows, lambda r: r.get("inputs") == "needle" and r.get("status") == "ok")
+        quality_rows, lambda r: r.get("inputs") == "needle" and r.get("status") == "ok"
+    )
     blocks: List[Block] = []
     for n in sorted(both):
         rec = recommend(sweep_rows, quality_rows, n, bar)
         blocks.append(Heading(f"Recommendation for N={tables.fmt_size(n)}", 3))
         if not rec.ranked:
-            blocks.append(Para(f"No configuration has both a speed and a needle-recall figure at N={rec.seq} "
-                               f"({len(rec.speed_only)} have speed only, {len(rec.quality_only)} quality only): "
-                               "nothing is recommended (no figure is interpolated)."))
+            blocks.append(
+                Para(
+                    f"No configuration has both a speed and a needle-recall figure at N={rec.seq} "
+                    f"({len(rec.speed_only)} have speed only, {len(rec.quality_only)} quality only): "
+                    "nothing is recommended (no figure is interpolated)."
+                )
+            )
             continue
         if rec.chosen is None:
             best = max(rec.ranked, key=lambda c: c.quality)
-            blocks.append(Para(f"No measured configuration reaches {bar.describe()}; the best is {best.label()} "
-                               f"({tables.fmt(best.quality)}, {best.speedup:.2f}x {rec.baseline})."))
+            blocks.append(
+                Para(
+                    f"No measured configuration reaches {bar.describe()}; the best is {best.label()} "
+                    f"({tables.fmt(best.quality)}, {best.speedup:.2f}x {rec.baseline})."
+                )
+            )
         else:
             c = rec.chosen
-            blocks.append(Para(f"Bar: {bar.describe()}. Use {c.label()}: {c.speedup:.2f}x {rec.baseline} "
-                               f"({rec.pass_}), needle recall {tables.fmt(c.quality)}."))
-        blocks.append(Table(["configuration", "speedup", "needle recall", "meets bar", "out_rel_err", "coverage"],
-                            [[c.label(), f"{c.speedup:.2f}x", tables.fmt(c.quality), "yes" if c.meets else "no",
-                              tables.fmt(c.extra.get("out_rel_err")), tables.fmt(c.extra.get("coverage"))]
-                             for c in rec.ranked[: runners_up + 1]],
-                            "The fastest measured configurations, those meeting the bar first"))
+            blocks.append(
+                Para(
+                    f"Bar: {bar.describe()}. Use {c.label()}: {c.speedup:.2f}x {rec.baseline} "
+                    f"({rec.pass_}), needle recall {tables.fmt(c.quality)}."
+                )
+            )
+        blocks.append(
+            Table(
+                ["configuration", "speedup", "needle recall", "meets bar", "out_rel_err", "coverage"],
+                [
+                    [
+                        c.label(),
+                        f"{c.speedup:.2f}x",
+                        tables.fmt(c.quality),
+                        "yes" if c.meets else "no",
+                        tables.fmt(c.extra.get("out_rel_err")),
+                        tables.fmt(c.extra.get("coverage")),
+                    ]
+                    for c in rec.ranked[: runners_up + 1]
+                ],
+                "The fastest measured configurations, those meeting the bar first",
+            )
+        )
         missing = len(rec.quality_only) + len(rec.speed_only)
         if missing:
-            blocks.append(Para(f"{len(rec.quality_only)} configurations have quality but no speed at this N, "
-                               f"{len(rec.speed_only)} speed but no quality: not ranked (nothing is interpolated)."))
+            blocks.append(
+                Para(
+                    f"{len(rec.quality_only)} configurations have quality but no speed at this N, "
+                    f"{len(rec.speed_only)} speed but no quality: not ranked (nothing is interpolated)."
+                )
+            )
     return blocks

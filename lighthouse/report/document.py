@@ -101,12 +101,17 @@ def to_html(title: str, blocks: Sequence[Block]) -> str:
             body.append("\n".join(parts + ["</table>"]))
         elif isinstance(b, Chart):
             data = base64.b64encode(b.png.read_bytes()).decode("ascii")
-            body.append(f'<figure><img src="data:image/png;base64,{data}" alt="{esc(b.caption)}">'
-                        f"<figcaption>{esc(b.caption)}</figcaption></figure>")
+            body.append(
+                f'<figure><img src="data:image/png;base64,{data}" alt="{esc(b.caption)}">'
+                f"<figcaption>{esc(b.caption)}</figcaption></figure>"
+            )
         elif isinstance(b, Para):
             body.append((f"<p class='{b.css}'>" if b.css else "<p>") + f"{esc(b.text)}</p>")
         else:
             body.append(f"<p>{esc(str(b))}</p>")
-    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-            f"<title>{esc(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n<main>\n"
-            + "\n".join(body) + "\n</main>\n</body>\n</html>\n")
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f"<title>{esc(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n<main>\n"
+        + "\n".join(body)
+        + "\n</main>\n</body>\n</html>\n"
+    )

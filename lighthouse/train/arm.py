@@ -91,17 +91,44 @@ def _wait_for(path: Path, timeout_s: float, poll_s: float = 2.0) -> None:
         time.sleep(poll_s)
 
 
-def arm_rows(plan: ArmPlan, preset: TrainPreset, schedule: Schedule, corpus: Corpus, *,
-             device: torch.device, precision: str, clip: float = 1.0, impl: str = "auto",
-             sdpa_backend: Optional[str] = None, checkpointing: bool = True, recompute: bool = True,
-             loss: str = "auto", loss_chunk: int = 8192, snapshots: Optional[Path] = None, name: str = "",
-             wait_timeout_s: float = 3600.0, save: Optional[Path] = None) -> Iterator[dict]:
+def arm_rows(
+    plan: ArmPlan,
+    preset: TrainPreset,
+    schedule: Schedule,
+    corpus: Corpus,
+    *,
+    device: torch.device,
+    precision: str,
+    clip: float = 1.0,
+    impl: str = "auto",
+    sdpa_backend: Optional[str] = None,
+    checkpointing: bool = True,
+    recompute: bool = True,
+    loss: str = "auto",
+    loss_chunk: int = 8192,
+    snapshots: Optional[Path] = None,
+    name: str = "",
+    wait_timeout_s: float = 3600.0,
+    save: Optional[Path] = None,
+) -> Iterator[dict]:
     """Train one arm, yielding its TRAIN_CURVE row after every step (the caller writes them: the recipe through
     the harness's row loop, a study worker straight to its curve file)."""
     device = torch.device(device)
-    trainer = Trainer(preset, preset.seq, plan.mode_at(plan.from_step), device, precision, impl=impl,
-                      sdpa_backend=sdpa_backend, checkpointing=checkpointing, seed=plan.seed, recompute=recompute,
-                      loss=loss, loss_chunk=loss_chunk, clip=clip)
+    trainer = Trainer(
+        preset,
+        preset.seq,
+        plan.mode_at(plan.from_step),
+        device,
+        precision,
+        impl=impl,
+        sdpa_backend=sdpa_backend,
+        checkpointing=checkpointing,
+        seed=plan.seed,
+        recompute=recompute,
+        loss=loss,
+        loss_chunk=loss_chunk,
+        clip=clip,
+    )
     if plan.from_snapshot:
         source = Path(plan.from_snapshot)
         _wait_for(source, wait_timeout_s)
@@ -125,8 +152,7 @@ def arm_rows(plan: ArmPlan, preset: TrainPreset, schedule: Schedule, corpus: Cor
         elapsed += step_s
         tokens += inputs.numel()
         done = step + 1
-        evaluate = (done % plan.eval_every == 0 or done == plan.steps or done == plan.switch_step
-                    or done in plan.eval_at)
+        evaluate = done % plan.eval_every == 0 or done == plan.steps or done == plan.switch_step or done in plan.eval_at
         last_val, both = None, (None, None)
         if evaluate:
             if plan.uses_lighthouse():
@@ -137,18 +163,41 @@ def arm_rows(plan: ArmPlan, preset: TrainPreset, schedule: Schedule, corpus: Cor
                 last_val = trainer.evaluate(val)
         if done in plan.snapshot_at and snapshots is not None:
             _save_snapshot(trainer, snapshot_path(snapshots, name or f"{plan.arm}-s{plan.seed}", done))
-        yield {"arm": plan.arm, "seed": plan.seed, "step": done, "attention": mode, "tokens": tokens,
-               "epochs": epochs_seen(corpus, done, preset.batch, preset.seq), "train_loss": train_loss,
-               "val_loss": last_val, "val_loss_lighthouse": both[0], "val_loss_dense": both[1], "lr": lr,
-               "grad_norm": grad_norm, "step_ms": step_s * 1e3, "elapsed_s": elapsed}
+        yield {
+            "arm": plan.arm,
+            "seed": plan.seed,
+            "step": done,
+            "attention": mode,
+            "tokens": tokens,
+            "epochs": epochs_seen(corpus, done, preset.batch, preset.seq),
+            "train_loss": train_loss,
+            "val_loss": last_val,
+            "val_loss_lighthouse": both[0],
+            "val_loss_dense": both[1],
+            "lr": lr,
+            "grad_norm": grad_norm,
+            "step_ms": step_s * 1e3,
+            "elapsed_s": elapsed,
+        }
         if not math.isfinite(train_loss):
             raise RuntimeError(f"arm {plan.arm} seed {plan.seed}: the train loss is not finite at step {done}")
     if save is not None:
         target = Path(save) / plan.arm
         model.save_pretrained(target)
-        (target / "lighthouse-train.json").write_text(json.dumps(
-            {"preset": preset.as_dict(), "plan": plan.as_dict(), "precision": precision, "clip": clip,
-             "schedule": asdict(schedule), "settings": hf.settings_of(model).as_dict()}, indent=2) + "\n")
+        (target / "lighthouse-train.json").write_text(
+            json.dumps(
+                {
+                    "preset": preset.as_dict(),
+                    "plan": plan.as_dict(),
+                    "precision": precision,
+                    "clip": clip,
+                    "schedule": asdict(schedule),
+                    "settings": hf.settings_of(model).as_dict(),
+                },
+                indent=2,
+            )
+            + "\n"
+        )
     del trainer, model
 
 
@@ -158,9 +207,15 @@ def train_arm(plan: ArmPlan, preset: TrainPreset, schedule: Schedule, corpus: Co
     for row in arm_rows(plan, preset, schedule, corpus, **options):
         append_row(curve, TRAIN_CURVE, row)
         last = row
-    return {"arm": plan.arm, "seed": plan.seed, "final_val_loss": last.get("val_loss"),
-            "wall_s": last.get("elapsed_s"), "steps": plan.steps, "tokens": last.get("tokens"),
-            "switch_step": plan.switch_step}
+    return {
+        "arm": plan.arm,
+        "seed": plan.seed,
+        "final_val_loss": last.get("val_loss"),
+        "wall_s": last.get("elapsed_s"),
+        "steps": plan.steps,
+        "tokens": last.get("tokens"),
+        "switch_step": plan.switch_step,
+    }
 
 
 def _evaluate_in(trainer: Trainer, batches, mode: str) -> float:

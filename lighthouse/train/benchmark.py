@@ -15,10 +15,12 @@ from .throughput import RunOptions, TrainPoint, measure_point, point_columns
 
 RESULTS = "train.csv"
 
+
 def dense_partner(row: dict) -> Tuple[str, ...]:
     """The key of the dense row at the same preset, shape, N and device (Lighthouse columns blank)."""
     blank = {c: None for c in ("levels", "pooling", "topk", "scorer", "rope", "dense_layers", "recompute")}
     return row_key({**row, **blank, "attention": "dense"}, TRAIN)
+
 
 def _row_line(row: dict) -> str:
     if row.get("status") == "skipped":
@@ -28,26 +30,42 @@ def _row_line(row: dict) -> str:
         return label + f" {row['tokens_per_s']:.0f} tokens/s, step {row['median_step_ms']:.0f} ms"
     return label + f" ({str(row.get('reason') or '')[:120]})"
 
-def run_points(points: Sequence[TrainPoint], opts: RunOptions, out: Path, *, resume: bool = False,
-               plot: bool = True, argv=None, options: Optional[dict] = None, console=None,
-               skip: Optional[Callable[[TrainPoint, List[dict]], Optional[str]]] = None) -> int:
+
+def run_points(
+    points: Sequence[TrainPoint],
+    opts: RunOptions,
+    out: Path,
+    *,
+    resume: bool = False,
+    plot: bool = True,
+    argv=None,
+    options: Optional[dict] = None,
+    console=None,
+    skip: Optional[Callable[[TrainPoint, List[dict]], Optional[str]]] = None,
+) -> int:
     """Measure every point into out/train.csv; returns the exit code (0; 130 Ctrl-C; 1 CUDA context lost or
     nothing ok; 2 every point invalid). Raises RunError (a ValueError naming --out) before any work.
 
     `skip(point, rows so far)` may return a reason to leave a point out (no row is written; scripts use it
     for a time budget); the reason is printed."""
-    loop = RowLoop("train", out, TRAIN, RESULTS, resume=resume, options=options, argv=argv, console=console,
-                   show=_row_line)
+    loop = RowLoop(
+        "train", out, TRAIN, RESULTS, resume=resume, options=options, argv=argv, console=console, show=_row_line
+    )
     kept = loop.prepare()
     written = [dict(r) for r in kept.values()]
     dense_tps: Dict[Tuple[str, ...], Optional[float]] = {
-        key: num(r.get("tokens_per_s")) for key, r in kept.items()
-        if r.get("status") == "ok" and r.get("attention") == "dense"}
+        key: num(r.get("tokens_per_s"))
+        for key, r in kept.items()
+        if r.get("status") == "ok" and r.get("attention") == "dense"
+    }
     todo = [p for p in points if loop.key(point_columns(p, opts)) not in kept]
     info = loop.begin()
-    loop.console.print(f"[bold]lighthouse-bench train[/] device={opts.device} {info.get('gpu') or info.get('cpu')}: "
-                       f"{len(points)} points" + (f", {len(points) - len(todo)} already done (--resume)" if resume
-                                                   else "") + f" -> {out}")
+    loop.console.print(
+        f"[bold]lighthouse-bench train[/] device={opts.device} {info.get('gpu') or info.get('cpu')}: "
+        f"{len(points)} points"
+        + (f", {len(points) - len(todo)} already done (--resume)" if resume else "")
+        + f" -> {out}"
+    )
 
     def rows_of(point: TrainPoint):
         reason = skip(point, written) if skip else None
@@ -78,4 +96,3 @@ def run_points(points: Sequence[TrainPoint], opts: RunOptions, out: Path, *, res
         return throughput_chart(path) if plot else []
 
     return loop.finish(outcome, summary=summary, charts=charts)
-

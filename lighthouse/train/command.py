@@ -34,8 +34,9 @@ def _dense_layers(text: str) -> tuple:
     try:
         return tuple(int(s) for s in text.split(",") if s.strip()) if text.strip() not in ("", "none") else ()
     except ValueError:
-        raise ValueError(f"--dense-layers must be comma-separated layer indices (negative from the end) or "
-                         f"'none', got {text!r}") from None
+        raise ValueError(
+            f"--dense-layers must be comma-separated layer indices (negative from the end) or 'none', got {text!r}"
+        ) from None
 
 
 @dataclass
@@ -56,11 +57,29 @@ class TrainRun:
         return {k: v for k, v in self.preset.as_dict().items() if k != "rope"}
 
 
-def plan(preset: str = "tiny", seq: Optional[str] = None, attention: str = "dense,lighthouse", *,
-         steps: Optional[int] = None, warmup: int = 1, device: Optional[str] = None, dtype: Optional[str] = None,
-         impl: str = "auto", sdpa_backend: Optional[str] = None, loss: str = "auto", loss_chunk: int = 8192,
-         checkpointing: bool = True, recompute: bool = True, seed: int = 0, peak_tflops: Optional[float] = None, recipe: str = "throughput", clip: float = 1.0,
-         dense_layers: Optional[str] = None, rope: Optional[str] = None, **shape) -> TrainRun:
+def plan(
+    preset: str = "tiny",
+    seq: Optional[str] = None,
+    attention: str = "dense,lighthouse",
+    *,
+    steps: Optional[int] = None,
+    warmup: int = 1,
+    device: Optional[str] = None,
+    dtype: Optional[str] = None,
+    impl: str = "auto",
+    sdpa_backend: Optional[str] = None,
+    loss: str = "auto",
+    loss_chunk: int = 8192,
+    checkpointing: bool = True,
+    recompute: bool = True,
+    seed: int = 0,
+    peak_tflops: Optional[float] = None,
+    recipe: str = "throughput",
+    clip: float = 1.0,
+    dense_layers: Optional[str] = None,
+    rope: Optional[str] = None,
+    **shape,
+) -> TrainRun:
     """The validated run. shape: preset fields to override (hidden, layers, ffn, heads, kv_heads, head_dim,
     vocab, topk, levels, pooling, scorer, lr, batch); None leaves the preset's value. rope: the RoPE placements
     of the Lighthouse points, comma-separated (pre, post; one Lighthouse point per placement, one dense)."""
@@ -99,13 +118,27 @@ def plan(preset: str = "tiny", seq: Optional[str] = None, attention: str = "dens
     if loss_chunk < 1:
         raise ValueError(f"--loss-chunk must be >= 1 tokens, got {loss_chunk}")
     attentions = [_choice(a.strip(), "--attention", ("dense", "lighthouse")) for a in attention.split(",")]
-    options = RunOptions(device=dev, dtype=dtype, steps=steps or 3, warmup=warmup, checkpointing=checkpointing,
-                         recompute=recompute,
-                         impl=impl, sdpa_backend=None if backend == "auto" else backend, loss=loss,
-                         loss_chunk=loss_chunk, seed=seed, peak_tflops=peak_tflops, clip=clip)
-    points = [TrainPoint(replace(chosen, rope=r) if a == "lighthouse" else chosen, a, n)
-              for n in (seqs or [chosen.seq]) for a in dict.fromkeys(attentions)
-              for r in (ropes or [chosen.rope] if a == "lighthouse" else [None])]
+    options = RunOptions(
+        device=dev,
+        dtype=dtype,
+        steps=steps or 3,
+        warmup=warmup,
+        checkpointing=checkpointing,
+        recompute=recompute,
+        impl=impl,
+        sdpa_backend=None if backend == "auto" else backend,
+        loss=loss,
+        loss_chunk=loss_chunk,
+        seed=seed,
+        peak_tflops=peak_tflops,
+        clip=clip,
+    )
+    points = [
+        TrainPoint(replace(chosen, rope=r) if a == "lighthouse" else chosen, a, n)
+        for n in (seqs or [chosen.seq])
+        for a in dict.fromkeys(attentions)
+        for r in (ropes or [chosen.rope] if a == "lighthouse" else [None])
+    ]
     return TrainRun(chosen, points, options, recipe)
 
 

@@ -46,8 +46,11 @@ def default_roots() -> List[Path]:
 def source_files(root: Path) -> List[str]:
     """Relative POSIX paths of the corpus files under root, sorted."""
     root = Path(root)
-    rels = [p.relative_to(root).as_posix() for p in root.rglob("*.py")
-            if p.is_file() and not any(part in THIRD_PARTY for part in p.relative_to(root).parts)]
+    rels = [
+        p.relative_to(root).as_posix()
+        for p in root.rglob("*.py")
+        if p.is_file() and not any(part in THIRD_PARTY for part in p.relative_to(root).parts)
+    ]
     return sorted(rels)
 
 
@@ -66,9 +69,11 @@ class Corpus:
     digest: str = ""  # SHA-256 of every file's name and bytes, in order, and the split
 
     def describe(self) -> str:
-        return (f"{len(self.train_files)} train files ({self.train.numel() / 1e6:.1f} MB), "
-                f"{len(self.val_files)} validation files ({self.val.numel() / 1e6:.1f} MB) from {self.root}, "
-                f"sha256 {self.digest[:12]}")
+        return (
+            f"{len(self.train_files)} train files ({self.train.numel() / 1e6:.1f} MB), "
+            f"{len(self.val_files)} validation files ({self.val.numel() / 1e6:.1f} MB) from {self.root}, "
+            f"sha256 {self.digest[:12]}"
+        )
 
     def save(self, folder: Path) -> None:
         """train.bin, val.bin and manifest.json: what `load` reads back (a study's workers share one build)."""
@@ -76,9 +81,12 @@ class Corpus:
         folder.mkdir(parents=True, exist_ok=True)
         self.train.numpy().tofile(folder / "train.bin")
         self.val.numpy().tofile(folder / "val.bin")
-        (folder / "manifest.json").write_text(json.dumps(
-            {"root": self.root, "digest": self.digest, "train_files": self.train_files,
-             "val_files": self.val_files}) + "\n")
+        (folder / "manifest.json").write_text(
+            json.dumps(
+                {"root": self.root, "digest": self.digest, "train_files": self.train_files, "val_files": self.val_files}
+            )
+            + "\n"
+        )
 
     @classmethod
     def load(cls, folder: Path) -> "Corpus":
@@ -88,8 +96,9 @@ class Corpus:
         def read(name: str) -> torch.Tensor:
             return encode((folder / name).read_bytes())
 
-        return cls(read("train.bin"), read("val.bin"), meta["train_files"], meta["val_files"], meta["root"],
-                   meta["digest"])
+        return cls(
+            read("train.bin"), read("val.bin"), meta["train_files"], meta["val_files"], meta["root"], meta["digest"]
+        )
 
 
 def encode(data: bytes) -> torch.Tensor:
@@ -115,7 +124,9 @@ def build_corpus(root=None, val_fraction: float = 0.05, max_bytes: Optional[int]
     site-packages). max_bytes caps each split's size (files taken in order; a split keeps at least one file)."""
     if not 0 < val_fraction < 1:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
-    roots = default_roots() if root is None else [Path(r) for r in (root if isinstance(root, (list, tuple)) else [root])]
+    roots = (
+        default_roots() if root is None else [Path(r) for r in (root if isinstance(root, (list, tuple)) else [root])]
+    )
     for r in roots:
         if not Path(r).is_dir():
             raise ValueError(f"--corpus-root: {r} is not a folder")
@@ -136,18 +147,27 @@ def build_corpus(root=None, val_fraction: float = 0.05, max_bytes: Optional[int]
         sizes[held] += len(data) + 1
         digest.update(name.encode("utf-8") + SEPARATOR + hashlib.sha256(data).digest())
     if not names[True] or not names[False]:
-        raise ValueError(f"val_fraction={val_fraction} leaves a split of {', '.join(map(str, roots))} empty; "
-                         f"pick a value nearer 0.05")
-    return Corpus(encode(SEPARATOR.join(parts[False])), encode(SEPARATOR.join(parts[True])),
-                  names[False], names[True], ", ".join(map(str, roots)), digest.hexdigest())
+        raise ValueError(
+            f"val_fraction={val_fraction} leaves a split of {', '.join(map(str, roots))} empty; "
+            f"pick a value nearer 0.05"
+        )
+    return Corpus(
+        encode(SEPARATOR.join(parts[False])),
+        encode(SEPARATOR.join(parts[True])),
+        names[False],
+        names[True],
+        ", ".join(map(str, roots)),
+        digest.hexdigest(),
+    )
 
 
 def window_count(corpus: Corpus, seq: int) -> int:
     """Non-overlapping training windows of seq + 1 bytes (stride seq) in the train split."""
     count = (corpus.train.numel() - 1) // seq
     if count < 1:
-        raise ValueError(f"the corpus's train split has {corpus.train.numel()} bytes, fewer than seq + 1 = "
-                         f"{seq + 1}; lower --seq")
+        raise ValueError(
+            f"the corpus's train split has {corpus.train.numel()} bytes, fewer than seq + 1 = {seq + 1}; lower --seq"
+        )
     return count
 
 
@@ -165,7 +185,7 @@ def train_batch(corpus: Corpus, step: int, batch: int, seq: int, seed: int) -> T
     for sample in range(step * batch, step * batch + batch):
         epoch, index = divmod(sample, count)
         start = int(_epoch_order(count, seed, epoch)[index]) * seq
-        rows.append(corpus.train[start: start + seq + 1])
+        rows.append(corpus.train[start : start + seq + 1])
     rows = torch.stack(rows).long()
     return rows[:, :-1], rows[:, 1:]
 
@@ -182,5 +202,5 @@ def val_batches(corpus: Corpus, batch: int, seq: int, count: int) -> List[Tuple[
         raise ValueError(f"the validation split has {n} bytes, fewer than seq + 1 = {seq + 1}; lower --seq")
     total = batch * count
     starts = torch.linspace(0, n - seq - 1, total).long().tolist()
-    rows = torch.stack([corpus.val[s: s + seq + 1] for s in starts]).long()
-    return [(rows[i: i + batch, :-1], rows[i: i + batch, 1:]) for i in range(0, total, batch)]
+    rows = torch.stack([corpus.val[s : s + seq + 1] for s in starts]).long()
+    return [(rows[i : i + batch, :-1], rows[i : i + batch, 1:]) for i in range(0, total, batch)]

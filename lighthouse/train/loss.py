@@ -20,13 +20,16 @@ from torch.utils.checkpoint import checkpoint
 LOSS_IMPLS = ("auto", "liger", "chunked")
 
 
-def _chunk_loss_sum(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, ignore_index: int) -> torch.Tensor:
+def _chunk_loss_sum(
+    hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, ignore_index: int
+) -> torch.Tensor:
     logits = (hidden @ weight.t()).float()
     return F.cross_entropy(logits, targets, ignore_index=ignore_index, reduction="sum")
 
 
-def chunked_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk: int = 8192,
-                          ignore_index: int = -100) -> torch.Tensor:
+def chunked_cross_entropy(
+    hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk: int = 8192, ignore_index: int = -100
+) -> torch.Tensor:
     """mean cross-entropy of softmax(hidden @ weight.T) against targets; hidden (T, H), weight (V, H), targets (T,).
 
     Equal to F.cross_entropy(hidden @ weight.T, targets) (logits in float32), in value and gradients."""
@@ -36,8 +39,9 @@ def chunked_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: t
     for start in range(0, hidden.shape[0], chunk):
         part = slice(start, start + chunk)
         if torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad):
-            total = total + checkpoint(_chunk_loss_sum, hidden[part], weight, targets[part], ignore_index,
-                                       use_reentrant=False)
+            total = total + checkpoint(
+                _chunk_loss_sum, hidden[part], weight, targets[part], ignore_index, use_reentrant=False
+            )
         else:
             total = total + _chunk_loss_sum(hidden[part], weight, targets[part], ignore_index)
     count = (targets != ignore_index).sum().clamp(min=1)
@@ -91,8 +95,10 @@ class NextTokenLoss:
                 except Exception as err:  # noqa: BLE001 - an incompatible Triton: say so, keep training
                     if self.requested == "liger":
                         raise
-                    warnings.warn(f"liger-kernel's fused cross-entropy failed ({type(err).__name__}: {err}); "
-                                  f"using the chunked cross-entropy")
+                    warnings.warn(
+                        f"liger-kernel's fused cross-entropy failed ({type(err).__name__}: {err}); "
+                        f"using the chunked cross-entropy"
+                    )
                     self.impl = "chunked"
         if self.impl == "liger":
             return self._liger(weight, hidden, targets)

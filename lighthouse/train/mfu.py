@@ -19,8 +19,17 @@ from ..harness.flops import causal_attention_flops
 
 #: Dense bf16 TFLOP/s (datasheet, without sparsity), matched against the device name, first match wins.
 BF16_PEAK_TFLOPS = (
-    ("GB200", 2500.0), ("B200", 2250.0), ("H200", 989.4), ("H100", 989.4), ("H800", 989.4), ("GH200", 989.4),
-    ("A100", 312.0), ("A800", 312.0), ("L40S", 362.0), ("L4", 121.0), ("A10G", 70.0),
+    ("GB200", 2500.0),
+    ("B200", 2250.0),
+    ("H200", 989.4),
+    ("H100", 989.4),
+    ("H800", 989.4),
+    ("GH200", 989.4),
+    ("A100", 312.0),
+    ("A800", 312.0),
+    ("L40S", 362.0),
+    ("L4", 121.0),
+    ("A10G", 70.0),
 )
 
 
@@ -33,8 +42,16 @@ def peak_tflops(device_name: Optional[str]) -> Optional[float]:
     return None
 
 
-def model_flops_per_step(non_embedding_params: int, batch: int, seq: int, heads: int, head_dim: int,
-                         dense_layers: int, lighthouse_layers: int, selected_len: Optional[int]) -> float:
+def model_flops_per_step(
+    non_embedding_params: int,
+    batch: int,
+    seq: int,
+    heads: int,
+    head_dim: int,
+    dense_layers: int,
+    lighthouse_layers: int,
+    selected_len: Optional[int],
+) -> float:
     """The formula of the module docstring; selected_len is S (unused when there are no Lighthouse layers)."""
     tokens = batch * seq
     linear = 6.0 * non_embedding_params * tokens

@@ -16,19 +16,36 @@ def llama_config(preset: TrainPreset, seq: int, attention: str):
     from transformers import LlamaConfig
 
     cfg = LlamaConfig(
-        hidden_size=preset.hidden, num_hidden_layers=preset.layers, intermediate_size=preset.ffn,
-        num_attention_heads=preset.heads, num_key_value_heads=preset.kv_heads, head_dim=preset.head_dim,
-        vocab_size=preset.vocab, tie_word_embeddings=False, max_position_embeddings=max(seq, 2048),
+        hidden_size=preset.hidden,
+        num_hidden_layers=preset.layers,
+        intermediate_size=preset.ffn,
+        num_attention_heads=preset.heads,
+        num_key_value_heads=preset.kv_heads,
+        head_dim=preset.head_dim,
+        vocab_size=preset.vocab,
+        tie_word_embeddings=False,
+        max_position_embeddings=max(seq, 2048),
         rope_parameters={"rope_type": "default", "rope_theta": float(preset.rope_theta)},
-        attention_dropout=0.0, use_cache=False,
+        attention_dropout=0.0,
+        use_cache=False,
     )
     cfg._attn_implementation = "sdpa"
     return cfg
 
 
-def build_model(preset: TrainPreset, seq: int, attention: str, device: torch.device, dtype: torch.dtype,
-                *, impl: str = "auto", sdpa_backend: Optional[str] = None, checkpointing: bool = True, seed: int = 0,
-                recompute: bool = True):
+def build_model(
+    preset: TrainPreset,
+    seq: int,
+    attention: str,
+    device: torch.device,
+    dtype: torch.dtype,
+    *,
+    impl: str = "auto",
+    sdpa_backend: Optional[str] = None,
+    checkpointing: bool = True,
+    seed: int = 0,
+    recompute: bool = True,
+):
     """A randomly initialised LlamaForCausalLM on `device` in `dtype`, in training mode.
 
     Both attentions go through the "lighthouse" implementation: "dense" is the same model with the dense switch
@@ -44,8 +61,13 @@ def build_model(preset: TrainPreset, seq: int, attention: str, device: torch.dev
     with torch.device(device):
         model = LlamaForCausalLM(cfg)
     model.to(dtype=dtype)
-    hf.configure(model, preset.lighthouse(impl, sdpa_backend), dense_layers=preset.dense_layer_indices(),
-                 dense=attention == "dense", recompute=recompute)
+    hf.configure(
+        model,
+        preset.lighthouse(impl, sdpa_backend),
+        dense_layers=preset.dense_layer_indices(),
+        dense=attention == "dense",
+        recompute=recompute,
+    )
     if checkpointing:
         enable_checkpointing(model)
     model.train()
@@ -73,5 +95,10 @@ def count_parameters(model) -> dict:
 
 def make_optimizer(model, preset: TrainPreset, device: torch.device) -> torch.optim.Optimizer:
     """AdamW with the preset's lr, betas and weight decay; the fused kernel on CUDA."""
-    return torch.optim.AdamW(model.parameters(), lr=preset.lr, betas=(preset.beta1, preset.beta2),
-                             weight_decay=preset.weight_decay, fused=torch.device(device).type == "cuda")
+    return torch.optim.AdamW(
+        model.parameters(),
+        lr=preset.lr,
+        betas=(preset.beta1, preset.beta2),
+        weight_decay=preset.weight_decay,
+        fused=torch.device(device).type == "cuda",
+    )

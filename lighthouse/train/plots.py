@@ -26,7 +26,9 @@ def throughput_chart(results: Path, out: Optional[Path] = None) -> List[Path]:
     fig, ax = plt.subplots(figsize=(7, 4.2))
     series = {}
     for row in rows:
-        label = f"{row['preset']} {row['attention']}" + (f" k={row['topk']}" if row["attention"] == "lighthouse" else "")
+        label = f"{row['preset']} {row['attention']}" + (
+            f" k={row['topk']}" if row["attention"] == "lighthouse" else ""
+        )
         if row["attention"] == "lighthouse" and row.get("rope") not in (None, "", "pre"):
             label += f" rope={row['rope']}"  # one line per placement
         series.setdefault(label, []).append(row)
@@ -35,8 +37,13 @@ def throughput_chart(results: Path, out: Optional[Path] = None) -> List[Path]:
         line = ax.plot([n for n, _ in ok], [t for _, t in ok], marker="o", label=label)[0] if ok else None
         ooms = [int(r["n"]) for r in pts if r["status"] == "oom"]
         if ooms:
-            ax.scatter(ooms, [0] * len(ooms), marker="x", color=line.get_color() if line else "red",
-                       label=f"{label}: out of memory")
+            ax.scatter(
+                ooms,
+                [0] * len(ooms),
+                marker="x",
+                color=line.get_color() if line else "red",
+                label=f"{label}: out of memory",
+            )
     ax.set_xscale("log", base=2)
     ax.set_xlabel("sequence length N (tokens)")
     ax.set_ylabel("training tokens/s")
@@ -60,11 +67,22 @@ def loss_chart(curve: Path, switch_step: Optional[int], out: Optional[Path] = No
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     for arm in sorted({r["arm"] for r in rows}):
         mine = sorted((r for r in rows if r["arm"] == arm), key=lambda r: int(r["step"]))
-        line = ax.plot([int(r["step"]) for r in mine], [num(r["train_loss"]) for r in mine], lw=0.8, alpha=0.5,
-                       label=f"{arm}: train")[0]
+        line = ax.plot(
+            [int(r["step"]) for r in mine],
+            [num(r["train_loss"]) for r in mine],
+            lw=0.8,
+            alpha=0.5,
+            label=f"{arm}: train",
+        )[0]
         val = [(int(r["step"]), num(r["val_loss"])) for r in mine if num(r["val_loss"]) is not None]
-        ax.plot([s for s, _ in val], [v for _, v in val], marker="o", ms=3, color=line.get_color(),
-                label=f"{arm}: validation")
+        ax.plot(
+            [s for s, _ in val],
+            [v for _, v in val],
+            marker="o",
+            ms=3,
+            color=line.get_color(),
+            label=f"{arm}: validation",
+        )
     if switch_step is not None:
         ax.axvline(switch_step, color="gray", ls="--", lw=1)
         ax.text(switch_step, ax.get_ylim()[1], " switch to dense", va="top", fontsize=8, color="gray")

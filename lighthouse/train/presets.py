@@ -56,13 +56,23 @@ class TrainPreset:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         for i in self.dense_layers:
             if not -self.layers <= i < self.layers:
-                raise ValueError(f"dense-layers must be layer indices in [{-self.layers}, {self.layers - 1}] "
-                                 f"({self.layers} layers), got {i}")
+                raise ValueError(
+                    f"dense-layers must be layer indices in [{-self.layers}, {self.layers - 1}] "
+                    f"({self.layers} layers), got {i}"
+                )
         self.lighthouse()  # names a bad k, L, p, scorer or rope now
 
     def lighthouse(self, impl: str = "auto", sdpa_backend: Optional[str] = None) -> LighthouseConfig:
-        return LighthouseConfig(levels=self.levels, pooling=self.pooling, topk=self.topk, scorer=self.scorer,
-                                impl=impl, sdpa_backend=sdpa_backend, rope=self.rope, rope_theta=self.rope_theta)
+        return LighthouseConfig(
+            levels=self.levels,
+            pooling=self.pooling,
+            topk=self.topk,
+            scorer=self.scorer,
+            impl=impl,
+            sdpa_backend=sdpa_backend,
+            rope=self.rope,
+            rope_theta=self.rope_theta,
+        )
 
     def dense_layer_indices(self) -> Tuple[int, ...]:
         return tuple(sorted({i % self.layers for i in self.dense_layers}))
@@ -71,20 +81,81 @@ class TrainPreset:
         return asdict(self)
 
 
-PRESETS: Dict[str, TrainPreset] = {p.name: p for p in (
-    TrainPreset("paper-530m", "The paper's 530M Llama at N=98,304 (k=1536, L=3, p=4, norm; layers 0,1,28,29 dense)",
-                hidden=1024, layers=30, ffn=1536, heads=8, kv_heads=8, head_dim=128, vocab=128256,
-                topk=1536, levels=3, pooling=4, dense_layers=(0, 1, 28, 29), seq=98304),
-    TrainPreset("mid", "Byte-level 4-layer-dense-ends model for the two-stage recipe on one GPU (N=16K)",
-                hidden=512, layers=8, ffn=1536, heads=4, kv_heads=4, head_dim=128, vocab=256,
-                topk=512, levels=3, pooling=4, dense_layers=(0, -1), lr=1e-3, seq=16384, batch=4),
-    TrainPreset("small", "CPU-sized byte-level model (N=1024): the two-stage recipe in a minute on a laptop",
-                hidden=128, layers=4, ffn=256, heads=4, kv_heads=2, head_dim=32, vocab=256,
-                topk=128, levels=2, pooling=4, dense_layers=(0,), lr=2e-3, seq=1024, batch=2),
-    TrainPreset("tiny", "Smallest runnable model (N=512, k=128, L=2, p=2): tests and smoke runs on a CPU",
-                hidden=64, layers=3, ffn=128, heads=4, kv_heads=2, head_dim=16, vocab=256,
-                topk=128, levels=2, pooling=2, dense_layers=(0,), lr=2e-3, seq=512, batch=1),
-)}
+PRESETS: Dict[str, TrainPreset] = {
+    p.name: p
+    for p in (
+        TrainPreset(
+            "paper-530m",
+            "The paper's 530M Llama at N=98,304 (k=1536, L=3, p=4, norm; layers 0,1,28,29 dense)",
+            hidden=1024,
+            layers=30,
+            ffn=1536,
+            heads=8,
+            kv_heads=8,
+            head_dim=128,
+            vocab=128256,
+            topk=1536,
+            levels=3,
+            pooling=4,
+            dense_layers=(0, 1, 28, 29),
+            seq=98304,
+        ),
+        TrainPreset(
+            "mid",
+            "Byte-level 4-layer-dense-ends model for the two-stage recipe on one GPU (N=16K)",
+            hidden=512,
+            layers=8,
+            ffn=1536,
+            heads=4,
+            kv_heads=4,
+            head_dim=128,
+            vocab=256,
+            topk=512,
+            levels=3,
+            pooling=4,
+            dense_layers=(0, -1),
+            lr=1e-3,
+            seq=16384,
+            batch=4,
+        ),
+        TrainPreset(
+            "small",
+            "CPU-sized byte-level model (N=1024): the two-stage recipe in a minute on a laptop",
+            hidden=128,
+            layers=4,
+            ffn=256,
+            heads=4,
+            kv_heads=2,
+            head_dim=32,
+            vocab=256,
+            topk=128,
+            levels=2,
+            pooling=4,
+            dense_layers=(0,),
+            lr=2e-3,
+            seq=1024,
+            batch=2,
+        ),
+        TrainPreset(
+            "tiny",
+            "Smallest runnable model (N=512, k=128, L=2, p=2): tests and smoke runs on a CPU",
+            hidden=64,
+            layers=3,
+            ffn=128,
+            heads=4,
+            kv_heads=2,
+            head_dim=16,
+            vocab=256,
+            topk=128,
+            levels=2,
+            pooling=2,
+            dense_layers=(0,),
+            lr=2e-3,
+            seq=512,
+            batch=1,
+        ),
+    )
+}
 
 #: Fields a command-line flag may override.
 OVERRIDABLE = tuple(f.name for f in fields(TrainPreset) if f.name not in ("name", "description"))

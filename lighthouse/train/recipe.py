@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
 
-from .arm import ArmPlan, train_arm
+from .arm import ArmPlan
 from .data import Corpus, build_corpus, train_batch
 from .presets import TrainPreset
 from .schedule import Schedule
@@ -39,7 +39,9 @@ class RecipeOptions:
 
     def __post_init__(self) -> None:
         if not 0 < self.dense_from < 1:
-            raise ValueError(f"dense-from must be in (0, 1) (the fraction of steps before the dense phase), got {self.dense_from}")
+            raise ValueError(
+                f"dense-from must be in (0, 1) (the fraction of steps before the dense phase), got {self.dense_from}"
+            )
         if self.steps < 2:
             raise ValueError(f"steps must be >= 2 for the two-stage recipe, got {self.steps}")
         if self.eval_every < 1:
@@ -57,10 +59,18 @@ class RecipeOptions:
         return Schedule(self.schedule, peak, steps, warmup, self.decay_fraction)
 
     def plans(self, steps: int, seed: int) -> List[ArmPlan]:
-        return [ArmPlan(ARMS[0], seed, steps, start="lighthouse", switch_step=self.switch_step(steps),
-                        eval_every=self.eval_every, val_windows=self.val_windows),
-                ArmPlan(ARMS[1], seed, steps, start="dense", eval_every=self.eval_every,
-                        val_windows=self.val_windows)]
+        return [
+            ArmPlan(
+                ARMS[0],
+                seed,
+                steps,
+                start="lighthouse",
+                switch_step=self.switch_step(steps),
+                eval_every=self.eval_every,
+                val_windows=self.val_windows,
+            ),
+            ArmPlan(ARMS[1], seed, steps, start="dense", eval_every=self.eval_every, val_windows=self.val_windows),
+        ]
 
 
 def calibrate_steps(preset: TrainPreset, opts: RunOptions, corpus: Corpus, minutes: float, clip: float = 1.0) -> int:
@@ -68,9 +78,20 @@ def calibrate_steps(preset: TrainPreset, opts: RunOptions, corpus: Corpus, minut
     from .throughput import sync
     from .trainer import Trainer
 
-    trainer = Trainer(preset, preset.seq, "dense", opts.device, opts.dtype, impl=opts.impl,
-                      sdpa_backend=opts.sdpa_backend, checkpointing=opts.checkpointing, seed=opts.seed,
-                      loss=opts.loss, loss_chunk=opts.loss_chunk, clip=clip)
+    trainer = Trainer(
+        preset,
+        preset.seq,
+        "dense",
+        opts.device,
+        opts.dtype,
+        impl=opts.impl,
+        sdpa_backend=opts.sdpa_backend,
+        checkpointing=opts.checkpointing,
+        seed=opts.seed,
+        loss=opts.loss,
+        loss_chunk=opts.loss_chunk,
+        clip=clip,
+    )
     times = []
     for step in range(5):
         inputs, labels = train_batch(corpus, step, preset.batch, preset.seq, opts.seed)
@@ -84,9 +105,19 @@ def calibrate_steps(preset: TrainPreset, opts: RunOptions, corpus: Corpus, minut
     return max(10, int(minutes * 60 / step_s))
 
 
-def run_recipe(preset: TrainPreset, opts: RunOptions, recipe: RecipeOptions, out: Path, *,
-               corpus: Optional[Corpus] = None, save: Optional[Path] = None, console=None, argv=None,
-               clip: float = 1.0, resume: bool = False) -> int:
+def run_recipe(
+    preset: TrainPreset,
+    opts: RunOptions,
+    recipe: RecipeOptions,
+    out: Path,
+    *,
+    corpus: Optional[Corpus] = None,
+    save: Optional[Path] = None,
+    console=None,
+    argv=None,
+    clip: float = 1.0,
+    resume: bool = False,
+) -> int:
     """Both arms into out/curve.csv through the harness's row loop (--out, --resume, Ctrl-C with the resume
     command, machine.json) and the loss chart; returns the exit code. --resume keeps the arms that reached their
     last step and trains the others again from their start (an arm has no mid-run checkpoint)."""
@@ -99,9 +130,18 @@ def run_recipe(preset: TrainPreset, opts: RunOptions, recipe: RecipeOptions, out
     if save is not None:
         writable_folder(save, "--save")  # before the first arm trains, not after it
     out = Path(out)
-    options = {"recipe": "two-stage", "preset": preset.as_dict(), "precision": opts.dtype, "impl": opts.impl,
-               "sdpa_backend": opts.sdpa_backend, "loss": opts.loss, "checkpointing": opts.checkpointing,
-               "seed": opts.seed, "clip": clip, **recipe.__dict__}
+    options = {
+        "recipe": "two-stage",
+        "preset": preset.as_dict(),
+        "precision": opts.dtype,
+        "impl": opts.impl,
+        "sdpa_backend": opts.sdpa_backend,
+        "loss": opts.loss,
+        "checkpointing": opts.checkpointing,
+        "seed": opts.seed,
+        "clip": clip,
+        **recipe.__dict__,
+    }
     loop = RowLoop("train", out, TRAIN_CURVE, CURVE, resume=resume, options=options, argv=argv, console=console)
     finished = set()
     if resume and (out / CURVE).exists():
@@ -124,13 +164,29 @@ def run_recipe(preset: TrainPreset, opts: RunOptions, recipe: RecipeOptions, out
     loop.begin({"corpus": corpus.root, "corpus_sha256": corpus.digest, "steps": steps})
 
     def arm(plan):
-        yield from arm_rows(plan, preset, schedule, corpus, device=opts.device, precision=opts.dtype, clip=clip,
-                            impl=opts.impl, sdpa_backend=opts.sdpa_backend, checkpointing=opts.checkpointing,
-                            recompute=opts.recompute, loss=opts.loss, loss_chunk=opts.loss_chunk, save=save)
+        yield from arm_rows(
+            plan,
+            preset,
+            schedule,
+            corpus,
+            device=opts.device,
+            precision=opts.dtype,
+            clip=clip,
+            impl=opts.impl,
+            sdpa_backend=opts.sdpa_backend,
+            checkpointing=opts.checkpointing,
+            recompute=opts.recompute,
+            loss=opts.loss,
+            loss_chunk=opts.loss_chunk,
+            save=save,
+        )
         free_memory(opts.device)
 
-    items = [Item(plan.arm, lambda plan=plan: arm(plan), on_failure=lambda status, reason: [], weight=steps)
-             for plan in recipe.plans(steps, opts.seed) if plan.arm not in finished]
+    items = [
+        Item(plan.arm, lambda plan=plan: arm(plan), on_failure=lambda status, reason: [], weight=steps)
+        for plan in recipe.plans(steps, opts.seed)
+        if plan.arm not in finished
+    ]
     outcome = loop.run(items, total=steps * max(1, len(items)), device=opts.device)
     for label, status, reason in outcome.failed:
         loop.console.print(f"[red]arm {label}: {status} ({reason})[/]")
@@ -148,4 +204,3 @@ def run_recipe(preset: TrainPreset, opts: RunOptions, recipe: RecipeOptions, out
 
     code = loop.finish(outcome, summary=summary, charts=charts, ran=lambda rows: bool(rows))
     return 1 if code == 0 and outcome.failed else code
-

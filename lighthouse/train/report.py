@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Sequence
 
 from ..harness.tables import TRAIN, TRAIN_CURVE, fmt, latest_rows, num, read_rows
 
@@ -25,28 +25,59 @@ def _kilo(x) -> str:
     return "" if x is None else f"{x / 1e3:.1f}k"
 
 
-THROUGHPUT_HEADER = ("preset", "N", "attention", "tokens/s", "speedup vs dense", "step (ms)", "attention share",
-                     "peak memory (GiB)", "MFU", "first step (s)", "status")
+THROUGHPUT_HEADER = (
+    "preset",
+    "N",
+    "attention",
+    "tokens/s",
+    "speedup vs dense",
+    "step (ms)",
+    "attention share",
+    "peak memory (GiB)",
+    "MFU",
+    "first step (s)",
+    "status",
+)
 
 
 def throughput_rows(results: Path) -> List[List[str]]:
     rows = latest_rows(read_rows(results, TRAIN)[0], TRAIN)
-    rows.sort(key=lambda r: (r["preset"], int(r["n"]), r["attention"] != "dense", r.get("topk") or "",
-                             r.get("rope") == "post", r.get("recompute") != "1"))
+    rows.sort(
+        key=lambda r: (
+            r["preset"],
+            int(r["n"]),
+            r["attention"] != "dense",
+            r.get("topk") or "",
+            r.get("rope") == "post",
+            r.get("recompute") != "1",
+        )
+    )
     table = []
     for r in rows:
-        attention = r["attention"] + (f" k={r['topk']} L={r['levels']} p={r['pooling']} {r['scorer']}"
-                                      if r["attention"] == "lighthouse" else "")
+        attention = r["attention"] + (
+            f" k={r['topk']} L={r['levels']} p={r['pooling']} {r['scorer']}" if r["attention"] == "lighthouse" else ""
+        )
         if r["attention"] == "lighthouse" and r.get("rope") not in (None, "", "pre"):
             attention += f" rope={r['rope']}"
         if r["attention"] == "lighthouse" and r.get("recompute") == "0":
             attention += " (no recompute)"
         ok = r["status"] == "ok"
         speed = num(r.get("speedup_vs_dense"))
-        table.append([r["preset"], r["n"], attention, _kilo(num(r["tokens_per_s"])) if ok else "",
-                      f"{speed:.2f}x" if speed else "", fmt(num(r["median_step_ms"]), 4) if ok else "",
-                      _pct(num(r["attention_share"])), _gib(num(r["peak_mem_gib"])), _pct(num(r["mfu"])),
-                      fmt(num(r["first_step_s"])), r["status"] + (f": {r['reason'][:60]}" if not ok and r.get("reason") else "")])
+        table.append(
+            [
+                r["preset"],
+                r["n"],
+                attention,
+                _kilo(num(r["tokens_per_s"])) if ok else "",
+                f"{speed:.2f}x" if speed else "",
+                fmt(num(r["median_step_ms"]), 4) if ok else "",
+                _pct(num(r["attention_share"])),
+                _gib(num(r["peak_mem_gib"])),
+                _pct(num(r["mfu"])),
+                fmt(num(r["first_step_s"])),
+                r["status"] + (f": {r['reason'][:60]}" if not ok and r.get("reason") else ""),
+            ]
+        )
     return table
 
 
@@ -64,8 +95,15 @@ def recipe_summary(curve: Path) -> List[dict]:
     return list(arms.values())
 
 
-RECIPE_HEADER = ("arm", "final validation loss", "vs dense", "training wall time (s)", "steps", "tokens",
-                 "switch to dense after step")
+RECIPE_HEADER = (
+    "arm",
+    "final validation loss",
+    "vs dense",
+    "training wall time (s)",
+    "steps",
+    "tokens",
+    "switch to dense after step",
+)
 
 
 def recipe_rows(summaries: Sequence[dict]) -> List[List[str]]:
@@ -74,8 +112,17 @@ def recipe_rows(summaries: Sequence[dict]) -> List[List[str]]:
     for s in summaries:
         loss = s.get("final_val_loss")
         gap = f"{100 * (loss - dense) / dense:+.2f}%" if loss is not None and dense and s["arm"] != "dense" else ""
-        table.append([s["arm"], fmt(loss, 4), gap, fmt(s.get("wall_s"), 4), str(s.get("steps", "")),
-                      str(s.get("tokens", "")), str(s.get("switch_step") or "")])
+        table.append(
+            [
+                s["arm"],
+                fmt(loss, 4),
+                gap,
+                fmt(s.get("wall_s"), 4),
+                str(s.get("steps", "")),
+                str(s.get("tokens", "")),
+                str(s.get("switch_step") or ""),
+            ]
+        )
     return table
 
 
@@ -99,10 +146,16 @@ def train_section(folder: Path, heading: str = "## Training") -> TrainSection:
     if not results.exists() and not curve.exists():
         raise ValueError(f"{folder} holds neither train.csv nor curve.csv (not a lighthouse-bench train folder)")
     if results.exists():
-        parts += ["", "### Throughput", "", _markdown(THROUGHPUT_HEADER, throughput_rows(results)), "",
-                  "tokens/s: median optimizer step after warm-up; attention share: time inside the attention calls "
-                  "(forward, recomputation and backward) over the step; MFU: model FLOPs (6 x non-embedding "
-                  "parameters x tokens + causal attention over N, or over S for Lighthouse layers) over the bf16 peak."]
+        parts += [
+            "",
+            "### Throughput",
+            "",
+            _markdown(THROUGHPUT_HEADER, throughput_rows(results)),
+            "",
+            "tokens/s: median optimizer step after warm-up; attention share: time inside the attention calls "
+            "(forward, recomputation and backward) over the step; MFU: model FLOPs (6 x non-embedding "
+            "parameters x tokens + causal attention over N, or over S for Lighthouse layers) over the bf16 peak.",
+        ]
         charts += [p for p in (folder / "train_tokens_per_s.png",) if p.exists()]
     if curve.exists():
         parts += ["", "### Two-stage recipe", "", _markdown(RECIPE_HEADER, recipe_rows(recipe_summary(curve)))]

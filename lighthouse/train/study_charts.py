@@ -72,14 +72,20 @@ def draw(out: Path, results, summaries) -> List[Path]:
                     groups.setdefault((a["label"], a.get("switch_step")), []).append(a)
             for (label, switch), group in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0)):
                 name = label if switch is None else f"switch at {switch}"
-                _band(ax, [_arm_curve(curves, a, "val_loss") for a in group], name,
-                      color="black" if label == "dense" else None, lw=1.4 if label == "dense" else 1.0)
+                _band(
+                    ax,
+                    [_arm_curve(curves, a, "val_loss") for a in group],
+                    name,
+                    color="black" if label == "dense" else None,
+                    lw=1.4 if label == "dense" else 1.0,
+                )
                 if switch is not None:
                     ax.axvline(switch, color="gray", lw=0.5, ls=":")
             ax.set_xlabel("optimizer step")
             ax.set_ylabel("validation loss (nats per byte)")
-            ax.set_title(f"{e['name']}: {e['preset']}, {e['schedule']} lr, {length} steps (bands: 95% over seeds)",
-                         fontsize=10)
+            ax.set_title(
+                f"{e['name']}: {e['preset']}, {e['schedule']} lr, {length} steps (bands: 95% over seeds)", fontsize=10
+            )
             ax.grid(True, alpha=0.3)
             ax.legend(fontsize=7, loc="upper right")
             lows = [s.loss.mean for s in summaries if s.experiment == e["name"] and s.loss and s.length == length]
@@ -92,27 +98,52 @@ def draw(out: Path, results, summaries) -> List[Path]:
     rec = [s for s in summaries if s.label == "lighthouse-then-dense" and s.gap is not None]
     if rec:
         fig, ax = plt.subplots(figsize=(7, 4.2))
-        for (e, length) in sorted({(s.experiment, s.length) for s in rec}):
+        for e, length in sorted({(s.experiment, s.length) for s in rec}):
             pts = sorted((s.dense_steps, s.gap) for s in rec if s.experiment == e and s.length == length)
-            ax.errorbar([d for d, _ in pts], [g.mean for _, g in pts], yerr=[g.half_width or 0 for _, g in pts],
-                        marker="o", capsize=3, label=f"{e}, {length} steps")
+            ax.errorbar(
+                [d for d, _ in pts],
+                [g.mean for _, g in pts],
+                yerr=[g.half_width or 0 for _, g in pts],
+                marker="o",
+                capsize=3,
+                label=f"{e}, {length} steps",
+            )
         ax.axhline(1.0, color="gray", ls="--", lw=0.8)
         ax.axhline(0.0, color="black", lw=0.6)
         ax.set_xscale("log")
-        paths.append(_finish(fig, ax, out / "recovery.png", "dense steps after the switch",
-                             "final gap to dense (% of dense loss)",
-                             "Recovery: gap against dense steps (95% intervals over seeds; dashed: 1%)"))
+        paths.append(
+            _finish(
+                fig,
+                ax,
+                out / "recovery.png",
+                "dense steps after the switch",
+                "final gap to dense (% of dense loss)",
+                "Recovery: gap against dense steps (95% intervals over seeds; dashed: 1%)",
+            )
+        )
     st = [s for s in summaries if s.label.startswith("lighthouse k=") and s.loss is not None]
     if st:
         fig, ax = plt.subplots(figsize=(7, 4.2))
         for e in sorted({s.experiment for s in st}):
             pts = sorted((s.s_over_n, s) for s in st if s.experiment == e and s.s_over_n is not None)
             ax.plot([x for x, _ in pts], [s.loss.mean for _, s in pts], marker="o", label=f"{e}: Lighthouse mode")
-            ax.plot([x for x, _ in pts], [s.stage1_dense_mode.mean if s.stage1_dense_mode else float("nan")
-                                          for _, s in pts], marker="s", label=f"{e}: same weights, dense mode")
+            ax.plot(
+                [x for x, _ in pts],
+                [s.stage1_dense_mode.mean if s.stage1_dense_mode else float("nan") for _, s in pts],
+                marker="s",
+                label=f"{e}: same weights, dense mode",
+            )
             dense = [s.loss.mean for s in summaries if s.experiment == e and s.label == "dense" and s.loss]
             if dense:
                 ax.axhline(dense[0], color="black", lw=1, label=f"{e}: dense arm")
-        paths.append(_finish(fig, ax, out / "stage1.png", "S / N (share of the sequence the sub-sequence holds)",
-                             "validation loss at the end of stage 1", "Stage 1 only: both modes by sparsity"))
+        paths.append(
+            _finish(
+                fig,
+                ax,
+                out / "stage1.png",
+                "S / N (share of the sequence the sub-sequence holds)",
+                "validation loss at the end of stage 1",
+                "Stage 1 only: both modes by sparsity",
+            )
+        )
     return paths

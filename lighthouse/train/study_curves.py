@@ -26,8 +26,11 @@ def at_step(rows: Sequence[dict], step: int, column: str) -> Optional[float]:
 
 
 def val_curve(rows: Sequence[dict], column: str = "val_loss", upto: Optional[int] = None) -> List[Tuple[int, float]]:
-    return [(int(r["step"]), num(r[column])) for r in rows
-            if num(r.get(column)) is not None and (upto is None or int(r["step"]) <= upto)]
+    return [
+        (int(r["step"]), num(r[column]))
+        for r in rows
+        if num(r.get(column)) is not None and (upto is None or int(r["step"]) <= upto)
+    ]
 
 
 def interpolate(points: Sequence[Tuple[float, float]], x: float) -> Optional[float]:

@@ -28,9 +28,30 @@ from .schedule import SCHEDULES, Schedule
 
 KINDS = ("two-stage", "recovery", "stage1")
 #: Keys an experiment (or the plan's [defaults]) may set.
-SETTINGS = ("preset", "precision", "clip", "schedule", "warmup_steps", "decay_fraction", "lr", "eval_every",
-            "val_windows", "seeds", "steps", "dense_from", "run_lengths", "dense_steps", "topk", "overrides",
-            "loss", "impl", "description", "kind", "name", "rope")
+SETTINGS = (
+    "preset",
+    "precision",
+    "clip",
+    "schedule",
+    "warmup_steps",
+    "decay_fraction",
+    "lr",
+    "eval_every",
+    "val_windows",
+    "seeds",
+    "steps",
+    "dense_from",
+    "run_lengths",
+    "dense_steps",
+    "topk",
+    "overrides",
+    "loss",
+    "impl",
+    "description",
+    "kind",
+    "name",
+    "rope",
+)
 LIGHTHOUSE_FIELDS = ("topk", "levels", "pooling", "scorer", "dense_layers", "rope")
 
 
@@ -125,15 +146,29 @@ class Job:
         return f"{self.plan.arm}-s{self.plan.seed}-{self.content_hash()[:8]}"
 
     def content_hash(self) -> str:
-        body = {"plan": {**self.plan.as_dict(), "from_snapshot": None, "snapshot_at": None, "eval_at": None},
-                "preset": _preset_identity(self), "lr": _lr_identity(self.schedule), "precision": self.precision,
-                "clip": self.clip, "loss": self.loss, "impl": self.impl}
+        body = {
+            "plan": {**self.plan.as_dict(), "from_snapshot": None, "snapshot_at": None, "eval_at": None},
+            "preset": _preset_identity(self),
+            "lr": _lr_identity(self.schedule),
+            "precision": self.precision,
+            "clip": self.clip,
+            "loss": self.loss,
+            "impl": self.impl,
+        }
         return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
 
     def as_dict(self) -> dict:
-        return {"job_id": self.job_id, "plan": self.plan.as_dict(), "preset": self.preset.as_dict(),
-                "schedule": asdict(self.schedule), "precision": self.precision, "clip": self.clip,
-                "loss": self.loss, "impl": self.impl, "trunk": self.trunk}
+        return {
+            "job_id": self.job_id,
+            "plan": self.plan.as_dict(),
+            "preset": self.preset.as_dict(),
+            "schedule": asdict(self.schedule),
+            "precision": self.precision,
+            "clip": self.clip,
+            "loss": self.loss,
+            "impl": self.impl,
+            "trunk": self.trunk,
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> "Job":
@@ -142,8 +177,16 @@ class Job:
         plan["eval_at"] = tuple(plan.get("eval_at") or ())
         preset = dict(d["preset"])
         preset["dense_layers"] = tuple(preset["dense_layers"])
-        return cls(ArmPlan(**plan), TrainPreset(**preset), Schedule(**d["schedule"]), d["precision"], d["clip"],
-                   d["loss"], d["impl"], d.get("trunk"))
+        return cls(
+            ArmPlan(**plan),
+            TrainPreset(**preset),
+            Schedule(**d["schedule"]),
+            d["precision"],
+            d["clip"],
+            d["loss"],
+            d["impl"],
+            d.get("trunk"),
+        )
 
 
 def _lr_identity(schedule: Schedule) -> dict:
@@ -180,8 +223,11 @@ class Study:
     arms: List[Arm] = field(default_factory=list)
 
     def manifest(self) -> dict:
-        return {"experiments": [asdict(e) for e in self.experiments],
-                "jobs": {k: j.as_dict() for k, j in self.jobs.items()}, "arms": [a.as_dict() for a in self.arms]}
+        return {
+            "experiments": [asdict(e) for e in self.experiments],
+            "jobs": {k: j.as_dict() for k, j in self.jobs.items()},
+            "arms": [a.as_dict() for a in self.arms],
+        }
 
 
 class _Builder:
@@ -195,10 +241,20 @@ class _Builder:
     @staticmethod
     def _family(job: Job) -> str:
         """Jobs equal but for their length (and evaluations, snapshots): one is a prefix of the other."""
-        plan = {k: v for k, v in job.plan.as_dict().items()
-                if k not in ("steps", "snapshot_at", "eval_at", "switch_step", "from_snapshot")}
-        body = {"plan": plan, "preset": _preset_identity(job), "lr": _lr_identity(job.schedule),
-                "precision": job.precision, "clip": job.clip, "loss": job.loss, "impl": job.impl}
+        plan = {
+            k: v
+            for k, v in job.plan.as_dict().items()
+            if k not in ("steps", "snapshot_at", "eval_at", "switch_step", "from_snapshot")
+        }
+        body = {
+            "plan": plan,
+            "preset": _preset_identity(job),
+            "lr": _lr_identity(job.schedule),
+            "precision": job.precision,
+            "clip": job.clip,
+            "loss": job.loss,
+            "impl": job.impl,
+        }
         return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
 
     @staticmethod
@@ -212,9 +268,11 @@ class _Builder:
         if old is not None:
             steps = max(old.plan.steps, job.plan.steps)
             snaps = tuple(sorted(set(old.plan.snapshot_at) | set(job.plan.snapshot_at)))
-            job = replace(old, plan=replace(old.plan, steps=steps, snapshot_at=snaps),
-                          schedule=replace(old.schedule, total_steps=steps) if old.schedule.kind == "constant"
-                          else old.schedule)
+            job = replace(
+                old,
+                plan=replace(old.plan, steps=steps, snapshot_at=snaps),
+                schedule=replace(old.schedule, total_steps=steps) if old.schedule.kind == "constant" else old.schedule,
+            )
         pool[key] = self._with_evals(job, eval_at)
         return key
 
@@ -239,7 +297,7 @@ def expand(experiments: Sequence[Experiment], seeds: Optional[Sequence[int]] = N
     b = _Builder()
     pending: List[Tuple[Arm, str, object]] = []  # (arm, pool, key): job ids are known after merging
     for e in experiments:
-        for seed in (tuple(seeds) if seeds else e.seeds):
+        for seed in tuple(seeds) if seeds else e.seeds:
             common = dict(precision=e.precision, clip=e.clip, loss=e.loss, impl=e.impl)
             base = e.base_preset()
             longest = max(e.lengths())
@@ -260,20 +318,30 @@ def expand(experiments: Sequence[Experiment], seeds: Optional[Sequence[int]] = N
                 switches = sorted({s for _, s in points})
                 # the trunk's learning rate is the whole run's (a wsd decay sits at the end of the run, not of
                 # the trunk); with several lengths only `constant` is independent of the length
-                trunk = Job(plan("lighthouse", "lighthouse", max(switches), snapshot_at=tuple(switches)), base,
-                            schedule(base, longest), **common)
+                trunk = Job(
+                    plan("lighthouse", "lighthouse", max(switches), snapshot_at=tuple(switches)),
+                    base,
+                    schedule(base, longest),
+                    **common,
+                )
                 tkey = b.trunk(trunk, switches)
                 for length, s in points:
-                    branch = Job(plan("lighthouse-then-dense", "lighthouse", length, switch_step=s, from_step=s),
-                                 base, schedule(base, length), **common)
+                    branch = Job(
+                        plan("lighthouse-then-dense", "lighthouse", length, switch_step=s, from_step=s),
+                        base,
+                        schedule(base, length),
+                        **common,
+                    )
                     bkey = b.branch(tkey, branch, (s, length))
-                    pending.append((Arm(e.name, "lighthouse-then-dense", seed, "", length, s, base.topk), "branch",
-                                    (tkey, bkey)))
+                    pending.append(
+                        (Arm(e.name, "lighthouse-then-dense", seed, "", length, s, base.topk), "branch", (tkey, bkey))
+                    )
             for k in e.topk:
                 preset = e.base_preset(topk=k)
                 trunk = Job(plan("lighthouse", "lighthouse", e.steps), preset, schedule(preset, e.steps), **common)
-                pending.append((Arm(e.name, f"lighthouse k={k}", seed, "", e.steps, None, k), "trunk",
-                                b.trunk(trunk, (e.steps,))))
+                pending.append(
+                    (Arm(e.name, f"lighthouse k={k}", seed, "", e.steps, None, k), "trunk", b.trunk(trunk, (e.steps,)))
+                )
     study = Study(list(experiments))
     trunk_ids = {k: j.job_id for k, j in b.trunks.items()}
     for pool in (b.dense, b.trunks):
@@ -312,8 +380,11 @@ def load_plan(name: str, only: Optional[Sequence[str]] = None) -> List[Experimen
     else:
         res = resources.files("lighthouse.suites").joinpath("studies", f"{name}.toml")
         if not res.is_file():
-            names = sorted(p.name[:-5] for p in resources.files("lighthouse.suites").joinpath("studies").iterdir()
-                           if p.name.endswith(".toml"))
+            names = sorted(
+                p.name[:-5]
+                for p in resources.files("lighthouse.suites").joinpath("studies").iterdir()
+                if p.name.endswith(".toml")
+            )
             raise ValueError(f"--plan: unknown study plan {name!r}; plans: {', '.join(names)}")
         text = res.read_text()
     data = tomllib.loads(text)

@@ -102,12 +102,27 @@ def arm_results(out: Path) -> List[ArmResult]:
         if wall is not None and t_dense:
             at_wall = interpolate(val_curve(dense_rows), wall / t_dense)
         gap = 100 * (val - dense_val) / dense_val if val is not None and dense_val and lh_mode else None
-        results.append(ArmResult(
-            e, a["label"], a["seed"], length, a["switch_step"], a.get("topk"),
-            length - a["switch_step"] if a["switch_step"] is not None else None, val,
-            at_step(rows, length, "val_loss_lighthouse") if lh_mode else None,
-            at_step(rows, length, "val_loss_dense") if lh_mode else None, dense_val, gap, wall, dense_wall, at_wall,
-            at_step(rows, length, "epochs"), _s_over_n(experiments[e], a.get("topk")) if lh_mode else None))
+        results.append(
+            ArmResult(
+                e,
+                a["label"],
+                a["seed"],
+                length,
+                a["switch_step"],
+                a.get("topk"),
+                length - a["switch_step"] if a["switch_step"] is not None else None,
+                val,
+                at_step(rows, length, "val_loss_lighthouse") if lh_mode else None,
+                at_step(rows, length, "val_loss_dense") if lh_mode else None,
+                dense_val,
+                gap,
+                wall,
+                dense_wall,
+                at_wall,
+                at_step(rows, length, "epochs"),
+                _s_over_n(experiments[e], a.get("topk")) if lh_mode else None,
+            )
+        )
     return results
 
 
@@ -150,12 +165,23 @@ def summarize(results: Sequence[ArmResult]) -> List[Summary]:
         gaps = [r.gap_pct for r in rs if r.gap_pct is not None]
         ratios = [r.wall_ratio for r in rs if r.wall_ratio is not None]
         dense_mode = [r.val_dense_mode for r in rs if r.val_dense_mode is not None and r.switch_step is None]
-        out.append(Summary(e, label, length, switch, length - switch if switch is not None else None, topk,
-                           rs[0].s_over_n, mean_interval(losses) if losses else None,
-                           mean_interval(gaps) if gaps else None, sum(ratios) / len(ratios) if ratios else None,
-                           mean_interval(dense_mode) if dense_mode else None, len(losses)))
-    return sorted(out, key=lambda s: (s.experiment, s.length, s.label != "dense", -(s.dense_steps or 0),
-                                      s.topk or 0))
+        out.append(
+            Summary(
+                e,
+                label,
+                length,
+                switch,
+                length - switch if switch is not None else None,
+                topk,
+                rs[0].s_over_n,
+                mean_interval(losses) if losses else None,
+                mean_interval(gaps) if gaps else None,
+                sum(ratios) / len(ratios) if ratios else None,
+                mean_interval(dense_mode) if dense_mode else None,
+                len(losses),
+            )
+        )
+    return sorted(out, key=lambda s: (s.experiment, s.length, s.label != "dense", -(s.dense_steps or 0), s.topk or 0))
 
 
 def _iv(iv: Optional[Interval], digits: int = 4, pct: bool = False) -> str:
@@ -169,21 +195,47 @@ def _iv(iv: Optional[Interval], digits: int = 4, pct: bool = False) -> str:
     return f"{mean} ± {hw}"
 
 
-SUMMARY_COLUMNS = ("experiment", "arm", "length", "switch_step", "dense_steps", "topk", "s_over_n", "seeds",
-                   "loss_mean", "loss_hw", "gap_pct_mean", "gap_pct_hw", "wall_ratio", "dense_mode_mean",
-                   "dense_mode_hw")
+SUMMARY_COLUMNS = (
+    "experiment",
+    "arm",
+    "length",
+    "switch_step",
+    "dense_steps",
+    "topk",
+    "s_over_n",
+    "seeds",
+    "loss_mean",
+    "loss_hw",
+    "gap_pct_mean",
+    "gap_pct_hw",
+    "wall_ratio",
+    "dense_mode_mean",
+    "dense_mode_hw",
+)
 
 
 def _summary_rows(summaries: Sequence[Summary]) -> List[dict]:
     rows = []
     for s in summaries:
-        rows.append({"experiment": s.experiment, "arm": s.label, "length": s.length, "switch_step": s.switch_step,
-                     "dense_steps": s.dense_steps, "topk": s.topk, "s_over_n": s.s_over_n, "seeds": s.seeds,
-                     "loss_mean": s.loss.mean if s.loss else None, "loss_hw": s.loss.half_width if s.loss else None,
-                     "gap_pct_mean": s.gap.mean if s.gap else None, "gap_pct_hw": s.gap.half_width if s.gap else None,
-                     "wall_ratio": s.wall_ratio,
-                     "dense_mode_mean": s.stage1_dense_mode.mean if s.stage1_dense_mode else None,
-                     "dense_mode_hw": s.stage1_dense_mode.half_width if s.stage1_dense_mode else None})
+        rows.append(
+            {
+                "experiment": s.experiment,
+                "arm": s.label,
+                "length": s.length,
+                "switch_step": s.switch_step,
+                "dense_steps": s.dense_steps,
+                "topk": s.topk,
+                "s_over_n": s.s_over_n,
+                "seeds": s.seeds,
+                "loss_mean": s.loss.mean if s.loss else None,
+                "loss_hw": s.loss.half_width if s.loss else None,
+                "gap_pct_mean": s.gap.mean if s.gap else None,
+                "gap_pct_hw": s.gap.half_width if s.gap else None,
+                "wall_ratio": s.wall_ratio,
+                "dense_mode_mean": s.stage1_dense_mode.mean if s.stage1_dense_mode else None,
+                "dense_mode_hw": s.stage1_dense_mode.half_width if s.stage1_dense_mode else None,
+            }
+        )
     return rows
 
 
@@ -208,8 +260,16 @@ def verdict_rows(summaries: Sequence[Summary]) -> List[List[str]]:
     for s in summaries:
         if s.label != "lighthouse-then-dense" or s.gap is None:
             continue
-        rows.append([s.experiment, f"{s.length} steps, switch at {s.switch_step} ({s.dense_steps} dense)",
-                     _iv(s.gap, pct=True), fmt(s.wall_ratio, 3), str(s.seeds), s.verdict()])
+        rows.append(
+            [
+                s.experiment,
+                f"{s.length} steps, switch at {s.switch_step} ({s.dense_steps} dense)",
+                _iv(s.gap, pct=True),
+                fmt(s.wall_ratio, 3),
+                str(s.seeds),
+                s.verdict(),
+            ]
+        )
     return rows
 
 
@@ -227,12 +287,16 @@ def recovery_answer(summaries: Sequence[Summary]) -> List[str]:
         if within:
             s = within[0]
             saving = f"{100 * (1 - s.wall_ratio):.1f}%" if s.wall_ratio else "unknown"
-            lines.append(f"- {e}, {length} steps: the fewest dense steps within {CLAIM_PCT:g}% of dense is "
-                         f"**{s.dense_steps}** (gap {_iv(s.gap, pct=True)}, {s.seeds} seeds); the whole run's "
-                         f"wall-clock saving there is {saving}. Gap by dense steps: {trend}.")
+            lines.append(
+                f"- {e}, {length} steps: the fewest dense steps within {CLAIM_PCT:g}% of dense is "
+                f"**{s.dense_steps}** (gap {_iv(s.gap, pct=True)}, {s.seeds} seeds); the whole run's "
+                f"wall-clock saving there is {saving}. Gap by dense steps: {trend}."
+            )
         else:
-            lines.append(f"- {e}, {length} steps: no number of dense steps tried gets within {CLAIM_PCT:g}%. "
-                         f"Gap by dense steps: {trend}.")
+            lines.append(
+                f"- {e}, {length} steps: no number of dense steps tried gets within {CLAIM_PCT:g}%. "
+                f"Gap by dense steps: {trend}."
+            )
     return lines
 
 
@@ -241,46 +305,124 @@ def write_report(out: Path) -> List[Path]:
     out = Path(out)
     results = arm_results(out)
     summaries = summarize(results)
-    arm_cols = ("experiment", "label", "seed", "length", "switch_step", "dense_steps", "topk", "s_over_n",
-                "val_loss", "val_lighthouse", "val_dense_mode", "dense_val_loss", "gap_pct", "wall_s",
-                "dense_wall_s", "dense_at_equal_wall", "epochs")
+    arm_cols = (
+        "experiment",
+        "label",
+        "seed",
+        "length",
+        "switch_step",
+        "dense_steps",
+        "topk",
+        "s_over_n",
+        "val_loss",
+        "val_lighthouse",
+        "val_dense_mode",
+        "dense_val_loss",
+        "gap_pct",
+        "wall_s",
+        "dense_wall_s",
+        "dense_at_equal_wall",
+        "epochs",
+    )
     _write_csv(out / "arms.csv", arm_cols, [r.__dict__ for r in results])
     _write_csv(out / "summary.csv", SUMMARY_COLUMNS, _summary_rows(summaries))
     manifest = json.loads((out / "study.json").read_text())
-    parts = ["# Study", "", "Validation loss in nats per byte on held-out files. Gap: (arm - dense) / dense of the same "
-             "seed, in percent, mean ± the half-width of its 95% t interval over seeds. Wall ratio: the arm's training "
-             "time over dense's, from solo step times (clock.csv).", ""]
+    parts = [
+        "# Study",
+        "",
+        "Validation loss in nats per byte on held-out files. Gap: (arm - dense) / dense of the same "
+        "seed, in percent, mean ± the half-width of its 95% t interval over seeds. Wall ratio: the arm's training "
+        "time over dense's, from solo step times (clock.csv).",
+        "",
+    ]
     for e in manifest["experiments"]:
-        parts += [f"- **{e['name']}** ({e['kind']}): {e.get('description', '')} preset {e['preset']}, "
-                  f"precision {e['precision']}, clip {e['clip']}, schedule {e['schedule']} "
-                  f"(warm-up {e['warmup_steps']} steps), seeds {', '.join(map(str, e['seeds']))}."]
+        parts += [
+            f"- **{e['name']}** ({e['kind']}): {e.get('description', '')} preset {e['preset']}, "
+            f"precision {e['precision']}, clip {e['clip']}, schedule {e['schedule']} "
+            f"(warm-up {e['warmup_steps']} steps), seeds {', '.join(map(str, e['seeds']))}."
+        ]
     parts += ["", "## Verdict: does Lighthouse-then-dense match dense?", ""]
     vrows = verdict_rows(summaries)
-    parts += [_md(("experiment", "configuration", "gap to dense", "wall ratio", "seeds", "matches dense"),
-                  vrows) if vrows else "No Lighthouse-then-dense arm has finished."]
+    parts += [
+        _md(("experiment", "configuration", "gap to dense", "wall ratio", "seeds", "matches dense"), vrows)
+        if vrows
+        else "No Lighthouse-then-dense arm has finished."
+    ]
     reached = [r for r in vrows if r[-1] == "yes"]
     vague = [r for r in vrows if r[-1] == "inconclusive"]
-    parts += ["", (f"{len(reached)} of {len(vrows)} configurations reach the paper's claim (a gap of at most "
-                   f"{CLAIM_PCT:g}% of dense's loss, or a 95% interval that contains 0, with a half-width of at most "
-                   f"{PRECISE_PCT:g}%); {len(vague)} are inconclusive (a wider interval that reaches below {CLAIM_PCT:g}%)." if vrows else ""), ""]
+    parts += [
+        "",
+        (
+            f"{len(reached)} of {len(vrows)} configurations reach the paper's claim (a gap of at most "
+            f"{CLAIM_PCT:g}% of dense's loss, or a 95% interval that contains 0, with a half-width of at most "
+            f"{PRECISE_PCT:g}%); {len(vague)} are inconclusive (a wider interval that reaches below {CLAIM_PCT:g}%)."
+            if vrows
+            else ""
+        ),
+        "",
+    ]
     parts += ["## Recovery: dense steps after the switch", ""] + (recovery_answer(summaries) or ["(none)"])
     parts += ["", "## Every arm", ""]
-    parts += [_md(("experiment", "arm", "steps", "dense steps", "k", "S/N", "seeds", "val loss", "gap",
-                   "dense-mode val (stage 1)", "wall ratio"),
-                  [[s.experiment, s.label, s.length, s.dense_steps if s.dense_steps is not None else "",
-                    s.topk or "", fmt(s.s_over_n, 3) if s.s_over_n else "", s.seeds, _iv(s.loss),
-                    _iv(s.gap, pct=True), _iv(s.stage1_dense_mode), fmt(s.wall_ratio, 3)] for s in summaries])]
+    parts += [
+        _md(
+            (
+                "experiment",
+                "arm",
+                "steps",
+                "dense steps",
+                "k",
+                "S/N",
+                "seeds",
+                "val loss",
+                "gap",
+                "dense-mode val (stage 1)",
+                "wall ratio",
+            ),
+            [
+                [
+                    s.experiment,
+                    s.label,
+                    s.length,
+                    s.dense_steps if s.dense_steps is not None else "",
+                    s.topk or "",
+                    fmt(s.s_over_n, 3) if s.s_over_n else "",
+                    s.seeds,
+                    _iv(s.loss),
+                    _iv(s.gap, pct=True),
+                    _iv(s.stage1_dense_mode),
+                    fmt(s.wall_ratio, 3),
+                ]
+                for s in summaries
+            ],
+        )
+    ]
     eq = [r for r in results if r.label == "lighthouse-then-dense" and r.dense_at_equal_wall is not None]
     if eq:
-        parts += ["", "## Equal wall-clock", "",
-                  "Dense's validation loss read at the Lighthouse-then-dense arm's own wall time (same seed):", ""]
+        parts += [
+            "",
+            "## Equal wall-clock",
+            "",
+            "Dense's validation loss read at the Lighthouse-then-dense arm's own wall time (same seed):",
+            "",
+        ]
         groups: Dict[tuple, List[ArmResult]] = {}
         for r in eq:
             groups.setdefault((r.experiment, r.length, r.switch_step), []).append(r)
-        parts += [_md(("experiment", "steps", "switch", "Lighthouse-then-dense", "dense at that wall time"),
-                      [[e, length, sw, _iv(mean_interval([r.val_loss for r in rs])),
-                        _iv(mean_interval([r.dense_at_equal_wall for r in rs]))]
-                       for (e, length, sw), rs in sorted(groups.items())])]
+        parts += [
+            _md(
+                ("experiment", "steps", "switch", "Lighthouse-then-dense", "dense at that wall time"),
+                [
+                    [
+                        e,
+                        length,
+                        sw,
+                        _iv(mean_interval([r.val_loss for r in rs])),
+                        _iv(mean_interval([r.dense_at_equal_wall for r in rs])),
+                    ]
+                    for (e, length, sw), rs in sorted(groups.items())
+                ],
+            )
+        ]
     md = out / "study.md"
     md.write_text("\n".join(parts) + "\n")
     paths = [out / "arms.csv", out / "summary.csv", md]

@@ -22,7 +22,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 import torch
 
@@ -78,8 +78,16 @@ def prepare_corpus(corpus_root: Optional[Sequence[str]], console) -> Path:
     return folder
 
 
-def calibrate(study: Study, out: Path, device: torch.device, corpus_folder: Path, sdpa_backend, console,
-              steps: int = 5, warmup: int = 3) -> None:
+def calibrate(
+    study: Study,
+    out: Path,
+    device: torch.device,
+    corpus_folder: Path,
+    sdpa_backend,
+    console,
+    steps: int = 5,
+    warmup: int = 3,
+) -> None:
     """Solo step times per experiment and attention (the jobs have not started: nothing else on the device)."""
     from .data import Corpus, train_batch
     from .throughput import free_memory, sync
@@ -96,13 +104,27 @@ def calibrate(study: Study, out: Path, device: torch.device, corpus_folder: Path
             if (e.name, mode) in have:
                 continue
             p = e.base_preset(topk=int(mode.split("=")[1])) if "k=" in mode else preset
-            same = (json.dumps(p.as_dict() if mode != "dense" else {**p.as_dict(), "topk": None}, sort_keys=True),
-                    mode == "dense", e.precision, e.impl, e.loss)
+            same = (
+                json.dumps(p.as_dict() if mode != "dense" else {**p.as_dict(), "topk": None}, sort_keys=True),
+                mode == "dense",
+                e.precision,
+                e.impl,
+                e.loss,
+            )
             if same in measured:
                 append_row(path, STUDY_CLOCK, {"experiment": e.name, "attention": mode, **measured[same]})
                 continue
-            trainer = Trainer(p, p.seq, "dense" if mode == "dense" else "lighthouse", device, e.precision,
-                              impl=e.impl, sdpa_backend=sdpa_backend, loss=e.loss, clip=e.clip)
+            trainer = Trainer(
+                p,
+                p.seq,
+                "dense" if mode == "dense" else "lighthouse",
+                device,
+                e.precision,
+                impl=e.impl,
+                sdpa_backend=sdpa_backend,
+                loss=e.loss,
+                clip=e.clip,
+            )
             trainer.set_lr(p.lr)
             times = []
             for i in range(warmup + steps):
@@ -131,8 +153,9 @@ class _Running:
     curve: Path
 
 
-def _launch(job: Job, out: Path, curve: Path, device, corpus_folder: Path, snapshots: Path, sdpa_backend,
-            cpu_threads: int) -> _Running:
+def _launch(
+    job: Job, out: Path, curve: Path, device, corpus_folder: Path, snapshots: Path, sdpa_backend, cpu_threads: int
+) -> _Running:
     specs = Path(out) / "jobs"
     specs.mkdir(parents=True, exist_ok=True)
     logs = Path(out) / "logs"
@@ -141,12 +164,21 @@ def _launch(job: Job, out: Path, curve: Path, device, corpus_folder: Path, snaps
     if job.trunk is not None:
         from .arm import snapshot_path
 
-        plan_dict = {**job.as_dict(), "plan": {**plan.as_dict(),
-                                               "from_snapshot": str(snapshot_path(snapshots, job.trunk, plan.from_step))}}
+        plan_dict = {
+            **job.as_dict(),
+            "plan": {**plan.as_dict(), "from_snapshot": str(snapshot_path(snapshots, job.trunk, plan.from_step))},
+        }
     else:
         plan_dict = job.as_dict()
-    spec = {"job": plan_dict, "device": str(device), "corpus": str(corpus_folder), "curve": str(curve),
-            "snapshots": str(snapshots), "sdpa_backend": sdpa_backend, "cpu_threads": cpu_threads}
+    spec = {
+        "job": plan_dict,
+        "device": str(device),
+        "corpus": str(corpus_folder),
+        "curve": str(curve),
+        "snapshots": str(snapshots),
+        "sdpa_backend": sdpa_backend,
+        "cpu_threads": cpu_threads,
+    }
     spec_path = specs / f"{curve.stem}.json"
     spec_path.write_text(json.dumps(spec, indent=1) + "\n")
     log = logs / f"{curve.stem}.log"
@@ -154,8 +186,13 @@ def _launch(job: Job, out: Path, curve: Path, device, corpus_folder: Path, snaps
     root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     with log.open("w") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "lighthouse.train.worker", str(spec_path)], stdout=fh,
-                                stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "lighthouse.train.worker", str(spec_path)],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
     return _Running(job, proc, time.monotonic(), log, curve)
 
 
@@ -184,10 +221,23 @@ def resume_command(argv: Optional[Sequence[str]], out: Path) -> str:
     return " ".join(shlex.quote(a) for a in args)
 
 
-def run_study(experiments: Sequence[Experiment], out: Path, *, device: torch.device, seeds=None, concurrency: int = 1,
-              corpus_root: Optional[Sequence[str]] = None, resume: bool = False, sdpa_backend: Optional[str] = None,
-              snapshots: Optional[Path] = None, deadline_minutes: Optional[float] = None, clock: bool = True,
-              cpu_threads: int = 1, console=None, argv=None) -> int:
+def run_study(
+    experiments: Sequence[Experiment],
+    out: Path,
+    *,
+    device: torch.device,
+    seeds=None,
+    concurrency: int = 1,
+    corpus_root: Optional[Sequence[str]] = None,
+    resume: bool = False,
+    sdpa_backend: Optional[str] = None,
+    snapshots: Optional[Path] = None,
+    deadline_minutes: Optional[float] = None,
+    clock: bool = True,
+    cpu_threads: int = 1,
+    console=None,
+    argv=None,
+) -> int:
     """Every job of the study into `out`; returns 0 (all done), 1 (a job failed or the deadline stopped some:
     --resume continues) or 130 (Ctrl-C)."""
     from ..harness.console import make_console
@@ -205,26 +255,45 @@ def run_study(experiments: Sequence[Experiment], out: Path, *, device: torch.dev
         old = json.loads(manifest_path.read_text())
         if sorted(old["jobs"]) != sorted(manifest["jobs"]):
             added = sorted(set(manifest["jobs"]) - set(old["jobs"]))
-            raise StudyError(f"--resume: the options give other jobs than the study in {out} "
-                             f"({len(added)} new, e.g. {added[:2]}); use the same --plan, --experiments and --seeds")
+            raise StudyError(
+                f"--resume: the options give other jobs than the study in {out} "
+                f"({len(added)} new, e.g. {added[:2]}); use the same --plan, --experiments and --seeds"
+            )
     try:
         out.mkdir(parents=True, exist_ok=True)
         manifest_path.write_text(json.dumps(manifest, indent=1, default=str) + "\n")
     except OSError as err:
         raise StudyError(f"--out: cannot write to {out} ({err.strerror or err})") from None
     snapshots = Path(snapshots) if snapshots else out / "snapshots"
-    info = machine.collect(argv, {"experiments": [e.name for e in experiments], "seeds": seeds,
-                                  "concurrency": concurrency, "corpus_root": corpus_root,
-                                  "sdpa_backend": sdpa_backend})
+    info = machine.collect(
+        argv,
+        {
+            "experiments": [e.name for e in experiments],
+            "seeds": seeds,
+            "concurrency": concurrency,
+            "corpus_root": corpus_root,
+            "sdpa_backend": sdpa_backend,
+        },
+    )
     previous = machine.read(out / "machine.json") if resume else None
     machine.write(out / "machine.json", info, previous)
     start = time.perf_counter()
     corpus_folder = prepare_corpus(corpus_root, console)
     corpus_meta = json.loads((corpus_folder / "manifest.json").read_text())
-    (out / "corpus.json").write_text(json.dumps(
-        {"root": corpus_meta["root"], "digest": corpus_meta["digest"], "train_files": len(corpus_meta["train_files"]),
-         "val_files": len(corpus_meta["val_files"]), "train_bytes": (corpus_folder / "train.bin").stat().st_size,
-         "val_bytes": (corpus_folder / "val.bin").stat().st_size}, indent=1) + "\n")
+    (out / "corpus.json").write_text(
+        json.dumps(
+            {
+                "root": corpus_meta["root"],
+                "digest": corpus_meta["digest"],
+                "train_files": len(corpus_meta["train_files"]),
+                "val_files": len(corpus_meta["val_files"]),
+                "train_bytes": (corpus_folder / "train.bin").stat().st_size,
+                "val_bytes": (corpus_folder / "val.bin").stat().st_size,
+            },
+            indent=1,
+        )
+        + "\n"
+    )
     deadline = time.monotonic() + deadline_minutes * 60 if deadline_minutes else None
     interrupted, failed, stopped = False, [], []
     running: List[_Running] = []
@@ -243,13 +312,16 @@ def run_study(experiments: Sequence[Experiment], out: Path, *, device: torch.dev
                     redo[j.trunk] = study.jobs[j.trunk]
         # seed by seed, trunks and dense arms before the branches that wait for them: a study cut short by its
         # deadline then holds whole seeds rather than every seed half done
-        order = sorted(todo, key=lambda j: (j.plan.seed, j.trunk is not None, j.plan.start != "lighthouse",
-                                            -j.plan.steps))
+        order = sorted(
+            todo, key=lambda j: (j.plan.seed, j.trunk is not None, j.plan.start != "lighthouse", -j.plan.steps)
+        )
         queue = [(t, curve_path(out, t.job_id).with_suffix(".redo.csv")) for t in redo.values()]
         queue += [(j, curve_path(out, j.job_id)) for j in order]
-        console.print(f"[bold]lighthouse-bench study[/] {len(jobs)} jobs ({len(jobs) - len(todo)} done already"
-                      f"{f', {len(redo)} trunk(s) re-run for their snapshots' if redo else ''}), "
-                      f"{concurrency} at a time on {device} -> {out}")
+        console.print(
+            f"[bold]lighthouse-bench study[/] {len(jobs)} jobs ({len(jobs) - len(todo)} done already"
+            f"{f', {len(redo)} trunk(s) re-run for their snapshots' if redo else ''}), "
+            f"{concurrency} at a time on {device} -> {out}"
+        )
         failed_trunks = set()
         while queue or running:
             for r in list(running):
@@ -264,11 +336,20 @@ def run_study(experiments: Sequence[Experiment], out: Path, *, device: torch.dev
                     failed.append(r.job.job_id)
                     failed_trunks.add(r.job.job_id)
                 if not r.curve.name.endswith(".redo.csv"):
-                    append_row(out / "jobs.csv", STUDY_JOBS, {"job_id": r.job.job_id, "status": status,
-                                                              "reason": reason, "wall_s": wall,
-                                                              "log": str(r.log.relative_to(out))})
-                console.print(f"  {r.job.job_id}: {status} in {wall:.0f} s" + (f" ({reason})" if reason else ""),
-                              highlight=False)
+                    append_row(
+                        out / "jobs.csv",
+                        STUDY_JOBS,
+                        {
+                            "job_id": r.job.job_id,
+                            "status": status,
+                            "reason": reason,
+                            "wall_s": wall,
+                            "log": str(r.log.relative_to(out)),
+                        },
+                    )
+                console.print(
+                    f"  {r.job.job_id}: {status} in {wall:.0f} s" + (f" ({reason})" if reason else ""), highlight=False
+                )
             if deadline is not None and time.monotonic() > deadline:
                 stopped = [r.job.job_id for r in running] + [j.job_id for j, _ in queue]
                 for r in running:
@@ -282,14 +363,20 @@ def run_study(experiments: Sequence[Experiment], out: Path, *, device: torch.dev
                 job, curve = queue.pop(0)
                 if job.trunk in failed_trunks:
                     failed.append(job.job_id)
-                    append_row(out / "jobs.csv", STUDY_JOBS, {"job_id": job.job_id, "status": "error",
-                                                              "reason": f"its trunk {job.trunk} failed"})
+                    append_row(
+                        out / "jobs.csv",
+                        STUDY_JOBS,
+                        {"job_id": job.job_id, "status": "error", "reason": f"its trunk {job.trunk} failed"},
+                    )
                     continue
                 _set_aside(curve)
                 curve.parent.mkdir(parents=True, exist_ok=True)
                 running.append(_launch(job, out, curve, device, corpus_folder, snapshots, sdpa_backend, cpu_threads))
-                console.print(f"  started {job.job_id} ({job.plan.arm}, seed {job.plan.seed}, "
-                              f"steps {job.plan.from_step}..{job.plan.steps})", highlight=False)
+                console.print(
+                    f"  started {job.job_id} ({job.plan.arm}, seed {job.plan.seed}, "
+                    f"steps {job.plan.from_step}..{job.plan.steps})",
+                    highlight=False,
+                )
             time.sleep(0.5)
     except KeyboardInterrupt:
         interrupted = True
@@ -313,7 +400,9 @@ def run_study(experiments: Sequence[Experiment], out: Path, *, device: torch.dev
     except Exception as err:  # noqa: BLE001 - the curves are safe on disk
         console.print(f"[red]study report failed ({type(err).__name__}: {err})[/]")
     if failed or stopped:
-        console.print(f"[red]{len(failed)} job(s) failed, {len(stopped)} stopped at the deadline.[/] "
-                      f"Continue with:\n  {resume_command(argv, out)}")
+        console.print(
+            f"[red]{len(failed)} job(s) failed, {len(stopped)} stopped at the deadline.[/] "
+            f"Continue with:\n  {resume_command(argv, out)}"
+        )
         return 1
     return 0

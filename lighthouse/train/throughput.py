@@ -68,21 +68,36 @@ def point_columns(point: TrainPoint, opts: RunOptions) -> dict:
     p = point.preset
     lh = point.attention == "lighthouse"
     return {
-        "preset": p.name, "attention": point.attention, "n": point.seq, "batch": p.batch, "hidden": p.hidden,
-        "layers": p.layers, "ffn": p.ffn, "heads": p.heads, "kv_heads": p.kv_heads, "head_dim": p.head_dim,
-        "vocab": p.vocab, "levels": p.levels if lh else None, "pooling": p.pooling if lh else None,
-        "topk": p.topk if lh else None, "scorer": p.scorer if lh else None, "rope": p.rope if lh else None,
+        "preset": p.name,
+        "attention": point.attention,
+        "n": point.seq,
+        "batch": p.batch,
+        "hidden": p.hidden,
+        "layers": p.layers,
+        "ffn": p.ffn,
+        "heads": p.heads,
+        "kv_heads": p.kv_heads,
+        "head_dim": p.head_dim,
+        "vocab": p.vocab,
+        "levels": p.levels if lh else None,
+        "pooling": p.pooling if lh else None,
+        "topk": p.topk if lh else None,
+        "scorer": p.scorer if lh else None,
+        "rope": p.rope if lh else None,
         "dense_layers": " ".join(str(i) for i in p.dense_layer_indices()) if lh else None,
-        "device": opts.device.type, "dtype": opts.dtype, "checkpointing": int(opts.checkpointing),
+        "device": opts.device.type,
+        "dtype": opts.dtype,
+        "checkpointing": int(opts.checkpointing),
         "recompute": int(opts.recompute) if lh else None,
-        "impl": opts.impl if lh else None, "sdpa_backend": opts.sdpa_backend or "auto", "seed": opts.seed,
+        "impl": opts.impl if lh else None,
+        "sdpa_backend": opts.sdpa_backend or "auto",
+        "seed": opts.seed,
     }
 
 
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
 
 
 def _is_oom(err: BaseException) -> bool:
@@ -110,7 +125,9 @@ def measure_point(point: TrainPoint, opts: RunOptions) -> dict:
         if _is_oom(err):
             row.update(status="oom", reason=str(err).splitlines()[0][:300])
         else:
-            row.update(status="error", reason=f"{type(err).__name__}: {str(err).splitlines()[0][:300] if str(err) else ''}")
+            row.update(
+                status="error", reason=f"{type(err).__name__}: {str(err).splitlines()[0][:300] if str(err) else ''}"
+            )
     free_memory(opts.device)
     return row
 
@@ -123,9 +140,21 @@ def _measure(point: TrainPoint, opts: RunOptions) -> dict:
     s_sel = plan_for(cfg, p.batch, p.heads, p.kv_heads, n, p.head_dim).selected_len if lh else None
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    trainer = Trainer(p, n, point.attention, device, opts.dtype, impl=opts.impl, sdpa_backend=opts.sdpa_backend,
-                      checkpointing=opts.checkpointing, seed=opts.seed, recompute=opts.recompute, loss=opts.loss,
-                      loss_chunk=opts.loss_chunk, clip=opts.clip)
+    trainer = Trainer(
+        p,
+        n,
+        point.attention,
+        device,
+        opts.dtype,
+        impl=opts.impl,
+        sdpa_backend=opts.sdpa_backend,
+        checkpointing=opts.checkpointing,
+        seed=opts.seed,
+        recompute=opts.recompute,
+        loss=opts.loss,
+        loss_chunk=opts.loss_chunk,
+        clip=opts.clip,
+    )
     model, loss_fn = trainer.model, trainer.loss_fn
     g = torch.Generator(device="cpu").manual_seed(opts.seed)
     tokens = torch.randint(0, p.vocab, (p.batch, n + 1), generator=g).to(device)
@@ -166,15 +195,26 @@ def _measure(point: TrainPoint, opts: RunOptions) -> dict:
     q = statistics.quantiles(times_ms, n=5) if len(times_ms) > 1 else [median] * 4
     params = count_parameters(model)
     n_dense = p.layers if not lh else len(p.dense_layer_indices())
-    flops = model_flops_per_step(params["non_embedding"], p.batch, n, p.heads, p.head_dim, n_dense,
-                                 p.layers - n_dense, s_sel)
+    flops = model_flops_per_step(
+        params["non_embedding"], p.batch, n, p.heads, p.head_dim, n_dense, p.layers - n_dense, s_sel
+    )
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else None
     attention_ms = (fwd_ms + bwd_ms) / len(times_ms)
     return {
-        "loss_impl": loss_fn.impl, "clip": opts.clip, "s_sel": s_sel, "params_total": params["total"],
-        "params_non_embedding": params["non_embedding"], "steps": len(times_ms), "median_step_ms": median,
-        "p20_step_ms": q[0], "p80_step_ms": q[-1], "tokens_per_s": p.batch * n / (median / 1e3),
-        "first_step_s": first_step_s, "attention_ms": attention_ms, "attention_share": attention_ms / median,
-        "peak_mem_gib": peak, "model_tflop_per_step": flops / 1e12,
+        "loss_impl": loss_fn.impl,
+        "clip": opts.clip,
+        "s_sel": s_sel,
+        "params_total": params["total"],
+        "params_non_embedding": params["non_embedding"],
+        "steps": len(times_ms),
+        "median_step_ms": median,
+        "p20_step_ms": q[0],
+        "p80_step_ms": q[-1],
+        "tokens_per_s": p.batch * n / (median / 1e3),
+        "first_step_s": first_step_s,
+        "attention_ms": attention_ms,
+        "attention_share": attention_ms / median,
+        "peak_mem_gib": peak,
+        "model_tflop_per_step": flops / 1e12,
         "mfu": mfu(flops, median, opts.peak_tflops or peak_tflops(device_name)),
     }

@@ -20,17 +20,40 @@ class Trainer:
     """A model, its optimizer and its loss, stepped as in real training. `clip` <= 0 turns clipping off (the
     gradient norm is still measured and returned)."""
 
-    def __init__(self, preset: TrainPreset, seq: int, attention: str, device: torch.device, precision_name: str, *,
-                 impl: str = "auto", sdpa_backend: Optional[str] = None, checkpointing: bool = True, seed: int = 0,
-                 recompute: bool = True, loss: str = "auto", loss_chunk: int = 8192, clip: float = 1.0):
+    def __init__(
+        self,
+        preset: TrainPreset,
+        seq: int,
+        attention: str,
+        device: torch.device,
+        precision_name: str,
+        *,
+        impl: str = "auto",
+        sdpa_backend: Optional[str] = None,
+        checkpointing: bool = True,
+        seed: int = 0,
+        recompute: bool = True,
+        loss: str = "auto",
+        loss_chunk: int = 8192,
+        clip: float = 1.0,
+    ):
         if not clip >= 0:
             raise ValueError(f"--clip must be >= 0 (0 turns clipping off), got {clip}")
         self.device = torch.device(device)
         self.precision: Precision = precision(precision_name)
         self.clip = clip
-        self.model = build_model(preset, seq, attention, self.device, self.precision.param_dtype, impl=impl,
-                                 sdpa_backend=sdpa_backend, checkpointing=checkpointing, seed=seed,
-                                 recompute=recompute)
+        self.model = build_model(
+            preset,
+            seq,
+            attention,
+            self.device,
+            self.precision.param_dtype,
+            impl=impl,
+            sdpa_backend=sdpa_backend,
+            checkpointing=checkpointing,
+            seed=seed,
+            recompute=recompute,
+        )
         self.optimizer = make_optimizer(self.model, preset, self.device)
         self.loss_fn = NextTokenLoss(loss, loss_chunk)
         self._params = [p for p in self.model.parameters() if p.requires_grad]

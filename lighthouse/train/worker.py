@@ -30,10 +30,22 @@ def main(argv=None) -> int:
     if device.type == "cpu":
         torch.set_num_threads(int(spec.get("cpu_threads", 1)))
     corpus = Corpus.load(spec["corpus"])
-    train_arm(job.plan, job.preset, job.schedule, corpus, Path(spec["curve"]), device=device,
-              precision=job.precision, clip=job.clip, impl=job.impl, loss=job.loss,
-              sdpa_backend=spec.get("sdpa_backend"), snapshots=Path(spec["snapshots"]), name=job.job_id,
-              wait_timeout_s=float(spec.get("wait_timeout_s", 3600)))
+    train_arm(
+        job.plan,
+        job.preset,
+        job.schedule,
+        corpus,
+        Path(spec["curve"]),
+        device=device,
+        precision=job.precision,
+        clip=job.clip,
+        impl=job.impl,
+        loss=job.loss,
+        sdpa_backend=spec.get("sdpa_backend"),
+        snapshots=Path(spec["snapshots"]),
+        name=job.job_id,
+        wait_timeout_s=float(spec.get("wait_timeout_s", 3600)),
+    )
     return 0
 
 

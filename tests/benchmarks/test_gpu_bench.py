@@ -6,7 +6,8 @@
 Each benchmark times one forward + backward call ending in torch.cuda.synchronize() (wall clock, so launch
 overhead counts, as in a training step). The GPU workflow compares the medians with the run committed for the
 runner's GPU model (reports/baselines/pytest-benchmark/<gpu>.json, `--benchmark-compare=FILE`), and each
-Lighthouse benchmark asserts that the layer beats dense cuDNN at its point in this session (the suite's claim). extra_info carries the dense-equivalent TFLOP/s (causal FLOPs at N over
+Lighthouse benchmark asserts that the layer beats dense cuDNN at its point in this session (the suite's claim).
+extra_info carries the dense-equivalent TFLOP/s (causal FLOPs at N over
 the median, lighthouse/harness/flops.py), S for Lighthouse and, once both of a point's benchmarks have run, the
 speedup dense median / Lighthouse median measured in this session. Skipped (but collected) without CUDA.
 """
@@ -55,6 +56,7 @@ def _step(fn, x):
             t.grad = None
         fn().backward(x.grad_out)
         torch.cuda.synchronize()
+
     return run
 
 
@@ -64,8 +66,17 @@ def _bench(benchmark, name, n, fn, x, extra):
     benchmark.pedantic(run, rounds=20, warmup_rounds=3, iterations=1)
     median_ms = benchmark.stats.stats.median * 1e3
     info = benchmark.extra_info
-    info.update(extra, n=n, batch=B, heads=H, head_dim=D, dtype=DTYPE, median_ms=median_ms,
-                dense_tflops=flops.dense_equivalent_tflops(n, B, H, D, PASS, median_ms), **{"pass": PASS})
+    info.update(
+        extra,
+        n=n,
+        batch=B,
+        heads=H,
+        head_dim=D,
+        dtype=DTYPE,
+        median_ms=median_ms,
+        dense_tflops=flops.dense_equivalent_tflops(n, B, H, D, PASS, median_ms),
+        **{"pass": PASS},
+    )
     info["eff_tflops"] = flops.effective_tflops(info["s_sel"], B, H, D, PASS, median_ms)
     _MEDIANS[(name, n)], _EXTRA[(name, n)] = median_ms, info
     lh, dense = _MEDIANS.get(("lighthouse", n)), _MEDIANS.get(("dense", n))
@@ -78,7 +89,9 @@ def _bench(benchmark, name, n, fn, x, extra):
 @pytest.mark.parametrize("n,topk", POINTS, ids=IDS)
 def test_dense_cudnn_fwdbwd(benchmark, device, n, topk):
     x = _inputs(n, device)
-    _bench(benchmark, "dense", n, lambda: dense_attention(x.q, x.k, x.v, "cudnn"), x, {"impl": "sdpa_cudnn", "s_sel": n})
+    _bench(
+        benchmark, "dense", n, lambda: dense_attention(x.q, x.k, x.v, "cudnn"), x, {"impl": "sdpa_cudnn", "s_sel": n}
+    )
 
 
 @pytest.mark.parametrize("n,topk", POINTS, ids=IDS)
@@ -87,12 +100,22 @@ def test_lighthouse_triton_fwdbwd(benchmark, device, n, topk):
     s_sel = plan_for(LighthouseConfig(LEVELS, POOLING, topk), B, H, H, n, D).selected_len
 
     def fn():
-        return lighthouse_attention(x.q, x.k, x.v, levels=LEVELS, pooling=POOLING, topk=topk, impl="triton",
-                                    sdpa_backend="cudnn")
-    lh_ms = _bench(benchmark, "lighthouse", n, fn, x,
-                   {"impl": "lighthouse_triton", "topk": topk, "levels": LEVELS, "pooling": POOLING, "s_sel": s_sel})
+        return lighthouse_attention(
+            x.q, x.k, x.v, levels=LEVELS, pooling=POOLING, topk=topk, impl="triton", sdpa_backend="cudnn"
+        )
+
+    lh_ms = _bench(
+        benchmark,
+        "lighthouse",
+        n,
+        fn,
+        x,
+        {"impl": "lighthouse_triton", "topk": topk, "levels": LEVELS, "pooling": POOLING, "s_sel": s_sel},
+    )
     dense_ms = _MEDIANS.get(("dense", n)) or _quick_median_ms(lambda: dense_attention(x.q, x.k, x.v, "cudnn"), x)
-    assert lh_ms < dense_ms, f"N={n} k={topk}: Lighthouse {lh_ms:.3f} ms is not faster than dense cuDNN {dense_ms:.3f} ms"
+    assert lh_ms < dense_ms, (
+        f"N={n} k={topk}: Lighthouse {lh_ms:.3f} ms is not faster than dense cuDNN {dense_ms:.3f} ms"
+    )
 
 
 def _quick_median_ms(fn, x, reps: int = 10) -> float:

@@ -36,7 +36,13 @@ from .figures import (
 #: The verdicts, and the exit codes they give (exit_code): 0 every gated figure holds, 1 a regression, 2 a figure
 #: could not be judged.
 OK, REGRESSED, MISSING, NOT_MEASURED, NOT_GATED, SKIPPED = (
-    "ok", "REGRESSED", "missing", "not measured", "not gated", "skipped")
+    "ok",
+    "REGRESSED",
+    "missing",
+    "not measured",
+    "not gated",
+    "skipped",
+)
 EXIT_OK, EXIT_REGRESSED, EXIT_UNMEASURED = 0, 1, 2
 #: How many times a point that looks regressed is measured again before it is judged.
 REPEATS = 2

@@ -49,8 +49,22 @@ SELECT_POINTS = [(98304, 1536, 3), (262144, 4096, 3), (1048576, 4096, 4)]
 ONE_M = 1048576
 
 
-COLD_COLUMNS = ("phase", "n", "topk", "levels", "pooling", "scorer", "first_fwd_ms", "first_bwd_ms", "first_call_ms",
-                "second_call_ms", "triton_compile_ms", "kernels_compiled", "import_ms", "status")
+COLD_COLUMNS = (
+    "phase",
+    "n",
+    "topk",
+    "levels",
+    "pooling",
+    "scorer",
+    "first_fwd_ms",
+    "first_bwd_ms",
+    "first_call_ms",
+    "second_call_ms",
+    "triton_compile_ms",
+    "kernels_compiled",
+    "import_ms",
+    "status",
+)
 
 
 def _append(path: Path, row: dict, columns=None) -> None:
@@ -79,12 +93,14 @@ def _inputs(n, requires_grad=True, seed=0):
 def _layer(n, topk, levels, pooling, scorer="norm"):
     from lighthouse import LighthouseConfig, lighthouse_attention
 
-    cfg = LighthouseConfig(levels=levels, pooling=pooling, topk=topk, scorer=scorer, impl="triton",
-                           sdpa_backend="cudnn")
+    cfg = LighthouseConfig(
+        levels=levels, pooling=pooling, topk=topk, scorer=scorer, impl="triton", sdpa_backend="cudnn"
+    )
     return lambda q, k, v: lighthouse_attention(q, k, v, config=cfg)
 
 
 # ------------------------------------------------------------------------------------------- 1. cold start
+
 
 def child(spec: str, out: Path, phase: str) -> int:
     """One fresh process: the first forward and backward of one configuration, compile times per kernel."""
@@ -108,11 +124,20 @@ def child(spec: str, out: Path, phase: str) -> int:
             if label.isupper():
                 shown.append(f"{label}={val}")
         stages = dict(getattr(times, "lowering_stages", []) or [])
-        total_us = (getattr(times, "ir_initialization", 0) or 0) + sum(stages.values()) + (
-            getattr(times, "store_results", 0) or 0)
-        compiles.append({"kernel": name, "constexprs": " ".join(sorted(shown)), "cache_hit": cache_hit,
-                         "compile_ms": round(total_us / 1e3, 1),
-                         **{f"{k}_ms": round(v / 1e3, 1) for k, v in stages.items()}})
+        total_us = (
+            (getattr(times, "ir_initialization", 0) or 0)
+            + sum(stages.values())
+            + (getattr(times, "store_results", 0) or 0)
+        )
+        compiles.append(
+            {
+                "kernel": name,
+                "constexprs": " ".join(sorted(shown)),
+                "cache_hit": cache_hit,
+                "compile_ms": round(total_us / 1e3, 1),
+                **{f"{k}_ms": round(v / 1e3, 1) for k, v in stages.items()},
+            }
+        )
 
     try:
         triton.knobs.compilation.listener = listener
@@ -137,17 +162,49 @@ def child(spec: str, out: Path, phase: str) -> int:
     torch.cuda.synchronize()
     t3 = time.perf_counter()
     compile_ms = sum(c["compile_ms"] for c in compiles if not c["cache_hit"])
-    row = {"phase": phase, "n": n, "topk": topk, "levels": levels, "pooling": pooling, "scorer": scorer,
-           "first_fwd_ms": round((t1 - t0) * 1e3, 1), "first_bwd_ms": round((t2 - t1) * 1e3, 1),
-           "first_call_ms": round((t2 - t0) * 1e3, 1), "second_call_ms": round((t3 - t2) * 1e3, 2),
-           "triton_compile_ms": round(compile_ms, 1), "kernels_compiled": sum(not c["cache_hit"] for c in compiles),
-           "import_ms": round(t_import * 1e3), "status": "ok"}
+    row = {
+        "phase": phase,
+        "n": n,
+        "topk": topk,
+        "levels": levels,
+        "pooling": pooling,
+        "scorer": scorer,
+        "first_fwd_ms": round((t1 - t0) * 1e3, 1),
+        "first_bwd_ms": round((t2 - t1) * 1e3, 1),
+        "first_call_ms": round((t2 - t0) * 1e3, 1),
+        "second_call_ms": round((t3 - t2) * 1e3, 2),
+        "triton_compile_ms": round(compile_ms, 1),
+        "kernels_compiled": sum(not c["cache_hit"] for c in compiles),
+        "import_ms": round(t_import * 1e3),
+        "status": "ok",
+    }
     _append(out / "cold_start.csv", row, COLD_COLUMNS)
     for c in compiles:
-        _append(out / "compile.csv", {"phase": phase, "n": n, "topk": topk, "levels": levels, "pooling": pooling,
-                                      "scorer": scorer, **{k: c.get(k, "") for k in (
-                                          "kernel", "constexprs", "cache_hit", "compile_ms", "ttir_ms", "ttgir_ms",
-                                          "llir_ms", "ptx_ms", "cubin_ms")}})
+        _append(
+            out / "compile.csv",
+            {
+                "phase": phase,
+                "n": n,
+                "topk": topk,
+                "levels": levels,
+                "pooling": pooling,
+                "scorer": scorer,
+                **{
+                    k: c.get(k, "")
+                    for k in (
+                        "kernel",
+                        "constexprs",
+                        "cache_hit",
+                        "compile_ms",
+                        "ttir_ms",
+                        "ttgir_ms",
+                        "llir_ms",
+                        "ptx_ms",
+                        "cubin_ms",
+                    )
+                },
+            },
+        )
     return 0
 
 
@@ -159,15 +216,32 @@ def cold_start(out: Path, deadline: float) -> None:
             left = deadline - time.time()
             if left < 20:
                 print(f"cold start: out of time, skipped {spec} {phase}", flush=True)
-                _append(out / "cold_start.csv", {"phase": phase, "n": n, "topk": topk, "levels": levels,
-                                                 "pooling": pooling, "scorer": scorer, "status": "skipped"}, COLD_COLUMNS)
+                _append(
+                    out / "cold_start.csv",
+                    {
+                        "phase": phase,
+                        "n": n,
+                        "topk": topk,
+                        "levels": levels,
+                        "pooling": pooling,
+                        "scorer": scorer,
+                        "status": "skipped",
+                    },
+                    COLD_COLUMNS,
+                )
                 continue
-            env = dict(os.environ, TRITON_CACHE_DIR=cache, PYTHONPATH=f"{ROOT}{os.pathsep}"
-                       + os.environ.get("PYTHONPATH", ""))
+            env = dict(
+                os.environ, TRITON_CACHE_DIR=cache, PYTHONPATH=f"{ROOT}{os.pathsep}" + os.environ.get("PYTHONPATH", "")
+            )
             t0 = time.time()
             try:
-                proc = subprocess.run([sys.executable, __file__, "--child", spec, "--phase", phase, "--out", str(out)],
-                                      env=env, timeout=min(left, 240), capture_output=True, text=True)
+                proc = subprocess.run(
+                    [sys.executable, __file__, "--child", spec, "--phase", phase, "--out", str(out)],
+                    env=env,
+                    timeout=min(left, 240),
+                    capture_output=True,
+                    text=True,
+                )
                 status = "ok"
                 if proc.returncode != 0:
                     tail = proc.stderr.strip().splitlines()
@@ -178,11 +252,23 @@ def cold_start(out: Path, deadline: float) -> None:
             wall = time.time() - t0
             print(f"cold start {spec:32s} {phase}: process {wall:6.1f} s  {status}", flush=True)
             if status != "ok":
-                _append(out / "cold_start.csv", {"phase": phase, "n": n, "topk": topk, "levels": levels,
-                                                 "pooling": pooling, "scorer": scorer, "status": status[:300]}, COLD_COLUMNS)
+                _append(
+                    out / "cold_start.csv",
+                    {
+                        "phase": phase,
+                        "n": n,
+                        "topk": topk,
+                        "levels": levels,
+                        "pooling": pooling,
+                        "scorer": scorer,
+                        "status": status[:300],
+                    },
+                    COLD_COLUMNS,
+                )
 
 
 # ------------------------------------------------------------------------------------------- 2. small N
+
 
 def _time(fn, q, k, v, d_out, warmup, rep, min_rep, max_seconds):
     """The sweep's own timer (lighthouse.harness.timing.measure): CUDA events, L2 flush, first call timed apart."""
@@ -190,8 +276,17 @@ def _time(fn, q, k, v, d_out, warmup, rep, min_rep, max_seconds):
 
     from lighthouse.harness.timing import measure
 
-    return measure(lambda: fn(q, k, v), "fwdbwd", (q, k, v), d_out, device=torch.device("cuda"),
-                   warmup=warmup, rep=rep, min_rep=min_rep, max_seconds=max_seconds)
+    return measure(
+        lambda: fn(q, k, v),
+        "fwdbwd",
+        (q, k, v),
+        d_out,
+        device=torch.device("cuda"),
+        warmup=warmup,
+        rep=rep,
+        min_rep=min_rep,
+        max_seconds=max_seconds,
+    )
 
 
 def _dense(q, k, v):
@@ -201,8 +296,22 @@ def _dense(q, k, v):
 
 
 #: small_n.csv: per row plain (cuda_graph False) or through lighthouse.graph_lighthouse / graph_dense (True).
-SMALL_COLUMNS = ("n", "topk", "levels", "impl", "cuda_graph", "median_ms", "p20_ms", "p80_ms", "reps",
-                 "speedup_vs_cudnn", "speedup_vs_eager_cudnn", "first_call_ms", "host_issue_ms", "stream_ms")
+SMALL_COLUMNS = (
+    "n",
+    "topk",
+    "levels",
+    "impl",
+    "cuda_graph",
+    "median_ms",
+    "p20_ms",
+    "p80_ms",
+    "reps",
+    "speedup_vs_cudnn",
+    "speedup_vs_eager_cudnn",
+    "first_call_ms",
+    "host_issue_ms",
+    "stream_ms",
+)
 
 
 def _graphed(make):
@@ -213,6 +322,7 @@ def _graphed(make):
         if not made:
             made.append(make(q, k, v))
         return made[0](q, k, v)
+
     return fn
 
 
@@ -246,12 +356,26 @@ def _stream(fn, q, k, v, d_out, reps):
 
 
 def _small_row(out, n, topk, levels, impl, graphed, t, dense_ms, eager_dense_ms, stream):
-    _append(out / "small_n.csv", {
-        "n": n, "topk": topk, "levels": levels, "impl": impl, "cuda_graph": graphed,
-        "median_ms": round(t.median_ms, 4), "p20_ms": round(t.p20_ms, 4), "p80_ms": round(t.p80_ms, 4),
-        "reps": len(t.samples_ms), "speedup_vs_cudnn": round(dense_ms / t.median_ms, 3),
-        "speedup_vs_eager_cudnn": round(eager_dense_ms / t.median_ms, 3) if eager_dense_ms else "", "first_call_ms": round(t.first_call_ms, 1),
-        "host_issue_ms": round(stream[0], 4), "stream_ms": round(stream[1], 4)}, SMALL_COLUMNS)
+    _append(
+        out / "small_n.csv",
+        {
+            "n": n,
+            "topk": topk,
+            "levels": levels,
+            "impl": impl,
+            "cuda_graph": graphed,
+            "median_ms": round(t.median_ms, 4),
+            "p20_ms": round(t.p20_ms, 4),
+            "p80_ms": round(t.p80_ms, 4),
+            "reps": len(t.samples_ms),
+            "speedup_vs_cudnn": round(dense_ms / t.median_ms, 3),
+            "speedup_vs_eager_cudnn": round(eager_dense_ms / t.median_ms, 3) if eager_dense_ms else "",
+            "first_call_ms": round(t.first_call_ms, 1),
+            "host_issue_ms": round(stream[0], 4),
+            "stream_ms": round(stream[1], 4),
+        },
+        SMALL_COLUMNS,
+    )
 
 
 #: Which modes the small part times (False: plain, True: CUDA graphs); --small-modes sets it.
@@ -261,8 +385,18 @@ ERROR_COLUMNS = ("part", "n", "topk", "impl", "cuda_graph", "error")
 
 def _fail(out: Path, n, topk, impl: str, graphed: bool, err: Exception) -> None:
     print(f"N={n} k={topk} {impl} cuda_graph={graphed}: {type(err).__name__}: {err}", flush=True)
-    _append(out / "errors.csv", {"part": "small", "n": n, "topk": topk, "impl": impl, "cuda_graph": graphed,
-                                 "error": f"{type(err).__name__}: {err}"[:500]}, ERROR_COLUMNS)
+    _append(
+        out / "errors.csv",
+        {
+            "part": "small",
+            "n": n,
+            "topk": topk,
+            "impl": impl,
+            "cuda_graph": graphed,
+            "error": f"{type(err).__name__}: {err}"[:500],
+        },
+        ERROR_COLUMNS,
+    )
 
 
 def small_n(out: Path) -> None:
@@ -289,8 +423,11 @@ def small_n(out: Path) -> None:
             dense_ms[graphed] = t.median_ms
             stream = _stream(fn, q, k, v, d_out, stream_reps)
             _small_row(out, n, "", "", "sdpa_cudnn", graphed, t, t.median_ms, dense_ms.get(False), stream)
-            print(f"N={n:7d} dense cuDNN{' graphed' if graphed else '        '} fwd+bwd {t.median_ms:8.3f} ms "
-                  f"(issue {stream[0]:.3f} ms, back to back {stream[1]:.3f} ms)", flush=True)
+            print(
+                f"N={n:7d} dense cuDNN{' graphed' if graphed else '        '} fwd+bwd {t.median_ms:8.3f} ms "
+                f"(issue {stream[0]:.3f} ms, back to back {stream[1]:.3f} ms)",
+                flush=True,
+            )
         for pn, topk in SMALL_POINTS:
             if pn != n:
                 continue
@@ -304,11 +441,16 @@ def small_n(out: Path) -> None:
                     _fail(out, n, topk, "lighthouse_triton", graphed, err)
                     continue
                 stream = _stream(fn, q, k, v, d_out, stream_reps)
-                _small_row(out, n, topk, 3, "lighthouse_triton", graphed, t, dense_ms[graphed], dense_ms.get(False), stream)
-                print(f"N={n:7d} k={topk:5d} Lighthouse{' graphed' if graphed else '        '} fwd+bwd "
-                      f"{t.median_ms:8.3f} ms ({dense_ms[graphed] / t.median_ms:.2f}x cuDNN in the same mode, "
-                      f"{dense_ms.get(False, float('nan')) / t.median_ms:.2f}x plain cuDNN; issue {stream[0]:.3f} ms, back to back "
-                      f"{stream[1]:.3f} ms; first call {t.first_call_ms:.0f} ms)", flush=True)
+                _small_row(
+                    out, n, topk, 3, "lighthouse_triton", graphed, t, dense_ms[graphed], dense_ms.get(False), stream
+                )
+                print(
+                    f"N={n:7d} k={topk:5d} Lighthouse{' graphed' if graphed else '        '} fwd+bwd "
+                    f"{t.median_ms:8.3f} ms ({dense_ms[graphed] / t.median_ms:.2f}x cuDNN in the same mode, "
+                    f"{dense_ms.get(False, float('nan')) / t.median_ms:.2f}x plain cuDNN; issue {stream[0]:.3f} ms, back to back "
+                    f"{stream[1]:.3f} ms; first call {t.first_call_ms:.0f} ms)",
+                    flush=True,
+                )
                 fn = None
         del q, k, v, d_out, modes
         torch.cuda.empty_cache()
@@ -330,14 +472,25 @@ def select_alone(out: Path) -> None:
         sq, sk, check = score_pyramids(q, k, v, plan, None, inv)
         check.raise_if_bad()
         ms = triton.testing.do_bench(lambda: select_in_kernel(sq, sk, plan, inv), warmup=25, rep=100)
-        _append(out / "small_n.csv", {"n": n, "topk": topk, "levels": levels, "impl": "select_kernel_alone",
-                                      "cuda_graph": False, "median_ms": round(ms, 4)}, SMALL_COLUMNS)
+        _append(
+            out / "small_n.csv",
+            {
+                "n": n,
+                "topk": topk,
+                "levels": levels,
+                "impl": "select_kernel_alone",
+                "cuda_graph": False,
+                "median_ms": round(ms, 4),
+            },
+            SMALL_COLUMNS,
+        )
         print(f"N={n:7d} k={topk:5d} L={levels} selection kernel alone {ms:.4f} ms", flush=True)
         del q, k, v, sq, sk, inv
         torch.cuda.empty_cache()
 
 
 # ------------------------------------------------------------------------------------------- 3. N = 1M
+
 
 def one_m(out: Path) -> None:
     import torch
@@ -347,31 +500,54 @@ def one_m(out: Path) -> None:
     for levels in (3, 4):
         lh = _time(_layer(ONE_M, 4096, levels, 4), q, k, v, d_out, 3, 10, 5, 3.0)
         rows.append(("lighthouse_triton", levels, lh))
-        print(f"N=1M L={levels} k=4096 Lighthouse fwd+bwd {lh.median_ms:9.2f} ms "
-              f"(first call {lh.first_call_ms / 1e3:.1f} s)", flush=True)
+        print(
+            f"N=1M L={levels} k=4096 Lighthouse fwd+bwd {lh.median_ms:9.2f} ms "
+            f"(first call {lh.first_call_ms / 1e3:.1f} s)",
+            flush=True,
+        )
     dense = _time(_dense, q, k, v, d_out, 1, 2, 2, 0.0)  # first call + 0 extra warm-ups + 2 repetitions
     print(f"N=1M dense cuDNN fwd+bwd {dense.median_ms:9.1f} ms ({len(dense.samples_ms)} repetitions)", flush=True)
     peak = torch.cuda.max_memory_allocated() / 2**30
     for impl, levels, t in rows + [("sdpa_cudnn", "", dense)]:
-        _append(out / "one_m.csv", {"n": ONE_M, "topk": 4096 if levels else "", "levels": levels, "pooling": 4,
-                                    "impl": impl, "median_ms": round(t.median_ms, 3),
-                                    "samples_ms": " ".join(f"{s:.3f}" for s in t.samples_ms),
-                                    "first_call_ms": round(t.first_call_ms, 1),
-                                    "peak_gib": round((t.peak_bytes or 0) / 2**30, 2),
-                                    "speedup_vs_cudnn": round(dense.median_ms / t.median_ms, 2)})
-    print("N=1M speedups: " + ", ".join(f"L={lv}: {dense.median_ms / t.median_ms:.1f}x" for _, lv, t in rows)
-          + f" (max allocated {peak:.1f} GiB)", flush=True)
+        _append(
+            out / "one_m.csv",
+            {
+                "n": ONE_M,
+                "topk": 4096 if levels else "",
+                "levels": levels,
+                "pooling": 4,
+                "impl": impl,
+                "median_ms": round(t.median_ms, 3),
+                "samples_ms": " ".join(f"{s:.3f}" for s in t.samples_ms),
+                "first_call_ms": round(t.first_call_ms, 1),
+                "peak_gib": round((t.peak_bytes or 0) / 2**30, 2),
+                "speedup_vs_cudnn": round(dense.median_ms / t.median_ms, 2),
+            },
+        )
+    print(
+        "N=1M speedups: "
+        + ", ".join(f"L={lv}: {dense.median_ms / t.median_ms:.1f}x" for _, lv, t in rows)
+        + f" (max allocated {peak:.1f} GiB)",
+        flush=True,
+    )
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="reports/h200/coldstart", help="folder for the CSVs and machine.json")
     ap.add_argument("--parts", default="cold,small,1m", help="comma list of: cold, small, 1m")
-    ap.add_argument("--budget-s", type=float, default=270.0,
-                    help="seconds for the whole run; cold-start configurations past it are skipped")
-    ap.add_argument("--small-modes", default="plain,graphed",
-                    help="small part: plain, graphed or both (each in its own process gives eager rows untouched "
-                         "by an earlier capture in the same process)")
+    ap.add_argument(
+        "--budget-s",
+        type=float,
+        default=270.0,
+        help="seconds for the whole run; cold-start configurations past it are skipped",
+    )
+    ap.add_argument(
+        "--small-modes",
+        default="plain,graphed",
+        help="small part: plain, graphed or both (each in its own process gives eager rows untouched "
+        "by an earlier capture in the same process)",
+    )
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--phase", default="cold", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -402,7 +578,9 @@ def main(argv=None) -> int:
                 fn(out)
             except Exception as err:  # keep the other parts' rows
                 print(f"part {name} failed: {type(err).__name__}: {err}", flush=True)
-                _append(out / "errors.csv", {"part": name, "error": f"{type(err).__name__}: {err}"[:500]}, ERROR_COLUMNS)
+                _append(
+                    out / "errors.csv", {"part": name, "error": f"{type(err).__name__}: {err}"[:500]}, ERROR_COLUMNS
+                )
     print(f"done in {time.time() - start:.0f} s; rows in {out}", flush=True)
     return 0
 

@@ -39,8 +39,13 @@ if str(ROOT) not in sys.path:
 
 COLUMNS = ("variant", "backend", "n", "topk", "levels", "pooling", "call", "stage", "ms", "status")
 #: (variant, sub-sequence SDPA backend)
-VARIANTS = [("stages", "cudnn"), ("stages", "flash"), ("sdpa-first", "cudnn"), ("sdpa-first", "flash"),
-            ("autograd-first", "cudnn")]
+VARIANTS = [
+    ("stages", "cudnn"),
+    ("stages", "flash"),
+    ("sdpa-first", "cudnn"),
+    ("sdpa-first", "flash"),
+    ("autograd-first", "cudnn"),
+]
 
 
 def _append(path: Path, row: dict) -> None:
@@ -108,8 +113,10 @@ def child(variant: str, backend: str, n: int, topk: int, levels: int, pooling: i
             y = timed("second", "tiny_elementwise_fwd", lambda: (x * 2.0).sum())
             timed("second", "tiny_elementwise_bwd", lambda: y.backward())
         s = plan.selected_len  # known from the plan: nothing of the layer runs before its timed first call
-        qs, ks, vs = (torch.randn(1, 8, s, 128, generator=g, device="cuda", dtype=torch.bfloat16,
-                                  requires_grad=True) for _ in range(3))
+        qs, ks, vs = (
+            torch.randn(1, 8, s, 128, generator=g, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+            for _ in range(3)
+        )
         o = timed("first", f"dense_sdpa_fwd_s{s}", lambda: causal_sdpa(qs, ks, vs, backend))
         timed("first", f"dense_sdpa_bwd_s{s}", lambda: o.backward(torch.ones_like(o)))
         for t_ in (q, k, v):
@@ -124,8 +131,11 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("out/first-call"))
     ap.add_argument("--config", default="98304,1536,3,4", help="N,k,L,p (default the paper point 98304,1536,3,4)")
-    ap.add_argument("--variants", default=",".join(sorted({v for v, _ in VARIANTS})),
-                    help="comma list of variants to run (default all): stages, sdpa-first, autograd-first")
+    ap.add_argument(
+        "--variants",
+        default=",".join(sorted({v for v, _ in VARIANTS})),
+        help="comma list of variants to run (default all): stages, sdpa-first, autograd-first",
+    )
     ap.add_argument("--child", nargs=2, metavar=("VARIANT", "BACKEND"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     n, topk, levels, pooling = (int(x) for x in args.config.split(","))
@@ -142,12 +152,17 @@ def main(argv=None) -> int:
         print(f"machine.json not written: {err}", flush=True)
     cache = tempfile.mkdtemp(prefix="lh-first-call-")
     env = dict(os.environ, TRITON_CACHE_DIR=cache, PYTHONPATH=f"{ROOT}{os.pathsep}" + os.environ.get("PYTHONPATH", ""))
-    fill = [sys.executable, "-c", (
-        "import torch; from lighthouse import LighthouseConfig, lighthouse_attention as f\n"
-        f"q, k, v = (torch.randn(1, 8, {n}, 128, device='cuda', dtype=torch.bfloat16, requires_grad=True) for _ in range(3))\n"
-        "for b in ('cudnn', 'flash'):\n"
-        f"    f(q, k, v, config=LighthouseConfig(levels={levels}, pooling={pooling}, topk={topk}, impl='triton', sdpa_backend=b)).sum().backward()\n"
-        "torch.cuda.synchronize()")]
+    fill = [
+        sys.executable,
+        "-c",
+        (
+            "import torch; from lighthouse import LighthouseConfig, lighthouse_attention as f\n"
+            f"q, k, v = (torch.randn(1, 8, {n}, 128, device='cuda', dtype=torch.bfloat16, requires_grad=True) for _ in range(3))\n"
+            "for b in ('cudnn', 'flash'):\n"
+            f"    f(q, k, v, config=LighthouseConfig(levels={levels}, pooling={pooling}, topk={topk}, impl='triton', sdpa_backend=b)).sum().backward()\n"
+            "torch.cuda.synchronize()"
+        ),
+    ]
     t0 = time.time()
     proc = subprocess.run(fill, env=env, capture_output=True, text=True, timeout=240)
     print(f"fill process: {time.time() - t0:.1f} s, exit {proc.returncode}", flush=True)
@@ -157,8 +172,23 @@ def main(argv=None) -> int:
     for variant, backend in [vb for vb in VARIANTS if vb[0] in wanted]:
         t0 = time.time()
         try:
-            proc = subprocess.run([sys.executable, __file__, "--out", str(args.out), "--config", args.config,
-                                   "--child", variant, backend], env=env, capture_output=True, text=True, timeout=120)
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--out",
+                    str(args.out),
+                    "--config",
+                    args.config,
+                    "--child",
+                    variant,
+                    backend,
+                ],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
             status = "ok" if proc.returncode == 0 else "error: " + (proc.stderr.strip().splitlines() or ["?"])[-1]
             if proc.returncode:
                 print(proc.stderr[-3000:], flush=True)
@@ -166,8 +196,18 @@ def main(argv=None) -> int:
             status = "timeout"
         print(f"{variant:10s} {backend:6s}: process {time.time() - t0:5.1f} s  {status}", flush=True)
         if status != "ok":
-            _append(csv_path, dict(variant=variant, backend=backend, n=n, topk=topk, levels=levels, pooling=pooling,
-                                   status=status[:300]))
+            _append(
+                csv_path,
+                dict(
+                    variant=variant,
+                    backend=backend,
+                    n=n,
+                    topk=topk,
+                    levels=levels,
+                    pooling=pooling,
+                    status=status[:300],
+                ),
+            )
     if csv_path.exists():
         print(csv_path.read_text(), flush=True)
     return 0

@@ -53,8 +53,14 @@ class Budget:
 def estimate_s(point: TrainPoint, opts: RunOptions, rows) -> float:
     """Seconds a point should take: model build + first step + warm-up + timed steps, from the nearest smaller
     measured point of the same attention (first-step overhead such as Triton compilation carried over)."""
-    same = [r for r in rows if r.get("attention") == point.attention and r.get("status") == "ok"
-            and r.get("preset") == point.preset.name and num(r.get("median_step_ms"))]
+    same = [
+        r
+        for r in rows
+        if r.get("attention") == point.attention
+        and r.get("status") == "ok"
+        and r.get("preset") == point.preset.name
+        and num(r.get("median_step_ms"))
+    ]
     if not same:
         return 60.0 if point.attention == "lighthouse" else 30.0
     ref = min(same, key=lambda r: abs(int(r["n"]) - point.seq))
@@ -65,15 +71,22 @@ def estimate_s(point: TrainPoint, opts: RunOptions, rows) -> float:
 
 def make_skip(budget: Budget, opts: RunOptions):
     def skip(point: TrainPoint, rows):
-        smaller_oom = [r for r in rows if r.get("attention") == point.attention and r.get("status") == "oom"
-                       and r.get("preset") == point.preset.name and int(r["n"]) < point.seq
-                       and str(r.get("recompute") or "") == ("" if point.attention == "dense" else str(int(opts.recompute)))]
+        smaller_oom = [
+            r
+            for r in rows
+            if r.get("attention") == point.attention
+            and r.get("status") == "oom"
+            and r.get("preset") == point.preset.name
+            and int(r["n"]) < point.seq
+            and str(r.get("recompute") or "") == ("" if point.attention == "dense" else str(int(opts.recompute)))
+        ]
         if smaller_oom:
             return f"out of memory already at N={min(int(r['n']) for r in smaller_oom)}"
         need, left = estimate_s(point, opts, rows), budget.left() - RESERVE_S
         if need > left:
             return f"time budget: needs about {need:.0f} s, {max(left, 0):.0f} s left"
         return None
+
     return skip
 
 
@@ -85,8 +98,11 @@ def main() -> int:
     ap.add_argument("--arm-minutes", type=float, default=3.0, help="most training minutes per recipe arm")
     ap.add_argument("--recipe-preset", default="mid", help="preset of the two-stage recipe")
     ap.add_argument("--reserve-c-s", type=float, default=130.0, help="seconds kept for phase c when b runs")
-    ap.add_argument("--cpu-smoke", action="store_true", help="run the same flow on the CPU with the tiny preset "
-                    "(checks the script, measures nothing meaningful)")
+    ap.add_argument(
+        "--cpu-smoke",
+        action="store_true",
+        help="run the same flow on the CPU with the tiny preset (checks the script, measures nothing meaningful)",
+    )
     args = ap.parse_args()
     budget = Budget(args.budget_s)
     phases = set(args.phases.split(","))
@@ -98,10 +114,16 @@ def main() -> int:
         torch.set_num_threads(1)
     dev = torch.device("cpu") if smoke else torch.device("cuda", torch.cuda.current_device())
     dtype, backend = ("fp32", None) if smoke else ("bf16", "cudnn")
-    n_a, n_dense_c, n_lh_c = ([512], [1024], [1024, 2048]) if smoke else (
-        [98304], [196608, 262144], [196608, 393216, 786432, 1048576, 1572864])
-    print(f"{torch.cuda.get_device_name(dev) if not smoke else 'CPU smoke run'}, torch {torch.__version__}, liger-kernel: "
-          f"{'yes' if liger_available() else 'no (chunked cross-entropy)'}; budget {args.budget_s:.0f} s", flush=True)
+    n_a, n_dense_c, n_lh_c = (
+        ([512], [1024], [1024, 2048])
+        if smoke
+        else ([98304], [196608, 262144], [196608, 393216, 786432, 1048576, 1572864])
+    )
+    print(
+        f"{torch.cuda.get_device_name(dev) if not smoke else 'CPU smoke run'}, torch {torch.__version__}, liger-kernel: "
+        f"{'yes' if liger_available() else 'no (chunked cross-entropy)'}; budget {args.budget_s:.0f} s",
+        flush=True,
+    )
     out = args.out
     tp_dir = out / "throughput"
     paper = get_preset("tiny" if smoke else "paper-530m")
@@ -115,13 +137,31 @@ def main() -> int:
     if "a" in phases:
         opts = RunOptions(device=dev, dtype=dtype, steps=3, warmup=1, sdpa_backend=backend)
         skip = make_skip(budget, opts)
-        codes.append(run_points(points("dense", n_a) + points("lighthouse", n_a), opts, tp_dir,
-                                resume=tp_dir.joinpath("train.csv").exists(), argv=argv, skip=skip, plot=False,
-                                options={"phase": "a"}))
+        codes.append(
+            run_points(
+                points("dense", n_a) + points("lighthouse", n_a),
+                opts,
+                tp_dir,
+                resume=tp_dir.joinpath("train.csv").exists(),
+                argv=argv,
+                skip=skip,
+                plot=False,
+                options={"phase": "a"},
+            )
+        )
         no_recompute = RunOptions(device=dev, dtype=dtype, steps=3, warmup=1, sdpa_backend=backend, recompute=False)
-        codes.append(run_points(points("lighthouse", n_a), no_recompute, tp_dir,
-                                resume=tp_dir.joinpath("train.csv").exists(), argv=argv,
-                                skip=make_skip(budget, no_recompute), plot=False, options={"phase": "a, --no-recompute"}))
+        codes.append(
+            run_points(
+                points("lighthouse", n_a),
+                no_recompute,
+                tp_dir,
+                resume=tp_dir.joinpath("train.csv").exists(),
+                argv=argv,
+                skip=make_skip(budget, no_recompute),
+                plot=False,
+                options={"phase": "a, --no-recompute"},
+            )
+        )
         ran_throughput = True
     if "b" in phases and not any(codes):
         preset = get_preset("tiny" if smoke else args.recipe_preset)
@@ -134,9 +174,13 @@ def main() -> int:
         else:
             print(f"phase b: about {minutes:.1f} min of training per arm", flush=True)
             try:
-                run_recipe(preset, RunOptions(device=dev, dtype=dtype, sdpa_backend=backend),
-                           RecipeOptions(steps=200, dense_from=0.9, eval_every=25, val_windows=4, arm_minutes=minutes),
-                           out / "recipe", argv=argv)
+                run_recipe(
+                    preset,
+                    RunOptions(device=dev, dtype=dtype, sdpa_backend=backend),
+                    RecipeOptions(steps=200, dense_from=0.9, eval_every=25, val_windows=4, arm_minutes=minutes),
+                    out / "recipe",
+                    argv=argv,
+                )
             except Exception as err:  # noqa: BLE001 - keep the throughput rows and go on to phase c
                 print(f"phase b failed: {type(err).__name__}: {err}")
             torch.cuda.empty_cache()
@@ -146,8 +190,18 @@ def main() -> int:
         # dense at the first N (the same-run comparison), Lighthouse up to its memory limit, then longer dense;
         # a kernel failure that loses the CUDA context at a huge N then costs no dense row
         long_points = points("dense", n_dense_c[:1]) + points("lighthouse", n_lh_c) + points("dense", n_dense_c[1:])
-        codes.append(run_points(long_points, opts, tp_dir, resume=tp_dir.joinpath("train.csv").exists(), argv=argv,
-                                skip=skip, plot=True, options={"phase": "c"}))
+        codes.append(
+            run_points(
+                long_points,
+                opts,
+                tp_dir,
+                resume=tp_dir.joinpath("train.csv").exists(),
+                argv=argv,
+                skip=skip,
+                plot=True,
+                options={"phase": "c"},
+            )
+        )
         ran_throughput = True
     elif ran_throughput:
         from lighthouse.train.plots import throughput_chart

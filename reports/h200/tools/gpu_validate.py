@@ -52,8 +52,17 @@ def bench(fn, *, warmup=3, rep=20, budget_s=2.0, leaves=(), grad=None):
     """Median / p20 / p80 ms and repetitions, through the sweep's timer (CUDA events, L2 flush).
 
     With `grad`, times forward + backward of `fn`'s output, the .grad of `leaves` cleared each time."""
-    t = measure(fn, "fwd" if grad is None else "fwdbwd", list(leaves), grad, device=torch.device(DEV),
-                warmup=warmup, rep=rep, min_rep=3, max_seconds=budget_s)
+    t = measure(
+        fn,
+        "fwd" if grad is None else "fwdbwd",
+        list(leaves),
+        grad,
+        device=torch.device(DEV),
+        warmup=warmup,
+        rep=rep,
+        min_rep=3,
+        max_seconds=budget_s,
+    )
     return t.median_ms, t.p20_ms, t.p80_ms, len(t.samples_ms)
 
 
@@ -80,19 +89,27 @@ def check_torch_bf16():
     q, k, v = qkv(n, torch.bfloat16)
     o16 = lighthouse.lighthouse_attention(q, k, v, config=cfg)
     o32 = lighthouse.lighthouse_attention(q.float(), k.float(), v.float(), config=cfg)
-    same = torch.equal(lighthouse.select(q, k, v, config=cfg),
-                       lighthouse.select(q.float(), k.float(), v.float(), config=cfg))
+    same = torch.equal(
+        lighthouse.select(q, k, v, config=cfg), lighthouse.select(q.float(), k.float(), v.float(), config=cfg)
+    )
     record(check="torch_bf16_vs_fp32", n=n, rel_err=rel(o16, o32), selection_equal=same, ok=rel(o16, o32) <= 1e-2)
     n = 131072
     q, k, v = qkv(n, torch.bfloat16, grad=True)
     torch.cuda.reset_peak_memory_stats()
     t0 = time.time()
-    out, dq, dk, dv = fwd_bwd(lambda a, b, c: lighthouse.lighthouse_attention(a, b, c, config=cfg), q, k, v,
-                              torch.randn_like(q))
+    out, dq, dk, dv = fwd_bwd(
+        lambda a, b, c: lighthouse.lighthouse_attention(a, b, c, config=cfg), q, k, v, torch.randn_like(q)
+    )
     torch.cuda.synchronize()
     fin = all(bool(torch.isfinite(x).all()) for x in (out, dq, dk, dv))
-    record(check="torch_bf16_runs", n=n, seconds=time.time() - t0, finite=fin,
-           peak_gib=torch.cuda.max_memory_allocated() / 2**30, ok=fin)
+    record(
+        check="torch_bf16_runs",
+        n=n,
+        seconds=time.time() - t0,
+        finite=fin,
+        peak_gib=torch.cuda.max_memory_allocated() / 2**30,
+        ok=fin,
+    )
 
 
 def check_parity(n, dtype, tol, hkv=8, topk=1024):
@@ -110,9 +127,17 @@ def check_parity(n, dtype, tol, hkv=8, topk=1024):
     errs = {name.removeprefix("rel_"): err for name, err in parity.relative_errors(got, want).items()}
     bitwise = all(torch.equal(a, b) for a, b in zip(got, again))
     finite = all(bool(torch.isfinite(a).all()) for a in got)
-    record(check="triton_vs_torch", n=n, dtype=str(dtype).split(".")[-1], hkv=hkv, selection_equal_frac=frac,
-           **{f"rel_{k}": v for k, v in errs.items()}, bitwise_repeat=bitwise, poisoned_finite=finite,
-           ok=frac == 1.0 and max(errs.values()) <= tol and bitwise and finite)
+    record(
+        check="triton_vs_torch",
+        n=n,
+        dtype=str(dtype).split(".")[-1],
+        hkv=hkv,
+        selection_equal_frac=frac,
+        **{f"rel_{k}": v for k, v in errs.items()},
+        bitwise_repeat=bitwise,
+        poisoned_finite=finite,
+        ok=frac == 1.0 and max(errs.values()) <= tol and bitwise and finite,
+    )
 
 
 def check_determinism(n=32768, topk=1024):
@@ -132,8 +157,13 @@ def check_determinism(n=32768, topk=1024):
                 same = {name: torch.equal(a, b) for name, a, b in zip(("out", "dq", "dk", "dv"), r1, r2)}
                 record(check="determinism", n=n, sdpa_backend=str(backend), deterministic_algorithms=det, **same)
             except Exception as err:
-                record(check="determinism", n=n, sdpa_backend=str(backend), deterministic_algorithms=det,
-                       error=str(err)[:200])
+                record(
+                    check="determinism",
+                    n=n,
+                    sdpa_backend=str(backend),
+                    deterministic_algorithms=det,
+                    error=str(err)[:200],
+                )
             finally:
                 torch.use_deterministic_algorithms(False)
     # the same inputs through our kernels alone (no SDPA backward): must always be bitwise equal
@@ -229,8 +259,14 @@ def stages(n, topk, q, k, v, go, cfg):
             "pool_bwd_pull_x3": bench(lambda: tl_layer.run_pool_bwd(subs, sel, plan))[0],
         }
     bytes_tok = q.numel() * q.element_size()
-    record(check="stages", n=n, topk=topk, **t, qkv_read_floor_ms=3 * bytes_tok / 4.3e9,
-           out_write_floor_ms=bytes_tok / 4.3e9)
+    record(
+        check="stages",
+        n=n,
+        topk=topk,
+        **t,
+        qkv_read_floor_ms=3 * bytes_tok / 4.3e9,
+        out_write_floor_ms=bytes_tok / 4.3e9,
+    )
 
 
 def ceilings():
@@ -265,6 +301,7 @@ def check_gla(n=1024, hq=4, hkv=2, d=64, tol=1e-3):
         record(check="gla", ok=None, message=f"skipped: flash-linear-attention not importable ({err})")
         return
     from lighthouse.reference.scores import token_scores
+
     g = torch.Generator(device="cuda").manual_seed(7)
     q = torch.randn(1, hq, n, d, device="cuda", generator=g)
     k = torch.randn(1, hkv, n, d, device="cuda", generator=g)
@@ -275,13 +312,24 @@ def check_gla(n=1024, hq=4, hkv=2, d=64, tol=1e-3):
     sq, sk = token_scores(q, k, v, plan, gate)
     grp = hq // hkv
     k_rep, v_rep = k.repeat_interleave(grp, 1), v.repeat_interleave(grp, 1)
-    want_q = _gla_recurrent(q, k_rep, v_rep, gate, d ** -0.5).norm(dim=-1).view(1, hkv, grp, n).amax(2)
-    want_k = _gla_recurrent(k_rep, q, v_rep, gate, d ** -0.5).norm(dim=-1).view(1, hkv, grp, n).amax(2)
+    want_q = _gla_recurrent(q, k_rep, v_rep, gate, d**-0.5).norm(dim=-1).view(1, hkv, grp, n).amax(2)
+    want_k = _gla_recurrent(k_rep, q, v_rep, gate, d**-0.5).norm(dim=-1).view(1, hkv, grp, n).amax(2)
     err_q, err_k = rel(sq[..., :n], want_q), rel(sk[..., :n], want_k)
-    same = bool(torch.equal(lighthouse.select(q, k, v, gate=gate, config=cfg),
-                            lighthouse.select(q, k, v, gate=gate, config=cfg.replace(impl="triton"))))
-    record(check="gla", n=n, hkv=hkv, rel_sq=err_q, rel_sk=err_k, selection_equal_frac=1.0 if same else 0.0,
-           ok=err_q <= tol and err_k <= tol and same)
+    same = bool(
+        torch.equal(
+            lighthouse.select(q, k, v, gate=gate, config=cfg),
+            lighthouse.select(q, k, v, gate=gate, config=cfg.replace(impl="triton")),
+        )
+    )
+    record(
+        check="gla",
+        n=n,
+        hkv=hkv,
+        rel_sq=err_q,
+        rel_sk=err_k,
+        selection_equal_frac=1.0 if same else 0.0,
+        ok=err_q <= tol and err_k <= tol and same,
+    )
 
 
 def main():
@@ -294,9 +342,15 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     import triton
 
-    info = dict(gpu=torch.cuda.get_device_name(), torch=torch.__version__, triton=triton.__version__,
-                cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version(), python=platform.python_version(),
-                argv=sys.argv)
+    info = dict(
+        gpu=torch.cuda.get_device_name(),
+        torch=torch.__version__,
+        triton=triton.__version__,
+        cuda=torch.version.cuda,
+        cudnn=torch.backends.cudnn.version(),
+        python=platform.python_version(),
+        argv=sys.argv,
+    )
     info.update(ceilings())
     torch.cuda.empty_cache()
     print(info, flush=True)
@@ -307,15 +361,21 @@ def main():
     if "determinism" not in skip:
         parts.append(check_determinism)
     if "parity" not in skip:
-        parts += [lambda: check_parity(32768, torch.float32, 1e-5), lambda: check_parity(32768, torch.bfloat16, 1e-2),
-                  lambda: check_parity(32768, torch.bfloat16, 1e-2, hkv=2),
-                  lambda: check_parity(131072, torch.bfloat16, 1e-2, topk=4096),
-                  lambda: check_parity(131072, torch.float32, 1e-5, topk=4096)]
+        parts += [
+            lambda: check_parity(32768, torch.float32, 1e-5),
+            lambda: check_parity(32768, torch.bfloat16, 1e-2),
+            lambda: check_parity(32768, torch.bfloat16, 1e-2, hkv=2),
+            lambda: check_parity(131072, torch.bfloat16, 1e-2, topk=4096),
+            lambda: check_parity(131072, torch.float32, 1e-5, topk=4096),
+        ]
     if "gla" not in skip:
         parts.append(check_gla)
     if "timing" not in skip:
-        pts = [(16384, 1024), (98304, 1536), (262144, 4096)] if args.quick else [
-            (16384, 1024), (65536, 4096), (98304, 1536), (131072, 4096), (262144, 4096), (524288, 4096)]
+        pts = (
+            [(16384, 1024), (98304, 1536), (262144, 4096)]
+            if args.quick
+            else [(16384, 1024), (65536, 4096), (98304, 1536), (131072, 4096), (262144, 4096), (524288, 4096)]
+        )
         parts += [lambda n=n, kk=kk: time_point(n, kk, with_torch=n <= 262144) for n, kk in pts]
     for part in parts:
         try:

@@ -74,8 +74,13 @@ def one_call(attn, q, k, v, d_out, cfg):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=2000, help="timed calls (after 200 warm-up calls)")
-    ap.add_argument("--blocks", type=int, default=5, help="the calls split into blocks; the best block's median "
-                    "is the least disturbed by other load on a shared CPU")
+    ap.add_argument(
+        "--blocks",
+        type=int,
+        default=5,
+        help="the calls split into blocks; the best block's median "
+        "is the least disturbed by other load on a shared CPU",
+    )
     ap.add_argument("--seq-len", type=int, default=8192, help="N (8192: the issue's 8K point)")
     ap.add_argument("--heads", type=int, default=1, help="query and kv heads (host work does not depend on it)")
     ap.add_argument("--head-dim", type=int, default=1, help="D; tiny, so the CPU's real tensor work stays small")
@@ -107,9 +112,11 @@ def main() -> None:
     times.sort()
     med = statistics.median(times) * 1e6
     p10, p90 = times[len(times) // 10] * 1e6, times[9 * len(times) // 10] * 1e6
-    print(f"host time per fwd+bwd (CPU, stubbed kernels, N={args.seq_len}, k=512, L=3, p=4, bf16): "
-          f"median {med:.1f} us, best block median {min(block_medians):.1f} us "
-          f"(p10 {p10:.1f}, p90 {p90:.1f}; {len(times)} calls in {args.blocks} blocks)")
+    print(
+        f"host time per fwd+bwd (CPU, stubbed kernels, N={args.seq_len}, k=512, L=3, p=4, bf16): "
+        f"median {med:.1f} us, best block median {min(block_medians):.1f} us "
+        f"(p10 {p10:.1f}, p90 {p90:.1f}; {len(times)} calls in {args.blocks} blocks)"
+    )
 
     if args.profile:
         prof = cProfile.Profile()

@@ -24,22 +24,34 @@ def rows(path: Path):
 def train() -> None:
     print("== train (reports/h200/train/throughput/train.csv)")
     for r in rows(H200 / "train" / "throughput" / "train.csv"):
-        tag = r["attention"] + ("" if r["attention"] == "dense" else f" k={r['topk']}" + (" no-recompute" if r["recompute"] == "0" else ""))
-        print(f"  N={r['n']:>7} {tag:<28} {r['status']:<3} tokens/s={r['tokens_per_s']:>9} speedup={r['speedup_vs_dense'] or '-':>7} "
-              f"step_ms={r['median_step_ms']:>9} attention_share={r['attention_share']:>8} peak_GiB={r['peak_mem_gib']:>8} "
-              f"mfu={r['mfu']:>8} first_step_s={r['first_step_s']}")
-    at98 = {(r["attention"], r["recompute"]): r for r in rows(H200 / "train" / "throughput" / "train.csv") if r["n"] == "98304"}
+        tag = r["attention"] + (
+            "" if r["attention"] == "dense" else f" k={r['topk']}" + (" no-recompute" if r["recompute"] == "0" else "")
+        )
+        print(
+            f"  N={r['n']:>7} {tag:<28} {r['status']:<3} tokens/s={r['tokens_per_s']:>9} speedup={r['speedup_vs_dense'] or '-':>7} "
+            f"step_ms={r['median_step_ms']:>9} attention_share={r['attention_share']:>8} peak_GiB={r['peak_mem_gib']:>8} "
+            f"mfu={r['mfu']:>8} first_step_s={r['first_step_s']}"
+        )
+    at98 = {
+        (r["attention"], r["recompute"]): r
+        for r in rows(H200 / "train" / "throughput" / "train.csv")
+        if r["n"] == "98304"
+    }
     d, lh = at98[("dense", "")], at98[("lighthouse", "1")]
-    print(f"  98K over the timed steps' p20-p80: dense {float(d['p20_step_ms']):.0f}-{float(d['p80_step_ms']):.0f} ms, "
-          f"Lighthouse {float(lh['p20_step_ms']):.0f}-{float(lh['p80_step_ms']):.0f} ms ({d['steps']} and {lh['steps']} steps): "
-          f"speedup {float(d['p20_step_ms']) / float(lh['p80_step_ms']):.3f}-{float(d['p80_step_ms']) / float(lh['p20_step_ms']):.3f}x")
+    print(
+        f"  98K over the timed steps' p20-p80: dense {float(d['p20_step_ms']):.0f}-{float(d['p80_step_ms']):.0f} ms, "
+        f"Lighthouse {float(lh['p20_step_ms']):.0f}-{float(lh['p80_step_ms']):.0f} ms ({d['steps']} and {lh['steps']} steps): "
+        f"speedup {float(d['p20_step_ms']) / float(lh['p80_step_ms']):.3f}-{float(d['p80_step_ms']) / float(lh['p20_step_ms']):.3f}x"
+    )
     curve = rows(H200 / "train" / "recipe" / "curve.csv")
     for arm in ("lighthouse-then-dense", "dense"):
         mine = [r for r in curve if r["arm"] == arm]
         final = [r for r in mine if r["val_loss"]][-1]
         switch = [r for r in mine if r["attention"] == "dense"]
-        print(f"  recipe {arm}: final val_loss={float(final['val_loss']):.4f} steps={final['step']} "
-              f"wall_s={float(final['elapsed_s']):.1f} first dense step={switch[0]['step'] if switch else '-'}")
+        print(
+            f"  recipe {arm}: final val_loss={float(final['val_loss']):.4f} steps={final['step']} "
+            f"wall_s={float(final['elapsed_s']):.1f} first dense step={switch[0]['step'] if switch else '-'}"
+        )
     a = [float(r["val_loss"]) for r in curve if r["arm"] == "lighthouse-then-dense" and r["val_loss"]][-1]
     d = [float(r["val_loss"]) for r in curve if r["arm"] == "dense" and r["val_loss"]][-1]
     print(f"  recipe gap: {100 * (a / d - 1):+.2f}% validation loss")
@@ -49,15 +61,21 @@ def coldstart() -> None:
     print("== cold start (reports/h200/coldstart/cold_start.csv)")
     for r in rows(H200 / "coldstart" / "cold_start.csv"):
         if r["status"] == "ok":
-            print(f"  {r['phase']:<4} N={r['n']:>7} k={r['topk']} L={r['levels']}: first call {float(r['first_call_ms']) / 1e3:.2f} s "
-                  f"(fwd {float(r['first_fwd_ms']) / 1e3:.2f}, bwd {float(r['first_bwd_ms']) / 1e3:.2f}), "
-                  f"triton compile {float(r['triton_compile_ms']) / 1e3:.2f} s over {r['kernels_compiled']} kernels")
+            print(
+                f"  {r['phase']:<4} N={r['n']:>7} k={r['topk']} L={r['levels']}: first call {float(r['first_call_ms']) / 1e3:.2f} s "
+                f"(fwd {float(r['first_fwd_ms']) / 1e3:.2f}, bwd {float(r['first_bwd_ms']) / 1e3:.2f}), "
+                f"triton compile {float(r['triton_compile_ms']) / 1e3:.2f} s over {r['kernels_compiled']} kernels"
+            )
     print("== small N (reports/h200/coldstart/small_n.csv)")
     for r in rows(H200 / "coldstart" / "small_n.csv"):
-        print(f"  N={r['n']:>7} k={r['topk'] or '-':>5} {r['impl']:<22} median {r['median_ms']} ms  vs cuDNN {r['speedup_vs_cudnn'] or '-'}")
+        print(
+            f"  N={r['n']:>7} k={r['topk'] or '-':>5} {r['impl']:<22} median {r['median_ms']} ms  vs cuDNN {r['speedup_vs_cudnn'] or '-'}"
+        )
     print("== N = 1M (reports/h200/coldstart/one_m.csv)")
     for r in rows(H200 / "coldstart" / "one_m.csv"):
-        print(f"  L={r['levels'] or '-'} {r['impl']:<18} median {r['median_ms']} ms  peak {r['peak_gib']} GiB  speedup {r['speedup_vs_cudnn']}")
+        print(
+            f"  L={r['levels'] or '-'} {r['impl']:<18} median {r['median_ms']} ms  peak {r['peak_gib']} GiB  speedup {r['speedup_vs_cudnn']}"
+        )
 
 
 def gate() -> None:
@@ -66,15 +84,19 @@ def gate() -> None:
     by_level = defaultdict(dict)
     for r in table:
         key = (r["judgment"], r["point"].split(" n=")[1].split()[0])
-        by_level[r["planted_pct"]].setdefault(r["judgment"], {"exit": r["exit_code"], "layer": {}})["layer"][key[1]] = r["layer_ms_change_pct"]
+        by_level[r["planted_pct"]].setdefault(r["judgment"], {"exit": r["exit_code"], "layer": {}})["layer"][key[1]] = (
+            r["layer_ms_change_pct"]
+        )
     for pct in sorted(by_level, key=float):
         for j, info in sorted(by_level[pct].items()):
             changes = ", ".join(f"N={n}: {c}%" for n, c in info["layer"].items())
             print(f"  planted {pct:>2}% judgment {j}: exit {info['exit']}; measured layer time change {changes}")
     for r in rows(H200 / "check" / "gate-slowdowns" / "baseline.csv"):
-        print(f"  baseline N={r['n']}: speedup_vs_sdpa_cudnn {float(r['speedup_vs_sdpa_cudnn']):.3f} "
-              f"(spread {100 * float(r['speedup_vs_sdpa_cudnn_spread']):.1f}%), floor_ratio {float(r['floor_ratio']):.3f}, "
-              f"median {float(r['median_ms']):.3f} ms over {r['runs']} runs")
+        print(
+            f"  baseline N={r['n']}: speedup_vs_sdpa_cudnn {float(r['speedup_vs_sdpa_cudnn']):.3f} "
+            f"(spread {100 * float(r['speedup_vs_sdpa_cudnn_spread']):.1f}%), floor_ratio {float(r['floor_ratio']):.3f}, "
+            f"median {float(r['median_ms']):.3f} ms over {r['runs']} runs"
+        )
 
 
 def quality() -> None:
@@ -83,26 +105,43 @@ def quality() -> None:
         q = [r for r in rows(H200 / "quality" / f"n{n}" / "quality" / "quality.csv") if r["status"] == "ok"]
         s = rows(H200 / "quality" / f"n{n}" / "sweep" / "results.csv")
         lh = [r for r in s if r["kind"] == "lighthouse"]
-        print(f"  N={n}: quality rows ok={len(q)}; sweep Lighthouse rows ok={sum(r['status'] == 'ok' for r in lh)} "
-              f"invalid={sum(r['status'] == 'invalid' for r in lh)}")
+        print(
+            f"  N={n}: quality rows ok={len(q)}; sweep Lighthouse rows ok={sum(r['status'] == 'ok' for r in lh)} "
+            f"invalid={sum(r['status'] == 'invalid' for r in lh)}"
+        )
         for scorer in ("norm", "dilated", "gla"):
             needle = [float(r["needle_recall"]) for r in q if r["inputs"] == "needle" and r["scorer"] == scorer]
-            perfect = [f"L{r['levels']}p{r['pooling']}k{r['topk']}" for r in q if r["inputs"] == "needle"
-                       and r["scorer"] == scorer and float(r["needle_recall"]) >= 0.9]
+            perfect = [
+                f"L{r['levels']}p{r['pooling']}k{r['topk']}"
+                for r in q
+                if r["inputs"] == "needle" and r["scorer"] == scorer and float(r["needle_recall"]) >= 0.9
+            ]
             dense = {r["dense_needle_recall"] for r in q if r["inputs"] == "needle"}
-            print(f"    {scorer:<8} needle recall mean {statistics.mean(needle):.3f} min {min(needle):.3f} max {max(needle):.3f} "
-                  f"over {len(needle)} configs; >= 0.9: {len(perfect)} ({', '.join(sorted(set(p[:4] for p in perfect)))}); "
-                  f"dense recall {sorted(dense)}")
+            print(
+                f"    {scorer:<8} needle recall mean {statistics.mean(needle):.3f} min {min(needle):.3f} max {max(needle):.3f} "
+                f"over {len(needle)} configs; >= 0.9: {len(perfect)} ({', '.join(sorted(set(p[:4] for p in perfect)))}); "
+                f"dense recall {sorted(dense)}"
+            )
 
 
 def quality_time() -> None:
     """How long the quality grid took on the device: first to last finished row over the four N."""
-    stamps = sorted(r["finished_at"] for n in ("16k", "64k", "96k", "128k")
-                    for r in rows(H200 / "quality" / f"n{n}" / "quality" / "quality.csv") if r.get("finished_at"))
-    secs = sum(float(r["seconds"]) for n in ("16k", "64k", "96k", "128k")
-               for r in rows(H200 / "quality" / f"n{n}" / "quality" / "quality.csv") if r.get("seconds"))
-    print(f"== quality grid time: rows finished from {stamps[0]} to {stamps[-1]} ({len(stamps)} rows); "
-          f"the rows' own seconds add up to {secs:.0f} s")
+    stamps = sorted(
+        r["finished_at"]
+        for n in ("16k", "64k", "96k", "128k")
+        for r in rows(H200 / "quality" / f"n{n}" / "quality" / "quality.csv")
+        if r.get("finished_at")
+    )
+    secs = sum(
+        float(r["seconds"])
+        for n in ("16k", "64k", "96k", "128k")
+        for r in rows(H200 / "quality" / f"n{n}" / "quality" / "quality.csv")
+        if r.get("seconds")
+    )
+    print(
+        f"== quality grid time: rows finished from {stamps[0]} to {stamps[-1]} ({len(stamps)} rows); "
+        f"the rows' own seconds add up to {secs:.0f} s"
+    )
 
 
 def recipe(folder: str) -> None:
@@ -122,19 +161,23 @@ def recipe(folder: str) -> None:
     before = [r for r in lh[:switch] if r["val_loss"]][-1]
     after = next(r for r in lh[switch:] if r["val_loss"])
     dense_same = [r for r in arms["dense"] if r["val_loss"] and int(r["step"]) <= int(before["step"])][-1]
-    print(f"  switch after step {before['step']}: Lighthouse val_loss {float(before['val_loss']):.4f} "
-          f"(dense arm at step {dense_same['step']} {float(dense_same['val_loss']):.4f}, "
-          f"{100 * (float(before['val_loss']) / float(dense_same['val_loss']) - 1):+.1f}%); "
-          f"first dense evaluation (step {after['step']}) {float(after['val_loss']):.4f}; lr at switch {float(before['lr']):.2e}")
+    print(
+        f"  switch after step {before['step']}: Lighthouse val_loss {float(before['val_loss']):.4f} "
+        f"(dense arm at step {dense_same['step']} {float(dense_same['val_loss']):.4f}, "
+        f"{100 * (float(before['val_loss']) / float(dense_same['val_loss']) - 1):+.1f}%); "
+        f"first dense evaluation (step {after['step']}) {float(after['val_loss']):.4f}; lr at switch {float(before['lr']):.2e}"
+    )
     print(f"  gap: {100 * (final['lighthouse-then-dense'] / final['dense'] - 1):+.2f}% validation loss")
 
 
 def longest() -> None:
     print("== longest N (reports/h200/train/longest-1m/train.csv)")
     for r in rows(H200 / "train" / "longest-1m" / "train.csv"):
-        print(f"  N={r['n']} {r['attention']} {r['status']} tokens/s={float(r['tokens_per_s']):.0f} "
-              f"step_s={float(r['median_step_ms']) / 1e3:.1f} peak_GiB={float(r['peak_mem_gib']):.1f} "
-              f"attention_share={float(r['attention_share']):.2f} mfu={float(r['mfu']):.2f} first_step_s={float(r['first_step_s']):.0f}")
+        print(
+            f"  N={r['n']} {r['attention']} {r['status']} tokens/s={float(r['tokens_per_s']):.0f} "
+            f"step_s={float(r['median_step_ms']) / 1e3:.1f} peak_GiB={float(r['peak_mem_gib']):.1f} "
+            f"attention_share={float(r['attention_share']):.2f} mfu={float(r['mfu']):.2f} first_step_s={float(r['first_step_s']):.0f}"
+        )
     import json
 
     info = json.loads((H200 / "train" / "longest-1m" / "machine.json").read_text())
@@ -151,9 +194,11 @@ def passkey() -> None:
         ok = [r for r in rs if r["status"] == "ok"]
         exact = [float(r["exact_acc"]) for r in ok]
         digit = [float(r["digit_acc"]) for r in ok]
-        print(f"  {model} ({attention}): {len(ok)} ok cells, {sum(r['status'] == 'invalid' for r in rs)} invalid; "
-              f"best exact-match {max(exact):.2f}, best digit accuracy {max(digit):.2f}, mean digit accuracy "
-              f"{statistics.mean(digit):.3f}; cells above chance {sum(r['above_chance'] in ('1', 'True') for r in ok)}")
+        print(
+            f"  {model} ({attention}): {len(ok)} ok cells, {sum(r['status'] == 'invalid' for r in rs)} invalid; "
+            f"best exact-match {max(exact):.2f}, best digit accuracy {max(digit):.2f}, mean digit accuracy "
+            f"{statistics.mean(digit):.3f}; cells above chance {sum(r['above_chance'] in ('1', 'True') for r in ok)}"
+        )
 
 
 def first_call() -> None:
@@ -168,16 +213,23 @@ def first_call() -> None:
             first = [r for r in rs if r["call"] == "first"]
             total = sum(float(r["ms"]) for r in first)
             parts = ", ".join(f"{r['stage']} {float(r['ms']):.0f}" for r in first)
-            other = sum(float(r["ms"]) for r in first if r["stage"] not in ("scores", "sdpa_bwd")
-                        and not r["stage"].startswith(("dense_sdpa", "tiny")))
-            print(f"  {variant} {backend}: first call {total:.0f} ms ({parts}); the layer's stages or calls other "
-                  f"than scores and the SDPA backward: {other:.0f} ms")
+            other = sum(
+                float(r["ms"])
+                for r in first
+                if r["stage"] not in ("scores", "sdpa_bwd") and not r["stage"].startswith(("dense_sdpa", "tiny"))
+            )
+            print(
+                f"  {variant} {backend}: first call {total:.0f} ms ({parts}); the layer's stages or calls other "
+                f"than scores and the SDPA backward: {other:.0f} ms"
+            )
 
 
 def graphs() -> None:
     print("== CUDA graphs, small N (reports/h200/coldstart/graphs/{plain,graphed}/small_n.csv, separate processes)")
     plain = {(r["n"], r["topk"], r["impl"]): r for r in rows(H200 / "coldstart" / "graphs" / "plain" / "small_n.csv")}
-    graphed = {(r["n"], r["topk"], r["impl"]): r for r in rows(H200 / "coldstart" / "graphs" / "graphed" / "small_n.csv")}
+    graphed = {
+        (r["n"], r["topk"], r["impl"]): r for r in rows(H200 / "coldstart" / "graphs" / "graphed" / "small_n.csv")
+    }
     for key, g in graphed.items():
         if g["impl"] != "lighthouse_triton":
             continue
@@ -185,16 +237,20 @@ def graphs() -> None:
         p = plain[key]
         dense_p = float(plain[(n, "", "sdpa_cudnn")]["median_ms"])
         dense_g = float(graphed[(n, "", "sdpa_cudnn")]["median_ms"])
-        print(f"  N={n:>6} k={topk:>4}: plain {float(p['median_ms']):.3f} ms ({dense_p / float(p['median_ms']):.2f}x plain cuDNN "
-              f"{dense_p:.3f} ms; host issue {float(p['host_issue_ms']):.3f} ms), graphed {float(g['median_ms']):.3f} ms "
-              f"({dense_g / float(g['median_ms']):.2f}x graphed cuDNN {dense_g:.3f} ms, {dense_p / float(g['median_ms']):.2f}x "
-              f"plain cuDNN; host issue {float(g['host_issue_ms']):.3f} ms)")
+        print(
+            f"  N={n:>6} k={topk:>4}: plain {float(p['median_ms']):.3f} ms ({dense_p / float(p['median_ms']):.2f}x plain cuDNN "
+            f"{dense_p:.3f} ms; host issue {float(p['host_issue_ms']):.3f} ms), graphed {float(g['median_ms']):.3f} ms "
+            f"({dense_g / float(g['median_ms']):.2f}x graphed cuDNN {dense_g:.3f} ms, {dense_p / float(g['median_ms']):.2f}x "
+            f"plain cuDNN; host issue {float(g['host_issue_ms']):.3f} ms)"
+        )
     print("== CUDA graphs through the sweep (reports/h200/graphs/sweep-{graphed,plain}/results.csv)")
     for name in ("sweep-plain", "sweep-graphed"):
         for r in rows(H200 / "graphs" / name / "results.csv"):
             if r["kind"] == "lighthouse" and r["status"] == "ok":
-                print(f"  {name}: N={r['n']} k={r['topk']} {float(r['median_ms']):.3f} ms, "
-                      f"{float(r['speedup_vs_sdpa_cudnn']):.2f}x cuDNN (same mode), floor ratio {float(r['floor_ratio']):.2f}")
+                print(
+                    f"  {name}: N={r['n']} k={r['topk']} {float(r['median_ms']):.3f} ms, "
+                    f"{float(r['speedup_vs_sdpa_cudnn']):.2f}x cuDNN (same mode), floor ratio {float(r['floor_ratio']):.2f}"
+                )
             elif r["kind"] == "dense" and r["status"] == "ok":
                 print(f"  {name}: N={r['n']} dense cuDNN {float(r['median_ms']):.3f} ms")
 
@@ -212,16 +268,22 @@ def gate3() -> None:
     for pct in sorted(levels, key=float):
         lv = levels[pct]
         exits = [lv["exits"][j] for j in sorted(lv["exits"])]
-        ranges = "; ".join(f"N={n}: {min(c):+.1f}..{max(c):+.1f}%" for n, c in sorted(lv["layer"].items(), key=lambda x: int(x[0])))
+        ranges = "; ".join(
+            f"N={n}: {min(c):+.1f}..{max(c):+.1f}%" for n, c in sorted(lv["layer"].items(), key=lambda x: int(x[0]))
+        )
         print(f"  planted {pct:>2}%: exit codes {', '.join(exits)}; measured layer time change {ranges}")
     first = {r["n"]: float(r["median_ms"]) for r in rows(H200 / "check" / "gate-slowdowns" / "baseline.csv")}
     for r in rows(H200 / "check" / "gate-slowdowns-3x" / "baseline.csv"):
-        print(f"  N={r['n']}: median {first[r['n']]:.3f} ms in the first session's baseline -> {float(r['median_ms']):.3f} ms "
-              f"({100 * (float(r['median_ms']) / first[r['n']] - 1):+.1f}%)")
+        print(
+            f"  N={r['n']}: median {first[r['n']]:.3f} ms in the first session's baseline -> {float(r['median_ms']):.3f} ms "
+            f"({100 * (float(r['median_ms']) / first[r['n']] - 1):+.1f}%)"
+        )
     for r in rows(H200 / "check" / "gate-slowdowns-3x" / "baseline.csv"):
-        print(f"  baseline N={r['n']}: speedup_vs_sdpa_cudnn {float(r['speedup_vs_sdpa_cudnn']):.3f} "
-              f"(spread {100 * float(r['speedup_vs_sdpa_cudnn_spread']):.1f}%), floor_ratio {float(r['floor_ratio']):.3f} "
-              f"(spread {100 * float(r['floor_ratio_spread']):.1f}%), median {float(r['median_ms']):.3f} ms over {r['runs']} runs")
+        print(
+            f"  baseline N={r['n']}: speedup_vs_sdpa_cudnn {float(r['speedup_vs_sdpa_cudnn']):.3f} "
+            f"(spread {100 * float(r['speedup_vs_sdpa_cudnn_spread']):.1f}%), floor_ratio {float(r['floor_ratio']):.3f} "
+            f"(spread {100 * float(r['floor_ratio_spread']):.1f}%), median {float(r['median_ms']):.3f} ms over {r['runs']} runs"
+        )
 
 
 def checkpoint_quality(folder: str = "checkpoint-16k") -> None:
@@ -232,8 +294,10 @@ def checkpoint_quality(folder: str = "checkpoint-16k") -> None:
 
     path = H200 / "quality" / folder / "quality.csv"
     table = rows(path)
-    print(f"== quality on checkpoint inputs ({path.relative_to(H200.parent.parent)}): "
-          f"{sum(r['status'] == 'ok' for r in table)} ok, {sum(r['status'] == 'invalid' for r in table)} invalid rows")
+    print(
+        f"== quality on checkpoint inputs ({path.relative_to(H200.parent.parent)}): "
+        f"{sum(r['status'] == 'ok' for r in table)} ok, {sum(r['status'] == 'invalid' for r in table)} invalid rows"
+    )
     headers, body = checkpoint_table(read_rows(path, QUALITY)[0])
     for line in body:
         print("  " + "; ".join(f"{h}={v}" for h, v in zip(headers, line)))
@@ -243,14 +307,20 @@ def checkpoint_quality(folder: str = "checkpoint-16k") -> None:
         for r in ok:
             if r["inputs"] == model:
                 per_layer[int(r["layer"])].append(float(r["cos_median"]))
-        print(f"  {model.rsplit('/', 1)[-1]}: per-layer median of cos_median over configurations and scorers: "
-              + ", ".join(f"{lay}: {statistics.median(v):.3f}" for lay, v in sorted(per_layer.items())))
-        train_cfg = [r for r in ok if r["inputs"] == model and (r["levels"], r["pooling"], r["topk"]) == ("3", "4", "512")]
+        print(
+            f"  {model.rsplit('/', 1)[-1]}: per-layer median of cos_median over configurations and scorers: "
+            + ", ".join(f"{lay}: {statistics.median(v):.3f}" for lay, v in sorted(per_layer.items()))
+        )
+        train_cfg = [
+            r for r in ok if r["inputs"] == model and (r["levels"], r["pooling"], r["topk"]) == ("3", "4", "512")
+        ]
         for scorer in ("norm", "dilated", "gla"):
             sel = [r for r in train_cfg if r["scorer"] == scorer]
-            print(f"    training configuration L=3 p=4 k=512 {scorer}: cos_median {min(float(r['cos_median']) for r in sel):.3f}"
-                  f"..{max(float(r['cos_median']) for r in sel):.3f} over layers; out_rel_err "
-                  f"{min(float(r['out_rel_err']) for r in sel):.3f}..{max(float(r['out_rel_err']) for r in sel):.3f}")
+            print(
+                f"    training configuration L=3 p=4 k=512 {scorer}: cos_median {min(float(r['cos_median']) for r in sel):.3f}"
+                f"..{max(float(r['cos_median']) for r in sel):.3f} over layers; out_rel_err "
+                f"{min(float(r['out_rel_err']) for r in sel):.3f}..{max(float(r['out_rel_err']) for r in sel):.3f}"
+            )
 
 
 def passkey_digit_only() -> None:
@@ -261,18 +331,21 @@ def passkey_digit_only() -> None:
     for (model, attention), rs in sorted(groups.items()):
         ok = [r for r in rs if r["status"] == "ok"]
         only = [float(r["digit_only_acc"]) for r in ok]
-        print(f"  {model} ({attention}): {len(ok)} ok cells; best exact-match {max(float(r['exact_acc']) for r in ok):.2f}; "
-              f"digit accuracy mean {statistics.mean(float(r['digit_acc']) for r in ok):.3f} max "
-              f"{max(float(r['digit_acc']) for r in ok):.2f}; digit-only accuracy mean {statistics.mean(only):.3f} "
-              f"min {min(only):.2f} max {max(only):.2f}; smallest p_chance {min(float(r['p_chance']) for r in ok):.4f}; "
-              f"cells above chance {sum(r['above_chance'] in ('1', 'True') for r in ok)}")
+        print(
+            f"  {model} ({attention}): {len(ok)} ok cells; best exact-match {max(float(r['exact_acc']) for r in ok):.2f}; "
+            f"digit accuracy mean {statistics.mean(float(r['digit_acc']) for r in ok):.3f} max "
+            f"{max(float(r['digit_acc']) for r in ok):.2f}; digit-only accuracy mean {statistics.mean(only):.3f} "
+            f"min {min(only):.2f} max {max(only):.2f}; smallest p_chance {min(float(r['p_chance']) for r in ok):.4f}; "
+            f"cells above chance {sum(r['above_chance'] in ('1', 'True') for r in ok)}"
+        )
 
 
 def gate_third(folder: str) -> None:
     """Third session's planted slowdowns: exit codes per level, the measured layer change, the fresh baseline."""
     print(f"== planted slowdowns (reports/h200/check/{folder}/slowdowns.csv)")
-    levels = defaultdict(lambda: {"exits": {}, "layer": defaultdict(list), "failed": defaultdict(set),
-                                  "worst": defaultdict(dict)})
+    levels = defaultdict(
+        lambda: {"exits": {}, "layer": defaultdict(list), "failed": defaultdict(set), "worst": defaultdict(dict)}
+    )
     for r in rows(H200 / "check" / folder / "slowdowns.csv"):
         n = r["point"].split(" n=")[1].split()[0]
         lv = levels[r["planted_pct"]]
@@ -287,17 +360,23 @@ def gate_third(folder: str) -> None:
     for pct in sorted(levels, key=float):
         lv = levels[pct]
         exits = [lv["exits"][j] for j in sorted(lv["exits"])]
-        ranges = "; ".join(f"N={n}: {min(c):+.1f}..{max(c):+.1f}%" for n, c in sorted(lv["layer"].items(), key=lambda x: int(x[0])))
+        ranges = "; ".join(
+            f"N={n}: {min(c):+.1f}..{max(c):+.1f}%" for n, c in sorted(lv["layer"].items(), key=lambda x: int(x[0]))
+        )
         print(f"  planted {pct:>2}%: exit codes {', '.join(exits)}; measured layer time change {ranges}")
         for j, failed in sorted(lv["failed"].items()):
             print(f"    judgment {j} regressed: {', '.join(sorted(failed))}")
         for n, worst in sorted(lv["worst"].items(), key=lambda x: int(x[0])):
-            print(f"    N={n} most adverse change per figure: " + ", ".join(
-                f"{fig} {chg:+.1f}% (limit {lim})" for fig, (chg, lim, _) in sorted(worst.items())))
+            print(
+                f"    N={n} most adverse change per figure: "
+                + ", ".join(f"{fig} {chg:+.1f}% (limit {lim})" for fig, (chg, lim, _) in sorted(worst.items()))
+            )
     for r in rows(H200 / "check" / folder / "baseline.csv"):
-        print(f"  baseline N={r['n']} batch {r['batch']}: speedup_vs_sdpa_cudnn {float(r['speedup_vs_sdpa_cudnn']):.3f} "
-              f"(spread {100 * float(r['speedup_vs_sdpa_cudnn_spread']):.1f}%), median {float(r['median_ms']):.3f} ms "
-              f"(dense cuDNN {float(r['dense_median_ms']):.3f} ms) over {r['runs']} runs")
+        print(
+            f"  baseline N={r['n']} batch {r['batch']}: speedup_vs_sdpa_cudnn {float(r['speedup_vs_sdpa_cudnn']):.3f} "
+            f"(spread {100 * float(r['speedup_vs_sdpa_cudnn_spread']):.1f}%), median {float(r['median_ms']):.3f} ms "
+            f"(dense cuDNN {float(r['dense_median_ms']):.3f} ms) over {r['runs']} runs"
+        )
 
 
 def gate_all_runs() -> None:
@@ -318,11 +397,16 @@ def gate_all_runs() -> None:
             for r in rows(Path(path)):
                 if r.get("kind") == "lighthouse" and r["status"] == "ok" and r.get("speedup_vs_sdpa_cudnn"):
                     moved[r["n"]].append(100 * (float(r["speedup_vs_sdpa_cudnn"]) / base[r["n"]] - 1))
-        spread = {r["n"]: 100 * float(r["speedup_vs_sdpa_cudnn_spread"]) for r in rows(H200 / "check" / folder / "baseline.csv")}
+        spread = {
+            r["n"]: 100 * float(r["speedup_vs_sdpa_cudnn_spread"])
+            for r in rows(H200 / "check" / folder / "baseline.csv")
+        }
         print(f"  {folder}: 16K spread of speedup_vs_sdpa_cudnn {spread['16384']:.1f}%")
     for n, xs in sorted(moved.items(), key=lambda x: int(x[0])):
-        print(f"  N={n}: speedup over cuDNN with nothing planted moved {min(xs):+.1f}..{max(xs):+.1f}% from its baseline "
-              f"median ({len(xs)} measurements)")
+        print(
+            f"  N={n}: speedup over cuDNN with nothing planted moved {min(xs):+.1f}..{max(xs):+.1f}% from its baseline "
+            f"median ({len(xs)} measurements)"
+        )
     unplanted_fail, caught, missed, held, regressed = defaultdict(int), [], [], [], []
     for folder in folders:
         per = defaultdict(lambda: {"regressed": False, "layer": None})
@@ -339,11 +423,15 @@ def gate_all_runs() -> None:
             if n != "16384" and v["layer"] is not None and v["layer"] >= 7.0:
                 (caught if v["regressed"] else missed).append(f"{folder} {pct}%#{j} N={n} {v['layer']:+.1f}%")
     print(f"  unplanted judgments with a regressed figure, per N: {dict(unplanted_fail) or 'none'}")
-    print(f"  64K/96K judged points whose layer slowed >= 7%: {len(caught)} regressed, {len(missed)} held"
-          + (f" ({'; '.join(missed)})" if missed else "")
-          + f"; in {len({c.rsplit(' N=', 1)[0] for c in caught + missed})} judgments")
-    print(f"  64K/96K planted judged points: largest slowdown that held {max(held):+.1f}%, smallest that regressed "
-          f"{min(regressed):+.1f}%")
+    print(
+        f"  64K/96K judged points whose layer slowed >= 7%: {len(caught)} regressed, {len(missed)} held"
+        + (f" ({'; '.join(missed)})" if missed else "")
+        + f"; in {len({c.rsplit(' N=', 1)[0] for c in caught + missed})} judgments"
+    )
+    print(
+        f"  64K/96K planted judged points: largest slowdown that held {max(held):+.1f}%, smallest that regressed "
+        f"{min(regressed):+.1f}%"
+    )
 
 
 def context_parallel() -> None:
@@ -357,21 +445,34 @@ def context_parallel() -> None:
         for part in line.split(":")[1].split():
             if "=" in part:
                 worst[dtype] = max(worst[dtype], float(part.split("=")[1]))
-    print(f"  cp_validate: {len(lines)} rank lines, {sum(line.endswith('ok') for line in lines)} ok; largest relative "
-          f"error of out/dq/dk/dv: " + ", ".join(f"{d} {v:.2e}" for d, v in sorted(worst.items())))
+    print(
+        f"  cp_validate: {len(lines)} rank lines, {sum(line.endswith('ok') for line in lines)} ok; largest relative "
+        f"error of out/dq/dk/dv: " + ", ".join(f"{d} {v:.2e}" for d, v in sorted(worst.items()))
+    )
     cp2 = {r["impl"]: r for r in rows(x2 / "cp2" / "results.csv")}
     cp1 = {r["impl"]: r for r in rows(x2 / "cp1" / "results.csv")}
     lh2, ring, lh1, dense1 = cp2["lighthouse_triton_cp2"], cp2["ring_cp2"], cp1["lighthouse_triton"], cp1["sdpa_cudnn"]
-    for name, r in (("Lighthouse W=2", lh2), ("ring attention W=2", ring), ("Lighthouse W=1", lh1), ("dense cuDNN W=1", dense1)):
-        print(f"  {name}: N={r['n']} {float(r['median_ms']):.3f} ms (p20 {float(r['p20_ms']):.3f}, p80 {float(r['p80_ms']):.3f}, "
-              f"{r['reps']} reps) peak {float(r['peak_mem_gib']):.2f} GiB per rank; S={r['s_sel'] or '-'}")
-    print(f"  weak scaling: W=2 at 1M / W=1 at 512K = {float(lh2['median_ms']) / float(lh1['median_ms']):.3f} "
-          f"(target <= 1.15); speedup over ring attention at 1M: {float(ring['median_ms']) / float(lh2['median_ms']):.1f}x "
-          f"(target >= 50); speedup over dense cuDNN at 512K on one GPU: {float(dense1['median_ms']) / float(lh1['median_ms']):.1f}x")
+    for name, r in (
+        ("Lighthouse W=2", lh2),
+        ("ring attention W=2", ring),
+        ("Lighthouse W=1", lh1),
+        ("dense cuDNN W=1", dense1),
+    ):
+        print(
+            f"  {name}: N={r['n']} {float(r['median_ms']):.3f} ms (p20 {float(r['p20_ms']):.3f}, p80 {float(r['p80_ms']):.3f}, "
+            f"{r['reps']} reps) peak {float(r['peak_mem_gib']):.2f} GiB per rank; S={r['s_sel'] or '-'}"
+        )
+    print(
+        f"  weak scaling: W=2 at 1M / W=1 at 512K = {float(lh2['median_ms']) / float(lh1['median_ms']):.3f} "
+        f"(target <= 1.15); speedup over ring attention at 1M: {float(ring['median_ms']) / float(lh2['median_ms']):.1f}x "
+        f"(target >= 50); speedup over dense cuDNN at 512K on one GPU: {float(dense1['median_ms']) / float(lh1['median_ms']):.1f}x"
+    )
     s1, s2 = int(lh1["s_sel"]), int(lh2["s_sel"])
     heads = 8
-    print(f"  SDPA on S per rank, arithmetic: W=2 runs {heads // 2} heads on S={s2}, W=1 {heads} heads on S={s1}: "
-          f"{(s2 ** 2 * heads / 2) / (s1 ** 2 * heads):.3f}x the causal attention work")
+    print(
+        f"  SDPA on S per rank, arithmetic: W=2 runs {heads // 2} heads on S={s2}, W=1 {heads} heads on S={s1}: "
+        f"{(s2**2 * heads / 2) / (s1**2 * heads):.3f}x the causal attention work"
+    )
 
 
 if __name__ == "__main__":

@@ -28,8 +28,17 @@ ROWS = []
 
 
 def ms(fn, grad=None, leaves=()):
-    t = measure(fn, "fwd" if grad is None else "fwdbwd", list(leaves), grad, device=DEV, warmup=3, rep=30,
-                min_rep=5, max_seconds=1.5)
+    t = measure(
+        fn,
+        "fwd" if grad is None else "fwdbwd",
+        list(leaves),
+        grad,
+        device=DEV,
+        warmup=3,
+        rep=30,
+        min_rep=5,
+        max_seconds=1.5,
+    )
     return t.median_ms
 
 
@@ -54,22 +63,43 @@ def point(n, topk):
         for br in (32, 64):
             for w in (4, 8):
                 gather.BLOCK_R, gather.NUM_WARPS = br, w
-                rec(n, "gather_qkv", f"fused r={br} w={w}",
-                    ms(lambda: gather.gather_many([q, k, v], sel.lm_idx, sel.lm_pos, plan)))
+                rec(
+                    n,
+                    "gather_qkv",
+                    f"fused r={br} w={w}",
+                    ms(lambda: gather.gather_many([q, k, v], sel.lm_idx, sel.lm_pos, plan)),
+                )
                 if w == 4:
-                    rec(n, "gather_qkv", f"single x3 r={br} w={w}",
-                        ms(lambda: [gather.gather_rows(x, sel.lm_idx, sel.lm_pos, plan) for x in (q, k, v)]))
-                rec(n, "fanin_gather", f"r={br} w={w}",
-                    ms(lambda: gather.gather_rows(go, sel.lm_idx, sel.lm_pos, plan, fan_in=True)))
+                    rec(
+                        n,
+                        "gather_qkv",
+                        f"single x3 r={br} w={w}",
+                        ms(lambda: [gather.gather_rows(x, sel.lm_idx, sel.lm_pos, plan) for x in (q, k, v)]),
+                    )
+                rec(
+                    n,
+                    "fanin_gather",
+                    f"r={br} w={w}",
+                    ms(lambda: gather.gather_rows(go, sel.lm_idx, sel.lm_pos, plan, fan_in=True)),
+                )
         gather.BLOCK_R, gather.NUM_WARPS = 32, 4
         subs = gather.gather_many([q, k, v], sel.lm_idx, sel.lm_pos, plan)
         out_sub = causal_sdpa(*subs, "cudnn")
         for bt in (16, 32, 64):
             for w in (4, 8):
                 scatter.BLOCK_T, scatter.NUM_WARPS = bt, w
-                rec(n, "pool_bwd_x3", f"fused t={bt} w={w}", ms(lambda: scatter.pull_many(subs, sel.inv, plan, scatter=False)))
-                rec(n, "pool_bwd_x3", f"single x3 t={bt} w={w}",
-                    ms(lambda: [scatter.pull_rows(x, sel.inv, plan, scatter=False) for x in subs]))
+                rec(
+                    n,
+                    "pool_bwd_x3",
+                    f"fused t={bt} w={w}",
+                    ms(lambda: scatter.pull_many(subs, sel.inv, plan, scatter=False)),
+                )
+                rec(
+                    n,
+                    "pool_bwd_x3",
+                    f"single x3 t={bt} w={w}",
+                    ms(lambda: [scatter.pull_rows(x, sel.inv, plan, scatter=False) for x in subs]),
+                )
                 rec(n, "scatter", f"t={bt} w={w}", ms(lambda: scatter.pull_rows(out_sub, sel.inv, plan, scatter=True)))
         scatter.BLOCK_T, scatter.NUM_WARPS = 32, 4
     # whole layer (current defaults) against SDPA on S, same run
@@ -77,7 +107,12 @@ def point(n, topk):
     rec(n, "layer_fwdbwd", "defaults", ms(lambda: lighthouse_attention(*leaves, config=cfg), go, leaves))
     s = plan.selected_len
     sub = [torch.randn(1, 8, s, 128, device=DEV, dtype=torch.bfloat16, requires_grad=True) for _ in range(3)]
-    rec(n, "sdpa_S_fwdbwd", f"S={s}", ms(lambda: causal_sdpa(*sub, "cudnn"), torch.randn(1, 8, s, 128, device=DEV, dtype=torch.bfloat16), sub))
+    rec(
+        n,
+        "sdpa_S_fwdbwd",
+        f"S={s}",
+        ms(lambda: causal_sdpa(*sub, "cudnn"), torch.randn(1, 8, s, 128, device=DEV, dtype=torch.bfloat16), sub),
+    )
 
 
 def main():

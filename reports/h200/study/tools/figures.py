@@ -1,6 +1,6 @@
 """Every figure the docs and notes quote from reports/h200/study, recomputed from its CSVs.
 
-    python reports/h200/study/tools/figures.py
+python reports/h200/study/tools/figures.py
 """
 
 from __future__ import annotations
@@ -28,8 +28,10 @@ def main() -> int:
     for s in summaries:
         if s.gap is None:
             continue
-        print(f"{s.experiment} {s.length} steps, {s.dense_steps} dense: gap {s.gap.mean:+.2f}% "
-              f"± {s.gap.half_width:.2f}% ({s.seeds} seeds), wall ratio {s.wall_ratio:.3f}, verdict {s.verdict()}")
+        print(
+            f"{s.experiment} {s.length} steps, {s.dense_steps} dense: gap {s.gap.mean:+.2f}% "
+            f"± {s.gap.half_width:.2f}% ({s.seeds} seeds), wall ratio {s.wall_ratio:.3f}, verdict {s.verdict()}"
+        )
     dense = [s for s in summaries if s.label == "dense" and s.experiment == "E2"]
     for s in dense:
         print(f"E2 dense at {s.length} steps: {s.loss.mean:.4f} ± {s.loss.half_width:.4f}")
@@ -41,31 +43,43 @@ def main() -> int:
     manifest = json.loads((study / "study.json").read_text())
     curves = load_curves(study)
     for step in (500, 900):
-        lh, dm, gaps_lh, cost = [], [], [], []
+        gaps_lh, cost = [], []
         for seed in (0, 1, 2):
-            trunk = next(j for j, job in manifest["jobs"].items() if job["plan"]["arm"] == "lighthouse"
-                         and job["plan"]["seed"] == seed)
-            dense = next(j for j, job in manifest["jobs"].items() if job["plan"]["arm"] == "dense"
-                         and job["plan"]["seed"] == seed)
+            trunk = next(
+                j
+                for j, job in manifest["jobs"].items()
+                if job["plan"]["arm"] == "lighthouse" and job["plan"]["seed"] == seed
+            )
+            dense = next(
+                j
+                for j, job in manifest["jobs"].items()
+                if job["plan"]["arm"] == "dense" and job["plan"]["seed"] == seed
+            )
             a = at_step(curves[trunk], step, "val_loss_lighthouse")
             b = at_step(curves[trunk], step, "val_loss_dense")
             d = at_step(curves[dense], step, "val_loss")
             gaps_lh.append(100 * (a - d) / d)
             cost.append(100 * (b - a) / a)
         g, c = mean_interval(gaps_lh), mean_interval(cost)
-        print(f"E2 trunk at step {step}: Lighthouse mode {g.mean:+.2f}% ± {g.half_width:.2f}% from dense; the same "
-              f"weights in dense mode {c.mean:+.2f}% ± {c.half_width:.2f}% above their Lighthouse mode")
+        print(
+            f"E2 trunk at step {step}: Lighthouse mode {g.mean:+.2f}% ± {g.half_width:.2f}% from dense; the same "
+            f"weights in dense mode {c.mean:+.2f}% ± {c.half_width:.2f}% above their Lighthouse mode"
+        )
     gaps = [s.gap.mean for s in summaries if s.gap is not None]
     print(f"gaps range {min(gaps):+.2f}% .. {max(gaps):+.2f}%")
     partial = HERE / "e1-16k-partial"
     clock16 = {r["attention"]: float(r["median_step_ms"]) for r in rows(partial / "clock.csv")}
-    print(f"16K b4 solo step: dense {clock16['dense']:.1f} ms, Lighthouse {clock16['lighthouse']:.1f} ms; one seed of "
-          f"E1-16k = {(750 * clock16['lighthouse'] + 1250 * clock16['dense']) / 1e3:.0f} s solo")
+    print(
+        f"16K b4 solo step: dense {clock16['dense']:.1f} ms, Lighthouse {clock16['lighthouse']:.1f} ms; one seed of "
+        f"E1-16k = {(750 * clock16['lighthouse'] + 1250 * clock16['dense']) / 1e3:.0f} s solo"
+    )
     steps = {p.stem: int(rows(p)[-1]["step"]) for p in (partial / "curves").glob("*.csv")}
     done_s = sum(n * clock16["lighthouse" if k.startswith("lighthouse") else "dense"] for k, n in steps.items()) / 1e3
     last = max(float(rows(p)[-1]["elapsed_s"]) for p in (partial / "curves").glob("*.csv"))
-    print(f"16K side by side: {done_s:.0f} s of solo work in {last:.0f} s of training wall time "
-          f"({done_s / last:.2f}x one arm alone)")
+    print(
+        f"16K side by side: {done_s:.0f} s of solo work in {last:.0f} s of training wall time "
+        f"({done_s / last:.2f}x one arm alone)"
+    )
     conc = rows(partial / "concurrency.csv")
     for fig in ("train_loss", "val_loss"):
         d = [abs(float(r["diff"])) for r in conc if r["figure"] == fig]
