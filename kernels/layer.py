@@ -141,7 +141,7 @@ def run_forward(
 # ------------------------------------------------------------------------------------------- the layer
 #: How many retain_inner_graph blocks are open, in any thread. Process-wide, not thread-local: on CUDA
 #: autograd runs the backward on its own device thread, which a thread-local switch set by the caller's
-#: thread would not reach (the H200 run of tests/test_triton_path.py showed it).
+#: thread would not reach (the H200 run of tests/ops/test_triton_path.py showed it).
 _RETAIN_DEPTH = [0]
 _RETAIN_LOCK = threading.Lock()
 

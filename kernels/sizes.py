@@ -2,7 +2,7 @@
 
 triton.cdiv and triton.next_power_of_2 are constexpr functions in recent Triton: called from Python each
 call unwraps its arguments (~5-10 us of host time apiece, a dozen calls per forward + backward). These give
-the same ints for the positive sizes the wrappers pass (tests/test_triton_path.py checks them against Triton's).
+the same ints for the positive sizes the wrappers pass (tests/ops/test_triton_path.py checks them against Triton's).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ waves of programs the kernel runs at a point: so each point is calibrated. The l
 clock, the one the gate judges) is measured without a plant, then with trial spins until one moves it by a few
 percent; the cost per cycle gives the cycles for each requested share, which are measured once more (and
 corrected once by the ratio of asked to delivered). Every `Plant` carries what was asked and what was delivered.
-Used by scripts/gate_kernel_plant.py and tests/test_kernel_plant.py.
+Used by scripts/gate_kernel_plant.py and tests/bench/test_kernel_plant.py.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ Host time per call: the wall time the host spends issuing the step while the GPU
 share with no wait on the GPU in it. Repetitions that timed out waited on the GPU, so they give none.
 
 The GPU side is a `Backend` (events, the hold, the flush, the host clock), so the loop here is tested on the
-CPU against a simulated GPU timeline (tests/test_clocks.py).
+CPU against a simulated GPU timeline (tests/bench/test_clocks.py).
 """
 
 from __future__ import annotations

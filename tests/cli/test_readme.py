@@ -9,7 +9,7 @@ import typer.main
 from lighthouse.cli import app
 from lighthouse.harness import tables
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 README_LINES = 250  # issue 23: a README of at most 250 lines, the reference in docs/
 

@@ -13,7 +13,7 @@ import pytest
 
 from lighthouse.report.build import build_report, crossover_n, sweep_headline
 
-PAPER = Path(__file__).resolve().parents[1] / "reports" / "h200" / "paper"
+PAPER = Path(__file__).resolve().parents[2] / "reports" / "h200" / "paper"
 CHROMIUM = Path("/usr/bin/chromium")
 PROFILE_COLUMNS = [
     "n",

@@ -10,7 +10,7 @@ import pytest
 
 yaml = pytest.importorskip("yaml")
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = ROOT / ".github" / "workflows"
 FILES = ["gpu-regression.yml", "ci.yml"]
 SEPARATORS = {";", "&&", "||", "|", "&", ">", ">>", "2>&1"}

@@ -202,7 +202,7 @@ def test_backward_can_run_twice_on_a_retained_graph():
 
 def test_retain_switch_reaches_a_backward_on_another_thread():
     """On CUDA autograd runs the backward on its own device thread: a thread-local retain switch opened by the
-    caller never reached it (tests/test_triton_path.py failed on the H200 for that). Here the backwards run on
+    caller never reached it (tests/ops/test_triton_path.py failed on the H200 for that). Here the backwards run on
     a second Python thread while the caller's thread holds the switch: catches a thread-local switch on the CPU."""
     import threading
 

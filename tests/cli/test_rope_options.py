@@ -13,7 +13,7 @@ from lighthouse.cli import app
 from lighthouse.harness import points, tables
 from lighthouse.harness.tables import BASELINE, QUALITY, SWEEP, TRAIN, read_rows, row_key
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 runner = CliRunner()
 
 GRID = "--seq 256 --topk 128 --levels 2 --pooling 2 --heads 1 --kv-heads 1".split()

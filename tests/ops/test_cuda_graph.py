@@ -393,7 +393,7 @@ def test_sweep_times_graphed_rows(pass_):
 
 @pytest.mark.skipif(
     os.environ.get("TRITON_INTERPRET", "0") in ("", "0"),
-    reason="interpreter test on CPU tensors; tests/test_triton_path.py covers the GPU",
+    reason="interpreter test on CPU tensors; tests/ops/test_triton_path.py covers the GPU",
 )
 def test_retain_inner_graph_is_recorded_at_forward():
     """Catches retain_inner_graph read only in the backward: on CUDA autograd runs the backward on its own

@@ -8,7 +8,7 @@ import ast
 import re
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 #: Source folders and the package name each is imported as (pyproject.toml's package-dir).
 SOURCES = {"lighthouse": "lighthouse", "kernels": "lighthouse.kernels", "suites": "lighthouse.suites"}
 

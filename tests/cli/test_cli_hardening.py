@@ -14,7 +14,7 @@ from lighthouse.harness.tables import SWEEP, read_rows
 from lighthouse.cli import app
 
 runner = CliRunner()
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 #: The smallest sweep there is: one N, one Lighthouse point, the math baseline, forward only (seconds on a CPU).
 TINY = [

@@ -26,7 +26,7 @@ from lighthouse.harness.tables import SWEEP
 COLUMNS = list(SWEEP.columns)
 FINISHED = {"finished_at": "2026-11-29T00:00:00+00:00"}  # a finished row (an unstamped one is torn)
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SHAPE = {"pass": "fwdbwd", "device": "cuda", "dtype": "bf16", "batch": 1, "heads": 8, "kv_heads": 8, "head_dim": 128}
 LH = {"levels": 3, "pooling": 4, "scorer": "norm"}
 #: (n, topk, dense cuDNN ms, Lighthouse Triton ms, floor ms, plain PyTorch SDPA ms)
@@ -645,7 +645,7 @@ def test_the_committed_h200_baseline_holds_exactly_the_ci_suites_points():
         for p in spec.points
         for impl in spec.impls
     }
-    rows = read_rows(Path(__file__).resolve().parents[1] / "reports" / "baselines" / "nvidia-h200.csv", BASELINE)[0]
+    rows = read_rows(Path(__file__).resolve().parents[2] / "reports" / "baselines" / "nvidia-h200.csv", BASELINE)[0]
     recorded = [
         (
             r["impl"],

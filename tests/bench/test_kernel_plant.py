@@ -157,7 +157,7 @@ def test_gate_script_plants_the_calibrated_spin_per_level_and_tabulates(tmp_path
     from lighthouse.harness.tables import CHECK, write_rows
 
     spec = importlib.util.spec_from_file_location(
-        "gate_kernel_plant", Path(__file__).resolve().parents[1] / "scripts" / "gate_kernel_plant.py"
+        "gate_kernel_plant", Path(__file__).resolve().parents[2] / "scripts" / "gate_kernel_plant.py"
     )
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
