@@ -106,7 +106,12 @@ class Experiment:
             raise ValueError(f"experiment {self.name}: dense_from must be in (0, 1), got {self.dense_from}")
         if self.kind == "stage1" and not self.topk:
             raise ValueError(f"experiment {self.name}: a stage1 experiment needs topk (a list of budgets)")
-        self.base_preset()  # a bad preset or override names itself now
+        for k in self.topk or (None,):  # a bad preset, override or budget names itself now, not mid-study
+            preset = self.base_preset() if k is None else self.base_preset(topk=k)
+            try:
+                preset.lighthouse().padded_len(preset.seq)
+            except ValueError as err:
+                raise ValueError(f"experiment {self.name}: {err}") from None
         Schedule(self.schedule, 1.0, max(self.lengths()), self.warmup_steps, self.decay_fraction)
 
     def base_preset(self, **more) -> TrainPreset:
