@@ -26,6 +26,17 @@ def _tree(root):
     return root
 
 
+def test_a_budget_too_large_for_n_names_its_experiment_when_the_plan_loads():
+    """Catches a plan whose stage-1 budgets do not fit N failing only once its jobs start (the H200 run of E3 with
+    k=768 at N=8K, L=3, p=4 died after its clock): every k of the experiment is checked as it is built."""
+    common = dict(preset="tiny", overrides=(("seq", 8192), ("levels", 3), ("pooling", 4)), seeds=(0,))
+    Experiment("E3", "stage1", topk=(256, 512), **common)  # k * p**(L-1) <= N: fine
+    with pytest.raises(ValueError, match=r"experiment E3: sequence length N=8192 is too short .*topk=768"):
+        Experiment("E3", "stage1", topk=(256, 768), **common)
+    with pytest.raises(ValueError, match="experiment E1: sequence length N=8192"):
+        Experiment("E1", "two-stage", **{**common, "overrides": common["overrides"] + (("topk", 1024),)})
+
+
 def test_jobs_merge_where_runs_are_prefixes_and_stay_apart_where_the_schedule_differs():
     """Catches a study that trains E1's arms again beside E2's, or merges a wsd arm with a constant one (their
     learning rates differ at every step of the decay)."""

@@ -84,7 +84,52 @@ def main() -> int:
     for fig in ("train_loss", "val_loss"):
         d = [abs(float(r["diff"])) for r in conc if r["figure"] == fig]
         print(f"concurrency check {fig}: {len(d)} steps, max |shared - solo| {max(d):.3g}, last {d[-1]:.3g}")
+    e4_e5()
     return 0
+
+
+def _by_seed(path: Path, experiment: str, label: str, column: str, **match) -> dict:
+    out = {}
+    for r in rows(path):
+        if r["experiment"] == experiment and r["label"] == label and all(r[k] == str(v) for k, v in match.items()):
+            out[int(r["seed"])] = float(r[column])
+    return out
+
+
+def e4_e5() -> None:
+    """E4 (wsd) and E5-post (RoPE after selection) against E2's constant, pre-pooling arm at the same switch
+    (500 steps, 100 dense): each gap is paired by seed inside its own folder, and the two gaps by seed across
+    the folders (same seeds, data order and model; separate runs)."""
+    from lighthouse.train.stats import mean_interval
+    from lighthouse.train.study_report import arm_results, summarize
+
+    new = HERE / "e4-e5"
+    old = HERE / "e1-e2" / "arms.csv"
+    clock = {(r["experiment"], r["attention"]): float(r["median_step_ms"]) for r in rows(new / "clock.csv")}
+    for e in ("E4", "E5-post"):
+        print(f"e4-e5 solo step {e}: dense {clock[(e, 'dense')]:.1f} ms, Lighthouse {clock[(e, 'lighthouse')]:.1f} ms")
+    for s in summarize(arm_results(new)):
+        if s.gap is not None:
+            print(
+                f"{s.experiment} {s.length} steps, {s.dense_steps} dense: gap {s.gap.mean:+.2f}% "
+                f"± {s.gap.half_width:.2f}% ({s.seeds} seeds), wall ratio {s.wall_ratio:.3f}, verdict {s.verdict()}"
+            )
+    pre = _by_seed(old, "E2", "lighthouse-then-dense", "gap_pct", length=500, dense_steps=100)
+    for e, name in (("E5-post", "post - pre"), ("E4", "wsd - constant")):
+        gap = _by_seed(new / "arms.csv", e, "lighthouse-then-dense", "gap_pct")
+        d = mean_interval([gap[i] - pre[i] for i in sorted(gap)])
+        print(f"{e} gap minus E2's (500 steps, 100 dense), by seed ({name}): {d.mean:+.2f} ± {d.half_width:.2f} points")
+    # the same dense arm (constant rate, same seed) trained in two runs: GPU non-determinism between runs
+    dense_old = _by_seed(old, "E2", "dense", "val_loss", length=500)
+    dense_new = _by_seed(new / "arms.csv", "E5-post", "dense", "val_loss")
+    diffs = [100 * (dense_new[i] - dense_old[i]) / dense_old[i] for i in sorted(dense_new)]
+    print(
+        "E5-post's dense arm against E2's (same seed, schedule and data, another run) at step 500: "
+        + ", ".join(f"{d:+.2f}%" for d in diffs)
+    )
+    wsd = _by_seed(new / "arms.csv", "E4", "dense", "val_loss")
+    d = mean_interval([100 * (wsd[i] - dense_new[i]) / dense_new[i] for i in sorted(wsd)])
+    print(f"dense wsd against dense constant at step 500: {d.mean:+.2f}% ± {d.half_width:.2f}%")
 
 
 if __name__ == "__main__":
