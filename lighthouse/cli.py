@@ -27,6 +27,7 @@ from .cli_options import (
     Seed,
     Suite,
     Warmup,
+    arg,
     grid_options,
     opt as _opt,
 )
@@ -178,16 +179,7 @@ def sweep(
 
 @app.command()
 def plot(
-    results: Annotated[
-        Path,
-        typer.Argument(
-            help="A results.csv written by `lighthouse-bench sweep`.",
-            exists=True,
-            dir_okay=False,
-            metavar="RESULTS.csv",
-            hidden=True,
-        ),
-    ],
+    results: Annotated[Path, arg("RESULTS.csv", exists=True, dir_okay=False)],
     out: Annotated[
         Optional[Path], _opt("Folder for the charts. Default: beside RESULTS.", "--out", metavar="DIR")
     ] = None,
@@ -342,14 +334,7 @@ def validate(
 
 @app.command()
 def report(
-    results: Annotated[
-        List[Path],
-        typer.Argument(
-            help="Folders (or CSVs) of sweeps and profiles: results.csv or profile.csv with machine.json beside it.",
-            metavar="RESULTS",
-            hidden=True,
-        ),
-    ],
+    results: Annotated[List[Path], arg("RESULTS")],
     out: Out = None,
     title: Annotated[
         Optional[str], _opt("Title of the report. Default: from the runs.", "--title", metavar="TEXT")
@@ -884,14 +869,7 @@ def quality(
 
 @app.command()
 def recommend(
-    results: Annotated[
-        List[Path],
-        typer.Argument(
-            help="Folders (searched recursively) or CSVs: sweep results.csv and quality quality.csv.",
-            metavar="RESULTS",
-            hidden=True,
-        ),
-    ],
+    results: Annotated[List[Path], arg("RESULTS")],
     seq: Annotated[
         str,
         _opt("The sequence length to recommend for, e.g. 96k (only rows measured at exactly this N count).", "--seq"),
@@ -970,14 +948,7 @@ def recommend(
 @app.command()
 @quiet_transformers()
 def passkey(
-    models: Annotated[
-        List[Path],
-        typer.Argument(
-            help="Model folders: `train --save DIR` arms (DIR/lighthouse-then-dense, DIR/dense).",
-            metavar="MODELS",
-            hidden=True,
-        ),
-    ],
+    models: Annotated[List[Path], arg("MODELS")],
     lengths: Annotated[
         Optional[str],
         _opt(
@@ -1028,7 +999,8 @@ def passkey(
     plot: Plot = True,
 ) -> None:
     """Passkey retrieval of trained byte-level models: exact-match accuracy per depth and length, scored by
-    teacher-forced argmax; writes passkey.csv, summary.md (with the chance verdict) and heatmaps."""
+    teacher-forced argmax; writes passkey.csv, summary.md (with the chance verdict) and heatmaps. MODELS: model
+    folders, `train --save DIR` arms (DIR/lighthouse-then-dense, DIR/dense)."""
     from .harness.outdir import default_out
     from .quality.passkey_command import resolve, run as run_passkey
 

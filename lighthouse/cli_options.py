@@ -23,6 +23,11 @@ def opt(help_: str, *names: str, metavar: Optional[str] = None):
     return typer.Option(*names, help=help_, show_default=False, metavar=metavar)
 
 
+def arg(metavar: str, **checks):
+    """A positional argument, described in its command's docstring (hidden: click would list it apart from it)."""
+    return typer.Argument(metavar=metavar, hidden=True, **checks)
+
+
 #: One point of the grid (lighthouse.harness.points), option by option: what `@grid_options` adds.
 GRID = {
     "seq": opt(f"Sequence lengths N. {LIST}", "--seq", metavar="SIZES"),
