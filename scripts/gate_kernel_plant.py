@@ -50,7 +50,8 @@ def main(argv=None) -> int:
     import torch
 
     from lighthouse.bench import check, kernel_plant
-    from lighthouse.bench.gate_trials import Trials, exit_codes, read_csv, trial_columns, trial_rows, write_csv
+    from lighthouse.bench.gate_trials import Trials, exit_codes, trial_columns, trial_rows
+    from lighthouse.harness.plain_csv import read_csv, write_csv
     from lighthouse.harness import points
 
     if not torch.cuda.is_available():
@@ -107,7 +108,7 @@ def main(argv=None) -> int:
                 flush=True,
             )
         torch.cuda.empty_cache()
-    write_csv(out / "calibration.csv", CALIBRATION, calibration)
+    write_csv(out / "calibration.csv", calibration, CALIBRATION)
     print(f"calibration: {out / 'calibration.csv'} ({time.perf_counter() - t0:.0f} s)", flush=True)
 
     def judge_level(pct, j):

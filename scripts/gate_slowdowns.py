@@ -69,7 +69,8 @@ def main(argv=None) -> int:
     import torch
 
     from lighthouse.bench import check
-    from lighthouse.bench.gate_trials import Trials, exit_codes, read_csv, trial_rows
+    from lighthouse.bench.gate_trials import Trials, exit_codes, trial_rows
+    from lighthouse.harness.plain_csv import read_csv
     from lighthouse.testing import TEST_SLOWDOWN_ENV, TEST_SLOWDOWN_WHERE_ENV
     from lighthouse.testing.slowdown import install
 

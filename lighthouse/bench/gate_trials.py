@@ -6,11 +6,11 @@ and the check's table turned into one trial row per gated figure. What is plante
 
 from __future__ import annotations
 
-import csv
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
+from ..harness.plain_csv import write_csv
 from . import check
 
 #: The columns of every trial table, before a script's own and the judgment's seconds (last: not printed).
@@ -46,22 +46,6 @@ def add_trial_arguments(ap, planted_help: str, budget_s: float) -> None:
         default=budget_s,
         help="start no new judgment when the time spent plus the slowest judgment so far would pass this",
     )
-
-
-def read_csv(path: Path) -> List[Dict[str, str]]:
-    """The rows of a CSV, or none when the file is not there (a check that could not write its table)."""
-    if not path.is_file():
-        return []
-    with path.open(newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def write_csv(path: Path, columns: Sequence[str], rows) -> None:
-    """The whole table (rewritten after every judgment: a run killed by a time limit keeps its rows)."""
-    with path.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
 
 
 def trial_rows(check_rows, level: dict, layer_figure: str, layer_column: str, by_point=None) -> List[dict]:
@@ -169,7 +153,7 @@ class Trials:
                 t0 = time.perf_counter()
                 table += judge_level(pct, j)
                 slowest = max(slowest, time.perf_counter() - t0)
-                write_csv(table_path, columns, table)
+                write_csv(table_path, table, columns)
         self.log.close()
         return table, None
 
