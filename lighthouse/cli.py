@@ -11,6 +11,26 @@ from typing import Annotated, List, Optional
 
 import typer
 
+from .cli_options import (
+    LIST,
+    CorpusRoot,
+    Device,
+    DryRun,
+    MaxSeconds,
+    Out,
+    Plot,
+    Rep,
+    Resume,
+    RopeTheta,
+    Ropes,
+    SdpaBackend,
+    Seed,
+    Suite,
+    Warmup,
+    arg,
+    grid_options,
+    opt as _opt,
+)
 from .harness.quiet import quiet_transformers
 
 app = typer.Typer(
@@ -45,66 +65,12 @@ def _root(
     install_if_requested()  # test-only: LIGHTHOUSE_TEST_SLOWDOWN_US set in the environment
 
 
-LIST = "A list: 8k,96k,128k; a range doubles: 8k..256k; k = 1024, m = 1048576."
-ROPE_HELP = (
-    "Where RoPE is applied (docs/rope.md): pre (q, k arrive rotated), post (rotated after selection), "
-    "comma-separated, e.g. pre,post. Default pre."
-)
-ROPE_THETA_HELP = (
-    "RoPE base of the post rows (the inputs are raw random q, k, rotated at positions 0..N-1). Default 10000."
-)
-
-
-def _opt(help_: str, *names: str, metavar: Optional[str] = None):
-    """An option with its help and a metavar that says what to write (typer's own shows <str>, <int>)."""
-    if metavar is None:  # say what to write: --seq SEQ rather than --seq <str> (flags ignore it)
-        long = next((n for n in names if n.startswith("--")), names[0] if names else "")
-        metavar = long.split("/")[0].lstrip("-").replace("-", "_").upper() or None
-    return typer.Option(*names, help=help_, show_default=False, metavar=metavar)
-
-
-#: A point of the grid, option by option, as a command that takes a grid declares it (validate; sweep and
-#: profile spell the same options out).
-Sizes = Annotated[Optional[str], _opt(f"Sequence lengths N. {LIST}", "--seq", metavar="SIZES")]
-Budgets = Annotated[Optional[str], _opt("Budgets k (multiples of 128), e.g. 1024,4096.", "--topk", metavar="SIZES")]
-Levels = Annotated[
-    Optional[str], _opt("Pyramid levels L; a range steps by one: 2..4 = 2,3,4.", "--levels", metavar="INTS")
-]
-Poolings = Annotated[Optional[str], _opt("Pooling factors p, e.g. 2,4,8 (or 2..8).", "--pooling", metavar="INTS")]
-Scorers = Annotated[Optional[str], _opt("Selection scorers: norm, dilated, gla.", "--scorer", metavar="NAMES")]
-Batches = Annotated[Optional[str], _opt("Batch sizes B.", "--batch", metavar="INTS")]
-Heads = Annotated[Optional[str], _opt("Query heads Hq.", "--heads", metavar="INTS")]
-KvHeads = Annotated[Optional[str], _opt("KV heads Hkv (GQA).", "--kv-heads", metavar="INTS")]
-HeadDims = Annotated[Optional[str], _opt("Head dims D.", "--head-dim", metavar="INTS")]
-Dtypes = Annotated[Optional[str], _opt("Dtypes: bf16, fp16, fp32.", "--dtype", metavar="NAMES")]
-
-
 @app.command()
+@grid_options
 def sweep(
-    seq: Annotated[Optional[str], _opt(f"Sequence lengths N. {LIST}", "--seq", metavar="SIZES")] = None,
-    topk: Annotated[
-        Optional[str], _opt("Budgets k (multiples of 128), e.g. 1024,4096 or 512..4096.", "--topk", metavar="SIZES")
-    ] = None,
-    levels: Annotated[
-        Optional[str], _opt("Pyramid levels L; a range steps by one: 2..4 = 2,3,4.", "--levels", metavar="INTS")
-    ] = None,
-    pooling: Annotated[
-        Optional[str], _opt("Pooling factors p, e.g. 2,4,8 (or 2..8).", "--pooling", metavar="INTS")
-    ] = None,
-    scorer: Annotated[
-        Optional[str], _opt("Selection scorers: norm, dilated, gla.", "--scorer", metavar="NAMES")
-    ] = None,
-    rope: Annotated[Optional[str], _opt(ROPE_HELP, "--rope", metavar="NAMES")] = None,
-    rope_theta: Annotated[Optional[float], _opt(ROPE_THETA_HELP, "--rope-theta", metavar="BASE")] = None,
-    batch: Annotated[Optional[str], _opt("Batch sizes B.", "--batch", metavar="INTS")] = None,
-    heads: Annotated[Optional[str], _opt("Query heads Hq.", "--heads", metavar="INTS")] = None,
-    kv_heads: Annotated[
-        Optional[str], _opt("KV heads Hkv (GQA); default: equal to --heads.", "--kv-heads", metavar="INTS")
-    ] = None,
-    head_dim: Annotated[Optional[str], _opt("Head dims D.", "--head-dim", metavar="INTS")] = None,
-    dtype: Annotated[
-        Optional[str], _opt("Dtypes: bf16, fp16, fp32 (default bf16 on CUDA, fp32 on CPU).", "--dtype", metavar="NAMES")
-    ] = None,
+    point: dict,
+    rope: Ropes = None,
+    rope_theta: RopeTheta = None,
     passes: Annotated[
         Optional[str], _opt("Passes: fwd, bwd (backward alone), fwdbwd. Default: all three.", "--pass", metavar="NAMES")
     ] = None,
@@ -121,42 +87,15 @@ def sweep(
             metavar="NAMES",
         ),
     ] = None,
-    device: Annotated[
-        Optional[str], _opt("cuda or cpu. Default: cuda when available.", "--device", metavar="cuda|cpu")
-    ] = None,
-    suite: Annotated[
-        Optional[str],
-        _opt(
-            "A preset (quick, paper, full, ci) or a .toml file (a name without .toml or / is a preset); flags "
-            "override it. "
-            "Default: quick on the CPU, the built-in grid on CUDA.",
-            "--suite",
-            metavar="PRESET|FILE",
-        ),
-    ] = None,
-    out: Annotated[
-        Optional[Path], _opt("Output folder. Default: out/sweep-<timestamp>.", "--out", metavar="DIR")
-    ] = None,
-    warmup: Annotated[
-        Optional[int],
-        _opt(
-            "Untimed calls before timing (>= 1; the first is reported as first_call_ms). Default 3.",
-            "--warmup",
-            metavar="N",
-        ),
-    ] = None,
-    rep: Annotated[Optional[int], _opt("Most timed repetitions per row. Default 20.", "--rep", metavar="N")] = None,
+    device: Device = None,
+    suite: Suite = None,
+    out: Out = None,
+    warmup: Warmup = None,
+    rep: Rep = None,
     min_rep: Annotated[
         Optional[int], _opt("Fewest timed repetitions per row. Default 3.", "--min-rep", metavar="N")
     ] = None,
-    max_seconds: Annotated[
-        Optional[float],
-        _opt(
-            "Stop repeating a row after this many seconds (once --min-rep are done). Default 3.",
-            "--max-seconds",
-            metavar="SECONDS",
-        ),
-    ] = None,
+    max_seconds: MaxSeconds = None,
     floor: Annotated[
         Optional[bool],
         _opt(
@@ -171,13 +110,10 @@ def sweep(
             "--cuda-graph/--no-cuda-graph",
         ),
     ] = None,
-    resume: Annotated[
-        bool,
-        _opt("Continue the sweep in --out: skip rows already ok/invalid/unsupported, retry oom/error.", "--resume"),
-    ] = False,
-    seed: Annotated[Optional[int], _opt("Seed of the random inputs. Default 0.", "--seed", metavar="N")] = None,
-    plot: Annotated[bool, typer.Option("--plot/--no-plot", help="Draw the charts after the sweep.")] = True,
-    dry_run: Annotated[bool, _opt("Print the points and rows the sweep would run, and exit.", "--dry-run")] = False,
+    resume: Resume = False,
+    seed: Seed = None,
+    plot: Plot = True,
+    dry_run: DryRun = False,
     cp: Annotated[
         int,
         _opt(
@@ -188,7 +124,8 @@ def sweep(
         ),
     ] = 1,
 ) -> None:
-    """Time Lighthouse against dense SDPA over a parameter grid; write results.csv, machine.json and charts."""
+    """Time Lighthouse against dense SDPA over a parameter grid; write results.csv, machine.json and charts.
+    Options not given come from --suite: quick on the CPU, the built-in grid on CUDA."""
     import torch
 
     from .bench.sweep import describe, run
@@ -197,18 +134,9 @@ def sweep(
     from .harness.outdir import default_out
 
     flags = {
-        "seq": seq,
-        "topk": topk,
-        "levels": levels,
-        "pooling": pooling,
-        "scorer": scorer,
+        **point,
         "rope": rope,
         "rope_theta": rope_theta,
-        "batch": batch,
-        "heads": heads,
-        "kv_heads": kv_heads,
-        "head_dim": head_dim,
-        "dtype": dtype,
         "pass": passes,
         "impl": impl,
         "baseline": baseline,
@@ -251,16 +179,7 @@ def sweep(
 
 @app.command()
 def plot(
-    results: Annotated[
-        Path,
-        typer.Argument(
-            help="A results.csv written by `lighthouse-bench sweep`.",
-            exists=True,
-            dir_okay=False,
-            metavar="RESULTS.csv",
-            hidden=True,
-        ),
-    ],
+    results: Annotated[Path, arg("RESULTS.csv", exists=True, dir_okay=False)],
     out: Annotated[
         Optional[Path], _opt("Folder for the charts. Default: beside RESULTS.", "--out", metavar="DIR")
     ] = None,
@@ -278,49 +197,20 @@ def plot(
 
 
 @app.command()
+@grid_options
 def profile(
-    seq: Annotated[str, _opt(f"Sequence lengths N (one or a few). {LIST}", "--seq", metavar="SIZES")] = "16k",
-    topk: Annotated[str, _opt("Budgets k (multiples of 128).", "--topk", metavar="SIZES")] = "1024",
-    levels: Annotated[Optional[str], _opt("Pyramid levels L.", "--levels", metavar="INTS")] = None,
-    pooling: Annotated[Optional[str], _opt("Pooling factors p.", "--pooling", metavar="INTS")] = None,
-    scorer: Annotated[Optional[str], _opt("Scorers: norm, dilated, gla.", "--scorer", metavar="NAMES")] = None,
-    rope: Annotated[Optional[str], _opt(ROPE_HELP, "--rope", metavar="NAMES")] = None,
-    batch: Annotated[Optional[str], _opt("Batch sizes B.", "--batch", metavar="INTS")] = None,
-    heads: Annotated[Optional[str], _opt("Query heads Hq.", "--heads", metavar="INTS")] = None,
-    kv_heads: Annotated[
-        Optional[str], _opt("KV heads Hkv; default: equal to --heads.", "--kv-heads", metavar="INTS")
-    ] = None,
-    head_dim: Annotated[Optional[str], _opt("Head dims D.", "--head-dim", metavar="INTS")] = None,
-    dtype: Annotated[
-        Optional[str], _opt("bf16, fp16, fp32 (default bf16 on CUDA, fp32 on CPU).", "--dtype", metavar="NAMES")
-    ] = None,
+    point: dict,
+    rope: Ropes = None,
     impl: Annotated[
         Optional[str], _opt("torch or triton (default triton on CUDA, torch on CPU).", "--impl", metavar="NAMES")
     ] = None,
-    sdpa_backend: Annotated[
-        Optional[str],
-        _opt(
-            "SDPA backend of the sub-sequence call: cudnn, flash, efficient, math, auto. Default: cudnn on CUDA, "
-            "math on CPU.",
-            "--sdpa-backend",
-            metavar="NAME",
-        ),
-    ] = None,
-    device: Annotated[
-        Optional[str], _opt("cuda or cpu. Default: cuda when available.", "--device", metavar="cuda|cpu")
-    ] = None,
-    out: Annotated[
-        Optional[Path], _opt("Output folder. Default: out/profile-<timestamp>.", "--out", metavar="DIR")
-    ] = None,
-    warmup: Annotated[int, _opt("Untimed calls before timing each stage.", "--warmup", metavar="N")] = 3,
-    rep: Annotated[int, _opt("Most timed repetitions per stage.", "--rep", metavar="N")] = 20,
-    max_seconds: Annotated[
-        float,
-        _opt(
-            "Stop repeating a stage after this many seconds (after 3 repetitions).", "--max-seconds", metavar="SECONDS"
-        ),
-    ] = 2.0,
-    seed: Annotated[int, _opt("Seed of the random inputs.", "--seed", metavar="N")] = 0,
+    sdpa_backend: SdpaBackend = None,
+    device: Device = None,
+    out: Out = None,
+    warmup: Warmup = 3,
+    rep: Rep = 20,
+    max_seconds: MaxSeconds = 2.0,
+    seed: Seed = 0,
     trace: Annotated[
         bool, _opt("Also export a torch.profiler Chrome trace of 3 forward+backward calls per point.", "--trace")
     ] = False,
@@ -330,12 +220,11 @@ def profile(
             "Measure the device's copy bandwidth and matmul peak again instead of using the cache.", "--remeasure-peaks"
         ),
     ] = False,
-    resume: Annotated[
-        bool, _opt("Continue the profile in --out: skip the points already profiled.", "--resume")
-    ] = False,
+    resume: Resume = False,
 ) -> None:
     """Per-stage times of one Lighthouse call (forward and backward), with bytes, FLOPs and distance to the
-    device's measured floor; writes profile.csv, machine.json and a stacked-bar chart."""
+    device's measured floor; writes profile.csv, machine.json and a stacked-bar chart. Options not given: --seq 16k
+    --topk 1024 (one point or a few), --impl triton on CUDA and torch on the CPU, --sdpa-backend math on the CPU."""
     from .harness.options import OptionError, parse_choices, parse_option
     from .harness.outdir import default_out
     from .harness.points import make_points
@@ -343,19 +232,7 @@ def profile(
     from .harness.device import device_option, kernels_unavailable_reason
     from .sdpa import BACKENDS, CUDA_ONLY
 
-    point_text = {
-        "seq": seq,
-        "topk": topk,
-        "levels": levels,
-        "pooling": pooling,
-        "scorer": scorer,
-        "rope": rope,
-        "batch": batch,
-        "heads": heads,
-        "kv_heads": kv_heads,
-        "head_dim": head_dim,
-        "dtype": dtype,
-    }
+    point_text = {"seq": "16k", "topk": "1024", **{k: v for k, v in point.items() if v is not None}, "rope": rope}
     try:  # the same parsers, ranges and messages as `sweep` (lighthouse.harness.options)
         dev = device_option(device)
         timing = {
@@ -416,57 +293,32 @@ def profile(
 
 
 @app.command()
+@grid_options
 def validate(
-    seq: Sizes = None,
-    topk: Budgets = None,
-    levels: Levels = None,
-    pooling: Poolings = None,
-    scorer: Scorers = None,
-    batch: Batches = None,
-    heads: Heads = None,
-    kv_heads: KvHeads = None,
-    head_dim: HeadDims = None,
-    dtype: Dtypes = None,
-    device: Annotated[
-        Optional[str],
-        _opt("cuda, or cpu (TRITON_INTERPRET=1). Default: cuda when available.", "--device", metavar="cuda|cpu"),
-    ] = None,
-    seed: Annotated[int, _opt("Seed of the random inputs.", "--seed", metavar="N")] = 0,
-    out: Annotated[
-        Optional[Path], _opt("Output folder. Default: out/validate-<timestamp>.", "--out", metavar="DIR")
-    ] = None,
-    resume: Annotated[bool, _opt("Continue in --out: skip the points that passed.", "--resume")] = False,
+    point: dict,
+    device: Device = None,
+    seed: Seed = 0,
+    out: Out = None,
+    resume: Resume = False,
 ) -> None:
     """Correctness of the Triton path on this device: per point, forward and backward against the PyTorch path
     on the same inputs (identical selection, relative errors within the dtype's tolerance), a bitwise repeat and
     a run with poisoned output buffers; writes validate.csv and machine.json. Exit 0: every point holds; 1: one
     does not (or failed); 2: bad options or nothing could run. Options not given: on CUDA --seq 32k,128k
     --topk 1024,4096 --kv-heads 8,2 --dtype bf16,fp32 (L=3, p=4, Hq=8, D=128); on the CPU --seq 512 --topk 128
-    --levels 2 --pooling 2 --heads 2 --head-dim 32 --dtype fp32."""
+    --levels 2 --pooling 2 --heads 2 --head-dim 32 --dtype fp32 (the kernels interpreted: TRITON_INTERPRET=1)."""
     from .bench.validate import DEFAULTS, run_validate
     from .harness.device import device_option, kernels_unavailable_reason
     from .harness.options import OptionError
     from .harness.outdir import default_out
     from .harness.points import make_points
 
-    given = dict(
-        seq=seq,
-        topk=topk,
-        levels=levels,
-        pooling=pooling,
-        scorer=scorer,
-        batch=batch,
-        heads=heads,
-        kv_heads=kv_heads,
-        head_dim=head_dim,
-        dtype=dtype,
-    )
     try:  # the same parsers, ranges and messages as `sweep` (lighthouse.harness.options)
         dev = device_option(device)
         reason = kernels_unavailable_reason(dev)
         if reason:
             raise OptionError(f"--device {dev.type}: validate runs the Triton path, which cannot run here: {reason}")
-        point_text = {**DEFAULTS[dev.type], **{k: v for k, v in given.items() if v is not None}}
+        point_text = {**DEFAULTS[dev.type], **{k: v for k, v in point.items() if v is not None}}
         points = make_points([point_text], dev.type)
         for point in points:
             point.config()  # names a bad parameter now, before anything runs
@@ -482,17 +334,8 @@ def validate(
 
 @app.command()
 def report(
-    results: Annotated[
-        List[Path],
-        typer.Argument(
-            help="Folders (or CSVs) of sweeps and profiles: results.csv or profile.csv with machine.json beside it.",
-            metavar="RESULTS",
-            hidden=True,
-        ),
-    ],
-    out: Annotated[
-        Optional[Path], _opt("Output folder. Default: out/report-<timestamp>.", "--out", metavar="DIR")
-    ] = None,
+    results: Annotated[List[Path], arg("RESULTS")],
+    out: Out = None,
     title: Annotated[
         Optional[str], _opt("Title of the report. Default: from the runs.", "--title", metavar="TEXT")
     ] = None,
@@ -566,15 +409,13 @@ def check(
             metavar="N",
         ),
     ] = None,
-    out: Annotated[
-        Optional[Path],
-        _opt("Folder for the run, check.csv and check.md. Default: out/check-<timestamp>.", "--out", metavar="DIR"),
-    ] = None,
-    suite: Annotated[str, _opt("Suite to run when measuring. Default ci.", "--suite", metavar="PRESET|FILE")] = "ci",
+    out: Out = None,
+    suite: Suite = "ci",
 ) -> None:
     """Regression gate: the ci suite's speedups over dense cuDNN and over plain PyTorch SDPA and its time over the
     SDPA-on-S floor against a recorded baseline, plus Triton-vs-PyTorch parity. Exit 0 all hold, 1 a regression,
-    2 could not measure or write."""
+    2 could not measure or write. --out holds the run, check.csv and check.md; --suite is what it runs when it
+    measures."""
     from .bench.check import run_check
 
     try:
@@ -682,16 +523,8 @@ def train(
         Optional[int], _opt("Two-stage: warm-up steps (default 5% of the steps).", "--warmup-steps")
     ] = None,
     decay_fraction: Annotated[float, _opt("Two-stage, wsd: share of the run that decays.", "--decay-fraction")] = 0.2,
-    corpus_root: Annotated[
-        Optional[str],
-        _opt(
-            "Two-stage: folders whose *.py files are the corpus, comma-separated. Default: this interpreter's "
-            "stdlib and site-packages.",
-            "--corpus-root",
-            metavar="DIRS",
-        ),
-    ] = None,
-    device: Annotated[Optional[str], _opt("cuda or cpu. Default: cuda when available.", "--device")] = None,
+    corpus_root: CorpusRoot = None,
+    device: Device = None,
     cpu_threads: Annotated[
         int,
         _opt(
@@ -701,14 +534,7 @@ def train(
         ),
     ] = 1,
     impl: Annotated[str, _opt("Lighthouse path: auto (Triton on CUDA), torch, triton.", "--impl")] = "auto",
-    sdpa_backend: Annotated[
-        Optional[str],
-        _opt(
-            "SDPA backend preferred by dense layers (others as fallback) and used by Lighthouse's sub-sequence: "
-            "cudnn, flash, efficient, math, auto. Default: cudnn on CUDA, auto on CPU.",
-            "--sdpa-backend",
-        ),
-    ] = None,
+    sdpa_backend: SdpaBackend = None,
     loss: Annotated[
         str,
         _opt(
@@ -730,7 +556,7 @@ def train(
             "sub-sequence tensors under checkpointing; costs one Lighthouse forward per layer).",
         ),
     ] = True,
-    seed: Annotated[int, _opt("Seed of the initialisation and the data order.", "--seed")] = 0,
+    seed: Seed = 0,
     peak_tflops: Annotated[
         Optional[float], _opt("Device bf16 peak for MFU (default: the datasheet value of known GPUs).", "--peak-tflops")
     ] = None,
@@ -757,18 +583,9 @@ def train(
             "--save",
         ),
     ] = None,
-    out: Annotated[Optional[Path], _opt("Output folder. Default: out/train-<timestamp>.", "--out")] = None,
-    resume: Annotated[
-        bool,
-        _opt(
-            "Continue the run in --out: throughput skips ok/invalid points and retries oom/error; two-stage "
-            "keeps the arms that finished and trains the others again.",
-            "--resume",
-        ),
-    ] = False,
-    plot: Annotated[
-        bool, typer.Option("--plot/--no-plot", help="Draw the tokens/s chart after a throughput run.")
-    ] = True,
+    out: Out = None,
+    resume: Resume = False,
+    plot: Plot = True,
 ) -> None:
     """Training-step benchmark of a Llama model (transformers, random init) with dense or Lighthouse attention:
     tokens/s, attention share, peak memory, MFU per point (train.csv); or the two-stage recipe (curve.csv)."""
@@ -897,24 +714,9 @@ def study(
         int,
         _opt("Arms trained at once, each its own process (small presets leave a GPU mostly idle).", "--concurrency"),
     ] = 1,
-    corpus_root: Annotated[
-        Optional[str],
-        _opt(
-            "Folders whose *.py files are the corpus, comma-separated. Default: this interpreter's stdlib and "
-            "site-packages.",
-            "--corpus-root",
-            metavar="DIRS",
-        ),
-    ] = None,
-    device: Annotated[Optional[str], _opt("cuda or cpu. Default: cuda when available.", "--device")] = None,
-    sdpa_backend: Annotated[
-        Optional[str],
-        _opt(
-            "SDPA backend of dense layers and of Lighthouse's sub-sequence: cudnn, flash, efficient, math, auto. "
-            "Default: cudnn on CUDA.",
-            "--sdpa-backend",
-        ),
-    ] = None,
+    corpus_root: CorpusRoot = None,
+    device: Device = None,
+    sdpa_backend: SdpaBackend = None,
     deadline_minutes: Annotated[
         Optional[float],
         _opt(
@@ -933,11 +735,9 @@ def study(
             "figure).",
         ),
     ] = True,
-    out: Annotated[Optional[Path], _opt("Output folder. Default: out/study-<timestamp>.", "--out")] = None,
-    resume: Annotated[
-        bool, _opt("Continue the study in --out: finished jobs are kept, the rest run again.", "--resume")
-    ] = False,
-    dry_run: Annotated[bool, _opt("Print the jobs and arms, run nothing.", "--dry-run")] = False,
+    out: Out = None,
+    resume: Resume = False,
+    dry_run: DryRun = False,
 ) -> None:
     """The two-stage study: experiments over seeds (two-stage, recovery curve, stage 1 by sparsity), trained the
     way the paper trains, several arms at once; means and 95% intervals in study.md, summary.csv and charts."""
@@ -1005,42 +805,13 @@ def study(
 
 @app.command()
 @quiet_transformers()
+@grid_options
 def quality(
-    seq: Annotated[Optional[str], _opt(f"Sequence lengths N. {LIST}", "--seq")] = None,
-    topk: Annotated[Optional[str], _opt("Budgets k (multiples of 128).", "--topk")] = None,
-    levels: Annotated[Optional[str], _opt("Pyramid levels L.", "--levels")] = None,
-    pooling: Annotated[Optional[str], _opt("Pooling factors p.", "--pooling")] = None,
-    scorer: Annotated[
-        Optional[str],
-        _opt(
-            "Selection scorers: norm, dilated, gla (gla without flash-linear-attention: unsupported rows).", "--scorer"
-        ),
-    ] = None,
-    rope: Annotated[Optional[str], _opt(ROPE_HELP, "--rope", metavar="NAMES")] = None,
-    rope_theta: Annotated[
-        Optional[float],
-        _opt(
-            "RoPE base of the post rows and of the needle-rope inputs' rotation. Default 10000.",
-            "--rope-theta",
-            metavar="BASE",
-        ),
-    ] = None,
-    batch: Annotated[Optional[str], _opt("Batch sizes B.", "--batch")] = None,
-    heads: Annotated[Optional[str], _opt("Query heads Hq.", "--heads")] = None,
-    kv_heads: Annotated[Optional[str], _opt("KV heads Hkv (GQA); default: equal to --heads.", "--kv-heads")] = None,
-    head_dim: Annotated[Optional[str], _opt("Head dims D.", "--head-dim")] = None,
-    dtype: Annotated[
-        Optional[str], _opt("Dtypes of q, k, v: bf16, fp16, fp32 (the dense reference is always float32).", "--dtype")
-    ] = None,
-    device: Annotated[Optional[str], _opt("cuda or cpu. Default: cuda when available.", "--device")] = None,
-    suite: Annotated[
-        Optional[str],
-        _opt(
-            "A preset or .toml path, read as `sweep` reads it (timing keys ignored). Default: quality on CUDA, "
-            "quick on the CPU.",
-            "--suite",
-        ),
-    ] = None,
+    point: dict,
+    rope: Ropes = None,
+    rope_theta: RopeTheta = None,
+    device: Device = None,
+    suite: Suite = None,
     inputs: Annotated[
         str,
         _opt(
@@ -1060,37 +831,22 @@ def quality(
             "--heldout",
         ),
     ] = None,
-    seed: Annotated[Optional[int], _opt("Seed of the random inputs and the needles. Default 0.", "--seed")] = None,
-    out: Annotated[Optional[Path], _opt("Output folder. Default: out/quality-<timestamp>.", "--out")] = None,
-    resume: Annotated[
-        bool, _opt("Continue the run in --out: skip rows already ok/invalid/unsupported, retry oom/error.", "--resume")
-    ] = False,
-    plot: Annotated[bool, typer.Option("--plot/--no-plot", help="Draw the charts after the run.")] = True,
-    dry_run: Annotated[bool, _opt("Print the points and the number of rows, and exit.", "--dry-run")] = False,
+    seed: Seed = None,
+    out: Out = None,
+    resume: Resume = False,
+    plot: Plot = True,
+    dry_run: DryRun = False,
 ) -> None:
     """What each configuration loses against dense causal attention: output error, per-token cosine, coverage
-    and needle recall per point of the grid; writes quality.csv, machine.json and charts."""
+    and needle recall per point of the grid; writes quality.csv, machine.json and charts. The dense reference is
+    always float32; --suite is read as `sweep` reads it (timing keys ignored), default quality on CUDA and quick
+    on the CPU."""
     import torch
 
     from .harness.outdir import default_out
     from .quality.runner import describe, resolve, run
 
-    flags = {
-        "seq": seq,
-        "topk": topk,
-        "levels": levels,
-        "pooling": pooling,
-        "scorer": scorer,
-        "rope": rope,
-        "rope_theta": rope_theta,
-        "batch": batch,
-        "heads": heads,
-        "kv_heads": kv_heads,
-        "head_dim": head_dim,
-        "dtype": dtype,
-        "device": device,
-        "seed": seed,
-    }
+    flags = {**point, "rope": rope, "rope_theta": rope_theta, "device": device, "seed": seed}
     try:
         spec = resolve(
             suite,
@@ -1113,14 +869,7 @@ def quality(
 
 @app.command()
 def recommend(
-    results: Annotated[
-        List[Path],
-        typer.Argument(
-            help="Folders (searched recursively) or CSVs: sweep results.csv and quality quality.csv.",
-            metavar="RESULTS",
-            hidden=True,
-        ),
-    ],
+    results: Annotated[List[Path], arg("RESULTS")],
     seq: Annotated[
         str,
         _opt("The sequence length to recommend for, e.g. 96k (only rows measured at exactly this N count).", "--seq"),
@@ -1199,14 +948,7 @@ def recommend(
 @app.command()
 @quiet_transformers()
 def passkey(
-    models: Annotated[
-        List[Path],
-        typer.Argument(
-            help="Model folders: `train --save DIR` arms (DIR/lighthouse-then-dense, DIR/dense).",
-            metavar="MODELS",
-            hidden=True,
-        ),
-    ],
+    models: Annotated[List[Path], arg("MODELS")],
     lengths: Annotated[
         Optional[str],
         _opt(
@@ -1247,19 +989,18 @@ def passkey(
             "--filler",
         ),
     ] = "heldout",
-    device: Annotated[Optional[str], _opt("cuda or cpu. Default: cuda when available.", "--device")] = None,
+    device: Device = None,
     dtype: Annotated[
         Optional[str], _opt("Model dtype: bf16, fp16, fp32. Default bf16 on CUDA, fp32 on the CPU.", "--dtype")
     ] = None,
-    seed: Annotated[int, _opt("Seed of the passkeys and the filler offsets. Default 0.", "--seed")] = 0,
-    out: Annotated[Optional[Path], _opt("Output folder. Default: out/passkey-<timestamp>.", "--out")] = None,
-    resume: Annotated[
-        bool, _opt("Continue the run in --out: skip rows already ok/invalid/unsupported, retry oom/error.", "--resume")
-    ] = False,
-    plot: Annotated[bool, typer.Option("--plot/--no-plot", help="Draw the heatmaps after the run.")] = True,
+    seed: Seed = 0,
+    out: Out = None,
+    resume: Resume = False,
+    plot: Plot = True,
 ) -> None:
     """Passkey retrieval of trained byte-level models: exact-match accuracy per depth and length, scored by
-    teacher-forced argmax; writes passkey.csv, summary.md (with the chance verdict) and heatmaps."""
+    teacher-forced argmax; writes passkey.csv, summary.md (with the chance verdict) and heatmaps. MODELS: model
+    folders, `train --save DIR` arms (DIR/lighthouse-then-dense, DIR/dense)."""
     from .harness.outdir import default_out
     from .quality.passkey_command import resolve, run as run_passkey
 

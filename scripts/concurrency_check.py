@@ -12,7 +12,6 @@ differ by the run-to-run noise of non-deterministic kernels (atomics), which thi
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from lighthouse.harness.plain_csv import write_csv  # noqa: E402
 from lighthouse.harness.tables import TRAIN_CURVE, num, read_rows  # noqa: E402
 
 
@@ -56,10 +56,7 @@ def main() -> int:
             a, b = num(solo[step].get(col)), num(shared.get(step, {}).get(col))
             if a is not None and b is not None:
                 rows.append({"job": args.job, "step": step, "figure": col, "solo": a, "shared": b, "diff": b - a})
-    with out.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["job", "step", "figure", "solo", "shared", "diff"])
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(out, rows, ["job", "step", "figure", "solo", "shared", "diff"])
     for col in ("train_loss", "val_loss"):
         diffs = [abs(r["diff"]) for r in rows if r["figure"] == col]
         if diffs:

@@ -22,7 +22,6 @@ is a fresh baseline of this GPU: copy it to reports/baselines/<gpu>.csv for `lig
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 import time
 from pathlib import Path
@@ -32,96 +31,16 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 CALIBRATION = ("n", "point", "kernel", "requested_pct", "cycles", "base_ms", "planted_ms", "delivered_pct")
-COLUMNS = (
-    "planted_pct",
-    "judgment",
-    "point",
-    "figure",
-    "baseline",
-    "now",
-    "change_pct",
-    "limit",
-    "verdict",
-    "exit_code",
-    "kernel",
-    "delivered_pct",
-    "layer_host_ahead_change_pct",
-    "seconds",
-)
-
-
-def write_csv(path: Path, columns, rows) -> None:
-    with path.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
-
-
-def read_csv(path: Path):
-    if not path.is_file():
-        return []
-    with path.open(newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def judgment_rows(check_rows, pct, j, code, seconds, kernel, delivered_by_point):
-    """slowdowns.csv rows of one judgment: each gated figure, with the plant's asked and delivered shares and the
-    layer's host-ahead change the check measured."""
-    from lighthouse.bench import check
-
-    layer = {r["point"]: r["change_pct"] for r in check_rows if r["figure"] == "host_ahead_median_ms"}
-    out = []
-    for r in check_rows:
-        if r["figure"] not in check.GATED:
-            continue
-        limit = r["note"].split(";")[0].removeprefix("limit ").split(" (")[0] if r["note"].startswith("limit") else ""
-        out.append(
-            {
-                "planted_pct": f"{pct:g}",
-                "judgment": j,
-                "point": r["point"],
-                "figure": r["figure"],
-                "baseline": r["baseline"],
-                "now": r["now"],
-                "change_pct": r["change_pct"],
-                "limit": limit,
-                "verdict": r["verdict"],
-                "exit_code": code,
-                "kernel": kernel,
-                "delivered_pct": delivered_by_point.get(r["point"], ""),
-                "layer_host_ahead_change_pct": layer.get(r["point"], ""),
-                "seconds": f"{seconds:.1f}",
-            }
-        )
-    if not check_rows:  # the check could not write its table: keep the exit code
-        out.append(
-            {
-                "planted_pct": f"{pct:g}",
-                "judgment": j,
-                "verdict": "no table",
-                "exit_code": code,
-                "kernel": kernel,
-                "seconds": f"{seconds:.1f}",
-            }
-        )
-    return out
+LAYER_COLUMN = "layer_host_ahead_change_pct"  # the change of the layer's host-ahead median the check measured
 
 
 def main(argv=None) -> int:
+    from lighthouse.bench.gate_trials import add_trial_arguments
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--kernel", required=True, choices=("select", "gather"), help="the kernel that gets the spin")
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--suite", default="ci")
-    ap.add_argument("--runs", type=int, default=3, help="runs of the suite in the baseline (default 3)")
-    ap.add_argument("--judgments", type=int, default=3, help="checks per planted level (default 3)")
-    ap.add_argument("--planted", default="0,5,10,20", help="shares of the layer's time in percent (default 0,5,10,20)")
-    ap.add_argument("--tolerance", type=float, default=None, help="the check's --tolerance (default: its own)")
-    ap.add_argument(
-        "--budget-s",
-        type=float,
-        default=540.0,
-        help="start no new judgment when the time spent plus the slowest judgment so far would pass this",
-    )
+    add_trial_arguments(ap, "shares of the layer's time", budget_s=540.0)
     args = ap.parse_args(argv)
     levels = [float(x) for x in args.planted.split(",") if x.strip()]
     if any(p < 0 for p in levels) or not levels:
@@ -129,41 +48,18 @@ def main(argv=None) -> int:
         return 2
 
     import torch
-    from rich.console import Console
 
     from lighthouse.bench import check, kernel_plant
+    from lighthouse.bench.gate_trials import Trials, exit_codes, trial_columns, trial_rows
+    from lighthouse.harness.plain_csv import read_csv, write_csv
     from lighthouse.harness import points
 
     if not torch.cuda.is_available():
         print("Error: gate_kernel_plant needs a CUDA device")
         return 2
-    start = time.perf_counter()
-    out = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    log = (out / "log.txt").open("w")
-    console = Console(file=log, width=200, color_system=None)
-    tol = {} if args.tolerance is None else {"tolerance": args.tolerance}
-
-    baseline = out / "baseline.csv"
-    t0 = time.perf_counter()
-    code = check.run_check(
-        baseline,
-        None,
-        record=True,
-        runs=args.runs,
-        suite=args.suite,
-        out=out / "record",
-        console=console,
-        plot=False,
-        **tol,
-    )
-    print(
-        f"baseline: {args.runs} runs of {args.suite} -> {baseline}: exit {code} ({time.perf_counter() - t0:.0f} s)",
-        flush=True,
-    )
-    if code != 0:
-        log.close()
-        print((out / "log.txt").read_text()[-3000:])
+    trials = Trials(args.out, args.suite, args.tolerance)
+    out = trials.out
+    if not trials.record(args.runs):
         return 2
 
     t0 = time.perf_counter()
@@ -212,54 +108,33 @@ def main(argv=None) -> int:
                 flush=True,
             )
         torch.cuda.empty_cache()
-    write_csv(out / "calibration.csv", CALIBRATION, calibration)
+    write_csv(out / "calibration.csv", calibration, CALIBRATION)
     print(f"calibration: {out / 'calibration.csv'} ({time.perf_counter() - t0:.0f} s)", flush=True)
 
-    table, slowest, stopped = [], 0.0, None
-    for j in range(1, args.judgments + 1):
-        for pct in levels:
-            spent = time.perf_counter() - start
-            if spent + slowest > args.budget_s:
-                stopped = (
-                    f"stopped at {pct:g}% judgment {j}: {spent:.0f} s spent, the slowest judgment took {slowest:.0f} s"
-                )
-                break
-            folder = out / f"planted-{pct:g}-{j}"
-            t0 = time.perf_counter()
-            with kernel_plant.planted(args.kernel, cycles[pct]):
-                code = check.run_check(
-                    baseline,
-                    None,
-                    suite=args.suite,
-                    out=folder,
-                    console=console,
-                    parity=False,
-                    plot=False,
-                    warm=False,
-                    **tol,
-                )
-            seconds = time.perf_counter() - t0
-            slowest = max(slowest, seconds)
-            table += judgment_rows(read_csv(folder / "check.csv"), pct, j, code, seconds, args.kernel, delivered[pct])
-            write_csv(out / "slowdowns.csv", COLUMNS, table)
-            print(f"planted {pct:4g}% in {args.kernel} #{j}: exit {code} in {seconds:.0f} s", flush=True)
-        if stopped:
-            break
-    log.close()
+    def judge_level(pct, j):
+        folder = out / f"planted-{pct:g}-{j}"
+        t0 = time.perf_counter()
+        with kernel_plant.planted(args.kernel, cycles[pct]):
+            code = trials.judge(folder)
+        seconds = time.perf_counter() - t0
+        print(f"planted {pct:4g}% in {args.kernel} #{j}: exit {code} in {seconds:.0f} s", flush=True)
+        level = {"planted_pct": f"{pct:g}", "judgment": j, "exit_code": code, "kernel": args.kernel}
+        level["seconds"] = f"{seconds:.1f}"
+        by_point = {"delivered_pct": delivered[pct]}
+        return trial_rows(read_csv(folder / "check.csv"), level, "host_ahead_median_ms", LAYER_COLUMN, by_point)
 
-    print()
-    print(" | ".join(COLUMNS[:-1]))
-    for r in table:
-        print(" | ".join(str(r.get(c, "")) for c in COLUMNS[:-1]))
-    print()
+    columns = trial_columns("kernel", "delivered_pct", LAYER_COLUMN)
+    table, stopped = trials.round_robin(
+        levels, args.judgments, args.budget_s, judge_level, out / "slowdowns.csv", columns
+    )
+    summary = []
     for pct in levels:
-        judged = {(r["judgment"], r["exit_code"]) for r in table if r["planted_pct"] == f"{pct:g}"}
-        codes = [c for _, c in sorted(judged)]
         shares = ", ".join(f"{v}%" for v in delivered[pct].values())
-        print(f"planted {pct:g}% in {args.kernel} (delivered {shares or '-'}): exit codes {codes or 'not judged'}")
-    if stopped:
-        print(stopped)
-    print(f"total {time.perf_counter() - start:.0f} s; table: {out / 'slowdowns.csv'}; baseline: {baseline}")
+        codes = exit_codes(table, pct)
+        summary.append(
+            f"planted {pct:g}% in {args.kernel} (delivered {shares or '-'}): exit codes {codes or 'not judged'}"
+        )
+    trials.report(table, columns, summary, stopped)
     return 0
 
 

@@ -29,7 +29,6 @@ this GPU: copy it to reports/baselines/<gpu>.csv (`lighthouse-bench check --base
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import sys
 import time
@@ -38,21 +37,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-
-COLUMNS = (
-    "planted_pct",
-    "judgment",
-    "point",
-    "figure",
-    "baseline",
-    "now",
-    "change_pct",
-    "limit",
-    "verdict",
-    "exit_code",
-    "layer_ms_change_pct",
-    "seconds",
-)
 
 
 def planted_env(baseline_rows, pct: float) -> str:
@@ -67,71 +51,12 @@ def planted_env(baseline_rows, pct: float) -> str:
     return ",".join(f"{n}={us:.1f}" for n, us in sorted(per_n.items()))
 
 
-def check_rows(folder: Path):
-    path = folder / "check.csv"
-    if not path.is_file():
-        return []
-    with path.open(newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def table_rows(rows, pct: float, judgment: int, code: int, seconds: float):
-    """slowdowns.csv rows of one judgment: each gated figure, with the layer's measured time change."""
-    from lighthouse.bench import check
-
-    ms_change = {r["point"]: r["change_pct"] for r in rows if r["figure"] == "median_ms"}
-    out = []
-    for r in rows:
-        if r["figure"] not in check.GATED:
-            continue
-        limit = r["note"].split(";")[0].removeprefix("limit ").split(" (")[0] if r["note"].startswith("limit") else ""
-        out.append(
-            {
-                "planted_pct": f"{pct:g}",
-                "judgment": judgment,
-                "point": r["point"],
-                "figure": r["figure"],
-                "baseline": r["baseline"],
-                "now": r["now"],
-                "change_pct": r["change_pct"],
-                "limit": limit,
-                "verdict": r["verdict"],
-                "exit_code": code,
-                "layer_ms_change_pct": ms_change.get(r["point"], ""),
-                "seconds": f"{seconds:.1f}",
-            }
-        )
-    if not rows:  # the check could not write its table: keep the exit code
-        out.append(
-            {
-                "planted_pct": f"{pct:g}",
-                "judgment": judgment,
-                "point": "",
-                "figure": "",
-                "verdict": "no table",
-                "exit_code": code,
-                "seconds": f"{seconds:.1f}",
-            }
-        )
-    return out
-
-
-def write_table(path: Path, table) -> None:
-    """The whole table so far (rewritten after every judgment: a run killed by a time limit keeps its rows)."""
-    with path.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(table)
-
-
 def main(argv=None) -> int:
+    from lighthouse.bench.gate_trials import add_trial_arguments, trial_columns
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=Path("out/gate-slowdowns"))
-    ap.add_argument("--suite", default="ci")
-    ap.add_argument("--runs", type=int, default=3, help="runs of the suite in the baseline (default 3)")
-    ap.add_argument("--judgments", type=int, default=3, help="checks per planted level (default 3)")
-    ap.add_argument("--planted", default="0,5,10,20", help="planted slowdowns in percent (default 0,5,10,20)")
-    ap.add_argument("--tolerance", type=float, default=None, help="the check's --tolerance (default: its own)")
+    add_trial_arguments(ap, "planted slowdowns", budget_s=210.0)
     ap.add_argument(
         "--where",
         choices=("gpu", "host"),
@@ -139,118 +64,55 @@ def main(argv=None) -> int:
         help="spend the planted delay as a GPU spin (default; slows GPU-bound points) or as a host "
         "busy-wait (slows host-bound points such as 16K at batch 1)",
     )
-    ap.add_argument(
-        "--budget-s",
-        type=float,
-        default=210.0,
-        help="start no new judgment when the time spent plus the slowest judgment so far would pass this",
-    )
     args = ap.parse_args(argv)
 
     import torch
-    from rich.console import Console
 
+    from lighthouse.bench import check
+    from lighthouse.bench.gate_trials import Trials, exit_codes, trial_rows
+    from lighthouse.harness.plain_csv import read_csv
     from lighthouse.testing import TEST_SLOWDOWN_ENV, TEST_SLOWDOWN_WHERE_ENV
     from lighthouse.testing.slowdown import install
-    from lighthouse.bench import check
 
     if not torch.cuda.is_available():
         print("gate_slowdowns: needs a CUDA device")
         return 2
-    start = time.perf_counter()
-    out = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    log = (out / "log.txt").open("w")
-    console = Console(file=log, width=200, color_system=None)
-    tol = {} if args.tolerance is None else {"tolerance": args.tolerance}
+    trials = Trials(args.out, args.suite, args.tolerance)
     install()  # the layer's call hook plants the delay while the switch is set
     os.environ.pop(TEST_SLOWDOWN_ENV, None)
     os.environ[TEST_SLOWDOWN_WHERE_ENV] = args.where
-
-    baseline = out / "baseline.csv"
-    t0 = time.perf_counter()
-    code = check.run_check(
-        baseline,
-        None,
-        record=True,
-        runs=args.runs,
-        suite=args.suite,
-        out=out / "record",
-        console=console,
-        plot=False,
-        **tol,
-    )
-    print(
-        f"baseline: {args.runs} runs of {args.suite} -> {baseline}: exit {code} ({time.perf_counter() - t0:.0f} s)",
-        flush=True,
-    )
-    if code != 0:
-        log.close()
-        print((out / "log.txt").read_text()[-3000:])
+    if not trials.record(args.runs):
         return 2
-    with baseline.open(newline="") as f:
-        base_rows = list(csv.DictReader(f))
+    base_rows = read_csv(trials.baseline)
     for r in base_rows:
         spreads = " ".join(f"{f}={r[f]} (spread {r[check.SPREAD[f]] or '-'})" for f in check.GATED)
         print(f"  {check.point_name(r)}: median_ms={r['median_ms']} {spreads}")
 
-    levels = [float(x) for x in args.planted.split(",") if x.strip()]
-    table, slowest = [], 0.0
-    stopped = None
-    for j in range(1, args.judgments + 1):
-        for pct in levels:
-            spent = time.perf_counter() - start
-            if spent + slowest > args.budget_s:
-                stopped = (
-                    f"stopped at planted {pct:g}% judgment {j}: {spent:.0f} s spent, "
-                    f"the slowest judgment took {slowest:.0f} s"
-                )
-                break
-            env = planted_env(base_rows, pct) if pct > 0 else ""
-            if env:
-                os.environ[TEST_SLOWDOWN_ENV] = env
-            else:
-                os.environ.pop(TEST_SLOWDOWN_ENV, None)
-            folder = out / f"planted-{pct:g}-{j}"
-            t0 = time.perf_counter()
-            code = check.run_check(
-                baseline,
-                None,
-                suite=args.suite,
-                out=folder,
-                console=console,
-                parity=False,
-                plot=False,
-                warm=False,
-                **tol,
-            )
-            seconds = time.perf_counter() - t0
-            slowest = max(slowest, seconds)
+    def judge_level(pct, j):
+        env = planted_env(base_rows, pct) if pct > 0 else ""
+        if env:
+            os.environ[TEST_SLOWDOWN_ENV] = env
+        else:
             os.environ.pop(TEST_SLOWDOWN_ENV, None)
-            rows = table_rows(check_rows(folder), pct, j, code, seconds)
-            table += rows
-            write_table(out / "slowdowns.csv", table)
-            print(
-                f"planted {pct:4g}% #{j} on the {args.where} ({TEST_SLOWDOWN_ENV}={env or 'unset'}): exit {code} in "
-                f"{seconds:.0f} s",
-                flush=True,
-            )
-        if stopped:
-            break
-    log.close()
+        folder = trials.out / f"planted-{pct:g}-{j}"
+        t0 = time.perf_counter()
+        code = trials.judge(folder)
+        seconds = time.perf_counter() - t0
+        os.environ.pop(TEST_SLOWDOWN_ENV, None)
+        print(
+            f"planted {pct:4g}% #{j} on the {args.where} ({TEST_SLOWDOWN_ENV}={env or 'unset'}): exit {code} in "
+            f"{seconds:.0f} s",
+            flush=True,
+        )
+        level = {"planted_pct": f"{pct:g}", "judgment": j, "exit_code": code, "seconds": f"{seconds:.1f}"}
+        return trial_rows(read_csv(folder / "check.csv"), level, "median_ms", "layer_ms_change_pct")
 
-    write_table(out / "slowdowns.csv", table)
-    print()
-    print(" | ".join(COLUMNS[:-1]))
-    for r in table:
-        print(" | ".join(str(r.get(c, "")) for c in COLUMNS[:-1]))
-    print()
-    for pct in levels:
-        judged = sorted({(r["judgment"], r["exit_code"]) for r in table if r["planted_pct"] == f"{pct:g}"})
-        print(f"planted {pct:g}%: exit codes {[c for _, c in judged] or 'not judged'}")
-    if stopped:
-        print(stopped)
-    print(f"total {time.perf_counter() - start:.0f} s; table: {out / 'slowdowns.csv'}; baseline: {baseline}")
+    levels = [float(x) for x in args.planted.split(",") if x.strip()]
+    columns = trial_columns("layer_ms_change_pct")
+    table_path = trials.out / "slowdowns.csv"
+    table, stopped = trials.round_robin(levels, args.judgments, args.budget_s, judge_level, table_path, columns)
+    summary = [f"planted {pct:g}%: exit codes {exit_codes(table, pct) or 'not judged'}" for pct in levels]
+    trials.report(table, columns, summary, stopped)
     return 0
 
 

@@ -15,31 +15,12 @@ gather rows as a table.
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-
-COLUMNS = (
-    "n",
-    "topk",
-    "batch",
-    "heads",
-    "kv_heads",
-    "group",
-    "head_dim",
-    "dtype",
-    "stage",
-    "pass",
-    "ms",
-    "host_ahead_ms",
-    "host_ahead_ms_per_q_head",
-    "vs_g1",
-    "host_ahead_timeouts",
-)
 
 
 def parse_pairs(text: str):
@@ -83,6 +64,7 @@ def main(argv=None) -> int:
     from lighthouse.harness.points import Point, Shape
     from lighthouse.bench.profile import triton_stages
     from lighthouse.bench.inputs import random_inputs
+    from lighthouse.harness.plain_csv import write_csv
     from lighthouse.harness.timing import measure
     from lighthouse.plan import make_plan
 
@@ -91,6 +73,7 @@ def main(argv=None) -> int:
         return 2
     dev = torch.device("cuda", torch.cuda.current_device())
     args.out.mkdir(parents=True, exist_ok=True)
+    timing = dict(device=dev, warmup=3, rep=30, min_rep=5, max_seconds=args.max_seconds)
     rows = []
     for n, topk in pairs:
         for d in dims:
@@ -102,17 +85,7 @@ def main(argv=None) -> int:
                 q, k, v = (t.detach() for t in x.leaves)
                 plan = make_plan(point.config("triton", "cudnn"), q, k, v)
                 for st in triton_stages(q, k, v, x.grad_out, None, plan):
-                    t = measure(
-                        st.fn,
-                        st.mode,
-                        list(st.leaves),
-                        st.grad,
-                        device=dev,
-                        warmup=3,
-                        rep=30,
-                        min_rep=5,
-                        max_seconds=args.max_seconds,
-                    )
+                    t = measure(st.fn, st.mode, list(st.leaves), st.grad, **timing)
                     ahead = t.host_ahead_median_ms
                     if g == groups[0]:
                         g1[st.name] = ahead
@@ -138,19 +111,14 @@ def main(argv=None) -> int:
                     )
                 del x, q, k, v
                 torch.cuda.empty_cache()
-                with (args.out / "stages.csv").open("w", newline="") as f:  # rewritten per point: a cut run keeps rows
-                    w = csv.DictWriter(f, fieldnames=COLUMNS)
-                    w.writeheader()
-                    w.writerows(rows)
+                write_csv(args.out / "stages.csv", rows)  # rewritten per point: a cut run keeps its rows
                 print(f"N={n} k={topk} D={d} g={g} (Hq={s.heads}/Hkv={s.kv_heads}) done", flush=True)
     print()
-    print("stage | N | D | group | ms as launched | ms host ahead | vs g=1")
-    for r in rows:
-        if r["stage"] in ("select", "gather", "fan_in", "pool_bwd", "scores"):
-            print(
-                f"{r['stage']} | {r['n']} | {r['head_dim']} | {r['group']} | {r['ms']} | {r['host_ahead_ms']} | "
-                f"{r['vs_g1']}"
-            )
+    shown = {"stage": "stage", "n": "N", "head_dim": "D", "group": "group", "ms": "ms as launched"}
+    shown |= {"host_ahead_ms": "ms host ahead", "vs_g1": "vs g=1"}
+    print(" | ".join(shown.values()))
+    for r in (r for r in rows if r["stage"] in ("select", "gather", "fan_in", "pool_bwd", "scores")):
+        print(" | ".join(str(r[column]) for column in shown))
     print(f"table: {args.out / 'stages.csv'}")
     return 0
 

@@ -29,6 +29,10 @@ from lighthouse.harness import machine  # noqa: E402
 from lighthouse.harness.timing import measure, percentile  # noqa: E402
 from lighthouse.sdpa import dense_attention  # noqa: E402
 
+#: The options that name the point, and the columns of rope_cost.csv.
+POINT = ("n", "topk", "levels", "pooling", "heads", "head_dim", "dtype")
+COLUMNS = (*POINT, "impl", "rope", "pass", "round", "median_ms", "p20_ms", "p80_ms", "reps")
+
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -67,72 +71,28 @@ def main(argv=None) -> int:
     }
     timing = dict(device=device, warmup=5, rep=args.rep, min_rep=min(5, args.rep), max_seconds=30.0)
     by = {}
-    fields = [
-        "n",
-        "topk",
-        "levels",
-        "pooling",
-        "heads",
-        "head_dim",
-        "dtype",
-        "impl",
-        "rope",
-        "pass",
-        "round",
-        "median_ms",
-        "p20_ms",
-        "p80_ms",
-        "reps",
-    ]
+    point = {key: getattr(args, key) for key in POINT}
+
+    def row(t, **cells) -> dict:
+        """A rope_cost.csv row: the point, `cells`, and the timing's figures."""
+        figures = dict(median_ms=round(t.median_ms, 4), p20_ms=round(t.p20_ms, 4), p80_ms=round(t.p80_ms, 4))
+        return {**point, **cells, **figures, "reps": len(t.samples_ms)}
+
     with open(args.out / "rope_cost.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer = csv.DictWriter(fh, fieldnames=COLUMNS)
         writer.writeheader()
         for rnd in range(args.rounds):
             for pass_ in args.passes.split(","):
                 for rope in ("pre", "post") if rnd % 2 == 0 else ("post", "pre"):
                     t = measure(fns[rope], pass_, (q, k, v), grad_out, **timing)
-                    row = dict(
-                        n=args.n,
-                        topk=args.topk,
-                        levels=args.levels,
-                        pooling=args.pooling,
-                        heads=args.heads,
-                        head_dim=args.head_dim,
-                        dtype=args.dtype,
-                        impl=args.impl,
-                        rope=rope,
-                        round=rnd,
-                        median_ms=round(t.median_ms, 4),
-                        p20_ms=round(t.p20_ms, 4),
-                        p80_ms=round(t.p80_ms, 4),
-                        reps=len(t.samples_ms),
-                        **{"pass": pass_},
-                    )
-                    writer.writerow(row)
+                    writer.writerow(row(t, impl=args.impl, rope=rope, round=rnd, **{"pass": pass_}))
                     fh.flush()
                     by.setdefault((pass_, rope), []).append(t.median_ms)
                     print(f"round {rnd} {pass_:7s} {rope:4s} {t.median_ms:9.3f} ms", flush=True)
         if not args.no_dense:
             t = measure(lambda: dense_attention(q, k, v, backend), "fwdbwd", (q, k, v), grad_out, **timing)
-            writer.writerow(
-                dict(
-                    n=args.n,
-                    topk=0,
-                    levels=0,
-                    pooling=0,
-                    heads=args.heads,
-                    head_dim=args.head_dim,
-                    dtype=args.dtype,
-                    impl="dense",
-                    rope="",
-                    round=0,
-                    median_ms=round(t.median_ms, 4),
-                    p20_ms=round(t.p20_ms, 4),
-                    p80_ms=round(t.p80_ms, 4),
-                    reps=len(t.samples_ms),
-                    **{"pass": "fwdbwd"},
-                )
-            )
+            dense = dict(topk=0, levels=0, pooling=0, impl="dense", rope="", round=0)
+            writer.writerow(row(t, **dense, **{"pass": "fwdbwd"}))
             print(f"dense fwdbwd {t.median_ms:9.3f} ms")
     with open(args.out / "rope_cost_summary.csv", "w", newline="") as fh:
         writer = csv.writer(fh)

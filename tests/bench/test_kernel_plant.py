@@ -154,6 +154,7 @@ def test_gate_script_plants_the_calibrated_spin_per_level_and_tabulates(tmp_path
     from pathlib import Path
 
     from lighthouse.bench import check
+    from lighthouse.harness.plain_csv import read_csv
     from lighthouse.harness.tables import CHECK, write_rows
 
     spec = importlib.util.spec_from_file_location(
@@ -180,7 +181,7 @@ def test_gate_script_plants_the_calibrated_spin_per_level_and_tabulates(tmp_path
             return 0
         Path(out).mkdir(parents=True)
         pct = float(Path(out).name.split("-")[1])
-        names = dict.fromkeys(r["point"] for r in mod.read_csv(Path(out).parent / "calibration.csv"))
+        names = dict.fromkeys(r["point"] for r in read_csv(Path(out).parent / "calibration.csv"))
         rows = [
             {
                 "point": name,
@@ -203,11 +204,11 @@ def test_gate_script_plants_the_calibrated_spin_per_level_and_tabulates(tmp_path
     at10 = "gather:16384=1638,65536=6553,98304=9830"
     assert seen == [None, None, at10, None, at10]
     assert plant.PLANT_ENV not in os.environ
-    rows = mod.read_csv(out / "slowdowns.csv")
+    rows = read_csv(out / "slowdowns.csv")
     assert len(rows) == 2 * 2 * 2 * len(check.GATED)
     assert {(r["planted_pct"], r["exit_code"], r["delivered_pct"]) for r in rows} == {
         ("0", "0", "0.00"),
         ("10", "1", "9.00"),
     }
-    cal = {(r["n"], r["requested_pct"]): r for r in mod.read_csv(out / "calibration.csv")}
+    cal = {(r["n"], r["requested_pct"]): r for r in read_csv(out / "calibration.csv")}
     assert cal[("98304", "10")]["cycles"] == "9830" and cal[("98304", "10")]["delivered_pct"] == "9.00"

@@ -162,13 +162,9 @@ def child(spec: str, out: Path, phase: str) -> int:
     torch.cuda.synchronize()
     t3 = time.perf_counter()
     compile_ms = sum(c["compile_ms"] for c in compiles if not c["cache_hit"])
+    cells = _config_cells(phase, (n, topk, levels, pooling, scorer))
     row = {
-        "phase": phase,
-        "n": n,
-        "topk": topk,
-        "levels": levels,
-        "pooling": pooling,
-        "scorer": scorer,
+        **cells,
         "first_fwd_ms": round((t1 - t0) * 1e3, 1),
         "first_bwd_ms": round((t2 - t1) * 1e3, 1),
         "first_call_ms": round((t2 - t0) * 1e3, 1),
@@ -183,12 +179,7 @@ def child(spec: str, out: Path, phase: str) -> int:
         _append(
             out / "compile.csv",
             {
-                "phase": phase,
-                "n": n,
-                "topk": topk,
-                "levels": levels,
-                "pooling": pooling,
-                "scorer": scorer,
+                **cells,
                 **{
                     k: c.get(k, "")
                     for k in (
@@ -208,27 +199,26 @@ def child(spec: str, out: Path, phase: str) -> int:
     return 0
 
 
+def _config_cells(phase: str, config) -> dict:
+    """The cells that name a row's process: its phase and configuration (n, topk, levels, pooling, scorer)."""
+    return {"phase": phase, **dict(zip(("n", "topk", "levels", "pooling", "scorer"), config))}
+
+
+def _unmeasured(out: Path, phase: str, config, status: str) -> None:
+    """The cold_start.csv row of a process that measured nothing: skipped, timed out or failed (`status`)."""
+    _append(out / "cold_start.csv", {**_config_cells(phase, config), "status": status[:300]}, COLD_COLUMNS)
+
+
 def cold_start(out: Path, deadline: float) -> None:
-    for n, topk, levels, pooling, scorer in COLD_CONFIGS:
+    for config in COLD_CONFIGS:
+        n, topk, levels, pooling, scorer = config
         cache = tempfile.mkdtemp(prefix="lh-triton-cache-")
         spec = f"{n},{topk},{levels},{pooling},{scorer}"
         for phase in ("cold", "warm"):
             left = deadline - time.time()
             if left < 20:
                 print(f"cold start: out of time, skipped {spec} {phase}", flush=True)
-                _append(
-                    out / "cold_start.csv",
-                    {
-                        "phase": phase,
-                        "n": n,
-                        "topk": topk,
-                        "levels": levels,
-                        "pooling": pooling,
-                        "scorer": scorer,
-                        "status": "skipped",
-                    },
-                    COLD_COLUMNS,
-                )
+                _unmeasured(out, phase, config, "skipped")
                 continue
             env = dict(
                 os.environ, TRITON_CACHE_DIR=cache, PYTHONPATH=f"{ROOT}{os.pathsep}" + os.environ.get("PYTHONPATH", "")
@@ -252,19 +242,7 @@ def cold_start(out: Path, deadline: float) -> None:
             wall = time.time() - t0
             print(f"cold start {spec:32s} {phase}: process {wall:6.1f} s  {status}", flush=True)
             if status != "ok":
-                _append(
-                    out / "cold_start.csv",
-                    {
-                        "phase": phase,
-                        "n": n,
-                        "topk": topk,
-                        "levels": levels,
-                        "pooling": pooling,
-                        "scorer": scorer,
-                        "status": status[:300],
-                    },
-                    COLD_COLUMNS,
-                )
+                _unmeasured(out, phase, config, status)
 
 
 # ------------------------------------------------------------------------------------------- 2. small N

@@ -137,18 +137,15 @@ def main() -> int:
     if "a" in phases:
         opts = RunOptions(device=dev, dtype=dtype, steps=3, warmup=1, sdpa_backend=backend)
         skip = make_skip(budget, opts)
-        codes.append(
-            run_points(
-                points("dense", n_a) + points("lighthouse", n_a),
-                opts,
-                tp_dir,
-                resume=tp_dir.joinpath("train.csv").exists(),
-                argv=argv,
-                skip=skip,
-                plot=False,
-                options={"phase": "a"},
+
+        def throughput(phase_points, phase: str, plot: bool) -> int:
+            """One phase's points into tp_dir's train.csv (resumed once it exists), tagged with the phase."""
+            resume = tp_dir.joinpath("train.csv").exists()
+            return run_points(
+                phase_points, opts, tp_dir, resume=resume, argv=argv, skip=skip, plot=plot, options={"phase": phase}
             )
-        )
+
+        codes.append(throughput(points("dense", n_a) + points("lighthouse", n_a), "a", plot=False))
         no_recompute = RunOptions(device=dev, dtype=dtype, steps=3, warmup=1, sdpa_backend=backend, recompute=False)
         codes.append(
             run_points(
@@ -190,18 +187,7 @@ def main() -> int:
         # dense at the first N (the same-run comparison), Lighthouse up to its memory limit, then longer dense;
         # a kernel failure that loses the CUDA context at a huge N then costs no dense row
         long_points = points("dense", n_dense_c[:1]) + points("lighthouse", n_lh_c) + points("dense", n_dense_c[1:])
-        codes.append(
-            run_points(
-                long_points,
-                opts,
-                tp_dir,
-                resume=tp_dir.joinpath("train.csv").exists(),
-                argv=argv,
-                skip=skip,
-                plot=True,
-                options={"phase": "c"},
-            )
-        )
+        codes.append(throughput(long_points, "c", plot=True))
         ran_throughput = True
     elif ran_throughput:
         from lighthouse.train.plots import throughput_chart

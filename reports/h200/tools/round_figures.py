@@ -255,6 +255,15 @@ def graphs() -> None:
                 print(f"  {name}: N={r['n']} dense cuDNN {float(r['median_ms']):.3f} ms")
 
 
+def _level_summary(pct: str, lv: dict) -> str:
+    """One planted level of a slowdowns.csv: its exit codes by judgment, the layer time change measured per N."""
+    exits = [lv["exits"][j] for j in sorted(lv["exits"])]
+    ranges = "; ".join(
+        f"N={n}: {min(c):+.1f}..{max(c):+.1f}%" for n, c in sorted(lv["layer"].items(), key=lambda x: int(x[0]))
+    )
+    return f"  planted {pct:>2}%: exit codes {', '.join(exits)}; measured layer time change {ranges}"
+
+
 def gate3() -> None:
     print("== planted slowdowns, 3 judgments (reports/h200/check/gate-slowdowns-3x/slowdowns.csv)")
     table = rows(H200 / "check" / "gate-slowdowns-3x" / "slowdowns.csv")
@@ -267,11 +276,7 @@ def gate3() -> None:
             lv["layer"][n].append(float(r["layer_ms_change_pct"]))
     for pct in sorted(levels, key=float):
         lv = levels[pct]
-        exits = [lv["exits"][j] for j in sorted(lv["exits"])]
-        ranges = "; ".join(
-            f"N={n}: {min(c):+.1f}..{max(c):+.1f}%" for n, c in sorted(lv["layer"].items(), key=lambda x: int(x[0]))
-        )
-        print(f"  planted {pct:>2}%: exit codes {', '.join(exits)}; measured layer time change {ranges}")
+        print(_level_summary(pct, lv))
     first = {r["n"]: float(r["median_ms"]) for r in rows(H200 / "check" / "gate-slowdowns" / "baseline.csv")}
     for r in rows(H200 / "check" / "gate-slowdowns-3x" / "baseline.csv"):
         print(
@@ -359,11 +364,7 @@ def gate_third(folder: str) -> None:
             lv["failed"][r["judgment"]].add(f"N={n} {r['figure']} {r['change_pct']}% (limit {r['limit']})")
     for pct in sorted(levels, key=float):
         lv = levels[pct]
-        exits = [lv["exits"][j] for j in sorted(lv["exits"])]
-        ranges = "; ".join(
-            f"N={n}: {min(c):+.1f}..{max(c):+.1f}%" for n, c in sorted(lv["layer"].items(), key=lambda x: int(x[0]))
-        )
-        print(f"  planted {pct:>2}%: exit codes {', '.join(exits)}; measured layer time change {ranges}")
+        print(_level_summary(pct, lv))
         for j, failed in sorted(lv["failed"].items()):
             print(f"    judgment {j} regressed: {', '.join(sorted(failed))}")
         for n, worst in sorted(lv["worst"].items(), key=lambda x: int(x[0])):
