@@ -61,6 +61,8 @@ def config_cells(config) -> dict:
 
 #: The row of the dense baseline a Lighthouse row is compared with: same pass, N and shape.
 DENSE_MATCH_COLUMNS = ("pass", "n", *SHAPE_COLUMNS)
+#: A timed row's outcome and its times (median and spread over `reps` repetitions), in file order.
+TIMED_COLUMNS = ("status", "reason", "median_ms", "p20_ms", "p80_ms", "reps")
 SPEEDUP_COLUMNS = tuple(f"speedup_vs_{name}" for name in BASELINES.values())
 FINISHED_AT = "finished_at"
 #: What a file written before the `rope` column holds in it: every configuration then was `pre`.
@@ -130,12 +132,7 @@ SWEEP = Table(
         "s_sel",
         "sdpa_backend",
         "cuda_graph",
-        "status",
-        "reason",
-        "median_ms",
-        "p20_ms",
-        "p80_ms",
-        "reps",
+        *TIMED_COLUMNS,
         "first_call_ms",
         "peak_mem_gib",
         "dense_tflops",
@@ -425,12 +422,7 @@ REFERENCE = Table(
         "kind",
         *DENSE_MATCH_COLUMNS,
         "device",
-        "status",
-        "reason",
-        "median_ms",
-        "p20_ms",
-        "p80_ms",
-        "reps",
+        *TIMED_COLUMNS,
         "torch",
         FINISHED_AT,
         *HOST_AHEAD_TIMES,
