@@ -11,7 +11,7 @@ span (kernels/rope.py) between pooling and the store; the rows are then pooled a
 from __future__ import annotations
 
 import functools
-from typing import Optional, Sequence
+from typing import NamedTuple, Optional, Sequence
 
 import torch
 import triton
@@ -22,11 +22,10 @@ from lighthouse.plan import LighthousePlan
 
 from . import alloc, plant, sizes
 from .plant import spin
-from .rope import RopeArgs, cos_sin, launch_args, token_position
+from .rope import RopeArgs, entry_angles, kernel_rope, launch_args
 
 BLOCK_R = 32  # divides 128 * p, so a block never straddles two levels
 NUM_WARPS = 4  # tuned on the H200 (reports/PERF_NOTES.md, step 4)
-MAX_TENSORS = 3
 
 
 @functools.lru_cache(maxsize=64)
@@ -42,365 +41,118 @@ def level_tables(plan: LighthousePlan, device: torch.device):
     return _level_tables(plan.spans, plan.offsets, torch.device(device))
 
 
-@triton.jit
-def _pool_top(
-    X,
-    sxb,
-    sxh,
-    sxn,
-    b,
-    hx,
-    start,
-    rmask,
-    seq_len,
-    d,
-    dmask,
-    TOP_SPAN: tl.constexpr,
-    TOP_STEP: tl.constexpr,
-    FAN_IN: tl.constexpr,
-    BLOCK_R: tl.constexpr,
-    BLOCK_D: tl.constexpr,
-):
-    """Coarsest level: TOP_STEP consecutive token rows per entry per step, span known at compile time."""
-    xbase = X + b.to(tl.int64) * sxb + hx.to(tl.int64) * sxh
-    jj = tl.arange(0, TOP_STEP)
-    acc = tl.zeros((BLOCK_R, BLOCK_D), dtype=tl.float32)
-    for j0 in range(0, TOP_SPAN, TOP_STEP):
-        t = start[:, None] + (j0 + jj)[None, :]  # (BLOCK_R, TOP_STEP)
-        m = (rmask[:, None] & (j0 + jj < TOP_SPAN)[None, :] & (t < seq_len))[:, :, None] & dmask[None, None, :]
-        x = tl.load(xbase + t[:, :, None] * sxn + d[None, None, :], mask=m, other=0.0).to(tl.float32)
-        acc += tl.sum(x, axis=1)
-    if not FAN_IN:
-        acc = acc * (1.0 / TOP_SPAN)
-    return acc
+class Rows(NamedTuple):
+    """One block of sub-sequence rows, all of one level: the first token of each row's span (int64), which rows
+    are real, and each row's place in the sub-sequence."""
+
+    start: tl.tensor
+    mask: tl.tensor
+    pos: tl.tensor
 
 
 @triton.jit
-def _pool_low(
-    X,
-    sxb,
-    sxh,
-    sxn,
-    b,
-    hx,
-    start,
-    f,
-    seq_len,
-    d,
-    dmask,
-    FAN_IN: tl.constexpr,
-    BLOCK_R: tl.constexpr,
-    BLOCK_D: tl.constexpr,
-):
-    """A finer level: every row of the block spans f tokens (f read at run time)."""
-    xbase = X + b.to(tl.int64) * sxb + hx.to(tl.int64) * sxh
-    acc = tl.zeros((BLOCK_R, BLOCK_D), dtype=tl.float32)
-    for j in range(0, f):
-        t = start + j
-        m = (t < seq_len)[:, None] & dmask[None, :]
-        acc += tl.load(xbase + t[:, None] * sxn + d[None, :], mask=m, other=0.0).to(tl.float32)
-    if not FAN_IN:
-        acc = acc / f
-    return acc
-
-
-@triton.jit
-def _put(OUT, bh, sel_len, head_dim, pos, acc, rmask, d, dmask):
-    obase = OUT + bh.to(tl.int64) * sel_len * head_dim
-    tl.store(
-        obase + pos[:, None] * head_dim + d[None, :], acc.to(OUT.dtype.element_ty), mask=rmask[:, None] & dmask[None, :]
-    )
-
-
-@triton.jit
-def _pool(
-    X,
-    sxb,
-    sxh,
-    sxn,
-    b,
-    hx,
-    start,
-    rmask,
-    f,
-    seq_len,
-    d,
-    dmask,
-    TOP: tl.constexpr,
-    TOP_SPAN: tl.constexpr,
-    TOP_STEP: tl.constexpr,
-    FAN_IN: tl.constexpr,
-    BLOCK_R: tl.constexpr,
-    BLOCK_D: tl.constexpr,
-):
+def _pool(x, step, rows, f, seq_len, d, dmask, TOP: tl.constexpr, STEP: tl.constexpr, FAN_IN: tl.constexpr):
+    """Mean (FAN_IN: sum) over each row's span of f token rows, at the columns d; x points at token 0 of this
+    (batch, head), step is the token stride. TOP: the coarsest level, f known at compile time and read STEP
+    token rows per entry at a time; otherwise f is read at run time."""
+    acc = tl.zeros((rows.start.shape[0], d.shape[0]), dtype=tl.float32)
     if TOP:
-        acc = _pool_top(
-            X, sxb, sxh, sxn, b, hx, start, rmask, seq_len, d, dmask, TOP_SPAN, TOP_STEP, FAN_IN, BLOCK_R, BLOCK_D
-        )
+        jj = tl.arange(0, STEP)
+        for j0 in range(0, f, STEP):
+            t = rows.start[:, None] + (j0 + jj)[None, :]  # (rows, STEP)
+            m = (rows.mask[:, None] & (j0 + jj < f)[None, :] & (t < seq_len))[:, :, None] & dmask[None, None, :]
+            x_t = tl.load(x + t[:, :, None] * step + d[None, None, :], mask=m, other=0.0).to(tl.float32)
+            acc += tl.sum(x_t, axis=1)
+        if not FAN_IN:
+            acc = acc * (1.0 / f)
     else:
-        acc = _pool_low(X, sxb, sxh, sxn, b, hx, start, f, seq_len, d, dmask, FAN_IN, BLOCK_R, BLOCK_D)
+        for j in range(0, f):
+            t = rows.start + j
+            m = (t < seq_len)[:, None] & dmask[None, :]
+            acc += tl.load(x + t[:, None] * step + d[None, :], mask=m, other=0.0).to(tl.float32)
+        if not FAN_IN:
+            acc = acc / f
     return acc
 
 
 @triton.jit
-def _emit(
-    X,
-    sxb,
-    sxh,
-    sxn,
-    OUT,
-    bh,
-    sel_len,
-    head_dim,
-    b,
-    hx,
-    start,
-    rmask,
-    f,
-    seq_len,
-    pos,
-    cos,
-    sin,
-    HALVES: tl.constexpr,
-    ROTATE: tl.constexpr,
-    TOP: tl.constexpr,
-    TOP_SPAN: tl.constexpr,
-    TOP_STEP: tl.constexpr,
-    FAN_IN: tl.constexpr,
-    BLOCK_R: tl.constexpr,
-    BLOCK_D: tl.constexpr,
-    BLOCK_H: tl.constexpr,
-):
-    """Pool one tensor's rows and store them at their sub-sequence rows; with HALVES, as two halves, turned
-    by (cos, sin) when ROTATE (RoPE: lo' = lo cos - hi sin, hi' = hi cos + lo sin)."""
-    if HALVES:
-        half = head_dim // 2
-        dh = tl.arange(0, BLOCK_H)
-        hmask = dh < half
-        lo = _pool(
-            X,
-            sxb,
-            sxh,
-            sxn,
-            b,
-            hx,
-            start,
-            rmask,
-            f,
-            seq_len,
-            dh,
-            hmask,
-            TOP,
-            TOP_SPAN,
-            TOP_STEP,
-            FAN_IN,
-            BLOCK_R,
-            BLOCK_H,
-        )
-        hi = _pool(
-            X,
-            sxb,
-            sxh,
-            sxn,
-            b,
-            hx,
-            start,
-            rmask,
-            f,
-            seq_len,
-            dh + half,
-            hmask,
-            TOP,
-            TOP_SPAN,
-            TOP_STEP,
-            FAN_IN,
-            BLOCK_R,
-            BLOCK_H,
-        )
-        if ROTATE:
-            lo, hi = lo * cos - hi * sin, hi * cos + lo * sin
-        _put(OUT, bh, sel_len, head_dim, pos, lo, rmask, dh, hmask)
-        _put(OUT, bh, sel_len, head_dim, pos, hi, rmask, dh + half, hmask)
-    else:
-        d = tl.arange(0, BLOCK_D)
-        dmask = d < head_dim
-        acc = _pool(
-            X,
-            sxb,
-            sxh,
-            sxn,
-            b,
-            hx,
-            start,
-            rmask,
-            f,
-            seq_len,
-            d,
-            dmask,
-            TOP,
-            TOP_SPAN,
-            TOP_STEP,
-            FAN_IN,
-            BLOCK_R,
-            BLOCK_D,
-        )
-        _put(OUT, bh, sel_len, head_dim, pos, acc, rmask, d, dmask)
+def _put(out, head_dim, rows, acc, d, dmask):
+    """Store pooled rows at their sub-sequence rows; out points at row 0 of this (batch, head)."""
+    m = rows.mask[:, None] & dmask[None, :]
+    tl.store(out + rows.pos[:, None] * head_dim + d[None, :], acc.to(out.dtype.element_ty), mask=m)
+
+
+class Heads(NamedTuple):
+    """The launch's tensors at one (batch, head): each input at its token 0 with its token stride, each output
+    at its row 0."""
+
+    xs: tuple
+    steps: tuple
+    outs: tuple
 
 
 @triton.jit
-def _emit_all(
-    X0,
-    X1,
-    X2,
-    OUT0,
-    OUT1,
-    OUT2,
-    INV_FREQ,
-    POS,
-    bh,
-    sel_len,
-    head_dim,
-    b,
-    hx,
-    start,
-    rmask,
+def _heads(XS, STRIDES, OUTS, b, hx, bh, sel_len, head_dim):
+    xs = ()
+    steps = ()
+    outs = ()
+    for i in tl.static_range(len(XS)):
+        sb, sh, sn = STRIDES[i]
+        xs = xs + (XS[i] + b.to(tl.int64) * sb + hx.to(tl.int64) * sh,)
+        steps = steps + (sn,)
+        outs = outs + (OUTS[i] + bh.to(tl.int64) * sel_len * head_dim,)
+    return Heads(xs, steps, outs)
+
+
+@triton.jit
+def _gather_block(
+    heads,
+    rope,
+    rows,
     f,
     seq_len,
-    pos,
-    pos_bstride,
-    pos_offset,
-    s0b,
-    s0h,
-    s0n,
-    s1b,
-    s1h,
-    s1n,
-    s2b,
-    s2h,
-    s2n,
-    NUM: tl.constexpr,
+    head_dim,
     TOP: tl.constexpr,
-    TOP_SPAN: tl.constexpr,
-    TOP_STEP: tl.constexpr,
+    STEP: tl.constexpr,
     FAN_IN: tl.constexpr,
     ROT: tl.constexpr,
     HAS_POS: tl.constexpr,
-    BLOCK_R: tl.constexpr,
     BLOCK_D: tl.constexpr,
     BLOCK_H: tl.constexpr,
 ):
-    """The rows of one block (one span f) for every tensor of the launch; the first ROT are rotated at the last
-    token of each entry's span (spec section 5a), the angles computed once for all of them."""
+    """The rows of one block (one span f) for every tensor of the launch. With ROT > 0 every row is pooled as
+    two halves and the first ROT tensors are turned at the last token of each entry's span (spec section 5a:
+    lo' = lo cos - hi sin, hi' = hi cos + lo sin), the angles computed once for all of them."""
     if ROT > 0:
-        cos, sin = cos_sin(
-            token_position(start + f - 1, rmask, b, POS, pos_bstride, pos_offset, seq_len, HAS_POS),
-            INV_FREQ,
-            head_dim // 2,
-            BLOCK_H,
-        )
+        half = head_dim // 2
+        cos, sin = entry_angles(rows.start + f - 1, rows.mask, rope, seq_len, half, HAS_POS, BLOCK_H)
+        d = tl.arange(0, BLOCK_H)
+        dmask = d < half
     else:
-        cos = tl.zeros((BLOCK_R, BLOCK_H), dtype=tl.float32)
-        sin = cos
-    if FAN_IN:
-        start += f - 1
-    _emit(
-        X0,
-        s0b,
-        s0h,
-        s0n,
-        OUT0,
-        bh,
-        sel_len,
-        head_dim,
-        b,
-        hx,
-        start,
-        rmask,
-        f,
-        seq_len,
-        pos,
-        cos,
-        sin,
-        ROT > 0,
-        ROT > 0,
-        TOP,
-        TOP_SPAN,
-        TOP_STEP,
-        FAN_IN,
-        BLOCK_R,
-        BLOCK_D,
-        BLOCK_H,
-    )
-    if NUM > 1:
-        _emit(
-            X1,
-            s1b,
-            s1h,
-            s1n,
-            OUT1,
-            bh,
-            sel_len,
-            head_dim,
-            b,
-            hx,
-            start,
-            rmask,
-            f,
-            seq_len,
-            pos,
-            cos,
-            sin,
-            ROT > 0,
-            ROT > 1,
-            TOP,
-            TOP_SPAN,
-            TOP_STEP,
-            FAN_IN,
-            BLOCK_R,
-            BLOCK_D,
-            BLOCK_H,
-        )
-    if NUM > 2:
-        _emit(
-            X2,
-            s2b,
-            s2h,
-            s2n,
-            OUT2,
-            bh,
-            sel_len,
-            head_dim,
-            b,
-            hx,
-            start,
-            rmask,
-            f,
-            seq_len,
-            pos,
-            cos,
-            sin,
-            ROT > 0,
-            ROT > 2,
-            TOP,
-            TOP_SPAN,
-            TOP_STEP,
-            FAN_IN,
-            BLOCK_R,
-            BLOCK_D,
-            BLOCK_H,
-        )
+        d = tl.arange(0, BLOCK_D)
+        dmask = d < head_dim
+    if FAN_IN:  # the backward of the scatter: entry i's rows are dO at its fan-out positions
+        rows = Rows(rows.start + f - 1, rows.mask, rows.pos)
+    for i in tl.static_range(len(heads.xs)):
+        x, step, out = heads.xs[i], heads.steps[i], heads.outs[i]
+        if ROT > 0:
+            lo = _pool(x, step, rows, f, seq_len, d, dmask, TOP, STEP, FAN_IN)
+            hi = _pool(x, step, rows, f, seq_len, d + half, dmask, TOP, STEP, FAN_IN)
+            if i < ROT:
+                lo, hi = lo * cos - hi * sin, hi * cos + lo * sin
+            _put(out, head_dim, rows, lo, d, dmask)
+            _put(out, head_dim, rows, hi, d + half, dmask)
+        else:
+            _put(out, head_dim, rows, _pool(x, step, rows, f, seq_len, d, dmask, TOP, STEP, FAN_IN), d, dmask)
 
 
 @triton.jit
 def _gather_kernel(
-    X0,
-    X1,
-    X2,
+    XS,
+    STRIDES,
+    OUTS,
     LM_IDX,
     LM_POS,
-    OUT0,
-    OUT1,
-    OUT2,
     SPANS,
     OFFSETS,
     INV_FREQ,
@@ -414,17 +166,7 @@ def _gather_kernel(
     head_dim,
     pos_bstride,
     pos_offset,
-    s0b,
-    s0h,
-    s0n,
-    s1b,
-    s1h,
-    s1n,
-    s2b,
-    s2h,
-    s2n,
     spin_cycles,
-    NUM: tl.constexpr,
     LEVELS: tl.constexpr,
     POOL: tl.constexpr,
     TOP_SPAN: tl.constexpr,
@@ -448,6 +190,8 @@ def _gather_kernel(
     bh = tl.program_id(1)
     b = bh // x_heads
     hx = bh % x_heads
+    heads = _heads(XS, STRIDES, OUTS, b, hx, bh, sel_len, head_dim)
+    rope = kernel_rope(INV_FREQ, POS, pos_bstride, pos_offset, b)
     ibase = (b * (x_heads // group) + hx // group).to(tl.int64) * sel_len + tile * tile_len
     if r < blocks_top:
         # coarsest level: consecutive entries of the tile's chunk span consecutive tokens
@@ -455,46 +199,9 @@ def _gather_kernel(
         rmask = rows < chunk
         pos = tl.load(LM_POS + ibase + rows, mask=rmask, other=0)
         start = (tile * chunk + rows).to(tl.int64) * TOP_SPAN
-        _emit_all(
-            X0,
-            X1,
-            X2,
-            OUT0,
-            OUT1,
-            OUT2,
-            INV_FREQ,
-            POS,
-            bh,
-            sel_len,
-            head_dim,
-            b,
-            hx,
-            start,
-            rmask,
-            TOP_SPAN,
-            seq_len,
-            pos,
-            pos_bstride,
-            pos_offset,
-            s0b,
-            s0h,
-            s0n,
-            s1b,
-            s1h,
-            s1n,
-            s2b,
-            s2h,
-            s2n,
-            NUM,
-            True,
-            TOP_SPAN,
-            TOP_STEP,
-            FAN_IN,
-            ROT,
-            HAS_POS,
-            BLOCK_R,
-            BLOCK_D,
-            BLOCK_H,
+        block = Rows(start, rmask, pos)
+        _gather_block(
+            heads, rope, block, TOP_SPAN, seq_len, head_dim, True, TOP_STEP, FAN_IN, ROT, HAS_POS, BLOCK_D, BLOCK_H
         )
     else:
         # finer levels: 128 * POOL entries per level and tile, a block never straddles two levels
@@ -505,49 +212,8 @@ def _gather_kernel(
         rows = chunk + (LEVELS - 2 - level0) * 128 * POOL + (low % blocks_low) * BLOCK_R + tl.arange(0, BLOCK_R)
         pyr = tl.load(LM_IDX + ibase + rows)
         pos = tl.load(LM_POS + ibase + rows)
-        rmask = rows >= 0
-        start = (pyr - off) * f
-        _emit_all(
-            X0,
-            X1,
-            X2,
-            OUT0,
-            OUT1,
-            OUT2,
-            INV_FREQ,
-            POS,
-            bh,
-            sel_len,
-            head_dim,
-            b,
-            hx,
-            start,
-            rmask,
-            f,
-            seq_len,
-            pos,
-            pos_bstride,
-            pos_offset,
-            s0b,
-            s0h,
-            s0n,
-            s1b,
-            s1h,
-            s1n,
-            s2b,
-            s2h,
-            s2n,
-            NUM,
-            False,
-            TOP_SPAN,
-            TOP_STEP,
-            FAN_IN,
-            ROT,
-            HAS_POS,
-            BLOCK_R,
-            BLOCK_D,
-            BLOCK_H,
-        )
+        block = Rows((pyr - off) * f, rows >= 0, pos)
+        _gather_block(heads, rope, block, f, seq_len, head_dim, False, TOP_STEP, FAN_IN, ROT, HAS_POS, BLOCK_D, BLOCK_H)
 
 
 def gather_many(
@@ -560,32 +226,27 @@ def gather_many(
     rotate: int = 0,
 ) -> list:
     """Tensors (B, Hx, N, D) of one head count Hx (Hkv or Hq) -> (B, Hx, S, D) contiguous, in one launch
-    per MAX_TENSORS tensors. With `rope` (post mode) the first `rotate` tensors are rotated."""
-    if len(xs) > MAX_TENSORS:
-        return gather_many(
-            xs[:MAX_TENSORS], lm_idx, lm_pos, plan, fan_in, rope, min(rotate, MAX_TENSORS)
-        ) + gather_many(xs[MAX_TENSORS:], lm_idx, lm_pos, plan, fan_in, rope, max(0, rotate - MAX_TENSORS))
+    per sizes.MAX_TENSORS tensors. With `rope` (post mode) the first `rotate` tensors are rotated."""
+    if len(xs) > sizes.MAX_TENSORS:
+        return sizes.by_launch(lambda part, rot: gather_many(part, lm_idx, lm_pos, plan, fan_in, rope, rot), xs, rotate)
     if rope is None or fan_in:
         rotate = 0
     xs = [x if x.stride(-1) == 1 else x.contiguous() for x in xs]
+    sizes.check_one_shape("gather_many", xs)
     b, hx, _, d = xs[0].shape
-    if any(x.shape != xs[0].shape for x in xs):
-        raise ValueError(f"gather_many needs tensors of one shape, got {[tuple(x.shape) for x in xs]}")
     outs = [alloc.empty(b, hx, plan.selected_len, d, dtype=x.dtype, device=x.device) for x in xs]
     per_tile = sizes.cdiv(plan.chunk, BLOCK_R) + (plan.config.levels - 1) * TILE * plan.config.pooling // BLOCK_R
     spans, offsets = level_tables(plan, xs[0].device)
     top_span = plan.spans[-1]
     block_d = sizes.next_pow2(d)
-    padded_x = xs + [xs[0]] * (MAX_TENSORS - len(xs))
-    padded_o = outs + [outs[0]] * (MAX_TENSORS - len(xs))
-    strides = [s for x in padded_x for s in x.stride()[:3]]
     inv_freq, pos, pos_bstride, pos_offset, has_pos = launch_args(rope if rotate else None, lm_pos)
     spin_cycles = plant.spin_cycles("gather", plan.seq_len)
     _gather_kernel[(plan.tiles * per_tile, b * hx)](
-        *padded_x,
+        tuple(xs),
+        tuple(x.stride()[:3] for x in xs),
+        tuple(outs),
         lm_idx,
         lm_pos,
-        *padded_o,
         spans,
         offsets,
         inv_freq,
@@ -599,21 +260,13 @@ def gather_many(
         d,
         pos_bstride,
         pos_offset,
-        *strides,
         spin_cycles,
-        NUM=len(xs),
-        LEVELS=plan.config.levels,
-        POOL=plan.config.pooling,
         TOP_SPAN=top_span,
         TOP_STEP=min(sizes.next_pow2(top_span), max(1, 16384 // (BLOCK_R * block_d))),
         FAN_IN=fan_in,
-        ROT=rotate,
-        HAS_POS=has_pos,
         BLOCK_R=BLOCK_R,
-        BLOCK_D=block_d,
-        BLOCK_H=sizes.next_pow2(max(1, d // 2)),
-        num_warps=NUM_WARPS,
         SPIN=spin_cycles > 0,
+        **sizes.shared_meta(plan.config.levels, plan.config.pooling, d, rotate, has_pos, NUM_WARPS),
     )
     return outs
 

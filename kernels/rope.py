@@ -64,13 +64,34 @@ def launch_args(rope: Optional[RopeArgs], like: torch.Tensor):
     return rope.inv_freq, pos, pos.stride(0) if pos.shape[0] > 1 else 0, 0, True
 
 
+class KernelRope(NamedTuple):
+    """RopeArgs inside a kernel program: the inverse frequencies, the positions row of the program's batch
+    (read only with HAS_POS) and the position offset."""
+
+    inv_freq: tl.tensor
+    positions: tl.tensor
+    offset: tl.tensor
+
+
 @triton.jit
-def token_position(last, valid, b, POS, pos_bstride, pos_offset, seq_len, HAS_POS: tl.constexpr):
+def kernel_rope(INV_FREQ, POS, pos_bstride, pos_offset, b):
+    """KernelRope of batch b from the launch_args."""
+    return KernelRope(INV_FREQ, POS + b.to(tl.int64) * pos_bstride, pos_offset)
+
+
+@triton.jit
+def token_position(last, valid, rope, seq_len, HAS_POS: tl.constexpr):
     """Rotation position of entries whose last covered token is `last` (held at N - 1 in the padding)."""
     last = tl.minimum(tl.maximum(last, 0), seq_len - 1)
     if HAS_POS:
-        return tl.load(POS + b.to(tl.int64) * pos_bstride + last, mask=valid, other=0)
-    return last + pos_offset
+        return tl.load(rope.positions + last, mask=valid, other=0)
+    return last + rope.offset
+
+
+@triton.jit
+def entry_angles(last, valid, rope, seq_len, half, HAS_POS: tl.constexpr, BLOCK_H: tl.constexpr):
+    """cos and sin (rows, BLOCK_H) of the entries whose last covered token is `last`."""
+    return cos_sin(token_position(last, valid, rope, seq_len, HAS_POS), rope.inv_freq, half, BLOCK_H)
 
 
 @triton.jit

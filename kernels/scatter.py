@@ -19,11 +19,10 @@ import triton.language as tl
 from lighthouse.plan import LighthousePlan
 
 from . import alloc, sizes
-from .rope import RopeArgs, cos_sin, launch_args, token_position
+from .rope import RopeArgs, entry_angles, kernel_rope, launch_args
 
 BLOCK_T = 16  # token rows per program; tuned on the H200 (reports/PERF_NOTES.md, step 4)
 NUM_WARPS = 4
-MAX_TENSORS = 3
 
 
 @triton.jit
@@ -91,6 +90,7 @@ def _pull_kernel(
     tmask = t < seq_len
     inv_base = INV + (b * (out_heads // group) + h // group).to(tl.int64) * pyr_len
     src_off = bh.to(tl.int64) * sel_len * head_dim
+    rope = kernel_rope(INV_FREQ, POS, pos_bstride, pos_offset, b)
     if ROT > 0:  # rows as halves (kernels/rope.py): accumulators of the low and the high half
         half = head_dim // 2
         d = tl.arange(0, BLOCK_H)
@@ -124,9 +124,7 @@ def _pull_kernel(
             scale = 1.0 / f  # f is a compile-time power of p: a constant multiply
         if ROT > 0:
             last = (entry.to(tl.int64) + 1) * f - 1  # the entry's last token: its RoPE position (spec 5a)
-            cos, sin = cos_sin(
-                token_position(last, valid, b, POS, pos_bstride, pos_offset, seq_len, HAS_POS), INV_FREQ, half, BLOCK_H
-            )
+            cos, sin = entry_angles(last, valid, rope, seq_len, half, HAS_POS, BLOCK_H)
             lo, hi = _take_halves(SRC0 + src_off, pos, valid, d, dmask, half, head_dim, cos, sin, True)
             acc0 += lo * scale
             hi0 += hi * scale
@@ -169,22 +167,19 @@ def pull_many(
     rotate: int = 0,
 ) -> list:
     """Sources (B, Hs, S, D) of one shape -> (B, Hs, N, D) each: forward scatter (scatter=True) or pooling
-    backward, in one launch per MAX_TENSORS sources. With `rope` (post mode) the pooling backward turns the
+    backward, in one launch per sizes.MAX_TENSORS sources. With `rope` (post mode) the pooling backward turns the
     first `rotate` sources back by their entries' angles."""
-    if len(srcs) > MAX_TENSORS:
-        return pull_many(srcs[:MAX_TENSORS], inv, plan, scatter, dtype, rope, min(rotate, MAX_TENSORS)) + pull_many(
-            srcs[MAX_TENSORS:], inv, plan, scatter, dtype, rope, max(0, rotate - MAX_TENSORS)
-        )
+    if len(srcs) > sizes.MAX_TENSORS:
+        return sizes.by_launch(lambda part, rot: pull_many(part, inv, plan, scatter, dtype, rope, rot), srcs, rotate)
     if rope is None or scatter:
         rotate = 0
     srcs = [s.contiguous() for s in srcs]
-    if any(s.shape != srcs[0].shape for s in srcs):
-        raise ValueError(f"pull_many needs sources of one shape, got {[tuple(s.shape) for s in srcs]}")
+    sizes.check_one_shape("pull_many", srcs)
     b, hs, _, d = srcs[0].shape
     outs = [alloc.empty(b, hs, plan.seq_len, d, dtype=dtype or s.dtype, device=s.device) for s in srcs]
     block_d = sizes.next_pow2(d)
     block_t = max(16, min(BLOCK_T, 8192 // block_d))
-    pad = MAX_TENSORS - len(srcs)
+    pad = sizes.MAX_TENSORS - len(srcs)
     inv_freq, pos, pos_bstride, pos_offset, has_pos = launch_args(rope if rotate else None, inv)
     _pull_kernel[(sizes.cdiv(plan.seq_len, block_t), b * hs)](
         *srcs,
@@ -204,15 +199,9 @@ def pull_many(
         pos_bstride,
         pos_offset,
         NUM=len(srcs),
-        LEVELS=plan.config.levels,
-        POOL=plan.config.pooling,
         SCATTER=scatter,
-        ROT=rotate,
-        HAS_POS=has_pos,
         BLOCK_T=block_t,
-        BLOCK_D=block_d,
-        BLOCK_H=sizes.next_pow2(max(1, d // 2)),
-        num_warps=NUM_WARPS,
+        **sizes.shared_meta(plan.config.levels, plan.config.pooling, d, rotate, has_pos, NUM_WARPS),
     )
     return outs
 

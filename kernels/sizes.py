@@ -7,6 +7,10 @@ the same ints for the positive sizes the wrappers pass (tests/ops/test_triton_pa
 
 from __future__ import annotations
 
+from typing import Callable, List, Sequence
+
+MAX_TENSORS = 3  # tensors one gather or pull launch serves
+
 
 def cdiv(a: int, b: int) -> int:
     """ceil(a / b) for ints (triton.cdiv)."""
@@ -16,3 +20,32 @@ def cdiv(a: int, b: int) -> int:
 def next_pow2(n: int) -> int:
     """The smallest power of two >= n, for n >= 1 (triton.next_power_of_2)."""
     return 1 << (n - 1).bit_length()
+
+
+def by_launch(launch: Callable[[list, int], list], tensors: Sequence, rotate: int, most: int = MAX_TENSORS) -> List:
+    """The outputs of launch(part, part_rotate) over consecutive parts of at most `most` tensors, the first
+    `rotate` tensors of the whole list rotated (RoPE post mode)."""
+    outs: List = []
+    for i in range(0, len(tensors), most):
+        outs += launch(list(tensors[i : i + most]), min(max(0, rotate - i), most))
+    return outs
+
+
+def check_one_shape(name: str, tensors: Sequence) -> None:
+    """One launch serves tensors of one shape: ValueError naming the wrapper and the shapes otherwise."""
+    if any(t.shape != tensors[0].shape for t in tensors):
+        raise ValueError(f"{name} needs tensors of one shape, got {[tuple(t.shape) for t in tensors]}")
+
+
+def shared_meta(levels: int, pooling: int, head_dim: int, rotate: int, has_pos: bool, num_warps: int) -> dict:
+    """The compile-time arguments the gather and the pull kernels share: the pyramid's shape, the RoPE switches
+    (launch_args) and the row blocks (whole rows, or halves in post mode)."""
+    return dict(
+        LEVELS=levels,
+        POOL=pooling,
+        ROT=rotate,
+        HAS_POS=has_pos,
+        BLOCK_D=next_pow2(head_dim),
+        BLOCK_H=next_pow2(max(1, head_dim // 2)),
+        num_warps=num_warps,
+    )

@@ -111,28 +111,33 @@ def specialise(fn, args, kwargs):
             options[key] = val
     const_names = {p.name for p in fn.params if p.is_constexpr}
     signature, constexprs, attrs = {}, {}, {}
+
+    def spec(val, path, name):
+        """The signature entry of one argument (a tuple argument element by element, at its index path)."""
+        if isinstance(val, tuple):
+            return tuple(spec(v, path + (j,), name) for j, v in enumerate(val))
+        if isinstance(val, torch.Tensor):
+            attrs[path] = [["tt.divisibility", 16]]
+            return "*" + DTYPES[val.dtype]
+        if isinstance(val, bool):
+            return "i1"
+        if isinstance(val, int):
+            if val == 1:
+                constexprs[path] = 1
+                return "constexpr"
+            if val % 16 == 0:
+                attrs[path] = [["tt.divisibility", 16]]
+            return "i32" if -(2**31) <= val < 2**31 else "i64"
+        if isinstance(val, float):
+            return "fp32"
+        raise TypeError(f"{fn.__name__}: cannot specialise argument {name}={val!r}")
+
     for i, name in enumerate(names):
-        val = values[name]
         if name in const_names:
             signature[name] = "constexpr"
-            constexprs[name] = val
-        elif isinstance(val, torch.Tensor):
-            signature[name] = "*" + DTYPES[val.dtype]
-            attrs[(i,)] = [["tt.divisibility", 16]]
-        elif isinstance(val, bool):
-            signature[name] = "i1"
-        elif isinstance(val, int):
-            if val == 1:
-                signature[name] = "constexpr"
-                constexprs[name] = 1
-            else:
-                signature[name] = "i32" if -(2**31) <= val < 2**31 else "i64"
-                if val % 16 == 0:
-                    attrs[(i,)] = [["tt.divisibility", 16]]
-        elif isinstance(val, float):
-            signature[name] = "fp32"
+            constexprs[name] = values[name]
         else:
-            raise TypeError(f"{fn.__name__}: cannot specialise argument {name}={val!r}")
+            signature[name] = spec(values[name], (i,), name)
     return signature, constexprs, attrs, options
 
 
@@ -171,7 +176,7 @@ def compile_one(fn, args, kwargs) -> dict:
     t0 = time.perf_counter()
     compiled = triton.compile(src, target=TARGET, options=options)
     total = time.perf_counter() - t0
-    shown = {k: v for k, v in constexprs.items() if k.isupper()}
+    shown = {k: v for k, v in constexprs.items() if isinstance(k, str) and k.isupper()}
     return {
         "kernel": fn.__name__,
         "constexprs": " ".join(f"{k}={v}" for k, v in shown.items()),
@@ -248,7 +253,13 @@ def main(argv=None) -> int:
         config_total = 0.0
         for fn, _grid, args, kwargs in record_launches(plan):
             sig = specialise(fn, args, kwargs)
-            key = (fn.__name__, repr(sig[0]), repr(sorted(sig[1].items())), repr(sorted(sig[2].items())), repr(sig[3]))
+            key = (
+                fn.__name__,
+                repr(sig[0]),
+                repr(sorted(sig[1].items(), key=repr)),
+                repr(sorted(sig[2].items())),
+                repr(sig[3]),
+            )
             new = key not in seen
             seen.add(key)
             if not new:  # same variant as an earlier launch: compiled once per process

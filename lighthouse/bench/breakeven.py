@@ -18,19 +18,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 from ..harness import tables
 
 #: What a configuration is: a point without N and k, per implementation and pass.
-CONFIG_COLUMNS = (
-    "impl",
-    "pass",
-    "dtype",
-    "batch",
-    "heads",
-    "kv_heads",
-    "head_dim",
-    "levels",
-    "pooling",
-    "scorer",
-    "rope",
-)
+CONFIG_COLUMNS = ("impl", "pass", *tables.SHAPE_COLUMNS, *(c for c in tables.CONFIG_COLUMNS if c != "topk"))
 INTERPOLATED, BELOW, NOT_REACHED = "interpolated", "below the shortest N", "not reached"
 
 

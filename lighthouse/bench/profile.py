@@ -247,17 +247,7 @@ def profile_point(
     if device.type == "cuda":
         gpu = gpu_busy_ms(whole, leaves, inputs.grad_out)
     base = dict(
-        n=s.n,
-        topk=point.topk,
-        levels=point.levels,
-        pooling=point.pooling,
-        scorer=point.scorer,
-        rope=point.rope,
-        dtype=s.dtype,
-        batch=s.batch,
-        heads=s.heads,
-        kv_heads=s.kv_heads,
-        head_dim=s.head_dim,
+        **point.cells(),
         impl=impl,
         s_sel=plan.selected_len,
         device=str(device.type),

@@ -108,22 +108,7 @@ def run_validate(
     kept = loop.prepare(keep=lambda r: str(r.get("ok")) == "True")  # a failed point is validated again
 
     def cells(p) -> dict:
-        s = p.shape
-        return {
-            "impl": "triton vs torch",
-            "pass": "fwdbwd",
-            "dtype": s.dtype,
-            "n": s.n,
-            "batch": s.batch,
-            "heads": s.heads,
-            "kv_heads": s.kv_heads,
-            "head_dim": s.head_dim,
-            "levels": p.levels,
-            "pooling": p.pooling,
-            "topk": p.topk,
-            "scorer": p.scorer,
-            "ok": False,
-        }
+        return {"impl": "triton vs torch", "pass": "fwdbwd", **p.cells(), "ok": False}
 
     def rows(p):
         why = p.shape.invalid_reason()

@@ -8,7 +8,7 @@ here; S comes from the library's plan (`lighthouse.plan.plan_for`).
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..config import ROPE_PLACEMENTS, LighthouseConfig
@@ -27,7 +27,7 @@ from .options import (
     option_name,
     parse_option,
 )
-from .tables import BASELINES, FLOOR, IMPLS, PASSES, fmt_size, row_key
+from .tables import BASELINES, FLOOR, IMPLS, PASSES, config_cells, fmt_size, row_key
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,10 @@ class Shape:
 
     def label(self) -> str:
         return f"N={fmt_size(self.n)} B={self.batch} H={self.heads}/{self.kv_heads} D={self.head_dim} {self.dtype}"
+
+    def cells(self) -> dict:
+        """The CSV cells of this shape: N and SHAPE_COLUMNS (the fields' names are the columns')."""
+        return asdict(self)
 
     def invalid_reason(self) -> Optional[str]:
         if self.heads % self.kv_heads:
@@ -75,6 +79,10 @@ class Point:
             rope_theta=self.rope_theta,
         )
 
+    def cells(self) -> dict:
+        """The CSV cells naming this point: its shape's and its configuration's (POINT_COLUMNS)."""
+        return {**self.shape.cells(), **config_cells(self)}
+
     def plan(self) -> LighthousePlan:
         """The library's plan of this point (S = plan().selected_len); raises ValueError naming the parameter
         for an invalid combination, before anything is allocated."""
@@ -104,23 +112,13 @@ class Task:
 
     def key(self, device: str) -> Tuple[str, ...]:
         """Identity of the row in results.csv (what --resume matches), as the CSV spells it."""
-        p = self.point
         return row_key(
             {
                 "impl": self.impl,
                 "pass": self.pass_,
                 "device": device,
-                "dtype": self.shape.dtype,
-                "n": self.shape.n,
-                "batch": self.shape.batch,
-                "heads": self.shape.heads,
-                "kv_heads": self.shape.kv_heads,
-                "head_dim": self.shape.head_dim,
-                "levels": p.levels if p else "",
-                "pooling": p.pooling if p else "",
-                "topk": p.topk if p else "",
-                "scorer": p.scorer if p else "",
-                "rope": p.rope if p else "",
+                **self.shape.cells(),
+                **config_cells(self.point),
                 "cuda_graph": self.cuda_graph,
             }
         )

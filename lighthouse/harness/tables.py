@@ -40,15 +40,29 @@ STATUSES = ("ok", "oom", "invalid", "unsupported", "error")
 FINAL = ("ok", "invalid", "unsupported")
 
 # ------------------------------------------------------------------------------------------- column groups
+#: The attention's heads: what a point's tensors are besides N and the dtype.
+HEAD_COLUMNS = ("batch", "heads", "kv_heads", "head_dim")
 #: What a dense baseline depends on besides N and the pass.
-SHAPE_COLUMNS = ("dtype", "batch", "heads", "kv_heads", "head_dim")
+SHAPE_COLUMNS = ("dtype", *HEAD_COLUMNS)
 #: A Lighthouse configuration. `rope` (where RoPE is applied, docs/rope.md) came after the first files: a file
 #: without it holds `pre` configurations (ROPE_DEFAULT).
 CONFIG_COLUMNS = ("levels", "pooling", "topk", "scorer", "rope")
 #: A Lighthouse point (N, configuration and shape), as reports and profiles name it.
 POINT_COLUMNS = ("n", "topk", "levels", "pooling", "scorer", "rope", *SHAPE_COLUMNS)
+#: The same point where it was measured, in the file order of the sweep and quality tables.
+MEASURED_POINT_COLUMNS = ("device", "dtype", "n", *HEAD_COLUMNS, *CONFIG_COLUMNS)
+
+
+def config_cells(config) -> dict:
+    """The CONFIG_COLUMNS cells of anything that carries them as attributes (a point, a training preset); all
+    empty (None) for a dense row (config None)."""
+    return {c: None if config is None else getattr(config, c) for c in CONFIG_COLUMNS}
+
+
 #: The row of the dense baseline a Lighthouse row is compared with: same pass, N and shape.
 DENSE_MATCH_COLUMNS = ("pass", "n", *SHAPE_COLUMNS)
+#: A timed row's outcome and its times (median and spread over `reps` repetitions), in file order.
+TIMED_COLUMNS = ("status", "reason", "median_ms", "p20_ms", "p80_ms", "reps")
 SPEEDUP_COLUMNS = tuple(f"speedup_vs_{name}" for name in BASELINES.values())
 FINISHED_AT = "finished_at"
 #: What a file written before the `rope` column holds in it: every configuration then was `pre`.
@@ -114,27 +128,11 @@ SWEEP = Table(
         "impl",
         "kind",
         "pass",
-        "device",
-        "dtype",
-        "n",
-        "batch",
-        "heads",
-        "kv_heads",
-        "head_dim",
-        "levels",
-        "pooling",
-        "topk",
-        "scorer",
-        "rope",
+        *MEASURED_POINT_COLUMNS,
         "s_sel",
         "sdpa_backend",
         "cuda_graph",
-        "status",
-        "reason",
-        "median_ms",
-        "p20_ms",
-        "p80_ms",
-        "reps",
+        *TIMED_COLUMNS,
         "first_call_ms",
         "peak_mem_gib",
         "dense_tflops",
@@ -148,18 +146,7 @@ SWEEP = Table(
     key=(
         "impl",
         "pass",
-        "device",
-        "dtype",
-        "n",
-        "batch",
-        "heads",
-        "kv_heads",
-        "head_dim",
-        "levels",
-        "pooling",
-        "topk",
-        "scorer",
-        "rope",
+        *MEASURED_POINT_COLUMNS,
         "cuda_graph",
     ),
     # `sweep --cuda-graph`: timed through CUDA graphs (True) or eagerly; the second clock came later (empty)
@@ -171,17 +158,7 @@ SWEEP = Table(
 PROFILE = Table(
     "profile file",
     columns=(
-        "n",
-        "topk",
-        "levels",
-        "pooling",
-        "scorer",
-        "rope",
-        "dtype",
-        "batch",
-        "heads",
-        "kv_heads",
-        "head_dim",
+        *POINT_COLUMNS,
         "impl",
         "s_sel",
         "pass",
@@ -445,12 +422,7 @@ REFERENCE = Table(
         "kind",
         *DENSE_MATCH_COLUMNS,
         "device",
-        "status",
-        "reason",
-        "median_ms",
-        "p20_ms",
-        "p80_ms",
-        "reps",
+        *TIMED_COLUMNS,
         "torch",
         FINISHED_AT,
         *HOST_AHEAD_TIMES,
@@ -572,18 +544,7 @@ QUALITY = Table(
     columns=(
         "inputs",
         "layer",
-        "device",
-        "dtype",
-        "n",
-        "batch",
-        "heads",
-        "kv_heads",
-        "head_dim",
-        "levels",
-        "pooling",
-        "topk",
-        "scorer",
-        "rope",
+        *MEASURED_POINT_COLUMNS,
         "impl",
         "s_sel",
         "status",
@@ -600,18 +561,7 @@ QUALITY = Table(
     key=(
         "inputs",
         "layer",
-        "device",
-        "dtype",
-        "n",
-        "batch",
-        "heads",
-        "kv_heads",
-        "head_dim",
-        "levels",
-        "pooling",
-        "topk",
-        "scorer",
-        "rope",
+        *MEASURED_POINT_COLUMNS,
     ),
     defaults=tuple((c, "") for c in QUALITY_ERROR_SHAPE),
     config_defaults=ROPE_DEFAULT,

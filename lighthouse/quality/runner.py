@@ -84,21 +84,7 @@ def resolve(
 
 
 def _point_cells(point, device: str) -> dict:
-    s = point.shape
-    return {
-        "device": device,
-        "dtype": s.dtype,
-        "n": s.n,
-        "batch": s.batch,
-        "heads": s.heads,
-        "kv_heads": s.kv_heads,
-        "head_dim": s.head_dim,
-        "levels": point.levels,
-        "pooling": point.pooling,
-        "topk": point.topk,
-        "scorer": point.scorer,
-        "rope": point.rope,
-    }
+    return {"device": device, **point.cells()}
 
 
 def plan_groups(spec: QualitySpec):

@@ -81,6 +81,26 @@ class TrainPreset:
         return asdict(self)
 
 
+#: The CPU-sized preset; `tiny` is the same model made smaller.
+_SMALL = TrainPreset(
+    "small",
+    "CPU-sized byte-level model (N=1024): the two-stage recipe in a minute on a laptop",
+    hidden=128,
+    layers=4,
+    ffn=256,
+    heads=4,
+    kv_heads=2,
+    head_dim=32,
+    vocab=256,
+    topk=128,
+    levels=2,
+    pooling=4,
+    dense_layers=(0,),
+    lr=2e-3,
+    seq=1024,
+    batch=2,
+)
+
 PRESETS: Dict[str, TrainPreset] = {
     p.name: p
     for p in (
@@ -118,39 +138,16 @@ PRESETS: Dict[str, TrainPreset] = {
             seq=16384,
             batch=4,
         ),
-        TrainPreset(
-            "small",
-            "CPU-sized byte-level model (N=1024): the two-stage recipe in a minute on a laptop",
-            hidden=128,
-            layers=4,
-            ffn=256,
-            heads=4,
-            kv_heads=2,
-            head_dim=32,
-            vocab=256,
-            topk=128,
-            levels=2,
-            pooling=4,
-            dense_layers=(0,),
-            lr=2e-3,
-            seq=1024,
-            batch=2,
-        ),
-        TrainPreset(
-            "tiny",
-            "Smallest runnable model (N=512, k=128, L=2, p=2): tests and smoke runs on a CPU",
+        _SMALL,
+        replace(
+            _SMALL,
+            name="tiny",
+            description="Smallest runnable model (N=512, k=128, L=2, p=2): tests and smoke runs on a CPU",
             hidden=64,
             layers=3,
             ffn=128,
-            heads=4,
-            kv_heads=2,
             head_dim=16,
-            vocab=256,
-            topk=128,
-            levels=2,
             pooling=2,
-            dense_layers=(0,),
-            lr=2e-3,
             seq=512,
             batch=1,
         ),

@@ -23,6 +23,7 @@ import torch
 from ..plan import plan_for
 
 from .. import hf
+from ..harness import tables
 from .mfu import mfu, model_flops_per_step, peak_tflops
 from .model import count_parameters
 from .precision import PRECISIONS
@@ -79,11 +80,7 @@ def point_columns(point: TrainPoint, opts: RunOptions) -> dict:
         "kv_heads": p.kv_heads,
         "head_dim": p.head_dim,
         "vocab": p.vocab,
-        "levels": p.levels if lh else None,
-        "pooling": p.pooling if lh else None,
-        "topk": p.topk if lh else None,
-        "scorer": p.scorer if lh else None,
-        "rope": p.rope if lh else None,
+        **tables.config_cells(p if lh else None),
         "dense_layers": " ".join(str(i) for i in p.dense_layer_indices()) if lh else None,
         "device": opts.device.type,
         "dtype": opts.dtype,

@@ -43,7 +43,8 @@ class _NoLaunch:
 
     def _launch(self, *args, **kwargs):
         for i in self.zero_args:  # outputs the layer reads back (v_sub's finiteness screen): keep them finite
-            args[i].zero_()
+            for out in args[i] if isinstance(args[i], tuple) else (args[i],):
+                out.zero_()
 
 
 def _noop(*args, **kwargs):
@@ -60,7 +61,7 @@ def install_stubs() -> None:
 
     scores._norm_scores_kernel = _NoLaunch("scores")
     select._select_kernel = _NoLaunch("select")
-    gather._gather_kernel = _NoLaunch("gather", zero_args=(5, 6, 7))  # OUT0..OUT2
+    gather._gather_kernel = _NoLaunch("gather", zero_args=(2,))  # OUTS
     scatter._pull_kernel = _NoLaunch("pull")
     layer.causal_sdpa = _stub_sdpa
 
