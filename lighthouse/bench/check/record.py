@@ -133,7 +133,8 @@ def record_command(baseline: Path, suite: str = "ci") -> str:
 
 # ------------------------------------------------------------------------------------------- measuring
 def point_flags(row: dict) -> Dict[str, str]:
-    """The sweep flags that select exactly one results row's point, its Lighthouse impl, its pass and the floor;
+    """The sweep flags that select exactly one results row's point (its RoPE placement too), its Lighthouse impl,
+    its pass and the floor;
     on CUDA (or a row without a device) also the cuDNN baseline; elsewhere the suite's baselines stay."""
     impl = norm(row.get("impl")).removeprefix("lighthouse_")
     device = norm(row.get("device")) or "cuda"
@@ -143,6 +144,7 @@ def point_flags(row: dict) -> Dict[str, str]:
         "levels": norm(row["levels"]),
         "pooling": norm(row["pooling"]),
         "scorer": norm(row["scorer"]),
+        "rope": norm(row.get("rope")) or "pre",  # a row written before the rope column measured pre
         "batch": norm(row["batch"]),
         "heads": norm(row["heads"]),
         "kv_heads": norm(row["kv_heads"]),
