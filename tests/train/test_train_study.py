@@ -192,3 +192,37 @@ def test_report_states_the_verdict_of_a_study_folder(tmp_path):
     line = next(row for row in text.splitlines() if row.startswith("| E |"))
     assert "+5.00%" in line and line.rstrip(" |").endswith("inconclusive")
     assert "0 of 1 configurations reach the paper's claim." in text
+
+
+def test_the_clock_takes_turns_and_times_a_dense_model_once(tmp_path, monkeypatch):
+    """Catches a calibration that times each mode in one block (a clock drift then lands on one mode alone) or
+    that times E5-post's dense arm apart from E4's (a dense arm never runs Lighthouse: its RoPE placement and
+    schedule do not make it another model)."""
+    from lighthouse.train import study_run
+    from lighthouse.train.trainer import Trainer
+
+    root = _tree(tmp_path / "src")
+    corpus = data.build_corpus([root])
+    corpus.save(tmp_path / "corpus")
+    common = dict(preset="tiny", precision="fp32", seeds=(0,), steps=6, dense_from=0.5, warmup_steps=1, loss="chunked")
+    e4 = Experiment("E4", "two-stage", schedule="wsd", **common)
+    e5 = Experiment("E5-post", "two-stage", overrides=(("rope", "post"),), **common)
+    order = []
+    monkeypatch.setattr(Trainer, "step", lambda self, x, y: order.append(id(self)))
+
+    class Quiet:
+        def print(self, *a, **k):
+            pass
+
+    study_run.calibrate(expand([e4, e5]), tmp_path, torch.device("cpu"), tmp_path / "corpus", None, Quiet(), 2, 3, 1)
+    rows = {(r["experiment"], r["attention"]): r for r in read_rows(tmp_path / "clock.csv", study_run.STUDY_CLOCK)[0]}
+    assert set(rows) == {(e, m) for e in ("E4", "E5-post") for m in ("dense", "lighthouse")}
+    # three models (one dense, Lighthouse pre, Lighthouse post): 1 warm-up each, then 2 rounds of 3 steps in turn
+    assert len(order) == 3 + 2 * 3 * 3
+    timed = order[3:]
+    blocks = [timed[i : i + 3] for i in range(0, len(timed), 3)]
+    assert all(len(set(b)) == 1 for b in blocks)  # 3 steps of one model at a time
+    turns = [b[0] for b in blocks]
+    assert len(set(turns[:3])) == 3 and turns[3:] == turns[:3]  # every model once per round, the same order
+    assert rows["E4", "dense"]["median_step_ms"] == rows["E5-post", "dense"]["median_step_ms"]
+    assert int(rows["E4", "dense"]["steps"]) == 6
