@@ -54,3 +54,14 @@ def select_triton(*args, **kwargs):
     from .layer import select_triton as impl
 
     return impl(*args, **kwargs)
+
+
+def raise_pending() -> None:
+    """Read every finiteness check that training forwards deferred (waiting for the GPU), and raise ValueError for
+    the first bad one (kernels/finite_check.py). Call it where a run must know its inputs were finite: before
+    saving a checkpoint, at the end of training."""
+    if _IMPORT_ERROR:
+        return
+    from .finite_check import raise_pending as impl
+
+    impl()

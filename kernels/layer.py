@@ -20,6 +20,7 @@ from lighthouse.reference.select import select_entries
 from lighthouse.sdpa import causal_sdpa, repeat_kv
 
 from . import alloc
+from .finite_check import poll_pending
 from .gather import gather_many, gather_rows
 from .rope import RopeArgs, rope_args
 from .scatter import pull_many, pull_rows
@@ -134,7 +135,10 @@ def run_forward(
             subs = [x.detach().requires_grad_() for x in subs]
         out_sub = run_sdpa(*subs, plan)
     out = run_scatter(out_sub.detach(), sel, plan)
-    check.raise_if_bad()
+    if grad:  # a training forward: the backward is queued before anyone waits for the GPU (finite_check.py)
+        check.defer()
+    else:
+        check.raise_if_bad()
     return out, sel, subs, out_sub
 
 
@@ -190,6 +194,7 @@ class LighthouseFunction(torch.autograd.Function):
         if not retain:
             ctx.leaves = ctx.out_sub = None  # freed before dq, dk, dv are allocated
         dq, dk, dv = run_pool_bwd(d_subs, sel, plan, ctx.rope)
+        poll_pending()  # the checks the GPU has passed, without waiting
         return dq, dk, dv, None, None, None
 
 
@@ -197,6 +202,7 @@ def lighthouse_attention_triton(
     q, k, v, plan: LighthousePlan, gate: Optional[torch.Tensor] = None, positions: Optional[torch.Tensor] = None
 ) -> torch.Tensor:
     """positions (1 or B, N) int64 or None: token positions of rope='post' (None: 0..N-1)."""
+    poll_pending()  # earlier training forwards' finiteness checks that the GPU has passed, without waiting
     rope = rope_args(plan, q.device, positions)
     if torch.is_grad_enabled() and any(x.requires_grad for x in (q, k, v)):
         return LighthouseFunction.apply(q, k, v, plan, gate, rope)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-import threading
 from typing import Optional
 
 import torch
@@ -11,10 +9,10 @@ import triton
 import triton.language as tl
 
 from lighthouse.plan import LighthousePlan
-from lighthouse.finite import assert_finite_on_device, capturing, raise_non_finite, v_screen, v_screen_exact
 from lighthouse.reference.scores import token_scores
 
 from . import alloc, sizes
+from .finite_check import FiniteCheck, _AlreadyChecked
 
 
 @triton.jit
@@ -112,92 +110,6 @@ def _fill_levels(pyr: torch.Tensor, plan: LighthousePlan, first: int = 1) -> Non
         lo, n_lo = plan.offsets[lvl - 1], plan.level_sizes[lvl - 1]
         hi, n_hi = plan.offsets[lvl], plan.level_sizes[lvl]
         torch.amax(pyr[..., lo : lo + n_lo].view(*lead, n_hi, p), dim=-1, out=pyr[..., hi : hi + n_hi])
-
-
-_PINNED = threading.local()
-
-
-def _pinned_flag() -> torch.Tensor:
-    """One pinned int32 per thread, reused by every call: a pinned allocation per call costs more host
-    time than the whole selection kernel takes on the GPU."""
-    if getattr(_PINNED, "flag", None) is None:
-        _PINNED.flag = torch.zeros((), dtype=torch.int32, pin_memory=True)
-    return _PINNED.flag
-
-
-def _pinned_v_sum() -> torch.Tensor:
-    """The pinned float32 that receives v's finiteness screen (one per thread, like the flag)."""
-    if getattr(_PINNED, "v_sum", None) is None:
-        _PINNED.v_sum = torch.zeros((), dtype=torch.float32, pin_memory=True)
-    return _PINNED.v_sum
-
-
-class _Deferred:
-    """A 0-dim device value copied to pinned host memory behind the kernels; read() waits for it only."""
-
-    def __init__(self, value: torch.Tensor, pinned):
-        self.event = None
-        if value.is_cuda:
-            self.value = pinned()
-            self.value.copy_(value, non_blocking=True)
-            self.event = torch.cuda.Event()
-            self.event.record()
-        else:
-            self.value = value
-
-    def read(self) -> float:
-        if self.event is not None:
-            self.event.synchronize()
-        return self.value.item()
-
-
-class FiniteCheck:
-    """Were q, k, v and the scores finite? NaN or Inf would silently corrupt the selection and the output.
-
-    The scoring kernel raises a device flag when a real token's score is not finite (NaN/Inf in q or k, or
-    an overflow). v, which the norm scorer never reads, is screened by a float32 sum: of the gathered v_sub
-    when the layer hands it over (`watch_v`; its coarsest rows pool every token, so NaN/Inf anywhere in v
-    reaches it, at S/N of the cost of reading v), else of v itself. Both are copied to pinned host memory and
-    read only when `raise_if_bad` is called, after the rest of the layer is launched: no stall of the GPU
-    queue. When a screen trips, lighthouse.finite names the bad input or the overflow. Call raise_if_bad
-    before the next layer call (the pinned words are shared).
-
-    Under CUDA graph capture (decided once, when the check is made) neither screen leaves the device: no pinned
-    copy, no event, no host read; v is screened by its largest magnitude instead of its sum (no false alarm
-    from an overflowing sum, which nobody could look into), and raise_if_bad queues
-    lighthouse.finite.assert_finite_on_device.
-    """
-
-    def __init__(self, flag: torch.Tensor, pyr: torch.Tensor, plan: LighthousePlan, q, k, v):
-        self.on_device = capturing()
-        self.flag = flag[0] if self.on_device else _Deferred(flag[0], _pinned_flag)
-        self.v_sum = None
-        self.pyr, self.plan, self.inputs = pyr, plan, (q, k, v)
-
-    def watch_v(self, x: torch.Tensor) -> None:
-        """Screen v through x: v itself, or any tensor every element of v flows into (the gathered v_sub)."""
-        if self.on_device:  # no host look at a false alarm under capture: the exact screen, never an overflow
-            self.v_sum = v_screen_exact(x)
-            return
-        self.v_sum = _Deferred(v_screen(x), _pinned_v_sum)
-
-    def raise_if_bad(self) -> None:
-        if self.v_sum is None:
-            self.watch_v(self.inputs[2])
-        if self.on_device:
-            assert_finite_on_device(self.flag, self.v_sum)
-            return
-        if self.flag.read() != 0 or not math.isfinite(self.v_sum.read()):
-            n = self.plan.seq_len
-            raise_non_finite(*self.inputs, self.pyr[0, ..., :n], self.pyr[1, ..., :n], self.plan.config.scorer)
-
-
-class _AlreadyChecked:
-    def watch_v(self, x: torch.Tensor) -> None:
-        pass
-
-    def raise_if_bad(self) -> None:
-        pass
 
 
 def score_pyramids(

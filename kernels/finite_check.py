@@ -1,0 +1,237 @@
+"""The Triton layer's finiteness check: read at the call, or, in training, after the call without stalling the GPU.
+
+NaN or Inf in q, k or v (or a float32 score overflow) would silently corrupt the selection and the output, so
+the layer screens them on the GPU (the scoring kernel's flag; a float32 sum of the gathered v) and copies the two
+words to pinned host memory behind its kernels. Reading them makes the host wait for the GPU to reach that point.
+
+- **At the call** (`FiniteCheck.raise_if_bad`): an inference forward, the selection alone, the context-parallel
+  path. The error names the tensor and the element.
+- **Deferred** (`FiniteCheck.defer`): a training forward on CUDA. Read at the end of the forward, the words made
+  the host wait for the GPU to finish the forward before it could queue the backward, so the GPU sat idle while
+  the host launched it: at 96K, 0.6-1.8 ms of every timed fwd+bwd step (reports/h200/clocks; docs/timing.md).
+  A deferred check is read by a later Lighthouse call once the GPU has passed it (a look at its CUDA events,
+  never a wait), at the latest by `raise_pending()`. The error names the call (its number and shape), not the
+  element: `LIGHTHOUSE_FINITE_CHECK=sync` reads every check at its call and names the element.
+
+Each check in flight holds one slot of pinned host words; a pinned allocation per call costs more host time than
+the selection kernel takes on the GPU, so the slots are allocated once and reused. With every slot held (the GPU
+64 calls behind), the oldest check is read, waiting for it.
+
+Under CUDA graph capture (decided when the check is made) nothing leaves the device: no pinned copy, no event, no
+host read; v is screened by its largest magnitude (no false alarm from an overflowing sum, which nobody could look
+into), and the check queues lighthouse.finite.assert_finite_on_device.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import threading
+from collections import deque
+from typing import Deque, List, Optional
+
+import torch
+
+from lighthouse.finite import assert_finite_on_device, capturing, raise_non_finite, v_screen, v_screen_exact
+from lighthouse.plan import LighthousePlan
+
+#: `sync`: read every check at its call (names the element); anything else: training forwards defer theirs.
+MODE_ENV = "LIGHTHOUSE_FINITE_CHECK"
+SLOTS = 64
+
+_LOCK = threading.Lock()
+_CALLS = itertools.count(1)
+
+
+class _PinnedSlots:
+    """SLOTS pairs of pinned host words (the scores' int32 flag, v's float32 screen), taken and given back."""
+
+    def __init__(self, size: int = SLOTS):
+        self.flags = torch.zeros(size, dtype=torch.int32, pin_memory=True)
+        self.v_sums = torch.zeros(size, dtype=torch.float32, pin_memory=True)
+        self.free: List[int] = list(range(size))
+
+
+_SLOTS: List[_PinnedSlots] = []
+
+
+def _slots() -> _PinnedSlots:
+    if not _SLOTS:
+        _SLOTS.append(_PinnedSlots())
+    return _SLOTS[0]
+
+
+def _take_slot() -> int:
+    """A free slot; with none free, the oldest deferred check is read first (a wait for the GPU)."""
+    while True:
+        with _LOCK:
+            slots = _slots()
+            if slots.free:
+                return slots.free.pop()
+            oldest = _PENDING.popleft() if _PENDING else None
+        if oldest is None:  # every slot held by checks read at their call: cannot happen within one thread
+            raise RuntimeError(f"more than {SLOTS} Lighthouse finiteness checks in flight at once")
+        oldest.finish()
+
+
+def _give_slot(slot: Optional[int]) -> None:
+    if slot is not None:
+        with _LOCK:
+            _slots().free.append(slot)
+
+
+class _Deferred:
+    """A 0-dim device value copied to a pinned host word behind the kernels; read() waits for it only."""
+
+    def __init__(self, value: torch.Tensor, word: Optional[torch.Tensor]):
+        self.event = None
+        if value.is_cuda:
+            self.value = word
+            self.value.copy_(value, non_blocking=True)
+            self.event = torch.cuda.Event()
+            self.event.record()
+        else:
+            self.value = value
+
+    def done(self) -> bool:
+        """Has the GPU written the word (never waits)?"""
+        return self.event is None or self.event.query()
+
+    def read(self) -> float:
+        if self.event is not None:
+            self.event.synchronize()
+        return self.value.item()
+
+
+class FiniteCheck:
+    """Were q, k, v and the scores of one layer call finite? (see the module docstring)
+
+    The scoring kernel raises a device flag when a real token's score is not finite (NaN/Inf in q or k, or an
+    overflow). v, which the norm scorer never reads, is screened by a float32 sum: of the gathered v_sub when the
+    layer hands it over (`watch_v`; its coarsest rows pool every token, so NaN/Inf anywhere in v reaches it, at
+    S/N of the cost of reading v), else of v itself."""
+
+    def __init__(self, flag: torch.Tensor, pyr: torch.Tensor, plan: LighthousePlan, q, k, v):
+        self.on_device = capturing()
+        self.slot = _take_slot() if flag.is_cuda and not self.on_device else None
+        self.flag = flag[0] if self.on_device else _Deferred(flag[0], self._word("flags"))
+        self.v_sum = None
+        self.pyr, self.plan, self.inputs = pyr, plan, (q, k, v)
+        self.call = next(_CALLS)
+        self.finished = False  # read (or handed to the deferred queue): later calls are no-ops
+
+    def _word(self, which: str) -> Optional[torch.Tensor]:
+        return None if self.slot is None else getattr(_slots(), which)[self.slot]
+
+    def watch_v(self, x: torch.Tensor) -> None:
+        """Screen v through x: v itself, or any tensor every element of v flows into (the gathered v_sub)."""
+        if self.finished:  # read early (the PyTorch selection's fallback reads it before the gather)
+            return
+        if self.on_device:  # no host look at a false alarm under capture: the exact screen, never an overflow
+            self.v_sum = v_screen_exact(x)
+            return
+        self.v_sum = _Deferred(v_screen(x), self._word("v_sums"))
+
+    def _words(self):
+        if self.v_sum is None:
+            self.watch_v(self.inputs[2])
+        return self.flag, self.v_sum
+
+    def raise_if_bad(self) -> None:
+        """Read the check now (waiting for the GPU to reach it); ValueError naming the bad element."""
+        if self.finished:
+            return
+        flag, v_sum = self._words()
+        self.finished = True
+        if self.on_device:
+            assert_finite_on_device(flag, v_sum)
+            return
+        try:
+            bad = flag.read() != 0 or not math.isfinite(v_sum.read())
+        finally:
+            _give_slot(self.slot)
+            self.slot = None
+        if bad:
+            n = self.plan.seq_len
+            raise_non_finite(*self.inputs, self.pyr[0, ..., :n], self.pyr[1, ..., :n], self.plan.config.scorer)
+
+    def defer(self) -> None:
+        """Read the check later, without waiting (a training forward on CUDA); at once anywhere else, or when
+        LIGHTHOUSE_FINITE_CHECK=sync."""
+        if self.finished:
+            return
+        if self.slot is None or os.environ.get(MODE_ENV, "") == "sync":
+            self.raise_if_bad()
+            return
+        flag, v_sum = self._words()
+        self.finished = True
+        p = self.plan
+        what = f"call {self.call}: B={p.batch}, Hq={p.q_heads}, Hkv={p.kv_heads}, N={p.seq_len}, D={p.head_dim}"
+        with _LOCK:
+            _PENDING.append(_InFlight(flag, v_sum, self.slot, what))
+        self.slot = None
+        self.pyr = self.inputs = None  # nothing of the call's tensors is kept alive by the check
+
+
+class _AlreadyChecked:
+    def watch_v(self, x: torch.Tensor) -> None:
+        pass
+
+    def raise_if_bad(self) -> None:
+        pass
+
+    def defer(self) -> None:
+        pass
+
+
+class _InFlight:
+    """A deferred check: its two words, its slot and which call it was."""
+
+    def __init__(self, flag, v_sum, slot: Optional[int], what: str):
+        self.flag, self.v_sum, self.slot, self.what = flag, v_sum, slot, what
+
+    def done(self) -> bool:
+        return self.flag.done() and self.v_sum.done()
+
+    def finish(self) -> None:
+        """Read the words (waiting if the GPU has not reached them), free the slot, raise if they say so."""
+        try:
+            bad = self.flag.read() != 0 or not math.isfinite(self.v_sum.read())
+        finally:
+            _give_slot(self.slot)
+        if bad:
+            raise ValueError(
+                f"non-finite input in an earlier Lighthouse layer call ({self.what}): q, k or v held NaN or Inf, or "
+                "a float32 score overflowed. Training forwards read this check after the call returns, so that the "
+                f"GPU never waits on it; set {MODE_ENV}=sync to stop at the call and name the element"
+            )
+
+
+_PENDING: Deque[_InFlight] = deque()
+
+
+def poll_pending() -> None:
+    """Read every deferred check the GPU has passed, without waiting; raise for the first bad one."""
+    while True:
+        with _LOCK:
+            if not _PENDING or not _PENDING[0].done():
+                return
+            check = _PENDING.popleft()
+        check.finish()
+
+
+def raise_pending() -> None:
+    """Read every deferred check, waiting for the GPU; raise for the first bad one (the rest are still read)."""
+    first: Optional[ValueError] = None
+    while True:
+        with _LOCK:
+            if not _PENDING:
+                break
+            check = _PENDING.popleft()
+        try:
+            check.finish()
+        except ValueError as err:
+            first = first or err
+    if first is not None:
+        raise first
