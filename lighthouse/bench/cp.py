@@ -144,27 +144,15 @@ def build(task: Task, bench, backend: Optional[str]):
         del full
         q, k, v = (t.requires_grad_() for t in bufs[:3])
         return (lambda: dense_attention(q, k, v)), [q, k, v], bufs[3]
-    p = task.point
-    cfg = p.config()
+    impl = task.impl.removeprefix("lighthouse_").rsplit("_cp", 1)[0]
+    cfg = task.point.config(impl, backend)  # the point's own config: its rope placement travels with it
     x = _shards(full, ctx, cfg)
     del full
-    impl = task.impl.removeprefix("lighthouse_").rsplit("_cp", 1)[0]
 
     def run():
         from .. import lighthouse_attention
 
-        return lighthouse_attention(
-            x.q,
-            x.k,
-            x.v,
-            levels=p.levels,
-            pooling=p.pooling,
-            topk=p.topk,
-            scorer=p.scorer,
-            impl=impl,
-            sdpa_backend=backend,
-            cp_group=ctx.group,
-        )
+        return lighthouse_attention(x.q, x.k, x.v, config=cfg, cp_group=ctx.group)
 
     return run, x.leaves, x.grad_out
 
