@@ -123,8 +123,7 @@ def _shards(x: Inputs, ctx: CpContext, config) -> Inputs:
 def build(task: Task, bench, backend: Optional[str]):
     """(callable, leaves, grad_out) of a task under context parallelism (cf. runner.build)."""
     ctx: CpContext = bench.cp
-    s = task.shape
-    full = random_inputs(s.batch, s.heads, s.kv_heads, s.n, s.head_dim, s.dtype, ctx.device, bench.seed)
+    full = random_inputs(task.shape, ctx.device, bench.seed)
     if task.kind == "dense":
         from torch.distributed.device_mesh import init_device_mesh
         from torch.distributed.tensor.experimental import context_parallel

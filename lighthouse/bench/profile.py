@@ -211,10 +211,8 @@ def profile_point(
     timing: StageTiming = StageTiming(),
 ) -> List[dict]:
     """Rows of profile.csv for one point: every stage, the sum per pass (total) and the whole pass (measured)."""
-    cfg, s = point.config(impl, sdpa_backend), point.shape
-    inputs = random_inputs(
-        s.batch, s.heads, s.kv_heads, s.n, s.head_dim, s.dtype, device, seed, gate=point.scorer == "gla"
-    )
+    cfg = point.config(impl, sdpa_backend)
+    inputs = random_inputs(point.shape, device, seed, gate=point.scorer == "gla")
     q, k, v = (x.detach() for x in inputs.leaves)
     plan = make_plan(cfg, q, k, v, inputs.gate)
     builder = triton_stages if impl == "triton" else torch_stages
@@ -342,10 +340,7 @@ def trace(
     """A torch.profiler Chrome trace of a few forward+backward calls (open in chrome://tracing or Perfetto)."""
     from torch.profiler import ProfilerActivity, profile
 
-    s = point.shape
-    inputs = random_inputs(
-        s.batch, s.heads, s.kv_heads, s.n, s.head_dim, s.dtype, device, seed, gate=point.scorer == "gla"
-    )
+    inputs = random_inputs(point.shape, device, seed, gate=point.scorer == "gla")
     cfg = point.config(impl, sdpa_backend)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     lighthouse_attention(*inputs.leaves, config=cfg, gate=inputs.gate).backward(inputs.grad_out)  # compile first
