@@ -207,9 +207,9 @@ def profile(
     sdpa_backend: SdpaBackend = None,
     device: Device = None,
     out: Out = None,
-    warmup: Warmup = 3,
-    rep: Rep = 20,
-    max_seconds: MaxSeconds = 2.0,
+    warmup: Warmup = None,
+    rep: Rep = None,
+    max_seconds: MaxSeconds = None,
     seed: Seed = 0,
     trace: Annotated[
         bool, _opt("Also export a torch.profiler Chrome trace of 3 forward+backward calls per point.", "--trace")
@@ -228,17 +228,18 @@ def profile(
     from .harness.options import OptionError, parse_choices, parse_option
     from .harness.outdir import default_out
     from .harness.points import make_points
-    from .bench.profile import run_profile
+    from dataclasses import asdict
+
+    from .bench.profile import StageTiming, run_profile
     from .harness.device import device_option, kernels_unavailable_reason
     from .sdpa import BACKENDS, CUDA_ONLY
 
     point_text = {"seq": "16k", "topk": "1024", **{k: v for k, v in point.items() if v is not None}, "rope": rope}
     try:  # the same parsers, ranges and messages as `sweep` (lighthouse.harness.options)
         dev = device_option(device)
-        timing = {
-            key: parse_option(key, value)
-            for key, value in (("warmup", warmup), ("rep", rep), ("max_seconds", max_seconds), ("seed", seed))
-        }
+        given = (("warmup", warmup), ("rep", rep), ("max_seconds", max_seconds))
+        timing = StageTiming(**{key: parse_option(key, value) for key, value in given if value is not None})
+        seed = parse_option("seed", seed)
         impls = parse_option("impl", impl) if impl else ["triton" if dev.type == "cuda" else "torch"]
         if len(impls) != 1:
             raise OptionError(f"--impl: profile takes one implementation, torch or triton, got {impl!r}")
@@ -269,7 +270,8 @@ def profile(
         "impl": impl_name,
         "sdpa_backend": backend or "auto",
         "device": dev.type,
-        **timing,
+        **asdict(timing),
+        "seed": seed,
         "trace": trace,
         "remeasure_peaks": remeasure_peaks,
     }
@@ -285,7 +287,8 @@ def profile(
             argv=sys.argv,
             options=options,
             resume=resume,
-            **timing,
+            seed=seed,
+            timing=timing,
         )
     except ValueError as err:  # --out in the way (an existing profile without --resume), a --resume of another run
         raise typer.BadParameter(str(err)) from None

@@ -81,7 +81,7 @@ def main(argv=None) -> int:
             for g in groups:
                 point = Point(Shape(n, args.batch, g * args.kv_heads, args.kv_heads, d, "bf16"), 3, 4, topk, "norm")
                 s = point.shape
-                x = random_inputs(s.batch, s.heads, s.kv_heads, s.n, s.head_dim, s.dtype, dev, 0)
+                x = random_inputs(s, dev, 0)
                 q, k, v = (t.detach() for t in x.leaves)
                 plan = make_plan(point.config("triton", "cudnn"), q, k, v)
                 for st in triton_stages(q, k, v, x.grad_out, None, plan):

@@ -123,8 +123,7 @@ def _shards(x: Inputs, ctx: CpContext, config) -> Inputs:
 def build(task: Task, bench, backend: Optional[str]):
     """(callable, leaves, grad_out) of a task under context parallelism (cf. runner.build)."""
     ctx: CpContext = bench.cp
-    s = task.shape
-    full = random_inputs(s.batch, s.heads, s.kv_heads, s.n, s.head_dim, s.dtype, ctx.device, bench.seed)
+    full = random_inputs(task.shape, ctx.device, bench.seed)
     if task.kind == "dense":
         from torch.distributed.device_mesh import init_device_mesh
         from torch.distributed.tensor.experimental import context_parallel
@@ -144,27 +143,15 @@ def build(task: Task, bench, backend: Optional[str]):
         del full
         q, k, v = (t.requires_grad_() for t in bufs[:3])
         return (lambda: dense_attention(q, k, v)), [q, k, v], bufs[3]
-    p = task.point
-    cfg = p.config()
+    impl = task.impl.removeprefix("lighthouse_").rsplit("_cp", 1)[0]
+    cfg = task.point.config(impl, backend)  # the point's own config: its rope placement travels with it
     x = _shards(full, ctx, cfg)
     del full
-    impl = task.impl.removeprefix("lighthouse_").rsplit("_cp", 1)[0]
 
     def run():
         from .. import lighthouse_attention
 
-        return lighthouse_attention(
-            x.q,
-            x.k,
-            x.v,
-            levels=p.levels,
-            pooling=p.pooling,
-            topk=p.topk,
-            scorer=p.scorer,
-            impl=impl,
-            sdpa_backend=backend,
-            cp_group=ctx.group,
-        )
+        return lighthouse_attention(x.q, x.k, x.v, config=cfg, cp_group=ctx.group)
 
     return run, x.leaves, x.grad_out
 

@@ -8,6 +8,8 @@ from typing import List, Optional
 import torch
 import torch.nn.functional as F
 
+from ..harness.points import Shape
+
 TORCH_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
 
@@ -26,27 +28,17 @@ class Inputs:
         return [self.q, self.k, self.v]
 
 
-def random_inputs(
-    batch: int,
-    heads: int,
-    kv_heads: int,
-    n: int,
-    head_dim: int,
-    dtype: str,
-    device: torch.device,
-    seed: int,
-    gate: bool = False,
-) -> Inputs:
-    """Normal q, k, v (leaves that require grad), an output gradient and optionally a GLA log-gate."""
+def random_inputs(shape: Shape, device: torch.device, seed: int, gate: bool = False) -> Inputs:
+    """Normal q, k, v of `shape` (leaves that require grad), an output gradient and optionally a GLA log-gate."""
     g = torch.Generator(device=device).manual_seed(seed)
-    dt = TORCH_DTYPES[dtype]
+    b, h, n, d = shape.batch, shape.heads, shape.n, shape.head_dim
 
-    def randn(*size, dtype=dt):
+    def randn(*size, dtype=TORCH_DTYPES[shape.dtype]):
         return torch.randn(*size, generator=g, device=device, dtype=dtype)
 
-    q = randn(batch, heads, n, head_dim).requires_grad_()
-    k = randn(batch, kv_heads, n, head_dim).requires_grad_()
-    v = randn(batch, kv_heads, n, head_dim).requires_grad_()
-    grad_out = randn(batch, heads, n, head_dim)
-    log_gate = F.logsigmoid(randn(batch, heads, n, dtype=torch.float32)) if gate else None
+    q = randn(b, h, n, d).requires_grad_()
+    k = randn(b, shape.kv_heads, n, d).requires_grad_()
+    v = randn(b, shape.kv_heads, n, d).requires_grad_()
+    grad_out = randn(b, h, n, d)
+    log_gate = F.logsigmoid(randn(b, h, n, dtype=torch.float32)) if gate else None
     return Inputs(q, k, v, grad_out, log_gate)

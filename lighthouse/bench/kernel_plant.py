@@ -100,20 +100,12 @@ def layer_timer(point, device, seed: int = 0, max_seconds: float = 1.0) -> Calla
     from .inputs import random_inputs
     from ..harness.timing import measure
 
-    s = point.shape
-    x = random_inputs(s.batch, s.heads, s.kv_heads, s.n, s.head_dim, s.dtype, device, seed)
+    x = random_inputs(point.shape, device, seed)
+
+    cfg = point.config("triton")  # the point's own config: its rope placement travels with it
 
     def run():
-        return lighthouse_attention(
-            x.q,
-            x.k,
-            x.v,
-            levels=point.levels,
-            pooling=point.pooling,
-            topk=point.topk,
-            scorer=point.scorer,
-            impl="triton",
-        )
+        return lighthouse_attention(x.q, x.k, x.v, config=cfg)
 
     def time_layer() -> float:
         t = measure(

@@ -3,7 +3,7 @@
 Every other figure of the gate goes through project code: the dense cuDNN baseline, the floor and Lighthouse's
 own SDPA call all run `lighthouse/sdpa.py`, and all of them are timed by `lighthouse/harness/timing.py`. A slowdown
 there moves both sides of every ratio and cancels out. This module shares no code with the project: its inputs
-are drawn here (the same generator, seed, order and shapes as `runner.random_inputs`, so the values equal the
+are drawn here (the same generator, seed, order and shapes as `inputs.random_inputs`, so the values equal the
 sweep's), it calls `torch.nn.functional.scaled_dot_product_attention` directly (PyTorch picks the backend) and
 it has its own CUDA-event timer. The gate divides each Lighthouse point's time by it (`speedup_vs_plain_sdpa`).
 The timer has both clocks of the sweep, by its own means: as launched, and host ahead, with a GPU sleep

@@ -181,19 +181,23 @@ def torch_stages(q, k, v, go, gate, plan: LighthousePlan) -> List[Stage]:
 
 
 # --------------------------------------------------------------------------------------------- profiling
-def _time(stage: Stage, device, warmup: int, rep: int, max_seconds: float) -> float:
-    t = measure(
-        stage.fn,
-        stage.mode,
-        list(stage.leaves),
-        stage.grad,
-        device=device,
-        warmup=warmup,
-        rep=rep,
-        min_rep=3,
-        max_seconds=max_seconds,
-    )
-    return t.median_ms
+@dataclass(frozen=True)
+class StageTiming:
+    """How each stage and each whole pass is timed: `warmup` untimed calls, then at most `rep` timed ones,
+    stopping after `max_seconds` once MIN_REP are done. The defaults are `profile`'s when an option is not given."""
+
+    MIN_REP = 3
+    warmup: int = 3
+    rep: int = 20
+    max_seconds: float = 2.0
+
+    def median_ms(self, fn, pass_: str, leaves, grad_out, device: torch.device) -> float:
+        kw = dict(warmup=self.warmup, rep=self.rep, min_rep=self.MIN_REP, max_seconds=self.max_seconds)
+        return measure(fn, pass_, list(leaves), grad_out, device=device, **kw).median_ms
+
+
+def _time(stage: Stage, device: torch.device, timing: StageTiming) -> float:
+    return timing.median_ms(stage.fn, stage.mode, stage.leaves, stage.grad, device)
 
 
 def profile_point(
@@ -204,15 +208,11 @@ def profile_point(
     *,
     sdpa_backend: Optional[str] = None,
     seed: int = 0,
-    warmup: int = 3,
-    rep: int = 20,
-    max_seconds: float = 2.0,
+    timing: StageTiming = StageTiming(),
 ) -> List[dict]:
     """Rows of profile.csv for one point: every stage, the sum per pass (total) and the whole pass (measured)."""
-    cfg, s = point.config(impl, sdpa_backend), point.shape
-    inputs = random_inputs(
-        s.batch, s.heads, s.kv_heads, s.n, s.head_dim, s.dtype, device, seed, gate=point.scorer == "gla"
-    )
+    cfg = point.config(impl, sdpa_backend)
+    inputs = random_inputs(point.shape, device, seed, gate=point.scorer == "gla")
     q, k, v = (x.detach() for x in inputs.leaves)
     plan = make_plan(cfg, q, k, v, inputs.gate)
     builder = triton_stages if impl == "triton" else torch_stages
@@ -221,7 +221,7 @@ def profile_point(
     times: Dict[tuple, float] = {}
     for st in stages:
         name = st.name.split(".")[0]
-        times[(st.pass_, name)] = times.get((st.pass_, name), 0.0) + _time(st, device, warmup, rep, max_seconds)
+        times[(st.pass_, name)] = times.get((st.pass_, name), 0.0) + _time(st, device, timing)
     del stages  # frees the stage inputs before the whole layer is timed
     leaves = inputs.leaves
 
@@ -229,20 +229,8 @@ def profile_point(
         return lighthouse_attention(*leaves, config=cfg, gate=inputs.gate)
 
     measured = {
-        "fwd": measure(
-            whole, "fwd", leaves, None, device=device, warmup=warmup, rep=rep, min_rep=3, max_seconds=max_seconds
-        ).median_ms,
-        "bwd": measure(
-            whole,
-            "bwd",
-            leaves,
-            inputs.grad_out,
-            device=device,
-            warmup=warmup,
-            rep=rep,
-            min_rep=3,
-            max_seconds=max_seconds,
-        ).median_ms,
+        "fwd": timing.median_ms(whole, "fwd", leaves, None, device),
+        "bwd": timing.median_ms(whole, "bwd", leaves, inputs.grad_out, device),
     }
     if device.type == "cuda":
         gpu = gpu_busy_ms(whole, leaves, inputs.grad_out)
@@ -352,10 +340,7 @@ def trace(
     """A torch.profiler Chrome trace of a few forward+backward calls (open in chrome://tracing or Perfetto)."""
     from torch.profiler import ProfilerActivity, profile
 
-    s = point.shape
-    inputs = random_inputs(
-        s.batch, s.heads, s.kv_heads, s.n, s.head_dim, s.dtype, device, seed, gate=point.scorer == "gla"
-    )
+    inputs = random_inputs(point.shape, device, seed, gate=point.scorer == "gla")
     cfg = point.config(impl, sdpa_backend)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     lighthouse_attention(*inputs.leaves, config=cfg, gate=inputs.gate).backward(inputs.grad_out)  # compile first
@@ -378,9 +363,7 @@ def run_profile(
     trace_calls: bool = False,
     remeasure_peaks: bool = False,
     seed: int = 0,
-    warmup: int = 3,
-    rep: int = 20,
-    max_seconds: float = 2.0,
+    timing: StageTiming = StageTiming(),
     console=None,
     argv=None,
     options: Optional[dict] = None,
@@ -420,9 +403,7 @@ def run_profile(
             peaks[point.shape.dtype],
             sdpa_backend=sdpa_backend,
             seed=seed,
-            warmup=warmup,
-            rep=rep,
-            max_seconds=max_seconds,
+            timing=timing,
         )
         if trace_calls:
             path = trace(

@@ -8,6 +8,7 @@ the exception text. One task never stops the sweep; only Ctrl-C and a lost CUDA 
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -78,9 +79,7 @@ class Bench:
         if self._shape is not None and self._shape[0] == shape and (self._shape[1] or not gate):
             return self._inputs
         self.release()
-        self._inputs = random_inputs(
-            shape.batch, shape.heads, shape.kv_heads, shape.n, shape.head_dim, shape.dtype, self.device, self.seed, gate
-        )
+        self._inputs = random_inputs(shape, self.device, self.seed, gate)
         self._shape = (shape, gate)
         return self._inputs
 
@@ -166,7 +165,8 @@ def build(
         return build_cp(task, bench, backend)
     s = task.shape
     if task.kind == "floor":
-        x = random_inputs(s.batch, s.heads, s.heads, task.s_sel, s.head_dim, s.dtype, bench.device, bench.seed + 1)
+        sub = dataclasses.replace(s, kv_heads=s.heads, n=task.s_sel)  # the sub-sequence call's shape (MHA)
+        x = random_inputs(sub, bench.device, bench.seed + 1)
         return (lambda: causal_sdpa(x.q, x.k, x.v, backend)), x.leaves, x.grad_out
     x = bench.inputs(s, gate=task.kind == "lighthouse" and task.point.scorer == "gla")
     retain = task.pass_ == "bwd"  # backward alone is timed by repeating it on one forward

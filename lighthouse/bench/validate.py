@@ -43,8 +43,7 @@ def _triton_runs(point, device, seed: int) -> Dict[str, bool]:
     from ..kernels import alloc
     from .inputs import random_inputs
 
-    s = point.shape
-    x = random_inputs(s.batch, s.heads, s.kv_heads, s.n, s.head_dim, s.dtype, device, seed)
+    x = random_inputs(point.shape, device, seed)
     cfg = point.config()
     first = parity.run_path("triton", x.q, x.k, x.v, x.grad_out, cfg)
     again = parity.run_path("triton", x.q, x.k, x.v, x.grad_out, cfg)

@@ -78,20 +78,8 @@ def calibrate_steps(preset: TrainPreset, opts: RunOptions, corpus: Corpus, minut
     from .throughput import sync
     from .trainer import Trainer
 
-    trainer = Trainer(
-        preset,
-        preset.seq,
-        "dense",
-        opts.device,
-        opts.dtype,
-        impl=opts.impl,
-        sdpa_backend=opts.sdpa_backend,
-        checkpointing=opts.checkpointing,
-        seed=opts.seed,
-        loss=opts.loss,
-        loss_chunk=opts.loss_chunk,
-        clip=clip,
-    )
+    settings = opts.trainer_options()  # recompute too: it changes nothing in dense training
+    trainer = Trainer(preset, preset.seq, "dense", opts.device, opts.dtype, seed=opts.seed, clip=clip, **settings)
     times = []
     for step in range(5):
         inputs, labels = train_batch(corpus, step, preset.batch, preset.seq, opts.seed)
@@ -164,21 +152,9 @@ def run_recipe(
     loop.begin({"corpus": corpus.root, "corpus_sha256": corpus.digest, "steps": steps})
 
     def arm(plan):
+        settings = opts.trainer_options()
         yield from arm_rows(
-            plan,
-            preset,
-            schedule,
-            corpus,
-            device=opts.device,
-            precision=opts.dtype,
-            clip=clip,
-            impl=opts.impl,
-            sdpa_backend=opts.sdpa_backend,
-            checkpointing=opts.checkpointing,
-            recompute=opts.recompute,
-            loss=opts.loss,
-            loss_chunk=opts.loss_chunk,
-            save=save,
+            plan, preset, schedule, corpus, device=opts.device, precision=opts.dtype, clip=clip, save=save, **settings
         )
         free_memory(opts.device)
 

@@ -63,6 +63,12 @@ class RunOptions:
     peak_tflops: Optional[float] = None
     clip: float = 1.0  # gradient clipping (global norm); 0 = off
 
+    def trainer_options(self) -> dict:
+        """The model and step settings these options fix, as Trainer's (and arm_rows') keywords. The seed and
+        the clipping stay with the caller: an arm trains at its own seed, the recipe takes its clip apart."""
+        keys = ("impl", "sdpa_backend", "checkpointing", "recompute", "loss", "loss_chunk")
+        return {key: getattr(self, key) for key in keys}
+
 
 def point_columns(point: TrainPoint, opts: RunOptions) -> dict:
     """The key columns of the TRAIN table for this point (and its fixed parameters)."""
@@ -138,19 +144,7 @@ def _measure(point: TrainPoint, opts: RunOptions) -> dict:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     trainer = Trainer(
-        p,
-        n,
-        point.attention,
-        device,
-        opts.dtype,
-        impl=opts.impl,
-        sdpa_backend=opts.sdpa_backend,
-        checkpointing=opts.checkpointing,
-        seed=opts.seed,
-        recompute=opts.recompute,
-        loss=opts.loss,
-        loss_chunk=opts.loss_chunk,
-        clip=opts.clip,
+        p, n, point.attention, device, opts.dtype, seed=opts.seed, clip=opts.clip, **opts.trainer_options()
     )
     model, loss_fn = trainer.model, trainer.loss_fn
     g = torch.Generator(device="cpu").manual_seed(opts.seed)

@@ -11,7 +11,14 @@ import lighthouse
 from lighthouse import LighthouseConfig
 from lighthouse.bench import peaks
 from lighthouse.harness.points import Point, Shape
-from lighthouse.bench.profile import MEASURED, TOTAL, profile_point, stage_costs, tokens_read_per_tensor
+from lighthouse.bench.profile import (
+    MEASURED,
+    TOTAL,
+    StageTiming,
+    profile_point,
+    stage_costs,
+    tokens_read_per_tensor,
+)
 from lighthouse.cli import app
 from lighthouse.plan import make_plan
 
@@ -22,6 +29,7 @@ def peaks_cache(tmp_path, monkeypatch):
 
 
 FAKE_PEAKS = {"copy_gb_s": 100.0, "matmul_tflops": 1.0}
+QUICK = StageTiming(warmup=1, rep=3, max_seconds=0.5)
 
 
 def test_cost_model_counts_the_paper_point_by_hand():
@@ -45,9 +53,7 @@ def test_profile_of_the_torch_path_has_every_stage_and_shares_that_sum_to_one():
         topk=128,
         scorer="norm",
     )
-    rows = profile_point(
-        point, "torch", torch.device("cpu"), FAKE_PEAKS, sdpa_backend="math", warmup=1, rep=3, max_seconds=0.5
-    )
+    rows = profile_point(point, "torch", torch.device("cpu"), FAKE_PEAKS, sdpa_backend="math", timing=QUICK)
     by = {(r["pass"], r["stage"]): r for r in rows}
     assert {s for p, s in by if p == "fwd"} == {"scores", "select", "gather", "sdpa", "scatter", TOTAL, MEASURED}
     assert {s for p, s in by if p == "bwd"} == {"scatter_bwd", "sdpa_bwd", "gather_bwd", TOTAL, MEASURED}
@@ -171,9 +177,7 @@ def test_stage_times_are_summed_per_stage_and_measured_is_the_whole_layer(monkey
         topk=128,
         scorer="norm",
     )
-    rows = profile_point(
-        point, "torch", torch.device("cpu"), FAKE_PEAKS, sdpa_backend="math", warmup=1, rep=3, max_seconds=0.5
-    )
+    rows = profile_point(point, "torch", torch.device("cpu"), FAKE_PEAKS, sdpa_backend="math", timing=QUICK)
     by = {(r["pass"], r["stage"]): r["ms"] for r in rows}
     assert by[("bwd", "gather_bwd")] == 3 * 128.0
     assert by[("fwd", TOTAL)] == 1 + 2 + 4 + 8 + 16

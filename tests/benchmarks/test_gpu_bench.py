@@ -23,6 +23,7 @@ from lighthouse import LighthouseConfig, lighthouse_attention
 from lighthouse.plan import plan_for
 from lighthouse.harness import flops
 from lighthouse.bench.inputs import random_inputs
+from lighthouse.harness.points import Shape
 from lighthouse.sdpa import dense_attention
 
 pytestmark = [
@@ -47,7 +48,7 @@ def device():
 
 
 def _inputs(n, device):
-    return random_inputs(B, H, H, n, D, DTYPE, device, seed=0)
+    return random_inputs(Shape(n, B, H, H, D, DTYPE), device, seed=0)
 
 
 def _step(fn, x):

@@ -210,11 +210,10 @@ def warm_up(spec, seconds: Optional[float] = None) -> None:
     pts = [p for p in spec.points if p.shape.invalid_reason() is None]
     impls = spec.impls or ["auto"]
     for p in pts:
-        s = p.shape
         for impl in impls:
             stop = time.perf_counter() + seconds / max(1, len(pts) * len(impls))
             try:
-                x = random_inputs(s.batch, s.heads, s.kv_heads, s.n, s.head_dim, s.dtype, dev, spec.seed)
+                x = random_inputs(p.shape, dev, spec.seed)
                 while True:
                     for t in x.leaves:
                         t.grad = None
