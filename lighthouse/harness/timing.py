@@ -24,6 +24,17 @@ FLUSH_BYTES = 256 * 1024 * 1024
 _flush_buffer: Optional[torch.Tensor] = None
 
 
+def _percentile_of(samples: str, q: float) -> property:
+    """A read-only figure of a Timing: percentile q of one of its sample lists (None when that list is empty and
+    optional; the as-launched samples are never empty)."""
+
+    def figure(self) -> Optional[float]:
+        xs = getattr(self, samples)
+        return percentile(xs, q) if xs or samples == "samples_ms" else None
+
+    return property(figure, doc=f"percentile {q:g} of {samples}")
+
+
 @dataclass
 class Timing:
     samples_ms: List[float]
@@ -35,33 +46,13 @@ class Timing:
     #: everything, so those are host-ahead only up to that wait (clocks.py)
     host_ahead_timeouts: int = 0
 
-    @property
-    def median_ms(self) -> float:
-        return percentile(self.samples_ms, 50)
-
-    @property
-    def host_ahead_median_ms(self) -> Optional[float]:
-        return percentile(self.host_ahead_ms, 50) if self.host_ahead_ms else None
-
-    @property
-    def host_ahead_p20_ms(self) -> Optional[float]:
-        return percentile(self.host_ahead_ms, 20) if self.host_ahead_ms else None
-
-    @property
-    def host_ahead_p80_ms(self) -> Optional[float]:
-        return percentile(self.host_ahead_ms, 80) if self.host_ahead_ms else None
-
-    @property
-    def host_ms_per_call(self) -> Optional[float]:
-        return percentile(self.host_ms, 50) if self.host_ms else None
-
-    @property
-    def p20_ms(self) -> float:
-        return percentile(self.samples_ms, 20)
-
-    @property
-    def p80_ms(self) -> float:
-        return percentile(self.samples_ms, 80)
+    median_ms = _percentile_of("samples_ms", 50)
+    p20_ms = _percentile_of("samples_ms", 20)
+    p80_ms = _percentile_of("samples_ms", 80)
+    host_ahead_median_ms = _percentile_of("host_ahead_ms", 50)  # None where the hold kernel could not run
+    host_ahead_p20_ms = _percentile_of("host_ahead_ms", 20)
+    host_ahead_p80_ms = _percentile_of("host_ahead_ms", 80)
+    host_ms_per_call = _percentile_of("host_ms", 50)  # None where every repetition waited on the GPU
 
 
 def percentile(samples: Sequence[float], q: float) -> float:

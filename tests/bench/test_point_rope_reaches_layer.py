@@ -59,3 +59,27 @@ def test_the_plant_calibration_times_the_points_rope_placement(monkeypatch, rope
         time_layer()
     cfg = seen["config"]
     assert (cfg.rope, cfg.rope_theta, cfg.impl) == (rope, 5000.0, "triton")
+
+
+@pytest.mark.parametrize("rope", ["pre", "post"])
+def test_the_gates_warm_up_runs_the_points_rope_placement(monkeypatch, rope):
+    """Catches check's warm-up compiling and warming the 'pre' kernels for a 'post' point (the first timed
+    repetitions of that point then pay for the compilation the warm-up was there to take)."""
+    import lighthouse
+    from lighthouse.bench.check import record
+
+    seen = {}
+
+    class Halt(BaseException):  # the warm-up swallows every Exception of a point that cannot run
+        pass
+
+    def spy(q, k, v, config=None, **kw):
+        seen["config"] = config
+        raise Halt
+
+    monkeypatch.setattr(lighthouse, "lighthouse_attention", spy)
+    spec = SimpleNamespace(points=[_point(rope)], impls=["torch"], device="cpu", seed=0)
+    with pytest.raises(Halt):
+        record.warm_up(spec, seconds=0.1)
+    cfg = seen["config"]
+    assert (cfg.rope, cfg.rope_theta, cfg.levels, cfg.pooling, cfg.topk) == (rope, 5000.0, 2, 4, 128)

@@ -217,9 +217,8 @@ def warm_up(spec, seconds: Optional[float] = None) -> None:
                 while True:
                     for t in x.leaves:
                         t.grad = None
-                    lighthouse_attention(
-                        x.q, x.k, x.v, levels=p.levels, pooling=p.pooling, topk=p.topk, scorer=p.scorer, impl=impl
-                    ).backward(x.grad_out)
+                    # the point's own config: a post point warms the post kernels up, not pre's
+                    lighthouse_attention(x.q, x.k, x.v, config=p.config(impl)).backward(x.grad_out)
                     if dev.type == "cuda":
                         torch.cuda.synchronize(dev)
                     if time.perf_counter() >= stop:
