@@ -212,7 +212,10 @@ _PENDING: Deque[_InFlight] = deque()
 
 
 def poll_pending() -> None:
-    """Read every deferred check the GPU has passed, without waiting; raise for the first bad one."""
+    """Read every deferred check the GPU has passed, without waiting; raise for the first bad one. Not while a
+    CUDA graph is being captured: an event query is one of the calls a global-mode capture forbids."""
+    if capturing():
+        return
     while True:
         with _LOCK:
             if not _PENDING or not _PENDING[0].done():
@@ -222,7 +225,10 @@ def poll_pending() -> None:
 
 
 def raise_pending() -> None:
-    """Read every deferred check, waiting for the GPU; raise for the first bad one (the rest are still read)."""
+    """Read every deferred check, waiting for the GPU; raise for the first bad one (the rest are still read).
+    During a CUDA graph capture it reads nothing (a wait would invalidate the capture): the checks stay queued."""
+    if capturing():
+        return
     first: Optional[ValueError] = None
     while True:
         with _LOCK:

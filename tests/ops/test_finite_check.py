@@ -65,6 +65,17 @@ def test_a_poll_never_waits_and_keeps_gpu_order(queue):
     assert not queue
 
 
+def test_no_poll_while_a_cuda_graph_is_captured(queue, monkeypatch):
+    """Catches a poll that queries CUDA events inside a capture (a global-mode capture refuses the call)."""
+    queue.append(_inflight(Word(1), Word(0.0), None))
+    monkeypatch.setattr(fc, "capturing", lambda: True)
+    fc.poll_pending()
+    assert len(queue) == 1 and queue[0].flag.reads == 0
+    monkeypatch.setattr(fc, "capturing", lambda: False)
+    with pytest.raises(ValueError, match="call 7"):
+        fc.poll_pending()
+
+
 @pytest.mark.parametrize("flag,v_sum", [(1, 0.0), (0, float("nan")), (0, float("inf")), (0, 0.0)])
 def test_raise_pending_reads_everything_and_raises_the_first_bad(queue, flag, v_sum):
     """Catches a flush that stops at the first bad check (its slots never freed) or misses a bad v screen."""
