@@ -829,14 +829,28 @@ def build_report(inputs: Sequence[Path], out: Path, title: Optional[str] = None)
 
 
 # ------------------------------------------------------------------- training runs (lighthouse-bench train)
+TRAIN_FILES = ("train.csv", "curve.csv", "study.json")
+
+
 def split_train_inputs(inputs: Sequence[Path]) -> Tuple[List[Path], List[Path]]:
-    """(train folders, the other inputs): a folder holding train.csv (throughput) or curve.csv (two-stage
-    recipe) is a training run."""
+    """(train folders, the other inputs): a folder holding train.csv (throughput), curve.csv (two-stage recipe)
+    or study.json (a study) is a training run. A folder above such runs (reports/h200/study) gives each of them;
+    it stays an input for the sweeps and profiles only when it holds one."""
+
+    def is_train(path: Path) -> bool:
+        return path.is_dir() and any((path / name).is_file() for name in TRAIN_FILES)
+
     train, rest = [], []
     for raw in inputs:
         path = Path(raw)
-        is_train = path.is_dir() and any((path / name).is_file() for name in ("train.csv", "curve.csv", "study.json"))
-        (train if is_train else rest).append(path)
+        if is_train(path):
+            train.append(path)
+            continue
+        below = sorted({f.parent for name in TRAIN_FILES for f in path.rglob(name)}) if path.is_dir() else []
+        below = [d for d in below if not any(a in below for a in d.parents)]  # not the study's own jobs/ etc.
+        train += below
+        if not below or any(next(path.rglob(name), None) for name in ("results.csv", "profile.csv")):
+            rest.append(path)
     return train, rest
 
 

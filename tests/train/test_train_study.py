@@ -194,6 +194,17 @@ def test_report_states_the_verdict_of_a_study_folder(tmp_path):
     assert "0 of 1 configurations reach the paper's claim." in text
 
 
+def test_report_finds_the_studies_below_a_folder(tmp_path):
+    """Catches `report reports/h200/study` failing with "no results.csv found" where the folder holds studies
+    (each one level down), or taking a study's own subfolders for runs."""
+    test_gaps_are_paired_by_seed_and_intervals_match_a_direct_computation(tmp_path / "studies")
+    from lighthouse.report.build import build_report, split_train_inputs
+
+    assert split_train_inputs([tmp_path / "studies"]) == ([tmp_path / "studies" / "s"], [])
+    build_report([tmp_path / "studies"], tmp_path / "report")
+    assert "## Training s" in (tmp_path / "report" / "report.md").read_text()
+
+
 def test_the_clock_takes_turns_and_times_a_dense_model_once(tmp_path, monkeypatch):
     """Catches a calibration that times each mode in one block (a clock drift then lands on one mode alone) or
     that times E5-post's dense arm apart from E4's (a dense arm never runs Lighthouse: its RoPE placement and
