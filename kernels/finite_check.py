@@ -121,6 +121,11 @@ class FiniteCheck:
         self.call = next(_CALLS)
         self.finished = False  # read (or handed to the deferred queue): later calls are no-ops
 
+    def __del__(self):
+        # a call that failed between its scores and its read (an out-of-memory gather, say) gives its slot back;
+        # a late copy into that word still lands before the next holder's own copy (same stream, in order)
+        _give_slot(getattr(self, "slot", None))
+
     def _word(self, which: str) -> Optional[torch.Tensor]:
         return None if self.slot is None else getattr(_slots(), which)[self.slot]
 

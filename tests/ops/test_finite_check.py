@@ -131,6 +131,19 @@ def test_defer_queues_the_check_or_reads_it_at_the_call(queue, monkeypatch, mode
     check.raise_if_bad()
 
 
+def test_a_check_dropped_unread_gives_its_slot_back(queue):
+    """Catches a slot lost for good when a call fails between its scores and its read (an out-of-memory gather in
+    a sweep): after 64 such points every later call would fail."""
+    import gc
+
+    q, k, v = rand_qkv(1, 2, 1, N, 8, seed=9)
+    check = _check(q, k, v)
+    check.slot = fc._SLOTS[0].free.pop()
+    del check
+    gc.collect()
+    assert sorted(fc._SLOTS[0].free) == [0, 1]
+
+
 def test_training_forwards_defer_and_inference_forwards_read_at_the_call(monkeypatch):
     """Catches the layer reading the check at the end of a training forward (the host then waits for the GPU
     before it can queue the backward) or deferring an inference call's check."""
