@@ -104,6 +104,11 @@ class _Deferred:
         return self.value.item()
 
 
+def _tripped(flag: _Deferred, v_sum: _Deferred) -> bool:
+    """Read both words (waiting for the GPU to write them): did either screen trip?"""
+    return flag.read() != 0 or not math.isfinite(v_sum.read())
+
+
 class FiniteCheck:
     """Were q, k, v and the scores of one layer call finite? (see the module docstring)
 
@@ -153,7 +158,7 @@ class FiniteCheck:
             assert_finite_on_device(flag, v_sum)
             return
         try:
-            bad = flag.read() != 0 or not math.isfinite(v_sum.read())
+            bad = _tripped(flag, v_sum)
         finally:
             _give_slot(self.slot)
             self.slot = None
@@ -202,7 +207,7 @@ class _InFlight:
     def finish(self) -> None:
         """Read the words (waiting if the GPU has not reached them), free the slot, raise if they say so."""
         try:
-            bad = self.flag.read() != 0 or not math.isfinite(self.v_sum.read())
+            bad = _tripped(self.flag, self.v_sum)
         finally:
             _give_slot(self.slot)
         if bad:

@@ -55,14 +55,18 @@ SETTINGS = (
 LIGHTHOUSE_FIELDS = ("topk", "levels", "pooling", "scorer", "dense_layers", "rope")
 
 
-def _preset_identity(job: "Job") -> dict:
-    """The preset as it matters to the job: a dense arm never runs Lighthouse, so its k, L, p, scorer, dense layers
-    and RoPE placement do not change it (E5's dense arm is E2's)."""
-    preset = job.preset.as_dict()
-    if job.plan.start == "dense" and job.plan.switch_step is None:
+def model_identity(preset: TrainPreset, dense_only: bool) -> dict:
+    """The preset as it matters to what trains: a model that never runs Lighthouse does not change with its k, L,
+    p, scorer, dense layers or RoPE placement (E5's dense arm is E2's)."""
+    fields = preset.as_dict()
+    if dense_only:
         for name in LIGHTHOUSE_FIELDS:
-            preset.pop(name, None)
-    return preset
+            fields.pop(name, None)
+    return fields
+
+
+def _preset_identity(job: "Job") -> dict:
+    return model_identity(job.preset, job.plan.start == "dense" and job.plan.switch_step is None)
 
 
 @dataclass(frozen=True)

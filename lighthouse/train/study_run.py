@@ -28,7 +28,7 @@ import torch
 
 from ..harness import machine
 from ..harness.tables import STUDY_CLOCK, STUDY_JOBS, TRAIN_CURVE, append_row, read_rows
-from .study_plan import LIGHTHOUSE_FIELDS, Experiment, Job, Study, expand
+from .study_plan import Experiment, Job, Study, expand, model_identity
 
 EXIT_INTERRUPTED = 130
 MANIFEST = "study.json"
@@ -111,10 +111,7 @@ def calibrate(
             if (e.name, mode) in have:
                 continue
             p = e.base_preset(topk=int(mode.split("=")[1])) if "k=" in mode else preset
-            fields = p.as_dict()
-            if mode == "dense":
-                for name in LIGHTHOUSE_FIELDS:
-                    fields.pop(name, None)
+            fields = model_identity(p, mode == "dense")
             same = (json.dumps(fields, sort_keys=True, default=str), mode == "dense", e.precision, e.impl, e.loss)
             wanted.setdefault(same, []).append((e.name, mode))
             setups.setdefault(same, (p, "dense" if mode == "dense" else "lighthouse", e))
