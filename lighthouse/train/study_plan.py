@@ -303,10 +303,12 @@ class _Builder:
 
 def expand(experiments: Sequence[Experiment], seeds: Optional[Sequence[int]] = None) -> Study:
     """The jobs of every experiment (seeds: override every experiment's), merged, and the arms that read them."""
+    if seeds:  # the manifest (study.json, study.md) records the seeds that ran, not the plan's
+        experiments = [replace(e, seeds=tuple(seeds)) for e in experiments]
     b = _Builder()
     pending: List[Tuple[Arm, str, object]] = []  # (arm, pool, key): job ids are known after merging
     for e in experiments:
-        for seed in tuple(seeds) if seeds else e.seeds:
+        for seed in e.seeds:
             common = dict(precision=e.precision, clip=e.clip, loss=e.loss, impl=e.impl)
             base = e.base_preset()
             longest = max(e.lengths())

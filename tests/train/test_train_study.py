@@ -71,6 +71,17 @@ def test_jobs_merge_where_runs_are_prefixes_and_stay_apart_where_the_schedule_di
     assert sum(j.plan.arm == "lighthouse" for j in both.jobs.values()) == 2
 
 
+def test_a_seeds_override_is_what_the_manifest_records():
+    """study.json and study.md said "seeds 0, 1, 2" for a run of `--seeds 3,4,5` (reports/h200/study/seeds345)."""
+    e = Experiment(
+        "E2", "recovery", preset="tiny", seeds=(0, 1, 2), run_lengths=(20,), dense_steps=(5,), warmup_steps=2
+    )
+    study = expand([e], seeds=(3, 4))
+    assert [list(x["seeds"]) for x in study.manifest()["experiments"]] == [[3, 4]]
+    assert sorted({a.seed for a in study.arms}) == [3, 4]
+    assert sorted({a.seed for a in expand([e]).arms}) == [0, 1, 2]
+
+
 def test_arms_side_by_side_equal_arms_alone(tmp_path):
     """Catches worker processes that train something else than the arm alone (another seed's data, a lost
     snapshot, the branch from the wrong step): on the CPU (deterministic) the curves agree exactly."""
