@@ -121,7 +121,9 @@ def test_calibration_refuses_a_plant_that_delivers_nothing():
 @pytest.mark.parametrize("kernel", plant.KERNELS)
 def test_on_the_gpu_the_plant_delivers_within_20_percent_and_changes_no_value(kernel):
     """At the ci suite's 64K point (fwd+bwd, host-ahead clock): 10% asked of either kernel is 8-12% delivered,
-    and the output and gradients with the spin are those without it, bit for bit."""
+    and the spin changes no value: out, dk and dv bit for bit; dq to bf16 rounding, because the stock SDPA
+    backward accumulates dq with atomics and does not repeat bitwise even unplanted (PERF_NOTES, Determinism;
+    the bitwise dq comparison failed on the H200 for both kernels)."""
     from lighthouse.harness.points import Point, Shape
 
     point = Point(Shape(65536, 1, 8, 8, 128, "bf16"), 3, 4, 4096, "norm")
@@ -142,7 +144,11 @@ def test_on_the_gpu_the_plant_delivers_within_20_percent_and_changes_no_value(ke
     plain = run()
     with kernel_plant.planted(kernel, {65536: p.cycles}):
         spun = run()
-    assert all(torch.equal(a, b) for a, b in zip(plain, spun))
+    for name, a, b in zip(("out", "dq", "dk", "dv"), plain, spun):
+        if name == "dq":
+            torch.testing.assert_close(b.float(), a.float(), rtol=1.6e-2, atol=1e-2 * a.float().abs().max().item())
+        else:
+            assert torch.equal(a, b), name
 
 
 def test_gate_script_plants_the_calibrated_spin_per_level_and_tabulates(tmp_path, monkeypatch):
