@@ -1,5 +1,6 @@
 """Every figure quoted from the H200 runs of 2026-12-03 (RoPE cost, paper-530m under mixed precision, the needle
-grid on correctly planted needles), recomputed from the committed CSVs.
+grid on correctly planted needles; and the second session's: both clocks, GQA, the RoPE stage profile, cold
+start and the gate's proof inside the selection kernel), recomputed from the committed CSVs.
 
 python reports/h200/tools/figures_2026_12_03.py
 """
@@ -7,11 +8,13 @@ python reports/h200/tools/figures_2026_12_03.py
 from __future__ import annotations
 
 import statistics
+import sys
 from pathlib import Path
 
 import pandas as pd
 
 H200 = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(H200.parents[1]))
 
 
 def rope_cost() -> None:
@@ -76,8 +79,96 @@ def needles() -> None:
     print(f"fixed needles at 96K: {(fixed.needle_recall >= 0.9).sum()} of {len(fixed)} rows >= 0.9")
 
 
+def clocks() -> None:
+    """issue 24's four points on both clocks (reports/h200/clocks, sweep --suite clocks)."""
+    d = pd.read_csv(H200 / "clocks" / "results.csv")
+    lh = d[d.impl == "lighthouse_triton"]
+    dense = d[d.impl == "sdpa_cudnn"].set_index(["n", "batch"])
+    for _, r in lh.iterrows():
+        c = dense.loc[(r.n, r.batch)]
+        print(
+            f"clocks {r.n // 1024}K B{r.batch} k={int(r.topk)}: Lighthouse {r.median_ms:.3f} ms as timed, "
+            f"{r.host_ahead_median_ms:.3f} host ahead (as timed {100 * (r.median_ms / r.host_ahead_median_ms - 1):+.1f}%); "
+            f"cuDNN {c.median_ms:.3f} / {c.host_ahead_median_ms:.3f}; speedup {r.speedup_vs_sdpa_cudnn:.2f}x / "
+            f"{r.host_ahead_speedup_vs_sdpa_cudnn:.2f}x; floor ratio {r.floor_ratio:.3f} / {r.host_ahead_floor_ratio:.3f}; "
+            f"host {r.host_ms_per_call:.2f} ms per call (cuDNN {c.host_ms_per_call:.2f})"
+        )
+
+
+def gqa() -> None:
+    """the paper suite's GQA points (reports/h200/gqa, sweep --suite gqa) and the break-even N per configuration."""
+    from lighthouse.bench.breakeven import break_even_rows
+    from lighthouse.harness.plain_csv import read_csv
+
+    d = pd.read_csv(H200 / "gqa" / "results.csv")
+    lh = d[d.impl == "lighthouse_triton"]
+    for n, g in lh.groupby("n"):
+        print(
+            f"gqa {n // 1024}K: speedup as timed {g.speedup_vs_sdpa_cudnn.min():.2f}..{g.speedup_vs_sdpa_cudnn.max():.2f}x, "
+            f"host ahead {g.host_ahead_speedup_vs_sdpa_cudnn.min():.2f}..{g.host_ahead_speedup_vs_sdpa_cudnn.max():.2f}x, "
+            f"host-ahead floor ratio {g.host_ahead_floor_ratio.min():.3f}..{g.host_ahead_floor_ratio.max():.3f} "
+            f"({len(g)} shapes)"
+        )
+    for r in break_even_rows(read_csv(H200 / "gqa" / "results.csv"), "sdpa_cudnn"):
+        print(
+            f"gqa break-even Hq={r['heads']}/{r['kv_heads']} D={r['head_dim']}: as launched "
+            f"{r['launched'].describe()}, host ahead {r['host_ahead'].describe()}"
+        )
+    st = pd.read_csv(H200 / "gqa" / "stages" / "stages.csv")
+    at = st[(st.n == 98304) & (st.group == 8)]
+    for _, r in at.iterrows():
+        print(f"gqa stages 96K g=8 D={r.head_dim} {r.stage}: {r.host_ahead_ms:.3f} ms host ahead, {r.vs_g1:.2f}x g=1")
+
+
+def rope_profile() -> None:
+    """where RoPE after selection costs, stage by stage (reports/h200/rope/profile, profile --rope pre,post)."""
+    d = pd.read_csv(H200 / "rope" / "profile" / "profile.csv")
+    p = d.pivot_table(index=["pass", "stage"], columns="rope", values="ms", sort=False)
+    for (pas, stage), r in p.iterrows():
+        print(f"rope profile 96K {pas} {stage}: pre {r.pre:.3f} ms, post {r.post:.3f} ms ({r.post - r.pre:+.3f})")
+
+
+def cold_start() -> None:
+    """the first call in a fresh process on a fresh machine (reports/h200/coldstart/2026-12-03)."""
+    c = pd.read_csv(H200 / "coldstart" / "2026-12-03" / "cold_start.csv")
+    for _, r in c.iterrows():
+        print(
+            f"cold start {r.phase} N={r.n // 1024}K k={r.topk} L={r.levels}: import {r.import_ms / 1e3:.2f} s, first fwd "
+            f"{r.first_fwd_ms / 1e3:.2f} s, first bwd {r.first_bwd_ms / 1e3:.2f} s, first call {r.first_call_ms / 1e3:.2f} s, "
+            f"import + first call {(r.import_ms + r.first_call_ms) / 1e3:.2f} s, Triton compile {r.triton_compile_ms / 1e3:.2f} s "
+            f"({r.kernels_compiled} kernels)"
+        )
+    k = pd.read_csv(H200 / "coldstart" / "2026-12-03" / "compile.csv")
+    k = k[(k.phase == "cold") & (k.n == 98304)]
+    for _, r in k.sort_values("compile_ms", ascending=False).iterrows():
+        print(f"cold start 96K compile {r.kernel}: {r.compile_ms:.0f} ms")
+
+
+def gate() -> None:
+    """the gate's proof with the slowdown inside the selection kernel (reports/h200/check/gate-kernel-select)."""
+    d = pd.read_csv(H200 / "check" / "gate-kernel-select" / "slowdowns.csv")
+    for pct, g in d.groupby("planted_pct"):
+        codes = g.groupby("judgment").exit_code.first().tolist()
+        delivered = g.groupby(["judgment", "point"]).delivered_pct.first()
+        gated = g[g.figure != "host_ms_per_call"]
+        caught = gated.groupby(["judgment", "point"]).verdict.apply(lambda v: (v == "REGRESSED").any())
+        print(
+            f"gate select {pct}%: exit codes {codes}; delivered {delivered.min():.2f}..{delivered.max():.2f}%; "
+            f"point-judgments caught {int(caught.sum())} of {len(caught)}; layer change measured by the check "
+            f"{g.layer_host_ahead_change_pct.min():+.1f}..{g.layer_host_ahead_change_pct.max():+.1f}%"
+        )
+    cal = pd.read_csv(H200 / "check" / "gate-kernel-select" / "calibration.csv")
+    for _, r in cal.iterrows():
+        print(f"gate calibration n={r.n} asked {r.requested_pct}%: delivered {r.delivered_pct:.2f}%")
+
+
 if __name__ == "__main__":
     rope_cost()
     paper_530m()
     paper_530m_shares()
     needles()
+    clocks()
+    gqa()
+    rope_profile()
+    cold_start()
+    gate()

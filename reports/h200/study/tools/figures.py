@@ -85,6 +85,8 @@ def main() -> int:
         d = [abs(float(r["diff"])) for r in conc if r["figure"] == fig]
         print(f"concurrency check {fig}: {len(d)} steps, max |shared - solo| {max(d):.3g}, last {d[-1]:.3g}")
     e4_e5()
+    six_seeds()
+    e3()
     return 0
 
 
@@ -130,6 +132,82 @@ def e4_e5() -> None:
     wsd = _by_seed(new / "arms.csv", "E4", "dense", "val_loss")
     d = mean_interval([100 * (wsd[i] - dense_new[i]) / dense_new[i] for i in sorted(wsd)])
     print(f"dense wsd against dense constant at step 500: {d.mean:+.2f}% ± {d.half_width:.2f}%")
+
+
+def _seeds_for(values, half_width: float) -> int:
+    """The fewest seeds whose 95% t interval would be at most half_width wide, at the sample spread of values."""
+    import statistics
+
+    from lighthouse.train.stats import t_quantile
+
+    sd = statistics.stdev(values)
+    n = 2
+    while t_quantile(0.975, n - 1) * sd / n**0.5 > half_width:
+        n += 1
+    return n
+
+
+def six_seeds() -> None:
+    """E2 at 500 steps and E5-post over seeds 0-5: seeds 0-2 from e1-e2 and e4-e5, seeds 3-5 from seeds345 (another
+    session). Each gap is paired with the dense arm of its own folder and seed; the pooled interval is over the
+    six per-seed gaps."""
+    from lighthouse.train.stats import mean_interval
+
+    new = HERE / "seeds345" / "arms.csv"
+    pre = {}
+    for d in (100, 200, 250, 400):
+        old = _by_seed(HERE / "e1-e2" / "arms.csv", "E2", "lighthouse-then-dense", "gap_pct", length=500, dense_steps=d)
+        more = _by_seed(new, "E2-500", "lighthouse-then-dense", "gap_pct", dense_steps=d)
+        pre[d] = {**old, **more}
+        for name, gaps in (("seeds 3-5", more), ("seeds 0-5", pre[d])):
+            iv = mean_interval([gaps[i] for i in sorted(gaps)])
+            print(f"E2 500 steps, {d} dense, {name}: gap {iv.mean:+.2f}% ± {iv.half_width:.2f}% ({len(gaps)} seeds)")
+        print("  per seed: " + ", ".join(f"s{i} {pre[d][i]:+.2f}%" for i in sorted(pre[d])))
+        print(f"  seeds for a half-width <= 2 points at this spread: {_seeds_for(list(pre[d].values()), 2.0)}")
+    post = {
+        **_by_seed(HERE / "e4-e5" / "arms.csv", "E5-post", "lighthouse-then-dense", "gap_pct"),
+        **_by_seed(new, "E5-post", "lighthouse-then-dense", "gap_pct"),
+    }
+    iv = mean_interval([post[i] for i in sorted(post)])
+    print(f"E5-post 500 steps, 100 dense, seeds 0-5: gap {iv.mean:+.2f}% ± {iv.half_width:.2f}% ({len(post)} seeds)")
+    d = mean_interval([post[i] - pre[100][i] for i in sorted(post)])
+    print(f"E5-post minus E2 (500 steps, 100 dense), by seed, seeds 0-5: {d.mean:+.2f} ± {d.half_width:.2f} points")
+    dense = {
+        **_by_seed(HERE / "e1-e2" / "arms.csv", "E2", "dense", "val_loss", length=500),
+        **_by_seed(new, "E2-500", "dense", "val_loss"),
+    }
+    iv = mean_interval([dense[i] for i in sorted(dense)])
+    print(
+        f"dense at 500 steps, seeds 0-5: {iv.mean:.4f} ± {iv.half_width:.4f} "
+        f"(range {min(dense.values()):.4f} .. {max(dense.values()):.4f})"
+    )
+    walls = [r for r in rows(HERE / "seeds345" / "summary.csv") if r["gap_pct_mean"]]
+    for r in walls:
+        print(f"seeds345 {r['experiment']} {r['dense_steps']} dense: wall ratio {float(r['wall_ratio']):.2f}")
+
+
+def e3() -> None:
+    """E3: stage 1 only (500 steps, no dense phase) at four budgets, validated in Lighthouse mode (the gap) and
+    in dense mode (the same weights with dense attention), 2 seeds."""
+    summary = rows(HERE / "e3" / "summary.csv")
+    dense = next(float(r["loss_mean"]) for r in summary if not r["topk"])
+    ratios = [100 * (float(r["dense_mode_mean"]) / dense - 1) for r in summary if r["topk"]]
+    print(f"E3 dense-mode loss over dense's: {min(ratios):+.1f}% .. {max(ratios):+.1f}%")
+    for r in summary:
+        if not r["topk"]:
+            print(f"E3 dense at 500 steps: {float(r['loss_mean']):.4f} ± {float(r['loss_hw']):.4f}")
+            continue
+        print(
+            f"E3 k={r['topk']} S/N {float(r['s_over_n']):.2f}: gap {float(r['gap_pct_mean']):+.2f}% ± "
+            f"{float(r['gap_pct_hw']):.2f}%, Lighthouse-mode loss {float(r['loss_mean']):.4f}, dense-mode loss "
+            f"{float(r['dense_mode_mean']):.4f} ± {float(r['dense_mode_hw']):.4f}, wall ratio {float(r['wall_ratio']):.2f}"
+        )
+    for r in rows(HERE / "e3" / "arms.csv"):
+        if r["topk"]:
+            print(f"  E3 k={r['topk']} seed {r['seed']}: gap {float(r['gap_pct']):+.2f}%")
+    # solo step times; `lighthouse` without a k is the trunk at E3's first budget, k=512 (study_run's clock label)
+    clock = rows(HERE / "e3" / "clock.csv")
+    print("E3 solo step: " + "; ".join(f"{r['attention']} {float(r['median_step_ms']):.1f} ms" for r in clock))
 
 
 if __name__ == "__main__":
