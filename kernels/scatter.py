@@ -60,8 +60,17 @@ def _take_halves(src_base, pos, valid, dh, hmask, half, head_dim, cos, sin, ROTA
 
 
 @triton.jit
-def _level_angles(t, tmask, rope, seq_len, half, LEVELS: tl.constexpr, POOL: tl.constexpr, HAS_POS: tl.constexpr,
-                  BLOCK_H: tl.constexpr):
+def _level_angles(
+    t,
+    tmask,
+    rope,
+    seq_len,
+    half,
+    LEVELS: tl.constexpr,
+    POOL: tl.constexpr,
+    HAS_POS: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+):
     """cos and sin (BLOCK_T, BLOCK_H) of every level's entry over the tokens t, as tuples by level: the angle of
     an entry depends on its last token alone, so the heads of a program share them."""
     coss = ()

@@ -116,7 +116,7 @@ def main(argv=None) -> int:
         cfg = LighthouseConfig(topk=args.topk, levels=args.levels, pooling=args.pooling, rope=rope)
         plan = plan_for(cfg, 1, args.heads, hkv, args.n, args.head_dim)
         pos = torch.zeros(1, args.n, dtype=torch.int64, device=meta) if args.positions else None
-        rope_args = layer.rope_args(plan, meta, pos)
+        rotation = layer.rope_args(plan, meta, pos)
         q = torch.empty(1, args.heads, args.n, args.head_dim, dtype=torch.bfloat16, device=meta)
         kv = torch.empty(1, hkv, args.n, args.head_dim, dtype=torch.bfloat16, device=meta)
         s = plan.selected_len
@@ -125,8 +125,12 @@ def main(argv=None) -> int:
         subs_q = torch.empty(1, args.heads, s, args.head_dim, dtype=torch.bfloat16, device=meta)
         subs_kv = torch.empty(1, hkv, s, args.head_dim, dtype=torch.bfloat16, device=meta)
         stages = (
-            ("gather", gather._gather_kernel, lambda: layer.run_gather(q, kv, kv, sel, plan, rope_args)),
-            ("pool_bwd", scatter._pull_kernel, lambda: layer.run_pool_bwd((subs_q, subs_kv, subs_kv), sel, plan, rope_args)),
+            ("gather", gather._gather_kernel, lambda: layer.run_gather(q, kv, kv, sel, plan, rotation)),
+            (
+                "pool_bwd",
+                scatter._pull_kernel,
+                lambda: layer.run_pool_bwd((subs_q, subs_kv, subs_kv), sel, plan, rotation),
+            ),
         )
         for stage, kernel, call in stages:
             calls, undo = catch(kernel)
