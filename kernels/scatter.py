@@ -5,7 +5,8 @@ Backward of the pooling: token t takes the row of entry i = t // f of each level
 Deterministic: no atomics, each output element written exactly once, no zero-filled buffer. One launch
 serves up to three source tensors of one head count (dq, dk, dv): the inverse map is read once for all.
 With rope='post' the pooling backward turns the first ROT sources (dq, dk) back by each entry's angle as it
-pulls them (the transpose of the gather's rotation, kernels/rope.py); the rows are then read as two halves.
+pulls them (the transpose of the gather's rotation, kernels/rope.py); the rows are then read as two halves, and
+one program serves several heads of a batch, so that their shared angles are computed once.
 """
 
 from __future__ import annotations
