@@ -19,12 +19,20 @@ import triton.language as tl
 from lighthouse.plan import LighthousePlan
 from lighthouse.rope import inverse_frequencies
 
-# 2*pi as three float32 parts (Cody-Waite): the angle is reduced to [-pi, pi] with fused multiply-adds before
-# cos/sin, so the hardware's fast sine stays accurate (about 1e-6) at the large angles of long sequences.
-_TWO_PI_HI = tl.constexpr(6.2831854820251465)
-_TWO_PI_MID = tl.constexpr(-1.7484555314695172e-07)
-_TWO_PI_LO = tl.constexpr(-7.105427357601002e-15)
-_INV_TWO_PI = tl.constexpr(0.15915494309189535)
+# pi/2 as three float32 parts (Cody-Waite): an angle a = q * pi/2 + r is reduced to r in [-pi/4, pi/4] with fused
+# multiply-adds, exact in its first step for |q| < 2**23 (the high part has 24 significant bits), so the angles
+# of long sequences (about 1e6 rad at most) keep float32 accuracy.
+_HALF_PI_HI = tl.constexpr(1.5707963705062866)
+_HALF_PI_MID = tl.constexpr(-4.371138828673793e-08)
+_HALF_PI_LO = tl.constexpr(-1.7763568394002505e-15)
+_TWO_OVER_PI = tl.constexpr(0.6366197723675814)
+# Minimax polynomials of sin and cos on [-pi/4, pi/4] (Cephes sinf/cosf, about 1 ulp).
+_S1 = tl.constexpr(-1.6666654611e-1)
+_S2 = tl.constexpr(8.3321608736e-3)
+_S3 = tl.constexpr(-1.9515295891e-4)
+_C1 = tl.constexpr(4.166664568298827e-2)
+_C2 = tl.constexpr(-1.388731625493765e-3)
+_C3 = tl.constexpr(2.443315711809948e-5)
 
 
 class RopeArgs(NamedTuple):
@@ -97,12 +105,25 @@ def entry_angles(last, valid, rope, seq_len, half, HAS_POS: tl.constexpr, BLOCK_
 @triton.jit
 def cos_sin(pos, INV_FREQ, half, BLOCK_H: tl.constexpr):
     """cos and sin (rows, BLOCK_H) of the angles pos * inv_freq[j], the angle rounded to float32 as a model's
-    RoPE computes it, then reduced exactly enough to [-pi, pi]."""
+    RoPE computes it. One reduction by pi/2 serves both, then two short polynomials and the quadrant's swap
+    and signs: straight-line float32 arithmetic. Not tl.cos / tl.sin: those compile to libdevice's accurate
+    __nv_cosf / __nv_sinf, each with its own reduction and a Payne-Hanek branch (float64, local memory), which
+    made the pull of the pooling backward 10x longer in instructions and doubled its registers
+    (reports/PERF_NOTES.md, step 11)."""
     j = tl.arange(0, BLOCK_H)
     w = tl.load(INV_FREQ + j, mask=j < half, other=0.0)
     a = pos.to(tl.float32)[:, None] * w[None, :]
-    n = tl.floor(a * _INV_TWO_PI + 0.5)
-    r = tl.fma(-n, _TWO_PI_HI, a)
-    r = tl.fma(-n, _TWO_PI_MID, r)
-    r = tl.fma(-n, _TWO_PI_LO, r)
-    return tl.cos(r), tl.sin(r)
+    qf = tl.floor(a * _TWO_OVER_PI + 0.5)
+    r = tl.fma(-qf, _HALF_PI_HI, a)
+    r = tl.fma(-qf, _HALF_PI_MID, r)
+    r = tl.fma(-qf, _HALF_PI_LO, r)
+    r2 = r * r
+    sin_r = tl.fma(r * r2, tl.fma(tl.fma(_S3, r2, _S2), r2, _S1), r)
+    cos_r = tl.fma(r2 * r2, tl.fma(tl.fma(_C3, r2, _C2), r2, _C1), tl.fma(-0.5, r2, 1.0))
+    q = qf.to(tl.int32)
+    odd = (q & 1) != 0  # quadrants 1 and 3: sin and cos swap
+    sin = tl.where(odd, cos_r, sin_r)
+    cos = tl.where(odd, sin_r, cos_r)
+    sin = tl.where((q & 2) != 0, -sin, sin)  # quadrants 2 and 3
+    cos = tl.where(((q + 1) & 2) != 0, -cos, cos)  # quadrants 1 and 2
+    return cos, sin

@@ -5,7 +5,8 @@ Backward of the pooling: token t takes the row of entry i = t // f of each level
 Deterministic: no atomics, each output element written exactly once, no zero-filled buffer. One launch
 serves up to three source tensors of one head count (dq, dk, dv): the inverse map is read once for all.
 With rope='post' the pooling backward turns the first ROT sources (dq, dk) back by each entry's angle as it
-pulls them (the transpose of the gather's rotation, kernels/rope.py); the rows are then read as two halves.
+pulls them (the transpose of the gather's rotation, kernels/rope.py); the rows are then read as two halves, and
+one program serves several heads of a batch, so that their shared angles are computed once.
 """
 
 from __future__ import annotations
@@ -23,6 +24,12 @@ from .rope import RopeArgs, entry_angles, kernel_rope, launch_args
 
 BLOCK_T = 16  # token rows per program; tuned on the H200 (reports/PERF_NOTES.md, step 4)
 NUM_WARPS = 4
+# Post mode (untimed, chosen by registers and instruction counts, reports/PERF_NOTES.md step 11): a program
+# serves up to MAX_HEADS heads with one set of angles, with 8 warps (4 row elements a thread: 102 registers
+# against 142 with 4 warps, 16 warps an SM against 12).
+POST_NUM_WARPS = 8
+MAX_HEADS = 8
+MIN_PROGRAMS = 1024  # programs a post-mode pull keeps at least, to fill 132 SMs a few times over
 
 
 @triton.jit
@@ -54,6 +61,32 @@ def _take_halves(src_base, pos, valid, dh, hmask, half, head_dim, cos, sin, ROTA
 
 
 @triton.jit
+def _level_angles(
+    t,
+    tmask,
+    rope,
+    seq_len,
+    half,
+    LEVELS: tl.constexpr,
+    POOL: tl.constexpr,
+    HAS_POS: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+):
+    """cos and sin (BLOCK_T, BLOCK_H) of every level's entry over the tokens t, as tuples by level: the angle of
+    an entry depends on its last token alone, so the heads of a program share them."""
+    coss = ()
+    sins = ()
+    f = 1
+    for _ in tl.static_range(LEVELS):
+        last = (t.to(tl.int64) // f + 1) * f - 1  # the entry's last token: its RoPE position (spec 5a)
+        cos, sin = entry_angles(last, tmask, rope, seq_len, half, HAS_POS, BLOCK_H)
+        coss = coss + (cos,)
+        sins = sins + (sin,)
+        f = f * POOL
+    return coss, sins
+
+
+@triton.jit
 def _pull_kernel(
     SRC0,
     SRC1,
@@ -79,82 +112,99 @@ def _pull_kernel(
     SCATTER: tl.constexpr,
     ROT: tl.constexpr,
     HAS_POS: tl.constexpr,
+    HEADS: tl.constexpr,
     BLOCK_T: tl.constexpr,
     BLOCK_D: tl.constexpr,
     BLOCK_H: tl.constexpr,
 ):
     t = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
-    bh = tl.program_id(1)
-    b = bh // out_heads
-    h = bh % out_heads
+    head_groups = out_heads // HEADS
+    b = tl.program_id(1) // head_groups
+    h0 = (tl.program_id(1) % head_groups) * HEADS
     tmask = t < seq_len
-    inv_base = INV + (b * (out_heads // group) + h // group).to(tl.int64) * pyr_len
-    src_off = bh.to(tl.int64) * sel_len * head_dim
     rope = kernel_rope(INV_FREQ, POS, pos_bstride, pos_offset, b)
-    if ROT > 0:  # rows as halves (kernels/rope.py): accumulators of the low and the high half
+    if ROT > 0:  # rows as halves (kernels/rope.py); the angles once for the program's HEADS heads
         half = head_dim // 2
         d = tl.arange(0, BLOCK_H)
         dmask = d < half
-        acc0 = tl.zeros((BLOCK_T, BLOCK_H), dtype=tl.float32)
-        acc1 = tl.zeros((BLOCK_T, BLOCK_H), dtype=tl.float32)
-        acc2 = tl.zeros((BLOCK_T, BLOCK_H), dtype=tl.float32)
-        hi0 = tl.zeros((BLOCK_T, BLOCK_H), dtype=tl.float32)
-        hi1 = tl.zeros((BLOCK_T, BLOCK_H), dtype=tl.float32)
-        hi2 = tl.zeros((BLOCK_T, BLOCK_H), dtype=tl.float32)
+        coss, sins = _level_angles(t, tmask, rope, seq_len, half, LEVELS, POOL, HAS_POS, BLOCK_H)
     else:
         half = head_dim
         d = tl.arange(0, BLOCK_D)
         dmask = d < head_dim
-        acc0 = tl.zeros((BLOCK_T, BLOCK_D), dtype=tl.float32)
-        acc1 = tl.zeros((BLOCK_T, BLOCK_D), dtype=tl.float32)
-        acc2 = tl.zeros((BLOCK_T, BLOCK_D), dtype=tl.float32)
-    f = 1
-    off = 0
-    for _ in tl.static_range(LEVELS):
-        if SCATTER:
-            entry = (t + 1) // f - 1
+    for hh in range(HEADS):
+        h = h0 + hh
+        bh = b * out_heads + h
+        inv_base = INV + (b * (out_heads // group) + h // group).to(tl.int64) * pyr_len
+        src_off = bh.to(tl.int64) * sel_len * head_dim
+        if ROT > 0:  # accumulators of the low and the high half
+            acc0 = tl.zeros((BLOCK_T, BLOCK_H), dtype=tl.float32)
+            acc1 = tl.zeros((BLOCK_T, BLOCK_H), dtype=tl.float32)
+            acc2 = tl.zeros((BLOCK_T, BLOCK_H), dtype=tl.float32)
+            hi0 = tl.zeros((BLOCK_T, BLOCK_H), dtype=tl.float32)
+            hi1 = tl.zeros((BLOCK_T, BLOCK_H), dtype=tl.float32)
+            hi2 = tl.zeros((BLOCK_T, BLOCK_H), dtype=tl.float32)
         else:
-            entry = t // f
-        valid = tmask & (entry >= 0)
-        pos = tl.load(inv_base + off + entry, mask=valid, other=-1)
-        valid = valid & (pos >= 0)
-        if SCATTER:
-            scale = 1.0
-        else:
-            scale = 1.0 / f  # f is a compile-time power of p: a constant multiply
-        if ROT > 0:
-            last = (entry.to(tl.int64) + 1) * f - 1  # the entry's last token: its RoPE position (spec 5a)
-            cos, sin = entry_angles(last, valid, rope, seq_len, half, HAS_POS, BLOCK_H)
-            lo, hi = _take_halves(SRC0 + src_off, pos, valid, d, dmask, half, head_dim, cos, sin, True)
-            acc0 += lo * scale
-            hi0 += hi * scale
-            if NUM > 1:
-                lo, hi = _take_halves(SRC1 + src_off, pos, valid, d, dmask, half, head_dim, cos, sin, ROT > 1)
-                acc1 += lo * scale
-                hi1 += hi * scale
-            if NUM > 2:
-                lo, hi = _take_halves(SRC2 + src_off, pos, valid, d, dmask, half, head_dim, cos, sin, ROT > 2)
-                acc2 += lo * scale
-                hi2 += hi * scale
-        else:
-            acc0 += _take(SRC0 + src_off, pos, valid, d, dmask, head_dim) * scale
-            if NUM > 1:
-                acc1 += _take(SRC1 + src_off, pos, valid, d, dmask, head_dim) * scale
-            if NUM > 2:
-                acc2 += _take(SRC2 + src_off, pos, valid, d, dmask, head_dim) * scale
-        off += n_pad // f
-        f = f * POOL
-    _put(OUT0, bh, seq_len, head_dim, t, acc0, tmask, d, dmask)
-    if NUM > 1:
-        _put(OUT1, bh, seq_len, head_dim, t, acc1, tmask, d, dmask)
-    if NUM > 2:
-        _put(OUT2, bh, seq_len, head_dim, t, acc2, tmask, d, dmask)
-    if ROT > 0:
-        _put(OUT0, bh, seq_len, head_dim, t, hi0, tmask, d + half, dmask)
+            acc0 = tl.zeros((BLOCK_T, BLOCK_D), dtype=tl.float32)
+            acc1 = tl.zeros((BLOCK_T, BLOCK_D), dtype=tl.float32)
+            acc2 = tl.zeros((BLOCK_T, BLOCK_D), dtype=tl.float32)
+        f = 1
+        off = 0
+        for level in tl.static_range(LEVELS):
+            if SCATTER:
+                entry = (t + 1) // f - 1
+            else:
+                entry = t // f
+            valid = tmask & (entry >= 0)
+            pos = tl.load(inv_base + off + entry, mask=valid, other=-1)
+            valid = valid & (pos >= 0)
+            if SCATTER:
+                scale = 1.0
+            else:
+                scale = 1.0 / f  # f is a compile-time power of p: a constant multiply
+            if ROT > 0:
+                cos = coss[level]
+                sin = sins[level]
+                lo, hi = _take_halves(SRC0 + src_off, pos, valid, d, dmask, half, head_dim, cos, sin, True)
+                acc0 += lo * scale
+                hi0 += hi * scale
+                if NUM > 1:
+                    lo, hi = _take_halves(SRC1 + src_off, pos, valid, d, dmask, half, head_dim, cos, sin, ROT > 1)
+                    acc1 += lo * scale
+                    hi1 += hi * scale
+                if NUM > 2:
+                    lo, hi = _take_halves(SRC2 + src_off, pos, valid, d, dmask, half, head_dim, cos, sin, ROT > 2)
+                    acc2 += lo * scale
+                    hi2 += hi * scale
+            else:
+                acc0 += _take(SRC0 + src_off, pos, valid, d, dmask, head_dim) * scale
+                if NUM > 1:
+                    acc1 += _take(SRC1 + src_off, pos, valid, d, dmask, head_dim) * scale
+                if NUM > 2:
+                    acc2 += _take(SRC2 + src_off, pos, valid, d, dmask, head_dim) * scale
+            off += n_pad // f
+            f = f * POOL
+        _put(OUT0, bh, seq_len, head_dim, t, acc0, tmask, d, dmask)
         if NUM > 1:
-            _put(OUT1, bh, seq_len, head_dim, t, hi1, tmask, d + half, dmask)
+            _put(OUT1, bh, seq_len, head_dim, t, acc1, tmask, d, dmask)
         if NUM > 2:
-            _put(OUT2, bh, seq_len, head_dim, t, hi2, tmask, d + half, dmask)
+            _put(OUT2, bh, seq_len, head_dim, t, acc2, tmask, d, dmask)
+        if ROT > 0:
+            _put(OUT0, bh, seq_len, head_dim, t, hi0, tmask, d + half, dmask)
+            if NUM > 1:
+                _put(OUT1, bh, seq_len, head_dim, t, hi1, tmask, d + half, dmask)
+            if NUM > 2:
+                _put(OUT2, bh, seq_len, head_dim, t, hi2, tmask, d + half, dmask)
+
+
+def heads_per_program(heads: int, blocks: int, most: int, min_programs: int) -> int:
+    """How many heads one pull program serves in post mode: the largest divisor of `heads` up to `most` that
+    leaves at least `min_programs` programs (`blocks` token blocks per head), else 1. The angles are computed
+    once per program, so this divides their cost by it."""
+    for n in range(min(most, heads), 1, -1):
+        if heads % n == 0 and blocks * (heads // n) >= min_programs:
+            return n
+    return 1
 
 
 def pull_many(
@@ -181,7 +231,9 @@ def pull_many(
     block_t = max(16, min(BLOCK_T, 8192 // block_d))
     pad = sizes.MAX_TENSORS - len(srcs)
     inv_freq, pos, pos_bstride, pos_offset, has_pos = launch_args(rope if rotate else None, inv)
-    _pull_kernel[(sizes.cdiv(plan.seq_len, block_t), b * hs)](
+    blocks = sizes.cdiv(plan.seq_len, block_t)
+    heads = heads_per_program(hs, blocks * b, MAX_HEADS, MIN_PROGRAMS) if rotate else 1
+    _pull_kernel[(blocks, b * hs // heads)](
         *srcs,
         *[srcs[0]] * pad,
         inv,
@@ -200,8 +252,11 @@ def pull_many(
         pos_offset,
         NUM=len(srcs),
         SCATTER=scatter,
+        HEADS=heads,
         BLOCK_T=block_t,
-        **sizes.shared_meta(plan.config.levels, plan.config.pooling, d, rotate, has_pos, NUM_WARPS),
+        **sizes.shared_meta(
+            plan.config.levels, plan.config.pooling, d, rotate, has_pos, POST_NUM_WARPS if rotate else NUM_WARPS
+        ),
     )
     return outs
 

@@ -109,3 +109,59 @@ def test_triton_post_in_bfloat16_stays_close_to_float32():
     want = lighthouse.lighthouse_attention(q, k, v, config=cfg)
     got = lighthouse.lighthouse_attention(*(x.bfloat16() for x in (q, k, v)), config=cfg)
     assert got.dtype == torch.bfloat16 and rel_err(got.float(), want) <= 2e-2
+
+
+PULL_CASES = [
+    # (B, Hq, Hkv, N, D, levels, pooling, theta, positions): GQA with odd D/2, and a square case with pooling 3
+    (2, 6, 2, 515, 10, 3, 2, 10.0, "batch"),
+    (1, 4, 4, 391, 6, 2, 3, 500000.0, None),
+]
+
+
+@pytest.mark.parametrize("case", PULL_CASES, ids=lambda c: "B{}_Hq{}_Hkv{}_N{}_D{}_L{}_p{}_t{}_{}".format(*c))
+def test_pull_serving_several_heads_turns_back_like_the_reference(case, monkeypatch):
+    """The post-mode pooling backward with several heads per program (their angles shared; forced at small N by
+    MIN_PROGRAMS=1) against autograd through the reference's gather then rotate (1e-5), and bitwise against one
+    head per program. Catches angles of the wrong level or head, a head's rows written to another head, a kv
+    head's inverse map used for the wrong query heads, v turned."""
+    from lighthouse.kernels import scatter
+    from lighthouse.kernels.layer import run_pool_bwd
+
+    b, hq, hkv, n, d, levels, p, theta, pos_kind = case
+    cfg = LighthouseConfig(levels=levels, pooling=p, topk=128, rope="post", rope_theta=theta)
+    q, k, v = rand_qkv(b, hq, hkv, n, d, seed=n, device=DEVICE)
+    positions = _positions(pos_kind, b, n)
+    plan = make_plan(cfg, q, k, v)
+    sel, _ = run_selection(q, k, v, plan)
+    g = torch.Generator().manual_seed(5)
+    d_subs = [torch.randn(b, x.shape[1], plan.selected_len, d, generator=g).to(DEVICE) for x in (q, k, v)]
+    rope = rope_args(plan, q.device, positions)
+    one_head = run_pool_bwd(d_subs, sel, plan, rope)
+    monkeypatch.setattr(scatter, "MIN_PROGRAMS", 1)
+    assert scatter.heads_per_program(hq, 1, scatter.MAX_HEADS, 1) == hq  # the path under test is taken
+    assert scatter.heads_per_program(hkv, 1, scatter.MAX_HEADS, 1) == hkv
+    shared = run_pool_bwd(d_subs, sel, plan, rope)
+    pos = entry_positions(sel.indices, plan, positions).cpu()
+    for i, (x, got, alone) in enumerate(zip((q, k, v), shared, one_head)):
+        group = x.shape[1] // hkv
+        leaf = x.detach().cpu().double().requires_grad_()
+        rows = gather_entries(leaf, sel.indices.cpu(), plan, group)
+        if i < 2:
+            rows = rotate(rows, pos.repeat_interleave(group, dim=1), plan)
+        (want,) = torch.autograd.grad(rows, leaf, d_subs[i].cpu().double())
+        assert rel_err(got.cpu(), want) <= 1e-5, "dq dk dv"[3 * i : 3 * i + 2]
+        assert torch.equal(got, alone), "several heads per program changed the bits"
+
+
+def test_heads_per_program_divides_the_heads_and_keeps_programs():
+    """The largest divisor of the head count up to `most` that keeps `min_programs`; 1 when none does."""
+    from lighthouse.kernels.scatter import heads_per_program
+
+    assert heads_per_program(8, 6144, 8, 1024) == 8
+    assert heads_per_program(32, 6144, 8, 1024) == 8
+    assert heads_per_program(6, 6144, 8, 1024) == 6
+    assert heads_per_program(7, 6144, 8, 1024) == 7
+    assert heads_per_program(12, 6144, 8, 1024) == 6
+    assert heads_per_program(8, 256, 8, 1024) == 2  # 256 blocks: 4 programs of 2 heads each per block
+    assert heads_per_program(8, 64, 8, 1024) == 1
+    assert heads_per_program(1, 6144, 8, 1024) == 1
