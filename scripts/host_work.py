@@ -13,7 +13,7 @@ entry, the plan, autograd and the finiteness check outside the stages):
 - host-device syncs on CUDA: `.item()`/`bool()`/`int()` (aten._local_scalar_dense), nonzero and other ops whose
   output size depends on data, `.tolist()`, `.cpu()`, `.numpy()`, copies across devices that are not
   non_blocking into pinned memory, event/stream/device synchronize; and tensors built from host data
-  (torch.tensor(...): a pageable copy per call on CUDA).
+  (torch.tensor(...): a pageable copy per call on CUDA); on CUDA also CUDA event records and queries (`events`).
 Each op is also attributed to the innermost function of this repository that issued it (`--by-origin`).
 On the CPU the finiteness check is read at the call (two `.item()`); a CUDA training forward defers it (a pinned
 copy and an event each), so those two syncs are CPU-only.
@@ -81,7 +81,7 @@ FACTORIES = {
 #: aten ops whose output size or value the host must read from the device on CUDA (a sync).
 SYNC_OPS = {"_local_scalar_dense", "nonzero", "masked_select", "unique", "_unique", "_unique2", "equal", "is_nonzero"}
 HOST_DATA_OPS = {"lift_fresh", "lift_fresh_copy"}
-KINDS = ("launches", "views", "allocs", "compute", "syncs", "host_data")
+KINDS = ("launches", "views", "allocs", "compute", "syncs", "host_data", "events")
 COLUMNS = ("n", "pass", "stage", *KINDS)
 
 
@@ -232,16 +232,19 @@ def counting(counts: Counts):
 
         return run
 
-    def python_sync(what):
+    def counted(kind, what):
         def make(original):
             def wrapped(*args, **kwargs):
                 if not counts.in_launch:
-                    counts.add("syncs", what, origin_of(sys._getframe(1)))
+                    counts.add(kind, what, origin_of(sys._getframe(1)))
                 return original(*args, **kwargs)
 
             return wrapped
 
         return make
+
+    def python_sync(what):
+        return counted("syncs", what)
 
     with ExitStack() as stack:
         for cls in _launch_classes():
@@ -252,6 +255,8 @@ def counting(counts: Counts):
             stack.enter_context(_patched(torch.cuda, "synchronize", python_sync("cuda.synchronize")))
             stack.enter_context(_patched(torch.cuda.Event, "synchronize", python_sync("Event.synchronize")))
             stack.enter_context(_patched(torch.cuda.Stream, "synchronize", python_sync("Stream.synchronize")))
+            for method in ("record", "query"):  # not syncs: driver calls per call (the deferred finiteness check)
+                stack.enter_context(_patched(torch.cuda.Event, method, counted("events", f"Event.{method}")))
         stack.enter_context(stages(counts))
         stack.enter_context(OpCounter(counts))
         yield
@@ -319,13 +324,13 @@ def time_point(n: int, topk: int, args, device, dtype) -> dict:
         if rep < args.warmup:
             continue
         for pass_, total in (("fwd", t1 - t0), ("bwd", t2 - t1)):
-            staged = sum(v for (p, _), v in times.items() if p == pass_)
+            staged = sum(sec for (p, _), sec in times.items() if p == pass_)
             samples[(pass_, "total")].append(total)
             samples[(pass_, OTHER)].append(total - staged)
-        for key, v in times.items():
-            samples[key].append(v)
+        for key, sec in times.items():
+            samples[key].append(sec)
         samples[("fwd+bwd", "total")].append(t2 - t0)
-    return {key: 1e3 * sorted(v)[len(v) // 2] for key, v in samples.items()}
+    return {key: 1e3 * sorted(xs)[len(xs) // 2] for key, xs in samples.items()}
 
 
 def rows_of(n: int, counts: Counts):
@@ -407,9 +412,11 @@ def main(argv=None) -> int:
             r["topk"] = topk
             r["est_ms"] = round(estimate_ms(r, args.launch_us, args.op_us, args.view_us), 3)
         all_rows += rows
-        print(f"\nN={n} k={topk} L={args.levels} p={args.pooling} B={args.batch} H={args.heads} D={args.head_dim} "
-              f"{args.dtype} on {device.type}; est_ms: {args.launch_us:g} us/launch, {args.op_us:g} us/op, "
-              f"{args.view_us:g} us/view")
+        print(
+            f"\nN={n} k={topk} L={args.levels} p={args.pooling} B={args.batch} H={args.heads} D={args.head_dim} "
+            f"{args.dtype} on {device.type}; est_ms: {args.launch_us:g} us/launch, {args.op_us:g} us/op, "
+            f"{args.view_us:g} us/view"
+        )
         print_table(rows, keys=(*COLUMNS[1:], "est_ms"))
         if args.by_origin:
             print_detail(counts)

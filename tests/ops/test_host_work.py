@@ -70,3 +70,18 @@ def test_host_work_counts_do_not_depend_on_n(host_work, tmp_path):
 def test_host_work_refuses_mismatched_topk(host_work, capsys):
     assert host_work.main(["--seq", "2048,4096", "--topk", "128,256,384"]) == 2
     assert capsys.readouterr().err.startswith("Error:")
+
+
+def test_stage_clocks_cover_every_stage(host_work, monkeypatch):
+    """The CUDA timing loop (run here with synchronize stubbed): a host time for every stage of both passes,
+    and each pass's total at least the sum of its stages (`other` is the rest, never negative)."""
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a, **k: None)
+    args = host_work.argparse.Namespace(
+        levels=3, pooling=4, sdpa_backend=None, batch=1, heads=1, kv_heads=None, head_dim=16, warmup=0, reps=1
+    )
+    times = host_work.time_point(2048, 128, args, torch.device("cpu"), torch.float32)
+    for pass_, stages in host_work.layer.STAGES.items():
+        assert all(times[(pass_, s)] > 0 for s in stages)
+        assert times[(pass_, "other")] >= 0
+        assert times[(pass_, "total")] >= sum(times[(pass_, s)] for s in stages)
+    assert times[("fwd+bwd", "total")] >= times[("fwd", "total")] + times[("bwd", "total")] * 0.99
