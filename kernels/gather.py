@@ -216,6 +216,15 @@ def _gather_kernel(
         _gather_block(heads, rope, block, f, seq_len, head_dim, False, TOP_STEP, FAN_IN, ROT, HAS_POS, BLOCK_D, BLOCK_H)
 
 
+def _outputs(xs: Sequence[torch.Tensor], sel_len: int) -> list:
+    """One (B, Hx, S, D) output per tensor, all of them in one allocation when they share a dtype (the forward's
+    q, k, v: one allocator call instead of three; the three are kept and freed together by the layer anyway)."""
+    b, hx, _, d = xs[0].shape
+    if len(xs) > 1 and all(x.dtype == xs[0].dtype for x in xs):
+        return list(alloc.empty(len(xs), b, hx, sel_len, d, dtype=xs[0].dtype, device=xs[0].device).unbind(0))
+    return [alloc.empty(b, hx, sel_len, d, dtype=x.dtype, device=x.device) for x in xs]
+
+
 def gather_many(
     xs: Sequence[torch.Tensor],
     lm_idx: torch.Tensor,
@@ -234,7 +243,7 @@ def gather_many(
     xs = [x if x.stride(-1) == 1 else x.contiguous() for x in xs]
     sizes.check_one_shape("gather_many", xs)
     b, hx, _, d = xs[0].shape
-    outs = [alloc.empty(b, hx, plan.selected_len, d, dtype=x.dtype, device=x.device) for x in xs]
+    outs = _outputs(xs, plan.selected_len)
     per_tile = sizes.cdiv(plan.chunk, BLOCK_R) + (plan.config.levels - 1) * TILE * plan.config.pooling // BLOCK_R
     spans, offsets = level_tables(plan, xs[0].device)
     top_span = plan.spans[-1]

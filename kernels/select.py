@@ -242,7 +242,8 @@ def select_in_kernel(
     b, h, p_len = sq_pyr.shape
     s = plan.selected_len
     dev = sq_pyr.device
-    keys, lm_idx, lm_pos, indices = (alloc.empty(b, h, s, dtype=torch.int64, device=dev) for _ in range(4))
+    # the four (B, Hkv, S) int64 maps in one allocation (one allocator call per forward, not four)
+    keys, lm_idx, lm_pos, indices = alloc.empty(4, b, h, s, dtype=torch.int64, device=dev).unbind(0)
     if inv is None:
         inv = torch.full((b, h, p_len), -1, dtype=torch.int32, device=dev)
     tile_p2 = _next_pow2(plan.tile_len)

@@ -6,6 +6,7 @@ selected length S are computed in exactly one place.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import dataclass
 from functools import cached_property
@@ -123,11 +124,15 @@ def make_plan(config: LighthouseConfig, q: torch.Tensor, k: torch.Tensor, v: tor
     return plan_for(config, b, hq, hkv, n, d)
 
 
+@functools.lru_cache(maxsize=256)
 def plan_for(
     config: LighthouseConfig, batch: int, q_heads: int, kv_heads: int, seq_len: int, head_dim: int
 ) -> LighthousePlan:
     """The plan of a call of these sizes, without tensors (a benchmark sizes its grid before allocating).
-    Raises ValueError naming the parameter when N is too short for the config (or the dilation too long)."""
+    Raises ValueError naming the parameter when N is too short for the config (or the dilation too long).
+    Cached by its arguments (a plan is immutable): a training step's calls share one plan, whose derived sizes
+    are then computed once, not per call. Only this pure sizing is cached; make_plan validates every call's
+    tensors, and a refusal raises again at every call (lru_cache keeps no exceptions)."""
     if config.scorer == "dilated" and config.dilation > seq_len:
         raise ValueError(
             f"dilation must be <= the sequence length N={seq_len} (a larger stride leaves one token per strided "
