@@ -109,7 +109,7 @@ def cos_sin(pos, INV_FREQ, half, BLOCK_H: tl.constexpr):
     and signs: straight-line float32 arithmetic. Not tl.cos / tl.sin: those compile to libdevice's accurate
     __nv_cosf / __nv_sinf, each with its own reduction and a Payne-Hanek branch (float64, local memory), which
     made the pull of the pooling backward 10x longer in instructions and doubled its registers
-    (reports/PERF_NOTES.md, step 11)."""
+    (reports/PERF_NOTES.md, step 12)."""
     j = tl.arange(0, BLOCK_H)
     w = tl.load(INV_FREQ + j, mask=j < half, other=0.0)
     a = pos.to(tl.float32)[:, None] * w[None, :]

@@ -24,7 +24,7 @@ from .rope import RopeArgs, entry_angles, kernel_rope, launch_args
 
 BLOCK_T = 16  # token rows per program; tuned on the H200 (reports/PERF_NOTES.md, step 4)
 NUM_WARPS = 4
-# Post mode (untimed, chosen by registers and instruction counts, reports/PERF_NOTES.md step 11): a program
+# Post mode (untimed, chosen by registers and instruction counts, reports/PERF_NOTES.md step 12): a program
 # serves up to MAX_HEADS heads with one set of angles, with 8 warps (4 row elements a thread: 102 registers
 # against 142 with 4 warps, 16 warps an SM against 12).
 POST_NUM_WARPS = 8
