@@ -51,7 +51,8 @@ def _norm_scores_kernel(
     """sq[t] = max over the group's query heads of ||q_t||, sk[t] = ||k_t||; -inf past the real tokens.
     The next POOLED_LEVELS levels of the pyramid (spans that divide BLOCK_T) are max-pooled in registers.
     Also, so that no other launch is needed: FLAG is raised to `epoch` (the call's, kernels/finite_check.py) when a
-    real token's score is not finite, and with INIT_INV the inverse map of the selection is set to -1 ("not emitted") at every entry written."""
+    real token's score is not finite, and with INIT_INV the inverse map of the selection is set to -1 ("not
+    emitted") at every entry written."""
     t = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
     bh = tl.program_id(1)
     b = bh // kv_heads
