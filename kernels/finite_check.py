@@ -15,7 +15,11 @@ words to pinned host memory behind its kernels. Reading them makes the host wait
 
 Each check in flight holds one slot of pinned host words; a pinned allocation per call costs more host time than
 the selection kernel takes on the GPU, so the slots are allocated once and reused. With every slot held (the GPU
-64 calls behind), the oldest check is read, waiting for it.
+64 calls behind), the oldest check is read, waiting for it. A slot also owns, per device, its two CUDA events and
+the scoring kernel's device flag word (`flag_word`): no event created or destroyed, no flag allocated and zeroed
+per call. The reused word is never zeroed between calls: each call passes the kernel its own epoch (a number that
+grows from call to call), the kernel raises the word to it (atomic max) when a score is not finite, and the check
+trips when the word reads that epoch; a word left at an earlier call's epoch reads lower and does not trip.
 
 Under CUDA graph capture (decided when the check is made) nothing leaves the device: no pinned copy, no event, no
 host read; v is screened by its largest magnitude (no false alarm from an overflowing sum, which nobody could look
@@ -29,7 +33,7 @@ import math
 import os
 import threading
 from collections import deque
-from typing import Deque, List, Optional
+from typing import Deque, Dict, List, Optional, Tuple
 
 import torch
 
@@ -39,9 +43,12 @@ from lighthouse.plan import LighthousePlan
 #: `sync`: read every check at its call (names the element); anything else: training forwards defer theirs.
 MODE_ENV = "LIGHTHOUSE_FINITE_CHECK"
 SLOTS = 64
+#: Epochs run 1..EPOCH_WRAP (int32 kernel arguments); at 1 again the reused flag words are zeroed.
+EPOCH_WRAP = 2**31 - 2
 
 _LOCK = threading.Lock()
 _CALLS = itertools.count(1)
+_EPOCHS = itertools.count(0)
 
 
 class _PinnedSlots:
@@ -51,9 +58,21 @@ class _PinnedSlots:
         self.flags = torch.zeros(size, dtype=torch.int32, pin_memory=True)
         self.v_sums = torch.zeros(size, dtype=torch.float32, pin_memory=True)
         self.free: List[int] = list(range(size))
+        self.events: Dict[tuple, "torch.cuda.Event"] = {}
+
+    def event(self, which: str, device: torch.device, slot: int):
+        """The slot's CUDA event for one of its words on `device` (an event records on its device only), made once:
+        a slot is given back only after its words were read, so re-recording the event is safe."""
+        key = (which, device.index, slot)
+        event = self.events.get(key)
+        if event is None:
+            event = self.events[key] = torch.cuda.Event()
+        return event
 
 
 _SLOTS: List[_PinnedSlots] = []
+#: Per device, the slots' flag words of the scoring kernel: one zeroed int32 tensor and its SLOTS one-word views.
+_DEVICE_FLAGS: Dict[torch.device, Tuple[torch.Tensor, List[torch.Tensor]]] = {}
 
 
 def _slots() -> _PinnedSlots:
@@ -81,15 +100,47 @@ def _give_slot(slot: Optional[int]) -> None:
             _slots().free.append(slot)
 
 
+def _reuses_words(device: torch.device) -> bool:
+    """Whether a call on `device` holds a slot, whose flag word and events it reuses: CUDA outside a capture (a
+    captured call's flag lives in the graph's memory, and nothing of it leaves the device)."""
+    return device.type == "cuda" and not capturing()
+
+
+def _next_epoch() -> int:
+    """The next epoch, 1..EPOCH_WRAP; at 1 (the first call, then every 2**31 - 2 calls) every reused word is zeroed,
+    so that no word holds an epoch above the new ones (queued behind the checks in flight, same stream)."""
+    with _LOCK:
+        epoch = next(_EPOCHS) % EPOCH_WRAP + 1
+        if epoch == 1:
+            for words, _ in _DEVICE_FLAGS.values():
+                words.zero_()
+    return epoch
+
+
+def flag_word(device: torch.device) -> Tuple[torch.Tensor, int, Optional[int]]:
+    """(the scoring kernel's (1,) int32 flag, the call's epoch, the slot held or None). A fresh zeroed word and
+    epoch 1 on the CPU and under capture; on CUDA the slot's own word, never zeroed (see the module docstring)."""
+    if not _reuses_words(device):
+        return torch.zeros(1, dtype=torch.int32, device=device), 1, None
+    slot = _take_slot()
+    epoch = _next_epoch()  # after the slot: zeroing at the wrap must reach the word this call is handed
+    views = _DEVICE_FLAGS.get(device)
+    if views is None:
+        with _LOCK:
+            words = torch.zeros(SLOTS, dtype=torch.int32, device=device)
+            views = _DEVICE_FLAGS.setdefault(device, (words, [words[i : i + 1] for i in range(SLOTS)]))
+    return views[1][slot], epoch, slot
+
+
 class _Deferred:
     """A 0-dim device value copied to a pinned host word behind the kernels; read() waits for it only."""
 
-    def __init__(self, value: torch.Tensor, word: Optional[torch.Tensor]):
+    def __init__(self, value: torch.Tensor, word: Optional[torch.Tensor], event=None):
         self.event = None
         if value.is_cuda:
             self.value = word
             self.value.copy_(value, non_blocking=True)
-            self.event = torch.cuda.Event()
+            self.event = event if event is not None else torch.cuda.Event()
             self.event.record()
         else:
             self.value = value
@@ -104,9 +155,10 @@ class _Deferred:
         return self.value.item()
 
 
-def _tripped(flag: _Deferred, v_sum: _Deferred) -> bool:
-    """Read both words (waiting for the GPU to write them): did either screen trip?"""
-    return flag.read() != 0 or not math.isfinite(v_sum.read())
+def _tripped(flag: _Deferred, v_sum: _Deferred, epoch: int = 1) -> bool:
+    """Read both words (waiting for the GPU to write them): did either screen trip? The flag trips at the call's
+    epoch (a reused word may still hold an earlier call's, lower)."""
+    return flag.read() == epoch or not math.isfinite(v_sum.read())
 
 
 class FiniteCheck:
@@ -117,10 +169,16 @@ class FiniteCheck:
     layer hands it over (`watch_v`; its coarsest rows pool every token, so NaN/Inf anywhere in v reaches it, at
     S/N of the cost of reading v), else of v itself."""
 
-    def __init__(self, flag: torch.Tensor, pyr: torch.Tensor, plan: LighthousePlan, q, k, v):
+    def __init__(
+        self, flag: torch.Tensor, pyr: torch.Tensor, plan: LighthousePlan, q, k, v, epoch: int = 1, slot=None
+    ):
+        """flag, epoch, slot: flag_word's (a flag made elsewhere: a zeroed word, epoch 1, and the check takes a slot
+        on CUDA outside a capture)."""
         self.on_device = capturing()
-        self.slot = _take_slot() if flag.is_cuda and not self.on_device else None
-        self.flag = flag[0] if self.on_device else _Deferred(flag[0], self._word("flags"))
+        if slot is None and flag.is_cuda and not self.on_device:
+            slot = _take_slot()
+        self.slot, self.epoch, self.device = slot, epoch, flag.device
+        self.flag = flag[0] if self.on_device else _Deferred(flag[0], self._word("flags"), self._event("flags"))
         self.v_sum = None
         self.pyr, self.plan, self.inputs = pyr, plan, (q, k, v)
         self.call = next(_CALLS)
@@ -134,6 +192,11 @@ class FiniteCheck:
     def _word(self, which: str) -> Optional[torch.Tensor]:
         return None if self.slot is None else getattr(_slots(), which)[self.slot]
 
+    def _event(self, which: str):
+        if self.slot is None or self.device.type != "cuda":
+            return None
+        return _slots().event(which, self.device, self.slot)
+
     def watch_v(self, x: torch.Tensor) -> None:
         """Screen v through x: v itself, or any tensor every element of v flows into (the gathered v_sub)."""
         if self.finished:  # read early (the PyTorch selection's fallback reads it before the gather)
@@ -141,7 +204,7 @@ class FiniteCheck:
         if self.on_device:  # no host look at a false alarm under capture: the exact screen, never an overflow
             self.v_sum = v_screen_exact(x)
             return
-        self.v_sum = _Deferred(v_screen(x), self._word("v_sums"))
+        self.v_sum = _Deferred(v_screen(x), self._word("v_sums"), self._event("v_sums"))
 
     def _words(self):
         if self.v_sum is None:
@@ -154,11 +217,11 @@ class FiniteCheck:
             return
         flag, v_sum = self._words()
         self.finished = True
-        if self.on_device:
+        if self.on_device:  # a fresh word (flag_word): epoch 1, so "tripped" is "not 0"
             assert_finite_on_device(flag, v_sum)
             return
         try:
-            bad = _tripped(flag, v_sum)
+            bad = _tripped(flag, v_sum, self.epoch)
         finally:
             _give_slot(self.slot)
             self.slot = None
@@ -179,7 +242,7 @@ class FiniteCheck:
         p = self.plan
         what = f"call {self.call}: B={p.batch}, Hq={p.q_heads}, Hkv={p.kv_heads}, N={p.seq_len}, D={p.head_dim}"
         with _LOCK:
-            _PENDING.append(_InFlight(flag, v_sum, self.slot, what))
+            _PENDING.append(_InFlight(flag, v_sum, self.slot, what, self.epoch))
         self.slot = None
         self.pyr = self.inputs = None  # nothing of the call's tensors is kept alive by the check
 
@@ -196,10 +259,10 @@ class _AlreadyChecked:
 
 
 class _InFlight:
-    """A deferred check: its two words, its slot and which call it was."""
+    """A deferred check: its two words, its slot, which call it was and its flag's epoch."""
 
-    def __init__(self, flag, v_sum, slot: Optional[int], what: str):
-        self.flag, self.v_sum, self.slot, self.what = flag, v_sum, slot, what
+    def __init__(self, flag, v_sum, slot: Optional[int], what: str, epoch: int = 1):
+        self.flag, self.v_sum, self.slot, self.what, self.epoch = flag, v_sum, slot, what, epoch
 
     def done(self) -> bool:
         return self.flag.done() and self.v_sum.done()
@@ -207,7 +270,7 @@ class _InFlight:
     def finish(self) -> None:
         """Read the words (waiting if the GPU has not reached them), free the slot, raise if they say so."""
         try:
-            bad = _tripped(self.flag, self.v_sum)
+            bad = _tripped(self.flag, self.v_sum, self.epoch)
         finally:
             _give_slot(self.slot)
         if bad:

@@ -225,6 +225,30 @@ def _outputs(xs: Sequence[torch.Tensor], sel_len: int) -> list:
     return [alloc.empty(b, hx, sel_len, d, dtype=x.dtype, device=x.device) for x in xs]
 
 
+def _launch_constants(plan: LighthousePlan, hx: int, d: int, device, fan_in: bool, rotate: int, has_pos: bool, spin):
+    """(grid, span and offset tables, the size arguments, the compile-time arguments) of a gather launch: the same
+    for every call of a plan at these sizes, so computed once (plan.memo) and not per call."""
+    key = ("gather", hx, d, device, fan_in, rotate, has_pos, spin)
+    hit = plan.memo.get(key)
+    if hit is not None:
+        return hit
+    per_tile = sizes.cdiv(plan.chunk, BLOCK_R) + (plan.config.levels - 1) * TILE * plan.config.pooling // BLOCK_R
+    spans, offsets = level_tables(plan, device)
+    top_span = plan.spans[-1]
+    block_d = sizes.next_pow2(d)
+    size_args = (plan.seq_len, plan.selected_len, plan.chunk, plan.tile_len, hx, hx // plan.kv_heads, d)
+    meta = dict(
+        TOP_SPAN=top_span,
+        TOP_STEP=min(sizes.next_pow2(top_span), max(1, 16384 // (BLOCK_R * block_d))),
+        FAN_IN=fan_in,
+        BLOCK_R=BLOCK_R,
+        SPIN=spin > 0,
+        **sizes.shared_meta(plan.config.levels, plan.config.pooling, d, rotate, has_pos, NUM_WARPS),
+    )
+    hit = plan.memo[key] = ((plan.tiles * per_tile, plan.batch * hx), spans, offsets, size_args, meta)
+    return hit
+
+
 def gather_many(
     xs: Sequence[torch.Tensor],
     lm_idx: torch.Tensor,
@@ -242,15 +266,15 @@ def gather_many(
         rotate = 0
     xs = [x if x.stride(-1) == 1 else x.contiguous() for x in xs]
     sizes.check_one_shape("gather_many", xs)
-    b, hx, _, d = xs[0].shape
+    x0 = xs[0]
+    _, hx, _, d = x0.shape
     outs = _outputs(xs, plan.selected_len)
-    per_tile = sizes.cdiv(plan.chunk, BLOCK_R) + (plan.config.levels - 1) * TILE * plan.config.pooling // BLOCK_R
-    spans, offsets = level_tables(plan, xs[0].device)
-    top_span = plan.spans[-1]
-    block_d = sizes.next_pow2(d)
     inv_freq, pos, pos_bstride, pos_offset, has_pos = launch_args(rope if rotate else None, lm_pos)
     spin_cycles = plant.spin_cycles("gather", plan.seq_len)
-    _gather_kernel[(plan.tiles * per_tile, b * hx)](
+    grid, spans, offsets, size_args, meta = _launch_constants(
+        plan, hx, d, x0.device, fan_in, rotate, has_pos, spin_cycles
+    )
+    _gather_kernel[grid](
         tuple(xs),
         tuple(x.stride()[:3] for x in xs),
         tuple(outs),
@@ -260,22 +284,11 @@ def gather_many(
         offsets,
         inv_freq,
         pos,
-        plan.seq_len,
-        plan.selected_len,
-        plan.chunk,
-        plan.tile_len,
-        hx,
-        hx // plan.kv_heads,
-        d,
+        *size_args,
         pos_bstride,
         pos_offset,
         spin_cycles,
-        TOP_SPAN=top_span,
-        TOP_STEP=min(sizes.next_pow2(top_span), max(1, 16384 // (BLOCK_R * block_d))),
-        FAN_IN=fan_in,
-        BLOCK_R=BLOCK_R,
-        SPIN=spin_cycles > 0,
-        **sizes.shared_meta(plan.config.levels, plan.config.pooling, d, rotate, has_pos, NUM_WARPS),
+        **meta,
     )
     return outs
 

@@ -207,6 +207,30 @@ def heads_per_program(heads: int, blocks: int, most: int, min_programs: int) -> 
     return 1
 
 
+def _launch_constants(plan: LighthousePlan, hs: int, d: int, scatter: bool, rotate: int, has_pos: bool):
+    """(grid, the size arguments, the compile-time arguments but NUM) of a pull launch: the same for every call of a
+    plan at these sizes, so computed once (plan.memo) and not per call."""
+    key = ("pull", hs, d, scatter, rotate, has_pos)
+    hit = plan.memo.get(key)
+    if hit is not None:
+        return hit
+    block_d = sizes.next_pow2(d)
+    block_t = max(16, min(BLOCK_T, 8192 // block_d))
+    blocks = sizes.cdiv(plan.seq_len, block_t)
+    heads = heads_per_program(hs, blocks * plan.batch, MAX_HEADS, MIN_PROGRAMS) if rotate else 1
+    size_args = (plan.seq_len, plan.selected_len, plan.padded_len, plan.pyramid_len, hs, hs // plan.kv_heads, d)
+    meta = dict(
+        SCATTER=scatter,
+        HEADS=heads,
+        BLOCK_T=block_t,
+        **sizes.shared_meta(
+            plan.config.levels, plan.config.pooling, d, rotate, has_pos, POST_NUM_WARPS if rotate else NUM_WARPS
+        ),
+    )
+    hit = plan.memo[key] = ((blocks, plan.batch * hs // heads), size_args, meta)
+    return hit
+
+
 def pull_many(
     srcs: Sequence[torch.Tensor],
     inv: torch.Tensor,
@@ -223,17 +247,14 @@ def pull_many(
         return sizes.by_launch(lambda part, rot: pull_many(part, inv, plan, scatter, dtype, rope, rot), srcs, rotate)
     if rope is None or scatter:
         rotate = 0
-    srcs = [s.contiguous() for s in srcs]
+    srcs = [s if s.is_contiguous() else s.contiguous() for s in srcs]
     sizes.check_one_shape("pull_many", srcs)
     b, hs, _, d = srcs[0].shape
     outs = [alloc.empty(b, hs, plan.seq_len, d, dtype=dtype or s.dtype, device=s.device) for s in srcs]
-    block_d = sizes.next_pow2(d)
-    block_t = max(16, min(BLOCK_T, 8192 // block_d))
     pad = sizes.MAX_TENSORS - len(srcs)
     inv_freq, pos, pos_bstride, pos_offset, has_pos = launch_args(rope if rotate else None, inv)
-    blocks = sizes.cdiv(plan.seq_len, block_t)
-    heads = heads_per_program(hs, blocks * b, MAX_HEADS, MIN_PROGRAMS) if rotate else 1
-    _pull_kernel[(blocks, b * hs // heads)](
+    grid, size_args, meta = _launch_constants(plan, hs, d, scatter, rotate, has_pos)
+    _pull_kernel[grid](
         *srcs,
         *[srcs[0]] * pad,
         inv,
@@ -241,22 +262,11 @@ def pull_many(
         *[outs[0]] * pad,
         inv_freq,
         pos,
-        plan.seq_len,
-        plan.selected_len,
-        plan.padded_len,
-        plan.pyramid_len,
-        hs,
-        hs // plan.kv_heads,
-        d,
+        *size_args,
         pos_bstride,
         pos_offset,
         NUM=len(srcs),
-        SCATTER=scatter,
-        HEADS=heads,
-        BLOCK_T=block_t,
-        **sizes.shared_meta(
-            plan.config.levels, plan.config.pooling, d, rotate, has_pos, POST_NUM_WARPS if rotate else NUM_WARPS
-        ),
+        **meta,
     )
     return outs
 

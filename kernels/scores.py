@@ -12,7 +12,7 @@ from lighthouse.plan import LighthousePlan
 from lighthouse.reference.scores import token_scores
 
 from . import alloc, sizes
-from .finite_check import FiniteCheck, _AlreadyChecked
+from .finite_check import FiniteCheck, _AlreadyChecked, _give_slot, flag_word
 
 
 @triton.jit
@@ -20,7 +20,7 @@ def _max_nan(a, b):
     return tl.maximum(a, b, propagate_nan=tl.PropagateNan.ALL)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["epoch"])  # a new epoch every call: no recompilation on its value
 def _norm_scores_kernel(
     Q,
     K,
@@ -28,6 +28,7 @@ def _norm_scores_kernel(
     SK,
     INV,
     FLAG,
+    epoch,
     seq_len,
     n_pad,
     pyr_len,
@@ -49,8 +50,9 @@ def _norm_scores_kernel(
 ):
     """sq[t] = max over the group's query heads of ||q_t||, sk[t] = ||k_t||; -inf past the real tokens.
     The next POOLED_LEVELS levels of the pyramid (spans that divide BLOCK_T) are max-pooled in registers.
-    Also, so that no other launch is needed: FLAG is raised when a real token's score is not finite, and
-    with INIT_INV the inverse map of the selection is set to -1 ("not emitted") at every entry written."""
+    Also, so that no other launch is needed: FLAG is raised to `epoch` (the call's, kernels/finite_check.py) when a
+    real token's score is not finite, and with INIT_INV the inverse map of the selection is set to -1 ("not
+    emitted") at every entry written."""
     t = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
     bh = tl.program_id(1)
     b = bh // kv_heads
@@ -72,7 +74,7 @@ def _norm_scores_kernel(
         (cur_q != cur_q) | (cur_k != cur_k) | (tl.abs(cur_q) == float("inf")) | (tl.abs(cur_k) == float("inf"))
     )
     if tl.sum(bad.to(tl.int32), axis=0) > 0:
-        tl.atomic_max(FLAG, 1)
+        tl.atomic_max(FLAG, epoch)
     base = bh.to(tl.int64) * pyr_len
     tl.store(SQ + base + t, cur_q, mask=t < n_pad)
     tl.store(SK + base + t, cur_k, mask=t < n_pad)
@@ -112,6 +114,32 @@ def _fill_levels(pyr: torch.Tensor, plan: LighthousePlan, first: int = 1) -> Non
         torch.amax(pyr[..., lo : lo + n_lo].view(*lead, n_hi, p), dim=-1, out=pyr[..., hi : hi + n_hi])
 
 
+def _launch_constants(plan: LighthousePlan, inv_in_kernel: bool):
+    """(grid, BLOCK_T, the size arguments, the compile-time arguments) of the scoring launch and the levels it pools,
+    once per plan (plan.memo): the same for every call of the plan."""
+    key = ("scores", inv_in_kernel)
+    hit = plan.memo.get(key)
+    if hit is not None:
+        return hit
+    block_d = sizes.next_pow2(plan.head_dim)
+    block_t = max(1, min(64, 8192 // block_d))
+    pooled = pooled_in_kernel(plan, block_t)
+    init_inv = inv_in_kernel and pooled == plan.config.levels - 1
+    grid = (sizes.cdiv(plan.padded_len, block_t), plan.batch * plan.kv_heads)
+    size_args = (
+        plan.seq_len,
+        plan.padded_len,
+        plan.pyramid_len,
+        plan.q_heads,
+        plan.kv_heads,
+        plan.group,
+        plan.head_dim,
+    )
+    meta = dict(POOL=plan.config.pooling, POOLED_LEVELS=pooled, INIT_INV=init_inv, BLOCK_T=block_t, BLOCK_D=block_d)
+    hit = plan.memo[key] = (grid, pooled, init_inv, size_args, meta)
+    return hit
+
+
 def score_pyramids(
     q, k, v, plan: LighthousePlan, gate: Optional[torch.Tensor] = None, inv: Optional[torch.Tensor] = None
 ):
@@ -121,50 +149,27 @@ def score_pyramids(
     through lighthouse.reference.scores. Both pyramids live in one (2, B, Hkv, P) buffer so that every level is one
     max-pooling launch for the two. `inv`, the selection's (B, Hkv, P) int32 inverse map, is set to -1 on
     the way (inside the scoring kernel when it pools every level itself)."""
-    b = plan.batch
-    h = plan.kv_heads
-    pyr = alloc.empty(2, b, h, plan.pyramid_len, dtype=torch.float32, device=q.device)
+    pyr = alloc.empty(2, plan.batch, plan.kv_heads, plan.pyramid_len, dtype=torch.float32, device=q.device)
     sq, sk = pyr[0], pyr[1]
-    n_pad = plan.padded_len
     if plan.config.scorer == "norm":
-        block_d = sizes.next_pow2(plan.head_dim)
-        block_t = max(1, min(64, 8192 // block_d))
-        pooled = pooled_in_kernel(plan, block_t)
-        init_inv = inv is not None and pooled == plan.config.levels - 1
-        flag = torch.zeros(1, dtype=torch.int32, device=q.device)
-        _norm_scores_kernel[(sizes.cdiv(n_pad, block_t), b * h)](
-            q,
-            k,
-            sq,
-            sk,
-            inv if init_inv else flag,
-            flag,
-            plan.seq_len,
-            n_pad,
-            plan.pyramid_len,
-            plan.q_heads,
-            h,
-            plan.group,
-            plan.head_dim,
-            q.stride(0),
-            q.stride(1),
-            q.stride(2),
-            k.stride(0),
-            k.stride(1),
-            k.stride(2),
-            POOL=plan.config.pooling,
-            POOLED_LEVELS=pooled,
-            INIT_INV=init_inv,
-            BLOCK_T=block_t,
-            BLOCK_D=block_d,
-        )
+        grid, pooled, init_inv, size_args, meta = _launch_constants(plan, inv is not None)
+        flag, epoch, slot = flag_word(q.device)
+        try:
+            qs, ks = q.stride(), k.stride()
+            _norm_scores_kernel[grid](
+                q, k, sq, sk, inv if init_inv else flag, flag, epoch, *size_args, *qs[:3], *ks[:3], **meta
+            )
+        except BaseException:
+            _give_slot(slot)  # no check will hold it
+            raise
         _fill_levels(pyr, plan, first=1 + pooled)
         if inv is not None and not init_inv:
             inv.fill_(-1)
-        return sq, sk, FiniteCheck(flag, pyr, plan, q, k, v)
+        return sq, sk, FiniteCheck(flag, pyr, plan, q, k, v, epoch, slot)
     if inv is not None:
         inv.fill_(-1)
     tq, tk = token_scores(q, k, v, plan, gate)  # checks finiteness itself
+    n_pad = plan.padded_len
     sq[..., :n_pad] = tq
     sk[..., :n_pad] = tk
     _fill_levels(pyr, plan)

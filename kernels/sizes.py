@@ -33,7 +33,8 @@ def by_launch(launch: Callable[[list, int], list], tensors: Sequence, rotate: in
 
 def check_one_shape(name: str, tensors: Sequence) -> None:
     """One launch serves tensors of one shape: ValueError naming the wrapper and the shapes otherwise."""
-    if any(t.shape != tensors[0].shape for t in tensors):
+    shape = tensors[0].shape
+    if len(tensors) > 1 and any(t.shape != shape for t in tensors[1:]):
         raise ValueError(f"{name} needs tensors of one shape, got {[tuple(t.shape) for t in tensors]}")
 
 

@@ -33,6 +33,12 @@ class LighthousePlan:
     padded_len: int  # N after zero-padding to a multiple of tiles * p**(L-1)
     head_dim: int
 
+    @cached_property
+    def memo(self) -> dict:
+        """Derived launch arguments the kernels' wrappers compute once per plan (and device, dtype...) instead of
+        per call; a plan is immutable and plan_for hands a training step's calls one plan. Not part of equality."""
+        return {}
+
     @property
     def group(self) -> int:
         """Query heads per kv head (GQA group size)."""

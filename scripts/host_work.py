@@ -21,6 +21,14 @@ copy and an event each), so those two syncs are CPU-only.
 On CUDA, `--reps R` also times the host's issue time per stage: time.perf_counter around each stage function and
 around each pass, the counting instruments off, torch.cuda.synchronize only between repetitions (outside the timed
 region). Writes host_work.csv (counts) and host_time.csv (times) under --out when given.
+
+`--stub-kernels` (CPU) times the Python glue alone: every Triton launch returns at once (the gather's outputs are
+zeroed, so that v's finiteness screen reads finite rows) and the sub-sequence SDPA is one cheap autograd op of the
+right shape; everything else runs (dispatch, plan, wrappers, allocations, the finiteness check, autograd). Per stage
+host microseconds, the median of --reps calls, go to host_time.csv. It is CPU time with stubbed kernels: no Triton
+launch cost, no cuDNN, and the check read at the call (no pinned copy, no event), so no GPU figure.
+
+    python scripts/host_work.py --stub-kernels --seq 8192,98304 --topk 512,1536 --heads 1 --head-dim 16 --reps 2000
 """
 
 from __future__ import annotations
@@ -262,6 +270,37 @@ def counting(counts: Counts):
         yield
 
 
+#: Triton kernels whose outputs the layer reads back on the host when their launch is stubbed: the positional
+#: argument to zero (the gather's OUTS: v_sub feeds the finiteness screen; garbage could read as NaN).
+ZEROED_OUTPUTS = {"_gather_kernel": 2}
+
+
+def _stub_sdpa(q, k, v, backend=None):
+    """The sub-sequence SDPA stubbed: one autograd op of the output's shape, so that its backward reaches every
+    sub-sequence leaf (the nested autograd.grad of the sdpa_bwd stage still runs)."""
+    return q + k + v
+
+
+@contextmanager
+def stubbed_kernels():
+    """Every Triton launch a no-op (after Triton's own `kernel[grid]` proxy), the SDPA one add (see the docstring)."""
+
+    def stub(original):
+        def run(self, *args, grid=None, warmup=False, **kwargs):
+            i = ZEROED_OUTPUTS.get(getattr(self, "__name__", ""))
+            if i is not None and not kwargs.get("FAN_IN"):  # the backward's fan-in is read by no host check
+                for out in args[i] if isinstance(args[i], tuple) else (args[i],):
+                    out.zero_()
+
+        return run
+
+    with ExitStack() as stack:
+        for cls in _launch_classes():
+            stack.enter_context(_patched(cls, "run", stub))
+        stack.enter_context(_patched(layer, "causal_sdpa", lambda original: _stub_sdpa))
+        yield
+
+
 def make_inputs(n: int, args, device, dtype):
     g = torch.Generator(device="cpu").manual_seed(0)
 
@@ -306,10 +345,11 @@ def time_point(n: int, topk: int, args, device, dtype) -> dict:
     q, k, v, grad = make_inputs(n, args, device, dtype)
     counts = Counts()
     samples = collections.defaultdict(list)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for rep in range(args.warmup + args.reps):
         times = collections.Counter()
         with stages(counts, times):
-            torch.cuda.synchronize()
+            sync()
             for t in (q, k, v):
                 t.grad = None
             t0 = time.perf_counter()
@@ -320,7 +360,7 @@ def time_point(n: int, topk: int, args, device, dtype) -> dict:
             out.backward(grad)
             t2 = time.perf_counter()
             counts.pass_ = "fwd"
-        torch.cuda.synchronize()
+        sync()
         if rep < args.warmup:
             continue
         for pass_, total in (("fwd", t1 - t0), ("bwd", t2 - t1)):
@@ -385,12 +425,15 @@ def main(argv=None) -> int:
     ap.add_argument("--head-dim", type=int, default=128 if cuda else 16)
     ap.add_argument("--dtype", default="bfloat16" if cuda else "float32", choices=("bfloat16", "float16", "float32"))
     ap.add_argument("--sdpa-backend", default="cudnn" if cuda else None, help="the sweep's: cudnn on CUDA")
-    ap.add_argument("--reps", type=int, default=200, help="timed steps per point (CUDA only)")
+    ap.add_argument("--reps", type=int, default=200, help="timed steps per point (CUDA, or --stub-kernels)")
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--launch-us", type=float, default=20.0, help="host cost of one Triton launch, for the estimate")
     ap.add_argument("--op-us", type=float, default=7.0, help="host cost of one kernel-issuing aten op")
     ap.add_argument("--view-us", type=float, default=2.0, help="host cost of one view op")
     ap.add_argument("--by-origin", action="store_true", help="also list every counted op with its origin")
+    ap.add_argument(
+        "--stub-kernels", action="store_true", help="CPU: time the Python glue, Triton launches and SDPA stubbed"
+    )
     ap.add_argument("--out", type=Path, default=None, help="folder for host_work.csv (and host_time.csv on CUDA)")
     args = ap.parse_args(argv)
     seqs, topks = _ints(args.seq), _ints(args.topk)
@@ -398,12 +441,18 @@ def main(argv=None) -> int:
         print("Error: --topk takes one value or one per --seq value", file=sys.stderr)
         return 2
     topks = topks * len(seqs) if len(topks) == 1 else topks
+    if args.stub_kernels and cuda:
+        print("Error: --stub-kernels times the glue on the CPU; run it where CUDA is absent", file=sys.stderr)
+        return 2
+    if args.stub_kernels:
+        torch.set_num_threads(1)  # the stubbed glue's own tensor work (tiny) on one thread: steadier medians
     device = torch.device("cuda" if cuda else "cpu")
     dtype = getattr(torch, args.dtype)
     all_rows, time_rows = [], []
     for n, topk in zip(seqs, topks):
         try:
-            counts = count_point(n, topk, args, device, dtype)
+            with stubbed_kernels() if args.stub_kernels else ExitStack():
+                counts = count_point(n, topk, args, device, dtype)
         except ValueError as err:
             print(f"Error: N={n}, topk={topk}: {err}", file=sys.stderr)
             return 2
@@ -420,9 +469,11 @@ def main(argv=None) -> int:
         print_table(rows, keys=(*COLUMNS[1:], "est_ms"))
         if args.by_origin:
             print_detail(counts)
-        if cuda and args.reps > 0:
-            times = time_point(n, topk, args, device, dtype)
-            print("host ms per stage (median of", args.reps, "steps):")
+        if (cuda or args.stub_kernels) and args.reps > 0:
+            with stubbed_kernels() if args.stub_kernels else ExitStack():
+                times = time_point(n, topk, args, device, dtype)
+            what = "CPU, kernels stubbed" if args.stub_kernels else device.type
+            print(f"host ms per stage ({what}; median of {args.reps} steps):")
             for (pass_, stage), ms in sorted(times.items()):
                 print(f"  {pass_:7s} {stage:8s} {ms:8.3f}")
                 time_rows.append({"n": n, "topk": topk, "pass": pass_, "stage": stage, "host_ms": round(ms, 4)})

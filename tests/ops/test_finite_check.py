@@ -183,3 +183,84 @@ def test_on_the_gpu_a_training_forward_defers_and_raise_pending_reports_it(monke
     monkeypatch.setenv(fc.MODE_ENV, "sync")
     with pytest.raises(ValueError, match=r"position 1000: q contains NaN or Inf"):
         lighthouse.lighthouse_attention(q, k, v, **SMALL, impl="triton")
+
+
+@pytest.fixture
+def reused_words(queue, monkeypatch):
+    """The CUDA path's reused flag words and epochs, on the CPU: a call holds a slot and its never-zeroed word."""
+    import itertools
+
+    monkeypatch.setattr(fc, "_reuses_words", lambda device: True)
+    monkeypatch.setattr(fc, "_DEVICE_FLAGS", {})
+    monkeypatch.setattr(fc, "_EPOCHS", itertools.count(0))
+    return fc._DEVICE_FLAGS
+
+
+def _word_of(words, check):
+    return int(words[torch.device("cpu")][0][check.slot])
+
+
+def test_a_reused_flag_word_trips_at_its_own_epoch_only(reused_words):
+    """Catches a reused flag word that trips a clean call because an earlier call left it raised (the word is never
+    zeroed), and a bad call the reused word fails to report. The scoring kernel runs (interpreted)."""
+    q, k, v = rand_qkv(1, 2, 1, N, 8, seed=11)
+    bad_q = q.clone()
+    bad_q[0, 1, 30, 2] = float("nan")
+    first = _check(bad_q, k, v)
+    slot = first.slot
+    assert slot is not None and first.epoch == 1
+    with pytest.raises(ValueError, match=r"position 30: q contains NaN or Inf"):
+        first.raise_if_bad()
+    clean = _check(q, k, v)
+    assert clean.slot == slot and clean.epoch == 2 and _word_of(reused_words, clean) == 1  # not zeroed
+    clean.raise_if_bad()
+    again = _check(bad_q, k, v)
+    assert again.slot == slot and again.epoch == 3
+    again.defer()
+    with pytest.raises(ValueError, match="earlier Lighthouse layer call"):
+        fc.raise_pending()
+    assert int(reused_words[torch.device("cpu")][0][slot]) == 3 and sorted(fc._SLOTS[0].free) == [0, 1]
+
+
+def test_epochs_wrap_with_the_reused_words_zeroed(reused_words, monkeypatch):
+    """Catches a wrap of the epoch counter that leaves a word above the new epochs (atomic max would then never
+    raise it to them: every later bad call on that slot missed)."""
+    import itertools
+
+    monkeypatch.setattr(fc, "_EPOCHS", itertools.count(fc.EPOCH_WRAP - 1))
+    q, k, v = rand_qkv(1, 2, 1, N, 8, seed=12)
+    q[0, 0, 7, 0] = float("inf")
+    for epoch in (fc.EPOCH_WRAP, 1):
+        check = _check(q, k, v)
+        assert check.epoch == epoch
+        with pytest.raises(ValueError, match=r"position 7: q contains NaN or Inf"):
+            check.raise_if_bad()
+
+
+def test_a_failed_scoring_launch_gives_its_slot_back(reused_words, monkeypatch):
+    """Catches a slot taken for the flag word and lost when the launch raises (no check holds it)."""
+    from lighthouse.kernels import scores
+
+    class Broken:
+        def __getitem__(self, grid):
+            raise RuntimeError("launch failed")
+
+    monkeypatch.setattr(scores, "_norm_scores_kernel", Broken())
+    q, k, v = rand_qkv(1, 2, 1, N, 8, seed=13)
+    with pytest.raises(RuntimeError, match="launch failed"):
+        _check(q, k, v)
+    assert sorted(fc._SLOTS[0].free) == [0, 1]
+
+
+def test_a_slot_makes_its_events_once_per_device(monkeypatch):
+    """Catches CUDA events created per call (two driver calls each, and two to destroy them) instead of once per
+    slot, word and device; and one event shared across devices (an event records on its own device only)."""
+    made = []
+    monkeypatch.setattr(torch.cuda, "Event", lambda: made.append(object()) or made[-1])
+    slots = type("S", (), {"events": {}})()
+    cuda0, cuda1 = torch.device("cuda", 0), torch.device("cuda", 1)
+    first = fc._PinnedSlots.event(slots, "flags", cuda0, 3)
+    assert fc._PinnedSlots.event(slots, "flags", cuda0, 3) is first and len(made) == 1
+    others = {id(fc._PinnedSlots.event(slots, *key)) for key in (("v_sums", cuda0, 3), ("flags", cuda1, 3))}
+    others.add(id(fc._PinnedSlots.event(slots, "flags", cuda0, 4)))
+    assert len(made) == 4 and id(first) not in others and len(others) == 3

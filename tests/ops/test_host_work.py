@@ -98,3 +98,21 @@ def test_stage_clocks_cover_every_stage(host_work, monkeypatch):
         assert times[(pass_, "other")] >= 0
         assert times[(pass_, "total")] >= sum(times[(pass_, s)] for s in stages)
     assert times[("fwd+bwd", "total")] >= times[("fwd", "total")] + times[("bwd", "total")] * 0.99
+
+
+def test_stub_kernels_times_every_stage_and_restores_the_kernels(host_work, tmp_path):
+    """--stub-kernels: a host time per stage of both passes (the per-pass total the sum of its stages and `other`),
+    the same counts as a real run (the stubs sit behind Triton's launch proxy), and nothing stubbed afterwards."""
+    from lighthouse.kernels import layer
+
+    sdpa, runs = layer.causal_sdpa, [cls.run for cls in host_work._launch_classes()]
+    args = ["--seq", "512", "--topk", "128", "--levels", "2", "--heads", "1", "--head-dim", "16"]
+    assert host_work.main([*args, "--stub-kernels", "--reps", "5", "--warmup", "1", "--out", str(tmp_path)]) == 0
+    assert layer.causal_sdpa is sdpa and [cls.run for cls in host_work._launch_classes()] == runs
+    times = {(r["pass"], r["stage"]): float(r["host_ms"]) for r in csv.DictReader((tmp_path / "host_time.csv").open())}
+    for pass_, names in host_work.layer.STAGES.items():
+        assert all(times[(pass_, s)] > 0 for s in names), pass_
+        staged = sum(times[(pass_, s)] for s in (*names, "other"))
+        assert staged == pytest.approx(times[(pass_, "total")], rel=0.5), pass_  # medians of each: not exact
+    counts = {(r["pass"], r["stage"]): r["launches"] for r in csv.DictReader((tmp_path / "host_work.csv").open())}
+    assert counts[("fwd+bwd", "total")] == "6"
