@@ -78,6 +78,8 @@ def sass_stats(compiled, num_warps: int) -> dict:
         warps_per_sm=blocks * num_warps,
         instrs=sum(ops.values()),
         mufu=ops.get("MUFU", 0),
+        stl=ops.get("STL", 0),
+        ldl=ops.get("LDL", 0),
         ldg=ops.get("LDG", 0),
         stg=ops.get("STG", 0),
         bra=ops.get("BRA", 0),
@@ -111,7 +113,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     hkv = args.kv_heads or args.heads
     meta = torch.device("meta")
-    print("rope stage       launch  regs stack warps/SM instrs MUFU LDG STG BRA f64 libdevice_sin_cos")
+    print("rope stage       launch  regs stack STL LDL warps/SM instrs MUFU LDG STG BRA f64 libdevice_sin_cos")
     for rope in ("pre", "post"):
         cfg = LighthouseConfig(topk=args.topk, levels=args.levels, pooling=args.pooling, rope=rope)
         plan = plan_for(cfg, 1, args.heads, hkv, args.n, args.head_dim)
@@ -141,7 +143,8 @@ def main(argv=None) -> int:
             for i, (a, kw) in enumerate(calls):
                 st = sass_stats(*compile_launch(kernel, a, kw))
                 print(
-                    f"{rope:4} {stage:11} {i:6} {st['regs']:5} {st['stack']:5} {st['warps_per_sm']:8} {st['instrs']:6}"
+                    f"{rope:4} {stage:11} {i:6} {st['regs']:5} {st['stack']:5} {st['stl']:3} {st['ldl']:3}"
+                    f" {st['warps_per_sm']:8} {st['instrs']:6}"
                     f" {st['mufu']:4} {st['ldg']:3} {st['stg']:3} {st['bra']:3} {st['f64']:3} {st['libdevice_trig']:4}"
                 )
     return 0
