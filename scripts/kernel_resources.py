@@ -4,6 +4,9 @@ before they run and compiled offline with Triton's own specialisation and ptxas,
 
     python scripts/kernel_resources.py                         # 96K, k=1536, L=3, p=4, H=8, D=128, bf16
     python scripts/kernel_resources.py --n 65536 --heads 32 --kv-heads 8
+    python scripts/kernel_resources.py --stage gather           # the gather only
+
+STL/LDL: spill stores and loads (local memory) in the SASS; STACK counts bytes of local memory per thread.
 
 Why: a stage's cost in post mode (rope='post') depends on what the rotation does to the kernel's registers
 (occupancy), not only on its arithmetic; this shows both without device time. Static counts, not timings.
@@ -110,6 +113,7 @@ def main(argv=None) -> int:
     ap.add_argument("--kv-heads", type=int, default=None)
     ap.add_argument("--head-dim", type=int, default=128)
     ap.add_argument("--positions", action="store_true", help="post mode with a positions tensor (HAS_POS)")
+    ap.add_argument("--stage", choices=("gather", "pool_bwd"), default=None, help="compile only this stage")
     args = ap.parse_args(argv)
     hkv = args.kv_heads or args.heads
     meta = torch.device("meta")
@@ -135,6 +139,8 @@ def main(argv=None) -> int:
             ),
         )
         for stage, kernel, call in stages:
+            if args.stage not in (None, stage):
+                continue
             calls, undo = catch(kernel)
             try:
                 call()

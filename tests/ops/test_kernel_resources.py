@@ -39,3 +39,14 @@ def test_post_mode_kernels_compile_without_libdevice_trigonometry():
         assert post["libdevice_sin_cos"] == "0" and post["f64"] == "0", (stage, post)
     assert int(rows[("post", "pool_bwd")]["stack"]) == 0, "the post-mode pull spills"
     assert int(rows[("post", "pool_bwd")]["regs"]) <= 128, rows[("post", "pool_bwd")]
+
+
+def test_gather_does_not_spill_at_the_paper_point():
+    """At 96K, k=1536, L=3, p=4, H=8, D=128 the coarsest level's (32 rows, 4 tokens, 128 columns) load spilled
+    424-432 bytes a thread at 255 registers (8 warps/SM); it is now pooled as separate (rows, D) loads (PERF_NOTES
+    step 14). Spills or a fall below 12 warps/SM here mean the restructuring was undone."""
+    rows = _table("--stage", "gather")
+    for rope in ("pre", "post"):
+        row = rows[(rope, "gather")]
+        assert (row["stack"], row["STL"], row["LDL"]) == ("0", "0", "0"), (rope, row)
+        assert int(row["warps/SM"]) >= 12, (rope, row)
