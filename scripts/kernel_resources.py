@@ -1,10 +1,11 @@
-"""Registers, stack and instruction mix of the gather (forward and fan_in) and pull kernels as compiled for an H200
-(sm_90), on a machine without a GPU: the kernels' wrappers run on meta tensors at a profile point, their launches
-are caught before they run and compiled offline with Triton's own specialisation and ptxas, and the SASS is counted.
+"""Registers, stack and instruction mix of the gather (forward, fan_in) and pull (scatter, pool_bwd) kernels as
+compiled for an H200 (sm_90), on a machine without a GPU: the kernels' wrappers run on meta tensors at a profile
+point, their launches are caught before they run and compiled offline with Triton's own specialisation and ptxas,
+and the SASS is counted.
 
     python scripts/kernel_resources.py                         # 96K, k=1536, L=3, p=4, H=8, D=128, bf16
     python scripts/kernel_resources.py --n 65536 --heads 32 --kv-heads 8
-    python scripts/kernel_resources.py --stage gather           # the gather only
+    python scripts/kernel_resources.py --stage gather           # the forward gather only (repeatable)
 
 STL/LDL: spill stores and loads (local memory) in the SASS; STACK counts bytes of local memory per thread.
 
@@ -113,7 +114,8 @@ def main(argv=None) -> int:
     ap.add_argument("--kv-heads", type=int, default=None)
     ap.add_argument("--head-dim", type=int, default=128)
     ap.add_argument("--positions", action="store_true", help="post mode with a positions tensor (HAS_POS)")
-    ap.add_argument("--stage", choices=("gather", "fan_in", "pool_bwd"), default=None, help="compile only this stage")
+    stage_names = ("gather", "scatter", "fan_in", "pool_bwd")
+    ap.add_argument("--stage", choices=stage_names, action="append", help="compile only this stage (repeatable)")
     args = ap.parse_args(argv)
     hkv = args.kv_heads or args.heads
     meta = torch.device("meta")
@@ -132,6 +134,7 @@ def main(argv=None) -> int:
         subs_kv = torch.empty(1, hkv, s, args.head_dim, dtype=torch.bfloat16, device=meta)
         stages = (
             ("gather", gather._gather_kernel, lambda: layer.run_gather(q, kv, kv, sel, plan, rotation)),
+            ("scatter", scatter._pull_kernel, lambda: layer.run_scatter(subs_q, sel, plan)),
             ("fan_in", gather._gather_kernel, lambda: layer.run_fan_in(q, sel, plan)),
             (
                 "pool_bwd",
@@ -140,7 +143,7 @@ def main(argv=None) -> int:
             ),
         )
         for stage, kernel, call in stages:
-            if args.stage not in (None, stage):
+            if args.stage and stage not in args.stage:
                 continue
             calls, undo = catch(kernel)
             try:

@@ -33,7 +33,8 @@ def _table(*args):
 def test_post_mode_kernels_compile_without_libdevice_trigonometry():
     """The rotation's cos/sin must stay straight-line float32: libdevice's __nv_cosf/__nv_sinf (what tl.cos and
     tl.sin compile to) carried float64 and branches into the pull and made it 10x longer (PERF_NOTES step 11)."""
-    rows = _table("--n", "4096", "--topk", "256", "--heads", "4", "--kv-heads", "2", "--head-dim", "64")
+    small = ("--n", "4096", "--topk", "256", "--heads", "4", "--kv-heads", "2", "--head-dim", "64")
+    rows = _table(*small, "--stage", "gather", "--stage", "pool_bwd")
     for stage in ("gather", "pool_bwd"):
         post = rows[("post", stage)]
         assert post["libdevice_sin_cos"] == "0" and post["f64"] == "0", (stage, post)
