@@ -26,6 +26,7 @@ from .rope import RopeArgs, entry_angles, kernel_rope, launch_args
 
 BLOCK_R = 32  # divides 128 * p, so a block never straddles two levels
 NUM_WARPS = 4  # tuned on the H200 (reports/PERF_NOTES.md, step 4)
+TOP_STEP_MAX = 4  # token rows per entry the coarsest level loads per step; 8 spills at D=64 (kernel_resources.py)
 
 
 @functools.lru_cache(maxsize=64)
@@ -53,16 +54,16 @@ class Rows(NamedTuple):
 @triton.jit
 def _pool(x, step, rows, f, seq_len, d, dmask, TOP: tl.constexpr, STEP: tl.constexpr, FAN_IN: tl.constexpr):
     """Mean (FAN_IN: sum) over each row's span of f token rows, at the columns d; x points at token 0 of this
-    (batch, head), step is the token stride. TOP: the coarsest level, f known at compile time and read STEP
-    token rows per entry at a time; otherwise f is read at run time."""
+    (batch, head), step is the token stride. TOP: the coarsest level, f known at compile time, STEP token rows
+    per entry loaded per loop step as STEP (rows, D) loads added in token order (one (rows, STEP, D) load and
+    its sum held 128 floats a thread and spilled: PERF_NOTES step 14); otherwise f is read at run time."""
     acc = tl.zeros((rows.start.shape[0], d.shape[0]), dtype=tl.float32)
     if TOP:
-        jj = tl.arange(0, STEP)
         for j0 in range(0, f, STEP):
-            t = rows.start[:, None] + (j0 + jj)[None, :]  # (rows, STEP)
-            m = (rows.mask[:, None] & (j0 + jj < f)[None, :] & (t < seq_len))[:, :, None] & dmask[None, None, :]
-            x_t = tl.load(x + t[:, :, None] * step + d[None, None, :], mask=m, other=0.0).to(tl.float32)
-            acc += tl.sum(x_t, axis=1)
+            for jj in tl.static_range(STEP):
+                t = rows.start + (j0 + jj)
+                m = (rows.mask & (t < seq_len) & (j0 + jj < f))[:, None] & dmask[None, :]
+                acc += tl.load(x + t[:, None] * step + d[None, :], mask=m, other=0.0).to(tl.float32)
         if not FAN_IN:
             acc = acc * (1.0 / f)
     else:
@@ -239,7 +240,7 @@ def _launch_constants(plan: LighthousePlan, hx: int, d: int, device, fan_in: boo
     size_args = (plan.seq_len, plan.selected_len, plan.chunk, plan.tile_len, hx, hx // plan.kv_heads, d)
     meta = dict(
         TOP_SPAN=top_span,
-        TOP_STEP=min(sizes.next_pow2(top_span), max(1, 16384 // (BLOCK_R * block_d))),
+        TOP_STEP=min(sizes.next_pow2(top_span), TOP_STEP_MAX, max(1, 16384 // (BLOCK_R * block_d))),
         FAN_IN=fan_in,
         BLOCK_R=BLOCK_R,
         SPIN=spin > 0,

@@ -1,9 +1,13 @@
-"""Registers, stack and instruction mix of the gather and pull kernels as compiled for an H200 (sm_90), on a
-machine without a GPU: the kernels' wrappers run on meta tensors at a profile point, their launches are caught
-before they run and compiled offline with Triton's own specialisation and ptxas, and the SASS is counted.
+"""Registers, stack and instruction mix of the gather (forward, fan_in) and pull (scatter, pool_bwd) kernels as
+compiled for an H200 (sm_90), on a machine without a GPU: the kernels' wrappers run on meta tensors at a profile
+point, their launches are caught before they run and compiled offline with Triton's own specialisation and ptxas,
+and the SASS is counted.
 
     python scripts/kernel_resources.py                         # 96K, k=1536, L=3, p=4, H=8, D=128, bf16
     python scripts/kernel_resources.py --n 65536 --heads 32 --kv-heads 8
+    python scripts/kernel_resources.py --stage gather           # the forward gather only (repeatable)
+
+STL/LDL: spill stores and loads (local memory) in the SASS; STACK counts bytes of local memory per thread.
 
 Why: a stage's cost in post mode (rope='post') depends on what the rotation does to the kernel's registers
 (occupancy), not only on its arithmetic; this shows both without device time. Static counts, not timings.
@@ -78,6 +82,8 @@ def sass_stats(compiled, num_warps: int) -> dict:
         warps_per_sm=blocks * num_warps,
         instrs=sum(ops.values()),
         mufu=ops.get("MUFU", 0),
+        stl=ops.get("STL", 0),
+        ldl=ops.get("LDL", 0),
         ldg=ops.get("LDG", 0),
         stg=ops.get("STG", 0),
         bra=ops.get("BRA", 0),
@@ -108,10 +114,12 @@ def main(argv=None) -> int:
     ap.add_argument("--kv-heads", type=int, default=None)
     ap.add_argument("--head-dim", type=int, default=128)
     ap.add_argument("--positions", action="store_true", help="post mode with a positions tensor (HAS_POS)")
+    stage_names = ("gather", "scatter", "fan_in", "pool_bwd")
+    ap.add_argument("--stage", choices=stage_names, action="append", help="compile only this stage (repeatable)")
     args = ap.parse_args(argv)
     hkv = args.kv_heads or args.heads
     meta = torch.device("meta")
-    print("rope stage       launch  regs stack warps/SM instrs MUFU LDG STG BRA f64 libdevice_sin_cos")
+    print("rope stage       launch  regs stack STL LDL warps/SM instrs MUFU LDG STG BRA f64 libdevice_sin_cos")
     for rope in ("pre", "post"):
         cfg = LighthouseConfig(topk=args.topk, levels=args.levels, pooling=args.pooling, rope=rope)
         plan = plan_for(cfg, 1, args.heads, hkv, args.n, args.head_dim)
@@ -126,6 +134,8 @@ def main(argv=None) -> int:
         subs_kv = torch.empty(1, hkv, s, args.head_dim, dtype=torch.bfloat16, device=meta)
         stages = (
             ("gather", gather._gather_kernel, lambda: layer.run_gather(q, kv, kv, sel, plan, rotation)),
+            ("scatter", scatter._pull_kernel, lambda: layer.run_scatter(subs_q, sel, plan)),
+            ("fan_in", gather._gather_kernel, lambda: layer.run_fan_in(q, sel, plan)),
             (
                 "pool_bwd",
                 scatter._pull_kernel,
@@ -133,6 +143,8 @@ def main(argv=None) -> int:
             ),
         )
         for stage, kernel, call in stages:
+            if args.stage and stage not in args.stage:
+                continue
             calls, undo = catch(kernel)
             try:
                 call()
@@ -141,7 +153,8 @@ def main(argv=None) -> int:
             for i, (a, kw) in enumerate(calls):
                 st = sass_stats(*compile_launch(kernel, a, kw))
                 print(
-                    f"{rope:4} {stage:11} {i:6} {st['regs']:5} {st['stack']:5} {st['warps_per_sm']:8} {st['instrs']:6}"
+                    f"{rope:4} {stage:11} {i:6} {st['regs']:5} {st['stack']:5} {st['stl']:3} {st['ldl']:3}"
+                    f" {st['warps_per_sm']:8} {st['instrs']:6}"
                     f" {st['mufu']:4} {st['ldg']:3} {st['stg']:3} {st['bra']:3} {st['f64']:3} {st['libdevice_trig']:4}"
                 )
     return 0
