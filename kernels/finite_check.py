@@ -169,9 +169,7 @@ class FiniteCheck:
     layer hands it over (`watch_v`; its coarsest rows pool every token, so NaN/Inf anywhere in v reaches it, at
     S/N of the cost of reading v), else of v itself."""
 
-    def __init__(
-        self, flag: torch.Tensor, pyr: torch.Tensor, plan: LighthousePlan, q, k, v, epoch: int = 1, slot=None
-    ):
+    def __init__(self, flag: torch.Tensor, pyr: torch.Tensor, plan: LighthousePlan, q, k, v, epoch: int = 1, slot=None):
         """flag, epoch, slot: flag_word's (a flag made elsewhere: a zeroed word, epoch 1, and the check takes a slot
         on CUDA outside a capture)."""
         self.on_device = capturing()
