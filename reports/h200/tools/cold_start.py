@@ -4,9 +4,7 @@
 
 1. Cold start. For each configuration a fresh process with an empty TRITON_CACHE_DIR runs the layer's first
    forward and first backward (bf16, B=1, H=8, D=128, Triton path, cuDNN SDPA); a second fresh process with
-   the cache the first one filled does the same (warm); a third (`sdpa`) runs the layer's SDPA call alone at the
-   sub-sequence's length S (cuDNN, causal), so that warm minus sdpa is Lighthouse's own share of a first call.
-   Triton's compilation listener gives every kernel's
+   the cache the first one filled does the same (warm). Triton's compilation listener gives every kernel's
    compile time. Rows: `cold_start.csv` (one per process) and `compile.csv` (one per compiled kernel).
 2. Small N. Lighthouse fwd+bwd against dense cuDNN at N = 8K (k = 256, 512) and 16K (k = 512, 1024), and the
    paper point 96K (k = 1536), CUDA events, L2 flush, medians, dense measured in the same run; each row plain
@@ -101,26 +99,6 @@ def _layer(n, topk, levels, pooling, scorer="norm"):
     return lambda q, k, v: lighthouse_attention(q, k, v, config=cfg)
 
 
-def _sdpa_alone(n, topk, levels, pooling, scorer="norm"):
-    """The stock SDPA call the layer makes (cuDNN, causal) on inputs of the sub-sequence's length S, alone: its
-    first call in a fresh process is what the layer's first call pays for SDPA, so that Lighthouse's own share
-    is the difference (issue 24: "with Lighthouse's own share named")."""
-    import torch.nn.functional as F
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    from lighthouse import LighthouseConfig
-    from lighthouse.plan import plan_for
-
-    cfg = LighthouseConfig(levels=levels, pooling=pooling, topk=topk, scorer=scorer, sdpa_backend="cudnn")
-    s = plan_for(cfg, SHAPE["batch"], SHAPE["heads"], SHAPE["heads"], n, SHAPE["head_dim"]).selected_len
-
-    def call(q, k, v):
-        with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
-            return F.scaled_dot_product_attention(q, k, v, is_causal=True)
-
-    return s, call
-
-
 # ------------------------------------------------------------------------------------------- 1. cold start
 
 
@@ -168,13 +146,9 @@ def child(spec: str, out: Path, phase: str) -> int:
     t_import = time.perf_counter() - t_start
     torch.cuda.init()
     torch.empty(1, device="cuda")
-    if phase == "sdpa":
-        s_len, layer = _sdpa_alone(n, topk, levels, pooling, scorer)
-        q, k, v, d_out = _inputs(s_len)
-    else:
-        q, k, v, d_out = _inputs(n)
-        layer = _layer(n, topk, levels, pooling, scorer)
+    q, k, v, d_out = _inputs(n)
     torch.cuda.synchronize()
+    layer = _layer(n, topk, levels, pooling, scorer)
     t0 = time.perf_counter()
     y = layer(q, k, v)
     torch.cuda.synchronize()
@@ -240,7 +214,7 @@ def cold_start(out: Path, deadline: float) -> None:
         n, topk, levels, pooling, scorer = config
         cache = tempfile.mkdtemp(prefix="lh-triton-cache-")
         spec = f"{n},{topk},{levels},{pooling},{scorer}"
-        for phase in ("cold", "warm", "sdpa"):  # sdpa: the layer's SDPA call alone, in a third fresh process
+        for phase in ("cold", "warm"):
             left = deadline - time.time()
             if left < 20:
                 print(f"cold start: out of time, skipped {spec} {phase}", flush=True)
