@@ -2,10 +2,13 @@
 
 Each stage of the forward (scores, select, gather, sdpa, scatter) and of the backward (fan_in, sdpa_bwd,
 pool_bwd for the Triton path; scatter_bwd, sdpa_bwd, gather_bwd for the PyTorch path) is timed alone on its
-real inputs (CUDA events, L2 flush, median), next to the whole pass timed end to end. Each stage also gets
-the bytes it must move and the FLOPs it must do (the model below), and from the device's measured peaks
-(bench.peaks) its floor and its distance to it. The floor counts what the fused design has to move, so the
-PyTorch path's ratios show its excess traffic.
+real inputs (L2 flush, median), next to the whole pass timed end to end, on both clocks of harness/clocks.py:
+`ms` as launched (its first meaning: the GPU's waits for the host's launches count, beyond the first ~0.06 ms
+that the 256 MiB flush queued ahead of the begin event hides on an H200) and `host_ahead_ms`, the stage's
+kernels alone, with the host's own time to issue it beside them. So a short stage's `ms` moves with the host,
+its `host_ahead_ms` does not. Each stage also gets the bytes it must move and the FLOPs it must do (the model
+below), and from the device's measured peaks (bench.peaks) its floor and its distance to it. The floor counts
+what the fused design has to move, so the PyTorch path's ratios show its excess traffic.
 """
 
 from __future__ import annotations
@@ -22,9 +25,19 @@ from ..plan import LighthousePlan, make_plan
 from ..sdpa import causal_sdpa, repeat_kv
 from ..harness import flops as flops_mod
 from ..harness.points import Point
-from ..harness.tables import POINT_COLUMNS, PROFILE, PROFILE_SUMMARY, cell, fmt
+from ..harness.tables import (
+    HOST_AHEAD_TIMEOUTS,
+    HOST_MS,
+    POINT_COLUMNS,
+    PROFILE,
+    PROFILE_HOST_AHEAD_MS,
+    PROFILE_HOST_AHEAD_RATIO,
+    PROFILE_SUMMARY,
+    cell,
+    fmt,
+)
 from .inputs import TORCH_DTYPES, random_inputs
-from ..harness.timing import measure
+from ..harness.timing import Timing, measure
 
 PROFILE_FILE = "profile.csv"
 
@@ -191,13 +204,52 @@ class StageTiming:
     rep: int = 20
     max_seconds: float = 2.0
 
-    def median_ms(self, fn, pass_: str, leaves, grad_out, device: torch.device) -> float:
+    def clocks(self, fn, pass_: str, leaves, grad_out, device: torch.device) -> "Clocks":
         kw = dict(warmup=self.warmup, rep=self.rep, min_rep=self.MIN_REP, max_seconds=self.max_seconds)
-        return measure(fn, pass_, list(leaves), grad_out, device=device, **kw).median_ms
+        return Clocks.of(measure(fn, pass_, list(leaves), grad_out, device=device, **kw))
 
 
-def _time(stage: Stage, device: torch.device, timing: StageTiming) -> float:
-    return timing.median_ms(stage.fn, stage.mode, stage.leaves, stage.grad, device)
+def _plus(a: Optional[float], b: Optional[float]) -> Optional[float]:
+    return None if a is None or b is None else a + b
+
+
+@dataclass(frozen=True)
+class Clocks:
+    """One stage's (or pass's) medians on both clocks: `ms` as launched, `host_ahead_ms` the kernels alone (None
+    where the hold kernel could not run), `host_ms` the host's own time to issue it (None where every
+    repetition waited on the GPU), `timeouts` the host-ahead repetitions that did. A stage timed in parts
+    (the PyTorch path's three gather backwards) is their sum."""
+
+    ms: float = 0.0
+    host_ahead_ms: Optional[float] = 0.0
+    host_ms: Optional[float] = 0.0
+    timeouts: Optional[int] = 0
+
+    @staticmethod
+    def of(t: Timing) -> "Clocks":
+        return Clocks(t.median_ms, t.host_ahead_median_ms, t.host_ms_per_call, t.host_ahead_timeouts)
+
+    def __add__(self, other: "Clocks") -> "Clocks":
+        return Clocks(
+            self.ms + other.ms,
+            _plus(self.host_ahead_ms, other.host_ahead_ms),
+            _plus(self.host_ms, other.host_ms),
+            _plus(self.timeouts, other.timeouts),
+        )
+
+    def cells(self, floor_ms: float) -> dict:
+        """The row's clock cells (PROFILE_CLOCK_COLUMNS; `ms` is written by the caller)."""
+        ahead = self.host_ahead_ms
+        return {
+            PROFILE_HOST_AHEAD_MS: ahead,
+            PROFILE_HOST_AHEAD_RATIO: ahead / floor_ms if ahead is not None and floor_ms else None,
+            HOST_MS: self.host_ms,
+            HOST_AHEAD_TIMEOUTS: self.timeouts,
+        }
+
+
+def _time(stage: Stage, device: torch.device, timing: StageTiming) -> Clocks:
+    return timing.clocks(stage.fn, stage.mode, stage.leaves, stage.grad, device)
 
 
 def profile_point(
@@ -218,10 +270,10 @@ def profile_point(
     builder = triton_stages if impl == "triton" else torch_stages
     stages = builder(q, k, v, inputs.grad_out, inputs.gate, plan)
     costs = stage_costs(plan, q.element_size())
-    times: Dict[tuple, float] = {}
+    times: Dict[tuple, Clocks] = {}
     for st in stages:
         name = st.name.split(".")[0]
-        times[(st.pass_, name)] = times.get((st.pass_, name), 0.0) + _time(st, device, timing)
+        times[(st.pass_, name)] = times.get((st.pass_, name), Clocks()) + _time(st, device, timing)
     del stages  # frees the stage inputs before the whole layer is timed
     leaves = inputs.leaves
 
@@ -229,8 +281,8 @@ def profile_point(
         return lighthouse_attention(*leaves, config=cfg, gate=inputs.gate)
 
     measured = {
-        "fwd": timing.median_ms(whole, "fwd", leaves, None, device),
-        "bwd": timing.median_ms(whole, "bwd", leaves, inputs.grad_out, device),
+        "fwd": timing.clocks(whole, "fwd", leaves, None, device),
+        "bwd": timing.clocks(whole, "bwd", leaves, inputs.grad_out, device),
     }
     if device.type == "cuda":
         gpu = gpu_busy_ms(whole, leaves, inputs.grad_out)
@@ -243,12 +295,13 @@ def profile_point(
     rows = []
     for pass_ in ("fwd", "bwd"):
         names = [name for (p, name) in times if p == pass_]
-        total = sum(times[(pass_, nm)] for nm in names)
+        summed = sum((times[(pass_, nm)] for nm in names), Clocks())
+        total = summed.ms
         sums = {"bytes": 0.0, "flops": 0.0, "floor_ms": 0.0}
         for nm in names:
             nbytes, nflops = costs[TORCH_COST_NAME.get(nm, nm)]
             fl_ms, kind = floor_of(nbytes, nflops, peaks)
-            ms = times[(pass_, nm)]
+            ms = times[(pass_, nm)].ms
             rows.append(
                 {
                     **base,
@@ -261,15 +314,17 @@ def profile_point(
                     "floor_ms": fl_ms,
                     "floor_kind": kind,
                     "floor_ratio": ms / fl_ms if fl_ms else None,
+                    **times[(pass_, nm)].cells(fl_ms),
                 }
             )
             sums["bytes"] += nbytes
             sums["flops"] += nflops
             sums["floor_ms"] += fl_ms
-        summary = [(TOTAL, total), (MEASURED, measured[pass_])]
-        if device.type == "cuda":
-            summary.append((GPU_BUSY, gpu[pass_]))
-        for stage, ms in summary:
+        summary = [(TOTAL, summed), (MEASURED, measured[pass_])]
+        if device.type == "cuda":  # the kernels' summed durations: no clock of its own
+            summary.append((GPU_BUSY, Clocks(gpu[pass_], None, None, None)))
+        for stage, clocks in summary:
+            ms = clocks.ms
             rows.append(
                 {
                     **base,
@@ -280,6 +335,7 @@ def profile_point(
                     **sums,
                     "floor_kind": "sum",
                     "floor_ratio": ms / sums["floor_ms"] if sums["floor_ms"] else None,
+                    **clocks.cells(sums["floor_ms"]),
                 }
             )
     return rows

@@ -154,6 +154,12 @@ SWEEP = Table(
     config_defaults=ROPE_DEFAULT,
 )
 
+#: The profile's `ms` is the as-launched clock (its first meaning); these came later (files before them read them
+#: empty): the stage on the host-ahead clock (its kernels alone), its distance to the floor on that clock, the
+#: host's own time to issue it, and how many host-ahead repetitions waited on the GPU.
+PROFILE_HOST_AHEAD_MS = clock_column("ms", HOST_AHEAD)
+PROFILE_HOST_AHEAD_RATIO = clock_column("floor_ratio", HOST_AHEAD)
+PROFILE_CLOCK_COLUMNS = (PROFILE_HOST_AHEAD_MS, PROFILE_HOST_AHEAD_RATIO, HOST_MS, HOST_AHEAD_TIMEOUTS)
 #: profile.csv of `profile`: per point and pass, one row per stage plus the summary rows (PROFILE_SUMMARY).
 PROFILE = Table(
     "profile file",
@@ -171,9 +177,11 @@ PROFILE = Table(
         "floor_kind",
         "floor_ratio",
         "device",
+        *PROFILE_CLOCK_COLUMNS,
         FINISHED_AT,
     ),
     key=("impl", *POINT_COLUMNS, "pass", "stage"),
+    defaults=tuple((c, "") for c in PROFILE_CLOCK_COLUMNS),
     config_defaults=ROPE_DEFAULT,
 )
 #: Profile rows that summarise a pass rather than time a stage.

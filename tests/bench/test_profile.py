@@ -166,9 +166,14 @@ def test_stage_times_are_summed_per_stage_and_measured_is_the_whole_layer(monkey
             "sdpa_bwd": 64.0,
         }.get(name, 128.0)  # each gather_bwd part: 128
 
-    monkeypatch.setattr(profile, "_time", lambda st, *a, **kw: stage_ms(st.name))
+    def timing(launched, ahead):
+        return SimpleNamespace(
+            median_ms=launched, host_ahead_median_ms=ahead, host_ms_per_call=0.5, host_ahead_timeouts=1
+        )
+
+    monkeypatch.setattr(profile, "_time", lambda st, *a, **kw: profile.Clocks.of(timing(stage_ms(st.name), 1.0)))
     monkeypatch.setattr(
-        profile, "measure", lambda fn, mode, *a, **kw: SimpleNamespace(median_ms=1000.0 if mode == "fwd" else 3000.0)
+        profile, "measure", lambda fn, mode, *a, **kw: timing(*((1000.0, 900.0) if mode == "fwd" else (3000.0, 2000.0)))
     )
     point = Point(
         Shape(n=512, batch=1, heads=2, kv_heads=1, head_dim=8, dtype="fp32"),
@@ -185,6 +190,12 @@ def test_stage_times_are_summed_per_stage_and_measured_is_the_whole_layer(monkey
     assert by[("fwd", MEASURED)] == 1000.0 and by[("bwd", MEASURED)] == 3000.0
     shares = {(r["pass"], r["stage"]): r["share"] for r in rows}
     assert shares[("bwd", "sdpa_bwd")] == pytest.approx(64 / 480)
+    ahead = {
+        (r["pass"], r["stage"]): (r["host_ahead_ms"], r["host_ms_per_call"], r["host_ahead_timeouts"]) for r in rows
+    }
+    assert ahead[("bwd", "gather_bwd")] == (3.0, 1.5, 3)  # its three parts, each 1.0 ms, 0.5 ms of host, 1 timeout
+    assert ahead[("fwd", TOTAL)] == (5.0, 2.5, 5) and ahead[("bwd", TOTAL)] == (5.0, 2.5, 5)
+    assert ahead[("fwd", MEASURED)] == (900.0, 0.5, 1) and ahead[("bwd", MEASURED)][0] == 2000.0
 
 
 @pytest.mark.parametrize("impl", ["torch", "triton"])
@@ -204,3 +215,63 @@ def test_profiled_stages_compute_the_layer(impl):
     want = lighthouse.lighthouse_attention(q, k, v, config=cfg)
     got = scatter.fn()
     assert torch.allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_each_stage_row_has_both_clocks_and_the_host_time(monkeypatch):
+    """On a simulated GPU whose L2 flush takes 0.06 ms (tests/fake_gpu.py): a stage whose host takes 0.13 ms to
+    launch one 0.2 ms kernel reads 0.27 ms as launched (`ms`) and 0.2 ms host ahead (`host_ahead_ms`); one whose
+    host takes 0.05 ms is hidden by the flush (0.1 ms on both); a stage in two parts sums each clock. Catches a
+    profile that reports the host's issue time as kernel time on its only clock (the Dec 3 stage shift,
+    PERF_NOTES step 14) or drops the second clock."""
+    from fake_gpu import FakeGpu
+
+    from lighthouse.bench import profile
+    from lighthouse.harness.timing import measure
+
+    gpu = FakeGpu(flush_ms=0.06)
+
+    def stage(pass_, name, host_ms, kernel_ms):
+        def fn():
+            gpu.work(host_ms)
+            gpu.launch(kernel_ms)
+
+        return profile.Stage(pass_, name, fn)
+
+    fake = [
+        stage("fwd", "gather", 0.13, 0.2),
+        stage("fwd", "scatter", 0.05, 0.1),
+        stage("bwd", "gather_bwd.0", 0.16, 0.05),
+        stage("bwd", "gather_bwd.1", 0.16, 0.05),
+    ]
+    monkeypatch.setattr(profile, "torch_stages", lambda *a: fake)
+    monkeypatch.setattr(profile, "measure", lambda *a, **kw: measure(*a, backend=gpu, **kw))
+    point = Point(Shape(n=512, batch=1, heads=2, kv_heads=1, head_dim=8, dtype="fp32"), 2, 2, 128, "norm")
+    rows = profile_point(point, "torch", torch.device("cpu"), FAKE_PEAKS, sdpa_backend="math", timing=QUICK)
+    by = {(r["pass"], r["stage"]): r for r in rows}
+    want = {  # (ms, host_ahead_ms, host_ms_per_call)
+        ("fwd", "gather"): (0.27, 0.2, 0.13),
+        ("fwd", "scatter"): (0.1, 0.1, 0.05),
+        ("fwd", TOTAL): (0.37, 0.3, 0.18),
+        ("bwd", "gather_bwd"): (0.3, 0.1, 0.32),
+    }
+    for key, (ms, ahead, host) in want.items():
+        r = by[key]
+        assert (r["ms"], r["host_ahead_ms"], r["host_ms_per_call"]) == pytest.approx((ms, ahead, host)), key
+        assert r["host_ahead_timeouts"] == 0
+    gather = by[("fwd", "gather")]
+    assert gather["host_ahead_floor_ratio"] == pytest.approx(0.2 / gather["floor_ms"])
+    assert gather["floor_ratio"] == pytest.approx(0.27 / gather["floor_ms"])
+
+
+def test_a_profile_written_before_the_second_clock_reads_it_empty():
+    """The Nov 29 H200 profile (as-launched `ms` only) reads as it did, the new columns empty."""
+    from pathlib import Path
+
+    from lighthouse.harness.tables import PROFILE, PROFILE_CLOCK_COLUMNS, read_rows
+
+    path = Path(__file__).resolve().parents[2] / "reports" / "h200" / "profile" / "n96k-k1536" / "profile.csv"
+    rows, torn = read_rows(path, PROFILE)
+    assert rows and not torn
+    gather = next(r for r in rows if r["stage"] == "gather")
+    assert gather["ms"] == "0.219936" and gather["rope"] == "pre"
+    assert all(r[c] == "" for r in rows for c in PROFILE_CLOCK_COLUMNS)

@@ -162,6 +162,30 @@ def gate() -> None:
         print(f"gate calibration n={r.n} asked {r.requested_pct}%: delivered {r.delivered_pct:.2f}%")
 
 
+def stage_shift() -> None:
+    """why every short stage reads ~0.07 ms more in the Dec 3 profile than in the Nov 29 one (PERF_NOTES step 14):
+    the two profiles' stage ms (as launched, the only clock the profile had), their gpu_busy rows (the summed
+    kernel durations of the whole pass), and scripts/gqa_stages.py's same stages on both clocks on Dec 3."""
+    old = pd.read_csv(H200 / "profile" / "n96k-k1536" / "profile.csv")
+    new = pd.read_csv(H200 / "rope" / "profile" / "profile.csv")
+    new = new[new.rope == "pre"]
+    st = pd.read_csv(H200 / "gqa" / "stages" / "stages.csv")
+    st = st[(st.n == 98304) & (st.group == 1) & (st.head_dim == 128)].set_index("stage")
+    a, b = (t.set_index(["pass", "stage"]).ms for t in (old, new))
+    for pas, stage in a.index:
+        line = f"stage shift 96K {pas} {stage}: Nov 29 {a[pas, stage]:.3f} ms, Dec 3 {b[pas, stage]:.3f} ms"
+        line += f" ({b[pas, stage] - a[pas, stage]:+.3f})"
+        if stage in st.index:
+            g = st.loc[stage]
+            line += f"; gqa_stages Dec 3 {g.ms:.3f} as launched, {g.host_ahead_ms:.3f} host ahead"
+        print(line)
+    for pas in ("fwd", "bwd"):
+        stages = [s for p, s in a.index if p == pas and s not in ("total", "measured", "gpu_busy")]
+        moved = sum(b[pas, s] - a[pas, s] for s in stages)
+        busy = b[pas, "gpu_busy"] - a[pas, "gpu_busy"]
+        print(f"stage shift 96K {pas}: the stages moved {moved:+.3f} ms in all, the pass's kernels (gpu_busy) {busy:+.3f}")
+
+
 if __name__ == "__main__":
     rope_cost()
     paper_530m()
@@ -172,3 +196,4 @@ if __name__ == "__main__":
     rope_profile()
     cold_start()
     gate()
+    stage_shift()
