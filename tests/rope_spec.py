@@ -12,6 +12,15 @@ import math
 
 import torch
 
+#: A llama3 RoPE scaling small enough that short test sequences cross its wavelength bands.
+LLAMA3 = {
+    "rope_type": "llama3",
+    "factor": 8.0,
+    "low_freq_factor": 1.0,
+    "high_freq_factor": 4.0,
+    "original_max_position_embeddings": 64,
+}
+
 
 def plain_inv_freq(d: int, theta: float, scaling: dict | None = None) -> torch.Tensor:
     """RoPE frequencies as the RoPE paper (and transformers, in float32) define them: theta**(-2j/D)."""

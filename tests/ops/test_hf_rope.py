@@ -7,16 +7,10 @@ import torch
 pytest.importorskip("transformers")
 
 from lighthouse import LighthouseConfig, hf, lighthouse_attention  # noqa: E402
+from rope_spec import LLAMA3  # noqa: E402
 
 N = 256
 POST = LighthouseConfig(levels=2, pooling=2, topk=128, impl="torch", rope="post")
-LLAMA3 = {
-    "rope_type": "llama3",
-    "factor": 8.0,
-    "low_freq_factor": 1.0,
-    "high_freq_factor": 4.0,
-    "original_max_position_embeddings": 64,
-}
 SIZES = dict(
     hidden_size=64,
     num_hidden_layers=3,

@@ -11,15 +11,8 @@ from lighthouse.reference.rope import entry_positions, rotate
 from lighthouse.rope import inverse_frequencies
 
 from conftest import rand_qkv, rel_err, tied_qkv
-from rope_spec import last_positions, plain_inv_freq, post_attention
+from rope_spec import LLAMA3, last_positions, plain_inv_freq, post_attention
 
-LLAMA3 = {
-    "rope_type": "llama3",
-    "factor": 8.0,
-    "low_freq_factor": 1.0,
-    "high_freq_factor": 4.0,
-    "original_max_position_embeddings": 64,
-}
 LINEAR = {"rope_type": "linear", "factor": 4.0}
 
 

@@ -14,17 +14,9 @@ from lighthouse.reference.gather import gather_entries
 from lighthouse.reference.rope import entry_positions, rotate
 
 from conftest import rand_qkv, rel_err
-from rope_spec import post_attention
+from rope_spec import LLAMA3, post_attention
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-LLAMA3 = {
-    "rope_type": "llama3",
-    "factor": 8.0,
-    "low_freq_factor": 1.0,
-    "high_freq_factor": 4.0,
-    "original_max_position_embeddings": 64,
-}
-
 CASES = [
     # (B, Hq, Hkv, N, D, levels, pooling, topk, theta, scaling, positions): the smallest shapes of every path
     (1, 2, 2, 256, 8, 2, 2, 128, 10000.0, None, None),  # q, k, v in one launch (two rotated)
