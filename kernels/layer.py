@@ -49,9 +49,6 @@ def _by_shape(fn, tensors):
     """fn (list, rotate -> list) over the tensors (q, k, v or their gradients), one call per distinct shape:
     one for q, k, v without GQA, else one for q and one for k, v. `rotate`: how many of the call's tensors,
     leading, are q or k (the ones RoPE turns in post mode). Results come back in the order of `tensors`."""
-    shape = tensors[0].shape
-    if all(t.shape == shape for t in tensors[1:]):  # one shape (no GQA): one call, q and k rotated
-        return fn(list(tensors), min(2, len(tensors)))
     groups = {}
     for i, t in enumerate(tensors):
         groups.setdefault(tuple(t.shape), []).append(i)
