@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lighthouse.harness.plain_csv import write_csv  # noqa: E402
 from lighthouse.harness.tables import TRAIN_CURVE, num, read_rows  # noqa: E402
+from lighthouse.train.study_curves import load_curves  # noqa: E402
 
 
 def main() -> int:
@@ -48,7 +49,7 @@ def main() -> int:
             cwd=Path(__file__).resolve().parents[1],
         )
         solo = {int(r["step"]): r for r in read_rows(spec["curve"], TRAIN_CURVE)[0]}
-    shared = {int(r["step"]): r for r in read_rows(args.study / "curves" / f"{args.job}.csv", TRAIN_CURVE)[0]}
+    shared = {int(r["step"]): r for r in load_curves(args.study)[args.job]}
     out = args.out or args.study / "concurrency.csv"
     rows = []
     for step in sorted(solo):

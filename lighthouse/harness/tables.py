@@ -11,6 +11,7 @@ Pure Python (csv, os): importing this costs nothing, so the CLI can use it befor
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import math
 import os
@@ -365,10 +366,15 @@ def read_rows(path, table: Table) -> Tuple[List[Dict[str, str]], List[Dict[str, 
     """(complete rows, torn rows) of a file of `table`. Torn: a field count that differs from the header, or
     an empty `finished_at` where the table has one; callers treat a torn row as not finished. Raises
     ResultsFormatError for an empty or binary file or a CSV without the table's key columns, OSError when
-    it cannot be opened."""
+    it cannot be opened. A `.gz` file is read through gzip (finished studies commit their curves packed)."""
     path = Path(path)
     what = f"not a lighthouse-bench {table.name}"
     data = path.read_bytes()
+    if path.suffix == ".gz":
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as err:
+            raise ResultsFormatError(f"{what}: {path} is not gzip: {err}") from None
     if not data.strip():
         raise ResultsFormatError(f"{what}: {path} is empty")
     if b"\0" in data:

@@ -1,6 +1,7 @@
 """The study: jobs merged where runs are prefixes of each other, arms side by side equal to arms alone, gaps and
 intervals by hand."""
 
+import gzip
 import json
 import math
 import statistics
@@ -13,6 +14,7 @@ pytest.importorskip("transformers")
 from lighthouse.harness.tables import TRAIN_CURVE, append_row, read_rows  # noqa: E402
 from lighthouse.train import data  # noqa: E402
 from lighthouse.train.arm import train_arm  # noqa: E402
+from lighthouse.train.study_curves import load_curves  # noqa: E402
 from lighthouse.train.study_plan import Experiment, Job, expand  # noqa: E402
 from lighthouse.train.study_report import arm_results, summarize  # noqa: E402
 from lighthouse.train.study_run import run_study  # noqa: E402
@@ -248,3 +250,40 @@ def test_the_clock_takes_turns_and_times_a_dense_model_once(tmp_path, monkeypatc
     assert len(set(turns[:3])) == 3 and turns[3:] == turns[:3]  # every model once per round, the same order
     assert rows["E4", "dense"]["median_step_ms"] == rows["E5-post", "dense"]["median_step_ms"]
     assert int(rows["E4", "dense"]["steps"]) == 6
+
+
+def test_packed_curves_read_back_as_the_plain_ones(tmp_path):
+    """Catches a packed study (curves/*.csv.gz, as committed) whose report differs from the plain one, a job read
+    twice when both forms are present, and non-deterministic packing (a time stamp in the gzip header)."""
+    from lighthouse.train.study_curves import curve_files, pack_curves
+
+    out = tmp_path / "s"
+    (out / "curves").mkdir(parents=True)
+    for job, val in (("dense-s0-aa", 2.0), ("lighthouse-s0-bb", 2.5)):
+        for step in (1, 2, 3):
+            append_row(
+                out / "curves" / f"{job}.csv",
+                TRAIN_CURVE,
+                {
+                    "arm": job.split("-s")[0],
+                    "seed": 0,
+                    "step": step,
+                    "attention": "dense",
+                    "tokens": step,
+                    "train_loss": 3.0 - step / 10,
+                    "val_loss": val if step == 3 else None,
+                    "elapsed_s": step,
+                },
+            )
+    (out / "curves" / "lighthouse-s0-bb.redo.csv").write_text("not read")
+    plain = load_curves(out)
+    assert pack_curves(out) == 2 and pack_curves(out) == 0
+    assert sorted(p.name for p in curve_files(out).values()) == ["dense-s0-aa.csv.gz", "lighthouse-s0-bb.csv.gz"]
+    assert load_curves(out) == plain and float(plain["lighthouse-s0-bb"][-1]["val_loss"]) == 2.5
+    first = (out / "curves" / "dense-s0-aa.csv.gz").read_bytes()
+    (out / "curves" / "dense-s0-aa.csv").write_bytes(gzip.decompress(first))
+    with pytest.raises(ValueError, match="both"):
+        curve_files(out)
+    (out / "curves" / "dense-s0-aa.csv.gz").unlink()
+    pack_curves(out)
+    assert (out / "curves" / "dense-s0-aa.csv.gz").read_bytes() == first

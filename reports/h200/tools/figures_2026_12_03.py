@@ -41,9 +41,13 @@ def paper_530m() -> None:
 
 
 def paper_530m_shares() -> None:
-    t = pd.concat(pd.read_csv(H200 / "train" / f"paper-530m-mixed-{loss}" / "train.csv") for loss in ("liger", "chunked"))
+    t = pd.concat(
+        pd.read_csv(H200 / "train" / f"paper-530m-mixed-{loss}" / "train.csv") for loss in ("liger", "chunked")
+    )
     lh = t[t.attention == "lighthouse"]
-    print(f"530m Lighthouse attention share of the step: {lh.attention_share.min():.2f} .. {lh.attention_share.max():.2f}")
+    print(
+        f"530m Lighthouse attention share of the step: {lh.attention_share.min():.2f} .. {lh.attention_share.max():.2f}"
+    )
     both = lh.pivot_table(index=["loss_impl", "n"], columns="rope", values="tokens_per_s")
     ratio = both["post"] / both["pre"]
     print(f"530m post / pre tokens/s: {ratio.min():.4f} .. {ratio.max():.4f}")
@@ -61,7 +65,10 @@ def needles() -> None:
         )
     pick = ok[(ok.inputs == "needle") & (ok.rope == "pre") & (ok.levels == 2) & (ok.pooling == 2) & (ok.topk == 512)]
     pick = pick[pick.scorer == "norm"].set_index("n").needle_recall
-    print("the old 96K pick (L=2 p=2 k=512 norm) on fixed needles: " + ", ".join(f"{n // 1024}K {v:.3f}" for n, v in pick.items()))
+    print(
+        "the old 96K pick (L=2 p=2 k=512 norm) on fixed needles: "
+        + ", ".join(f"{n // 1024}K {v:.3f}" for n, v in pick.items())
+    )
     rot = ok[ok.inputs == "needle-rope"]
     key = ["n", "levels", "pooling", "topk", "scorer"]
     both = rot.pivot_table(index=key, columns="rope", values="needle_recall").dropna()
@@ -73,8 +80,10 @@ def needles() -> None:
         )
     old = pd.read_csv(H200 / "quality" / "n96k" / "quality" / "quality.csv")
     old = old[(old.status == "ok") & (old.inputs == "needle")]
-    print(f"inflated needles (before the fix) at 96K: best recall {old.needle_recall.max():.3f}, "
-          f"{(old.needle_recall >= 0.9).sum()} of {len(old)} rows >= 0.9")
+    print(
+        f"inflated needles (before the fix) at 96K: best recall {old.needle_recall.max():.3f}, "
+        f"{(old.needle_recall >= 0.9).sum()} of {len(old)} rows >= 0.9"
+    )
     fixed = ok[(ok.inputs == "needle") & (ok.rope == "pre") & (ok.n == 98304)]
     print(f"fixed needles at 96K: {(fixed.needle_recall >= 0.9).sum()} of {len(fixed)} rows >= 0.9")
 
@@ -183,7 +192,9 @@ def stage_shift() -> None:
         stages = [s for p, s in a.index if p == pas and s not in ("total", "measured", "gpu_busy")]
         moved = sum(b[pas, s] - a[pas, s] for s in stages)
         busy = b[pas, "gpu_busy"] - a[pas, "gpu_busy"]
-        print(f"stage shift 96K {pas}: the stages moved {moved:+.3f} ms in all, the pass's kernels (gpu_busy) {busy:+.3f}")
+        print(
+            f"stage shift 96K {pas}: the stages moved {moved:+.3f} ms in all, the pass's kernels (gpu_busy) {busy:+.3f}"
+        )
 
 
 if __name__ == "__main__":

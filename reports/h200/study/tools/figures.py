@@ -73,9 +73,10 @@ def main() -> int:
         f"16K b4 solo step: dense {clock16['dense']:.1f} ms, Lighthouse {clock16['lighthouse']:.1f} ms; one seed of "
         f"E1-16k = {(750 * clock16['lighthouse'] + 1250 * clock16['dense']) / 1e3:.0f} s solo"
     )
-    steps = {p.stem: int(rows(p)[-1]["step"]) for p in (partial / "curves").glob("*.csv")}
+    partial_curves = load_curves(partial)
+    steps = {job: int(r[-1]["step"]) for job, r in partial_curves.items()}
     done_s = sum(n * clock16["lighthouse" if k.startswith("lighthouse") else "dense"] for k, n in steps.items()) / 1e3
-    last = max(float(rows(p)[-1]["elapsed_s"]) for p in (partial / "curves").glob("*.csv"))
+    last = max(float(r[-1]["elapsed_s"]) for r in partial_curves.values())
     print(
         f"16K side by side: {done_s:.0f} s of solo work in {last:.0f} s of training wall time "
         f"({done_s / last:.2f}x one arm alone)"
