@@ -142,17 +142,24 @@ class Summary:
     seeds: int
 
     def reaches_claim(self) -> bool:
-        return self.gap is not None and (self.gap.mean <= CLAIM_PCT or self.gap.contains(0.0))
+        return self.gap is not None and reaches_claim(self.gap)
 
     def verdict(self) -> str:
-        """yes / no, or inconclusive when the interval is wider than PRECISE_PCT (or there is one seed)."""
-        if self.gap is None:
-            return ""
-        if self.gap.low is not None and self.gap.low > CLAIM_PCT:
-            return "no"  # the whole interval lies above the claim, however wide it is
-        if self.gap.half_width is None or self.gap.half_width > PRECISE_PCT:
-            return "inconclusive"
-        return "yes" if self.reaches_claim() else "no"
+        return "" if self.gap is None else claim_verdict(self.gap)
+
+
+def reaches_claim(gap: Interval) -> bool:
+    """The paper's claim on one gap (% of dense's loss): at most CLAIM_PCT, or an interval holding 0."""
+    return gap.mean <= CLAIM_PCT or gap.contains(0.0)
+
+
+def claim_verdict(gap: Interval) -> str:
+    """yes / no, or inconclusive when the interval is wider than PRECISE_PCT (or there is one seed)."""
+    if gap.low is not None and gap.low > CLAIM_PCT:
+        return "no"  # the whole interval lies above the claim, however wide it is
+    if gap.half_width is None or gap.half_width > PRECISE_PCT:
+        return "inconclusive"
+    return "yes" if reaches_claim(gap) else "no"
 
 
 def summarize(results: Sequence[ArmResult]) -> List[Summary]:
