@@ -51,6 +51,16 @@ def label(point: Point, impl: str) -> str:
     return f"N={s.n} k={point.topk} L{point.levels} p{point.pooling} {point.scorer}{rope} {s.dtype} {impl}"
 
 
+def trace_name(point: Point, impl: str) -> str:
+    """The trace file of one point: every field that names a profile row, so that two points of one run
+    (`--rope pre,post`, two scorers, two batches) never write the same file."""
+    s = point.shape
+    return (
+        f"trace-n{s.n}-k{point.topk}-L{point.levels}-p{point.pooling}-{point.scorer}-{point.rope}"
+        f"-B{s.batch}-H{s.heads}x{s.kv_heads}-D{s.head_dim}-{s.dtype}-{impl}.json"
+    )
+
+
 @dataclass
 class Stage:
     """One timed piece: `fn` returns a tensor; mode 'fwd' times fn, 'bwd' times fn()'s backward alone."""
@@ -466,7 +476,7 @@ def run_profile(
                 point,
                 impl,
                 device,
-                Path(out) / f"trace-n{point.shape.n}-k{point.topk}-{impl}.json",
+                Path(out) / trace_name(point, impl),
                 seed,
                 sdpa_backend=sdpa_backend,
             )

@@ -7,8 +7,9 @@ jobs.csv (how each job ended), curves/<job>.csv (one row per step), logs/<job>.l
 out/snapshots), which is never needed once the branches have run.
 
 Resume: a job whose curve reaches its last step is done; anything else runs again from its start (its partial
-curve is set aside as <job>.partial-N.csv). A branch whose trunk is done but whose snapshot is gone (a new
-machine) gets the trunk re-run into curves/<trunk>.redo.csv, which the report never reads.
+curve is set aside as <job>.partial-N.csv). A curve may be gzipped (<job>.csv.gz, study_curves.pack_curves) in a
+committed study; resume reads it, and sets it aside the same way. A branch whose trunk is done but whose snapshot
+is gone (a new machine) gets the trunk re-run into curves/<trunk>.redo.csv, which the report never reads.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import torch
 
 from ..harness import machine
 from ..harness.tables import STUDY_CLOCK, STUDY_JOBS, TRAIN_CURVE, append_row, read_rows
+from .study_curves import curve_files
 from .study_plan import Experiment, Job, Study, expand, model_identity
 
 EXIT_INTERRUPTED = 130
@@ -43,8 +45,8 @@ def curve_path(out: Path, job_id: str) -> Path:
 
 
 def job_finished(out: Path, job: Job) -> bool:
-    path = curve_path(out, job.job_id)
-    if not path.exists():
+    path = curve_files(out).get(job.job_id)  # plain, or gzipped by pack_curves in a committed study
+    if path is None:
         return False
     rows, torn = read_rows(path, TRAIN_CURVE)
     return not torn and any(int(r["step"]) == job.plan.steps for r in rows)
@@ -208,11 +210,13 @@ def _launch(
 
 
 def _set_aside(path: Path) -> None:
-    if path.exists():
-        n = 1
-        while path.with_suffix(f".partial-{n}.csv").exists():
-            n += 1
-        path.rename(path.with_suffix(f".partial-{n}.csv"))
+    """Move a job's unfinished curve (plain, or gzipped by pack_curves) out of the way of its re-run."""
+    for current, suffix in ((path, ".csv"), (path.with_name(path.name + ".gz"), ".csv.gz")):
+        if current.exists():
+            n = 1
+            while path.with_suffix(f".partial-{n}{suffix}").exists():
+                n += 1
+            current.rename(path.with_suffix(f".partial-{n}{suffix}"))
 
 
 def _last_line(log: Path) -> str:

@@ -275,3 +275,28 @@ def test_a_profile_written_before_the_second_clock_reads_it_empty():
     gather = next(r for r in rows if r["stage"] == "gather")
     assert gather["ms"] == "0.219936" and gather["rope"] == "pre"
     assert all(r[c] == "" for r in rows for c in PROFILE_CLOCK_COLUMNS)
+
+
+def test_trace_files_of_two_points_of_one_run_differ():
+    """Catches `--trace` writing one file per (N, k, impl), so that `--rope pre,post` kept only post's trace (as it
+    did in the H200 profile of 2026-12-03, third session)."""
+    from dataclasses import replace
+
+    from lighthouse.bench.profile import trace_name
+
+    base = Point(Shape(98304, 1, 8, 8, 128, "bf16"), 3, 4, 1536, "norm")
+    variants = [
+        base,
+        replace(base, rope="post"),
+        replace(base, scorer="dilated"),
+        replace(base, levels=2),
+        replace(base, pooling=8),
+        replace(base, shape=replace(base.shape, batch=2)),
+        replace(base, shape=replace(base.shape, kv_heads=2)),
+        replace(base, shape=replace(base.shape, head_dim=64)),
+        replace(base, shape=replace(base.shape, dtype="fp16")),
+    ]
+    names = {trace_name(p, "triton") for p in variants}
+    assert len(names) == len(variants)
+    assert trace_name(base, "triton") != trace_name(base, "torch")
+    assert all(n.startswith("trace-n98304-k1536-") and n.endswith(".json") for n in names)

@@ -144,6 +144,34 @@ def test_arms_side_by_side_equal_arms_alone(tmp_path):
             assert float(shared[key]["val_loss"]) == float(r["val_loss"]), key
     assert (tmp_path / "s" / "study.md").exists() and (tmp_path / "s" / "summary.csv").exists()
 
+    # A committed study has its curves gzipped (pack_curves): --resume must count those jobs as done, and a job
+    # whose packed curve is unfinished must be set aside and run again, not read twice.
+    from lighthouse.train.study_curves import curve_files, pack_curves
+
+    out = tmp_path / "s"
+    assert pack_curves(out) == len(curve_files(out)) > 0
+    before = load_curves(out)
+    dense = next(job for job in before if job.startswith("dense"))
+    packed = out / "curves" / f"{dense}.csv.gz"
+    lines = gzip.decompress(packed.read_bytes()).decode().splitlines(keepends=True)
+    packed.write_bytes(gzip.compress("".join(lines[:-2]).encode()))  # the dense arm stopped two steps short
+    code = run_study(
+        [e], out, device=torch.device("cpu"), concurrency=3, corpus_root=[str(root)], clock=False, resume=True
+    )
+    assert code == 0
+    names = sorted(p.name for p in (out / "curves").iterdir())
+    assert f"{dense}.partial-1.csv.gz" in names and f"{dense}.csv" in names
+    assert sorted(p.name for p in curve_files(out).values()) == sorted(
+        f"{job}.csv" if job == dense else f"{job}.csv.gz" for job in before
+    )
+
+    def losses(curves):
+        return {job: [(r["step"], r["train_loss"], r["val_loss"]) for r in rows] for job, rows in curves.items()}
+
+    after = load_curves(out)
+    assert {j: r for j, r in after.items() if j != dense} == {j: r for j, r in before.items() if j != dense}
+    assert losses(after) == losses(before)  # the re-run dense arm repeats its losses exactly (CPU)
+
 
 def test_gaps_are_paired_by_seed_and_intervals_match_a_direct_computation(tmp_path):
     """Catches gaps against another seed's dense arm, a final loss read at the wrong step, or an interval that is

@@ -1,6 +1,7 @@
 """Every figure quoted from the H200 runs of 2026-12-03 (RoPE cost, paper-530m under mixed precision, the needle
-grid on correctly planted needles; and the second session's: both clocks, GQA, the RoPE stage profile, cold
-start and the gate's proof inside the selection kernel), recomputed from the committed CSVs.
+grid on correctly planted needles; the second session's: both clocks, GQA, the RoPE stage profile, cold
+start and the gate's proof inside the selection kernel; and the third session's: the same measurements after the
+pull's trigonometry fix, the gather without spills and the host-glue cuts), recomputed from the committed CSVs.
 
 python reports/h200/tools/figures_2026_12_03.py
 """
@@ -17,15 +18,15 @@ H200 = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(H200.parents[1]))
 
 
-def rope_cost() -> None:
-    s = pd.read_csv(H200 / "rope" / "rope_cost_summary.csv").set_index("pass")
+def rope_cost(folder: Path = H200 / "rope", tag: str = "rope cost") -> None:
+    s = pd.read_csv(folder / "rope_cost_summary.csv").set_index("pass")
     for p in ("fwdbwd", "fwd", "bwd"):
         r = s.loc[p]
-        print(f"rope cost 96K {p}: pre {r.pre_ms:.3f} ms, post {r.post_ms:.3f} ms, post/pre {r.post_over_pre:.4f}")
-    rounds = pd.read_csv(H200 / "rope" / "rope_cost.csv")
+        print(f"{tag} 96K {p}: pre {r.pre_ms:.3f} ms, post {r.post_ms:.3f} ms, post/pre {r.post_over_pre:.4f}")
+    rounds = pd.read_csv(folder / "rope_cost.csv")
     fb = rounds[rounds["pass"] == "fwdbwd"].pivot_table(index="round", columns="rope", values="median_ms")
     ratio = fb["post"] / fb["pre"]
-    print(f"rope cost 96K fwdbwd post/pre by round: {ratio.min():.3f} .. {ratio.max():.3f} ({len(ratio)} rounds)")
+    print(f"{tag} 96K fwdbwd post/pre by round: {ratio.min():.3f} .. {ratio.max():.3f} ({len(ratio)} rounds)")
 
 
 def paper_530m() -> None:
@@ -88,15 +89,15 @@ def needles() -> None:
     print(f"fixed needles at 96K: {(fixed.needle_recall >= 0.9).sum()} of {len(fixed)} rows >= 0.9")
 
 
-def clocks() -> None:
+def clocks(folder: Path = H200 / "clocks", tag: str = "clocks") -> None:
     """issue 24's four points on both clocks (reports/h200/clocks, sweep --suite clocks)."""
-    d = pd.read_csv(H200 / "clocks" / "results.csv")
+    d = pd.read_csv(folder / "results.csv")
     lh = d[d.impl == "lighthouse_triton"]
     dense = d[d.impl == "sdpa_cudnn"].set_index(["n", "batch"])
     for _, r in lh.iterrows():
         c = dense.loc[(r.n, r.batch)]
         print(
-            f"clocks {r.n // 1024}K B{r.batch} k={int(r.topk)}: Lighthouse {r.median_ms:.3f} ms as timed, "
+            f"{tag} {r.n // 1024}K B{r.batch} k={int(r.topk)}: Lighthouse {r.median_ms:.3f} ms as timed, "
             f"{r.host_ahead_median_ms:.3f} host ahead (as timed {100 * (r.median_ms / r.host_ahead_median_ms - 1):+.1f}%); "
             f"cuDNN {c.median_ms:.3f} / {c.host_ahead_median_ms:.3f}; speedup {r.speedup_vs_sdpa_cudnn:.2f}x / "
             f"{r.host_ahead_speedup_vs_sdpa_cudnn:.2f}x; floor ratio {r.floor_ratio:.3f} / {r.host_ahead_floor_ratio:.3f}; "
@@ -197,6 +198,79 @@ def stage_shift() -> None:
         )
 
 
+def session3() -> None:
+    """The third session (commit 0eb7c7e): the RoPE cost and the stage profile after the pull's trigonometry fix
+    (PERF_NOTES step 12), the clocks after the host-glue cuts (step 15), the host's time per stage (step 13), and
+    the kernel times of the profile's trace against the Nov 29 one (the gather without spills, step 14)."""
+    import json
+
+    rope_cost(H200 / "rope" / "after", "rope cost after")
+    clocks(H200 / "clocks-after", "clocks after")
+    new = pd.read_csv(H200 / "rope" / "profile-after" / "profile.csv")
+    old = pd.read_csv(H200 / "rope" / "profile" / "profile.csv")
+    for clock in ("ms", "host_ahead_ms"):
+        p = new.pivot_table(index=["pass", "stage"], columns="rope", values=clock, sort=False)
+        for (pas, stage), r in p.iterrows():
+            line = (
+                f"profile after 96K {pas} {stage} [{clock}]: pre {r.pre:.3f}, post {r.post:.3f} ({r.post - r.pre:+.3f})"
+            )
+            if clock == "ms":
+                o = old[(old["pass"] == pas) & (old.stage == stage)].set_index("rope").ms
+                line += f"; Dec 3 second session pre {o['pre']:.3f}, post {o['post']:.3f}"
+            print(line)
+
+    def kernels(path: Path) -> dict:
+        events = json.loads(path.read_text())["traceEvents"]
+        out = {}
+        for e in events:
+            if e.get("cat") == "kernel" and e["name"].startswith("_"):
+                out.setdefault(e["name"], []).append(e["dur"])
+        return out
+
+    # each trace holds 3 fwd+bwd calls; the gather and pull kernels launch twice per call (forward and backward)
+    pre = kernels(H200 / "profile" / "n96k-k1536" / "trace-n98304-k1536-triton.json")
+    post = kernels(H200 / "rope" / "profile-after" / "trace-n98304-k1536-L3-p4-norm-post-B1-H8x8-D128-bf16-triton.json")
+    for name in sorted(post):
+        a, b = pre.get(name, []), post[name]
+        per_call = lambda d: sum(d) / 3  # noqa: E731
+        print(
+            f"trace kernel {name}: Nov 29 pre (spilling gather) {per_call(a):.1f} us per call, "
+            f"Dec 3 post after the fixes {per_call(b):.1f} us per call ({len(b)} launches)"
+        )
+    before, after = (pd.read_csv(H200 / f / "results.csv") for f in ("clocks", "clocks-after"))
+    key = ["n", "batch", "topk"]
+    b, a = (t[t.impl == "lighthouse_triton"].set_index(key) for t in (before, after))
+    for k in a.index:
+        print(
+            f"clocks before -> after {k[0] // 1024}K B{k[1]} k={int(k[2])}: as timed {b.loc[k].median_ms:.3f} -> "
+            f"{a.loc[k].median_ms:.3f} ms ({100 * (a.loc[k].median_ms / b.loc[k].median_ms - 1):+.1f}%), host ahead "
+            f"{b.loc[k].host_ahead_median_ms:.3f} -> {a.loc[k].host_ahead_median_ms:.3f}, host per call "
+            f"{b.loc[k].host_ms_per_call:.2f} -> {a.loc[k].host_ms_per_call:.2f} ms "
+            f"({a.loc[k].host_ms_per_call - b.loc[k].host_ms_per_call:+.2f})"
+        )
+        r = a.loc[k]
+        floor = r.host_ahead_median_ms / r.host_ahead_floor_ratio
+        print(
+            f"  floor ratio as timed {r.floor_ratio:.3f} is {100 * (r.floor_ratio / r.host_ahead_floor_ratio - 1):+.1f}% "
+            f"over host ahead {r.host_ahead_floor_ratio:.3f}; host ahead the layer is {r.host_ahead_median_ms - floor:.3f} ms "
+            f"over its floor ({floor:.3f} ms)"
+        )
+    counts = pd.read_csv(H200 / "host-work" / "host_work.csv")
+    for _, r in counts[(counts["pass"] == "fwd+bwd") & (counts.stage == "total")].iterrows():
+        print(
+            f"host work counts {r.n // 1024}K fwd+bwd: {r.launches} launches, {r.allocs} allocations, {r.compute} "
+            f"compute ops, {r.views} views, {r.syncs} syncs, {r.events} event calls"
+        )
+    h = pd.read_csv(H200 / "host-work" / "host_time.csv")
+    for n, g in h.groupby("n"):
+        t = g.set_index(["pass", "stage"]).host_ms
+        print(
+            f"host work {n // 1024}K: fwd+bwd {t['fwd+bwd', 'total']:.3f} ms of host issue per call (fwd "
+            f"{t['fwd', 'total']:.3f}, bwd {t['bwd', 'total']:.3f}; 'other' {t['fwd', 'other']:.3f} + {t['bwd', 'other']:.3f}"
+            f" = {t['fwd', 'other'] + t['bwd', 'other']:.3f})"
+        )
+
+
 if __name__ == "__main__":
     rope_cost()
     paper_530m()
@@ -208,3 +282,4 @@ if __name__ == "__main__":
     cold_start()
     gate()
     stage_shift()
+    session3()

@@ -38,6 +38,7 @@ SUMMARY_COLUMNS = (
     "length",
     "dense_steps",
     "seeds",
+    "seed_list",
     "gap_pct_mean",
     "gap_pct_hw",
     "gap_pct_min",
@@ -108,6 +109,7 @@ def summarize(rows):
                 "length": length,
                 "dense_steps": d,
                 "seeds": len(values),
+                "seed_list": _seed_list(group),
                 "gap_pct_mean": iv.mean,
                 "gap_pct_hw": iv.half_width,
                 "gap_pct_min": min(values),
@@ -154,7 +156,7 @@ def markdown(rows500, summary500, summary1000) -> str:
     ]
     for s in summary500 + summary1000:
         lines.append(
-            f"| {s['length']} | {s['dense_steps']} | {s['seeds']} | {s['gap_pct_mean']:+.2f}% | "
+            f"| {s['length']} | {s['dense_steps']} | {s['seeds']} ({s['seed_list']}) | {s['gap_pct_mean']:+.2f}% | "
             f"{s['gap_pct_hw']:.2f} | {s['gap_pct_min']:+.2f}% .. {s['gap_pct_max']:+.2f}% | "
             f"{s['wall_ratio_mean']:.3f} | {s['seeds_for_2pt']} | {s['verdict']} |"
         )
@@ -180,6 +182,11 @@ def markdown(rows500, summary500, summary1000) -> str:
             f"({100 * closest['dense_steps'] / closest['length']:.0f}% of the run): {closest['gap_pct_mean']:+.2f}% "
             f"± {closest['gap_pct_hw']:.2f} over {closest['seeds']} seeds."
         )
+    low = min(summary500, key=lambda s: s["gap_pct_mean"] - s["gap_pct_hw"])
+    lines.append(
+        f"- The lowest lower bound of any interval is {low['gap_pct_mean'] - low['gap_pct_hw']:+.2f}% "
+        f"({low['dense_steps']} dense steps)."
+    )
     order = sorted(summary500, key=lambda s: s["dense_steps"])
     lines.append(
         "- The gap falls as the dense phase grows: "
@@ -198,10 +205,13 @@ def markdown(rows500, summary500, summary1000) -> str:
             + ". The recovery needs more dense steps after a longer Lighthouse phase, not a fixed count."
         )
     walls = [s["wall_ratio_mean"] for s in order]
+    newest = [f for f, _ in SOURCES if f in folders][-1]
+    clock = {r["attention"]: float(r["median_step_ms"]) for r in _rows(HERE / newest / "clock.csv")}
     lines.append(
         f"- Wall clock: every arm took {min(walls):.3f}-{max(walls):.3f} of dense's time. At N=8192 the Lighthouse "
-        "step of this model is slower than the dense one (the solo step times in each folder's `clock.csv`), so "
-        "this scale buys no saving; the paper's saving needs long N (the speed results in `reports/h200/`)."
+        f"step of this model is slower than the dense one (`{newest}/clock.csv`, solo: dense "
+        f"{clock['dense']:.1f} ms, Lighthouse {clock['lighthouse']:.1f} ms per step), so this scale buys no saving; "
+        "the paper's saving needs long N (the speed results in `reports/h200/`)."
     )
     lines.append(
         f"- Precision: {len(precise)} of {len(summary500)} switch points reach a half-width of at most "
