@@ -15,6 +15,7 @@ import gzip
 import io
 import math
 import os
+import zlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -373,7 +374,7 @@ def read_rows(path, table: Table) -> Tuple[List[Dict[str, str]], List[Dict[str, 
     if path.suffix == ".gz":
         try:
             data = gzip.decompress(data)
-        except (OSError, EOFError) as err:
+        except (OSError, EOFError, zlib.error) as err:  # not gzip, cut short, or a corrupt deflate stream
             raise ResultsFormatError(f"{what}: {path} is not gzip: {err}") from None
     if not data.strip():
         raise ResultsFormatError(f"{what}: {path} is empty")

@@ -44,6 +44,40 @@ def test_foreign_files_are_refused(tmp_path, content):
         read_rows(path, SWEEP)
 
 
+
+def _gzip_cases():
+    import gzip
+
+    good = gzip.compress(b"impl,n\n" + b"sdpa_math,1024\n" * 50, mtime=0)
+    return {
+        "not gzip": b"impl,n\nsdpa_math,1024\n",
+        "cut short": good[:20],
+        "corrupt deflate stream": good[:10] + b"\xff" * 40 + good[-8:],
+        "bad CRC": good[:-8] + b"\0" * 8,
+        "empty inside": gzip.compress(b"", mtime=0),
+    }
+
+
+@pytest.mark.parametrize("case", sorted(_gzip_cases()))
+def test_a_gz_file_that_is_not_good_gzip_is_refused_as_a_format_error(tmp_path, case):
+    """Catches a `.gz` reader that lets zlib.error, EOFError or a CRC failure escape as a traceback (the study's
+    --resume and the report read packed curves through read_rows) instead of a ResultsFormatError naming the file."""
+    path = tmp_path / "x.csv.gz"
+    path.write_bytes(_gzip_cases()[case])
+    with pytest.raises(ResultsFormatError, match="x.csv.gz"):
+        read_rows(path, SWEEP)
+
+
+def test_a_gz_file_reads_as_its_plain_content(tmp_path):
+    """Catches a `.gz` file read as raw bytes (refused as binary) or a plain file sent through gzip."""
+    import gzip
+
+    plain = tmp_path / "results.csv"
+    append_row(plain, SWEEP, {"impl": "sdpa_math", "kind": "dense", "n": 1024, "status": "ok"})
+    packed = tmp_path / "results.csv.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    assert read_rows(packed, SWEEP) == read_rows(plain, SWEEP) and read_rows(plain, SWEEP)[0][0]["n"] == "1024"
+
 def test_numbers():
     """Catches a parser that turns a missing or NaN cell into 0 or raises on garbage."""
     assert num("1.5") == 1.5 and num("") is None and num("nan") is None and num("abc") is None and num(None) is None
