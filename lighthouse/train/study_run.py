@@ -210,11 +210,13 @@ def _launch(
 
 
 def _set_aside(path: Path) -> None:
-    """Move a job's unfinished curve (plain, or gzipped by pack_curves) out of the way of its re-run."""
+    """Move a job's unfinished curve (plain, or gzipped by pack_curves) out of the way of its re-run, as
+    <job>.partial-N.csv[.gz] with N one past every earlier attempt's, whichever form that one is in (a packed study
+    keeps its earlier plain .partial-1.csv)."""
     for current, suffix in ((path, ".csv"), (path.with_name(path.name + ".gz"), ".csv.gz")):
         if current.exists():
             n = 1
-            while path.with_suffix(f".partial-{n}{suffix}").exists():
+            while any(path.with_suffix(f".partial-{n}{s}").exists() for s in (".csv", ".csv.gz")):
                 n += 1
             current.rename(path.with_suffix(f".partial-{n}{suffix}"))
 

@@ -315,3 +315,22 @@ def test_packed_curves_read_back_as_the_plain_ones(tmp_path):
     (out / "curves" / "dense-s0-aa.csv.gz").unlink()
     pack_curves(out)
     assert (out / "curves" / "dense-s0-aa.csv.gz").read_bytes() == first
+
+
+def test_a_resume_numbers_set_aside_curves_past_earlier_attempts_in_either_form(tmp_path):
+    """Catches a packed unfinished curve set aside as <job>.partial-1.csv.gz beside an earlier attempt's plain
+    <job>.partial-1.csv (reports/h200/study/seeds6-14 holds both kinds), so that two attempts share a number."""
+    from lighthouse.train.study_run import _set_aside, curve_path
+
+    curve = curve_path(tmp_path, "lighthouse-then-dense-s11-e8f1722b")
+    curve.parent.mkdir(parents=True)
+    curve.with_suffix(".partial-1.csv").write_text("first attempt")
+    curve.with_name(curve.name + ".gz").write_bytes(gzip.compress(b"second attempt"))
+    _set_aside(curve)
+    names = sorted(p.name for p in curve.parent.iterdir())
+    assert names == [f"{curve.stem}.partial-1.csv", f"{curve.stem}.partial-2.csv.gz"]
+    curve.write_text("third attempt")
+    _set_aside(curve)
+    assert (curve.parent / f"{curve.stem}.partial-3.csv").read_text() == "third attempt"
+    _set_aside(curve)  # nothing left to move
+    assert len(list(curve.parent.iterdir())) == 3
