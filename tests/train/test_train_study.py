@@ -309,6 +309,9 @@ def test_packed_curves_read_back_as_the_plain_ones(tmp_path):
     assert sorted(p.name for p in curve_files(out).values()) == ["dense-s0-aa.csv.gz", "lighthouse-s0-bb.csv.gz"]
     assert load_curves(out) == plain and float(plain["lighthouse-s0-bb"][-1]["val_loss"]) == 2.5
     first = (out / "curves" / "dense-s0-aa.csv.gz").read_bytes()
+    # the gzip header (RFC 1952): no file name (FLG bit 3) and a zero MTIME, which two packs within one second
+    # would not tell apart from a time stamp
+    assert first[:3] == b"\x1f\x8b\x08" and not first[3] & 0x08 and first[4:8] == bytes(4)
     (out / "curves" / "dense-s0-aa.csv").write_bytes(gzip.decompress(first))
     with pytest.raises(ValueError, match="both"):
         curve_files(out)
