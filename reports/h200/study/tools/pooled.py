@@ -4,9 +4,10 @@
 
 The same experiment (mid, N=8192, B=2, k=256, constant rate, mixed precision, clipping 1.0, 500 steps, the switch
 after 100, 250, 300 or 400 steps) was trained in three sessions, each a study folder of its own:
-seeds 0-2 in `e1-e2/` (experiment E2, length 500), seeds 3-5 in `seeds345/` and seeds 6-14 in `seeds6-14/`
-(experiment E2-500; a folder that is not there yet is skipped). Each seed's gap is paired with the dense arm of its
-own folder and seed, as `study` pairs it; the interval is the 95% t interval over the per-seed gaps. The wall-clock
+seeds 0-2 in `e1-e2/` (experiment E2, length 500), seeds 3-5 in `seeds345/` and seeds 6-14 planned in
+`seeds6-14/` (experiment E2-500; a folder that is not there is skipped, an arm without a final loss is left out).
+Each seed's gap is paired with the dense arm of its own folder and seed, as `study` pairs it; the interval is the
+95% t interval over the per-seed gaps. The wall-clock
 ratio is each arm's time over its dense arm's, both from the solo step times of the arm's own folder
 (`clock.csv`, measured before that folder's jobs), so it says what the recipe costs at this size, not how fast the
 kernels are.
@@ -31,7 +32,7 @@ from lighthouse.train.stats import mean_interval, t_quantile  # noqa: E402
 from lighthouse.train.study_report import CLAIM_PCT, PRECISE_PCT, claim_verdict  # noqa: E402
 
 HERE = Path(__file__).resolve().parents[1]
-#: (folder, experiment name in that folder, the seeds it holds) for E2 at run length 500
+#: (folder, the name E2 at run length 500 has in that folder's plan)
 SOURCES = (("e1-e2", "E2"), ("seeds345", "E2-500"), ("seeds6-14", "E2-500"))
 GAP_COLUMNS = ("folder", "seed", "length", "dense_steps", "val_loss", "dense_val_loss", "gap_pct", "wall_ratio")
 SUMMARY_COLUMNS = (
@@ -54,11 +55,11 @@ def _rows(path: Path):
         return list(csv.DictReader(fh))
 
 
-def gaps(length: int = 500, sources=SOURCES):
+def gaps(length: int = 500, sources=SOURCES, root: Path = HERE):
     """One row per Lighthouse-then-dense arm and seed of E2 at `length` steps, from every folder present."""
     out = []
     for folder, experiment in sources:
-        path = HERE / folder / "arms.csv"
+        path = root / folder / "arms.csv"
         if not path.is_file():
             continue
         for r in _rows(path):
@@ -87,10 +88,13 @@ def gaps(length: int = 500, sources=SOURCES):
     return sorted(out, key=lambda r: (r["dense_steps"], r["seed"]))
 
 
-def seeds_for(values, half_width: float) -> int:
-    """The fewest seeds whose 95% t interval would be at most half_width wide, at the sample spread of values."""
+def seeds_for(values, half_width: float):
+    """The fewest seeds whose 95% t interval would be at most half_width wide, at the sample spread of values
+    (None from one value: no spread)."""
     import statistics
 
+    if len(values) < 2:
+        return None
     sd = statistics.stdev(values)
     n = 2
     while t_quantile(0.975, n - 1) * sd / n**0.5 > half_width:
@@ -122,6 +126,15 @@ def summarize(rows):
     return out
 
 
+def _hw(value) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _seed_counts(summary) -> str:
+    counts = sorted({s["seeds"] for s in summary})
+    return f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+
+
 def _write(path: Path, columns, rows) -> None:
     with path.open("w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=columns, lineterminator="\n")
@@ -140,7 +153,7 @@ def _seed_list(rows) -> str:
     return ", ".join(runs)
 
 
-def markdown(rows500, summary500, summary1000) -> str:
+def markdown(rows500, summary500, summary1000, root: Path = HERE, rows1000=()) -> str:
     folders = sorted({r["folder"] for r in rows500}, key=[f for f, _ in SOURCES].index)
     lines = [
         "# Issue 21 at 500 steps, pooled over seeds (written by `reports/h200/study/tools/pooled.py`)",
@@ -157,17 +170,17 @@ def markdown(rows500, summary500, summary1000) -> str:
     for s in summary500 + summary1000:
         lines.append(
             f"| {s['length']} | {s['dense_steps']} | {s['seeds']} ({s['seed_list']}) | {s['gap_pct_mean']:+.2f}% | "
-            f"{s['gap_pct_hw']:.2f} | {s['gap_pct_min']:+.2f}% .. {s['gap_pct_max']:+.2f}% | "
-            f"{s['wall_ratio_mean']:.3f} | {s['seeds_for_2pt']} | {s['verdict']} |"
+            f"{_hw(s['gap_pct_hw'])} | {s['gap_pct_min']:+.2f}% .. {s['gap_pct_max']:+.2f}% | "
+            f"{s['wall_ratio_mean']:.3f} | {s['seeds_for_2pt'] or '-'} | {s['verdict']} |"
         )
     met = [s for s in summary500 if s["verdict"] == "yes"]
-    precise = [s for s in summary500 if s["gap_pct_hw"] <= PRECISE_PCT]
+    precise = [s for s in summary500 if s["gap_pct_hw"] is not None and s["gap_pct_hw"] <= PRECISE_PCT]
     lines += ["", "## The verdict", ""]
     if met:
         best = min(met, key=lambda s: s["dense_steps"])
         lines.append(
             f"- At 500 steps the paper's claim (gap at most {CLAIM_PCT:g}%, or an interval that contains 0) is met "
-            f"with {best['dense_steps']} dense steps: {best['gap_pct_mean']:+.2f}% ± {best['gap_pct_hw']:.2f}, at a "
+            f"with {best['dense_steps']} dense steps: {best['gap_pct_mean']:+.2f}% ± {_hw(best['gap_pct_hw'])}, at a "
             f"wall-clock ratio of {best['wall_ratio_mean']:.3f} against dense."
         )
     else:
@@ -180,39 +193,66 @@ def markdown(rows500, summary500, summary1000) -> str:
             + (f", {len(open_)} are inconclusive. " if open_ else ". ")
             + f"The closest is {closest['dense_steps']} dense steps "
             f"({100 * closest['dense_steps'] / closest['length']:.0f}% of the run): {closest['gap_pct_mean']:+.2f}% "
-            f"± {closest['gap_pct_hw']:.2f} over {closest['seeds']} seeds."
+            f"± {_hw(closest['gap_pct_hw'])} over {closest['seeds']} seeds."
         )
-    low = min(summary500, key=lambda s: s["gap_pct_mean"] - s["gap_pct_hw"])
-    lines.append(
-        f"- The lowest lower bound of any interval is {low['gap_pct_mean'] - low['gap_pct_hw']:+.2f}% "
-        f"({low['dense_steps']} dense steps)."
-    )
+    bounded = [s for s in summary500 if s["gap_pct_hw"] is not None]
+    if bounded:
+        low = min(bounded, key=lambda s: s["gap_pct_mean"] - s["gap_pct_hw"])
+        lines.append(
+            f"- The lowest lower bound of any interval is {low['gap_pct_mean'] - low['gap_pct_hw']:+.2f}% "
+            f"({low['dense_steps']} dense steps)."
+        )
     order = sorted(summary500, key=lambda s: s["dense_steps"])
+    falls = all(a["gap_pct_mean"] > b["gap_pct_mean"] for a, b in zip(order, order[1:]))
+    by_seed = {}
+    for r in sorted(rows500, key=lambda r: r["dense_steps"]):
+        by_seed.setdefault((r["folder"], r["seed"]), []).append(r["gap_pct"])
+    rises = sum(any(x <= y for x, y in zip(g, g[1:])) for g in by_seed.values())
     lines.append(
-        "- The gap falls as the dense phase grows: "
+        (
+            f"- The mean gap falls as the dense phase grows ({rises} of {len(by_seed)} seeds' gaps do not fall at "
+            "every step): "
+            if falls
+            else "- The mean gap: "
+        )
         + ", ".join(f"{s['dense_steps']} dense steps {s['gap_pct_mean']:+.2f}%" for s in order)
         + "."
     )
     if summary1000:
         pairs = {s["dense_steps"]: s for s in summary1000}
         same = [(s, pairs[s["dense_steps"]]) for s in order if s["dense_steps"] in pairs]
+        larger = all(b["gap_pct_mean"] > a["gap_pct_mean"] for a, b in same)
         lines.append(
-            "- At run length 1000 (seeds 0-2 only) the same dense-step counts leave larger gaps: "
+            f"- At run length 1000 ({_seed_counts(summary1000)} seeds, {_seed_list(rows1000)}) the same dense-step "
+            + ("counts leave larger mean gaps: " if larger else "counts: ")
             + ", ".join(
                 f"{a['dense_steps']} dense steps {b['gap_pct_mean']:+.2f}% (500: {a['gap_pct_mean']:+.2f}%)"
                 for a, b in same
             )
-            + ". The recovery needs more dense steps after a longer Lighthouse phase, not a fixed count."
+            + (
+                ". The recovery needs more dense steps after a longer Lighthouse phase, not a fixed count."
+                if larger
+                else "."
+            )
         )
-    walls = [s["wall_ratio_mean"] for s in order]
-    newest = [f for f, _ in SOURCES if f in folders][-1]
-    clock = {r["attention"]: float(r["median_step_ms"]) for r in _rows(HERE / newest / "clock.csv")}
-    lines.append(
-        f"- Wall clock: every arm took {min(walls):.3f}-{max(walls):.3f} of dense's time. At N=8192 the Lighthouse "
-        f"step of this model is slower than the dense one (`{newest}/clock.csv`, solo: dense "
-        f"{clock['dense']:.1f} ms, Lighthouse {clock['lighthouse']:.1f} ms per step), so this scale buys no saving; "
-        "the paper's saving needs long N (the speed results in `reports/h200/`)."
+    walls = [r["wall_ratio"] for r in rows500]
+    means = ", ".join(f"{s['dense_steps']} dense steps {s['wall_ratio_mean']:.3f}" for s in order)
+    line = (
+        f"- Wall clock: each arm took {min(walls):.3f}-{max(walls):.3f} of its dense arm's time (the mean by "
+        f"switch point: {means}; each folder's own solo clock)."
     )
+    newest = [f for f, _ in SOURCES if f in folders][-1]
+    if (root / newest / "clock.csv").is_file():
+        clock = {r["attention"]: float(r["median_step_ms"]) for r in _rows(root / newest / "clock.csv")}
+        solo = f"(`{newest}/clock.csv`, solo: dense {clock['dense']:.1f} ms, Lighthouse {clock['lighthouse']:.1f} ms)"
+        if clock["lighthouse"] > clock["dense"]:
+            line += (
+                f" At N=8192 the Lighthouse step of this model is slower than the dense one {solo}, so this scale "
+                "buys no saving; the paper's saving needs long N (the speed results in `reports/h200/`)."
+            )
+        else:
+            line += f" Per step {solo}."
+    lines.append(line)
     lines.append(
         f"- Precision: {len(precise)} of {len(summary500)} switch points reach a half-width of at most "
         f"{PRECISE_PCT:g} points (issue 21's target); the column `seeds for a 2-point half-width` is what the measured "
@@ -230,14 +270,15 @@ def chart(rows, summary, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     xs = [s["dense_steps"] for s in summary]
     means = [s["gap_pct_mean"] for s in summary]
-    ax.fill_between(
-        xs,
-        [s["gap_pct_mean"] - s["gap_pct_hw"] for s in summary],
-        [s["gap_pct_mean"] + s["gap_pct_hw"] for s in summary],
-        alpha=0.25,
-        label="95% interval",
-    )
-    ax.plot(xs, means, marker="o", label=f"mean over {summary[0]['seeds']} seeds")
+    if all(s["gap_pct_hw"] is not None for s in summary):
+        ax.fill_between(
+            xs,
+            [s["gap_pct_mean"] - s["gap_pct_hw"] for s in summary],
+            [s["gap_pct_mean"] + s["gap_pct_hw"] for s in summary],
+            alpha=0.25,
+            label="95% interval",
+        )
+    ax.plot(xs, means, marker="o", label=f"mean over {_seed_counts(summary)} seeds")
     ax.scatter([r["dense_steps"] for r in rows], [r["gap_pct"] for r in rows], s=8, color="k", alpha=0.4, label="seeds")
     ax.axhline(0, color="grey", lw=0.8)
     ax.axhline(CLAIM_PCT, color="green", lw=0.8, ls="--", label=f"paper's claim ({CLAIM_PCT:g}%)")
@@ -254,19 +295,25 @@ def main(argv=None) -> int:
     import argparse
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, default=HERE / "pooled")
+    ap.add_argument("--root", type=Path, default=HERE, help="the folder holding the study folders")
+    ap.add_argument("--out", type=Path, default=None, help="default: <root>/pooled")
     ap.add_argument("--no-plot", action="store_true")
     args = ap.parse_args(argv)
-    rows500 = gaps(500)
-    rows1000 = gaps(1000, sources=SOURCES[:1])
+    out = args.out or args.root / "pooled"
+    rows500 = gaps(500, root=args.root)
+    rows1000 = gaps(1000, sources=SOURCES[:1], root=args.root)
+    if not rows500:
+        folders = ", ".join(f"{args.root / f}" for f, _ in SOURCES)
+        print(f"Error: no finished E2 arm at 500 steps in any of {folders}", file=sys.stderr)
+        return 2
     summary500, summary1000 = summarize(rows500), summarize(rows1000)
-    args.out.mkdir(parents=True, exist_ok=True)
-    _write(args.out / "gaps.csv", GAP_COLUMNS, rows500 + rows1000)
-    _write(args.out / "summary.csv", SUMMARY_COLUMNS, summary500 + summary1000)
-    text = markdown(rows500, summary500, summary1000)
-    (args.out / "summary.md").write_text(text)
+    out.mkdir(parents=True, exist_ok=True)
+    _write(out / "gaps.csv", GAP_COLUMNS, rows500 + rows1000)
+    _write(out / "summary.csv", SUMMARY_COLUMNS, summary500 + summary1000)
+    text = markdown(rows500, summary500, summary1000, root=args.root, rows1000=rows1000)
+    (out / "summary.md").write_text(text)
     if not args.no_plot:
-        chart(rows500, summary500, args.out / "recovery.png")
+        chart(rows500, summary500, out / "recovery.png")
     print(text)
     return 0
 
