@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lighthouse.harness.plain_csv import write_csv  # noqa: E402
 from lighthouse.harness.tables import TRAIN_CURVE, num, read_rows  # noqa: E402
-from lighthouse.train.study_curves import load_curves  # noqa: E402
+from lighthouse.train.study_curves import curve_files  # noqa: E402
 
 
 def main() -> int:
@@ -32,6 +32,9 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
+    curve = curve_files(args.study).get(args.job)  # plain or packed; looked up before the run, not after it
+    if curve is None:
+        raise SystemExit(f"{args.study} has no curve of job {args.job} (curves/{args.job}.csv or .csv.gz)")
     spec = json.loads((args.study / "jobs" / f"{args.job}.json").read_text())
     plan = spec["job"]["plan"]
     if plan.get("from_snapshot"):
@@ -49,7 +52,7 @@ def main() -> int:
             cwd=Path(__file__).resolve().parents[1],
         )
         solo = {int(r["step"]): r for r in read_rows(spec["curve"], TRAIN_CURVE)[0]}
-    shared = {int(r["step"]): r for r in load_curves(args.study)[args.job]}
+    shared = {int(r["step"]): r for r in read_rows(curve, TRAIN_CURVE)[0]}
     out = args.out or args.study / "concurrency.csv"
     rows = []
     for step in sorted(solo):
