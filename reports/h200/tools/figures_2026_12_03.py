@@ -251,10 +251,21 @@ def session3() -> None:
         r = a.loc[k]
         floor = r.host_ahead_median_ms / r.host_ahead_floor_ratio
         print(
-            f"  floor ratio as timed {r.floor_ratio:.3f} is {100 * (r.floor_ratio / r.host_ahead_floor_ratio - 1):+.1f}% "
-            f"over host ahead {r.host_ahead_floor_ratio:.3f}; host ahead the layer is {r.host_ahead_median_ms - floor:.3f} ms "
+            f"  floor ratio as timed {r.floor_ratio:.3f} is "
+            f"{100 * (r.floor_ratio / r.host_ahead_floor_ratio - 1):+.1f}% over host ahead "
+            f"{r.host_ahead_floor_ratio:.3f}; host ahead the layer is {r.host_ahead_median_ms - floor:.3f} ms "
             f"over its floor ({floor:.3f} ms)"
         )
+    log = (H200 / "rope" / "after" / "kernel_resources_triton36.log").read_text().splitlines()
+    head = log[0].split()
+    for cells in (line.split() for line in log[1:]):
+        if len(cells) == len(head):  # not the trailing rc= line
+            r = dict(zip(head, cells))
+            print(
+                f"kernel resources Triton 3.6 {r['rope']} {r['stage']}: {r['regs']} registers, {r['instrs']} "
+                f"instructions, {r['warps/SM']} warps/SM, stack {r['stack']} (STL {r['STL']}, LDL {r['LDL']}), "
+                f"f64 {r['f64']}, libdevice sin/cos {r['libdevice_sin_cos']}"
+            )
     counts = pd.read_csv(H200 / "host-work" / "host_work.csv")
     for _, r in counts[(counts["pass"] == "fwd+bwd") & (counts.stage == "total")].iterrows():
         print(
@@ -266,7 +277,8 @@ def session3() -> None:
         t = g.set_index(["pass", "stage"]).host_ms
         print(
             f"host work {n // 1024}K: fwd+bwd {t['fwd+bwd', 'total']:.3f} ms of host issue per call (fwd "
-            f"{t['fwd', 'total']:.3f}, bwd {t['bwd', 'total']:.3f}; 'other' {t['fwd', 'other']:.3f} + {t['bwd', 'other']:.3f}"
+            f"{t['fwd', 'total']:.3f}, bwd {t['bwd', 'total']:.3f}; 'other' {t['fwd', 'other']:.3f} + "
+            f"{t['bwd', 'other']:.3f}"
             f" = {t['fwd', 'other'] + t['bwd', 'other']:.3f})"
         )
 
