@@ -27,7 +27,7 @@ BLOCK_T = 16  # token rows per program; tuned on the H200 (reports/PERF_NOTES.md
 NUM_WARPS = 4
 # Post mode (untimed, chosen by registers and instruction counts, reports/PERF_NOTES.md step 12): a program
 # serves up to MAX_HEADS heads with one set of angles, with 8 warps (4 row elements a thread: 102 registers
-# against 142 with 4 warps, 16 warps an SM against 12).
+# against 142 with 4 warps, 16 warps an SM against 12; 97 since step 17).
 POST_NUM_WARPS = 8
 MAX_HEADS = 8
 MIN_PROGRAMS = 1024  # programs a post-mode pull keeps at least, to fill 132 SMs a few times over
