@@ -5,7 +5,8 @@ of the scatter (row of entry (l, i) = sum of dO over its fan-out positions [i*f 
 Programs walk the level-major list, so every row of a program has the same span f. One launch serves up to
 three tensors of the same head count (q, k and v): the index loads are shared and the launch tails paid once.
 With rope='post' the forward gather rotates the first ROT tensors (q, k) at the last token of each entry's
-span (kernels/rope.py) between pooling and the store; the rows are then pooled as two halves.
+span (kernels/rope.py) between pooling and the store, pooling their rows as two halves in one pass; the other
+tensors (v) are pooled at full width, as in pre mode.
 """
 
 from __future__ import annotations
@@ -52,28 +53,58 @@ class Rows(NamedTuple):
 
 
 @triton.jit
-def _pool(x, step, rows, f, seq_len, d, dmask, TOP: tl.constexpr, STEP: tl.constexpr, FAN_IN: tl.constexpr):
+def _load_rows(x, step, t, valid, d, dmask):
+    """Token rows t (one per sub-sequence row) at the columns d, as float32; 0 where not valid."""
+    m = valid[:, None] & dmask[None, :]
+    return tl.load(x + t[:, None] * step + d[None, :], mask=m, other=0.0).to(tl.float32)
+
+
+@triton.jit
+def _pool(
+    x,
+    step,
+    rows,
+    f,
+    seq_len,
+    d,
+    dmask,
+    half,
+    TOP: tl.constexpr,
+    STEP: tl.constexpr,
+    FAN_IN: tl.constexpr,
+    HALVES: tl.constexpr,
+):
     """Mean (FAN_IN: sum) over each row's span of f token rows, at the columns d; x points at token 0 of this
     (batch, head), step is the token stride. TOP: the coarsest level, f known at compile time, STEP token rows
     per entry loaded per loop step as STEP (rows, D) loads added in token order (one (rows, STEP, D) load and
-    its sum held 128 floats a thread and spilled: PERF_NOTES step 14); otherwise f is read at run time."""
+    its sum held 128 floats a thread and spilled: PERF_NOTES step 14); otherwise f is read at run time.
+    HALVES (a row to be rotated): the columns d + half too, into a second accumulator of the same loop, so the
+    span is walked once with both halves' loads in flight (PERF_NOTES step 17). Returns (acc, acc at d + half);
+    the second is zeros without HALVES."""
     acc = tl.zeros((rows.start.shape[0], d.shape[0]), dtype=tl.float32)
+    acc_hi = tl.zeros((rows.start.shape[0], d.shape[0]), dtype=tl.float32)
     if TOP:
         for j0 in range(0, f, STEP):
             for jj in tl.static_range(STEP):
                 t = rows.start + (j0 + jj)
-                m = (rows.mask & (t < seq_len) & (j0 + jj < f))[:, None] & dmask[None, :]
-                acc += tl.load(x + t[:, None] * step + d[None, :], mask=m, other=0.0).to(tl.float32)
+                valid = rows.mask & (t < seq_len) & (j0 + jj < f)
+                acc += _load_rows(x, step, t, valid, d, dmask)
+                if HALVES:
+                    acc_hi += _load_rows(x, step, t, valid, d + half, dmask)
         if not FAN_IN:
             acc = acc * (1.0 / f)
+            acc_hi = acc_hi * (1.0 / f)
     else:
         for j in range(0, f):
             t = rows.start + j
-            m = (t < seq_len)[:, None] & dmask[None, :]
-            acc += tl.load(x + t[:, None] * step + d[None, :], mask=m, other=0.0).to(tl.float32)
+            valid = t < seq_len
+            acc += _load_rows(x, step, t, valid, d, dmask)
+            if HALVES:
+                acc_hi += _load_rows(x, step, t, valid, d + half, dmask)
         if not FAN_IN:
             acc = acc / f
-    return acc
+            acc_hi = acc_hi / f
+    return acc, acc_hi
 
 
 @triton.jit
@@ -121,30 +152,29 @@ def _gather_block(
     BLOCK_D: tl.constexpr,
     BLOCK_H: tl.constexpr,
 ):
-    """The rows of one block (one span f) for every tensor of the launch. With ROT > 0 every row is pooled as
-    two halves and the first ROT tensors are turned at the last token of each entry's span (spec section 5a:
-    lo' = lo cos - hi sin, hi' = hi cos + lo sin), the angles computed once for all of them."""
+    """The rows of one block (one span f) for every tensor of the launch. With ROT > 0 the first ROT tensors are
+    pooled as two halves (one loop over the span) and turned at the last token of each entry's span (spec
+    section 5a: lo' = lo cos - hi sin, hi' = hi cos + lo sin), the angles computed once for all of them; the
+    others (v) are pooled at full width, as in pre mode."""
+    d = tl.arange(0, BLOCK_D)
+    dmask = d < head_dim
     if ROT > 0:
         half = head_dim // 2
         cos, sin = entry_angles(rows.start + f - 1, rows.mask, rope, seq_len, half, HAS_POS, BLOCK_H)
-        d = tl.arange(0, BLOCK_H)
-        dmask = d < half
-    else:
-        d = tl.arange(0, BLOCK_D)
-        dmask = d < head_dim
+        dh = tl.arange(0, BLOCK_H)
+        hmask = dh < half
     if FAN_IN:  # the backward of the scatter: entry i's rows are dO at its fan-out positions
         rows = Rows(rows.start + f - 1, rows.mask, rows.pos)
     for i in tl.static_range(len(heads.xs)):
         x, step, out = heads.xs[i], heads.steps[i], heads.outs[i]
-        if ROT > 0:
-            lo = _pool(x, step, rows, f, seq_len, d, dmask, TOP, STEP, FAN_IN)
-            hi = _pool(x, step, rows, f, seq_len, d + half, dmask, TOP, STEP, FAN_IN)
-            if i < ROT:
-                lo, hi = lo * cos - hi * sin, hi * cos + lo * sin
-            _put(out, head_dim, rows, lo, d, dmask)
-            _put(out, head_dim, rows, hi, d + half, dmask)
+        if i < ROT:
+            lo, hi = _pool(x, step, rows, f, seq_len, dh, hmask, half, TOP, STEP, FAN_IN, True)
+            lo, hi = lo * cos - hi * sin, hi * cos + lo * sin
+            _put(out, head_dim, rows, lo, dh, hmask)
+            _put(out, head_dim, rows, hi, dh + half, hmask)
         else:
-            _put(out, head_dim, rows, _pool(x, step, rows, f, seq_len, d, dmask, TOP, STEP, FAN_IN), d, dmask)
+            acc, _ = _pool(x, step, rows, f, seq_len, d, dmask, 0, TOP, STEP, FAN_IN, False)
+            _put(out, head_dim, rows, acc, d, dmask)
 
 
 @triton.jit

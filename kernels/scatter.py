@@ -5,8 +5,9 @@ Backward of the pooling: token t takes the row of entry i = t // f of each level
 Deterministic: no atomics, each output element written exactly once, no zero-filled buffer. One launch
 serves up to three source tensors of one head count (dq, dk, dv): the inverse map is read once for all.
 With rope='post' the pooling backward turns the first ROT sources (dq, dk) back by each entry's angle as it
-pulls them (the transpose of the gather's rotation, kernels/rope.py); the rows are then read as two halves, and
-one program serves several heads of a batch, so that their shared angles are computed once.
+pulls them (the transpose of the gather's rotation, kernels/rope.py), reading their rows as two halves; the
+other sources (dv) are read at full width, as in pre mode. One program then serves several heads of a batch,
+so that their shared angles are computed once.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ BLOCK_T = 16  # token rows per program; tuned on the H200 (reports/PERF_NOTES.md
 NUM_WARPS = 4
 # Post mode (untimed, chosen by registers and instruction counts, reports/PERF_NOTES.md step 12): a program
 # serves up to MAX_HEADS heads with one set of angles, with 8 warps (4 row elements a thread: 102 registers
-# against 142 with 4 warps, 16 warps an SM against 12).
+# against 142 with 4 warps, 16 warps an SM against 12; 97 since step 17).
 POST_NUM_WARPS = 8
 MAX_HEADS = 8
 MIN_PROGRAMS = 1024  # programs a post-mode pull keeps at least, to fill 132 SMs a few times over
@@ -50,14 +51,42 @@ def _put(OUT, bh, seq_len, head_dim, t, acc, tmask, d, dmask):
 
 
 @triton.jit
-def _take_halves(src_base, pos, valid, dh, hmask, half, head_dim, cos, sin, ROTATE: tl.constexpr):
-    """A source row as its two halves; turned back by the entry's angle when ROTATE (the transpose of the
-    forward rotation: lo = lo' cos + hi' sin, hi = hi' cos - lo' sin)."""
-    lo = _take(src_base, pos, valid, dh, hmask, head_dim)
-    hi = _take(src_base, pos, valid, dh + half, hmask, head_dim)
+def _pull_level(
+    src_base, pos, valid, d, dmask, dh, hmask, half, head_dim, scale, cos, sin, acc, acc_hi, ROTATE: tl.constexpr
+):
+    """Add one level's source rows to a token block's accumulators. A source that is not rotated (dv, and every
+    source in pre mode) at full width: acc += row * scale. A rotated one (dq, dk in post mode) as its two halves,
+    turned back by the entry's angle (the transpose of the forward rotation: lo = lo' cos + hi' sin,
+    hi = hi' cos - lo' sin), the level's scale already folded into cos and sin: two fused multiply-adds an
+    element. acc_hi is the high half's accumulator; unused when not rotated."""
     if ROTATE:
-        lo, hi = lo * cos + hi * sin, hi * cos - lo * sin
-    return lo, hi
+        lo = _take(src_base, pos, valid, dh, hmask, head_dim)
+        hi = _take(src_base, pos, valid, dh + half, hmask, head_dim)
+        acc += lo * cos
+        acc += hi * sin
+        acc_hi += hi * cos
+        acc_hi -= lo * sin
+    else:
+        acc += _take(src_base, pos, valid, d, dmask, head_dim) * scale
+    return acc, acc_hi
+
+
+@triton.jit
+def _zeros(BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr, ROTATE: tl.constexpr):
+    """A source's accumulators: two halves (BLOCK_T, BLOCK_H) when it is rotated, else one full row block and a
+    placeholder."""
+    acc = tl.zeros((BLOCK_T, BLOCK_H if ROTATE else BLOCK_D), dtype=tl.float32)
+    return acc, tl.zeros((BLOCK_T, BLOCK_H), dtype=tl.float32)
+
+
+@triton.jit
+def _put_rows(OUT, bh, seq_len, head_dim, t, acc, acc_hi, tmask, d, dmask, dh, hmask, half, ROTATE: tl.constexpr):
+    """Store a source's accumulators: full rows, or (ROTATE) the two halves."""
+    if ROTATE:
+        _put(OUT, bh, seq_len, head_dim, t, acc, tmask, dh, hmask)
+        _put(OUT, bh, seq_len, head_dim, t, acc_hi, tmask, dh + half, hmask)
+    else:
+        _put(OUT, bh, seq_len, head_dim, t, acc, tmask, d, dmask)
 
 
 @triton.jit
@@ -72,16 +101,17 @@ def _level_angles(
     HAS_POS: tl.constexpr,
     BLOCK_H: tl.constexpr,
 ):
-    """cos and sin (BLOCK_T, BLOCK_H) of every level's entry over the tokens t, as tuples by level: the angle of
-    an entry depends on its last token alone, so the heads of a program share them."""
+    """cos and sin (BLOCK_T, BLOCK_H) of every level's entry over the tokens t, times the level's pooling scale
+    1/f, as tuples by level: the angle of an entry depends on its last token alone, so the heads of a program
+    share them (and the scale's multiply is paid once per program, not per head)."""
     coss = ()
     sins = ()
     f = 1
     for _ in tl.static_range(LEVELS):
         last = (t.to(tl.int64) // f + 1) * f - 1  # the entry's last token: its RoPE position (spec 5a)
         cos, sin = entry_angles(last, tmask, rope, seq_len, half, HAS_POS, BLOCK_H)
-        coss = coss + (cos,)
-        sins = sins + (sin,)
+        coss = coss + (cos * (1.0 / f),)
+        sins = sins + (sin * (1.0 / f),)
         f = f * POOL
     return coss, sins
 
@@ -123,31 +153,21 @@ def _pull_kernel(
     h0 = (tl.program_id(1) % head_groups) * HEADS
     tmask = t < seq_len
     rope = kernel_rope(INV_FREQ, POS, pos_bstride, pos_offset, b)
-    if ROT > 0:  # rows as halves (kernels/rope.py); the angles once for the program's HEADS heads
-        half = head_dim // 2
-        d = tl.arange(0, BLOCK_H)
-        dmask = d < half
+    d = tl.arange(0, BLOCK_D)
+    dmask = d < head_dim
+    half = head_dim // 2
+    dh = tl.arange(0, BLOCK_H)  # the halves of the rotated sources (post mode: dq, dk)
+    hmask = dh < half
+    if ROT > 0:  # the angles once for the program's HEADS heads (kernels/rope.py)
         coss, sins = _level_angles(t, tmask, rope, seq_len, half, LEVELS, POOL, HAS_POS, BLOCK_H)
-    else:
-        half = head_dim
-        d = tl.arange(0, BLOCK_D)
-        dmask = d < head_dim
     for hh in range(HEADS):
         h = h0 + hh
         bh = b * out_heads + h
         inv_base = INV + (b * (out_heads // group) + h // group).to(tl.int64) * pyr_len
         src_off = bh.to(tl.int64) * sel_len * head_dim
-        if ROT > 0:  # accumulators of the low and the high half
-            acc0 = tl.zeros((BLOCK_T, BLOCK_H), dtype=tl.float32)
-            acc1 = tl.zeros((BLOCK_T, BLOCK_H), dtype=tl.float32)
-            acc2 = tl.zeros((BLOCK_T, BLOCK_H), dtype=tl.float32)
-            hi0 = tl.zeros((BLOCK_T, BLOCK_H), dtype=tl.float32)
-            hi1 = tl.zeros((BLOCK_T, BLOCK_H), dtype=tl.float32)
-            hi2 = tl.zeros((BLOCK_T, BLOCK_H), dtype=tl.float32)
-        else:
-            acc0 = tl.zeros((BLOCK_T, BLOCK_D), dtype=tl.float32)
-            acc1 = tl.zeros((BLOCK_T, BLOCK_D), dtype=tl.float32)
-            acc2 = tl.zeros((BLOCK_T, BLOCK_D), dtype=tl.float32)
+        acc0, hi0 = _zeros(BLOCK_T, BLOCK_D, BLOCK_H, ROT > 0)
+        acc1, hi1 = _zeros(BLOCK_T, BLOCK_D, BLOCK_H, ROT > 1)
+        acc2, hi2 = _zeros(BLOCK_T, BLOCK_D, BLOCK_H, ROT > 2)
         f = 1
         off = 0
         for level in tl.static_range(LEVELS):
@@ -165,36 +185,27 @@ def _pull_kernel(
             if ROT > 0:
                 cos = coss[level]
                 sin = sins[level]
-                lo, hi = _take_halves(SRC0 + src_off, pos, valid, d, dmask, half, head_dim, cos, sin, True)
-                acc0 += lo * scale
-                hi0 += hi * scale
-                if NUM > 1:
-                    lo, hi = _take_halves(SRC1 + src_off, pos, valid, d, dmask, half, head_dim, cos, sin, ROT > 1)
-                    acc1 += lo * scale
-                    hi1 += hi * scale
-                if NUM > 2:
-                    lo, hi = _take_halves(SRC2 + src_off, pos, valid, d, dmask, half, head_dim, cos, sin, ROT > 2)
-                    acc2 += lo * scale
-                    hi2 += hi * scale
             else:
-                acc0 += _take(SRC0 + src_off, pos, valid, d, dmask, head_dim) * scale
-                if NUM > 1:
-                    acc1 += _take(SRC1 + src_off, pos, valid, d, dmask, head_dim) * scale
-                if NUM > 2:
-                    acc2 += _take(SRC2 + src_off, pos, valid, d, dmask, head_dim) * scale
+                cos = scale
+                sin = scale
+            acc0, hi0 = _pull_level(
+                SRC0 + src_off, pos, valid, d, dmask, dh, hmask, half, head_dim, scale, cos, sin, acc0, hi0, ROT > 0
+            )
+            if NUM > 1:
+                acc1, hi1 = _pull_level(
+                    SRC1 + src_off, pos, valid, d, dmask, dh, hmask, half, head_dim, scale, cos, sin, acc1, hi1, ROT > 1
+                )
+            if NUM > 2:
+                acc2, hi2 = _pull_level(
+                    SRC2 + src_off, pos, valid, d, dmask, dh, hmask, half, head_dim, scale, cos, sin, acc2, hi2, ROT > 2
+                )
             off += n_pad // f
             f = f * POOL
-        _put(OUT0, bh, seq_len, head_dim, t, acc0, tmask, d, dmask)
+        _put_rows(OUT0, bh, seq_len, head_dim, t, acc0, hi0, tmask, d, dmask, dh, hmask, half, ROT > 0)
         if NUM > 1:
-            _put(OUT1, bh, seq_len, head_dim, t, acc1, tmask, d, dmask)
+            _put_rows(OUT1, bh, seq_len, head_dim, t, acc1, hi1, tmask, d, dmask, dh, hmask, half, ROT > 1)
         if NUM > 2:
-            _put(OUT2, bh, seq_len, head_dim, t, acc2, tmask, d, dmask)
-        if ROT > 0:
-            _put(OUT0, bh, seq_len, head_dim, t, hi0, tmask, d + half, dmask)
-            if NUM > 1:
-                _put(OUT1, bh, seq_len, head_dim, t, hi1, tmask, d + half, dmask)
-            if NUM > 2:
-                _put(OUT2, bh, seq_len, head_dim, t, hi2, tmask, d + half, dmask)
+            _put_rows(OUT2, bh, seq_len, head_dim, t, acc2, hi2, tmask, d, dmask, dh, hmask, half, ROT > 2)
 
 
 def heads_per_program(heads: int, blocks: int, most: int, min_programs: int) -> int:

@@ -74,10 +74,13 @@ def test_triton_post_equals_the_rule_and_the_torch_path(case):
         assert rel_err(a, t) <= 1e-5, name
 
 
-def test_fused_rotation_equals_gather_then_rotate():
+@pytest.mark.parametrize("hq, hkv", [(2, 1), (2, 2)], ids=["gqa", "one_launch"])
+def test_fused_rotation_equals_gather_then_rotate(hq, hkv):
     """The gather kernel's rows in post mode are the reference's gathered rows rotated at their entries' last
-    tokens (1e-6), row for row, under GQA with batch positions; the kernel's pre rows are untouched."""
-    b, hq, hkv, n, d = 2, 2, 1, 301, 8
+    tokens (1e-6), row for row, with batch positions: under GQA (q alone, then k rotated beside v) and with q, k, v
+    in one launch (two rotated as halves, v pooled at full width beside them). v equals the reference's rows
+    exactly (never rotated, no column left out); the kernel's pre rows are untouched."""
+    b, n, d = 2, 301, 8
     cfg = LighthouseConfig(levels=2, pooling=2, topk=128, rope="post", rope_theta=100.0)
     q, k, v = rand_qkv(b, hq, hkv, n, d, seed=4, device=DEVICE)
     positions = (torch.arange(n)[None] * 3 + torch.tensor([[5], [9000]])).to(DEVICE)
@@ -86,10 +89,12 @@ def test_fused_rotation_equals_gather_then_rotate():
     subs = run_gather(q, k, v, sel, plan, rope_args(plan, q.device, positions))
     plain = run_gather(q, k, v, sel, plan)
     pos = entry_positions(sel.indices, plan, positions)
-    want_q = rotate(gather_entries(q, sel.indices, plan, 2), pos.repeat_interleave(2, dim=1), plan)
+    g = hq // hkv
+    want_q = rotate(gather_entries(q, sel.indices, plan, g), pos.repeat_interleave(g, dim=1), plan)
     want_k = rotate(gather_entries(k, sel.indices, plan, 1), pos, plan)
     torch.testing.assert_close(subs[0], want_q, rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(subs[1], want_k, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(subs[2], gather_entries(v, sel.indices, plan, 1), rtol=1e-6, atol=1e-6)
     assert torch.equal(subs[2], plain[2]), "v is never rotated"
     assert torch.equal(plain[1], gather_entries(k, sel.indices, plan, 1))
 
