@@ -44,7 +44,6 @@ def test_foreign_files_are_refused(tmp_path, content):
         read_rows(path, SWEEP)
 
 
-
 def _gzip_cases():
     import gzip
 
@@ -77,6 +76,7 @@ def test_a_gz_file_reads_as_its_plain_content(tmp_path):
     packed = tmp_path / "results.csv.gz"
     packed.write_bytes(gzip.compress(plain.read_bytes()))
     assert read_rows(packed, SWEEP) == read_rows(plain, SWEEP) and read_rows(plain, SWEEP)[0][0]["n"] == "1024"
+
 
 def test_numbers():
     """Catches a parser that turns a missing or NaN cell into 0 or raises on garbage."""
