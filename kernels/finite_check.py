@@ -71,6 +71,8 @@ class _PinnedSlots:
 
 
 _SLOTS: List[_PinnedSlots] = []
+#: int32 words from one slot's flag word to the next: 16 bytes.
+FLAG_STRIDE = 4
 #: Per device, the slots' flag words of the scoring kernel: one zeroed int32 tensor and its SLOTS one-word views.
 _DEVICE_FLAGS: Dict[torch.device, Tuple[torch.Tensor, List[torch.Tensor]]] = {}
 
@@ -127,8 +129,11 @@ def flag_word(device: torch.device) -> Tuple[torch.Tensor, int, Optional[int]]:
     views = _DEVICE_FLAGS.get(device)
     if views is None:
         with _LOCK:
-            words = torch.zeros(SLOTS, dtype=torch.int32, device=device)
-            views = _DEVICE_FLAGS.setdefault(device, (words, [words[i : i + 1] for i in range(SLOTS)]))
+            # one word every FLAG_STRIDE: every view 16-byte aligned, as Triton specialises a pointer on its
+            # alignment (one compiled scoring kernel for every slot, the one kernels/precompile.py builds)
+            words = torch.zeros(SLOTS * FLAG_STRIDE, dtype=torch.int32, device=device)
+            views = [words[i * FLAG_STRIDE : i * FLAG_STRIDE + 1] for i in range(SLOTS)]
+            views = _DEVICE_FLAGS.setdefault(device, (words, views))
     return views[1][slot], epoch, slot
 
 

@@ -197,7 +197,17 @@ def reused_words(queue, monkeypatch):
 
 
 def _word_of(words, check):
-    return int(words[torch.device("cpu")][0][check.slot])
+    return int(words[torch.device("cpu")][1][check.slot])
+
+
+def test_every_slot_flag_word_is_16_byte_aligned(reused_words):
+    """Catches slot words packed 4 bytes apart: Triton specialises the scoring kernel on its pointers' 16-byte
+    alignment, so a call that drew an unaligned slot compiled the kernel a second time (and missed the precompile)."""
+    q, k, v = rand_qkv(1, 2, 1, N, 8, seed=11)
+    _check(q, k, v).raise_if_bad()
+    views = reused_words[torch.device("cpu")][1]
+    assert len(views) == fc.SLOTS and all(w.data_ptr() % 16 == 0 and w.numel() == 1 for w in views)
+    assert len({w.data_ptr() for w in views}) == fc.SLOTS
 
 
 def test_a_reused_flag_word_trips_at_its_own_epoch_only(reused_words):
@@ -219,7 +229,7 @@ def test_a_reused_flag_word_trips_at_its_own_epoch_only(reused_words):
     again.defer()
     with pytest.raises(ValueError, match="earlier Lighthouse layer call"):
         fc.raise_pending()
-    assert int(reused_words[torch.device("cpu")][0][slot]) == 3 and sorted(fc._SLOTS[0].free) == [0, 1]
+    assert int(reused_words[torch.device("cpu")][1][slot]) == 3 and sorted(fc._SLOTS[0].free) == [0, 1]
 
 
 def test_epochs_wrap_with_the_reused_words_zeroed(reused_words, monkeypatch):
