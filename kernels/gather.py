@@ -12,7 +12,7 @@ tensors (v) are pooled at full width, as in pre mode.
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple, Optional, Sequence
+from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import triton
@@ -22,6 +22,7 @@ from lighthouse.config import TILE
 from lighthouse.plan import LighthousePlan
 
 from . import alloc, plant, sizes
+from .launch import Launch
 from .plant import spin
 from .rope import RopeArgs, entry_angles, kernel_rope, launch_args
 
@@ -280,7 +281,7 @@ def _launch_constants(plan: LighthousePlan, hx: int, d: int, device, fan_in: boo
     return hit
 
 
-def gather_many(
+def gather_launches(
     xs: Sequence[torch.Tensor],
     lm_idx: torch.Tensor,
     lm_pos: torch.Tensor,
@@ -288,11 +289,18 @@ def gather_many(
     fan_in: bool = False,
     rope: Optional[RopeArgs] = None,
     rotate: int = 0,
-) -> list:
-    """Tensors (B, Hx, N, D) of one head count Hx (Hkv or Hq) -> (B, Hx, S, D) contiguous, in one launch
-    per sizes.MAX_TENSORS tensors. With `rope` (post mode) the first `rotate` tensors are rotated."""
-    if len(xs) > sizes.MAX_TENSORS:
-        return sizes.by_launch(lambda part, rot: gather_many(part, lm_idx, lm_pos, plan, fan_in, rope, rot), xs, rotate)
+) -> Tuple[list, List[Launch]]:
+    """(the outputs, allocated, and the launches that fill them, not made) of gather_many."""
+    outs: list = []
+    launches: List[Launch] = []
+    for part, rot in sizes.parts(xs, rotate):
+        o, launch = _gather_launch(part, lm_idx, lm_pos, plan, fan_in, rope, rot)
+        outs += o
+        launches.append(launch)
+    return outs, launches
+
+
+def _gather_launch(xs, lm_idx, lm_pos, plan: LighthousePlan, fan_in: bool, rope: Optional[RopeArgs], rotate: int):
     if rope is None or fan_in:
         rotate = 0
     xs = [x if x.stride(-1) == 1 else x.contiguous() for x in xs]
@@ -305,7 +313,7 @@ def gather_many(
     grid, spans, offsets, size_args, meta = _launch_constants(
         plan, hx, d, x0.device, fan_in, rotate, has_pos, spin_cycles
     )
-    _gather_kernel[grid](
+    args = (
         tuple(xs),
         tuple(x.stride()[:3] for x in xs),
         tuple(outs),
@@ -319,8 +327,24 @@ def gather_many(
         pos_bstride,
         pos_offset,
         spin_cycles,
-        **meta,
     )
+    return outs, Launch(_gather_kernel, grid, args, meta)
+
+
+def gather_many(
+    xs: Sequence[torch.Tensor],
+    lm_idx: torch.Tensor,
+    lm_pos: torch.Tensor,
+    plan: LighthousePlan,
+    fan_in: bool = False,
+    rope: Optional[RopeArgs] = None,
+    rotate: int = 0,
+) -> list:
+    """Tensors (B, Hx, N, D) of one head count Hx (Hkv or Hq) -> (B, Hx, S, D) contiguous, in one launch
+    per sizes.MAX_TENSORS tensors. With `rope` (post mode) the first `rotate` tensors are rotated."""
+    outs, launches = gather_launches(xs, lm_idx, lm_pos, plan, fan_in, rope, rotate)
+    for launch in launches:
+        launch()
     return outs
 
 

@@ -19,13 +19,14 @@ from lighthouse.plan import LighthousePlan
 from lighthouse.reference.select import select_entries
 from lighthouse.sdpa import causal_sdpa, repeat_kv
 
-from . import alloc
+from . import alloc, precompile
 from .finite_check import poll_pending
-from .gather import gather_many, gather_rows
+from .gather import gather_launches, gather_many, gather_rows
+from .launch import Launch, stand_in
 from .rope import RopeArgs, rope_args
-from .scatter import pull_many, pull_rows
-from .scores import score_pyramids
-from .select import Selection, fits_in_kernel, select_in_kernel, selection_from_indices
+from .scatter import pull_launches, pull_many, pull_rows
+from .scores import score_pyramids, scores_launch
+from .select import Selection, fits_in_kernel, select_in_kernel, select_launch, selection_from_indices
 
 #: The stages of each pass, in the order the layer runs them (profile.csv's `stage` names).
 STAGES = {"fwd": ("scores", "select", "gather", "sdpa", "scatter"), "bwd": ("fan_in", "sdpa_bwd", "pool_bwd")}
@@ -142,6 +143,58 @@ def run_forward(
     return out, sel, subs, out_sub
 
 
+# ------------------------------------------------------------------------------------------- precompiling
+def planned_launches(q, k, v, plan: LighthousePlan, rope: Optional[RopeArgs] = None, grad: bool = True) -> List[Launch]:
+    """The Triton launches of one call, forward and (grad) backward, in the order the stages make them, built by the
+    stages' own wrappers on meta stand-ins (no memory, nothing runs): what kernels/precompile.py compiles before the
+    first launch. The tensors the call makes are stood in for as the stages make them (the SDPA's output and
+    gradients, and dO, contiguous). Keep in step with run_forward and LighthouseFunction.backward:
+    tests/ops/test_precompile.py compares this list with the launches a real forward + backward makes."""
+    q, k, v = (stand_in(x) for x in (q, k, v))
+    if rope is not None:
+        rope = rope._replace(
+            inv_freq=stand_in(rope.inv_freq), positions=None if rope.positions is None else stand_in(rope.positions)
+        )
+    meta = torch.device("meta")
+    b, hkv, s, p_len = plan.batch, plan.kv_heads, plan.selected_len, plan.pyramid_len
+    launches: List[Launch] = []
+    # scores and select (run_scores, run_select; score_pyramids' buffer)
+    inv = torch.empty(b, hkv, p_len, dtype=torch.int32, device=meta) if fits_in_kernel(plan) else None
+    pyr = torch.empty(2, b, hkv, p_len, dtype=torch.float32, device=meta)
+    if plan.config.scorer == "norm":
+        flag = torch.empty(1, dtype=torch.int32, device=meta)
+        launches.append(scores_launch(q, k, pyr[0], pyr[1], inv, flag, 1, plan))
+    if inv is not None:
+        sel, launch = select_launch(pyr[0], pyr[1], plan, inv)
+        launches.append(launch)
+    else:  # selection_from_indices' maps
+        maps = [torch.empty(b, hkv, s, dtype=torch.int64, device=meta) for _ in range(3)]
+        sel = Selection(*maps, torch.empty(b, hkv, p_len, dtype=torch.int32, device=meta))
+
+    def gather(xs, rot, fan_in=False):
+        outs, made = gather_launches(xs, sel.lm_idx, sel.lm_pos, plan, fan_in, rope, rot)
+        launches.extend(made)
+        return outs
+
+    def pull(xs, rot, scatter):
+        outs, made = pull_launches(xs, sel.inv, plan, scatter, rope=rope, rotate=rot)
+        launches.extend(made)
+        return outs
+
+    subs = _by_shape(gather, (q, k, v))  # run_gather
+    (out,) = pull([torch.empty_like(subs[0])], 0, True)  # run_scatter of the SDPA's output
+    if grad:
+        gather([torch.empty_like(out)], 0, fan_in=True)  # run_fan_in of dO
+        _by_shape(lambda xs, rot: pull(xs, rot, False), [torch.empty_like(x) for x in subs])  # run_pool_bwd
+    return launches
+
+
+def _precompile(q, k, v, plan: LighthousePlan, rope: Optional[RopeArgs], grad: bool, key) -> None:
+    """Compile this configuration's kernels before its first launch (kernels/precompile.py), once per plan and key."""
+    precompile.precompile((plan, *key), lambda: planned_launches(q, k, v, plan, rope, grad), q.device)
+    plan.memo[key] = True
+
+
 # ------------------------------------------------------------------------------------------- the layer
 #: How many retain_inner_graph blocks are open, in any thread. Process-wide, not thread-local: on CUDA
 #: autograd runs the backward on its own device thread, which a thread-local switch set by the caller's
@@ -204,7 +257,11 @@ def lighthouse_attention_triton(
     """positions (1 or B, N) int64 or None: token positions of rope='post' (None: 0..N-1)."""
     poll_pending()  # earlier training forwards' finiteness checks that the GPU has passed, without waiting
     rope = rope_args(plan, q.device, positions)
-    if torch.is_grad_enabled() and any(x.requires_grad for x in (q, k, v)):
+    grad = torch.is_grad_enabled() and any(x.requires_grad for x in (q, k, v))
+    key = ("precompiled", q.dtype, q.device, grad, positions is None)  # all that the kernels specialise on, but sizes
+    if key not in plan.memo:  # a warm call's only cost: one dict lookup
+        _precompile(q, k, v, plan, rope, grad, key)
+    if grad:
         return LighthouseFunction.apply(q, k, v, plan, gate, rope)
     with torch.no_grad():
         return run_forward(q, k, v, plan, gate, grad=False, rope=rope)[0]

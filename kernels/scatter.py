@@ -12,7 +12,7 @@ so that their shared angles are computed once.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import triton
@@ -21,6 +21,7 @@ import triton.language as tl
 from lighthouse.plan import LighthousePlan
 
 from . import alloc, sizes
+from .launch import Launch
 from .rope import RopeArgs, entry_angles, kernel_rope, launch_args
 
 BLOCK_T = 16  # token rows per program; tuned on the H200 (reports/PERF_NOTES.md, step 4)
@@ -242,6 +243,50 @@ def _launch_constants(plan: LighthousePlan, hs: int, d: int, scatter: bool, rota
     return hit
 
 
+def pull_launches(
+    srcs: Sequence[torch.Tensor],
+    inv: torch.Tensor,
+    plan: LighthousePlan,
+    scatter: bool,
+    dtype=None,
+    rope: Optional[RopeArgs] = None,
+    rotate: int = 0,
+) -> Tuple[list, List[Launch]]:
+    """(the outputs, allocated, and the launches that fill them, not made) of pull_many."""
+    outs: list = []
+    launches: List[Launch] = []
+    for part, rot in sizes.parts(srcs, rotate):
+        o, launch = _pull_launch(part, inv, plan, scatter, dtype, rope, rot)
+        outs += o
+        launches.append(launch)
+    return outs, launches
+
+
+def _pull_launch(srcs, inv, plan: LighthousePlan, scatter: bool, dtype, rope: Optional[RopeArgs], rotate: int):
+    if rope is None or scatter:
+        rotate = 0
+    srcs = [s if s.is_contiguous() else s.contiguous() for s in srcs]
+    sizes.check_one_shape("pull_many", srcs)
+    b, hs, _, d = srcs[0].shape
+    outs = [alloc.empty(b, hs, plan.seq_len, d, dtype=dtype or s.dtype, device=s.device) for s in srcs]
+    pad = sizes.MAX_TENSORS - len(srcs)
+    inv_freq, pos, pos_bstride, pos_offset, has_pos = launch_args(rope if rotate else None, inv)
+    grid, size_args, meta = _launch_constants(plan, hs, d, scatter, rotate, has_pos)
+    args = (
+        *srcs,
+        *[srcs[0]] * pad,
+        inv,
+        *outs,
+        *[outs[0]] * pad,
+        inv_freq,
+        pos,
+        *size_args,
+        pos_bstride,
+        pos_offset,
+    )
+    return outs, Launch(_pull_kernel, grid, args, dict(NUM=len(srcs), **meta))
+
+
 def pull_many(
     srcs: Sequence[torch.Tensor],
     inv: torch.Tensor,
@@ -254,31 +299,9 @@ def pull_many(
     """Sources (B, Hs, S, D) of one shape -> (B, Hs, N, D) each: forward scatter (scatter=True) or pooling
     backward, in one launch per sizes.MAX_TENSORS sources. With `rope` (post mode) the pooling backward turns the
     first `rotate` sources back by their entries' angles."""
-    if len(srcs) > sizes.MAX_TENSORS:
-        return sizes.by_launch(lambda part, rot: pull_many(part, inv, plan, scatter, dtype, rope, rot), srcs, rotate)
-    if rope is None or scatter:
-        rotate = 0
-    srcs = [s if s.is_contiguous() else s.contiguous() for s in srcs]
-    sizes.check_one_shape("pull_many", srcs)
-    b, hs, _, d = srcs[0].shape
-    outs = [alloc.empty(b, hs, plan.seq_len, d, dtype=dtype or s.dtype, device=s.device) for s in srcs]
-    pad = sizes.MAX_TENSORS - len(srcs)
-    inv_freq, pos, pos_bstride, pos_offset, has_pos = launch_args(rope if rotate else None, inv)
-    grid, size_args, meta = _launch_constants(plan, hs, d, scatter, rotate, has_pos)
-    _pull_kernel[grid](
-        *srcs,
-        *[srcs[0]] * pad,
-        inv,
-        *outs,
-        *[outs[0]] * pad,
-        inv_freq,
-        pos,
-        *size_args,
-        pos_bstride,
-        pos_offset,
-        NUM=len(srcs),
-        **meta,
-    )
+    outs, launches = pull_launches(srcs, inv, plan, scatter, dtype, rope, rotate)
+    for launch in launches:
+        launch()
     return outs
 
 

@@ -13,6 +13,7 @@ from lighthouse.reference.scores import token_scores
 
 from . import alloc, sizes
 from .finite_check import FiniteCheck, _AlreadyChecked, _give_slot, flag_word
+from .launch import Launch
 
 
 @triton.jit
@@ -140,6 +141,15 @@ def _launch_constants(plan: LighthousePlan, inv_in_kernel: bool):
     return hit
 
 
+def scores_launch(q, k, sq, sk, inv, flag, epoch: int, plan: LighthousePlan) -> Launch:
+    """The norm scorer's launch (not made): score pyramids sq, sk, the inverse map `inv` set to -1 when the kernel
+    pools every level (None: no inverse map), the finiteness flag word raised to `epoch`."""
+    grid, _, init_inv, size_args, meta = _launch_constants(plan, inv is not None)
+    qs, ks = q.stride(), k.stride()
+    args = (q, k, sq, sk, inv if init_inv else flag, flag, epoch, *size_args, *qs[:3], *ks[:3])
+    return Launch(_norm_scores_kernel, grid, args, meta)
+
+
 def score_pyramids(
     q, k, v, plan: LighthousePlan, gate: Optional[torch.Tensor] = None, inv: Optional[torch.Tensor] = None
 ):
@@ -152,13 +162,10 @@ def score_pyramids(
     pyr = alloc.empty(2, plan.batch, plan.kv_heads, plan.pyramid_len, dtype=torch.float32, device=q.device)
     sq, sk = pyr[0], pyr[1]
     if plan.config.scorer == "norm":
-        grid, pooled, init_inv, size_args, meta = _launch_constants(plan, inv is not None)
+        _, pooled, init_inv, _, _ = _launch_constants(plan, inv is not None)
         flag, epoch, slot = flag_word(q.device)
         try:
-            qs, ks = q.stride(), k.stride()
-            _norm_scores_kernel[grid](
-                q, k, sq, sk, inv if init_inv else flag, flag, epoch, *size_args, *qs[:3], *ks[:3], **meta
-            )
+            scores_launch(q, k, sq, sk, inv, flag, epoch, plan)()
         except BaseException:
             _give_slot(slot)  # no check will hold it
             raise

@@ -12,7 +12,7 @@ emitted pyramid entry).
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 import triton
@@ -22,6 +22,7 @@ from lighthouse.config import TILE
 from lighthouse.plan import LighthousePlan
 
 from . import alloc, plant
+from .launch import Launch
 from .plant import spin
 
 # Sizes that one program handles in registers; past them selection runs on the PyTorch path.
@@ -234,11 +235,10 @@ class Selection:
         self.indices, self.lm_idx, self.lm_pos, self.inv = indices, lm_idx, lm_pos, inv
 
 
-def select_in_kernel(
+def select_launch(
     sq_pyr: torch.Tensor, sk_pyr: torch.Tensor, plan: LighthousePlan, inv: Optional[torch.Tensor] = None
-) -> Selection:
-    """Score pyramids (B, Hkv, P) float32 -> Selection, in one launch of grid (tiles, B*Hkv). `inv` is the
-    inverse map already set to -1 (score_pyramids does that on the way); None allocates one here."""
+) -> Tuple[Selection, Launch]:
+    """(the Selection, allocated, and the launch that fills it, not made) of select_in_kernel."""
     b, h, p_len = sq_pyr.shape
     s = plan.selected_len
     dev = sq_pyr.device
@@ -248,7 +248,7 @@ def select_in_kernel(
         inv = torch.full((b, h, p_len), -1, dtype=torch.int32, device=dev)
     tile_p2 = _next_pow2(plan.tile_len)
     spin_cycles = plant.spin_cycles("select", plan.seq_len)
-    _select_kernel[(plan.tiles, b * h)](
+    args = (
         sq_pyr,
         sk_pyr,
         keys,
@@ -262,6 +262,8 @@ def select_in_kernel(
         plan.chunk,
         plan.tile_len,
         spin_cycles,
+    )
+    meta = dict(
         LEVELS=plan.config.levels,
         POOL=plan.config.pooling,
         POOL_P2=_next_pow2(plan.config.pooling),
@@ -270,7 +272,17 @@ def select_in_kernel(
         SPIN=spin_cycles > 0,
         num_warps=NUM_WARPS or (4 if tile_p2 < 2048 else 16),
     )
-    return Selection(indices, lm_idx, lm_pos, inv)
+    return Selection(indices, lm_idx, lm_pos, inv), Launch(_select_kernel, (plan.tiles, b * h), args, meta)
+
+
+def select_in_kernel(
+    sq_pyr: torch.Tensor, sk_pyr: torch.Tensor, plan: LighthousePlan, inv: Optional[torch.Tensor] = None
+) -> Selection:
+    """Score pyramids (B, Hkv, P) float32 -> Selection, in one launch of grid (tiles, B*Hkv). `inv` is the
+    inverse map already set to -1 (score_pyramids does that on the way); None allocates one here."""
+    sel, launch = select_launch(sq_pyr, sk_pyr, plan, inv)
+    launch()
+    return sel
 
 
 def selection_from_indices(indices: torch.Tensor, plan: LighthousePlan) -> Selection:

@@ -7,7 +7,7 @@ the same ints for the positive sizes the wrappers pass (tests/ops/test_triton_pa
 
 from __future__ import annotations
 
-from typing import Callable, List, Sequence
+from typing import List, Sequence, Tuple
 
 MAX_TENSORS = 3  # tensors one gather or pull launch serves
 
@@ -22,13 +22,10 @@ def next_pow2(n: int) -> int:
     return 1 << (n - 1).bit_length()
 
 
-def by_launch(launch: Callable[[list, int], list], tensors: Sequence, rotate: int, most: int = MAX_TENSORS) -> List:
-    """The outputs of launch(part, part_rotate) over consecutive parts of at most `most` tensors, the first
-    `rotate` tensors of the whole list rotated (RoPE post mode)."""
-    outs: List = []
-    for i in range(0, len(tensors), most):
-        outs += launch(list(tensors[i : i + most]), min(max(0, rotate - i), most))
-    return outs
+def parts(tensors: Sequence, rotate: int, most: int = MAX_TENSORS) -> List[Tuple[list, int]]:
+    """(part, part_rotate) over consecutive parts of at most `most` tensors, the first `rotate` tensors of the
+    whole list rotated (RoPE post mode)."""
+    return [(list(tensors[i : i + most]), min(max(0, rotate - i), most)) for i in range(0, len(tensors), most)]
 
 
 def check_one_shape(name: str, tensors: Sequence) -> None:

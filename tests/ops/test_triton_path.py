@@ -45,19 +45,12 @@ def test_launch_size_helpers_match_triton():
 
 
 def test_tensors_beyond_one_launch_keep_their_order_and_rotation():
-    """sizes.by_launch splits 7 tensors into launches of 3, 3, 1 and hands each launch the part of the rotated
-    count that falls in it: catches outputs out of order or a rotation applied to the wrong tensors."""
+    """sizes.parts splits 7 tensors into launches of 3, 3, 1 and hands each launch the part of the rotated
+    count that falls in it: catches tensors out of order or a rotation applied to the wrong tensors."""
     from lighthouse.kernels import sizes
 
-    calls = []
-
-    def launch(part, rot):
-        calls.append((part, rot))
-        return [(x, i < rot) for i, x in enumerate(part)]
-
-    outs = sizes.by_launch(launch, list("abcdefg"), rotate=4)
-    assert [len(p) for p, _ in calls] == [3, 3, 1]
-    assert outs == [(x, x in "abcd") for x in "abcdefg"]
+    assert sizes.parts(list("abcdefg"), rotate=4) == [(list("abc"), 3), (list("def"), 1), (["g"], 0)]
+    assert sizes.parts(list("ab"), rotate=0) == [(list("ab"), 0)]
 
 
 #: Triton runs of the parity cases, shared with the determinism test (each interpreted run costs seconds)

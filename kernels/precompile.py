@@ -1,0 +1,89 @@
+"""Compile the Triton kernels of a call before its first launch, all at once, in threads (cold start).
+
+Triton compiles a kernel at its first launch, one after the other: at N=96K the layer's six kernels took 4.8 s of
+compiling on the H200 plus, in Triton 3.6, a C launcher built with the host's C compiler for every kernel
+signature (reports/PERF_NOTES.md, step 18). Most of both runs outside the GIL (ptxas and the C compiler are
+subprocesses, the MLIR passes native code), so compiling the launches of a call concurrently (Triton's public
+`JITFunction.warmup`, which fills the kernel's own cache exactly as the launch would) and loading each kernel's
+module and launcher in the same thread makes the first call wait for about the slowest kernel, not their sum.
+
+Done once per launch configuration (the caller keeps the key); never fails the call: any error leaves the
+kernels to Triton's usual compile at their first launch. LIGHTHOUSE_PRECOMPILE=0 turns it off. Nothing to do on the
+CPU (the interpreter compiles nothing) or while a CUDA graph is being captured.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Hashable, Sequence
+
+import torch
+
+from lighthouse.finite import capturing
+
+from . import interpreted
+from .launch import Launch
+
+ENV = "LIGHTHOUSE_PRECOMPILE"
+_LOG = logging.getLogger(__name__)
+_LOCK = threading.Lock()
+#: The configurations precompiled (or tried) in this process.
+_DONE: set = set()
+
+
+def wanted(device: torch.device) -> bool:
+    """Whether a call on `device` precompiles: CUDA, not interpreted, not capturing a graph, not turned off."""
+    if device.type != "cuda" or interpreted() or os.environ.get(ENV, "1").strip() in ("0", ""):
+        return False
+    return not capturing()
+
+
+def precompile(key: Hashable, launches: Callable[[], Sequence[Launch]], device: torch.device) -> bool:
+    """Compile and load the kernels of `launches()` (built only if needed) concurrently, once per `key` in this
+    process. True when every kernel is ready to launch; False when turned off, done before or anything failed
+    (then those kernels compile at their first launch, as without this)."""
+    with _LOCK:  # a second thread with the same configuration waits here, then finds it done
+        if key in _DONE or not wanted(device):
+            return False
+        _DONE.add(key)
+        try:
+            return warm(launches(), device)
+        except Exception as err:  # never fail the call over an optimisation
+            _LOG.debug("precompile skipped: %s: %s", type(err).__name__, err)
+            return False
+
+
+def warm(launches: Sequence[Launch], device: torch.device, workers: int = 0) -> bool:
+    """Compile every launch (JITFunction.warmup: the launch's own specialisation, stored in the kernel's cache)
+    and load its module and launcher, in `workers` threads (0: one per launch, at most the CPU count)."""
+    if not launches:
+        return True
+    from triton.runtime import driver
+
+    with torch.cuda.device(device):
+        # made here, once, not raced by the threads: Triton's driver (and its C helpers), and each kernel's cache for
+        # this device (a defaultdict entry: two threads making it at once could each keep their own, one lost)
+        index = driver.active.get_current_device()
+        for kernel in {id(launch.kernel): launch.kernel for launch in launches}.values():
+            caches = getattr(kernel, "device_caches", None)
+            if caches is not None:
+                caches[index]
+    workers = workers or min(len(launches), os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lighthouse-precompile") as pool:
+        return all(list(pool.map(lambda launch: _warm_one(launch, device), launches)))
+
+
+def _warm_one(launch: Launch, device: torch.device) -> bool:
+    try:
+        with torch.cuda.device(device):  # a thread's current device is its own: Triton caches kernels per device
+            compiled = launch.kernel.warmup(*launch.args, grid=launch.grid, **launch.kwargs)
+            load = getattr(compiled, "_init_handles", None)  # what the first launch would do: module and launcher
+            if load is not None:
+                load()
+        return True
+    except Exception as err:
+        _LOG.debug("precompile of %s failed: %s: %s", getattr(launch.kernel, "__name__", "?"), type(err).__name__, err)
+        return False
