@@ -181,11 +181,14 @@ def planned_launches(q, k, v, plan: LighthousePlan, rope: Optional[RopeArgs] = N
         launches.extend(made)
         return outs
 
+    def fresh(x):  # a new contiguous tensor like x (not torch.empty_like: on meta it imports torch.fx, 0.5 s)
+        return torch.empty(x.shape, dtype=x.dtype, device=meta)
+
     subs = _by_shape(gather, (q, k, v))  # run_gather
-    (out,) = pull([torch.empty_like(subs[0])], 0, True)  # run_scatter of the SDPA's output
+    (out,) = pull([fresh(subs[0])], 0, True)  # run_scatter of the SDPA's output
     if grad:
-        gather([torch.empty_like(out)], 0, fan_in=True)  # run_fan_in of dO
-        _by_shape(lambda xs, rot: pull(xs, rot, False), [torch.empty_like(x) for x in subs])  # run_pool_bwd
+        gather([fresh(out)], 0, fan_in=True)  # run_fan_in of dO
+        _by_shape(lambda xs, rot: pull(xs, rot, False), [fresh(x) for x in subs])  # run_pool_bwd
     return launches
 
 

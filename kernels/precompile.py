@@ -17,8 +17,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Hashable, Sequence
+from typing import Callable, Dict, Hashable, Sequence, Tuple
 
 import torch
 
@@ -30,8 +31,13 @@ from .launch import Launch
 ENV = "LIGHTHOUSE_PRECOMPILE"
 _LOG = logging.getLogger(__name__)
 _LOCK = threading.Lock()
-#: The configurations precompiled (or tried) in this process.
-_DONE: set = set()
+#: The configurations precompiled (or tried) in this process: key -> (every kernel ready, seconds it took).
+_DONE: Dict[Hashable, Tuple[bool, float]] = {}
+
+
+def results() -> Dict[Hashable, Tuple[bool, float]]:
+    """What this process precompiled: configuration key -> (every kernel ready, seconds); for reports."""
+    return dict(_DONE)
 
 
 def wanted(device: torch.device) -> bool:
@@ -48,12 +54,15 @@ def precompile(key: Hashable, launches: Callable[[], Sequence[Launch]], device: 
     with _LOCK:  # a second thread with the same configuration waits here, then finds it done
         if key in _DONE or not wanted(device):
             return False
-        _DONE.add(key)
+        start = time.perf_counter()
+        _DONE[key] = (False, 0.0)
         try:
-            return warm(launches(), device)
+            ok = warm(launches(), device)
         except Exception as err:  # never fail the call over an optimisation
             _LOG.debug("precompile skipped: %s: %s", type(err).__name__, err)
-            return False
+            ok = False
+        _DONE[key] = (ok, time.perf_counter() - start)
+        return ok
 
 
 def warm(launches: Sequence[Launch], device: torch.device, workers: int = 0) -> bool:

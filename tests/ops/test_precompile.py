@@ -106,7 +106,7 @@ def recorded(monkeypatch):
     """The layer precompiles on the CPU (as if on CUDA); warm() records what it was given instead of compiling."""
     calls = []
     plan_for.cache_clear()  # fresh plans: a plan remembers in its memo that it was precompiled (or not wanted)
-    monkeypatch.setattr(precompile, "_DONE", set())
+    monkeypatch.setattr(precompile, "_DONE", {})
     monkeypatch.setattr(precompile, "wanted", lambda device: True)
     monkeypatch.setattr(precompile, "warm", lambda launches, device: calls.append(list(launches)) or True)
     return calls
@@ -136,14 +136,15 @@ def test_a_failing_precompile_never_fails_the_call(monkeypatch, broken):
     with torch.no_grad():  # another configuration than the call below: this one precompiles nothing here
         expected = lighthouse.lighthouse_attention(q, k, v, config=cfg)
     plan_for.cache_clear()
-    monkeypatch.setattr(precompile, "_DONE", set())
+    monkeypatch.setattr(precompile, "_DONE", {})
     monkeypatch.setattr(precompile, "wanted", lambda device: True)
     if broken == "planning":
         monkeypatch.setattr(layer, "planned_launches", lambda *a, **kw: 1 / 0)
     # compiling: warm() runs for real, and fails on this machine (no GPU driver for Triton, CPU tensors)
     out = lighthouse.lighthouse_attention(q, k, v, config=cfg)
     out.sum().backward()
-    assert torch.equal(out.detach(), expected) and len(precompile._DONE) == 1 and q.grad is not None
+    assert torch.equal(out.detach(), expected) and q.grad is not None
+    assert [ok for ok, _ in precompile.results().values()] == [False]  # tried once, not ready
 
 
 def test_the_environment_variable_turns_it_off(monkeypatch):
@@ -162,7 +163,7 @@ def test_the_environment_variable_turns_it_off(monkeypatch):
     monkeypatch.setattr(precompile, "interpreted", lambda: True)
     assert not precompile.wanted(cuda)
     monkeypatch.setattr(precompile, "interpreted", lambda: False)
-    monkeypatch.setattr(precompile, "_DONE", set())
+    monkeypatch.setattr(precompile, "_DONE", {})
     monkeypatch.setenv(precompile.ENV, "0")
     assert not precompile.wanted(cuda)
     assert precompile.precompile("key", lambda: pytest.fail("launches planned with the precompile off"), cuda) is False

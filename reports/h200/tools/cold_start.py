@@ -6,6 +6,10 @@
    forward and first backward (bf16, B=1, H=8, D=128, Triton path, cuDNN SDPA); a second fresh process with
    the cache the first one filled does the same (warm). Triton's compilation listener gives every kernel's
    compile time. Rows: `cold_start.csv` (one per process) and `compile.csv` (one per compiled kernel).
+   The layer precompiles its kernels concurrently before the first launch (kernels/precompile.py; the
+   `precompile` column: ready, failed or off, and its time; `triton_compile_ms` then sums compiles that ran at
+   once, so it can exceed their wall time); LIGHTHOUSE_PRECOMPILE=0 in the environment of this script times the
+   lazy compile instead.
 2. Small N. Lighthouse fwd+bwd against dense cuDNN at N = 8K (k = 256, 512) and 16K (k = 512, 1024), and the
    paper point 96K (k = 1536), CUDA events, L2 flush, medians, dense measured in the same run; each row plain
    and through CUDA graphs (lighthouse.graph_lighthouse, graph_dense: `cuda_graph` column), with the host time
@@ -63,6 +67,8 @@ COLD_COLUMNS = (
     "triton_compile_ms",
     "kernels_compiled",
     "import_ms",
+    "precompile",
+    "precompile_ms",
     "status",
 )
 
@@ -162,6 +168,7 @@ def child(spec: str, out: Path, phase: str) -> int:
     torch.cuda.synchronize()
     t3 = time.perf_counter()
     compile_ms = sum(c["compile_ms"] for c in compiles if not c["cache_hit"])
+    precompiled = _precompile_results()
     cells = _config_cells(phase, (n, topk, levels, pooling, scorer))
     row = {
         **cells,
@@ -172,6 +179,9 @@ def child(spec: str, out: Path, phase: str) -> int:
         "triton_compile_ms": round(compile_ms, 1),
         "kernels_compiled": sum(not c["cache_hit"] for c in compiles),
         "import_ms": round(t_import * 1e3),
+        # kernels/precompile.py (LIGHTHOUSE_PRECOMPILE): off, or ready / failed (then Triton compiled lazily)
+        "precompile": precompiled[0],
+        "precompile_ms": precompiled[1],
         "status": "ok",
     }
     _append(out / "cold_start.csv", row, COLD_COLUMNS)
@@ -197,6 +207,21 @@ def child(spec: str, out: Path, phase: str) -> int:
             },
         )
     return 0
+
+
+def _precompile_results():
+    """(state, ms) of the layer's precompile in this process (kernels/precompile.py): `off` when it did not run
+    (LIGHTHOUSE_PRECOMPILE=0, or a build without it), else `ready` (every kernel compiled and loaded before the first
+    launch) or `failed` (some left to Triton's lazy compile), with the time of its first configuration."""
+    try:
+        from lighthouse.kernels import precompile
+    except ImportError:
+        return "off", ""
+    done = list(precompile.results().values())
+    if not done:
+        return "off", ""
+    ok, seconds = done[0]
+    return ("ready" if all(x[0] for x in done) else "failed"), round(seconds * 1e3, 1)
 
 
 def _config_cells(phase: str, config) -> dict:
