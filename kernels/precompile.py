@@ -25,7 +25,6 @@ import torch
 
 from lighthouse.finite import capturing
 
-from . import interpreted
 from .launch import Launch
 
 ENV = "LIGHTHOUSE_PRECOMPILE"
@@ -38,6 +37,11 @@ _DONE: Dict[Hashable, Tuple[bool, float]] = {}
 def results() -> Dict[Hashable, Tuple[bool, float]]:
     """What this process precompiled: configuration key -> (every kernel ready, seconds); for reports."""
     return dict(_DONE)
+
+
+def interpreted() -> bool:
+    """TRITON_INTERPRET set (as lighthouse.kernels.interpreted, not imported from the package: a cycle)."""
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
 def wanted(device: torch.device) -> bool:
