@@ -9,6 +9,8 @@ fresh process with an empty TRITON_CACHE_DIR, as on a fresh machine.
 
     python scripts/precompile_times.py                        # 96K, k=1536, L=3, p=4, H=8, D=128, bf16, 1 and 2 threads
     python scripts/precompile_times.py --workers 1,2,4 --rope pre --repeat 2
+    python scripts/precompile_times.py --repeat 3 --out reports/cpu/precompile/precompile_times.csv
+    python scripts/precompile_times.py --summary reports/cpu/precompile/precompile_times.csv   # the table, from the CSV
 
 A CPU measurement: absolute times move with the machine's load; the ratio serial / threads is what it is for.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
 import json
 import os
 import subprocess
@@ -83,14 +86,20 @@ def main(argv=None) -> int:
     ap.add_argument("--rope", default="pre,post")
     ap.add_argument("--workers", default="1,2", help="comma list of thread counts (1: serial)")
     ap.add_argument("--repeat", type=int, default=1, help="runs of each (rope, workers), alternating")
+    ap.add_argument("--out", type=Path, default=None, help="also write the rows to this CSV")
+    ap.add_argument("--summary", type=Path, default=None, help="print the means and ratios of a CSV written by --out")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
+    if a.summary:
+        summary(a.summary)
+        return 0
     if a.child:
         rope, workers = a.child.split(",")
         print(json.dumps(child(rope, int(workers), a.n, a.topk, a.levels, a.pooling)))
         return 0
     print("rope workers launches compiled plan_ms compile_s")
-    for _ in range(a.repeat):
+    rows = []
+    for run in range(a.repeat):
         for rope in a.rope.split(","):
             for workers in a.workers.split(","):
                 env = dict(os.environ, TRITON_CACHE_DIR=tempfile.mkdtemp(prefix="lh-precompile-"))
@@ -104,12 +113,47 @@ def main(argv=None) -> int:
                     check=True,
                 ).stdout
                 r = json.loads(out.strip().splitlines()[-1])
+                rows.append({"run": run, **{c: r[c] for c in COLUMNS[1:]}})
                 print(
                     f"{r['rope']:4s} {r['workers']:7d} {r['launches']:8d} {r['compiled']:8d} {r['plan_ms']:7.1f} "
                     f"{r['compile_s']:9.2f}",
                     flush=True,
                 )
+    if a.out:
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        with a.out.open("w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=COLUMNS, lineterminator="\n")
+            w.writeheader()
+            w.writerows(rows)
+        summary(a.out)
     return 0
+
+
+#: The columns of --out: one row per run, placement and thread count.
+COLUMNS = ("run", "rope", "workers", "launches", "compiled", "plan_ms", "compile_s")
+
+
+def summary(path: Path) -> None:
+    """Per placement: each thread count's runs and mean, and the serial mean over each one's."""
+    with path.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    for rope in dict.fromkeys(r["rope"] for r in rows):
+        mine = [r for r in rows if r["rope"] == rope]
+        means = {}
+        for workers in dict.fromkeys(r["workers"] for r in mine):
+            times = [float(r["compile_s"]) for r in mine if r["workers"] == workers]
+            means[workers] = sum(times) / len(times)
+            print(
+                f"{rope} {workers} thread(s): "
+                + ", ".join(f"{t:.2f}" for t in times)
+                + f" s, mean {means[workers]:.2f}"
+                f" ({mine[0]['launches']} launches, planned in {min(float(r['plan_ms']) for r in mine):.1f}-"
+                f"{max(float(r['plan_ms']) for r in mine):.1f} ms)"
+            )
+        serial = means.get("1")
+        for workers, mean in means.items():
+            if serial and workers != "1":
+                print(f"{rope} serial / {workers} threads: {serial / mean:.2f}x")
 
 
 if __name__ == "__main__":

@@ -68,11 +68,15 @@ def caught(monkeypatch):
     return keys
 
 
-def _case(case, grad=True):
+#: The smallest call that still runs all six kernels: for the tests of when the precompile runs, not what.
+SMALL = (1, 1, 256, 4, 2, 2, "pre", False, "norm")
+
+
+def _case(case, grad=True, topk=128):
     hq, hkv, n, d, levels, pooling, rope, with_pos, scorer = case
     q, k, v = rand_qkv(1, hq, hkv, n, d, seed=n + d, requires_grad=grad)
     cfg = LighthouseConfig(
-        levels=levels, pooling=pooling, topk=128, rope=rope, scorer=scorer, impl="triton", sdpa_backend="math"
+        levels=levels, pooling=pooling, topk=topk, rope=rope, scorer=scorer, impl="triton", sdpa_backend="math"
     )
     positions = (torch.arange(n) + 1000)[None] if with_pos else None
     return q, k, v, cfg, positions
@@ -115,7 +119,7 @@ def recorded(monkeypatch):
 def test_it_runs_once_per_configuration(recorded):
     """Catches a precompile repeated at every call (host time on every warm call) or one configuration's
     precompile taken for another's (its first launches would compile)."""
-    q, k, v, cfg, _ = _case(CASES[0])
+    q, k, v, cfg, _ = _case(SMALL)
     for _ in range(3):
         lighthouse.lighthouse_attention(q, k, v, config=cfg).sum().backward()
     assert len(recorded) == 1 and len(recorded[0]) == 6  # scores, select, gather, scatter, fan_in, pool_bwd
@@ -132,7 +136,7 @@ def test_it_runs_once_per_configuration(recorded):
 def test_a_failing_precompile_never_fails_the_call(monkeypatch, broken):
     """Catches an exception of the precompile (planning the launches, Triton's driver or a compile) reaching the
     caller: the call must go on to Triton's usual compile at the first launch, with the same result."""
-    q, k, v, cfg, _ = _case(CASES[1])
+    q, k, v, cfg, _ = _case(SMALL)
     with torch.no_grad():  # another configuration than the call below: this one precompiles nothing here
         expected = lighthouse.lighthouse_attention(q, k, v, config=cfg)
     plan_for.cache_clear()
