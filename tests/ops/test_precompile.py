@@ -31,9 +31,9 @@ KERNELS = (
 CASES = [
     # (Hq, Hkv, N, D, levels, pooling, rope, positions, scorer)
     (2, 2, 256, 8, 2, 2, "pre", False, "norm"),  # q, k, v in one gather and one pull
-    (4, 2, 515, 8, 3, 2, "pre", False, "norm"),  # GQA (q apart from k, v), three levels, padded
-    (2, 2, 512, 8, 3, 2, "post", False, "norm"),  # q, k rotated in the launches of v
-    (4, 1, 390, 6, 2, 3, "post", True, "norm"),  # GQA, positions (HAS_POS), pooling 3, D/2 = 3
+    (2, 1, 515, 8, 3, 2, "pre", False, "norm"),  # GQA (q apart from k, v), three levels, padded
+    (1, 1, 512, 8, 3, 2, "post", False, "norm"),  # q, k rotated in the launches of v
+    (2, 1, 390, 6, 2, 3, "post", True, "norm"),  # GQA, positions (HAS_POS), pooling 3, D/2 = 3
     (2, 1, 256, 8, 2, 2, "pre", False, "dilated"),  # no scoring kernel (the scores come from PyTorch)
 ]
 
