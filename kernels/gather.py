@@ -291,13 +291,9 @@ def gather_launches(
     rotate: int = 0,
 ) -> Tuple[list, List[Launch]]:
     """(the outputs, allocated, and the launches that fill them, not made) of gather_many."""
-    outs: list = []
-    launches: List[Launch] = []
-    for part, rot in sizes.parts(xs, rotate):
-        o, launch = _gather_launch(part, lm_idx, lm_pos, plan, fan_in, rope, rot)
-        outs += o
-        launches.append(launch)
-    return outs, launches
+    return sizes.launches_by_part(
+        xs, rotate, lambda part, rot: _gather_launch(part, lm_idx, lm_pos, plan, fan_in, rope, rot)
+    )
 
 
 def _gather_launch(xs, lm_idx, lm_pos, plan: LighthousePlan, fan_in: bool, rope: Optional[RopeArgs], rotate: int):

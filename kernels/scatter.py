@@ -253,13 +253,9 @@ def pull_launches(
     rotate: int = 0,
 ) -> Tuple[list, List[Launch]]:
     """(the outputs, allocated, and the launches that fill them, not made) of pull_many."""
-    outs: list = []
-    launches: List[Launch] = []
-    for part, rot in sizes.parts(srcs, rotate):
-        o, launch = _pull_launch(part, inv, plan, scatter, dtype, rope, rot)
-        outs += o
-        launches.append(launch)
-    return outs, launches
+    return sizes.launches_by_part(
+        srcs, rotate, lambda part, rot: _pull_launch(part, inv, plan, scatter, dtype, rope, rot)
+    )
 
 
 def _pull_launch(srcs, inv, plan: LighthousePlan, scatter: bool, dtype, rope: Optional[RopeArgs], rotate: int):

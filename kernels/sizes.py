@@ -28,6 +28,17 @@ def parts(tensors: Sequence, rotate: int, most: int = MAX_TENSORS) -> List[Tuple
     return [(list(tensors[i : i + most]), min(max(0, rotate - i), most)) for i in range(0, len(tensors), most)]
 
 
+def launches_by_part(tensors: Sequence, rotate: int, make) -> Tuple[list, list]:
+    """(every output, the launches) of a wrapper over parts(tensors, rotate): make(part, part_rotate) returns one
+    part's (outputs, launch)."""
+    outs, launches = [], []
+    for part, rot in parts(tensors, rotate):
+        o, launch = make(part, rot)
+        outs += o
+        launches.append(launch)
+    return outs, launches
+
+
 def check_one_shape(name: str, tensors: Sequence) -> None:
     """One launch serves tensors of one shape: ValueError naming the wrapper and the shapes otherwise."""
     shape = tensors[0].shape
