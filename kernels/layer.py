@@ -192,9 +192,30 @@ def planned_launches(q, k, v, plan: LighthousePlan, rope: Optional[RopeArgs] = N
     return launches
 
 
+def warm_sdpa(q, k, v, plan: LighthousePlan, grad: bool) -> None:
+    """The stock SDPA's first call on the sub-sequence's shapes and layout, forward and (grad) backward, on zeros,
+    so that what its first call costs (cuDNN builds and caches a graph per shape; either backend loads its kernels
+    at their first launch) is paid while the Triton kernels compile, not after them. Changes nothing but caches;
+    its tensors are freed before the call allocates its own."""
+    b, s = plan.batch, plan.selected_len
+    subs = [
+        torch.zeros(b, x.shape[1], s, x.shape[3], dtype=x.dtype, device=x.device, requires_grad=grad) for x in (q, k, v)
+    ]
+    with torch.set_grad_enabled(grad):
+        out = run_sdpa(*subs, plan)
+    if grad:  # dO as the fan-in makes it: contiguous
+        torch.autograd.grad(out, subs, torch.zeros(out.shape, dtype=out.dtype, device=out.device))
+
+
 def _precompile(q, k, v, plan: LighthousePlan, rope: Optional[RopeArgs], grad: bool, key) -> None:
-    """Compile this configuration's kernels before its first launch (kernels/precompile.py), once per plan and key."""
-    precompile.precompile((plan, *key), lambda: planned_launches(q, k, v, plan, rope, grad), q.device)
+    """Compile this configuration's kernels before its first launch (kernels/precompile.py), once per plan and key,
+    with the stock SDPA's first call on the sub-sequence's shape run meanwhile (warm_sdpa)."""
+    precompile.precompile(
+        (plan, *key),
+        lambda: planned_launches(q, k, v, plan, rope, grad),
+        q.device,
+        alongside=lambda: warm_sdpa(q, k, v, plan, grad),
+    )
     plan.memo[key] = True
 
 

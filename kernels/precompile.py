@@ -7,6 +7,10 @@ subprocesses, the MLIR passes native code), so compiling the launches of a call 
 `JITFunction.warmup`, which fills the kernel's own cache exactly as the launch would) and loading each kernel's
 module and launcher in the same thread makes the first call wait for about the slowest kernel, not their sum.
 
+While the kernels compile, the calling thread can do other first-call work (`alongside`): the layer runs the stock
+SDPA's forward and backward once on the sub-sequence's shape, whose first backward alone took 2.2 s (cuDNN) to 3.0 s
+(flash) on the H200, after the Triton kernels were ready (reports/h200/coldstart/first-call-s4/).
+
 Done once per launch configuration (the caller keeps the key); never fails the call: any error leaves the
 kernels to Triton's usual compile at their first launch. LIGHTHOUSE_PRECOMPILE=0 turns it off. Nothing to do on the
 CPU (the interpreter compiles nothing) or while a CUDA graph is being captured.
@@ -19,7 +23,7 @@ import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Dict, Hashable, Sequence, Tuple
+from typing import Callable, Dict, Hashable, Optional, Sequence, Tuple
 
 import torch
 
@@ -51,17 +55,23 @@ def wanted(device: torch.device) -> bool:
     return not capturing()
 
 
-def precompile(key: Hashable, launches: Callable[[], Sequence[Launch]], device: torch.device) -> bool:
+def precompile(
+    key: Hashable,
+    launches: Callable[[], Sequence[Launch]],
+    device: torch.device,
+    alongside: Optional[Callable[[], None]] = None,
+) -> bool:
     """Compile and load the kernels of `launches()` (built only if needed) concurrently, once per `key` in this
-    process. True when every kernel is ready to launch; False when turned off, done before or anything failed
-    (then those kernels compile at their first launch, as without this)."""
+    process, running `alongside()` in this thread meanwhile. True when every kernel is ready to launch; False when
+    turned off, done before or anything failed (then those kernels compile at their first launch, as without
+    this)."""
     with _LOCK:  # a second thread with the same configuration waits here, then finds it done
         if key in _DONE or not wanted(device):
             return False
         start = time.perf_counter()
         _DONE[key] = (False, 0.0)
         try:
-            ok = warm(launches(), device)
+            ok = warm(launches(), device, alongside=alongside)
         except Exception as err:  # never fail the call over an optimisation
             _LOG.debug("precompile skipped: %s: %s", type(err).__name__, err)
             ok = False
@@ -69,10 +79,14 @@ def precompile(key: Hashable, launches: Callable[[], Sequence[Launch]], device: 
         return ok
 
 
-def warm(launches: Sequence[Launch], device: torch.device, workers: int = 0) -> bool:
+def warm(
+    launches: Sequence[Launch], device: torch.device, workers: int = 0, alongside: Optional[Callable[[], None]] = None
+) -> bool:
     """Compile every launch (JITFunction.warmup: the launch's own specialisation, stored in the kernel's cache)
-    and load its module and launcher, in `workers` threads (0: one per launch, at most the CPU count)."""
+    and load its module and launcher, in `workers` threads (0: one per launch, at most the CPU count), while this
+    thread runs `alongside()` (its failure is logged, never raised: it only warms)."""
     if not launches:
+        _run_alongside(alongside)
         return True
     from triton.runtime import driver
 
@@ -86,7 +100,18 @@ def warm(launches: Sequence[Launch], device: torch.device, workers: int = 0) -> 
                 caches[index]
     workers = workers or min(len(launches), os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lighthouse-precompile") as pool:
-        return all(list(pool.map(lambda launch: _warm_one(launch, device), launches)))
+        futures = [pool.submit(_warm_one, launch, device) for launch in launches]
+        _run_alongside(alongside)
+        return all([f.result() for f in futures])
+
+
+def _run_alongside(alongside: Optional[Callable[[], None]]) -> None:
+    if alongside is None:
+        return
+    try:
+        alongside()
+    except Exception as err:
+        _LOG.debug("first-call work beside the precompile failed: %s: %s", type(err).__name__, err)
 
 
 def _warm_one(launch: Launch, device: torch.device) -> bool:

@@ -3,8 +3,9 @@
 The spin of kernels/plant.py is set in SM cycles per program, and what that costs the layer depends on how many
 waves of programs the kernel runs at a point: so each point is calibrated. The layer's fwd+bwd time (host-ahead
 clock, the one the gate judges) is measured without a plant, then with trial spins until one moves it by a few
-percent; the cost per cycle gives the cycles for each requested share, which are measured once more (and
-corrected once by the ratio of asked to delivered). Every `Plant` carries what was asked and what was delivered.
+percent; the cost per cycle gives the cycles for each requested share, corrected by the ratio of asked to
+delivered until a sample lands within 5% of the ask. What a plant delivered is then measured afresh (the median of
+3), not read off the sample the search stopped on. Every `Plant` carries what was asked and what was delivered.
 Used by scripts/gate_kernel_plant.py and tests/bench/test_kernel_plant.py.
 """
 
@@ -19,6 +20,8 @@ from ..kernels.plant import PLANT_ENV, switch_value
 
 #: First trial spin (cycles per program); multiplied by TRIAL_STEP until the layer moves by TRIAL_MIN_GAIN.
 TRIAL_CYCLES, TRIAL_STEP, TRIAL_MIN_GAIN, MAX_CYCLES = 2048, 4, 0.03, 1 << 30
+#: Corrections of a level's cycles at most, stopping once a sample is within CLOSE of the asked cost.
+CORRECTIONS, CLOSE = 4, 0.05
 
 
 @dataclass
@@ -83,13 +86,14 @@ def calibrate(
             continue
         want = pct / 100.0 * base
         c = max(1, round(want / per_cycle))
-        got = at(c)
-        if got > base:  # one correction by the ratio of asked to delivered (waves make it not quite linear)
-            c2 = max(1, round(c * want / (got - base)))
-            got2 = at(c2)
-            if abs(got2 - base - want) < abs(got - base - want):
-                c, got = c2, got2
-        plants.append(Plant(n, kernel, pct, c, base, got))
+        for _ in range(CORRECTIONS):  # by the ratio of asked to delivered: waves make the cost not quite linear
+            got = at(c)
+            if got <= base or abs(got - base - want) <= CLOSE * want:
+                break
+            c = max(1, round(c * want / (got - base)))
+        # what it delivers, measured afresh: the sample the search stopped on was picked for being close
+        delivered = sorted(at(c) for _ in range(base_samples))[base_samples // 2]
+        plants.append(Plant(n, kernel, pct, c, base, delivered))
     return plants
 
 

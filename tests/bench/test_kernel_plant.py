@@ -5,6 +5,7 @@ share of the layer's time, and on the GPU what it delivers is within 20% of what
 from __future__ import annotations
 
 import os
+import random
 
 import pytest
 import torch
@@ -109,6 +110,26 @@ def test_calibration_delivers_each_request_and_reports_it():
         # independent check: the fake's own formula at the chosen cycles
         assert p.planted_ms == pytest.approx(2.0 + 3 * p.cycles / 1000 * 0.004 * (1 + p.cycles / 4e6))
     assert plant.PLANT_ENV not in os.environ
+
+
+def test_what_a_plant_delivered_is_measured_afresh_not_read_off_the_search():
+    """Catches a delivered share read off the sample the search stopped on: picked for landing close to the ask, it
+    flatters the plant under noise (the H200 test saw a 10% ask deliver 12.4%). The fake is noisy; the plant must
+    report the median of the 3 measurements after the search, at its final cycles."""
+    rng = random.Random(0)
+    true = _fake_layer()
+    seen = []
+
+    def noisy():
+        t = true() + rng.uniform(-0.06, 0.06)
+        seen.append((plant.spin_cycles("select", N), t))
+        return t
+
+    for pct in (10, 20):
+        seen.clear()
+        [p] = kernel_plant.calibrate(noisy, N, "select", [pct])
+        assert all(c == p.cycles for c, _ in seen[-3:]) and seen[-4][0] > 0  # the search's last sample, then 3
+        assert p.planted_ms == sorted(t for _, t in seen[-3:])[1]
 
 
 def test_calibration_refuses_a_plant_that_delivers_nothing():

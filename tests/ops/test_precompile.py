@@ -112,7 +112,7 @@ def recorded(monkeypatch):
     plan_for.cache_clear()  # fresh plans: a plan remembers in its memo that it was precompiled (or not wanted)
     monkeypatch.setattr(precompile, "_DONE", {})
     monkeypatch.setattr(precompile, "wanted", lambda device: True)
-    monkeypatch.setattr(precompile, "warm", lambda launches, device: calls.append(list(launches)) or True)
+    monkeypatch.setattr(precompile, "warm", lambda launches, device, **kw: calls.append(list(launches)) or True)
     return calls
 
 
@@ -215,3 +215,53 @@ def test_warm_compiles_every_launch_concurrently_and_loads_it(no_gpu_calls):
         assert kernel.calls == [(args, grid, kwargs, kernel.calls[0][3])]
     assert len({x.calls[0][3] for x in kernels}) == 3 and all(x.calls[0][3] != "MainThread" for x in kernels)
     assert [len(x.loaded) for x in kernels] == [1, 1, 0]
+
+
+def test_warm_runs_the_alongside_work_in_this_thread_while_the_kernels_compile(no_gpu_calls):
+    """Catches the first-call work beside the precompile run after the compiles (each fake compile waits for it:
+    run after them, it would time out) or in a pool thread, and its failure failing the precompile."""
+    started = threading.Event()
+
+    class Waiting(_FakeKernel):
+        def warmup(self, *args, grid, **kwargs):
+            self.calls.append(started.wait(timeout=10))
+            return self
+
+    kernels = [Waiting("a", None), Waiting("b", None)]
+    launches = [Launch(x, (1,), (), {}) for x in kernels]
+    ran_in = []
+
+    def alongside():
+        ran_in.append(threading.current_thread().name)
+        started.set()
+        raise RuntimeError("out of memory")  # logged, never raised
+
+    assert precompile.warm(launches, torch.device("cuda", 0), workers=2, alongside=alongside) is True
+    assert ran_in == ["MainThread"] and [x.calls for x in kernels] == [[True], [True]]
+
+
+@pytest.mark.parametrize("grad", [True, False])
+def test_the_sdpa_warm_up_calls_sdpa_as_the_layer_does(monkeypatch, grad):
+    """Catches a warm-up of the stock SDPA on another shape, dtype or layout than the call's own SDPA on its
+    sub-sequence (cuDNN builds a graph per shape: it would warm nothing), and a backward warmed for a call that has
+    none, or not warmed for one that has."""
+    seen = []
+    real = layer.causal_sdpa
+
+    def spy(q, k, v, backend=None):
+        seen.append([(tuple(x.shape), x.stride(), x.dtype, x.requires_grad) for x in (q, k, v)] + [backend])
+        out = real(q, k, v, backend)
+        if out.requires_grad:
+            out.register_hook(lambda g: seen.append(("backward", tuple(g.shape), g.stride())))
+        return out
+
+    monkeypatch.setattr(layer, "causal_sdpa", spy)
+    q, k, v, cfg, _ = _case(CASES[1], grad=grad)  # GQA: k and v repeated to q's heads
+    plan = make_plan(cfg, q, k, v)
+    layer.warm_sdpa(q, k, v, plan, grad)
+    warmed, seen[:] = list(seen), []
+    with torch.set_grad_enabled(grad):
+        out = lighthouse.lighthouse_attention(q, k, v, config=cfg)
+        if grad:
+            out.sum().backward()
+    assert warmed == seen and len(seen) == (2 if grad else 1)
