@@ -1,7 +1,8 @@
 """Every figure quoted from the H200 runs of 2026-12-03 (RoPE cost, paper-530m under mixed precision, the needle
 grid on correctly planted needles; the second session's: both clocks, GQA, the RoPE stage profile, cold
 start and the gate's proof inside the selection kernel; and the third session's: the same measurements after the
-pull's trigonometry fix, the gather without spills and the host-glue cuts), recomputed from the committed CSVs.
+pull's trigonometry fix, the gather without spills and the host-glue cuts; and the fourth session's: the cold start
+with the precompile, and RoPE after selection with the halves pooled in one pass), recomputed from the committed CSVs.
 
 python reports/h200/tools/figures_2026_12_03.py
 """
