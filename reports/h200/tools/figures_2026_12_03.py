@@ -1,13 +1,15 @@
 """Every figure quoted from the H200 runs of 2026-12-03 (RoPE cost, paper-530m under mixed precision, the needle
 grid on correctly planted needles; the second session's: both clocks, GQA, the RoPE stage profile, cold
 start and the gate's proof inside the selection kernel; and the third session's: the same measurements after the
-pull's trigonometry fix, the gather without spills and the host-glue cuts), recomputed from the committed CSVs.
+pull's trigonometry fix, the gather without spills and the host-glue cuts; and the fourth session's: the cold start
+with the precompile, and RoPE after selection with the halves pooled in one pass), recomputed from the committed CSVs.
 
 python reports/h200/tools/figures_2026_12_03.py
 """
 
 from __future__ import annotations
 
+import json
 import statistics
 import sys
 from pathlib import Path
@@ -76,7 +78,8 @@ def needles() -> None:
     diff = both["post"] - both["pre"]
     for n, d in diff.groupby(level="n"):
         print(
-            f"needle-rope post - pre recall at {n // 1024}K over {len(d)} configurations: median {statistics.median(d):+.3f}, "
+            f"needle-rope post - pre recall at {n // 1024}K over {len(d)} configurations: "
+            f"median {statistics.median(d):+.3f}, "
             f"{(d > 0).sum()} higher, {(d < 0).sum()} lower, {(d == 0).sum()} equal"
         )
     old = pd.read_csv(H200 / "quality" / "n96k" / "quality" / "quality.csv")
@@ -98,9 +101,11 @@ def clocks(folder: Path = H200 / "clocks", tag: str = "clocks") -> None:
         c = dense.loc[(r.n, r.batch)]
         print(
             f"{tag} {r.n // 1024}K B{r.batch} k={int(r.topk)}: Lighthouse {r.median_ms:.3f} ms as timed, "
-            f"{r.host_ahead_median_ms:.3f} host ahead (as timed {100 * (r.median_ms / r.host_ahead_median_ms - 1):+.1f}%); "
+            f"{r.host_ahead_median_ms:.3f} host ahead "
+            f"(as timed {100 * (r.median_ms / r.host_ahead_median_ms - 1):+.1f}%); "
             f"cuDNN {c.median_ms:.3f} / {c.host_ahead_median_ms:.3f}; speedup {r.speedup_vs_sdpa_cudnn:.2f}x / "
-            f"{r.host_ahead_speedup_vs_sdpa_cudnn:.2f}x; floor ratio {r.floor_ratio:.3f} / {r.host_ahead_floor_ratio:.3f}; "
+            f"{r.host_ahead_speedup_vs_sdpa_cudnn:.2f}x; "
+            f"floor ratio {r.floor_ratio:.3f} / {r.host_ahead_floor_ratio:.3f}; "
             f"host {r.host_ms_per_call:.2f} ms per call (cuDNN {c.host_ms_per_call:.2f})"
         )
 
@@ -114,8 +119,9 @@ def gqa() -> None:
     lh = d[d.impl == "lighthouse_triton"]
     for n, g in lh.groupby("n"):
         print(
-            f"gqa {n // 1024}K: speedup as timed {g.speedup_vs_sdpa_cudnn.min():.2f}..{g.speedup_vs_sdpa_cudnn.max():.2f}x, "
-            f"host ahead {g.host_ahead_speedup_vs_sdpa_cudnn.min():.2f}..{g.host_ahead_speedup_vs_sdpa_cudnn.max():.2f}x, "
+            f"gqa {n // 1024}K: speedup as timed "
+            f"{g.speedup_vs_sdpa_cudnn.min():.2f}..{g.speedup_vs_sdpa_cudnn.max():.2f}x, host ahead "
+            f"{g.host_ahead_speedup_vs_sdpa_cudnn.min():.2f}..{g.host_ahead_speedup_vs_sdpa_cudnn.max():.2f}x, "
             f"host-ahead floor ratio {g.host_ahead_floor_ratio.min():.3f}..{g.host_ahead_floor_ratio.max():.3f} "
             f"({len(g)} shapes)"
         )
@@ -143,9 +149,11 @@ def cold_start() -> None:
     c = pd.read_csv(H200 / "coldstart" / "2026-12-03" / "cold_start.csv")
     for _, r in c.iterrows():
         print(
-            f"cold start {r.phase} N={r.n // 1024}K k={r.topk} L={r.levels}: import {r.import_ms / 1e3:.2f} s, first fwd "
-            f"{r.first_fwd_ms / 1e3:.2f} s, first bwd {r.first_bwd_ms / 1e3:.2f} s, first call {r.first_call_ms / 1e3:.2f} s, "
-            f"import + first call {(r.import_ms + r.first_call_ms) / 1e3:.2f} s, Triton compile {r.triton_compile_ms / 1e3:.2f} s "
+            f"cold start {r.phase} N={r.n // 1024}K k={r.topk} L={r.levels}: import {r.import_ms / 1e3:.2f} s, "
+            f"first fwd {r.first_fwd_ms / 1e3:.2f} s, first bwd {r.first_bwd_ms / 1e3:.2f} s, "
+            f"first call {r.first_call_ms / 1e3:.2f} s, "
+            f"import + first call {(r.import_ms + r.first_call_ms) / 1e3:.2f} s, "
+            f"Triton compile {r.triton_compile_ms / 1e3:.2f} s "
             f"({r.kernels_compiled} kernels)"
         )
     k = pd.read_csv(H200 / "coldstart" / "2026-12-03" / "compile.csv")
@@ -198,12 +206,34 @@ def stage_shift() -> None:
         )
 
 
+def trace_kernels(path: Path) -> dict:
+    """Durations (us) of each Triton kernel (named `_...`) in a profile's Chrome trace, in launch order."""
+    events = json.loads(path.read_text())["traceEvents"]
+    out = {}
+    for e in sorted((e for e in events if e.get("cat") == "kernel"), key=lambda e: e["ts"]):
+        if e["name"].startswith("_"):
+            out.setdefault(e["name"], []).append(e["dur"])
+    return out
+
+
+def kernel_resources(path: Path, tag: str) -> None:
+    """scripts/kernel_resources.py's table (a log: a header line, one line per kernel, a trailing rc= line)."""
+    log = path.read_text().splitlines()
+    head = log[0].split()
+    for cells in (line.split() for line in log[1:]):
+        if len(cells) == len(head):  # not the trailing rc= line
+            r = dict(zip(head, cells))
+            print(
+                f"{tag} {r['rope']} {r['stage']}: {r['regs']} registers, {r['instrs']} "
+                f"instructions, {r['warps/SM']} warps/SM, stack {r['stack']} (STL {r['STL']}, LDL {r['LDL']}), "
+                f"f64 {r['f64']}, libdevice sin/cos {r['libdevice_sin_cos']}"
+            )
+
+
 def session3() -> None:
     """The third session (commit 0eb7c7e): the RoPE cost and the stage profile after the pull's trigonometry fix
     (PERF_NOTES step 12), the clocks after the host-glue cuts (step 15), the host's time per stage (step 13), and
     the kernel times of the profile's trace against the Nov 29 one (the gather without spills, step 14)."""
-    import json
-
     rope_cost(H200 / "rope" / "after", "rope cost after")
     clocks(H200 / "clocks-after", "clocks after")
     new = pd.read_csv(H200 / "rope" / "profile-after" / "profile.csv")
@@ -219,17 +249,10 @@ def session3() -> None:
                 line += f"; Dec 3 second session pre {o['pre']:.3f}, post {o['post']:.3f}"
             print(line)
 
-    def kernels(path: Path) -> dict:
-        events = json.loads(path.read_text())["traceEvents"]
-        out = {}
-        for e in events:
-            if e.get("cat") == "kernel" and e["name"].startswith("_"):
-                out.setdefault(e["name"], []).append(e["dur"])
-        return out
-
     # each trace holds 3 fwd+bwd calls; the gather and pull kernels launch twice per call (forward and backward)
-    pre = kernels(H200 / "profile" / "n96k-k1536" / "trace-n98304-k1536-triton.json")
-    post = kernels(H200 / "rope" / "profile-after" / "trace-n98304-k1536-L3-p4-norm-post-B1-H8x8-D128-bf16-triton.json")
+    pre = trace_kernels(H200 / "profile" / "n96k-k1536" / "trace-n98304-k1536-triton.json")
+    after = "trace-n98304-k1536-L3-p4-norm-post-B1-H8x8-D128-bf16-triton.json"
+    post = trace_kernels(H200 / "rope" / "profile-after" / after)
     for name in sorted(post):
         a, b = pre.get(name, []), post[name]
         per_call = lambda d: sum(d) / 3  # noqa: E731
@@ -256,16 +279,7 @@ def session3() -> None:
             f"{r.host_ahead_floor_ratio:.3f}; host ahead the layer is {r.host_ahead_median_ms - floor:.3f} ms "
             f"over its floor ({floor:.3f} ms)"
         )
-    log = (H200 / "rope" / "after" / "kernel_resources_triton36.log").read_text().splitlines()
-    head = log[0].split()
-    for cells in (line.split() for line in log[1:]):
-        if len(cells) == len(head):  # not the trailing rc= line
-            r = dict(zip(head, cells))
-            print(
-                f"kernel resources Triton 3.6 {r['rope']} {r['stage']}: {r['regs']} registers, {r['instrs']} "
-                f"instructions, {r['warps/SM']} warps/SM, stack {r['stack']} (STL {r['STL']}, LDL {r['LDL']}), "
-                f"f64 {r['f64']}, libdevice sin/cos {r['libdevice_sin_cos']}"
-            )
+    kernel_resources(H200 / "rope" / "after" / "kernel_resources_triton36.log", "kernel resources Triton 3.6")
     counts = pd.read_csv(H200 / "host-work" / "host_work.csv")
     for _, r in counts[(counts["pass"] == "fwd+bwd") & (counts.stage == "total")].iterrows():
         print(
@@ -283,6 +297,105 @@ def session3() -> None:
         )
 
 
+def cold_start_rows(folder: Path, tag: str) -> None:
+    """One line per process of a cold_start.csv: import, first call, their sum (the cold-start figure), the
+    precompile."""
+    c = pd.read_csv(folder / "cold_start.csv")
+    for _, r in c[c.status == "ok"].iterrows():
+        state = r.get("precompile", "none (before step 18)")
+        pre = state + (f" in {r.precompile_ms / 1e3:.2f} s" if state == "ready" else "")
+        print(
+            f"{tag} {r.phase} N={r.n // 1024}K k={r.topk} L={r.levels}: import {r.import_ms / 1e3:.2f} s + first call "
+            f"{r.first_call_ms / 1e3:.2f} s (fwd {r.first_fwd_ms / 1e3:.2f}, bwd {r.first_bwd_ms / 1e3:.2f}) = "
+            f"{(r.import_ms + r.first_call_ms) / 1e3:.2f} s; precompile {pre}; Triton compile summed "
+            f"{r.triton_compile_ms / 1e3:.2f} s ({r.kernels_compiled} kernels); second call {r.second_call_ms:.2f} ms"
+        )
+
+
+def first_call_split(folder: Path, tag: str) -> None:
+    """first_call.py's rows: each variant's first call, the stock SDPA's first calls, and the layer's own stages."""
+    d = pd.read_csv(folder / "first_call.csv")
+    d = d[d.status == "ok"]
+    for (variant, backend), g in d.groupby(["variant", "backend"], sort=False):
+        first = g[g.call == "first"].set_index("stage").ms
+        setup = g[g.call == "setup"].set_index("stage").ms
+        sdpa = first[[s for s in first.index if s in ("sdpa", "sdpa_bwd") or s.startswith("dense_sdpa")]]
+        tiny = first[[s for s in first.index if s.startswith("tiny")]]
+        own = first.drop(sdpa.index).drop(tiny.index)
+        print(
+            f"{tag} {variant} {backend}: import {setup['import'] / 1e3:.2f} s, "
+            f"CUDA context {setup.cuda_context:.0f} ms; "
+            f"first call {first.sum():.0f} ms: stock SDPA "
+            + ", ".join(f"{s} {v:.0f}" for s, v in sdpa.items())
+            + (", " + ", ".join(f"{s} {v:.1f}" for s, v in tiny.items()) if len(tiny) else "")
+            + f"; Lighthouse's own {own.sum():.0f} ms ("
+            + ", ".join(f"{s} {v:.1f}" for s, v in own.items())
+            + f"); second call {g[g.call == 'second'].ms.sum():.2f} ms"
+        )
+
+
+def gpu_tests(path: Path, tag: str) -> None:
+    """pytest's summary line of a GPU test log, and the delivered share of each failed plant calibration."""
+    import re
+
+    text = path.read_text()
+    print(f"{tag}: " + re.findall(r"^(\d+ (?:passed|failed).*) in [\d.]+s$", text, re.M)[-1])
+    for name in re.findall(r"^FAILED (\S+)", text, re.M):
+        print(f"{tag} failed: {name}")
+    for got, want in re.findall(r"^E\s+assert ([\d.]+) == ([\d.]+) ± ", text, re.M):
+        print(f"{tag} plant delivered {float(got):.2f}% for {float(want):g}% asked")
+
+
+def session4() -> None:
+    """The fourth session (commit f497f54): PERF_NOTES step 18's precompiled cold start against the lazy one, the warm
+    first call stage by stage, and step 17's RoPE after selection with the halves pooled in one pass."""
+    cs = H200 / "coldstart"
+    cold_start_rows(cs / "2026-12-03-s4", "s4 cold start precompile")
+    cold_start_rows(cs / "2026-12-03-s4-lazy", "s4 cold start lazy")
+    cold_start_rows(cs / "2026-12-03", "s2 cold start (before step 18)")
+    k = pd.read_csv(cs / "2026-12-03-s4" / "compile.csv")
+    for (phase, n), g in k.groupby(["phase", "n"], sort=False):
+        print(
+            f"s4 cold start precompile {phase} N={n // 1024}K compiles: "
+            + ", ".join(f"{r.kernel} {r.compile_ms:.0f}" for _, r in g.sort_values("compile_ms").iterrows())
+            + " ms"
+        )
+    first_call_split(cs / "first-call-s4", "s4 first call")
+    gpu_tests(cs / "2026-12-03-s4" / "gpu_tests.log", "s4 gpu tests")
+
+    rope = H200 / "rope"
+    rope_cost(rope / "post-halves", "s4 rope cost post-halves")
+    rope_cost(rope / "after", "s3 rope cost after")
+    new = pd.read_csv(rope / "post-halves-profile" / "profile.csv")
+    old = pd.read_csv(rope / "profile-after" / "profile.csv")
+    for clock in ("host_ahead_ms", "ms"):
+        p, o = (t.set_index(["pass", "stage", "rope"])[clock].sort_index() for t in (new, old))
+        for pas, stage in dict.fromkeys(zip(new["pass"], new.stage)):  # the profile's own order
+            r, was = p[pas, stage], o[pas, stage]
+            if pd.isna(r.pre):  # gpu_busy has no host-ahead figure
+                continue
+            print(
+                f"s4 profile 96K {pas} {stage} [{clock}]: pre {r.pre:.3f}, post {r.post:.3f} ({r.post - r.pre:+.3f}); "
+                f"third session pre {was.pre:.3f}, post {was.post:.3f} ({was.post - was.pre:+.3f})"
+            )
+    # each trace holds 3 fwd+bwd calls; per call the gather kernel runs the forward gather, then the backward's
+    # fan-in, and the pull kernel the scatter, then the pooling backward (their launch order)
+    roles = {"_gather_kernel": ("gather", "fan_in"), "_pull_kernel": ("scatter", "pool_bwd")}
+    trace = "trace-n98304-k1536-L3-p4-norm-{}-B1-H8x8-D128-bf16-triton.json"
+    pre, post = (trace_kernels(rope / "post-halves-profile" / trace.format(r)) for r in ("pre", "post"))
+    for name in sorted(post):
+        parts = roles.get(name, ("",))
+        for i, role in enumerate(parts):
+            a, b = pre[name][i :: len(parts)], post[name][i :: len(parts)]
+            label = f"{name} ({role})" if role else name
+            print(
+                f"s4 trace kernel {label}: pre {statistics.mean(a):.1f} us, post {statistics.mean(b):.1f} us "
+                f"a launch ({len(b)} launches)"
+            )
+    kernel_resources(rope / "post-halves" / "kernel_resources.txt", "s4 kernel resources Triton 3.6")
+    kernel_resources(rope / "after" / "kernel_resources_triton36.log", "s3 kernel resources Triton 3.6")
+
+
 if __name__ == "__main__":
     rope_cost()
     paper_530m()
@@ -295,3 +408,4 @@ if __name__ == "__main__":
     gate()
     stage_shift()
     session3()
+    session4()
