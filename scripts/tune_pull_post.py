@@ -252,7 +252,7 @@ def run(args) -> int:
 
     def cells(shape: Optional[Shape]) -> dict:
         if shape is None:  # pre mode's pull: one head a program, its own settings
-            return dict(shape="pre", default=True, **pre_shape, heads_launched=1, launches=1)
+            return dict(shape="pre", default="", **pre_shape, heads_launched=1, launches=1)
         made = shown[shape]
         return dict(
             shape=shape.name,
