@@ -68,7 +68,7 @@ SETTINGS = dict(
     hoist="POST_HOIST_INV",
 )
 DEFAULT = Shape(*(getattr(scatter, name) for name in SETTINGS.values()))
-POINT = ("n", "topk", "levels", "pooling", "heads", "head_dim", "dtype")
+POINT = ("n", "topk", "levels", "pooling", "heads", "kv_heads", "head_dim", "dtype")
 COLUMNS = (
     *POINT,
     "stage",
@@ -157,12 +157,13 @@ def pull_inputs(q, k, v, grad_out, plan):
     return sel, list(layer.run_sdpa_bwd(out_sub, subs, d_out_sub)), rope
 
 
-def launched(shape: Shape, d_subs, sel, plan, rope) -> List[dict]:
-    """The pull launches `shape` makes, built on stand-ins (nothing runs, no memory): their compile-time
-    arguments, for the CSV and for precompiling."""
-    apply(shape)
+def launched(shape: Optional[Shape], d_subs, sel, plan, rope) -> list:
+    """The pull launches `shape` makes (None: pre mode's, with `plan` pre's and rope None), built on stand-ins
+    (nothing runs, no memory): their compile-time arguments, for the CSV and for precompiling."""
+    apply(DEFAULT if shape is None else shape)
     made = []
-    inv, rope_meta = stand_in(sel.inv), rope._replace(inv_freq=stand_in(rope.inv_freq))
+    inv = stand_in(sel.inv)
+    rope_meta = None if rope is None else rope._replace(inv_freq=stand_in(rope.inv_freq))
 
     def pull(xs, rot):  # as layer.run_pool_bwd: one pull per shape of the gradients (GQA: dq, then dk with dv)
         outs, launches = scatter.pull_launches(xs, inv, plan, False, rope=rope_meta, rotate=rot)
@@ -235,29 +236,28 @@ def run(args) -> int:
     )
     sel, d_subs, rope = pull_inputs(q, k, v, grad_out, plan)
     shown = {s: launched(s, d_subs, sel, plan, rope) for s in shapes}
+    shown[None] = launched(None, d_subs, sel, pre_plan, None)
     if cuda:  # every shape's kernels compiled at once, in threads (kernels/precompile.py), before any timing
-        apply(DEFAULT)
-        pre_launches = scatter.pull_launches([stand_in(x) for x in d_subs], stand_in(sel.inv), pre_plan, False)[1]
-        precompile.warm([x for made in shown.values() for x in made] + pre_launches, device)
+        precompile.warm([x for made in shown.values() for x in made], device)
     point = dict(
         n=args.n,
         topk=args.topk,
         levels=args.levels,
         pooling=args.pooling,
         heads=args.heads,
+        kv_heads=hkv,
         head_dim=args.head_dim,
         dtype=args.dtype,
     )
     pre_shape = dict(warps=scatter.NUM_WARPS, per_program=1, block_t=scatter.BLOCK_T, split=False, hoist=False)
 
     def cells(shape: Optional[Shape]) -> dict:
-        if shape is None:  # pre mode's pull: one head a program, its own settings
-            return dict(shape="pre", default="", **pre_shape, heads_launched=1, launches=1)
         made = shown[shape]
+        settings = pre_shape if shape is None else shape._asdict()  # pre: one head a program, its own settings
         return dict(
-            shape=shape.name,
-            default=shape == DEFAULT,
-            **shape._asdict(),
+            shape="pre" if shape is None else shape.name,
+            default="" if shape is None else shape == DEFAULT,
+            **settings,
             heads_launched=max(x.kwargs["HEADS"] for x in made),
             launches=len(made),
         )
