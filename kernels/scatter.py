@@ -26,12 +26,19 @@ from .rope import RopeArgs, entry_angles, kernel_rope, launch_args
 
 BLOCK_T = 16  # token rows per program; tuned on the H200 (reports/PERF_NOTES.md, step 4)
 NUM_WARPS = 4
-# Post mode (untimed, chosen by registers and instruction counts, reports/PERF_NOTES.md step 12): a program
-# serves up to MAX_HEADS heads with one set of angles, with 8 warps (4 row elements a thread: 102 registers
-# against 142 with 4 warps, 16 warps an SM against 12; 97 since step 17).
+# Post mode's launch shape (untimed, chosen by registers and instruction counts, reports/PERF_NOTES.md step 12):
+# a program serves up to MAX_HEADS heads with one set of angles, with 8 warps (4 row elements a thread: 102
+# registers against 142 with 4 warps, 16 warps an SM against 12; 97 since step 17). Module settings, read at
+# each plan's first launch of a shape (the memo key holds them), so that scripts/tune_pull_post.py can time
+# each shape on the GPU.
 POST_NUM_WARPS = 8
+POST_BLOCK_T = 16  # token rows per post-mode program
 MAX_HEADS = 8
 MIN_PROGRAMS = 1024  # programs a post-mode pull keeps at least, to fill 132 SMs a few times over
+#: dv (the sources RoPE does not turn) in a launch of its own, pre mode's, apart from the rotated dq, dk
+POST_SPLIT_UNROTATED = False
+#: every level's inverse-map load issued before the head's source rows are read (the kernel's HOIST)
+POST_HOIST_INV = False
 
 
 @triton.jit
@@ -118,6 +125,28 @@ def _level_angles(
 
 
 @triton.jit
+def _level_rows(inv_base, t, tmask, n_pad, LEVELS: tl.constexpr, POOL: tl.constexpr, SCATTER: tl.constexpr):
+    """Every level's sub-sequence row of the tokens t (-1: none) and its mask, as tuples by level, all loaded
+    before the caller reads any row: the same loads as the level loop's, issued together (HOIST)."""
+    poss = ()
+    valids = ()
+    f = 1
+    off = 0
+    for _ in tl.static_range(LEVELS):
+        if SCATTER:
+            entry = (t + 1) // f - 1
+        else:
+            entry = t // f
+        valid = tmask & (entry >= 0)
+        pos = tl.load(inv_base + off + entry, mask=valid, other=-1)
+        poss = poss + (pos,)
+        valids = valids + (valid & (pos >= 0),)
+        off += n_pad // f
+        f = f * POOL
+    return poss, valids
+
+
+@triton.jit
 def _pull_kernel(
     SRC0,
     SRC1,
@@ -147,6 +176,7 @@ def _pull_kernel(
     BLOCK_T: tl.constexpr,
     BLOCK_D: tl.constexpr,
     BLOCK_H: tl.constexpr,
+    HOIST: tl.constexpr = False,
 ):
     t = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
     head_groups = out_heads // HEADS
@@ -169,16 +199,22 @@ def _pull_kernel(
         acc0, hi0 = _zeros(BLOCK_T, BLOCK_D, BLOCK_H, ROT > 0)
         acc1, hi1 = _zeros(BLOCK_T, BLOCK_D, BLOCK_H, ROT > 1)
         acc2, hi2 = _zeros(BLOCK_T, BLOCK_D, BLOCK_H, ROT > 2)
+        if HOIST:
+            poss, valids = _level_rows(inv_base, t, tmask, n_pad, LEVELS, POOL, SCATTER)
         f = 1
         off = 0
         for level in tl.static_range(LEVELS):
-            if SCATTER:
-                entry = (t + 1) // f - 1
+            if HOIST:
+                pos = poss[level]
+                valid = valids[level]
             else:
-                entry = t // f
-            valid = tmask & (entry >= 0)
-            pos = tl.load(inv_base + off + entry, mask=valid, other=-1)
-            valid = valid & (pos >= 0)
+                if SCATTER:
+                    entry = (t + 1) // f - 1
+                else:
+                    entry = t // f
+                valid = tmask & (entry >= 0)
+                pos = tl.load(inv_base + off + entry, mask=valid, other=-1)
+                valid = valid & (pos >= 0)
             if SCATTER:
                 scale = 1.0
             else:
@@ -222,12 +258,15 @@ def heads_per_program(heads: int, blocks: int, most: int, min_programs: int) -> 
 def _launch_constants(plan: LighthousePlan, hs: int, d: int, scatter: bool, rotate: int, has_pos: bool):
     """(grid, the size arguments, the compile-time arguments but NUM) of a pull launch: the same for every call of a
     plan at these sizes, so computed once (plan.memo) and not per call."""
-    key = ("pull", hs, d, scatter, rotate, has_pos)
+    # the settings in the key: a plan (kept by plan_for's cache) then never launches another setting's shape
+    key = ("pull", hs, d, scatter, rotate, has_pos, BLOCK_T, NUM_WARPS) + (
+        (POST_BLOCK_T, POST_NUM_WARPS, MAX_HEADS, MIN_PROGRAMS, POST_HOIST_INV) if rotate else ()
+    )
     hit = plan.memo.get(key)
     if hit is not None:
         return hit
     block_d = sizes.next_pow2(d)
-    block_t = max(16, min(BLOCK_T, 8192 // block_d))
+    block_t = max(16, min(POST_BLOCK_T if rotate else BLOCK_T, 8192 // block_d))
     blocks = sizes.cdiv(plan.seq_len, block_t)
     heads = heads_per_program(hs, blocks * plan.batch, MAX_HEADS, MIN_PROGRAMS) if rotate else 1
     size_args = (plan.seq_len, plan.selected_len, plan.padded_len, plan.pyramid_len, hs, hs // plan.kv_heads, d)
@@ -239,6 +278,8 @@ def _launch_constants(plan: LighthousePlan, hs: int, d: int, scatter: bool, rota
             plan.config.levels, plan.config.pooling, d, rotate, has_pos, POST_NUM_WARPS if rotate else NUM_WARPS
         ),
     )
+    if rotate and POST_HOIST_INV:  # passed only when set: every other launch keeps its arguments of before
+        meta["HOIST"] = True
     hit = plan.memo[key] = ((blocks, plan.batch * hs // heads), size_args, meta)
     return hit
 
@@ -252,10 +293,17 @@ def pull_launches(
     rope: Optional[RopeArgs] = None,
     rotate: int = 0,
 ) -> Tuple[list, List[Launch]]:
-    """(the outputs, allocated, and the launches that fill them, not made) of pull_many."""
-    return sizes.launches_by_part(
-        srcs, rotate, lambda part, rot: _pull_launch(part, inv, plan, scatter, dtype, rope, rot)
-    )
+    """(the outputs, allocated, and the launches that fill them, not made) of pull_many. POST_SPLIT_UNROTATED:
+    in post mode the sources not turned (dv) go in launches of their own, pre mode's."""
+
+    def make(part, rot):
+        return _pull_launch(part, inv, plan, scatter, dtype, rope, rot)
+
+    if POST_SPLIT_UNROTATED and rope is not None and not scatter and 0 < rotate < len(srcs):
+        turned, launches = sizes.launches_by_part(srcs[:rotate], rotate, make)
+        kept, more = sizes.launches_by_part(srcs[rotate:], 0, make)
+        return turned + kept, launches + more
+    return sizes.launches_by_part(srcs, rotate, make)
 
 
 def _pull_launch(srcs, inv, plan: LighthousePlan, scatter: bool, dtype, rope: Optional[RopeArgs], rotate: int):
