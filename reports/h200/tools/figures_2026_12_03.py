@@ -394,6 +394,29 @@ def session4() -> None:
             )
     kernel_resources(rope / "post-halves" / "kernel_resources.txt", "s4 kernel resources Triton 3.6")
     kernel_resources(rope / "after" / "kernel_resources_triton36.log", "s3 kernel resources Triton 3.6")
+    front = forward_front(rope / "post-halves-profile" / trace.format("pre"))
+    for i, (wall, busy) in enumerate(front):
+        print(
+            f"s4 trace pre call {i + 1}: layer entry (or the GPU free) to the SDPA forward's start {wall:.0f} us, "
+            f"GPU busy {busy:.0f} us of it, idle {wall - busy:.0f} us (profiled: the profiler slows the host)"
+        )
+
+
+def forward_front(path: Path) -> list:
+    """Per forward in a profile's trace: (us from the layer's entry, the LighthouseFunction op, or from the end of the
+    GPU work queued before it if later, to the start of the sub-sequence SDPA kernel; us of it the GPU ran kernels,
+    copies or sets). What the host issues before the SDPA
+    is short GPU work (scores, select, gather), so the rest of that span is the GPU waiting for the host."""
+    events = json.loads(path.read_text())["traceEvents"]
+    gpu = sorted((e for e in events if e.get("cat") in ("kernel", "gpu_memcpy", "gpu_memset")), key=lambda e: e["ts"])
+    out = []
+    for call in sorted((e for e in events if e.get("name") == "LighthouseFunction"), key=lambda e: e["ts"]):
+        # from the entry, or from where the GPU finished the work queued before it (a host that was ahead)
+        start = max([call["ts"]] + [e["ts"] + e["dur"] for e in gpu if e["ts"] < call["ts"]])
+        sdpa = next(e for e in gpu if e["ts"] > start and "sdpa" in e["name"] and "fprop" in e["name"])
+        busy = sum(e["dur"] for e in gpu if start <= e["ts"] < sdpa["ts"])
+        out.append((sdpa["ts"] - start, busy))
+    return out
 
 
 if __name__ == "__main__":
