@@ -26,17 +26,17 @@ from .rope import RopeArgs, entry_angles, kernel_rope, launch_args
 
 BLOCK_T = 16  # token rows per program; tuned on the H200 (reports/PERF_NOTES.md, step 4)
 NUM_WARPS = 4
-# Post mode's launch shape (untimed, chosen by registers and instruction counts, reports/PERF_NOTES.md step 12):
-# a program serves up to MAX_HEADS heads with one set of angles, with 8 warps (4 row elements a thread: 102
-# registers against 142 with 4 warps, 16 warps an SM against 12; 97 since step 17). Module settings, read at
-# each plan's first launch of a shape (the memo key holds them), so that scripts/tune_pull_post.py can time
-# each shape on the GPU.
-POST_NUM_WARPS = 8
+# Post mode's launch shape, timed on the H200 (scripts/tune_pull_post.py, reports/h200/rope/tune-pull/,
+# PERF_NOTES step 20): a program serves up to MAX_HEADS heads with one set of angles, with 4 warps, and dv goes in
+# a launch of its own (pre mode's); the fastest of 64 shapes in the layer's fwd+bwd (post/pre 1.0095 host ahead,
+# against 1.0513 for step 12's 8 warps with dv in the rotated launch). Module settings, read at each plan's first
+# launch of a shape (the memo key holds them), so that the tuning script can time each shape.
+POST_NUM_WARPS = 4
 POST_BLOCK_T = 16  # token rows per post-mode program
 MAX_HEADS = 8
 MIN_PROGRAMS = 1024  # programs a post-mode pull keeps at least, to fill 132 SMs a few times over
 #: dv (the sources RoPE does not turn) in a launch of its own, pre mode's, apart from the rotated dq, dk
-POST_SPLIT_UNROTATED = False
+POST_SPLIT_UNROTATED = True
 #: every level's inverse-map load issued before the head's source rows are read (the kernel's HOIST)
 POST_HOIST_INV = False
 

@@ -116,7 +116,7 @@ def _ints(text: str, name: str, allowed=None) -> List[int]:
         values = [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise ValueError(f"--{name} must be comma-separated integers, got {text!r}") from None
-    bad = [x for x in values if (allowed is not None and x not in allowed) or x < 1]
+    bad = [x for x in values if (x not in allowed if allowed is not None else x < 1)]
     if not values or bad:
         what = f"values in {sorted(allowed)}" if allowed is not None else "integers >= 1"
         raise ValueError(f"--{name} takes {what}, got {text!r}")
@@ -174,7 +174,7 @@ def launched(shape: Optional[Shape], d_subs, sel, plan, rope) -> list:
     return made
 
 
-def main(argv=None) -> int:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--n", type=int, default=98304)
@@ -199,7 +199,11 @@ def main(argv=None) -> int:
         "--quick", action="store_true", help="the default and one other shape, one round and repetition, top 1"
     )
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
     try:
         return run(args)
     except ValueError as err:

@@ -51,3 +51,12 @@ def test_bad_grid_value_is_one_error_line(tmp_path, capsys):
     assert _script().main(["--out", str(tmp_path), *TINY, "--block-t", "24"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("Error: --block-t") and "\n" not in err
+
+
+def test_the_default_grid_is_accepted_whole():
+    """Catches a default option value its own check refuses (0 for --split and --hoist was refused once, on the
+    H200, costing a device call): the 64 shapes of the defaults, today's default first, none twice."""
+    tune = _script()
+    shapes = tune.grid(tune.parser().parse_args(["--out", "x"]))
+    assert len(shapes) == len(set(shapes)) == 64 and shapes[0] == tune.DEFAULT
+    assert {(s.split, s.hoist) for s in shapes} == {(False, False), (False, True), (True, False), (True, True)}
