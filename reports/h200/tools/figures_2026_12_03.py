@@ -413,6 +413,11 @@ def session4b() -> None:
     new baseline and the gate's proof inside the gather kernel (d353cac)."""
     cs = H200 / "coldstart"
     cold_start_rows(cs / "2026-12-03-s4-sdpa", "s4b cold start sdpa")
+    rows = pd.read_csv(cs / "2026-12-03-s4-sdpa" / "cold_start.csv")
+    print(
+        "s4b cold start sdpa first backward: "
+        + ", ".join(f"{r.phase} {r.n // 1024}K {r.first_bwd_ms:.1f} ms" for _, r in rows.iterrows())
+    )
     k = pd.read_csv(cs / "2026-12-03-s4-sdpa" / "compile.csv")
     for (phase, n), g in k.groupby(["phase", "n"], sort=False):
         print(
@@ -520,7 +525,8 @@ def session4b() -> None:
             pre, post = p.loc[(pas, stage, "pre")], p.loc[(pas, stage, "post")]
             print(
                 f"s4b profile {folder} {pas} {stage}: host ahead pre {pre.host_ahead_ms:.4f}, post "
-                f"{post.host_ahead_ms:.4f} ({post.host_ahead_ms - pre.host_ahead_ms:+.4f}); as launched pre "
+                f"{post.host_ahead_ms:.4f} ({post.host_ahead_ms - pre.host_ahead_ms:+.4f}, "
+                f"{post.host_ahead_ms / pre.host_ahead_ms:.2f}x); as launched pre "
                 f"{pre.ms:.4f}, post {post.ms:.4f}"
             )
 
@@ -534,6 +540,8 @@ def session4b() -> None:
         f"{(gated.verdict == 'REGRESSED').sum()} regressed; timed figures' change "
         f"{change.min():+.1f}..{change.max():+.1f}% ({len(timed)} figures)"
     )
+    big = timed.loc[change.abs().idxmax()]
+    print(f"s4b check after: the largest change {big.change_pct}% is {big.figure} of {big.point}")
     gpu_tests(chk / "gpu_tests.log", "s4b gpu tests (tests/ops)")
 
     gather = H200 / "check" / "gate-kernel-gather"
