@@ -16,6 +16,7 @@ between kernels and between code versions are what this is for.
 from __future__ import annotations
 
 import argparse
+import inspect
 import csv
 import os
 import re
@@ -110,6 +111,9 @@ def specialise(fn, args, kwargs):
         else:
             options[key] = val
     const_names = {p.name for p in fn.params if p.is_constexpr}
+    for p in fn.params:  # a parameter the launch leaves out takes its default, as at a launch
+        if p.name not in values and p.default is not inspect.Parameter.empty:
+            values[p.name] = p.default
     signature, constexprs, attrs = {}, {}, {}
 
     def spec(val, path, name):
