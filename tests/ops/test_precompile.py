@@ -256,7 +256,7 @@ def test_the_sdpa_warm_up_calls_sdpa_as_the_layer_does(monkeypatch, grad):
         return out
 
     monkeypatch.setattr(layer, "causal_sdpa", spy)
-    q, k, v, cfg, _ = _case(CASES[1], grad=grad)  # GQA: k and v repeated to q's heads
+    q, k, v, cfg, _ = _case((2, 1, 256, 4, 2, 2, "pre", False, "norm"), grad=grad)  # GQA: k and v repeated
     plan = make_plan(cfg, q, k, v)
     layer.warm_sdpa(q, k, v, plan, grad)
     warmed, seen[:] = list(seen), []
