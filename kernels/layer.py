@@ -119,7 +119,7 @@ def run_pool_bwd(
     d_subs: Sequence[torch.Tensor], sel: Selection, plan: LighthousePlan, rope: Optional[RopeArgs] = None
 ) -> List[torch.Tensor]:
     """pool_bwd: the gradient of the gather, dq, dk, dv pulled from the sub-sequence gradients (in post mode
-    dq and dk turned back by each entry's angle in the same launch)."""
+    dq and dk turned back by each entry's angle in the launch that pulls them, dv in a launch of its own)."""
     return _by_shape(lambda xs, rot: pull_many(xs, sel.inv, plan, scatter=False, rope=rope, rotate=rot), d_subs)
 
 
