@@ -119,7 +119,7 @@ def run_pool_bwd(
     d_subs: Sequence[torch.Tensor], sel: Selection, plan: LighthousePlan, rope: Optional[RopeArgs] = None
 ) -> List[torch.Tensor]:
     """pool_bwd: the gradient of the gather, dq, dk, dv pulled from the sub-sequence gradients (in post mode
-    dq and dk turned back by each entry's angle in the same launch)."""
+    dq and dk turned back by each entry's angle in the launch that pulls them, dv in a launch of its own)."""
     return _by_shape(lambda xs, rot: pull_many(xs, sel.inv, plan, scatter=False, rope=rope, rotate=rot), d_subs)
 
 
@@ -196,12 +196,15 @@ def warm_sdpa(q, k, v, plan: LighthousePlan, grad: bool) -> None:
     """The stock SDPA's first call on the sub-sequence's shapes and layout, forward and (grad) backward, on zeros,
     so that what its first call costs (cuDNN builds and caches a graph per shape; either backend loads its kernels
     at their first launch) is paid while the Triton kernels compile, not after them. Changes nothing but caches;
-    its tensors are freed before the call allocates its own."""
+    its tensors are freed before the call allocates its own. Its backward runs inside the caller's forward, so the
+    caller's saved-tensor hooks are kept off its graph: a non-reentrant activation checkpoint's would recompute the
+    caller's region from there (and, re-entering the precompile's lock, hang)."""
     b, s = plan.batch, plan.selected_len
     subs = [
         torch.zeros(b, x.shape[1], s, x.shape[3], dtype=x.dtype, device=x.device, requires_grad=grad) for x in (q, k, v)
     ]
-    with torch.set_grad_enabled(grad):
+    # detach: a saved output kept as itself would hold its own grad_fn (a cycle, freed only by the garbage collector)
+    with torch.autograd.graph.saved_tensors_hooks(torch.Tensor.detach, lambda x: x), torch.set_grad_enabled(grad):
         out = run_sdpa(*subs, plan)
     if grad:  # dO as the fan-in makes it: contiguous
         torch.autograd.grad(out, subs, torch.zeros(out.shape, dtype=out.dtype, device=out.device))

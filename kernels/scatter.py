@@ -5,9 +5,9 @@ Backward of the pooling: token t takes the row of entry i = t // f of each level
 Deterministic: no atomics, each output element written exactly once, no zero-filled buffer. One launch
 serves up to three source tensors of one head count (dq, dk, dv): the inverse map is read once for all.
 With rope='post' the pooling backward turns the first ROT sources (dq, dk) back by each entry's angle as it
-pulls them (the transpose of the gather's rotation, kernels/rope.py), reading their rows as two halves; the
-other sources (dv) are read at full width, as in pre mode. One program then serves several heads of a batch,
-so that their shared angles are computed once.
+pulls them (the transpose of the gather's rotation, kernels/rope.py), reading their rows as two halves. One
+program then serves several heads of a batch, so that their shared angles are computed once. The sources not
+turned (dv) go, by default (POST_SPLIT_UNROTATED), in a launch of their own, pre mode's, with its launch shape.
 """
 
 from __future__ import annotations
@@ -342,7 +342,7 @@ def pull_many(
 ) -> list:
     """Sources (B, Hs, S, D) of one shape -> (B, Hs, N, D) each: forward scatter (scatter=True) or pooling
     backward, in one launch per sizes.MAX_TENSORS sources. With `rope` (post mode) the pooling backward turns the
-    first `rotate` sources back by their entries' angles."""
+    first `rotate` sources back by their entries' angles (the others in a launch of their own: pull_launches)."""
     outs, launches = pull_launches(srcs, inv, plan, scatter, dtype, rope, rotate)
     for launch in launches:
         launch()

@@ -298,3 +298,39 @@ def test_on_the_gpu_a_first_call_with_its_warm_ups_computes_what_a_later_call_do
             torch.testing.assert_close(a.float(), b.float(), rtol=1.6e-2, atol=1e-2 * b.float().abs().max().item())
         else:
             assert torch.equal(a, b), name
+
+
+def test_the_sdpa_warm_up_under_a_non_reentrant_checkpoint_neither_hangs_nor_recomputes(monkeypatch):
+    """Catches the warm-up's backward unpacking through the caller's saved-tensor hooks: under a non-reentrant
+    activation checkpoint (the trainer's, with --no-recompute) they recompute the checkpointed region from inside
+    the precompile, whose lock that region's own Lighthouse call then waits on forever. The call runs in a thread
+    that must finish; its gradients are those of the call without the checkpoint."""
+    plan_for.cache_clear()
+    monkeypatch.setattr(precompile, "_DONE", {})
+    monkeypatch.setattr(precompile, "_LOCK", threading.Lock())  # a hung thread keeps this one, not the module's
+    monkeypatch.setattr(precompile, "wanted", lambda device: True)
+    warmed = []
+
+    def warm(launches, device, alongside=None, **kw):
+        alongside()  # its failure is seen here (precompile logs it), not swallowed as _run_alongside would
+        warmed.append(True)
+        return True
+
+    monkeypatch.setattr(precompile, "warm", warm)
+    q, k, v, cfg, _ = _case(SMALL)
+    result = {}
+
+    def call():
+        out = torch.utils.checkpoint.checkpoint(
+            lambda a, b, c: lighthouse.lighthouse_attention(a, b, c, config=cfg), q, k, v, use_reentrant=False
+        )
+        result["grads"] = torch.autograd.grad(out.sum(), (q, k, v))
+
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    thread.join(timeout=60)
+    assert not thread.is_alive(), "the first call under checkpointing hung in the precompile"
+    assert warmed == [True] and "grads" in result
+    out = lighthouse.lighthouse_attention(q, k, v, config=cfg)
+    for got, want in zip(result["grads"], torch.autograd.grad(out.sum(), (q, k, v))):
+        assert torch.equal(got, want)
