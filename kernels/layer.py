@@ -10,7 +10,7 @@ Only the sub-sequence tensors and the selection maps are kept between the passes
 from __future__ import annotations
 
 import threading
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import List, NamedTuple, Optional, Sequence
 
 import torch
@@ -203,8 +203,10 @@ def warm_sdpa(q, k, v, plan: LighthousePlan, grad: bool) -> None:
     subs = [
         torch.zeros(b, x.shape[1], s, x.shape[3], dtype=x.dtype, device=x.device, requires_grad=grad) for x in (q, k, v)
     ]
-    # detach: a saved output kept as itself would hold its own grad_fn (a cycle, freed only by the garbage collector)
-    with torch.autograd.graph.saved_tensors_hooks(torch.Tensor.detach, lambda x: x), torch.set_grad_enabled(grad):
+    # detach: a saved output kept as itself would hold its own grad_fn (a cycle, freed only by the garbage collector).
+    # Without a backward nothing is saved, and no hooks are set (inside disable_saved_tensors_hooks setting them raises)
+    hooks = torch.autograd.graph.saved_tensors_hooks(torch.Tensor.detach, lambda x: x) if grad else nullcontext()
+    with hooks, torch.set_grad_enabled(grad):
         out = run_sdpa(*subs, plan)
     if grad:  # dO as the fan-in makes it: contiguous
         torch.autograd.grad(out, subs, torch.zeros(out.shape, dtype=out.dtype, device=out.device))

@@ -334,3 +334,12 @@ def test_the_sdpa_warm_up_under_a_non_reentrant_checkpoint_neither_hangs_nor_rec
     out = lighthouse.lighthouse_attention(q, k, v, config=cfg)
     for got, want in zip(result["grads"], torch.autograd.grad(out.sum(), (q, k, v))):
         assert torch.equal(got, want)
+
+
+def test_an_inference_warm_up_runs_where_saved_tensor_hooks_are_disabled():
+    """Catches the warm-up setting saved-tensor hooks for a call without a backward (nothing is saved): inside
+    torch.autograd.graph.disable_saved_tensors_hooks that raises, and the warm-up would be skipped."""
+    q, k, v, cfg, _ = _case(SMALL, grad=False)
+    plan = make_plan(cfg, q, k, v)
+    with torch.autograd.graph.disable_saved_tensors_hooks("no hooks here"), torch.no_grad():
+        layer.warm_sdpa(q, k, v, plan, grad=False)
