@@ -6,6 +6,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 from lighthouse.kernels import scatter
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,4 +61,8 @@ def test_the_default_grid_is_accepted_whole():
     tune = _script()
     shapes = tune.grid(tune.parser().parse_args(["--out", "x"]))
     assert len(shapes) == len(set(shapes)) == 64 and shapes[0] == tune.DEFAULT
+    # at D=128 the kernel caps a program's rows at 64: more would run as 64 and be recorded as asked
+    assert tune.grid(tune.parser().parse_args(["--out", "x", "--block-t", "64"]))
+    with pytest.raises(ValueError, match="--block-t takes values in \\[16, 32, 64\\]"):
+        tune.grid(tune.parser().parse_args(["--out", "x", "--block-t", "128"]))
     assert {(s.split, s.hoist) for s in shapes} == {(False, False), (False, True), (True, False), (True, True)}
