@@ -3,6 +3,9 @@
 NaN or Inf in q, k or v (or a float32 score overflow) would silently corrupt the selection and the output, so
 the layer screens them on the GPU (the scoring kernel's flag; a float32 sum of the gathered v) and copies the two
 words to pinned host memory behind its kernels. Reading them makes the host wait for the GPU to reach that point.
+The layer queues the v screen and both copies after the sub-sequence SDPA's launch, not where the flag is raised:
+before it they were host work between the short kernels of the forward's front (scores, select, gather), which
+the GPU, done with those, waits for when the host is not ahead (reports/PERF_NOTES.md, step 21).
 
 - **At the call** (`FiniteCheck.raise_if_bad`): an inference forward, the selection alone, the context-parallel
   path. The error names the tensor and the element.
@@ -181,7 +184,9 @@ class FiniteCheck:
         if slot is None and flag.is_cuda and not self.on_device:
             slot = _take_slot()
         self.slot, self.epoch, self.device = slot, epoch, flag.device
-        self.flag = flag[0] if self.on_device else _Deferred(flag[0], self._word("flags"), self._event("flags"))
+        # the flag's copy to the host is queued when the words are first needed (_words), not here: see the docstring
+        self.flag = flag[0] if self.on_device else None
+        self._flag_on_device = flag[0]
         self.v_sum = None
         self.pyr, self.plan, self.inputs = pyr, plan, (q, k, v)
         self.call = next(_CALLS)
@@ -212,6 +217,8 @@ class FiniteCheck:
     def _words(self):
         if self.v_sum is None:
             self.watch_v(self.inputs[2])
+        if self.flag is None:
+            self.flag = _Deferred(self._flag_on_device, self._word("flags"), self._event("flags"))
         return self.flag, self.v_sum
 
     def raise_if_bad(self) -> None:

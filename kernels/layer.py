@@ -130,12 +130,15 @@ def run_forward(
     leaves and the sdpa graph is kept, for the backward."""
     sel, check = run_selection(q, k, v, plan, gate)
     subs = run_gather(q, k, v, sel, plan, rope)
-    check.watch_v(subs[2])  # v's finiteness screen on the S gathered rows, not all N (see FiniteCheck)
+    v_sub = subs[2]  # the gathered rows themselves, not the leaf below (no autograd record for the screen)
     with torch.set_grad_enabled(grad):
         if grad:
             subs = [x.detach().requires_grad_() for x in subs]
         out_sub = run_sdpa(*subs, plan)
     out = run_scatter(out_sub.detach(), sel, plan)
+    # the finiteness screen of v on the S gathered rows (not all N), and the check's copies to the host, queued once
+    # the SDPA is: host work there would keep the GPU waiting at the forward's front (finite_check.py)
+    check.watch_v(v_sub)
     if grad:  # a training forward: the backward is queued before anyone waits for the GPU (finite_check.py)
         check.defer()
     else:

@@ -9,6 +9,7 @@ import torch
 import lighthouse
 from lighthouse.kernels import finite_check as fc
 from lighthouse.kernels import layer
+from lighthouse.plan import make_plan
 
 from conftest import rand_qkv
 
@@ -159,6 +160,32 @@ def test_training_forwards_defer_and_inference_forwards_read_at_the_call(monkeyp
     lighthouse.lighthouse_attention(q, k, v, config=cfg).sum().backward()
     assert calls == ["defer"]
     assert layer.poll_pending is fc.poll_pending
+
+
+@pytest.mark.parametrize("grad", [True, False])
+def test_the_check_queues_its_screen_and_copies_after_the_sdpa(monkeypatch, grad):
+    """Catches the v screen or a word's copy to the host queued before the sub-sequence SDPA's launch: host work
+    between the forward's short first kernels, which a GPU done with them waits for (PERF_NOTES step 21). The
+    screen must still see the gathered rows (not v, nor a leaf autograd would record the sum on)."""
+    order = []
+    real_sdpa, real_screen, real_deferred = layer.causal_sdpa, fc.v_screen, fc._Deferred.__init__
+    monkeypatch.setattr(layer, "causal_sdpa", lambda *a, **kw: order.append("sdpa") or real_sdpa(*a, **kw))
+
+    def screen(x):
+        order.append(("v_screen", tuple(x.shape), x.requires_grad))
+        return real_screen(x)
+
+    monkeypatch.setattr(fc, "v_screen", screen)
+    monkeypatch.setattr(
+        fc._Deferred, "__init__", lambda self, *a, **kw: order.append("copy") or real_deferred(self, *a)
+    )
+    q, k, v = rand_qkv(1, 2, 1, N, 8, seed=8, requires_grad=grad)
+    cfg = lighthouse.LighthouseConfig(**SMALL, impl="triton")
+    with torch.set_grad_enabled(grad):
+        lighthouse.lighthouse_attention(q, k, v, config=cfg)
+    s = make_plan(cfg, q, k, v).selected_len
+    assert order[0] == "sdpa" and order.count("copy") == 2, order
+    assert [x for x in order if isinstance(x, tuple)] == [("v_screen", (1, 1, s, 8), False)]
 
 
 def test_on_the_cpu_a_training_forward_still_names_the_element():
