@@ -404,6 +404,12 @@ def session4() -> None:
             f"s4 trace pre call {i + 1}: layer entry (or the GPU free) to the SDPA forward's start {wall:.0f} us, "
             f"GPU busy {busy:.0f} us of it, idle {wall - busy:.0f} us (profiled: the profiler slows the host)"
         )
+    for i, (found, span) in enumerate(check_ops_in_front(rope / "post-halves-profile" / trace.format("pre"))):
+        listed = ", ".join(f"{name} {us:.0f}" for name, us in found)
+        print(
+            f"s4 trace pre call {i + 1}: the finiteness check's host ops before the SDPA op (us): {listed}; "
+            f"their sum {sum(us for _, us in found):.0f} of the {span:.0f} us from the layer's entry to the SDPA op"
+        )
 
 
 def session4b() -> None:
@@ -556,6 +562,25 @@ def session4b() -> None:
             f"{g.layer_host_ahead_change_pct.min():+.1f}..{g.layer_host_ahead_change_pct.max():+.1f}%; "
             f"worst figure change {pd.to_numeric(g.change_pct).abs().max():.1f}%"
         )
+
+
+def check_ops_in_front(path: Path) -> list:
+    """Per forward in a profile's trace: the host ops of the finiteness check before the sub-sequence SDPA's op
+    (PERF_NOTES step 21): (name, us) of each aten::copy_ (a word's copy to pinned memory), aten::sum (the v screen)
+    and CUDA event record, in order, and the span from the layer's entry to the SDPA op."""
+    events = json.loads(path.read_text())["traceEvents"]
+    ops = sorted((e for e in events if e.get("cat") in ("cpu_op", "cuda_runtime")), key=lambda e: e["ts"])
+    out = []
+    for call in sorted((e for e in events if e.get("name") == "LighthouseFunction"), key=lambda e: e["ts"]):
+        sdpa = next(e for e in ops if e["ts"] > call["ts"] and e["name"] == "aten::scaled_dot_product_attention")
+        found, end = [], 0.0
+        for e in ops:  # outermost ops only: an aten::sum holds an inner aten::sum
+            names = ("aten::copy_", "aten::sum", "cudaEventRecordWithFlags", "cudaEventRecord")
+            if call["ts"] <= e["ts"] < sdpa["ts"] and e["name"] in names and e["ts"] >= end:
+                found.append((e["name"], e["dur"]))
+                end = e["ts"] + e["dur"]
+        out.append((found, sdpa["ts"] - call["ts"]))
+    return out
 
 
 def forward_front(path: Path) -> list:
