@@ -350,6 +350,17 @@ def gpu_tests(path: Path, tag: str) -> None:
         print(f"{tag} plant delivered {float(got):.2f}% for {float(want):g}% asked")
 
 
+def compile_rows(folder: Path, tag: str) -> None:
+    """cold_start.py's compile.csv: per process (phase, N), each kernel's compile or load time, shortest first."""
+    k = pd.read_csv(folder / "compile.csv")
+    for (phase, n), g in k.groupby(["phase", "n"], sort=False):
+        print(
+            f"{tag} {phase} N={n // 1024}K compiles: "
+            + ", ".join(f"{r.kernel} {r.compile_ms:.0f}" for _, r in g.sort_values("compile_ms").iterrows())
+            + " ms"
+        )
+
+
 def session4() -> None:
     """The fourth session (commit f497f54): PERF_NOTES step 18's precompiled cold start against the lazy one, the warm
     first call stage by stage, and step 17's RoPE after selection with the halves pooled in one pass."""
@@ -357,13 +368,7 @@ def session4() -> None:
     cold_start_rows(cs / "2026-12-03-s4", "s4 cold start precompile")
     cold_start_rows(cs / "2026-12-03-s4-lazy", "s4 cold start lazy")
     cold_start_rows(cs / "2026-12-03", "s2 cold start (before step 18)")
-    k = pd.read_csv(cs / "2026-12-03-s4" / "compile.csv")
-    for (phase, n), g in k.groupby(["phase", "n"], sort=False):
-        print(
-            f"s4 cold start precompile {phase} N={n // 1024}K compiles: "
-            + ", ".join(f"{r.kernel} {r.compile_ms:.0f}" for _, r in g.sort_values("compile_ms").iterrows())
-            + " ms"
-        )
+    compile_rows(cs / "2026-12-03-s4", "s4 cold start precompile")
     first_call_split(cs / "first-call-s4", "s4 first call")
     gpu_tests(cs / "2026-12-03-s4" / "gpu_tests.log", "s4 gpu tests")
 
@@ -424,13 +429,7 @@ def session4b() -> None:
         "s4b cold start sdpa first backward: "
         + ", ".join(f"{r.phase} {r.n // 1024}K {r.first_bwd_ms:.1f} ms" for _, r in rows.iterrows())
     )
-    k = pd.read_csv(cs / "2026-12-03-s4-sdpa" / "compile.csv")
-    for (phase, n), g in k.groupby(["phase", "n"], sort=False):
-        print(
-            f"s4b cold start sdpa {phase} N={n // 1024}K compiles: "
-            + ", ".join(f"{r.kernel} {r.compile_ms:.0f}" for _, r in g.sort_values("compile_ms").iterrows())
-            + " ms"
-        )
+    compile_rows(cs / "2026-12-03-s4-sdpa", "s4b cold start sdpa")
     gpu_tests(cs / "2026-12-03-s4-sdpa" / "gpu_tests.log", "s4b gpu tests (plant calibration)")
     runs = {
         "s4b (SDPA warm-up, 72e856c)": cs / "2026-12-03-s4-sdpa",
