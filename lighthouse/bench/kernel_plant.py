@@ -66,7 +66,10 @@ def calibrate(
         with planted(kernel, {n: cycles}):
             return time_layer()
 
-    base = sorted(at(0) for _ in range(base_samples))[base_samples // 2]
+    def median_at(cycles: int) -> float:
+        return sorted(at(cycles) for _ in range(base_samples))[base_samples // 2]
+
+    base = median_at(0)
     cycles, gain = TRIAL_CYCLES, 0.0
     while cycles <= MAX_CYCLES:
         gain = at(cycles) - base
@@ -92,7 +95,7 @@ def calibrate(
                 break
             c = max(1, round(c * want / (got - base)))
         # what it delivers, measured afresh: the sample the search stopped on was picked for being close
-        delivered = sorted(at(c) for _ in range(base_samples))[base_samples // 2]
+        delivered = median_at(c)
         plants.append(Plant(n, kernel, pct, c, base, delivered))
     return plants
 
