@@ -1,0 +1,169 @@
+"""What the stock SDPA's first backward in a process waits on (issue 24 item 5), in fresh processes.
+
+    python reports/h200/tools/sdpa_first_call.py --out reports/h200/coldstart/sdpa-first-call   # one H200: ~1 min
+
+The warm first Lighthouse call at 96K (2.86 s, coldstart/2026-12-03-s4-sdpa/) is bounded below by the stock SDPA's
+first backward (2.2 s with cuDNN or flash, coldstart/first-call-s4/), which any model pays at its first step. The
+question this answers: is that cost per shape (then only the call itself can pay it) or per process and kernel
+family (then a warm-up on a tiny shape, started before the first step, takes it off the first call)? And does a
+Triton kernel's first launch (from a filled cache) wait for it when both run at once, as the precompile's loads
+seemed to (2.5 s each beside the warm-up against 0.45 s alone)?
+
+Each variant runs in a fresh process, a device synchronisation after each timed step; `CUDA_MODULE_LOADING` is
+left as the image sets it unless the variant says otherwise. The sub-sequence shape of the 96K paper point
+(B=1, H=8, S=18432, D=128, bf16) is `real`; `tiny` is (1, 8, 128, D). Rows (`sdpa_first_call.csv`): variant,
+step, ms, status. `machine.json` beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[3]
+VARIANTS = {
+    "cudnn-real": "cuDNN: the real shape's fwd, bwd, then again",
+    "cudnn-tiny-then-real": "cuDNN: a tiny shape (same D) first, then the real shape",
+    "cudnn-tiny-d64-then-real": "cuDNN: a tiny shape with D=64 first, then the real shape (D=128)",
+    "flash-real": "flash: the real shape's fwd, bwd, then again",
+    "flash-tiny-then-real": "flash: a tiny shape first, then the real shape",
+    "efficient-real": "memory-efficient: the real shape's fwd, bwd",
+    "cudnn-real-eager-loading": "cuDNN real shape with CUDA_MODULE_LOADING=EAGER (what lazy loading defers)",
+    "cudnn-warm-thread": "cuDNN: a tiny-shape warm-up on a thread at start, 3 s of host work, then the real shape",
+    "triton-beside-sdpa": "a cached Triton kernel's first launch on a thread while the real cuDNN bwd runs",
+    "triton-alone": "a cached Triton kernel's first launch alone",
+}
+BACKENDS = {"cudnn": "CUDNN_ATTENTION", "flash": "FLASH_ATTENTION", "efficient": "EFFICIENT_ATTENTION"}
+
+
+def _child(variant: str) -> None:
+    t0 = time.perf_counter()
+    import torch
+    import torch.nn.functional as F
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    rows = []
+
+    def mark(step, t):
+        rows.append((step, round((time.perf_counter() - t) * 1e3, 1)))
+
+    mark("import_torch", t0)
+    t = time.perf_counter()
+    torch.zeros(1, device="cuda")
+    torch.cuda.synchronize()
+    mark("cuda_init", t)
+    backend = BACKENDS.get(variant.split("-")[0], "CUDNN_ATTENTION")
+
+    def sdpa(shape, tag):
+        x = [torch.randn(shape, device="cuda", dtype=torch.bfloat16, requires_grad=True) for _ in range(3)]
+        torch.cuda.synchronize()
+        with sdpa_kernel(getattr(SDPBackend, backend)):
+            t = time.perf_counter()
+            out = F.scaled_dot_product_attention(*x, is_causal=True)
+            torch.cuda.synchronize()
+            mark(f"{tag}_fwd", t)
+            t = time.perf_counter()
+            torch.autograd.grad(out, x, torch.ones_like(out))
+            torch.cuda.synchronize()
+            mark(f"{tag}_bwd", t)
+
+    real, tiny = (1, 8, 18432, 128), (1, 8, 128, 128)
+    if variant.startswith("triton"):
+        import triton
+        import triton.language as tl
+
+        @triton.jit
+        def _add_one(x_ptr, n, BLOCK: tl.constexpr):
+            i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+            tl.store(x_ptr + i, tl.load(x_ptr + i, mask=i < n) + 1, mask=i < n)
+
+        buf = torch.zeros(1024, device="cuda")
+
+        def launch():
+            t = time.perf_counter()
+            _add_one[(1,)](buf, 1024, BLOCK=1024)
+            torch.cuda.synchronize()
+            mark("triton_first_launch", t)
+
+        if variant == "triton-alone":
+            launch()
+        else:
+            th = threading.Thread(target=launch)
+            t = time.perf_counter()
+            th.start()
+            sdpa(real, "real")
+            th.join()
+            mark("both_done", t)
+    elif variant == "cudnn-warm-thread":
+        th = threading.Thread(target=sdpa, args=(tiny, "thread_tiny"))
+        th.start()
+        t = time.perf_counter()
+        busy = time.perf_counter() + 3.0  # the model's build, in Python, meanwhile (holds the GIL as Python does)
+        while time.perf_counter() < busy:
+            sum(range(1000))
+        mark("host_work", t)
+        th.join()
+        sdpa(real, "real")
+        sdpa(real, "real_again")
+    else:
+        if "tiny-d64" in variant:
+            sdpa((1, 8, 128, 64), "tiny_d64")
+        elif "tiny" in variant:
+            sdpa(tiny, "tiny")
+        sdpa(real, "real")
+        sdpa(real, "real_again")
+    print(json.dumps(rows))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--variants", default=",".join(VARIANTS))
+    args = ap.parse_args()
+    if args.child:
+        return _child(args.child)
+    args.out.mkdir(parents=True, exist_ok=True)
+    cache = tempfile.mkdtemp(prefix="triton-cache-")
+    base = dict(os.environ, TRITON_CACHE_DIR=cache)
+    # fill Triton's cache for the triton variants (not measured)
+    subprocess.run([sys.executable, __file__, "--out", str(args.out), "--child", "triton-alone"], env=base, check=False)
+    with open(args.out / "sdpa_first_call.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(("variant", "step", "ms", "status"))
+        for variant in args.variants.split(","):
+            env = dict(base)
+            if variant.endswith("eager-loading"):
+                env["CUDA_MODULE_LOADING"] = "EAGER"
+            cmd = [sys.executable, __file__, "--out", str(args.out), "--child", variant]
+            try:
+                run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+                rows, status = json.loads(run.stdout.strip().splitlines()[-1]), "ok"
+            except Exception as err:  # one variant's failure leaves the others
+                rows, status = [], f"failed: {type(err).__name__}: {str(err)[:200]}"
+            for step, ms in rows or [("", "")]:
+                w.writerow((variant, step, ms, status))
+                print(variant, step, ms, status, flush=True)
+            f.flush()
+    import torch
+
+    machine = dict(
+        torch=torch.__version__,
+        cuda=torch.version.cuda,
+        cudnn=torch.backends.cudnn.version(),
+        gpu=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        module_loading=os.environ.get("CUDA_MODULE_LOADING", "(unset)"),
+    )
+    (args.out / "machine.json").write_text(json.dumps(machine, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
