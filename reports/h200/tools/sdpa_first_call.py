@@ -40,8 +40,39 @@ VARIANTS = {
     "cudnn-warm-thread": "cuDNN: a tiny-shape warm-up on a thread at start, 3 s of host work, then the real shape",
     "triton-beside-sdpa": "a cached Triton kernel's first launch on a thread while the real cuDNN bwd runs",
     "triton-alone": "a cached Triton kernel's first launch alone",
+    "cudnn-profiled": "cuDNN real shape, the first backward under cProfile and -X importtime (what Python runs then)",
 }
 BACKENDS = {"cudnn": "CUDNN_ATTENTION", "flash": "FLASH_ATTENTION", "efficient": "EFFICIENT_ATTENTION"}
+
+
+class _StackSampler(threading.Thread):
+    """Every thread's Python stack every 10 ms (cProfile sees only its own thread; autograd's CUDA backward runs on
+    a device thread, which enters Python only if the backward calls Python)."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.counts, self.samples, self.halt = {}, 0, threading.Event()
+
+    def run(self):
+        import traceback
+
+        me = threading.get_ident()
+        while not self.halt.wait(0.01):
+            self.samples += 1
+            for ident, frame in sys._current_frames().items():
+                if ident == me:
+                    continue
+                frames = traceback.extract_stack(frame)[::-1][:6]
+                stack = " <- ".join(f"{f.name}@{Path(f.filename).name}:{f.lineno}" for f in frames)
+                self.counts[stack] = self.counts.get(stack, 0) + 1
+
+    def stop(self):
+        self.halt.set()
+        self.join()
+
+    def text(self) -> str:
+        top = sorted(self.counts.items(), key=lambda kv: -kv[1])[:25]
+        return f"{self.samples} samples (10 ms)\n" + "\n".join(f"{n:5d}  {stack}" for stack, n in top) + "\n"
 
 
 def _child(variant: str) -> None:
@@ -70,10 +101,27 @@ def _child(variant: str) -> None:
             out = F.scaled_dot_product_attention(*x, is_causal=True)
             torch.cuda.synchronize()
             mark(f"{tag}_fwd", t)
+            dout = torch.ones_like(out)
+            torch.cuda.synchronize()
+            profile = variant == "cudnn-profiled" and tag == "real"
+            if profile:
+                import cProfile
+
+                print("=== first backward begins", file=sys.stderr, flush=True)
+                prof = cProfile.Profile()
+                sampler = _StackSampler()
+                sampler.start()
+                prof.enable()
             t = time.perf_counter()
-            torch.autograd.grad(out, x, torch.ones_like(out))
+            torch.autograd.grad(out, x, dout)
             torch.cuda.synchronize()
             mark(f"{tag}_bwd", t)
+            if profile:
+                prof.disable()
+                sampler.stop()
+                print("=== first backward ends", file=sys.stderr, flush=True)
+                Path(os.environ["SDPA_FIRST_PROFILE"]).with_suffix(".stacks.txt").write_text(sampler.text())
+                prof.dump_stats(os.environ["SDPA_FIRST_PROFILE"])
 
     real, tiny = (1, 8, 18432, 128), (1, 8, 128, 128)
     if variant.startswith("triton"):
@@ -123,6 +171,24 @@ def _child(variant: str) -> None:
     print(json.dumps(rows))
 
 
+def _profile_text(stderr: str, out: Path) -> None:
+    """first_bwd.txt: the imports made during the first backward (from -X importtime) and cProfile's top calls."""
+    import io
+    import pstats
+
+    lines = stderr.splitlines()
+    marks = [i for i, line in enumerate(lines) if line.startswith("=== first backward")]
+    during = lines[marks[0] + 1 : marks[1]] if len(marks) == 2 else []
+    text = io.StringIO()
+    text.write("imports during the first backward (-X importtime: self us | cumulative us | module):\n")
+    text.write("\n".join(during) + "\n\ncProfile of the first backward, by cumulative time:\n")
+    pstats.Stats(str(out / "first_bwd.prof"), stream=text).sort_stats("cumulative").print_stats(40)
+    stacks = out / "first_bwd.stacks.txt"
+    if stacks.exists():
+        text.write("\nevery thread's Python stack, sampled:\n" + stacks.read_text())
+    (out / "first_bwd.txt").write_text(text.getvalue())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True)
@@ -143,10 +209,16 @@ def main() -> None:
             env = dict(base)
             if variant.endswith("eager-loading"):
                 env["CUDA_MODULE_LOADING"] = "EAGER"
-            cmd = [sys.executable, __file__, "--out", str(args.out), "--child", variant]
+            extra = []
+            if variant == "cudnn-profiled":  # cProfile's stats and the imports' times, for what the backward runs
+                env["SDPA_FIRST_PROFILE"] = str(args.out / "first_bwd.prof")
+                extra = ["-X", "importtime"]
+            cmd = [sys.executable, *extra, __file__, "--out", str(args.out), "--child", variant]
             try:
                 run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
                 rows, status = json.loads(run.stdout.strip().splitlines()[-1]), "ok"
+                if extra:
+                    _profile_text(run.stderr, args.out)
             except Exception as err:  # one variant's failure leaves the others
                 rows, status = [], f"failed: {type(err).__name__}: {str(err)[:200]}"
             for step, ms in rows or [("", "")]:
