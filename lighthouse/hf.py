@@ -268,6 +268,15 @@ def settings_of(model_or_config) -> LighthouseSettings:
     return LighthouseSettings.from_dict(entry)
 
 
+def configure_loaded(model):
+    """A model reloaded with from_pretrained (attn_implementation="lighthouse"): configure it again from the
+    settings its config.json saved. Needed for rope='post', whose hooks on the attention modules are not part of
+    a checkpoint (without them its Lighthouse layers refuse the rotated q and k they are handed); harmless
+    otherwise. Returns `model`."""
+    settings = settings_of(model)
+    return configure(model, settings.config, settings.dense_layers, settings.dense, settings.recompute)
+
+
 def set_dense(model, dense: bool = True) -> None:
     """Switch every Lighthouse layer of `model` to dense causal SDPA (True) or back (False), at run time."""
     config = getattr(model, "config", model)
@@ -409,7 +418,8 @@ def lighthouse_attention_forward(
         if not raw_qk:
             raise ValueError(
                 "rope='post': this layer's q and k arrived rotated by the model; call "
-                "lighthouse.hf.configure(model, ...) on the built (or reloaded) model, which hooks its "
+                "lighthouse.hf.configure(model, ...) on the built model (lighthouse.hf.configure_loaded(model) on a "
+                "reloaded one), which hooks its "
                 "attention modules to hand over un-rotated q and k"
             )
         positions = kwargs.get("position_ids")

@@ -182,8 +182,10 @@ def load_predict(model_dir: Path, attention: str, device, dtype: str) -> Predict
         .to(device)
         .eval()
     )
-    if has_lighthouse and attention != "saved":
-        hf.set_dense(model, attention == "dense")
+    if has_lighthouse:
+        hf.configure_loaded(model)  # rope='post' layers need their hooks again (not saved in the folder)
+        if attention != "saved":
+            hf.set_dense(model, attention == "dense")
 
     @torch.no_grad()
     def predict(tokens, keep: int):

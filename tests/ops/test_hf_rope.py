@@ -148,3 +148,22 @@ def test_post_mode_errors_name_the_problem():
     with pytest.raises(ValueError, match="arrived rotated"):
         with torch.no_grad():
             model(input_ids=ids(batch=1), use_cache=False)
+
+
+def test_a_reloaded_post_model_needs_configure_loaded_and_then_matches(tmp_path):
+    """Catches a saved rope='post' model that cannot run its Lighthouse layers after from_pretrained (the hooks that
+    hand them un-rotated q and k live on the modules, not in the checkpoint: passkey on such models failed)."""
+    import transformers
+
+    model = hf.configure(tiny("llama"), POST, dense_layers=[0])
+    model.save_pretrained(tmp_path)
+    hf.register()
+    again = transformers.LlamaForCausalLM.from_pretrained(tmp_path, attn_implementation=hf.NAME).eval()
+    with torch.no_grad(), pytest.raises(ValueError, match="configure_loaded"):
+        again(input_ids=ids(), use_cache=False)
+    assert hf.configure_loaded(again) is again
+    assert hf.settings_of(again) == hf.settings_of(model)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            again(input_ids=ids(), use_cache=False).logits, model(input_ids=ids(), use_cache=False).logits
+        )

@@ -311,3 +311,31 @@ def test_lighthouse_folder_runs_saved_dense_and_lighthouse(tmp_path):
     transformers.LlamaForCausalLM(cfg()).save_pretrained(plain)
     with pytest.raises(ValueError, match="--attention lighthouse"):
         load_predict(plain, "lighthouse", cpu, "fp32")
+
+
+def test_a_post_folder_runs_with_lighthouse_as_its_model_did(tmp_path):
+    """Catches passkey's loader leaving a rope='post' model without the hooks that hand its Lighthouse layers
+    un-rotated q and k (every --attention lighthouse cell came back invalid on the H200 folders)."""
+    from lighthouse import hf
+    from lighthouse.config import LighthouseConfig
+    from lighthouse.quality.passkey_command import load_predict
+
+    torch.manual_seed(0)
+    cfg = transformers.LlamaConfig(
+        vocab_size=256,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        use_cache=False,
+    )
+    model = transformers.LlamaForCausalLM(cfg).eval()
+    hf.configure(model, LighthouseConfig(levels=2, pooling=2, topk=128, impl="torch", rope="post"), dense_layers=[0])
+    model.save_pretrained(tmp_path / "m")
+    tokens = torch.tensor([pk.build_prompt(512, 0.5, trial=t).tokens for t in range(2)])
+    with torch.no_grad():
+        want = model(input_ids=tokens, use_cache=False, logits_to_keep=16).logits[:, -16:].argmax(-1)
+    free, _ = load_predict(tmp_path / "m", "lighthouse", torch.device("cpu"), "fp32")(tokens, 16)
+    assert torch.equal(free, want)
