@@ -17,7 +17,7 @@ import torch
 
 from lighthouse.plan import LighthousePlan
 from lighthouse.reference.select import select_entries
-from lighthouse.sdpa import causal_sdpa, repeat_kv
+from lighthouse.sdpa import causal_sdpa, repeat_kv, vjp
 
 from . import alloc, precompile
 from .finite_check import poll_pending
@@ -111,8 +111,9 @@ def run_fan_in(d_out: torch.Tensor, sel: Selection, plan: LighthousePlan) -> tor
 
 
 def run_sdpa_bwd(out_sub: torch.Tensor, subs: Sequence[torch.Tensor], d_out_sub: torch.Tensor, retain: bool = False):
-    """sdpa_bwd: the stock SDPA backward, through autograd of the sdpa stage's graph."""
-    return torch.autograd.grad(out_sub, list(subs), d_out_sub, retain_graph=retain)
+    """sdpa_bwd: the stock SDPA backward, through autograd of the sdpa stage's graph (lighthouse.sdpa.vjp: what
+    torch.autograd.grad does, without the sympy import its first call makes)."""
+    return vjp([out_sub], subs, [d_out_sub], retain)
 
 
 def run_pool_bwd(
@@ -212,7 +213,7 @@ def warm_sdpa(q, k, v, plan: LighthousePlan, grad: bool) -> None:
     with hooks, torch.set_grad_enabled(grad):
         out = run_sdpa(*subs, plan)
     if grad:  # dO as the fan-in makes it: contiguous
-        torch.autograd.grad(out, subs, torch.zeros(out.shape, dtype=out.dtype, device=out.device))
+        vjp([out], subs, [torch.zeros(out.shape, dtype=out.dtype, device=out.device)])
 
 
 def _precompile(q, k, v, plan: LighthousePlan, rope: Optional[RopeArgs], grad: bool, key) -> None:

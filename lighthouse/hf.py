@@ -33,6 +33,7 @@ import torch
 
 from .attention import lighthouse_attention
 from .config import LighthouseConfig
+from .sdpa import vjp
 
 NAME = "lighthouse"
 #: Key of the settings in the model config (config.json).
@@ -486,7 +487,7 @@ class _RecomputedLighthouse(torch.autograd.Function):
         with torch.enable_grad():
             leaves = [x.detach().requires_grad_() for x in (q, k, v)]
             out = lighthouse_attention(*leaves, config=ctx.config, positions=ctx.positions)
-        dq, dk, dv = torch.autograd.grad(out, leaves, grad)
+        dq, dk, dv = vjp([out], leaves, [grad])  # torch.autograd.grad without its first call's sympy import
         return dq, dk, dv, None, None
 
 

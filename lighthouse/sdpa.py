@@ -76,3 +76,27 @@ def dense_attention(q, k, v, backend: Optional[str] = None) -> torch.Tensor:
     if group > 1:
         k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
     return causal_sdpa(q, k, v, backend)
+
+
+def vjp(outputs, inputs, grads, retain: bool = False):
+    """torch.autograd.grad(outputs, inputs, grads, retain_graph=retain) without its `_make_grads` step.
+
+    Why: given gradient tensors, `_make_grads` imports torch.fx.experimental.symbolic_shapes (and with it sympy)
+    at a process's first call, to compare shapes symbolically: 2.0-4.8 s on the H200 image, held under the GIL
+    (reports/h200/coldstart/sdpa-first-profiled/first_bwd.txt), during which the precompile's Triton loads wait too.
+    A model's scalar `loss.backward()` never takes that branch, so dense training does not pay it; every
+    backward of this layer (its sub-sequence SDPA, the recomputed forward of lighthouse.hf) would, at the first
+    training step. The checks it skips are moot here: the callers make `grads` themselves, with the outputs'
+    shapes, dtypes and devices. The engine entry is the one torch.autograd.grad itself calls
+    (torch.autograd.graph._engine_run_backward, private); where a torch lacks it, torch.autograd.grad runs."""
+    outputs, inputs, grads = tuple(outputs), tuple(inputs), tuple(grads)
+    run = getattr(torch.autograd.graph, "_engine_run_backward", None)
+    if run is None:
+        return torch.autograd.grad(outputs, inputs, grads, retain_graph=retain)
+    for out, grad in zip(outputs, grads):
+        if grad.shape != out.shape or grad.dtype != out.dtype or grad.device != out.device:
+            raise ValueError(
+                f"vjp: a gradient must match its output: got {tuple(grad.shape)} {grad.dtype} {grad.device} for "
+                f"{tuple(out.shape)} {out.dtype} {out.device}"
+            )
+    return run(outputs, grads, retain, False, inputs, False, accumulate_grad=False)

@@ -1,0 +1,63 @@
+"""lighthouse.sdpa.vjp: torch.autograd.grad's result, without the sympy import of its first call with gradient
+tensors (2-4.8 s of the H200's warm first call, reports/h200/coldstart/sdpa-first-profiled/)."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from lighthouse.sdpa import causal_sdpa, vjp
+
+
+def _sdpa_graph(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    leaves = [torch.randn(1, 2, 64, 16, generator=g, requires_grad=True) for _ in range(3)]
+    out = causal_sdpa(*leaves)
+    return leaves, out, torch.randn(out.shape, generator=g)
+
+
+def test_vjp_equals_autograd_grad_and_keeps_or_frees_the_graph():
+    """Catches wrong gradients, a swapped retain flag, or gradients accumulated into .grad."""
+    leaves, out, grad = _sdpa_graph()
+    want = torch.autograd.grad(out, leaves, grad, retain_graph=True)
+    got = vjp([out], leaves, [grad], retain=True)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert all(x.grad is None for x in leaves)
+    vjp([out], leaves, [grad])  # the graph was kept: a second backward runs, and frees it
+    with pytest.raises(RuntimeError, match="backward through the graph a second time"):
+        vjp([out], leaves, [grad])
+
+
+def test_vjp_refuses_a_gradient_that_does_not_match_its_output():
+    leaves, out, grad = _sdpa_graph()
+    with pytest.raises(ValueError, match="must match its output"):
+        vjp([out], leaves, [grad[..., :8]])
+    with pytest.raises(ValueError, match="must match its output"):
+        vjp([out], leaves, [grad.double()])
+
+
+def test_the_layer_backward_imports_no_sympy():
+    """Catches a return to torch.autograd.grad with gradient tensors in the Triton path's backward (its first call
+    imports torch.fx.experimental.symbolic_shapes). The control at the end shows the probe sees that import."""
+    probe = textwrap.dedent(
+        """
+        import sys, torch
+        from lighthouse import LighthouseConfig, lighthouse_attention
+        name = "torch.fx.experimental.symbolic_shapes"
+        q, k, v = (torch.randn(1, 1, 256, 16, requires_grad=True) for _ in range(3))
+        cfg = LighthouseConfig(levels=2, pooling=2, topk=128, impl="triton")
+        lighthouse_attention(q, k, v, config=cfg).sum().backward()
+        print(name in sys.modules, q.grad is not None)
+        out = q * 2
+        torch.autograd.grad(out, q, torch.ones_like(out))
+        print(name in sys.modules)
+        """
+    )
+    env = dict(os.environ, TRITON_INTERPRET="1", LIGHTHOUSE_PRECOMPILE="0")
+    run = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split() == ["False", "True", "True"]
