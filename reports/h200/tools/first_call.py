@@ -118,12 +118,14 @@ def child(variant: str, backend: str, n: int, topk: int, levels: int, pooling: i
             for _ in range(3)
         )
         o = timed("first", f"dense_sdpa_fwd_s{s}", lambda: causal_sdpa(qs, ks, vs, backend))
-        timed("first", f"dense_sdpa_bwd_s{s}", lambda: o.backward(torch.ones_like(o)))
+        # backward from a scalar loss, as training calls it (a gradient tensor handed to backward makes autograd
+        # import sympy at a process's first call: reports/h200/coldstart/sdpa-first-profiled/)
+        timed("first", f"dense_sdpa_bwd_s{s}", lambda: o.sum().backward())
         for t_ in (q, k, v):
             t_.requires_grad_(True)
         for call in ("first", "second"):
             y = timed(call, "layer_fwd", lambda: lighthouse_attention(q, k, v, config=cfg))
-            timed(call, "layer_bwd", lambda: y.backward(go))
+            timed(call, "layer_bwd", lambda: (y * go).sum().backward())
     return 0
 
 

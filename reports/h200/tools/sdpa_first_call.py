@@ -40,6 +40,7 @@ VARIANTS = {
     "cudnn-warm-thread": "cuDNN: a tiny-shape warm-up on a thread at start, 3 s of host work, then the real shape",
     "triton-beside-sdpa": "a cached Triton kernel's first launch on a thread while the real cuDNN bwd runs",
     "triton-alone": "a cached Triton kernel's first launch alone",
+    "cudnn-real-scalar-loss": "cuDNN real shape, backward from a scalar loss (as training calls it), not a gradient",
     "cudnn-profiled": "cuDNN real shape, the first backward under cProfile and -X importtime (what Python runs then)",
 }
 BACKENDS = {"cudnn": "CUDNN_ATTENTION", "flash": "FLASH_ATTENTION", "efficient": "EFFICIENT_ATTENTION"}
@@ -113,7 +114,10 @@ def _child(variant: str) -> None:
                 sampler.start()
                 prof.enable()
             t = time.perf_counter()
-            torch.autograd.grad(out, x, dout)
+            if variant.endswith("scalar-loss"):
+                (out * dout).sum().backward()
+            else:
+                torch.autograd.grad(out, x, dout)
             torch.cuda.synchronize()
             mark(f"{tag}_bwd", t)
             if profile:
