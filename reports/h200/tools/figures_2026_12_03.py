@@ -4,7 +4,9 @@ start and the gate's proof inside the selection kernel; and the third session's:
 pull's trigonometry fix, the gather without spills and the host-glue cuts; and the fourth session's: the cold start
 with the precompile, and RoPE after selection with the halves pooled in one pass; its later calls: the SDPA
 warm-up beside the precompile, the re-recorded gate baseline, the tuned post pull and the gate's proof in the
-gather kernel), recomputed from the committed CSVs.
+gather kernel; and the fifth session's: PERF_NOTES step 21 timed, what the first backward of a process waits on
+and the warm first call after sdpa.vjp, passkey on models trained with each RoPE placement, the gate after the
+change), recomputed from the committed CSVs.
 
 python reports/h200/tools/figures_2026_12_03.py
 """
@@ -309,7 +311,7 @@ def cold_start_rows(folder: Path, tag: str) -> None:
         state = r.get("precompile", "none (before step 18)")
         pre = state + (f" in {r.precompile_ms / 1e3:.2f} s" if state == "ready" else "")
         print(
-            f"{tag} {r.phase} N={r.n // 1024}K k={r.topk} L={r.levels}: import {r.import_ms / 1e3:.2f} s + first call "
+            f"{tag} {r.phase} N={r.n // 1024}K k={r.topk} L={r.levels} {r.scorer}: import {r.import_ms / 1e3:.2f} s + first call "
             f"{r.first_call_ms / 1e3:.2f} s (fwd {r.first_fwd_ms / 1e3:.2f}, bwd {r.first_bwd_ms / 1e3:.2f}) = "
             f"{(r.import_ms + r.first_call_ms) / 1e3:.2f} s; precompile {pre}; Triton compile summed "
             f"{r.triton_compile_ms / 1e3:.2f} s ({r.kernels_compiled} kernels); second call {r.second_call_ms:.2f} ms"
@@ -599,6 +601,90 @@ def forward_front(path: Path) -> list:
     return out
 
 
+def sdpa_first(folder: Path, tag: str) -> None:
+    """sdpa_first_call.py's rows: per variant, each timed step in ms."""
+    d = pd.read_csv(folder / "sdpa_first_call.csv")
+    for variant, g in d[d.status == "ok"].groupby("variant", sort=False):
+        steps = g[~g.step.isin(["import_torch", "cuda_init"])]
+        print(f"{tag} {variant}: " + ", ".join(f"{r.step} {r.ms:.0f}" for _, r in steps.iterrows()) + " ms")
+
+
+def host_per_call(folder: Path, tag: str) -> None:
+    """host_work.py's host_time.csv: the host's time to issue one warm fwd+bwd, and its forward's front stages."""
+    t = pd.read_csv(folder / "host_time.csv").set_index(["n", "pass", "stage"]).host_ms
+    for n in sorted({i[0] for i in t.index}):
+        front = sum(t[(n, "fwd", st)] for st in ("other", "scores", "select", "gather", "sdpa"))
+        print(
+            f"{tag} N={n // 1024}K: host per fwd+bwd {t[(n, 'fwd+bwd', 'total')]:.3f} ms (fwd {t[(n, 'fwd', 'total')]:.3f},"
+            f" bwd {t[(n, 'bwd', 'total')]:.3f}); fwd entry to the SDPA's launch (other, scores, select, gather, sdpa)"
+            f" {front:.3f} ms"
+        )
+
+
+def passkey_rope() -> None:
+    """issue 22: the two-stage recipe once per RoPE placement (both at once), then passkey on the saved models."""
+    rope = H200 / "passkey" / "rope"
+    for placement in ("pre", "post"):
+        c = pd.read_csv(rope / f"train-{placement}" / "curve.csv")
+        final = c.dropna(subset=["val_loss"]).groupby("arm").last()
+        ltd, dense = final.loc["lighthouse-then-dense"], final.loc["dense"]
+        print(
+            f"passkey rope train {placement}: {int(c.step.max())} steps per arm; final validation loss "
+            f"lighthouse-then-dense {ltd.val_loss:.4f}, dense {dense.val_loss:.4f} "
+            f"({100 * (ltd.val_loss / dense.val_loss - 1):+.2f}%)"
+        )
+    for sub in ("passkey-rope", "passkey-rope-lighthouse"):
+        d = pd.read_csv(rope / sub / "passkey.csv")
+        for (model, attention), g in d.groupby(["model", "attention"], sort=False):
+            ok = g[g.status == "ok"]
+            print(
+                f"passkey rope {Path(model).parent.name.replace('models-', '')}/{Path(model).name} ({attention}): "
+                f"{len(ok)} ok cells of {len(g)} (others: {', '.join(sorted(set(g[g.status != 'ok'].status))) or 'none'}); "
+                f"best exact-match {ok.exact_acc.max():.2f}; digit accuracy mean {ok.digit_acc.mean():.3f} max "
+                f"{ok.digit_acc.max():.2f}; digit-only mean {ok.digit_only_acc.mean():.3f} max {ok.digit_only_acc.max():.2f};"
+                f" above chance in {int(ok.above_chance.astype(str).str.lower().eq('true').sum())} cells"
+            )
+
+
+def check_summary(folder: Path, tag: str) -> None:
+    """A check.csv: how many gated figures held, and each regression with its limit."""
+    c = pd.read_csv(folder / "check.csv")
+    gated = c[c.verdict.isin(["ok", "REGRESSED"])]
+    print(f"{tag}: {int((gated.verdict == 'ok').sum())} of {len(gated)} gated figures ok")
+    for _, r in gated[gated.verdict == "REGRESSED"].iterrows():
+        print(f"{tag} regressed: {r.point} {r.figure} {r.baseline} -> {r.now} ({r.change_pct:+.1f}%); {r.note}")
+
+
+def session5() -> None:
+    """The fifth session (commits 300cd20 to 7565226; each folder's README names its own)."""
+    clocks(H200 / "clocks-after", "s5 step 21 before (s3, clocks-after)")
+    clocks(H200 / "clocks-s5", "s5 step 21 after (clocks-s5)")
+    clocks(H200 / "clocks-s5-vjp", "s5 after vjp (clocks-s5-vjp)")
+    for folder in ("clocks-after", "clocks-s5", "clocks-s5-vjp"):
+        d = pd.read_csv(H200 / folder / "results.csv")
+        r = d[(d.impl == "lighthouse_triton") & (d.n == 98304)].iloc[0]
+        print(f"s5 96K idle as timed ({folder}): {r.median_ms - r.host_ahead_median_ms:.3f} ms")
+    front = forward_front(
+        H200 / "profile" / "s5-step21" / "trace-n98304-k1536-L3-p4-norm-pre-B1-H8x8-D128-bf16-triton.json"
+    )
+    for i, (span, busy) in enumerate(front):
+        print(f"s5 trace pre call {i}: entry to SDPA start {span:.0f} us, GPU busy {busy:.0f} us of it")
+    host_per_call(H200 / "host-work", "s5 host work before (s3)")
+    host_per_call(H200 / "host-work" / "s5", "s5 host work after step 21")
+    for v in ("vjp-1", "autograd-grad", "vjp-2"):
+        host_per_call(H200 / "host-work" / "vjp-ab" / v, f"s5 vjp A/B {v}")
+    sdpa_first(H200 / "coldstart" / "sdpa-first-call-s5", "s5 sdpa first")
+    sdpa_first(H200 / "coldstart" / "sdpa-first-profiled", "s5 sdpa first profiled")
+    sdpa_first(H200 / "coldstart" / "sdpa-first-scalar", "s5 sdpa first scalar")
+    cold_start_rows(H200 / "coldstart" / "2026-12-03-s4-sdpa", "s5 before (s4-sdpa)")
+    cold_start_rows(H200 / "coldstart" / "2026-12-03-s5", "s5 after vjp")
+    compile_rows(H200 / "coldstart" / "2026-12-03-s5", "s5 after vjp")
+    first_call_split(H200 / "coldstart" / "first-call-s5", "s5 first call")
+    passkey_rope()
+    check_summary(H200 / "check" / "check-after-s5-first", "s5 check, first run")
+    check_summary(H200 / "check" / "check-after-s5", "s5 check, second run")
+
+
 if __name__ == "__main__":
     rope_cost()
     paper_530m()
@@ -613,3 +699,4 @@ if __name__ == "__main__":
     session3()
     session4()
     session4b()
+    session5()
