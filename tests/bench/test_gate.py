@@ -54,6 +54,7 @@ def make_rows(project=1.0, layer=None, plain=1.0, reference=True):
                 "s_sel": s_sel,
                 "status": "ok",
                 **_both_clocks(floor * project),
+                "host_ms_per_call": 0.1,  # the stock SDPA's own host time: the host ratio's denominator
             }
         )
         ms = tri * project * layer.get(n, 1.0)

@@ -28,6 +28,7 @@ from .figures import (
     FLOOR_RATIO,
     GATED,
     HOST_MS,
+    HOST_RATIO,
     PLAIN,
     POINT_COLUMNS,
     RECORD_RUNS,
@@ -38,6 +39,8 @@ from .figures import (
     point_key,
     point_name,
     read_results,
+    with_derived,
+    with_host_ratio,
     with_plain,
 )
 from .judge import (
@@ -79,6 +82,7 @@ __all__ = [
     "FLOOR_RATIO",
     "GATED",
     "HOST_MS",
+    "HOST_RATIO",
     "MISSING",
     "NOT_GATED",
     "NOT_MEASURED",
@@ -110,6 +114,8 @@ __all__ = [
     "record_command",
     "run_check",
     "tolerance_for",
+    "with_derived",
+    "with_host_ratio",
     "with_plain",
     "write_outputs",
 ]

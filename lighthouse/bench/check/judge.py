@@ -30,7 +30,7 @@ from .figures import (
     num,
     point_key,
     point_name,
-    with_plain,
+    with_derived,
 )
 
 #: The verdicts, and the exit codes they give (exit_code): 0 every gated figure holds, 1 a regression, 2 a figure
@@ -157,7 +157,7 @@ def judge(
     repeats: int = REPEATS,
 ) -> List[Verdict]:
     """Every gated figure of every baseline point, with its verdict (plus the not-gated median ms)."""
-    found = lighthouse_rows(with_plain(results))
+    found = lighthouse_rows(with_derived(results))
     verdicts: List[Verdict] = []
     for base in baseline:
         key, name = point_key(base), point_name(base)
@@ -182,7 +182,7 @@ def judge(
             while repeated < repeats and point.looks_regressed(tolerance):
                 repeated += 1
                 try:
-                    again = _ok_row_of(with_plain(remeasure(_related_rows(results, row))), key)
+                    again = _ok_row_of(with_derived(remeasure(_related_rows(results, row))), key)
                 except Exception as err:  # noqa: BLE001 - a failed repeat leaves the first measurement standing
                     again, why = None, f"{type(err).__name__}: {err}"
                 else:

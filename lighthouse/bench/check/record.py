@@ -21,7 +21,7 @@ from .figures import (
     BASELINE_IMPL,
     BASELINES_DIR,
     GATED,
-    HOST_MS,
+    HOST_RATIO,
     MACHINE_COLUMNS,
     POINT_COLUMNS,
     RECORD_RUNS,
@@ -36,7 +36,7 @@ from .figures import (
     norm,
     num,
     read_results,
-    with_plain,
+    with_derived,
 )
 
 #: Seconds of untimed Lighthouse calls on the suite's points before the first timed row (see warm_up).
@@ -67,7 +67,7 @@ def baseline_from_runs(runs: Sequence[Sequence[Row]], info: Optional[Dict[str, s
     info.setdefault("recorded_at", datetime.now(timezone.utc).isoformat(timespec="seconds"))
     per_point: Dict[Tuple[str, ...], List[Tuple[Row, Sequence[Row]]]] = {}
     for rows in runs:
-        rows = with_plain(rows)
+        rows = with_derived(rows)
         for key, r in lighthouse_rows(rows).items():
             if r.get("status") == "ok":
                 per_point.setdefault(key, []).append((r, rows))
@@ -80,7 +80,7 @@ def baseline_from_runs(runs: Sequence[Sequence[Row]], info: Optional[Dict[str, s
             mid = _median(values) if values else None
             rec[figure] = fmt(mid, ".6g")
             rec[SPREAD[figure]] = fmt((max(values) - min(values)) / mid, ".4g") if len(values) > 1 and mid else ""
-        if not any(rec[f] for f in GATED if f != HOST_MS):  # the host's time alone judges no kernel
+        if not any(rec[f] for f in GATED if f != HOST_RATIO):  # the host's time alone judges no kernel
             continue
 
         def median_of(get) -> str:
