@@ -86,17 +86,18 @@ def vjp(outputs, inputs, grads, retain: bool = False):
     (reports/h200/coldstart/sdpa-first-profiled/first_bwd.txt), during which the precompile's Triton loads wait too.
     A model's scalar `loss.backward()` never takes that branch, so dense training does not pay it; every
     backward of this layer (its sub-sequence SDPA, the recomputed forward of lighthouse.hf) would, at the first
-    training step. The checks it skips are moot here: the callers make `grads` themselves, with the outputs'
-    shapes, dtypes and devices. The engine entry is the one torch.autograd.grad itself calls
-    (torch.autograd.graph._engine_run_backward, private); where a torch lacks it, torch.autograd.grad runs."""
+    training step. What `_make_grads` checks for these callers is kept: each gradient has its output's shape (the
+    engine casts a gradient of another real dtype to the output's, as it does under torch.autograd.grad: a
+    recomputed backward under a different autocast state hands one). The engine entry is the one
+    torch.autograd.grad itself calls (torch.autograd.graph._engine_run_backward, private); where a torch lacks it,
+    torch.autograd.grad runs."""
     outputs, inputs, grads = tuple(outputs), tuple(inputs), tuple(grads)
     run = getattr(torch.autograd.graph, "_engine_run_backward", None)
     if run is None:
         return torch.autograd.grad(outputs, inputs, grads, retain_graph=retain)
     for out, grad in zip(outputs, grads):
-        if grad.shape != out.shape or grad.dtype != out.dtype or grad.device != out.device:
+        if grad.shape != out.shape:
             raise ValueError(
-                f"vjp: a gradient must match its output: got {tuple(grad.shape)} {grad.dtype} {grad.device} for "
-                f"{tuple(out.shape)} {out.dtype} {out.device}"
+                f"vjp: a gradient must have its output's shape: got {tuple(grad.shape)} for {tuple(out.shape)}"
             )
     return run(outputs, grads, retain, False, inputs, False, accumulate_grad=False)

@@ -13,7 +13,7 @@ from rich.console import Console
 
 from lighthouse.bench import check, plain_reference
 from lighthouse.bench.check import EXIT_OK, EXIT_REGRESSED, run_check
-from lighthouse.harness.tables import SWEEP
+from lighthouse.harness.tables import SWEEP, read_rows
 
 SHAPE = {"pass": "fwdbwd", "device": "cuda", "dtype": "bf16", "batch": 1, "heads": 8, "kv_heads": 8, "head_dim": 128}
 LH = {"levels": 3, "pooling": 4, "scorer": "norm", "topk": 512, "s_sel": 4608, "impl": "lighthouse_triton"}
@@ -166,6 +166,11 @@ def test_with_host_ratio_against_a_direct_division():
                          "status": "ok", "host_ms_per_call": str(ms)})  # fmt: skip
     rows.append({**SHAPE, **LH, "kind": "lighthouse", "impl": "lighthouse_triton", "n": "8192", "topk": "2048",
                  "status": "ok", "host_ms_per_call": "2.0"})  # fmt: skip
+    # floors of other points with the same n and k (another scorer, L, pass) and a failed one, listed after the
+    # right ones (a looser match would take the last): never taken
+    for other in ({"scorer": "dilated"}, {"levels": 2}, {"pass": "fwd"}, {"topk": "2048", "status": "error"}):
+        rows.append({**SHAPE, **LH, "kind": "floor", "impl": "floor", "n": "8192", "topk": "512", "status": "ok",
+                        "host_ms_per_call": "9.0", **other})  # fmt: skip
     got = {
         (r["n"], r["topk"]): r.get("host_ms_ratio_vs_sdpa")
         for r in check.with_host_ratio(rows)
@@ -175,3 +180,28 @@ def test_with_host_ratio_against_a_direct_division():
     assert float(got[("8192", "1024")]) == pytest.approx(2.4 / (0.5 + 0.4), rel=1e-5)
     assert float(got[("16384", "512")]) == pytest.approx(2.0 / (0.7 + 0.35), rel=1e-5)
     assert got[("8192", "2048")] is None  # no floor of its own
+
+
+@pytest.mark.parametrize("repeat_host_ms,code", [(0.9, EXIT_OK), (0.9 * 1.3, EXIT_REGRESSED)])
+def test_a_repeat_measures_the_host_ratio_again(tmp_path, repeat_host_ms, code):
+    """A host ratio 30% up at the first measurement is measured again with its dense and floor rows: a repeat back at
+    the baseline clears it (best of the measurements), one as slow confirms it. Catches repeats judged without the
+    ratio (a repeat that cannot clear the point) and repeats that drop the dense or floor row."""
+    base = tmp_path / "b.csv"
+    assert run_check(base, run_folder(tmp_path / "base"), record=True, console=_console()) == EXIT_OK
+    again, _ = read_rows(run_folder(tmp_path / "again", host_ms=repeat_host_ms), SWEEP)  # as measured: no ratio yet
+    seen = []
+
+    def remeasure(rows):
+        seen.append(sorted(r["kind"] for r in rows))
+        return [dict(r) for r in again]
+
+    out = tmp_path / "check"
+    got = run_check(
+        base, run_folder(tmp_path / "now", host_ms=0.9 * 1.3), console=_console(), out=out, remeasure=remeasure
+    )
+    assert got == code
+    assert seen and all(kinds[:3] == ["dense", "floor", "lighthouse"] for kinds in seen)
+    with (out / "check.csv").open() as f:
+        row = {r["figure"]: r for r in csv.DictReader(f)}["host_ms_ratio_vs_sdpa"]
+    assert row["verdict"] == ("ok" if code == EXIT_OK else "REGRESSED") and "best of" in row["note"]
