@@ -259,6 +259,20 @@ def test_cli_end_to_end_and_errors(tiny_model, tmp_path):
         assert result.exit_code == 2 and option in result.output and "Traceback" not in result.output, result.output
 
 
+def _llama_config():
+    """A two-layer byte-level Llama small enough for the CPU, long enough for 512-byte prompts."""
+    return transformers.LlamaConfig(
+        vocab_size=256,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        use_cache=False,
+    )
+
+
 def test_lighthouse_folder_runs_saved_dense_and_lighthouse(tmp_path):
     """Catches the dense switch ignored on load (--attention lighthouse giving the dense model's answers, or
     saved != dense for a folder saved after the dense recovery), the trained context not read from
@@ -267,20 +281,8 @@ def test_lighthouse_folder_runs_saved_dense_and_lighthouse(tmp_path):
     from lighthouse.config import LighthouseConfig
     from lighthouse.quality.passkey_command import load_predict, trained_context
 
-    def cfg():
-        return transformers.LlamaConfig(
-            vocab_size=256,
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=2048,
-            use_cache=False,
-        )
-
     torch.manual_seed(0)
-    model = transformers.LlamaForCausalLM(cfg())
+    model = transformers.LlamaForCausalLM(_llama_config())
     hf.configure(model, LighthouseConfig(levels=2, pooling=2, topk=128, impl="torch"), dense_layers=[0], dense=True)
     path = tmp_path / "lighthouse-then-dense"
     model.save_pretrained(path)
@@ -308,7 +310,7 @@ def test_lighthouse_folder_runs_saved_dense_and_lighthouse(tmp_path):
     )
     assert torch.equal(digits, want)
     plain = tmp_path / "plain"
-    transformers.LlamaForCausalLM(cfg()).save_pretrained(plain)
+    transformers.LlamaForCausalLM(_llama_config()).save_pretrained(plain)
     with pytest.raises(ValueError, match="--attention lighthouse"):
         load_predict(plain, "lighthouse", cpu, "fp32")
 
@@ -321,17 +323,7 @@ def test_a_post_folder_runs_with_lighthouse_as_its_model_did(tmp_path):
     from lighthouse.quality.passkey_command import load_predict
 
     torch.manual_seed(0)
-    cfg = transformers.LlamaConfig(
-        vocab_size=256,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=2048,
-        use_cache=False,
-    )
-    model = transformers.LlamaForCausalLM(cfg).eval()
+    model = transformers.LlamaForCausalLM(_llama_config()).eval()
     hf.configure(model, LighthouseConfig(levels=2, pooling=2, topk=128, impl="torch", rope="post"), dense_layers=[0])
     model.save_pretrained(tmp_path / "m")
     tokens = torch.tensor([pk.build_prompt(512, 0.5, trial=t).tokens for t in range(2)])

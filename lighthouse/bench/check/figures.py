@@ -140,9 +140,14 @@ def with_plain(rows: Sequence[Row]) -> List[Row]:
 
 
 # ------------------------------------------------------------------------------------------- the host's ratio
+def _dense_match(row: Row) -> Tuple[str, ...]:
+    """What ties a Lighthouse row to its dense row: the same pass and shape."""
+    return tuple(norm(row.get(c)) for c in SHAPE_COLUMNS)
+
+
 def _floor_match(row: Row) -> Tuple[str, ...]:
     """What ties a Lighthouse row to its floor row: the same pass and shape, and the same L, p, k and scorer (S)."""
-    return tuple(norm(row.get(c)) for c in (*SHAPE_COLUMNS, "levels", "pooling", "topk", "scorer"))
+    return (*_dense_match(row), *(norm(row.get(c)) for c in ("levels", "pooling", "topk", "scorer")))
 
 
 def with_host_ratio(rows: Sequence[Row]) -> List[Row]:
@@ -156,13 +161,13 @@ def with_host_ratio(rows: Sequence[Row]) -> List[Row]:
     for r in rows:
         if r.get("status") == "ok" and num(r.get(HOST_MS)):
             if r.get("impl") == BASELINE_IMPL:
-                dense[tuple(norm(r.get(c)) for c in SHAPE_COLUMNS)] = num(r.get(HOST_MS))
+                dense[_dense_match(r)] = num(r.get(HOST_MS))
             elif r.get("kind") == "floor":
                 floors[_floor_match(r)] = num(r.get(HOST_MS))
     out = []
     for r in rows:
         own = num(r.get(HOST_MS))
-        stock = (dense.get(tuple(norm(r.get(c)) for c in SHAPE_COLUMNS)), floors.get(_floor_match(r)))
+        stock = (dense.get(_dense_match(r)), floors.get(_floor_match(r)))
         if r.get("kind") == "lighthouse" and r.get("status") == "ok" and own and all(stock):
             r = {**r, HOST_RATIO: fmt(own / sum(stock), ".6g")}
         out.append(r)
