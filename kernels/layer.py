@@ -9,6 +9,7 @@ Only the sub-sequence tensors and the selection maps are kept between the passes
 
 from __future__ import annotations
 
+import functools
 import threading
 from contextlib import contextmanager, nullcontext
 from typing import List, NamedTuple, Optional, Sequence
@@ -42,6 +43,14 @@ class Scores(NamedTuple):
     inv: Optional[torch.Tensor]
 
 
+def _fits(plan: LighthousePlan) -> bool:
+    """fits_in_kernel(plan), once per plan."""
+    hit = plan.memo.get("fits_in_kernel")
+    if hit is None:
+        hit = plan.memo["fits_in_kernel"] = fits_in_kernel(plan)
+    return hit
+
+
 def _level_views(pyr: torch.Tensor, plan: LighthousePlan):
     return [pyr[..., o : o + n] for o, n in zip(plan.offsets, plan.level_sizes)]
 
@@ -60,18 +69,32 @@ def _by_shape(fn, tensors):
     return out
 
 
+def _without_grad(fn):
+    """torch.no_grad() around fn, entered only when grad is on: inside the layer's autograd.Function it is off
+    already, and the context manager's own host time sits before the first kernel's launch (PERF_NOTES step 23)."""
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        if not torch.is_grad_enabled():
+            return fn(*args, **kwargs)
+        with torch.no_grad():
+            return fn(*args, **kwargs)
+
+    return run
+
+
 # ------------------------------------------------------------------------------------------- the stages
-@torch.no_grad()
+@_without_grad
 def run_scores(q, k, v, plan: LighthousePlan, gate: Optional[torch.Tensor] = None) -> Scores:
     """scores: the query and key score pyramids (check.raise_if_bad once the layer is launched)."""
     inv = None
-    if fits_in_kernel(plan):
+    if _fits(plan):
         inv = alloc.empty(plan.batch, plan.kv_heads, plan.pyramid_len, dtype=torch.int32, device=q.device)
     sq, sk, check = score_pyramids(q, k, v, plan, gate, inv)
     return Scores(sq, sk, check, inv)
 
 
-@torch.no_grad()
+@_without_grad
 def run_select(scores: Scores, plan: LighthousePlan) -> Selection:
     """select: the sub-sequence and its maps, in the kernel; the PyTorch selection when a tile is too large
     to sort in registers."""
@@ -140,6 +163,10 @@ def run_forward(
     # the finiteness screen of v on the S gathered rows (not all N), and the check's copies to the host, queued once
     # the SDPA is: host work there would keep the GPU waiting at the forward's front (finite_check.py)
     check.watch_v(v_sub)
+    # earlier calls' deferred checks that the GPU has passed, read without waiting: here, once this call's SDPA is
+    # queued (before the first launch their event queries were host time the GPU waited through, PERF_NOTES step 23)
+    # and before this call's own check joins them (an error names an earlier call)
+    poll_pending()
     if grad:  # a training forward: the backward is queued before anyone waits for the GPU (finite_check.py)
         check.defer()
     else:
@@ -288,9 +315,8 @@ def lighthouse_attention_triton(
     q, k, v, plan: LighthousePlan, gate: Optional[torch.Tensor] = None, positions: Optional[torch.Tensor] = None
 ) -> torch.Tensor:
     """positions (1 or B, N) int64 or None: token positions of rope='post' (None: 0..N-1)."""
-    poll_pending()  # earlier training forwards' finiteness checks that the GPU has passed, without waiting
     rope = rope_args(plan, q.device, positions)
-    grad = torch.is_grad_enabled() and any(x.requires_grad for x in (q, k, v))
+    grad = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
     key = ("precompiled", q.dtype, q.device, grad, positions is None)  # all that the kernels specialise on, but sizes
     if key not in plan.memo:  # a warm call's only cost: one dict lookup
         _precompile(q, k, v, plan, rope, grad, key)

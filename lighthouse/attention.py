@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Optional, Union
 
 import torch
@@ -20,6 +21,34 @@ _D = LighthouseConfig()
 #: attribute read). hook(q, k, v) -> (q, k, v, after), and after(out) runs on the output. The regression
 #: gate's planted slowdown (lighthouse.testing.slowdown) is the one user.
 call_hook = None
+
+
+def _keyword_config(*fields) -> LighthouseConfig:
+    """The LighthouseConfig of a call's keyword parameters, validated once per distinct set (a call's host time
+    is the layer's front: reports/PERF_NOTES.md step 23). Keyed by each value and its type, so that a value that
+    only compares equal (4.0 for 4, True for 1) is validated for itself; a dict (rope_scaling) is not cached."""
+    try:
+        return _cached_config(fields, tuple(map(type, fields)))
+    except TypeError:  # an unhashable field
+        return LighthouseConfig(*fields)
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_config(fields: tuple, types: tuple) -> LighthouseConfig:
+    return LighthouseConfig(*fields)
+
+
+_LAYER = []
+
+
+def _triton_layer():
+    """The Triton path's module, imported at its first call (the package imports without Triton); its entry is
+    looked up at each call, so that a test can replace it."""
+    if not _LAYER:
+        from .kernels import layer
+
+        _LAYER.append(layer)
+    return _LAYER[0]
 
 
 def lighthouse_attention(
@@ -60,7 +89,7 @@ def lighthouse_attention(
     cp_group: the shard's global positions, its first token at rank * shard length).
     """
     cfg = (
-        LighthouseConfig(levels, pooling, topk, scorer, dilation, impl, sdpa_backend, rope, rope_theta, rope_scaling)
+        _keyword_config(levels, pooling, topk, scorer, dilation, impl, sdpa_backend, rope, rope_theta, rope_scaling)
         if config is None
         else as_config(config)
     )
@@ -74,9 +103,7 @@ def lighthouse_attention(
     if call_hook is not None:
         q, k, v, after = call_hook(q, k, v)
     if resolve_impl(cfg.impl, q) == "triton":
-        from .kernels import lighthouse_attention_triton
-
-        out = lighthouse_attention_triton(q, k, v, plan, gate, positions)
+        out = _triton_layer().lighthouse_attention_triton(q, k, v, plan, gate, positions)
     else:
         out = lighthouse_attention_torch(q, k, v, plan, gate, positions=positions)
     if after is not None:

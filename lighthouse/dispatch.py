@@ -26,18 +26,28 @@ def forced_impl() -> Optional[str]:
     return forced
 
 
+_KERNELS = []
+
+
+def _kernels():
+    """The Triton package, imported at the first call that asks (once: a call's host time counts, PERF_NOTES
+    step 23)."""
+    if not _KERNELS:
+        from . import kernels
+
+        _KERNELS.append(kernels)
+    return _KERNELS[0]
+
+
 def resolve_impl(impl: str, q) -> str:
     """'torch' or 'triton' for a call on q's device: auto picks Triton where it runs; triton where it cannot
     is a ValueError saying why."""
-    impl = forced_impl() or impl
+    if os.environ.get(FORCE_IMPL_ENV):
+        impl = forced_impl() or impl
     if impl == "auto":
-        from . import kernels
-
-        return "triton" if q.is_cuda and kernels.available(q.device) else "torch"
+        return "triton" if q.is_cuda and _kernels().available(q.device) else "torch"
     if impl == "triton":
-        from . import kernels
-
-        reason = kernels.unavailable_reason(q.device)
+        reason = _kernels().unavailable_reason(q.device)
         if reason:
             raise ValueError(f"impl='triton' is not available here: {reason}; use impl='torch'")
     return impl

@@ -89,8 +89,31 @@ class LighthousePlan:
         return self.tiles * self.tile_len
 
 
+#: (id(config), q/k/v shapes, dtypes, devices) -> (config, plan) of calls without a gate that passed make_plan's
+#: checks: a warm call's validation is then one lookup. The checks read only these (and the config), so a call
+#: they passed once passes again; the config is kept in the entry so that its id is never reused.
+_VALIDATED: dict = {}
+_MAX_VALIDATED = 1024
+
+
 def make_plan(config: LighthouseConfig, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, gate=None) -> LighthousePlan:
     """Validate q, k, v (SDPA layout) against each other and the config, and size the call."""
+    key = None
+    if gate is None and type(q) is torch.Tensor and type(k) is torch.Tensor and type(v) is torch.Tensor:
+        key = (id(config), q.shape, k.shape, v.shape, q.dtype, k.dtype, v.dtype, q.device, k.device, v.device)
+        hit = _VALIDATED.get(key)
+        if hit is not None and hit[0] is config:
+            return hit[1]
+    plan = _validated_plan(config, q, k, v, gate)
+    if key is not None:
+        if len(_VALIDATED) >= _MAX_VALIDATED:
+            _VALIDATED.clear()
+        _VALIDATED[key] = (config, plan)
+    return plan
+
+
+def _validated_plan(config: LighthouseConfig, q, k, v, gate) -> LighthousePlan:
+    """make_plan's checks, every one of them, then the plan."""
     for name, t in (("q", q), ("k", k), ("v", v)):
         if not isinstance(t, torch.Tensor):
             raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
@@ -147,3 +170,10 @@ def plan_for(
     if config.rope == "post" and head_dim % 2:
         raise ValueError(f"rope='post' needs an even head dim D (RoPE rotates pairs of dimensions), got D={head_dim}")
     return LighthousePlan(config, batch, q_heads, kv_heads, seq_len, config.padded_len(seq_len), head_dim)
+
+
+def clear_plans() -> None:
+    """Forget every cached plan (plan_for's and the validated calls'): each shape's next call gets a fresh plan,
+    with an empty memo (tests of what a first call does)."""
+    plan_for.cache_clear()
+    _VALIDATED.clear()

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import lighthouse.distributed
-import lighthouse.kernels
+import lighthouse.kernels.layer
 from lighthouse.bench import cp, kernel_plant
 from lighthouse.harness.points import Point, Shape, Task
 
@@ -53,7 +53,7 @@ def test_the_plant_calibration_times_the_points_rope_placement(monkeypatch, rope
         seen["config"] = plan.config
         raise _Stop
 
-    monkeypatch.setattr(lighthouse.kernels, "lighthouse_attention_triton", spy)
+    monkeypatch.setattr(lighthouse.kernels.layer, "lighthouse_attention_triton", spy)
     time_layer = kernel_plant.layer_timer(_point(rope), torch.device("cpu"))
     with pytest.raises(_Stop):
         time_layer()

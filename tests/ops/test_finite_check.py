@@ -164,12 +164,14 @@ def test_training_forwards_defer_and_inference_forwards_read_at_the_call(monkeyp
 
 @pytest.mark.parametrize("grad", [True, False])
 def test_the_check_queues_its_screen_and_copies_after_the_sdpa(monkeypatch, grad):
-    """Catches the v screen or a word's copy to the host queued before the sub-sequence SDPA's launch: host work
-    between the forward's short first kernels, which a GPU done with them waits for (PERF_NOTES step 21). The
-    screen must still see the gathered rows (not v, nor a leaf autograd would record the sum on)."""
+    """Catches the v screen, a word's copy to the host or the poll of earlier calls' checks (event queries) made
+    before the sub-sequence SDPA's launch: host work between the forward's short first kernels, which a GPU done
+    with them waits for (PERF_NOTES steps 21 and 23). The screen must still see the gathered rows (not v, nor a
+    leaf autograd would record the sum on)."""
     order = []
     real_sdpa, real_screen, real_deferred = layer.causal_sdpa, fc.v_screen, fc._Deferred.__init__
     monkeypatch.setattr(layer, "causal_sdpa", lambda *a, **kw: order.append("sdpa") or real_sdpa(*a, **kw))
+    monkeypatch.setattr(layer, "poll_pending", lambda: order.append("poll") or fc.poll_pending())
 
     def screen(x):
         order.append(("v_screen", tuple(x.shape), x.requires_grad))
@@ -184,7 +186,9 @@ def test_the_check_queues_its_screen_and_copies_after_the_sdpa(monkeypatch, grad
     with torch.set_grad_enabled(grad):
         lighthouse.lighthouse_attention(q, k, v, config=cfg)
     s = make_plan(cfg, q, k, v).selected_len
-    assert order[0] == "sdpa" and order.count("copy") == 2, order
+    assert order[0] == "sdpa" and order.count("copy") == 2 and order.count("poll") == 1, order
+    # polled before this call's own check is read or queued (the flag's copy, made then: the last copy)
+    assert order.index("poll") < len(order) - 1 - order[::-1].index("copy"), order
     assert [x for x in order if isinstance(x, tuple)] == [("v_screen", (1, 1, s, 8), False)]
 
 

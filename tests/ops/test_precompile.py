@@ -18,7 +18,7 @@ from lighthouse import LighthouseConfig
 from lighthouse.kernels import gather, layer, precompile, scatter, scores, select
 from lighthouse.kernels.launch import Launch
 from lighthouse.kernels.rope import rope_args
-from lighthouse.plan import make_plan, plan_for
+from lighthouse.plan import clear_plans, make_plan
 
 from conftest import rand_qkv
 
@@ -109,7 +109,7 @@ def test_an_inference_call_plans_its_forward_only(caught):
 def recorded(monkeypatch):
     """The layer precompiles on the CPU (as if on CUDA); warm() records what it was given instead of compiling."""
     calls = []
-    plan_for.cache_clear()  # fresh plans: a plan remembers in its memo that it was precompiled (or not wanted)
+    clear_plans()  # fresh plans: a plan remembers in its memo that it was precompiled (or not wanted)
     monkeypatch.setattr(precompile, "_DONE", {})
     monkeypatch.setattr(precompile, "wanted", lambda device: True)
     monkeypatch.setattr(precompile, "warm", lambda launches, device, **kw: calls.append(list(launches)) or True)
@@ -139,7 +139,7 @@ def test_a_failing_precompile_never_fails_the_call(monkeypatch, broken):
     q, k, v, cfg, _ = _case(SMALL)
     with torch.no_grad():  # another configuration than the call below: this one precompiles nothing here
         expected = lighthouse.lighthouse_attention(q, k, v, config=cfg)
-    plan_for.cache_clear()
+    clear_plans()
     monkeypatch.setattr(precompile, "_DONE", {})
     monkeypatch.setattr(precompile, "wanted", lambda device: True)
     if broken == "planning":
@@ -278,7 +278,7 @@ def test_on_the_gpu_a_first_call_with_its_warm_ups_computes_what_a_later_call_do
     monkeypatch.setattr(layer, "warm_sdpa", lambda *a: warmed.append(1) or real(*a))
     monkeypatch.delenv(precompile.ENV, raising=False)
     monkeypatch.setattr(precompile, "_DONE", {})
-    plan_for.cache_clear()
+    clear_plans()
     gen = torch.Generator(device="cuda").manual_seed(0)
     q, k, v = (torch.randn(1, h, 8200, 64, device="cuda", generator=gen, dtype=torch.bfloat16) for h in (4, 2, 2))
     cfg = LighthouseConfig(levels=3, pooling=4, topk=512, impl="triton")
@@ -305,7 +305,7 @@ def test_the_sdpa_warm_up_under_a_non_reentrant_checkpoint_neither_hangs_nor_rec
     activation checkpoint (the trainer's, with --no-recompute) they recompute the checkpointed region from inside
     the precompile, whose lock that region's own Lighthouse call then waits on forever. The call runs in a thread
     that must finish; its gradients are those of the call without the checkpoint."""
-    plan_for.cache_clear()
+    clear_plans()
     monkeypatch.setattr(precompile, "_DONE", {})
     monkeypatch.setattr(precompile, "_LOCK", threading.Lock())  # a hung thread keeps this one, not the module's
     monkeypatch.setattr(precompile, "wanted", lambda device: True)
