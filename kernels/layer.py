@@ -148,11 +148,19 @@ def run_pool_bwd(
 
 
 def run_forward(
-    q, k, v, plan: LighthousePlan, gate: Optional[torch.Tensor], grad: bool, rope: Optional[RopeArgs] = None
+    q,
+    k,
+    v,
+    plan: LighthousePlan,
+    gate: Optional[torch.Tensor],
+    grad: bool,
+    rope: Optional[RopeArgs] = None,
+    selection=None,
 ):
     """The forward step sequence: (out, sel, sub-sequence q/k/v, out_sub). grad: the sub-sequence tensors are
-    leaves and the sdpa graph is kept, for the backward."""
-    sel, check = run_selection(q, k, v, plan, gate)
+    leaves and the sdpa graph is kept, for the backward. selection: run_selection's result when the caller ran
+    it already (the layer does, before autograd's entry: see lighthouse_attention_triton)."""
+    sel, check = run_selection(q, k, v, plan, gate) if selection is None else selection
     subs = run_gather(q, k, v, sel, plan, rope)
     v_sub = subs[2]  # the gathered rows themselves, not the leaf below (no autograd record for the screen)
     with torch.set_grad_enabled(grad):
@@ -286,8 +294,8 @@ def retain_inner_graph():
 
 class LighthouseFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, q, k, v, plan: LighthousePlan, gate, rope):
-        out, sel, leaves, out_sub = run_forward(q, k, v, plan, gate, grad=True, rope=rope)
+    def forward(ctx, q, k, v, plan: LighthousePlan, gate, rope, selection=None):
+        out, sel, leaves, out_sub = run_forward(q, k, v, plan, gate, grad=True, rope=rope, selection=selection)
         ctx.plan, ctx.sel, ctx.leaves, ctx.out_sub, ctx.rope = plan, sel, leaves, out_sub, rope
         ctx.retain = _retaining()  # a forward inside the block lets its backwards outside it repeat
         return out
@@ -308,7 +316,7 @@ class LighthouseFunction(torch.autograd.Function):
             ctx.leaves = ctx.out_sub = None  # freed before dq, dk, dv are allocated
         dq, dk, dv = run_pool_bwd(d_subs, sel, plan, ctx.rope)
         poll_pending()  # the checks the GPU has passed, without waiting
-        return dq, dk, dv, None, None, None
+        return dq, dk, dv, None, None, None, None
 
 
 def lighthouse_attention_triton(
@@ -320,10 +328,13 @@ def lighthouse_attention_triton(
     key = ("precompiled", q.dtype, q.device, grad, positions is None)  # all that the kernels specialise on, but sizes
     if key not in plan.memo:  # a warm call's only cost: one dict lookup
         _precompile(q, k, v, plan, rope, grad, key)
+    # scores and select (no gradient flows through them) are launched before autograd's entry: its host time then
+    # runs beside their kernels instead of before the first one, while the GPU waits (PERF_NOTES step 23)
+    selection = run_selection(q, k, v, plan, gate)
     if grad:
-        return LighthouseFunction.apply(q, k, v, plan, gate, rope)
+        return LighthouseFunction.apply(q, k, v, plan, gate, rope, selection)
     with torch.no_grad():
-        return run_forward(q, k, v, plan, gate, grad=False, rope=rope)[0]
+        return run_forward(q, k, v, plan, gate, grad=False, rope=rope, selection=selection)[0]
 
 
 def select_triton(q, k, v, plan: LighthousePlan, gate: Optional[torch.Tensor] = None) -> torch.Tensor:
