@@ -9,7 +9,6 @@ Only the sub-sequence tensors and the selection maps are kept between the passes
 
 from __future__ import annotations
 
-import functools
 import threading
 from contextlib import contextmanager, nullcontext
 from typing import List, NamedTuple, Optional, Sequence
@@ -69,24 +68,11 @@ def _by_shape(fn, tensors):
     return out
 
 
-def _without_grad(fn):
-    """torch.no_grad() around fn, entered only when grad is on: inside the layer's autograd.Function it is off
-    already, and the context manager's own host time sits before the first kernel's launch (PERF_NOTES step 23)."""
-
-    @functools.wraps(fn)
-    def run(*args, **kwargs):
-        if not torch.is_grad_enabled():
-            return fn(*args, **kwargs)
-        with torch.no_grad():
-            return fn(*args, **kwargs)
-
-    return run
-
-
 # ------------------------------------------------------------------------------------------- the stages
-@_without_grad
 def run_scores(q, k, v, plan: LighthousePlan, gate: Optional[torch.Tensor] = None) -> Scores:
-    """scores: the query and key score pyramids (check.raise_if_bad once the layer is launched)."""
+    """scores: the query and key score pyramids (check.raise_if_bad once the layer is launched). Records nothing
+    for autograd with grad on (no torch.no_grad() here: its host time would sit before the first launch, PERF_NOTES
+    step 23): the kernels write fresh tensors, and the scorers written in PyTorch run under no_grad themselves."""
     inv = None
     if _fits(plan):
         inv = alloc.empty(plan.batch, plan.kv_heads, plan.pyramid_len, dtype=torch.int32, device=q.device)
@@ -94,10 +80,9 @@ def run_scores(q, k, v, plan: LighthousePlan, gate: Optional[torch.Tensor] = Non
     return Scores(sq, sk, check, inv)
 
 
-@_without_grad
 def run_select(scores: Scores, plan: LighthousePlan) -> Selection:
     """select: the sub-sequence and its maps, in the kernel; the PyTorch selection when a tile is too large
-    to sort in registers."""
+    to sort in registers (both read only the score pyramids, which no gradient reaches)."""
     if scores.inv is not None:
         return select_in_kernel(scores.sq, scores.sk, plan, scores.inv)
     scores.check.raise_if_bad()  # the PyTorch selection would be misled by NaN before the deferred check

@@ -41,3 +41,21 @@ def test_scores_and_select_launch_before_autograds_entry_with_the_same_result(mo
         for a, b in zip((q, k, v), ref_leaves):
             torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-5)
 
+
+@pytest.mark.parametrize("scorer", ["norm", "dilated", "gla"])
+def test_the_selection_records_nothing_for_autograd_with_grad_on(scorer):
+    """Catches a scorer written in PyTorch recording a graph on q, k or the gate now that the selection runs outside
+    autograd.Function and without a torch.no_grad() of its own (memory held until the output dies)."""
+    if scorer == "gla":
+        pytest.importorskip("fla", reason="scorer='gla' needs flash-linear-attention")
+    q, k, v = rand_qkv(1, 2, 1, 512, 8, seed=4, requires_grad=True)
+    gate = torch.randn(1, 2, 512).sigmoid().log().requires_grad_() if scorer == "gla" else None
+    cfg = lighthouse.LighthouseConfig(levels=3, pooling=2, topk=128, scorer=scorer, dilation=2, impl="triton")
+    from lighthouse.plan import make_plan
+
+    plan = make_plan(cfg, q, k, v, gate)
+    assert torch.is_grad_enabled()
+    scores = layer.run_scores(q, k, v, plan, gate)
+    sel = layer.run_select(scores, plan)
+    for t in (scores.sq, scores.sk, sel.indices, sel.lm_idx, sel.lm_pos, sel.inv):
+        assert not t.requires_grad and t.grad_fn is None
